@@ -1,0 +1,1 @@
+"""Protocol plug-ins: how bytes come into the hub and go out of it."""

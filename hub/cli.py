@@ -1,0 +1,37 @@
+"""The `jghub` command line: one entry point, one sub-command group per room."""
+
+from __future__ import annotations
+
+import typer
+
+from hub import __version__
+
+app = typer.Typer(
+    name="jghub",
+    help="Integration hub for the provincial Internet + Supervision system.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"jghub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Integration hub for the provincial Internet + Supervision system."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

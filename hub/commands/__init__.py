@@ -1,0 +1,1 @@
+"""Sub-commands of the `jghub` command line, one module per room."""

@@ -1,0 +1,1 @@
+"""Declarative mappings between external systems' payloads and the unified standard."""

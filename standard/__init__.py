@@ -1,0 +1,1 @@
+"""The unified data standard: canonical datasets, the envelope, code tables and check algorithms."""
