@@ -399,7 +399,8 @@ def check_region(value: str, on: datetime.date | None = None) -> Region:
                 kind,
                 value,
                 "code table horizon",
-                f"{day} is before {table.horizon}; the code table records no history before it",
+                f"{day} is before the code table's horizon: it records no history before "
+                f"{table.horizon}",
             )
         raise CheckFailure(
             kind,

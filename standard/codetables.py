@@ -168,12 +168,17 @@ class CreditCodeKindTable:
         return tuple(k for k in self.kinds.values() if k.authority == authority)
 
 
-def _rows(file: str) -> Iterable[tuple[int, dict[str, str]]]:
-    text = resources.files("standard").joinpath("codetables", file).read_text(encoding="utf-8")
+def _packaged(file: str) -> str:
+    return resources.files("standard").joinpath("codetables", file).read_text(encoding="utf-8")
+
+
+def _rows(text: str, file: str) -> Iterable[tuple[int, dict[str, str]]]:
     reader = csv.DictReader(io.StringIO(text))
     for row in reader:
         # line_num is the physical line just read: the row's own line in the file.
-        yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None}
+        if None in row:
+            raise CodeTableError(file, reader.line_num, "more cells than the header has columns")
+        yield reader.line_num, {k: (v or "").strip() for k, v in row.items()}
 
 
 def _problem(error: ValidationError) -> str:
@@ -193,10 +198,14 @@ def _level_of(code: str) -> RegionLevel:
 @functools.cache
 def regions() -> RegionTable:
     """The region table (``regions.csv``), validated and indexed; read once per process."""
-    file = "regions.csv"
+    return load_regions(_packaged("regions.csv"), "regions.csv")
+
+
+def load_regions(text: str, file: str) -> RegionTable:
+    """Parse and validate a region table given as CSV text; ``file`` names it in errors."""
     by_code: dict[str, list[Region]] = {}
     lines: dict[Region, int] = {}
-    for line, row in _rows(file):
+    for line, row in _rows(text, file):
         try:
             region = Region.model_validate(row)
         except ValidationError as error:
@@ -244,10 +253,14 @@ def _check_links(file: str, line: int, region: Region, by_code: dict[str, list[R
 @functools.cache
 def industries() -> IndustryTable:
     """GB/T 4754-2017 sections and divisions (``industries.csv``); read once per process."""
-    file = "industries.csv"
+    return load_industries(_packaged("industries.csv"), "industries.csv")
+
+
+def load_industries(text: str, file: str) -> IndustryTable:
+    """Parse and validate an industry table given as CSV text; ``file`` names it in errors."""
     names: dict[str, str] = {}
     divisions: dict[str, IndustryDivision] = {}
-    for line, row in _rows(file):
+    for line, row in _rows(text, file):
         level, code = row.get("level"), row.get("code", "")
         try:
             if level == "section":
@@ -287,9 +300,13 @@ def industries() -> IndustryTable:
 @functools.cache
 def credit_code_kinds() -> CreditCodeKindTable:
     """GB 32100-2015 registration authorities and kinds (``credit_code_kinds.csv``)."""
-    file = "credit_code_kinds.csv"
+    return load_credit_code_kinds(_packaged("credit_code_kinds.csv"), "credit_code_kinds.csv")
+
+
+def load_credit_code_kinds(text: str, file: str) -> CreditCodeKindTable:
+    """Parse and validate a credit-code kind table given as CSV text."""
     kinds: dict[tuple[str, str], CreditCodeKind] = {}
-    for line, row in _rows(file):
+    for line, row in _rows(text, file):
         try:
             kind = CreditCodeKind.model_validate(row)
         except ValidationError as error:
