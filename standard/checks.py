@@ -19,6 +19,8 @@ Decisions (see the README part of this module's author for the reasoning):
 from __future__ import annotations
 
 import datetime
+import functools
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -118,6 +120,8 @@ def _character_problem(char: str, position: int, alphabet: str, described: str) 
 def _require_alphabet(
     kind: CheckKind, value: str, alphabet: str, described: str, rule: str, note: str = ""
 ) -> None:
+    if _only(alphabet).fullmatch(value):
+        return
     for index, char in enumerate(value):
         if char not in alphabet:
             reason = _character_problem(char, index + 1, alphabet, described)
@@ -132,8 +136,20 @@ def _require_length(kind: CheckKind, value: str, length: int, rule: str, hint: s
         raise CheckFailure(kind, value, rule, reason)
 
 
+@functools.cache
+def _only(alphabet: str) -> re.Pattern[str]:
+    """A pattern matching strings made only of ``alphabet``: the fast path of the scan."""
+    return re.compile(f"[{re.escape(alphabet)}]*")
+
+
+@functools.cache
+def _values(alphabet: str) -> dict[str, int]:
+    return {char: value for value, char in enumerate(alphabet)}
+
+
 def _weighted_sum(text: str, alphabet: str, weights: tuple[int, ...]) -> int:
-    return sum(alphabet.index(char) * weight for char, weight in zip(text, weights, strict=True))
+    values = _values(alphabet)
+    return sum(values[char] * weight for char, weight in zip(text, weights, strict=True))
 
 
 # -- unified social credit code (GB 32100-2015) -------------------------------------------------
@@ -148,6 +164,10 @@ def credit_code_check_char(first17: str) -> str:
         "credit-code", first17, CREDIT_CODE_ALPHABET, _CREDIT_DESCRIBED, f"{_CREDIT_RULE} alphabet"
     )
     _require_length("credit-code", first17, 17, "check character input")
+    return _credit_check_char(first17)
+
+
+def _credit_check_char(first17: str) -> str:
     total = _weighted_sum(first17, CREDIT_CODE_ALPHABET, CREDIT_CODE_WEIGHTS)
     return CREDIT_CODE_ALPHABET[(31 - total % 31) % 31]
 
@@ -180,7 +200,7 @@ def check_credit_code(value: str) -> str:
                 "registration region code and must be digits",
                 index + 1,
             )
-    expected = credit_code_check_char(value[:17])
+    expected = _credit_check_char(value[:17])
     if value[17] != expected:
         raise CheckFailure(
             kind,
@@ -212,7 +232,7 @@ def check_credit_code(value: str) -> str:
             2,
         )
     org_part = value[8:17]
-    org_expected = org_code_check_char(org_part[:8])
+    org_expected = _org_check_char(org_part[:8])
     if org_part[8] != org_expected:
         raise CheckFailure(
             kind,
@@ -234,6 +254,10 @@ def org_code_check_char(first8: str) -> str:
     """The GB 11714-1997 check character of an organisation code's first 8 characters."""
     _require_alphabet("org-code", first8, ORG_CODE_ALPHABET, "0-9 A-Z", f"{_ORG_RULE} alphabet")
     _require_length("org-code", first8, 8, "check character input")
+    return _org_check_char(first8)
+
+
+def _org_check_char(first8: str) -> str:
     remainder = 11 - _weighted_sum(first8, ORG_CODE_ALPHABET, ORG_CODE_WEIGHTS) % 11
     return {10: "X", 11: "0"}.get(remainder, str(remainder))
 
@@ -257,7 +281,7 @@ def check_org_code(value: str) -> str:
         )
     _require_alphabet(kind, value, ORG_CODE_ALPHABET, "0-9 A-Z", f"{_ORG_RULE} alphabet")
     _require_length(kind, value, 9, f"{_ORG_RULE} length")
-    expected = org_code_check_char(value[:8])
+    expected = _org_check_char(value[:8])
     if value[8] != expected:
         raise CheckFailure(
             kind,
@@ -278,6 +302,10 @@ def id_number_check_char(first17: str) -> str:
     """The GB 11643-1999 (ISO 7064 MOD 11-2) check character of an ID number's first 17 digits."""
     _require_alphabet("id-number", first17, DIGITS, "0-9", f"{_ID_RULE} alphabet")
     _require_length("id-number", first17, 17, "check character input")
+    return _id_check_char(first17)
+
+
+def _id_check_char(first17: str) -> str:
     return ID_NUMBER_CHECK_CHARS[_weighted_sum(first17, DIGITS, ID_NUMBER_WEIGHTS) % 11]
 
 
@@ -302,9 +330,10 @@ def check_id_number(value: str, *, today: datetime.date | None = None) -> str:
             "(position 18)",
             position_of_x + 1,
         )
-    born = _birth_date(value, today or datetime.date.today())
-    del born
-    expected = id_number_check_char(value[:17])
+    if isinstance(today, datetime.datetime):
+        today = today.date()
+    _birth_date(value, today or datetime.date.today())
+    expected = _id_check_char(value[:17])
     if value[17] != expected:
         raise CheckFailure(
             kind,
@@ -357,8 +386,14 @@ def _period(region: Region, horizon: datetime.date) -> str:
 
 
 def check_region(value: str, on: datetime.date | None = None) -> Region:
-    """The region ``value`` denotes on the date ``on`` (default: today), else raise CheckFailure."""
+    """The region ``value`` denotes on the date ``on`` (default: today), else raise CheckFailure.
+
+    ``on`` may be a datetime (e.g. an inspection time); its calendar date is used.
+    """
     kind: CheckKind = "region"
+    # A datetime is a date subclass but does not compare with one: reduce it to its date.
+    if isinstance(on, datetime.datetime):
+        on = on.date()
     day = on or datetime.date.today()
     _require_alphabet(kind, value, DIGITS, "0-9", f"{_REGION_RULE} alphabet")
     _require_length(kind, value, 6, f"{_REGION_RULE} length")

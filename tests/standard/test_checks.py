@@ -430,6 +430,12 @@ def test_replaced_codes_both_ways(old: str, new: str, first_day: datetime.date) 
     assert "not yet valid" in _fails(lambda v: check_region(v, on=last_day), new).message
 
 
+def test_region_accepts_a_datetime_as_the_day() -> None:
+    moment = datetime.datetime(2021, 4, 9, 0, 0, 1)
+    assert check_region("330113", on=moment).name == "临平区"
+    assert "abolished" in _fails(lambda v: check_region(v, on=moment), "330103").message
+
+
 def test_every_table_row_is_valid_exactly_in_its_period() -> None:
     table = codetables.regions()
     for region in table.all():
