@@ -5,7 +5,7 @@ characters (mappings normalise before they check), but its message names the off
 and hints at the cause. A failed check raises :class:`CheckFailure`, a ``ValueError``, so a
 pydantic validator that calls a check turns it into an ordinary validation error.
 
-Decisions (see the README part of this module's author for the reasoning):
+Decisions (the README's section on the standard gives the reasoning):
 
 * An organisation code is checked in its stored form, 9 characters without the hyphen of the
   printed form ``XXXXXXXX-X``; the hyphenated form is rejected with a hint.
