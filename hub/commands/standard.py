@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime
 import enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from standard import checks, codetables
+from standard.schema import write_schemas
 
 app = typer.Typer(
     help="The unified data standard: JSON Schemas and code checks.", no_args_is_help=True
@@ -102,3 +104,22 @@ def check(
         typer.echo(f"invalid: {failure.message}")
         raise typer.Exit(1) from None
     typer.echo(f"valid: {description}")
+
+
+# -- jghub standard schema ---------------------------------------------------------------------
+
+
+@app.command("schema")
+def schema(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            file_okay=False,
+            help="Directory to write the schemas into (created when missing).",
+        ),
+    ] = Path("schemas"),
+) -> None:
+    """Write one JSON Schema per dataset (<name>.v1.schema.json) and one for the envelope."""
+    for path in write_schemas(out):
+        typer.echo(f"wrote {path}")

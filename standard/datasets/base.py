@@ -107,21 +107,23 @@ class StandardRecord(BaseModel):
 
     @model_validator(mode="after")
     def _apply_cross_field_rules(self) -> Self:
-        errors: list[InitErrorDetails] = []
-        for rule in type(self).__rules__:
-            for breach in rule.check(self):
-                errors.append(
-                    InitErrorDetails(
-                        type=PydanticCustomError(
-                            RULE_ERROR, "{message}", {"rule": rule.name, "message": breach.message}
-                        ),
-                        loc=_loc(breach.field),
-                        input=breach.value,
-                    )
-                )
-        if errors:
-            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        breaches = [(rule.name, b) for rule in type(self).__rules__ for b in rule.check(self)]
+        if breaches:
+            raise rule_errors(type(self).__name__, breaches)
         return self
+
+
+def rule_errors(title: str, breaches: Iterable[tuple[str, Breach]]) -> ValidationError:
+    """A pydantic ValidationError holding named-rule breaches (error type ``jghub_rule``)."""
+    errors = [
+        InitErrorDetails(
+            type=PydanticCustomError(RULE_ERROR, "{message}", {"rule": name, "message": b.message}),
+            loc=_loc(b.field),
+            input=b.value,
+        )
+        for name, b in breaches
+    ]
+    return ValidationError.from_exception_data(title, errors)
 
 
 # --- rule helpers shared by the datasets --------------------------------------------------------
