@@ -522,3 +522,24 @@ def test_inspection_list_code_structure(code: str, rule: str) -> None:
     assert (found.field, found.rule) == ("inspection_list_code", rule)
     shortest = "1133010600256412541"
     assert validate("inspection", changed(sample("inspection"), {"inspection_list_code": shortest}))
+
+
+def test_errors_pickle_and_serialise_for_answers_and_quarantine() -> None:
+    data = changed(sample("penalty_case"), {"fine_paid": "100000.01"})
+    with pytest.raises(RecordInvalid) as caught:
+        validate("penalty_case", data)
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert again.violations == caught.value.violations and str(again) == str(caught.value)
+    assert caught.value.violations[0].to_dict() == {
+        "dataset": "penalty_case",
+        "field": "fine_paid",
+        "field_zh": "结案实缴罚款金额",
+        "rule": "paid fine within surcharge cap",
+        "value": "100000.01",
+        "message": "value 100000.01 exceeds twice fine_amount 50000.00 (fine plus the capped "
+        "surcharge)",
+    }
+    with pytest.raises(IllegalStageTransition) as moved:
+        check_transition("archived", "decision")
+    assert str(pickle.loads(pickle.dumps(moved.value))) == str(moved.value)
+    assert "none (final stage)" in str(moved.value)
