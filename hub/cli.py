@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from hub import __version__
+from hub.commands import standard as standard_commands
 
 app = typer.Typer(
     name="jghub",
@@ -27,6 +28,9 @@ def _root(
     ),
 ) -> None:
     """Integration hub for the provincial Internet + Supervision system."""
+
+
+app.add_typer(standard_commands.app, name="standard")
 
 
 def main() -> None:

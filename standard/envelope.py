@@ -1,0 +1,410 @@
+"""The exchange envelope: a CloudEvents 1.0 event carrying one canonical record, plus its lineage.
+
+Attributes (CloudEvents 1.0): ``specversion`` ``1.0``; ``id`` (unique per event); ``source`` (who
+changed the record: "province region code/department code", e.g. ``330000/scjgj``); ``type``
+(versioned dataset type, ``gov.supervision.penalty_case.v1``); ``subject`` (the record's key);
+``time`` (when the record changed, Asia/Shanghai); ``datacontenttype`` ``application/json``;
+``dataschema`` (``urn:jghub:schema:penalty_case.v1``); ``data`` (the canonical record).
+
+Extensions (lowercase alphanumerics, as CloudEvents requires):
+
+- ``operation``: ``insert``, ``update`` or ``delete`` (``i``/``u``/``d`` accepted on input).
+  Updates and deletes are carried, never dropped; a delete's ``data`` holds only the key.
+- ``correlationid``: ties together the events of one exchange (e.g. one pushed batch), optional.
+- ``idempotencykey``: sha256 (hex) of ``type``, ``subject``, ``time`` (UTC, ISO 8601 with
+  microseconds) and ``operation``, joined by newlines. The same change of the same record always
+  gets the same key, however often it is sent or replayed; a later change (a new ``time``) or
+  another operation gets a new one. Computed when absent.
+- ``schemaversion``: the dataset version, equal to the ``v`` of ``type``.
+- ``lineagedigest``: sha256 (hex) of the raw payload the record was translated from.
+- ``lineagesystem``: the external system that sent the payload.
+- ``lineagelocation``: where in the payload the record was (XPath or JSON path).
+- ``batchno``: the sender's batch number, date and 5-digit sequence: ``2019041100002``.
+
+Two encodings: structured mode (``to_json``/``from_json``, media type
+``application/cloudevents+json``) and the CloudEvents AMQP binding in binary mode (``to_amqp``/
+``from_amqp``): the record is the body, attributes travel as ``cloudEvents_``-prefixed application
+properties (message headers on RabbitMQ), ``datacontenttype`` as the content type. Pure data: the
+bus turns the properties dict into its client's message properties.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from standard.datasets import DATASETS, DatasetSpec, dataset, dataset_for_type, validate
+from standard.datasets.base import Breach, StandardRecord, rule_errors, violations_from
+from standard.errors import EnvelopeInvalid, UnknownDataset, Violation
+from standard.types import ShanghaiDateTime
+
+SPEC_VERSION = "1.0"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+DATA_CONTENT_TYPE = "application/json"
+AMQP_PREFIX = "cloudEvents_"
+# Earlier drafts of the AMQP binding used a colon; accepted on input for old senders.
+AMQP_PREFIXES = ("cloudEvents_", "cloudEvents:")
+ENVELOPE = "envelope"
+
+
+class Operation(StrEnum):
+    """What happened to the record."""
+
+    INSERT = "insert"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+_OPERATION_LETTERS = {"i": Operation.INSERT, "u": Operation.UPDATE, "d": Operation.DELETE}
+_TIME = TypeAdapter(ShanghaiDateTime)
+
+
+def payload_digest(raw: bytes) -> str:
+    """The lineage digest of a raw payload: sha256, lower-case hex."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def idempotency_key(type_: str, subject: str, time: datetime, operation: Operation | str) -> str:
+    """The deterministic idempotency key of one change (see the module docstring)."""
+    instant = time.astimezone(UTC).isoformat(timespec="microseconds")
+    text = "\n".join((type_, subject, instant, Operation(operation).value))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def schema_uri(spec: DatasetSpec) -> str:
+    """The ``dataschema`` URI of a dataset version."""
+    return f"urn:jghub:schema:{spec.name}.v{spec.version}"
+
+
+def dataset_for_model(model: type[BaseModel]) -> DatasetSpec:
+    """The dataset whose model is ``model``."""
+    for spec in DATASETS.values():
+        if spec.model is model:
+            return spec
+    raise UnknownDataset(model.__name__, DATASETS)
+
+
+def _batch_date_ok(batchno: str) -> bool:
+    try:
+        date(int(batchno[:4]), int(batchno[4:6]), int(batchno[6:8]))
+    except ValueError:
+        return False
+    return True
+
+
+class Envelope(BaseModel):
+    """One CloudEvent carrying one record of the standard (see the module docstring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    specversion: Literal["1.0"] = Field(default="1.0", description="CloudEvents version, 1.0.")
+    id: str = Field(
+        default_factory=lambda: str(uuid.uuid4()),
+        min_length=1,
+        max_length=128,
+        description="Unique id of this event (a UUID unless the sender has its own).",
+    )
+    source: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Who changed the record: province region code and department, "
+        "e.g. 330000/scjgj.",
+    )
+    type: str = Field(
+        pattern=r"^gov\.supervision\.[a-z_]+\.v[0-9]+$",
+        description="Versioned dataset type, e.g. gov.supervision.penalty_case.v1.",
+    )
+    subject: str = Field(min_length=1, max_length=128, description="The record's key value.")
+    time: ShanghaiDateTime = Field(description="When the record changed (变更时间).")
+    datacontenttype: Literal["application/json"] = Field(
+        default="application/json", description="Media type of data."
+    )
+    dataschema: str | None = Field(
+        default=None, description="URI of the dataset's JSON Schema, urn:jghub:schema:<name>.v<n>."
+    )
+    operation: Operation = Field(description="insert, update or delete (i, u, d accepted).")
+    correlationid: str | None = Field(
+        default=None, max_length=128, description="Ties together the events of one exchange."
+    )
+    idempotencykey: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of type, subject, UTC time and operation; computed when absent.",
+    )
+    schemaversion: int = Field(ge=1, description="Dataset version; equals the v of type.")
+    lineagedigest: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the raw payload."
+    )
+    lineagesystem: str | None = Field(
+        default=None, max_length=100, description="External system the payload came from."
+    )
+    lineagelocation: str | None = Field(
+        default=None, max_length=500, description="XPath or JSON path of the record in it."
+    )
+    batchno: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{13}$",
+        description="Sender's batch number: yyyymmdd and a 5-digit sequence, 2019041100002.",
+    )
+    data: dict[str, Any] = Field(
+        description="The canonical record (JSON form); for a delete only its key field."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_derived(cls, raw: Any) -> Any:
+        if not isinstance(raw, Mapping):
+            return raw
+        values = dict(raw)
+        operation = values.get("operation")
+        if isinstance(operation, str):
+            letter = operation.strip().lower()
+            values["operation"] = _OPERATION_LETTERS.get(letter, letter)
+        spec = _spec_or_none(values.get("type"))
+        if spec is not None:
+            values.setdefault("schemaversion", spec.version)
+        if values.get("idempotencykey") is None and spec is not None:
+            try:
+                changed = _TIME.validate_python(values.get("time"))
+                operation = Operation(str(values.get("operation")))
+            except (ValidationError, ValueError):
+                return values  # the field errors on time or operation say what is wrong
+            subject = str(values.get("subject"))
+            values["idempotencykey"] = idempotency_key(spec.type, subject, changed, operation)
+        return values
+
+    @field_validator("batchno")
+    @classmethod
+    def _batch_date(cls, value: str | None) -> str | None:
+        if value is not None and not _batch_date_ok(value):
+            raise PydanticCustomError(
+                "code_check",
+                "{message}",
+                {
+                    "rule": "batch number date",
+                    "message": f"batch number {value} does not start with a real date yyyymmdd",
+                },
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        spec = _spec_or_none(self.type)
+        breaches: list[tuple[str, Breach]] = []
+        if spec is None:
+            known = ", ".join(s.type for s in DATASETS.values())
+            message = f"type {self.type} is not a dataset of the standard; known: {known}"
+            breaches.append(("known type", Breach("type", self.type, message)))
+        else:
+            if self.schemaversion != spec.version:
+                message = f"{self.schemaversion} differs from the version of type {self.type}"
+                breaches.append(
+                    ("schema version", Breach("schemaversion", self.schemaversion, message))
+                )
+            key = self.data.get(spec.key_field)
+            if key is None or str(key) != self.subject:
+                message = f"value {self.subject} must equal data.{spec.key_field} ({key}), the key"
+                breaches.append(("subject is the key", Breach("subject", self.subject, message)))
+            extra = sorted(set(self.data) - {spec.key_field})
+            if self.operation is Operation.DELETE and extra:
+                message = f"a delete carries only the key {spec.key_field}; remove {extra}"
+                breaches.append(("delete carries only the key", Breach("data", extra, message)))
+        if breaches:
+            raise rule_errors(type(self).__name__, breaches)
+        return self
+
+    # -- building ---------------------------------------------------------------------------------
+
+    @classmethod
+    def wrap(
+        cls,
+        record: StandardRecord,
+        *,
+        source: str,
+        operation: Operation | str,
+        time: datetime,
+        id: str | None = None,
+        correlationid: str | None = None,
+        lineagedigest: str | None = None,
+        lineagesystem: str | None = None,
+        lineagelocation: str | None = None,
+        batchno: str | None = None,
+    ) -> Envelope:
+        """Wrap a validated record; ``time`` is when it changed. A delete keeps only the key."""
+        spec = dataset_for_model(type(record))
+        data = record.model_dump(mode="json")
+        letter = str(operation).strip().lower()
+        op = _OPERATION_LETTERS.get(letter) or Operation(letter)
+        if op is Operation.DELETE:
+            data = {spec.key_field: data[spec.key_field]}
+        return cls._build(
+            spec, data, source=source, operation=op, time=time, id=id,
+            correlationid=correlationid, lineagedigest=lineagedigest,
+            lineagesystem=lineagesystem, lineagelocation=lineagelocation, batchno=batchno,
+        )  # fmt: skip
+
+    @classmethod
+    def wrap_delete(
+        cls,
+        dataset_name: str,
+        key: str,
+        *,
+        source: str,
+        time: datetime,
+        id: str | None = None,
+        correlationid: str | None = None,
+        lineagedigest: str | None = None,
+        lineagesystem: str | None = None,
+        lineagelocation: str | None = None,
+        batchno: str | None = None,
+    ) -> Envelope:
+        """A delete event for the record ``key`` of ``dataset_name`` (only the key is carried)."""
+        spec = dataset(dataset_name)
+        return cls._build(
+            spec, {spec.key_field: key}, source=source, operation=Operation.DELETE, time=time,
+            id=id, correlationid=correlationid, lineagedigest=lineagedigest,
+            lineagesystem=lineagesystem, lineagelocation=lineagelocation, batchno=batchno,
+        )  # fmt: skip
+
+    @classmethod
+    def _build(
+        cls, spec: DatasetSpec, data: dict[str, Any], *, operation: Operation, **attributes: Any
+    ) -> Envelope:
+        values = {k: v for k, v in attributes.items() if v is not None}
+        values.update(
+            type=spec.type,
+            subject=str(data[spec.key_field]),
+            dataschema=schema_uri(spec),
+            operation=operation,
+            schemaversion=spec.version,
+            data=data,
+        )
+        return cls._checked(values)
+
+    @classmethod
+    def _checked(cls, values: Mapping[str, Any]) -> Envelope:
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            raise EnvelopeInvalid(ENVELOPE, violations_from(ENVELOPE, cls, error)) from None
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> DatasetSpec:
+        """The dataset the event carries."""
+        return dataset_for_type(self.type)
+
+    def record(self) -> StandardRecord | None:
+        """The carried record, validated (RecordInvalid if it breaks the standard); None for a
+        delete, which carries only the key."""
+        if self.operation is Operation.DELETE:
+            return None
+        return validate(self.spec.name, self.data)
+
+    # -- structured mode --------------------------------------------------------------------------
+
+    def to_json(self) -> bytes:
+        """The event in CloudEvents JSON structured mode (absent attributes left out)."""
+        attributes = self.model_dump(mode="json", exclude_none=True, exclude={"data"})
+        attributes["data"] = self.data
+        return json.dumps(attributes, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, check_record: bool = True) -> Envelope:
+        """Parse a structured-mode event; EnvelopeInvalid or, for the record, RecordInvalid."""
+        try:
+            raw = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise EnvelopeInvalid(
+                ENVELOPE, [Violation(ENVELOPE, "", "", "JSON", None, f"not JSON: {error}")]
+            ) from None
+        if not isinstance(raw, dict):
+            raise EnvelopeInvalid(
+                ENVELOPE,
+                [Violation(ENVELOPE, "", "", "JSON object", None, "the event is not an object")],
+            )
+        envelope = cls._checked(raw)
+        if check_record:
+            envelope.record()
+        return envelope
+
+    # -- AMQP binary mode -------------------------------------------------------------------------
+
+    def to_amqp(self) -> tuple[dict[str, Any], bytes]:
+        """(message properties, body) in the CloudEvents AMQP binding's binary mode.
+
+        Properties: ``content_type`` (datacontenttype), ``message_id`` (id), ``correlation_id``
+        (correlationid, when set) and ``headers`` with every other attribute as
+        ``cloudEvents_<name>``. The body is the record's JSON.
+        """
+        attributes = self.model_dump(
+            mode="json", exclude_none=True, exclude={"data", "datacontenttype"}
+        )
+        headers = {f"{AMQP_PREFIX}{name}": value for name, value in attributes.items()}
+        properties: dict[str, Any] = {
+            "content_type": self.datacontenttype,
+            "message_id": self.id,
+            "headers": headers,
+        }
+        if self.correlationid is not None:
+            properties["correlation_id"] = self.correlationid
+        body = json.dumps(self.data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return properties, body
+
+    @classmethod
+    def from_amqp(
+        cls, properties: Mapping[str, Any] | Any, body: bytes, *, check_record: bool = True
+    ) -> Envelope:
+        """Rebuild an event from binary-mode message properties (a mapping or an object with
+        ``content_type`` and ``headers`` attributes, such as a client's properties) and body."""
+        headers = _property(properties, "headers") or {}
+        values: dict[str, Any] = {}
+        for name, value in dict(headers).items():
+            for prefix in AMQP_PREFIXES:
+                if isinstance(name, str) and name.startswith(prefix):
+                    text = value.decode("utf-8") if isinstance(value, bytes) else value
+                    values[name.removeprefix(prefix)] = text
+        content_type = _property(properties, "content_type")
+        if content_type is not None:
+            values["datacontenttype"] = content_type
+        try:
+            values["data"] = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise EnvelopeInvalid(
+                ENVELOPE, [Violation(ENVELOPE, "data", "", "JSON", None, f"body not JSON: {error}")]
+            ) from None
+        envelope = cls._checked(values)
+        if check_record:
+            envelope.record()
+        return envelope
+
+
+def _property(properties: Mapping[str, Any] | Any, name: str) -> Any:
+    if isinstance(properties, Mapping):
+        return properties.get(name)
+    return getattr(properties, name, None)
+
+
+def _spec_or_none(type_: object) -> DatasetSpec | None:
+    if not isinstance(type_, str):
+        return None
+    try:
+        return dataset_for_type(type_)
+    except UnknownDataset:
+        return None

@@ -1,0 +1,122 @@
+"""`jghub standard check KIND VALUE`: verdicts and exit codes, in process and as a real process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from hub.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["credit-code", "91330000755918469E"],
+            "valid: unified social credit code 91330000755918469E: 工商 / 企业, "
+            "registration region 330000, organisation code 755918469",
+        ),
+        (["org-code", "755918469"], "valid: organisation code 755918469"),
+        (
+            ["id-number", "11010519491231002X"],
+            "valid: resident ID number 11010519491231002X: born 1949-12-31, female, region 110105",
+        ),
+        (
+            ["region", "330113"],
+            "valid: region 330113 临平区 (county in 浙江省 杭州市), valid from 2021-04-09",
+        ),
+        (
+            ["region", "330103", "--on", "2021-04-08"],
+            "valid: region 330103 下城区 (county in 浙江省 杭州市), "
+            "valid from 2013-01-01 or earlier to 2021-04-08",
+        ),
+        (
+            ["industry", "C1311"],
+            "valid: industry C1311 (class): section C 制造业, division 13 农副食品加工业, "
+            "class 1311 (groups and classes are checked structurally)",
+        ),
+        (["industry", "C"], "valid: industry C (section): section C 制造业"),
+    ],
+)
+def test_valid_codes_exit_0_with_a_description(args: list[str], expected: str) -> None:
+    result = runner.invoke(app, ["standard", "check", *args])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["credit-code", "91330000755918469A"],
+            "invalid: unified social credit code 91330000755918469A: check character is 'A', "
+            "expected 'E' (GB 32100-2015 check character)",
+        ),
+        (["org-code", "75591846-9"], "write 755918469"),
+        (
+            ["id-number", "11010519490231002X"],
+            "birth date 19490231 (positions 7-14) does not exist",
+        ),
+        (["region", "330103"], "下城区 was abolished on 2021-04-09"),
+        (["region", "330113", "--on", "2021-04-08"], "not yet valid on 2021-04-08"),
+        (["industry", "A13"], "division 13 is not in section A (01-05)"),
+    ],
+)
+def test_invalid_codes_exit_1_saying_why(args: list[str], expected: str) -> None:
+    result = runner.invoke(app, ["standard", "check", *args])
+    assert result.exit_code == 1, result.output
+    assert result.stdout.startswith("invalid: ")
+    assert expected in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["passport", "E12345678"],
+        ["industry", "C13", "--on", "2021-04-08"],
+        ["region", "330113", "--on", "09/04/2021"],
+    ],
+)
+def test_bad_usage_exits_2(args: list[str]) -> None:
+    result = runner.invoke(app, ["standard", "check", *args])
+    assert result.exit_code == 2, result.output
+
+
+def test_a_real_process() -> None:
+    valid = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "standard", "check", "region", "330114"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert valid.returncode == 0, valid.stderr
+    assert valid.stdout.startswith("valid: region 330114 钱塘区")
+    invalid = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hub.cli",
+            "standard",
+            "check",
+            "credit-code",
+            "９1330000755918469E",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert invalid.returncode == 1, invalid.stderr
+    assert "full-width character '９' at position 1" in invalid.stdout
+    bad_kind = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "standard", "check", "passport", "E1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad_kind.returncode == 2
+    assert "passport" in bad_kind.stderr
