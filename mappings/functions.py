@@ -140,11 +140,16 @@ def function(
 
 
 def _text(value: Any, rule: str) -> str:
+    # Numbers and booleans from JSON or from a canonical record read as the text JSON writes.
     if isinstance(value, str):
         return value
-    if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise ValueProblem(rule, f"expected text, got {type(value).__name__} {value!r}", value)
-    return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    raise ValueProblem(rule, f"expected text, got {type(value).__name__} {value!r}", value)
 
 
 # --------------------------------------------------------------------------- text

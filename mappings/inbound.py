@@ -182,6 +182,9 @@ class InboundTranslation:
             operation = "insert"
         else:
             operation = self._operation_name(operation, problems)
+        if problems:
+            # Without its operation a record cannot be checked: a delete needs only its key.
+            return self._errors(record, problems, [])
         data: dict[str, Any] = {}
         if operation == "delete":
             fields: tuple[tuple[str, Evaluate], ...] = ((self.dataset.key_field, self._key),)
@@ -284,7 +287,7 @@ class InboundTranslation:
             return None
 
     def _operation_name(self, value: Any, problems: list[tuple[str, ValueProblem]]) -> str:
-        if any(name == "envelope.operation" for name, _ in problems):
+        if problems:
             return "insert"
         name = OPERATIONS.get(str(value).strip().lower()) if value is not None else None
         if name is None:

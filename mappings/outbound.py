@@ -145,13 +145,13 @@ class OutboundRendering:
             each = self._compiler.path(rule.each, (*location, "each"), target)
             assert isinstance(each, JsonPath)
             if rule.fields is not None:
-                children = self._template(rule.fields, (*location, "fields"), target)
+                children = self._template(value["fields"], (*location, "fields"), target)
                 return _Node(name, target, None, children, each)
             leaf = rule.model_copy(update={"each": None, "path": "@"})
             evaluate = self._compiler.rule(leaf, location, target)
             return _Node(name, target, evaluate, None, each)
         if rule.source == "fields":
-            children = self._template(rule.fields, (*location, "fields"), target)
+            children = self._template(value["fields"], (*location, "fields"), target)
             return _Node(name, target, None, children, None)
         return _Node(name, target, self._compiler.rule(rule, location, target), None, None)
 
