@@ -117,6 +117,8 @@ def _unread_xml(translation: InboundTranslation, payload: bytes) -> set[str]:
     root = parse_xml(payload, translation.system.limits)
     reads = _XmlReads(mapping.namespaces)
     records = reads.path(mapping.records, [root], as_value=False)
+    if not records:
+        return set()  # not a payload of this message type: nothing to report
     for rule in _rules(translation):
         reads.rule(rule, records)
     prefixes = {uri: prefix for prefix, uri in mapping.namespaces.items()}
@@ -221,8 +223,8 @@ def _unread_json(translation: InboundTranslation, payload: bytes) -> set[str]:
     finally:
         PAYLOAD_ROOT.reset(token)
     record_prefix = reads.path(mapping.records, "", as_value=False)
-    if record_prefix is None:
-        return set()
+    if record_prefix is None or found is None or found == []:
+        return set()  # not a payload of this message type: nothing to report
     if isinstance(found, list):
         record_prefix += "[]"
     for rule in _rules(translation):
