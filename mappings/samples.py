@@ -208,10 +208,10 @@ def _outbound(
 def _canonical(data: bytes, syntax: str) -> str:
     if syntax == "json":
         return _pretty(json.loads(data))
-    canonical = etree.canonicalize(xml_data=data, strip_text=True)
     parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
+    canonical = etree.canonicalize(etree.fromstring(data, parser), strip_text=True)
     tree = etree.fromstring(canonical.encode("utf-8"), parser)
-    return etree.tostring(tree, pretty_print=True, encoding="unicode")
+    return str(etree.tostring(tree, pretty_print=True, encoding="unicode"))
 
 
 # --------------------------------------------------------------------------- shared
