@@ -52,6 +52,21 @@ class CompiledPipe:
         return value
 
 
+class Sealed:
+    """A compiled object whose attributes cannot change once `seal()` was called."""
+
+    _sealed = False
+
+    def seal(self) -> None:
+        """Forbid any further change of this object's attributes."""
+        object.__setattr__(self, "_sealed", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._sealed:
+            raise AttributeError(f"{type(self).__name__} is compiled and cannot be changed")
+        object.__setattr__(self, name, value)
+
+
 class RuleCompiler:
     """Compiles the rules of one mapping file (one format, one set of namespaces)."""
 

@@ -20,7 +20,7 @@ from typing import Any
 from lxml import etree
 from pydantic import BaseModel, ValidationError
 
-from mappings.compiler import Evaluate, RuleCompiler
+from mappings.compiler import Evaluate, RuleCompiler, Sealed
 from mappings.errors import NoRecords, PayloadRejected, TranslationError, ValueProblem
 from mappings.functions import BuildContext
 from mappings.language import FieldRule, InboundMapping, SystemSpec
@@ -78,7 +78,7 @@ class _Record:
     line: int | None
 
 
-class InboundTranslation:
+class InboundTranslation(Sealed):
     """A compiled inbound mapping: translates payloads of one message type of one system."""
 
     def __init__(
@@ -116,6 +116,7 @@ class InboundTranslation:
         self._batch_no = _optional(compiler, rules.batch_no, ("envelope", "batch_no"))
         self._record_id = _optional(compiler, rules.record_id, ("envelope", "record_id"))
         self._validate: Callable[[dict[str, Any]], StandardRecord] = model.model_validate
+        self.seal()
 
     # ------------------------------------------------------------------ translating
 

@@ -21,7 +21,7 @@ from typing import Any
 from lxml import etree
 from pydantic import BaseModel, ValidationError
 
-from mappings.compiler import Evaluate, RuleCompiler
+from mappings.compiler import Evaluate, RuleCompiler, Sealed
 from mappings.errors import RenderError, ValueProblem
 from mappings.functions import BuildContext
 from mappings.language import RULE_KEYWORDS, FieldRule, OutboundMapping, SystemSpec
@@ -45,7 +45,7 @@ class _Node:
     each: JsonPath | None
 
 
-class OutboundRendering:
+class OutboundRendering(Sealed):
     """A compiled outbound mapping: renders records of one dataset for one system."""
 
     def __init__(
@@ -78,6 +78,7 @@ class OutboundRendering:
             "".encode(mapping.encoding)
         except LookupError:
             raise document.error(f"unknown encoding '{mapping.encoding}'", ("encoding",)) from None
+        self.seal()
 
     # ------------------------------------------------------------------ compiling
 

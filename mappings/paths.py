@@ -243,9 +243,10 @@ def compile_jmespath(text: str) -> JsonPath:
         expression = jmespath.compile(text)
         expression.search({})
     except jmespath_errors.ParseError as error:
+        found = "the end" if error.token_value is None else repr(error.token_value)
         raise PathInvalid(
             f"JMESPath syntax error in {text!r} at position {error.lex_position}: "
-            f"{error.msg} (found {error.token_value!r})"
+            f"{error.msg} (found {found})"
         ) from None
     except jmespath_errors.LexerError as error:
         raise PathInvalid(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -120,7 +121,13 @@ def load_system(path: Path | str) -> SystemMappings:
             )
     if not inbound and not outbound:
         raise MappingError("the system folder has no mapping files", file=folder)
-    return SystemMappings(spec, folder, tables, inbound, outbound)
+    return SystemMappings(
+        spec,
+        folder,
+        MappingProxyType(tables),
+        MappingProxyType(inbound),
+        MappingProxyType(outbound),
+    )
 
 
 def load_all(root: Path | str | None = None) -> dict[str, SystemMappings]:
