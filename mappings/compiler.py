@@ -177,7 +177,7 @@ class RuleCompiler:
         if kind == "path":
             assert rule.path is not None
             path = self.path(rule.path, (*location, "path"), field)
-            return path.value, rule.path
+            return path.reader, rule.path
         if kind == "const":
             constant = rule.const
             return (lambda context: constant), None
@@ -306,16 +306,25 @@ def _combine(
 
         return with_default
 
+    steps = pipe.steps
+
     def piped(context: Any) -> Any:
         value = source(context)
-        if value is not None:
-            try:
-                value = pipe(value)
-            except ValueProblem as problem:
-                if problem.source_path is None:
-                    problem.source_path = source_text
-                raise
-        return default if value is None else value
+        if value is None:
+            return default
+        try:
+            for step, whole_list in steps:
+                if whole_list or type(value) is not list:
+                    value = step(value)
+                else:
+                    value = [result for item in value if (result := step(item)) is not None]
+                if value is None:
+                    return default
+        except ValueProblem as problem:
+            if problem.source_path is None:
+                problem.source_path = source_text
+            raise
+        return value
 
     return piped
 

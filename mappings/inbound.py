@@ -70,7 +70,7 @@ class Translation:
 
 @dataclass(frozen=True)
 class _Record:
-    """One record being translated: its context for paths, position and location."""
+    """One record of a payload: its element (XML) or value (JSON), position and location."""
 
     context: Any
     index: int
@@ -116,6 +116,7 @@ class InboundTranslation(Sealed):
         self._batch_no = _optional(compiler, rules.batch_no, ("envelope", "batch_no"))
         self._record_id = _optional(compiler, rules.record_id, ("envelope", "record_id"))
         self._validate: Callable[[dict[str, Any]], StandardRecord] = model.model_validate
+        self._xml = mapping.format == "xml"
         self.seal()
 
     # ------------------------------------------------------------------ translating
@@ -156,7 +157,7 @@ class InboundTranslation(Sealed):
                 else []
             )
             records = [
-                _Record(RecordElement(node), index, f"({text})[{index + 1}]", node.sourceline)
+                _Record(node, index, f"({text})[{index + 1}]", node.sourceline)
                 for index, node in enumerate(nodes)
             ]
         else:
@@ -176,7 +177,8 @@ class InboundTranslation(Sealed):
         return root, records
 
     def _translate_record(self, record: _Record, digest: str) -> Envelope | list[TranslationError]:
-        context = record.context
+        # The child index lives as long as the record is being translated, not the whole batch.
+        context = RecordElement(record.context) if self._xml else record.context
         problems: list[tuple[str, ValueProblem]] = []
         operation = self._envelope_value(self._operation, context, "operation", problems)
         if operation is None and self._operation is None:
@@ -376,7 +378,7 @@ class InboundTranslation(Sealed):
 
 
 def _first_node(path: XmlPath, record: _Record, field_path: tuple[str | int, ...]) -> Any:
-    element = record.context.element
+    element = record.context
     found = path.evaluate(element)
     if not isinstance(found, list) or not found:
         return None

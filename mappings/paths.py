@@ -48,24 +48,55 @@ class RecordElement:
     """An XML record being translated: its element and an index of its children by tag.
 
     The index is built on first use, once per record, and keeps the first child of each name,
-    which is what an XPath's first node would be.
+    which is what an XPath's first node would be. Elements below the record reached by a child
+    path (`dsr:DSR` in `dsr:DSR/dsr:MC`) get their own index, kept here too, so the fields read
+    from one sub-element share it.
     """
 
-    __slots__ = ("_children", "element")
+    __slots__ = ("_children", "_repeated", "_subs", "element")
 
     def __init__(self, element: etree._Element) -> None:
         self.element = element
         self._children: dict[Any, etree._Element] | None = None
+        self._repeated: set[Any] = set()
+        self._subs: dict[Any, RecordElement | None] | None = None
+
+    def _index(self) -> dict[Any, etree._Element]:
+        children: dict[Any, etree._Element] = {}
+        repeated = self._repeated
+        for child in self.element:
+            tag = child.tag
+            if tag in children:
+                repeated.add(tag)
+            else:
+                children[tag] = child
+        self._children = children
+        return children
 
     def child(self, tag: str) -> etree._Element | None:
         """The first child element with this Clark-notation tag."""
         children = self._children
         if children is None:
-            children = {}
-            for child in reversed(self.element):
-                children[child.tag] = child
-            self._children = children
+            children = self._index()
         return children.get(tag)
+
+    def sub(self, tag: str) -> RecordElement | None:
+        """The first child with this tag as an indexed element, None if there is none.
+
+        Raises LookupError when several children have the tag: a path through it may find its
+        first node in any of them, so the caller asks lxml instead.
+        """
+        subs = self._subs
+        if subs is None:
+            subs = self._subs = {}
+        elif tag in subs:
+            return subs[tag]
+        element = self.child(tag)
+        if tag in self._repeated:
+            raise LookupError(tag)
+        found = RecordElement(element) if element is not None else None
+        subs[tag] = found
+        return found
 
 
 def string_value(node: Any) -> str:
@@ -121,6 +152,11 @@ class XmlPath:
         """The path's value on `record` (see the module docstring), None when absent."""
         return self._value(record)
 
+    @property
+    def reader(self) -> Callable[[RecordElement], Any]:
+        """The function giving the path's value, for callers that call it once per record."""
+        return self._value
+
     def evaluate(self, node: etree._Element) -> Any:
         """The raw XPath result on any node (a list, string, number or boolean)."""
         return self.xpath(node)
@@ -169,12 +205,24 @@ def _fast_xml(
 
         return child_value
     if _CHILD_PATH.fullmatch(path):
-        element_path = "/".join(_clark(step, namespaces) for step in path.split("/"))
+        tags = [_clark(step, namespaces) for step in path.split("/")]
+        element_path = "/".join(tags)
+        through, last = tuple(tags[:-1]), tags[-1]
 
         def descendant_value(record: RecordElement) -> Any:
-            element = record.element.find(element_path)
+            node: RecordElement | None = record
+            try:
+                for tag in through:
+                    node = node.sub(tag)  # type: ignore[union-attr]
+                    if node is None:
+                        return None
+                element = node.child(last)  # type: ignore[union-attr]
+            except LookupError:  # a repeated step: lxml finds the first node in document order
+                element = record.element.find(element_path)
             if element is None:
                 return None
+            if len(element) == 0:
+                return element.text or None
             return string_value(element) or None
 
         return descendant_value
@@ -185,6 +233,23 @@ def _fast_xml(
             return record.element.get(attribute) or None
 
         return attribute_value
+    steps, _, last_step = path.rpartition("/@")
+    if steps and _CHILD_PATH.fullmatch(steps) and _QNAME.fullmatch(last_step):
+        through_tags = tuple(_clark(step, namespaces) for step in steps.split("/"))
+        name = _clark(last_step, namespaces)
+
+        def child_attribute_value(record: RecordElement) -> Any:
+            node: RecordElement | None = record
+            try:
+                for tag in through_tags:
+                    node = node.sub(tag)  # type: ignore[union-attr]
+                    if node is None:
+                        return None
+            except LookupError:  # a repeated step: the first node may be in any of them
+                return xpath_value(xpath(record.element))
+            return node.element.get(name) or None  # type: ignore[union-attr]
+
+        return child_attribute_value
 
     def general_value(record: RecordElement) -> Any:
         return xpath_value(xpath(record.element))
@@ -218,6 +283,11 @@ class JsonPath:
     def evaluate(self, data: Any) -> Any:
         """The raw JMESPath result."""
         return self.expression.search(PAYLOAD_ROOT.get() if self.from_root else data)
+
+    @property
+    def reader(self) -> Callable[[Any], Any]:
+        """The function giving the path's value (as `value` does)."""
+        return self.value
 
     def field_names(self) -> set[str]:
         """Every field name the expression mentions (for coverage reports)."""

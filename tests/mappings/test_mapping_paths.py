@@ -20,7 +20,10 @@ from mappings.paths import (
 
 NS = {"p": "urn:p", "q": "urn:q"}
 TAGS = ["{urn:p}A", "{urn:p}B", "{urn:q}A", "A", "B"]
-XPATHS = ["p:A", "p:B", "q:A", "A", "p:A/p:B", "p:A/q:A/A", "@x", "@p:y", "B/A"]
+XPATHS = [
+    "p:A", "p:B", "q:A", "A", "p:A/p:B", "p:A/q:A/A", "@x", "@p:y", "B/A", "p:A/@x",
+    "p:A/A/@p:y", "B/@x",
+]  # fmt: skip
 
 
 @st.composite
