@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from mappings.compiler import Evaluate, RuleCompiler, Sealed
 from mappings.errors import NoRecords, PayloadRejected, TranslationError, ValueProblem
-from mappings.functions import BuildContext
+from mappings.functions import FUNCTIONS, BuildContext, LookupOptions
 from mappings.language import FieldRule, InboundMapping, SystemSpec
 from mappings.paths import (
     PAYLOAD_ROOT,
@@ -36,9 +36,10 @@ from mappings.payloads import parse_json, parse_xml
 from mappings.yamlsource import YamlFile
 from standard.datasets import DATASETS, DatasetSpec
 from standard.datasets.base import StandardRecord, violations_from
+from standard.dictionaries import dictionary
 from standard.envelope import Envelope
 from standard.errors import RecordInvalid, Violation
-from standard.fields import zh_path
+from standard.fields import field_meta, model_in, zh_path
 from standard.types import SHANGHAI
 
 OPERATIONS = {
@@ -98,7 +99,7 @@ class InboundTranslation(Sealed):
         compiler = RuleCompiler(document, mapping.format, mapping.namespaces, context)
         self._compiler = compiler
         self.records_path = compiler.path(mapping.records, ("records",), None)
-        _check_target_fields(model, mapping.fields, document, ("fields",))
+        _check_target_fields(model, mapping.fields, document, ("fields",), context)
         self._fields: tuple[tuple[str, Evaluate], ...] = compiler.fields(
             mapping.fields, ("fields",)
         )
@@ -426,6 +427,7 @@ def _check_target_fields(
     rules: dict[str, FieldRule],
     document: YamlFile,
     location: tuple[str | int, ...],
+    context: BuildContext,
 ) -> None:
     known = model.model_fields
     for name, rule in rules.items():
@@ -435,17 +437,18 @@ def _check_target_fields(
                 (*location, name),
                 field=name,
             )
+        _check_lookup_codes(model, name, rule, document, (*location, name), context)
         nested_rules = rule.fields
         if nested_rules is None:
             continue
-        nested = _nested_model(known[name].annotation)
+        nested = model_in(known[name].annotation)
         if nested is None:
             raise document.error(
                 f"field '{name}' of {model.__name__} is not an object, so it has no fields",
                 (*location, name),
                 field=name,
             )
-        _check_target_fields(nested, nested_rules, document, (*location, name, "fields"))
+        _check_target_fields(nested, nested_rules, document, (*location, name, "fields"), context)
     missing = [name for name, info in known.items() if info.is_required() and name not in rules]
     if missing:
         raise document.error(
@@ -455,20 +458,41 @@ def _check_target_fields(
         )
 
 
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    stack = [annotation]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            return current
-        stack.extend(getattr(current, "__args__", ()))
-        origin = getattr(current, "__origin__", None)
-        if origin is not None and origin is not current:
-            stack.append(origin)
-        metadata_type = getattr(current, "__metadata__", None)
-        if metadata_type is not None:
-            stack.append(getattr(current, "__origin__", None))
-    return None
+def _check_lookup_codes(
+    model: type[BaseModel],
+    name: str,
+    rule: FieldRule,
+    document: YamlFile,
+    location: tuple[str | int, ...],
+    context: BuildContext,
+) -> None:
+    """A table that feeds a dictionary field must give only codes of that dictionary."""
+    if not rule.pipe or rule.fields is not None:
+        return
+    last = rule.pipe[-1]
+    if not isinstance(last, dict) or set(last) != {"lookup"}:
+        return
+    dictionary_name = field_meta(model, name).dictionary
+    if dictionary_name is None:
+        return
+    options = FUNCTIONS["lookup"].parse_options(last["lookup"])
+    assert isinstance(options, LookupOptions)
+    if options.reverse:
+        return
+    table = context.tables.get(options.table) if options.table else None
+    given = dict(table.forward) if table else dict(options.values or {})
+    if options.default is not None:
+        given["(default)"] = options.default
+    allowed = dictionary(dictionary_name)
+    for source, code in given.items():
+        if code not in allowed:
+            where = f"table '{options.table}'" if options.table else "the listed values"
+            raise document.error(
+                f"{where} maps {source!r} to {code!r}, which is not a code of the standard's "
+                f"dictionary '{dictionary_name}' (codes: {', '.join(allowed.codes())})",
+                (*location, "pipe", len(rule.pipe) - 1),
+                field=name,
+            )
 
 
 def _close(name: str, known: list[str]) -> str:

@@ -206,3 +206,16 @@ def test_load_all_loads_every_shipped_system() -> None:
     assert set(systems) == {"eco-env-penalty", "grassroots-platform"}
     assert set(systems["eco-env-penalty"].inbound) == {"case_batch"}
     assert set(systems["grassroots-platform"].outbound) == {"event_feedback", "event_sync"}
+
+
+def test_a_table_giving_codes_outside_the_standard_dictionary(system_copy: Path) -> None:
+    table = system_copy / "eco-env-penalty/tables/penalty_kind.csv"
+    table.write_text(table.read_text(encoding="utf-8").replace("FK,03,", "FK,3,"), encoding="utf-8")
+    error = _load_error(system_copy, "eco-env-penalty")
+    path = system_copy / PENALTY_MAPPING
+    assert (error.file, error.line, error.field) == (
+        path,
+        _line_of(path, "{lookup: penalty_kind}"),
+        "penalty_kinds",
+    )
+    assert "maps 'FK' to '3'" in error.reason and "dictionary 'penalty_kind'" in error.reason
