@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -152,18 +151,6 @@ class NoRecords(PayloadRejected):
     """The mapping's record path selects nothing in the payload (wrong message type or root)."""
 
     kind = "no-records"
-
-
-@dataclass(frozen=True)
-class RecordProblem:
-    """One reason a record was not accepted, before it is placed in its payload and system."""
-
-    field: str | None
-    rule: str
-    message: str
-    value: Any = None
-    field_zh: str | None = None
-    source_path: str | None = None
 
 
 class TranslationError(MappingEngineError, ValueError):

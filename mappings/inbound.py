@@ -363,47 +363,57 @@ class InboundTranslation(Sealed):
     def _source_of(
         self, record: _Record, path: tuple[str | int, ...], known: str | None
     ) -> tuple[str | None, int | None]:
-        """The mapping's path for a field and, for XML, the line of the node it read."""
-        rule = _rule_at(self.mapping, path)
+        """The mapping's path for a field and, for XML, the line of the node it read.
+
+        Walks the rules along the field path, stepping into the item of an `each` by its index,
+        so `inspectors[1].certificate_number` points at the second inspector's element.
+        """
+        head, rest = path[0], path[1:]
+        if isinstance(head, str) and head.startswith("envelope."):
+            rule = getattr(self.mapping.envelope, head.removeprefix("envelope."), None)
+        else:
+            rule = self.mapping.fields.get(str(head))
         if rule is None:
             return known, record.line
+        xml = self._xml
+        context: Any = record.context
+        while rest:
+            part = rest[0]
+            if isinstance(part, int) and rule.each is not None:
+                if xml:
+                    nodes = _nodes(rule.each, self.mapping.namespaces, context)
+                    if part >= len(nodes):
+                        break
+                    context = nodes[part]
+                rest = rest[1:]
+                if rule.fields is None:
+                    return known or rule.each, _line(context) or record.line
+                continue
+            if isinstance(part, str) and rule.fields is not None and part in rule.fields:
+                rule = rule.fields[part]
+                rest = rest[1:]
+                continue
+            break
         text = known or rule.path or rule.each
-        if text is None or self.mapping.format != "xml":
+        if text is None or not xml:
             return text, record.line
-        try:
-            node = _first_node(compile_xpath(text, self.mapping.namespaces), record, path)
-        except PathInvalid:
-            node = None
-        line = getattr(node, "sourceline", None) if node is not None else None
-        return text, line or record.line
+        nodes = _nodes(text, self.mapping.namespaces, context)
+        return text, (_line(nodes[0]) if nodes else None) or _line(context) or record.line
 
 
-def _first_node(path: XmlPath, record: _Record, field_path: tuple[str | int, ...]) -> Any:
-    element = record.context
-    found = path.evaluate(element)
-    if not isinstance(found, list) or not found:
-        return None
-    node = found[0]
-    if isinstance(node, etree._Element):
-        return node
-    parent = node.getparent() if hasattr(node, "getparent") else None
-    return parent
+def _nodes(text: str, namespaces: dict[str, str], context: Any) -> list[Any]:
+    try:
+        found = compile_xpath(text, namespaces).nodes(context)
+    except PathInvalid:
+        return []
+    return found
 
 
-def _rule_at(mapping: InboundMapping, path: tuple[str | int, ...]) -> FieldRule | None:
-    if not path or not isinstance(path[0], str):
-        return None
-    head = path[0]
-    if head.startswith("envelope."):
-        return getattr(mapping.envelope, head.removeprefix("envelope."), None)
-    rule = mapping.fields.get(head)
-    for part in path[1:]:
-        if rule is None:
-            return None
-        if isinstance(part, int):
-            continue
-        rule = (rule.fields or {}).get(part)
-    return rule
+def _line(node: Any) -> int | None:
+    if not isinstance(node, etree._Element) and hasattr(node, "getparent"):
+        node = node.getparent()
+    line = getattr(node, "sourceline", None)
+    return line if isinstance(line, int) else None
 
 
 def _optional(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,15 @@ from rich.table import Table
 
 from mappings.errors import MappingEngineError, MappingError, PayloadRejected
 from mappings.functions import FUNCTIONS, MappingFunction
+from mappings.language import (
+    Condition,
+    EnvelopeRules,
+    FieldRule,
+    InboundMapping,
+    OutboundMapping,
+    SystemSpec,
+)
+from mappings.payloads import PayloadLimits
 from mappings.samples import run_samples, translation_as_data, unread_source_fields
 from mappings.system import SYSTEMS_ROOT, SystemMappings, load_all, load_system
 from standard.envelope import Envelope
@@ -225,7 +235,7 @@ def _document(console: Console, function: MappingFunction) -> None:
             if option == function.primary:
                 shown += " (main)"
             default = "required" if info.is_required() else _default(info.default)
-            annotation = str(info.annotation).replace("typing.", "")
+            annotation = _type_name(info.annotation)
             table.add_row(
                 shown, escape(annotation), escape(default), escape(info.description or "")
             )
@@ -233,6 +243,52 @@ def _document(console: Console, function: MappingFunction) -> None:
     for example in function.examples:
         console.print(f"  e.g. [cyan]{escape(example)}[/cyan]")
     console.print()
+
+
+@app.command("language")
+def language_command() -> None:
+    """Print the reference of the mapping language: every key of system and mapping files."""
+    console = _console()
+    for model in (
+        SystemSpec,
+        PayloadLimits,
+        InboundMapping,
+        EnvelopeRules,
+        OutboundMapping,
+        FieldRule,
+        Condition,
+    ):
+        console.print(f"[bold]{model.__name__}[/bold]")
+        for line in (model.__doc__ or "").strip().splitlines():
+            console.print(f"  {escape(line.strip())}")
+        table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+        for column in ("key", "type", "default", "description"):
+            table.add_column(column)
+        for name, info in model.model_fields.items():
+            default = "required" if info.is_required() else _default_of(info)
+            annotation = _type_name(info.annotation)
+            table.add_row(
+                info.alias or name,
+                escape(annotation),
+                escape(default),
+                escape(info.description or ""),
+            )
+        console.print(table)
+        console.print()
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    text = str(annotation).replace("typing.", "")
+    return re.sub(r"(?:[a-z_]+\.)+([A-Z]\w*)", r"\1", text)
+
+
+def _default_of(info: Any) -> str:
+    if info.default_factory is not None:
+        value = info.default_factory()
+        return json.dumps(value.model_dump() if hasattr(value, "model_dump") else value)
+    return _default(info.default)
 
 
 def _default(value: Any) -> str:

@@ -153,3 +153,11 @@ def test_a_broken_mapping_makes_test_exit_1_with_its_location(system_copy: Path)
     result = runner.invoke(app, ["mappings", "test", "--root", str(system_copy)])
     assert result.exit_code == 1
     assert "case_batch.yaml:" in result.output and "no code table 'nope'" in result.output
+
+
+def test_the_language_reference_is_printed_from_the_models() -> None:
+    result = runner.invoke(app, ["mappings", "language"])
+    assert result.exit_code == 0
+    for key in ("message_type", "records", "namespaces", "record_id", "template", "separator"):
+        assert key in result.output
+    assert "FieldRule" in result.output and "exactly one source" in result.output
