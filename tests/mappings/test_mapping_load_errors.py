@@ -204,7 +204,7 @@ def test_bad_template_name_in_a_rendering(system_copy: Path) -> None:
 def test_load_all_loads_every_shipped_system() -> None:
     systems = load_all()
     assert set(systems) == {"eco-env-penalty", "grassroots-platform"}
-    assert set(systems["eco-env-penalty"].inbound) == {"case_batch"}
+    assert set(systems["eco-env-penalty"].inbound) == {"case_batch", "task_feedback"}
     assert set(systems["grassroots-platform"].outbound) == {"event_feedback", "event_sync"}
 
 

@@ -67,7 +67,7 @@ def test_a_missing_expected_file_fails_and_update_writes_it(system_copy: Path) -
 
 def test_unread_source_fields_are_reported() -> None:
     penalty = unread_source_fields(load_system(SYSTEMS_ROOT / "eco-env-penalty"))
-    assert penalty == {"case_batch": ["/cf:AJPC/cf:AJ/dsr:DSR/dsr:LXDH"]}
+    assert penalty == {"case_batch": ["/cf:AJPC/cf:AJ/dsr:DSR/dsr:LXDH"], "task_feedback": []}
     events = unread_source_fields(load_system(SYSTEMS_ROOT / "grassroots-platform"))
     assert "data.events[].reporter.mobile" in events["event_report"]
     assert "data.events[].reporter.name" not in events["event_report"]
@@ -91,7 +91,9 @@ def test_mappings_test_runs_as_a_real_command() -> None:
 
 def test_run_prints_envelopes_and_exits_0_on_a_good_payload() -> None:
     payload = SYSTEMS_ROOT / "eco-env-penalty/samples/case_batch/valid-batch.xml"
-    result = runner.invoke(app, ["mappings", "run", "eco-env-penalty", str(payload), "--json"])
+    result = runner.invoke(
+        app, ["mappings", "run", "eco-env-penalty", str(payload), "--json", "-t", "case_batch"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert [e["operation"] for e in data["envelopes"]] == ["insert", "update", "delete"]
@@ -111,7 +113,9 @@ def test_run_prints_errors_and_exits_1() -> None:
 
 def test_run_reports_a_rejected_payload() -> None:
     payload = SYSTEMS_ROOT / "eco-env-penalty/samples/case_batch/invalid-encoding.xml"
-    result = runner.invoke(app, ["mappings", "run", "eco-env-penalty", str(payload)])
+    result = runner.invoke(
+        app, ["mappings", "run", "eco-env-penalty", str(payload), "-t", "case_batch"]
+    )
     assert result.exit_code == 1
     assert "payload rejected" in result.output and "byte offset 330" in result.output
 
