@@ -218,7 +218,7 @@ class Envelope(BaseModel):
                 )
             key = self.data.get(spec.key_field)
             if key is None or str(key) != self.subject:
-                message = f"must equal data.{spec.key_field} ({key}), the record key"
+                message = f"value {self.subject} must equal data.{spec.key_field} ({key}), the key"
                 breaches.append(("subject is the key", Breach("subject", self.subject, message)))
             extra = sorted(set(self.data) - {spec.key_field})
             if self.operation is Operation.DELETE and extra:

@@ -83,8 +83,6 @@ class StandardRecord(BaseModel):
         extra="forbid",
         str_strip_whitespace=True,
         str_min_length=1,
-        validate_default=False,
-        use_enum_values=False,
     )
 
     __rules__: ClassVar[tuple[Rule, ...]] = ()

@@ -16,11 +16,13 @@ data-quality scorecards.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Annotated, Any
 
 from standard.datasets.base import (
@@ -407,19 +409,18 @@ class PenaltyCase(StandardRecord):
     )
     def _mandatory_at_stage(self) -> Iterator[Breach]:
         reached = self.reached()
-        for meta in fields_meta(type(self)):
-            if meta.required_from_stage is None or getattr(self, meta.en) is not None:
+        for name, needed_from in stage_requirements().items():
+            if getattr(self, name) is not None:
                 continue
-            needed_from = PenaltyStage(meta.required_from_stage)
             applies = needed_from.order <= reached.order or (
                 needed_from is PenaltyStage.ARCHIVED and self.stage is PenaltyStage.ARCHIVED
             )
             if not applies:
                 continue
-            if meta.en in NOT_REQUIRED_IN_SIMPLE_PROCEDURE and self.procedure == SIMPLE_PROCEDURE:
+            if name in NOT_REQUIRED_IN_SIMPLE_PROCEDURE and self.procedure == SIMPLE_PROCEDURE:
                 continue
             yield Breach(
-                meta.en,
+                name,
                 None,
                 f"the field is missing; it is mandatory from stage {needed_from.zh} "
                 f"({needed_from.value}) on, and the case is at {self.stage.zh} "
@@ -575,13 +576,16 @@ def _amount_matches_kinds(
         yield Breach(field_name, amount, f"an amount is given but penalty_kinds lack {label}")
 
 
-def stage_requirements() -> dict[str, PenaltyStage]:
-    """Field → stage from which it is mandatory, read from the field declarations."""
-    return {
-        meta.en: PenaltyStage(meta.required_from_stage)
-        for meta in fields_meta(PenaltyCase)
-        if meta.required_from_stage is not None
-    }
+@functools.cache
+def stage_requirements() -> Mapping[str, PenaltyStage]:
+    """Field → stage from which it is mandatory, read once from the field declarations."""
+    return MappingProxyType(
+        {
+            meta.en: PenaltyStage(meta.required_from_stage)
+            for meta in fields_meta(PenaltyCase)
+            if meta.required_from_stage is not None
+        }
+    )
 
 
 def transition_table() -> list[dict[str, Any]]:
