@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any
 
 EPOCH_NAMES = ("epoch_millis", "epoch_seconds")
 NAMED_FORMATS = (*EPOCH_NAMES, "iso8601")
@@ -156,8 +155,3 @@ def to_epoch(value: datetime, unit: str) -> int:
     if unit == "epoch_millis":
         return (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
     return delta.days * 86400 + delta.seconds
-
-
-def describe(value: Any) -> str:
-    """A value as shown in an error message."""
-    return repr(value) if isinstance(value, str) else str(value)

@@ -900,8 +900,3 @@ def _boolean(options: BooleanOptions, context: BuildContext) -> Step:
         return found
 
     return step
-
-
-def function_names() -> list[str]:
-    """Names of every registered function, sorted."""
-    return sorted(FUNCTIONS)

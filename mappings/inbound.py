@@ -11,6 +11,7 @@ becomes one TranslationError per problem, and never sinks the rest of the batch.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -211,9 +212,7 @@ class InboundTranslation(Sealed):
         batch_no = self._envelope_value(self._batch_no, context, "batch_no", problems)
         record_id = self._envelope_value(self._record_id, context, "record_id", problems)
         if operation == "delete":
-            return self._delete(
-                record, data, problems, operation, time, batch_no, record_id, digest
-            )
+            return self._delete(record, data, problems, time, batch_no, record_id, digest)
         violations: list[Violation] = []
         model: StandardRecord | None = None
         try:
@@ -240,14 +239,13 @@ class InboundTranslation(Sealed):
                 lineagelocation=record.location,
             )
         except RecordInvalid as invalid:
-            return self._errors(record, [], list(invalid.violations))
+            return self._errors(record, [], _envelope_violations(invalid))
 
     def _delete(
         self,
         record: _Record,
         data: dict[str, Any],
         problems: list[tuple[str, ValueProblem]],
-        operation: str,
         time: Any,
         batch_no: Any,
         record_id: Any,
@@ -273,7 +271,7 @@ class InboundTranslation(Sealed):
                 lineagelocation=record.location,
             )
         except RecordInvalid as invalid:
-            return self._errors(record, [], list(invalid.violations))
+            return self._errors(record, [], _envelope_violations(invalid))
 
     def _envelope_value(
         self,
@@ -333,7 +331,8 @@ class InboundTranslation(Sealed):
                 )
             )
         for violation in violations:
-            path = _parts(violation.field)
+            envelope = violation.field.startswith("envelope.")
+            path = (violation.field,) if envelope else _parts(violation.field)
             source_path, line = self._source_of(record, path, None)
             errors.append(
                 TranslationError(
@@ -343,7 +342,7 @@ class InboundTranslation(Sealed):
                     location=record.location,
                     line=line,
                     field=violation.field or None,
-                    field_zh=violation.field_zh or None,
+                    field_zh=None if envelope else violation.field_zh or None,
                     rule=violation.rule,
                     value=violation.value,
                     source_path=source_path,
@@ -414,6 +413,24 @@ def _line(node: Any) -> int | None:
         node = node.getparent()
     line = getattr(node, "sourceline", None)
     return line if isinstance(line, int) else None
+
+
+# Envelope attributes as the mapping names them, for errors the envelope itself reports.
+_ENVELOPE_RULES = {
+    "id": "envelope.record_id",
+    "time": "envelope.time",
+    "batchno": "envelope.batch_no",
+    "operation": "envelope.operation",
+}
+
+
+def _envelope_violations(invalid: RecordInvalid) -> list[Violation]:
+    if invalid.dataset != "envelope":
+        return list(invalid.violations)
+    return [
+        dataclasses.replace(violation, field=_ENVELOPE_RULES.get(violation.field, violation.field))
+        for violation in invalid.violations
+    ]
 
 
 def _optional(

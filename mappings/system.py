@@ -142,11 +142,6 @@ def load_all(root: Path | str | None = None) -> dict[str, SystemMappings]:
     }
 
 
-def system_folder(system: str, root: Path | str | None = None) -> Path:
-    """The folder of a system by id, under `root` (default: the shipped systems)."""
-    return (Path(root) if root is not None else SYSTEMS_ROOT) / system
-
-
 def _unique(found: Mapping[str, Any], message_type: str, path: Path, direction: str) -> None:
     if message_type in found:
         other = found[message_type].document.path

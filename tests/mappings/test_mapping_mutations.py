@@ -143,3 +143,12 @@ def test_an_epoch_value_of_the_wrong_kind_is_named(grassroots_system: SystemMapp
     result = grassroots_system.translate("event_report", json.dumps(data).encode())
     [error] = result.errors
     assert (error.field, error.rule) == ("reported_time", "datetime 'epoch_millis'")
+
+
+def test_envelope_problems_name_the_envelope_rule(grassroots_system: SystemMappings) -> None:
+    data = json.loads(sample(GRASSROOTS, "event_report", "valid-events.json"))
+    data["batchNo"] = "2026139900001"  # month 13
+    result = grassroots_system.translate("event_report", json.dumps(data).encode())
+    assert result.envelopes == []
+    assert {(e.field, e.source_path) for e in result.errors} == {("envelope.batch_no", "$.batchNo")}
+    assert len(result.errors) == 3
