@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from hub import __version__
+from hub.commands import mappings as mappings_commands
 from hub.commands import standard as standard_commands
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ def _root(
 
 
 app.add_typer(standard_commands.app, name="standard")
+app.add_typer(mappings_commands.app, name="mappings")
 
 
 def main() -> None:

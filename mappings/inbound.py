@@ -1,0 +1,568 @@
+"""Translate a system's payload into envelopes of the standard, record by record.
+
+A compiled inbound mapping is immutable: compiled paths, built pipes and the dataset's model
+are looked up once, and translating shares nothing between calls, so one instance serves any
+number of threads.
+
+A payload that cannot be read at all (size, encoding, syntax, DOCTYPE) raises PayloadRejected.
+Otherwise every record is translated on its own: good records become envelopes, a bad record
+becomes one TranslationError per problem, and never sinks the rest of the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lxml import etree
+from pydantic import BaseModel, ValidationError
+
+from mappings.compiler import Evaluate, RuleCompiler, Sealed
+from mappings.errors import NoRecords, PayloadRejected, TranslationError, ValueProblem
+from mappings.functions import FUNCTIONS, BuildContext, LookupOptions
+from mappings.language import FieldRule, InboundMapping, SystemSpec
+from mappings.paths import (
+    PAYLOAD_ROOT,
+    JsonPath,
+    PathInvalid,
+    RecordElement,
+    XmlPath,
+    compile_xpath,
+)
+from mappings.payloads import parse_json, parse_xml
+from mappings.yamlsource import YamlFile
+from standard.datasets import DATASETS, DatasetSpec
+from standard.datasets.base import StandardRecord, violations_from
+from standard.dictionaries import dictionary
+from standard.envelope import Envelope
+from standard.errors import RecordInvalid, Violation
+from standard.fields import field_meta, model_in, zh_path
+from standard.types import SHANGHAI
+
+OPERATIONS = {
+    "insert": "insert",
+    "update": "update",
+    "delete": "delete",
+    "i": "insert",
+    "u": "update",
+    "d": "delete",
+}
+
+
+@dataclass(frozen=True)
+class Translation:
+    """What became of a payload: one envelope per good record, the errors of the bad ones."""
+
+    envelopes: list[Envelope] = field(default_factory=list)
+    errors: list[TranslationError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every record was translated."""
+        return not self.errors
+
+    def rejected_records(self) -> list[int]:
+        """0-based positions of the records that were not translated."""
+        return sorted({error.record_index for error in self.errors})
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One record of a payload: its element (XML) or value (JSON), position and location."""
+
+    context: Any
+    index: int
+    location: str
+    line: int | None
+
+
+class InboundTranslation(Sealed):
+    """A compiled inbound mapping: translates payloads of one message type of one system."""
+
+    def __init__(
+        self,
+        system: SystemSpec,
+        mapping: InboundMapping,
+        document: YamlFile,
+        context: BuildContext,
+    ) -> None:
+        self.system = system
+        self.mapping = mapping
+        self.document = document
+        self.message_type = mapping.message_type
+        self.dataset = _dataset(mapping.dataset, document)
+        model = self.dataset.model
+        self._model: type[StandardRecord] = model
+        compiler = RuleCompiler(document, mapping.format, mapping.namespaces, context)
+        self._compiler = compiler
+        self.records_path = compiler.path(mapping.records, ("records",), None)
+        _check_target_fields(model, mapping.fields, document, ("fields",), context)
+        self._fields: tuple[tuple[str, Evaluate], ...] = compiler.fields(
+            mapping.fields, ("fields",)
+        )
+        key = self.dataset.key_field
+        if key not in mapping.fields:
+            raise document.error(
+                f"the mapping does not compute '{key}', the key of dataset "
+                f"'{self.dataset.name}'; every record needs it",
+                ("fields",),
+            )
+        self._key = dict(self._fields)[key]
+        rules = mapping.envelope
+        self._operation = _optional(compiler, rules.operation, ("envelope", "operation"))
+        self._time = _optional(compiler, rules.time, ("envelope", "time"))
+        self._batch_no = _optional(compiler, rules.batch_no, ("envelope", "batch_no"))
+        self._record_id = _optional(compiler, rules.record_id, ("envelope", "record_id"))
+        self._validate: Callable[[dict[str, Any]], StandardRecord] = model.model_validate
+        self._xml = mapping.format == "xml"
+        self.seal()
+
+    # ------------------------------------------------------------------ translating
+
+    def translate(self, payload: bytes, *, charset: str | None = None) -> Translation:
+        """Translate `payload`; raise PayloadRejected when it cannot be read at all."""
+        try:
+            root, records = self._records(payload, charset)
+        except PayloadRejected as error:
+            raise error.in_context(self.system.id, self.message_type) from None
+        digest = hashlib.sha256(payload).hexdigest()
+        translation = Translation()
+        envelopes = translation.envelopes
+        errors = translation.errors
+        token = PAYLOAD_ROOT.set(root)
+        try:
+            for record in records:
+                outcome = self._translate_record(record, digest)
+                if isinstance(outcome, list):
+                    errors.extend(outcome)
+                else:
+                    envelopes.append(outcome)
+        finally:
+            PAYLOAD_ROOT.reset(token)
+        return translation
+
+    def _records(self, payload: bytes, charset: str | None) -> tuple[Any, list[_Record]]:
+        limits = self.system.limits
+        text = self.mapping.records
+        root: Any
+        if self.mapping.format == "xml":
+            root = parse_xml(payload, limits, charset)
+            assert isinstance(self.records_path, XmlPath)
+            found = self.records_path.evaluate(root)
+            nodes = (
+                [node for node in found if isinstance(node, etree._Element)]
+                if isinstance(found, list)
+                else []
+            )
+            records = [
+                _Record(node, index, f"({text})[{index + 1}]", node.sourceline)
+                for index, node in enumerate(nodes)
+            ]
+        else:
+            root = parse_json(payload, limits, charset)
+            assert isinstance(self.records_path, JsonPath)
+            found = self.records_path.evaluate(root)
+            items = found if isinstance(found, list) else ([] if found is None else [found])
+            records = [
+                _Record(item, index, _json_location(text, index, isinstance(found, list)), None)
+                for index, item in enumerate(items)
+            ]
+        if not records and not self.mapping.allow_empty:
+            raise NoRecords(
+                f"the records path {text!r} selects nothing; is this a "
+                f"'{self.message_type}' payload? (set allow_empty for empty batches)"
+            )
+        return root, records
+
+    def _translate_record(self, record: _Record, digest: str) -> Envelope | list[TranslationError]:
+        # The child index lives as long as the record is being translated, not the whole batch.
+        context = RecordElement(record.context) if self._xml else record.context
+        problems: list[tuple[str, ValueProblem]] = []
+        operation = self._envelope_value(self._operation, context, "operation", problems)
+        if operation is None and self._operation is None:
+            operation = "insert"
+        else:
+            operation = self._operation_name(operation, problems)
+        if problems:
+            # Without its operation a record cannot be checked: a delete needs only its key.
+            return self._errors(record, problems, [])
+        data: dict[str, Any] = {}
+        if operation == "delete":
+            fields: tuple[tuple[str, Evaluate], ...] = ((self.dataset.key_field, self._key),)
+        else:
+            fields = self._fields
+        for name, evaluate in fields:
+            try:
+                value = evaluate(context)
+            except ValueProblem as problem:
+                problems.append((name, problem))
+                continue
+            if value is not None:
+                data[name] = value
+        time = self._envelope_value(self._time, context, "time", problems)
+        if time is not None and not (isinstance(time, datetime) and time.tzinfo is not None):
+            problems.append(
+                ("envelope.time", ValueProblem("envelope time", "must be a date-time", time))
+            )
+            time = None
+        batch_no = self._envelope_value(self._batch_no, context, "batch_no", problems)
+        record_id = self._envelope_value(self._record_id, context, "record_id", problems)
+        if operation == "delete":
+            return self._delete(record, data, problems, time, batch_no, record_id, digest)
+        violations: list[Violation] = []
+        model: StandardRecord | None = None
+        try:
+            model = self._validate(data)
+        except ValidationError as error:
+            failed = {name for name, _ in problems}
+            violations = [
+                violation
+                for violation in violations_from(self.dataset.name, self._model, error)
+                if _top(violation.field) not in failed
+            ]
+        if problems or violations or model is None:
+            return self._errors(record, problems, violations)
+        try:
+            return Envelope.wrap(
+                model,
+                source=self.system.source,
+                operation=operation,
+                time=time or datetime.now(SHANGHAI),
+                id=_text_or_none(record_id),
+                batchno=_text_or_none(batch_no),
+                lineagedigest=digest,
+                lineagesystem=self.system.id,
+                lineagelocation=record.location,
+            )
+        except RecordInvalid as invalid:
+            return self._errors(record, [], _envelope_violations(invalid))
+
+    def _delete(
+        self,
+        record: _Record,
+        data: dict[str, Any],
+        problems: list[tuple[str, ValueProblem]],
+        time: Any,
+        batch_no: Any,
+        record_id: Any,
+        digest: str,
+    ) -> Envelope | list[TranslationError]:
+        key = self.dataset.key_field
+        if key not in data and not any(name == key for name, _ in problems):
+            problems.append(
+                (key, ValueProblem("mandatory", "a delete needs the record's key", None))
+            )
+        if problems:
+            return self._errors(record, problems, [])
+        try:
+            return Envelope.wrap_delete(
+                self.dataset.name,
+                _text_or_none(data[key]) or "",
+                source=self.system.source,
+                time=time or datetime.now(SHANGHAI),
+                id=_text_or_none(record_id),
+                batchno=_text_or_none(batch_no),
+                lineagedigest=digest,
+                lineagesystem=self.system.id,
+                lineagelocation=record.location,
+            )
+        except RecordInvalid as invalid:
+            return self._errors(record, [], _envelope_violations(invalid))
+
+    def _envelope_value(
+        self,
+        evaluate: Evaluate | None,
+        context: Any,
+        name: str,
+        problems: list[tuple[str, ValueProblem]],
+    ) -> Any:
+        if evaluate is None:
+            return None
+        try:
+            return evaluate(context)
+        except ValueProblem as problem:
+            problems.append((f"envelope.{name}", problem))
+            return None
+
+    def _operation_name(self, value: Any, problems: list[tuple[str, ValueProblem]]) -> str:
+        if problems:
+            return "insert"
+        name = OPERATIONS.get(str(value).strip().lower()) if value is not None else None
+        if name is None:
+            message = (
+                "no operation found"
+                if value is None
+                else f"{value!r} is not insert, update or delete (nor i, u, d)"
+            )
+            problems.append(("envelope.operation", ValueProblem("operation", message, value)))
+            return "insert"
+        return name
+
+    # ------------------------------------------------------------------ errors
+
+    def _errors(
+        self,
+        record: _Record,
+        problems: list[tuple[str, ValueProblem]],
+        violations: list[Violation],
+    ) -> list[TranslationError]:
+        errors: list[TranslationError] = []
+        for name, problem in problems:
+            path = (name, *problem.field_path) if not name.startswith("envelope.") else (name,)
+            field_name = _dotted(path)
+            source_path, line = self._source_of(record, path, problem.source_path)
+            errors.append(
+                TranslationError(
+                    system=self.system.id,
+                    message_type=self.message_type,
+                    record_index=record.index,
+                    location=record.location,
+                    line=line,
+                    field=field_name,
+                    field_zh=self._zh(path),
+                    rule=problem.rule,
+                    value=problem.value,
+                    source_path=source_path,
+                    message=problem.message,
+                )
+            )
+        for violation in violations:
+            envelope = violation.field.startswith("envelope.")
+            path = (violation.field,) if envelope else _parts(violation.field)
+            source_path, line = self._source_of(record, path, None)
+            errors.append(
+                TranslationError(
+                    system=self.system.id,
+                    message_type=self.message_type,
+                    record_index=record.index,
+                    location=record.location,
+                    line=line,
+                    field=violation.field or None,
+                    field_zh=None if envelope else violation.field_zh or None,
+                    rule=violation.rule,
+                    value=violation.value,
+                    source_path=source_path,
+                    message=violation.message,
+                )
+            )
+        return errors
+
+    def _zh(self, path: tuple[str | int, ...]) -> str | None:
+        if isinstance(path[0], str) and path[0].startswith("envelope."):
+            return None
+        try:
+            return zh_path(self._model, path)[1] or None
+        except (KeyError, LookupError, ValueError, TypeError, AttributeError):
+            return None
+
+    def _source_of(
+        self, record: _Record, path: tuple[str | int, ...], known: str | None
+    ) -> tuple[str | None, int | None]:
+        """The mapping's path for a field and, for XML, the line of the node it read.
+
+        Walks the rules along the field path, stepping into the item of an `each` by its index,
+        so `inspectors[1].certificate_number` points at the second inspector's element.
+        """
+        head, rest = path[0], path[1:]
+        if isinstance(head, str) and head.startswith("envelope."):
+            rule = getattr(self.mapping.envelope, head.removeprefix("envelope."), None)
+        else:
+            rule = self.mapping.fields.get(str(head))
+        if rule is None:
+            return known, record.line
+        xml = self._xml
+        context: Any = record.context
+        while rest:
+            part = rest[0]
+            if isinstance(part, int) and rule.each is not None:
+                if xml:
+                    nodes = _nodes(rule.each, self.mapping.namespaces, context)
+                    if part >= len(nodes):
+                        break
+                    context = nodes[part]
+                rest = rest[1:]
+                if rule.fields is None:
+                    return known or rule.each, _line(context) or record.line
+                continue
+            if isinstance(part, str) and rule.fields is not None and part in rule.fields:
+                rule = rule.fields[part]
+                rest = rest[1:]
+                continue
+            break
+        text = known or rule.path or rule.each
+        if text is None or not xml:
+            return text, record.line
+        nodes = _nodes(text, self.mapping.namespaces, context)
+        return text, (_line(nodes[0]) if nodes else None) or _line(context) or record.line
+
+
+def _nodes(text: str, namespaces: dict[str, str], context: Any) -> list[Any]:
+    try:
+        found = compile_xpath(text, namespaces).nodes(context)
+    except PathInvalid:
+        return []
+    return found
+
+
+def _line(node: Any) -> int | None:
+    if not isinstance(node, etree._Element) and hasattr(node, "getparent"):
+        node = node.getparent()
+    line = getattr(node, "sourceline", None)
+    return line if isinstance(line, int) else None
+
+
+# Envelope attributes as the mapping names them, for errors the envelope itself reports.
+_ENVELOPE_RULES = {
+    "id": "envelope.record_id",
+    "time": "envelope.time",
+    "batchno": "envelope.batch_no",
+    "operation": "envelope.operation",
+}
+
+
+def _envelope_violations(invalid: RecordInvalid) -> list[Violation]:
+    if invalid.dataset != "envelope":
+        return list(invalid.violations)
+    return [
+        dataclasses.replace(violation, field=_ENVELOPE_RULES.get(violation.field, violation.field))
+        for violation in invalid.violations
+    ]
+
+
+def _optional(
+    compiler: RuleCompiler, rule: FieldRule | None, location: tuple[str, ...]
+) -> Evaluate | None:
+    return compiler.rule(rule, location, location[-1]) if rule is not None else None
+
+
+def _dataset(name: str, document: YamlFile) -> DatasetSpec:
+    spec = DATASETS.get(name)
+    if spec is None:
+        raise document.error(
+            f"the standard has no dataset '{name}' (it has: {', '.join(sorted(DATASETS))})",
+            ("dataset",),
+        )
+    return spec
+
+
+def _check_target_fields(
+    model: type[BaseModel],
+    rules: dict[str, FieldRule],
+    document: YamlFile,
+    location: tuple[str | int, ...],
+    context: BuildContext,
+) -> None:
+    known = model.model_fields
+    for name, rule in rules.items():
+        if name not in known:
+            raise document.error(
+                f"dataset model {model.__name__} has no field '{name}'{_close(name, list(known))}",
+                (*location, name),
+                field=name,
+            )
+        _check_lookup_codes(model, name, rule, document, (*location, name), context)
+        nested_rules = rule.fields
+        if nested_rules is None:
+            continue
+        nested = model_in(known[name].annotation)
+        if nested is None:
+            raise document.error(
+                f"field '{name}' of {model.__name__} is not an object, so it has no fields",
+                (*location, name),
+                field=name,
+            )
+        _check_target_fields(nested, nested_rules, document, (*location, name, "fields"), context)
+    missing = [name for name, info in known.items() if info.is_required() and name not in rules]
+    if missing:
+        raise document.error(
+            f"mandatory field{'s' if len(missing) > 1 else ''} of {model.__name__} not computed: "
+            f"{', '.join(missing)}",
+            location,
+        )
+
+
+def _check_lookup_codes(
+    model: type[BaseModel],
+    name: str,
+    rule: FieldRule,
+    document: YamlFile,
+    location: tuple[str | int, ...],
+    context: BuildContext,
+) -> None:
+    """A table that feeds a dictionary field must give only codes of that dictionary."""
+    if not rule.pipe or rule.fields is not None:
+        return
+    last = rule.pipe[-1]
+    if not isinstance(last, dict) or set(last) != {"lookup"}:
+        return
+    dictionary_name = field_meta(model, name).dictionary
+    if dictionary_name is None:
+        return
+    options = FUNCTIONS["lookup"].parse_options(last["lookup"])
+    assert isinstance(options, LookupOptions)
+    if options.reverse:
+        return
+    table = context.tables.get(options.table) if options.table else None
+    given = dict(table.forward) if table else dict(options.values or {})
+    if options.default is not None:
+        given["(default)"] = options.default
+    allowed = dictionary(dictionary_name)
+    for source, code in given.items():
+        if code not in allowed:
+            where = f"table '{options.table}'" if options.table else "the listed values"
+            raise document.error(
+                f"{where} maps {source!r} to {code!r}, which is not a code of the standard's "
+                f"dictionary '{dictionary_name}' (codes: {', '.join(allowed.codes())})",
+                (*location, "pipe", len(rule.pipe) - 1),
+                field=name,
+            )
+
+
+def _close(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _json_location(records: str, index: int, listed: bool) -> str:
+    if not listed:
+        return records
+    return (
+        f"{records}[{index}]"
+        if records.replace(".", "").replace("_", "").isalnum()
+        else (f"({records})[{index}]")
+    )
+
+
+def _top(field_path: str) -> str:
+    return field_path.split(".", 1)[0].split("[", 1)[0]
+
+
+def _parts(field_path: str) -> tuple[str | int, ...]:
+    parts: list[str | int] = []
+    for piece in field_path.split("."):
+        name, _, rest = piece.partition("[")
+        parts.append(name)
+        while rest:
+            index, _, rest = rest.partition("]")
+            parts.append(int(index))
+            rest = rest.removeprefix("[")
+    return tuple(parts)
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def _text_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
