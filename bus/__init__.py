@@ -61,7 +61,7 @@ def connect(url: str | None = None, **options: Any) -> Broker:
     url = url or DEFAULT_URL
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
-        from bus.embedded import EmbeddedBroker  # type: ignore[import-not-found,unused-ignore]
+        from bus.embedded import EmbeddedBroker
 
         return EmbeddedBroker(url, **options)
     if scheme in ("amqp", "amqps"):
