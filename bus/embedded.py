@@ -316,6 +316,7 @@ class EmbeddedBroker(Broker):
             raise BrokerUnavailable(f"the embedded broker on {str(self.path)!r} is closed")
 
     def _declared(self) -> Topology:
+        self._check_open()
         if self._topology is None:
             raise TopologyError("no topology declared on this broker; call declare(topology) first")
         return self._topology
@@ -455,27 +456,36 @@ class EmbeddedBroker(Broker):
         with self._lock:
             self._check_open()
             self._consumers.add(me)
-        next_recovery = time.monotonic() + self.options.recovery_interval
         try:
-            while not stop.is_set() and not self._closing.is_set():
-                if time.monotonic() >= next_recovery:
-                    self._recover_orphans()
-                    next_recovery = time.monotonic() + self.options.recovery_interval
-                batch, wait = self._fetch(ns, spec, batch_size)
-                if not batch:
-                    with self._arrived:
-                        if not stop.is_set() and not self._closing.is_set():
-                            self._arrived.wait(wait)
-                    continue
-                for position, delivery in enumerate(batch):
-                    if stop.is_set() or self._closing.is_set():
-                        self._give_back([d.seq for d in batch[position:]])
-                        break
-                    run_handler(handler, delivery)
+            self._consume_until_stopped(ns, spec, handler, stop, batch_size)
+        except (SettleError, BrokerUnavailable):
+            if not self._closing.is_set():
+                raise
+            # close() interrupted us; it gave back what we held, to be redelivered.
         finally:
             with self._lock:
                 self._consumers.discard(me)
                 self._arrived.notify_all()
+
+    def _consume_until_stopped(
+        self, ns: str, spec: Target, handler: Handler, stop: threading.Event, batch_size: int
+    ) -> None:
+        next_recovery = time.monotonic() + self.options.recovery_interval
+        while not stop.is_set() and not self._closing.is_set():
+            if time.monotonic() >= next_recovery:
+                self._recover_orphans()
+                next_recovery = time.monotonic() + self.options.recovery_interval
+            batch, wait = self._fetch(ns, spec, batch_size)
+            if not batch:
+                with self._arrived:
+                    if not stop.is_set() and not self._closing.is_set():
+                        self._arrived.wait(wait)
+                continue
+            for position, delivery in enumerate(batch):
+                if stop.is_set() or self._closing.is_set():
+                    self._give_back([d.seq for d in batch[position:]])
+                    break
+                run_handler(handler, delivery)
 
     def _fetch(self, ns: str, target: Target, limit: int) -> tuple[list[_EmbeddedDelivery], float]:
         """Take up to `limit` ready messages; with none, also say how long to wait for more."""

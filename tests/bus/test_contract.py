@@ -539,3 +539,39 @@ def test_dead_letters_survive_a_new_connection(under_test: BusUnderTest) -> None
     fresh = under_test.open(topology)
     assert wait_for(lambda: [d.message.id for d in fresh.dead_letters()] == ["kept"])
     assert collect(fresh, "national", 1, timeout=0.3) == []
+
+
+def test_closing_the_broker_stops_its_consumer_and_loses_nothing(under_test: BusUnderTest) -> None:
+    topology = under_test.topology({"national": ["penalty_case.#"]})
+    broker = under_test.open(topology)
+    published = broker.publish_many([Outgoing("penalty_case.1.a", b"x") for _ in range(20)])
+    acked: list[str] = []
+    raised: list[BaseException] = []
+    five_done = threading.Event()
+
+    def slow_ack(delivery: Delivery) -> None:
+        time.sleep(0.02)
+        delivery.ack()
+        acked.append(delivery.message.id)
+        if len(acked) == 5:
+            five_done.set()
+
+    def consume() -> None:
+        try:
+            broker.consume("national", slow_ack, stop=threading.Event(), prefetch=5)
+        except BaseException as exc:
+            raised.append(exc)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    assert five_done.wait(10)
+    broker.close()
+    consumer.join(15)
+    assert not consumer.is_alive(), "consume() did not return after close()"
+    assert raised == []
+
+    fresh = under_test.open(topology)
+    rest = ids(collect(fresh, "national", len(published) - len(acked), timeout=5))
+    rest += ids(nothing_arrives(fresh, "national", 0.3))  # the one acked during close, maybe
+    assert set(acked) | set(rest) == set(published)  # none lost
+    assert len(set(acked) & set(rest)) <= 1  # at most the one being acked during close
