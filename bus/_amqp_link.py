@@ -36,7 +36,8 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_delay,
     stop_when_event_set,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 from tenacity.stop import stop_base
 
@@ -152,7 +153,7 @@ class AmqpLink:
             stop = stop | stop_after_delay(self._give_up_after)
         retrying = Retrying(
             retry=retry_if_exception_type(_OpenFailed),
-            wait=wait_exponential_jitter(initial=0.1, max=self._max_backoff, jitter=0.1),
+            wait=wait_exponential(multiplier=0.1, max=self._max_backoff) + wait_random(0, 0.1),
             stop=stop,
             sleep=self._sleep,
             before_sleep=self._log_retry,

@@ -28,18 +28,24 @@ default exchange and dead-lettering replace the AMQP routing key with a queue na
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import pika
 import pika.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
 from bus._amqp_link import AmqpLink, ConfirmedPublisher, ConsumerFeed, Incoming, Outcome, Settle
 from bus.broker import Broker, Delivery, Handler, run_handler
@@ -655,89 +661,47 @@ class _RabbitDelivery(Delivery):
 
 
 class _AdminConnection:
-    """A blocking connection for declarations and queue inspection, reopened when it went away.
+    """Blocking connections for declarations and queue inspection, one per operation.
 
-    Operations are serialised (one at a time) and each gets a fresh channel, so a channel the
-    broker closed over a conflict never poisons the next operation.
+    A blocking connection sends heartbeats only while it is used, so one kept open between
+    operations would be dropped by the broker when idle; opening one costs about 5 ms, which
+    these operations (declare, depth, browsing) can afford. A lost connection is retried with
+    backoff (except for operations that must not run twice).
     """
 
     def __init__(self, parameters: pika.ConnectionParameters, where: str, closed: Any) -> None:
         self._parameters = parameters
         self._where = where
         self._closed = closed
-        self._lock = threading.RLock()
-        self._connection: Any = None
-        self._last_used = 0.0
-        # An idle blocking connection sends no heartbeats; reopen it rather than find it dead.
-        heartbeat = parameters.heartbeat or 60
-        self._idle_limit = max(1.0, heartbeat / 2)
 
     def check(self) -> None:
         self.run(lambda _channel: None)
 
     def run(self, operation: Callable[[Any], T], *, retry: bool = True) -> T:
-        with self._lock:
-            if self._closed.is_set():
-                raise BrokerUnavailable(f"the RabbitMQ broker at {self._where} was closed")
-            retrying = Retrying(
-                retry=retry_if_exception_type(_CONNECTION_ERRORS),
-                stop=stop_after_attempt(3 if retry else 1),
-                wait=wait_exponential_jitter(initial=0.2, max=2.0),
-                reraise=True,
-            )
-            try:
-                return retrying(self._run_once, operation)
-            except _CONNECTION_ERRORS as exc:
-                raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where}: {exc!r}") from exc
+        if self._closed.is_set():
+            raise BrokerUnavailable(f"the RabbitMQ broker at {self._where} was closed")
+        retrying = Retrying(
+            retry=retry_if_exception_type(_CONNECTION_ERRORS),
+            stop=stop_after_attempt(3 if retry else 1),
+            wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.1),
+            reraise=True,
+        )
+        try:
+            return retrying(self._run_once, operation)
+        except _CONNECTION_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where}: {exc!r}") from exc
 
     def _run_once(self, operation: Callable[[Any], T]) -> T:
-        with self._channel() as channel:
-            return operation(channel)
-
-    @contextmanager
-    def _channel(self) -> Iterator[Any]:
-        connection = self._open()
+        connection = pika.BlockingConnection(self._parameters)
         try:
-            channel = connection.channel()
-        except _CONNECTION_ERRORS:
-            self._drop()
-            raise
-        try:
-            yield channel
-        except _CONNECTION_ERRORS:
-            self._drop()
-            raise
+            return operation(connection.channel())
         finally:
-            self._last_used = time.monotonic()
-            if channel.is_open:
-                try:
-                    channel.close()
-                except _CONNECTION_ERRORS:
-                    self._drop()
-                except pika.exceptions.AMQPChannelError:
-                    pass
-
-    def _open(self) -> Any:
-        connection = self._connection
-        fresh = time.monotonic() - self._last_used < self._idle_limit
-        if connection is not None and connection.is_open and fresh:
-            return connection
-        self._drop()
-        self._connection = pika.BlockingConnection(self._parameters)
-        self._last_used = time.monotonic()
-        return self._connection
-
-    def _drop(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except Exception:
-                log.debug("closing a stale admin connection failed", exc_info=True)
+            if connection.is_open:
+                with contextlib.suppress(*_CONNECTION_ERRORS):
+                    connection.close()
 
     def close(self) -> None:
-        with self._lock:
-            self._drop()
+        """Nothing stays open between operations; kept for symmetry with the links."""
 
 
 # --- helpers
