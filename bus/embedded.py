@@ -95,6 +95,15 @@ class EmbeddedOptions(BaseModel):
         gt=0,
         description="Seconds to wait for another connection's write lock on the file.",
     )
+    ack_batch: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "Acks are committed in groups: at a consumer's next fetch, or when this many wait, "
+            "whichever comes first. 1 commits every ack at once. As with AMQP acks, a crash may "
+            "lose acks not yet committed; those messages are redelivered (never lost)."
+        ),
+    )
     close_timeout: float = Field(
         default=10.0,
         ge=0,
@@ -261,6 +270,7 @@ class EmbeddedBroker(Broker):
         self._closing = threading.Event()
         self._closed = False
         self._consumers: set[int] = set()
+        self._pending_acks: list[int] = []
         self._topology: Topology | None = None
         self._routes = RoutingTable({})
         try:
@@ -466,6 +476,8 @@ class EmbeddedBroker(Broker):
             with self._lock:
                 self._consumers.discard(me)
                 self._arrived.notify_all()
+                if not self._closed:
+                    self._flush_acks()
 
     def _consume_until_stopped(
         self, ns: str, spec: Target, handler: Handler, stop: threading.Event, batch_size: int
@@ -490,14 +502,17 @@ class EmbeddedBroker(Broker):
     def _fetch(self, ns: str, target: Target, limit: int) -> tuple[list[_EmbeddedDelivery], float]:
         """Take up to `limit` ready messages; with none, also say how long to wait for more."""
         now = time.time()
-        with self._transaction() as db:
-            next_due = self._release_due(db, now)
-            rows = db.execute(
-                f"UPDATE queued SET owner = ? WHERE seq IN (SELECT seq FROM queued "
-                "WHERE ns = ? AND target = ? AND owner IS NULL ORDER BY seq LIMIT ?) "
-                f"RETURNING {_MESSAGE_COLUMNS}, redelivered, seq",
-                (self.session, ns, target.name, limit),
-            ).fetchall()
+        with self._lock:
+            with self._transaction() as db:
+                acked = self._commit_acks(db)
+                next_due = self._release_due(db, now)
+                rows = db.execute(
+                    f"UPDATE queued SET owner = ? WHERE seq IN (SELECT seq FROM queued "
+                    "WHERE ns = ? AND target = ? AND owner IS NULL ORDER BY seq LIMIT ?) "
+                    f"RETURNING {_MESSAGE_COLUMNS}, redelivered, seq",
+                    (self.session, ns, target.name, limit),
+                ).fetchall()
+            del self._pending_acks[:acked]
         # RETURNING gives no order; the queue's order is seq.
         rows.sort(key=lambda row: row[10])
         batch = [
@@ -564,12 +579,31 @@ class EmbeddedBroker(Broker):
 
     # settling, called by _EmbeddedDelivery
 
-    def _settle_ack(self, seq: int, message: Message) -> None:
-        with self._transaction() as db:
-            gone = db.execute(
-                "DELETE FROM queued WHERE seq = ? AND owner = ?", (seq, self.session)
-            ).rowcount
-            self._check_held(gone, message)
+    def _settle_ack(self, seq: int) -> None:
+        with self._lock:
+            self._check_open()
+            self._pending_acks.append(seq)
+            if len(self._pending_acks) >= self.options.ack_batch:
+                self._flush_acks()
+
+    def _flush_acks(self) -> None:
+        with self._lock:
+            if self._pending_acks:
+                with self._transaction() as db:
+                    acked = self._commit_acks(db)
+                del self._pending_acks[:acked]
+
+    def _commit_acks(self, db: sqlite3.Connection) -> int:
+        """Delete the acked rows in the caller's transaction; return how many acks that was.
+
+        The caller holds the lock throughout and drops that many pending acks once the
+        transaction committed (if it fails they stay pending; `owner = ?` keeps a retry safe).
+        """
+        db.executemany(
+            "DELETE FROM queued WHERE seq = ? AND owner = ?",
+            [(seq, self.session) for seq in self._pending_acks],
+        )
+        return len(self._pending_acks)
 
     def _settle_failure(
         self,
@@ -768,12 +802,14 @@ class EmbeddedBroker(Broker):
                     len(self._consumers - {me}),
                 )
             try:
-                # Whatever is still held (a handler that never settled) goes back, redelivered.
-                self._db.execute(
-                    "UPDATE queued SET owner = NULL, redelivered = 1 WHERE owner = ?",
-                    (self.session,),
-                )
-            except sqlite3.Error as exc:
+                with self._transaction() as db:
+                    self._commit_acks(db)  # acked before close: gone, not given back
+                    # What is still held (a handler that never settled) goes back, redelivered.
+                    db.execute(
+                        "UPDATE queued SET owner = NULL, redelivered = 1 WHERE owner = ?",
+                        (self.session,),
+                    )
+            except BrokerUnavailable as exc:
                 log.warning("could not give back held deliveries on close: %s", exc)
             self._closed = True
             self._db.close()
@@ -794,7 +830,7 @@ class _EmbeddedDelivery(Delivery):
         self._broker = broker
 
     def _ack(self) -> None:
-        self._settle_open(lambda: self._broker._settle_ack(self.seq, self.message))
+        self._settle_open(lambda: self._broker._settle_ack(self.seq))
 
     def _retry(self, reason: str, stage: str) -> None:
         self._settle_open(

@@ -250,3 +250,18 @@ def test_two_brokers_in_one_process_hold_separate_sessions(embedded: BusUnderTes
     assert not Path(f"{_db_file(embedded)}.sessions/{one.session}.lock").exists()
     with pytest.raises(bus.BrokerUnavailable, match="closed"):
         one.publish(Outgoing("a.b", b"x"))
+
+
+def test_acks_waiting_for_their_group_commit_are_not_lost(embedded: BusUnderTest) -> None:
+    embedded.options = {"ack_batch": 1000}  # no group fills up: only stop and close commit
+    topology = embedded.topology({"national": ["#"]})
+    broker = embedded.open(topology)
+    published = broker.publish_many([Outgoing("a.b", b"x") for _ in range(30)])
+    acked = collect_all(broker, "national", 10, prefetch=10)
+    assert broker.depth("national") == 20
+    broker.close()
+    reopened = embedded.open(topology)
+    rest = collect_all(reopened, "national", 20)
+    assert ids(acked) + ids(rest) == published
+    assert not any(m.redelivered for m in rest)
+    assert collect(reopened, "national", 1, timeout=0.3) == []
