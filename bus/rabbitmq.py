@@ -17,6 +17,10 @@ eventually drop the very messages an operator is looking at. The lazy mode keeps
 on disk rather than in memory. Target queues and retry tiers are quorum queues: replicated in a
 cluster, and at-least-once dead-lettering from a tier back to its target needs one.
 
+A browse hides the messages it holds from any other browse until it ends, so one Broker browses
+one queue at a time; two processes listing or replaying the same dead letters at the same
+instant each see only what the other is not holding.
+
 Threads: the publisher and every `consume` call each own a connection driven by its own I/O
 thread (`bus._amqp_link`), so heartbeats flow while a handler works; declarations and queue
 inspection use a short-lived blocking connection.
@@ -182,6 +186,9 @@ class RabbitBroker(Broker):
         self._where = f"{parsed.host}:{parsed.port}"
         self._topology: Topology | None = None
         self._lock = threading.Lock()
+        # Browsing holds a queue's messages unacknowledged, hiding them from another browse;
+        # one at a time per Broker keeps a listing from missing what a replay holds, and back.
+        self._browsing = threading.Lock()
         self._closed = threading.Event()
         self._publisher_link: AmqpLink | None = None
         self._publisher: ConfirmedPublisher | None = None
@@ -344,8 +351,9 @@ class RabbitBroker(Broker):
         topology = self._declared()
         target_config = topology.target(target)
         link = self._new_link(f"consumer-{target}")
-        feed = ConsumerFeed(link, topology.target_queue(target), prefetch or target_config.prefetch)
-        session = _ConsumeSession(self, topology, target_config, feed, link)
+        prefetch = prefetch or target_config.prefetch
+        feed = ConsumerFeed(link, topology.target_queue(target), prefetch)
+        session = _ConsumeSession(self, topology, target_config, feed, link, prefetch)
         link.start()
         try:
             session.run(handler, stop)
@@ -403,7 +411,8 @@ class RabbitBroker(Broker):
                 found.append(_quarantined(properties, headers, body))
             return found
 
-        return self._admin.run(browse)[:limit]
+        with self._browsing:
+            return self._admin.run(browse)[:limit]
 
     @property
     def _scan(self) -> int:
@@ -439,7 +448,8 @@ class RabbitBroker(Broker):
                         if taken >= limit:
                             return
 
-            self._admin.run(browse)
+            with self._browsing:
+                self._admin.run(browse)
         found.sort(key=lambda letter: letter.dead_at)
         return found[:limit]
 
@@ -489,7 +499,8 @@ class RabbitBroker(Broker):
                         )
 
             # Not retried on a lost connection: what was moved already must not move twice.
-            self._admin.run(move, retry=False)
+            with self._browsing:
+                self._admin.run(move, retry=False)
         if failures:
             raise PublishFailed(
                 f"{len(failures)} dead letters could not be replayed (they stay dead letters)",
@@ -537,13 +548,15 @@ class _ConsumeSession:
         target: Target,
         feed: ConsumerFeed,
         link: AmqpLink,
+        prefetch: int,
     ) -> None:
         self.broker = broker
         self.topology = topology
         self.target = target
         self.feed = feed
         self.link = link
-        self.flush_every = max(1, target.prefetch // 2)
+        # Half the prefetch: the broker sends more while the other half is being handled.
+        self.flush_every = max(1, prefetch // 2)
         self._settles: list[tuple[int, bool, int]] = []
         self._first_settle_at = 0.0
 
