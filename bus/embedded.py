@@ -255,7 +255,7 @@ class EmbeddedBroker(Broker):
       url: "sqlite:///relative/path" or "sqlite:////absolute/path"; the file and its directory
         are created when missing.
       options: see EmbeddedOptions (poll_interval, recovery_interval, synchronous,
-        busy_timeout, close_timeout).
+        busy_timeout, ack_batch, close_timeout).
     """
 
     def __init__(self, url: str, **options: Any) -> None:
@@ -277,6 +277,11 @@ class EmbeddedBroker(Broker):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._sessions = _SessionLocks(Path(f"{self.path}.sessions"))
             self._session_fd = self._sessions.hold(self.session)
+        except OSError as exc:
+            raise BrokerUnavailable(
+                f"cannot open the embedded broker file {str(self.path)!r}: {exc}"
+            ) from exc
+        try:
             self._db = sqlite3.connect(
                 self.path,
                 timeout=self.options.busy_timeout,
@@ -286,7 +291,8 @@ class EmbeddedBroker(Broker):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={self.options.synchronous}")
             self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
+            self._sessions.release(self.session, self._session_fd)
             raise BrokerUnavailable(
                 f"cannot open the embedded broker file {str(self.path)!r}: {exc}"
             ) from exc
@@ -308,7 +314,8 @@ class EmbeddedBroker(Broker):
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException as exc:
-                self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # keep the original error, not this one
+                    self._db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise BrokerUnavailable(f"embedded broker {str(self.path)!r}: {exc}") from exc
                 raise

@@ -265,3 +265,13 @@ def test_acks_waiting_for_their_group_commit_are_not_lost(embedded: BusUnderTest
     assert ids(acked) + ids(rest) == published
     assert not any(m.redelivered for m in rest)
     assert collect(reopened, "national", 1, timeout=0.3) == []
+
+
+def test_a_file_that_is_not_a_database_is_reported_and_releases_the_session(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "not-a-db.sqlite3"
+    path.write_bytes(b"this is a text file, not SQLite " * 100)
+    with pytest.raises(bus.BrokerUnavailable, match=r"not-a-db\.sqlite3.*not a database"):
+        bus.connect(f"sqlite:///{path}")
+    assert list(Path(f"{path}.sessions").glob("*.lock")) == []
