@@ -23,7 +23,7 @@ import logging
 import queue
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -289,15 +289,28 @@ class PendingPublish:
         "returned",
         "routing_key",
     )
-    exchange: str
-    routing_key: str
-    body: bytes
-    properties: Any
-    message_id: str
-    batch: PublishBatch
-    index: int
-    returned: bool
 
+    def __init__(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: Any,
+        batch: PublishBatch,
+        index: int,
+    ) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.body = body
+        self.properties = properties
+        self.message_id: str = properties.message_id
+        self.batch = batch
+        self.index = index
+        self.returned = False
+
+
+HANDOVER_CHUNK = 256
+"""Messages a publishing thread hands to the I/O thread at a time."""
 
 Publication = tuple[str, str, bytes, Any]
 """(exchange, routing key, body, pika BasicProperties with message_id set)."""
@@ -321,29 +334,33 @@ class ConfirmedPublisher:
         self._next_tag = 1
         link.add_listener(self)
 
-    def publish(self, publications: Sequence[Publication], timeout: float) -> list[Outcome]:
-        """Send `publications` and wait up to `timeout` seconds for all their confirms."""
-        batch = PublishBatch(len(publications))
-        if not publications:
+    def publish(
+        self, publications: Iterable[Publication], count: int, timeout: float
+    ) -> list[Outcome]:
+        """Send the `count` `publications` and wait up to `timeout` seconds for their confirms.
+
+        `publications` may be a generator: they are handed to the I/O thread in chunks as they
+        come, so the broker already stores the first ones while the caller builds the rest.
+        """
+        batch = PublishBatch(count)
+        if count == 0:
             return []
         if not self._link.alive:
+            deque(publications, maxlen=0)  # a generator may record what it yields: let it
             reason = f"broker unavailable: {self._link.error or 'the connection is closed'}"
-            return [Outcome(ok=False, reason=reason)] * len(publications)
-        entries = []
+            return [Outcome(ok=False, reason=reason)] * count
+        outbox = self._outbox
+        chunk: list[PendingPublish] = []
         for index, (exchange, routing_key, body, properties) in enumerate(publications):
-            entry = PendingPublish()
-            entry.exchange = exchange
-            entry.message_id = properties.message_id
-            entry.body = body
-            entry.routing_key = routing_key
-            entry.properties = properties
-            entry.batch = batch
-            entry.index = index
-            entry.returned = False
-            entries.append(entry)
-        # deque.extend is atomic under the GIL, and the I/O thread only pops from the left.
-        self._outbox.extend(entries)
-        self._link.call(self._pump)
+            chunk.append(PendingPublish(exchange, routing_key, body, properties, batch, index))
+            if len(chunk) >= HANDOVER_CHUNK:
+                # deque.extend is atomic under the GIL; the I/O thread only pops from the left.
+                outbox.extend(chunk)
+                self._link.call(self._pump)
+                chunk = []
+        if chunk:
+            outbox.extend(chunk)
+            self._link.call(self._pump)
         if not batch.done.wait(timeout):
             batch.cancelled = True
         outcomes = list(batch.outcomes)
