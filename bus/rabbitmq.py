@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -632,11 +633,11 @@ class _ConsumeSession:
             self._raise_if_broken()
             try:
                 incoming = inbox.get_nowait()
-            except Exception:
+            except queue.Empty:
                 self.flush()
                 try:
                     incoming = inbox.get(timeout=0.1)
-                except Exception:
+                except queue.Empty:
                     continue
                 if stop.is_set() or closed.is_set():
                     return  # fetched but not handed over: given back when the link closes
