@@ -110,6 +110,9 @@ _CONNECTION_ERRORS = (pika.exceptions.AMQPConnectionError, OSError)
 
 PERSISTENT = pika.DeliveryMode.Persistent.value
 
+SETTLE_FAILURE_PAUSE = 1.0
+"""Seconds a consumer waits after it could not move a message to a retry tier or dead letters."""
+
 
 class RabbitOptions(BaseModel):
     """Options of the RabbitMQ backend: `bus.connect(url, **options)` validates them here."""
@@ -656,8 +659,10 @@ class _ConsumeSession:
         try:
             run_handler(handler, delivery)
         except BusError as exc:
-            # Moving it to a retry tier or the dead letters failed (the broker is away): give it
-            # back so it is not lost; it comes again once the broker is back.
+            # Moving it to a retry tier or the dead letters failed: give it back so it is not
+            # lost. A missing queue is a configuration problem that redelivery cannot fix, so
+            # consume stops with it; otherwise (the broker refused or went away) pause a little,
+            # as the message comes straight back.
             log.error(
                 "could not settle message %s of target %s: %s; giving it back",
                 message.id,
@@ -666,6 +671,9 @@ class _ConsumeSession:
             )
             if not delivery.settled:
                 self.settle_later(incoming.generation, False, incoming.delivery_tag)
+            if isinstance(exc, TopologyError):
+                raise
+            time.sleep(SETTLE_FAILURE_PAUSE)
 
     def _raise_if_broken(self) -> None:
         if self.feed.fatal:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pika
 import pika.exceptions
 import pytest
-from contract import RABBITMQ_URL, BusUnderTest, collect_all, ids, nothing_arrives, require_rabbitmq
+from contract import (
+    RABBITMQ_URL,
+    BusUnderTest,
+    collect_all,
+    ids,
+    nothing_arrives,
+    require_rabbitmq,
+    wait_for,
+)
 
 from bus import Delivery, Outgoing, Target, Topology, TopologyError
 
@@ -144,3 +153,30 @@ def test_browsing_dead_letters_keeps_them_and_their_order(rabbit: BusUnderTest) 
     assert [m.id for m in replayed] == [published[1], published[4]]
     assert all(m.routing_key == "penalty_case.330100.a" for m in replayed)
     assert nothing_arrives(broker, "national", 0.3) == []
+
+
+def test_a_missing_retry_tier_stops_the_consumer_and_keeps_the_message(
+    rabbit: BusUnderTest,
+) -> None:
+    topology = rabbit.topology({"national": ["penalty_case.#"]})
+    broker = rabbit.open(topology)
+    sent = broker.publish(Outgoing("penalty_case.330100.a", b"x"))
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    connection.channel().queue_delete(topology.retry_queue("national", 0))
+    connection.close()
+
+    def fail(delivery: Delivery) -> None:
+        raise TimeoutError("target did not answer")
+
+    stop = threading.Event()
+    timer = threading.Timer(10, stop.set)
+    timer.start()
+    try:
+        with pytest.raises(TopologyError, match=r"retry\.national\.0.*does not exist"):
+            broker.consume("national", fail, stop=stop)
+    finally:
+        timer.cancel()
+    # Given back, not lost: it is still the target's, untouched by the failed move.
+    assert wait_for(lambda: broker.depth("national") == 1)
+    kept = collect_all(broker, "national", 1)
+    assert [(m.id, m.attempts, m.redelivered) for m in kept] == [(sent, 0, True)]
