@@ -112,6 +112,10 @@ class AmqpLink:
             # The I/O thread closed its loop between the check and the call: nothing to run.
             log.debug("link %s: dropped a callback after the link ended", self.name)
 
+    def later(self, callback: Callable[[], None]) -> None:
+        """From the I/O thread: run `callback` once the current I/O events are handled."""
+        self._ioloop.call_later(0, callback)
+
     def close(self, timeout: float = 10.0) -> None:
         """Close the connection (after callbacks already handed over) and end the thread."""
         if not self._closing.is_set():
@@ -508,6 +512,10 @@ Settle = tuple[bool, int]
 class ConsumerFeed:
     """basic.consume on one queue of a link; deliveries land in `inbox` for the consuming thread.
 
+    Deliveries go over in lists: all those one read from the socket produced, handed over once
+    the I/O thread has decoded them, so the consuming thread wakes once per read rather than once
+    per message.
+
     Each (re)opened channel gets a new generation number; deliveries and settles carry the
     generation they belong to, and settles for an older channel are dropped (the broker has
     already given those messages back to the queue).
@@ -522,7 +530,8 @@ class ConsumerFeed:
         self._link = link
         self._queue_name = queue_name
         self._prefetch = prefetch
-        self.inbox: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[list[Incoming]] = queue.SimpleQueue()
+        self._arrived: list[Incoming] = []
         self.generation = 0
         self.fatal = ""
         self._channel: Any = None
@@ -565,9 +574,17 @@ class ConsumerFeed:
     def _on_message(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
         tag = method.delivery_tag
         self._unsettled.append(tag)
-        self.inbox.put(
+        if not self._arrived:
+            # Runs after the I/O loop has handled the rest of this read.
+            self._link.later(self._hand_over)
+        self._arrived.append(
             Incoming(self.generation, tag, method.redelivered, method.routing_key, properties, body)
         )
+
+    def _hand_over(self) -> None:
+        arrived, self._arrived = self._arrived, []
+        if arrived:
+            self.inbox.put(arrived)
 
     def _on_cancelled(self, _frame: Any) -> None:
         # The broker cancelled the consumer (the queue was deleted, or it moved): reopen the

@@ -635,23 +635,24 @@ class _ConsumeSession:
                 return
             self._raise_if_broken()
             try:
-                incoming = inbox.get_nowait()
+                arrived = inbox.get_nowait()
             except queue.Empty:
                 self.flush()
                 try:
-                    incoming = inbox.get(timeout=0.1)
+                    arrived = inbox.get(timeout=0.1)
                 except queue.Empty:
                     continue
+            for incoming in arrived:
                 if stop.is_set() or closed.is_set():
                     return  # fetched but not handed over: given back when the link closes
-            if incoming.generation != self.feed.generation:
-                continue  # from a channel that is gone: the broker delivers it again
-            self._handle(handler, incoming)
-            if self._settles and (
-                len(self._settles) >= self.flush_every
-                or time.monotonic() - self._first_settle_at > self.flush_after
-            ):
-                self.flush()
+                if incoming.generation != self.feed.generation:
+                    continue  # from a channel that is gone: the broker delivers it again
+                self._handle(handler, incoming)
+                if self._settles and (
+                    len(self._settles) >= self.flush_every
+                    or time.monotonic() - self._first_settle_at > self.flush_after
+                ):
+                    self.flush()
 
     def _handle(self, handler: Handler, incoming: Incoming) -> None:
         message = _message_of(incoming)
