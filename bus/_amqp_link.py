@@ -1,0 +1,648 @@
+"""One AMQP connection driven by its own I/O thread, reconnected with backoff until closed.
+
+pika connections are not thread-safe, so every pika call of a link runs in the link's thread;
+other threads hand work over with `AmqpLink.call` (pika's `add_callback_threadsafe`). Because
+that thread never runs user code, heartbeats keep flowing however long a handler works.
+
+Two parts ride on a link:
+
+- `ConfirmedPublisher`: a confirm-mode channel with `mandatory=True` publishes; confirms are
+  pipelined (a window of unconfirmed messages, acks matched by delivery tag, `multiple=True`
+  acks honoured). A basic.return (no route) arrives before the ack of the same message and turns
+  it into an "unroutable" outcome. Messages not yet confirmed when the connection drops are sent
+  again after the reconnect, unless their caller gave up waiting.
+- `ConsumerFeed`: a channel with basic.qos and basic.consume whose deliveries go to a queue the
+  consuming thread reads; settles come back in batches and contiguous acks are folded into one
+  `multiple=True` ack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pika
+import pika.exceptions
+from pika.adapters.select_connection import IOLoop
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_when_event_set,
+    wait_exponential,
+    wait_random,
+)
+from tenacity.stop import stop_base
+
+log = logging.getLogger("bus.rabbitmq")
+
+
+class LinkListener(Protocol):
+    """A part of a link told when its connection opens and when it is lost (in the I/O thread)."""
+
+    def link_opened(self, connection: Any) -> None: ...
+
+    def link_lost(self, reason: str) -> None: ...
+
+
+class _OpenFailed(Exception):
+    """A connection attempt failed before the connection opened (tenacity retries on it)."""
+
+
+class AmqpLink:
+    """A pika SelectConnection owned by one thread, reopened with exponential backoff.
+
+    Parameters:
+      parameters: pika connection parameters (host, credentials, heartbeat, timeouts).
+      name: shown in the thread name and in the broker's connection list.
+      max_backoff: longest wait in seconds between two connection attempts.
+      give_up_after: seconds of failed attempts in a row after which the link gives up
+        (`failed` is set, `error` says why); None keeps trying until closed.
+    """
+
+    def __init__(
+        self,
+        parameters: pika.ConnectionParameters,
+        *,
+        name: str,
+        max_backoff: float = 5.0,
+        give_up_after: float | None = None,
+    ) -> None:
+        self.name = name
+        self._parameters = parameters
+        self._max_backoff = max_backoff
+        self._give_up_after = give_up_after
+        self._listeners: list[LinkListener] = []
+        self._ioloop = IOLoop()
+        self._connection: Any = None
+        self._opened_this_attempt = False
+        self._closing = threading.Event()
+        self._finished = threading.Event()
+        self.connected = threading.Event()
+        self.failed = threading.Event()
+        self.error = ""
+        self.opened_count = 0
+        self._thread = threading.Thread(target=self._run, name=f"jghub-amqp-{name}", daemon=True)
+
+    def add_listener(self, listener: LinkListener) -> None:
+        """Register a part before `start` (or from the I/O thread)."""
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return not (self._finished.is_set() or self._closing.is_set())
+
+    def call(self, callback: Callable[[], None]) -> None:
+        """Run `callback` in the I/O thread soon; callbacks run in the order they were handed."""
+        if self._finished.is_set():
+            return
+        try:
+            self._ioloop.add_callback_threadsafe(callback)
+        except (OSError, ValueError, AttributeError):
+            # The I/O thread closed its loop between the check and the call: nothing to run.
+            log.debug("link %s: dropped a callback after the link ended", self.name)
+
+    def later(self, callback: Callable[[], None]) -> None:
+        """From the I/O thread: run `callback` once the current I/O events are handled."""
+        self._ioloop.call_later(0, callback)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close the connection (after callbacks already handed over) and end the thread."""
+        if not self._closing.is_set():
+            self._closing.set()
+            self.call(self._close_in_loop)
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    # --- the I/O thread
+
+    def _run(self) -> None:
+        try:
+            while not self._closing.is_set():
+                if not self._connect_until_lost():
+                    break
+        except Exception as exc:  # pragma: no cover - a bug in a listener; keep it visible
+            log.exception("link %s: I/O thread crashed", self.name)
+            self.error = f"I/O thread crashed: {exc!r}"
+            self.failed.set()
+        finally:
+            self.connected.clear()
+            self._finished.set()
+            if not self.failed.is_set() and not self._closing.is_set():  # pragma: no cover
+                self.failed.set()
+            for listener in list(self._listeners):
+                try:
+                    listener.link_lost(self.error or "link closed")
+                except Exception:  # pragma: no cover
+                    log.exception("link %s: listener failed on close", self.name)
+            self._ioloop.close()
+
+    def _connect_until_lost(self) -> bool:
+        """Open a connection (retrying with backoff) and serve it until it is lost.
+
+        False when the link should end: it is closing, or it gave up.
+        """
+        stop: stop_base = stop_when_event_set(self._closing)
+        if self._give_up_after is not None:
+            stop = stop | stop_after_delay(self._give_up_after)
+        retrying = Retrying(
+            retry=retry_if_exception_type(_OpenFailed),
+            wait=wait_exponential(multiplier=0.1, max=self._max_backoff) + wait_random(0, 0.1),
+            stop=stop,
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            retrying(self._serve_one_connection)
+        except _OpenFailed:
+            if not self._closing.is_set():
+                log.error("link %s: giving up on the broker: %s", self.name, self.error)
+                self.failed.set()
+            return False
+        return not self._closing.is_set()
+
+    def _sleep(self, seconds: float) -> None:
+        # Wait between attempts, but wake at once when the link is closed.
+        self._closing.wait(seconds)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        log.warning(
+            "link %s: cannot reach the broker (attempt %d): %s; retrying in %.1f s",
+            self.name,
+            state.attempt_number,
+            self.error,
+            state.next_action.sleep if state.next_action else 0.0,
+        )
+
+    def _serve_one_connection(self) -> None:
+        if self._closing.is_set():
+            return
+        self._opened_this_attempt = False
+        self._connection = pika.SelectConnection(
+            self._parameters,
+            on_open_callback=self._on_open,
+            on_open_error_callback=self._on_open_error,
+            on_close_callback=self._on_closed,
+            custom_ioloop=self._ioloop,
+        )
+        self._ioloop.start()
+        self._connection = None
+        if not self._opened_this_attempt and not self._closing.is_set():
+            raise _OpenFailed(self.error)
+
+    def _on_open(self, connection: Any) -> None:
+        self._opened_this_attempt = True
+        self.opened_count += 1
+        self.error = ""
+        if self.opened_count > 1:
+            log.warning("link %s: reconnected to the broker", self.name)
+        self.connected.set()
+        if self._closing.is_set():
+            connection.close()
+            return
+        for listener in list(self._listeners):
+            listener.link_opened(connection)
+
+    def _on_open_error(self, _connection: Any, error: BaseException | str) -> None:
+        self.error = f"cannot connect: {error!r}"
+        self._ioloop.stop()
+
+    def _on_closed(self, _connection: Any, reason: BaseException) -> None:
+        self.connected.clear()
+        if not self._closing.is_set():
+            self.error = f"connection lost: {reason!r}"
+            log.warning("link %s: %s", self.name, self.error)
+        for listener in list(self._listeners):
+            listener.link_lost(repr(reason))
+        self._ioloop.stop()
+
+    def _close_in_loop(self) -> None:
+        connection = self._connection
+        if connection is None:
+            self._ioloop.stop()
+            return
+        try:
+            connection.close()
+        except pika.exceptions.ConnectionWrongStateError:
+            # Still opening or already closing: the close/open-error callback stops the loop;
+            # if neither is coming, stop it now.
+            if connection.is_closed:
+                self._ioloop.stop()
+
+
+# --- publishing with confirms
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one published message: confirmed (ok) or why not."""
+
+    ok: bool
+    reason: str = ""
+    unroutable: bool = False
+
+
+CONFIRMED = Outcome(ok=True)
+_PENDING = Outcome(ok=False, reason="not confirmed in time")
+
+
+class PublishBatch:
+    """Outcomes of the messages one caller handed over, filled in by the I/O thread."""
+
+    __slots__ = ("cancelled", "done", "outcomes", "remaining")
+
+    def __init__(self, size: int) -> None:
+        self.outcomes: list[Outcome] = [_PENDING] * size
+        self.remaining = size
+        self.done = threading.Event()
+        # Set by the caller when it stops waiting: its messages are then neither sent nor sent
+        # again after a reconnect (the caller was told they failed).
+        self.cancelled = False
+        if size == 0:
+            self.done.set()
+
+    def resolve(self, index: int, outcome: Outcome) -> None:
+        if self.outcomes[index] is _PENDING:
+            self.outcomes[index] = outcome
+            self.remaining -= 1
+            if self.remaining == 0:
+                self.done.set()
+
+
+class PendingPublish:
+    """One message on its way: where to, what, and whose batch it belongs to."""
+
+    __slots__ = (
+        "batch",
+        "body",
+        "exchange",
+        "index",
+        "message_id",
+        "properties",
+        "returned",
+        "routing_key",
+    )
+
+    def __init__(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: Any,
+        batch: PublishBatch,
+        index: int,
+    ) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.body = body
+        self.properties = properties
+        self.message_id: str = properties.message_id
+        self.batch = batch
+        self.index = index
+        self.returned = False
+
+
+HANDOVER_CHUNK = 256
+"""Messages a publishing thread hands to the I/O thread at a time."""
+
+Publication = tuple[str, str, bytes, Any]
+"""(exchange, routing key, body, pika BasicProperties with message_id set)."""
+
+
+class ConfirmedPublisher:
+    """Publishes with confirms and mandatory=True on one channel of a link.
+
+    Parameters:
+      link: the link it rides on (it registers itself as a listener).
+      window: most messages sent but not yet confirmed; more wait in the outbox, which keeps
+        memory bounded and the socket from filling with messages the broker cannot take yet.
+    """
+
+    def __init__(self, link: AmqpLink, *, window: int = 2000) -> None:
+        self._link = link
+        self._window = window
+        self._outbox: deque[PendingPublish] = deque()
+        self._inflight: OrderedDict[int, PendingPublish] = OrderedDict()
+        self._channel: Any = None
+        self._next_tag = 1
+        link.add_listener(self)
+
+    def publish(
+        self, publications: Iterable[Publication], count: int, timeout: float
+    ) -> list[Outcome]:
+        """Send the `count` `publications` and wait up to `timeout` seconds for their confirms.
+
+        `publications` may be a generator: they are handed to the I/O thread in chunks as they
+        come, so the broker already stores the first ones while the caller builds the rest.
+        """
+        batch = PublishBatch(count)
+        if count == 0:
+            return []
+        if not self._link.alive:
+            deque(publications, maxlen=0)  # a generator may record what it yields: let it
+            reason = f"broker unavailable: {self._link.error or 'the connection is closed'}"
+            return [Outcome(ok=False, reason=reason)] * count
+        outbox = self._outbox
+        chunk: list[PendingPublish] = []
+        for index, (exchange, routing_key, body, properties) in enumerate(publications):
+            chunk.append(PendingPublish(exchange, routing_key, body, properties, batch, index))
+            if len(chunk) >= HANDOVER_CHUNK:
+                # deque.extend is atomic under the GIL; the I/O thread only pops from the left.
+                outbox.extend(chunk)
+                self._link.call(self._pump)
+                chunk = []
+        if chunk:
+            outbox.extend(chunk)
+            self._link.call(self._pump)
+        if not batch.done.wait(timeout):
+            batch.cancelled = True
+        outcomes = list(batch.outcomes)
+        if not batch.done.is_set() and not self._link.alive:
+            reason = f"broker unavailable: {self._link.error or 'the connection is closed'}"
+            outcomes = [o if o is not _PENDING else Outcome(False, reason) for o in outcomes]
+        elif not batch.done.is_set():
+            reason = f"not confirmed within {timeout:g} s"
+            if not self._link.connected.is_set():
+                reason += f" (no connection: {self._link.error or 'reconnecting'})"
+            outcomes = [o if o is not _PENDING else Outcome(False, reason) for o in outcomes]
+        return outcomes
+
+    # --- I/O thread
+
+    def link_opened(self, connection: Any) -> None:
+        connection.channel(on_open_callback=self._on_channel_open)
+
+    def link_lost(self, reason: str) -> None:
+        self._channel = None
+        self._requeue_inflight()
+        if not self._link.alive:
+            # The link ended for good: nobody will send what waits; tell the callers now.
+            while self._outbox:
+                entry = self._outbox.popleft()
+                entry.batch.resolve(entry.index, Outcome(False, f"broker unavailable: {reason}"))
+
+    def _on_channel_open(self, channel: Any) -> None:
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self._ready(channel))
+
+    def _ready(self, channel: Any) -> None:
+        self._channel = channel
+        self._next_tag = 1
+        self._pump()
+
+    def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
+        if self._channel is not None and channel is not self._channel:
+            return
+        self._channel = None
+        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+            # The broker closed this channel over something we sent (e.g. an exchange that does
+            # not exist): sending the same again would close the next channel too.
+            log.error("publisher channel closed by the broker: %r", reason)
+            for entry in self._inflight.values():
+                entry.batch.resolve(entry.index, Outcome(False, f"broker refused: {reason}"))
+            self._inflight.clear()
+            connection = channel.connection
+            if connection is not None and connection.is_open:
+                connection.channel(on_open_callback=self._on_channel_open)
+        else:
+            self._requeue_inflight()
+
+    def _requeue_inflight(self) -> None:
+        # Unconfirmed messages go back to the head of the outbox, in the order they were sent.
+        survivors = [e for e in self._inflight.values() if not e.batch.cancelled]
+        self._inflight.clear()
+        self._outbox.extendleft(reversed(survivors))
+
+    def _pump(self) -> None:
+        channel = self._channel
+        if channel is None:
+            return
+        outbox = self._outbox
+        inflight = self._inflight
+        window = self._window
+        publish = channel.basic_publish
+        tag = self._next_tag
+        try:
+            while outbox and len(inflight) < window:
+                entry = outbox.popleft()
+                if entry.batch.cancelled:
+                    continue
+                try:
+                    publish(entry.exchange, entry.routing_key, entry.body, entry.properties, True)
+                except Exception:
+                    outbox.appendleft(entry)
+                    raise
+                inflight[tag] = entry
+                tag += 1
+        except (pika.exceptions.ChannelWrongStateError, pika.exceptions.ConnectionWrongStateError):
+            log.debug("publisher channel not open; keeping the outbox for the next channel")
+        finally:
+            self._next_tag = tag
+
+    def _on_return(self, _channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
+        # Returns carry no delivery tag; they come before the ack of the same message and in
+        # publish order, so the oldest unconfirmed message with this id is the one returned.
+        message_id = properties.message_id
+        for entry in self._inflight.values():
+            if not entry.returned and entry.message_id == message_id:
+                entry.returned = True
+                return
+        log.warning("basic.return for message %s, which is not in flight", message_id)
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        acked = isinstance(method, pika.spec.Basic.Ack)
+        tag = method.delivery_tag
+        inflight = self._inflight
+        if method.multiple:
+            while inflight:
+                first = next(iter(inflight))
+                if first > tag:
+                    break
+                self._settle(inflight.pop(first), acked)
+        else:
+            entry = inflight.pop(tag, None)
+            if entry is not None:
+                self._settle(entry, acked)
+        if self._outbox:
+            self._pump()
+
+    @staticmethod
+    def _settle(entry: PendingPublish, acked: bool) -> None:
+        if not acked:
+            outcome = Outcome(False, "the broker refused the message (basic.nack)")
+        elif entry.returned:
+            outcome = Outcome(False, "no route matches the routing key", unroutable=True)
+        else:
+            outcome = CONFIRMED
+        entry.batch.resolve(entry.index, outcome)
+
+
+# --- consuming
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A delivery as the I/O thread hands it over: raw, decoded by the consuming thread."""
+
+    generation: int
+    delivery_tag: int
+    redelivered: bool
+    routing_key: str
+    properties: Any
+    body: bytes
+
+
+Settle = tuple[bool, int]
+"""(True to ack / False to nack with requeue, delivery tag)."""
+
+
+class ConsumerFeed:
+    """basic.consume on one queue of a link; deliveries land in `inbox` for the consuming thread.
+
+    Deliveries go over in lists: all those one read from the socket produced, handed over once
+    the I/O thread has decoded them, so the consuming thread wakes once per read rather than once
+    per message.
+
+    Each (re)opened channel gets a new generation number; deliveries and settles carry the
+    generation they belong to, and settles for an older channel are dropped (the broker has
+    already given those messages back to the queue).
+
+    Parameters:
+      link: the link it rides on.
+      queue_name: the queue to consume.
+      prefetch: basic.qos prefetch count: most unsettled deliveries the broker hands over.
+    """
+
+    def __init__(self, link: AmqpLink, queue_name: str, prefetch: int) -> None:
+        self._link = link
+        self._queue_name = queue_name
+        self._prefetch = prefetch
+        self.inbox: queue.SimpleQueue[list[Incoming]] = queue.SimpleQueue()
+        self._arrived: list[Incoming] = []
+        self.generation = 0
+        self.fatal = ""
+        self._channel: Any = None
+        self._unsettled: deque[int] = deque()
+        self._stopping = False
+        link.add_listener(self)
+
+    def settle(self, generation: int, settles: Sequence[Settle]) -> None:
+        """Hand settles over to the I/O thread (they are applied there, in order)."""
+        if settles:
+            self._link.call(lambda: self._apply(generation, settles))
+
+    def stop(self) -> None:
+        """Cancel the consumer; unsettled deliveries go back when the link closes."""
+        self._link.call(self._cancel)
+
+    # --- I/O thread
+
+    def link_opened(self, connection: Any) -> None:
+        if not self._stopping:
+            connection.channel(on_open_callback=self._on_channel_open)
+
+    def link_lost(self, reason: str) -> None:
+        self._channel = None
+        self._unsettled.clear()
+
+    def _on_channel_open(self, channel: Any) -> None:
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_cancel_callback(self._on_cancelled)
+        channel.basic_qos(
+            prefetch_count=self._prefetch, callback=lambda _frame: self._subscribe(channel)
+        )
+
+    def _subscribe(self, channel: Any) -> None:
+        self.generation += 1
+        self._channel = channel
+        self._unsettled.clear()
+        channel.basic_consume(self._queue_name, self._on_message, auto_ack=False)
+
+    def _on_message(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        tag = method.delivery_tag
+        self._unsettled.append(tag)
+        if not self._arrived:
+            # Runs after the I/O loop has handled the rest of this read.
+            self._link.later(self._hand_over)
+        self._arrived.append(
+            Incoming(self.generation, tag, method.redelivered, method.routing_key, properties, body)
+        )
+
+    def _hand_over(self) -> None:
+        arrived, self._arrived = self._arrived, []
+        if arrived:
+            self.inbox.put(arrived)
+
+    def _on_cancelled(self, _frame: Any) -> None:
+        # The broker cancelled the consumer (the queue was deleted, or it moved): reopen the
+        # channel; if the queue is gone the new basic.consume fails and `fatal` says so.
+        log.warning("consumer of %s cancelled by the broker; subscribing again", self._queue_name)
+        channel = self._channel
+        self._channel = None
+        if channel is not None and channel.is_open:
+            channel.close()
+
+    def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
+        if channel is self._channel:
+            self._channel = None
+        self._unsettled.clear()
+        connection = channel.connection
+        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+            if reason.reply_code == 404:
+                self.fatal = f"queue {self._queue_name!r} does not exist: {reason.reply_text}"
+                return
+            log.error("consumer channel of %s closed by the broker: %r", self._queue_name, reason)
+        if (
+            not self._stopping
+            and self._link.alive
+            and connection is not None
+            and connection.is_open
+        ):
+            connection.channel(on_open_callback=self._on_channel_open)
+
+    def _apply(self, generation: int, settles: Sequence[Settle]) -> None:
+        channel = self._channel
+        if channel is None or generation != self.generation or not channel.is_open:
+            log.debug("dropping %d settles of an old channel: redelivered anyway", len(settles))
+            return
+        unsettled = self._unsettled
+        acks = {tag for ack, tag in settles if ack}
+        # Fold the acks at the head of the unsettled deliveries into one multiple=True ack;
+        # acks behind a still-unsettled delivery must go one by one.
+        last = 0
+        while unsettled and unsettled[0] in acks:
+            last = unsettled.popleft()
+            acks.discard(last)
+        if last:
+            channel.basic_ack(last, multiple=True)
+        for tag in sorted(acks):
+            channel.basic_ack(tag)
+            self._forget(tag)
+        for ack, tag in settles:
+            if not ack:
+                channel.basic_nack(tag, requeue=True)
+                self._forget(tag)
+
+    def _forget(self, tag: int) -> None:
+        with contextlib.suppress(ValueError):
+            self._unsettled.remove(tag)
+
+    def _cancel(self) -> None:
+        self._stopping = True
+        channel = self._channel
+        if channel is not None and channel.is_open:
+            for consumer_tag in channel.consumer_tags:
+                channel.basic_cancel(consumer_tag)

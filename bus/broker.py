@@ -1,0 +1,268 @@
+"""The broker interface every backend implements: declare, publish with confirms, consume, settle.
+
+One contract, two backends (`bus.embedded.EmbeddedBroker`, `bus.rabbitmq.RabbitBroker`); the
+contract suite in tests/bus/contract.py runs against both. Use it like this:
+
+    with bus.connect(url) as broker:
+        broker.declare(topology)            # always first: it also tells the broker its namespace
+        broker.publish(Outgoing("penalty_case.330100.dept_scjg", body))
+        broker.consume("national", handle, stop=stop_event)
+
+Delivery semantics are at-least-once: a message is removed only when a handler settles it, and
+one whose consumer died unsettled comes again with `redelivered=True`. Targets drop duplicates by
+the idempotency key.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+
+from bus.errors import SettleError
+from bus.message import DeadLetter, HeaderValue, Message, Outgoing, Quarantined
+from bus.topology import Topology
+
+log = logging.getLogger("bus")
+
+HANDLER_STAGE = "handler"
+"""The stage recorded when a handler raises or returns without settling."""
+
+
+class Delivery(ABC):
+    """A message handed to a consumer's handler; settle it exactly once.
+
+    A backend implements the `_ack`, `_retry`, `_dead_letter` and `_requeue` hooks; this class
+    makes sure only one of them runs per delivery (a second settle raises SettleError).
+
+    Attributes:
+      message: the message, with its attempts and history so far.
+      target: the target whose queue it came from.
+    """
+
+    def __init__(self, message: Message, target: str) -> None:
+        self.message = message
+        self.target = target
+        self._settled_as: str | None = None
+        self._settle_lock = threading.Lock()
+
+    @property
+    def settled(self) -> bool:
+        return self._settled_as is not None
+
+    def ack(self) -> None:
+        """Done: the message leaves the queue for good."""
+        self._settle("ack", self._ack)
+
+    def retry(self, reason: str, stage: str) -> None:
+        """Transient failure: the message waits in the next retry tier, then comes back.
+
+        When the target's tiers are used up (attempts > len(retry_delays)) it goes to the dead
+        letters instead. Either way the failure (attempt, time, stage, reason) joins its history.
+        """
+        self._settle("retry", lambda: self._retry(reason, stage))
+
+    def dead_letter(self, reason: str, stage: str) -> None:
+        """Permanent failure (the target rejected the content): straight to the dead letters."""
+        self._settle("dead_letter", lambda: self._dead_letter(reason, stage))
+
+    def requeue(self) -> None:
+        """Give it back unprocessed (e.g. on shutdown): delivered again later, redelivered=True."""
+        self._settle("requeue", self._requeue)
+
+    def _settle(self, how: str, action: Callable[[], None]) -> None:
+        with self._settle_lock:
+            if self._settled_as is not None:
+                raise SettleError(
+                    f"message {self.message.id} from target {self.target!r} was already settled "
+                    f"({self._settled_as}); cannot {how} it again"
+                )
+            action()
+            self._settled_as = how
+
+    @abstractmethod
+    def _ack(self) -> None: ...
+
+    @abstractmethod
+    def _retry(self, reason: str, stage: str) -> None: ...
+
+    @abstractmethod
+    def _dead_letter(self, reason: str, stage: str) -> None: ...
+
+    @abstractmethod
+    def _requeue(self) -> None: ...
+
+
+Handler = Callable[[Delivery], None]
+
+
+def run_handler(handler: Handler, delivery: Delivery) -> None:
+    """Call `handler` on `delivery` and settle what it left unsettled; backends call this.
+
+    - the handler raises: the delivery is retried with reason=repr(exc), stage="handler";
+    - the handler returns without settling: that is a bug in the handler; it is logged and the
+      delivery is retried with a reason saying so (so it ends in the dead letters, visible,
+      rather than blocking the queue or vanishing).
+    """
+    try:
+        handler(delivery)
+    except Exception as exc:
+        if delivery.settled:
+            log.exception(
+                "handler raised after settling message %s of target %s",
+                delivery.message.id,
+                delivery.target,
+            )
+            return
+        log.warning(
+            "handler raised on message %s of target %s; retrying it: %r",
+            delivery.message.id,
+            delivery.target,
+            exc,
+        )
+        delivery.retry(repr(exc), HANDLER_STAGE)
+        return
+    if not delivery.settled:
+        log.error(
+            "handler returned without settling message %s of target %s",
+            delivery.message.id,
+            delivery.target,
+        )
+        delivery.retry(
+            "SettleError: the handler returned without calling ack, retry, dead_letter or requeue",
+            HANDLER_STAGE,
+        )
+
+
+class Broker(ABC):
+    """A message broker: topic routing, confirms, acks, retry tiers, dead letters, replay.
+
+    Thread-safe: several threads may publish and several may consume (one consume call each)
+    on one Broker. Call `declare` before anything else: it fixes the namespace this Broker works
+    in. A Broker is a context manager that closes itself.
+    """
+
+    @abstractmethod
+    def declare(self, topology: Topology) -> None:
+        """Create the exchange, queues, retry tiers, dead letters and bindings `topology` names.
+
+        Idempotent: declaring the same topology again changes nothing and keeps every message.
+        Routes added to a target are bound; a target removed from the topology keeps its queue
+        and messages until `delete_topology`. Every later call works in `topology.namespace`.
+        """
+
+    @abstractmethod
+    def publish(self, message: Outgoing) -> str:
+        """Store `message` in every target queue a route matches; return its id once confirmed.
+
+        Raises:
+          Unroutable: no route matches its routing key (nothing was stored).
+          PublishFailed: the broker did not confirm (nack, timeout, connection lost).
+          TopologyError: nothing declared yet.
+        """
+
+    @abstractmethod
+    def publish_many(self, messages: Sequence[Outgoing]) -> list[str]:
+        """Publish a batch with confirms pipelined (not one round trip each); ids in batch order.
+
+        Returns when every message is confirmed. Messages are independent: if some fail (no
+        route, nack), the others are still stored, and PublishFailed lists the failures
+        (`failures`, each with its batch index and `unroutable` flag) and the confirmed ids
+        (`published`).
+        """
+
+    @abstractmethod
+    def consume(
+        self,
+        target: str,
+        handler: Handler,
+        *,
+        stop: threading.Event,
+        prefetch: int | None = None,
+    ) -> None:
+        """Deliver the target's messages to `handler`, one at a time, until `stop` is set.
+
+        Blocks; run it in a thread of its own for each concurrent consumer. Order within the
+        queue is kept for one consumer. If the handler raises, the delivery is retried with
+        reason=repr(exc) and stage "handler"; if it returns without settling, that is logged
+        and the delivery is retried too (see `run_handler`). When `stop` is set, the handler
+        finishes the delivery in hand and what was fetched but not handed over is given back.
+        `prefetch` overrides the target's prefetch.
+
+        Raises:
+          TopologyError: the target is not in the declared topology.
+          BrokerUnavailable: the broker went away and did not come back.
+        """
+
+    @abstractmethod
+    def quarantine(
+        self,
+        body: bytes,
+        reason: str,
+        *,
+        source: str,
+        headers: Mapping[str, HeaderValue] | None = None,
+    ) -> str:
+        """Keep a rejected inbound payload with why it was rejected; return its quarantine id."""
+
+    @abstractmethod
+    def quarantined(self, limit: int = 100) -> list[Quarantined]:
+        """What was quarantined, oldest first, without removing it."""
+
+    @abstractmethod
+    def dead_letters(
+        self,
+        target: str | None = None,
+        *,
+        reason: str | None = None,
+        ids: Collection[str] | None = None,
+        older_than: timedelta | None = None,
+        limit: int = 1000,
+    ) -> list[DeadLetter]:
+        """List dead letters, oldest first, without removing them.
+
+        Filters combine (all must hold): `target` is the target's name; `reason` is a
+        case-sensitive substring of the last failure's reason; `ids` are message ids;
+        `older_than` keeps those dead for at least that long.
+        """
+
+    @abstractmethod
+    def replay(
+        self,
+        target: str | None = None,
+        *,
+        reason: str | None = None,
+        ids: Collection[str] | None = None,
+    ) -> list[str]:
+        """Move matching dead letters back to their target queue; return the replayed ids.
+
+        Filters as in `dead_letters`. A replayed message keeps its id, idempotency key and
+        history (plus a replay marker); its attempts restart at 0, so it gets every retry tier
+        again. Dead letters that do not match stay where they are.
+        """
+
+    @abstractmethod
+    def depth(self, target: str) -> int:
+        """Messages ready in the target's queue (not those waiting in retry tiers or in flight)."""
+
+    @abstractmethod
+    def delete_topology(self, topology: Topology) -> None:
+        """Delete everything `topology` declared, messages included (tests, decommissioning)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop consumers, give back unsettled deliveries, release the connection. Idempotent."""
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,30 @@
+"""Fixtures of the bus tests: `under_test`, one broker backend per parameter, cleaned up after."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from contract import BACKENDS, RABBITMQ_URL, BusUnderTest, require_rabbitmq
+
+
+@pytest.fixture(params=BACKENDS)
+def under_test(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BusUnderTest]:
+    """Each backend in turn; RabbitMQ skips with the reason when absent (fails under CI=true)."""
+    if request.param == "rabbitmq":
+        require_rabbitmq()
+        url = RABBITMQ_URL
+    else:
+        url = f"sqlite:///{tmp_path / 'bus.sqlite3'}"
+    harness = BusUnderTest(kind=request.param, url=url)
+    yield harness
+    harness.cleanup()
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[BusUnderTest]:
+    """The embedded backend alone, for its own tests."""
+    harness = BusUnderTest(kind="embedded", url=f"sqlite:///{tmp_path / 'bus.sqlite3'}")
+    yield harness
+    harness.cleanup()
