@@ -13,9 +13,12 @@ $(BIN)/jghub: pyproject.toml
 
 install: $(BIN)/jghub
 
-## The main job on the embedded bus (no RabbitMQ, no configuration needed).
+## The most complete job that exists today: every system's samples through its mappings,
+## then one department batch with broken records, to show envelopes and errors side by side.
 demo: install
-	$(BIN)/jghub demo
+	$(BIN)/jghub mappings test
+	-$(BIN)/jghub mappings run eco-env-penalty \
+		mappings/systems/eco-env-penalty/samples/case_batch/invalid-records.xml --type case_batch
 
 ## Lint, type-check and every test.
 lint: install
