@@ -424,6 +424,13 @@ class ConfirmedPublisher:
         survivors = [e for e in self._inflight.values() if not e.batch.cancelled]
         self._inflight.clear()
         self._outbox.extendleft(reversed(survivors))
+        if survivors:
+            log.warning(
+                "link %s: %d messages were not confirmed before the connection dropped; "
+                "they will be sent again (duplicates are possible)",
+                self._link.name,
+                len(survivors),
+            )
 
     def _pump(self) -> None:
         channel = self._channel
