@@ -782,6 +782,41 @@ def _format_datetime(options: FormatDatetimeOptions, context: BuildContext) -> S
     return step
 
 
+class DayOptions(FunctionOptions):
+    timezone: str = Field(
+        default="Asia/Shanghai",
+        description="IANA time zone whose calendar gives the day of an aware date-time.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        _zone(value)
+        return value
+
+
+@function("day", DayOptions, examples=("{path: cfjdrq, pipe: [{datetime: epoch_millis}, day]}",))
+def _day(options: DayOptions, context: BuildContext) -> Step:
+    """The calendar day of a date-time, for systems that send dates as instants (epoch values).
+
+    The instant is moved to `timezone` first, so `1772294400000` (2026-03-01 00:00 in Shanghai,
+    still 2026-02-28 in UTC) is 2026-03-01. A date passes unchanged; anything else is an error:
+    read text with `date` or `datetime` first.
+    """
+    zone = _zone(options.timezone)
+
+    def step(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return (value if value.tzinfo is None else value.astimezone(zone)).date()
+        if isinstance(value, date):
+            return value
+        raise ValueProblem(
+            "day", f"expected a date-time (read it with datetime first), got {value!r}", value
+        )
+
+    return step
+
+
 # --------------------------------------------------------------------------- codes
 
 
