@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -31,6 +32,24 @@ def test_every_function_and_option_is_documented() -> None:
         assert function.summary and not function.summary.startswith(function.name)
         for option, info in function.options.model_fields.items():
             assert info.description, f"{function.name}.{option} has no description"
+
+
+def test_every_pipe_example_reads_as_yaml_and_builds() -> None:
+    # The examples are what users copy into mapping files, so they must survive YAML.
+    tables = {**TABLES, "penalty_kind": CodeTable.inline("penalty_kind", {"FK": "03"})}
+    checked = 0
+    for function in FUNCTIONS.values():
+        for example in function.examples:
+            item = yaml.safe_load(example)
+            if isinstance(item, dict) and set(item) == {function.name}:
+                options = function.parse_options(item[function.name])
+            elif item == function.name:
+                options = function.parse_options(None)
+            else:
+                continue  # a whole field rule showing the function in context
+            function.build(options, BuildContext(tables, "test"))
+            checked += 1
+    assert checked >= len(FUNCTIONS)
 
 
 # --------------------------------------------------------------------------- text
@@ -177,6 +196,24 @@ def test_epoch_milliseconds_are_exact_instants() -> None:
     for bad in ("昨天", 1.5, True):
         with pytest.raises(ValueProblem):
             step(bad)
+
+
+def test_day_is_the_calendar_day_in_the_zone() -> None:
+    midnight = fn("datetime", "epoch_millis")(1772294400000)  # 2026-02-28T16:00Z
+    assert fn("day")(midnight) == date(2026, 3, 1)
+    assert fn("day", {"timezone": "UTC"})(midnight) == date(2026, 2, 28)
+    assert fn("day")(date(2026, 3, 1)) == date(2026, 3, 1)
+    assert fn("day")(datetime(2026, 3, 1, 23, 59)) == date(2026, 3, 1)
+    with pytest.raises(ValueProblem, match="read it with datetime first"):
+        fn("day")(1772294400000)
+    with pytest.raises(ValidationError):
+        FUNCTIONS["day"].parse_options({"timezone": "Mars/Base"})
+
+
+@given(st.dates(min_value=date(1971, 1, 1), max_value=date(2100, 12, 31)))
+def test_day_inverts_writing_a_date_as_epoch_millis(day: date) -> None:
+    millis = fn("format_datetime", "epoch_millis")(day)
+    assert fn("day")(fn("datetime", "epoch_millis")(millis)) == day
 
 
 @given(st.integers(min_value=-(10**12), max_value=4 * 10**12))
