@@ -109,14 +109,29 @@ class Ingress:
     """Translates, quarantines and publishes inbound payloads; thread-safe (the broker is).
 
     Parameters:
-      broker: an open broker whose topology is declared.
+      broker: an open broker whose topology is declared; None until the hub has connected
+        (`attach` it then): meanwhile `accept` answers IngressUnavailable.
       mappings: the compiled mappings of each system, by system id (not by mapping folder: two
         systems may share one folder).
     """
 
-    def __init__(self, broker: Broker, mappings: Mapping[str, SystemMappings]) -> None:
-        self.broker = broker
+    def __init__(self, broker: Broker | None, mappings: Mapping[str, SystemMappings]) -> None:
+        self._broker = broker
         self.mappings = dict(mappings)
+
+    def attach(self, broker: Broker | None) -> None:
+        """Use `broker` from now on (None: the bus is gone; accept answers IngressUnavailable)."""
+        self._broker = broker
+
+    @property
+    def broker(self) -> Broker:
+        """The broker in use; IngressUnavailable while there is none."""
+        broker = self._broker
+        if broker is None:
+            raise IngressUnavailable(
+                "the hub is not connected to the bus yet; nothing was accepted, send it again later"
+            )
+        return broker
 
     def accept(
         self, system_id: str, message_type: str, payload: bytes, *, charset: str | None = None
@@ -138,6 +153,7 @@ class Ingress:
                 f"system {system_id!r} has no inbound message type {message_type!r} "
                 f"(mapped: {', '.join(sorted(mapping.inbound))})"
             )
+        broker = self.broker
         receipt = uuid.uuid4().hex
         try:
             translation = mapping.translate(message_type, payload, charset=charset)
@@ -202,7 +218,7 @@ class Ingress:
         unroutable: list[str] = []
         if outgoing:
             try:
-                self.broker.publish_many(outgoing)
+                broker.publish_many(outgoing)
             except PublishFailed as failed:
                 for failure in failed.failures:
                     answer = published_answers[failure.index]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from hub import __version__
+from hub.commands import adapters as adapters_commands
 from hub.commands import mappings as mappings_commands
+from hub.commands import serve as serve_command
 from hub.commands import standard as standard_commands
 
 app = typer.Typer(
@@ -33,6 +35,8 @@ def _root(
 
 app.add_typer(standard_commands.app, name="standard")
 app.add_typer(mappings_commands.app, name="mappings")
+app.add_typer(adapters_commands.app, name="adapters")
+app.command("serve")(serve_command.serve)
 
 
 def main() -> None:
