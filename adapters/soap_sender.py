@@ -195,11 +195,10 @@ class SoapSender(Sender):
     def _build(self) -> tuple[Any, Any]:
         import zeep
         from zeep.exceptions import Error as ZeepError
-        from zeep.transports import Transport
 
         options = self.settings
         target = self.system.id
-        self._transport = Transport(timeout=options.timeout_s, operation_timeout=options.timeout_s)
+        self._transport = _recording_transport(options.timeout_s)
         wsdl = options.wsdl
         if not wsdl.startswith(("http://", "https://", "file://")):
             wsdl = str(Path(wsdl).resolve())
@@ -269,6 +268,13 @@ class SoapSender(Sender):
             ):
                 result = operation(**arguments, _soapheaders=headers or None)
         except Fault as fault:
+            answer = self._transport.last_response()
+            if fault.code is None and answer is not None and answer.status_code != 200:
+                # Not a SOAP fault but an error page that happens to be XML (<html>...): the
+                # HTTP status says what happened.
+                failure = status_error(answer.status_code, answer.content, target=target)
+                if failure is not None:
+                    raise failure from fault
             raise self._fault_error(fault) from fault
         except TransportError as error:
             failure = status_error(error.status_code, error.content, target=target)
@@ -371,3 +377,29 @@ class SoapSender(Sender):
         if local in self.settings.transient_fault_codes:
             return TransientDeliveryError(text, detail=detail)
         return PermanentDeliveryError(text, detail=detail)
+
+
+def _recording_transport(timeout_s: float) -> Any:
+    """A zeep transport that remembers each thread's last HTTP response.
+
+    zeep turns any XML answer with a non-200 status into a Fault, even an HTML error page
+    (which parses as XML); the status tells a 503 from a 403 then.
+    """
+    from zeep.transports import Transport
+
+    class RecordingTransport(Transport):
+        def __init__(self) -> None:
+            super().__init__(timeout=timeout_s, operation_timeout=timeout_s)
+            self._last = threading.local()
+
+        def post(self, address: str, message: Any, headers: Any) -> Any:
+            self._last.response = None
+            response = super().post(address, message, headers)
+            self._last.response = response
+            return response
+
+        def last_response(self) -> requests.Response | None:
+            found: requests.Response | None = getattr(self._last, "response", None)
+            return found
+
+    return RecordingTransport()
