@@ -226,7 +226,10 @@ class Ingress:
                     if failure.unroutable:
                         answer.status = "rejected"
                         answer.errors = [_unroutable(failure.routing_key, failure.reason)]
-                        unroutable.append(f"record {answer.index + 1}: {failure.reason}")
+                        unroutable.append(
+                            f"record {answer.index + 1}: routing key {failure.routing_key}: "
+                            f"{failure.reason}"
+                        )
                     else:
                         answer.status = "failed"
                         answer.errors = [{"kind": "not-confirmed", "reason": failure.reason}]
