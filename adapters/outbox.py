@@ -1,4 +1,4 @@
-"""The outbox: messages for systems that cannot receive pushes, pulled with a lease and acknowledged.
+"""The outbox: messages for pull-only systems, pulled under a lease and acknowledged.
 
 The worker's `outbox` sender writes each rendered payload into an `OutboxStore`; the system pulls
 them over HTTP and acknowledges what it processed:
@@ -457,7 +457,10 @@ def _as_message(item: OutboxItem) -> OutboxMessage:
     for parameter in item.content_type.split(";")[1:]:
         name, _, value = parameter.partition("=")
         if name.strip().lower() == "charset" and value.strip():
-            charset = value.strip().strip('"')
+            charset = value.strip().strip('"').lower()
+    # GB2312 and GBK are read as GB18030, their superset, as everywhere in the hub.
+    if charset in ("gb2312", "gbk", "cp936"):
+        charset = "gb18030"
     try:
         text = item.body.decode(charset)
         encoding: Literal["text", "base64"] = "text"
