@@ -29,11 +29,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from adapters.base import Sender
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 OUTBOX_FILE = "outbox.sqlite3"
 MAX_PULL = 1000
+SQLITE_MAX_INTEGER = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -438,10 +439,17 @@ class OutboxAck(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    ids: list[str] = Field(default_factory=list, max_length=MAX_PULL, description="Message ids.")
-    lease_id: str | None = Field(default=None, description="The lease the cursor belongs to.")
+    ids: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=MAX_PULL, description="Message ids."
+    )
+    lease_id: str | None = Field(
+        default=None, max_length=64, description="The lease the cursor belongs to."
+    )
     cursor: int | None = Field(
-        default=None, description="Acknowledge the lease's messages with seq ≤ cursor."
+        default=None,
+        ge=0,
+        le=SQLITE_MAX_INTEGER,
+        description="Acknowledge the lease's messages with seq ≤ cursor.",
     )
 
 

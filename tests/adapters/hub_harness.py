@@ -232,13 +232,13 @@ def running_hub(
     systems_file = tmp_path / "systems.yaml"
     systems_file.write_text(systems_text, encoding="utf-8")
     namespace = f"t{uuid.uuid4().hex[:12]}"
-    settings = HubSettings(
-        amqp_url=amqp_url or None,
-        data_dir=tmp_path / "var",
-        systems_file=systems_file,
-        namespace=namespace,
-        **(settings_overrides or {}),
-    )
+    chosen: dict[str, Any] = {
+        "amqp_url": amqp_url or None,
+        "data_dir": tmp_path / "var",
+        "systems_file": systems_file,
+        "namespace": namespace,
+    }
+    settings = HubSettings(**{**chosen, **(settings_overrides or {})})
     config: SystemsConfig = load_systems(systems_file)
     app = create_app(settings)
     with (

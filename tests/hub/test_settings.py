@@ -172,8 +172,8 @@ def test_message_types_are_checked_against_the_mapping_folder(tmp_path: Path) ->
 
 
 def test_a_missing_mapping_folder(tmp_path: Path) -> None:
-    found = problems(tmp_path, HEAD.replace("id: eco-env-penalty", "id: national"))
-    assert "no mapping folder 'national'" in found[0] and ":2:" in found[0]
+    found = problems(tmp_path, HEAD.replace("id: eco-env-penalty", "id: moon-base"))
+    assert "no mapping folder 'moon-base'" in found[0] and ":2:" in found[0]
 
 
 def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
