@@ -153,6 +153,21 @@ class SoapPushOptions(BaseModel):
     )
 
 
+@dataclass(frozen=True)
+class SoapChannel:
+    """One channel's SOAP contract: where it is served and how its request carries the document.
+
+    `document_parameter` None means the Body's element is the document (document/literal).
+    """
+
+    path: str
+    service: SoapService
+    operation: SoapOperation
+    document_parameter: str | None
+    token_parameter: str | None
+    ws_security: bool
+
+
 @dataclass
 class _Operation:
     """What one configured channel adds to an endpoint."""
@@ -223,6 +238,31 @@ class SoapPush(InboundAdapter):
         """The service's URL path."""
         return self.soap_options.path or f"/systems/{system.id}/soap"
 
+    def contract(self, system: SystemConfig, channel: ChannelConfig) -> SoapChannel:
+        """What a client of this channel must send: service, operation, where the document goes.
+
+        Raises AdapterConfigError when the WSDL, the operation or a named parameter is missing.
+        """
+        wsdl = self.wsdl_path(system)
+        if not wsdl.is_file():
+            raise AdapterConfigError(
+                f"system {system.id}, channel {channel.message_type}: WSDL file {wsdl} does not "
+                "exist (option wsdl)"
+            )
+        try:
+            service = SoapService.load(wsdl)
+        except Exception as error:
+            raise AdapterConfigError(f"WSDL {wsdl} cannot be read: {error}") from error
+        operation = self._operation(service, system, channel)
+        return SoapChannel(
+            path=self.route_path(system),
+            service=service,
+            operation=operation,
+            document_parameter=self._document_parameter(operation, system),
+            token_parameter=self.soap_options.token_parameter,
+            ws_security=self.soap_options.ws_security,
+        )
+
     def mount(
         self,
         app_or_router: FastAPI | APIRouter,
@@ -235,18 +275,8 @@ class SoapPush(InboundAdapter):
             raise AdapterConfigError(
                 f"adapter {self.name} of system {system.id} was built without a gatekeeper"
             )
-        wsdl = self.wsdl_path(system)
-        if not wsdl.is_file():
-            raise AdapterConfigError(
-                f"system {system.id}, channel {channel.message_type}: WSDL file {wsdl} does not "
-                "exist (option wsdl)"
-            )
-        try:
-            service = SoapService.load(wsdl)
-        except Exception as error:
-            raise AdapterConfigError(f"WSDL {wsdl} cannot be read: {error}") from error
-        operation = self._operation(service, system, channel)
-        path = self.route_path(system)
+        contract = self.contract(system, channel)
+        service, operation, path = contract.service, contract.operation, contract.path
         endpoints = _ENDPOINTS.setdefault(app_or_router, {})
         endpoint = endpoints.get(path)
         if endpoint is None:
@@ -267,9 +297,9 @@ class SoapPush(InboundAdapter):
         endpoint.operations[operation.name] = _Operation(
             channel.message_type,
             operation,
-            self._document_parameter(operation, system),
-            self.soap_options.token_parameter,
-            self.soap_options.ws_security,
+            contract.document_parameter,
+            contract.token_parameter,
+            contract.ws_security,
         )
 
     def _operation(
