@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from hub_harness import (
+    AGRI_KEY,
     APP_KEY,
     BACKENDS,
     GRASSROOTS_SECRET,
@@ -112,6 +113,24 @@ def test_the_rate_limit_is_per_system(hub: RunningHub) -> None:
         },
     )
     assert other.status_code == 200
+
+
+def test_a_bearer_key_in_authorization(hub: RunningHub) -> None:
+    push = "/systems/agri-penalty/rest/case_records"
+    body = sample("agri-penalty", "case_records", "valid-records")
+    bearer = {"Authorization": f"Bearer {AGRI_KEY}", "Content-Type": "application/json"}
+    response = hub.client.post(push, content=body, headers=bearer)
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 5
+    assert len(hub.drain("grassroots_platform", 5)) == 5
+    # X-Api-Key, the hub's own header, works for every api_key system.
+    assert hub.client.post(push, content=body, headers={"X-Api-Key": AGRI_KEY}).status_code == 200
+    hub.drain("grassroots_platform", 5)
+    wrong = hub.client.post(push, content=body, headers={"Authorization": "Bearer guessed"})
+    assert wrong.status_code == 401
+    assert "Authorization header matches no configured system" in wrong.json()["reason"]
+    elsewhere = hub.client.post(THROTTLED, content=b"{}", headers=bearer)
+    assert elsewhere.status_code == 403
 
 
 # -- the gatekeeper's parts -------------------------------------------------------------------
