@@ -195,10 +195,11 @@ class Gatekeeper:
       default_max_body_bytes: the body limit of a system without its own `max_body_bytes`.
       trusted_proxies: client addresses whose X-Client-Subject header is believed (mTLS
         terminated by a proxy in front of the hub).
+      require_secrets: raise AdapterConfigError when a secret's variable is not set; when
+        False, such systems are listed in `missing_secrets` and every request for their
+        channels is refused (401) until the variable is set and the hub restarted.
       clock: wall-clock seconds, for the signature's clock-skew window (tests replace it).
       monotonic: monotonic seconds, for the token buckets.
-
-    Raises AdapterConfigError when a secret's variable is not set.
     """
 
     def __init__(
@@ -207,6 +208,7 @@ class Gatekeeper:
         *,
         default_max_body_bytes: int,
         trusted_proxies: Iterable[str] = (),
+        require_secrets: bool = True,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
     ) -> None:
@@ -219,6 +221,8 @@ class Gatekeeper:
             for s in systems
         }
         problems: list[str] = []
+        self.missing_secrets: dict[str, str] = {}
+        """System id → why its secret is missing (the variable's name), when not required."""
         self._api_keys: list[tuple[bytes, str]] = []
         # Other headers some systems send their key in, lower-case, each with its systems' keys.
         self._key_headers: dict[str, list[tuple[bytes, str]]] = {}
@@ -235,6 +239,7 @@ class Gatekeeper:
                 secret = auth.secret()
             except AdapterConfigError as error:
                 problems.append(f"system {system.id}: {error}")
+                self.missing_secrets[system.id] = str(error)
                 continue
             if auth.scheme == "api_key":
                 self._api_keys.append((secret.encode(), system.id))
@@ -247,7 +252,7 @@ class Gatekeeper:
             else:
                 assert auth.app_key is not None
                 self._app_keys[auth.app_key] = (secret, system)
-        if problems:
+        if problems and require_secrets:
             raise AdapterConfigError("; ".join(problems))
 
     # -- the steps --------------------------------------------------------------------------------
@@ -414,6 +419,12 @@ class Gatekeeper:
     async def admit(self, request: Request, owner: str, *, read_body: bool = True) -> Admission:
         """Run every check in order (see the module docstring); the caller and the body."""
         self.check_rate(owner)
+        if owner in self.missing_secrets:
+            raise Unauthenticated(
+                f"the hub has no credential configured for system {owner}; its requests are "
+                "refused until the hub's operators set it",
+                system=owner,
+            )
         self.check_declared_length(request.headers.get("content-length"), owner)
         tls = request.scope.get("extensions", {}).get("tls")
         client = request.client.host if request.client else None

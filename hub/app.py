@@ -66,6 +66,10 @@ class Readiness(BaseModel):
         description="bus (reachable), topology (declared), mappings (loaded)."
     )
     problems: list[str] = Field(description="What is wrong, in words; empty when ready.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What does not stop the hub but needs an operator (a system's missing secret).",
+    )
 
 
 @dataclass
@@ -161,7 +165,10 @@ def build_runtime(
         config.systems,
         default_max_body_bytes=settings.max_body_bytes,
         trusted_proxies=settings.trusted_proxies,
+        require_secrets=settings.require_secrets,
     )
+    for system_id, problem in gatekeeper.missing_secrets.items():
+        log.warning("system %s: %s; its requests are refused (401)", system_id, problem)
     runtime = HubRuntime(
         settings=settings,
         systems=config,
@@ -272,7 +279,13 @@ def create_app(
         problems = [] if problem is None else [f"bus: {problem}"]
         if not checks["mappings"]:
             problems.append("mappings: none loaded")
-        body = Readiness(ready=all(checks.values()), checks=checks, problems=problems)
+        warnings = [
+            f"system {system_id}: {problem}"
+            for system_id, problem in runtime.gatekeeper.missing_secrets.items()
+        ]
+        body = Readiness(
+            ready=all(checks.values()), checks=checks, problems=problems, warnings=warnings
+        )
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)

@@ -17,6 +17,7 @@ from hub_harness import (
     APP_KEY,
     BACKENDS,
     GRASSROOTS_SECRET,
+    TEST_SYSTEMS,
     THROTTLED_KEY,
     RunningHub,
     request_time,
@@ -174,6 +175,26 @@ def test_a_missing_secret_fails_at_start_naming_the_variable(
     monkeypatch.delenv("JGHUB_TEST_GATEWAY", raising=False)
     with pytest.raises(AdapterConfigError, match="JGHUB_TEST_GATEWAY is not set"):
         Gatekeeper([signed_system()], default_max_body_bytes=1024)
+
+
+def test_without_required_secrets_the_system_is_listed_and_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("JGHUB_TEST_UNSET", raising=False)
+    gate = Gatekeeper([signed_system()], default_max_body_bytes=1024, require_secrets=False)
+    assert "JGHUB_TEST_GATEWAY is not set" in gate.missing_secrets["gateway"]
+    unset = TEST_SYSTEMS.replace("JGHUB_TEST_KEY_THROTTLED", "JGHUB_TEST_UNSET")
+    with running_hub(tmp_path, "embedded", systems_text=unset, monkeypatch=monkeypatch) as hub:
+        ready = hub.client.get("/ready").json()
+        assert ready["ready"] is True
+        assert ready["warnings"] == [
+            "system throttled-platform: environment variable JGHUB_TEST_UNSET is not set or "
+            "empty; it must hold the API key of this system"
+        ]
+        refused = hub.client.post(THROTTLED, content=b"{}", headers={"X-Api-Key": ""})
+        assert refused.status_code == 401
+        assert "no credential configured for system throttled-platform" in refused.text
+        assert "JGHUB_TEST_UNSET" not in refused.text  # the outside learns no variable names
 
 
 def test_signature_checks(monkeypatch: pytest.MonkeyPatch) -> None:
