@@ -99,6 +99,10 @@ class SystemClient:
 
     def close(self) -> None:
         self._http.close()
+        with self._lock:
+            for _, client in self._soap.values():
+                client.transport.session.close()
+            self._soap.clear()
 
     @property
     def channels(self) -> list[ChannelConfig]:

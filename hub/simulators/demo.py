@@ -260,6 +260,8 @@ def _running(
                 stack.callback(puller.close)
                 stack.callback(pull_thread.join, 10)
                 pullers[system.id] = puller
+        # Runs first on the way out: the pullers and the worker see `stop` before being joined.
+        stack.callback(stop.set)
         yield _Running(hub.url, broker, targets, pullers)
 
 
