@@ -144,16 +144,19 @@ class SystemClient:
         )
         media = "application/json" if kind == "rest" else "application/xml"
         content_type = f"{media}; charset={payload.charset}" if payload.charset else media
-        headers = {"Content-Type": content_type}
+        headers = {"Content-Type": content_type, **key_headers(self.system, self.secret)}
         body = payload.body
-        if self.system.auth.scheme == "api_key" and self.secret:
-            headers["X-Api-Key"] = self.secret
-        elif self.system.auth.scheme == "signed_app_key" and self.secret:
+        if self.system.auth.scheme == "signed_app_key" and self.secret:
             body, signed = self._signed(body)
             headers.update(signed)
-        response = self._http.post(str(path), content=body, headers=headers)
+        response = self._http.post(
+            str(path), content=body, headers=headers, auth=basic_auth(self.system, self.secret)
+        )
         outcome.status = response.status_code
-        if response.headers.get("content-type", "").startswith("application/xml"):
+        receipt = channel.options.get("receipt")
+        if receipt and response.status_code in (200, 400, 503):
+            return _from_receipt(response.content, receipt, response.status_code, outcome)
+        if "xml" in response.headers.get("content-type", ""):
             return _from_xml_answer(response.content, outcome)
         try:
             answer = response.json()
@@ -199,12 +202,10 @@ class SystemClient:
             adapter = SoapPush(options, AdapterContext(system=self.system, data_dir=Path(".")))
             contract = adapter.contract(self.system, channel)
             session = requests.Session()
-            if (
-                self.system.auth.scheme == "api_key"
-                and self.secret
-                and not (contract.token_parameter or contract.ws_security)
-            ):
-                session.headers["X-Api-Key"] = self.secret
+            if not (contract.token_parameter or contract.ws_security):
+                session.headers.update(key_headers(self.system, self.secret))
+                if self.system.auth.scheme == "basic" and self.secret:
+                    session.auth = (self.system.auth.username or "", self.secret)
             transport = Transport(
                 session=session, timeout=self._timeout, operation_timeout=self._timeout
             )
@@ -277,9 +278,13 @@ class SystemClient:
             headers["Content-Type"] += f'; action="{contract.operation.action}"'
         else:
             headers["SOAPAction"] = f'"{contract.operation.action}"'
-        if self.system.auth.scheme == "api_key" and self.secret:
-            headers["X-Api-Key"] = self.secret
-        response = self._http.post(contract.path, content=envelope, headers=headers)
+        headers.update(key_headers(self.system, self.secret))
+        response = self._http.post(
+            contract.path,
+            content=envelope,
+            headers=headers,
+            auth=basic_auth(self.system, self.secret),
+        )
         outcome.status = response.status_code
         return _refused(outcome, _fault_subcode(response.content) or f"http-{response.status_code}")
 
@@ -306,6 +311,8 @@ class OutboxPuller:
     def _headers(self) -> dict[str, str]:
         if self.secret is None:
             return {}
+        if self.system.auth.scheme != "signed_app_key":
+            return key_headers(self.system, self.secret)
         if self.system.auth.scheme == "signed_app_key":
             app_key = self.system.auth.app_key or ""
             stamp = datetime.now(SHANGHAI).strftime("%Y%m%d%H%M%S")
@@ -314,12 +321,15 @@ class OutboxPuller:
                 "X-Request-Time": stamp,
                 "X-Sign": _sign(app_key, self.secret, stamp),
             }
-        return {"X-Api-Key": self.secret}
+        return {}
 
     def pull_once(self) -> int:
         """One pull and its acknowledgement; the number of messages received."""
         base = f"/systems/{self.system.id}/outbox"
-        response = self._http.get(base, params={"limit": self.limit}, headers=self._headers())
+        auth = basic_auth(self.system, self.secret)
+        response = self._http.get(
+            base, params={"limit": self.limit}, headers=self._headers(), auth=auth
+        )
         response.raise_for_status()
         lease = response.json()
         messages = lease.get("messages") or []
@@ -346,6 +356,7 @@ class OutboxPuller:
                 f"{base}/ack",
                 json={"lease_id": lease["lease_id"], "cursor": lease["cursor"]},
                 headers=self._headers(),
+                auth=auth,
             )
             acked.raise_for_status()
         return len(messages)
@@ -365,6 +376,72 @@ class OutboxPuller:
 
 
 # ---------------------------------------------------------------------- answers
+
+
+def key_headers(system: SystemConfig, secret: str | None) -> dict[str, str]:
+    """The header carrying an api_key system's key: its own header, or Authorization: Bearer."""
+    if system.auth.scheme != "api_key" or not secret:
+        return {}
+    header = system.auth.header or "X-Api-Key"
+    if header.lower() == "authorization":
+        return {"Authorization": f"Bearer {secret}"}
+    return {header: secret}
+
+
+def basic_auth(system: SystemConfig, secret: str | None) -> Any:
+    """httpx's HTTP Basic auth for a basic system; else the client's default (none)."""
+    if system.auth.scheme != "basic" or not secret:
+        return httpx.USE_CLIENT_DEFAULT
+    return httpx.BasicAuth(system.auth.username or "", secret)
+
+
+def _from_receipt(
+    body: bytes, receipt: dict[str, Any], status: int, outcome: PushOutcome
+) -> PushOutcome:
+    """Read a system's own receipt format (xml_push `receipt` option) back into an outcome."""
+    try:
+        root = etree.fromstring(body)
+    except etree.XMLSyntaxError:
+        return _refused(outcome, f"http-{status}")
+    item = str(receipt.get("item") or "item")
+    templates = dict(
+        receipt.get("item_attributes") or {"seq": "{number}", "accepted": "{accepted}"}
+    )
+    # Reversed so that when two statuses share a code, the first listed (rejected) wins.
+    codes = {str(v): k for k, v in reversed(list(dict(receipt.get("codes") or {}).items()))}
+    named = {template: name for name, template in templates.items()}
+    records: list[dict[str, Any]] = []
+    for node in root.iter(item):
+        if "{status}" in named:
+            state = node.get(named["{status}"]) or "rejected"
+        elif "{accepted}" in named:
+            state = "accepted" if node.get(named["{accepted}"]) == "true" else "rejected"
+        elif "{code}" in named:
+            state = codes.get(node.get(named["{code}"]) or "", "rejected")
+        else:
+            state = "accepted"
+        message_id = node.get(named["{message_id}"]) if "{message_id}" in named else None
+        reason = node.get(named["{message}"]) if "{message}" in named else None
+        if state == "accepted" and not message_id:
+            message_id = f"receipt-{len(records)}"
+        records.append(
+            {
+                "status": state,
+                "message_id": message_id,
+                "errors": [{"rule": (reason or "rejected")[:60]}],
+            }
+        )
+    if status == 400 or not records:
+        return _refused(outcome, f"payload refused (HTTP {status})")
+    return _from_result(
+        {
+            "accepted": sum(r["status"] == "accepted" for r in records),
+            "rejected": sum(r["status"] == "rejected" for r in records),
+            "failed": sum(r["status"] == "failed" for r in records),
+            "records": records,
+        },
+        outcome,
+    )
 
 
 def _sign(app_key: str, secret: str, request_time: str) -> str:
