@@ -218,7 +218,6 @@ class RunningHub:
 
 def _free_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
 
@@ -229,13 +228,21 @@ def serving(app: FastAPI, **options: Any) -> Iterator[str]:
 
     `options` go to uvicorn.Config (TLS: ssl_certfile, ssl_ca_certs, http=...).
     """
-    sock = _free_socket()
-    port = sock.getsockname()[1]
+    with _free_socket() as probe:
+        port = probe.getsockname()[1]
+    # Host and port, not a socket handed over: uvicorn then sets its own socket options, and
+    # requests take about a millisecond instead of a delayed-ACK 40.
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, **options
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        **options,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
@@ -248,7 +255,6 @@ def serving(app: FastAPI, **options: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
-        sock.close()
 
 
 @contextmanager

@@ -42,6 +42,7 @@ def test_health_ready_metrics_and_docs(tmp_path: Path, backend: str) -> None:
             "ready": True,
             "checks": {"bus": True, "topology": True, "mappings": True},
             "problems": [],
+            "warnings": [],
         }
         metrics = hub.client.get("/metrics")
         assert metrics.status_code == 200
