@@ -264,3 +264,53 @@ def test_wsdl_files_of_the_simulated_services_ship() -> None:
         "natres-penalty",
         "transport-penalty",
     }
+
+
+# ---------------------------------------------------------------------- pull-only sources
+
+
+def test_a_simulated_pull_api_pages_by_change_time_behind_its_token(
+    landscape_env: Landscape,
+) -> None:
+    from hub.simulators.sources import SimulatedSource
+
+    system = landscape_env.systems.system("emergency-penalty")
+    source = SimulatedSource(system, MAPPINGS["emergency-penalty"], records=9, seed=4)
+    options = system.inbound[0].options
+    token_options = options["token"]
+    secret = os.environ[token_options["secret_fields"]["clientSecret"]]
+    with LoopbackServer(source.app, host=source.host, port=source.port) as server:
+        base = server.url
+        refused = httpx.post(
+            f"{base}/openapi/v1/auth/token", json={"clientId": "x", "clientSecret": "wrong"}
+        ).json()
+        assert refused["code"] == 401
+        token = httpx.post(
+            f"{base}/openapi/v1/auth/token", json={"clientId": "x", "clientSecret": secret}
+        ).json()["result"]["accessToken"]
+        query: dict[str, str | int] = {
+            "updateTimeBegin": "2020-01-01 00:00:00",
+            "pageNo": 1,
+            "pageSize": 4,
+        }
+        anonymous = httpx.get(f"{base}/openapi/v1/punish/cases", params=query).json()
+        assert anonymous["code"] == 401 and anonymous["result"] is None
+        pages = []
+        for number in (1, 2, 3):
+            page = httpx.get(
+                f"{base}/openapi/v1/punish/cases",
+                params={**query, "pageNo": number},
+                headers={"X-Access-Token": token},
+            ).json()
+            assert page["code"] == 200 and page["result"]["total"] == 9
+            pages.extend(page["result"]["records"])
+        times = [(r["updateTime"], r["id"]) for r in pages]
+        assert times == sorted(times) and len({r["id"] for r in pages}) == 9
+        later = httpx.get(
+            f"{base}/openapi/v1/punish/cases",
+            params={**query, "updateTimeBegin": pages[6]["updateTime"]},
+            headers={"X-Access-Token": token},
+        ).json()
+        assert [r["id"] for r in later["result"]["records"]] == [r["id"] for r in pages[6:]]
+    counts = source.counts()
+    assert counts["served"] == 9 and counts["records"] == 18  # two feeds: cases and feedback
