@@ -314,3 +314,52 @@ def test_a_simulated_pull_api_pages_by_change_time_behind_its_token(
         assert [r["id"] for r in later["result"]["records"]] == [r["id"] for r in pages[6:]]
     counts = source.counts()
     assert counts["served"] == 9 and counts["records"] == 18  # two feeds: cases and feedback
+
+
+def test_jghub_simulate_runs_receivers_until_interrupted(tmp_path: Path) -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    jghub = Path(sys.executable).with_name("jghub")
+    process = subprocess.Popen(
+        [
+            str(jghub),
+            "simulate",
+            "national",
+            "emergency-penalty",
+            "--landscape",
+            "--interval",
+            "0.2",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            if "serving its pull API" in line:
+                break
+        text = "".join(lines)
+        key = re.search(r"JGHUB_DEMO_TARGET_KEY_NATIONAL=(\w+)", text)
+        url = re.search(r"national: receiving at (http://\S+)", text)
+        assert key and url, text
+        answer = httpx.post(
+            f"{url.group(1)}/jgxw/api/v1/check",
+            json={"cd_id": "1"},
+            headers={"X-Gateway-Token": key.group(1)},
+        )
+        assert answer.status_code == 200 and answer.json() == {"code": "0"}
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, rest
+    assert "national: received {'accepted': 1}" in rest
