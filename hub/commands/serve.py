@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from adapters.errors import AdapterConfigError
 from adapters.security import ClientCertificateH11Protocol
-from hub.app import create_app, runtime_of
+from hub.app import create_app
 from hub.settings import HubSettings
 from hub.systems import SystemsConfigError
 from mappings import MappingError
@@ -56,19 +56,14 @@ def serve(
         if value is not None
     }
     settings = HubSettings(**overrides)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     try:
         application = create_app(settings)
     except (SystemsConfigError, MappingError, AdapterConfigError) as error:
         console.print(f"[red]cannot start[/red]: {escape(str(error))}")
         raise typer.Exit(2) from None
-    for system_id, problem in runtime_of(application).gatekeeper.missing_secrets.items():
-        console.print(
-            f"[yellow]warning[/yellow]: system {system_id}: {escape(problem)}; its requests "
-            "are refused (401) until it is set"
-        )
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
     config = uvicorn.Config(
         application,
         host=settings.host,
