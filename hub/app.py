@@ -36,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 import bus
 from adapters import registry
 from adapters.base import AdapterContext, InboundAdapter
-from adapters.errors import RequestRefused
+from adapters.errors import AdapterConfigError, RequestRefused
 from adapters.ingress import Ingress
 from adapters.outbox import OutboxStore, SqliteOutbox, mount_outbox
 from adapters.security import Gatekeeper
@@ -256,6 +256,7 @@ def create_app(
                 runtime.gatekeeper,
                 lease_s=runtime.settings.outbox_lease_s,
             )
+    _refuse_shadowed_routes(app)
 
     @app.get("/health", tags=["operations"], response_model=Health)
     async def health() -> Health:
@@ -296,6 +297,22 @@ def create_app(
         )
 
     return app
+
+
+def _refuse_shadowed_routes(app: FastAPI) -> None:
+    # Starlette serves the first of two routes with the same path and method and silently
+    # ignores the second: two channels configured on one URL would lose one channel's messages.
+    owners: dict[tuple[str, str], str] = {}
+    for route in app.routes:
+        for method in sorted(getattr(route, "methods", None) or ()):
+            key = (str(getattr(route, "path", "")), method)
+            name = str(getattr(route, "name", ""))
+            if key in owners:
+                raise AdapterConfigError(
+                    f"{method} {key[0]} is configured twice ({owners[key]} and {name}); give "
+                    "one of the channels another `path` option"
+                )
+            owners[key] = name
 
 
 def runtime_of(app: Any) -> HubRuntime:
