@@ -436,7 +436,8 @@ def _from_receipt(
             {
                 "status": state,
                 "message_id": message_id,
-                "errors": [{"rule": (reason or "rejected")[:60]}],
+                # A receipt's message leads with the field it is about ("deadline: ...").
+                "errors": [{"rule": (reason or "rejected").split(":")[0][:40]}],
             }
         )
     if status == 400 or not records:
