@@ -13,12 +13,10 @@ $(BIN)/jghub: pyproject.toml
 
 install: $(BIN)/jghub
 
-## The most complete job that exists today: every system's samples through its mappings,
-## then one department batch with broken records, to show envelopes and errors side by side.
+## The main job: the hub, its worker and simulators of every connected system on the embedded
+## bus (no RabbitMQ, no configuration), through a day of traffic; prints what happened per system.
 demo: install
-	$(BIN)/jghub mappings test
-	-$(BIN)/jghub mappings run eco-env-penalty \
-		mappings/systems/eco-env-penalty/samples/case_batch/invalid-records.xml --type case_batch
+	$(BIN)/jghub demo
 
 ## Lint, type-check and every test.
 lint: install
