@@ -40,7 +40,7 @@ from standard.datasets.base import StandardRecord, violations_from
 from standard.dictionaries import dictionary
 from standard.envelope import Envelope
 from standard.errors import RecordInvalid, Violation
-from standard.fields import field_meta, model_in, zh_path
+from standard.fields import field_meta, model_in, path_parts, zh_path
 from standard.types import SHANGHAI
 
 OPERATIONS = {
@@ -332,7 +332,7 @@ class InboundTranslation(Sealed):
             )
         for violation in violations:
             envelope = violation.field.startswith("envelope.")
-            path = (violation.field,) if envelope else _parts(violation.field)
+            path = (violation.field,) if envelope else path_parts(violation.field)
             source_path, line = self._source_of(record, path, None)
             errors.append(
                 TranslationError(
@@ -541,18 +541,6 @@ def _json_location(records: str, index: int, listed: bool) -> str:
 
 def _top(field_path: str) -> str:
     return field_path.split(".", 1)[0].split("[", 1)[0]
-
-
-def _parts(field_path: str) -> tuple[str | int, ...]:
-    parts: list[str | int] = []
-    for piece in field_path.split("."):
-        name, _, rest = piece.partition("[")
-        parts.append(name)
-        while rest:
-            index, _, rest = rest.partition("]")
-            parts.append(int(index))
-            rest = rest.removeprefix("[")
-    return tuple(parts)
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
