@@ -206,7 +206,11 @@ def test_load_all_loads_every_shipped_system() -> None:
     folders = {path.name for path in SYSTEMS_ROOT.iterdir() if (path / "system.yaml").is_file()}
     assert set(systems) == folders
     assert {"eco-env-penalty", "grassroots-platform"} <= folders
-    assert set(systems["eco-env-penalty"].inbound) == {"case_batch", "task_feedback"}
+    assert set(systems["eco-env-penalty"].inbound) == {
+        "case_batch",
+        "risk_feedback",
+        "task_feedback",
+    }
     assert set(systems["grassroots-platform"].outbound) == {"event_feedback", "event_sync"}
 
 
