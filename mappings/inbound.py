@@ -21,7 +21,7 @@ from typing import Any
 from lxml import etree
 from pydantic import BaseModel, ValidationError
 
-from mappings.compiler import Evaluate, RuleCompiler, Sealed
+from mappings.compiler import Evaluate, RuleCompiler, Sealed, mapped_dataset
 from mappings.errors import NoRecords, PayloadRejected, TranslationError, ValueProblem
 from mappings.functions import FUNCTIONS, BuildContext, LookupOptions
 from mappings.language import FieldRule, InboundMapping, SystemSpec
@@ -35,7 +35,6 @@ from mappings.paths import (
 )
 from mappings.payloads import parse_json, parse_xml
 from mappings.yamlsource import YamlFile
-from standard.datasets import DATASETS, DatasetSpec
 from standard.datasets.base import StandardRecord, violations_from
 from standard.dictionaries import dictionary
 from standard.envelope import Envelope
@@ -94,7 +93,7 @@ class InboundTranslation(Sealed):
         self.mapping = mapping
         self.document = document
         self.message_type = mapping.message_type
-        self.dataset = _dataset(mapping.dataset, document)
+        self.dataset = mapped_dataset(mapping.dataset, document)
         model = self.dataset.model
         self._model: type[StandardRecord] = model
         compiler = RuleCompiler(document, mapping.format, mapping.namespaces, context)
@@ -437,16 +436,6 @@ def _optional(
     compiler: RuleCompiler, rule: FieldRule | None, location: tuple[str, ...]
 ) -> Evaluate | None:
     return compiler.rule(rule, location, location[-1]) if rule is not None else None
-
-
-def _dataset(name: str, document: YamlFile) -> DatasetSpec:
-    spec = DATASETS.get(name)
-    if spec is None:
-        raise document.error(
-            f"the standard has no dataset '{name}' (it has: {', '.join(sorted(DATASETS))})",
-            ("dataset",),
-        )
-    return spec
 
 
 def _check_target_fields(

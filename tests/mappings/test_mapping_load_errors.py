@@ -118,9 +118,11 @@ def test_two_sources_in_one_rule(system_copy: Path) -> None:
     assert "exactly one source" in error.reason
 
 
-def test_unknown_dataset(system_copy: Path) -> None:
-    path = _edit(system_copy, PENALTY_MAPPING, "dataset: penalty_case", "dataset: penalty_cases")
+@pytest.mark.parametrize("relative", [PENALTY_MAPPING, "eco-env-penalty/case_return.yaml"])
+def test_unknown_dataset(system_copy: Path, relative: str) -> None:
+    path = _edit(system_copy, relative, "dataset: penalty_case", "dataset: penalty_cases")
     error = _load_error(system_copy, "eco-env-penalty")
+    assert error.file == path
     assert error.line == _line_of(path, "dataset:")
     assert "no dataset 'penalty_cases'" in error.reason
 
