@@ -225,20 +225,7 @@ class InboundTranslation(Sealed):
             ]
         if problems or violations or model is None:
             return self._errors(record, problems, violations)
-        try:
-            return Envelope.wrap(
-                model,
-                source=self.system.source,
-                operation=operation,
-                time=time or datetime.now(SHANGHAI),
-                id=_text_or_none(record_id),
-                batchno=_text_or_none(batch_no),
-                lineagedigest=digest,
-                lineagesystem=self.system.id,
-                lineagelocation=record.location,
-            )
-        except RecordInvalid as invalid:
-            return self._errors(record, [], _envelope_violations(invalid))
+        return self._envelope(record, model, operation, time, batch_no, record_id, digest)
 
     def _delete(
         self,
@@ -257,18 +244,33 @@ class InboundTranslation(Sealed):
             )
         if problems:
             return self._errors(record, problems, [])
+        key_value = _text_or_none(data[key]) or ""
+        return self._envelope(record, key_value, "delete", time, batch_no, record_id, digest)
+
+    def _envelope(
+        self,
+        record: _Record,
+        content: StandardRecord | str,
+        operation: str,
+        time: Any,
+        batch_no: Any,
+        record_id: Any,
+        digest: str,
+    ) -> Envelope | list[TranslationError]:
+        """The event of a valid record, or of a delete of the record with key `content`."""
+        attributes: dict[str, Any] = {
+            "source": self.system.source,
+            "time": time or datetime.now(SHANGHAI),
+            "id": _text_or_none(record_id),
+            "batchno": _text_or_none(batch_no),
+            "lineagedigest": digest,
+            "lineagesystem": self.system.id,
+            "lineagelocation": record.location,
+        }
         try:
-            return Envelope.wrap_delete(
-                self.dataset.name,
-                _text_or_none(data[key]) or "",
-                source=self.system.source,
-                time=time or datetime.now(SHANGHAI),
-                id=_text_or_none(record_id),
-                batchno=_text_or_none(batch_no),
-                lineagedigest=digest,
-                lineagesystem=self.system.id,
-                lineagelocation=record.location,
-            )
+            if isinstance(content, StandardRecord):
+                return Envelope.wrap(content, operation=operation, **attributes)
+            return Envelope.wrap_delete(self.dataset.name, content, **attributes)
         except RecordInvalid as invalid:
             return self._errors(record, [], _envelope_violations(invalid))
 
