@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from lxml import etree
@@ -311,19 +312,21 @@ class InboundTranslation(Sealed):
         problems: list[tuple[str, ValueProblem]],
         violations: list[Violation],
     ) -> list[TranslationError]:
+        error_of_record = partial(
+            TranslationError,
+            system=self.system.id,
+            message_type=self.message_type,
+            record_index=record.index,
+            location=record.location,
+        )
         errors: list[TranslationError] = []
         for name, problem in problems:
             path = (name, *problem.field_path) if not name.startswith("envelope.") else (name,)
-            field_name = _dotted(path)
             source_path, line = self._source_of(record, path, problem.source_path)
             errors.append(
-                TranslationError(
-                    system=self.system.id,
-                    message_type=self.message_type,
-                    record_index=record.index,
-                    location=record.location,
+                error_of_record(
                     line=line,
-                    field=field_name,
+                    field=_dotted(path),
                     field_zh=self._zh(path),
                     rule=problem.rule,
                     value=problem.value,
@@ -336,11 +339,7 @@ class InboundTranslation(Sealed):
             path = (violation.field,) if envelope else path_parts(violation.field)
             source_path, line = self._source_of(record, path, None)
             errors.append(
-                TranslationError(
-                    system=self.system.id,
-                    message_type=self.message_type,
-                    record_index=record.index,
-                    location=record.location,
+                error_of_record(
                     line=line,
                     field=violation.field or None,
                     field_zh=None if envelope else violation.field_zh or None,
