@@ -27,6 +27,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from mappings.dateformats import (
     EPOCH_NAMES,
+    NAMED_FORMATS,
     DatePattern,
     build_date,
     build_datetime,
@@ -680,7 +681,7 @@ class DatetimeOptions(FunctionOptions):
         if not texts:
             raise ValueError("give at least one pattern")
         for text in texts:
-            if text not in ("epoch_millis", "epoch_seconds", "iso8601"):
+            if text not in NAMED_FORMATS:
                 compile_pattern(text)
         return value
 
@@ -783,7 +784,7 @@ class FormatDatetimeOptions(FunctionOptions):
     @field_validator("format")
     @classmethod
     def _pattern_compiles(cls, value: str) -> str:
-        if value not in ("epoch_millis", "epoch_seconds", "iso8601"):
+        if value not in NAMED_FORMATS:
             compile_pattern(value)
         return value
 
@@ -803,9 +804,7 @@ def _format_datetime(options: FormatDatetimeOptions, context: BuildContext) -> S
     zone = _zone(options.timezone)
     text = options.format
     rule = f"format_datetime '{text}'"
-    pattern = (
-        None if text in ("epoch_millis", "epoch_seconds", "iso8601") else compile_pattern(text)
-    )
+    pattern = None if text in NAMED_FORMATS else compile_pattern(text)
 
     def step(value: Any) -> Any:
         if isinstance(value, str):
