@@ -2,7 +2,8 @@
 
 Every mistake a mapping can hold is found here, at load time, and reported as a MappingError
 naming the file, the line and column, and the field: an unknown function, options a function
-refuses, a path that does not compile, a code table that does not exist.
+refuses, a path that does not compile, a code table that does not exist, a dataset the standard
+does not have.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from mappings.paths import (
     xpath_truth,
 )
 from mappings.yamlsource import Location, YamlFile
+from standard.datasets import DATASETS, DatasetSpec
 
 # A compiled rule: context (a RecordElement for XML, a JSON value) → value or None.
 Evaluate = Callable[[Any], Any]
@@ -50,6 +52,17 @@ class CompiledPipe:
             else:
                 value = step(value)
         return value
+
+
+def mapped_dataset(name: str, document: YamlFile) -> DatasetSpec:
+    """The dataset a mapping file names under `dataset`; a MappingError if the standard lacks it."""
+    spec = DATASETS.get(name)
+    if spec is None:
+        raise document.error(
+            f"the standard has no dataset '{name}' (it has: {', '.join(sorted(DATASETS))})",
+            ("dataset",),
+        )
+    return spec
 
 
 class Sealed:

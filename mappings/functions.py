@@ -20,13 +20,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from mappings.dateformats import (
     EPOCH_NAMES,
+    NAMED_FORMATS,
     DatePattern,
     build_date,
     build_datetime,
@@ -235,26 +236,29 @@ def _lower(options: NoOptions, context: BuildContext) -> Step:
     return step
 
 
-class ReplaceOptions(FunctionOptions):
-    pattern: str = Field(description="A Python regular expression to find.")
-    replacement: str = Field(
-        default="",
-        alias="with",
-        description="What to put instead (written `with`); `\\1` refers to a group.",
-    )
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, pattern: str) -> str:
-        _compile_regex(pattern)
-        return pattern
-
-
 def _compile_regex(pattern: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
     except re.error as error:
         raise ValueError(f"not a valid regular expression: {error}") from None
+
+
+def _regex(pattern: str) -> str:
+    _compile_regex(pattern)
+    return pattern
+
+
+# An option holding a Python regular expression, refused when it does not compile.
+RegexPattern = Annotated[str, AfterValidator(_regex)]
+
+
+class ReplaceOptions(FunctionOptions):
+    pattern: RegexPattern = Field(description="A Python regular expression to find.")
+    replacement: str = Field(
+        default="",
+        alias="with",
+        description="What to put instead (written `with`); `\\1` refers to a group.",
+    )
 
 
 @function("replace", ReplaceOptions, examples=("{replace: {pattern: '[-\\s]', with: ''}}",))
@@ -270,16 +274,10 @@ def _replace(options: ReplaceOptions, context: BuildContext) -> Step:
 
 
 class ExtractOptions(FunctionOptions):
-    pattern: str = Field(description="A Python regular expression searched in the value.")
+    pattern: RegexPattern = Field(description="A Python regular expression searched in the value.")
     group: int | str = Field(
         default=0, description="Which group to keep: a number (0 = whole match) or a name."
     )
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, pattern: str) -> str:
-        _compile_regex(pattern)
-        return pattern
 
 
 @function("extract", ExtractOptions, primary="pattern", examples=("{extract: '\\d{6}'}",))
@@ -597,6 +595,15 @@ def _zone(name: str) -> tzinfo:
         ) from None
 
 
+def _zone_name(name: str) -> str:
+    _zone(name)
+    return name
+
+
+# An option naming an IANA time zone, refused when the zone database does not know it.
+TimeZoneName = Annotated[str, AfterValidator(_zone_name)]
+
+
 class DateOptions(FunctionOptions):
     format: str | list[str] = Field(
         description=(
@@ -662,7 +669,7 @@ class DatetimeOptions(FunctionOptions):
             "`iso8601`."
         )
     )
-    timezone: str = Field(
+    timezone: TimeZoneName = Field(
         default="Asia/Shanghai",
         description="IANA time zone of values written without an offset (naive local times).",
     )
@@ -674,14 +681,8 @@ class DatetimeOptions(FunctionOptions):
         if not texts:
             raise ValueError("give at least one pattern")
         for text in texts:
-            if text not in ("epoch_millis", "epoch_seconds", "iso8601"):
+            if text not in NAMED_FORMATS:
                 compile_pattern(text)
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone_exists(cls, value: str) -> str:
-        _zone(value)
         return value
 
 
@@ -775,7 +776,7 @@ class FormatDatetimeOptions(FunctionOptions):
             "`epoch_seconds` (an integer) or `iso8601`."
         )
     )
-    timezone: str = Field(
+    timezone: TimeZoneName = Field(
         default="Asia/Shanghai",
         description="IANA time zone in which an aware date-time is written.",
     )
@@ -783,14 +784,8 @@ class FormatDatetimeOptions(FunctionOptions):
     @field_validator("format")
     @classmethod
     def _pattern_compiles(cls, value: str) -> str:
-        if value not in ("epoch_millis", "epoch_seconds", "iso8601"):
+        if value not in NAMED_FORMATS:
             compile_pattern(value)
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone_exists(cls, value: str) -> str:
-        _zone(value)
         return value
 
 
@@ -809,9 +804,7 @@ def _format_datetime(options: FormatDatetimeOptions, context: BuildContext) -> S
     zone = _zone(options.timezone)
     text = options.format
     rule = f"format_datetime '{text}'"
-    pattern = (
-        None if text in ("epoch_millis", "epoch_seconds", "iso8601") else compile_pattern(text)
-    )
+    pattern = None if text in NAMED_FORMATS else compile_pattern(text)
 
     def step(value: Any) -> Any:
         if isinstance(value, str):
@@ -843,16 +836,10 @@ def _format_datetime(options: FormatDatetimeOptions, context: BuildContext) -> S
 
 
 class DayOptions(FunctionOptions):
-    timezone: str = Field(
+    timezone: TimeZoneName = Field(
         default="Asia/Shanghai",
         description="IANA time zone whose calendar gives the day of an aware date-time.",
     )
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone_exists(cls, value: str) -> str:
-        _zone(value)
-        return value
 
 
 @function("day", DayOptions, examples=("{path: cfjdrq, pipe: [{datetime: epoch_millis}, day]}",))

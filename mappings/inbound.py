@@ -16,12 +16,13 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from lxml import etree
 from pydantic import BaseModel, ValidationError
 
-from mappings.compiler import Evaluate, RuleCompiler, Sealed
+from mappings.compiler import Evaluate, RuleCompiler, Sealed, mapped_dataset
 from mappings.errors import NoRecords, PayloadRejected, TranslationError, ValueProblem
 from mappings.functions import FUNCTIONS, BuildContext, LookupOptions
 from mappings.language import FieldRule, InboundMapping, SystemSpec
@@ -35,12 +36,11 @@ from mappings.paths import (
 )
 from mappings.payloads import parse_json, parse_xml
 from mappings.yamlsource import YamlFile
-from standard.datasets import DATASETS, DatasetSpec
 from standard.datasets.base import StandardRecord, violations_from
 from standard.dictionaries import dictionary
 from standard.envelope import Envelope
 from standard.errors import RecordInvalid, Violation
-from standard.fields import field_meta, model_in, zh_path
+from standard.fields import field_meta, model_in, path_parts, zh_path
 from standard.types import SHANGHAI
 
 OPERATIONS = {
@@ -94,7 +94,7 @@ class InboundTranslation(Sealed):
         self.mapping = mapping
         self.document = document
         self.message_type = mapping.message_type
-        self.dataset = _dataset(mapping.dataset, document)
+        self.dataset = mapped_dataset(mapping.dataset, document)
         model = self.dataset.model
         self._model: type[StandardRecord] = model
         compiler = RuleCompiler(document, mapping.format, mapping.namespaces, context)
@@ -226,20 +226,7 @@ class InboundTranslation(Sealed):
             ]
         if problems or violations or model is None:
             return self._errors(record, problems, violations)
-        try:
-            return Envelope.wrap(
-                model,
-                source=self.system.source,
-                operation=operation,
-                time=time or datetime.now(SHANGHAI),
-                id=_text_or_none(record_id),
-                batchno=_text_or_none(batch_no),
-                lineagedigest=digest,
-                lineagesystem=self.system.id,
-                lineagelocation=record.location,
-            )
-        except RecordInvalid as invalid:
-            return self._errors(record, [], _envelope_violations(invalid))
+        return self._envelope(record, model, operation, time, batch_no, record_id, digest)
 
     def _delete(
         self,
@@ -258,18 +245,33 @@ class InboundTranslation(Sealed):
             )
         if problems:
             return self._errors(record, problems, [])
+        key_value = _text_or_none(data[key]) or ""
+        return self._envelope(record, key_value, "delete", time, batch_no, record_id, digest)
+
+    def _envelope(
+        self,
+        record: _Record,
+        content: StandardRecord | str,
+        operation: str,
+        time: Any,
+        batch_no: Any,
+        record_id: Any,
+        digest: str,
+    ) -> Envelope | list[TranslationError]:
+        """The event of a valid record, or of a delete of the record with key `content`."""
+        attributes: dict[str, Any] = {
+            "source": self.system.source,
+            "time": time or datetime.now(SHANGHAI),
+            "id": _text_or_none(record_id),
+            "batchno": _text_or_none(batch_no),
+            "lineagedigest": digest,
+            "lineagesystem": self.system.id,
+            "lineagelocation": record.location,
+        }
         try:
-            return Envelope.wrap_delete(
-                self.dataset.name,
-                _text_or_none(data[key]) or "",
-                source=self.system.source,
-                time=time or datetime.now(SHANGHAI),
-                id=_text_or_none(record_id),
-                batchno=_text_or_none(batch_no),
-                lineagedigest=digest,
-                lineagesystem=self.system.id,
-                lineagelocation=record.location,
-            )
+            if isinstance(content, StandardRecord):
+                return Envelope.wrap(content, operation=operation, **attributes)
+            return Envelope.wrap_delete(self.dataset.name, content, **attributes)
         except RecordInvalid as invalid:
             return self._errors(record, [], _envelope_violations(invalid))
 
@@ -310,19 +312,21 @@ class InboundTranslation(Sealed):
         problems: list[tuple[str, ValueProblem]],
         violations: list[Violation],
     ) -> list[TranslationError]:
+        error_of_record = partial(
+            TranslationError,
+            system=self.system.id,
+            message_type=self.message_type,
+            record_index=record.index,
+            location=record.location,
+        )
         errors: list[TranslationError] = []
         for name, problem in problems:
             path = (name, *problem.field_path) if not name.startswith("envelope.") else (name,)
-            field_name = _dotted(path)
             source_path, line = self._source_of(record, path, problem.source_path)
             errors.append(
-                TranslationError(
-                    system=self.system.id,
-                    message_type=self.message_type,
-                    record_index=record.index,
-                    location=record.location,
+                error_of_record(
                     line=line,
-                    field=field_name,
+                    field=_dotted(path),
                     field_zh=self._zh(path),
                     rule=problem.rule,
                     value=problem.value,
@@ -332,14 +336,10 @@ class InboundTranslation(Sealed):
             )
         for violation in violations:
             envelope = violation.field.startswith("envelope.")
-            path = (violation.field,) if envelope else _parts(violation.field)
+            path = (violation.field,) if envelope else path_parts(violation.field)
             source_path, line = self._source_of(record, path, None)
             errors.append(
-                TranslationError(
-                    system=self.system.id,
-                    message_type=self.message_type,
-                    record_index=record.index,
-                    location=record.location,
+                error_of_record(
                     line=line,
                     field=violation.field or None,
                     field_zh=None if envelope else violation.field_zh or None,
@@ -439,16 +439,6 @@ def _optional(
     return compiler.rule(rule, location, location[-1]) if rule is not None else None
 
 
-def _dataset(name: str, document: YamlFile) -> DatasetSpec:
-    spec = DATASETS.get(name)
-    if spec is None:
-        raise document.error(
-            f"the standard has no dataset '{name}' (it has: {', '.join(sorted(DATASETS))})",
-            ("dataset",),
-        )
-    return spec
-
-
 def _check_target_fields(
     model: type[BaseModel],
     rules: dict[str, FieldRule],
@@ -541,18 +531,6 @@ def _json_location(records: str, index: int, listed: bool) -> str:
 
 def _top(field_path: str) -> str:
     return field_path.split(".", 1)[0].split("[", 1)[0]
-
-
-def _parts(field_path: str) -> tuple[str | int, ...]:
-    parts: list[str | int] = []
-    for piece in field_path.split("."):
-        name, _, rest = piece.partition("[")
-        parts.append(name)
-        while rest:
-            index, _, rest = rest.partition("]")
-            parts.append(int(index))
-            rest = rest.removeprefix("[")
-    return tuple(parts)
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:

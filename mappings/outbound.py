@@ -21,13 +21,13 @@ from typing import Any
 from lxml import etree
 from pydantic import BaseModel, ValidationError
 
-from mappings.compiler import Evaluate, RuleCompiler, Sealed
+from mappings.compiler import Evaluate, RuleCompiler, Sealed, mapped_dataset
 from mappings.errors import RenderError, ValueProblem
 from mappings.functions import BuildContext
 from mappings.language import RULE_KEYWORDS, FieldRule, OutboundMapping, SystemSpec
 from mappings.paths import JsonPath
 from mappings.yamlsource import Location, YamlFile
-from standard.datasets import DATASETS, DatasetSpec
+from standard.datasets import DatasetSpec
 from standard.envelope import Envelope
 from standard.errors import RecordInvalid
 
@@ -59,14 +59,7 @@ class OutboundRendering(Sealed):
         self.mapping = mapping
         self.document = document
         self.message_type = mapping.message_type
-        spec = DATASETS.get(mapping.dataset)
-        if spec is None:
-            raise document.error(
-                f"the standard has no dataset '{mapping.dataset}' "
-                f"(it has: {', '.join(sorted(DATASETS))})",
-                ("dataset",),
-            )
-        self.dataset: DatasetSpec = spec
+        self.dataset: DatasetSpec = mapped_dataset(mapping.dataset, document)
         self._compiler = RuleCompiler(document, "json", {}, context)
         self._namespaces = dict(mapping.namespaces)
         if mapping.format == "xml":

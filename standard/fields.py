@@ -191,3 +191,16 @@ def zh_path(model: type[BaseModel], loc: Sequence[str | int]) -> tuple[str, str]
         zh.append(str(_extra(info).get("x-zh") or info.title or part))
         current = model_in(info.annotation)
     return ".".join(en), ".".join(zh)
+
+
+def path_parts(path: str) -> tuple[str | int, ...]:
+    """A dotted field path as a location: ``inspectors[1].name`` is (inspectors, 1, name)."""
+    parts: list[str | int] = []
+    for piece in path.split("."):
+        name, _, rest = piece.partition("[")
+        parts.append(name)
+        while rest:
+            index, _, rest = rest.partition("]")
+            parts.append(int(index))
+            rest = rest.removeprefix("[")
+    return tuple(parts)

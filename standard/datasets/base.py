@@ -21,7 +21,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from standard.checks import CheckFailure, check_region
 from standard.errors import Violation, render_value
-from standard.fields import zh_path
+from standard.fields import path_parts, zh_path
 from standard.types import certificate_code_problem
 
 RULE_ERROR = "jghub_rule"
@@ -56,18 +56,6 @@ def cross_field_rule(name: str, why: str) -> Callable[[RuleMethod], RuleMethod]:
         return method
 
     return mark
-
-
-def _loc(field: str) -> tuple[str | int, ...]:
-    parts: list[str | int] = []
-    for piece in field.split("."):
-        name, _, rest = piece.partition("[")
-        parts.append(name)
-        while rest:
-            index, _, rest = rest.partition("]")
-            parts.append(int(index))
-            rest = rest.removeprefix("[")
-    return tuple(parts)
 
 
 class StandardRecord(BaseModel):
@@ -116,7 +104,7 @@ def rule_errors(title: str, breaches: Iterable[tuple[str, Breach]]) -> Validatio
     errors = [
         InitErrorDetails(
             type=PydanticCustomError(RULE_ERROR, "{message}", {"rule": name, "message": b.message}),
-            loc=_loc(b.field),
+            loc=path_parts(b.field),
             input=b.value,
         )
         for name, b in breaches

@@ -1,4 +1,4 @@
-"""Sub-records and coded types shared by several datasets: the party, an officer reference.
+"""Sub-records, coded types and fields shared by several datasets: party, officer, supervision act.
 
 National field codes (``x-codes``) on the inspection and penalty fields are the column names of the
 national supervision-behaviour exchange tables as public implementations use them; the
@@ -136,4 +136,45 @@ class DepartmentRef(StandardRecord):
     name: str = field("部门名称", "Department name.", max_length=200)
     credit_code: CreditCode | None = field(
         "部门统一社会信用代码", "The department's unified social credit code.", default=None
+    )
+
+
+class SupervisionAct(StandardRecord):
+    """监管行为: who carries out an inspection or a penalty case, and the type of its object.
+
+    The base of both datasets, so the five fields they share are declared once.
+    """
+
+    implementing_organ: str | None = field(
+        "实施机构",
+        "Organ conducting the inspection or the penalty case.",
+        codes=("implement_institution",),
+        default=None,
+        max_length=100,
+    )
+    implementing_organ_code: str | None = field(
+        "实施机构编码",
+        "Code of the implementing organ.",
+        codes=("implement_institution_code",),
+        default=None,
+        max_length=20,
+    )
+    entrusted_department: str | None = field(
+        "受委托部门",
+        "Department acting on entrustment, if any.",
+        codes=("entrust_dept",),
+        default=None,
+        max_length=100,
+    )
+    entrusted_department_code: str | None = field(
+        "受委托部门编码",
+        "Code of the entrusted department.",
+        codes=("entrust_dept_code",),
+        default=None,
+        max_length=20,
+    )
+    supervised_object_type: SupervisedObjectTypeCode | None = field(
+        "监管对象类型",
+        "Type of the supervised object (dictionary supervised_object_type).",
+        default=None,
     )

@@ -7,12 +7,11 @@ from typing import Annotated
 
 from standard.datasets.base import (
     Breach,
-    StandardRecord,
     cross_field_rule,
     region_breaches,
     strictly_after,
 )
-from standard.datasets.common import OfficerRef, Party, SupervisedObjectTypeCode
+from standard.datasets.common import OfficerRef, Party, SupervisionAct
 from standard.dictionaries import DictionaryCode
 from standard.fields import field
 from standard.types import CatalogueCode, InspectionListCode, RegionCode, ShanghaiDateTime
@@ -25,7 +24,7 @@ InspectionResultCode = Annotated[str, DictionaryCode("inspection_result")]
 MIN_OFFICERS = 2
 
 
-class Inspection(StandardRecord):
+class Inspection(SupervisionAct):
     """检查行为: an inspection of a supervised object by enforcement officers."""
 
     inspection_id: str = field(
@@ -53,39 +52,6 @@ class Inspection(StandardRecord):
         codes=("plan_id",),
         default=None,
         max_length=50,
-    )
-    implementing_organ: str | None = field(
-        "实施机构",
-        "Organ conducting the inspection.",
-        codes=("implement_institution",),
-        default=None,
-        max_length=100,
-    )
-    implementing_organ_code: str | None = field(
-        "实施机构编码",
-        "Code of the implementing organ.",
-        codes=("implement_institution_code",),
-        default=None,
-        max_length=20,
-    )
-    entrusted_department: str | None = field(
-        "受委托部门",
-        "Department acting on entrustment, if any.",
-        codes=("entrust_dept",),
-        default=None,
-        max_length=100,
-    )
-    entrusted_department_code: str | None = field(
-        "受委托部门编码",
-        "Code of the entrusted department.",
-        codes=("entrust_dept_code",),
-        default=None,
-        max_length=20,
-    )
-    supervised_object_type: SupervisedObjectTypeCode | None = field(
-        "监管对象类型",
-        "Type of the supervised object (dictionary supervised_object_type).",
-        default=None,
     )
     supervised_object: str = field(
         "监管对象", "The supervised object inspected.", codes=("supervise_object",), max_length=200

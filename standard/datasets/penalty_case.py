@@ -27,12 +27,11 @@ from typing import Annotated, Any
 
 from standard.datasets.base import (
     Breach,
-    StandardRecord,
     cross_field_rule,
     not_before,
     region_breaches,
 )
-from standard.datasets.common import Party, PenaltyKindCode, SupervisedObjectTypeCode
+from standard.datasets.common import Party, PenaltyKindCode, SupervisionAct
 from standard.dictionaries import DictionaryCode
 from standard.errors import IllegalStageTransition
 from standard.fields import field, fields_meta
@@ -201,7 +200,7 @@ ExecutionModeCode = Annotated[str, DictionaryCode("execution_mode")]
 ExecutionResultCode = Annotated[str, DictionaryCode("execution_result")]
 
 
-class PenaltyCase(StandardRecord):
+class PenaltyCase(SupervisionAct):
     """处罚行为: one administrative penalty case, from lead to archive."""
 
     penalty_id: str = field(
@@ -218,39 +217,6 @@ class PenaltyCase(StandardRecord):
     stage: PenaltyStage = field("案件阶段", "Stage the case is in; see TRANSITIONS.")
     case_source: CaseSourceCode = field(
         "案件来源", "Where the case came from (dictionary case_source)."
-    )
-    implementing_organ: str | None = field(
-        "实施机构",
-        "Organ conducting the case.",
-        codes=("implement_institution",),
-        default=None,
-        max_length=100,
-    )
-    implementing_organ_code: str | None = field(
-        "实施机构编码",
-        "Code of the implementing organ.",
-        codes=("implement_institution_code",),
-        default=None,
-        max_length=20,
-    )
-    entrusted_department: str | None = field(
-        "受委托部门",
-        "Department acting on entrustment, if any.",
-        codes=("entrust_dept",),
-        default=None,
-        max_length=100,
-    )
-    entrusted_department_code: str | None = field(
-        "受委托部门编码",
-        "Code of the entrusted department.",
-        codes=("entrust_dept_code",),
-        default=None,
-        max_length=20,
-    )
-    supervised_object_type: SupervisedObjectTypeCode | None = field(
-        "监管对象类型",
-        "Type of the supervised object (dictionary supervised_object_type).",
-        default=None,
     )
     supervised_object: str = field(
         "监管对象",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mappings.system import SYSTEMS_ROOT
+from functools import cache
+
+from mappings.system import SYSTEMS_ROOT, SystemMappings, load_system
 
 PENALTY = "eco-env-penalty"
 GRASSROOTS = "grassroots-platform"
@@ -11,3 +13,9 @@ GRASSROOTS = "grassroots-platform"
 def sample(system: str, message_type: str, name: str) -> bytes:
     """The bytes of a shipped sample payload."""
     return (SYSTEMS_ROOT / system / "samples" / message_type / name).read_bytes()
+
+
+@cache
+def system(name: str) -> SystemMappings:
+    """The shipped system `name`, loaded and compiled once per test session."""
+    return load_system(SYSTEMS_ROOT / name)

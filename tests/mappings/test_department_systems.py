@@ -1,9 +1,7 @@
-"""Department penalty systems: each translates its cases and feedback, renders tasks and warnings.
+"""Department penalty systems: what is peculiar to each one's payloads.
 
-Every department system receives collaboration tasks and risk warnings (outbound renderings
-`task_push`, `warning_push`) and answers them (inbound `task_feedback`, `risk_feedback`), besides
-sending its penalty cases. Its samples cover valid payloads and at least three kinds of invalid
-ones, and its system.yaml names every message type so that adapters can be configured from it.
+The department contract (cases in, tasks and warnings out, feedback in; samples of three kinds of
+bad input) is checked for all ten in test_system_contract.py.
 """
 
 from __future__ import annotations
@@ -11,68 +9,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from functools import cache
 from pathlib import Path
 
-import pytest
+from mapping_support import system
 
 from mappings.coverage import unread_fields
-from mappings.samples import run_samples
-from mappings.system import SYSTEMS_ROOT, SystemMappings, load_system
-
-DEPARTMENTS = (
-    "health-penalty",
-    "emergency-penalty",
-    "natres-penalty",
-    "agri-penalty",
-    "culture-penalty",
-    "hrss-penalty",
-)
-FEEDBACK = {"task_feedback": "collaboration_task", "risk_feedback": "risk_feedback"}
-PUSHES = {"task_push": "collaboration_task", "warning_push": "risk_warning"}
-
-
-@cache
-def system(name: str) -> SystemMappings:
-    return load_system(SYSTEMS_ROOT / name)
-
-
-def case_types(mappings: SystemMappings) -> list[str]:
-    return [name for name, m in mappings.inbound.items() if m.dataset.name == "penalty_case"]
-
-
-@pytest.mark.parametrize("name", DEPARTMENTS)
-def test_the_department_has_every_message_type_the_hub_needs(name: str) -> None:
-    mappings = system(name)
-    assert len(case_types(mappings)) >= 1
-    for message_type, dataset in FEEDBACK.items():
-        assert mappings.inbound_mapping(message_type).dataset.name == dataset
-    for message_type, dataset in PUSHES.items():
-        assert mappings.outbound_mapping(message_type).dataset.name == dataset
-    # Adapters are configured from the description: it names every message type it carries.
-    for message_type in [*mappings.inbound, *mappings.outbound]:
-        assert message_type in mappings.spec.description, (name, message_type)
-
-
-@pytest.mark.parametrize("name", DEPARTMENTS)
-def test_every_sample_passes_and_invalid_ones_are_of_three_kinds(name: str) -> None:
-    outcomes = run_samples(system(name))
-    failed = [(o.sample.name, o.problem or o.diff) for o in outcomes if not o.passed]
-    assert not failed
-    covered = {(o.message_type, o.sample.name.startswith("valid")) for o in outcomes}
-    for message_type in system(name).inbound:
-        assert (message_type, True) in covered, f"{message_type} has no valid sample"
-        assert (message_type, False) in covered, f"{message_type} has no invalid sample"
-    for message_type in system(name).outbound:
-        assert any(o.message_type == message_type for o in outcomes), message_type
-    kinds = set()
-    for outcome in outcomes:
-        if outcome.message_type in case_types(system(name)) and outcome.sample.stem.startswith(
-            "invalid"
-        ):
-            expected = json.loads(outcome.expected.read_text(encoding="utf-8"))
-            kinds.add(expected["rejected"]["kind"] if "rejected" in expected else "record")
-    assert len(kinds) >= 3, kinds
+from mappings.system import SYSTEMS_ROOT
 
 
 def _samples(name: str, message_type: str) -> list[Path]:

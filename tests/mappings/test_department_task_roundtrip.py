@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from mapping_support import system
 
-from mappings.system import SYSTEMS_ROOT, SystemMappings, load_system
 from standard.datasets import CollaborationTask
 from standard.envelope import Envelope
 from standard.types import SHANGHAI
@@ -94,11 +93,6 @@ ANSWERS: dict[str, Callable[[bytes], bytes]] = {
     "culture-penalty": _renamed_root("TaskFeedback"),
     "hrss-penalty": _json(lambda task: {"items": [task], "has_more": False}),
 }
-
-
-@cache
-def system(name: str) -> SystemMappings:
-    return load_system(SYSTEMS_ROOT / name)
 
 
 @pytest.mark.parametrize("name", sorted(ANSWERS))

@@ -118,9 +118,11 @@ def test_two_sources_in_one_rule(system_copy: Path) -> None:
     assert "exactly one source" in error.reason
 
 
-def test_unknown_dataset(system_copy: Path) -> None:
-    path = _edit(system_copy, PENALTY_MAPPING, "dataset: penalty_case", "dataset: penalty_cases")
+@pytest.mark.parametrize("relative", [PENALTY_MAPPING, "eco-env-penalty/case_return.yaml"])
+def test_unknown_dataset(system_copy: Path, relative: str) -> None:
+    path = _edit(system_copy, relative, "dataset: penalty_case", "dataset: penalty_cases")
     error = _load_error(system_copy, "eco-env-penalty")
+    assert error.file == path
     assert error.line == _line_of(path, "dataset:")
     assert "no dataset 'penalty_cases'" in error.reason
 
@@ -206,7 +208,11 @@ def test_load_all_loads_every_shipped_system() -> None:
     folders = {path.name for path in SYSTEMS_ROOT.iterdir() if (path / "system.yaml").is_file()}
     assert set(systems) == folders
     assert {"eco-env-penalty", "grassroots-platform"} <= folders
-    assert set(systems["eco-env-penalty"].inbound) == {"case_batch", "task_feedback"}
+    assert set(systems["eco-env-penalty"].inbound) == {
+        "case_batch",
+        "risk_feedback",
+        "task_feedback",
+    }
     assert set(systems["grassroots-platform"].outbound) == {"event_feedback", "event_sync"}
 
 

@@ -86,7 +86,9 @@ def test_json_numbers_are_written_exactly(grassroots_system: SystemMappings) -> 
 def test_unknown_message_types_are_named(penalty_system: SystemMappings) -> None:
     with pytest.raises(UnknownMessageType, match="no outbound mapping for message type 'x'"):
         penalty_system.render("x", {})
-    with pytest.raises(UnknownMessageType, match="it has: case_batch, task_feedback"):
+    with pytest.raises(
+        UnknownMessageType, match="it has: case_batch, risk_feedback, task_feedback"
+    ):
         penalty_system.translate("case_return", b"<x/>")
 
 

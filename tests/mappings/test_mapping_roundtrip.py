@@ -11,9 +11,9 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from record_strategies import amounts, validated
 
 from mappings.system import SystemMappings
 from standard.datasets import GrassrootsEvent, PenaltyCase
@@ -38,10 +38,6 @@ def texts(max_size: int) -> st.SearchStrategy[str]:
 
 def codes(size: int) -> st.SearchStrategy[str]:
     return st.text("0123456789ABCDEFGH-", min_size=1, max_size=size)
-
-
-def amounts() -> st.SearchStrategy[Decimal]:
-    return st.integers(min_value=1, max_value=10**11).map(lambda fen: Decimal(fen).scaleb(-2))
 
 
 def midnight(day: date) -> datetime:
@@ -106,11 +102,7 @@ def penalty_cases(draw: st.DrawFn) -> PenaltyCase:
             "fine_paid": fine,
             "closing_date": closing,
         }
-    try:
-        return PenaltyCase.model_validate(data)
-    except ValidationError:
-        assume(False)
-        raise
+    return validated(PenaltyCase, data)
 
 
 @SETTINGS
@@ -181,11 +173,7 @@ def grassroots_events(draw: st.DrawFn) -> GrassrootsEvent:
         else None,
         "task_id": draw(st.one_of(st.none(), codes(64))),
     }
-    try:
-        return GrassrootsEvent.model_validate(data)
-    except ValidationError:
-        assume(False)
-        raise
+    return validated(GrassrootsEvent, data)
 
 
 @SETTINGS

@@ -67,7 +67,11 @@ def test_a_missing_expected_file_fails_and_update_writes_it(system_copy: Path) -
 
 def test_unread_source_fields_are_reported() -> None:
     penalty = unread_source_fields(load_system(SYSTEMS_ROOT / "eco-env-penalty"))
-    assert penalty == {"case_batch": ["/cf:AJPC/cf:AJ/dsr:DSR/dsr:LXDH"], "task_feedback": []}
+    assert penalty == {
+        "case_batch": ["/cf:AJPC/cf:AJ/dsr:DSR/dsr:LXDH"],
+        "risk_feedback": [],
+        "task_feedback": [],
+    }
     events = unread_source_fields(load_system(SYSTEMS_ROOT / "grassroots-platform"))
     assert "data.events[].reporter.mobile" in events["event_report"]
     assert "data.events[].reporter.name" not in events["event_report"]

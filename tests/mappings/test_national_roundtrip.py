@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
+from record_strategies import amounts, validated
 
 from mappings.system import SYSTEMS_ROOT, SystemMappings, load_system
 from standard.checks import credit_code_check_char, id_number_check_char, org_code_check_char
@@ -118,18 +118,6 @@ def moments(start: date, end: date) -> st.SearchStrategy[datetime]:
 
 def later(moment: datetime, draw: st.DrawFn, most_days: int, least_seconds: int = 0) -> datetime:
     return moment + timedelta(seconds=draw(st.integers(least_seconds, most_days * 86400)))
-
-
-def amounts() -> st.SearchStrategy[Decimal]:
-    return st.integers(min_value=1, max_value=10**11).map(lambda fen: Decimal(fen).scaleb(-2))
-
-
-def validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError:
-        assume(False)
-        raise
 
 
 # --------------------------------------------------------------------------- inspections

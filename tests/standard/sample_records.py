@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from standard.fields import path_parts
+
 SAMPLES = Path(__file__).parent / "samples"
 
 
@@ -14,18 +16,6 @@ def sample(name: str) -> dict[str, Any]:
     """A fresh copy of the realistic sample record of dataset ``name``."""
     loaded: dict[str, Any] = json.loads((SAMPLES / f"{name}.json").read_text(encoding="utf-8"))
     return loaded
-
-
-def _steps(path: str) -> list[str | int]:
-    steps: list[str | int] = []
-    for piece in path.split("."):
-        name, _, rest = piece.partition("[")
-        steps.append(name)
-        while rest:
-            index, _, rest = rest.partition("]")
-            steps.append(int(index))
-            rest = rest.removeprefix("[")
-    return steps
 
 
 DELETE = object()
@@ -36,7 +26,7 @@ def changed(data: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     new values, or removed when the value is ``DELETE``."""
     result = copy.deepcopy(data)
     for path, value in changes.items():
-        *parents, last = _steps(path)
+        *parents, last = path_parts(path)
         target: Any = result
         for step in parents:
             target = target[step]
