@@ -110,15 +110,23 @@ class SystemClient:
         return [c for c in self.system.inbound if c.adapter in PUSH_ADAPTERS]
 
     def can_send(self, channel: ChannelConfig, payload: TrafficPayload) -> bool:
-        """False for bytes no client could put in this channel (undecodable text in a string)."""
+        """False for bytes no client could put in this channel as they are.
+
+        A SOAP string parameter carries text, so bytes that do not decode cannot travel in it;
+        base64 and element documents carry no transport charset, so a document that relies on
+        one (no XML declaration, charset only in an HTTP header) cannot travel in them.
+        """
         if channel.adapter != "soap_push":
             return True
         contract = self._soap_channel(channel)[0]
-        if contract.document_parameter is None:
-            return True
-        parameter = contract.operation.parameter(contract.document_parameter)
+        parameter = (
+            contract.operation.parameter(contract.document_parameter)
+            if contract.document_parameter
+            else None
+        )
         if parameter is None or parameter.kind is not ParameterKind.STRING:
-            return True
+            declared = payload.body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<?xml")
+            return payload.charset is None or declared
         try:
             decode_payload(payload.body, "xml", payload.charset)
         except PayloadRejected:
@@ -428,7 +436,8 @@ def _from_receipt(
             {
                 "status": state,
                 "message_id": message_id,
-                "errors": [{"rule": (reason or "rejected")[:60]}],
+                # A receipt's message leads with the field it is about ("deadline: ...").
+                "errors": [{"rule": (reason or "rejected").split(":")[0][:40]}],
             }
         )
     if status == 400 or not records:

@@ -337,9 +337,14 @@ def _schedule(
     plan: list[Scheduled] = []
     for client, channel, traffic in channels:
         left = per_channel
-        while left > 0:
+        unsendable = 0
+        while left > 0 and unsendable < 3:
             size = min(left, chooser.randint(3, 25))
             payload = traffic.batch(size, invalid_share=options.invalid_share)
+            if not client.can_send(channel, payload):
+                unsendable += 1  # a template this channel cannot carry; the next one may do
+                continue
+            unsendable = 0
             plan.append((client, channel, payload))
             left -= size
     if options.hostile:
