@@ -79,6 +79,7 @@ class Sink:
         self.failed_answers = 0
         self.unreadable: list[bytes] = []
         self.failing_until = 0.0
+        self.outage_s = 0.0
         self.delay_s = 0.0
         self.lock = threading.Lock()
         owner = self
@@ -94,6 +95,10 @@ class Sink:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if owner.delay_s:
                     time.sleep(owner.delay_s)
+                with owner.lock:
+                    if owner.outage_s and not owner.failing_until:
+                        # The outage starts with the first request, however slow the start.
+                        owner.failing_until = time.monotonic() + owner.outage_s
                 if time.monotonic() < owner.failing_until:
                     with owner.lock:
                         owner.failed_answers += 1
@@ -152,6 +157,7 @@ class Pipeline:
         tiers: list[float] | None = None,
         in_process_attempts: int = 2,
         settings: dict[str, str] | None = None,
+        breaker_cooldown_s: float = 30.0,
     ) -> None:
         require_rabbitmq()
         self.folder = folder
@@ -188,7 +194,13 @@ class Pipeline:
                     "id": "national",
                     "name_zh": '国家"互联网+监管"系统',
                     "auth": {"scheme": "api_key", "key_env": "JGHUB_FAULT_KEY_NATIONAL"},
-                    "outbound": {"adapter": "rest_sender", "options": {"url": self.sink.url}},
+                    "outbound": {
+                        "adapter": "rest_sender",
+                        "options": {
+                            "url": self.sink.url,
+                            "breaker": {"cooldown_s": breaker_cooldown_s},
+                        },
+                    },
                     "routes": ["penalty_case.#"],
                     "retry": {
                         "in_process_attempts": in_process_attempts,

@@ -53,10 +53,12 @@ def test_a_target_answering_5xx_for_a_while_gets_everything_once_it_recovers(
 ) -> None:
     records = 300
     # Retry tiers that together outlast the outage: each message is parked again and again
-    # while the target is down, and none reaches the dead letters.
+    # while the target is down, and none reaches the dead letters. The breaker must try again
+    # within them: messages parked while it is open use up tiers without an attempt.
     tiers = [OUTAGE_S / 16, OUTAGE_S / 8, OUTAGE_S / 4, OUTAGE_S / 2, OUTAGE_S]
-    with Pipeline(tmp_path, tiers=tiers, in_process_attempts=2) as line:
-        line.sink.failing_until = time.monotonic() + OUTAGE_S
+    cooldown = OUTAGE_S / 8
+    with Pipeline(tmp_path, tiers=tiers, breaker_cooldown_s=cooldown) as line:
+        line.sink.outage_s = OUTAGE_S  # 503 from the first request on, for OUTAGE_S
         line.start_worker()
         for first in range(0, records, 100):
             assert line.push(first, 100).json()["accepted"] == 100
