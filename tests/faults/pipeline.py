@@ -1,0 +1,326 @@
+"""The hub as deployed, for the fault tests: `jghub serve` and `jghub worker` processes, a sink.
+
+    with Pipeline(tmp_path, outage_s=0) as line:
+        line.start_worker()
+        line.push(0, 100)                      # records 0..99 in one XML case batch
+        line.sink.wait_unique(100)
+
+The department `eco-env-penalty` pushes XML case batches (xml_push, JSON answers, and a SOAP
+channel); `json-dept` pushes grassroots events as JSON with an API key; `national` receives every
+penalty case through rest_sender at the sink, a loopback HTTP server in this process that
+counts what arrives by idempotency key and can answer 503 or slowly on demand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import pytest
+
+import bus
+from bus import Broker
+from hub.systems import SystemsConfig
+from mappings import SYSTEMS_ROOT
+
+RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REPOSITORY = Path(__file__).resolve().parents[2]
+ECO_KEY, JSON_KEY = "fault-eco-key", "fault-json-key"
+
+_TEXT = (SYSTEMS_ROOT / "eco-env-penalty/samples/case_batch/valid-batch.xml").read_bytes()
+_DOC = _TEXT.decode("gb18030")
+_HEAD, _REST = _DOC.split("<cf:AJ ", 1)
+_RECORD = "<cf:AJ " + _REST[: _REST.index("</cf:AJ>") + len("</cf:AJ>")]
+_JLID = re.search(r'JLID="([^"]+)"', _RECORD).group(1)  # type: ignore[union-attr]
+_AJBH = re.search(r"<cf:AJBH>([^<]+)</cf:AJBH>", _RECORD).group(1)  # type: ignore[union-attr]
+
+
+def require_rabbitmq() -> None:
+    """Skip with the reason when RabbitMQ does not answer; fail under CI=true."""
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return
+    except OSError:
+        problem = "RabbitMQ does not answer on 127.0.0.1:5672 (rabbitmq-server -detached)"
+        if IN_CI:
+            pytest.fail(f"{problem}; CI=true requires it")
+        pytest.skip(problem)
+
+
+def case_batch(first: int, count: int) -> bytes:
+    """A case batch of `count` distinct records numbered from `first`, GB18030 bytes."""
+    records = [
+        _RECORD.replace(_JLID, f"F-{n:010d}").replace(_AJBH, f"F-{n:010d}")
+        for n in range(first, first + count)
+    ]
+    return (_HEAD + "\n".join(records) + "\n</cf:AJPC>\n").encode("gb18030")
+
+
+class Sink:
+    """A loopback HTTP target: counts arrivals by idempotency key; 503 or slow on demand."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, int] = {}
+        self.ids: set[str] = set()
+        self.failed_answers = 0
+        self.unreadable: list[bytes] = []
+        self.failing_until = 0.0
+        self.outage_s = 0.0
+        self.delay_s = 0.0
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if owner.delay_s:
+                    time.sleep(owner.delay_s)
+                with owner.lock:
+                    if owner.outage_s and not owner.failing_until:
+                        # The outage starts with the first request, however slow the start.
+                        owner.failing_until = time.monotonic() + owner.outage_s
+                if time.monotonic() < owner.failing_until:
+                    with owner.lock:
+                        owner.failed_answers += 1
+                    self._answer(503, b"target down")
+                    return
+                key = self.headers.get("Idempotency-Key", "")
+                try:
+                    envelope_id = json.loads(body)["id"]
+                except (ValueError, KeyError, TypeError):
+                    with owner.lock:
+                        owner.unreadable.append(body[:200])
+                    self._answer(400, b"not a canonical event")
+                    return
+                with owner.lock:
+                    owner.keys[key] = owner.keys.get(key, 0) + 1
+                    owner.ids.add(envelope_id)
+                self._answer(200, b"{}")
+
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cases"
+
+    @property
+    def unique(self) -> int:
+        return len(self.keys)
+
+    @property
+    def duplicates(self) -> int:
+        with self.lock:
+            return sum(count - 1 for count in self.keys.values())
+
+    def wait_unique(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.unique < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.unique >= count
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+class Pipeline:
+    """serve + workers as processes on RabbitMQ in a namespace of their own; cleaned up after."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        tiers: list[float] | None = None,
+        in_process_attempts: int = 2,
+        settings: dict[str, str] | None = None,
+        breaker_cooldown_s: float = 30.0,
+    ) -> None:
+        require_rabbitmq()
+        self.folder = folder
+        self.sink = Sink()
+        self.namespace = f"f{uuid.uuid4().hex[:10]}"
+        self.document: dict[str, Any] = {
+            "systems": [
+                {
+                    "id": "eco-env-penalty",
+                    "name_zh": "省生态环境厅环境行政处罚系统",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_FAULT_KEY_ECO"},
+                    "inbound": [
+                        {
+                            "adapter": "xml_push",
+                            "message_type": "case_batch",
+                            "options": {"default_charset": "gb2312", "answer": "json"},
+                        },
+                        {
+                            "adapter": "soap_push",
+                            "message_type": "case_batch",
+                            "options": {"operation": "ReceiveCaseBatch"},
+                        },
+                    ],
+                    "rate_limit": {"per_second": 1e6, "burst": 1_000_000},
+                },
+                {
+                    "id": "json-dept",
+                    "name_zh": "JSON 测试部门",
+                    "mapping": "grassroots-platform",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_FAULT_KEY_JSON"},
+                    "inbound": [{"adapter": "rest_push", "message_type": "event_report"}],
+                },
+                {
+                    "id": "national",
+                    "name_zh": '国家"互联网+监管"系统',
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_FAULT_KEY_NATIONAL"},
+                    "outbound": {
+                        "adapter": "rest_sender",
+                        "options": {
+                            "url": self.sink.url,
+                            "breaker": {"cooldown_s": breaker_cooldown_s},
+                        },
+                    },
+                    "routes": ["penalty_case.#"],
+                    "retry": {
+                        "in_process_attempts": in_process_attempts,
+                        "tiers": tiers if tiers is not None else [1.0, 2.0],
+                    },
+                },
+            ]
+        }
+        systems_file = folder / "systems.yaml"
+        systems_file.write_text(json.dumps(self.document, ensure_ascii=False), encoding="utf-8")
+        self.env = {
+            **os.environ,
+            "JGHUB_FAULT_KEY_ECO": ECO_KEY,
+            "JGHUB_FAULT_KEY_JSON": JSON_KEY,
+            "JGHUB_FAULT_KEY_NATIONAL": "unused",
+            "JGHUB_SYSTEMS_FILE": str(systems_file),
+            "JGHUB_DATA_DIR": str(folder / "var"),
+            "JGHUB_NAMESPACE": self.namespace,
+            "JGHUB_AMQP_URL": RABBITMQ_URL,
+            **(settings or {}),
+        }
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.serve: subprocess.Popen[bytes] | None = None
+        self.client: httpx.Client | None = None
+        self._broker: Broker | None = None
+
+    @property
+    def topology_config(self) -> SystemsConfig:
+        return SystemsConfig.model_validate(self.document)
+
+    def __enter__(self) -> Pipeline:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.serve = self._spawn("serve", "--port", str(port), "--log-level", "warning")
+        self.base = f"http://127.0.0.1:{port}"
+        self.client = httpx.Client(base_url=self.base, timeout=60)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self.client.get("/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert self.serve.poll() is None, "jghub serve exited at start"
+            assert time.monotonic() < deadline, "jghub serve did not become ready"
+            time.sleep(0.1)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        for process in [*self.workers, self.serve]:
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        if self.client is not None:
+            self.client.close()
+        self.sink.close()
+        if self._broker is not None:
+            self._broker.close()
+        topology = self.topology_config.topology(self.namespace)
+        with bus.connect(RABBITMQ_URL) as broker:
+            broker.declare(topology)
+            broker.delete_topology(topology)
+
+    def _spawn(self, *arguments: str) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "hub.cli", *arguments]
+        return subprocess.Popen(command, env=self.env, cwd=REPOSITORY)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        worker = self._spawn("worker", "--no-pollers", "--log-level", "warning")
+        self.workers.append(worker)
+        return worker
+
+    def broker(self) -> Broker:
+        """A broker of the test's own on the pipeline's namespace (depth, dead letters)."""
+        if self._broker is None:
+            self._broker = bus.connect(RABBITMQ_URL)
+            self._broker.declare(self.topology_config.topology(self.namespace))
+        return self._broker
+
+    def push(self, first: int, count: int) -> httpx.Response:
+        """One XML case batch of records first..first+count-1."""
+        assert self.client is not None
+        return self.client.post(
+            "/systems/eco-env-penalty/xml/case_batch",
+            content=case_batch(first, count),
+            headers={"X-Api-Key": ECO_KEY, "Content-Type": "application/xml"},
+        )
+
+    def push_until_accepted(self, first: int, count: int, deadline: float) -> int:
+        """Push one batch again until every record is accepted; the number of resends."""
+        resends = 0
+        while True:
+            try:
+                answer = self.push(first, count)
+                if answer.status_code == 200 and answer.json()["accepted"] == count:
+                    return resends
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"batch {first} never accepted"
+            resends += 1
+            time.sleep(0.5)
+
+    def rss_mib(self) -> float:
+        assert self.serve is not None
+        for line in Path(f"/proc/{self.serve.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
+
+
+def tally(name: str, **counts: int) -> None:
+    """Print a fault test's tally (pytest -s or the captured output of a failure shows it)."""
+    print(f"[{name}] " + ", ".join(f"{key} {value}" for key, value in counts.items()), flush=True)
