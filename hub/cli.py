@@ -5,8 +5,11 @@ from __future__ import annotations
 import typer
 
 from hub import __version__
+from hub.commands import adapters as adapters_commands
 from hub.commands import mappings as mappings_commands
+from hub.commands import serve as serve_command
 from hub.commands import standard as standard_commands
+from hub.commands import worker as worker_command
 
 app = typer.Typer(
     name="jghub",
@@ -33,6 +36,9 @@ def _root(
 
 app.add_typer(standard_commands.app, name="standard")
 app.add_typer(mappings_commands.app, name="mappings")
+app.add_typer(adapters_commands.app, name="adapters")
+app.command("serve")(serve_command.serve)
+app.command("worker")(worker_command.worker)
 
 
 def main() -> None:

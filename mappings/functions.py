@@ -392,6 +392,66 @@ def _first(options: NoOptions, context: BuildContext) -> Step:
     return step
 
 
+class RowsOptions(FunctionOptions):
+    separator: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Split each text column at this text first (items trimmed; an empty item stays in "
+            "its place as an absent value). Default: the columns are lists already."
+        ),
+    )
+
+
+@function(
+    "rows",
+    RowsOptions,
+    primary="separator",
+    whole_list=True,
+    examples=(
+        "{fields: {name: JCRY, certificate_number: ZFZH}, pipe: [{rows: ','}]}",
+        "{rows: ','}",
+    ),
+)
+def _rows(options: RowsOptions, context: BuildContext) -> Step:
+    """Turn parallel columns into a list of objects: `{name: 'A,B', code: '1,2'}` → two rows.
+
+    For systems that send a list as several texts in step, such as 检查人员 `张三,李四` beside
+    执法证号 `3301001,3301002`. The value is an object (a `fields` rule, or a JMESPath
+    multiselect hash) of columns; row i holds the i-th item of every column. Columns of
+    different lengths are an error, never truncated; an absent column leaves its key out.
+    """
+    splitter = re.compile(re.escape(options.separator)) if options.separator is not None else None
+
+    def column(name: str, value: Any) -> list[Any]:
+        if isinstance(value, list):
+            return value
+        if splitter is None:
+            return [value]
+        return [part.strip() or None for part in splitter.split(_text(value, "rows"))]
+
+    def step(value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueProblem(
+                "rows", f"expected an object of columns, got {type(value).__name__}", value
+            )
+        columns = {name: column(name, item) for name, item in value.items() if item is not None}
+        if not columns:
+            return None
+        lengths = {len(items) for items in columns.values()}
+        if len(lengths) > 1:
+            counts = ", ".join(f"{name} {len(items)}" for name, items in columns.items())
+            raise ValueProblem(
+                "rows", f"the columns have different numbers of items ({counts})", value
+            )
+        return [
+            {name: items[index] for name, items in columns.items() if items[index] is not None}
+            for index in range(lengths.pop())
+        ] or None
+
+    return step
+
+
 # --------------------------------------------------------------------------- numbers
 
 
@@ -778,6 +838,41 @@ def _format_datetime(options: FormatDatetimeOptions, context: BuildContext) -> S
             return value.isoformat()
         assert isinstance(value, datetime)
         return to_epoch(value, text)
+
+    return step
+
+
+class DayOptions(FunctionOptions):
+    timezone: str = Field(
+        default="Asia/Shanghai",
+        description="IANA time zone whose calendar gives the day of an aware date-time.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        _zone(value)
+        return value
+
+
+@function("day", DayOptions, examples=("{path: cfjdrq, pipe: [{datetime: epoch_millis}, day]}",))
+def _day(options: DayOptions, context: BuildContext) -> Step:
+    """The calendar day of a date-time, for systems that send dates as instants (epoch values).
+
+    The instant is moved to `timezone` first, so `1772294400000` (2026-03-01 00:00 in Shanghai,
+    still 2026-02-28 in UTC) is 2026-03-01. A date passes unchanged; anything else is an error:
+    read text with `date` or `datetime` first.
+    """
+    zone = _zone(options.timezone)
+
+    def step(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return (value if value.tzinfo is None else value.astimezone(zone)).date()
+        if isinstance(value, date):
+            return value
+        raise ValueProblem(
+            "day", f"expected a date-time (read it with datetime first), got {value!r}", value
+        )
 
     return step
 

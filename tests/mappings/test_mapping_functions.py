@@ -179,6 +179,24 @@ def test_epoch_milliseconds_are_exact_instants() -> None:
             step(bad)
 
 
+def test_day_is_the_calendar_day_in_the_zone() -> None:
+    midnight = fn("datetime", "epoch_millis")(1772294400000)  # 2026-02-28T16:00Z
+    assert fn("day")(midnight) == date(2026, 3, 1)
+    assert fn("day", {"timezone": "UTC"})(midnight) == date(2026, 2, 28)
+    assert fn("day")(date(2026, 3, 1)) == date(2026, 3, 1)
+    assert fn("day")(datetime(2026, 3, 1, 23, 59)) == date(2026, 3, 1)
+    with pytest.raises(ValueProblem, match="read it with datetime first"):
+        fn("day")(1772294400000)
+    with pytest.raises(ValidationError):
+        FUNCTIONS["day"].parse_options({"timezone": "Mars/Base"})
+
+
+@given(st.dates(min_value=date(1971, 1, 1), max_value=date(2100, 12, 31)))
+def test_day_inverts_writing_a_date_as_epoch_millis(day: date) -> None:
+    millis = fn("format_datetime", "epoch_millis")(day)
+    assert fn("day")(fn("datetime", "epoch_millis")(millis)) == day
+
+
 @given(st.integers(min_value=-(10**12), max_value=4 * 10**12))
 def test_epoch_milliseconds_round_trip(millis: int) -> None:
     assert fn("format_datetime", "epoch_millis")(fn("datetime", "epoch_millis")(millis)) == millis

@@ -1,0 +1,174 @@
+"""A circuit breaker per target system: stop calling a target that keeps failing, try again later.
+
+    closed ──(N consecutive transient failures)──▶ open ──(cool-down elapsed)──▶ half-open
+      ▲                                                                            │
+      └─────────────(a trial delivery succeeds)──────────(a trial fails: open again)┘
+
+Built on pybreaker (thread-safe, listeners, success threshold) rather than written by hand. Only
+`TransientDeliveryError` counts as a failure: a target that answers 4xx is up and judging the
+content, so a permanent refusal counts as a sign of life. While the breaker is open `call` raises
+`BreakerOpen` (itself transient) without calling the target; the worker then parks the message in
+the bus's retry tiers instead of hammering a target that is down.
+
+pybreaker serialises calls through one breaker (it holds a lock around the guarded call); the
+worker runs one consumer thread per target, so nothing waits on another thread here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import pybreaker
+from pydantic import BaseModel, ConfigDict, Field
+
+from adapters.errors import TransientDeliveryError
+
+log = logging.getLogger("adapters.breaker")
+
+T = TypeVar("T")
+
+
+class BreakerState(StrEnum):
+    """Where a breaker is; `level` orders them for a metrics gauge (0 closed .. 2 open)."""
+
+    CLOSED = "closed"
+    HALF_OPEN = "half-open"
+    OPEN = "open"
+
+    @property
+    def level(self) -> int:
+        return _LEVELS[self]
+
+
+_LEVELS = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+class BreakerOptions(BaseModel):
+    """When a target's breaker opens and how it closes again."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failures: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description=(
+            "Consecutive transient failures (5xx, timeout, refused connection) that open the "
+            "breaker; any success or permanent refusal resets the count."
+        ),
+    )
+    cooldown_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=86400,
+        description=(
+            "Seconds the breaker stays open before it lets one trial delivery through "
+            "(half-open). Messages arriving meanwhile go to the bus's retry tiers uncalled."
+        ),
+    )
+    successes_to_close: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Successful trial deliveries in a row that close a half-open breaker.",
+    )
+
+
+class BreakerOpen(TransientDeliveryError):
+    """The target's breaker is open: the delivery was not attempted.
+
+    Attributes:
+      target: the target system.
+      retry_in: seconds until the breaker lets a trial delivery through (0 when due now).
+    """
+
+    def __init__(self, target: str, retry_in: float) -> None:
+        super().__init__(
+            f"circuit breaker of target {target!r} is open after repeated transient failures; "
+            f"not calling it (next trial in {retry_in:.1f}s)"
+        )
+        self.target = target
+        self.retry_in = retry_in
+
+
+StateListener = Callable[[str, BreakerState, BreakerState], None]
+"""Called with (target, old state, new state) on every change, e.g. to update a gauge."""
+
+
+class CircuitBreaker:
+    """The breaker of one target system; share one instance among that target's deliveries."""
+
+    def __init__(
+        self,
+        target: str,
+        options: BreakerOptions | None = None,
+        *,
+        on_change: StateListener | None = None,
+    ) -> None:
+        self.target = target
+        self.options = options or BreakerOptions()
+        self._on_change = on_change
+        self._breaker = pybreaker.CircuitBreaker(
+            fail_max=self.options.failures,
+            reset_timeout=self.options.cooldown_s,
+            success_threshold=self.options.successes_to_close,
+            exclude=[lambda error: not isinstance(error, TransientDeliveryError)],
+            listeners=[_Listener(self)],
+            name=target,
+            # The caller needs the target's own error (status, detail) on the tripping call.
+            throw_new_error_on_trip=False,
+        )
+
+    @property
+    def state(self) -> BreakerState:
+        """The state as last changed; an open breaker turns half-open at its next call once its
+        cool-down has elapsed (see `retry_in`)."""
+        return BreakerState(self._breaker.current_state)
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self._breaker.fail_counter
+
+    def retry_in(self) -> float:
+        """Seconds until an open breaker admits a trial delivery; 0 when it is not open."""
+        if self.state is not BreakerState.OPEN:
+            return 0.0
+        opened = self._breaker._state_storage.opened_at  # pybreaker exposes no public getter
+        if opened is None:
+            return 0.0
+        elapsed = (datetime.now(UTC) - opened).total_seconds()
+        return max(0.0, self.options.cooldown_s - elapsed)
+
+    def call(self, deliver: Callable[[], T]) -> T:
+        """Run `deliver` under the breaker; BreakerOpen when the breaker is open.
+
+        Exceptions of `deliver` pass through unchanged (and TransientDeliveryError counts toward
+        opening the breaker).
+        """
+        try:
+            return self._breaker.call(deliver)
+        except pybreaker.CircuitBreakerError:
+            raise BreakerOpen(self.target, self.retry_in()) from None
+
+    def reset(self) -> None:
+        """Close the breaker by hand (an operator knows the target is back)."""
+        self._breaker.close()
+
+    def _changed(self, old: BreakerState, new: BreakerState) -> None:
+        level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
+        log.log(level, "circuit breaker of target %s: %s -> %s", self.target, old, new)
+        if self._on_change is not None:
+            self._on_change(self.target, old, new)
+
+
+class _Listener(pybreaker.CircuitBreakerListener):
+    def __init__(self, owner: CircuitBreaker) -> None:
+        self._owner = owner
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        old = BreakerState(old_state.name) if old_state is not None else BreakerState.CLOSED
+        self._owner._changed(old, BreakerState(new_state.name))

@@ -1,0 +1,300 @@
+"""What one external system is configured with: credentials, channels in and out, retry, limits.
+
+These models are the entries of the systems configuration (`hub/systems.py` loads the YAML file
+and re-exports them). They live here, in the adapters' room, because adapters are handed them
+(`InboundAdapter.mount(router, system, channel, ingress)`) and dependencies point from `hub` to
+`adapters`, never back. Every channel's `options` are validated against the Options model of the
+adapter it names when the configuration is loaded, so a typo fails at start, not at the first
+message.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bus.routing import check_pattern
+
+if TYPE_CHECKING:
+    from adapters.base import AdapterKind
+
+INBOUND_KINDS: tuple[AdapterKind, ...] = ("inbound", "poller")
+SENDER_KINDS: tuple[AdapterKind, ...] = ("sender",)
+
+SYSTEM_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+MESSAGE_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class AuthConfig(BaseModel):
+    """How a system proves who it is when it pushes or pulls.
+
+    The secret itself never sits in a file: `key_env` names the environment variable holding it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scheme: Literal["api_key", "signed_app_key", "mtls"] = Field(
+        default="api_key",
+        description=(
+            "api_key: the X-Api-Key header carries the system's key. signed_app_key: the JSON "
+            "body carries appKey, requestTime (yyyyMMddHHmmss, Asia/Shanghai) and sign = lower-hex "
+            "md5(appKey + secret + requestTime), as provincial gateways do. mtls: the client "
+            "certificate's subject identifies the system (uvicorn verifies the certificate "
+            "against the CA file in the settings)."
+        ),
+    )
+    key_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description=(
+            "NAME of the environment variable holding the API key (api_key) or the shared secret "
+            "(signed_app_key). Required for those two schemes; unused for mtls."
+        ),
+        examples=["JGHUB_KEY_GRASSROOTS"],
+    )
+    app_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="The appKey the system sends (signed_app_key only); it names the system.",
+    )
+    client_subject: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "The client certificate subject that names this system (mtls only), as RFC 4514 "
+            "text, e.g. 'CN=sthjt-penalty,O=Zhejiang Ecology and Environment,C=CN'; compared "
+            "attribute by attribute, order-insensitive."
+        ),
+    )
+    max_clock_skew_s: int = Field(
+        default=300,
+        ge=1,
+        le=86400,
+        description=(
+            "How far requestTime may be from the hub's clock, in seconds (signed_app_key only); "
+            "a signature older than this is refused, which stops replayed requests."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _scheme_needs(self) -> AuthConfig:
+        if self.scheme in ("api_key", "signed_app_key") and not self.key_env:
+            raise ValueError(f"scheme {self.scheme} needs key_env (the variable holding the key)")
+        if self.scheme == "signed_app_key" and not self.app_key:
+            raise ValueError("scheme signed_app_key needs app_key (the appKey the system sends)")
+        if self.scheme == "mtls" and not self.client_subject:
+            raise ValueError("scheme mtls needs client_subject (its certificate's subject)")
+        return self
+
+    def secret(self) -> str:
+        """The key or secret from the environment; AdapterConfigError when it is not set."""
+        from adapters.errors import AdapterConfigError
+
+        if not self.key_env:
+            raise AdapterConfigError(f"scheme {self.scheme} has no secret")
+        value = os.environ.get(self.key_env)
+        if not value:
+            raise AdapterConfigError(
+                f"environment variable {self.key_env} is not set or empty; it must hold the "
+                f"{'API key' if self.scheme == 'api_key' else 'shared secret'} of this system"
+            )
+        return value
+
+
+class RetryPolicy(BaseModel):
+    """How often and how long a failed delivery to the system is tried again."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    in_process_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description=(
+            "Attempts the worker makes in a row (with short backoff) before parking the message "
+            "in the retry tiers; 1 means no in-process retry."
+        ),
+    )
+    tiers: list[float] = Field(
+        default=[10.0, 60.0, 600.0, 3600.0],
+        description=(
+            "Seconds a message waits in each delayed retry tier after the in-process attempts "
+            "failed; after the last tier it goes to the dead letters. Empty: dead-letter at once."
+        ),
+    )
+
+    @field_validator("tiers")
+    @classmethod
+    def _positive(cls, tiers: list[float]) -> list[float]:
+        for index, delay in enumerate(tiers):
+            if not delay > 0:
+                raise ValueError(f"tiers[{index}] is {delay}; a delay must be > 0 seconds")
+        return tiers
+
+
+class RateLimit(BaseModel):
+    """A token bucket per system: `burst` requests at once, refilled at `per_second`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_second: float = Field(
+        default=50.0,
+        gt=0,
+        description="Requests per second the system may make on average (the refill rate).",
+    )
+    burst: int = Field(
+        default=100,
+        ge=1,
+        description="Requests the system may make at once after a quiet spell (bucket size).",
+    )
+
+
+class ChannelConfig(BaseModel):
+    """One way a system's messages come in: an inbound adapter (or poller) for one message type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    adapter: str = Field(
+        description="Name of an inbound adapter or poller (`jghub adapters list` shows them).",
+        examples=["rest_push", "xml_push", "soap_push"],
+    )
+    message_type: str = Field(
+        pattern=MESSAGE_TYPE_PATTERN,
+        description="The inbound message type of the system's mapping that this channel carries.",
+        examples=["event_report", "case_batch"],
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "The adapter's options (`jghub adapters doc NAME`); validated against its Options "
+            "model when the configuration is loaded, defaults filled in."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _options_fit_adapter(self) -> ChannelConfig:
+        from adapters.registry import validate_options
+
+        validated = validate_options(self.adapter, self.options, kinds=INBOUND_KINDS)
+        # Frozen model: the normalised options replace what the file said, defaults included.
+        object.__setattr__(self, "options", validated.model_dump(mode="json"))
+        return self
+
+
+class OutboundConfig(BaseModel):
+    """How messages reach the system: a sender adapter and which payload to render per dataset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    adapter: str = Field(
+        description="Name of a sender adapter (e.g. rest_sender, soap_sender, outbox).",
+        examples=["rest_sender", "outbox"],
+    )
+    render: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Canonical dataset → the system's outbound message type that renders it. A dataset "
+            "routed to the system but missing here is delivered as the canonical envelope "
+            "(CloudEvents JSON)."
+        ),
+        examples=[{"grassroots_event": "event_feedback"}],
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The sender's options (`jghub adapters doc NAME`); validated at load.",
+    )
+
+    @model_validator(mode="after")
+    def _options_fit_adapter(self) -> OutboundConfig:
+        from adapters.registry import validate_options
+
+        validated = validate_options(self.adapter, self.options, kinds=SENDER_KINDS)
+        object.__setattr__(self, "options", validated.model_dump(mode="json"))
+        return self
+
+
+class SystemConfig(BaseModel):
+    """One connected external system: who it is, how it authenticates, its channels, its routes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(
+        pattern=SYSTEM_ID_PATTERN,
+        max_length=64,
+        description="The system's id: the source word of its routing keys and part of its URLs.",
+        examples=["grassroots-platform", "eco-env-penalty"],
+    )
+    name_zh: str = Field(min_length=1, description="The system's Chinese name.")
+    mapping: str | None = Field(
+        default=None,
+        description="Folder of its mappings under the mappings root; default: the system's id.",
+    )
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig,
+        description="How it proves who it is; a scheme with its credential's variable name.",
+    )
+    inbound: list[ChannelConfig] = Field(
+        default_factory=list,
+        description="The channels its messages come in through (push endpoints, pollers).",
+    )
+    outbound: OutboundConfig | None = Field(
+        default=None,
+        description="How messages reach it; None for a system that only sends.",
+    )
+    routes: list[str] = Field(
+        default_factory=list,
+        description=(
+            "AMQP topic patterns over routing keys 'dataset.region.source' selecting what the "
+            "system receives (e.g. 'collaboration_task.#', '*.330100.*'). Needs `outbound`."
+        ),
+    )
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="Retries of failed deliveries to the system."
+    )
+    rate_limit: RateLimit = Field(
+        default_factory=RateLimit, description="Its request budget on the hub's endpoints."
+    )
+    max_body_bytes: int | None = Field(
+        default=None,
+        gt=0,
+        description="Largest request body it may send, in bytes; default: the hub's setting.",
+    )
+
+    @field_validator("routes")
+    @classmethod
+    def _routes_are_patterns(cls, routes: list[str]) -> list[str]:
+        for route in routes:
+            check_pattern(route)
+        if len(set(routes)) != len(routes):
+            raise ValueError(f"routes repeat a pattern: {routes}")
+        return routes
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SystemConfig:
+        if self.routes and self.outbound is None:
+            raise ValueError("routes need an outbound section saying how messages are delivered")
+        if self.outbound is not None and not self.routes:
+            raise ValueError("an outbound section needs routes saying which messages to deliver")
+        seen: set[tuple[str, str]] = set()
+        for channel in self.inbound:
+            key = (channel.adapter, channel.message_type)
+            if key in seen:
+                raise ValueError(
+                    f"two channels use adapter {channel.adapter} for message type "
+                    f"{channel.message_type}; their endpoints would collide"
+                )
+            seen.add(key)
+        return self
+
+    @property
+    def mapping_id(self) -> str:
+        """The folder of its mappings."""
+        return self.mapping or self.id
+
+    @property
+    def target(self) -> str:
+        """Its target name on the bus (queue names allow no '-', so they become '_')."""
+        return self.id.replace("-", "_")

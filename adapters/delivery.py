@@ -1,0 +1,278 @@
+"""Delivering to one target: the HTTP failure rules, the breaker and the in-process retries, once.
+
+Every sender (REST, SOAP, ...) raises `PermanentDeliveryError` or `TransientDeliveryError`; the
+rules deciding which live here so they read the same for every protocol:
+
+- 2xx: delivered.
+- 408 Request Timeout, 425 Too Early, 429 Too Many Requests: transient (the target asks to try
+  again later); other 4xx: permanent (the target refused the content or the request).
+- 3xx: permanent (redirects are not followed: a moved endpoint is a configuration problem).
+- 5xx, timeouts, refused or dropped connections: transient.
+
+`TargetDelivery` wraps a sender with the target's circuit breaker and the in-process retries
+(tenacity): only transient failures are retried, with exponential backoff, up to the system's
+`RetryPolicy.in_process_attempts`; an open breaker is not retried here (the bus's delayed tiers
+are the place to wait for it). A stop event cuts the waits short, so a worker shuts down promptly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_when_event_set,
+    wait_exponential,
+)
+
+from adapters.breaker import BreakerOpen, BreakerOptions, CircuitBreaker
+from adapters.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+
+if TYPE_CHECKING:
+    from adapters.base import Sender
+    from standard.envelope import Envelope
+
+TRANSIENT_CLIENT_STATUSES = frozenset({408, 425, 429})
+DETAIL_CHARS = 300
+"""How much of a target's answer a failure reason quotes."""
+
+
+class AnswerCheck(BaseModel):
+    """How to tell a refusal that arrives with HTTP 200 (common in provincial gateways)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(
+        description="JMESPath over the JSON answer to the value saying success, e.g. `code`.",
+        examples=["code", "result.success"],
+    )
+    success: list[str | int | bool] = Field(
+        min_length=1,
+        description=(
+            "Values of `path` meaning the target took the payload; any other value (or a missing "
+            "one, or an answer that is not JSON) is a permanent refusal quoting the answer."
+        ),
+        examples=[["0", 0, "200"], [True]],
+    )
+    message_path: str | None = Field(
+        default=None,
+        description="JMESPath to the target's explanation (quoted in the failure reason).",
+        examples=["msg", "message"],
+    )
+
+    @field_validator("path", "message_path")
+    @classmethod
+    def _compiles(cls, expression: str | None) -> str | None:
+        if expression is not None:
+            try:
+                jmespath.compile(expression)
+            except JMESPathError as error:
+                raise ValueError(f"not a JMESPath expression: {error}") from None
+        return expression
+
+    def refusal(self, document: Any) -> str | None:
+        """None when `document` (the parsed answer) says success, else why it does not."""
+        value = jmespath.search(self.path, document)
+        wanted = {str(v).lower() if isinstance(v, bool) else str(v) for v in self.success}
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        if value is not None and shown in wanted:
+            return None
+        said = jmespath.search(self.message_path, document) if self.message_path else None
+        explanation = f" ({excerpt(str(said))})" if said is not None else ""
+        return f"`{self.path}` is {value!r}, not one of {self.success}{explanation}"
+
+
+class OutboundOptions(BaseModel):
+    """Options every network sender shares: time limits, its breaker and in-process backoff."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds to wait for the target's answer (reading, writing, pool) before the attempt "
+            "counts as a transient failure."
+        ),
+    )
+    connect_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="Seconds to wait for a connection to the target (a transient failure after).",
+    )
+    breaker: BreakerOptions = Field(
+        default_factory=BreakerOptions,
+        description="The target's circuit breaker: when it opens and when it tries again.",
+    )
+    backoff_initial_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        description=(
+            "Wait before the second in-process attempt; it doubles for each further attempt "
+            "(the number of attempts is the system's retry.in_process_attempts)."
+        ),
+    )
+    backoff_max_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=600,
+        description="Longest wait between two in-process attempts.",
+    )
+
+
+def excerpt(text: str | bytes | None, limit: int = DETAIL_CHARS) -> str:
+    """A short one-line quote of a target's answer for a failure reason."""
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def status_error(
+    status: int,
+    answer: str | bytes | None,
+    *,
+    target: str,
+    transient_statuses: Iterable[int] = TRANSIENT_CLIENT_STATUSES,
+) -> DeliveryError | None:
+    """The error an HTTP `status` means (None for 2xx), quoting the target's `answer`."""
+    if 200 <= status < 300:
+        return None
+    detail = excerpt(answer)
+    said = f": {detail}" if detail else ""
+    if status >= 500 or status in set(transient_statuses):
+        return TransientDeliveryError(
+            f"target {target} answered HTTP {status}{said}", status=status, detail=detail
+        )
+    if 300 <= status < 400:
+        return PermanentDeliveryError(
+            f"target {target} answered HTTP {status} (a redirect; redirects are not followed, "
+            f"fix the target's URL){said}",
+            status=status,
+            detail=detail,
+        )
+    return PermanentDeliveryError(
+        f"target {target} refused the delivery with HTTP {status}{said}",
+        status=status,
+        detail=detail,
+    )
+
+
+class DeliveryFailed(Exception):
+    """What `TargetDelivery.deliver` raises: the last error and how many attempts were made.
+
+    Attributes:
+      error: the last attempt's error (PermanentDeliveryError, TransientDeliveryError or its
+        subclass BreakerOpen).
+      attempts: attempts made in process (0 when the breaker was open from the start).
+    """
+
+    def __init__(self, error: DeliveryError, attempts: int) -> None:
+        self.error = error
+        self.attempts = attempts
+        super().__init__(self.reason)
+
+    @property
+    def permanent(self) -> bool:
+        return isinstance(self.error, PermanentDeliveryError)
+
+    @property
+    def reason(self) -> str:
+        """The failure in words, for the message's history and the dead letters."""
+        if isinstance(self.error, BreakerOpen):
+            tried = f" (after {self.attempts} attempts)" if self.attempts else ""
+            return f"{self.error}{tried}"
+        plural = "s" if self.attempts != 1 else ""
+        return f"{self.error} [{self.attempts} attempt{plural} in process]"
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, TransientDeliveryError) and not isinstance(error, BreakerOpen)
+
+
+class TargetDelivery:
+    """A target's sender behind its breaker, with in-process retries of transient failures.
+
+    One instance per target per process; `deliver` is called from the target's consumer thread.
+    """
+
+    def __init__(
+        self,
+        sender: Sender,
+        *,
+        attempts: int,
+        breaker: CircuitBreaker,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 5.0,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.sender = sender
+        self.attempts = attempts
+        self.breaker = breaker
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._stop = stop or threading.Event()
+
+    def deliver(
+        self, body: bytes, *, content_type: str, idempotency_key: str, envelope: Envelope
+    ) -> int:
+        """Deliver `body`; return the attempts it took. DeliveryFailed when it did not happen.
+
+        The same `idempotency_key` goes with every attempt, so a target that got an attempt we
+        count as failed (a timeout after it stored the body) drops the repeat.
+        """
+        made = 0
+        last: DeliveryError | None = None
+
+        def attempt() -> None:
+            nonlocal made, last
+            if last is not None and self._stop.is_set():
+                raise last  # shutting down: the wait was cut short, do not call again
+
+            def call() -> None:
+                nonlocal made
+                made += 1
+                self.sender.deliver(
+                    body,
+                    content_type=content_type,
+                    idempotency_key=idempotency_key,
+                    envelope=envelope,
+                )
+
+            try:
+                self.breaker.call(call)
+            except DeliveryError as error:
+                last = error
+                raise
+
+        def pause(seconds: float) -> None:
+            self._stop.wait(seconds)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts) | stop_when_event_set(self._stop),
+            wait=wait_exponential(
+                multiplier=self._backoff_initial_s,
+                min=self._backoff_initial_s,
+                max=self._backoff_max_s,
+            ),
+            retry=retry_if_exception(_retryable),
+            sleep=pause,
+            reraise=True,
+        )
+        try:
+            retrying(attempt)
+        except DeliveryError as error:
+            raise DeliveryFailed(error, made) from error
+        return made

@@ -1,0 +1,129 @@
+"""The adapters' errors: one small hierarchy a caller can catch by meaning.
+
+AdapterError
+├── AdapterConfigError (also a ValueError): an unknown adapter, an adapter of the wrong
+│   kind, or options its Options model refuses
+├── DeliveryError: an outbound delivery did not happen
+│   ├── PermanentDeliveryError: the target refused the content (4xx, a SOAP fault about the
+│   │   data); retrying will not help, so the message goes to the dead letters
+│   └── TransientDeliveryError: the target could not take it now (5xx, timeout, refused
+│       connection); retried in process, then in the bus's retry tiers
+├── IngressUnavailable: the bus did not confirm an inbound message; the sender should
+│   send again later (HTTP 503)
+└── RequestRefused: an inbound request refused before its payload was read, with the
+    HTTP status it answers
+    ├── Unauthenticated (401): no credential, or one that no system owns
+    ├── Forbidden (403): a system pushing to, or pulling from, another system's channel
+    ├── BodyTooLarge (413): more bytes than the system's limit
+    ├── RateLimited (429): the system's token bucket is empty; `retry_after` seconds
+    └── BadRequest (400): a request the hub cannot use at all (not the payload's records)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class AdapterError(Exception):
+    """Anything the adapters raise on purpose."""
+
+
+class AdapterConfigError(AdapterError, ValueError):
+    """An adapter name, kind or option that cannot be used; the message says which and why."""
+
+
+class DeliveryError(AdapterError):
+    """An outbound delivery did not happen.
+
+    Attributes:
+      status: the target's HTTP status, when it answered with one.
+      detail: what the target said (a short excerpt of its answer), when known.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The target refused the content (4xx, a fault about the data): do not retry."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """The target could not take it now (5xx, timeout, refused connection): retry later."""
+
+
+class IngressUnavailable(AdapterError):
+    """The bus did not confirm inbound messages; nothing that is not listed as accepted is kept.
+
+    Attributes:
+      retry_after: seconds the sender should wait before sending again.
+    """
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RequestRefused(AdapterError):
+    """An inbound request refused before its payload was read.
+
+    Attributes:
+      status: the HTTP status to answer.
+      reason: what was wrong and what to do, in words.
+      system: the system the request was for (the channel's owner), when known.
+      headers: extra HTTP headers to answer with (Retry-After for 429).
+    """
+
+    status = 400
+    kind = "bad-request"
+
+    def __init__(self, reason: str, *, system: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.system = system
+        self.headers: dict[str, str] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The refusal as plain data, the body of the HTTP answer."""
+        return {"error": self.kind, "status": self.status, "reason": self.reason}
+
+
+class BadRequest(RequestRefused):
+    """A request the hub cannot use at all (e.g. a charset nobody knows)."""
+
+
+class Unauthenticated(RequestRefused):
+    """No credential, or one that no configured system owns (HTTP 401)."""
+
+    status = 401
+    kind = "unauthenticated"
+
+
+class Forbidden(RequestRefused):
+    """An authenticated system asked for another system's channel or outbox (HTTP 403)."""
+
+    status = 403
+    kind = "forbidden"
+
+
+class BodyTooLarge(RequestRefused):
+    """The body has more bytes than the system's limit (HTTP 413); nothing of it was parsed."""
+
+    status = 413
+    kind = "too-large"
+
+
+class RateLimited(RequestRefused):
+    """The system's request budget is spent (HTTP 429); try again after `retry_after` seconds."""
+
+    status = 429
+    kind = "rate-limited"
+
+    def __init__(self, reason: str, *, retry_after: float, system: str | None = None) -> None:
+        super().__init__(reason, system=system)
+        self.retry_after = retry_after
+        # Retry-After takes whole seconds; rounding up never invites a request that would fail.
+        self.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))

@@ -1,0 +1,188 @@
+"""Push over HTTP, shared by the REST and XML push adapters: one endpoint per system channel.
+
+A request is admitted by the gatekeeper (rate, size, credential, ownership; see
+`adapters.security`), its body goes through `Ingress.accept`, and the answer lists every record:
+
+    200  every record settled: accepted (with its message id) or rejected (with field, rule,
+         source location and value); rejected records are kept in the quarantine
+    400  the payload could not be read at all (kind, reason, line/offset); kept in the quarantine
+    401 / 403 / 413 / 429  refused before the payload was read (see RefusalBody)
+    503  the bus did not confirm some records ("failed"); send them again after Retry-After
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from lxml import etree
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from adapters.base import InboundAdapter
+from adapters.config import ChannelConfig, SystemConfig
+from adapters.errors import AdapterConfigError, IngressUnavailable
+from adapters.ingress import IngressResult
+from adapters.security import Admission
+
+if TYPE_CHECKING:
+    from adapters.ingress import Ingress
+
+RETRY_AFTER_UNAVAILABLE = 5
+
+
+class RefusalBody(BaseModel):
+    """The answer to a request refused before its payload was read."""
+
+    error: str = Field(
+        description="unauthenticated, forbidden, too-large, rate-limited, bad-request, unavailable"
+    )
+    status: int = Field(description="The HTTP status, repeated.")
+    reason: str = Field(description="What was wrong and what to do.")
+
+
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"model": IngressResult, "description": "The payload could not be read at all."},
+    401: {"model": RefusalBody, "description": "No credential, or one no system owns."},
+    403: {"model": RefusalBody, "description": "Another system's channel."},
+    413: {"model": RefusalBody, "description": "Body larger than the system's limit."},
+    429: {"model": RefusalBody, "description": "Rate limit; see the Retry-After header."},
+    503: {"model": IngressResult, "description": "The bus did not confirm; send again later."},
+}
+
+
+def declared_charset(content_type: str | None) -> str | None:
+    """The charset parameter of a Content-Type header, or None."""
+    if not content_type:
+        return None
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"') or None
+    return None
+
+
+def status_of(result: IngressResult) -> int:
+    """The HTTP status answering `result` (see the module docstring)."""
+    if result.payload_error is not None:
+        return 413 if result.payload_error.kind == "too-large" else 400
+    if result.failed:
+        return 503
+    return 200
+
+
+def result_as_xml(result: IngressResult) -> bytes:
+    """`result` as an XML document (UTF-8), for systems that read XML answers."""
+    root = etree.Element("IngressResult")
+    for name in ("system", "message_type", "receipt_id", "accepted", "rejected", "failed"):
+        etree.SubElement(root, name).text = str(getattr(result, name))
+    if result.quarantine_id:
+        etree.SubElement(root, "quarantine_id").text = result.quarantine_id
+    if result.payload_error is not None:
+        problem = etree.SubElement(root, "payload_error")
+        for name, value in result.payload_error.model_dump(exclude_none=True).items():
+            etree.SubElement(problem, name).text = str(value)
+    records = etree.SubElement(root, "records")
+    for answer in result.records:
+        record = etree.SubElement(records, "record", index=str(answer.index), status=answer.status)
+        for name in ("message_id", "dataset", "subject", "routing_key"):
+            value = getattr(answer, name)
+            if value is not None:
+                etree.SubElement(record, name).text = value
+        for problem_data in answer.errors:
+            problem = etree.SubElement(record, "error")
+            for name, value in problem_data.items():
+                if value is not None:
+                    etree.SubElement(problem, name).text = str(value)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+class HttpPush(InboundAdapter):
+    """Common part of the HTTP push adapters; a subclass names its media types and path."""
+
+    media_types: ClassVar[tuple[str, ...]] = ("application/json",)
+    path_kind: ClassVar[str] = "rest"
+
+    def route_path(self, system: SystemConfig, channel: ChannelConfig) -> str:
+        """The channel's URL path (the `path` option, or the default for the adapter)."""
+        custom = getattr(self.options, "path", None)
+        if custom:
+            return str(custom)
+        return f"/systems/{system.id}/{self.path_kind}/{channel.message_type}"
+
+    def answer_as_xml(self) -> bool:
+        """True when answers are XML documents rather than JSON."""
+        return getattr(self.options, "answer", "json") == "xml"
+
+    def mount(
+        self,
+        app_or_router: FastAPI | APIRouter,
+        system: SystemConfig,
+        channel: ChannelConfig,
+        ingress: Ingress,
+    ) -> None:
+        gatekeeper = self.context.gatekeeper
+        if gatekeeper is None:
+            raise AdapterConfigError(
+                f"adapter {self.name} of system {system.id} was built without a gatekeeper"
+            )
+        default_charset = getattr(self.options, "default_charset", None)
+        as_xml = self.answer_as_xml()
+        message_type = channel.message_type
+        system_id = system.id
+
+        async def push(
+            request: Request,
+            admission: Admission = Depends(gatekeeper.admission(system_id)),  # noqa: B008
+        ) -> Response:
+            charset = declared_charset(request.headers.get("content-type")) or default_charset
+            try:
+                result = await run_in_threadpool(
+                    ingress.accept, system_id, message_type, admission.body, charset=charset
+                )
+            except IngressUnavailable as error:
+                return JSONResponse(
+                    RefusalBody(error="unavailable", status=503, reason=str(error)).model_dump(),
+                    status_code=503,
+                    headers={"Retry-After": str(error.retry_after)},
+                )
+            status = status_of(result)
+            headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)} if status == 503 else None
+            if as_xml:
+                return Response(
+                    result_as_xml(result),
+                    status_code=status,
+                    media_type="application/xml",
+                    headers=headers,
+                )
+            return JSONResponse(result.model_dump(mode="json"), status_code=status, headers=headers)
+
+        app_or_router.add_api_route(
+            self.route_path(system, channel),
+            push,
+            methods=["POST"],
+            name=f"{system_id}:{self.name}:{message_type}",
+            summary=f"{system.name_zh} ({system_id}) pushes {message_type}",
+            description=self.describe(system, channel),
+            tags=[system_id],
+            response_model=IngressResult,
+            responses=REFUSALS,
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        media: {"schema": {"type": "string"}} for media in self.media_types
+                    },
+                }
+            },
+        )
+
+    def describe(self, system: SystemConfig, channel: ChannelConfig) -> str:
+        """The endpoint's description in the OpenAPI document."""
+        return (
+            f"{(type(self).__doc__ or '').strip().splitlines()[0]}\n\n"
+            f"Authentication: {system.auth.scheme}. Body limit: "
+            f"{system.max_body_bytes or 'the hub default'} bytes. Answers one entry per record "
+            "(accepted with its message id, or rejected with field, rule and location)."
+        )

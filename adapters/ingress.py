@@ -1,0 +1,330 @@
+"""The one inbound path: translate a payload, quarantine what is rejected, publish with confirms.
+
+Every inbound adapter and poller hands its payloads to `Ingress.accept`:
+
+    result = ingress.accept("grassroots-platform", "event_report", body, charset="utf-8")
+    result.records   # one answer per record: accepted (with its message id) or rejected
+
+1. The system's mapping translates the payload into envelopes and per-record errors.
+2. A payload that cannot be read at all (encoding, syntax, entity bombs, limits) goes to the
+   bus quarantine with its reason; the answer carries the reason and the quarantine id.
+3. The accepted envelopes are published in one `publish_many` (confirms pipelined), in binary
+   mode of the CloudEvents AMQP binding, under `routing_key(envelope, system_id)`; every
+   envelope of one call shares a correlation id (the receipt id).
+4. Records the mapping rejected, and records no route wanted, are quarantined with their
+   reasons (the whole payload once, so a fixed mapping or route can replay it).
+5. A record is answered "accepted" only once the broker confirmed it; one the broker did not
+   confirm is answered "failed" (send it again; targets drop duplicates by idempotency key).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from adapters.errors import AdapterConfigError, IngressUnavailable
+from adapters.routing import routing_key
+from bus import Broker, BrokerUnavailable, Outgoing, PublishFailed
+from bus.message import HeaderValue
+from mappings import PayloadRejected, SystemMappings, TranslationError
+from standard.envelope import Envelope
+
+log = logging.getLogger("adapters.ingress")
+
+QUARANTINE_REASON_LIMIT = 8000
+"""Characters of the joined record errors kept as the quarantine reason (the rest is counted)."""
+
+
+class RecordAnswer(BaseModel):
+    """What became of one record of a payload."""
+
+    index: int = Field(description="0-based position of the record in the payload.")
+    status: Literal["accepted", "rejected", "failed"] = Field(
+        description=(
+            "accepted: the broker confirmed it; rejected: it breaks the standard or the mapping "
+            "(see errors; sending it again unchanged will not help); failed: the bus did not "
+            "confirm it, send it again."
+        )
+    )
+    message_id: str | None = Field(
+        default=None, description="Id of the message on the bus (the envelope's id), if accepted."
+    )
+    dataset: str | None = Field(default=None, description="The canonical dataset of the record.")
+    subject: str | None = Field(default=None, description="The record's key value.")
+    routing_key: str | None = Field(
+        default=None, description="dataset.region.source, as published."
+    )
+    errors: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=(
+            "Why it was rejected or failed: per problem the field, rule, source location, the "
+            "offending value and a message (the mapping's TranslationError as data)."
+        ),
+    )
+
+
+class PayloadProblem(BaseModel):
+    """Why a payload could not be read at all."""
+
+    kind: str = Field(description="too-large, too-deep, encoding, forbidden-markup, malformed...")
+    reason: str = Field(description="What is wrong, in words.")
+    offset: int | None = Field(default=None, description="Byte offset in the payload, if known.")
+    line: int | None = Field(default=None, description="1-based line, if known.")
+    column: int | None = Field(default=None, description="1-based column, if known.")
+
+
+class IngressResult(BaseModel):
+    """The answer to one pushed or pulled payload."""
+
+    system: str = Field(description="The system that sent it.")
+    message_type: str = Field(description="Its message type.")
+    receipt_id: str = Field(
+        description="Id of this exchange; the correlation id of every envelope published from it."
+    )
+    accepted: int = Field(description="Records the broker confirmed.")
+    rejected: int = Field(description="Records refused for their content.")
+    failed: int = Field(default=0, description="Records the bus did not confirm: send them again.")
+    records: list[RecordAnswer] = Field(
+        default_factory=list, description="One answer per record, in payload order."
+    )
+    payload_error: PayloadProblem | None = Field(
+        default=None, description="Set when the payload could not be read at all (no records)."
+    )
+    quarantine_id: str | None = Field(
+        default=None, description="Where the payload is kept when something in it was refused."
+    )
+
+    @property
+    def complete(self) -> bool:
+        """True when every record was settled for good (accepted or rejected, none failed)."""
+        return self.failed == 0 and self.payload_error is None
+
+
+class Ingress:
+    """Translates, quarantines and publishes inbound payloads; thread-safe (the broker is).
+
+    Parameters:
+      broker: an open broker whose topology is declared; None until the hub has connected
+        (`attach` it then): meanwhile `accept` answers IngressUnavailable.
+      mappings: the compiled mappings of each system, by system id (not by mapping folder: two
+        systems may share one folder).
+    """
+
+    def __init__(self, broker: Broker | None, mappings: Mapping[str, SystemMappings]) -> None:
+        self._broker = broker
+        self.mappings = dict(mappings)
+
+    def attach(self, broker: Broker | None) -> None:
+        """Use `broker` from now on (None: the bus is gone; accept answers IngressUnavailable)."""
+        self._broker = broker
+
+    @property
+    def broker(self) -> Broker:
+        """The broker in use; IngressUnavailable while there is none."""
+        broker = self._broker
+        if broker is None:
+            raise IngressUnavailable(
+                "the hub is not connected to the bus yet; nothing was accepted, send it again later"
+            )
+        return broker
+
+    def accept(
+        self, system_id: str, message_type: str, payload: bytes, *, charset: str | None = None
+    ) -> IngressResult:
+        """Take one payload of `message_type` from `system_id`; answer per record.
+
+        Raises:
+          AdapterConfigError: the system or message type is not configured (a hub bug or
+            configuration error, never the sender's fault).
+          IngressUnavailable: the broker could not be reached; nothing was accepted.
+        """
+        mapping = self.mappings.get(system_id)
+        if mapping is None:
+            raise AdapterConfigError(
+                f"ingress knows no system {system_id!r} (known: {', '.join(self.mappings)})"
+            )
+        if message_type not in mapping.inbound:
+            raise AdapterConfigError(
+                f"system {system_id!r} has no inbound message type {message_type!r} "
+                f"(mapped: {', '.join(sorted(mapping.inbound))})"
+            )
+        broker = self.broker
+        receipt = uuid.uuid4().hex
+        try:
+            translation = mapping.translate(message_type, payload, charset=charset)
+        except PayloadRejected as rejected:
+            problem = PayloadProblem.model_validate(rejected.to_dict())
+            quarantine_id = self._quarantine(
+                payload,
+                str(rejected),
+                system_id,
+                message_type,
+                receipt,
+                charset,
+                kind=rejected.kind,
+            )
+            return IngressResult(
+                system=system_id,
+                message_type=message_type,
+                receipt_id=receipt,
+                accepted=0,
+                rejected=0,
+                payload_error=problem,
+                quarantine_id=quarantine_id,
+            )
+
+        errors_by_record: dict[int, list[TranslationError]] = {}
+        for error in translation.errors:
+            errors_by_record.setdefault(error.record_index, []).append(error)
+        count = len(translation.envelopes) + len(errors_by_record)
+        answers: list[RecordAnswer] = []
+        outgoing: list[Outgoing] = []
+        published_answers: list[RecordAnswer] = []
+        envelopes = iter(translation.envelopes)
+        # The mapping yields one envelope per good record, in payload order: the gaps are the
+        # records that have errors.
+        for index in range(count):
+            problems = errors_by_record.get(index)
+            if problems is not None:
+                answers.append(
+                    RecordAnswer(
+                        index=index,
+                        status="rejected",
+                        errors=[problem.to_dict() for problem in problems],
+                    )
+                )
+                continue
+            envelope = next(envelopes)
+            if envelope.correlationid is None:
+                envelope = envelope.model_copy(update={"correlationid": receipt})
+            key = routing_key(envelope, system_id)
+            answer = RecordAnswer(
+                index=index,
+                status="accepted",
+                message_id=envelope.id,
+                dataset=envelope.spec.name,
+                subject=envelope.subject,
+                routing_key=key,
+            )
+            answers.append(answer)
+            published_answers.append(answer)
+            outgoing.append(_outgoing(envelope, key))
+
+        unroutable: list[str] = []
+        if outgoing:
+            try:
+                broker.publish_many(outgoing)
+            except PublishFailed as failed:
+                for failure in failed.failures:
+                    answer = published_answers[failure.index]
+                    answer.message_id = None
+                    if failure.unroutable:
+                        answer.status = "rejected"
+                        answer.errors = [_unroutable(failure.routing_key, failure.reason)]
+                        unroutable.append(
+                            f"record {answer.index + 1}: routing key {failure.routing_key}: "
+                            f"{failure.reason}"
+                        )
+                    else:
+                        answer.status = "failed"
+                        answer.errors = [{"kind": "not-confirmed", "reason": failure.reason}]
+                log.warning("ingress %s %s: %s", system_id, message_type, failed)
+            except BrokerUnavailable as error:
+                raise IngressUnavailable(
+                    f"the bus cannot be reached; nothing of this {message_type} payload from "
+                    f"{system_id} was accepted, send it again later ({error})"
+                ) from error
+
+        kept: str | None = None
+        if translation.errors or unroutable:
+            reasons = [str(error) for error in translation.errors] + unroutable
+            kept = self._quarantine(
+                payload,
+                _joined(reasons),
+                system_id,
+                message_type,
+                receipt,
+                charset,
+                kind="records-rejected",
+                rejected=",".join(str(a.index) for a in answers if a.status == "rejected"),
+            )
+        return IngressResult(
+            system=system_id,
+            message_type=message_type,
+            receipt_id=receipt,
+            accepted=sum(a.status == "accepted" for a in answers),
+            rejected=sum(a.status == "rejected" for a in answers),
+            failed=sum(a.status == "failed" for a in answers),
+            records=answers,
+            quarantine_id=kept,
+        )
+
+    def _quarantine(
+        self,
+        payload: bytes,
+        reason: str,
+        system_id: str,
+        message_type: str,
+        receipt: str,
+        charset: str | None,
+        *,
+        kind: str,
+        rejected: str | None = None,
+    ) -> str:
+        headers: dict[str, HeaderValue] = {
+            "system": system_id,
+            "message_type": message_type,
+            "receipt_id": receipt,
+            "kind": kind,
+        }
+        if charset:
+            headers["charset"] = charset
+        if rejected:
+            headers["rejected_records"] = rejected
+        try:
+            return self.broker.quarantine(payload, reason, source=system_id, headers=headers)
+        except BrokerUnavailable as error:
+            raise IngressUnavailable(
+                f"the bus cannot be reached to keep the refused {message_type} payload from "
+                f"{system_id}; send it again later ({error})"
+            ) from error
+
+
+def _outgoing(envelope: Envelope, key: str) -> Outgoing:
+    properties, body = envelope.to_amqp()
+    headers: dict[str, HeaderValue] = {
+        name: value if isinstance(value, str | int | float | bool) else json.dumps(value)
+        for name, value in properties["headers"].items()
+    }
+    return Outgoing(
+        routing_key=key,
+        body=body,
+        headers=headers,
+        message_id=envelope.id,
+        idempotency_key=envelope.idempotencykey,
+        content_type=properties["content_type"],
+    )
+
+
+def _unroutable(key: str, reason: str) -> dict[str, Any]:
+    return {
+        "kind": "unroutable",
+        "rule": "route",
+        "routing_key": key,
+        "message": f"no system's routes take {key}; the record is kept in the quarantine "
+        "until a route is added",
+        "reason": reason,
+    }
+
+
+def _joined(reasons: list[str]) -> str:
+    text = "\n".join(reasons)
+    if len(text) <= QUARANTINE_REASON_LIMIT:
+        return text
+    cut = text[:QUARANTINE_REASON_LIMIT]
+    return f"{cut}\n... ({len(reasons)} problems in all)"

@@ -1,0 +1,405 @@
+"""Outbound SOAP: call a target's WSDL operation with the rendered XML document, through zeep.
+
+Department systems mostly take the document as a string parameter of an ASMX-style operation
+(`UploadTask(token, xmlDoc)`); others expect the document itself as the operation's body element
+(document/literal). The zeep client is built once per target, on the first delivery (so a target
+that is down when the worker starts is a transient failure, not a crash), and reused.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import requests
+from lxml import etree
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from adapters.base import AdapterContext, Sender
+from adapters.delivery import AnswerCheck, OutboundOptions, excerpt, status_error
+from adapters.errors import (
+    AdapterConfigError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from mappings.decoding import decode_payload
+from mappings.errors import EncodingMismatch
+
+if TYPE_CHECKING:
+    from standard.envelope import Envelope
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+DEFAULT_IDEMPOTENCY_HEADER = "{urn:jghub:soap}IdempotencyKey"
+
+
+class SoapSenderOptions(OutboundOptions):
+    """Which WSDL operation to call and where the document and the idempotency key go."""
+
+    # No defaults for wsdl and operation: no value would work for every target, and a wrong
+    # one should fail when the configuration is loaded, not at the first message.
+    wsdl: str = Field(
+        min_length=1,
+        description="The target's WSDL: an http(s) URL or a file path (required).",
+        examples=["http://sthjt.example/PenaltyService.asmx?wsdl", "config/wsdl/market.wsdl"],
+    )
+    operation: str = Field(
+        min_length=1,
+        description="The WSDL operation that receives the document (required).",
+        examples=["ReceiveTask"],
+    )
+    service: str | None = Field(
+        default=None, description="WSDL service name; default: the WSDL's first service."
+    )
+    port: str | None = Field(
+        default=None, description="WSDL port name; default: the service's first port."
+    )
+    address: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description=(
+            "Endpoint URL overriding the WSDL's soap:address (WSDLs often name an internal "
+            "host); default: the address in the WSDL."
+        ),
+    )
+    document_as: Literal["string", "element"] = Field(
+        default="string",
+        description=(
+            "string: the rendered XML goes, as text, into the parameter `document_parameter` "
+            "(ASMX style). element: the rendered XML is the operation's body element "
+            "(document/literal); its root must be the operation's input element."
+        ),
+    )
+    document_parameter: str = Field(
+        default="xmlDoc",
+        min_length=1,
+        description="The operation's string parameter taking the document (document_as string).",
+    )
+    parameters: dict[str, str] = Field(
+        default_factory=dict,
+        description="Fixed values for the operation's other parameters (never secrets).",
+        examples=[{"sourceCode": "jghub"}],
+    )
+    secret_parameters: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Parameters filled from environment variables: parameter name → NAME of the "
+            "variable (e.g. the token an ASMX service wants)."
+        ),
+        examples=[{"token": "JGHUB_TARGET_TOKEN_MARKET"}],
+    )
+    idempotency_parameter: str | None = Field(
+        default=None,
+        description=(
+            "Parameter taking the idempotency key, when the target's operation declares one; "
+            "otherwise the key goes in the SOAP header `idempotency_header`."
+        ),
+        examples=["requestId"],
+    )
+    idempotency_header: str | None = Field(
+        default=DEFAULT_IDEMPOTENCY_HEADER,
+        description=(
+            "SOAP header element (Clark notation {namespace}name) carrying the idempotency key "
+            "(without mustUnderstand, so a target that does not know it ignores it); None: no "
+            "SOAP header. The HTTP header `http_idempotency_header` is sent in any case."
+        ),
+    )
+    http_idempotency_header: str = Field(
+        default="Idempotency-Key",
+        min_length=1,
+        description="HTTP header carrying the idempotency key on every call.",
+    )
+    transient_fault_codes: list[str] = Field(
+        default=["Server", "Receiver"],
+        description=(
+            "SOAP fault codes (local names; the part before a dot for 1.1 codes such as "
+            "Server.Busy) meaning 'try again later'. Other faults (Client, Sender, ...) are "
+            "permanent: the target refused the content."
+        ),
+    )
+    answer_check: AnswerCheck | None = Field(
+        default=None,
+        description=(
+            "For operations that answer success or failure in their result: JMESPath over the "
+            "result (`@` for a plain string result) and the values meaning success."
+        ),
+    )
+
+    @field_validator("idempotency_header")
+    @classmethod
+    def _clark(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                etree.QName(value)
+            except ValueError as error:
+                raise ValueError(f"not an XML name in Clark notation: {error}") from None
+        return value
+
+    @field_validator("secret_parameters")
+    @classmethod
+    def _variable_names(cls, value: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for parameter, variable in value.items():
+            if not re.fullmatch(ENV_NAME, variable):
+                raise ValueError(
+                    f"secret_parameters.{parameter}: {variable!r} is not an environment "
+                    "variable name"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _one_home_per_parameter(self) -> SoapSenderOptions:
+        names = [*self.parameters, *self.secret_parameters]
+        if self.document_as == "string":
+            names.append(self.document_parameter)
+        if self.idempotency_parameter:
+            names.append(self.idempotency_parameter)
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"parameters given twice: {', '.join(repeated)}")
+        return self
+
+
+class SoapSender(Sender):
+    """Call a target's SOAP operation (zeep) with the rendered document.
+
+    The document goes as a string parameter (ASMX style; an XML declaration such as gb2312 is
+    kept as written, as such services expect) or as the body element (document/literal). The
+    idempotency key travels in a SOAP header or an operation parameter, and in an HTTP header.
+    Faults with code Client/Sender are permanent, Server/Receiver transient; HTTP 4xx without a
+    fault permanent, 5xx, timeouts and refused connections transient.
+    """
+
+    name: ClassVar[str] = "soap_sender"
+    Options: ClassVar[type[BaseModel]] = SoapSenderOptions
+
+    def __init__(self, options: BaseModel, context: AdapterContext) -> None:
+        super().__init__(options, context)
+        assert isinstance(options, SoapSenderOptions)
+        self.settings: SoapSenderOptions = options
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._proxy: Any = None
+        self._transport: Any = None
+
+    # ------------------------------------------------------------------ the zeep client
+
+    def _service(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._proxy is None:
+                self._client, self._proxy = self._build()
+            return self._client, self._proxy
+
+    def _build(self) -> tuple[Any, Any]:
+        import zeep
+        from zeep.exceptions import Error as ZeepError
+
+        options = self.settings
+        target = self.system.id
+        self._transport = _recording_transport(options.timeout_s)
+        wsdl = options.wsdl
+        if not wsdl.startswith(("http://", "https://", "file://")):
+            wsdl = str(Path(wsdl).resolve())
+        try:
+            client = zeep.Client(wsdl, transport=self._transport)
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise TransientDeliveryError(
+                f"WSDL of target {target} cannot be loaded from {options.wsdl} "
+                f"({type(error).__name__}: {error})"
+            ) from error
+        except (OSError, ZeepError, etree.XMLSyntaxError, requests.RequestException) as error:
+            status = getattr(getattr(error, "response", None), "status_code", None)
+            if isinstance(status, int) and status >= 500:
+                raise TransientDeliveryError(
+                    f"WSDL of target {target} at {options.wsdl}: HTTP {status}", status=status
+                ) from error
+            raise PermanentDeliveryError(
+                f"WSDL of target {target} at {options.wsdl} cannot be used "
+                f"({type(error).__name__}: {error}); fix soap_sender options.wsdl"
+            ) from error
+        try:
+            proxy = client.bind(options.service, options.port)
+        except (ValueError, ZeepError) as error:
+            raise PermanentDeliveryError(
+                f"WSDL of target {target} has no service {options.service!r} / port "
+                f"{options.port!r}: {error}; fix soap_sender options.service/port"
+            ) from error
+        if proxy is None:
+            raise PermanentDeliveryError(f"WSDL of target {target} declares no service")
+        if options.address is not None:
+            proxy = client.create_service(proxy._binding.name, options.address)
+        operations = proxy._binding.all()
+        if options.operation not in operations:
+            raise PermanentDeliveryError(
+                f"WSDL of target {target} has no operation {options.operation!r} "
+                f"(operations: {', '.join(sorted(operations))}); fix soap_sender options.operation"
+            )
+        return client, proxy
+
+    # ------------------------------------------------------------------ delivering
+
+    def deliver(
+        self,
+        body: bytes,
+        *,
+        content_type: str,
+        idempotency_key: str,
+        envelope: Envelope,
+    ) -> None:
+        from zeep.exceptions import Error as ZeepError
+        from zeep.exceptions import Fault, TransportError
+        from zeep.helpers import serialize_object
+
+        options = self.settings
+        target = self.system.id
+        client, proxy = self._service()
+        arguments = self._arguments(body, client, idempotency_key)
+        headers = []
+        if options.idempotency_header and not options.idempotency_parameter:
+            element = etree.Element(options.idempotency_header)
+            element.text = idempotency_key
+            headers.append(element)
+        operation = proxy[options.operation]
+        try:
+            with client.settings(
+                extra_http_headers={options.http_idempotency_header: idempotency_key}
+            ):
+                result = operation(**arguments, _soapheaders=headers or None)
+        except Fault as fault:
+            answer = self._transport.last_response()
+            if fault.code is None and answer is not None and answer.status_code != 200:
+                # Not a SOAP fault but an error page that happens to be XML (<html>...): the
+                # HTTP status says what happened.
+                failure = status_error(answer.status_code, answer.content, target=target)
+                if failure is not None:
+                    raise failure from fault
+            raise self._fault_error(fault) from fault
+        except TransportError as error:
+            failure = status_error(error.status_code, error.content, target=target)
+            if failure is None:  # a 2xx whose body is not a SOAP envelope: cannot confirm
+                failure = TransientDeliveryError(
+                    f"target {target} answered HTTP {error.status_code} with a body that is not "
+                    f"a SOAP envelope: {excerpt(error.content)}",
+                    status=error.status_code,
+                    detail=excerpt(error.content),
+                )
+            raise failure from error
+        except requests.Timeout as error:
+            raise TransientDeliveryError(
+                f"target {target} did not answer {options.operation} in time "
+                f"({type(error).__name__}: {error})"
+            ) from error
+        except requests.RequestException as error:
+            raise TransientDeliveryError(
+                f"target {target} unreachable for {options.operation} "
+                f"({type(error).__name__}: {error})"
+            ) from error
+        except (ZeepError, etree.XMLSyntaxError) as error:
+            # The call was made but its answer does not fit the WSDL: we cannot tell whether
+            # the target kept the document; the idempotency key makes another attempt safe.
+            raise TransientDeliveryError(
+                f"target {target} answered {options.operation} with something zeep cannot "
+                f"read ({type(error).__name__}: {error})"
+            ) from error
+        if options.answer_check is not None:
+            refusal = options.answer_check.refusal(serialize_object(result, dict))
+            if refusal is not None:
+                raise PermanentDeliveryError(
+                    f"target {target} refused the delivery: {options.operation} answered {refusal}",
+                    detail=excerpt(str(result)),
+                )
+
+    def _arguments(self, body: bytes, client: Any, idempotency_key: str) -> dict[str, Any]:
+        options = self.settings
+        arguments: dict[str, Any] = dict(options.parameters)
+        for parameter, variable in options.secret_parameters.items():
+            value = os.environ.get(variable)
+            if not value:
+                raise AdapterConfigError(
+                    f"soap_sender of {self.system.id}: environment variable {variable} "
+                    f"(secret_parameters.{parameter}) is not set or empty"
+                )
+            arguments[parameter] = value
+        if options.idempotency_parameter:
+            arguments[options.idempotency_parameter] = idempotency_key
+        if options.document_as == "string":
+            arguments[options.document_parameter] = self._document_text(body)
+        else:
+            arguments.update(self._document_fields(body, client))
+        return arguments
+
+    def _document_text(self, body: bytes) -> str:
+        # The declaration inside the string is kept as rendered (e.g. encoding="gb2312"): legacy
+        # services read it as their document's declaration, the characters travel as Unicode in
+        # the envelope. gb2312/gbk bytes are decoded as GB18030, which covers rare name characters.
+        try:
+            return decode_payload(body, "xml").text
+        except EncodingMismatch as error:
+            raise PermanentDeliveryError(
+                f"rendered document for target {self.system.id} does not decode: {error}"
+            ) from error
+
+    def _document_fields(self, body: bytes, client: Any) -> dict[str, Any]:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+        try:
+            root = etree.fromstring(body, parser)
+        except etree.XMLSyntaxError as error:
+            raise PermanentDeliveryError(
+                f"rendered document for target {self.system.id} is not XML: {error}"
+            ) from error
+        _, proxy = self._service()
+        body_element = proxy._binding.get(self.settings.operation).input.body
+        if body_element is None or etree.QName(root).text != body_element.qname.text:
+            expected = body_element.qname.text if body_element is not None else "none"
+            raise PermanentDeliveryError(
+                f"rendered document for target {self.system.id} has root {root.tag}; operation "
+                f"{self.settings.operation} takes {expected} (document_as element)"
+            )
+        value = body_element.parse(root, client.wsdl.types)
+        return {name: value[name] for name in value}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._transport is not None:
+                self._transport.session.close()
+            self._client = self._proxy = self._transport = None
+
+    def _fault_error(self, fault: Any) -> PermanentDeliveryError | TransientDeliveryError:
+        code = str(fault.code or "")
+        local = code.rsplit(":", 1)[-1].rsplit("}", 1)[-1].split(".", 1)[0]
+        detail = excerpt(fault.message or "")
+        text = (
+            f"target {self.system.id} answered {self.settings.operation} with SOAP fault "
+            f"{code or '(no code)'}: {detail}"
+        )
+        if local in self.settings.transient_fault_codes:
+            return TransientDeliveryError(text, detail=detail)
+        return PermanentDeliveryError(text, detail=detail)
+
+
+def _recording_transport(timeout_s: float) -> Any:
+    """A zeep transport that remembers each thread's last HTTP response.
+
+    zeep turns any XML answer with a non-200 status into a Fault, even an HTML error page
+    (which parses as XML); the status tells a 503 from a 403 then.
+    """
+    from zeep.transports import Transport
+
+    class RecordingTransport(Transport):
+        def __init__(self) -> None:
+            super().__init__(timeout=timeout_s, operation_timeout=timeout_s)
+            self._last = threading.local()
+
+        def post(self, address: str, message: Any, headers: Any) -> Any:
+            self._last.response = None
+            response = super().post(address, message, headers)
+            self._last.response = response
+            return response
+
+        def last_response(self) -> requests.Response | None:
+            found: requests.Response | None = getattr(self._last, "response", None)
+            return found
+
+    return RecordingTransport()

@@ -1,0 +1,296 @@
+"""The hub's HTTP face: a FastAPI app with the configured channels, outboxes, health, metrics.
+
+    app = create_app(HubSettings())        # loads and checks the configuration now
+    uvicorn.run(app)                        # `jghub serve` does this, with graceful shutdown
+
+Building the app loads the systems configuration, the mappings and the secrets, so a mistake in
+any of them fails at once with file, line and field. Connecting to the bus happens when the app
+starts (its lifespan): it declares the topology; until that worked, pushes answer 503 and
+`/ready` says why, while `/health` already answers (the process is alive). A lost RabbitMQ
+connection is retried in the background.
+
+Routes:
+  POST /systems/{id}/rest/{message type}  REST push (adapter rest_push), per configured channel
+  POST /systems/{id}/xml/{message type}   XML push (adapter xml_push); other adapters add theirs
+  GET  /systems/{id}/outbox, POST .../ack the outbox of a system whose outbound adapter is outbox
+  GET  /health   liveness        GET /ready   bus reachable, topology declared, mappings loaded
+  GET  /metrics  Prometheus      GET /docs    OpenAPI (one tag per system)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import prometheus_client
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+import bus
+from adapters import registry
+from adapters.base import AdapterContext, InboundAdapter
+from adapters.errors import RequestRefused
+from adapters.ingress import Ingress
+from adapters.outbox import OutboxStore, SqliteOutbox, mount_outbox
+from adapters.security import Gatekeeper
+from bus import Broker, BusError, Topology
+from hub import __version__
+from hub.settings import HubSettings
+from hub.systems import SystemsConfig, load_systems
+from mappings import SystemMappings, load_all
+
+log = logging.getLogger("hub.app")
+
+RECONNECT_INTERVAL_S = 5.0
+
+
+class Health(BaseModel):
+    """Liveness: the process answers."""
+
+    status: str = Field(description="Always 'alive' when the process answers.")
+    version: str = Field(description="The hub's version.")
+
+
+class Readiness(BaseModel):
+    """Whether the hub can take messages now, and if not, why."""
+
+    ready: bool = Field(description="True when every check passed.")
+    checks: dict[str, bool] = Field(
+        description="bus (reachable), topology (declared), mappings (loaded)."
+    )
+    problems: list[str] = Field(description="What is wrong, in words; empty when ready.")
+
+
+@dataclass
+class HubRuntime:
+    """What the running app holds: configuration, mappings, gate, ingress, bus and outbox."""
+
+    settings: HubSettings
+    systems: SystemsConfig
+    mappings: dict[str, SystemMappings]
+    topology: Topology
+    gatekeeper: Gatekeeper
+    ingress: Ingress
+    outbox: OutboxStore
+    broker: Broker | None = None
+    owns_broker: bool = True
+    declared: bool = False
+    last_bus_error: str | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def connect(self) -> bool:
+        """Connect to the bus and declare the topology; False (and why, kept) when it fails."""
+        with self._lock:
+            try:
+                if self.broker is None:
+                    self.broker = bus.connect(self.settings.bus_url)
+                    self.owns_broker = True
+                self.broker.declare(self.topology)
+            except BusError as error:
+                self.last_bus_error = f"{type(error).__name__}: {error}"
+                log.warning("bus not ready at %s: %s", _safe_url(self.settings), error)
+                self._drop_broker()
+                return False
+            self.declared = True
+            self.last_bus_error = None
+            self.ingress.attach(self.broker)
+            return True
+
+    def probe(self) -> str | None:
+        """None when the bus answers now, else why not (and the connection is dropped)."""
+        with self._lock:
+            broker = self.broker
+            if broker is None or not self.declared:
+                return self.last_bus_error or "not connected to the bus yet"
+            try:
+                for target in self.topology.targets[:1]:
+                    broker.depth(target.name)
+            except BusError as error:
+                self.last_bus_error = f"{type(error).__name__}: {error}"
+                self._drop_broker()
+                return self.last_bus_error
+            return None
+
+    def keep_connected(self) -> None:
+        """Reconnect in the background until `stop` is set (runs in its own thread)."""
+        while not self.stop.wait(RECONNECT_INTERVAL_S):
+            if self.broker is None or not self.declared:
+                self.connect()
+
+    def close(self) -> None:
+        self.stop.set()
+        with self._lock:
+            self._drop_broker()
+        self.outbox.close()
+
+    def _drop_broker(self) -> None:
+        self.ingress.attach(None)
+        self.declared = False
+        broker, self.broker = self.broker, None
+        if broker is not None and self.owns_broker:
+            try:
+                broker.close()
+            except BusError:
+                log.debug("closing a broken broker connection failed", exc_info=True)
+
+
+def build_runtime(
+    settings: HubSettings,
+    *,
+    systems: SystemsConfig | None = None,
+    broker: Broker | None = None,
+    outbox: OutboxStore | None = None,
+) -> HubRuntime:
+    """Load and check everything the app needs (no network yet); raise on any mistake.
+
+    Raises SystemsConfigError (configuration, with file and line), MappingError (a mapping
+    folder) or AdapterConfigError (an adapter option, a secret's variable not set).
+    """
+    config = systems if systems is not None else load_systems(settings.systems_file)
+    folders = load_all(settings.mappings_root)
+    mappings = config.bind_mappings(folders)
+    gatekeeper = Gatekeeper(
+        config.systems,
+        default_max_body_bytes=settings.max_body_bytes,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    runtime = HubRuntime(
+        settings=settings,
+        systems=config,
+        mappings=mappings,
+        topology=config.topology(settings.namespace),
+        gatekeeper=gatekeeper,
+        ingress=Ingress(None, mappings),
+        outbox=outbox if outbox is not None else SqliteOutbox(settings.outbox_file),
+        broker=broker,
+        owns_broker=broker is None,
+    )
+    return runtime
+
+
+def create_app(
+    settings: HubSettings | None = None,
+    *,
+    systems: SystemsConfig | None = None,
+    broker: Broker | None = None,
+    outbox: OutboxStore | None = None,
+) -> FastAPI:
+    """The hub's FastAPI app (see the module docstring).
+
+    `systems`, `broker` and `outbox` replace what the settings name (tests, embedding); a
+    broker passed in is not closed by the app.
+    """
+    runtime = build_runtime(
+        settings or HubSettings(), systems=systems, broker=broker, outbox=outbox
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(runtime.connect)
+        keeper = threading.Thread(target=runtime.keep_connected, name="bus-reconnect", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            runtime.stop.set()
+            await run_in_threadpool(runtime.close)
+
+    config = runtime.systems
+    app = FastAPI(
+        title="jghub",
+        version=__version__,
+        summary="Integration hub of the provincial Internet + Supervision system.",
+        description=(
+            "External systems push payloads here (each to its own channels, authenticated) and "
+            "get one answer per record; pull-only systems fetch their messages from their "
+            "outbox. Payloads are translated into the unified data standard and moved over the "
+            "bus with publisher confirms."
+        ),
+        openapi_tags=[
+            {"name": system.id, "description": f"{system.name_zh}: its channels and outbox"}
+            for system in config.systems
+        ]
+        + [{"name": "operations", "description": "Health, readiness and metrics."}],
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+
+    @app.exception_handler(RequestRefused)
+    async def refused(request: Request, error: RequestRefused) -> JSONResponse:
+        return JSONResponse(error.to_dict(), status_code=error.status, headers=error.headers)
+
+    for system in config.systems:
+        context = AdapterContext(
+            system=system,
+            data_dir=runtime.settings.data_dir,
+            ingress=runtime.ingress,
+            gatekeeper=runtime.gatekeeper,
+        )
+        for channel in system.inbound:
+            adapter = registry.create(channel.adapter, channel.options, context)
+            # Pollers run in the worker; only push adapters have routes.
+            if isinstance(adapter, InboundAdapter):
+                adapter.mount(app, system, channel, runtime.ingress)
+        if system.outbound is not None and system.outbound.adapter == "outbox":
+            mount_outbox(
+                app,
+                system,
+                runtime.outbox,
+                runtime.gatekeeper,
+                lease_s=runtime.settings.outbox_lease_s,
+            )
+
+    @app.get("/health", tags=["operations"], response_model=Health)
+    async def health() -> Health:
+        """Liveness: 200 whenever the process answers."""
+        return Health(status="alive", version=__version__)
+
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not ready; see problems."}},
+    )
+    async def ready() -> JSONResponse:
+        """Readiness: the bus answers, the topology is declared, the mappings are loaded."""
+        problem = await run_in_threadpool(runtime.probe)
+        checks = {
+            "bus": problem is None,
+            "topology": runtime.declared and problem is None,
+            "mappings": bool(runtime.mappings) or not config.systems,
+        }
+        problems = [] if problem is None else [f"bus: {problem}"]
+        if not checks["mappings"]:
+            problems.append("mappings: none loaded")
+        body = Readiness(ready=all(checks.values()), checks=checks, problems=problems)
+        return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics (the default registry), in the text exposition format."""
+        return Response(
+            prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST
+        )
+
+    return app
+
+
+def runtime_of(app: Any) -> HubRuntime:
+    """The runtime behind an app made by `create_app`."""
+    runtime: HubRuntime = app.state.runtime
+    return runtime
+
+
+def _safe_url(settings: HubSettings) -> str:
+    url = settings.bus_url
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url

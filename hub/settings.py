@@ -1,0 +1,114 @@
+"""The hub's settings: where the bus, the data folder and the configuration are, read from JGHUB_*.
+
+Every option has a default that works on a fresh checkout: no `amqp_url` means the embedded bus
+in `data_dir`, the systems file and the mappings are the ones shipped in the repository.
+
+    JGHUB_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2F JGHUB_PORT=9000 jghub serve
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bus.topology import NAMESPACE_PATTERN
+from mappings import SYSTEMS_ROOT
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+DEFAULT_SYSTEMS_FILE = REPOSITORY / "config" / "systems.yaml"
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+class HubSettings(BaseSettings):
+    """Settings of the `serve` and `worker` processes; environment variables JGHUB_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="JGHUB_", extra="ignore", frozen=True)
+
+    amqp_url: str | None = Field(
+        default=None,
+        description=(
+            "RabbitMQ URL, amqp://user:password@host:port/vhost (or amqps://). Empty: the "
+            "embedded bus in data_dir/bus.sqlite3, for a first run on one machine."
+        ),
+        examples=["amqp://guest:guest@127.0.0.1:5672/%2F"],
+    )
+    data_dir: Path = Field(
+        default=Path("var"),
+        description=(
+            "Folder of the hub's own files: the embedded bus, the outbox and poller cursors. "
+            "`serve` and `worker` on one machine must share it."
+        ),
+    )
+    systems_file: Path = Field(
+        default=DEFAULT_SYSTEMS_FILE,
+        description="The systems configuration (YAML): who is connected and how.",
+    )
+    mappings_root: Path = Field(
+        default=SYSTEMS_ROOT,
+        description="Folder holding one mapping folder per system (default: the shipped ones).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `jghub serve` listens on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port `jghub serve` listens on.")
+    namespace: str = Field(
+        default="jghub",
+        pattern=NAMESPACE_PATTERN,
+        description="Prefix of every exchange and queue name on the bus.",
+    )
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES,
+        gt=0,
+        description=(
+            "Largest request body accepted from a system without its own max_body_bytes, in "
+            "bytes; a larger one is refused with 413 before any of it is parsed."
+        ),
+    )
+    outbox_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Seconds a pulled outbox message stays leased to the puller; not acknowledged by "
+            "then, it is handed out again."
+        ),
+    )
+    ssl_certfile: Path | None = Field(
+        default=None, description="Server certificate (PEM): `serve` speaks HTTPS when set."
+    )
+    ssl_keyfile: Path | None = Field(default=None, description="Private key of ssl_certfile.")
+    ssl_ca_certs: Path | None = Field(
+        default=None,
+        description=(
+            "CA bundle that client certificates must chain to; when set, `serve` asks every "
+            "client for a certificate (systems with auth scheme mtls need one)."
+        ),
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Addresses of TLS-terminating proxies allowed to pass a verified client "
+            "certificate subject in the X-Client-Subject header (mtls behind a proxy)."
+        ),
+    )
+    shutdown_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds `serve` lets requests in flight finish when asked to stop.",
+    )
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def bus_url(self) -> str:
+        """The broker URL `bus.connect` takes: RabbitMQ, or the embedded bus in data_dir."""
+        if self.amqp_url:
+            return self.amqp_url
+        return f"sqlite:///{self.data_dir / 'bus.sqlite3'}"
+
+    @property
+    def outbox_file(self) -> Path:
+        """The outbox's SQLite file, shared by `serve` (pulls) and `worker` (writes)."""
+        return self.data_dir / "outbox.sqlite3"

@@ -1,0 +1,232 @@
+"""The systems configuration: which external systems are connected, how, and what they receive.
+
+One YAML file (`config/systems.yaml` by default, `JGHUB_SYSTEMS_FILE` to change it):
+
+    systems:
+      - id: grassroots-platform
+        name_zh: 基层治理四平台
+        auth: {scheme: signed_app_key, key_env: JGHUB_SECRET_GRASSROOTS, app_key: jczl-hub-01}
+        inbound:
+          - {adapter: rest_push, message_type: event_report}
+        outbound:
+          adapter: rest_sender
+          render: {grassroots_event: event_feedback}
+          options: {url: "https://jczl.example/api/feedback"}
+        routes: ["grassroots_event.#"]
+
+Validated when loaded: every problem is reported with file, line and field, including a channel
+option the adapter's Options model refuses and (with `bind_mappings`) a message type the
+system's mapping folder does not have. The entry models live in `adapters.config` (adapters are
+handed them) and are re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from adapters.config import (
+    AuthConfig,
+    ChannelConfig,
+    OutboundConfig,
+    RateLimit,
+    RetryPolicy,
+    SystemConfig,
+)
+from bus import Target, Topology
+from mappings import MappingError, SystemMappings
+from mappings.yamlsource import YamlFile, load_yaml
+
+__all__ = [
+    "AuthConfig",
+    "ChannelConfig",
+    "ConfigProblem",
+    "OutboundConfig",
+    "RateLimit",
+    "RetryPolicy",
+    "SystemConfig",
+    "SystemsConfig",
+    "SystemsConfigError",
+    "load_systems",
+]
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem of the systems file: where it is and what is wrong."""
+
+    file: Path
+    line: int | None
+    column: int | None
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = str(self.file)
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        subject = f" {self.field}:" if self.field else ""
+        return f"{where}:{subject} {self.reason}"
+
+
+class SystemsConfigError(ValueError):
+    """The systems configuration is wrong; `problems` lists each with file, line and field."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        heading = f"{count} problem{'s' if count != 1 else ''} in the systems configuration"
+        super().__init__(heading + ":\n" + "\n".join(f"  {problem}" for problem in problems))
+
+
+class SystemsConfig(BaseModel):
+    """Every connected system (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    systems: list[SystemConfig] = Field(
+        default_factory=list, description="The connected external systems."
+    )
+    _source: YamlFile | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _unique(self) -> SystemsConfig:
+        for label, values in (
+            ("system ids", [s.id for s in self.systems]),
+            ("target names (ids with '-' read as '_')", [s.target for s in self.systems]),
+            ("app keys", [s.auth.app_key for s in self.systems if s.auth.app_key]),
+            (
+                "client subjects",
+                [s.auth.client_subject for s in self.systems if s.auth.client_subject],
+            ),
+        ):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"{label} must be unique; repeated: {', '.join(repeated)}")
+        return self
+
+    def system(self, system_id: str) -> SystemConfig:
+        """The system called `system_id`; KeyError naming the known ones."""
+        for system in self.systems:
+            if system.id == system_id:
+                return system
+        known = ", ".join(s.id for s in self.systems) or "none"
+        raise KeyError(f"no system {system_id!r} in the systems configuration (known: {known})")
+
+    def topology(self, namespace: str) -> Topology:
+        """The bus topology: one target per system that receives messages, with its routes."""
+        return Topology(
+            namespace=namespace,
+            targets=[
+                Target(name=s.target, routes=list(s.routes), retry_delays=list(s.retry.tiers))
+                for s in self.systems
+                if s.routes
+            ],
+        )
+
+    def bind_mappings(self, mappings: Mapping[str, SystemMappings]) -> dict[str, SystemMappings]:
+        """Each system's compiled mappings (by system id), from the loaded folders (by folder).
+
+        Raises SystemsConfigError, with file and line, for a missing mapping folder, a channel
+        whose message type the folder has no inbound mapping for, or an outbound render entry
+        whose message type is not an outbound mapping of that dataset.
+        """
+        bound: dict[str, SystemMappings] = {}
+        problems: list[ConfigProblem] = []
+        for position, system in enumerate(self.systems):
+            at: tuple[str | int, ...] = ("systems", position)
+            folder = mappings.get(system.mapping_id)
+            if folder is None:
+                known = ", ".join(sorted(mappings)) or "none"
+                problems.append(
+                    self._problem(
+                        (*at, "mapping" if system.mapping else "id"),
+                        f"no mapping folder {system.mapping_id!r} (folders: {known})",
+                    )
+                )
+                continue
+            bound[system.id] = folder
+            for index, channel in enumerate(system.inbound):
+                if channel.message_type not in folder.inbound:
+                    problems.append(
+                        self._problem(
+                            (*at, "inbound", index, "message_type"),
+                            f"mapping folder {folder.id!r} has no inbound message type "
+                            f"{channel.message_type!r} (inbound: "
+                            f"{', '.join(sorted(folder.inbound)) or 'none'})",
+                        )
+                    )
+            if system.outbound is not None:
+                for dataset, message_type in system.outbound.render.items():
+                    where = (*at, "outbound", "render", dataset)
+                    rendering = folder.outbound.get(message_type)
+                    if rendering is None:
+                        problems.append(
+                            self._problem(
+                                where,
+                                f"mapping folder {folder.id!r} has no outbound message type "
+                                f"{message_type!r} (outbound: "
+                                f"{', '.join(sorted(folder.outbound)) or 'none'})",
+                            )
+                        )
+                    elif rendering.dataset.name != dataset:
+                        problems.append(
+                            self._problem(
+                                where,
+                                f"outbound message type {message_type!r} renders dataset "
+                                f"{rendering.dataset.name!r}, not {dataset!r}",
+                            )
+                        )
+        if problems:
+            raise SystemsConfigError(problems)
+        return bound
+
+    def _problem(self, location: tuple[str | int, ...], reason: str) -> ConfigProblem:
+        source = self._source
+        line, column = source.position(location) if source is not None else (None, None)
+        file = source.path if source is not None else Path("<systems>")
+        return ConfigProblem(file, line, column, _shown(location), reason)
+
+
+def load_systems(path: Path | str) -> SystemsConfig:
+    """Read and validate the systems file; SystemsConfigError lists every problem with its line."""
+    file = Path(path)
+    try:
+        document = load_yaml(file)
+    except MappingError as error:
+        raise SystemsConfigError(
+            [ConfigProblem(file, error.line, error.column, "", error.reason)]
+        ) from None
+    data: Any = document.data if document.data is not None else {}
+    try:
+        config = SystemsConfig.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors(include_url=False):
+            location = tuple(item["loc"])
+            line, column = document.position(location)
+            message = str(item["msg"]).removeprefix("Value error, ")
+            if item["type"] not in ("missing", "model_type") and not isinstance(
+                item["input"], dict | list
+            ):
+                message += f" (got {item['input']!r})"
+            problems.append(ConfigProblem(file, line, column, _shown(location), message))
+        raise SystemsConfigError(problems) from None
+    config._source = document
+    return config
+
+
+def _shown(location: tuple[str | int, ...]) -> str:
+    shown = ""
+    for part in location:
+        if isinstance(part, int):
+            shown += f"[{part}]"
+        else:
+            shown += f".{part}" if shown else part
+    return shown

@@ -1,0 +1,254 @@
+"""A real hub for the adapter and app tests: uvicorn on a loopback port, on either bus backend.
+
+    with running_hub(tmp_path, "embedded") as hub:
+        answer = hub.client.post("/systems/eco-env-penalty/xml/case_batch", content=xml,
+                                 headers={"X-Api-Key": ECO_KEY})
+        messages = hub.drain("grassroots_platform", 3)
+
+The test systems (TEST_SYSTEMS) use the shipped mapping folders:
+  grassroots-platform  signed app key in the JSON body; REST push event_report; receives
+                       penalty cases (outbox)
+  eco-env-penalty      API key; XML push case_batch; receives grassroots events (outbox)
+  throttled-platform   API key, the grassroots mapping, a 2 KiB body limit and a tiny rate limit
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+import bus
+from bus import Broker, Delivery, Message, Topology
+from hub.app import HubRuntime, create_app, runtime_of
+from hub.settings import HubSettings
+from hub.systems import SystemsConfig, load_systems
+from mappings import SYSTEMS_ROOT
+
+RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+BACKENDS = ["embedded", "rabbitmq"]
+
+GRASSROOTS_SECRET = "grassroots-secret-for-tests"
+ECO_KEY = "eco-env-key-for-tests"
+THROTTLED_KEY = "throttled-key-for-tests"
+SECRETS = {
+    "JGHUB_TEST_SECRET_GRASSROOTS": GRASSROOTS_SECRET,
+    "JGHUB_TEST_KEY_ECO_ENV": ECO_KEY,
+    "JGHUB_TEST_KEY_THROTTLED": THROTTLED_KEY,
+}
+APP_KEY = "jczl-hub-01"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+TEST_SYSTEMS = """\
+systems:
+  - id: grassroots-platform
+    name_zh: 基层治理四平台
+    auth: {scheme: signed_app_key, key_env: JGHUB_TEST_SECRET_GRASSROOTS, app_key: jczl-hub-01}
+    inbound:
+      - {adapter: rest_push, message_type: event_report}
+    outbound: {adapter: outbox}
+    routes: ["penalty_case.#"]
+  - id: eco-env-penalty
+    name_zh: 省生态环境厅环境行政处罚系统
+    auth: {scheme: api_key, key_env: JGHUB_TEST_KEY_ECO_ENV}
+    inbound:
+      - {adapter: xml_push, message_type: case_batch, options: {default_charset: gb2312}}
+      - {adapter: xml_push, message_type: task_feedback, options: {answer: json}}
+    outbound: {adapter: outbox}
+    routes: ["grassroots_event.#"]
+  - id: throttled-platform
+    name_zh: 限流测试平台
+    mapping: grassroots-platform
+    auth: {scheme: api_key, key_env: JGHUB_TEST_KEY_THROTTLED}
+    inbound:
+      - {adapter: rest_push, message_type: event_report}
+    rate_limit: {per_second: 0.05, burst: 3}
+    max_body_bytes: 2048
+"""
+
+
+def rabbitmq_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_backend(backend: str) -> str:
+    """The bus URL for `backend` tests; skip (fail under CI=true) when RabbitMQ is absent."""
+    if backend == "rabbitmq":
+        if not rabbitmq_answers():
+            problem = "RabbitMQ does not answer on 127.0.0.1:5672 (rabbitmq-server -detached)"
+            if IN_CI:
+                pytest.fail(f"{problem}; CI=true requires it")
+            pytest.skip(problem)
+        return RABBITMQ_URL
+    return ""
+
+
+def sample(system: str, message_type: str, name: str) -> bytes:
+    """A sample payload shipped with a mapping folder."""
+    folder = SYSTEMS_ROOT / system / "samples" / message_type
+    return next(folder.glob(f"{name}.*")).read_bytes()
+
+
+def request_time(at: float | None = None) -> str:
+    """A requestTime (yyyyMMddHHmmss, Asia/Shanghai) for `at` (default now)."""
+    moment = datetime.fromtimestamp(time.time() if at is None else at, SHANGHAI)
+    return moment.strftime("%Y%m%d%H%M%S")
+
+
+def signed(payload: bytes, *, secret: str = GRASSROOTS_SECRET, at: float | None = None) -> bytes:
+    """A grassroots JSON payload re-signed now: appKey, requestTime and sign replaced."""
+    document = json.loads(payload)
+    document["appKey"] = APP_KEY
+    document["requestTime"] = request_time(at)
+    text = f"{APP_KEY}{secret}{document['requestTime']}"
+    document["sign"] = hashlib.md5(text.encode()).hexdigest()
+    return json.dumps(document, ensure_ascii=False).encode("utf-8")
+
+
+@dataclass
+class RunningHub:
+    """A hub serving on a loopback port, and what a test needs to look behind it."""
+
+    base_url: str
+    app: FastAPI
+    settings: HubSettings
+    client: httpx.Client
+    bus_url: str
+    namespace: str
+    topology: Topology
+    brokers: list[Broker] = field(default_factory=list)
+
+    @property
+    def runtime(self) -> HubRuntime:
+        return runtime_of(self.app)
+
+    def broker(self) -> Broker:
+        """A broker of the test's own on the same bus and namespace (to consume, inspect)."""
+        opened = bus.connect(self.bus_url)
+        opened.declare(self.topology)
+        self.brokers.append(opened)
+        return opened
+
+    def drain(self, target: str, count: int, timeout: float = 15.0) -> list[Message]:
+        """Consume and ack up to `count` messages of `target`, waiting at most `timeout`."""
+        broker = self.broker()
+        got: list[Message] = []
+        stop = threading.Event()
+
+        def handle(delivery: Delivery) -> None:
+            got.append(delivery.message)
+            delivery.ack()
+            if len(got) >= count:
+                stop.set()
+
+        consumer = threading.Thread(
+            target=broker.consume, args=(target, handle), kwargs={"stop": stop}, daemon=True
+        )
+        consumer.start()
+        stop.wait(timeout)
+        stop.set()
+        consumer.join(timeout=10)
+        return got
+
+    def depth(self, target: str) -> int:
+        return self.brokers[0].depth(target) if self.brokers else self.broker().depth(target)
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """Run `app` under uvicorn in a thread on a free loopback port; yield its base URL."""
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+@contextmanager
+def running_hub(
+    tmp_path: Path,
+    backend: str,
+    *,
+    systems_text: str = TEST_SYSTEMS,
+    monkeypatch: pytest.MonkeyPatch | None = None,
+    settings_overrides: dict[str, Any] | None = None,
+) -> Iterator[RunningHub]:
+    """A hub on `backend` ("embedded" or "rabbitmq") with `systems_text` as its configuration."""
+    amqp_url = require_backend(backend)
+    for name, value in SECRETS.items():
+        if monkeypatch is not None:
+            monkeypatch.setenv(name, value)
+        else:
+            os.environ[name] = value
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    systems_file = tmp_path / "systems.yaml"
+    systems_file.write_text(systems_text, encoding="utf-8")
+    namespace = f"t{uuid.uuid4().hex[:12]}"
+    settings = HubSettings(
+        amqp_url=amqp_url or None,
+        data_dir=tmp_path / "var",
+        systems_file=systems_file,
+        namespace=namespace,
+        **(settings_overrides or {}),
+    )
+    config: SystemsConfig = load_systems(systems_file)
+    app = create_app(settings)
+    with serving(app) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
+        hub = RunningHub(
+            base_url=base_url,
+            app=app,
+            settings=settings,
+            client=client,
+            bus_url=settings.bus_url,
+            namespace=namespace,
+            topology=config.topology(namespace),
+        )
+        try:
+            yield hub
+        finally:
+            for opened in hub.brokers:
+                opened.close()
+    if backend == "rabbitmq":
+        with bus.connect(settings.bus_url) as cleaner:
+            cleaner.declare(config.topology(namespace))
+            cleaner.delete_topology(config.topology(namespace))

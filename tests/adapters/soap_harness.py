@@ -1,0 +1,241 @@
+"""A real hub for the SOAP push tests: create_app on loopback uvicorn, embedded bus or RabbitMQ.
+
+with SoapHub.start(bus_kind, tmp_path) as hub:
+    client = hub.zeep_client("eco-env-penalty", api_key=hub.keys["eco-env-penalty"])
+    client.service.ReceiveCaseBatch(batch=payload)
+    hub.drain("grassroots-platform", 3)      # the messages that reached that target
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from zeep import Client, Plugin
+from zeep.transports import Transport
+
+import bus
+from bus import Broker, Delivery, Message
+from hub.app import create_app, runtime_of
+from hub.settings import HubSettings
+from hub.simulators.server import LoopbackServer
+from hub.systems import SystemsConfig
+
+RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SAMPLES = Path(__file__).resolve().parents[2] / "mappings" / "systems"
+
+KEYS = {
+    "eco-env-penalty": "eco-key-5f1d",
+    "asmx-penalty": "asmx-token-77aa",
+    "limited-penalty": "limited-key-0c3e",
+}
+SECRET_GRASSROOTS = "grassroots-secret-19"
+
+
+def systems_config() -> SystemsConfig:
+    """Three pushing SOAP systems and one target receiving what they send."""
+    return SystemsConfig.model_validate(
+        {
+            "systems": [
+                {
+                    "id": "eco-env-penalty",
+                    "name_zh": "省生态环境厅环境行政处罚系统",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_KEY_ECO"},
+                    "inbound": [
+                        {
+                            "adapter": "soap_push",
+                            "message_type": "case_batch",
+                            "options": {"operation": "ReceiveCaseBatch"},
+                        },
+                        {
+                            "adapter": "soap_push",
+                            "message_type": "task_feedback",
+                            "options": {"operation": "ReceiveTaskFeedback"},
+                        },
+                    ],
+                },
+                {
+                    # An ASMX-style service (token and xmlDoc string parameters, SOAP 1.1 and
+                    # 1.2) in front of the eco-env mapping.
+                    "id": "asmx-penalty",
+                    "name_zh": "ASMX 测试系统",
+                    "mapping": "eco-env-penalty",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_KEY_ASMX"},
+                    "inbound": [
+                        {
+                            "adapter": "soap_push",
+                            "message_type": "case_batch",
+                            "options": {
+                                "wsdl": "market-penalty.wsdl",
+                                "operation": "UploadCaseXml",
+                                "token_parameter": "token",
+                                "path": "/systems/asmx-penalty/CaseService.asmx",
+                            },
+                        }
+                    ],
+                    "max_body_bytes": 200_000,
+                },
+                {
+                    "id": "limited-penalty",
+                    "name_zh": "限流测试系统",
+                    "mapping": "eco-env-penalty",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_KEY_LIMITED"},
+                    "inbound": [
+                        {
+                            "adapter": "soap_push",
+                            "message_type": "case_batch",
+                            "options": {
+                                "wsdl": "eco-env-penalty.wsdl",
+                                "operation": "ReceiveCaseBatch",
+                            },
+                        }
+                    ],
+                    "rate_limit": {"per_second": 0.01, "burst": 1},
+                },
+                {
+                    "id": "grassroots-platform",
+                    "name_zh": "基层治理四平台",
+                    "auth": {
+                        "scheme": "signed_app_key",
+                        "key_env": "JGHUB_TEST_SECRET_GRASSROOTS",
+                        "app_key": "jczl-test",
+                    },
+                    "outbound": {"adapter": "outbox"},
+                    "routes": ["penalty_case.#", "collaboration_task.#"],
+                },
+            ]
+        }
+    )
+
+
+def require_rabbitmq() -> None:
+    """Skip (fail under CI=true) when RabbitMQ does not answer."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return
+    except OSError:
+        problem = "RabbitMQ does not answer on 127.0.0.1:5672 (start it: rabbitmq-server -detached)"
+    if IN_CI:
+        pytest.fail(f"{problem}; CI=true requires it")
+    pytest.skip(problem)
+
+
+class HeaderPlugin(Plugin):
+    """A zeep plugin that changes outgoing HTTP headers (e.g. a wrong SOAPAction)."""
+
+    def __init__(self, **headers: str) -> None:
+        self.headers = headers
+
+    def egress(
+        self, envelope: Any, http_headers: dict[str, str], operation: Any, binding_options: Any
+    ) -> tuple[Any, dict[str, str]]:
+        http_headers.update(self.headers)
+        return envelope, http_headers
+
+
+@dataclass
+class SoapHub:
+    """A running hub: its server, its broker, the keys of its systems."""
+
+    server: LoopbackServer
+    broker: Broker
+    app: Any
+    keys: dict[str, str] = field(default_factory=lambda: dict(KEYS))
+
+    @classmethod
+    @contextmanager
+    def start(cls, bus_kind: str, tmp_path: Path) -> Iterator[SoapHub]:
+        if bus_kind == "rabbitmq":
+            require_rabbitmq()
+            url = RABBITMQ_URL
+        else:
+            url = f"sqlite:///{tmp_path / 'bus.sqlite3'}"
+        namespace = f"test-soap-{uuid.uuid4().hex[:8]}"
+        saved = {name: os.environ.get(name) for name in _ENV}
+        os.environ.update(
+            JGHUB_TEST_KEY_ECO=KEYS["eco-env-penalty"],
+            JGHUB_TEST_KEY_ASMX=KEYS["asmx-penalty"],
+            JGHUB_TEST_KEY_LIMITED=KEYS["limited-penalty"],
+            JGHUB_TEST_SECRET_GRASSROOTS=SECRET_GRASSROOTS,
+        )
+        broker = bus.connect(url)
+        config = systems_config()
+        try:
+            settings = HubSettings(data_dir=tmp_path / "var", namespace=namespace)
+            app = create_app(settings, systems=config, broker=broker)
+            with LoopbackServer(app, name="hub") as server:
+                yield cls(server=server, broker=broker, app=app)
+        finally:
+            try:
+                broker.delete_topology(config.topology(namespace))
+            finally:
+                broker.close()
+                for name, value in saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+
+    def endpoint(self, system: str) -> str:
+        if system == "asmx-penalty":
+            return f"{self.server.url}/systems/asmx-penalty/CaseService.asmx"
+        return f"{self.server.url}/systems/{system}/soap"
+
+    def zeep_client(
+        self,
+        system: str,
+        *,
+        api_key: str | None = None,
+        plugins: list[Any] | None = None,
+    ) -> Client:
+        """A zeep client built from the served `?wsdl`, sending `api_key` as X-Api-Key."""
+        session = requests.Session()
+        if api_key is not None:
+            session.headers["X-Api-Key"] = api_key
+        transport = Transport(session=session, timeout=30, operation_timeout=30)
+        return Client(f"{self.endpoint(system)}?wsdl", transport=transport, plugins=plugins or [])
+
+    def target(self, system: str) -> str:
+        return runtime_of(self.app).systems.system(system).target
+
+    def drain(self, system: str, count: int, *, timeout: float = 20.0) -> list[Message]:
+        """Consume and ack `count` messages from `system`'s queue (fewer if none come in time)."""
+        got: list[Message] = []
+        stop = threading.Event()
+
+        def handle(delivery: Delivery) -> None:
+            got.append(delivery.message)
+            delivery.ack()
+            if len(got) >= count:
+                stop.set()
+
+        worker = threading.Thread(
+            target=self.broker.consume, args=(self.target(system), handle), kwargs={"stop": stop}
+        )
+        worker.start()
+        deadline = time.monotonic() + timeout
+        while not stop.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stop.set()
+        worker.join(timeout=10)
+        return got
+
+
+_ENV = (
+    "JGHUB_TEST_KEY_ECO",
+    "JGHUB_TEST_KEY_ASMX",
+    "JGHUB_TEST_KEY_LIMITED",
+    "JGHUB_TEST_SECRET_GRASSROOTS",
+)

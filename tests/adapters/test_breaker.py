@@ -1,0 +1,181 @@
+"""The circuit breaker of a target, driven by real deliveries to a loopback HTTP target."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from loopback_target import LoopbackTarget
+from pydantic import ValidationError
+
+from adapters.base import AdapterContext
+from adapters.breaker import BreakerOpen, BreakerOptions, BreakerState, CircuitBreaker
+from adapters.config import AuthConfig, SystemConfig
+from adapters.delivery import DeliveryFailed, TargetDelivery
+from adapters.errors import PermanentDeliveryError, TransientDeliveryError
+from adapters.rest_sender import RestSender, RestSenderOptions
+from mappings import SYSTEMS_ROOT, load_system
+from standard.envelope import Envelope
+
+SYSTEM = SystemConfig(
+    id="grassroots-platform",
+    name_zh="基层治理四平台",
+    auth=AuthConfig(scheme="api_key", key_env="JGHUB_TEST_UNUSED"),
+)
+COOLDOWN = 0.4
+
+
+@pytest.fixture(scope="module")
+def envelope() -> Envelope:
+    system = load_system(SYSTEMS_ROOT / "grassroots-platform")
+    sample = SYSTEMS_ROOT / "grassroots-platform/samples/event_report/valid-events.json"
+    return system.translate("event_report", sample.read_bytes()).envelopes[0]
+
+
+@pytest.fixture
+def target() -> Iterator[LoopbackTarget]:
+    with LoopbackTarget() as running:
+        yield running
+
+
+class Transitions:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, BreakerState, BreakerState]] = []
+
+    def __call__(self, target: str, old: BreakerState, new: BreakerState) -> None:
+        self.seen.append((target, old, new))
+
+    @property
+    def states(self) -> list[str]:
+        return [str(new) for _, _, new in self.seen]
+
+
+def breaker_and_sender(
+    target: LoopbackTarget, tmp_path: Path, transitions: Transitions, failures: int = 3
+) -> tuple[CircuitBreaker, RestSender]:
+    breaker = CircuitBreaker(
+        "grassroots_platform",
+        BreakerOptions(failures=failures, cooldown_s=COOLDOWN),
+        on_change=transitions,
+    )
+    sender = RestSender(RestSenderOptions(url=target.url), AdapterContext(SYSTEM, tmp_path))
+    return breaker, sender
+
+
+def call(breaker: CircuitBreaker, sender: RestSender, envelope: Envelope) -> None:
+    breaker.call(
+        lambda: sender.deliver(
+            b"{}", content_type="application/json", idempotency_key="k", envelope=envelope
+        )
+    )
+
+
+def test_opens_after_consecutive_transient_failures_and_then_stops_calling(
+    target: LoopbackTarget, tmp_path: Path, envelope: Envelope
+) -> None:
+    transitions = Transitions()
+    breaker, sender = breaker_and_sender(target, tmp_path, transitions)
+    target.always(503, b"down")
+    for expected_failures in (1, 2):
+        with pytest.raises(TransientDeliveryError):
+            call(breaker, sender, envelope)
+        assert breaker.consecutive_failures == expected_failures
+        assert breaker.state is BreakerState.CLOSED
+    # The third failure trips it; the caller still sees the target's own error.
+    with pytest.raises(TransientDeliveryError) as tripping:
+        call(breaker, sender, envelope)
+    assert not isinstance(tripping.value, BreakerOpen) and tripping.value.status == 503
+    assert breaker.state is BreakerState.OPEN
+    assert transitions.seen == [("grassroots_platform", BreakerState.CLOSED, BreakerState.OPEN)]
+    with pytest.raises(BreakerOpen) as open_error:
+        call(breaker, sender, envelope)
+    assert len(target.requests) == 3  # not called while open
+    assert 0 < open_error.value.retry_in <= COOLDOWN
+    assert "circuit breaker of target 'grassroots_platform' is open" in str(open_error.value)
+
+
+def test_half_open_after_the_cooldown_closes_on_success(
+    target: LoopbackTarget, tmp_path: Path, envelope: Envelope
+) -> None:
+    transitions = Transitions()
+    breaker, sender = breaker_and_sender(target, tmp_path, transitions, failures=2)
+    target.answer(500, b"down", times=2)
+    for _ in range(2):
+        with pytest.raises(TransientDeliveryError):
+            call(breaker, sender, envelope)
+    assert breaker.state is BreakerState.OPEN
+    time.sleep(COOLDOWN + 0.05)
+    assert breaker.retry_in() == 0
+    call(breaker, sender, envelope)  # the target recovered: the trial delivery succeeds
+    assert breaker.state is BreakerState.CLOSED
+    assert transitions.states == ["open", "half-open", "closed"]
+    assert BreakerState.OPEN.level > BreakerState.HALF_OPEN.level > BreakerState.CLOSED.level
+
+
+def test_a_failed_trial_opens_it_again(
+    target: LoopbackTarget, tmp_path: Path, envelope: Envelope
+) -> None:
+    transitions = Transitions()
+    breaker, sender = breaker_and_sender(target, tmp_path, transitions, failures=1)
+    target.always(502, b"still down")
+    with pytest.raises(TransientDeliveryError):
+        call(breaker, sender, envelope)
+    time.sleep(COOLDOWN + 0.05)
+    with pytest.raises(TransientDeliveryError):
+        call(breaker, sender, envelope)  # the trial
+    assert breaker.state is BreakerState.OPEN
+    assert transitions.states == ["open", "half-open", "open"]
+    with pytest.raises(BreakerOpen):
+        call(breaker, sender, envelope)
+    assert len(target.requests) == 2
+
+
+def test_a_permanent_refusal_is_a_sign_of_life(
+    target: LoopbackTarget, tmp_path: Path, envelope: Envelope
+) -> None:
+    transitions = Transitions()
+    breaker, sender = breaker_and_sender(target, tmp_path, transitions, failures=2)
+    target.answer(500, b"down")
+    target.answer(400, b"bad record")
+    target.answer(500, b"down")
+    with pytest.raises(TransientDeliveryError):
+        call(breaker, sender, envelope)
+    with pytest.raises(PermanentDeliveryError):
+        call(breaker, sender, envelope)
+    assert breaker.consecutive_failures == 0
+    with pytest.raises(TransientDeliveryError):
+        call(breaker, sender, envelope)
+    assert breaker.state is BreakerState.CLOSED  # 500, 400, 500 are not two in a row
+
+
+def test_in_process_retries_stop_at_an_open_breaker(
+    target: LoopbackTarget, tmp_path: Path, envelope: Envelope
+) -> None:
+    transitions = Transitions()
+    breaker, sender = breaker_and_sender(target, tmp_path, transitions, failures=2)
+    target.always(503, b"down")
+    guarded = TargetDelivery(
+        sender, attempts=5, breaker=breaker, backoff_initial_s=0.01, backoff_max_s=0.01
+    )
+    with pytest.raises(DeliveryFailed) as failed:
+        guarded.deliver(
+            b"{}", content_type="application/json", idempotency_key="k", envelope=envelope
+        )
+    # Two calls opened the breaker; the third attempt met it open and was not made.
+    assert len(target.requests) == 2
+    assert isinstance(failed.value.error, BreakerOpen)
+    assert failed.value.attempts == 2 and "after 2 attempts" in failed.value.reason
+    with pytest.raises(DeliveryFailed) as again:
+        guarded.deliver(
+            b"{}", content_type="application/json", idempotency_key="k", envelope=envelope
+        )
+    assert again.value.attempts == 0 and len(target.requests) == 2
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ValidationError, match="failures"):
+        BreakerOptions(failures=0)
+    with pytest.raises(ValidationError, match="cooldown_s"):
+        BreakerOptions(cooldown_s=0)

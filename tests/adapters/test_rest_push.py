@@ -1,0 +1,155 @@
+"""REST push over a real uvicorn server, on the embedded bus and on RabbitMQ."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from hub_harness import (
+    APP_KEY,
+    BACKENDS,
+    ECO_KEY,
+    GRASSROOTS_SECRET,
+    RunningHub,
+    request_time,
+    running_hub,
+    sample,
+    signed,
+)
+
+from adapters.security import expected_sign
+from standard.envelope import Envelope
+
+PUSH = "/systems/grassroots-platform/rest/event_report"
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningHub]:
+    with running_hub(tmp_path_factory.mktemp(request.param), request.param) as running:
+        yield running
+
+
+def test_a_valid_batch_is_answered_per_record_and_consumable(hub: RunningHub) -> None:
+    response = hub.client.post(PUSH, content=signed(sample(*EVENTS, "valid-events")), headers=JSON)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["accepted"], answer["rejected"], answer["failed"]) == (3, 0, 0)
+    assert [record["status"] for record in answer["records"]] == ["accepted"] * 3
+    sent = {record["message_id"]: record for record in answer["records"]}
+    messages = hub.drain("eco_env_penalty", 3)
+    assert {message.id for message in messages} == set(sent)
+    for message in messages:
+        envelope = Envelope.from_amqp(
+            {"content_type": message.content_type, "headers": message.headers}, message.body
+        )
+        assert envelope.subject == sent[message.id]["subject"]
+        assert message.routing_key == sent[message.id]["routing_key"]
+        assert envelope.correlationid == answer["receipt_id"]
+
+
+def test_an_invalid_record_is_rejected_with_field_rule_and_location(hub: RunningHub) -> None:
+    payload = signed(sample(*EVENTS, "invalid-events"))
+    response = hub.client.post(PUSH, content=payload, headers=JSON)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    rejected = [record for record in answer["records"] if record["status"] == "rejected"]
+    assert answer["rejected"] == len(rejected) > 0
+    problem = next(e for r in rejected for e in r["errors"] if e["field"] == "reported_time")
+    assert problem["rule"] == "datetime 'epoch_millis'"
+    assert problem["location"] == "data.events[1]"
+    assert problem["value"] == "昨天上午"
+    kept = [q for q in hub.broker().quarantined(1000) if q.id == answer["quarantine_id"]]
+    assert len(kept) == 1 and kept[0].body == payload
+    assert "reported_time" in kept[0].reason
+    accepted = [record["message_id"] for record in answer["records"] if record["message_id"]]
+    assert [m.id for m in hub.drain("eco_env_penalty", len(accepted))] == accepted
+
+
+def test_malformed_json_signed_in_its_body_cannot_be_authenticated(hub: RunningHub) -> None:
+    body = signed(sample(*EVENTS, "valid-events"))[:-40]
+    before = len(hub.broker().quarantined(1000))
+    response = hub.client.post(PUSH, content=body, headers=JSON)
+    # Without a readable body there is no signature: refused, and nobody's junk is kept.
+    assert response.status_code == 401
+    assert len(hub.broker().quarantined(1000)) == before
+
+
+def test_malformed_json_signed_in_headers_is_a_400_with_the_reason_and_kept(
+    hub: RunningHub,
+) -> None:
+    body = sample(*EVENTS, "valid-events")[:-40]
+    response = hub.client.post(PUSH, content=body, headers={**JSON, **header_signature()})
+    assert response.status_code == 400
+    answer = response.json()
+    assert answer["payload_error"]["kind"] == "malformed"
+    assert answer["payload_error"]["line"] is not None
+    kept = [q for q in hub.broker().quarantined(1000) if q.id == answer["quarantine_id"]]
+    assert len(kept) == 1 and kept[0].body == body
+
+
+def test_a_signed_payload_the_mapping_cannot_read_is_a_400(hub: RunningHub) -> None:
+    document = json.loads(signed(sample(*EVENTS, "valid-events")))
+    document["data"] = {"total": 0}
+    response = hub.client.post(PUSH, content=json.dumps(document).encode(), headers=JSON)
+    assert response.status_code == 400
+    answer = response.json()
+    assert answer["payload_error"]["kind"] == "no-records"
+    assert answer["quarantine_id"]
+
+
+def test_a_wrong_signature_is_401_and_nothing_is_published(hub: RunningHub) -> None:
+    depth = hub.depth("eco_env_penalty")
+    body = signed(sample(*EVENTS, "valid-events"), secret="not-the-secret")
+    response = hub.client.post(PUSH, content=body, headers=JSON)
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthenticated"
+    assert "sign does not match" in response.json()["reason"]
+    assert hub.depth("eco_env_penalty") == depth
+
+
+def test_a_stale_request_time_is_401(hub: RunningHub) -> None:
+    body = signed(sample(*EVENTS, "valid-events"), at=time.time() - 3600)
+    response = hub.client.post(PUSH, content=body, headers=JSON)
+    assert response.status_code == 401
+    assert "away from the hub's clock" in response.json()["reason"]
+
+
+def test_no_credential_is_401(hub: RunningHub) -> None:
+    response = hub.client.post(PUSH, content=sample(*EVENTS, "valid-events")[:0] + b"{}")
+    assert response.status_code == 401
+    assert "no credential" in response.json()["reason"]
+
+
+def test_another_systems_channel_is_403_and_nothing_is_published(hub: RunningHub) -> None:
+    depth = hub.depth("eco_env_penalty")
+    body = signed(sample(*EVENTS, "valid-events"))
+    response = hub.client.post(PUSH, content=body, headers={**JSON, "X-Api-Key": ECO_KEY})
+    assert response.status_code == 403
+    assert response.json()["error"] == "forbidden"
+    assert "eco-env-penalty" in response.json()["reason"]
+    assert hub.depth("eco_env_penalty") == depth
+
+
+def header_signature() -> dict[str, str]:
+    stamp = request_time()
+    return {
+        "X-App-Key": APP_KEY,
+        "X-Request-Time": stamp,
+        "X-Sign": expected_sign(APP_KEY, GRASSROOTS_SECRET, stamp).upper(),
+    }
+
+
+def test_signing_in_headers_works_as_in_the_body(hub: RunningHub) -> None:
+    headers = {**JSON, **header_signature()}
+    response = hub.client.post(PUSH, content=sample(*EVENTS, "valid-events"), headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 3
+    assert len(hub.drain("eco_env_penalty", 3)) == 3
+
+
+EVENTS = ("grassroots-platform", "event_report")

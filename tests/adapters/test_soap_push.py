@@ -1,0 +1,302 @@
+"""SOAP push end to end: zeep, a real client, loads the served WSDL and calls the hub over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from lxml import etree
+from soap_harness import SAMPLES, HeaderPlugin, SoapHub
+from zeep.exceptions import Fault
+
+from standard.envelope import Envelope
+
+CASES = SAMPLES / "eco-env-penalty" / "samples" / "case_batch"
+FEEDBACK = SAMPLES / "eco-env-penalty" / "samples" / "task_feedback"
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
+ECO_ACTION = "http://sthjt.zj.gov.cn/ws/xzcf/1.0/ReceiveCaseBatch"
+
+
+@pytest.fixture(scope="module", params=["embedded", "rabbitmq"])
+def hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SoapHub]:
+    with SoapHub.start(request.param, tmp_path_factory.mktemp(request.param)) as running:
+        yield running
+
+
+@pytest.fixture
+def eco(hub: SoapHub) -> object:
+    return hub.zeep_client("eco-env-penalty", api_key=hub.keys["eco-env-penalty"])
+
+
+def _envelope(body: str, version: str = SOAP11) -> bytes:
+    return f'<s:Envelope xmlns:s="{version}"><s:Body>{body}</s:Body></s:Envelope>'.encode()
+
+
+def _fault_code(response: httpx.Response) -> tuple[str, str]:
+    root = etree.fromstring(response.content)
+    code = root.findtext(f".//{{{SOAP11}}}Fault/faultcode") or root.findtext(
+        f".//{{{SOAP12}}}Code/{{{SOAP12}}}Value"
+    )
+    reason = root.findtext(f".//{{{SOAP11}}}Fault/faultstring") or root.findtext(
+        f".//{{{SOAP12}}}Reason/{{{SOAP12}}}Text"
+    )
+    return code or "", reason or ""
+
+
+def test_the_wsdl_is_served_with_the_address_it_was_fetched_from(hub: SoapHub) -> None:
+    client = hub.zeep_client("eco-env-penalty")
+    address = client.service._binding_options["address"]
+    assert address == hub.endpoint("eco-env-penalty")
+    assert {"ReceiveCaseBatch", "ReceiveTaskFeedback"} <= set(client.service._binding._operations)
+
+
+def test_a_gb2312_batch_is_accepted_and_reaches_the_target(hub: SoapHub, eco: object) -> None:
+    payload = (CASES / "valid-batch.xml").read_bytes()
+    assert b'encoding="GB2312"' in payload[:60]
+    receipt = eco.service.ReceiveCaseBatch(batch=payload)  # type: ignore[attr-defined]
+    assert (receipt.received, receipt.accepted, receipt.rejected, receipt.failed) == (3, 3, 0, 0)
+    ids = [record.messageId for record in receipt.record]
+    assert all(ids) and [record.status for record in receipt.record] == ["accepted"] * 3
+    messages = hub.drain("grassroots-platform", 3)
+    assert sorted(m.id for m in messages) == sorted(ids)
+    envelope = Envelope.from_amqp(
+        {"headers": dict(messages[0].headers), "content_type": messages[0].content_type},
+        messages[0].body,
+    )
+    assert envelope.lineagesystem in ("eco-env-penalty", None) or envelope.source
+
+
+def test_rejected_records_are_answered_per_record_and_quarantined(
+    hub: SoapHub, eco: object
+) -> None:
+    before = len(hub.broker.quarantined(limit=1000))
+    payload = (CASES / "invalid-records.xml").read_bytes()
+    receipt = eco.service.ReceiveCaseBatch(batch=payload)  # type: ignore[attr-defined]
+    assert (receipt.received, receipt.accepted, receipt.rejected) == (4, 1, 3)
+    rejected = [r for r in receipt.record if r.status == "rejected"]
+    assert [r.index for r in rejected] == [1, 2, 3]
+    for record in rejected:
+        assert record.messageId is None
+        assert record.error and all(e.rule and e.message for e in record.error)
+        assert any(e.field for e in record.error)
+    assert receipt.quarantineId
+    kept = hub.broker.quarantined(limit=1000)
+    assert len(kept) == before + 1 and kept[-1].body == payload
+    hub.drain("grassroots-platform", 1)
+
+
+def test_task_feedback_goes_through_its_own_operation(hub: SoapHub, eco: object) -> None:
+    payload = (FEEDBACK / "valid-feedback.xml").read_bytes()
+    receipt = eco.service.ReceiveTaskFeedback(feedback=payload)  # type: ignore[attr-defined]
+    assert (receipt.accepted, receipt.rejected) == (2, 0)
+    assert {r.dataset for r in receipt.record} == {"collaboration_task"}
+    assert len(hub.drain("grassroots-platform", 2)) == 2
+
+
+@pytest.mark.parametrize(
+    ("sample", "kind"),
+    [
+        ("invalid-entity-bomb.xml", "forbidden-markup"),
+        ("invalid-external-entity.xml", "forbidden-markup"),
+        ("invalid-truncated.xml", "malformed"),
+        ("invalid-encoding.xml", "encoding"),
+    ],
+)
+def test_an_unreadable_document_is_a_client_fault_and_kept(
+    hub: SoapHub, eco: object, sample: str, kind: str
+) -> None:
+    before = len(hub.broker.quarantined(limit=1000))
+    with pytest.raises(Fault) as raised:
+        eco.service.ReceiveCaseBatch(batch=(CASES / sample).read_bytes())  # type: ignore[attr-defined]
+    fault = raised.value
+    assert fault.code == "soap:Client.PayloadRejected"
+    assert kind in fault.message
+    facts = {etree.QName(node).localname: node.text for node in fault.detail[0]}
+    assert facts["kind"] == kind and facts["quarantineId"]
+    assert len(hub.broker.quarantined(limit=1000)) == before + 1
+    assert hub.broker.depth(hub.target("grassroots-platform")) == 0
+
+
+def test_a_wrong_key_is_an_authentication_fault_and_nothing_is_published(hub: SoapHub) -> None:
+    client = hub.zeep_client("eco-env-penalty", api_key="not-the-key")
+    with pytest.raises(Fault) as raised:
+        client.service.ReceiveCaseBatch(batch=(CASES / "valid-batch.xml").read_bytes())
+    assert raised.value.code == "soap:Client.Authentication"
+    assert hub.broker.depth(hub.target("grassroots-platform")) == 0
+
+
+def test_another_systems_key_is_forbidden(hub: SoapHub) -> None:
+    client = hub.zeep_client("eco-env-penalty", api_key=hub.keys["limited-penalty"])
+    with pytest.raises(Fault) as raised:
+        client.service.ReceiveCaseBatch(batch=(CASES / "valid-batch.xml").read_bytes())
+    assert raised.value.code == "soap:Client.Forbidden"
+    assert "may not use" in raised.value.message
+
+
+def test_a_wrong_soapaction_is_a_client_fault(hub: SoapHub) -> None:
+    plugin = HeaderPlugin(SOAPAction='"http://sthjt.zj.gov.cn/ws/xzcf/1.0/ReceiveTaskFeedback"')
+    client = hub.zeep_client(
+        "eco-env-penalty", api_key=hub.keys["eco-env-penalty"], plugins=[plugin]
+    )
+    with pytest.raises(Fault) as raised:
+        client.service.ReceiveCaseBatch(batch=(CASES / "valid-batch.xml").read_bytes())
+    assert raised.value.code == "soap:Client.WrongAction"
+    assert "ReceiveTaskFeedback" in raised.value.message
+
+
+def test_faults_travel_with_http_500_in_soap_11(hub: SoapHub) -> None:
+    headers = {
+        "Content-Type": "text/xml; charset=utf-8",
+        "SOAPAction": f'"{ECO_ACTION}"',
+        "X-Api-Key": hub.keys["eco-env-penalty"],
+    }
+    url = hub.endpoint("eco-env-penalty")
+    unknown = httpx.post(url, content=_envelope('<x:Nope xmlns:x="urn:x"/>'), headers=headers)
+    assert unknown.status_code == 500
+    assert _fault_code(unknown)[0] == "soap:Client.UnknownOperation"
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE s [<!ENTITY a "aaaaaaaaaa">]>'
+        + _envelope("<x>&a;</x>")[0:]
+    )
+    malformed = httpx.post(url, content=bomb, headers=headers)
+    assert malformed.status_code == 500
+    code, reason = _fault_code(malformed)
+    assert code == "soap:Client.MalformedEnvelope" and "DOCTYPE" in reason
+    truncated = httpx.post(url, content=_envelope("<x>")[:-20], headers=headers)
+    assert _fault_code(truncated)[0] == "soap:Client.MalformedEnvelope"
+    not_soap = httpx.post(url, content=b"<Order><Item/></Order>", headers=headers)
+    assert _fault_code(not_soap)[0] == "soap:Client.MalformedEnvelope"
+    no_namespace = httpx.post(url, content=b"<Envelope><Body/></Envelope>", headers=headers)
+    assert _fault_code(no_namespace)[0] == "soap:VersionMismatch"
+    other = httpx.post(
+        url,
+        content=b'<e:Envelope xmlns:e="urn:soap:2.0"><e:Body/></e:Envelope>',
+        headers=headers,
+    )
+    assert _fault_code(other)[0] == "soap:VersionMismatch"
+    must = (
+        f'<s:Envelope xmlns:s="{SOAP11}"><s:Header><w:Security xmlns:w="urn:wsse" '
+        f's:mustUnderstand="1"/></s:Header><s:Body/></s:Envelope>'
+    ).encode()
+    understood = httpx.post(url, content=must, headers=headers)
+    assert _fault_code(understood)[0] == "soap:MustUnderstand"
+    kept = [q for q in hub.broker.quarantined(limit=1000) if q.body == bomb]
+    assert kept and "DOCTYPE" in kept[0].reason
+
+
+def test_oversized_bodies_are_refused_before_parsing_with_413(hub: SoapHub) -> None:
+    body = _envelope("<x>" + "x" * 300_000 + "</x>")
+    response = httpx.post(
+        hub.endpoint("asmx-penalty"),
+        content=body,
+        headers={"Content-Type": "text/xml", "SOAPAction": '""'},
+    )
+    assert response.status_code == 413
+    assert _fault_code(response)[0] == "soap:Client.TooLarge"
+
+
+def test_the_rate_limit_answers_429_with_retry_after(hub: SoapHub) -> None:
+    client = hub.zeep_client("limited-penalty", api_key=hub.keys["limited-penalty"])
+    payload = (CASES / "valid-batch.xml").read_bytes()
+    client.service.ReceiveCaseBatch(batch=payload)
+    hub.drain("grassroots-platform", 3)
+    response = httpx.post(
+        hub.endpoint("limited-penalty"),
+        content=_envelope("<x/>"),
+        headers={"Content-Type": "text/xml", "X-Api-Key": hub.keys["limited-penalty"]},
+    )
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    assert _fault_code(response)[0] == "soap:Client.RateLimited"
+
+
+def _rare_batch() -> bytes:
+    # The sample with a party name holding 𠮷 (outside GB2312, inside GB18030).
+    text = (CASES / "valid-batch.xml").read_bytes().decode("gb18030")
+    return text.replace("<dsr:MC>", "<dsr:MC>𠮷", 1).encode("gb18030")
+
+
+def test_asmx_string_parameter_declared_gb2312_keeps_rare_characters(hub: SoapHub) -> None:
+    client = hub.zeep_client("asmx-penalty")
+    document = _rare_batch().decode("gb18030")
+    assert document.startswith('<?xml version="1.0" encoding="GB2312"?>')
+    answer = client.service.UploadCaseXml(token=hub.keys["asmx-penalty"], xmlDoc=document)
+    result = etree.fromstring(answer.encode())
+    assert result.findtext("accepted") == "3" and result.findtext("rejected") == "0"
+    messages = hub.drain("grassroots-platform", 3)
+    records = [json.loads(m.body) for m in messages]
+    names = [record.get("party", {}).get("name", "") for record in records]
+    assert any(name.startswith("𠮷") for name in names), records
+
+
+def test_asmx_token_parameter_is_checked(hub: SoapHub) -> None:
+    client = hub.zeep_client("asmx-penalty")
+    document = (CASES / "valid-batch.xml").read_bytes().decode("gb18030")
+    with pytest.raises(Fault) as raised:
+        client.service.UploadCaseXml(token="stolen", xmlDoc=document)
+    assert raised.value.code == "soap:Client.Authentication"
+    with pytest.raises(Fault) as missing:
+        client.service.UploadCaseXml(xmlDoc=document)
+    assert missing.value.code == "soap:Client.Authentication"
+    assert "token" in missing.value.message
+
+
+def test_soap_12_requests_and_faults(hub: SoapHub) -> None:
+    client = hub.zeep_client("asmx-penalty")
+    service = client.bind("CaseService", "CaseServiceSoap12")
+    document = (CASES / "valid-batch.xml").read_bytes().decode("gb18030")
+    answer = service.UploadCaseXml(token=hub.keys["asmx-penalty"], xmlDoc=document)
+    assert etree.fromstring(answer.encode()).findtext("accepted") == "3"
+    hub.drain("grassroots-platform", 3)
+    with pytest.raises(Fault) as raised:
+        service.UploadCaseXml(token="wrong", xmlDoc=document)
+    assert raised.value.code == "soap:Sender"
+    assert [str(code.localname) for code in raised.value.subcodes] == ["Authentication"]
+    response = httpx.post(
+        hub.endpoint("asmx-penalty"),
+        content=_envelope('<x:Nope xmlns:x="urn:x"/>', SOAP12),
+        headers={"Content-Type": "application/soap+xml; charset=utf-8"},
+    )
+    assert response.status_code == 400  # SOAP 1.2: a Sender fault is 400 Bad Request
+    assert _fault_code(response)[0] == "soap:Sender"
+
+
+def test_a_string_document_whose_declaration_cannot_hold_it_is_refused(hub: SoapHub) -> None:
+    client = hub.zeep_client("asmx-penalty")
+    document = '<?xml version="1.0" encoding="ISO-8859-1"?><cf:AJPC xmlns:cf="x">中</cf:AJPC>'
+    with pytest.raises(Fault) as raised:
+        client.service.UploadCaseXml(token=hub.keys["asmx-penalty"], xmlDoc=document)
+    assert raised.value.code == "soap:Client.InvalidParameter"
+    assert "ISO-8859-1" in raised.value.message
+
+
+def test_base64_that_is_not_base64_is_refused(hub: SoapHub) -> None:
+    body = _envelope(
+        '<t:ReceiveCaseBatch xmlns:t="http://sthjt.zj.gov.cn/ws/xzcf/1.0">'
+        "<t:batch>not*base64!</t:batch></t:ReceiveCaseBatch>"
+    )
+    response = httpx.post(
+        hub.endpoint("eco-env-penalty"),
+        content=body,
+        headers={
+            "Content-Type": "text/xml",
+            "SOAPAction": ECO_ACTION,
+            "X-Api-Key": hub.keys["eco-env-penalty"],
+        },
+    )
+    assert response.status_code == 500
+    assert _fault_code(response)[0] == "soap:Client.InvalidParameter"
+    assert base64.b64encode(b"ok")  # the valid form, for contrast, is what zeep sends
+
+
+def test_wsdl_files_ship_with_the_package() -> None:
+    from adapters.soap import WSDL_FOLDER
+
+    assert (Path(WSDL_FOLDER) / "eco-env-penalty.wsdl").is_file()
