@@ -53,12 +53,14 @@ class AdapterContext:
       ingress: the inbound path (inbound adapters and pollers); None in the worker.
       gatekeeper: the hub's authentication, size and rate limits (inbound adapters); None in the
         worker.
+      channel: the inbound channel a poller serves (its message type); None for other adapters.
     """
 
     system: SystemConfig
     data_dir: Path
     ingress: Ingress | None = None
     gatekeeper: Gatekeeper | None = None
+    channel: ChannelConfig | None = None
 
 
 class Adapter(ABC):

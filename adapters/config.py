@@ -233,8 +233,10 @@ class SystemConfig(BaseModel):
         description="Folder of its mappings under the mappings root; default: the system's id.",
     )
     auth: AuthConfig = Field(
-        default_factory=AuthConfig,
-        description="How it proves who it is; a scheme with its credential's variable name.",
+        description=(
+            "How it proves who it is when it pushes or pulls: a scheme and the name of the "
+            "variable holding its credential. Required: there is no safe default."
+        ),
     )
     inbound: list[ChannelConfig] = Field(
         default_factory=list,

@@ -1,4 +1,4 @@
-"""The outbox: messages for systems that cannot receive pushes, pulled with a lease and acknowledged.
+"""The outbox: messages for pull-only systems, pulled under a lease and acknowledged.
 
 The worker's `outbox` sender writes each rendered payload into an `OutboxStore`; the system pulls
 them over HTTP and acknowledges what it processed:
@@ -29,11 +29,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from adapters.base import Sender
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 OUTBOX_FILE = "outbox.sqlite3"
 MAX_PULL = 1000
+SQLITE_MAX_INTEGER = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -438,10 +439,17 @@ class OutboxAck(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    ids: list[str] = Field(default_factory=list, max_length=MAX_PULL, description="Message ids.")
-    lease_id: str | None = Field(default=None, description="The lease the cursor belongs to.")
+    ids: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=MAX_PULL, description="Message ids."
+    )
+    lease_id: str | None = Field(
+        default=None, max_length=64, description="The lease the cursor belongs to."
+    )
     cursor: int | None = Field(
-        default=None, description="Acknowledge the lease's messages with seq ≤ cursor."
+        default=None,
+        ge=0,
+        le=SQLITE_MAX_INTEGER,
+        description="Acknowledge the lease's messages with seq ≤ cursor.",
     )
 
 
@@ -457,7 +465,10 @@ def _as_message(item: OutboxItem) -> OutboxMessage:
     for parameter in item.content_type.split(";")[1:]:
         name, _, value = parameter.partition("=")
         if name.strip().lower() == "charset" and value.strip():
-            charset = value.strip().strip('"')
+            charset = value.strip().strip('"').lower()
+    # GB2312 and GBK are read as GB18030, their superset, as everywhere in the hub.
+    if charset in ("gb2312", "gbk", "cp936"):
+        charset = "gb18030"
     try:
         text = item.body.decode(charset)
         encoding: Literal["text", "base64"] = "text"

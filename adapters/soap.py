@@ -37,6 +37,7 @@ from zeep.settings import Settings
 from zeep.transports import Transport
 from zeep.wsdl import Document
 from zeep.wsdl.bindings.soap import Soap11Binding, Soap12Binding
+from zeep.xsd.elements.any import Any as Any_
 from zeep.xsd.types.builtins import Base64Binary, String
 
 from mappings.errors import PayloadRejected
@@ -192,6 +193,8 @@ class SoapOperation:
     action: str
     request_element: etree.QName
     parameters: tuple[Parameter, ...]
+    open_content: bool
+    """True when the request element takes any content (xs:any): a document, not parameters."""
     zeep_operation: Any = field(repr=False, compare=False)
 
     def parameter(self, name: str) -> Parameter | None:
@@ -205,13 +208,19 @@ class SoapRequest:
 
     `parameters` maps each parameter present to its value: str (xs:string), bytes (decoded
     xs:base64Binary) or an lxml element (anything else: the parameter's first child element).
-    `document` is the Body's child when the operation takes a document rather than parameters.
+    `document` is the Body's child (the request element, or the document itself for an
+    operation whose request element is the document). `headers` are the Header's blocks.
     """
 
     version: SoapVersion
     operation: SoapOperation
     parameters: Mapping[str, Any]
     document: etree._Element
+    headers: tuple[etree._Element, ...] = ()
+
+    def header(self, qname: str) -> etree._Element | None:
+        """The header block named `qname` ("{namespace}local"), or None."""
+        return next((block for block in self.headers if block.tag == qname), None)
 
 
 def _media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
@@ -257,6 +266,7 @@ class SoapService:
                     action=zeep_operation.soapaction or "",
                     request_element=etree.QName(body.qname),
                     parameters=_parameters(body),
+                    open_content=_open_content(body),
                     zeep_operation=zeep_operation,
                 )
         if not operations:
@@ -310,11 +320,14 @@ class SoapService:
         content_type: str | None,
         soap_action: str | None,
         limits: PayloadLimits,
+        understood: frozenset[str] = frozenset(),
     ) -> SoapRequest:
         """Parse and dispatch a request, or raise SoapFault saying what is wrong with it.
 
         `soap_action` is the SOAPAction HTTP header (SOAP 1.1) or None when absent; SOAP 1.2
-        takes the action from the Content-Type's `action` parameter.
+        takes the action from the Content-Type's `action` parameter. `understood` names the
+        header blocks ("{namespace}local") the caller processes; any other block marked
+        mustUnderstand is refused.
         """
         media_type, params = _media_type(content_type)
         guessed = SOAP12 if media_type == "application/soap+xml" else SOAP11
@@ -347,8 +360,10 @@ class SoapService:
                 f"namespace {envelope}; this one holds {names or 'nothing'}",
                 subcode="MalformedEnvelope",
             )
+        headers: tuple[etree._Element, ...] = ()
         if names[0] == "Header":
-            self._check_headers(children[0], version)
+            headers = tuple(block for block in children[0] if isinstance(block.tag, str))
+            self._check_headers(headers, version, understood)
         body_children = [child for child in children[-1] if isinstance(child.tag, str)]
         if len(body_children) != 1:
             raise SoapFault(
@@ -365,6 +380,7 @@ class SoapService:
             operation=operation,
             parameters=_read_parameters(operation, document),
             document=document,
+            headers=headers,
         )
 
     def response(self, request: SoapRequest, values: Mapping[str, Any]) -> bytes:
@@ -376,6 +392,15 @@ class SoapService:
         """The names of the children of `operation`'s response wrapper."""
         body = operation.zeep_operation.output.body
         return [name for name, _ in getattr(body.type, "elements", [])]
+
+    def repeated_field(self, operation: SoapOperation) -> str | None:
+        """The name of the response wrapper's repeated (maxOccurs > 1) child, if it has one."""
+        for name, element in getattr(operation.zeep_operation.output.body.type, "elements", []):
+            if getattr(element, "max_occurs", 1) == "unbounded" or (
+                isinstance(element.max_occurs, int) and element.max_occurs > 1
+            ):
+                return str(name)
+        return None
 
     def response_is_text(self, operation: SoapOperation) -> bool:
         """True when `operation` answers with one xs:string (ASMX services returning XML text)."""
@@ -405,12 +430,14 @@ class SoapService:
             )
         return version
 
-    def _check_headers(self, header: etree._Element, version: SoapVersion) -> None:
-        # The hub processes no SOAP header blocks, so one the sender marks mandatory cannot be
-        # honoured; SOAP says to refuse the whole message rather than ignore it.
+    def _check_headers(
+        self, blocks: tuple[etree._Element, ...], version: SoapVersion, understood: frozenset[str]
+    ) -> None:
+        # A block the sender marks mandatory that the hub does not process cannot be honoured;
+        # SOAP says to refuse the whole message rather than ignore it.
         must = etree.QName(version.envelope, "mustUnderstand").text
-        for block in header:
-            if not isinstance(block.tag, str):
+        for block in blocks:
+            if block.tag in understood:
                 continue
             if (block.get(must) or "").strip() in ("1", "true"):
                 raise SoapFault(
@@ -466,9 +493,15 @@ class SoapService:
             )
 
 
+def _open_content(body: Any) -> bool:
+    return any(isinstance(element, Any_) for _, element in getattr(body.type, "elements", []))
+
+
 def _parameters(body: Any) -> tuple[Parameter, ...]:
     found: list[Parameter] = []
     for name, element in getattr(body.type, "elements", []):
+        if isinstance(element, Any_):
+            continue
         xsd_type = element.type
         if isinstance(xsd_type, Base64Binary):
             kind = ParameterKind.BASE64
@@ -492,6 +525,8 @@ def _read_parameters(operation: SoapOperation, wrapper: etree._Element) -> dict[
             continue
         name = etree.QName(child).localname
         parameter = operation.parameter(name)
+        if parameter is None and operation.open_content:
+            continue
         if parameter is None:
             expected = ", ".join(p.name for p in operation.parameters)
             raise SoapFault(

@@ -43,7 +43,6 @@ from starlette.concurrency import run_in_threadpool
 from adapters.base import InboundAdapter
 from adapters.config import ChannelConfig, SystemConfig
 from adapters.errors import AdapterConfigError, IngressUnavailable, RequestRefused, Unauthenticated
-from adapters.http_push import result_as_xml
 from adapters.ingress import IngressResult
 from adapters.soap import (
     SOAP11,
@@ -85,6 +84,13 @@ _DECLARATION = re.compile(
     r"""(?:\s+encoding\s*=\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'))?"""
 )
 _GB_FAMILY = frozenset({"gb2312", "gbk", "gb18030"})
+
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSSE_SECURITY = f"{{{WSSE}}}Security"
+PASSWORD_TEXT = (
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
+    "#PasswordText"
+)
 
 
 class SoapPushOptions(BaseModel):
@@ -136,6 +142,30 @@ class SoapPushOptions(BaseModel):
         ),
         examples=["token"],
     )
+    ws_security: bool = Field(
+        default=False,
+        description=(
+            "Accept a WS-Security UsernameToken (PasswordText) in the SOAP header, its password "
+            "being the system's API key, checked like the X-Api-Key header when the request has "
+            "no header credential; the wsse:Security block is then understood even when marked "
+            "mustUnderstand. Default: off."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class SoapChannel:
+    """One channel's SOAP contract: where it is served and how its request carries the document.
+
+    `document_parameter` None means the Body's element is the document (document/literal).
+    """
+
+    path: str
+    service: SoapService
+    operation: SoapOperation
+    document_parameter: str | None
+    token_parameter: str | None
+    ws_security: bool
 
 
 @dataclass
@@ -146,6 +176,7 @@ class _Operation:
     operation: SoapOperation
     document_parameter: str | None
     token_parameter: str | None
+    ws_security: bool
 
 
 @dataclass
@@ -160,8 +191,16 @@ class _Endpoint:
     operations: dict[str, _Operation] = field(default_factory=dict)
 
     @property
-    def uses_token(self) -> bool:
-        return any(op.token_parameter for op in self.operations.values())
+    def credential_in_message(self) -> bool:
+        """True when some operation may carry its credential inside the envelope."""
+        return any(op.token_parameter or op.ws_security for op in self.operations.values())
+
+    @property
+    def understood(self) -> frozenset[str]:
+        """Header blocks the endpoint processes."""
+        if any(op.ws_security for op in self.operations.values()):
+            return frozenset({WSSE_SECURITY})
+        return frozenset()
 
 
 # One endpoint per (application, path): several channels mount operations on one address.
@@ -199,6 +238,31 @@ class SoapPush(InboundAdapter):
         """The service's URL path."""
         return self.soap_options.path or f"/systems/{system.id}/soap"
 
+    def contract(self, system: SystemConfig, channel: ChannelConfig) -> SoapChannel:
+        """What a client of this channel must send: service, operation, where the document goes.
+
+        Raises AdapterConfigError when the WSDL, the operation or a named parameter is missing.
+        """
+        wsdl = self.wsdl_path(system)
+        if not wsdl.is_file():
+            raise AdapterConfigError(
+                f"system {system.id}, channel {channel.message_type}: WSDL file {wsdl} does not "
+                "exist (option wsdl)"
+            )
+        try:
+            service = SoapService.load(wsdl)
+        except Exception as error:
+            raise AdapterConfigError(f"WSDL {wsdl} cannot be read: {error}") from error
+        operation = self._operation(service, system, channel)
+        return SoapChannel(
+            path=self.route_path(system),
+            service=service,
+            operation=operation,
+            document_parameter=self._document_parameter(operation, system),
+            token_parameter=self.soap_options.token_parameter,
+            ws_security=self.soap_options.ws_security,
+        )
+
     def mount(
         self,
         app_or_router: FastAPI | APIRouter,
@@ -211,18 +275,8 @@ class SoapPush(InboundAdapter):
             raise AdapterConfigError(
                 f"adapter {self.name} of system {system.id} was built without a gatekeeper"
             )
-        wsdl = self.wsdl_path(system)
-        if not wsdl.is_file():
-            raise AdapterConfigError(
-                f"system {system.id}, channel {channel.message_type}: WSDL file {wsdl} does not "
-                "exist (option wsdl)"
-            )
-        try:
-            service = SoapService.load(wsdl)
-        except Exception as error:
-            raise AdapterConfigError(f"WSDL {wsdl} cannot be read: {error}") from error
-        operation = self._operation(service, system, channel)
-        path = self.route_path(system)
+        contract = self.contract(system, channel)
+        service, operation, path = contract.service, contract.operation, contract.path
         endpoints = _ENDPOINTS.setdefault(app_or_router, {})
         endpoint = endpoints.get(path)
         if endpoint is None:
@@ -243,8 +297,9 @@ class SoapPush(InboundAdapter):
         endpoint.operations[operation.name] = _Operation(
             channel.message_type,
             operation,
-            self._document_parameter(operation, system),
-            self.soap_options.token_parameter,
+            contract.document_parameter,
+            contract.token_parameter,
+            contract.ws_security,
         )
 
     def _operation(
@@ -342,7 +397,7 @@ async def _call(endpoint: _Endpoint, request: Request) -> Response:
         caller = gatekeeper.identify_headers(request.headers, tls=tls, client=client)
         if caller is not None:
             gatekeeper.authorize(caller, owner)
-        elif not endpoint.uses_token:
+        elif not endpoint.credential_in_message:
             raise Unauthenticated(
                 "no credential: send the X-Api-Key header (or use the client certificate "
                 f"configured for {owner})",
@@ -382,7 +437,11 @@ def _answer(
     version = SOAP12 if "application/soap+xml" in (content_type or "").lower() else SOAP11
     try:
         request = endpoint.service.parse_request(
-            body, content_type=content_type, soap_action=soap_action, limits=limits
+            body,
+            content_type=content_type,
+            soap_action=soap_action,
+            limits=limits,
+            understood=endpoint.understood,
         )
         version = request.version
         configured = endpoint.operations.get(request.operation.name)
@@ -394,7 +453,7 @@ def _answer(
                 subcode="UnknownOperation",
             )
         if caller is None:
-            _authenticate_token(endpoint, configured, request)
+            _authenticate_in_message(endpoint, configured, request)
         document, charset = _document(configured, request)
     except RequestRefused as refused:
         return _fault(_refusal_fault(refused), version)
@@ -436,23 +495,41 @@ def _answer(
     )
 
 
-def _authenticate_token(endpoint: _Endpoint, configured: _Operation, request: SoapRequest) -> None:
+def _authenticate_in_message(
+    endpoint: _Endpoint, configured: _Operation, request: SoapRequest
+) -> None:
     name = configured.token_parameter
-    token = request.parameters.get(name) if name else None
+    token: Any = None
+    where = "the X-Api-Key header"
+    if name:
+        token = request.parameters.get(name)
+        where += f" or the system's key in parameter {name!r} of {request.operation.name}"
+    if not token and configured.ws_security:
+        token = _username_token_password(request)
+        where += " or a WS-Security UsernameToken whose password is the system's key"
     if not isinstance(token, str) or not token.strip():
-        raise Unauthenticated(
-            f"no credential: send the X-Api-Key header or the system's key in parameter "
-            f"{name!r} of {request.operation.name}"
-            if name
-            else "no credential: send the X-Api-Key header",
-            system=endpoint.system.id,
-        )
+        raise Unauthenticated(f"no credential: send {where}", system=endpoint.system.id)
     caller = endpoint.gatekeeper.identify_headers(
         {"x-api-key": token.strip()}, tls=None, client=None
     )
     if caller is None:  # identify_headers answers for a present key; this is defensive
         raise Unauthenticated("the token matches no configured system", system=endpoint.system.id)
     endpoint.gatekeeper.authorize(caller, endpoint.system.id)
+
+
+def _username_token_password(request: SoapRequest) -> str | None:
+    security = request.header(WSSE_SECURITY)
+    if security is None:
+        return None
+    password = security.find(f"{{{WSSE}}}UsernameToken/{{{WSSE}}}Password")
+    if password is None:
+        return None
+    kind = password.get("Type", PASSWORD_TEXT)
+    if kind != PASSWORD_TEXT:
+        raise Unauthenticated(
+            f"WS-Security password type {kind!r} is not accepted; send #PasswordText over TLS"
+        )
+    return password.text
 
 
 def _document(configured: _Operation, request: SoapRequest) -> tuple[bytes, str | None]:
@@ -517,17 +594,63 @@ def _encoded_as_declared(text: str, parameter: str, operation: str) -> bytes:
 def _response_values(
     service: SoapService, request: SoapRequest, result: IngressResult
 ) -> dict[str, Any]:
+    """The response wrapper's children, filled from `result` as the WSDL's schema has them.
+
+    One child: the receipt itself (a Receipt element, or for ASMX services a string holding the
+    <Result> document). Several: the receipt's fields side by side, its record list under the
+    wrapper's repeated element (e.g. jt:Outcome).
+    """
     names = service.response_fields(request.operation)
-    if len(names) != 1:
+    if len(names) == 1:
+        if service.response_is_text(request.operation):
+            return {names[0]: asmx_result(result)}
+        return {names[0]: receipt(result)}
+    fields = receipt(result)
+    records = fields.pop("record")
+    values = {name: fields.get(name) for name in names}
+    repeated = service.repeated_field(request.operation)
+    if repeated is None:
         raise SoapFault(
             FaultCode.RECEIVER,
-            f"the WSDL's response of {request.operation.name} must have exactly one element "
-            f"(the receipt); it has {len(names)}",
+            f"the WSDL's response of {request.operation.name} has no repeated element for the "
+            "per-record answers",
         )
-    if service.response_is_text(request.operation):
-        # ASMX services often answer an XML string: the same receipt as REST XML push answers.
-        return {names[0]: result_as_xml(result).decode("utf-8")}
-    return {names[0]: receipt(result)}
+    values[repeated] = records
+    return values
+
+
+def asmx_result(result: IngressResult) -> str:
+    """`result` as the XML text ASMX-style services return: <Result><Code>0</Code>...</Result>.
+
+    Code 0: every record accepted; 1: some rejected (see their Error elements; sending them
+    again unchanged will not help); 2: some not confirmed by the bus (send those again).
+    """
+    code = 2 if result.failed else 1 if result.rejected else 0
+    root = etree.Element("Result")
+    etree.SubElement(root, "Code").text = str(code)
+    etree.SubElement(
+        root, "Message"
+    ).text = f"{result.accepted} accepted, {result.rejected} rejected, {result.failed} failed"
+    etree.SubElement(root, "ReceiptId").text = result.receipt_id
+    for name in ("accepted", "rejected", "failed"):
+        etree.SubElement(root, name.capitalize()).text = str(getattr(result, name))
+    if result.quarantine_id:
+        etree.SubElement(root, "QuarantineId").text = result.quarantine_id
+    records = etree.SubElement(root, "Records")
+    for answer in result.records:
+        record = etree.SubElement(records, "Record", Index=str(answer.index), Status=answer.status)
+        if answer.message_id:
+            record.set("MessageId", answer.message_id)
+        if answer.subject:
+            record.set("Subject", answer.subject)
+        for problem in answer.errors:
+            error = _record_error(problem)
+            node = etree.SubElement(record, "Error")
+            for key in ("field", "rule", "value", "location"):
+                if error[key] is not None:
+                    node.set(key.capitalize(), error[key])
+            node.text = error["message"]
+    return str(etree.tostring(root, encoding="unicode"))
 
 
 def receipt(result: IngressResult) -> dict[str, Any]:

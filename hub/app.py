@@ -19,6 +19,7 @@ Routes:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -234,7 +235,9 @@ def create_app(
             gatekeeper=runtime.gatekeeper,
         )
         for channel in system.inbound:
-            adapter = registry.create(channel.adapter, channel.options, context)
+            adapter = registry.create(
+                channel.adapter, channel.options, dataclasses.replace(context, channel=channel)
+            )
             # Pollers run in the worker; only push adapters have routes.
             if isinstance(adapter, InboundAdapter):
                 adapter.mount(app, system, channel, runtime.ingress)

@@ -370,7 +370,7 @@ class Worker:
         for system, index in self.poller_channels:
             channel = system.inbound[index]
             context = AdapterContext(
-                system=system, data_dir=self.settings.data_dir, ingress=ingress
+                system=system, data_dir=self.settings.data_dir, ingress=ingress, channel=channel
             )
             poller = registry.create(channel.adapter, channel.options, context, kinds=POLLER_KIND)
             assert isinstance(poller, Poller)

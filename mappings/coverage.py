@@ -3,8 +3,9 @@ payloads that the inbound mapping's paths never touch.
 
 XML is followed node by node: every path of the mapping is evaluated on the samples, and a
 selected element counts as read with everything inside it (its string value contains all of
-it). A path that computes a string or boolean instead of selecting nodes (`p:A = '1'`) marks
-the element and attribute names it mentions. JSON is followed by key path: a dotted JMESPath
+it); an empty element with attributes is reported through its attributes only. A path that
+computes a string or boolean instead of selecting nodes (`p:A = '1'`) marks the element and
+attribute names it mentions. JSON is followed by key path: a dotted JMESPath
 (`reporter.name`) marks exactly that path below its record, any other expression marks the
 field names it mentions.
 """
@@ -126,7 +127,10 @@ def _unread_xml(translation: InboundTranslation, payload: bytes) -> set[str]:
     for element in root.iter(etree.Element):
         covered = any(node in reads.elements for node in _self_and_ancestors(element))
         is_leaf = not any(isinstance(child.tag, str) for child in element)
-        if is_leaf and not covered and _clark_name(element) not in reads.names:
+        # An empty element with attributes (<Party name=".."/>) carries only its attributes,
+        # which are reported one by one below.
+        carries_text = bool((element.text or "").strip()) or not element.attrib
+        if is_leaf and carries_text and not covered and _clark_name(element) not in reads.names:
             unread.add(_generic(element, prefixes))
         for attribute in element.attrib:
             name = str(attribute)

@@ -971,7 +971,7 @@ class BooleanOptions(FunctionOptions):
 
 
 @function(
-    "boolean", BooleanOptions, examples=("boolean", "{boolean: {true: ['有'], false: ['无']}}")
+    "boolean", BooleanOptions, examples=("boolean", "{boolean: {'true': ['有'], 'false': ['无']}}")
 )
 def _boolean(options: BooleanOptions, context: BuildContext) -> Step:
     """Read a yes/no flag (是否听证, 是否涉刑); a text in neither list is an error."""

@@ -44,7 +44,7 @@ def serve(
     mistake, with file and line). The bus topology is declared at start-up. SIGINT or SIGTERM
     stop taking connections and let requests in flight finish (JGHUB_SHUTDOWN_TIMEOUT_S).
     """
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     overrides: dict[str, Any] = {
         name: value
         for name, value in (

@@ -183,11 +183,16 @@ def _free_socket() -> socket.socket:
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Run `app` under uvicorn in a thread on a free loopback port; yield its base URL."""
+def serving(app: FastAPI, **options: Any) -> Iterator[str]:
+    """Run `app` under uvicorn in a thread on a free loopback port; yield its base URL.
+
+    `options` go to uvicorn.Config (TLS: ssl_certfile, ssl_ca_certs, http=...).
+    """
     sock = _free_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, **options
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -197,7 +202,8 @@ def serving(app: FastAPI) -> Iterator[str]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        scheme = "https" if options.get("ssl_certfile") else "http"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=15)
@@ -212,6 +218,8 @@ def running_hub(
     systems_text: str = TEST_SYSTEMS,
     monkeypatch: pytest.MonkeyPatch | None = None,
     settings_overrides: dict[str, Any] | None = None,
+    uvicorn_options: dict[str, Any] | None = None,
+    client_options: dict[str, Any] | None = None,
 ) -> Iterator[RunningHub]:
     """A hub on `backend` ("embedded" or "rabbitmq") with `systems_text` as its configuration."""
     amqp_url = require_backend(backend)
@@ -224,16 +232,19 @@ def running_hub(
     systems_file = tmp_path / "systems.yaml"
     systems_file.write_text(systems_text, encoding="utf-8")
     namespace = f"t{uuid.uuid4().hex[:12]}"
-    settings = HubSettings(
-        amqp_url=amqp_url or None,
-        data_dir=tmp_path / "var",
-        systems_file=systems_file,
-        namespace=namespace,
-        **(settings_overrides or {}),
-    )
+    chosen: dict[str, Any] = {
+        "amqp_url": amqp_url or None,
+        "data_dir": tmp_path / "var",
+        "systems_file": systems_file,
+        "namespace": namespace,
+    }
+    settings = HubSettings(**{**chosen, **(settings_overrides or {})})
     config: SystemsConfig = load_systems(systems_file)
     app = create_app(settings)
-    with serving(app) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
+    with (
+        serving(app, **(uvicorn_options or {})) as base_url,
+        httpx.Client(base_url=base_url, timeout=30, **(client_options or {})) as client,
+    ):
         hub = RunningHub(
             base_url=base_url,
             app=app,

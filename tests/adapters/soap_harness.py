@@ -36,8 +36,17 @@ SAMPLES = Path(__file__).resolve().parents[2] / "mappings" / "systems"
 
 KEYS = {
     "eco-env-penalty": "eco-key-5f1d",
-    "asmx-penalty": "asmx-token-77aa",
+    "market-penalty": "market-token-77aa",
+    "natres-penalty": "natres-key-31b0",
+    "transport-penalty": "transport-key-9e42",
     "limited-penalty": "limited-key-0c3e",
+}
+ENV_OF = {
+    "eco-env-penalty": "JGHUB_TEST_KEY_ECO",
+    "market-penalty": "JGHUB_TEST_KEY_MARKET",
+    "natres-penalty": "JGHUB_TEST_KEY_NATRES",
+    "transport-penalty": "JGHUB_TEST_KEY_TRANSPORT",
+    "limited-penalty": "JGHUB_TEST_KEY_LIMITED",
 }
 SECRET_GRASSROOTS = "grassroots-secret-19"
 
@@ -65,25 +74,62 @@ def systems_config() -> SystemsConfig:
                     ],
                 },
                 {
-                    # An ASMX-style service (token and xmlDoc string parameters, SOAP 1.1 and
-                    # 1.2) in front of the eco-env mapping.
-                    "id": "asmx-penalty",
-                    "name_zh": "ASMX 测试系统",
-                    "mapping": "eco-env-penalty",
-                    "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_KEY_ASMX"},
+                    # ASMX style: token and xmlDoc string parameters, SOAP 1.1 and 1.2.
+                    "id": "market-penalty",
+                    "name_zh": "省市场监督管理局行政处罚办案系统",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_KEY_MARKET"},
                     "inbound": [
                         {
                             "adapter": "soap_push",
-                            "message_type": "case_batch",
+                            "message_type": "case_upload",
                             "options": {
-                                "wsdl": "market-penalty.wsdl",
                                 "operation": "UploadCaseXml",
                                 "token_parameter": "token",
-                                "path": "/systems/asmx-penalty/CaseService.asmx",
+                                "path": "/systems/market-penalty/CaseService.asmx",
                             },
-                        }
+                        },
+                        {
+                            "adapter": "soap_push",
+                            "message_type": "publication_upload",
+                            "options": {
+                                "operation": "UploadGsXml",
+                                "token_parameter": "token",
+                                "path": "/systems/market-penalty/CaseService.asmx",
+                            },
+                        },
                     ],
                     "max_body_bytes": 200_000,
+                },
+                {
+                    # Document/literal SOAP 1.1: the document is the Body's element.
+                    "id": "natres-penalty",
+                    "name_zh": "省自然资源厅行政处罚系统",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_KEY_NATRES"},
+                    "inbound": [
+                        {
+                            "adapter": "soap_push",
+                            "message_type": "case_report",
+                            "options": {"operation": "ReportCases"},
+                        }
+                    ],
+                },
+                {
+                    # Document/literal SOAP 1.2 with a WS-Security UsernameToken.
+                    "id": "transport-penalty",
+                    "name_zh": "省交通运输厅行政执法系统",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_KEY_TRANSPORT"},
+                    "inbound": [
+                        {
+                            "adapter": "soap_push",
+                            "message_type": "case_report",
+                            "options": {"operation": "ReportCases", "ws_security": True},
+                        },
+                        {
+                            "adapter": "soap_push",
+                            "message_type": "inspection_report",
+                            "options": {"operation": "ReportInspections", "ws_security": True},
+                        },
+                    ],
                 },
                 {
                     "id": "limited-penalty",
@@ -111,7 +157,7 @@ def systems_config() -> SystemsConfig:
                         "app_key": "jczl-test",
                     },
                     "outbound": {"adapter": "outbox"},
-                    "routes": ["penalty_case.#", "collaboration_task.#"],
+                    "routes": ["#"],
                 },
             ]
         }
@@ -164,12 +210,8 @@ class SoapHub:
             url = f"sqlite:///{tmp_path / 'bus.sqlite3'}"
         namespace = f"test-soap-{uuid.uuid4().hex[:8]}"
         saved = {name: os.environ.get(name) for name in _ENV}
-        os.environ.update(
-            JGHUB_TEST_KEY_ECO=KEYS["eco-env-penalty"],
-            JGHUB_TEST_KEY_ASMX=KEYS["asmx-penalty"],
-            JGHUB_TEST_KEY_LIMITED=KEYS["limited-penalty"],
-            JGHUB_TEST_SECRET_GRASSROOTS=SECRET_GRASSROOTS,
-        )
+        os.environ.update({ENV_OF[system]: key for system, key in KEYS.items()})
+        os.environ["JGHUB_TEST_SECRET_GRASSROOTS"] = SECRET_GRASSROOTS
         broker = bus.connect(url)
         config = systems_config()
         try:
@@ -189,8 +231,8 @@ class SoapHub:
                         os.environ[name] = value
 
     def endpoint(self, system: str) -> str:
-        if system == "asmx-penalty":
-            return f"{self.server.url}/systems/asmx-penalty/CaseService.asmx"
+        if system == "market-penalty":
+            return f"{self.server.url}/systems/market-penalty/CaseService.asmx"
         return f"{self.server.url}/systems/{system}/soap"
 
     def zeep_client(
@@ -199,13 +241,16 @@ class SoapHub:
         *,
         api_key: str | None = None,
         plugins: list[Any] | None = None,
+        wsse: Any = None,
     ) -> Client:
         """A zeep client built from the served `?wsdl`, sending `api_key` as X-Api-Key."""
         session = requests.Session()
         if api_key is not None:
             session.headers["X-Api-Key"] = api_key
         transport = Transport(session=session, timeout=30, operation_timeout=30)
-        return Client(f"{self.endpoint(system)}?wsdl", transport=transport, plugins=plugins or [])
+        return Client(
+            f"{self.endpoint(system)}?wsdl", transport=transport, plugins=plugins or [], wsse=wsse
+        )
 
     def target(self, system: str) -> str:
         return runtime_of(self.app).systems.system(system).target
@@ -213,6 +258,8 @@ class SoapHub:
     def drain(self, system: str, count: int, *, timeout: float = 20.0) -> list[Message]:
         """Consume and ack `count` messages from `system`'s queue (fewer if none come in time)."""
         got: list[Message] = []
+        if count <= 0:
+            return got
         stop = threading.Event()
 
         def handle(delivery: Delivery) -> None:
@@ -233,9 +280,4 @@ class SoapHub:
         return got
 
 
-_ENV = (
-    "JGHUB_TEST_KEY_ECO",
-    "JGHUB_TEST_KEY_ASMX",
-    "JGHUB_TEST_KEY_LIMITED",
-    "JGHUB_TEST_SECRET_GRASSROOTS",
-)
+_ENV = (*ENV_OF.values(), "JGHUB_TEST_SECRET_GRASSROOTS")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,9 @@ from zeep.exceptions import Fault
 from standard.envelope import Envelope
 
 CASES = SAMPLES / "eco-env-penalty" / "samples" / "case_batch"
+MARKET = SAMPLES / "market-penalty" / "samples"
+NATRES = SAMPLES / "natres-penalty" / "samples" / "case_report"
+TRANSPORT = SAMPLES / "transport-penalty" / "samples"
 FEEDBACK = SAMPLES / "eco-env-penalty" / "samples" / "task_feedback"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -194,7 +196,7 @@ def test_faults_travel_with_http_500_in_soap_11(hub: SoapHub) -> None:
 def test_oversized_bodies_are_refused_before_parsing_with_413(hub: SoapHub) -> None:
     body = _envelope("<x>" + "x" * 300_000 + "</x>")
     response = httpx.post(
-        hub.endpoint("asmx-penalty"),
+        hub.endpoint("market-penalty"),
         content=body,
         headers={"Content-Type": "text/xml", "SOAPAction": '""'},
     )
@@ -217,28 +219,44 @@ def test_the_rate_limit_answers_429_with_retry_after(hub: SoapHub) -> None:
     assert _fault_code(response)[0] == "soap:Client.RateLimited"
 
 
-def _rare_batch() -> bytes:
-    # The sample with a party name holding 𠮷 (outside GB2312, inside GB18030).
-    text = (CASES / "valid-batch.xml").read_bytes().decode("gb18030")
-    return text.replace("<dsr:MC>", "<dsr:MC>𠮷", 1).encode("gb18030")
+def _market(name: str, message_type: str = "case_upload") -> str:
+    path = MARKET / message_type / name
+    return path.read_bytes().decode("gb18030")
 
 
 def test_asmx_string_parameter_declared_gb2312_keeps_rare_characters(hub: SoapHub) -> None:
-    client = hub.zeep_client("asmx-penalty")
-    document = _rare_batch().decode("gb18030")
-    assert document.startswith('<?xml version="1.0" encoding="GB2312"?>')
-    answer = client.service.UploadCaseXml(token=hub.keys["asmx-penalty"], xmlDoc=document)
+    client = hub.zeep_client("market-penalty")
+    document = _market("valid-batch.xml")
+    assert document.lower().startswith('<?xml version="1.0" encoding="gb2312"?>')
+    assert "𠮷" in document or "䶮" in document  # beyond GB2312, inside GB18030
+    answer = client.service.UploadCaseXml(token=hub.keys["market-penalty"], xmlDoc=document)
     result = etree.fromstring(answer.encode())
-    assert result.findtext("accepted") == "3" and result.findtext("rejected") == "0"
-    messages = hub.drain("grassroots-platform", 3)
-    records = [json.loads(m.body) for m in messages]
-    names = [record.get("party", {}).get("name", "") for record in records]
-    assert any(name.startswith("𠮷") for name in names), records
+    assert (result.findtext("Code"), result.findtext("Accepted")) == ("0", "4")
+    records = result.findall("Records/Record")
+    assert [r.get("Status") for r in records] == ["accepted"] * 4
+    messages = hub.drain("grassroots-platform", 4)
+    assert sorted(m.id for m in messages) == sorted(r.get("MessageId") for r in records)
+    bodies = "".join(m.body.decode("utf-8") for m in messages)
+    rare = [c for c in "𠮷䶮" if c in document]
+    assert all(c in bodies for c in rare)
+
+
+def test_asmx_operations_share_one_address_and_answer_rejections(hub: SoapHub) -> None:
+    client = hub.zeep_client("market-penalty")
+    document = _market("invalid-publications.xml", "publication_upload")
+    answer = client.service.UploadGsXml(token=hub.keys["market-penalty"], xmlDoc=document)
+    result = etree.fromstring(answer.encode())
+    assert result.findtext("Code") == "1"
+    rejected = [r for r in result.findall("Records/Record") if r.get("Status") == "rejected"]
+    assert rejected and all(r.find("Error") is not None for r in rejected)
+    assert all(e.get("Rule") for r in rejected for e in r.findall("Error"))
+    accepted = int(result.findtext("Accepted") or 0)
+    hub.drain("grassroots-platform", accepted)
 
 
 def test_asmx_token_parameter_is_checked(hub: SoapHub) -> None:
-    client = hub.zeep_client("asmx-penalty")
-    document = (CASES / "valid-batch.xml").read_bytes().decode("gb18030")
+    client = hub.zeep_client("market-penalty")
+    document = _market("valid-batch.xml")
     with pytest.raises(Fault) as raised:
         client.service.UploadCaseXml(token="stolen", xmlDoc=document)
     assert raised.value.code == "soap:Client.Authentication"
@@ -246,21 +264,25 @@ def test_asmx_token_parameter_is_checked(hub: SoapHub) -> None:
         client.service.UploadCaseXml(xmlDoc=document)
     assert missing.value.code == "soap:Client.Authentication"
     assert "token" in missing.value.message
+    with pytest.raises(Fault) as other:
+        client.service.UploadCaseXml(token=hub.keys["natres-penalty"], xmlDoc=document)
+    assert other.value.code == "soap:Client.Forbidden"
+    assert hub.broker.depth(hub.target("grassroots-platform")) == 0
 
 
 def test_soap_12_requests_and_faults(hub: SoapHub) -> None:
-    client = hub.zeep_client("asmx-penalty")
+    client = hub.zeep_client("market-penalty")
     service = client.bind("CaseService", "CaseServiceSoap12")
-    document = (CASES / "valid-batch.xml").read_bytes().decode("gb18030")
-    answer = service.UploadCaseXml(token=hub.keys["asmx-penalty"], xmlDoc=document)
-    assert etree.fromstring(answer.encode()).findtext("accepted") == "3"
-    hub.drain("grassroots-platform", 3)
+    document = _market("valid-batch.xml")
+    answer = service.UploadCaseXml(token=hub.keys["market-penalty"], xmlDoc=document)
+    assert etree.fromstring(answer.encode()).findtext("Accepted") == "4"
+    hub.drain("grassroots-platform", 4)
     with pytest.raises(Fault) as raised:
         service.UploadCaseXml(token="wrong", xmlDoc=document)
     assert raised.value.code == "soap:Sender"
     assert [str(code.localname) for code in raised.value.subcodes] == ["Authentication"]
     response = httpx.post(
-        hub.endpoint("asmx-penalty"),
+        hub.endpoint("market-penalty"),
         content=_envelope('<x:Nope xmlns:x="urn:x"/>', SOAP12),
         headers={"Content-Type": "application/soap+xml; charset=utf-8"},
     )
@@ -269,12 +291,53 @@ def test_soap_12_requests_and_faults(hub: SoapHub) -> None:
 
 
 def test_a_string_document_whose_declaration_cannot_hold_it_is_refused(hub: SoapHub) -> None:
-    client = hub.zeep_client("asmx-penalty")
-    document = '<?xml version="1.0" encoding="ISO-8859-1"?><cf:AJPC xmlns:cf="x">中</cf:AJPC>'
+    client = hub.zeep_client("market-penalty")
+    document = '<?xml version="1.0" encoding="ISO-8859-1"?><XZCF>中</XZCF>'
     with pytest.raises(Fault) as raised:
-        client.service.UploadCaseXml(token=hub.keys["asmx-penalty"], xmlDoc=document)
+        client.service.UploadCaseXml(token=hub.keys["market-penalty"], xmlDoc=document)
     assert raised.value.code == "soap:Client.InvalidParameter"
     assert "ISO-8859-1" in raised.value.message
+
+
+def test_document_literal_body_element_is_the_document(hub: SoapHub) -> None:
+    client = hub.zeep_client("natres-penalty", api_key=hub.keys["natres-penalty"])
+    document = etree.fromstring((NATRES / "valid-report.xml").read_bytes())
+    receipt = client.service.ReportCases(_value_1=list(document), _attr_1=dict(document.attrib))
+    assert (receipt.received, receipt.accepted, receipt.rejected) == (4, 4, 0)
+    assert len(hub.drain("grassroots-platform", 4)) == 4
+    invalid = etree.fromstring((NATRES / "invalid-records.xml").read_bytes())
+    answer = client.service.ReportCases(_value_1=list(invalid), _attr_1=dict(invalid.attrib))
+    assert answer.rejected >= 1 and answer.quarantineId
+    hub.drain("grassroots-platform", answer.accepted)
+
+
+def test_soap_12_with_a_ws_security_username_token(hub: SoapHub) -> None:
+    from zeep.wsse.username import UsernameToken
+
+    token = UsernameToken("jtyst-xzzf", hub.keys["transport-penalty"])
+    client = hub.zeep_client("transport-penalty", wsse=token)
+    cases = etree.fromstring((TRANSPORT / "case_report" / "valid-cases.xml").read_bytes())
+    answer = client.service.ReportCases(_value_1=list(cases), _attr_1=dict(cases.attrib))
+    assert (answer.received, answer.accepted) == (4, 4)
+    assert [outcome.status for outcome in answer.Outcome] == ["accepted"] * 4
+    inspections = etree.fromstring(
+        (TRANSPORT / "inspection_report" / "valid-inspections.xml").read_bytes()
+    )
+    checked = client.service.ReportInspections(_value_1=list(inspections))
+    assert checked.accepted == 3
+    assert {o.dataset for o in checked.Outcome} != {"penalty_case"}
+    assert len(hub.drain("grassroots-platform", 7)) == 7
+    wrong = hub.zeep_client(
+        "transport-penalty", wsse=UsernameToken("jtyst-xzzf", "not-the-password")
+    )
+    with pytest.raises(Fault) as raised:
+        wrong.service.ReportCases(_value_1=list(cases))
+    assert raised.value.code == "soap:Sender"
+    assert [str(code.localname) for code in raised.value.subcodes] == ["Authentication"]
+    anonymous = hub.zeep_client("transport-penalty")
+    with pytest.raises(Fault) as nobody:
+        anonymous.service.ReportCases(_value_1=list(cases))
+    assert "UsernameToken" in nobody.value.message
 
 
 def test_base64_that_is_not_base64_is_refused(hub: SoapHub) -> None:

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -31,6 +32,24 @@ def test_every_function_and_option_is_documented() -> None:
         assert function.summary and not function.summary.startswith(function.name)
         for option, info in function.options.model_fields.items():
             assert info.description, f"{function.name}.{option} has no description"
+
+
+def test_every_pipe_example_reads_as_yaml_and_builds() -> None:
+    # The examples are what users copy into mapping files, so they must survive YAML.
+    tables = {**TABLES, "penalty_kind": CodeTable.inline("penalty_kind", {"FK": "03"})}
+    checked = 0
+    for function in FUNCTIONS.values():
+        for example in function.examples:
+            item = yaml.safe_load(example)
+            if isinstance(item, dict) and set(item) == {function.name}:
+                options = function.parse_options(item[function.name])
+            elif item == function.name:
+                options = function.parse_options(None)
+            else:
+                continue  # a whole field rule showing the function in context
+            function.build(options, BuildContext(tables, "test"))
+            checked += 1
+    assert checked >= len(FUNCTIONS)
 
 
 # --------------------------------------------------------------------------- text

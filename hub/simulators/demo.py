@@ -1,0 +1,413 @@
+"""`jghub demo`: the hub, its worker and every simulated system, through a day of traffic.
+
+    report = run_demo(DemoOptions(records=400))     # embedded bus in a fresh data folder
+    report.books["national"].delivered
+
+1. The landscape (`landscape.yaml`) is filled in: free ports, generated keys.
+2. The simulated receivers listen (the national system flaky: a share of 5xx, of refusals and
+   of answers held past the sender's timeout); the hub serves on a loopback port and the worker
+   delivers, both on the embedded bus in a new data folder (or on RabbitMQ with `amqp_url`).
+3. Every system pushes batches grown from its samples through its own protocol, with spoiled
+   records, its hostile samples (entity bombs, external entities, broken documents, wrong
+   encodings) and one body over the size limit; systems with an outbox pull it.
+4. When every accepted record is delivered or dead-lettered (or the wait ends), the books are
+   closed: per system received = accepted + rejected, and over all systems accepted =
+   delivered + dead-lettered + still queued, each record having exactly one receiver.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import prometheus_client
+from pydantic import BaseModel, ConfigDict, Field
+
+import bus
+from adapters.config import ChannelConfig, SystemConfig
+from bus.routing import RoutingTable
+from hub.settings import HubSettings
+from hub.simulators.clients import OutboxPuller, PushOutcome, SystemClient
+from hub.simulators.landscape import Landscape, build_landscape
+from hub.simulators.server import LoopbackServer
+from hub.simulators.targets import DeliveryLog, FailurePlan, SimulatedTarget
+from hub.simulators.traffic import SystemTraffic, TrafficPayload
+from mappings import SYSTEMS_ROOT, SystemMappings, load_all
+
+DEMO_BODY_LIMIT = 2 * 1024 * 1024
+"""The hub's body limit during the demo: the oversized payloads exceed it."""
+
+
+class DemoOptions(BaseModel):
+    """What the demo does; every option has a default that runs in well under a minute."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: int = Field(default=400, ge=1, description="Generated records over all channels.")
+    invalid_share: float = Field(
+        default=0.08, ge=0, le=1, description="Share of generated records spoiled on purpose."
+    )
+    hostile: bool = Field(
+        default=True,
+        description="Also send each system's invalid and hostile samples and an oversized body.",
+    )
+    amqp_url: str | None = Field(
+        default=None, description="RabbitMQ URL; None: the embedded bus in the data folder."
+    )
+    data_dir: Path | None = Field(
+        default=None, description="Folder for the hub's files; None: var/demo-<time> here."
+    )
+    namespace: str | None = Field(
+        default=None, description="Bus namespace; None: a new one per run (jghub-demo-<id>)."
+    )
+    flaky: FailurePlan = Field(
+        default_factory=lambda: FailurePlan(
+            error_share=0.12, reject_share=0.02, timeout_share=0.01, hold_s=1.2, seed=7
+        ),
+        description="How the national system misbehaves.",
+    )
+    senders: int = Field(default=4, ge=1, le=32, description="Payloads pushed concurrently.")
+    settle_timeout_s: float = Field(
+        default=40.0, gt=0, description="How long to wait for the last deliveries."
+    )
+    seed: int = Field(default=7, description="Seed of the generated traffic.")
+    mappings_root: Path | None = Field(
+        default=None, description="Mapping folders; None: the shipped ones."
+    )
+    delete_topology: bool = Field(
+        default=False,
+        description="Delete the demo's queues at the end (RabbitMQ runs in tests).",
+    )
+
+
+@dataclass
+class SystemBooks:
+    """One system's figures: what it sent (received by the hub) and what it was delivered."""
+
+    system: str
+    name_zh: str
+    payloads: int = 0
+    received: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    receives: bool = False
+    delivered: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    dead_reasons: Counter[str] = field(default_factory=Counter)
+    pulled: int = 0
+    duplicates: int = 0
+
+    def add(self, outcome: PushOutcome) -> None:
+        self.payloads += 1
+        self.received += outcome.received
+        self.accepted += outcome.accepted
+        self.rejected += outcome.rejected
+        self.failed += outcome.failed
+        self.reasons.update(outcome.reasons)
+
+
+@dataclass
+class DemoReport:
+    """The closed books of a demo run and where its traces are."""
+
+    books: dict[str, SystemBooks]
+    hub_url: str
+    bus_url: str
+    namespace: str
+    data_dir: Path
+    elapsed_s: float
+    quarantined: int
+    settled: bool
+
+    @property
+    def accepted(self) -> int:
+        return sum(b.accepted for b in self.books.values())
+
+    @property
+    def delivered(self) -> int:
+        return sum(b.delivered for b in self.books.values())
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(b.dead_lettered for b in self.books.values())
+
+    @property
+    def queued(self) -> int:
+        """Accepted records neither delivered nor dead-lettered (0 when the run settled)."""
+        return self.accepted - self.delivered - self.dead_lettered
+
+
+Progress = Callable[[int, int, str], None]
+"""Called after each payload: (done, total, label)."""
+
+
+def run_demo(options: DemoOptions, progress: Progress | None = None) -> DemoReport:
+    """Run the demo (see the module docstring) and return its books."""
+    started = time.monotonic()
+    root = options.mappings_root or SYSTEMS_ROOT
+    mappings = load_all(root)
+    landscape = build_landscape(mappings)
+    previous = landscape.apply_environment()
+    namespace = options.namespace or f"jghub-demo-{uuid.uuid4().hex[:8]}"
+    data_dir = options.data_dir or Path("var") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = HubSettings(
+        amqp_url=options.amqp_url,
+        data_dir=data_dir,
+        namespace=namespace,
+        max_body_bytes=DEMO_BODY_LIMIT,
+        mappings_root=root,
+    )
+    try:
+        with _running(landscape, settings, options) as running:
+            books = {
+                s.id: SystemBooks(s.id, s.name_zh, receives=s.outbound is not None)
+                for s in landscape.systems.systems
+            }
+            baseline = _delivery_counts(landscape)
+            schedule = _schedule(landscape, mappings, running.hub_url, options)
+            _push_all(schedule, books, options, progress)
+            settled = _settle(running, landscape, books, baseline, options.settle_timeout_s)
+            quarantined = len(running.broker.quarantined(limit=100_000))
+            for client, _, _ in schedule:
+                client.close()
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return DemoReport(
+        books=books,
+        hub_url=running.hub_url,
+        bus_url=settings.bus_url,
+        namespace=namespace,
+        data_dir=data_dir,
+        elapsed_s=time.monotonic() - started,
+        quarantined=quarantined,
+        settled=settled,
+    )
+
+
+@dataclass
+class _Running:
+    hub_url: str
+    broker: bus.Broker
+    targets: dict[str, SimulatedTarget]
+    pullers: dict[str, OutboxPuller]
+
+
+@contextmanager
+def _running(
+    landscape: Landscape, settings: HubSettings, options: DemoOptions
+) -> Iterator[_Running]:
+    # Imported here: the app and worker modules pull in the whole hub, which the traffic
+    # generator and the simulators alone do not need.
+    from hub.app import create_app
+    from hub.worker import Worker
+
+    with ExitStack() as stack:
+        broker = bus.connect(settings.bus_url)
+        stack.callback(broker.close)
+        topology = landscape.systems.topology(settings.namespace)
+        broker.declare(topology)
+        if options.delete_topology:
+            stack.callback(lambda: broker.delete_topology(topology))
+        targets: dict[str, SimulatedTarget] = {}
+        for system in landscape.systems.systems:
+            if system.outbound is None or system.outbound.adapter == "outbox":
+                continue
+            plan = options.flaky if system.id == "national" else FailurePlan()
+            target = SimulatedTarget(system, plan)
+            server = LoopbackServer(
+                target.app, host=target.host, port=target.port, name=f"sim-{system.id}"
+            )
+            stack.enter_context(server)
+            targets[system.id] = target
+        app = create_app(settings, systems=landscape.systems)
+        hub = stack.enter_context(LoopbackServer(app, name="hub"))
+        stop = threading.Event()
+        worker = Worker(settings, systems=landscape.systems, pollers=False)
+        thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
+        thread.start()
+
+        def stop_worker() -> None:
+            stop.set()
+            thread.join(timeout=30)
+
+        stack.callback(stop_worker)
+        pullers: dict[str, OutboxPuller] = {}
+        for system in landscape.systems.systems:
+            if system.outbound is not None and system.outbound.adapter == "outbox":
+                puller = OutboxPuller(system, hub.url, log=DeliveryLog(), interval_s=0.1)
+                pull_thread = threading.Thread(
+                    target=puller.run, args=(stop,), name=f"pull-{system.id}", daemon=True
+                )
+                pull_thread.start()
+                stack.callback(puller.close)
+                stack.callback(pull_thread.join, 10)
+                pullers[system.id] = puller
+        yield _Running(hub.url, broker, targets, pullers)
+
+
+Scheduled = tuple[SystemClient, ChannelConfig, TrafficPayload]
+
+
+def _routable(
+    system: SystemConfig, channel: ChannelConfig, mappings: SystemMappings, table: RoutingTable
+) -> bool:
+    dataset = mappings.inbound_mapping(channel.message_type).dataset.name
+    return bool(table.targets_for(f"{dataset}.330100.{system.id}"))
+
+
+def _schedule(
+    landscape: Landscape,
+    mappings: dict[str, SystemMappings],
+    hub_url: str,
+    options: DemoOptions,
+) -> list[Scheduled]:
+    """Every payload of the run, shuffled as a day's traffic arrives."""
+    topology = landscape.systems.topology("plan")
+    table = RoutingTable({t.name: t.routes for t in topology.targets})
+    channels: list[tuple[SystemClient, ChannelConfig, SystemTraffic]] = []
+    for system in landscape.systems.systems:
+        folder = mappings[system.mapping_id]
+        client = SystemClient(system, hub_url)
+        for channel in client.channels:
+            if not _routable(system, channel, folder, table):
+                continue
+            try:
+                traffic = SystemTraffic(folder, channel.message_type, seed=options.seed)
+            except ValueError:
+                continue  # no valid sample to grow traffic from
+            channels.append((client, channel, traffic))
+    chooser = random.Random(options.seed)
+    plan: list[Scheduled] = []
+    per_channel = max(1, options.records // max(1, len(channels)))
+    for client, channel, traffic in channels:
+        left = per_channel
+        while left > 0:
+            size = min(left, chooser.randint(3, 25))
+            payload = traffic.batch(size, invalid_share=options.invalid_share)
+            plan.append((client, channel, payload))
+            left -= size
+    if options.hostile:
+        seen: set[str] = set()
+        for client, channel, traffic in channels:
+            for payload in traffic.invalid() + traffic.hostile():
+                if client.can_send(channel, payload):
+                    plan.append((client, channel, payload))
+            if client.system.id not in seen:
+                seen.add(client.system.id)
+                plan.append((client, channel, _oversized(traffic)))
+    chooser.shuffle(plan)
+    return plan
+
+
+def _oversized(traffic: SystemTraffic) -> TrafficPayload:
+    payload = traffic.batch(1)
+    padding = b" " * (DEMO_BODY_LIMIT + 1)
+    return TrafficPayload(
+        payload.system,
+        payload.message_type,
+        payload.body + padding,
+        payload.charset,
+        "generated",
+        "oversized body",
+        0,
+        0,
+        "too-large",
+    )
+
+
+def _push_all(
+    schedule: list[Scheduled],
+    books: dict[str, SystemBooks],
+    options: DemoOptions,
+    progress: Progress | None,
+) -> None:
+    lock = threading.Lock()
+    done = 0
+
+    def push(item: Scheduled) -> None:
+        nonlocal done
+        client, channel, payload = item
+        outcome = client.push(channel, payload)
+        while outcome.failed:
+            # Records the bus did not confirm are sent again, as a system told "failed" would.
+            outcome = client.push(channel, payload)
+        with lock:
+            books[client.system.id].add(outcome)
+            done += 1
+            if progress is not None:
+                progress(done, len(schedule), f"{client.system.id} {payload.label}")
+
+    with ThreadPoolExecutor(max_workers=options.senders, thread_name_prefix="push") as pool:
+        for future in [pool.submit(push, item) for item in schedule]:
+            future.result()
+
+
+def _delivery_counts(landscape: Landscape) -> dict[tuple[str, str], float]:
+    counts: dict[tuple[str, str], float] = {}
+    for system in landscape.systems.systems:
+        for outcome in ("delivered", "retried", "dead_lettered"):
+            value = prometheus_client.REGISTRY.get_sample_value(
+                "jghub_outbound_deliveries_total", {"target": system.target, "outcome": outcome}
+            )
+            counts[(system.id, outcome)] = value or 0.0
+    return counts
+
+
+def _settle(
+    running: _Running,
+    landscape: Landscape,
+    books: dict[str, SystemBooks],
+    baseline: dict[tuple[str, str], float],
+    timeout_s: float,
+) -> bool:
+    """Wait until every accepted record is delivered (and pulled) or dead; fill in the books."""
+    accepted = sum(b.accepted for b in books.values())
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = _delivery_counts(landscape)
+        for system in landscape.systems.systems:
+            book = books[system.id]
+            book.delivered = int(now[(system.id, "delivered")] - baseline[(system.id, "delivered")])
+            book.retried = int(now[(system.id, "retried")] - baseline[(system.id, "retried")])
+            book.dead_lettered = int(
+                now[(system.id, "dead_lettered")] - baseline[(system.id, "dead_lettered")]
+            )
+            puller = running.pullers.get(system.id)
+            if puller is not None:
+                book.pulled = len(puller.log.accepted_keys())
+        settled = sum(b.delivered + b.dead_lettered for b in books.values()) >= accepted
+        pulled = all(books[s].pulled >= books[s].delivered for s in running.pullers)
+        if (settled and pulled) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    for system_id, target in running.targets.items():
+        books[system_id].duplicates = target.log.duplicates()
+    for system in landscape.systems.systems:
+        if system.outbound is None:
+            continue
+        for letter in running.broker.dead_letters(system.target, limit=100_000):
+            books[system.id].dead_reasons[_short(letter.reason)] += 1
+    return settled and pulled
+
+
+def _short(reason: str) -> str:
+    text = reason.strip().splitlines()[0] if reason.strip() else "unknown"
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,217 @@
+"""The outbox: pull under a lease, acknowledge, and what is not acknowledged comes back."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hub_harness import BACKENDS, ECO_KEY, THROTTLED_KEY, running_hub, sample
+
+from adapters.base import AdapterContext
+from adapters.config import SystemConfig
+from adapters.errors import TransientDeliveryError
+from adapters.outbox import OutboxSender, OutboxSenderOptions, SqliteOutbox, shared_outbox
+from mappings import load_system
+from mappings.system import SYSTEMS_ROOT
+from standard.envelope import Envelope
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def put(store: SqliteOutbox, system: str, n: int, *, key: str | None = None) -> bool:
+    return store.put(
+        system,
+        message_id=f"m{n}",
+        idempotency_key=key or f"k{n}",
+        body=f'{{"n": {n}}}'.encode(),
+        content_type="application/json",
+    )
+
+
+def test_pull_leases_oldest_first_and_ack_removes(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = SqliteOutbox(tmp_path / "outbox.sqlite3", clock=clock)
+    for n in range(5):
+        assert put(store, "a", n)
+    put(store, "b", 99)
+    lease = store.pull("a", limit=3, lease_s=30)
+    assert [item.message_id for item in lease.items] == ["m0", "m1", "m2"]
+    assert lease.cursor == lease.items[-1].seq
+    # Leased messages are not handed to a second puller; the rest are.
+    assert [item.message_id for item in store.pull("a", limit=10, lease_s=30).items] == ["m3", "m4"]
+    assert store.pull("a", limit=10, lease_s=30).items == []
+    assert store.ack("a", ids=["m0", "m2", "nonexistent"]) == 2
+    assert store.ack("a", ids=["m0"]) == 0  # already acknowledged
+    assert store.pending("a") == 3 and store.pending("b") == 1
+    store.close()
+
+
+def test_what_is_not_acknowledged_comes_back_after_the_lease(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = SqliteOutbox(tmp_path / "outbox.sqlite3", clock=clock)
+    for n in range(3):
+        put(store, "a", n)
+    first = store.pull("a", limit=10, lease_s=30)
+    store.ack("a", ids=["m1"])
+    clock.now += 29.9
+    assert store.pull("a", limit=10, lease_s=30).items == []
+    clock.now += 0.2
+    again = store.pull("a", limit=10, lease_s=30)
+    assert [item.message_id for item in again.items] == ["m0", "m2"]
+    assert [item.deliveries for item in again.items] == [2, 2]
+    assert again.lease_id != first.lease_id
+    # The old lease's cursor no longer acknowledges what was handed out again.
+    assert store.ack("a", lease_id=first.lease_id, cursor=first.cursor) == 0
+    assert store.ack("a", lease_id=again.lease_id, cursor=again.items[0].seq) == 1
+    assert store.pending("a") == 1
+    store.close()
+
+
+def test_the_same_idempotency_key_is_kept_once(tmp_path: Path) -> None:
+    store = SqliteOutbox(tmp_path / "outbox.sqlite3")
+    assert put(store, "a", 1, key="same")
+    assert not put(store, "a", 2, key="same")
+    assert put(store, "b", 3, key="same")  # keys are per system
+    lease = store.pull("a", limit=10, lease_s=30)
+    store.ack("a", ids=[item.message_id for item in lease.items])
+    # A replay after acknowledgement is still recognised.
+    assert not put(store, "a", 4, key="same")
+    assert store.pending("a") == 0
+    store.close()
+
+
+def test_cursor_ack_needs_its_lease(tmp_path: Path) -> None:
+    store = SqliteOutbox(tmp_path / "outbox.sqlite3")
+    with pytest.raises(ValueError, match="both lease_id and cursor"):
+        store.ack("a", cursor=3)
+    with pytest.raises(ValueError, match="at least 1"):
+        store.pull("a", limit=0, lease_s=1)
+    store.close()
+
+
+def system(system_id: str = "eco-env-penalty") -> SystemConfig:
+    return SystemConfig.model_validate(
+        {
+            "id": system_id,
+            "name_zh": "测试",
+            "auth": {"scheme": "api_key", "key_env": "X"},
+            "outbound": {"adapter": "outbox"},
+            "routes": ["#"],
+        }
+    )
+
+
+def envelope_of_sample() -> Envelope:
+    mappings = load_system(SYSTEMS_ROOT / "grassroots-platform")
+    payload = sample("grassroots-platform", "event_report", "valid-events")
+    return mappings.translate("event_report", payload).envelopes[0]
+
+
+def test_the_sender_writes_where_another_process_reads(tmp_path: Path) -> None:
+    # The worker (one process) writes; serve (another) hands out: one SQLite file between them.
+    script = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from adapters.base import AdapterContext
+        from adapters.config import SystemConfig
+        from adapters.outbox import OutboxSender, OutboxSenderOptions
+        from mappings import load_system
+        from mappings.system import SYSTEMS_ROOT
+        mappings = load_system(SYSTEMS_ROOT / "grassroots-platform")
+        payload = (SYSTEMS_ROOT / "grassroots-platform/samples/event_report/valid-events.json")
+        for envelope in mappings.translate("event_report", payload.read_bytes()).envelopes:
+            system = SystemConfig.model_validate({{"id": "eco-env-penalty", "name_zh": "t",
+                "auth": {{"scheme": "api_key", "key_env": "X"}},
+                "outbound": {{"adapter": "outbox"}}, "routes": ["#"]}})
+            sender = OutboxSender(OutboxSenderOptions(),
+                AdapterContext(system=system, data_dir=Path({str(tmp_path)!r})))
+            sender.deliver(envelope.to_json(), content_type="application/cloudevents+json",
+                idempotency_key=envelope.idempotencykey, envelope=envelope)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    store = shared_outbox(tmp_path)
+    lease = store.pull("eco-env-penalty", limit=10, lease_s=30)
+    assert len(lease.items) == 3
+    for item in lease.items:
+        envelope = Envelope.from_json(item.body)
+        assert envelope.id == item.message_id and envelope.subject == item.subject
+        assert item.dataset == "grassroots_event"
+
+
+def test_the_sender_pushes_back_when_the_system_does_not_pull(tmp_path: Path) -> None:
+    envelope = envelope_of_sample()
+    sender = OutboxSender(
+        OutboxSenderOptions(max_pending=1), AdapterContext(system=system(), data_dir=tmp_path)
+    )
+    arguments = {"content_type": "application/json", "envelope": envelope}
+    sender.deliver(b"{}", idempotency_key="k1", **arguments)
+    with pytest.raises(TransientDeliveryError, match="max_pending"):
+        sender.deliver(b"{}", idempotency_key="k2", **arguments)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pull_ack_and_lease_expiry_over_http(tmp_path: Path, backend: str) -> None:
+    with running_hub(tmp_path, backend, settings_overrides={"outbox_lease_s": 1.0}) as hub:
+        # What the worker does for an outbox target: consume, deliver into the outbox.
+        envelopes = [envelope_of_sample()]
+        mappings = load_system(SYSTEMS_ROOT / "eco-env-penalty")
+        feedback = mappings.translate(
+            "task_feedback", sample("eco-env-penalty", "task_feedback", "valid-feedback")
+        ).envelopes[0]
+        rendered = mappings.render("task_push", feedback)
+        sender = OutboxSender(
+            OutboxSenderOptions(),
+            AdapterContext(system=system(), data_dir=hub.settings.data_dir),
+        )
+        sender.deliver(
+            envelopes[0].to_json(),
+            content_type="application/cloudevents+json",
+            idempotency_key=envelopes[0].idempotencykey,
+            envelope=envelopes[0],
+        )
+        # A legacy target declares gb2312; rare characters in names need its superset GB18030.
+        legacy = rendered.decode("utf-8").encode("gb18030")
+        sender.deliver(
+            legacy,
+            content_type="application/xml; charset=gb2312",
+            idempotency_key=feedback.idempotencykey,
+            envelope=feedback,
+        )
+        pull = "/systems/eco-env-penalty/outbox"
+        keyed = {"X-Api-Key": ECO_KEY}
+        assert hub.client.get(pull, headers={"X-Api-Key": "wrong"}).status_code == 401
+        assert hub.client.get(pull, headers={"X-Api-Key": THROTTLED_KEY}).status_code == 403
+        first = hub.client.get(pull, headers=keyed, params={"limit": 10})
+        assert first.status_code == 200
+        lease = first.json()
+        assert [m["deliveries"] for m in lease["messages"]] == [1, 1]
+        event, task = lease["messages"]
+        assert event["encoding"] == "text"
+        assert Envelope.from_json(event["body"]).id == event["id"]
+        assert task["encoding"] == "text" and task["body"] == rendered.decode("utf-8")
+        assert lease["cursor"] == task["seq"]
+        # Acknowledge only the event; the task comes back once the lease has expired.
+        acked = hub.client.post(f"{pull}/ack", headers=keyed, json={"ids": [event["id"]]})
+        assert acked.json() == {"acknowledged": 1, "pending": 1}
+        assert hub.client.get(pull, headers=keyed).json()["messages"] == []
+        time.sleep(1.1)
+        again = hub.client.get(pull, headers=keyed).json()
+        assert [(m["id"], m["deliveries"]) for m in again["messages"]] == [(task["id"], 2)]
+        by_cursor = {"lease_id": again["lease_id"], "cursor": again["cursor"]}
+        acked = hub.client.post(f"{pull}/ack", headers=keyed, json=by_cursor)
+        assert acked.json() == {"acknowledged": 1, "pending": 0}
+        bad = hub.client.post(f"{pull}/ack", headers=keyed, json={"cursor": 3})
+        assert bad.status_code == 400 and "lease_id" in bad.json()["reason"]
+        # Systems without an outbox have no such endpoint.
+        assert hub.client.get("/systems/throttled-platform/outbox").status_code == 404

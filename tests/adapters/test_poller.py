@@ -1,0 +1,398 @@
+"""The REST poller against a real loopback pull API (the emergency-penalty system's shape).
+
+The source pages penalty cases by update time (inclusive begin), with a token; records go
+through the real ingress onto the bus (embedded and RabbitMQ), and the cursor lives in data_dir.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+import bus
+from adapters.base import AdapterContext
+from adapters.ingress import Ingress
+from adapters.poller import CursorStore, SourceUnavailable
+from adapters.rest_poller import RestPoller
+from bus import Broker, Delivery, Message
+from hub.settings import HubSettings
+from hub.systems import SystemsConfig
+from hub.worker import Worker
+from mappings import SYSTEMS_ROOT, load_all
+
+RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SAMPLE = SYSTEMS_ROOT / "emergency-penalty/samples/case_page/valid-page.json"
+TEMPLATE = json.loads(SAMPLE.read_text(encoding="utf-8"))["result"]["records"][0]
+TOKEN = "tok-" + uuid.uuid4().hex
+START = datetime(2026, 3, 5, 10, 0, 0)
+
+
+def case(number: int, updated: datetime) -> dict[str, Any]:
+    """A penalty case of the sample's shape with its own id, case number and update time."""
+    record = copy.deepcopy(TEMPLATE)
+    stamp = updated.strftime("%Y-%m-%d %H:%M:%S")
+    record.update(id=20000 + number, caseNo=f"330603YJ2026{number:06d}")
+    record.update(createTime=stamp, updateTime=stamp)
+    return record
+
+
+class PullSource:
+    """The department's pull API: a token endpoint and GET pages of cases by update time."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.requests: list[dict[str, str]] = []
+        self.fail_next = 0
+        self.token_requests = 0
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with owner._lock:
+                    owner.token_requests += 1
+                ok = body == {"clientId": "jghub", "clientSecret": "s3cret"}
+                answer = {"code": 200, "result": {"accessToken": TOKEN, "expiresIn": 7200}}
+                self._json(answer if ok else {"code": 401, "msg": "bad client", "result": None})
+
+            def do_GET(self) -> None:
+                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                with owner._lock:
+                    owner.requests.append(query)
+                    failing = owner.fail_next > 0
+                    owner.fail_next -= 1 if failing else 0
+                    records = list(owner.records)
+                if failing:
+                    self._send(500, b"<html>500 Internal Server Error</html>", "text/html")
+                    return
+                if self.headers.get("X-Access-Token") != TOKEN:
+                    self._json({"code": 401, "msg": "token已过期，请重新获取", "result": None})
+                    return
+                begin = query["updateTimeBegin"]
+                chosen = sorted(
+                    (r for r in records if r["updateTime"] >= begin),
+                    key=lambda r: (r["updateTime"], r["id"]),
+                )
+                number, size = int(query["pageNo"]), int(query["pageSize"])
+                page = chosen[(number - 1) * size : number * size]
+                result = {"total": len(chosen), "pageNo": number, "pageSize": size}
+                self._json({"code": 200, "msg": "操作成功", "result": {**result, "records": page}})
+
+            def _json(self, document: Any) -> None:
+                self._send(
+                    200, json.dumps(document, ensure_ascii=False).encode(), "application/json"
+                )
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def add(self, *records: dict[str, Any]) -> None:
+        with self._lock:
+            self.records.extend(records)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def systems(source: PullSource, **poller: Any) -> SystemsConfig:
+    options = {
+        "url": f"{source.base}/openapi/v1/punish/cases",
+        "since_param": "updateTimeBegin",
+        "until_param": "updateTimeEnd",
+        "page_param": "pageNo",
+        "page_size_param": "pageSize",
+        "page_size": 4,
+        "time_format": "yyyy-MM-dd HH:mm:ss",
+        "records_path": "result.records",
+        "total_path": "result.total",
+        "record_time_path": "updateTime",
+        "record_id_path": "id",
+        "answer_check": {"path": "code", "success": [200], "message_path": "msg"},
+        "token": {
+            "url": f"{source.base}/openapi/v1/auth/token",
+            "fields": {"clientId": "jghub"},
+            "secret_fields": {"clientSecret": "JGHUB_TEST_EMERGENCY_SECRET"},
+            "header": "X-Access-Token",
+        },
+        "interval_s": 0.2,
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.2,
+        **poller,
+    }
+    return SystemsConfig.model_validate(
+        {
+            "systems": [
+                {
+                    "id": "emergency-penalty",
+                    "name_zh": "省应急管理厅安全生产行政执法系统",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_UNUSED"},
+                    "inbound": [
+                        {"adapter": "rest_poller", "message_type": "case_page", "options": options}
+                    ],
+                },
+                {
+                    "id": "national",
+                    "name_zh": "国家互联网+监管系统",
+                    "mapping": "grassroots-platform",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_UNUSED"},
+                    "outbound": {"adapter": "outbox"},
+                    "routes": ["penalty_case.#"],
+                },
+            ]
+        }
+    )
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JGHUB_TEST_EMERGENCY_SECRET", "s3cret")
+
+
+@pytest.fixture
+def source() -> Iterator[PullSource]:
+    running = PullSource()
+    yield running
+    running.close()
+
+
+def require_rabbitmq() -> None:
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return
+    except OSError:
+        problem = "RabbitMQ does not answer on 127.0.0.1:5672 (rabbitmq-server -detached)"
+        if IN_CI:
+            pytest.fail(f"{problem}; CI=true requires it")
+        pytest.skip(problem)
+
+
+class Bus:
+    def __init__(self, url: str, config: SystemsConfig) -> None:
+        self.url = url
+        self.namespace = f"test-poller-{uuid.uuid4().hex[:10]}"
+        self.topology = config.topology(self.namespace)
+        self.broker: Broker = bus.connect(url)
+        self.broker.declare(self.topology)
+
+    def drain(self, target: str = "national") -> list[Message]:
+        """Every message waiting in the target's queue, consumed and acknowledged."""
+        got: list[Message] = []
+        stop = threading.Event()
+        last = [time.monotonic()]
+
+        def handle(delivery: Delivery) -> None:
+            got.append(delivery.message)
+            last[0] = time.monotonic()
+            delivery.ack()
+
+        consumer = threading.Thread(
+            target=self.broker.consume, args=(target, handle), kwargs={"stop": stop}
+        )
+        consumer.start()
+        while time.monotonic() - last[0] < 0.5:
+            time.sleep(0.05)
+        stop.set()
+        consumer.join(timeout=10)
+        return got
+
+    def close(self) -> None:
+        if self.url.startswith("amqp"):
+            self.broker.delete_topology(self.topology)
+        self.broker.close()
+
+
+@pytest.fixture(params=["embedded", "rabbitmq"])
+def bus_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "rabbitmq":
+        require_rabbitmq()
+        return RABBITMQ_URL
+    return f"sqlite:///{tmp_path / 'bus.sqlite3'}"
+
+
+def poller_of(config: SystemsConfig, broker: Broker, data_dir: Path) -> RestPoller:
+    mappings = config.bind_mappings(load_all())
+    system = config.system("emergency-penalty")
+    context = AdapterContext(
+        system=system,
+        data_dir=data_dir,
+        ingress=Ingress(broker, mappings),
+        channel=system.inbound[0],
+    )
+    options = RestPoller.Options.model_validate(system.inbound[0].options)
+    return RestPoller(options, context)
+
+
+def case_numbers(messages: list[Message]) -> list[str]:
+    return sorted(str(m.headers["cloudEvents_subject"]) for m in messages)
+
+
+def test_restart_neither_skips_nor_repeats(
+    source: PullSource, bus_url: str, tmp_path: Path
+) -> None:
+    # 10 cases, with runs of equal update times that straddle the 4-record pages.
+    times = [START + timedelta(minutes=m) for m in (0, 1, 1, 1, 1, 1, 2, 3, 3, 4)]
+    source.add(*(case(n, t) for n, t in enumerate(times)))
+    config = systems(source)
+    wire = Bus(bus_url, config)
+    try:
+        first = poller_of(config, wire.broker, tmp_path)
+        source.fail_next = 0
+        # The source breaks after two pages: what was handed over stays, the cursor says where.
+        original_fetch = first.fetch
+        pages = [0]
+
+        def fetch_then_fail(since: datetime, page_number: int) -> Any:
+            pages[0] += 1
+            if pages[0] > 2:
+                raise SourceUnavailable("the source went away")
+            return original_fetch(since, page_number)
+
+        first.fetch = fetch_then_fail  # type: ignore[method-assign]
+        with pytest.raises(SourceUnavailable):
+            first.poll_once()
+        first.close()
+        cursor = CursorStore(tmp_path, "emergency-penalty", "case_page").load()
+        assert cursor is not None and cursor.record_id != ""
+        handed_first = case_numbers(wire.drain())
+        assert 0 < len(handed_first) < 10
+
+        # A new poller (a restarted worker) reads the cursor and goes on.
+        second = poller_of(config, wire.broker, tmp_path)
+        second.poll_once()
+        handed_second = case_numbers(wire.drain())
+        assert sorted(handed_first + handed_second) == [f"330603YJ2026{n:06d}" for n in range(10)]
+        assert not set(handed_first) & set(handed_second)
+
+        # New cases, one at the cursor's very time with a larger id: all of them, once.
+        latest = times[-1]
+        source.add(case(10, latest), case(11, latest + timedelta(seconds=1)))
+        second.poll_once()
+        assert case_numbers(wire.drain()) == ["330603YJ2026000010", "330603YJ2026000011"]
+        assert second.poll_once() == 0  # nothing new: nothing handed over
+        assert wire.drain() == []
+        second.close()
+    finally:
+        wire.close()
+
+
+def test_the_query_carries_the_cursor_time_and_the_token(
+    source: PullSource, tmp_path: Path
+) -> None:
+    source.add(case(1, START), case(2, START + timedelta(hours=1)))
+    config = systems(source)
+    wire = Bus(f"sqlite:///{tmp_path / 'bus.sqlite3'}", config)
+    try:
+        poller = poller_of(config, wire.broker, tmp_path)
+        assert poller.poll_once() == 2
+        assert source.requests[0]["updateTimeBegin"] == "1970-01-01 08:00:00"
+        assert source.requests[0]["pageNo"] == "1" and source.requests[0]["pageSize"] == "4"
+        poller.poll_once()
+        assert source.requests[-1]["updateTimeBegin"] == "2026-03-05 11:00:00"
+        assert source.token_requests == 1  # the token is reused until it expires
+        poller.close()
+    finally:
+        wire.close()
+
+
+def test_a_failing_source_is_retried_with_backoff_and_a_refused_token_fetched_again(
+    source: PullSource, tmp_path: Path
+) -> None:
+    source.add(*(case(n, START + timedelta(minutes=n)) for n in range(6)))
+    config = systems(source)
+    wire = Bus(f"sqlite:///{tmp_path / 'bus.sqlite3'}", config)
+    try:
+        poller = poller_of(config, wire.broker, tmp_path)
+        source.fail_next = 3
+        stop = threading.Event()
+        runner = threading.Thread(target=poller.run, args=(stop,))
+        started = time.monotonic()
+        runner.start()
+        deadline = time.monotonic() + 15
+        got: list[Message] = []
+        while len(got) < 6 and time.monotonic() < deadline:
+            got += wire.drain()
+        stop.set()
+        runner.join(timeout=10)
+        assert case_numbers(got) == [f"330603YJ2026{n:06d}" for n in range(6)]
+        assert time.monotonic() - started >= 0.05 + 0.1  # it waited between failed polls
+        poller._token = ("expired-token", time.monotonic() + 3600)  # the source refuses it
+        with pytest.raises(SourceUnavailable, match="token已过期"):
+            poller.poll_once()
+        assert poller.poll_once() == 0  # a new token was fetched
+        assert source.token_requests == 2
+        poller.close()
+    finally:
+        wire.close()
+
+
+def test_a_second_poller_on_the_same_data_folder_waits_for_the_first(
+    source: PullSource, tmp_path: Path
+) -> None:
+    store = CursorStore(tmp_path, "emergency-penalty", "case_page")
+    stop = threading.Event()
+    with store.owned(stop) as owned:
+        assert owned
+        other = threading.Event()
+        threading.Timer(0.2, other.set).start()
+        with CursorStore(tmp_path, "emergency-penalty", "case_page").owned(
+            other, wait_s=0.05
+        ) as second:
+            assert second is False  # gave up at its stop request, never polled
+
+
+def test_the_worker_runs_the_configured_pollers(source: PullSource, tmp_path: Path) -> None:
+    source.add(*(case(n, START + timedelta(minutes=n)) for n in range(5)))
+    config = systems(source)
+    url = f"sqlite:///{tmp_path / 'bus.sqlite3'}"
+    wire = Bus(url, config)
+    settings = HubSettings(data_dir=tmp_path, namespace=wire.namespace)
+    worker = Worker(settings, systems=config, targets=[], pollers=True)
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop,))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 15
+        got: list[Message] = []
+        while len(got) < 5 and time.monotonic() < deadline:
+            got += wire.drain()
+        assert len(got) == 5
+    finally:
+        stop.set()
+        runner.join(timeout=15)
+        wire.close()
+    assert not runner.is_alive()

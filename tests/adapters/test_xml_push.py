@@ -1,0 +1,131 @@
+"""XML over HTTP push over a real uvicorn server, on the embedded bus and on RabbitMQ."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hub_harness import BACKENDS, ECO_KEY, THROTTLED_KEY, RunningHub, running_hub, sample
+from lxml import etree
+
+from standard.envelope import Envelope
+
+PUSH = "/systems/eco-env-penalty/xml/case_batch"
+FEEDBACK = "/systems/eco-env-penalty/xml/task_feedback"
+CASES = ("eco-env-penalty", "case_batch")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningHub]:
+    with running_hub(tmp_path_factory.mktemp(request.param), request.param) as running:
+        yield running
+
+
+def post(
+    hub: RunningHub, body: bytes, *, key: str = ECO_KEY, charset: str | None = None
+) -> etree._Element:
+    content_type = "application/xml" + (f"; charset={charset}" if charset else "")
+    response = hub.client.post(
+        PUSH, content=body, headers={"X-Api-Key": key, "Content-Type": content_type}
+    )
+    assert response.headers["content-type"].startswith("application/xml")
+    root = etree.fromstring(response.content)
+    root.set("http-status", str(response.status_code))
+    return root
+
+
+def test_a_gb2312_batch_is_answered_in_xml_and_consumable(hub: RunningHub) -> None:
+    answer = post(hub, sample(*CASES, "valid-batch"))
+    assert answer.get("http-status") == "200"
+    assert answer.findtext("accepted") == "3" and answer.findtext("rejected") == "0"
+    records = answer.findall("records/record")
+    assert [r.get("status") for r in records] == ["accepted"] * 3
+    ids = {r.findtext("message_id") for r in records}
+    messages = hub.drain("grassroots_platform", 3)
+    assert {m.id for m in messages} == ids
+    names = set()
+    for message in messages:
+        envelope = Envelope.from_amqp(
+            {"content_type": message.content_type, "headers": message.headers}, message.body
+        )
+        names.add(envelope.data.get("party", {}).get("name") if envelope.data else None)
+    # GB2312-declared bytes arrive as the right characters (decoded as GB18030).
+    assert any(name and any("\u4e00" <= ch <= "\u9fff" for ch in name) for name in names)
+
+
+def test_the_transport_charset_is_used_when_the_document_names_none(hub: RunningHub) -> None:
+    answer = post(hub, sample(*CASES, "valid-charset-from-transport"), charset="gbk")
+    assert answer.get("http-status") == "200", etree.tostring(answer)
+    assert answer.findtext("accepted") == "1"
+    assert len(hub.drain("grassroots_platform", 1)) == 1
+
+
+def test_rejected_records_carry_field_rule_and_line(hub: RunningHub) -> None:
+    answer = post(hub, sample(*CASES, "invalid-records"))
+    assert answer.get("http-status") == "200"
+    rejected = [r for r in answer.findall("records/record") if r.get("status") == "rejected"]
+    assert len(rejected) == 3
+    first = rejected[0].find("error")
+    assert first is not None
+    assert first.findtext("field") and first.findtext("rule") and first.findtext("line")
+    assert (first.findtext("location") or "").startswith("(/cf:AJPC/cf:AJ)[")
+    quarantine_id = answer.findtext("quarantine_id")
+    assert any(q.id == quarantine_id for q in hub.broker().quarantined(1000))
+    assert len(hub.drain("grassroots_platform", 1)) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("invalid-entity-bomb", "forbidden-markup"),
+        ("invalid-external-entity", "forbidden-markup"),
+        ("invalid-truncated", "malformed"),
+        ("invalid-encoding", "encoding"),
+        ("invalid-wrong-message", "no-records"),
+    ],
+)
+def test_hostile_or_broken_documents_are_400_and_kept(
+    hub: RunningHub, name: str, kind: str
+) -> None:
+    depth = hub.depth("grassroots_platform")
+    answer = post(hub, sample(*CASES, name))
+    assert answer.get("http-status") == "400"
+    assert answer.findtext("payload_error/kind") == kind
+    assert answer.findtext("accepted") == "0"
+    assert any(q.id == answer.findtext("quarantine_id") for q in hub.broker().quarantined(1000))
+    assert hub.depth("grassroots_platform") == depth
+
+
+def test_a_wrong_key_is_401_and_nothing_is_published(hub: RunningHub) -> None:
+    depth = hub.depth("grassroots_platform")
+    response = hub.client.post(
+        PUSH, content=sample(*CASES, "valid-batch"), headers={"X-Api-Key": "guessed"}
+    )
+    assert response.status_code == 401
+    assert response.json()["reason"] == "the X-Api-Key header matches no configured system's key"
+    assert hub.depth("grassroots_platform") == depth
+
+
+def test_another_systems_key_is_403(hub: RunningHub) -> None:
+    depth = hub.depth("grassroots_platform")
+    response = hub.client.post(
+        PUSH, content=sample(*CASES, "valid-batch"), headers={"X-Api-Key": THROTTLED_KEY}
+    )
+    assert response.status_code == 403
+    assert hub.depth("grassroots_platform") == depth
+
+
+def test_a_channel_answering_json(hub: RunningHub) -> None:
+    # task_feedback has answer: json; collaboration tasks have no route here, so they are
+    # rejected as unroutable and kept.
+    response = hub.client.post(
+        FEEDBACK,
+        content=sample("eco-env-penalty", "task_feedback", "valid-feedback"),
+        headers={"X-Api-Key": ECO_KEY, "Content-Type": "text/xml"},
+    )
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["rejected"] == 2
+    assert {r["errors"][0]["kind"] for r in answer["records"]} == {"unroutable"}

@@ -1,0 +1,213 @@
+"""The app as operators and integrators meet it: health, readiness, metrics, OpenAPI, CLI, serve."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "adapters"))
+from hub_harness import (
+    BACKENDS,
+    ECO_KEY,
+    SECRETS,
+    TEST_SYSTEMS,
+    running_hub,
+    sample,
+)
+
+import bus
+from hub.cli import app as cli
+from hub.systems import load_systems
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_health_ready_metrics_and_docs(tmp_path: Path, backend: str) -> None:
+    with running_hub(tmp_path, backend) as hub:
+        health = hub.client.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "alive"
+        ready = hub.client.get("/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json() == {
+            "ready": True,
+            "checks": {"bus": True, "topology": True, "mappings": True},
+            "problems": [],
+        }
+        metrics = hub.client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "process_cpu_seconds_total" in metrics.text or "python_info" in metrics.text
+        assert hub.client.get("/docs").status_code == 200
+        # The topology was declared at start: every target queue exists and is empty.
+        for target in hub.topology.targets:
+            assert hub.depth(target.name) == 0
+
+
+def test_openapi_has_a_tag_per_system_and_answer_models(tmp_path: Path) -> None:
+    with running_hub(tmp_path, "embedded") as hub:
+        document = hub.client.get("/openapi.json").json()
+    tags = {tag["name"] for tag in document["tags"]}
+    assert {"grassroots-platform", "eco-env-penalty", "throttled-platform", "operations"} <= tags
+    push = document["paths"]["/systems/eco-env-penalty/xml/case_batch"]["post"]
+    assert push["tags"] == ["eco-env-penalty"]
+    assert set(push["responses"]) >= {"200", "400", "401", "403", "413", "429", "503"}
+    assert push["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/IngressResult"
+    )
+    assert "application/xml" in push["requestBody"]["content"]
+    pull = document["paths"]["/systems/eco-env-penalty/outbox"]["get"]
+    assert pull["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/OutboxPull"
+    )
+    assert "/systems/throttled-platform/outbox" not in document["paths"]
+    for name in ("IngressResult", "RecordAnswer", "OutboxPull", "RefusalBody"):
+        for field, spec in document["components"]["schemas"][name]["properties"].items():
+            assert spec.get("description"), f"{name}.{field} has no description"
+
+
+def test_without_a_bus_the_hub_is_alive_not_ready_and_refuses_pushes(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    overrides = {"amqp_url": f"amqp://guest:guest@127.0.0.1:{port}/%2F"}
+    with running_hub(tmp_path, "embedded", settings_overrides=overrides) as hub:
+        assert hub.client.get("/health").status_code == 200
+        ready = hub.client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["bus"] is False
+        assert ready.json()["problems"][0].startswith("bus: ")
+        push = hub.client.post(
+            "/systems/eco-env-penalty/xml/case_batch",
+            content=sample("eco-env-penalty", "case_batch", "valid-batch"),
+            headers={"X-Api-Key": ECO_KEY},
+        )
+        assert push.status_code == 503
+        assert push.headers["Retry-After"] == "5"
+        assert "not connected to the bus" in push.json()["reason"]
+
+
+def test_no_server_error_for_any_request_the_schema_allows(tmp_path: Path) -> None:
+    """Schemathesis generates requests from the OpenAPI document; none may get a 5xx."""
+    with running_hub(tmp_path, "embedded") as hub:
+        raw = hub.client.get("/openapi.json").json()
+        schema = schemathesis.openapi.from_dict(raw)
+        seen: list[int] = []
+        for result in schema.get_all_operations():
+            operation = result.ok()
+
+            @settings(
+                max_examples=6,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=operation.as_strategy())
+            def no_server_error(case: schemathesis.Case) -> None:
+                response = case.call(base_url=hub.base_url, headers={"X-Api-Key": ECO_KEY})
+                seen.append(response.status_code)
+                assert response.status_code < 500, (case.method, case.path, response.text)
+
+            no_server_error()
+    # Requests got past the gate (some answers are the mapping's, not the gatekeeper's).
+    assert any(status in (200, 400) for status in seen) and 403 in seen
+
+
+def test_adapters_list_and_doc() -> None:
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["adapters", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    for name in ("rest_push", "xml_push", "outbox"):
+        assert name in listed.output
+    doc = runner.invoke(cli, ["adapters", "doc", "xml_push"], env={"COLUMNS": "200"})
+    assert doc.exit_code == 0
+    assert "default_charset" in doc.output and '"xml"' in doc.output
+    assert "XML over HTTP push endpoint" in doc.output
+    unknown = runner.invoke(cli, ["adapters", "doc", "pigeon"], env={"COLUMNS": "200"})
+    assert unknown.exit_code == 2
+    assert "no adapter named 'pigeon'" in unknown.output
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve(tmp_path: Path, systems: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        **SECRETS,
+        "JGHUB_SYSTEMS_FILE": str(systems),
+        "JGHUB_DATA_DIR": str(tmp_path / "var"),
+        "JGHUB_NAMESPACE": "servetest",
+        "JGHUB_AMQP_URL": "",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--log-level", "info"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.slow
+def test_serve_declares_the_topology_takes_pushes_and_stops_gracefully(tmp_path: Path) -> None:
+    systems = tmp_path / "systems.yaml"
+    systems.write_text(TEST_SYSTEMS, encoding="utf-8")
+    port = _free_port()
+    process = _serve(tmp_path, systems, port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.communicate()[1].decode()
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.1)
+        answer = httpx.post(
+            f"{base}/systems/eco-env-penalty/xml/case_batch",
+            content=sample("eco-env-penalty", "case_batch", "valid-batch"),
+            headers={"X-Api-Key": ECO_KEY},
+            timeout=10,
+        )
+        assert answer.status_code == 200
+        process.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal so the exit status tells
+        # what stopped the process.
+        assert process.wait(timeout=20) in (0, -signal.SIGTERM)
+        log = process.communicate()[1].decode()
+        assert "Application shutdown complete" in log, log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    topology = load_systems(systems).topology("servetest")
+    with bus.connect(f"sqlite:///{tmp_path / 'var' / 'bus.sqlite3'}") as broker:
+        broker.declare(topology)
+        assert broker.depth("grassroots_platform") == 3
+
+
+def test_serve_refuses_to_start_on_a_broken_configuration(tmp_path: Path) -> None:
+    systems = tmp_path / "systems.yaml"
+    broken = TEST_SYSTEMS.replace("adapter: xml_push", "adapter: xml_pushh", 1)
+    systems.write_text(broken, encoding="utf-8")
+    line = next(n for n, text in enumerate(broken.splitlines(), 1) if "xml_pushh" in text)
+    process = _serve(tmp_path, systems, _free_port())
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 2
+    text = errors.decode()
+    assert "cannot start" in text and "no adapter named 'xml_pushh'" in text
+    assert f"{systems}:{line}:" in text

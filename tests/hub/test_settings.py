@@ -1,0 +1,181 @@
+"""Settings from JGHUB_* and the systems configuration: defaults that work, errors with lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bus import Topology
+from hub.settings import DEFAULT_SYSTEMS_FILE, HubSettings
+from hub.systems import SystemsConfigError, load_systems
+from mappings import SYSTEMS_ROOT, load_all
+
+
+def test_defaults_work_on_a_fresh_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("JGHUB_AMQP_URL", "JGHUB_DATA_DIR", "JGHUB_PORT", "JGHUB_SYSTEMS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = HubSettings()
+    assert settings.amqp_url is None
+    assert settings.bus_url == "sqlite:///var/bus.sqlite3"
+    assert settings.outbox_file == Path("var/outbox.sqlite3")
+    assert (settings.host, settings.port, settings.namespace) == ("127.0.0.1", 8080, "jghub")
+    assert settings.systems_file == DEFAULT_SYSTEMS_FILE and DEFAULT_SYSTEMS_FILE.is_file()
+    assert settings.mappings_root == SYSTEMS_ROOT
+    for name, field in HubSettings.model_fields.items():
+        assert field.description, f"setting {name} has no description"
+
+
+def test_environment_variables_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("JGHUB_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    monkeypatch.setenv("JGHUB_PORT", "9001")
+    monkeypatch.setenv("JGHUB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("JGHUB_TRUSTED_PROXIES", '["10.0.0.1"]')
+    settings = HubSettings()
+    assert settings.bus_url == "amqp://guest:guest@127.0.0.1:5672/%2F"
+    assert settings.port == 9001
+    assert settings.outbox_file == tmp_path / "outbox.sqlite3"
+    assert settings.trusted_proxies == ["10.0.0.1"]
+    monkeypatch.setenv("JGHUB_AMQP_URL", "")
+    assert HubSettings().bus_url == f"sqlite:///{tmp_path}/bus.sqlite3"
+
+
+def test_a_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JGHUB_PORT", "eighty")
+    with pytest.raises(ValidationError, match="port"):
+        HubSettings()
+    monkeypatch.setenv("JGHUB_PORT", "80")
+    monkeypatch.setenv("JGHUB_NAMESPACE", "Has Spaces")
+    with pytest.raises(ValidationError, match="namespace"):
+        HubSettings()
+
+
+def test_the_shipped_configuration_loads_and_fits_the_shipped_mappings() -> None:
+    config = load_systems(DEFAULT_SYSTEMS_FILE)
+    bound = config.bind_mappings(load_all())
+    assert set(bound) == {system.id for system in config.systems}
+    topology = config.topology("jghub")
+    assert isinstance(topology, Topology)
+    assert {target.name for target in topology.targets} == {
+        system.target for system in config.systems if system.routes
+    }
+    for system in config.systems:
+        if system.routes:
+            target = topology.target(system.target)
+            assert target.routes == system.routes
+            assert target.retry_delays == system.retry.tiers
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "systems.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SystemsConfigError) as caught:
+        config = load_systems(path)
+        config.bind_mappings(load_all())
+    return [str(problem) for problem in caught.value.problems]
+
+
+HEAD = """\
+systems:
+  - id: eco-env-penalty
+    name_zh: 省生态环境厅
+    auth: {scheme: api_key, key_env: KEY}
+"""
+
+
+def test_an_unknown_adapter_is_reported_with_its_line(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        HEAD + "    inbound:\n      - {adapter: carrier_pigeon, message_type: case_batch}\n",
+    )
+    assert len(found) == 1
+    assert found[0].startswith(f"{tmp_path / 'systems.yaml'}:6:")
+    assert "systems[0].inbound[0]" in found[0]
+    assert "no adapter named 'carrier_pigeon'" in found[0] and "rest_push" in found[0]
+
+
+def test_a_bad_adapter_option_names_the_option_and_value(tmp_path: Path) -> None:
+    text = HEAD + (
+        "    inbound:\n"
+        "      - adapter: xml_push\n"
+        "        message_type: case_batch\n"
+        "        options: {answer: yaml, colour: blue}\n"
+    )
+    found = problems(tmp_path, text)
+    assert "answer: Input should be 'json' or 'xml' (got 'yaml')" in found[0]
+    assert "colour: Extra inputs are not permitted" in found[0]
+    assert ":6:" in found[0]
+
+
+def test_an_outbound_adapter_must_be_a_sender(tmp_path: Path) -> None:
+    text = HEAD + "    outbound: {adapter: rest_push}\n    routes: ['#']\n"
+    found = problems(tmp_path, text)
+    assert "adapter 'rest_push' is a inbound adapter; here a sender is needed" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("    routes: ['penalty_case.#']\n", "routes need an outbound section"),
+        ("    routes: ['penalty_*.#']\n", "mixes a wildcard with text"),
+        ("    retry: {tiers: [10, 0]}\n", "tiers[1] is 0.0"),
+        ("    rate_limit: {per_second: 0}\n", "per_second: Input should be greater than 0"),
+        ("    colour: blue\n", "colour: Extra inputs are not permitted"),
+    ],
+)
+def test_system_rules(tmp_path: Path, extra: str, expected: str) -> None:
+    found = problems(tmp_path, HEAD + extra)
+    assert any(expected in problem for problem in found), found
+
+
+def test_auth_schemes_need_their_parts(tmp_path: Path) -> None:
+    text = HEAD.replace("{scheme: api_key, key_env: KEY}", "{scheme: signed_app_key, key_env: K}")
+    assert "needs app_key" in problems(tmp_path, text)[0]
+    text = HEAD.replace("{scheme: api_key, key_env: KEY}", "{scheme: api_key}")
+    assert "needs key_env" in problems(tmp_path, text)[0]
+    text = HEAD.replace("{scheme: api_key, key_env: KEY}", "{scheme: mtls}")
+    assert "needs client_subject" in problems(tmp_path, text)[0]
+    text = HEAD.replace("key_env: KEY", "key_env: 'not a name'")
+    assert "key_env" in problems(tmp_path, text)[0]
+
+
+def test_repeated_ids_and_credentials_are_refused(tmp_path: Path) -> None:
+    text = HEAD + HEAD.removeprefix("systems:\n")
+    assert "system ids must be unique; repeated: eco-env-penalty" in problems(tmp_path, text)[0]
+
+
+def test_several_problems_are_reported_together(tmp_path: Path) -> None:
+    text = HEAD + "    colour: blue\n  - id: Bad Id\n    name_zh: x\n"
+    found = problems(tmp_path, text)
+    assert len(found) == 3
+    assert ":5:" in found[0] and "systems[0].colour" in found[0]
+    assert ":6:" in found[1] and "systems[1].id" in found[1] and "'Bad Id'" in found[1]
+    assert "systems[1].auth: Field required" in found[2]
+
+
+def test_message_types_are_checked_against_the_mapping_folder(tmp_path: Path) -> None:
+    text = HEAD + (
+        "    inbound:\n"
+        "      - {adapter: xml_push, message_type: case_bach}\n"
+        "    outbound:\n"
+        "      adapter: outbox\n"
+        "      render: {penalty_case: task_push, risk_warning: warning_pushh}\n"
+        "    routes: ['#']\n"
+    )
+    found = problems(tmp_path, text)
+    assert len(found) == 3
+    assert ":6:" in found[0] and "no inbound message type 'case_bach'" in found[0]
+    assert "inbound: case_batch, task_feedback" in found[0]
+    assert "renders dataset 'collaboration_task', not 'penalty_case'" in found[1]
+    assert "no outbound message type 'warning_pushh'" in found[2]
+
+
+def test_a_missing_mapping_folder(tmp_path: Path) -> None:
+    found = problems(tmp_path, HEAD.replace("id: eco-env-penalty", "id: moon-base"))
+    assert "no mapping folder 'moon-base'" in found[0] and ":2:" in found[0]
+
+
+def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
+    found = problems(tmp_path, HEAD + "    inbound: [unclosed\n")
+    assert "not valid YAML" in found[0] and ":6:" in found[0]

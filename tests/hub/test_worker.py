@@ -1,0 +1,321 @@
+"""The worker end to end: real ingress → bus (embedded and RabbitMQ) → worker → loopback target."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import bus
+from adapters.ingress import Ingress
+from bus import Broker, Outgoing
+from hub.settings import HubSettings
+from hub.systems import SystemsConfig, load_systems
+from hub.worker import Worker, WorkerError
+from mappings import SYSTEMS_ROOT, load_all
+from standard.envelope import STRUCTURED_CONTENT_TYPE
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "adapters"))
+from loopback_target import LoopbackTarget
+
+RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+EVENTS = (SYSTEMS_ROOT / "grassroots-platform/samples/event_report/valid-events.json").read_bytes()
+REPOSITORY = Path(__file__).parents[2]
+
+
+def require_rabbitmq() -> None:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return
+    except OSError:
+        problem = "RabbitMQ does not answer on 127.0.0.1:5672 (rabbitmq-server -detached)"
+        if IN_CI:
+            pytest.fail(f"{problem}; CI=true requires it")
+        pytest.skip(problem)
+
+
+def systems_yaml(
+    target_url: str,
+    *,
+    render: dict[str, str] | None = None,
+    tiers: list[float] | None = None,
+    attempts: int = 2,
+    breaker: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The grassroots platform pushes events and gets their disposal feedback over REST."""
+    options: dict[str, Any] = {
+        "url": target_url,
+        "timeout_s": 5,
+        "backoff_initial_s": 0.01,
+        "backoff_max_s": 0.02,
+    }
+    if breaker is not None:
+        options["breaker"] = breaker
+    return {
+        "systems": [
+            {
+                "id": "grassroots-platform",
+                "name_zh": "基层治理四平台",
+                "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_UNUSED"},
+                "outbound": {
+                    "adapter": "rest_sender",
+                    "render": {"grassroots_event": "event_feedback"} if render is None else render,
+                    "options": options,
+                },
+                "routes": ["grassroots_event.#"],
+                "retry": {
+                    "in_process_attempts": attempts,
+                    "tiers": [0.2, 0.3] if tiers is None else tiers,
+                },
+            }
+        ]
+    }
+
+
+@dataclass
+class Hub:
+    """A bus (one namespace), the real ingress to publish with, and workers to run."""
+
+    url: str
+    namespace: str
+    data_dir: Path
+    systems_file: Path
+    brokers: list[Broker] = field(default_factory=list)
+    stops: list[tuple[threading.Event, threading.Thread]] = field(default_factory=list)
+
+    @property
+    def settings(self) -> HubSettings:
+        return HubSettings(
+            amqp_url=self.url if self.url.startswith("amqp") else None,
+            data_dir=self.data_dir,
+            systems_file=self.systems_file,
+            namespace=self.namespace,
+        )
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, JGHUB_DATA_DIR=str(self.data_dir))
+        env["JGHUB_NAMESPACE"] = self.namespace
+        env["JGHUB_SYSTEMS_FILE"] = str(self.systems_file)
+        if self.url.startswith("amqp"):
+            env["JGHUB_AMQP_URL"] = self.url
+        return env
+
+    def configure(self, data: dict[str, Any]) -> SystemsConfig:
+        self.systems_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        return load_systems(self.systems_file)
+
+    def broker(self) -> Broker:
+        opened = bus.connect(self.settings.bus_url)
+        config = load_systems(self.systems_file)
+        opened.declare(config.topology(self.namespace))
+        self.brokers.append(opened)
+        return opened
+
+    def push_events(self) -> list[str]:
+        """Publish the sample's grassroots events as the REST push would; their message ids."""
+        config = load_systems(self.systems_file)
+        mappings = config.bind_mappings(load_all())
+        result = Ingress(self.broker(), mappings).accept(
+            "grassroots-platform", "event_report", EVENTS
+        )
+        assert result.accepted == 3, result
+        return [r.message_id for r in result.records if r.message_id]
+
+    def start_worker(self, **options: Any) -> Worker:
+        worker = Worker(self.settings, **options)
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+        thread.start()
+        self.stops.append((stop, thread))
+        return worker
+
+    def stop_workers(self) -> None:
+        for stop, thread in self.stops:
+            stop.set()
+            thread.join(timeout=30)
+            assert not thread.is_alive(), "the worker did not stop"
+        self.stops.clear()
+
+    def wait(self, condition: Callable[[], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.05)
+        raise AssertionError("condition not met in time")
+
+
+@pytest.fixture(params=["embedded", "rabbitmq"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
+    if request.param == "rabbitmq":
+        require_rabbitmq()
+        url = RABBITMQ_URL
+    else:
+        url = f"sqlite:///{tmp_path / 'bus.sqlite3'}"
+    running = Hub(
+        url=url,
+        namespace=f"test-worker-{uuid.uuid4().hex[:10]}",
+        data_dir=tmp_path,
+        systems_file=tmp_path / "systems.yaml",
+    )
+    yield running
+    running.stop_workers()
+    if running.brokers and url.startswith("amqp"):
+        config = load_systems(running.systems_file)
+        running.brokers[0].delete_topology(config.topology(running.namespace))
+    for broker in running.brokers:
+        broker.close()
+
+
+@pytest.fixture
+def target() -> Iterator[LoopbackTarget]:
+    with LoopbackTarget() as running:
+        yield running
+
+
+def test_delivers_each_event_rendered_with_its_idempotency_key(
+    hub: Hub, target: LoopbackTarget
+) -> None:
+    hub.configure(systems_yaml(target.url))
+    ids = hub.push_events()
+    hub.start_worker()
+    got = target.wait_for(3)
+    hub.wait(lambda: hub.brokers[0].depth("grassroots_platform") == 0)
+    hub.stop_workers()
+    bodies = [json.loads(r.body) for r in got]
+    assert sorted(b["eventId"] for b in bodies) == sorted(
+        e["eventId"] for e in json.loads(EVENTS)["data"]["events"]
+    )
+    assert all(r.header("Content-Type") == "application/json; charset=utf-8" for r in got)
+    keys = [r.header("Idempotency-Key") for r in got]
+    assert len(set(keys)) == 3 and all(k and len(k) == 64 for k in keys)
+    assert hub.brokers[0].dead_letters("grassroots_platform") == []
+    assert len(ids) == 3
+
+
+def test_a_4xx_goes_to_the_dead_letters_at_once_with_status_and_body(
+    hub: Hub, target: LoopbackTarget
+) -> None:
+    hub.configure(systems_yaml(target.url, attempts=3))
+    target.always(422, '{"error":"事件不存在"}'.encode())
+    ids = hub.push_events()
+    hub.start_worker()
+    broker = hub.brokers[0]
+    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 3)
+    dead = broker.dead_letters("grassroots_platform")
+    assert sorted(d.message.id for d in dead) == sorted(ids)
+    for letter in dead:
+        assert "HTTP 422" in letter.reason and "事件不存在" in letter.reason
+        (failure,) = letter.message.history
+        assert failure.permanent and failure.stage == "deliver"
+    assert len(target.requests) == 3  # one call each: a refusal is not retried
+
+
+def test_5xx_is_retried_then_delivered_when_the_target_recovers(
+    hub: Hub, target: LoopbackTarget
+) -> None:
+    # 2 in-process attempts per delivery; 4 failures send the first message(s) through the
+    # delayed retry tiers before the target recovers.
+    hub.configure(systems_yaml(target.url, attempts=2, tiers=[0.2, 0.3, 0.5]))
+    target.answer(503, b"maintenance", times=4)
+    hub.push_events()
+    hub.start_worker()
+    hub.wait(lambda: len({r.header("Idempotency-Key") for r in target.requests[4:]}) == 3)
+    broker = hub.brokers[0]
+    hub.wait(lambda: broker.depth("grassroots_platform") == 0)
+    hub.stop_workers()
+    assert broker.dead_letters("grassroots_platform") == []
+    failed_keys = [r.header("Idempotency-Key") for r in target.requests[:4]]
+    delivered_keys = [r.header("Idempotency-Key") for r in target.requests[4:]]
+    # The retried message was delivered with the key it had on its failed attempts.
+    assert set(failed_keys) <= set(delivered_keys)
+    assert len(target.requests) == 7
+
+
+def test_an_open_breaker_parks_messages_without_calling_the_target(
+    hub: Hub, target: LoopbackTarget
+) -> None:
+    hub.configure(
+        systems_yaml(target.url, attempts=1, tiers=[0.2], breaker={"failures": 2, "cooldown_s": 60})
+    )
+    target.always(503, b"down")
+    hub.push_events()
+    hub.start_worker()
+    broker = hub.brokers[0]
+    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 3)
+    assert len(target.requests) == 2  # the breaker opened after two failures
+    reasons = [d.reason for d in broker.dead_letters("grassroots_platform")]
+    assert sum("circuit breaker" in r for r in reasons) >= 1
+    assert all(len(d.message.history) == 2 for d in broker.dead_letters("grassroots_platform"))
+
+
+def test_undecodable_messages_and_unrendered_datasets(hub: Hub, target: LoopbackTarget) -> None:
+    hub.configure(systems_yaml(target.url, render={}))
+    broker = hub.broker()
+    junk = broker.publish(Outgoing("grassroots_event.330106.somebody", b"not an envelope"))
+    hub.push_events()
+    hub.start_worker()
+    got = target.wait_for(3)
+    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 1)
+    (dead,) = broker.dead_letters("grassroots_platform")
+    assert dead.message.id == junk and "not a canonical envelope" in dead.reason
+    assert dead.message.history[-1].stage == "decode"
+    # No rendering listed: the canonical CloudEvent goes out, as the configuration documents.
+    event = json.loads(got[0].body)
+    assert event["specversion"] == "1.0" and event["type"] == "gov.supervision.grassroots_event.v1"
+    assert got[0].header("Content-Type") == STRUCTURED_CONTENT_TYPE
+
+
+def test_unknown_target_is_refused_before_anything_runs(hub: Hub, target: LoopbackTarget) -> None:
+    hub.configure(systems_yaml(target.url))
+    with pytest.raises(WorkerError, match="no target system national"):
+        Worker(hub.settings, targets=["national"])
+
+
+@pytest.mark.slow
+def test_sigterm_with_a_message_in_flight_loses_nothing(hub: Hub, target: LoopbackTarget) -> None:
+    hub.configure(systems_yaml(target.url))
+    target.answer(200, delay_s=1.5)  # the first delivery is in flight when SIGTERM arrives
+    ids = hub.push_events()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jghub"), "worker", "--log-level", "warning"],
+        env=hub.env,
+        cwd=REPOSITORY,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        target.wait_for(1, timeout=30)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output.decode(errors="replace")
+    delivered_before = len(target.requests)
+    assert 1 <= delivered_before < 3  # it stopped taking messages after the one in hand
+    broker = hub.brokers[0]
+    assert broker.dead_letters("grassroots_platform") == []
+    # A new worker delivers what is left; every event arrives, none is lost.
+    hub.start_worker()
+    hub.wait(lambda: len({r.header("Idempotency-Key") for r in target.requests}) == 3)
+    hub.wait(lambda: broker.depth("grassroots_platform") == 0)
+    hub.stop_workers()
+    keys = {r.header("Idempotency-Key") for r in target.requests}
+    assert len(keys) == 3 and len(ids) == 3
