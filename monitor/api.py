@@ -16,12 +16,13 @@ monitor does not decide who may see what:
 - `GET /metrics`: the registry's exposition, OpenMetrics when the scraper asks for it.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI must see `Depends(caller)` on the
+# routes' parameters as objects, and `caller` is a local of the router factory.
 
 import hmac
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from prometheus_client import CollectorRegistry
@@ -58,7 +59,7 @@ class TraceStep(BaseModel):
     detail: dict[str, Any] = Field(description="Anything else recorded with the step.")
 
     @classmethod
-    def of(cls, entry: Entry) -> TraceStep:
+    def of(cls, entry: Entry) -> Self:
         return cls(
             seq=entry.seq,
             at=entry.at,
@@ -108,7 +109,7 @@ class DeadLetterView(BaseModel):
     )
 
     @classmethod
-    def of(cls, dead: DeadLetter, *, with_body: bool = False) -> DeadLetterView:
+    def of(cls, dead: DeadLetter, *, with_body: bool = False) -> Self:
         message = dead.message
         body = None
         if with_body:

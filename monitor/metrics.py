@@ -37,6 +37,8 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     multiprocess,
     values,
 )
@@ -90,7 +92,7 @@ RECORDS_ACCEPTED = Counter(
 RECORDS_REJECTED = Counter(
     "jghub_records_rejected",
     "Records refused for their content, once each; reason is the rule of the record's first "
-    "error (mandatory, wan_yuan, decision not before filing, unroutable, ...).",
+    "error (mandatory, wan_yuan, decision not before filing, ...).",
     ["system", "message_type", "reason"],
     registry=HUB_REGISTRY,
 )
@@ -207,7 +209,8 @@ BREAKER_STATE = Gauge(
 )
 POLLER_LAG_SECONDS = Gauge(
     "jghub_poller_lag_seconds",
-    "How far a poller's cursor is behind now: now minus the change time it has read up to.",
+    "How long ago a poller last read its source to the end: small while polls succeed, "
+    "growing while they fail (the worst among live workers).",
     ["source"],
     multiprocess_mode="livemax",
     registry=HUB_REGISTRY,
@@ -429,7 +432,8 @@ class BuildInfo(Collector):
 
 def scrape_registry(*collectors: Collector) -> CollectorRegistry:
     """The registry /metrics should render: the hub's metrics (summed over processes when
-    multiprocess mode is on), build info, and `collectors` (e.g. a QueueCollector)."""
+    multiprocess mode is on), build info, this process's CPU and memory, and `collectors`
+    (e.g. a QueueCollector)."""
     registry = CollectorRegistry()
     directory = multiprocess_directory()
     if directory is not None:
@@ -437,6 +441,9 @@ def scrape_registry(*collectors: Collector) -> CollectorRegistry:
     else:
         registry.register(_Delegate(HUB_REGISTRY))
     registry.register(BuildInfo())
+    # The answering process's own CPU, memory and Python version (not summed over processes).
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
     for collector in collectors:
         registry.register(collector)
     return registry

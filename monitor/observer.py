@@ -251,17 +251,17 @@ class Observer:
                     detail={"routing_key": message.routing_key},
                 )
                 continue
+            # No route is the hub's configuration, not the sender's data: it does not count
+            # against the system's accuracy, only as a publish failure.
             if failure is not None and failure.unroutable:
-                reason_label = "unroutable"
-                metrics.RECORDS_REJECTED.labels(system, seen.message_type, "unroutable").inc()
-                reason = failure.reason
+                reason_label, reason = "unroutable", failure.reason
             elif failure is not None:
                 reason_label, reason = "not_confirmed", failure.reason
             else:
                 reason_label, reason = "unavailable", str(error)
             metrics.PUBLISH_FAILURES.labels(system, reason_label).inc()
             self._record(
-                Step.REJECTED if reason_label == "unroutable" else Step.NOT_PUBLISHED,
+                Step.NOT_PUBLISHED,
                 message_id=message.message_id,
                 receipt=seen.receipt,
                 system=system,
@@ -379,7 +379,8 @@ class Observer:
 
     @_guarded
     def polled(self, source: str, *, ok: bool, lag_seconds: float | None = None) -> None:
-        """A poller of `source` polled; `lag_seconds`: now minus the change time read up to."""
+        """A poller of `source` polled; `lag_seconds`: how long ago it last read the source to
+        its end (None when it never did)."""
         metrics.POLLS.labels(source, "ok" if ok else "failed").inc()
         if ok:
             metrics.POLLER_LAST_SUCCESS.labels(source).set(time.time())

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,7 +29,7 @@ import pika.exceptions
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bus import Broker, BusError, Topology
+from bus import Broker, BrokerUnavailable, BusError, Topology
 
 log = logging.getLogger("monitor.queues")
 
@@ -127,31 +127,47 @@ class BrokerQueueStats:
     """QueueStats through the bus interface (the embedded broker): ready and dead counts only.
 
     Parameters:
-      broker: an open broker whose topology is declared.
+      broker: returns the open broker (whose topology is declared), or None while there is
+        none (the scrape then says jghub_broker_up 0).
       topology: that topology.
       dead_cap: at most this many dead letters are counted per target (listing reads them).
     """
 
-    def __init__(self, broker: Broker, topology: Topology, *, dead_cap: int = 10_000) -> None:
+    def __init__(
+        self,
+        broker: Callable[[], Broker | None],
+        topology: Topology,
+        *,
+        dead_cap: int = 10_000,
+    ) -> None:
         self.broker = broker
         self.topology = topology
         self.dead_cap = dead_cap
 
     def read(self) -> list[QueueStats]:
+        broker = self.broker()
+        if broker is None:
+            raise BrokerUnavailable("the hub is not connected to the bus")
         return [
             QueueStats(
                 target=t.name,
-                ready=self.broker.depth(t.name),
-                dead=len(self.broker.dead_letters(t.name, limit=self.dead_cap)),
+                ready=broker.depth(t.name),
+                dead=len(broker.dead_letters(t.name, limit=self.dead_cap)),
             )
             for t in self.topology.targets
         ]
 
 
-def queue_stats_source(url: str, broker: Broker, topology: Topology) -> QueueStatsSource:
-    """The right reader for `url`: RabbitMQ read directly, anything else through `broker`."""
+def queue_stats_source(
+    url: str,
+    broker: Callable[[], Broker | None],
+    topology: Topology,
+    *,
+    timeout: float = 5.0,
+) -> QueueStatsSource:
+    """The right reader for `url`: RabbitMQ read directly, anything else through `broker()`."""
     if url.split(":", 1)[0].lower() in ("amqp", "amqps"):
-        return RabbitQueueStats(url, topology)
+        return RabbitQueueStats(url, topology, timeout=timeout)
     return BrokerQueueStats(broker, topology)
 
 

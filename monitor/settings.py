@@ -9,12 +9,14 @@ Every option has a default that works; where files go follows the hub's `data_di
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from monitor.journal import JOURNAL_FILE, JournalOptions
+from monitor.journal import JOURNAL_FILE, Journal, JournalOptions
+from monitor.metrics import MULTIPROC_ENV
 
 METRICS_FOLDER = "metrics"
 
@@ -63,6 +65,17 @@ class MonitorSettings(BaseSettings):
         """Where the journal is for a hub whose data folder is `data_dir`."""
         return self.journal_file or Path(data_dir) / JOURNAL_FILE
 
+    def open_journal(self, data_dir: Path) -> Journal | None:
+        """The hub's journal as these settings say (None when journal_enabled is false).
+
+        Raises JournalUnavailable when its file cannot be opened."""
+        if not self.journal_enabled:
+            return None
+        return Journal(self.journal_path(data_dir), self.journal)
+
     def metrics_path(self, data_dir: Path) -> Path:
         """Where the multiprocess samples go for a hub whose data folder is `data_dir`."""
+        from_environment = os.environ.get(MULTIPROC_ENV)
+        if from_environment:
+            return Path(from_environment)
         return self.metrics_dir or Path(data_dir) / METRICS_FOLDER

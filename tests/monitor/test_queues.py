@@ -71,7 +71,7 @@ def rabbitmq(tmp_path: Path) -> Iterator[Buses]:
 def test_embedded_broker_gives_ready_and_dead(embedded: Buses) -> None:
     topology, busy, idle = _fill(embedded)
     broker = embedded.open(topology)
-    source = queue_stats_source(embedded.url, broker, topology)
+    source = queue_stats_source(embedded.url, lambda: broker, topology)
     assert isinstance(source, BrokerQueueStats)
     seen = _scrape(QueueCollector(source))
     assert seen[("jghub_broker_up", ())] == 1.0
@@ -86,7 +86,8 @@ def test_embedded_broker_gives_ready_and_dead(embedded: Buses) -> None:
 @pytest.mark.rabbitmq
 def test_rabbitmq_gives_ready_retrying_dead_and_consumers(rabbitmq: Buses) -> None:
     topology, busy, idle = _fill(rabbitmq)
-    source = queue_stats_source(RABBITMQ_URL, rabbitmq.open(topology), topology)
+    broker = rabbitmq.open(topology)
+    source = queue_stats_source(RABBITMQ_URL, lambda: broker, topology)
     assert isinstance(source, RabbitQueueStats)
     collector = QueueCollector(source)
     stop = threading.Event()
@@ -119,6 +120,7 @@ def test_rabbitmq_gives_ready_retrying_dead_and_consumers(rabbitmq: Buses) -> No
 
 def test_an_absent_broker_says_so() -> None:
     topology = Topology(namespace="nowhere", targets=[])
-    source = RabbitQueueStats("amqp://guest:guest@127.0.0.1:1/%2F", topology, timeout=1.0)
-    seen = _scrape(QueueCollector(source))
-    assert seen == {("jghub_broker_up", ()): 0.0}
+    unreachable = RabbitQueueStats("amqp://guest:guest@127.0.0.1:1/%2F", topology, timeout=1.0)
+    assert _scrape(QueueCollector(unreachable)) == {("jghub_broker_up", ()): 0.0}
+    not_connected = BrokerQueueStats(lambda: None, topology)
+    assert _scrape(QueueCollector(not_connected)) == {("jghub_broker_up", ()): 0.0}
