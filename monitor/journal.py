@@ -33,16 +33,16 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -198,12 +198,11 @@ class ChainReport:
         return self.broken is None
 
 
-@dataclass(frozen=True)
-class _Note:
-    """An entry not yet chained: what `record` queues."""
+class _Note(NamedTuple):
+    """An entry not yet chained: what `record` queues (formatted by the writer thread)."""
 
-    at: str
-    step: str
+    at: datetime
+    step: Step
     message_id: str | None
     receipt: str | None
     system: str | None
@@ -211,15 +210,15 @@ class _Note:
     dataset: str | None
     reason: str | None
     attempt: int | None
-    detail: str
+    detail: Mapping[str, Any] | None
 
 
 @dataclass
 class _Flush:
+    """A flush request in the queue: set once every entry queued before it is written."""
+
     done: threading.Event = field(default_factory=threading.Event)
 
-
-_CLOSE = object()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -286,7 +285,12 @@ class Journal:
                 db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise JournalUnavailable(f"cannot open the journal {self.path}: {exc}") from exc
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.options.max_pending)
+        # A deque, not a queue.Queue: appending is atomic and takes no lock, so record() costs
+        # the caller almost nothing; the writer wakes every flush_interval_s (or when a batch
+        # is full, or on flush/close) and drains it.
+        self._pending: deque[_Note | _Flush] = deque()
+        self._wake = threading.Event()
+        self._closing = False
         self._writer: threading.Thread | None = None
         self._writer_pid = 0
         self._start_lock = threading.Lock()
@@ -325,42 +329,51 @@ class Journal:
         at: datetime | None = None,
     ) -> None:
         """Queue one entry; it is chained and written by the next batch. Never raises for I/O:
-        an entry recorded after `close` (a thread still working at exit) is dropped and counted."""
+        an entry recorded after `close` (a thread still working at exit) is dropped and counted.
+        `detail` is serialised later by the writer: do not change it after the call."""
         if self._closed:
             metrics.JOURNAL_ENTRIES.labels("dropped").inc()
             log.warning("journal %s is closed; dropped a %s entry", self.path, step)
             return
-        note = _Note(
-            at=timestamp(at or datetime.now(UTC)),
-            step=Step(step).value,
-            message_id=message_id,
-            receipt=receipt,
-            system=system,
-            target=target,
-            dataset=dataset,
-            reason=reason,
-            attempt=attempt,
-            detail=_detail_text(detail),
-        )
+        if at is not None and at.tzinfo is None:
+            raise ValueError(f"journal times must be timezone-aware, got {at!r}")
         self._ensure_writer()
-        try:
-            self._queue.put(note, timeout=self.options.full_wait_s)
-        except queue.Full:
+        pending = self._pending
+        if len(pending) >= self.options.max_pending and not self._room():
             metrics.JOURNAL_ENTRIES.labels("dropped").inc()
             log.error(
                 "journal %s: %d entries wait to be written; dropped a %s entry of message %s",
                 self.path,
                 self.options.max_pending,
-                note.step,
+                step,
                 message_id or receipt,
             )
+            return
+        note = _Note(
+            at or datetime.now(UTC), Step(step), message_id, receipt, system, target,
+            dataset, reason, attempt, detail,
+        )  # fmt: skip
+        pending.append(note)
+        if len(pending) >= self.options.batch_size:
+            self._wake.set()
+
+    def _room(self) -> bool:
+        """Wait up to full_wait_s for the writer to make room; True when there is some."""
+        deadline = time.monotonic() + self.options.full_wait_s
+        self._wake.set()
+        while len(self._pending) >= self.options.max_pending:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Write every entry queued so far; True when they are written within `timeout`."""
         if self._writer is None or not self._writer.is_alive():
-            return self._queue.empty()
+            return not self._pending
         request = _Flush()
-        self._queue.put(request)
+        self._pending.append(request)
+        self._wake.set()
         return request.done.wait(timeout)
 
     def close(self) -> None:
@@ -370,7 +383,8 @@ class Journal:
         self._closed = True
         writer = self._writer
         if writer is not None and writer.is_alive() and self._writer_pid == os.getpid():
-            self._queue.put(_CLOSE)
+            self._closing = True
+            self._wake.set()
             writer.join(timeout=max(60.0, self.options.busy_timeout_s * 2))
         with contextlib.suppress(Exception):
             atexit.unregister(self.close)
@@ -388,8 +402,9 @@ class Journal:
             if self._writer is not None and self._writer_pid == os.getpid():
                 return
             if self._writer is not None:
-                # A forked child: the parent's thread and queue contents are not ours.
-                self._queue = queue.Queue(maxsize=self.options.max_pending)
+                # A forked child: the parent's thread and pending entries are not ours.
+                self._pending = deque()
+                self._wake = threading.Event()
             self._writer_pid = os.getpid()
             self._writer = threading.Thread(
                 target=self._write_forever, name=f"journal-writer:{self.path.name}", daemon=True
@@ -398,75 +413,58 @@ class Journal:
 
     def _write_forever(self) -> None:
         db = self._connect()
-        backoff = 0.5
         try:
             while True:
-                notes, flushes, closing = self._next_batch()
-                while notes:
-                    try:
-                        self._append(db, notes)
-                    except sqlite3.Error as exc:
-                        metrics.JOURNAL_ENTRIES.labels("failed").inc(len(notes))
-                        log.error(
-                            "journal %s: cannot write %d entries, trying again in %.1fs: %s",
-                            self.path,
-                            len(notes),
-                            backoff,
-                            exc,
-                        )
-                        with contextlib.suppress(sqlite3.Error):
-                            db.execute("ROLLBACK")
-                        time.sleep(backoff)
-                        backoff = min(backoff * 2, 30.0)
-                        continue
-                    metrics.JOURNAL_ENTRIES.labels("written").inc(len(notes))
-                    backoff = 0.5
-                    break
-                for request in flushes:
-                    request.done.set()
+                self._wake.wait(self.options.flush_interval_s)
+                self._wake.clear()
+                closing = self._closing
+                self._write_pending(db)
                 if closing:
                     return
         finally:
             db.close()
 
-    def _next_batch(self) -> tuple[list[_Note], list[_Flush], bool]:
-        """Wait for an entry, then gather more until the batch is full or flush_interval passed;
-        a flush or close request ends the gathering at once."""
+    def _write_pending(self, db: sqlite3.Connection) -> None:
+        """Drain the queue in batches; answer flush requests once what precedes them is in."""
         notes: list[_Note] = []
-        flushes: list[_Flush] = []
-        deadline: float | None = None
-        while len(notes) < self.options.batch_size:
-            try:
-                if deadline is None:
-                    item = self._queue.get()
-                    deadline = time.monotonic() + self.options.flush_interval_s
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    item = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if item is _CLOSE:
-                notes.extend(self._drain())
-                return notes, flushes, True
-            if isinstance(item, _Flush):
-                flushes.append(item)
-                break
-            notes.append(item)
-        return notes, flushes, False
-
-    def _drain(self) -> list[_Note]:
-        rest: list[_Note] = []
         while True:
             try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return rest
-            if isinstance(item, _Note):
-                rest.append(item)
-            elif isinstance(item, _Flush):
+                item = self._pending.popleft()
+            except IndexError:
+                break
+            if isinstance(item, _Flush):
+                self._commit(db, notes)
+                notes = []
                 item.done.set()
+                continue
+            notes.append(item)
+            if len(notes) >= self.options.batch_size:
+                self._commit(db, notes)
+                notes = []
+        self._commit(db, notes)
+
+    def _commit(self, db: sqlite3.Connection, notes: list[_Note]) -> None:
+        """Append `notes` to the chain, trying again (with backoff) until the file takes them."""
+        backoff = 0.5
+        while notes:
+            try:
+                self._append(db, notes)
+            except sqlite3.Error as exc:
+                metrics.JOURNAL_ENTRIES.labels("failed").inc(len(notes))
+                log.error(
+                    "journal %s: cannot write %d entries, trying again in %.1fs: %s",
+                    self.path,
+                    len(notes),
+                    backoff,
+                    exc,
+                )
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            metrics.JOURNAL_ENTRIES.labels("written").inc(len(notes))
+            return
 
     def _append(self, db: sqlite3.Connection, notes: list[_Note]) -> None:
         db.execute("BEGIN IMMEDIATE")
@@ -478,8 +476,9 @@ class Journal:
         for note in notes:
             seq += 1
             content = (
-                seq, note.at, note.step, note.message_id, note.receipt, note.system,
-                note.target, note.dataset, note.reason, note.attempt, note.detail,
+                seq, timestamp(note.at), note.step.value, note.message_id, note.receipt,
+                note.system, note.target, note.dataset, note.reason, note.attempt,
+                _detail_text(note.detail),
             )  # fmt: skip
             digest = entry_hash(prev, content)
             rows.append((*content, prev, digest))

@@ -6,11 +6,13 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from monitor_support import value
 
 from monitor.journal import ChainHead, Journal, JournalOptions, Step, entry_hash
 
@@ -230,3 +232,35 @@ def test_processes_appending_at_once_keep_one_chain(tmp_path: Path) -> None:
         mine = list(journal.entries(system=name))
         assert [e.message_id for e in mine] == [f"{name}-{n}" for n in range(2000)]
     journal.close()
+
+
+def test_a_locked_file_keeps_entries_in_memory_then_drops_past_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    options = JournalOptions(
+        flush_interval_s=0.01, max_pending=20, full_wait_s=0.0, busy_timeout_s=0.05
+    )
+    dropped_before = value("jghub_journal_entries_total", outcome="dropped")
+    failed_before = value("jghub_journal_entries_total", outcome="failed")
+    with Journal(path, options) as journal:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # another process holds the file
+        try:
+            for n in range(20):
+                journal.record(Step.PUBLISHED, message_id=f"m{n}", system="s")
+            # the writer took these 20 and keeps failing on them (backing off) ...
+            deadline = time.monotonic() + 10
+            while value("jghub_journal_entries_total", outcome="failed") == failed_before:
+                assert time.monotonic() < deadline, "the writer never tried"
+                time.sleep(0.01)
+            # ... while 20 more wait in memory and the rest are dropped
+            for n in range(20, 45):
+                journal.record(Step.PUBLISHED, message_id=f"m{n}", system="s")
+            assert not journal.flush(timeout=0.2)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert journal.flush(timeout=30)
+        kept = [e.message_id for e in journal.entries()]
+        assert journal.verify().ok
+    assert kept == [f"m{n}" for n in range(40)]
+    assert value("jghub_journal_entries_total", outcome="dropped") - dropped_before == 5
