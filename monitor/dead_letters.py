@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -142,10 +142,11 @@ def replay(
         by_target.setdefault(dead.target, []).append(dead)
     replayed: list[str] = []
     for target, letters in by_target.items():
+        moving_at = datetime.now(UTC)
         moved = set(broker.replay(target, ids=[d.message.id for d in letters]))
         for dead in letters:
             if dead.message.id in moved:
                 replayed.append(dead.message.id)
                 if observer is not None:
-                    observer.replayed(dead, why=reason, by=by)
+                    observer.replayed(dead, why=reason, by=by, at=moving_at)
     return ReplayPlan(matched=matched, replayed=replayed, why=reason, by=by)

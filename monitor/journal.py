@@ -506,7 +506,7 @@ class Journal:
             db.close()
 
     def trace(self, message_id: str, *, system: str | None = None) -> list[Entry]:
-        """Every step of message `message_id`, oldest first; a receipt id gives every record of
+        """Every step of message `message_id`, by time; a receipt id gives every record of
         that exchange. With `system`, only what that source system sent ([] otherwise, so a
         sender cannot learn that another system's message exists)."""
         self.flush()
@@ -517,8 +517,10 @@ class Journal:
         if system is not None:
             sql += " AND system = ?"
             parameters.append(system)
+        # In time order: processes append in batches, so a worker's entry may be chained before
+        # the entry serve recorded a moment earlier; `at` is when each step happened.
         with self._reading() as db:
-            rows = db.execute(sql + " ORDER BY seq", parameters).fetchall()
+            rows = db.execute(sql + " ORDER BY at, seq", parameters).fetchall()
         return [_entry(row) for row in rows]
 
     def entries(

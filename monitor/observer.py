@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec
 
 from bus import Delivery, Handler, Message, Outgoing, PublishFailure, Topology
@@ -236,6 +236,9 @@ class Observer:
         `error`, when the broker could not be reached)."""
         system = seen.system
         metrics.PUBLISH_CONFIRM_SECONDS.labels(system).observe(seconds)
+        # When the messages went to the broker: a worker may deliver one before its confirm is
+        # back, and the trace orders steps by time.
+        sent_at = datetime.now(UTC) - timedelta(seconds=seconds)
         failed: dict[int, PublishFailure] = {f.index: f for f in failures}
         for index, message in enumerate(outgoing):
             dataset, _ = _parts(message.routing_key)
@@ -249,6 +252,7 @@ class Observer:
                     system=system,
                     dataset=dataset,
                     detail={"routing_key": message.routing_key},
+                    at=sent_at,
                 )
                 continue
             # No route is the hub's configuration, not the sender's data: it does not count
@@ -268,6 +272,7 @@ class Observer:
                 dataset=dataset,
                 reason=reason,
                 detail={"routing_key": message.routing_key, "rule": reason_label},
+                at=sent_at,
             )
 
     # -- out --------------------------------------------------------------------------------------
@@ -349,8 +354,11 @@ class Observer:
         self._record(Step.DEAD_LETTERED, **common, detail={"stage": stage, "cause": cause})
 
     @_guarded
-    def replayed(self, dead: DeadLetter, *, why: str, by: str) -> None:
-        """An operator moved `dead` back to its target queue, saying `why`."""
+    def replayed(self, dead: DeadLetter, *, why: str, by: str, at: datetime | None = None) -> None:
+        """An operator moved `dead` back to its target queue at `at` (default now), saying `why`.
+
+        Pass the time the move started: a worker may take the message before the move returns.
+        """
         message = dead.message
         dataset, source = _parts(message.routing_key)
         metrics.REPLAYED.labels(dead.target).inc()
@@ -364,6 +372,7 @@ class Observer:
             reason=why,
             attempt=message.attempts,
             detail={"by": by, "dead_reason": dead.reason, "dead_at": dead.dead_at.isoformat()},
+            at=at,
         )
 
     # -- moving parts -----------------------------------------------------------------------------

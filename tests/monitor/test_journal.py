@@ -65,6 +65,18 @@ def test_trace_shows_the_steps_in_order(journal: Journal) -> None:
     assert [s.seq for s in steps] == sorted(s.seq for s in steps)
 
 
+def test_a_trace_is_in_time_order_whoever_wrote_first(journal: Journal) -> None:
+    moved = datetime.now(UTC)
+    # a worker delivered the replayed message and its entry reached the chain first ...
+    journal.record(Step.DEAD_LETTERED, message_id="m", at=moved + timedelta(milliseconds=5))
+    journal.flush()
+    # ... before the replay, which happened earlier, was written
+    journal.record(Step.REPLAYED, message_id="m", at=moved)
+    steps = journal.trace("m")
+    assert [s.step for s in steps] == [Step.REPLAYED, Step.DEAD_LETTERED]
+    assert [s.seq for s in steps] == [2, 1]
+
+
 def test_a_receipt_traces_every_record_of_its_exchange(journal: Journal) -> None:
     journal.record(Step.RECEIVED, message_id="a", receipt="rcpt", system="s")
     journal.record(Step.REJECTED, receipt="rcpt", system="s", reason="name: rule 'mandatory'")
