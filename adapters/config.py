@@ -35,15 +35,34 @@ class AuthConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    scheme: Literal["api_key", "signed_app_key", "mtls"] = Field(
+    scheme: Literal["api_key", "signed_app_key", "mtls", "basic"] = Field(
         default="api_key",
         description=(
-            "api_key: the X-Api-Key header carries the system's key. signed_app_key: the JSON "
-            "body carries appKey, requestTime (yyyyMMddHHmmss, Asia/Shanghai) and sign = lower-hex "
-            "md5(appKey + secret + requestTime), as provincial gateways do. mtls: the client "
-            "certificate's subject identifies the system (uvicorn verifies the certificate "
-            "against the CA file in the settings)."
+            "api_key: the X-Api-Key header (or the one named in `header`) carries the system's "
+            "key. signed_app_key: the JSON body (or the X-App-Key, X-Request-Time, X-Sign "
+            "headers) carries appKey, requestTime (yyyyMMddHHmmss Asia/Shanghai, or epoch "
+            "milliseconds) and sign = lower-hex md5(appKey + secret + requestTime), as "
+            "provincial gateways do. mtls: the client certificate's subject identifies the "
+            "system (uvicorn verifies the certificate against the CA file in the settings). "
+            "basic: HTTP Basic authentication with `username` and the password in key_env."
         ),
+    )
+    header: str = Field(
+        default="X-Api-Key",
+        pattern=r"^[A-Za-z0-9-]+$",
+        description=(
+            "api_key only: the header the system sends its key in, when its software cannot "
+            "send X-Api-Key (which is accepted too), e.g. X-Tsjb-Token; 'Authorization' means "
+            "'Authorization: Bearer <key>'."
+        ),
+        examples=["X-Api-Key", "Authorization", "X-Gateway-Token"],
+    )
+    username: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^:]+$",
+        description="basic only: the user name the system sends; it names the system.",
     )
     key_env: str | None = Field(
         default=None,
@@ -81,12 +100,14 @@ class AuthConfig(BaseModel):
 
     @model_validator(mode="after")
     def _scheme_needs(self) -> AuthConfig:
-        if self.scheme in ("api_key", "signed_app_key") and not self.key_env:
+        if self.scheme in ("api_key", "signed_app_key", "basic") and not self.key_env:
             raise ValueError(f"scheme {self.scheme} needs key_env (the variable holding the key)")
         if self.scheme == "signed_app_key" and not self.app_key:
             raise ValueError("scheme signed_app_key needs app_key (the appKey the system sends)")
         if self.scheme == "mtls" and not self.client_subject:
             raise ValueError("scheme mtls needs client_subject (its certificate's subject)")
+        if self.scheme == "basic" and not self.username:
+            raise ValueError("scheme basic needs username (the user name the system sends)")
         return self
 
     def secret(self) -> str:
@@ -99,9 +120,17 @@ class AuthConfig(BaseModel):
         if not value:
             raise AdapterConfigError(
                 f"environment variable {self.key_env} is not set or empty; it must hold the "
-                f"{'API key' if self.scheme == 'api_key' else 'shared secret'} of this system"
+                f"{_SECRET_NAMES[self.scheme]} of this system"
             )
         return value
+
+
+_SECRET_NAMES = {
+    "api_key": "API key",
+    "signed_app_key": "shared secret",
+    "basic": "password",
+    "mtls": "secret",
+}
 
 
 class RetryPolicy(BaseModel):

@@ -111,9 +111,18 @@ class HttpPush(InboundAdapter):
             return str(custom)
         return f"/systems/{system.id}/{self.path_kind}/{channel.message_type}"
 
-    def answer_as_xml(self) -> bool:
-        """True when answers are XML documents rather than JSON."""
-        return getattr(self.options, "answer", "json") == "xml"
+    def answer(
+        self, result: IngressResult, status: int, headers: dict[str, str] | None
+    ) -> Response:
+        """The HTTP answer carrying `result`: JSON, or XML when the `answer` option says so."""
+        if getattr(self.options, "answer", "json") == "xml":
+            return Response(
+                result_as_xml(result),
+                status_code=status,
+                media_type="application/xml",
+                headers=headers,
+            )
+        return JSONResponse(result.model_dump(mode="json"), status_code=status, headers=headers)
 
     def mount(
         self,
@@ -128,7 +137,6 @@ class HttpPush(InboundAdapter):
                 f"adapter {self.name} of system {system.id} was built without a gatekeeper"
             )
         default_charset = getattr(self.options, "default_charset", None)
-        as_xml = self.answer_as_xml()
         message_type = channel.message_type
         system_id = system.id
 
@@ -149,14 +157,7 @@ class HttpPush(InboundAdapter):
                 )
             status = status_of(result)
             headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)} if status == 503 else None
-            if as_xml:
-                return Response(
-                    result_as_xml(result),
-                    status_code=status,
-                    media_type="application/xml",
-                    headers=headers,
-                )
-            return JSONResponse(result.model_dump(mode="json"), status_code=status, headers=headers)
+            return self.answer(result, status, headers)
 
         app_or_router.add_api_route(
             self.route_path(system, channel),

@@ -4,9 +4,10 @@
 
 1. the owner system's token bucket (429 with Retry-After when it is empty);
 2. the declared Content-Length against the owner's body limit (413);
-3. a credential in the headers, if any: `X-Api-Key`, a verified client certificate (mTLS), or
-   `X-App-Key`/`X-Request-Time`/`X-Sign`; it must name a system (401), and that system must be
-   the owner (403);
+3. a credential in the headers, if any: `X-Api-Key` (or the header a system's `auth.header`
+   names, `Authorization: Bearer` included), HTTP Basic, a verified client certificate (mTLS),
+   or `X-App-Key`/`X-Request-Time`/`X-Sign`; it must name a system (401), and that system must
+   be the owner (403);
 4. the body, read while counting its bytes (413 as soon as the limit is passed, whatever the
    headers said);
 5. with no credential in the headers, the signed app key in the JSON body (`appKey`,
@@ -27,6 +28,8 @@ subject to the app (the ASGI TLS extension's `client_cert_name`), which uvicorn 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -192,10 +195,11 @@ class Gatekeeper:
       default_max_body_bytes: the body limit of a system without its own `max_body_bytes`.
       trusted_proxies: client addresses whose X-Client-Subject header is believed (mTLS
         terminated by a proxy in front of the hub).
+      require_secrets: raise AdapterConfigError when a secret's variable is not set; when
+        False, such systems are listed in `missing_secrets` and every request for their
+        channels is refused (401) until the variable is set and the hub restarted.
       clock: wall-clock seconds, for the signature's clock-skew window (tests replace it).
       monotonic: monotonic seconds, for the token buckets.
-
-    Raises AdapterConfigError when a secret's variable is not set.
     """
 
     def __init__(
@@ -204,6 +208,7 @@ class Gatekeeper:
         *,
         default_max_body_bytes: int,
         trusted_proxies: Iterable[str] = (),
+        require_secrets: bool = True,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
     ) -> None:
@@ -216,7 +221,12 @@ class Gatekeeper:
             for s in systems
         }
         problems: list[str] = []
+        self.missing_secrets: dict[str, str] = {}
+        """System id → why its secret is missing (the variable's name), when not required."""
         self._api_keys: list[tuple[bytes, str]] = []
+        # Other headers some systems send their key in, lower-case, each with its systems' keys.
+        self._key_headers: dict[str, list[tuple[bytes, str]]] = {}
+        self._basic: dict[str, tuple[bytes, str]] = {}
         self._app_keys: dict[str, tuple[str, SystemConfig]] = {}
         self._subjects: dict[frozenset[tuple[str, str]], str] = {}
         for system in systems:
@@ -229,13 +239,20 @@ class Gatekeeper:
                 secret = auth.secret()
             except AdapterConfigError as error:
                 problems.append(f"system {system.id}: {error}")
+                self.missing_secrets[system.id] = str(error)
                 continue
             if auth.scheme == "api_key":
                 self._api_keys.append((secret.encode(), system.id))
+                header = auth.header.lower()
+                if header != API_KEY_HEADER:
+                    self._key_headers.setdefault(header, []).append((secret.encode(), system.id))
+            elif auth.scheme == "basic":
+                assert auth.username is not None
+                self._basic[auth.username] = (secret.encode(), system.id)
             else:
                 assert auth.app_key is not None
                 self._app_keys[auth.app_key] = (secret, system)
-        if problems:
+        if problems and require_secrets:
             raise AdapterConfigError("; ".join(problems))
 
     # -- the steps --------------------------------------------------------------------------------
@@ -270,7 +287,19 @@ class Gatekeeper:
         """The system a header credential names; None if there is none; 401 if it names none."""
         api_key = headers.get(API_KEY_HEADER)
         if api_key is not None:
-            return self._by_api_key(api_key)
+            return self.identify_key(api_key)
+        for header, keys in self._key_headers.items():
+            value = headers.get(header)
+            if value is None:
+                continue
+            if header == "authorization":
+                scheme, _, value = value.strip().partition(" ")
+                if scheme.lower() != "bearer":
+                    continue
+            return self._match_key(value, keys, header)
+        authorization = headers.get("authorization", "")
+        if authorization[:6].lower() == "basic ":
+            return self._by_basic(authorization[6:])
         subject = self._client_subject(headers, tls, client)
         if subject is not None:
             found = self._subjects.get(subject_attributes(subject))
@@ -390,6 +419,12 @@ class Gatekeeper:
     async def admit(self, request: Request, owner: str, *, read_body: bool = True) -> Admission:
         """Run every check in order (see the module docstring); the caller and the body."""
         self.check_rate(owner)
+        if owner in self.missing_secrets:
+            raise Unauthenticated(
+                f"the hub has no credential configured for system {owner}; its requests are "
+                "refused until the hub's operators set it",
+                system=owner,
+            )
         self.check_declared_length(request.headers.get("content-length"), owner)
         tls = request.scope.get("extensions", {}).get("tls")
         client = request.client.host if request.client else None
@@ -420,16 +455,36 @@ class Gatekeeper:
             raise AdapterConfigError(f"the gatekeeper knows no system {system_id!r}")
         return system
 
-    def _by_api_key(self, given: str) -> str:
+    def identify_key(self, given: str) -> str:
+        """The api_key system whose key `given` is (wherever it travelled); 401 if none."""
+        return self._match_key(given, self._api_keys, "X-Api-Key")
+
+    def _match_key(self, given: str, keys: Sequence[tuple[bytes, str]], where: str) -> str:
         found: str | None = None
         encoded = given.strip().encode()
         # Compare with every key (no early exit) so timing tells nothing about which matched.
-        for key, system_id in self._api_keys:
+        for key, system_id in keys:
             if hmac.compare_digest(key, encoded):
                 found = system_id
         if found is None:
-            raise Unauthenticated("the X-Api-Key header matches no configured system's key")
+            shown = "X-Api-Key" if where == "X-Api-Key" else where.title()
+            raise Unauthenticated(f"the {shown} header matches no configured system's key")
         return found
+
+    def _by_basic(self, encoded: str) -> str:
+        try:
+            user, colon, password = (
+                base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthenticated("the Basic credentials are not base64 of user:password") from None
+        known = self._basic.get(user) if colon else None
+        # Compare even for an unknown user, so timing does not tell which users exist.
+        expected, system_id = known or (b"\0" * 32, "")
+        matched = hmac.compare_digest(expected, password.encode())
+        if known is None or not matched:
+            raise Unauthenticated("the Basic user name and password match no configured system")
+        return system_id
 
     def _client_subject(
         self, headers: Mapping[str, str], tls: Mapping[str, Any] | None, client: str | None

@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 import bus
 from adapters import registry
 from adapters.base import AdapterContext, InboundAdapter
-from adapters.errors import RequestRefused, Unauthenticated
+from adapters.errors import AdapterConfigError, RequestRefused, Unauthenticated
 from adapters.ingress import Ingress
 from adapters.outbox import OutboxStore, SqliteOutbox, mount_outbox
 from adapters.security import Gatekeeper
@@ -74,6 +74,10 @@ class Readiness(BaseModel):
         description="bus (reachable), topology (declared), mappings (loaded)."
     )
     problems: list[str] = Field(description="What is wrong, in words; empty when ready.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What does not stop the hub but needs an operator (a system's missing secret).",
+    )
 
 
 @dataclass
@@ -175,7 +179,10 @@ def build_runtime(
         config.systems,
         default_max_body_bytes=settings.max_body_bytes,
         trusted_proxies=settings.trusted_proxies,
+        require_secrets=settings.require_secrets,
     )
+    for system_id, problem in gatekeeper.missing_secrets.items():
+        log.warning("system %s: %s; its requests are refused (401)", system_id, problem)
     topology = config.topology(settings.namespace)
     monitoring = MonitorSettings()
     journal = monitoring.open_journal(settings.data_dir)
@@ -273,6 +280,7 @@ def create_app(
                 runtime.gatekeeper,
                 lease_s=runtime.settings.outbox_lease_s,
             )
+    _refuse_shadowed_routes(app)
 
     @app.get("/health", tags=["operations"], response_model=Health)
     async def health() -> Health:
@@ -298,7 +306,13 @@ def create_app(
                 bus_problem=problem,
             )
         )
-        body = Readiness(ready=report.ready, checks=report.checks, problems=report.problems)
+        warnings = [
+            f"system {system_id}: {problem}"
+            for system_id, problem in runtime.gatekeeper.missing_secrets.items()
+        ]
+        body = Readiness(
+            ready=report.ready, checks=report.checks, problems=report.problems, warnings=warnings
+        )
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
     mount_monitor(app, runtime)
@@ -340,6 +354,22 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
                 operator=operator_key(monitoring.operator_key.get_secret_value()),
             )
         )
+
+
+def _refuse_shadowed_routes(app: FastAPI) -> None:
+    # Starlette serves the first of two routes with the same path and method and silently
+    # ignores the second: two channels configured on one URL would lose one channel's messages.
+    owners: dict[tuple[str, str], str] = {}
+    for route in app.routes:
+        for method in sorted(getattr(route, "methods", None) or ()):
+            key = (str(getattr(route, "path", "")), method)
+            name = str(getattr(route, "name", ""))
+            if key in owners:
+                raise AdapterConfigError(
+                    f"{method} {key[0]} is configured twice ({owners[key]} and {name}); give "
+                    "one of the channels another `path` option"
+                )
+            owners[key] = name
 
 
 def runtime_of(app: Any) -> HubRuntime:

@@ -90,6 +90,14 @@ class HubSettings(BaseSettings):
             "certificate subject in the X-Client-Subject header (mtls behind a proxy)."
         ),
     )
+    require_secrets: bool = Field(
+        default=False,
+        description=(
+            "Refuse to start when a system's secret variable (auth.key_env) is not set. Off: "
+            "the hub starts, logs and reports (/ready warnings) the systems without one and "
+            "refuses their requests (401) until it is set."
+        ),
+    )
     shutdown_timeout_s: float = Field(
         default=20.0,
         gt=0,

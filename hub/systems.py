@@ -101,6 +101,7 @@ class SystemsConfig(BaseModel):
             ("system ids", [s.id for s in self.systems]),
             ("target names (ids with '-' read as '_')", [s.target for s in self.systems]),
             ("app keys", [s.auth.app_key for s in self.systems if s.auth.app_key]),
+            ("basic user names", [s.auth.username for s in self.systems if s.auth.username]),
             (
                 "client subjects",
                 [s.auth.client_subject for s in self.systems if s.auth.client_subject],

@@ -170,6 +170,8 @@ class Worker:
       targets: deliver only to these systems (ids or target names); default: every system with
         an outbound section.
       pollers: run the configured pollers (default True).
+      mapping_folders: the compiled mapping folders by folder name (`mappings.load_all()`);
+        default: loaded from `settings.mappings_root` (pass them to share one compilation).
       broker_factory: opens a broker connection (default `bus.connect(settings.bus_url)`);
         each consumer thread opens its own.
       observer: counts and journals every delivery, breaker change and poll; default: one
@@ -180,6 +182,7 @@ class Worker:
     systems: SystemsConfig | None = None
     targets: Collection[str] | None = None
     pollers: bool = True
+    mapping_folders: dict[str, SystemMappings] | None = None
     broker_factory: Callable[[], Broker] | None = None
     observer: Observer | None = None
     _threads: list[_Thread] = field(default_factory=list, init=False)
@@ -188,7 +191,7 @@ class Worker:
     def __post_init__(self) -> None:
         if self.systems is None:
             self.systems = load_systems(self.settings.systems_file)
-        folders = load_all(self.settings.mappings_root)
+        folders = self.mapping_folders or load_all(self.settings.mappings_root)
         self.mappings: dict[str, SystemMappings] = self.systems.bind_mappings(folders)
         self.topology: Topology = self.systems.topology(self.settings.namespace)
         self._own_journal: Journal | None = None

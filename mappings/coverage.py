@@ -211,8 +211,12 @@ class _JsonReads:
         key = generic.rsplit(".", 1)[-1].removesuffix("[]")
         if key in self.names:
             return True
+        # An empty list or object counts as read when what it would hold is read.
         return any(
-            generic == read or generic.startswith((read + ".", read + "[")) for read in self.paths
+            generic == read
+            or generic.startswith((read + ".", read + "["))
+            or read.startswith((generic + ".", generic.removesuffix("[]") + "[]"))
+            for read in self.paths
         )
 
 

@@ -59,6 +59,9 @@ def serve(
         if value is not None
     }
     settings = HubSettings(**overrides)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     try:
         # This process answers /metrics for every hub process on the machine: their samples
         # meet in one folder, emptied first when no process that wrote there is alive.
@@ -69,9 +72,6 @@ def serve(
     except (SystemsConfigError, MappingError, AdapterConfigError, MonitorError) as error:
         console.print(f"[red]cannot start[/red]: {escape(str(error))}")
         raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
     config = uvicorn.Config(
         application,
         host=settings.host,

@@ -19,6 +19,7 @@ from hub.settings import HubSettings
 from hub.simulators.clients import OutboxPuller, SystemClient
 from hub.simulators.landscape import build_landscape
 from hub.simulators.server import LoopbackServer
+from hub.simulators.sources import SimulatedSource
 from hub.simulators.targets import FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic
 from hub.systems import SystemsConfig, SystemsConfigError, load_systems
@@ -62,8 +63,9 @@ def simulate(
     delay: Annotated[float, typer.Option(help="Delay before every answer (s).", min=0)] = 0.0,
 ) -> None:
     """Run simulated external systems: receivers where the configuration says the hub delivers
-    to them (REST or SOAP, recording what arrives, failing as told), outbox pullers, and with
-    --hub, pushers sending batches grown from their samples in their own protocol.
+    to them (REST or SOAP, recording what arrives, failing as told), pull APIs where the hub's
+    pollers read them (new changes every interval), outbox pullers, and with --hub, pushers
+    sending batches grown from their samples in their own protocol.
 
     The receivers listen on the host and port of each system's outbound URL; the keys come from
     the environment variables the configuration names. A receiver's failures can be changed
@@ -107,7 +109,21 @@ def simulate(
     threads: list[threading.Thread] = []
     pushers: list[tuple[SystemClient, list[tuple[ChannelConfig, SystemTraffic]]]] = []
     targets: list[SimulatedTarget] = []
+    sources: list[SimulatedSource] = []
     for system in chosen:
+        if any(channel.adapter == "rest_poller" for channel in system.inbound):
+            source = SimulatedSource(
+                system, mappings[system.mapping_id], records=records, invalid_share=invalid_share
+            )
+            servers.append(
+                LoopbackServer(
+                    source.app, host=source.host, port=source.port, name=system.id
+                ).start()
+            )
+            sources.append(source)
+            console.print(
+                f"{system.id}: serving its pull API at http://{source.host}:{source.port}"
+            )
         if system.outbound is not None and system.outbound.adapter != "outbox":
             target = SimulatedTarget(system, plan)
             server = LoopbackServer(target.app, host=target.host, port=target.port, name=system.id)
@@ -133,7 +149,7 @@ def simulate(
         if channels:
             pushers.append((client, channels))
             console.print(f"{system.id}: pushing {', '.join(c.message_type for c, _ in channels)}")
-    if not servers and not threads and not pushers:
+    if not servers and not threads and not pushers and not sources:
         console.print("nothing to run: no receiving end and no --hub to push to")
         raise typer.Exit(1)
     round_number = 0
@@ -153,6 +169,8 @@ def simulate(
                     f"{time.strftime('%H:%M:%S')} {client.system.id} {channel.message_type}: "
                     f"{outcome.accepted} accepted, {outcome.rejected} rejected{refused}"
                 )
+            for source in sources:
+                source.add(records)  # new changes for the pollers to find
             stop.wait(interval)
     finally:
         for server in servers:
@@ -164,3 +182,5 @@ def simulate(
                 f"{target.system.id}: received {target.log.counts()}, "
                 f"{target.log.duplicates()} duplicate(s)"
             )
+        for source in sources:
+            console.print(f"{source.system.id}: {source.counts()}")

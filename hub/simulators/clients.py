@@ -99,6 +99,10 @@ class SystemClient:
 
     def close(self) -> None:
         self._http.close()
+        with self._lock:
+            for _, client in self._soap.values():
+                client.transport.session.close()
+            self._soap.clear()
 
     @property
     def channels(self) -> list[ChannelConfig]:
@@ -106,15 +110,23 @@ class SystemClient:
         return [c for c in self.system.inbound if c.adapter in PUSH_ADAPTERS]
 
     def can_send(self, channel: ChannelConfig, payload: TrafficPayload) -> bool:
-        """False for bytes no client could put in this channel (undecodable text in a string)."""
+        """False for bytes no client could put in this channel as they are.
+
+        A SOAP string parameter carries text, so bytes that do not decode cannot travel in it;
+        base64 and element documents carry no transport charset, so a document that relies on
+        one (no XML declaration, charset only in an HTTP header) cannot travel in them.
+        """
         if channel.adapter != "soap_push":
             return True
         contract = self._soap_channel(channel)[0]
-        if contract.document_parameter is None:
-            return True
-        parameter = contract.operation.parameter(contract.document_parameter)
+        parameter = (
+            contract.operation.parameter(contract.document_parameter)
+            if contract.document_parameter
+            else None
+        )
         if parameter is None or parameter.kind is not ParameterKind.STRING:
-            return True
+            declared = payload.body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<?xml")
+            return payload.charset is None or declared
         try:
             decode_payload(payload.body, "xml", payload.charset)
         except PayloadRejected:
@@ -140,16 +152,19 @@ class SystemClient:
         )
         media = "application/json" if kind == "rest" else "application/xml"
         content_type = f"{media}; charset={payload.charset}" if payload.charset else media
-        headers = {"Content-Type": content_type}
+        headers = {"Content-Type": content_type, **key_headers(self.system, self.secret)}
         body = payload.body
-        if self.system.auth.scheme == "api_key" and self.secret:
-            headers["X-Api-Key"] = self.secret
-        elif self.system.auth.scheme == "signed_app_key" and self.secret:
+        if self.system.auth.scheme == "signed_app_key" and self.secret:
             body, signed = self._signed(body)
             headers.update(signed)
-        response = self._http.post(str(path), content=body, headers=headers)
+        response = self._http.post(
+            str(path), content=body, headers=headers, auth=basic_auth(self.system, self.secret)
+        )
         outcome.status = response.status_code
-        if response.headers.get("content-type", "").startswith("application/xml"):
+        receipt = channel.options.get("receipt")
+        if receipt and response.status_code in (200, 400, 503):
+            return _from_receipt(response.content, receipt, response.status_code, outcome)
+        if "xml" in response.headers.get("content-type", ""):
             return _from_xml_answer(response.content, outcome)
         try:
             answer = response.json()
@@ -195,12 +210,10 @@ class SystemClient:
             adapter = SoapPush(options, AdapterContext(system=self.system, data_dir=Path(".")))
             contract = adapter.contract(self.system, channel)
             session = requests.Session()
-            if (
-                self.system.auth.scheme == "api_key"
-                and self.secret
-                and not (contract.token_parameter or contract.ws_security)
-            ):
-                session.headers["X-Api-Key"] = self.secret
+            if not (contract.token_parameter or contract.ws_security):
+                session.headers.update(key_headers(self.system, self.secret))
+                if self.system.auth.scheme == "basic" and self.secret:
+                    session.auth = (self.system.auth.username or "", self.secret)
             transport = Transport(
                 session=session, timeout=self._timeout, operation_timeout=self._timeout
             )
@@ -273,9 +286,13 @@ class SystemClient:
             headers["Content-Type"] += f'; action="{contract.operation.action}"'
         else:
             headers["SOAPAction"] = f'"{contract.operation.action}"'
-        if self.system.auth.scheme == "api_key" and self.secret:
-            headers["X-Api-Key"] = self.secret
-        response = self._http.post(contract.path, content=envelope, headers=headers)
+        headers.update(key_headers(self.system, self.secret))
+        response = self._http.post(
+            contract.path,
+            content=envelope,
+            headers=headers,
+            auth=basic_auth(self.system, self.secret),
+        )
         outcome.status = response.status_code
         return _refused(outcome, _fault_subcode(response.content) or f"http-{response.status_code}")
 
@@ -302,6 +319,8 @@ class OutboxPuller:
     def _headers(self) -> dict[str, str]:
         if self.secret is None:
             return {}
+        if self.system.auth.scheme != "signed_app_key":
+            return key_headers(self.system, self.secret)
         if self.system.auth.scheme == "signed_app_key":
             app_key = self.system.auth.app_key or ""
             stamp = datetime.now(SHANGHAI).strftime("%Y%m%d%H%M%S")
@@ -310,12 +329,15 @@ class OutboxPuller:
                 "X-Request-Time": stamp,
                 "X-Sign": _sign(app_key, self.secret, stamp),
             }
-        return {"X-Api-Key": self.secret}
+        return {}
 
     def pull_once(self) -> int:
         """One pull and its acknowledgement; the number of messages received."""
         base = f"/systems/{self.system.id}/outbox"
-        response = self._http.get(base, params={"limit": self.limit}, headers=self._headers())
+        auth = basic_auth(self.system, self.secret)
+        response = self._http.get(
+            base, params={"limit": self.limit}, headers=self._headers(), auth=auth
+        )
         response.raise_for_status()
         lease = response.json()
         messages = lease.get("messages") or []
@@ -342,6 +364,7 @@ class OutboxPuller:
                 f"{base}/ack",
                 json={"lease_id": lease["lease_id"], "cursor": lease["cursor"]},
                 headers=self._headers(),
+                auth=auth,
             )
             acked.raise_for_status()
         return len(messages)
@@ -361,6 +384,73 @@ class OutboxPuller:
 
 
 # ---------------------------------------------------------------------- answers
+
+
+def key_headers(system: SystemConfig, secret: str | None) -> dict[str, str]:
+    """The header carrying an api_key system's key: its own header, or Authorization: Bearer."""
+    if system.auth.scheme != "api_key" or not secret:
+        return {}
+    header = system.auth.header or "X-Api-Key"
+    if header.lower() == "authorization":
+        return {"Authorization": f"Bearer {secret}"}
+    return {header: secret}
+
+
+def basic_auth(system: SystemConfig, secret: str | None) -> Any:
+    """httpx's HTTP Basic auth for a basic system; else the client's default (none)."""
+    if system.auth.scheme != "basic" or not secret:
+        return httpx.USE_CLIENT_DEFAULT
+    return httpx.BasicAuth(system.auth.username or "", secret)
+
+
+def _from_receipt(
+    body: bytes, receipt: dict[str, Any], status: int, outcome: PushOutcome
+) -> PushOutcome:
+    """Read a system's own receipt format (xml_push `receipt` option) back into an outcome."""
+    try:
+        root = etree.fromstring(body)
+    except etree.XMLSyntaxError:
+        return _refused(outcome, f"http-{status}")
+    item = str(receipt.get("item") or "item")
+    templates = dict(
+        receipt.get("item_attributes") or {"seq": "{number}", "accepted": "{accepted}"}
+    )
+    # Reversed so that when two statuses share a code, the first listed (rejected) wins.
+    codes = {str(v): k for k, v in reversed(list(dict(receipt.get("codes") or {}).items()))}
+    named = {template: name for name, template in templates.items()}
+    records: list[dict[str, Any]] = []
+    for node in root.iter(item):
+        if "{status}" in named:
+            state = node.get(named["{status}"]) or "rejected"
+        elif "{accepted}" in named:
+            state = "accepted" if node.get(named["{accepted}"]) == "true" else "rejected"
+        elif "{code}" in named:
+            state = codes.get(node.get(named["{code}"]) or "", "rejected")
+        else:
+            state = "accepted"
+        message_id = node.get(named["{message_id}"]) if "{message_id}" in named else None
+        reason = node.get(named["{message}"]) if "{message}" in named else None
+        if state == "accepted" and not message_id:
+            message_id = f"receipt-{len(records)}"
+        records.append(
+            {
+                "status": state,
+                "message_id": message_id,
+                # A receipt's message leads with the field it is about ("deadline: ...").
+                "errors": [{"rule": (reason or "rejected").split(":")[0][:40]}],
+            }
+        )
+    if status == 400 or not records:
+        return _refused(outcome, f"payload refused (HTTP {status})")
+    return _from_result(
+        {
+            "accepted": sum(r["status"] == "accepted" for r in records),
+            "rejected": sum(r["status"] == "rejected" for r in records),
+            "failed": sum(r["status"] == "failed" for r in records),
+            "records": records,
+        },
+        outcome,
+    )
 
 
 def _sign(app_key: str, secret: str, request_time: str) -> str:

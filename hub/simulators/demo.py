@@ -37,9 +37,10 @@ import bus
 from adapters.config import ChannelConfig, SystemConfig
 from bus.routing import RoutingTable
 from hub.settings import HubSettings
-from hub.simulators.clients import OutboxPuller, PushOutcome, SystemClient
+from hub.simulators.clients import PUSH_ADAPTERS, OutboxPuller, PushOutcome, SystemClient
 from hub.simulators.landscape import Landscape, build_landscape
 from hub.simulators.server import LoopbackServer
+from hub.simulators.sources import SimulatedSource
 from hub.simulators.targets import DeliveryLog, FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic, TrafficPayload
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
@@ -172,13 +173,14 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> DemoRepo
         mappings_root=root,
     )
     try:
-        with _running(landscape, settings, options) as running:
+        per_channel = _records_per_channel(landscape, mappings, options)
+        baseline = _delivery_counts(landscape)
+        with _running(landscape, settings, options, mappings, per_channel) as running:
             books = {
                 s.id: SystemBooks(s.id, s.name_zh, receives=s.outbound is not None)
                 for s in landscape.systems.systems
             }
-            baseline = _delivery_counts(landscape)
-            schedule = _schedule(landscape, mappings, running.hub_url, options)
+            schedule = _schedule(landscape, mappings, running.hub_url, options, per_channel)
             _push_all(schedule, books, options, progress)
             settled = _settle(running, landscape, books, baseline, options.settle_timeout_s)
             quarantined = len(running.broker.quarantined(limit=100_000))
@@ -208,11 +210,16 @@ class _Running:
     broker: bus.Broker
     targets: dict[str, SimulatedTarget]
     pullers: dict[str, OutboxPuller]
+    sources: dict[str, SimulatedSource]
 
 
 @contextmanager
 def _running(
-    landscape: Landscape, settings: HubSettings, options: DemoOptions
+    landscape: Landscape,
+    settings: HubSettings,
+    options: DemoOptions,
+    mappings: dict[str, SystemMappings],
+    per_channel: int,
 ) -> Iterator[_Running]:
     # Imported here: the app and worker modules pull in the whole hub, which the traffic
     # generator and the simulators alone do not need.
@@ -237,10 +244,26 @@ def _running(
             )
             stack.enter_context(server)
             targets[system.id] = target
+        sources: dict[str, SimulatedSource] = {}
+        for system in landscape.systems.systems:
+            if any(channel.adapter == "rest_poller" for channel in system.inbound):
+                source = SimulatedSource(
+                    system,
+                    mappings[system.mapping_id],
+                    records=per_channel,
+                    invalid_share=options.invalid_share,
+                    seed=options.seed,
+                )
+                stack.enter_context(
+                    LoopbackServer(
+                        source.app, host=source.host, port=source.port, name=f"src-{system.id}"
+                    )
+                )
+                sources[system.id] = source
         app = create_app(settings, systems=landscape.systems)
         hub = stack.enter_context(LoopbackServer(app, name="hub"))
         stop = threading.Event()
-        worker = Worker(settings, systems=landscape.systems, pollers=False)
+        worker = Worker(settings, systems=landscape.systems, pollers=bool(sources))
         thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
         thread.start()
 
@@ -260,7 +283,9 @@ def _running(
                 stack.callback(puller.close)
                 stack.callback(pull_thread.join, 10)
                 pullers[system.id] = puller
-        yield _Running(hub.url, broker, targets, pullers)
+        # Runs first on the way out: the pullers and the worker see `stop` before being joined.
+        stack.callback(stop.set)
+        yield _Running(hub.url, broker, targets, pullers, sources)
 
 
 Scheduled = tuple[SystemClient, ChannelConfig, TrafficPayload]
@@ -273,11 +298,25 @@ def _routable(
     return bool(table.targets_for(f"{dataset}.330100.{system.id}"))
 
 
+def _records_per_channel(
+    landscape: Landscape, mappings: dict[str, SystemMappings], options: DemoOptions
+) -> int:
+    """The records budget of one channel (pushed or polled), so the whole run has about
+    `options.records` generated records."""
+    count = 0
+    for system in landscape.systems.systems:
+        for channel in system.inbound:
+            if channel.adapter in PUSH_ADAPTERS or channel.adapter == "rest_poller":
+                count += 1
+    return max(1, options.records // max(1, count))
+
+
 def _schedule(
     landscape: Landscape,
     mappings: dict[str, SystemMappings],
     hub_url: str,
     options: DemoOptions,
+    per_channel: int,
 ) -> list[Scheduled]:
     """Every payload of the run, shuffled as a day's traffic arrives."""
     topology = landscape.systems.topology("plan")
@@ -296,12 +335,16 @@ def _schedule(
             channels.append((client, channel, traffic))
     chooser = random.Random(options.seed)
     plan: list[Scheduled] = []
-    per_channel = max(1, options.records // max(1, len(channels)))
     for client, channel, traffic in channels:
         left = per_channel
-        while left > 0:
+        unsendable = 0
+        while left > 0 and unsendable < 3:
             size = min(left, chooser.randint(3, 25))
             payload = traffic.batch(size, invalid_share=options.invalid_share)
+            if not client.can_send(channel, payload):
+                unsendable += 1  # a template this channel cannot carry; the next one may do
+                continue
+            unsendable = 0
             plan.append((client, channel, payload))
             left -= size
     if options.hostile:
@@ -378,8 +421,11 @@ def _settle(
     baseline: dict[tuple[str, str], float],
     timeout_s: float,
 ) -> bool:
-    """Wait until every accepted record is delivered (and pulled) or dead; fill in the books."""
-    accepted = sum(b.accepted for b in books.values())
+    """Wait until every accepted record is delivered (and pulled) or dead; fill in the books.
+
+    A polled system's figures come from its simulated API: the records a poller fetched, and of
+    those the ones its mapping accepts.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         now = _delivery_counts(landscape)
@@ -393,9 +439,20 @@ def _settle(
             puller = running.pullers.get(system.id)
             if puller is not None:
                 book.pulled = len(puller.log.accepted_keys())
+        for system_id, source in running.sources.items():
+            counts = source.counts()
+            book = books[system_id]
+            book.received = counts["served"]
+            book.accepted = counts["served_valid"]
+            book.rejected = counts["served"] - counts["served_valid"]
+            book.reasons = Counter({"spoiled record": book.rejected} if book.rejected else {})
+        served = all(
+            s.counts()["served"] >= s.counts()["records"] for s in running.sources.values()
+        )
+        accepted = sum(b.accepted for b in books.values())
         settled = sum(b.delivered + b.dead_lettered for b in books.values()) >= accepted
         pulled = all(books[s].pulled >= books[s].delivered for s in running.pullers)
-        if (settled and pulled) or time.monotonic() > deadline:
+        if (served and settled and pulled) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     for system_id, target in running.targets.items():
@@ -405,7 +462,7 @@ def _settle(
             continue
         for letter in running.broker.dead_letters(system.target, limit=100_000):
             books[system.id].dead_reasons[_short(letter.reason)] += 1
-    return settled and pulled
+    return served and settled and pulled
 
 
 def _short(reason: str) -> str:

@@ -55,6 +55,7 @@ _CREDIT_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 # The organisation code inside a credit code must use the credit code's alphabet too.
 _ORG_BODY_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _LAST_DIGITS = re.compile(r"(\d+)(?!.*\d)")
+_ORG_KEY = "org:"
 
 
 @dataclass(frozen=True)
@@ -209,13 +210,16 @@ class SystemTraffic:
             if current and _halfwidth(current).strip() in _county_codes():
                 self._set_xml(record, self._region_path, self._random.choice(_county_codes()))
         replaced: dict[str, str] = {}
-        for node in record.iter():
-            if not isinstance(node.tag, str):
-                continue
-            if node.text and node.text.strip() and len(node) == 0:
-                node.text = self._fresh_code(node.text, replaced)
-            for name, value in node.attrib.items():
-                node.set(name, self._fresh_code(value, replaced))
+        # Two passes: credit codes first, then the organisation codes they contain (a record
+        # that carries both must keep them consistent: characters 9-17 of the credit code).
+        for codes in (self._fresh_code, self._fresh_org_code):
+            for node in record.iter():
+                if not isinstance(node.tag, str):
+                    continue
+                if node.text and node.text.strip() and len(node) == 0:
+                    node.text = codes(node.text, replaced)
+                for name, value in node.attrib.items():
+                    node.set(name, codes(value, replaced))
 
     def _spoil_xml(self, record: etree._Element) -> None:
         if self._random.random() < 0.5 and self._spoil_code_xml(record):
@@ -287,14 +291,17 @@ class SystemTraffic:
                 current = _get_json(record, path)
                 if isinstance(current, str):
                     _set_json(record, path, _unique(current, serial))
+                elif isinstance(current, int) and not isinstance(current, bool):
+                    _set_json(record, path, int(_unique(str(current), serial) or current))
         if self._region_path and not self._region_path.startswith("$."):
             current = _get_json(record, self._region_path)
             if isinstance(current, str) and _halfwidth(current).strip() in _county_codes():
                 _set_json(record, self._region_path, self._random.choice(_county_codes()))
         replaced: dict[str, str] = {}
-        for container, key, value in _json_leaves(record):
-            if isinstance(value, str):
-                container[key] = self._fresh_code(value, replaced)
+        for codes in (self._fresh_code, self._fresh_org_code):
+            for container, key, value in _json_leaves(record):
+                if isinstance(value, str):
+                    container[key] = codes(value, replaced)
 
     def _spoil_json(self, record: Any) -> None:
         if self._random.random() < 0.5:
@@ -327,7 +334,22 @@ class SystemTraffic:
         if fresh is not text:
             fresh = _like(text, fresh)
             replaced[text] = fresh
+            old_code, new_code = _halfwidth(text).strip().upper(), _halfwidth(fresh).strip()
+            if _is_credit_code(text) and old_code[8:17] != new_code[8:17]:
+                replaced[_ORG_KEY + old_code[8:17]] = new_code[8:17]
         return fresh
+
+    def _fresh_org_code(self, text: str, replaced: dict[str, str]) -> str:
+        """`text` with the organisation code of a replaced credit code replaced too."""
+        value = _halfwidth(text).strip().upper().replace("-", "")
+        if len(value) != 9:
+            return text
+        fresh = replaced.get(_ORG_KEY + value)
+        if fresh is None:
+            return text
+        if "-" in text:
+            fresh = f"{fresh[:8]}-{fresh[8]}"
+        return _like(text, fresh)
 
     def _credit_code(self, original: str) -> str:
         # Keep the registration authority, the kind and the region (positions 1-8): they are

@@ -10,6 +10,9 @@ The test systems (TEST_SYSTEMS) use the shipped mapping folders:
                        penalty cases (outbox)
   eco-env-penalty      API key; XML push case_batch; receives grassroots events (outbox)
   throttled-platform   API key, the grassroots mapping, a 2 KiB body limit and a tiny rate limit
+  complaint-platform   its token in X-Tsjb-Token; XML push with its own <ack> receipt
+  housing-penalty      HTTP Basic; XML push (GBK) with its own <RESULT> receipt
+  agri-penalty         Authorization: Bearer <key>; REST push of penalty cases
 """
 
 from __future__ import annotations
@@ -48,10 +51,16 @@ BACKENDS = ["embedded", "rabbitmq"]
 GRASSROOTS_SECRET = "grassroots-secret-for-tests"
 ECO_KEY = "eco-env-key-for-tests"
 THROTTLED_KEY = "throttled-key-for-tests"
+COMPLAINT_TOKEN = "complaint-token-for-tests"
+HOUSING_USER, HOUSING_PASSWORD = "zjt-cf", "housing-password-for-tests"
+AGRI_KEY = "agri-key-for-tests"
 SECRETS = {
     "JGHUB_TEST_SECRET_GRASSROOTS": GRASSROOTS_SECRET,
     "JGHUB_TEST_KEY_ECO_ENV": ECO_KEY,
     "JGHUB_TEST_KEY_THROTTLED": THROTTLED_KEY,
+    "JGHUB_TEST_KEY_COMPLAINT": COMPLAINT_TOKEN,
+    "JGHUB_TEST_PASSWORD_HOUSING": HOUSING_PASSWORD,
+    "JGHUB_TEST_KEY_AGRI": AGRI_KEY,
 }
 APP_KEY = "jczl-hub-01"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -64,7 +73,7 @@ systems:
     inbound:
       - {adapter: rest_push, message_type: event_report}
     outbound: {adapter: outbox}
-    routes: ["penalty_case.#"]
+    routes: ["penalty_case.#", "penalty_publication.#"]
   - id: eco-env-penalty
     name_zh: 省生态环境厅环境行政处罚系统
     auth: {scheme: api_key, key_env: JGHUB_TEST_KEY_ECO_ENV}
@@ -72,7 +81,7 @@ systems:
       - {adapter: xml_push, message_type: case_batch, options: {default_charset: gb2312}}
       - {adapter: xml_push, message_type: task_feedback, options: {answer: json}}
     outbound: {adapter: outbox}
-    routes: ["grassroots_event.#"]
+    routes: ["grassroots_event.#", "complaint.#"]
   - id: throttled-platform
     name_zh: 限流测试平台
     mapping: grassroots-platform
@@ -81,6 +90,38 @@ systems:
       - {adapter: rest_push, message_type: event_report}
     rate_limit: {per_second: 0.05, burst: 3}
     max_body_bytes: 2048
+  - id: complaint-platform
+    name_zh: 统一投诉举报平台
+    auth: {scheme: api_key, key_env: JGHUB_TEST_KEY_COMPLAINT, header: X-Tsjb-Token}
+    inbound:
+      - adapter: xml_push
+        message_type: complaint_push
+        options:
+          path: /ingest/complaint-platform/complaint_push
+          receipt:
+            root: ack
+            item: item
+            item_attributes: {seq: "{number}", accepted: "{accepted}", id: "{message_id}"}
+  - id: housing-penalty
+    name_zh: 省住房和城乡建设厅行政处罚系统
+    auth: {scheme: basic, username: zjt-cf, key_env: JGHUB_TEST_PASSWORD_HOUSING}
+    inbound:
+      - adapter: xml_push
+        message_type: publication_batch
+        options:
+          path: /ingest/housing-penalty/publication_batch
+          receipt:
+            root: RESULT
+            root_attributes: {PCZT: "{code}", CGS: "{accepted}"}
+            item: ROW
+            item_attributes: {XH: "{number}", ZT: "{code}", MSG: "{message}"}
+            codes: {accepted: "0", rejected: "1", failed: "1"}
+            encoding: GBK
+  - id: agri-penalty
+    name_zh: 省农业农村厅行政处罚系统
+    auth: {scheme: api_key, key_env: JGHUB_TEST_KEY_AGRI, header: Authorization}
+    inbound:
+      - {adapter: rest_push, message_type: case_records}
 """
 
 
@@ -177,7 +218,6 @@ class RunningHub:
 
 def _free_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
 
@@ -188,13 +228,21 @@ def serving(app: FastAPI, **options: Any) -> Iterator[str]:
 
     `options` go to uvicorn.Config (TLS: ssl_certfile, ssl_ca_certs, http=...).
     """
-    sock = _free_socket()
-    port = sock.getsockname()[1]
+    with _free_socket() as probe:
+        port = probe.getsockname()[1]
+    # Host and port, not a socket handed over: uvicorn then sets its own socket options, and
+    # requests take about a millisecond instead of a delayed-ACK 40.
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, **options
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        **options,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
@@ -207,7 +255,6 @@ def serving(app: FastAPI, **options: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
-        sock.close()
 
 
 @contextmanager

@@ -75,6 +75,7 @@ class LoopbackTarget:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes
 
             def log_message(self, format: str, *args: object) -> None:  # quiet tests
                 return

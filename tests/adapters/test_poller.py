@@ -7,6 +7,7 @@ through the real ingress onto the bus (embedded and RabbitMQ), and the cursor li
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import socket
@@ -31,7 +32,7 @@ from bus import Broker, Delivery, Message
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig
 from hub.worker import Worker
-from mappings import SYSTEMS_ROOT, load_all
+from mappings import SYSTEMS_ROOT, SystemMappings, load_all
 
 RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -39,6 +40,12 @@ SAMPLE = SYSTEMS_ROOT / "emergency-penalty/samples/case_page/valid-page.json"
 TEMPLATE = json.loads(SAMPLE.read_text(encoding="utf-8"))["result"]["records"][0]
 TOKEN = "tok-" + uuid.uuid4().hex
 START = datetime(2026, 3, 5, 10, 0, 0)
+
+
+@functools.cache
+def folders() -> dict[str, SystemMappings]:
+    """The shipped mapping folders, compiled once for the whole module."""
+    return load_all()
 
 
 def case(number: int, updated: datetime) -> dict[str, Any]:
@@ -63,6 +70,7 @@ class PullSource:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes
 
             def log_message(self, format: str, *args: object) -> None:
                 return
@@ -245,7 +253,7 @@ def bus_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def poller_of(config: SystemsConfig, broker: Broker, data_dir: Path) -> RestPoller:
-    mappings = config.bind_mappings(load_all())
+    mappings = config.bind_mappings(folders())
     system = config.system("emergency-penalty")
     context = AdapterContext(
         system=system,
@@ -381,7 +389,7 @@ def test_the_worker_runs_the_configured_pollers(source: PullSource, tmp_path: Pa
     url = f"sqlite:///{tmp_path / 'bus.sqlite3'}"
     wire = Bus(url, config)
     settings = HubSettings(data_dir=tmp_path, namespace=wire.namespace)
-    worker = Worker(settings, systems=config, targets=[], pollers=True)
+    worker = Worker(settings, systems=config, targets=[], pollers=True, mapping_folders=folders())
     stop = threading.Event()
     runner = threading.Thread(target=worker.run, args=(stop,))
     runner.start()

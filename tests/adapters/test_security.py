@@ -13,9 +13,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from hub_harness import (
+    AGRI_KEY,
     APP_KEY,
     BACKENDS,
     GRASSROOTS_SECRET,
+    TEST_SYSTEMS,
     THROTTLED_KEY,
     RunningHub,
     request_time,
@@ -114,6 +116,24 @@ def test_the_rate_limit_is_per_system(hub: RunningHub) -> None:
     assert other.status_code == 200
 
 
+def test_a_bearer_key_in_authorization(hub: RunningHub) -> None:
+    push = "/systems/agri-penalty/rest/case_records"
+    body = sample("agri-penalty", "case_records", "valid-records")
+    bearer = {"Authorization": f"Bearer {AGRI_KEY}", "Content-Type": "application/json"}
+    response = hub.client.post(push, content=body, headers=bearer)
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 5
+    assert len(hub.drain("grassroots_platform", 5)) == 5
+    # X-Api-Key, the hub's own header, works for every api_key system.
+    assert hub.client.post(push, content=body, headers={"X-Api-Key": AGRI_KEY}).status_code == 200
+    hub.drain("grassroots_platform", 5)
+    wrong = hub.client.post(push, content=body, headers={"Authorization": "Bearer guessed"})
+    assert wrong.status_code == 401
+    assert "Authorization header matches no configured system" in wrong.json()["reason"]
+    elsewhere = hub.client.post(THROTTLED, content=b"{}", headers=bearer)
+    assert elsewhere.status_code == 403
+
+
 # -- the gatekeeper's parts -------------------------------------------------------------------
 
 
@@ -155,6 +175,26 @@ def test_a_missing_secret_fails_at_start_naming_the_variable(
     monkeypatch.delenv("JGHUB_TEST_GATEWAY", raising=False)
     with pytest.raises(AdapterConfigError, match="JGHUB_TEST_GATEWAY is not set"):
         Gatekeeper([signed_system()], default_max_body_bytes=1024)
+
+
+def test_without_required_secrets_the_system_is_listed_and_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("JGHUB_TEST_UNSET", raising=False)
+    gate = Gatekeeper([signed_system()], default_max_body_bytes=1024, require_secrets=False)
+    assert "JGHUB_TEST_GATEWAY is not set" in gate.missing_secrets["gateway"]
+    unset = TEST_SYSTEMS.replace("JGHUB_TEST_KEY_THROTTLED", "JGHUB_TEST_UNSET")
+    with running_hub(tmp_path, "embedded", systems_text=unset, monkeypatch=monkeypatch) as hub:
+        ready = hub.client.get("/ready").json()
+        assert ready["ready"] is True
+        assert ready["warnings"] == [
+            "system throttled-platform: environment variable JGHUB_TEST_UNSET is not set or "
+            "empty; it must hold the API key of this system"
+        ]
+        refused = hub.client.post(THROTTLED, content=b"{}", headers={"X-Api-Key": ""})
+        assert refused.status_code == 401
+        assert "no credential configured for system throttled-platform" in refused.text
+        assert "JGHUB_TEST_UNSET" not in refused.text  # the outside learns no variable names
 
 
 def test_signature_checks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from hub_harness import BACKENDS, ECO_KEY, THROTTLED_KEY, RunningHub, running_hub, sample
+from hub_harness import (
+    BACKENDS,
+    COMPLAINT_TOKEN,
+    ECO_KEY,
+    HOUSING_PASSWORD,
+    HOUSING_USER,
+    THROTTLED_KEY,
+    RunningHub,
+    running_hub,
+    sample,
+)
 from lxml import etree
 
 from standard.envelope import Envelope
@@ -129,3 +139,55 @@ def test_a_channel_answering_json(hub: RunningHub) -> None:
     answer = response.json()
     assert answer["rejected"] == 2
     assert {r["errors"][0]["kind"] for r in answer["records"]} == {"unroutable"}
+
+
+def test_a_system_token_header_and_its_own_receipt(hub: RunningHub) -> None:
+    push = "/ingest/complaint-platform/complaint_push"
+    body = sample("complaint-platform", "complaint_push", "valid-complaints")
+    headers = {"X-Tsjb-Token": COMPLAINT_TOKEN, "Content-Type": "application/xml"}
+    response = hub.client.post(push, content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    ack = etree.fromstring(response.content)
+    assert ack.tag == "ack"
+    items = ack.findall("item")
+    assert [(i.get("seq"), i.get("accepted")) for i in items] == [
+        (str(n), "true") for n in range(1, 6)
+    ]
+    messages = hub.drain("eco_env_penalty", 5)
+    assert {m.id for m in messages} == {i.get("id") for i in items}
+    wrong = hub.client.post(push, content=body, headers={**headers, "X-Tsjb-Token": "guess"})
+    assert wrong.status_code == 401
+    assert "X-Tsjb-Token header matches no configured system" in wrong.json()["reason"]
+    invalid = sample("complaint-platform", "complaint_push", "invalid-complaints")
+    refused = etree.fromstring(hub.client.post(push, content=invalid, headers=headers).content)
+    assert {i.get("accepted") for i in refused.findall("item")} == {"false"}
+    assert all(i.get("id") == "" for i in refused.findall("item"))
+
+
+def test_basic_authentication_and_a_gbk_receipt(hub: RunningHub) -> None:
+    push = "/ingest/housing-penalty/publication_batch"
+    headers = {"Content-Type": "text/xml; charset=GBK"}
+    valid = sample("housing-penalty", "publication_batch", "valid-batch")
+    response = hub.client.post(
+        push, content=valid, headers=headers, auth=(HOUSING_USER, HOUSING_PASSWORD)
+    )
+    assert response.status_code == 200, response.text
+    assert response.content.startswith(b"<?xml version='1.0' encoding='GBK'?>")
+    result = etree.fromstring(response.content)
+    assert (result.tag, result.get("PCZT"), result.get("CGS")) == ("RESULT", "0", "4")
+    assert [(r.get("XH"), r.get("ZT"), r.get("MSG")) for r in result.findall("ROW")] == [
+        (str(n), "0", "") for n in range(1, 5)
+    ]
+    assert len(hub.drain("grassroots_platform", 4)) == 4
+    invalid = sample("housing-penalty", "publication_batch", "invalid-records")
+    answer = hub.client.post(
+        push, content=invalid, headers=headers, auth=(HOUSING_USER, HOUSING_PASSWORD)
+    )
+    rows = etree.fromstring(answer.content).findall("ROW")
+    assert {r.get("ZT") for r in rows} == {"1"}
+    # The first problem, in words the department can act on (field and message, in Chinese).
+    assert all(r.get("MSG") for r in rows)
+    for user, password in ((HOUSING_USER, "wrong"), ("someone", HOUSING_PASSWORD)):
+        refused = hub.client.post(push, content=valid, headers=headers, auth=(user, password))
+        assert refused.status_code == 401
+        assert "Basic user name and password match no" in refused.json()["reason"]

@@ -27,6 +27,7 @@ from hub_harness import (
 )
 
 import bus
+from adapters.errors import AdapterConfigError
 from hub.cli import app as cli
 from hub.systems import load_systems
 
@@ -42,6 +43,7 @@ def test_health_ready_metrics_and_docs(tmp_path: Path, backend: str) -> None:
             "ready": True,
             "checks": {"bus": True, "topology": True, "mappings": True},
             "problems": [],
+            "warnings": [],
         }
         metrics = hub.client.get("/metrics")
         assert metrics.status_code == 200
@@ -211,3 +213,18 @@ def test_serve_refuses_to_start_on_a_broken_configuration(tmp_path: Path) -> Non
     text = errors.decode()
     assert "cannot start" in text and "no adapter named 'xml_pushh'" in text
     assert f"{systems}:{line}:" in text
+
+
+def test_two_channels_on_one_url_are_refused(tmp_path: Path) -> None:
+    clash = TEST_SYSTEMS.replace(
+        "{adapter: xml_push, message_type: task_feedback, options: {answer: json}}",
+        "{adapter: xml_push, message_type: task_feedback, options: "
+        "{answer: json, path: /systems/eco-env-penalty/xml/case_batch}}",
+    )
+    assert clash != TEST_SYSTEMS
+    shadowed = "POST /systems/eco-env-penalty/xml/case_batch is configured twice"
+    with (
+        pytest.raises(AdapterConfigError, match=shadowed),
+        running_hub(tmp_path, "embedded", systems_text=clash),
+    ):
+        pass

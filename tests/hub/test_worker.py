@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from bus import Broker, Outgoing
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
 from hub.worker import Worker, WorkerError
-from mappings import SYSTEMS_ROOT, load_all
+from mappings import SYSTEMS_ROOT, SystemMappings, load_all
 from standard.envelope import STRUCTURED_CONTENT_TYPE
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "adapters"))
@@ -34,6 +35,12 @@ RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0
 IN_CI = os.environ.get("CI", "").lower() == "true"
 EVENTS = (SYSTEMS_ROOT / "grassroots-platform/samples/event_report/valid-events.json").read_bytes()
 REPOSITORY = Path(__file__).parents[2]
+
+
+@functools.cache
+def folders() -> dict[str, SystemMappings]:
+    """The shipped mapping folders, compiled once for the whole module."""
+    return load_all()
 
 
 def require_rabbitmq() -> None:
@@ -130,7 +137,7 @@ class Hub:
     def push_events(self) -> list[str]:
         """Publish the sample's grassroots events as the REST push would; their message ids."""
         config = load_systems(self.systems_file)
-        mappings = config.bind_mappings(load_all())
+        mappings = config.bind_mappings(folders())
         result = Ingress(self.broker(), mappings).accept(
             "grassroots-platform", "event_report", EVENTS
         )
@@ -138,7 +145,7 @@ class Hub:
         return [r.message_id for r in result.records if r.message_id]
 
     def start_worker(self, **options: Any) -> Worker:
-        worker = Worker(self.settings, **options)
+        worker = Worker(self.settings, mapping_folders=folders(), **options)
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         thread.start()
@@ -285,7 +292,7 @@ def test_undecodable_messages_and_unrendered_datasets(hub: Hub, target: Loopback
 def test_unknown_target_is_refused_before_anything_runs(hub: Hub, target: LoopbackTarget) -> None:
     hub.configure(systems_yaml(target.url))
     with pytest.raises(WorkerError, match="no target system national"):
-        Worker(hub.settings, targets=["national"])
+        Worker(hub.settings, targets=["national"], mapping_folders=folders())
 
 
 @pytest.mark.slow
@@ -319,3 +326,16 @@ def test_sigterm_with_a_message_in_flight_loses_nothing(hub: Hub, target: Loopba
     hub.stop_workers()
     keys = {r.header("Idempotency-Key") for r in target.requests}
     assert len(keys) == 3 and len(ids) == 3
+
+
+def test_two_workers_compete_for_one_queue(hub: Hub, target: LoopbackTarget) -> None:
+    hub.configure(systems_yaml(target.url))
+    ids = hub.push_events()
+    target.always(200, delay_s=0.2)  # slow enough that both workers get a share on RabbitMQ
+    hub.start_worker()
+    hub.start_worker()
+    got = target.wait_for(3)
+    hub.wait(lambda: hub.brokers[0].depth("grassroots_platform") == 0)
+    hub.stop_workers()
+    keys = [r.header("Idempotency-Key") for r in got]
+    assert len(keys) == len(set(keys)) == len(ids) == 3  # each delivered once

@@ -26,6 +26,7 @@ DEPARTMENTS = (
     "natres-penalty",
     "agri-penalty",
     "culture-penalty",
+    "hrss-penalty",
 )
 FEEDBACK = {"task_feedback": "collaboration_task", "risk_feedback": "risk_feedback"}
 PUSHES = {"task_push": "collaboration_task", "warning_push": "risk_warning"}
@@ -144,3 +145,15 @@ def test_empty_elements_are_reported_through_their_attributes() -> None:
         "/CaseData/Case/Note",
         "/CaseData/Case/Party/@phone",
     ]
+
+
+def test_an_empty_list_whose_items_are_read_is_not_unread() -> None:
+    translation = system("hrss-penalty").inbound_mapping("task_feedback")
+    page = json.loads(
+        (SYSTEMS_ROOT / "hrss-penalty/samples/task_feedback/valid-page.json").read_bytes()
+    )
+    page["items"][0]["assignees"] = []
+    page["items"][0]["spare"] = {}
+    unread = unread_fields(translation, [json.dumps(page).encode()])
+    assert "items[].assignees[]" not in unread
+    assert "items[].spare" in unread

@@ -1,0 +1,221 @@
+"""Outbound delivery: the worker (bus → render → REST sender → ack) against a plain HTTP loop.
+
+    python bench/outbound.py [--messages 2000] [--no-rabbitmq]
+
+Measures, in the same run, against one loopback HTTP target answering 200 at once:
+- reference: render each envelope with the target's mapping and POST it with one httpx client,
+  one after the other (the work a delivery has to do, without a bus);
+- worker on the embedded bus: the envelopes published with `publish_many`, then a `Worker`
+  started; timed from its start until the target has received every message;
+- the same on RabbitMQ (skipped when it does not answer, or with --no-rabbitmq).
+
+Prints one line per figure with its ratio to the reference, the process's peak RSS, then, as
+the last line, one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+# Run as a script, this file's folder comes first on sys.path; keep it from shadowing packages.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import httpx  # noqa: E402
+
+import bus  # noqa: E402
+from bus import Outgoing  # noqa: E402
+from hub.settings import HubSettings  # noqa: E402
+from hub.systems import SystemsConfig  # noqa: E402
+from hub.worker import Worker  # noqa: E402
+from mappings import SYSTEMS_ROOT, load_system  # noqa: E402
+from standard.envelope import Envelope  # noqa: E402
+
+URL = os.environ.get("JGHUB_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+SAMPLE = SYSTEMS_ROOT / "grassroots-platform/samples/event_report/valid-events.json"
+
+
+class Target:
+    """A loopback HTTP target answering 200 at once and counting what it received."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.done = threading.Event()
+        self.expected = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+                owner.count += 1
+                if owner.count >= owner.expected:
+                    owner.done.set()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/feedback"
+
+    def expect(self, count: int) -> None:
+        self.count, self.expected = 0, count
+        self.done.clear()
+
+
+def envelopes(count: int) -> list[Envelope]:
+    """`count` distinct grassroots events, translated by the shipped mapping."""
+    document = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    template = document["data"]["events"][0]
+    events = []
+    for number in range(count):
+        event = copy.deepcopy(template)
+        event["eventId"] = f"SJ330106{number:012d}"
+        events.append(event)
+    document["data"] = {"total": count, "events": events}
+    system = load_system(SYSTEMS_ROOT / "grassroots-platform")
+    translation = system.translate("event_report", json.dumps(document).encode())
+    assert not translation.errors, translation.errors[:3]
+    return list(translation.envelopes)
+
+
+def systems(target_url: str) -> SystemsConfig:
+    return SystemsConfig.model_validate(
+        {
+            "systems": [
+                {
+                    "id": "grassroots-platform",
+                    "name_zh": "基层治理四平台",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_BENCH_UNUSED"},
+                    "outbound": {
+                        "adapter": "rest_sender",
+                        "render": {"grassroots_event": "event_feedback"},
+                        "options": {"url": target_url},
+                    },
+                    "routes": ["grassroots_event.#"],
+                }
+            ]
+        }
+    )
+
+
+def reference(target: Target, batch: list[Envelope]) -> float:
+    """msgs/s of render + POST in a loop, no bus."""
+    system = load_system(SYSTEMS_ROOT / "grassroots-platform")
+    target.expect(len(batch))
+    started = time.perf_counter()
+    with httpx.Client() as client:
+        for envelope in batch:
+            body = system.render("event_feedback", envelope)
+            answer = client.post(
+                target.url,
+                content=body,
+                headers={"Content-Type": "application/json", "Idempotency-Key": envelope.id},
+            )
+            answer.raise_for_status()
+    return len(batch) / (time.perf_counter() - started)
+
+
+def worker_rate(target: Target, batch: list[Envelope], url: str, data_dir: Path) -> float:
+    """msgs/s of a Worker delivering `batch` from the bus at `url`."""
+    config = systems(target.url)
+    namespace = f"bench-outbound-{uuid.uuid4().hex[:8]}"
+    topology = config.topology(namespace)
+    broker = bus.connect(url)
+    broker.declare(topology)
+    try:
+        outgoing = []
+        for envelope in batch:
+            properties, body = envelope.to_amqp()
+            outgoing.append(
+                Outgoing(
+                    routing_key="grassroots_event.330106.grassroots-platform",
+                    body=body,
+                    headers=properties["headers"],
+                    message_id=envelope.id,
+                    idempotency_key=envelope.idempotencykey,
+                )
+            )
+        broker.publish_many(outgoing)
+        settings = HubSettings(
+            amqp_url=url if url.startswith("amqp") else None,
+            data_dir=data_dir,
+            namespace=namespace,
+        )
+        worker = Worker(settings, systems=config, pollers=False)
+        target.expect(len(batch))
+        stop = threading.Event()
+        runner = threading.Thread(target=worker.run, args=(stop,))
+        started = time.perf_counter()
+        runner.start()
+        if not target.done.wait(600):
+            raise SystemExit(f"only {target.count} of {len(batch)} delivered")
+        elapsed = time.perf_counter() - started
+        stop.set()
+        runner.join()
+        return len(batch) / elapsed
+    finally:
+        if url.startswith("amqp"):
+            broker.delete_topology(topology)
+        broker.close()
+
+
+def rabbitmq_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--no-rabbitmq", action="store_true")
+    options = parser.parse_args(argv)
+    batch = envelopes(options.messages)
+    target = Target()
+    figures: dict[str, Any] = {"messages": options.messages}
+    figures["reference_msgs_s"] = reference(target, batch)
+    print(f"{'reference: render + POST loop':<40} {figures['reference_msgs_s']:10.0f} msgs/s")
+    with tempfile.TemporaryDirectory() as folder:
+        embedded = f"sqlite:///{Path(folder) / 'bus.sqlite3'}"
+        runs = [("embedded", embedded)]
+        if not options.no_rabbitmq and rabbitmq_answers():
+            runs.append(("rabbitmq", URL))
+        for label, url in runs:
+            rate = worker_rate(target, batch, url, Path(folder))
+            ratio = rate / figures["reference_msgs_s"]
+            figures[f"worker_{label}_msgs_s"] = rate
+            figures[f"worker_{label}_ratio"] = ratio
+            print(f"{'worker on ' + label:<40} {rate:10.0f} msgs/s  ratio {ratio:.2f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["peak_rss_mib"] = peak
+    print(f"{'peak RSS':<40} {peak:10.1f} MiB")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
