@@ -4,8 +4,9 @@ Run: ``.venv/bin/python bench/journal.py [--quick] [--amqp URL]``.
 
 1. The inbound path, ``Ingress.accept`` of a department batch (eco-env-penalty, 3 penalty cases,
    GB2312 XML) onto the embedded bus (or RabbitMQ with --amqp): with no observer (the
-   reference), with metrics only, and with metrics and the journal. The ratios to the reference,
-   measured in the same run, are the figures that compare across machines.
+   reference), with metrics only, and with metrics and the journal, in interleaved rounds (the
+   best round of each counts). The ratios to the reference, measured in the same run, are the
+   figures that compare across machines.
 2. The journal alone: what one ``record()`` costs the caller (it only queues), how many entries
    per second the writer thread chains and commits in batches, against the same hash-chained
    insert written one transaction per entry (the reference a naive journal would be).
@@ -48,29 +49,36 @@ PAYLOAD = (SYSTEMS_ROOT / "eco-env-penalty/samples/case_batch/valid-batch.xml").
 SYSTEM = "eco-env-penalty"
 
 
-def _ingress_rate(
-    url: str, make_observer: Callable[[Topology], Observer | None], payloads: int
-) -> float:
-    """Payloads per second through Ingress.accept, after a short warm-up."""
-    topology = Topology(
-        namespace=f"bench{uuid.uuid4().hex[:8]}",
-        targets=[Target(name="sink", routes=["#"])],
-    )
-    broker = bus.connect(url)
-    try:
-        broker.declare(topology)
+class _IngressRun:
+    """One ingress configuration on its own namespace, measured in interleaved rounds."""
+
+    def __init__(self, url: str, make_observer: Callable[[Topology], Observer | None]) -> None:
+        self.topology = Topology(
+            namespace=f"bench{uuid.uuid4().hex[:8]}",
+            targets=[Target(name="sink", routes=["#"])],
+        )
+        self.broker = bus.connect(url)
+        self.broker.declare(self.topology)
         mappings = {SYSTEM: load_system(SYSTEMS_ROOT / SYSTEM)}
-        ingress = Ingress(broker, mappings, observer=make_observer(topology))
-        for _ in range(20):
-            ingress.accept(SYSTEM, "case_batch", PAYLOAD, charset="gb2312")
+        self.ingress = Ingress(self.broker, mappings, observer=make_observer(self.topology))
+        self.rates: list[float] = []
+        self.round(20)  # warm-up
+
+    def round(self, payloads: int) -> None:
         started = time.perf_counter()
         for _ in range(payloads):
-            result = ingress.accept(SYSTEM, "case_batch", PAYLOAD, charset="gb2312")
+            result = self.ingress.accept(SYSTEM, "case_batch", PAYLOAD, charset="gb2312")
             assert result.accepted == 3, result
-        return payloads / (time.perf_counter() - started)
-    finally:
-        broker.delete_topology(topology)
-        broker.close()
+        self.rates.append(payloads / (time.perf_counter() - started))
+
+    @property
+    def best(self) -> float:
+        """The least disturbed round (the machine is shared; the best round is the fairest)."""
+        return max(self.rates)
+
+    def close(self) -> None:
+        self.broker.delete_topology(self.topology)
+        self.broker.close()
 
 
 def _naive_rate(path: Path, entries: int) -> float:
@@ -104,6 +112,7 @@ def main() -> None:
     parser.add_argument("--amqp", help="RabbitMQ URL for the ingress part (default: embedded)")
     options = parser.parse_args()
     payloads = 100 if options.quick else 1000
+    rounds = 2 if options.quick else 5
     entries = 20_000 if options.quick else 200_000
     naive_entries = 1_000 if options.quick else 5_000
 
@@ -112,12 +121,18 @@ def main() -> None:
         url = options.amqp or f"sqlite:///{root / 'bus.sqlite3'}"
         bus_name = "RabbitMQ" if options.amqp else "embedded bus"
 
-        reference = _ingress_rate(url, lambda topology: None, payloads)
-        metrics_only = _ingress_rate(url, lambda topology: Observer(topology), payloads)
         ingress_journal = Journal(root / "ingress-journal.sqlite3")
-        journalled = _ingress_rate(
-            url, lambda topology: Observer(topology, ingress_journal), payloads
-        )
+        runs = [
+            _IngressRun(url, lambda topology: None),
+            _IngressRun(url, lambda topology: Observer(topology)),
+            _IngressRun(url, lambda topology: Observer(topology, ingress_journal)),
+        ]
+        for _ in range(rounds):
+            for run in runs:
+                run.round(payloads // rounds)
+        reference, metrics_only, journalled = (run.best for run in runs)
+        for run in runs:
+            run.close()
         ingress_journal.close()
         print(f"Ingress.accept of a 3-record department batch on the {bus_name}:")
         print(f"  no observer (reference)  {reference:8.0f} payloads/s")
