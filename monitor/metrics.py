@@ -276,6 +276,22 @@ def series_names() -> set[str]:
     return names
 
 
+def sample_total(name: str, **labels: str) -> float:
+    """The sum of this process's samples called `name` whose labels include `labels`.
+
+    E.g. `sample_total("jghub_delivered_total", target="national")` over every dataset. For
+    in-process readers (the demo, tests); Prometheus sums with PromQL instead.
+    """
+    wanted = labels.items()
+    return sum(
+        sample.value
+        for metric in OBSERVED
+        for family in metric.collect()
+        for sample in family.samples
+        if sample.name == name and wanted <= sample.labels.items()
+    )
+
+
 # -- bounded label values ------------------------------------------------------------------------
 
 MAX_LABEL_CHARS = 80

@@ -247,3 +247,12 @@ def test_stale_files_are_cleared_only_when_their_processes_are_gone(tmp_path: Pa
 def test_the_text_format_is_the_default(accept: str | None) -> None:
     _, content_type = exposition(scrape_registry(), accept)
     assert content_type.startswith("text/plain")
+
+
+def test_sample_total_sums_over_the_labels_not_named() -> None:
+    target = f"t_{uuid.uuid4().hex[:8]}"
+    metrics.DELIVERED.labels(target, "penalty_case").inc(2)
+    metrics.DELIVERED.labels(target, "inspection").inc(3)
+    metrics.DELIVERED.labels(f"{target}x", "inspection").inc(7)
+    assert metrics.sample_total("jghub_delivered_total", target=target) == 5.0
+    assert metrics.sample_total("jghub_delivered_total", target="nobody") == 0.0
