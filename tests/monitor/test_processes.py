@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,6 +87,19 @@ def _jghub(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     )
 
 
+def _collect(process: subprocess.Popen[bytes]) -> list[str]:
+    """The process's stderr lines, read as they come (so its pipe never fills)."""
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line.decode("utf-8", "replace"))
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
 def _scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     answer = httpx.get(f"{base}/metrics", timeout=10)
     return {
@@ -112,7 +126,10 @@ def test_serve_and_two_workers_share_one_metrics_endpoint(
         for _ in range(2)
     ]
     processes.extend(workers)
-    assert _eventually(lambda: _scrape(base).get(BREAKER) == 0.0), "workers did not start"
+    logs = [_collect(worker) for worker in workers]
+    # SIGTERM is the worker's to handle only once it runs; it says so in its log.
+    assert _eventually(lambda: all("worker started" in "".join(log) for log in logs)), logs
+    assert _eventually(lambda: _scrape(base).get(BREAKER) == 0.0), "no breaker gauge"
 
     answer = httpx.post(
         f"{base}/systems/eco-env-penalty/xml/case_batch",
@@ -147,8 +164,8 @@ def test_serve_and_two_workers_share_one_metrics_endpoint(
 
     for worker in workers:
         worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        assert worker.wait(timeout=30) == 0, worker.stderr.read().decode() if worker.stderr else ""
+    for worker, log in zip(workers, logs, strict=True):
+        assert worker.wait(timeout=30) == 0, "".join(log)
     after = _scrape(base)
     assert after[DELIVERED] == 3.0  # the exited workers' counts stay in the sum
     assert BREAKER not in after  # their live gauges are gone
