@@ -138,7 +138,7 @@ def main() -> None:
         for run in runs:
             run.close()
         ingress_journal.close()
-        print(f"Ingress.accept of a 3-record department batch on the {bus_name}:")
+        print(f"Ingress.accept of a 3-record department batch, {bus_name}:")
         print(f"  no observer (reference)  {reference:8.0f} payloads/s")
         print(f"  metrics                  {metrics_only:8.0f} payloads/s  "
               f"({metrics_only / reference:.2f} of the reference)")  # fmt: skip
