@@ -11,7 +11,8 @@ after the bus confirmed them — so a restart neither skips nor repeats a record
   to ingress. A record whose page was not confirmed comes again at the next poll.
 - Paging: when the cursor moved to a later time, the next request starts again at the first page
   "since" the new cursor (keyset paging, which does not skip records that change while we page);
-  while it stays at the same time (many records changed at one instant) the page number grows.
+  while it stays at the same time (many records changed at one instant) the poller follows the
+  source's continuation (the next page number, or the next-page token a cursor API returns).
 - Schedule: after a poll that found nothing more, wait `interval_s`; when the source fails (HTTP
   error, timeout, an error answer), wait with exponential backoff up to `backoff_max_s`.
 - One poller per channel and data folder: a lock file keeps a second worker on the same data
@@ -221,11 +222,12 @@ class Page:
 
     Attributes:
       records: the page's records, in the source's order (change time, then id).
-      more: whether a further page exists for the same query.
+      next: how to ask for the following page of the same query (a page number, a cursor
+        token), or None on the last page.
     """
 
     records: Sequence[SourceRecord]
-    more: bool
+    next: Any | None
 
 
 class PagedPollerOptions(BaseModel):
@@ -267,7 +269,7 @@ class PagedPollerOptions(BaseModel):
 class PagedPoller(Poller):
     """Base of pollers whose source pages records by change time (see the module docstring).
 
-    A subclass implements `fetch(since, page_number)` → (Page, document) and `payload(document,
+    A subclass implements `fetch(since, after)` → (Page, document) and `payload(document,
     records)` → the bytes handed to ingress holding only `records`.
     """
 
@@ -285,8 +287,9 @@ class PagedPoller(Poller):
         self.cursors = CursorStore(context.data_dir, context.system.id, self.message_type)
 
     @abstractmethod
-    def fetch(self, since: datetime, page_number: int) -> tuple[Page, Any]:
-        """One page of records changed at or after `since`; SourceUnavailable when it fails."""
+    def fetch(self, since: datetime, after: Any | None) -> tuple[Page, Any]:
+        """A page of records changed at or after `since`: the first when `after` is None, else
+        the one a previous page's `next` names; SourceUnavailable when the source fails."""
 
     @abstractmethod
     def payload(self, document: Any, records: Sequence[SourceRecord]) -> bytes:
@@ -342,10 +345,10 @@ class PagedPoller(Poller):
         """
         cursor = self.cursors.load() or Cursor(self.schedule.initial_since)
         since = cursor.time
-        page_number = 1
+        after: Any | None = None
         handed = 0
         while stop is None or not stop.is_set():
-            page, document = self.fetch(since, page_number)
+            page, document = self.fetch(since, after)
             timed = sorted(
                 (r for r in page.records if r.time is not None),
                 key=lambda r: Cursor.key(_known(r.time), r.record_id),
@@ -363,12 +366,12 @@ class PagedPoller(Poller):
                 last = new[-1]
                 cursor = Cursor(_known(last.time), last.record_id)
                 self.cursors.save(cursor)
-            if not page.more:
+            if page.next is None:
                 break
             if cursor.time > since:
-                since, page_number = cursor.time, 1  # keyset: restart after the new cursor
+                since, after = cursor.time, None  # keyset: restart after the new cursor
             else:
-                page_number += 1  # a run of records at one instant: step through its pages
+                after = page.next  # a run of records at one instant: step through its pages
         return handed
 
     def _check(self, result: IngressResult, count: int) -> None:

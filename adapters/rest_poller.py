@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 import jmespath
@@ -69,6 +69,10 @@ class TokenAuth(BaseModel):
         default="result.expiresIn",
         description="JMESPath to its lifetime in seconds; None: fetched again after a refusal.",
     )
+    encoding: Literal["json", "form"] = Field(
+        default="json",
+        description="How the credentials are sent: a JSON body, or a form (OAuth2 style).",
+    )
     header: str = Field(default="Authorization", description="Header carrying the token.")
     prefix: str = Field(default="", description="Text before the token, e.g. 'Bearer '.")
 
@@ -109,7 +113,26 @@ class RestPollerOptions(PagedPollerOptions):
         description="Query parameter with the end of the window (now), for APIs that want one.",
         examples=["updateTimeEnd"],
     )
+    paging: Literal["page_number", "next_cursor"] = Field(
+        default="page_number",
+        description=(
+            "page_number: pages are numbered (`page_param`; `total_path` or a short page tells "
+            "the last). next_cursor: each answer names the next page (`next_cursor_path`, "
+            "`has_more_path`), sent back in `cursor_param`."
+        ),
+    )
     page_param: str = Field(default="page", description="Query parameter with the page number.")
+    cursor_param: str = Field(
+        default="cursor", description="Query parameter with the next-page token (next_cursor)."
+    )
+    next_cursor_path: str = Field(
+        default="next_cursor",
+        description="JMESPath to the next-page token in an answer (null on the last page).",
+    )
+    has_more_path: str | None = Field(
+        default="has_more",
+        description="JMESPath to the flag saying more pages follow (next_cursor); None: unused.",
+    )
     page_size_param: str = Field(
         default="pageSize", description="Query parameter with the page size."
     )
@@ -165,7 +188,9 @@ class RestPollerOptions(PagedPollerOptions):
     )
     verify_tls: bool = Field(default=True, description="Check the source's TLS certificate.")
 
-    @field_validator("total_path", "record_time_path", "record_id_path")
+    @field_validator(
+        "total_path", "record_time_path", "record_id_path", "next_cursor_path", "has_more_path"
+    )
     @classmethod
     def _paths(cls, value: str | None) -> str | None:
         return _jmespath(value)
@@ -242,7 +267,10 @@ class RestPoller(PagedPoller):
             body: dict[str, Any] = dict(auth.fields)
             for field, variable in auth.secret_fields.items():
                 body[field] = _secret(variable, self.system.id)
-            answer = self._get_json("POST", auth.url, json=body)
+            if auth.encoding == "form":
+                answer = self._get_json("POST", auth.url, data=body)
+            else:
+                answer = self._get_json("POST", auth.url, json=body)
             token = jmespath.search(auth.token_path, answer)
             if not isinstance(token, str) or not token:
                 raise SourceUnavailable(
@@ -256,13 +284,17 @@ class RestPoller(PagedPoller):
 
     # ------------------------------------------------------------------ paging
 
-    def fetch(self, since: datetime, page_number: int) -> tuple[Page, Any]:
+    def fetch(self, since: datetime, after: Any | None) -> tuple[Page, Any]:
         source = self.source
         params = dict(source.query)
         params[source.since_param] = self.query_time.format(since)
         if source.until_param:
             params[source.until_param] = self.query_time.format(datetime.now(UTC))
-        params[source.page_param] = str(source.first_page + page_number - 1)
+        page_number = 1 if after is None else int(after)
+        if source.paging == "page_number":
+            params[source.page_param] = str(source.first_page + page_number - 1)
+        elif after is not None:
+            params[source.cursor_param] = str(after)
         params[source.page_size_param] = str(source.page_size)
         document = self._get_json("GET", source.url, params=params, headers=self._headers())
         if source.answer_check is not None:
@@ -281,12 +313,22 @@ class RestPoller(PagedPoller):
                 f"of records: {excerpt(json.dumps(items, ensure_ascii=False))}"
             )
         records = [self._record(item) for item in items]
+        if source.paging == "next_cursor":
+            return Page(records, self._next_cursor(document)), document
         total = jmespath.search(source.total_path, document) if source.total_path else None
         if isinstance(total, int) and not isinstance(total, bool):
             more = page_number * source.page_size < total and bool(items)
         else:
             more = len(items) >= source.page_size
-        return Page(records, more), document
+        return Page(records, page_number + 1 if more else None), document
+
+    def _next_cursor(self, document: Any) -> str | None:
+        source = self.source
+        token = jmespath.search(source.next_cursor_path, document)
+        more = jmespath.search(source.has_more_path, document) if source.has_more_path else True
+        if token in (None, "") or more is False:
+            return None
+        return str(token)
 
     def _record(self, item: Any) -> SourceRecord:
         source = self.source

@@ -284,11 +284,11 @@ def test_restart_neither_skips_nor_repeats(
         original_fetch = first.fetch
         pages = [0]
 
-        def fetch_then_fail(since: datetime, page_number: int) -> Any:
+        def fetch_then_fail(since: datetime, after: Any) -> Any:
             pages[0] += 1
             if pages[0] > 2:
                 raise SourceUnavailable("the source went away")
-            return original_fetch(since, page_number)
+            return original_fetch(since, after)
 
         first.fetch = fetch_then_fail  # type: ignore[method-assign]
         with pytest.raises(SourceUnavailable):
@@ -404,3 +404,164 @@ def test_the_worker_runs_the_configured_pollers(source: PullSource, tmp_path: Pa
         runner.join(timeout=15)
         wire.close()
     assert not runner.is_alive()
+
+
+# ------------------------------------------------------------- a cursor-paged API (hrss-penalty)
+
+HRSS = json.loads(
+    (SYSTEMS_ROOT / "hrss-penalty/samples/penalty_feed/valid-page.json").read_text(encoding="utf-8")
+)
+HRSS_TEMPLATE = HRSS["items"][0]
+EPOCH_START = 1775721600  # epoch seconds, as the department writes every time
+
+
+def penalty(number: int, updated: int) -> dict[str, Any]:
+    item = copy.deepcopy(HRSS_TEMPLATE)
+    item.update(id=str(60000 + number), case_no=f"330326RS2026{number:06d}", updated_at=updated)
+    return item
+
+
+class CursorSource:
+    """hrss-penalty's API: OAuth2 form token, `since` in epoch seconds, next_cursor paging."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.queries: list[dict[str, str]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def do_POST(self) -> None:
+                form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+                if form.get("client_secret") != ["hrss-secret"]:
+                    self._json(401, {"error": "invalid_client"})
+                    return
+                self._json(200, {"access_token": "hrss-token", "expires_in": 3600})
+
+            def do_GET(self) -> None:
+                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                owner.queries.append(query)
+                if self.headers.get("Authorization") != "Bearer hrss-token":
+                    self._json(401, {"error": "invalid_token"})
+                    return
+                chosen = sorted(
+                    (i for i in owner.items if i["updated_at"] >= int(query["since"])),
+                    key=lambda i: (i["updated_at"], int(i["id"])),
+                )
+                start, limit = int(query.get("cursor", "0")), int(query["limit"])
+                page = chosen[start : start + limit]
+                more = start + limit < len(chosen)
+                self._json(
+                    200,
+                    {
+                        "items": page,
+                        "has_more": more,
+                        "next_cursor": str(start + limit) if more else None,
+                        "server_time": EPOCH_START + 86400,
+                    },
+                )
+
+            def _json(self, status: int, document: Any) -> None:
+                body = json.dumps(document, ensure_ascii=False).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_a_cursor_paged_api_with_an_oauth_form_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JGHUB_TEST_HRSS_SECRET", "hrss-secret")
+    source = CursorSource()
+    # Seven penalties, four of them changed in the same second, three to a page.
+    stamps = [EPOCH_START, EPOCH_START + 60, *[EPOCH_START + 120] * 4, EPOCH_START + 180]
+    source.items = [penalty(n, t) for n, t in enumerate(stamps)]
+    options = {
+        "url": f"{source.base}/open/v2/labor-inspection/penalties",
+        "paging": "next_cursor",
+        "since_param": "since",
+        "page_size_param": "limit",
+        "page_size": 3,
+        "time_format": "epoch_seconds",
+        "records_path": "items",
+        "record_time_path": "updated_at",
+        "record_id_path": "id",
+        "token": {
+            "url": f"{source.base}/open/v2/oauth/token",
+            "encoding": "form",
+            "fields": {"grant_type": "client_credentials", "client_id": "jghub"},
+            "secret_fields": {"client_secret": "JGHUB_TEST_HRSS_SECRET"},
+            "token_path": "access_token",
+            "expires_path": "expires_in",
+            "prefix": "Bearer ",
+        },
+    }
+    config = SystemsConfig.model_validate(
+        {
+            "systems": [
+                {
+                    "id": "hrss-penalty",
+                    "name_zh": "省人力资源和社会保障厅",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_UNUSED"},
+                    "inbound": [
+                        {
+                            "adapter": "rest_poller",
+                            "message_type": "penalty_feed",
+                            "options": options,
+                        }
+                    ],
+                    "outbound": {"adapter": "outbox"},
+                    "routes": ["penalty_case.#"],
+                }
+            ]
+        }
+    )
+    wire = Bus(f"sqlite:///{tmp_path / 'bus.sqlite3'}", config)
+    try:
+        system = config.system("hrss-penalty")
+
+        def poller() -> RestPoller:
+            context = AdapterContext(
+                system=system,
+                data_dir=tmp_path,
+                ingress=Ingress(wire.broker, config.bind_mappings(folders())),
+                channel=system.inbound[0],
+            )
+            return RestPoller(RestPoller.Options.model_validate(system.inbound[0].options), context)
+
+        first = poller()
+        assert first.poll_once() == 7
+        got = case_numbers(wire.drain("hrss_penalty"))
+        assert got == [f"330326RS2026{n:06d}" for n in range(7)]
+        assert source.queries[0]["since"] == "0" and "cursor" not in source.queries[0]
+        assert any("cursor" in q for q in source.queries)  # the run of equal times was paged
+        first.close()
+        source.items += [penalty(7, EPOCH_START + 180), penalty(8, EPOCH_START + 240)]
+        second = poller()  # a restarted worker: the cursor file says where to go on
+        assert second.poll_once() == 2
+        assert case_numbers(wire.drain("hrss_penalty")) == [
+            "330326RS2026000007",
+            "330326RS2026000008",
+        ]
+        assert second.poll_once() == 0
+        second.close()
+    finally:
+        wire.close()
+        source.close()
