@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from adapters.errors import AdapterConfigError, IngressUnavailable
 from adapters.routing import routing_key
-from bus import Broker, BrokerUnavailable, Outgoing, PublishFailed
+from bus import Broker, BrokerUnavailable, Outgoing, PublishFailed, PublishFailure
 from bus.message import HeaderValue
 from mappings import PayloadRejected, SystemMappings, TranslationError
 from standard.envelope import Envelope
@@ -38,6 +39,41 @@ log = logging.getLogger("adapters.ingress")
 
 QUARANTINE_REASON_LIMIT = 8000
 """Characters of the joined record errors kept as the quarantine reason (the rest is counted)."""
+
+
+class IngressObserver(Protocol):
+    """What watches the inbound path: `monitor.observer.Observer` (metrics, journal, quality).
+
+    `received` returns a token for the payload (with `headers` to carry on its messages) that the
+    other calls take back. Pollers report each poll through `polled`.
+    """
+
+    def received(self, system: str, message_type: str, *, receipt: str, size: int) -> Any: ...
+
+    def refused(
+        self, seen: Any, *, kind: str, reason: str, quarantine_id: str | None = None
+    ) -> None: ...
+
+    def translated(
+        self,
+        seen: Any,
+        *,
+        seconds: float,
+        envelopes: Sequence[Envelope],
+        errors: Sequence[TranslationError],
+    ) -> None: ...
+
+    def published(
+        self,
+        seen: Any,
+        *,
+        seconds: float,
+        outgoing: Sequence[Outgoing],
+        failures: Sequence[PublishFailure] = (),
+        error: BaseException | None = None,
+    ) -> None: ...
+
+    def polled(self, source: str, *, ok: bool, lag_seconds: float | None = None) -> None: ...
 
 
 class RecordAnswer(BaseModel):
@@ -113,11 +149,19 @@ class Ingress:
         (`attach` it then): meanwhile `accept` answers IngressUnavailable.
       mappings: the compiled mappings of each system, by system id (not by mapping folder: two
         systems may share one folder).
+      observer: told of every payload's steps (metrics, journal, data quality); None: nobody.
     """
 
-    def __init__(self, broker: Broker | None, mappings: Mapping[str, SystemMappings]) -> None:
+    def __init__(
+        self,
+        broker: Broker | None,
+        mappings: Mapping[str, SystemMappings],
+        *,
+        observer: IngressObserver | None = None,
+    ) -> None:
         self._broker = broker
         self.mappings = dict(mappings)
+        self.observer = observer
 
     def attach(self, broker: Broker | None) -> None:
         """Use `broker` from now on (None: the bus is gone; accept answers IngressUnavailable)."""
@@ -155,6 +199,11 @@ class Ingress:
             )
         broker = self.broker
         receipt = uuid.uuid4().hex
+        observer = self.observer
+        seen = None
+        if observer is not None:
+            seen = observer.received(system_id, message_type, receipt=receipt, size=len(payload))
+        started = time.perf_counter()
         try:
             translation = mapping.translate(message_type, payload, charset=charset)
         except PayloadRejected as rejected:
@@ -168,6 +217,10 @@ class Ingress:
                 charset,
                 kind=rejected.kind,
             )
+            if observer is not None:
+                observer.refused(
+                    seen, kind=rejected.kind, reason=str(rejected), quarantine_id=quarantine_id
+                )
             return IngressResult(
                 system=system_id,
                 message_type=message_type,
@@ -178,6 +231,14 @@ class Ingress:
                 quarantine_id=quarantine_id,
             )
 
+        if observer is not None:
+            observer.translated(
+                seen,
+                seconds=time.perf_counter() - started,
+                envelopes=translation.envelopes,
+                errors=translation.errors,
+            )
+        extra_headers = seen.headers if seen is not None else None
         errors_by_record: dict[int, list[TranslationError]] = {}
         for error in translation.errors:
             errors_by_record.setdefault(error.record_index, []).append(error)
@@ -213,13 +274,16 @@ class Ingress:
             )
             answers.append(answer)
             published_answers.append(answer)
-            outgoing.append(_outgoing(envelope, key))
+            outgoing.append(_outgoing(envelope, key, extra_headers))
 
         unroutable: list[str] = []
         if outgoing:
+            started = time.perf_counter()
+            failures: Sequence[PublishFailure] = ()
             try:
                 broker.publish_many(outgoing)
             except PublishFailed as failed:
+                failures = failed.failures
                 for failure in failed.failures:
                     answer = published_answers[failure.index]
                     answer.message_id = None
@@ -235,10 +299,24 @@ class Ingress:
                         answer.errors = [{"kind": "not-confirmed", "reason": failure.reason}]
                 log.warning("ingress %s %s: %s", system_id, message_type, failed)
             except BrokerUnavailable as error:
+                if observer is not None:
+                    observer.published(
+                        seen,
+                        seconds=time.perf_counter() - started,
+                        outgoing=outgoing,
+                        error=error,
+                    )
                 raise IngressUnavailable(
                     f"the bus cannot be reached; nothing of this {message_type} payload from "
                     f"{system_id} was accepted, send it again later ({error})"
                 ) from error
+            if observer is not None:
+                observer.published(
+                    seen,
+                    seconds=time.perf_counter() - started,
+                    outgoing=outgoing,
+                    failures=failures,
+                )
 
         kept: str | None = None
         if translation.errors or unroutable:
@@ -295,12 +373,16 @@ class Ingress:
             ) from error
 
 
-def _outgoing(envelope: Envelope, key: str) -> Outgoing:
+def _outgoing(
+    envelope: Envelope, key: str, extra: Mapping[str, HeaderValue] | None = None
+) -> Outgoing:
     properties, body = envelope.to_amqp()
     headers: dict[str, HeaderValue] = {
         name: value if isinstance(value, str | int | float | bool) else json.dumps(value)
         for name, value in properties["headers"].items()
     }
+    if extra:
+        headers.update(extra)
     return Outgoing(
         routing_key=key,
         body=body,

@@ -29,6 +29,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -306,12 +307,17 @@ class PagedPoller(Poller):
             if not owned:
                 return
             failures = 0
+            caught_up: float | None = None  # when the last successful poll started
             while not stop.is_set():
+                started = time.time()
                 try:
                     self.poll_once(stop)
                     failures = 0
+                    caught_up = started
+                    self._report(ok=True, caught_up=caught_up)
                     stop.wait(self.schedule.interval_s)
                 except (SourceUnavailable, IngressUnavailable) as error:
+                    self._report(ok=False, caught_up=caught_up)
                     failures += 1
                     pause = min(
                         self.schedule.backoff_initial_s * 2 ** (failures - 1),
@@ -322,6 +328,14 @@ class PagedPoller(Poller):
                         self.name, self.system.id, error, pause,
                     )  # fmt: skip
                     stop.wait(pause)
+
+    def _report(self, *, ok: bool, caught_up: float | None) -> None:
+        """Tell the ingress's observer of a poll; lag is how long ago the source was last read
+        to its end (small while polls succeed, growing while they fail)."""
+        observer = self.ingress.observer
+        if observer is not None:
+            lag = None if caught_up is None else time.time() - caught_up
+            observer.polled(f"{self.system.id}/{self.message_type}", ok=ok, lag_seconds=lag)
 
     def poll_once(self, stop: threading.Event | None = None) -> int:
         """Read every page from the cursor on, handing new records to ingress; return how many.

@@ -15,6 +15,8 @@ Routes:
   GET  /systems/{id}/outbox, POST .../ack the outbox of a system whose outbound adapter is outbox
   GET  /health   liveness        GET /ready   bus reachable, topology declared, mappings loaded
   GET  /metrics  Prometheus      GET /docs    OpenAPI (one tag per system)
+  GET  /messages/{id}            where a system's own message has been (monitor.api)
+  GET  /dead-letters, POST /dead-letters/replay   operators, with JGHUB_OPERATOR_KEY set
 """
 
 from __future__ import annotations
@@ -27,16 +29,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import prometheus_client
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 import bus
 from adapters import registry
 from adapters.base import AdapterContext, InboundAdapter
-from adapters.errors import AdapterConfigError, RequestRefused
+from adapters.errors import AdapterConfigError, RequestRefused, Unauthenticated
 from adapters.ingress import Ingress
 from adapters.outbox import OutboxStore, SqliteOutbox, mount_outbox
 from adapters.security import Gatekeeper
@@ -45,6 +46,13 @@ from hub import __version__
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
 from mappings import SystemMappings, load_all
+from monitor.api import dead_letters_router, messages_router, metrics_router, operator_key
+from monitor.journal import Journal
+from monitor.metrics import scrape_registry
+from monitor.observer import Observer
+from monitor.queues import QueueCollector, queue_stats_source
+from monitor.readiness import check_readiness
+from monitor.settings import MonitorSettings
 
 log = logging.getLogger("hub.app")
 
@@ -85,6 +93,9 @@ class HubRuntime:
     outbox: OutboxStore
     broker: Broker | None = None
     owns_broker: bool = True
+    monitoring: MonitorSettings = field(default_factory=MonitorSettings)
+    observer: Observer | None = None
+    journal: Journal | None = None
     declared: bool = False
     last_bus_error: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
@@ -134,6 +145,8 @@ class HubRuntime:
         with self._lock:
             self._drop_broker()
         self.outbox.close()
+        if self.journal is not None:
+            self.journal.close()
 
     def _drop_broker(self) -> None:
         self.ingress.attach(None)
@@ -156,7 +169,8 @@ def build_runtime(
     """Load and check everything the app needs (no network yet); raise on any mistake.
 
     Raises SystemsConfigError (configuration, with file and line), MappingError (a mapping
-    folder) or AdapterConfigError (an adapter option, a secret's variable not set).
+    folder), AdapterConfigError (an adapter option, a secret's variable not set) or
+    JournalUnavailable (the journal's file cannot be opened).
     """
     config = systems if systems is not None else load_systems(settings.systems_file)
     folders = load_all(settings.mappings_root)
@@ -169,16 +183,23 @@ def build_runtime(
     )
     for system_id, problem in gatekeeper.missing_secrets.items():
         log.warning("system %s: %s; its requests are refused (401)", system_id, problem)
+    topology = config.topology(settings.namespace)
+    monitoring = MonitorSettings()
+    journal = monitoring.open_journal(settings.data_dir)
+    observer = Observer(topology, journal)
     runtime = HubRuntime(
         settings=settings,
         systems=config,
         mappings=mappings,
-        topology=config.topology(settings.namespace),
+        topology=topology,
         gatekeeper=gatekeeper,
-        ingress=Ingress(None, mappings),
+        ingress=Ingress(None, mappings, observer=observer),
         outbox=outbox if outbox is not None else SqliteOutbox(settings.outbox_file),
         broker=broker,
         owns_broker=broker is None,
+        monitoring=monitoring,
+        observer=observer,
+        journal=journal,
     )
     return runtime
 
@@ -225,7 +246,10 @@ def create_app(
             {"name": system.id, "description": f"{system.name_zh}: its channels and outbox"}
             for system in config.systems
         ]
-        + [{"name": "operations", "description": "Health, readiness and metrics."}],
+        + [
+            {"name": "messages", "description": "Where a system's own message has been."},
+            {"name": "operations", "description": "Health, readiness, metrics, dead letters."},
+        ],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
@@ -270,33 +294,66 @@ def create_app(
         responses={503: {"model": Readiness, "description": "Not ready; see problems."}},
     )
     async def ready() -> JSONResponse:
-        """Readiness: the bus answers, the topology is declared, the mappings are loaded."""
+        """Readiness: the bus answers, every target queue is declared, the mappings are loaded."""
         problem = await run_in_threadpool(runtime.probe)
-        checks = {
-            "bus": problem is None,
-            "topology": runtime.declared and problem is None,
-            "mappings": bool(runtime.mappings) or not config.systems,
-        }
-        problems = [] if problem is None else [f"bus: {problem}"]
-        if not checks["mappings"]:
-            problems.append("mappings: none loaded")
+        report = await run_in_threadpool(
+            lambda: check_readiness(
+                runtime.broker if problem is None else None,
+                runtime.topology,
+                declared=runtime.declared,
+                systems=[system.id for system in config.systems],
+                mappings=runtime.mappings,
+                bus_problem=problem,
+            )
+        )
         warnings = [
             f"system {system_id}: {problem}"
             for system_id, problem in runtime.gatekeeper.missing_secrets.items()
         ]
         body = Readiness(
-            ready=all(checks.values()), checks=checks, problems=problems, warnings=warnings
+            ready=report.ready, checks=report.checks, problems=report.problems, warnings=warnings
         )
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
-    @app.get("/metrics", tags=["operations"], include_in_schema=False)
-    async def metrics() -> Response:
-        """Prometheus metrics (the default registry), in the text exposition format."""
-        return Response(
-            prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST
-        )
-
+    mount_monitor(app, runtime)
     return app
+
+
+def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
+    """/metrics (queue depths read from the broker), GET /messages/{id} for each system's own
+    messages (when the journal is on), the dead-letter routes (when an operator key is set)."""
+    monitoring = runtime.monitoring
+    queues = queue_stats_source(
+        runtime.settings.bus_url,
+        lambda: runtime.broker,
+        runtime.topology,
+        timeout=monitoring.queue_stats_timeout_s,
+    )
+    app.include_router(metrics_router(scrape_registry(QueueCollector(queues))))
+    gate = runtime.gatekeeper
+
+    async def calling_system(request: Request) -> str:
+        tls = request.scope.get("extensions", {}).get("tls")
+        client = request.client.host if request.client else None
+        caller = gate.identify_headers(request.headers, tls=tls, client=client)
+        if caller is None:
+            raise Unauthenticated(
+                "no credential: send the X-Api-Key header, a client certificate, or the "
+                "X-App-Key, X-Request-Time and X-Sign headers"
+            )
+        gate.check_rate(caller)
+        return caller
+
+    if runtime.journal is not None:
+        app.include_router(messages_router(runtime.journal, caller=calling_system))
+    if monitoring.operator_key is not None and runtime.observer is not None:
+        app.include_router(
+            dead_letters_router(
+                lambda: runtime.broker,
+                runtime.observer,
+                operator=operator_key(monitoring.operator_key.get_secret_value()),
+            )
+        )
 
 
 def _refuse_shadowed_routes(app: FastAPI) -> None:

@@ -6,11 +6,15 @@ import typer
 
 from hub import __version__
 from hub.commands import adapters as adapters_commands
+from hub.commands import dead as dead_commands
 from hub.commands import demo as demo_command
+from hub.commands import journal as journal_commands
 from hub.commands import mappings as mappings_commands
+from hub.commands import quality as quality_command
 from hub.commands import serve as serve_command
 from hub.commands import simulate as simulate_command
 from hub.commands import standard as standard_commands
+from hub.commands import trace as trace_command
 from hub.commands import worker as worker_command
 
 app = typer.Typer(
@@ -43,6 +47,10 @@ app.command("serve")(serve_command.serve)
 app.command("worker")(worker_command.worker)
 app.command("simulate")(simulate_command.simulate)
 app.command("demo")(demo_command.demo)
+app.command("trace")(trace_command.trace)
+app.add_typer(journal_commands.app, name="journal")
+app.add_typer(dead_commands.app, name="dead")
+app.command("quality")(quality_command.quality)
 
 
 def main() -> None:

@@ -32,16 +32,13 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-
-import prometheus_client
 
 import bus
 from adapters import registry
 from adapters.base import AdapterContext, AdapterKind, Poller, Sender
-from adapters.breaker import BreakerOptions, BreakerState, CircuitBreaker
+from adapters.breaker import BreakerOptions, CircuitBreaker
 from adapters.config import SystemConfig
 from adapters.delivery import DeliveryFailed, OutboundOptions, TargetDelivery
 from adapters.errors import AdapterConfigError, AdapterError
@@ -50,6 +47,9 @@ from bus import Broker, BrokerUnavailable, BusError, Delivery, Topology, Topolog
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
 from mappings import MappingEngineError, SystemMappings, load_all
+from monitor.journal import Journal
+from monitor.observer import Observer
+from monitor.settings import MonitorSettings
 from standard.envelope import STRUCTURED_CONTENT_TYPE, Envelope
 from standard.errors import StandardError
 
@@ -60,30 +60,9 @@ POLLER_KIND: tuple[AdapterKind, ...] = ("poller",)
 RECONNECT_INITIAL_S = 1.0
 RECONNECT_MAX_S = 30.0
 
-DELIVERIES = prometheus_client.Counter(
-    "jghub_outbound_deliveries",
-    "Messages settled by the worker, by target and outcome (delivered, retried, dead_lettered).",
-    ["target", "outcome"],
-)
-DELIVERY_SECONDS = prometheus_client.Histogram(
-    "jghub_outbound_delivery_seconds",
-    "Time from taking a message to settling it (render, attempts, backoff), by target.",
-    ["target"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
-BREAKER_STATE = prometheus_client.Gauge(
-    "jghub_outbound_breaker_state",
-    "Circuit breaker of each target: 0 closed, 1 half-open, 2 open.",
-    ["target"],
-)
-
 
 class WorkerError(Exception):
     """The worker cannot run: a target it was asked for is unknown, or its topology is wrong."""
-
-
-def _record_breaker(target: str, old: BreakerState, new: BreakerState) -> None:
-    BREAKER_STATE.labels(target).set(new.level)
 
 
 @dataclass
@@ -102,10 +81,8 @@ class OutboundTarget:
 
     def handle(self, delivery: Delivery) -> None:
         """Render, deliver and settle one message (the consumer's handler)."""
-        started = time.perf_counter()
-        outcome = self._handle(delivery)
-        DELIVERIES.labels(self.name, outcome).inc()
-        DELIVERY_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        # Counted and journalled by the observer that wraps this handler (Observer.watch).
+        self._handle(delivery)
 
     def _handle(self, delivery: Delivery) -> str:
         message = delivery.message
@@ -197,6 +174,8 @@ class Worker:
         default: loaded from `settings.mappings_root` (pass them to share one compilation).
       broker_factory: opens a broker connection (default `bus.connect(settings.bus_url)`);
         each consumer thread opens its own.
+      observer: counts and journals every delivery, breaker change and poll; default: one
+        with the journal MonitorSettings names (closed when `run` returns).
     """
 
     settings: HubSettings
@@ -205,6 +184,7 @@ class Worker:
     pollers: bool = True
     mapping_folders: dict[str, SystemMappings] | None = None
     broker_factory: Callable[[], Broker] | None = None
+    observer: Observer | None = None
     _threads: list[_Thread] = field(default_factory=list, init=False)
     _stop_event: threading.Event | None = field(default=None, init=False)
 
@@ -214,6 +194,10 @@ class Worker:
         folders = self.mapping_folders or load_all(self.settings.mappings_root)
         self.mappings: dict[str, SystemMappings] = self.systems.bind_mappings(folders)
         self.topology: Topology = self.systems.topology(self.settings.namespace)
+        self._own_journal: Journal | None = None
+        if self.observer is None:
+            self._own_journal = MonitorSettings().open_journal(self.settings.data_dir)
+        self._observer = self.observer or Observer(self.topology, self._own_journal)
         self.selected: list[SystemConfig] = self._select(self.targets)
         self.poller_channels = self._poller_channels() if self.pollers else []
 
@@ -257,9 +241,9 @@ class Worker:
         breaker = CircuitBreaker(
             system.target,
             breaker_options if isinstance(breaker_options, BreakerOptions) else BreakerOptions(),
-            on_change=_record_breaker,
+            on_change=self._observer.breaker_changed,
         )
-        BREAKER_STATE.labels(system.target).set(breaker.state.level)
+        self._observer.breaker_changed(system.target, breaker.state, breaker.state)
         delivery = TargetDelivery(
             sender,
             attempts=system.retry.in_process_attempts,
@@ -304,6 +288,8 @@ class Worker:
         finally:
             for target in targets:
                 target.close()
+            if self._own_journal is not None:
+                self._own_journal.close()
         failures = [t for t in self._threads if t.failure is not None]
         if failures:
             first = failures[0].failure
@@ -343,7 +329,8 @@ class Worker:
                 with opened as broker:
                     broker.declare(self.topology)
                     pause = RECONNECT_INITIAL_S
-                    broker.consume(target.name, target.handle, stop=stop)
+                    handle = self._observer.watch(target.name, target.handle)
+                    broker.consume(target.name, handle, stop=stop)
             except TopologyError:
                 raise
             except BrokerUnavailable as error:
@@ -361,7 +348,8 @@ class Worker:
                 with self._connect() as broker:
                     broker.declare(self.topology)
                     pause = RECONNECT_INITIAL_S
-                    self._run_pollers(Ingress(broker, self.mappings), stop)
+                    ingress = Ingress(broker, self.mappings, observer=self._observer)
+                    self._run_pollers(ingress, stop)
                     return
             except BrokerUnavailable as error:
                 log.warning("pollers: bus unavailable (%s); reconnecting in %.0fs", error, pause)

@@ -18,6 +18,9 @@ from hub.app import create_app
 from hub.settings import HubSettings
 from hub.systems import SystemsConfigError
 from mappings import MappingError
+from monitor.errors import MonitorError
+from monitor.metrics import clear_stale, enable_multiprocess
+from monitor.settings import MonitorSettings
 
 
 def serve(
@@ -60,8 +63,13 @@ def serve(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     try:
+        # This process answers /metrics for every hub process on the machine: their samples
+        # meet in one folder, emptied first when no process that wrote there is alive.
+        metrics_dir = MonitorSettings().metrics_path(settings.data_dir)
+        clear_stale(metrics_dir)
+        enable_multiprocess(metrics_dir)
         application = create_app(settings)
-    except (SystemsConfigError, MappingError, AdapterConfigError) as error:
+    except (SystemsConfigError, MappingError, AdapterConfigError, MonitorError) as error:
         console.print(f"[red]cannot start[/red]: {escape(str(error))}")
         raise typer.Exit(2) from None
     config = uvicorn.Config(

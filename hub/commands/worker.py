@@ -9,7 +9,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
-import prometheus_client
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -19,6 +18,9 @@ from hub.settings import HubSettings
 from hub.systems import SystemsConfigError
 from hub.worker import Worker, WorkerError
 from mappings import MappingError
+from monitor.errors import MonitorError
+from monitor.metrics import enable_multiprocess, serve_metrics
+from monitor.settings import MonitorSettings
 
 
 def worker(
@@ -66,12 +68,16 @@ def worker(
     settings = HubSettings(**overrides)
     wanted = [name.strip() for name in targets.split(",") if name.strip()] if targets else None
     try:
+        # Samples go to files shared with `serve` on this machine, so its /metrics counts ours.
+        enable_multiprocess(MonitorSettings().metrics_path(settings.data_dir))
         running = Worker(settings, targets=wanted, pollers=pollers)
-    except (SystemsConfigError, MappingError, AdapterConfigError, WorkerError) as error:
+    except (
+        SystemsConfigError, MappingError, AdapterConfigError, WorkerError, MonitorError
+    ) as error:  # fmt: skip
         console.print(f"[red]cannot start[/red]: {escape(str(error))}")
         raise typer.Exit(2) from None
     if metrics_port:
-        prometheus_client.start_http_server(metrics_port)
+        serve_metrics(metrics_port, "0.0.0.0")
 
     stop = threading.Event()
 

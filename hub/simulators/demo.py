@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import prometheus_client
 from pydantic import BaseModel, ConfigDict, Field
 
 import bus
@@ -44,6 +43,7 @@ from hub.simulators.sources import SimulatedSource
 from hub.simulators.targets import DeliveryLog, FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic, TrafficPayload
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
+from monitor.metrics import sample_total
 
 DEMO_BODY_LIMIT = 2 * 1024 * 1024
 """The hub's body limit during the demo: the oversized payloads exceed it."""
@@ -407,10 +407,9 @@ def _delivery_counts(landscape: Landscape) -> dict[tuple[str, str], float]:
     counts: dict[tuple[str, str], float] = {}
     for system in landscape.systems.systems:
         for outcome in ("delivered", "retried", "dead_lettered"):
-            value = prometheus_client.REGISTRY.get_sample_value(
-                "jghub_outbound_deliveries_total", {"target": system.target, "outcome": outcome}
+            counts[(system.id, outcome)] = sample_total(
+                f"jghub_{outcome}_total", target=system.target
             )
-            counts[(system.id, outcome)] = value or 0.0
     return counts
 
 

@@ -1,0 +1,215 @@
+"""`jghub dead list|show|replay`: the dead letters, by target, reason and age, and their replay."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+import bus
+from bus import Broker, BusError
+from hub.commands.journal import DataDir, console
+from hub.settings import HubSettings
+from hub.systems import SystemsConfig, SystemsConfigError, load_systems
+from monitor import dead_letters
+from monitor.errors import InvalidRequest, JournalUnavailable
+from monitor.journal import Journal
+from monitor.observer import Observer
+from monitor.settings import MonitorSettings
+from monitor.tables import dead_letters_table, history_table, local
+
+app = typer.Typer(
+    help="Dead letters: messages whose delivery failed for good. List, inspect, replay.",
+    no_args_is_help=True,
+)
+
+Target = Annotated[
+    str | None, typer.Option(help="The target system whose deliveries failed (id or queue name).")
+]
+Reason = Annotated[
+    str | None, typer.Option(help="Text the last failure's reason contains, e.g. 'HTTP 503'.")
+]
+OlderThan = Annotated[str | None, typer.Option(help="Dead for at least this long: 30m, 2h, 7d ...")]
+SystemsFile = Annotated[
+    Path | None,
+    typer.Option("--systems", help="Systems configuration (default: JGHUB_SYSTEMS_FILE)."),
+]
+
+
+def _settings(data_dir: Path | None, systems_file: Path | None) -> HubSettings:
+    overrides: dict[str, Any] = {
+        name: value
+        for name, value in (("data_dir", data_dir), ("systems_file", systems_file))
+        if value is not None
+    }
+    return HubSettings(**overrides)
+
+
+def _fail(what: str, error: Exception, code: int = 2) -> typer.Exit:
+    console().print(f"[red]{what}[/red]: {escape(str(error))}")
+    return typer.Exit(code)
+
+
+@contextmanager
+def _bus(settings: HubSettings) -> Iterator[tuple[Broker, SystemsConfig]]:
+    try:
+        systems = load_systems(settings.systems_file)
+    except SystemsConfigError as error:
+        raise _fail("systems configuration", error) from None
+    try:
+        broker = bus.connect(settings.bus_url)
+    except BusError as error:
+        raise _fail("bus unavailable", error, 3) from None
+    with broker:
+        try:
+            # Declaring is idempotent; it also tells the broker the namespace to work in.
+            broker.declare(systems.topology(settings.namespace))
+        except BusError as error:
+            raise _fail("bus unavailable", error, 3) from None
+        yield broker, systems
+
+
+def _target(systems: SystemsConfig, given: str | None) -> str | None:
+    """The bus target name of a system id or target name; exit 2 naming the known ones."""
+    if given is None:
+        return None
+    known = {s.id: s.target for s in systems.systems if s.routes}
+    known.update({t: t for t in list(known.values())})
+    if given not in known:
+        names = ", ".join(sorted(s.id for s in systems.systems if s.routes)) or "none"
+        console().print(f"[red]unknown target[/red] {escape(given)}; systems receiving: {names}")
+        raise typer.Exit(2)
+    return known[given]
+
+
+def _query(
+    systems: SystemsConfig,
+    *,
+    target: str | None,
+    reason: str | None,
+    older_than: str | None,
+    ids: list[str] | None = None,
+    limit: int = 1000,
+) -> dead_letters.DeadLetterQuery:
+    try:
+        return dead_letters.DeadLetterQuery(
+            target=_target(systems, target),
+            reason=reason,
+            older_than=older_than,
+            ids=ids or None,
+            limit=limit,
+        )
+    except ValueError as error:
+        raise _fail("bad filter", error) from None
+
+
+@app.command("list")
+def list_command(
+    target: Target = None,
+    reason: Reason = None,
+    older_than: OlderThan = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most dead letters listed.")] = 100,
+    systems_file: SystemsFile = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List dead letters, oldest first: id, target, when, age, tries, last reason."""
+    settings = _settings(data_dir, systems_file)
+    with _bus(settings) as (broker, systems):
+        query = _query(systems, target=target, reason=reason, older_than=older_than, limit=limit)
+        found = dead_letters.find(broker, query)
+    out = console()
+    if not found:
+        out.print("no dead letters match")
+        return
+    out.print(dead_letters_table(found, title=f"{len(found)} dead letter(s)"))
+
+
+@app.command()
+def show(
+    message_id: Annotated[str, typer.Argument(help="The dead letter's message id.")],
+    systems_file: SystemsFile = None,
+    data_dir: DataDir = None,
+) -> None:
+    """One dead letter: its headers, every failed attempt, and its body. Exit 1 when unknown."""
+    settings = _settings(data_dir, systems_file)
+    with _bus(settings) as (broker, _):
+        found = dead_letters.show(broker, message_id)
+    out = console()
+    if not found:
+        out.print(f"no dead letter {escape(message_id)}")
+        raise typer.Exit(1)
+    for dead in found:
+        message = dead.message
+        out.print(f"[bold]{message.id}[/bold] for target [bold]{dead.target}[/bold]")
+        out.print(f"  routing key      {message.routing_key}")
+        out.print(f"  idempotency key  {message.idempotency_key}")
+        out.print(f"  first published  {local(message.published_at)} (Shanghai)")
+        out.print(f"  dead since       {local(dead.dead_at)} (Shanghai)")
+        out.print(f"  last reason      {escape(dead.reason)}")
+        out.print(history_table(dead))
+        out.print("[bold]body[/bold]")
+        out.print(escape(message.body.decode("utf-8", "replace")[:4000]), soft_wrap=True)
+
+
+@app.command()
+def replay(
+    why: Annotated[
+        str,
+        typer.Option(help="Why these messages should go again; recorded in the journal."),
+    ],
+    target: Target = None,
+    reason: Reason = None,
+    older_than: OlderThan = None,
+    message_id: Annotated[
+        list[str] | None, typer.Option("--id", help="Only this message id (repeatable).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would move.")] = False,
+    by: Annotated[str | None, typer.Option(help="Who asks (default: the login name).")] = None,
+    systems_file: SystemsFile = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Move matching dead letters back to their target queues (every retry tier again).
+
+    At least one filter is needed; --why is mandatory and goes to the journal with each
+    message, with who asked. --dry-run lists what would move and moves nothing.
+    """
+    settings = _settings(data_dir, systems_file)
+    who = by or getpass.getuser()
+    with _bus(settings) as (broker, systems):
+        query = _query(systems, target=target, reason=reason, older_than=older_than, ids=message_id)
+        monitor_settings = MonitorSettings()
+        try:
+            journal = (
+                Journal(monitor_settings.journal_path(settings.data_dir), monitor_settings.journal)
+                if monitor_settings.journal_enabled and not dry_run
+                else None
+            )
+        except JournalUnavailable as error:
+            raise _fail("journal unavailable", error) from None
+        observer = Observer(systems.topology(settings.namespace), journal)
+        try:
+            plan = dead_letters.replay(
+                broker, query, why=why, by=who, observer=observer, dry_run=dry_run
+            )
+        except InvalidRequest as error:
+            raise _fail("replay refused", error) from None
+        finally:
+            if journal is not None:
+                journal.close()
+    out = console()
+    if not plan.matched:
+        out.print("no dead letters match; nothing to replay")
+        return
+    out.print(dead_letters_table(plan.matched, title=f"{len(plan.matched)} dead letter(s) match"))
+    if plan.dry_run:
+        out.print(f"dry run: would replay {len(plan.matched)}; nothing moved")
+    else:
+        out.print(
+            f"replayed {len(plan.replayed)} of {len(plan.matched)} by {escape(who)}: "
+            f"{escape(plan.why)}"
+        )

@@ -1,0 +1,54 @@
+"""`jghub trace ID`: where a message (or every record of a receipt) has been, from the journal."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from hub.commands.journal import DataDir, console, open_journal
+from monitor.tables import trace_table
+
+
+def trace(
+    message_id: Annotated[str, typer.Argument(help="A message id or a receipt id.")],
+    system: Annotated[
+        str | None, typer.Option(help="Only if this source system sent it (as a sender sees it).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Where a message (or every record of a receipt) has been, step by step.
+
+    Steps: received, rejected, published, delivered, retried, dead-lettered, replayed, with the
+    system, target, attempt and reason of each. Exit 1 when the journal has no such message.
+    """
+    with open_journal(data_dir) as journal:
+        entries = journal.trace(message_id, system=system)
+    if not entries:
+        whose = f" sent by {system}" if system else ""
+        console().print(f"no message or receipt {message_id}{whose} in the journal")
+        raise typer.Exit(1)
+    if as_json:
+        for entry in entries:
+            typer.echo(
+                json.dumps(
+                    {
+                        "seq": entry.seq,
+                        "at": entry.at.isoformat(),
+                        "step": entry.step.value,
+                        "message_id": entry.message_id,
+                        "receipt": entry.receipt,
+                        "system": entry.system,
+                        "target": entry.target,
+                        "dataset": entry.dataset,
+                        "reason": entry.reason,
+                        "attempt": entry.attempt,
+                        "detail": entry.detail,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return
+    console().print(trace_table(message_id, entries))

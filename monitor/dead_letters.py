@@ -1,0 +1,152 @@
+"""The dead-letter console: list what failed for good, by target, reason and age, and replay it.
+
+    found = find(broker, DeadLetterQuery(target="national", reason="HTTP 503", older_than="1h"))
+    plan = replay(broker, query, why="national gateway back after maintenance", by="ops-li",
+                  observer=observer, dry_run=True)      # plan.matched: what would move
+    plan = replay(broker, query, why=..., by=..., observer=observer)   # plan.replayed: moved
+
+A replay always lists first and then moves exactly the listed ids, so a dry run shows what the
+real run moves (dead letters arriving in between are left alone). Every replayed message gets a
+`replayed` journal entry with the operator's reason (`why`, mandatory) and who asked (`by`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bus import Broker, DeadLetter
+from monitor.errors import InvalidRequest
+from monitor.observer import Observer
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MIN_WHY_CHARS = 5
+
+
+def parse_age(text: str) -> timedelta:
+    """ "90s", "15m", "2h", "3d", "1w" as a timedelta; InvalidRequest saying the form otherwise."""
+    found = _AGE.match(text)
+    if found is None:
+        raise InvalidRequest(
+            f"age {text!r} is not a number followed by s, m, h, d or w (e.g. 30m, 2h, 7d)"
+        )
+    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2).lower()])
+
+
+class DeadLetterQuery(BaseModel):
+    """Which dead letters: every filter given must hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str | None = Field(
+        default=None, description="The target system whose deliveries failed (its id)."
+    )
+    reason: str | None = Field(
+        default=None,
+        description="Text the last failure's reason contains (case-sensitive), e.g. 'HTTP 503'.",
+    )
+    older_than: str | None = Field(
+        default=None,
+        description="Dead for at least this long: a number and s, m, h, d or w (30m, 2h, 7d).",
+    )
+    ids: list[str] | None = Field(default=None, description="Only these message ids.")
+    limit: int = Field(default=1000, ge=1, le=100_000, description="Most dead letters listed.")
+
+    @field_validator("older_than")
+    @classmethod
+    def _age_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_age(value)
+        return value
+
+    @property
+    def age(self) -> timedelta | None:
+        return parse_age(self.older_than) if self.older_than else None
+
+
+def find(broker: Broker, query: DeadLetterQuery) -> list[DeadLetter]:
+    """The dead letters matching `query`, oldest first, without moving them."""
+    return broker.dead_letters(
+        query.target,
+        reason=query.reason,
+        ids=query.ids,
+        older_than=query.age,
+        limit=query.limit,
+    )
+
+
+def show(broker: Broker, message_id: str, *, target: str | None = None) -> list[DeadLetter]:
+    """The dead letter(s) with id `message_id` (one per target it failed for)."""
+    return broker.dead_letters(target, ids=[message_id])
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """What a replay matched and, unless it was a dry run, moved.
+
+    Attributes:
+      matched: the dead letters the query matched (what a dry run would move).
+      replayed: ids moved back to their target queues (empty for a dry run).
+      dry_run: True when nothing was moved.
+      why: the operator's reason.
+      by: who asked.
+    """
+
+    matched: Sequence[DeadLetter]
+    replayed: Sequence[str] = field(default_factory=list)
+    dry_run: bool = False
+    why: str = ""
+    by: str = ""
+
+
+def check_why(why: str | None) -> str:
+    """The operator's reason, stripped; InvalidRequest when it is missing or too short to mean
+    anything."""
+    text = (why or "").strip()
+    if len(text) < MIN_WHY_CHARS:
+        raise InvalidRequest(
+            f"a replay needs a reason of at least {MIN_WHY_CHARS} characters saying why the "
+            f'messages should go again (got {text!r}), e.g. --why "target fixed its schema"'
+        )
+    return text
+
+
+def replay(
+    broker: Broker,
+    query: DeadLetterQuery,
+    *,
+    why: str,
+    by: str,
+    observer: Observer | None = None,
+    dry_run: bool = False,
+) -> ReplayPlan:
+    """Move the dead letters `query` matches back to their target queues (see the module
+    docstring); with `dry_run`, only say what would move. Raises InvalidRequest without a reason,
+    or for a query without any filter (replaying everything must be asked for by target)."""
+    reason = check_why(why)
+    if query.target is None and query.reason is None and not query.ids and query.age is None:
+        raise InvalidRequest(
+            "a replay needs at least one filter (target, reason, older_than or ids), so that "
+            "nothing is replayed by accident; to replay every dead letter of a target, name it"
+        )
+    matched = find(broker, query)
+    if dry_run or not matched:
+        return ReplayPlan(matched=matched, dry_run=dry_run, why=reason, by=by)
+    by_target: dict[str, list[DeadLetter]] = {}
+    for dead in matched:
+        by_target.setdefault(dead.target, []).append(dead)
+    replayed: list[str] = []
+    for target, letters in by_target.items():
+        moving_at = datetime.now(UTC)
+        moved = set(broker.replay(target, ids=[d.message.id for d in letters]))
+        for dead in letters:
+            if dead.message.id in moved:
+                replayed.append(dead.message.id)
+                if observer is not None:
+                    observer.replayed(dead, why=reason, by=by, at=moving_at)
+    return ReplayPlan(matched=matched, replayed=replayed, why=reason, by=by)

@@ -1,0 +1,444 @@
+"""Every step a message takes, counted in Prometheus, written to the journal, scored for quality.
+
+The hub wires one `Observer` into the two places messages pass:
+
+    observer = Observer(topology, journal)
+
+    # adapters/ingress.py, once per payload
+    seen = observer.received(system, message_type, receipt=receipt, size=len(payload))
+    observer.translated(seen, seconds=..., envelopes=..., errors=...)   # or .refused(seen, ...)
+    outgoing = Outgoing(..., headers={**headers, **seen.headers})      # carries the receive time
+    observer.published(seen, seconds=..., outgoing=..., failures=...)
+
+    # hub/worker.py, once per target
+    broker.consume(target, observer.watch(target, handle), stop=stop)
+
+    # adapters/breaker.py, pollers
+    CircuitBreaker(target, on_change=observer.breaker_changed)
+    observer.polled(source, ok=True, lag_seconds=...)
+
+`watch` wraps the worker's handler so that whatever it settles — ack, retry, dead letter — is
+counted and journalled after the broker took it, without the worker calling anything else. An
+observer never breaks the path it watches: its own failures are logged, not raised.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ParamSpec
+
+from bus import Delivery, Handler, Message, Outgoing, PublishFailure, Topology
+from bus.broker import run_handler
+from bus.message import DeadLetter, HeaderValue
+from mappings import TranslationError
+from monitor import metrics, quality
+from monitor.journal import Journal, Step
+from standard.envelope import AMQP_PREFIX, Envelope
+
+log = logging.getLogger("monitor.observer")
+
+RECEIVED_AT_HEADER = "jghub-received-at"
+"""Header carrying when the hub received the record (ISO 8601 UTC): the start of end to end."""
+
+CORRELATION_HEADER = f"{AMQP_PREFIX}correlationid"
+MAX_ERRORS_KEPT = 20
+
+P = ParamSpec("P")
+
+_BREAKER_LEVELS = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}
+
+
+@dataclass(frozen=True)
+class Reception:
+    """One payload as the observer saw it arrive; hand it to the later calls for that payload.
+
+    Attributes:
+      system: the sending system.
+      message_type: the payload's message type.
+      receipt: the ingress receipt id (the correlation id of its envelopes).
+      at: when it arrived (UTC).
+      started: monotonic clock at arrival.
+    """
+
+    system: str
+    message_type: str
+    receipt: str
+    at: datetime
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def headers(self) -> dict[str, HeaderValue]:
+        """Headers to add to every message published from this payload (the receive time)."""
+        return {RECEIVED_AT_HEADER: self.at.isoformat()}
+
+
+def received_at(message: Message) -> datetime:
+    """When the hub received `message`'s record: its receive-time header, else its publish time."""
+    value = message.headers.get(RECEIVED_AT_HEADER)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return message.published_at
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return message.published_at
+
+
+def _parts(routing_key: str) -> tuple[str, str | None]:
+    """(dataset, source system) from a routing key "dataset.region.source"."""
+    words = routing_key.split(".")
+    return words[0], (words[2] if len(words) >= 3 else None)
+
+
+def _guarded(action: Callable[P, None]) -> Callable[P, None]:
+    """An observer's step never breaks the path it watches: its failure is logged."""
+
+    @functools.wraps(action)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            action(*args, **kwargs)
+        except Exception:
+            log.exception("observer %s failed; the message moves on unobserved", action.__name__)
+
+    return run
+
+
+class Observer:
+    """Counts, journals and scores every step of a message (see the module docstring).
+
+    Parameters:
+      topology: the declared topology; `watch` needs it to tell which retry tier a failure
+        goes to (or that the tiers are used up).
+      journal: where steps are written; None counts metrics only.
+    """
+
+    def __init__(self, topology: Topology | None = None, journal: Journal | None = None) -> None:
+        self.topology = topology
+        self.journal = journal
+
+    def _record(self, step: Step, **fields: Any) -> None:
+        if self.journal is not None:
+            self.journal.record(step, **fields)
+
+    # -- in ---------------------------------------------------------------------------------------
+
+    def received(self, system: str, message_type: str, *, receipt: str, size: int) -> Reception:
+        """A payload arrived (pushed or polled); returns its Reception for the later calls."""
+        reception = Reception(system, message_type, receipt, datetime.now(UTC))
+        try:
+            metrics.PAYLOADS_RECEIVED.labels(system, message_type).inc()
+        except Exception:
+            log.exception("observer received failed")
+        return reception
+
+    @_guarded
+    def refused(
+        self, seen: Reception, *, kind: str, reason: str, quarantine_id: str | None = None
+    ) -> None:
+        """The payload could not be read at all (`kind`: the PayloadRejected kind)."""
+        label = metrics.bounded("jghub_payloads_refused", "reason", kind)
+        metrics.PAYLOADS_REFUSED.labels(seen.system, seen.message_type, label).inc()
+        metrics.TRANSLATION_SECONDS.labels(seen.system, seen.message_type).observe(
+            time.perf_counter() - seen.started
+        )
+        self._record(
+            Step.REJECTED,
+            receipt=seen.receipt,
+            system=seen.system,
+            reason=f"{kind}: {reason}",
+            detail={
+                "message_type": seen.message_type,
+                "payload": True,
+                "kind": kind,
+                "quarantine_id": quarantine_id,
+            },
+            at=seen.at,
+        )
+
+    @_guarded
+    def translated(
+        self,
+        seen: Reception,
+        *,
+        seconds: float,
+        envelopes: Sequence[Envelope],
+        errors: Sequence[TranslationError],
+    ) -> None:
+        """The payload was translated: good records became `envelopes`, bad ones `errors`."""
+        system, message_type = seen.system, seen.message_type
+        metrics.TRANSLATION_SECONDS.labels(system, message_type).observe(seconds)
+        if envelopes:
+            metrics.RECORDS_ACCEPTED.labels(system, message_type).inc(len(envelopes))
+        for envelope in envelopes:
+            dataset = envelope.spec.name
+            delay = quality.delay_seconds(envelope, seen.at)
+            metrics.RECORD_DELAY_SECONDS.labels(system, dataset).observe(delay)
+            detail: dict[str, Any] = {
+                "message_type": message_type,
+                "subject": envelope.subject,
+                "operation": envelope.operation.value,
+                "time": envelope.time.isoformat(),
+                "delay_s": round(delay, 3),
+            }
+            counted = quality.completeness(envelope)
+            if counted is not None:
+                filled, optional = counted
+                metrics.OPTIONAL_FIELDS.labels(system, dataset).inc(optional)
+                metrics.OPTIONAL_FIELDS_FILLED.labels(system, dataset).inc(filled)
+                detail.update(filled=filled, optional=optional)
+            self._record(
+                Step.RECEIVED,
+                message_id=envelope.id,
+                receipt=seen.receipt,
+                system=system,
+                dataset=dataset,
+                detail=detail,
+                at=seen.at,
+            )
+        by_record: dict[int, list[TranslationError]] = {}
+        for error in errors:
+            by_record.setdefault(error.record_index, []).append(error)
+        for index, problems in sorted(by_record.items()):
+            rule = problems[0].rule
+            label = metrics.bounded("jghub_records_rejected", "reason", rule)
+            metrics.RECORDS_REJECTED.labels(system, message_type, label).inc()
+            self._record(
+                Step.REJECTED,
+                receipt=seen.receipt,
+                system=system,
+                reason=str(problems[0]),
+                detail={
+                    "message_type": message_type,
+                    "index": index,
+                    "rule": rule,
+                    "rules": sorted({p.rule for p in problems}),
+                    "errors": [p.to_dict() for p in problems[:MAX_ERRORS_KEPT]],
+                },
+                at=seen.at,
+            )
+
+    @_guarded
+    def published(
+        self,
+        seen: Reception,
+        *,
+        seconds: float,
+        outgoing: Sequence[Outgoing],
+        failures: Sequence[PublishFailure] = (),
+        error: BaseException | None = None,
+    ) -> None:
+        """`outgoing` was handed to the broker: all confirmed except `failures` (or none, with
+        `error`, when the broker could not be reached)."""
+        system = seen.system
+        metrics.PUBLISH_CONFIRM_SECONDS.labels(system).observe(seconds)
+        # When the messages went to the broker: a worker may deliver one before its confirm is
+        # back, and the trace orders steps by time.
+        sent_at = datetime.now(UTC) - timedelta(seconds=seconds)
+        failed: dict[int, PublishFailure] = {f.index: f for f in failures}
+        for index, message in enumerate(outgoing):
+            dataset, _ = _parts(message.routing_key)
+            failure = failed.get(index)
+            if error is None and failure is None:
+                metrics.PUBLISHED.labels(system, dataset).inc()
+                self._record(
+                    Step.PUBLISHED,
+                    message_id=message.message_id,
+                    receipt=seen.receipt,
+                    system=system,
+                    dataset=dataset,
+                    detail={"routing_key": message.routing_key},
+                    at=sent_at,
+                )
+                continue
+            # No route is the hub's configuration, not the sender's data: it does not count
+            # against the system's accuracy, only as a publish failure.
+            if failure is not None and failure.unroutable:
+                reason_label, reason = "unroutable", failure.reason
+            elif failure is not None:
+                reason_label, reason = "not_confirmed", failure.reason
+            else:
+                reason_label, reason = "unavailable", str(error)
+            metrics.PUBLISH_FAILURES.labels(system, reason_label).inc()
+            self._record(
+                Step.NOT_PUBLISHED,
+                message_id=message.message_id,
+                receipt=seen.receipt,
+                system=system,
+                dataset=dataset,
+                reason=reason,
+                detail={"routing_key": message.routing_key, "rule": reason_label},
+                at=sent_at,
+            )
+
+    # -- out --------------------------------------------------------------------------------------
+
+    def watch(self, target: str, handler: Handler) -> Handler:
+        """`handler` for `broker.consume(target, ...)`, with every settle observed."""
+        if self.topology is None:
+            raise ValueError("Observer.watch needs the topology to tell retry tiers apart")
+        self.topology.target(target)  # TopologyError now rather than at the first failure
+
+        def observed(delivery: Delivery) -> None:
+            run_handler(handler, _WatchedDelivery(delivery, self))
+
+        return observed
+
+    @_guarded
+    def delivered(self, target: str, message: Message, *, seconds: float) -> None:
+        """`message` reached `target` (the worker acknowledged it after `seconds` of work)."""
+        dataset, source = _parts(message.routing_key)
+        metrics.DELIVERED.labels(target, dataset).inc()
+        metrics.DELIVERY_SECONDS.labels(target).observe(seconds)
+        end_to_end = max(0.0, (datetime.now(UTC) - received_at(message)).total_seconds())
+        metrics.END_TO_END_SECONDS.labels(target, dataset).observe(end_to_end)
+        self._record(
+            Step.DELIVERED,
+            message_id=message.id,
+            receipt=_receipt(message.headers),
+            system=source,
+            target=target,
+            dataset=dataset,
+            attempt=message.attempts + 1,
+            detail={
+                "seconds": round(seconds, 6),
+                "end_to_end_s": round(end_to_end, 3),
+                "redelivered": message.redelivered,
+            },
+        )
+
+    @_guarded
+    def delivery_failed(
+        self,
+        target: str,
+        message: Message,
+        *,
+        seconds: float,
+        stage: str,
+        reason: str,
+        permanent: bool,
+    ) -> None:
+        """A delivery of `message` to `target` failed and was settled as retry or dead letter.
+
+        `message` is the message as it was handed over (before this failure): its attempts say
+        which tier the bus parks it in, or that the tiers are used up.
+        """
+        dataset, source = _parts(message.routing_key)
+        attempt = message.attempts + 1
+        kind = "permanent" if permanent else "transient"
+        metrics.DELIVERY_FAILURES.labels(target, dataset, kind).inc()
+        metrics.DELIVERY_SECONDS.labels(target).observe(seconds)
+        tier = None
+        if not permanent and self.topology is not None:
+            tier = self.topology.target(target).retry_tier(attempt)
+        stage_label = metrics.bounded("jghub_dead_lettered", "stage", stage)
+        common: dict[str, Any] = {
+            "message_id": message.id,
+            "receipt": _receipt(message.headers),
+            "system": source,
+            "target": target,
+            "dataset": dataset,
+            "reason": reason,
+            "attempt": attempt,
+        }
+        if tier is not None:
+            metrics.RETRIED.labels(target, str(tier)).inc()
+            self._record(Step.RETRIED, **common, detail={"stage": stage, "tier": tier})
+            return
+        cause = "permanent" if permanent else "retries_exhausted"
+        metrics.DEAD_LETTERED.labels(target, stage_label, cause).inc()
+        self._record(Step.DEAD_LETTERED, **common, detail={"stage": stage, "cause": cause})
+
+    @_guarded
+    def replayed(self, dead: DeadLetter, *, why: str, by: str, at: datetime | None = None) -> None:
+        """An operator moved `dead` back to its target queue at `at` (default now), saying `why`.
+
+        Pass the time the move started: a worker may take the message before the move returns.
+        """
+        message = dead.message
+        dataset, source = _parts(message.routing_key)
+        metrics.REPLAYED.labels(dead.target).inc()
+        self._record(
+            Step.REPLAYED,
+            message_id=message.id,
+            receipt=_receipt(message.headers),
+            system=source,
+            target=dead.target,
+            dataset=dataset,
+            reason=why,
+            attempt=message.attempts,
+            detail={"by": by, "dead_reason": dead.reason, "dead_at": dead.dead_at.isoformat()},
+            at=at,
+        )
+
+    # -- moving parts -----------------------------------------------------------------------------
+
+    @_guarded
+    def breaker_changed(self, target: str, old: object, new: object) -> None:
+        """A target's circuit breaker changed state (closed, half-open, open)."""
+        level = _BREAKER_LEVELS.get(str(new).lower())
+        if level is None:
+            log.warning("unknown breaker state %r of target %s", new, target)
+            return
+        metrics.BREAKER_STATE.labels(target).set(level)
+
+    @_guarded
+    def polled(self, source: str, *, ok: bool, lag_seconds: float | None = None) -> None:
+        """A poller of `source` polled; `lag_seconds`: how long ago it last read the source to
+        its end (None when it never did)."""
+        metrics.POLLS.labels(source, "ok" if ok else "failed").inc()
+        if ok:
+            metrics.POLLER_LAST_SUCCESS.labels(source).set(time.time())
+        if lag_seconds is not None:
+            metrics.POLLER_LAG_SECONDS.labels(source).set(max(0.0, lag_seconds))
+
+
+def _receipt(headers: Mapping[str, HeaderValue]) -> str | None:
+    value = headers.get(CORRELATION_HEADER)
+    return value if isinstance(value, str) else None
+
+
+class _WatchedDelivery(Delivery):
+    """A delivery whose settles are observed once the real delivery took them."""
+
+    def __init__(self, inner: Delivery, observer: Observer) -> None:
+        super().__init__(inner.message, inner.target)
+        self._inner = inner
+        self._observer = observer
+        self._started = time.perf_counter()
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._started
+
+    def _ack(self) -> None:
+        self._inner.ack()
+        self._observer.delivered(self.target, self.message, seconds=self._elapsed())
+
+    def _retry(self, reason: str, stage: str) -> None:
+        self._inner.retry(reason, stage)
+        self._observer.delivery_failed(
+            self.target,
+            self.message,
+            seconds=self._elapsed(),
+            stage=stage,
+            reason=reason,
+            permanent=False,
+        )
+
+    def _dead_letter(self, reason: str, stage: str) -> None:
+        self._inner.dead_letter(reason, stage)
+        self._observer.delivery_failed(
+            self.target,
+            self.message,
+            seconds=self._elapsed(),
+            stage=stage,
+            reason=reason,
+            permanent=True,
+        )
+
+    def _requeue(self) -> None:
+        self._inner.requeue()

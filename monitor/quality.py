@@ -1,0 +1,156 @@
+"""Data quality per source system: timeliness, completeness and accuracy (时效性、完整性、准确性).
+
+- **Timeliness**: the delay between a record's own change time (the envelope `time`) and its
+  arrival at the hub. A department that batches its cases once a week shows a week.
+- **Completeness**: the share of the standard's optional fields that accepted records fill,
+  from the standard's field metadata (`standard.fields.fields_meta`); mandatory fields are
+  always filled in an accepted record, so they say nothing. Deletes carry only the key and are
+  left out.
+- **Accuracy**: accepted records against records rejected for their content, with the rules
+  that rejected them.
+
+The same figures feed Prometheus as records arrive (`monitor.observer`) and a report computed
+from the journal over any window (`quality_report`, `jghub quality`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from monitor.journal import Entry, Journal, Step
+from standard.datasets import dataset
+from standard.envelope import Envelope, Operation
+from standard.fields import fields_meta
+
+
+@cache
+def optional_fields(dataset_name: str) -> tuple[str, ...]:
+    """The optional top-level fields of a dataset, in declaration order."""
+    spec = dataset(dataset_name)
+    return tuple(meta.en for meta in fields_meta(spec.model) if not meta.mandatory)
+
+
+def _filled(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, list | dict | tuple):
+        return bool(value)
+    return True
+
+
+def completeness(envelope: Envelope) -> tuple[int, int] | None:
+    """(optional fields filled, optional fields) of the envelope's record; None for a delete."""
+    if envelope.operation is Operation.DELETE:
+        return None
+    names = optional_fields(envelope.spec.name)
+    return sum(_filled(envelope.data.get(name)) for name in names), len(names)
+
+
+def delay_seconds(envelope: Envelope, arrived_at: datetime) -> float:
+    """Seconds from the record's change time to its arrival; 0 when the change time is later
+    (a sender's clock ahead of ours is not lateness)."""
+    return max(0.0, (arrived_at - envelope.time).total_seconds())
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    """The nearest-rank q-quantile of sorted `values` (None when empty)."""
+    if not values:
+        return None
+    rank = max(1, math.ceil(q * len(values)))
+    return values[min(rank, len(values)) - 1]
+
+
+@dataclass
+class SystemQuality:
+    """The quality figures of one source system over a window.
+
+    Attributes:
+      system: the source system.
+      accepted: records accepted (translated and valid).
+      rejected: records rejected for their content.
+      refused_payloads: payloads that could not be read at all (no records known).
+      rejections: rejected records by the rule of their first error.
+      delays: timeliness of accepted records, seconds, sorted.
+      filled: optional fields filled in accepted records (inserts and updates).
+      optional: optional fields those records could have filled.
+    """
+
+    system: str
+    accepted: int = 0
+    rejected: int = 0
+    refused_payloads: int = 0
+    rejections: Counter[str] = field(default_factory=Counter)
+    delays: list[float] = field(default_factory=list)
+    filled: int = 0
+    optional: int = 0
+
+    @property
+    def accuracy(self) -> float | None:
+        """Accepted records / all records judged; None when none was."""
+        total = self.accepted + self.rejected
+        return self.accepted / total if total else None
+
+    @property
+    def completeness(self) -> float | None:
+        """Optional fields filled / optional fields; None when no record counted."""
+        return self.filled / self.optional if self.optional else None
+
+    @property
+    def delay_median(self) -> float | None:
+        return quantile(self.delays, 0.5)
+
+    @property
+    def delay_p90(self) -> float | None:
+        return quantile(self.delays, 0.9)
+
+
+def score(entries: Iterable[Entry]) -> list[SystemQuality]:
+    """Quality per source system from journal entries (`received` and `rejected` count)."""
+    systems: dict[str, SystemQuality] = {}
+    for entry in entries:
+        if entry.step not in (Step.RECEIVED, Step.REJECTED) or entry.system is None:
+            continue
+        figures = systems.get(entry.system)
+        if figures is None:
+            figures = systems[entry.system] = SystemQuality(entry.system)
+        detail = entry.detail
+        if entry.step is Step.REJECTED:
+            if detail.get("payload"):
+                figures.refused_payloads += 1
+            else:
+                figures.rejected += 1
+                figures.rejections[str(detail.get("rule") or "unknown")] += 1
+            continue
+        figures.accepted += 1
+        delay = detail.get("delay_s")
+        if isinstance(delay, int | float):
+            figures.delays.append(float(delay))
+        if isinstance(detail.get("optional"), int) and isinstance(detail.get("filled"), int):
+            figures.filled += detail["filled"]
+            figures.optional += detail["optional"]
+    for figures in systems.values():
+        figures.delays.sort()
+    return sorted(systems.values(), key=lambda f: f.system)
+
+
+def quality_report(
+    journal: Journal,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    system: str | None = None,
+) -> list[SystemQuality]:
+    """Quality per source system from the journal's entries between `since` and `until`."""
+    return score(
+        journal.entries(
+            since=since, until=until, steps=(Step.RECEIVED, Step.REJECTED), system=system
+        )
+    )

@@ -1,0 +1,79 @@
+"""Readiness: can the hub take messages now? The bus answers, the topology is there, mappings load.
+
+`/health` says the process is alive; `/ready` says whether a load balancer should send it work.
+`check_readiness` runs three checks and says what is wrong in words:
+
+- **bus**: the broker answers (a read on it succeeds);
+- **topology**: the hub declared its topology and every target's queue exists on the broker (a
+  queue deleted by hand, or a topology never declared, shows here by name);
+- **mappings**: every configured system has its compiled mappings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from bus import Broker, BusError, Topology, TopologyError
+
+
+@dataclass(frozen=True)
+class ReadinessReport:
+    """The checks and what is wrong; `ready` when every check passed."""
+
+    checks: dict[str, bool]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return all(self.checks.values())
+
+
+def check_readiness(
+    broker: Broker | None,
+    topology: Topology,
+    *,
+    declared: bool,
+    systems: Iterable[str],
+    mappings: Mapping[str, object],
+    bus_problem: str | None = None,
+) -> ReadinessReport:
+    """Check bus, topology and mappings (see the module docstring).
+
+    Parameters:
+      broker: the hub's broker, None while it is not connected.
+      topology: the topology the hub declares.
+      declared: whether the hub's declare succeeded.
+      systems: ids of the configured systems.
+      mappings: compiled mappings by system id.
+      bus_problem: why the hub is not connected, when it knows (shown instead of a generic text).
+    """
+    problems: list[str] = []
+    bus_ok = topology_ok = False
+    if broker is None:
+        problems.append(f"bus: {bus_problem or 'not connected to the bus'}")
+    elif not declared:
+        bus_ok = True
+        problems.append(f"topology: not declared yet ({bus_problem or 'declare pending'})")
+    else:
+        missing: list[str] = []
+        try:
+            for target in topology.targets:
+                try:
+                    broker.depth(target.name)
+                except TopologyError as error:
+                    missing.append(f"{target.name} ({error})")
+            bus_ok = True
+            topology_ok = not missing
+            if missing:
+                problems.append(f"topology: target queues missing: {'; '.join(missing)}")
+        except BusError as error:
+            problems.append(f"bus: {type(error).__name__}: {error}")
+    wanted = list(systems)
+    unmapped = [s for s in wanted if s not in mappings]
+    if unmapped:
+        problems.append(f"mappings: not loaded for {', '.join(unmapped)}")
+    return ReadinessReport(
+        checks={"bus": bus_ok, "topology": topology_ok, "mappings": not unmapped},
+        problems=problems,
+    )

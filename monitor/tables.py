@@ -1,0 +1,154 @@
+"""Rich tables an operator reads: a message's trace, dead letters, the data-quality scorecard.
+
+Times are shown in Asia/Shanghai, where the province's operators work; ages and delays in the
+largest unit that keeps them readable (`3d 4h`, `12m 5s`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from rich.table import Table
+from rich.text import Text
+
+from bus import DeadLetter
+from monitor.journal import Entry, Step
+from monitor.quality import SystemQuality
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+REASON_CHARS = 160
+
+_STEP_STYLES = {
+    Step.RECEIVED: "cyan",
+    Step.REJECTED: "red",
+    Step.PUBLISHED: "blue",
+    Step.NOT_PUBLISHED: "red",
+    Step.DELIVERED: "green",
+    Step.RETRIED: "yellow",
+    Step.DEAD_LETTERED: "bold red",
+    Step.REPLAYED: "magenta",
+}
+
+
+def local(at: datetime) -> str:
+    """`at` as Shanghai wall time, to the second."""
+    return at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    """A duration in its two largest units: 3d 4h, 2h 5m, 12m 5s, 4.2s, 35ms; '—' for None."""
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
+
+
+def percent(ratio: float | None) -> str:
+    return "—" if ratio is None else f"{ratio * 100:.1f}%"
+
+
+def _cut(text: str | None, limit: int = REASON_CHARS) -> str:
+    if not text:
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def trace_table(asked: str, entries: Sequence[Entry]) -> Table:
+    """A message's (or a receipt's) steps, oldest first."""
+    table = Table(title=f"message {asked}", title_justify="left", show_lines=False)
+    for name in ("#", "at (Shanghai)", "step", "message", "system", "target", "try", "reason"):
+        table.add_column(name, overflow="fold")
+    for entry in entries:
+        detail = entry.detail
+        reason = entry.reason or ""
+        if entry.step is Step.RETRIED and "tier" in detail:
+            reason = f"tier {detail['tier']}: {reason}"
+        if entry.step is Step.REPLAYED and "by" in detail:
+            reason = f"by {detail['by']}: {reason}"
+        table.add_row(
+            str(entry.seq),
+            local(entry.at),
+            Text(entry.step.value, style=_STEP_STYLES.get(entry.step, "")),
+            entry.message_id if entry.message_id and entry.message_id != asked else "",
+            entry.system or "",
+            entry.target or "",
+            "" if entry.attempt is None else str(entry.attempt),
+            _cut(reason),
+        )
+    return table
+
+
+def dead_letters_table(found: Sequence[DeadLetter], *, title: str) -> Table:
+    """Dead letters, oldest first, with their age and last reason."""
+    now = datetime.now(UTC)
+    table = Table(title=title, title_justify="left")
+    for name in ("message", "target", "dead at (Shanghai)", "age", "tries", "reason"):
+        table.add_column(name, overflow="fold")
+    for dead in found:
+        table.add_row(
+            dead.message.id,
+            dead.target,
+            local(dead.dead_at),
+            duration((now - dead.dead_at).total_seconds()),
+            str(dead.message.attempts),
+            _cut(dead.reason),
+        )
+    return table
+
+
+def history_table(dead: DeadLetter) -> Table:
+    """Every failed attempt (and replay) of one dead letter."""
+    table = Table(title=f"history of {dead.message.id} for {dead.target}", title_justify="left")
+    for name in ("try", "at (Shanghai)", "stage", "permanent", "reason"):
+        table.add_column(name, overflow="fold")
+    for failure in dead.message.history:
+        table.add_row(
+            str(failure.attempt),
+            local(failure.at),
+            failure.stage,
+            "yes" if failure.permanent else "",
+            _cut(failure.reason, 400),
+        )
+    return table
+
+
+def quality_table(scores: Sequence[SystemQuality], *, title: str) -> Table:
+    """The scorecard: one row per source system."""
+    table = Table(title=title, title_justify="left")
+    columns = (
+        "system", "accepted", "rejected", "accuracy", "completeness", "delay p50", "delay p90",
+        "refused payloads", "top rejection rules",
+    )  # fmt: skip
+    for name in columns:
+        justify = "right" if name not in ("system", "top rejection rules") else "left"
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for figures in scores:
+        accuracy = figures.accuracy
+        style = "" if accuracy is None or accuracy >= 0.9 else "red"
+        rules = ", ".join(f"{rule} ×{n}" for rule, n in figures.rejections.most_common(3))
+        table.add_row(
+            figures.system,
+            str(figures.accepted),
+            str(figures.rejected),
+            Text(percent(accuracy), style=style),
+            percent(figures.completeness),
+            duration(figures.delay_median),
+            duration(figures.delay_p90),
+            str(figures.refused_payloads),
+            rules,
+        )
+    return table

@@ -1,0 +1,150 @@
+"""What the monitor tests share: both buses, consuming with a handler, metric samples."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+import bus
+from bus import Broker, Delivery, Outgoing, Target, Topology
+from monitor.metrics import HUB_REGISTRY
+from standard.envelope import Envelope
+
+RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+BACKENDS = [
+    pytest.param("embedded", id="embedded"),
+    pytest.param("rabbitmq", id="rabbitmq", marks=pytest.mark.rabbitmq),
+]
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "mappings" / "systems"
+
+
+def rabbitmq_answers(url: str = RABBITMQ_URL) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 2.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_rabbitmq() -> None:
+    """Skip with the reason when RabbitMQ does not answer; fail instead under CI=true."""
+    if rabbitmq_answers():
+        return
+    problem = f"RabbitMQ does not answer at {RABBITMQ_URL} (start it: rabbitmq-server -detached)"
+    if IN_CI:
+        pytest.fail(f"{problem}; CI=true requires it")
+    pytest.skip(problem)
+
+
+@dataclass
+class Buses:
+    """Brokers of one backend in fresh namespaces, deleted after the test."""
+
+    kind: str
+    url: str
+    brokers: list[Broker] = field(default_factory=list)
+    topologies: list[Topology] = field(default_factory=list)
+
+    def topology(
+        self, routes: Mapping[str, Sequence[str]], *, retry_delays: Sequence[float] = (0.2,)
+    ) -> Topology:
+        topology = Topology(
+            namespace=f"m{uuid.uuid4().hex[:12]}",
+            targets=[
+                Target(name=name, routes=list(patterns), retry_delays=list(retry_delays))
+                for name, patterns in routes.items()
+            ],
+        )
+        self.topologies.append(topology)
+        return topology
+
+    def open(self, topology: Topology) -> Broker:
+        broker = bus.connect(self.url)
+        self.brokers.append(broker)
+        broker.declare(topology)
+        return broker
+
+    def cleanup(self) -> None:
+        for broker in self.brokers:
+            with contextlib.suppress(bus.BusError):
+                broker.close()
+        if self.topologies:
+            with bus.connect(self.url) as broker:
+                for topology in self.topologies:
+                    broker.delete_topology(topology)
+
+
+def buses_for(kind: str, tmp_path: Path) -> Buses:
+    if kind == "rabbitmq":
+        require_rabbitmq()
+        return Buses(kind, RABBITMQ_URL)
+    return Buses(kind, f"sqlite:///{tmp_path / 'bus.sqlite3'}")
+
+
+def consume(
+    broker: Broker,
+    target: str,
+    handler: Callable[[Delivery], None],
+    count: int,
+    *,
+    timeout: float = 15.0,
+) -> int:
+    """Run `handler` on deliveries of `target` until it has seen `count` (or `timeout`)."""
+    stop = threading.Event()
+    seen = 0
+
+    def handle(delivery: Delivery) -> None:
+        nonlocal seen
+        try:
+            handler(delivery)
+        finally:
+            seen += 1
+            if seen >= count:
+                stop.set()
+
+    timer = threading.Timer(timeout, stop.set)
+    timer.start()
+    try:
+        broker.consume(target, handle, stop=stop)
+    finally:
+        timer.cancel()
+    return seen
+
+
+def value(name: str, **labels: str) -> float:
+    """The current value of one sample of the hub's registry (0 when it does not exist yet)."""
+    found = HUB_REGISTRY.get_sample_value(name, labels)
+    return 0.0 if found is None else found
+
+
+def outgoing(envelope: Envelope, system: str, **headers: Any) -> Outgoing:
+    """The message the ingress would publish for `envelope` from `system`."""
+    properties, body = envelope.to_amqp()
+    merged = {k: v for k, v in properties["headers"].items() if isinstance(v, str | int | float)}
+    merged.update(headers)
+    region = envelope.data.get("region_code") or "000000"
+    return Outgoing(
+        routing_key=f"{envelope.spec.name}.{region}.{system}",
+        body=body,
+        headers=merged,
+        message_id=envelope.id,
+        idempotency_key=envelope.idempotencykey,
+    )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,278 @@
+"""The journal: traces in order, per-system visibility, and a hash chain that catches tampering."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from monitor_support import value
+
+from monitor.journal import ChainHead, Journal, JournalOptions, Step, entry_hash
+
+FAST = JournalOptions(flush_interval_s=0.01)
+
+
+def _journey(journal: Journal, message_id: str, *, system: str = "eco-env-penalty") -> None:
+    journal.record(Step.RECEIVED, message_id=message_id, receipt="r1", system=system)
+    journal.record(Step.PUBLISHED, message_id=message_id, receipt="r1", system=system)
+    journal.record(
+        Step.RETRIED,
+        message_id=message_id,
+        system=system,
+        target="national",
+        reason="HTTP 503 from national",
+        attempt=1,
+        detail={"tier": 0, "stage": "deliver"},
+    )
+    journal.record(
+        Step.DELIVERED, message_id=message_id, system=system, target="national", attempt=2
+    )
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    with Journal(tmp_path / "journal.sqlite3", FAST) as opened:
+        yield opened
+
+
+def _tamper(journal: Journal, sql: str, *parameters: object) -> None:
+    journal.flush()
+    with sqlite3.connect(journal.path) as db:
+        changed = db.execute(sql, parameters).rowcount
+    assert changed == 1, f"the tampering statement changed {changed} rows"
+
+
+def test_trace_shows_the_steps_in_order(journal: Journal) -> None:
+    _journey(journal, "m1")
+    _journey(journal, "m2")
+    steps = journal.trace("m1")
+    assert [s.step for s in steps] == [Step.RECEIVED, Step.PUBLISHED, Step.RETRIED, Step.DELIVERED]
+    retried = steps[2]
+    assert (retried.target, retried.reason, retried.attempt) == (
+        "national",
+        "HTTP 503 from national",
+        1,
+    )
+    assert retried.detail == {"tier": 0, "stage": "deliver"}
+    assert steps[0].at <= steps[-1].at
+    assert [s.seq for s in steps] == sorted(s.seq for s in steps)
+
+
+def test_a_trace_is_in_time_order_whoever_wrote_first(journal: Journal) -> None:
+    moved = datetime.now(UTC)
+    # a worker delivered the replayed message and its entry reached the chain first ...
+    journal.record(Step.DEAD_LETTERED, message_id="m", at=moved + timedelta(milliseconds=5))
+    journal.flush()
+    # ... before the replay, which happened earlier, was written
+    journal.record(Step.REPLAYED, message_id="m", at=moved)
+    steps = journal.trace("m")
+    assert [s.step for s in steps] == [Step.REPLAYED, Step.DEAD_LETTERED]
+    assert [s.seq for s in steps] == [2, 1]
+
+
+def test_a_receipt_traces_every_record_of_its_exchange(journal: Journal) -> None:
+    journal.record(Step.RECEIVED, message_id="a", receipt="rcpt", system="s")
+    journal.record(Step.REJECTED, receipt="rcpt", system="s", reason="name: rule 'mandatory'")
+    journal.record(Step.RECEIVED, message_id="b", receipt="other", system="s")
+    assert [(e.step, e.message_id) for e in journal.trace("rcpt")] == [
+        (Step.RECEIVED, "a"),
+        (Step.REJECTED, None),
+    ]
+
+
+def test_a_sender_sees_only_its_own_messages(journal: Journal) -> None:
+    _journey(journal, "mine", system="grassroots-platform")
+    _journey(journal, "theirs", system="eco-env-penalty")
+    assert len(journal.trace("mine", system="grassroots-platform")) == 4
+    assert journal.trace("theirs", system="grassroots-platform") == []
+    assert len(journal.trace("theirs")) == 4  # operators see everything
+
+
+def test_an_untouched_chain_verifies(journal: Journal) -> None:
+    for n in range(50):
+        _journey(journal, f"m{n}")
+    journal.flush()
+    report = journal.verify()
+    assert report.ok, report.broken
+    assert report.checked == 200
+    assert report.head == journal.head()
+    assert report.head is not None and report.head.seq == 200
+
+
+def test_an_edited_entry_is_named(journal: Journal) -> None:
+    for n in range(5):
+        _journey(journal, f"m{n}")
+    _tamper(journal, "UPDATE journal SET reason = 'all fine' WHERE seq = 7")
+    report = journal.verify()
+    assert not report.ok
+    assert report.broken is not None
+    assert (report.broken.seq, report.broken.kind) == (7, "edited")
+    assert "m1" in report.broken.explanation
+    assert report.checked == 6
+
+
+def test_an_entry_whose_hash_was_recomputed_is_named(journal: Journal) -> None:
+    for n in range(3):
+        _journey(journal, f"m{n}")
+    journal.flush()
+    with sqlite3.connect(journal.path) as db:
+        row = db.execute(
+            "SELECT seq, at, step, message_id, receipt, system, target, dataset, reason, attempt, "
+            "detail, prev_hash FROM journal WHERE seq = 5"
+        ).fetchone()
+        content = list(row[:11])
+        content[8] = "forged reason"
+        db.execute(
+            "UPDATE journal SET reason = ?, hash = ? WHERE seq = 5",
+            ("forged reason", entry_hash(row[11], content)),
+        )
+    report = journal.verify()
+    assert report.broken is not None
+    assert (report.broken.seq, report.broken.kind) == (5, "rewritten")
+
+
+def test_a_deleted_entry_is_named(journal: Journal) -> None:
+    for n in range(3):
+        _journey(journal, f"m{n}")
+    _tamper(journal, "DELETE FROM journal WHERE seq = 6")
+    report = journal.verify()
+    assert report.broken is not None
+    assert (report.broken.seq, report.broken.kind) == (6, "deleted")
+    assert report.checked == 5
+
+
+def test_the_first_entry_deleted_is_caught(journal: Journal) -> None:
+    _journey(journal, "m")
+    _tamper(journal, "DELETE FROM journal WHERE seq = 1")
+    report = journal.verify()
+    assert report.broken is not None and report.broken.seq == 1
+
+
+def test_entries_cut_from_the_end_are_caught_by_an_anchor(journal: Journal) -> None:
+    for n in range(3):
+        _journey(journal, f"m{n}")
+    journal.flush()
+    anchor = journal.head()
+    assert anchor is not None
+    assert journal.verify(anchor=anchor).ok
+    _tamper(journal, "DELETE FROM journal WHERE seq = ?", anchor.seq)
+    assert journal.verify().ok  # a shorter chain is still a chain ...
+    report = journal.verify(anchor=anchor)  # ... but it no longer reaches the anchor
+    assert report.broken is not None
+    assert (report.broken.seq, report.broken.kind) == (anchor.seq, "anchor")
+    assert ChainHead.parse(str(anchor)) == anchor
+    with pytest.raises(ValueError, match="SEQ:HASH"):
+        ChainHead.parse("12:abc")
+
+
+def test_pruning_keeps_the_rest_verifiable(journal: Journal) -> None:
+    old = datetime.now(UTC) - timedelta(days=40)
+    for n in range(10):
+        journal.record(Step.RECEIVED, message_id=f"old{n}", system="s", at=old)
+    for n in range(5):
+        journal.record(Step.RECEIVED, message_id=f"new{n}", system="s")
+    assert journal.prune(datetime.now(UTC) - timedelta(days=30)) == 10
+    assert journal.count() == 5
+    assert journal.verify().ok
+    journal.record(Step.PUBLISHED, message_id="new0", system="s")
+    journal.flush()
+    head = journal.head()
+    assert head is not None and head.seq == 16
+    assert journal.verify().ok
+    _tamper(journal, "UPDATE journal SET system = 'x' WHERE seq = 12")
+    broken = journal.verify().broken
+    assert broken is not None and broken.seq == 12
+
+
+def test_entries_filter_by_window_step_and_system(journal: Journal) -> None:
+    long_ago = datetime.now(UTC) - timedelta(days=2)
+    journal.record(Step.RECEIVED, message_id="old", system="a", at=long_ago)
+    journal.record(Step.RECEIVED, message_id="new", system="a")
+    journal.record(Step.REJECTED, receipt="r", system="a")
+    journal.record(Step.RECEIVED, message_id="b", system="b")
+    journal.flush()
+    since = datetime.now(UTC) - timedelta(hours=1)
+    found = journal.entries(since=since, steps=[Step.RECEIVED], system="a")
+    assert [e.message_id for e in found] == ["new"]
+
+
+def test_a_closed_journal_drops_instead_of_raising(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3", FAST)
+    journal.record(Step.RECEIVED, message_id="kept", system="s")
+    journal.close()
+    journal.record(Step.RECEIVED, message_id="late", system="s")  # a thread still busy at exit
+    reopened = Journal(tmp_path / "j.sqlite3", FAST)
+    assert [e.message_id for e in reopened.entries()] == ["kept"]
+    reopened.close()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from monitor.journal import Journal, JournalOptions, Step
+    path, name, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    journal = Journal(path, JournalOptions(flush_interval_s=0.005, batch_size=50))
+    for n in range(count):
+        journal.record(Step.PUBLISHED, message_id=f"{name}-{n}", system=name)
+    journal.close()
+    """
+)
+
+
+def test_processes_appending_at_once_keep_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    Journal(path).close()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, "2000"])
+        for name in ("serve", "worker-1", "worker-2")
+    ]
+    for writer in writers:
+        assert writer.wait(timeout=120) == 0
+    journal = Journal(path)
+    report = journal.verify()
+    assert report.ok, report.broken
+    assert report.checked == 6000
+    for name in ("serve", "worker-1", "worker-2"):
+        mine = list(journal.entries(system=name))
+        assert [e.message_id for e in mine] == [f"{name}-{n}" for n in range(2000)]
+    journal.close()
+
+
+def test_a_locked_file_keeps_entries_in_memory_then_drops_past_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    options = JournalOptions(
+        flush_interval_s=0.01, max_pending=20, full_wait_s=0.0, busy_timeout_s=0.05
+    )
+    dropped_before = value("jghub_journal_entries_total", outcome="dropped")
+    failed_before = value("jghub_journal_entries_total", outcome="failed")
+    with Journal(path, options) as journal:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # another process holds the file
+        try:
+            for n in range(20):
+                journal.record(Step.PUBLISHED, message_id=f"m{n}", system="s")
+            # the writer took these 20 and keeps failing on them (backing off) ...
+            deadline = time.monotonic() + 10
+            while value("jghub_journal_entries_total", outcome="failed") == failed_before:
+                assert time.monotonic() < deadline, "the writer never tried"
+                time.sleep(0.01)
+            # ... while 20 more wait in memory and the rest are dropped
+            for n in range(20, 45):
+                journal.record(Step.PUBLISHED, message_id=f"m{n}", system="s")
+            assert not journal.flush(timeout=0.2)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert journal.flush(timeout=30)
+        kept = [e.message_id for e in journal.entries()]
+        assert journal.verify().ok
+    assert kept == [f"m{n}" for n in range(40)]
+    assert value("jghub_journal_entries_total", outcome="dropped") - dropped_before == 5

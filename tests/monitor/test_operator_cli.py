@@ -1,0 +1,169 @@
+"""`jghub trace`, `jghub journal`, `jghub dead` and `jghub quality` on a real journal and bus."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from monitor_support import consume
+from typer.testing import CliRunner
+
+import bus
+from bus import Delivery, Outgoing
+from hub.cli import app
+from hub.settings import HubSettings
+from hub.systems import load_systems
+from monitor.journal import Journal, JournalOptions, Step
+
+SYSTEMS = """\
+systems:
+  - id: grassroots-platform
+    name_zh: 基层治理四平台
+    auth: {scheme: api_key, key_env: JGHUB_TEST_UNUSED_KEY}
+    inbound:
+      - {adapter: rest_push, message_type: event_report}
+    outbound: {adapter: outbox}
+    routes: ["penalty_case.#"]
+"""
+TARGET = "grassroots_platform"
+
+
+@pytest.fixture
+def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A data folder, a systems file and a fresh bus namespace, named in JGHUB_* variables."""
+    systems = tmp_path / "systems.yaml"
+    systems.write_text(SYSTEMS, encoding="utf-8")
+    data = tmp_path / "var"
+    monkeypatch.setenv("JGHUB_DATA_DIR", str(data))
+    monkeypatch.setenv("JGHUB_SYSTEMS_FILE", str(systems))
+    monkeypatch.setenv("JGHUB_NAMESPACE", f"cli{uuid.uuid4().hex[:8]}")
+    monkeypatch.delenv("JGHUB_AMQP_URL", raising=False)
+    monkeypatch.delenv("JGHUB_JOURNAL_FILE", raising=False)
+    monkeypatch.setenv("COLUMNS", "250")  # rich wraps at 80 columns when not on a terminal
+    yield data
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False, terminal_width=200)
+    return result.exit_code, result.output
+
+
+def _journal(data: Path) -> Journal:
+    return Journal(data / "journal.sqlite3", JournalOptions(flush_interval_s=0.01))
+
+
+def test_trace_shows_a_message_and_hides_it_from_others(hub_env: Path) -> None:
+    with _journal(hub_env) as journal:
+        journal.record(Step.RECEIVED, message_id="m-1", receipt="r-1", system="eco-env-penalty")
+        journal.record(Step.PUBLISHED, message_id="m-1", receipt="r-1", system="eco-env-penalty")
+        journal.record(
+            Step.RETRIED, message_id="m-1", system="eco-env-penalty", target="national",
+            attempt=1, reason="HTTP 503 from national", detail={"tier": 0},
+        )  # fmt: skip
+    code, output = _run("trace", "m-1")
+    assert code == 0, output
+    for text in ("received", "published", "retried", "tier 0: HTTP 503 from national"):
+        assert text in output
+    code, output = _run("trace", "r-1", "--json")
+    assert code == 0
+    lines = [json.loads(line) for line in output.splitlines()]
+    assert [line["step"] for line in lines] == ["received", "published"]
+    code, output = _run("trace", "m-1", "--system", "grassroots-platform")
+    assert code == 1 and "no message or receipt m-1 sent by grassroots-platform" in output
+
+
+def test_journal_verify_exits_1_naming_the_bad_entry(hub_env: Path) -> None:
+    with _journal(hub_env) as journal:
+        for n in range(4):
+            journal.record(Step.PUBLISHED, message_id=f"m{n}", system="s")
+    code, output = _run("journal", "verify")
+    assert (code, "journal intact: 4 entries") == (0, output.split(", head")[0].strip())
+    code, head = _run("journal", "head")
+    assert code == 0 and head.startswith("4:")
+    with sqlite3.connect(hub_env / "journal.sqlite3") as db:
+        db.execute("UPDATE journal SET message_id = 'forged' WHERE seq = 3")
+    code, output = _run("journal", "verify")
+    assert code == 1
+    assert "journal broken at entry 3 (edited)" in output
+    assert "2 entries before it are intact" in output
+    with sqlite3.connect(hub_env / "journal.sqlite3") as db:
+        db.execute("DELETE FROM journal WHERE seq >= 3")
+    code, output = _run("journal", "verify", "--anchor", head.strip())
+    assert code == 1 and "anchor" in output
+
+
+def test_no_journal_is_a_clear_error(hub_env: Path) -> None:
+    code, output = _run("journal", "verify")
+    assert code == 2 and "no journal" in output
+
+
+def test_quality_reports_per_system(hub_env: Path) -> None:
+    with _journal(hub_env) as journal:
+        for n in range(3):
+            journal.record(
+                Step.RECEIVED, message_id=f"m{n}", system="eco-env-penalty",
+                detail={"delay_s": 7200.0, "filled": 1, "optional": 4},
+            )  # fmt: skip
+        journal.record(Step.REJECTED, receipt="r", system="eco-env-penalty",
+                       detail={"rule": "wan_yuan"})  # fmt: skip
+    code, output = _run("quality", "--since", "1h")
+    assert code == 0, output
+    row = next(line for line in output.splitlines() if "eco-env-penalty" in line)
+    for figure in ("75.0%", "25.0%", "2h", "wan_yuan ×1"):
+        assert figure in row, row
+    code, output = _run("quality", "--since", "yesterday")
+    assert code == 2 and "bad --since" in output
+
+
+def test_dead_list_show_and_replay(hub_env: Path) -> None:
+    systems = load_systems(hub_env.parent / "systems.yaml")
+    settings = HubSettings()
+    topology = systems.topology(settings.namespace)
+    with bus.connect(settings.bus_url) as broker:
+        broker.declare(topology)
+        (message_id,) = broker.publish_many(
+            [Outgoing("penalty_case.330100.eco-env-penalty", b'{"case": 1}')]
+        )
+
+        def refuse(delivery: Delivery) -> None:
+            delivery.dead_letter("HTTP 400 from grassroots: field xm missing", "deliver")
+
+        assert consume(broker, TARGET, refuse, 1) == 1
+
+    code, output = _run("dead", "list", "--target", "grassroots-platform")
+    assert code == 0, output
+    assert message_id in output and "HTTP 400 from grassroots" in output
+    code, output = _run("dead", "list", "--target", "nobody")
+    assert code == 2 and "unknown target" in output
+    code, output = _run("dead", "show", message_id)
+    assert code == 0 and "field xm missing" in output and '{"case": 1}' in output
+
+    code, output = _run("dead", "replay", "--target", TARGET, "--why", "   ")
+    assert code == 2 and "needs a reason" in output
+    code, output = _run(
+        "dead", "replay", "--target", TARGET, "--why", "schema fixed by grassroots", "--dry-run"
+    )
+    assert code == 0 and "would replay 1; nothing moved" in output
+    code, output = _run("dead", "list")
+    assert message_id in output
+
+    code, output = _run(
+        "dead", "replay", "--reason", "field xm", "--why", "schema fixed by grassroots",
+        "--by", "ops-li",
+    )  # fmt: skip
+    assert code == 0, output
+    assert "replayed 1 of 1 by ops-li: schema fixed by grassroots" in output
+    code, output = _run("dead", "list")
+    assert "no dead letters match" in output
+    with _journal(hub_env) as journal:
+        (step,) = journal.trace(message_id)
+    assert (step.step, step.reason, step.target) == (
+        Step.REPLAYED,
+        "schema fixed by grassroots",
+        TARGET,
+    )
+    assert step.detail["by"] == "ops-li"

@@ -1,0 +1,64 @@
+"""Readiness names what is wrong: no bus, no topology, a queue gone, mappings missing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+from monitor_support import BACKENDS, RABBITMQ_URL, Buses, buses_for
+
+from monitor.readiness import check_readiness
+
+
+@pytest.fixture(params=BACKENDS)
+def buses(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Buses]:
+    opened = buses_for(request.param, tmp_path)
+    yield opened
+    opened.cleanup()
+
+
+def test_a_declared_hub_is_ready(buses: Buses) -> None:
+    topology = buses.topology({"national": ["#"], "dept_scjg": ["penalty_case.#"]})
+    broker = buses.open(topology)
+    report = check_readiness(
+        broker, topology, declared=True, systems=["a", "b"], mappings={"a": 1, "b": 2}
+    )
+    assert report.ready, report.problems
+    assert report.checks == {"bus": True, "topology": True, "mappings": True}
+    assert report.problems == []
+
+
+def test_each_problem_is_named(buses: Buses) -> None:
+    topology = buses.topology({"national": ["#"]})
+    broker = buses.open(topology)
+    absent = check_readiness(
+        None, topology, declared=False, systems=[], mappings={}, bus_problem="connection refused"
+    )
+    assert absent.checks["bus"] is False
+    assert absent.problems == ["bus: connection refused"]
+    pending = check_readiness(broker, topology, declared=False, systems=[], mappings={})
+    assert pending.checks == {"bus": True, "topology": False, "mappings": True}
+    unmapped = check_readiness(
+        broker, topology, declared=True, systems=["a", "b"], mappings={"a": 1}
+    )
+    assert not unmapped.ready and unmapped.problems == ["mappings: not loaded for b"]
+
+
+@pytest.mark.rabbitmq
+def test_a_queue_deleted_by_hand_is_named(tmp_path: Path) -> None:
+    buses = buses_for("rabbitmq", tmp_path)
+    try:
+        topology = buses.topology({"national": ["#"], "dept_scjg": ["#"]})
+        broker = buses.open(topology)
+        connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+        connection.channel().queue_delete(topology.target_queue("dept_scjg"))
+        connection.close()
+        report = check_readiness(broker, topology, declared=True, systems=[], mappings={})
+        assert report.checks == {"bus": True, "topology": False, "mappings": True}
+        (problem,) = report.problems
+        assert problem.startswith("topology: target queues missing: dept_scjg")
+        assert topology.target_queue("dept_scjg") in problem
+    finally:
+        buses.cleanup()
