@@ -166,7 +166,7 @@ def test_message_types_are_checked_against_the_mapping_folder(tmp_path: Path) ->
     found = problems(tmp_path, text)
     assert len(found) == 3
     assert ":6:" in found[0] and "no inbound message type 'case_bach'" in found[0]
-    assert "inbound: case_batch, task_feedback" in found[0]
+    assert "inbound: case_batch, risk_feedback, task_feedback" in found[0]
     assert "renders dataset 'collaboration_task', not 'penalty_case'" in found[1]
     assert "no outbound message type 'warning_pushh'" in found[2]
 
