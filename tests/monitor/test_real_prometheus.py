@@ -160,9 +160,19 @@ def _configuration(hub: RunningHub, folder: Path) -> Path:
         {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
     )
     shipped["rule_files"] = [str(PROMETHEUS_DIR / name) for name in shipped["rule_files"]]
-    (job,) = [job for job in shipped["scrape_configs"] if job["job_name"] == "jghub"]
-    (targets,) = job["static_configs"]
-    targets["targets"] = [urlsplit(hub.base_url).netloc]
+    # Targets come from file_sd files beside the configuration: the shipped jghub list with its
+    # labels, pointed at this hub; the other jobs (workers, RabbitMQ) have nothing to scrape here.
+    for job in shipped["scrape_configs"]:
+        (discovery,) = job["file_sd_configs"]
+        for name in discovery["files"]:
+            groups = yaml.safe_load((PROMETHEUS_DIR / name).read_text(encoding="utf-8")) or []
+            if job["job_name"] == "jghub":
+                (group,) = groups
+                group["targets"] = [urlsplit(hub.base_url).netloc]
+            else:
+                groups = []
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(yaml.safe_dump(groups), encoding="utf-8")
     path = folder / "prometheus.yml"
     path.write_text(yaml.safe_dump(shipped), encoding="utf-8")
     return path
