@@ -420,24 +420,20 @@ class _WatchedDelivery(Delivery):
 
     def _retry(self, reason: str, stage: str) -> None:
         self._inner.retry(reason, stage)
-        self._observer.delivery_failed(
-            self.target,
-            self.message,
-            seconds=self._elapsed(),
-            stage=stage,
-            reason=reason,
-            permanent=False,
-        )
+        self._failed(reason, stage, permanent=False)
 
     def _dead_letter(self, reason: str, stage: str) -> None:
         self._inner.dead_letter(reason, stage)
+        self._failed(reason, stage, permanent=True)
+
+    def _failed(self, reason: str, stage: str, *, permanent: bool) -> None:
         self._observer.delivery_failed(
             self.target,
             self.message,
             seconds=self._elapsed(),
             stage=stage,
             reason=reason,
-            permanent=True,
+            permanent=permanent,
         )
 
     def _requeue(self) -> None:
