@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections import Counter
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -123,7 +124,12 @@ def parse_json(payload: bytes, limits: PayloadLimits, charset: str | None = None
     check_size(payload, limits)
     decoded = decode_payload(payload, "json", charset)
     try:
-        value = json.loads(decoded.text, parse_float=Decimal, parse_constant=_refuse_constant)
+        value = json.loads(
+            decoded.text,
+            parse_float=Decimal,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_unique_keys,
+        )
     except json.JSONDecodeError as error:
         raise MalformedPayload(
             f"not well-formed JSON: {error.msg}",
@@ -167,6 +173,24 @@ def _byte_offset(decoded: DecodedPayload, position: int) -> int:
 
 def _refuse_constant(name: str) -> Any:
     raise MalformedPayload(f"{name} is not a JSON number (RFC 8259 §6)")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose names are unique; a repeated name is refused, not silently resolved.
+
+    RFC 8259 §4 leaves the meaning of a repeated name to the receiver, and parsers disagree
+    (Python keeps the last value, others the first): a record saying `"fkje": 100` and then
+    `"fkje": 10000` would mean different fines in the department's system and here.
+    """
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        counts = Counter(name for name, _ in pairs)
+        repeated = next(name for name, count in counts.items() if count > 1)
+        raise MalformedPayload(
+            f"the name {repeated!r} appears twice in one object (RFC 8259 §4: names should be "
+            "unique; the hub refuses a record whose meaning depends on which one a reader keeps)"
+        )
+    return value
 
 
 def _json_deeper_than(value: Any, max_depth: int) -> bool:

@@ -199,6 +199,14 @@ def test_json_non_numbers_and_syntax_errors_are_malformed() -> None:
     assert (caught.value.line, caught.value.column) == (2, 7)
 
 
+def test_json_with_a_repeated_name_is_malformed_wherever_it_is() -> None:
+    for text in (b'{"fkje": 100, "fkje": 10000}', b'{"data": [{"a": 1}, {"b": 2, "b": 2}]}'):
+        with pytest.raises(MalformedPayload, match="appears twice in one object"):
+            parse_json(text, LIMITS)
+    # The same name in different objects is no repetition.
+    assert parse_json(b'[{"a": 1}, {"a": 2}]', LIMITS) == [{"a": 1}, {"a": 2}]
+
+
 def test_json_numbers_with_fractions_are_exact() -> None:
     from decimal import Decimal
 
