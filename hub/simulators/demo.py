@@ -13,6 +13,9 @@
 4. When every accepted record is delivered or dead-lettered (or the wait ends), the books are
    closed: per system received = accepted + rejected, and over all systems accepted =
    delivered + dead-lettered + still queued, each record having exactly one receiver.
+   The collaboration centre is a system of its own in the books: what it derived and published
+   (a task per complaint, a result per task feedback) is what it "sent", delivered onwards like
+   any record.
 """
 
 from __future__ import annotations
@@ -237,6 +240,8 @@ def _running(
         for system in landscape.systems.systems:
             if system.outbound is None or system.outbound.adapter == "outbox":
                 continue
+            if system.auth.scheme == "internal":
+                continue  # inside the hub: the worker runs it
             plan = options.flaky if system.id == "national" else FailurePlan()
             target = SimulatedTarget(system, plan)
             server = LoopbackServer(
@@ -292,10 +297,16 @@ Scheduled = tuple[SystemClient, ChannelConfig, TrafficPayload]
 
 
 def _routable(
-    system: SystemConfig, channel: ChannelConfig, mappings: SystemMappings, table: RoutingTable
+    system: SystemConfig,
+    channel: ChannelConfig,
+    mappings: SystemMappings,
+    table: RoutingTable,
+    systems: list[str],
 ) -> bool:
     dataset = mappings.inbound_mapping(channel.message_type).dataset.name
-    return bool(table.targets_for(f"{dataset}.330100.{system.id}"))
+    # An addressed record (a task, a warning) carries its addressee as a fourth word.
+    addressees = ["", *(f".{other}" for other in systems)]
+    return any(table.targets_for(f"{dataset}.330100.{system.id}{a}") for a in addressees)
 
 
 def _records_per_channel(
@@ -321,12 +332,15 @@ def _schedule(
     """Every payload of the run, shuffled as a day's traffic arrives."""
     topology = landscape.systems.topology("plan")
     table = RoutingTable({t.name: t.routes for t in topology.targets})
+    ids = [s.id for s in landscape.systems.systems]
     channels: list[tuple[SystemClient, ChannelConfig, SystemTraffic]] = []
     for system in landscape.systems.systems:
+        if system.auth.scheme == "internal":
+            continue  # it pushes nothing: what it publishes, it derives
         folder = mappings[system.mapping_id]
         client = SystemClient(system, hub_url)
         for channel in client.channels:
-            if not _routable(system, channel, folder, table):
+            if not _routable(system, channel, folder, table, ids):
                 continue
             try:
                 traffic = SystemTraffic(folder, channel.message_type, seed=options.seed)
@@ -410,6 +424,7 @@ def _delivery_counts(landscape: Landscape) -> dict[tuple[str, str], float]:
             counts[(system.id, outcome)] = sample_total(
                 f"jghub_{outcome}_total", target=system.target
             )
+        counts[(system.id, "published")] = sample_total("jghub_published_total", system=system.id)
     return counts
 
 
@@ -438,6 +453,9 @@ def _settle(
             puller = running.pullers.get(system.id)
             if puller is not None:
                 book.pulled = len(puller.log.accepted_keys())
+            if system.auth.scheme == "internal":
+                derived = int(now[(system.id, "published")] - baseline[(system.id, "published")])
+                book.received = book.accepted = derived
         for system_id, source in running.sources.items():
             counts = source.counts()
             book = books[system_id]

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from adapters.config import CLOUDEVENT
 from hub.simulators.server import free_port
 from hub.systems import SystemsConfig
 from mappings import SystemMappings
@@ -72,11 +73,14 @@ def build_landscape(
     data = yaml.safe_load(_PLACEHOLDER.sub(fill, text))
     kept = [_fitted(entry, mappings) for entry in data.get("systems", [])]
     config = SystemsConfig.model_validate({"systems": [entry for entry in kept if entry]})
+    config.check_routes()
     return Landscape(config, environment, ports)
 
 
 def _fitted(entry: dict[str, Any], mappings: Mapping[str, SystemMappings]) -> dict[str, Any] | None:
     """`entry` without what its mapping folder lacks; None when there is no folder."""
+    if entry.get("auth", {}).get("scheme") == "internal":
+        return entry  # inside the hub: no mapping folder to fit
     folder = mappings.get(str(entry.get("mapping") or entry["id"]))
     if folder is None:
         return None
@@ -90,7 +94,7 @@ def _fitted(entry: dict[str, Any], mappings: Mapping[str, SystemMappings]) -> di
         outbound["render"] = {
             dataset: message_type
             for dataset, message_type in (outbound.get("render") or {}).items()
-            if message_type in folder.outbound
+            if message_type in folder.outbound or message_type == CLOUDEVENT
         }
         entry["outbound"] = outbound
     return entry
