@@ -217,10 +217,12 @@ class CollaborationCentre(Sender):
         if envelope.operation is Operation.DELETE:
             return
         task = CollaborationTask.model_validate(envelope.data)
-        if task.source_dataset != "complaint" or task.status not in FED_BACK_STATUSES:
+        if task.status not in FED_BACK_STATUSES:
             # Acceptance, return and progress steps change nothing the platform is told.
             log.info("task %s: step %s noted", task.task_id, task.status)
             return
+        # The kept complaint, not the echoed source_dataset, says whose task it is: a
+        # department system may not carry every field of a task back unchanged.
         origin = self._store.find(task.task_id)
         if origin is None:
             raise PermanentDeliveryError(

@@ -178,7 +178,7 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> DemoRepo
     try:
         per_channel = _records_per_channel(landscape, mappings, options)
         baseline = _delivery_counts(landscape)
-        with _running(landscape, settings, options, mappings, per_channel) as running:
+        with running_landscape(landscape, settings, options, mappings, per_channel) as running:
             books = {
                 s.id: SystemBooks(s.id, s.name_zh, receives=s.outbound is not None)
                 for s in landscape.systems.systems
@@ -208,7 +208,10 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> DemoRepo
 
 
 @dataclass
-class _Running:
+class RunningLandscape:
+    """The simulated landscape at work: the hub's URL, a broker to look behind it, the
+    simulated receivers by system id, the outbox pullers and the pull-only sources."""
+
     hub_url: str
     broker: bus.Broker
     targets: dict[str, SimulatedTarget]
@@ -217,13 +220,15 @@ class _Running:
 
 
 @contextmanager
-def _running(
+def running_landscape(
     landscape: Landscape,
     settings: HubSettings,
     options: DemoOptions,
     mappings: dict[str, SystemMappings],
     per_channel: int,
-) -> Iterator[_Running]:
+) -> Iterator[RunningLandscape]:
+    """Start the receivers, the sources, the hub and its worker, and the outbox pullers of
+    `landscape` (its secrets already in the environment); stop them all on the way out."""
     # Imported here: the app and worker modules pull in the whole hub, which the traffic
     # generator and the simulators alone do not need.
     from hub.app import create_app
@@ -290,7 +295,7 @@ def _running(
                 pullers[system.id] = puller
         # Runs first on the way out: the pullers and the worker see `stop` before being joined.
         stack.callback(stop.set)
-        yield _Running(hub.url, broker, targets, pullers, sources)
+        yield RunningLandscape(hub.url, broker, targets, pullers, sources)
 
 
 Scheduled = tuple[SystemClient, ChannelConfig, TrafficPayload]
@@ -429,7 +434,7 @@ def _delivery_counts(landscape: Landscape) -> dict[tuple[str, str], float]:
 
 
 def _settle(
-    running: _Running,
+    running: RunningLandscape,
     landscape: Landscape,
     books: dict[str, SystemBooks],
     baseline: dict[tuple[str, str], float],
