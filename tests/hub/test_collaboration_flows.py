@@ -20,11 +20,12 @@ import pytest
 
 from adapters.config import SystemConfig
 from hub.settings import HubSettings
+from hub.simulators.answers import TaskAnswers, replaced
 from hub.simulators.clients import PushOutcome, SystemClient
 from hub.simulators.demo import DemoOptions, RunningLandscape, running_landscape
 from hub.simulators.landscape import Landscape, build_landscape
 from hub.simulators.targets import Delivered, FailurePlan
-from hub.simulators.traffic import TrafficPayload
+from hub.simulators.traffic import SystemTraffic, TrafficPayload
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
 from standard.checks import credit_code_check_char, org_code_check_char
 
@@ -43,8 +44,7 @@ DEPARTMENTS = (
     "emergency-penalty",
     "hrss-penalty",
 )
-CENTRE = ("浙江省综合行政执法指导办公室", "11330000MB1P273395")
-SAMPLE_DISPATCHER = ("杭州市综合行政执法指挥中心", "11330100002501298F")
+CENTRE = {"name": "浙江省综合行政执法指导办公室", "credit_code": "11330000MB1P273395"}
 
 
 @dataclass
@@ -143,33 +143,10 @@ def complaint_xml(case_no: str, scene: str, *, area: str = "330106") -> bytes:
 """.encode()
 
 
-SAMPLE_CHARSETS = {"housing-penalty": "GBK", "culture-penalty": "GBK"}
-
-
-def sample_with(system_id: str, message_type: str, replace: dict[str, str]) -> bytes:
-    """The system's valid sample of `message_type` with literal values replaced (in its own
-    encoding), e.g. a task id by the one the hub dispatched."""
-    path = next((SYSTEMS_ROOT / system_id / "samples" / message_type).glob("valid-*"))
-    body = path.read_bytes()
-    encoding = "utf-8"
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        encoding = "gb18030"
-    for old, new in replace.items():
-        assert old.encode(encoding) in body, f"{old} is not in {path}"
-        body = body.replace(old.encode(encoding), new.encode(encoding))
-    return body
-
-
-def fed_back_task(flows: Flows, system_id: str) -> tuple[str, str]:
-    """(task id, result) of the first fed-back task in the system's feedback sample."""
-    path = next((SYSTEMS_ROOT / system_id / "samples" / "task_feedback").glob("valid-*"))
-    translation = flows.mappings[system_id].translate(
-        "task_feedback", path.read_bytes(), charset=SAMPLE_CHARSETS.get(system_id)
-    )
-    record = next(e.data for e in translation.envelopes if e.data["status"] in ("5", "6"))
-    return record["task_id"], record["feedback_result"]
+def sample_with(flows: Flows, system_id: str, message_type: str, values: dict[str, str]) -> bytes:
+    """The system's valid sample of `message_type` with literal values replaced."""
+    samples = SystemTraffic(flows.mappings[system_id], message_type).samples()
+    return replaced(next(p for p in samples if p.label.startswith("valid")), values).body
 
 
 def others_got(flows: Flows, receiver: str, text: str) -> list[str]:
@@ -201,13 +178,9 @@ def test_a_complaint_becomes_a_task_for_its_department_and_the_result_goes_back(
     assert (b"<" if spec.format == "xml" else b"{") in task.body[:200]
     assert others_got(flows, department, case) == []
 
-    sample_task, result = fed_back_task(flows, department)
-    feedback = sample_with(
-        department,
-        "task_feedback",
-        {sample_task: task_id, SAMPLE_DISPATCHER[0]: CENTRE[0], SAMPLE_DISPATCHER[1]: CENTRE[1]},
-    )
-    answered = flows.push(department, "task_feedback", feedback, SAMPLE_CHARSETS.get(department))
+    answers = TaskAnswers(flows.mappings[department], dispatcher=CENTRE)
+    feedback = answers.feedback(task_id)
+    answered = flows.push(department, "task_feedback", feedback.body, feedback.charset)
     assert answered.accepted >= 1 and answered.rejected == 0, answered
 
     wait_for(
@@ -217,7 +190,7 @@ def test_a_complaint_becomes_a_task_for_its_department_and_the_result_goes_back(
     (handled,) = flows.received("complaint-platform", f"<caseNo>{case}</caseNo>")
     text = handled.body.decode("utf-8")
     assert "<status>50</status>" in text  # closed, in the platform's codes
-    assert result in text and f"<taskNo>{task_id}</taskNo>" in text
+    assert answers.result in text and f"<taskNo>{task_id}</taskNo>" in text
     assert others_got(flows, department, case) == []
 
 
@@ -238,6 +211,7 @@ def test_a_risk_warning_reaches_its_department_and_the_feedback_comes_back(
 ) -> None:
     market, transport = (f"GJYJ{uuid.uuid4().hex[:14].upper()}" for _ in range(2))
     warnings = sample_with(
+        flows,
         "national",
         "risk_warning",
         {"GJYJ20260506000341": market, "GJYJ20260428000127": transport},
@@ -253,6 +227,7 @@ def test_a_risk_warning_reaches_its_department_and_the_feedback_comes_back(
     assert b"ReceiveWarningXml" in received.body  # its warning operation, not the task one
 
     feedback = sample_with(
+        flows,
         "market-penalty",
         "risk_feedback",
         {"YJ330000202605060031": market, "YJ330000202605070008": market},
@@ -288,6 +263,7 @@ def test_a_warning_to_an_unknown_department_is_quarantined_with_its_reason(
     first17 = f"11330000{org}{org_code_check_char(org)}"
     stranger = first17 + credit_code_check_char(first17)  # a real-looking, unknown department
     body = sample_with(
+        flows,
         "national",
         "risk_warning",
         {
