@@ -37,8 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import bus
 from adapters.config import ChannelConfig, SystemConfig
+from adapters.routing import department_ref
 from bus.routing import RoutingTable
 from hub.settings import HubSettings
+from hub.simulators.answers import TaskAnswers, derived_task_ids
 from hub.simulators.clients import PUSH_ADAPTERS, OutboxPuller, PushOutcome, SystemClient
 from hub.simulators.landscape import Landscape, build_landscape
 from hub.simulators.server import LoopbackServer
@@ -185,7 +187,11 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> DemoRepo
             }
             schedule = _schedule(landscape, mappings, running.hub_url, options, per_channel)
             _push_all(schedule, books, options, progress)
-            settled = _settle(running, landscape, books, baseline, options.settle_timeout_s)
+            responder = _Responder(landscape, mappings, running)
+            settled = _settle(
+                running, landscape, books, baseline, options.settle_timeout_s, responder
+            )
+            responder.close()
             quarantined = len(running.broker.quarantined(limit=100_000))
             for client, _, _ in schedule:
                 client.close()
@@ -439,6 +445,7 @@ def _settle(
     books: dict[str, SystemBooks],
     baseline: dict[tuple[str, str], float],
     timeout_s: float,
+    responder: _Responder | None = None,
 ) -> bool:
     """Wait until every accepted record is delivered (and pulled) or dead; fill in the books.
 
@@ -447,6 +454,9 @@ def _settle(
     """
     deadline = time.monotonic() + timeout_s
     while True:
+        # Tasks delivered since the last look are answered first: their results are still to
+        # come, so the books cannot be closed in this round.
+        answered = responder.answer_new(books) if responder is not None else 0
         now = _delivery_counts(landscape)
         for system in landscape.systems.systems:
             book = books[system.id]
@@ -474,6 +484,7 @@ def _settle(
         accepted = sum(b.accepted for b in books.values())
         settled = sum(b.delivered + b.dead_lettered for b in books.values()) >= accepted
         pulled = all(books[s].pulled >= books[s].delivered for s in running.pullers)
+        settled = settled and answered == 0
         if (served and settled and pulled) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -485,6 +496,73 @@ def _settle(
         for letter in running.broker.dead_letters(system.target, limit=100_000):
             books[system.id].dead_reasons[_short(letter.reason)] += 1
     return served and settled and pulled
+
+
+class _Responder:
+    """The simulated departments answering the tasks the collaboration centre sent them.
+
+    Each department with a push channel for task feedback reports a result for every task it
+    received (see `hub.simulators.answers`), so complaints come back to the complaint platform
+    as results, and the books count those answers like any other traffic.
+    """
+
+    def __init__(
+        self, landscape: Landscape, mappings: dict[str, SystemMappings], running: RunningLandscape
+    ) -> None:
+        self._departments: list[tuple[DeliveryLog, SystemClient, ChannelConfig, TaskAnswers]] = []
+        self._answered: set[tuple[str, str]] = set()
+        centre = next(
+            (
+                s
+                for s in landscape.systems.systems
+                if s.outbound and s.outbound.adapter == "collaboration"
+            ),
+            None,
+        )
+        if centre is None or not centre.departments:
+            return
+        dispatcher = department_ref(centre.departments[0])
+        for system in landscape.systems.systems:
+            receiver = running.targets.get(system.id) or running.pullers.get(system.id)
+            channel = next(
+                (
+                    c
+                    for c in system.inbound
+                    if c.message_type == TaskAnswers.message_type and c.adapter in PUSH_ADAPTERS
+                ),
+                None,
+            )
+            if receiver is None or channel is None:
+                continue
+            try:
+                answers = TaskAnswers(mappings[system.mapping_id], dispatcher=dispatcher)
+            except ValueError:
+                continue  # no sample to answer from
+            client = SystemClient(system, running.hub_url)
+            self._departments.append((receiver.log, client, channel, answers))
+
+    def answer_new(self, books: dict[str, SystemBooks]) -> int:
+        """Answer every task delivered since the last call; how many were answered."""
+        count = 0
+        for log, client, channel, answers in self._departments:
+            system = client.system.id
+            for item in log.items():
+                if item.outcome != "accepted":
+                    continue
+                for task_id in sorted(derived_task_ids(item.body)):
+                    if (system, task_id) in self._answered:
+                        continue
+                    self._answered.add((system, task_id))
+                    outcome = client.push(channel, answers.feedback(task_id))
+                    while outcome.failed:
+                        outcome = client.push(channel, answers.feedback(task_id))
+                    books[system].add(outcome)
+                    count += 1
+        return count
+
+    def close(self) -> None:
+        for _, client, _, _ in self._departments:
+            client.close()
 
 
 def _short(reason: str) -> str:
