@@ -137,6 +137,18 @@ class CollaborationCentre(Sender):
                 "addressed to it"
             )
         self.dispatcher = department_ref(context.system.departments[0])
+        if context.ingress is not None:
+            # A scenario table naming a system that serves no department fails now, at start,
+            # rather than at the first complaint of that scenario.
+            named = {*options.scenarios.values(), options.default_system} - {None}
+            lost = sorted(
+                str(s) for s in named if context.ingress.directory.department_of(str(s)) is None
+            )
+            if lost:
+                raise AdapterConfigError(
+                    f"system {context.system.id}: the scenario table names {', '.join(lost)}, "
+                    "which no configured system with `departments` is"
+                )
         self._store = _ComplaintStore(context.data_dir / f"{context.system.id}.sqlite3")
 
     @property
