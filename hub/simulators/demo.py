@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -196,11 +195,7 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> DemoRepo
             for client, _, _ in schedule:
                 client.close()
     finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        landscape.restore_environment(previous)
     return DemoReport(
         books=books,
         hub_url=running.hub_url,

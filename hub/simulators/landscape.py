@@ -43,6 +43,15 @@ class Landscape:
         os.environ.update(self.environment)
         return previous
 
+    @staticmethod
+    def restore_environment(previous: Mapping[str, str | None]) -> None:
+        """Put back what `apply_environment` replaced (unset what was not set)."""
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
 
 def variable_name(kind: str, system: str) -> str:
     """The environment variable of a generated key: JGHUB_DEMO_<KIND>_<SYSTEM>."""

@@ -8,7 +8,6 @@ credentials. RabbitMQ is the bus (the embedded one too, where it answers the sam
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import uuid
@@ -105,11 +104,7 @@ def flows(
         with running_landscape(landscape, settings, options, mappings, 1) as running:
             yield Flows(landscape, running, mappings)
     finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        landscape.restore_environment(previous)
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 45.0) -> None:
