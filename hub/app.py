@@ -302,7 +302,8 @@ def create_app(
                 runtime.broker if problem is None else None,
                 runtime.topology,
                 declared=runtime.declared,
-                systems=[system.id for system in config.systems],
+                # An internal system (the collaboration centre) has no mapping folder to load.
+                systems=[s.id for s in config.systems if s.auth.scheme != "internal"],
                 mappings=runtime.mappings,
                 bus_problem=problem,
             )

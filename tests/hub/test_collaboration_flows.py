@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from adapters.config import SystemConfig
@@ -274,3 +275,9 @@ def test_a_warning_to_an_unknown_department_is_quarantined_with_its_reason(
     assert len(kept) == 1
     assert "responsible_department names department '浙江省不存在管理局'" in kept[0].reason
     assert [d for d in DEPARTMENTS if flows.received(d, warning)] == []
+
+
+def test_the_hub_with_the_centre_configured_is_ready(flows: Flows) -> None:
+    # The centre has no mapping folder; readiness must not count that as a missing mapping.
+    answer = httpx.get(f"{flows.running.hub_url}/ready", timeout=10).json()
+    assert answer["checks"]["mappings"] is True, answer
