@@ -255,6 +255,7 @@ class Ingress:
         outgoing: list[Outgoing] = []
         published_answers: list[RecordAnswer] = []  # the answer of each outgoing message
         unaddressed: list[str] = []
+        unaddressed_out: list[tuple[Outgoing, str]] = []  # for the observer: never published
         envelopes = iter(translation.envelopes)
         # The mapping yields one envelope per good record, in payload order: the gaps are the
         # records that have errors.
@@ -277,6 +278,8 @@ class Ingress:
             except Unaddressable as error:
                 answers.append(_unaddressed(index, envelope, str(error)))
                 unaddressed.append(f"record {index + 1}: {error}")
+                plain = _outgoing(envelope, routing_key(envelope, system_id), extra_headers)
+                unaddressed_out.append((plain, str(error)))
                 continue
             answer = RecordAnswer(
                 index=index,
@@ -333,6 +336,18 @@ class Ingress:
                     failures=failures,
                 )
 
+        if unaddressed_out and observer is not None:
+            # Journalled and counted like a record no route takes: what is missing is a
+            # department in the configuration, not anything the sender can fix by resending.
+            observer.published(
+                seen,
+                seconds=0.0,
+                outgoing=[message for message, _ in unaddressed_out],
+                failures=[
+                    PublishFailure(i, m.message_id or "", m.routing_key, why, unroutable=True)
+                    for i, (m, why) in enumerate(unaddressed_out)
+                ],
+            )
         kept: str | None = None
         if translation.errors or unroutable:
             reasons = [str(error) for error in translation.errors] + unroutable

@@ -27,6 +27,7 @@ from hub.simulators.landscape import Landscape, build_landscape
 from hub.simulators.targets import Delivered, FailurePlan
 from hub.simulators.traffic import SystemTraffic, TrafficPayload
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
+from monitor.metrics import sample_total
 from standard.checks import credit_code_check_char, org_code_check_char
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "adapters"))
@@ -143,6 +144,10 @@ def sample_with(flows: Flows, system_id: str, message_type: str, values: dict[st
     """The system's valid sample of `message_type` with literal values replaced."""
     samples = SystemTraffic(flows.mappings[system_id], message_type).samples()
     return replaced(next(p for p in samples if p.label.startswith("valid")), values).body
+
+
+def failures_unroutable() -> float:
+    return sample_total("jghub_publish_failures_total", system="national", reason="unroutable")
 
 
 def others_got(flows: Flows, receiver: str, text: str) -> list[str]:
@@ -268,8 +273,10 @@ def test_a_warning_to_an_unknown_department_is_quarantined_with_its_reason(
             "11330000002502194F": stranger,
         },
     )
+    counted = failures_unroutable()
     pushed = flows.push("national", "risk_warning", body)
     assert (pushed.accepted, pushed.rejected) == (1, 1), pushed
+    assert failures_unroutable() == counted + 1  # counted like a record no route takes
     assert pushed.reasons == ["address"], pushed.reasons
     kept = [q for q in flows.running.broker.quarantined(limit=1000) if warning in q.reason]
     assert len(kept) == 1
