@@ -50,7 +50,9 @@ class AdapterContext:
     Attributes:
       system: the external system the adapter serves.
       data_dir: the hub's data folder (outbox, poller cursors); shared by `serve` and `worker`.
-      ingress: the inbound path (inbound adapters and pollers); None in the worker.
+      ingress: the inbound path (inbound adapters and pollers), and the publishing path of a
+        sender that publishes (`Sender.publishes`, e.g. the collaboration centre); None for
+        other senders.
       gatekeeper: the hub's authentication, size and rate limits (inbound adapters); None in the
         worker.
       channel: the inbound channel a poller serves (its message type); None for other adapters.
@@ -112,6 +114,9 @@ class Sender(Adapter):
     """Delivers rendered payloads to one target system."""
 
     kind: ClassVar[AdapterKind] = "sender"
+    publishes: ClassVar[bool] = False
+    """True for a sender that publishes what it derives (the worker hands it `context.ingress`,
+    connected to its consumer's broker); `deliver` returns only once those were confirmed."""
 
     @abstractmethod
     def deliver(

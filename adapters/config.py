@@ -35,7 +35,7 @@ class AuthConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    scheme: Literal["api_key", "signed_app_key", "mtls", "basic"] = Field(
+    scheme: Literal["api_key", "signed_app_key", "mtls", "basic", "internal"] = Field(
         default="api_key",
         description=(
             "api_key: the X-Api-Key header (or the one named in `header`) carries the system's "
@@ -44,7 +44,9 @@ class AuthConfig(BaseModel):
             "milliseconds) and sign = lower-hex md5(appKey + secret + requestTime), as "
             "provincial gateways do. mtls: the client certificate's subject identifies the "
             "system (uvicorn verifies the certificate against the CA file in the settings). "
-            "basic: HTTP Basic authentication with `username` and the password in key_env."
+            "basic: HTTP Basic authentication with `username` and the password in key_env. "
+            "internal: a system inside the hub (the collaboration centre); it has no inbound "
+            "channel, so nothing ever authenticates as it."
         ),
     )
     header: str = Field(
@@ -130,7 +132,39 @@ _SECRET_NAMES = {
     "signed_app_key": "shared secret",
     "basic": "password",
     "mtls": "secret",
+    "internal": "secret",
 }
+
+CLOUDEVENT = "cloudevent"
+"""The render entry that delivers a dataset as the canonical event (CloudEvents JSON)."""
+
+
+class DepartmentConfig(BaseModel):
+    """A department a system serves, as records name it (a DepartmentRef: name, credit code).
+
+    Addressed records (a task's assignees, a warning's responsible department) are routed to the
+    system serving the department they name: matched by credit code first, then by exact name.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The department's name, exactly as records give it.",
+    )
+    credit_code: str | None = Field(
+        default=None,
+        description="Its unified social credit code (GB 32100, check character verified).",
+        examples=["11330000002502194F"],
+    )
+
+    @field_validator("credit_code")
+    @classmethod
+    def _valid_code(cls, value: str | None) -> str | None:
+        from standard.checks import check_credit_code
+
+        return None if value is None else check_credit_code(value)
 
 
 class RetryPolicy(BaseModel):
@@ -225,11 +259,12 @@ class OutboundConfig(BaseModel):
     render: dict[str, str] = Field(
         default_factory=dict,
         description=(
-            "Canonical dataset → the system's outbound message type that renders it. A dataset "
-            "routed to the system but missing here is delivered as the canonical envelope "
-            "(CloudEvents JSON)."
+            "Canonical dataset → the system's outbound message type that renders it, or "
+            f"'{CLOUDEVENT}' to deliver the canonical event itself (CloudEvents JSON). A dataset "
+            "routed to the system but missing here is dead-lettered (stage render), and a route "
+            "whose dataset word has no entry is refused when the configuration is loaded."
         ),
-        examples=[{"grassroots_event": "event_feedback"}],
+        examples=[{"grassroots_event": "event_feedback", "collaboration_task": CLOUDEVENT}],
     )
     options: dict[str, Any] = Field(
         default_factory=dict,
@@ -267,6 +302,14 @@ class SystemConfig(BaseModel):
             "variable holding its credential. Required: there is no safe default."
         ),
     )
+    departments: list[DepartmentConfig] = Field(
+        default_factory=list,
+        description=(
+            "The departments it serves, the first being its own: records addressed to any of "
+            "them (a collaboration task's assignees, a risk warning's responsible department) "
+            "are routed to it under 'dataset.region.source.<its id>'."
+        ),
+    )
     inbound: list[ChannelConfig] = Field(
         default_factory=list,
         description="The channels its messages come in through (push endpoints, pollers).",
@@ -278,8 +321,10 @@ class SystemConfig(BaseModel):
     routes: list[str] = Field(
         default_factory=list,
         description=(
-            "AMQP topic patterns over routing keys 'dataset.region.source' selecting what the "
-            "system receives (e.g. 'collaboration_task.#', '*.330100.*'). Needs `outbound`."
+            "AMQP topic patterns over routing keys 'dataset.region.source', or "
+            "'dataset.region.source.addressee' for a record addressed to one system, selecting "
+            "what the system receives (e.g. 'collaboration_task.*.*.market-penalty', "
+            "'penalty_case.#', '*.330100.*'). Needs `outbound`."
         ),
     )
     retry: RetryPolicy = Field(
@@ -309,6 +354,21 @@ class SystemConfig(BaseModel):
             raise ValueError("routes need an outbound section saying how messages are delivered")
         if self.outbound is not None and not self.routes:
             raise ValueError("an outbound section needs routes saying which messages to deliver")
+        if self.auth.scheme == "internal":
+            if self.inbound:
+                raise ValueError(
+                    "an internal system (auth scheme internal) has no inbound channels"
+                )
+            rendered = sorted(
+                dataset
+                for dataset, message_type in (self.outbound.render if self.outbound else {}).items()
+                if message_type != CLOUDEVENT
+            )
+            if rendered and self.mapping is None:
+                raise ValueError(
+                    f"an internal system has no mapping folder, so it reads canonical events: "
+                    f"render {', '.join(rendered)} as {CLOUDEVENT}"
+                )
         seen: set[tuple[str, str]] = set()
         for channel in self.inbound:
             key = (channel.adapter, channel.message_type)
@@ -319,6 +379,27 @@ class SystemConfig(BaseModel):
                 )
             seen.add(key)
         return self
+
+    def unrendered_routes(self) -> list[tuple[int, str]]:
+        """(index, reason) of each route whose literal dataset word outbound.render lacks.
+
+        Such a route would only ever feed the dead letters (see `OutboundConfig.render`).
+        """
+        if self.outbound is None:
+            return []
+        found = []
+        for index, route in enumerate(self.routes):
+            dataset = route.split(".")[0]
+            if dataset not in ("*", "#") and dataset not in self.outbound.render:
+                found.append(
+                    (
+                        index,
+                        f"route {route!r} selects dataset {dataset!r}, which outbound.render "
+                        f"does not list; add '{dataset}: <outbound message type>' (or "
+                        f"'{dataset}: {CLOUDEVENT}' to send the canonical event)",
+                    )
+                )
+        return found
 
     @property
     def mapping_id(self) -> str:

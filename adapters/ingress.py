@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 from adapters.errors import AdapterConfigError, IngressUnavailable
-from adapters.routing import routing_key
+from adapters.routing import Directory, Unaddressable, routing_key
 from bus import Broker, BrokerUnavailable, Outgoing, PublishFailed, PublishFailure
 from bus.message import HeaderValue
 from mappings import PayloadRejected, SystemMappings, TranslationError
@@ -93,7 +93,11 @@ class RecordAnswer(BaseModel):
     dataset: str | None = Field(default=None, description="The canonical dataset of the record.")
     subject: str | None = Field(default=None, description="The record's key value.")
     routing_key: str | None = Field(
-        default=None, description="dataset.region.source, as published."
+        default=None,
+        description=(
+            "dataset.region.source[.addressee], as published; a record addressed to several "
+            "systems is published once per addressee, its keys joined by commas."
+        ),
     )
     errors: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -150,6 +154,8 @@ class Ingress:
       mappings: the compiled mappings of each system, by system id (not by mapping folder: two
         systems may share one folder).
       observer: told of every payload's steps (metrics, journal, data quality); None: nobody.
+      directory: which system serves which department, for addressed records
+        (`adapters.routing`); None: no system serves any, so an addressed record is rejected.
     """
 
     def __init__(
@@ -158,10 +164,12 @@ class Ingress:
         mappings: Mapping[str, SystemMappings],
         *,
         observer: IngressObserver | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self._broker = broker
         self.mappings = dict(mappings)
         self.observer = observer
+        self.directory = directory or Directory([])
 
     def attach(self, broker: Broker | None) -> None:
         """Use `broker` from now on (None: the bus is gone; accept answers IngressUnavailable)."""
@@ -245,7 +253,9 @@ class Ingress:
         count = len(translation.envelopes) + len(errors_by_record)
         answers: list[RecordAnswer] = []
         outgoing: list[Outgoing] = []
-        published_answers: list[RecordAnswer] = []
+        published_answers: list[RecordAnswer] = []  # the answer of each outgoing message
+        unaddressed: list[str] = []
+        unaddressed_out: list[tuple[Outgoing, str]] = []  # for the observer: never published
         envelopes = iter(translation.envelopes)
         # The mapping yields one envelope per good record, in payload order: the gaps are the
         # records that have errors.
@@ -263,20 +273,28 @@ class Ingress:
             envelope = next(envelopes)
             if envelope.correlationid is None:
                 envelope = envelope.model_copy(update={"correlationid": receipt})
-            key = routing_key(envelope, system_id)
+            try:
+                keys = self.directory.routing_keys(envelope, system_id)
+            except Unaddressable as error:
+                answers.append(_unaddressed(index, envelope, str(error)))
+                unaddressed.append(f"record {index + 1}: {error}")
+                plain = _outgoing(envelope, routing_key(envelope, system_id), extra_headers)
+                unaddressed_out.append((plain, str(error)))
+                continue
             answer = RecordAnswer(
                 index=index,
                 status="accepted",
                 message_id=envelope.id,
                 dataset=envelope.spec.name,
                 subject=envelope.subject,
-                routing_key=key,
+                routing_key=",".join(keys),
             )
             answers.append(answer)
-            published_answers.append(answer)
-            outgoing.append(_outgoing(envelope, key, extra_headers))
+            for key in keys:
+                published_answers.append(answer)
+                outgoing.append(_outgoing(envelope, key, extra_headers))
 
-        unroutable: list[str] = []
+        unroutable: list[str] = unaddressed
         if outgoing:
             started = time.perf_counter()
             failures: Sequence[PublishFailure] = ()
@@ -318,6 +336,18 @@ class Ingress:
                     failures=failures,
                 )
 
+        if unaddressed_out and observer is not None:
+            # Journalled and counted like a record no route takes: what is missing is a
+            # department in the configuration, not anything the sender can fix by resending.
+            observer.published(
+                seen,
+                seconds=0.0,
+                outgoing=[message for message, _ in unaddressed_out],
+                failures=[
+                    PublishFailure(i, m.message_id or "", m.routing_key, why, unroutable=True)
+                    for i, (m, why) in enumerate(unaddressed_out)
+                ],
+            )
         kept: str | None = None
         if translation.errors or unroutable:
             reasons = [str(error) for error in translation.errors] + unroutable
@@ -341,6 +371,63 @@ class Ingress:
             records=answers,
             quarantine_id=kept,
         )
+
+    def publish_derived(
+        self,
+        system_id: str,
+        cause: str,
+        envelopes: Sequence[Envelope],
+        *,
+        addressee: str | None = None,
+    ) -> list[str]:
+        """Publish records a system inside the hub derived (the collaboration centre's tasks and
+        results) and return their routing keys once the broker confirmed every one.
+
+        They are addressed like pushed records (or to `addressee` when given), carry no payload
+        of their own, and are counted and journalled as a payload of message type `cause` from
+        `system_id`, so the books of derived messages add up like any others.
+
+        Raises:
+          Unaddressable: a record names a department no system serves (nothing was published).
+          PublishFailed: the broker did not confirm some, or no route took them.
+          IngressUnavailable: the bus cannot be reached.
+        """
+        outgoing_keys = [
+            (envelope, key)
+            for envelope in envelopes
+            for key in (
+                [routing_key(envelope, system_id, addressee)]
+                if addressee
+                else self.directory.routing_keys(envelope, system_id)
+            )
+        ]
+        broker = self.broker
+        observer = self.observer
+        seen = None
+        if observer is not None:
+            seen = observer.received(system_id, cause, receipt=uuid.uuid4().hex, size=0)
+            observer.translated(seen, seconds=0.0, envelopes=envelopes, errors=())
+        extra = seen.headers if seen is not None else None
+        outgoing = [_outgoing(envelope, key, extra) for envelope, key in outgoing_keys]
+        started = time.perf_counter()
+        try:
+            broker.publish_many(outgoing)
+        except PublishFailed as failed:
+            if observer is not None:
+                observer.published(
+                    seen, seconds=time.perf_counter() - started, outgoing=outgoing,
+                    failures=failed.failures,
+                )  # fmt: skip
+            raise
+        except BrokerUnavailable as error:
+            if observer is not None:
+                observer.published(
+                    seen, seconds=time.perf_counter() - started, outgoing=outgoing, error=error
+                )
+            raise IngressUnavailable(f"the bus cannot be reached ({error})") from error
+        if observer is not None:
+            observer.published(seen, seconds=time.perf_counter() - started, outgoing=outgoing)
+        return [message.routing_key for message in outgoing]
 
     def _quarantine(
         self,
@@ -390,6 +477,16 @@ def _outgoing(
         message_id=envelope.id,
         idempotency_key=envelope.idempotencykey,
         content_type=properties["content_type"],
+    )
+
+
+def _unaddressed(index: int, envelope: Envelope, reason: str) -> RecordAnswer:
+    return RecordAnswer(
+        index=index,
+        status="rejected",
+        dataset=envelope.spec.name,
+        subject=envelope.subject,
+        errors=[{"kind": "unaddressable", "rule": "address", "message": reason}],
     )
 
 

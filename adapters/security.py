@@ -231,6 +231,8 @@ class Gatekeeper:
         self._subjects: dict[frozenset[tuple[str, str]], str] = {}
         for system in systems:
             auth = system.auth
+            if auth.scheme == "internal":
+                continue  # inside the hub: no endpoint of its own, nothing authenticates as it
             if auth.scheme == "mtls":
                 assert auth.client_subject is not None
                 self._subjects[subject_attributes(auth.client_subject)] = system.id

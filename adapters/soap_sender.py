@@ -49,6 +49,14 @@ class SoapSenderOptions(OutboundOptions):
         description="The WSDL operation that receives the document (required).",
         examples=["ReceiveTask"],
     )
+    operations: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Dataset → the operation receiving it, for a target taking several datasets through "
+            "different operations; a dataset not listed goes to `operation`."
+        ),
+        examples=[{"collaboration_task": "ReceiveTaskXml", "risk_warning": "ReceiveWarningXml"}],
+    )
     service: str | None = Field(
         default=None, description="WSDL service name; default: the WSDL's first service."
     )
@@ -231,11 +239,12 @@ class SoapSender(Sender):
         if options.address is not None:
             proxy = client.create_service(proxy._binding.name, options.address)
         operations = proxy._binding.all()
-        if options.operation not in operations:
-            raise PermanentDeliveryError(
-                f"WSDL of target {target} has no operation {options.operation!r} "
-                f"(operations: {', '.join(sorted(operations))}); fix soap_sender options.operation"
-            )
+        for wanted in (options.operation, *options.operations.values()):
+            if wanted not in operations:
+                raise PermanentDeliveryError(
+                    f"WSDL of target {target} has no operation {wanted!r} (operations: "
+                    f"{', '.join(sorted(operations))}); fix soap_sender options.operation(s)"
+                )
         return client, proxy
 
     # ------------------------------------------------------------------ delivering
@@ -261,7 +270,8 @@ class SoapSender(Sender):
             element = etree.Element(options.idempotency_header)
             element.text = idempotency_key
             headers.append(element)
-        operation = proxy[options.operation]
+        name = options.operations.get(envelope.spec.name, options.operation)
+        operation = proxy[name]
         try:
             with client.settings(
                 extra_http_headers={options.http_idempotency_header: idempotency_key}
@@ -288,26 +298,24 @@ class SoapSender(Sender):
             raise failure from error
         except requests.Timeout as error:
             raise TransientDeliveryError(
-                f"target {target} did not answer {options.operation} in time "
-                f"({type(error).__name__}: {error})"
+                f"target {target} did not answer {name} in time ({type(error).__name__}: {error})"
             ) from error
         except requests.RequestException as error:
             raise TransientDeliveryError(
-                f"target {target} unreachable for {options.operation} "
-                f"({type(error).__name__}: {error})"
+                f"target {target} unreachable for {name} ({type(error).__name__}: {error})"
             ) from error
         except (ZeepError, etree.XMLSyntaxError) as error:
             # The call was made but its answer does not fit the WSDL: we cannot tell whether
             # the target kept the document; the idempotency key makes another attempt safe.
             raise TransientDeliveryError(
-                f"target {target} answered {options.operation} with something zeep cannot "
+                f"target {target} answered {name} with something zeep cannot "
                 f"read ({type(error).__name__}: {error})"
             ) from error
         if options.answer_check is not None:
             refusal = options.answer_check.refusal(serialize_object(result, dict))
             if refusal is not None:
                 raise PermanentDeliveryError(
-                    f"target {target} refused the delivery: {options.operation} answered {refusal}",
+                    f"target {target} refused the delivery: {name} answered {refusal}",
                     detail=excerpt(str(result)),
                 )
 

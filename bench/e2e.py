@@ -283,7 +283,11 @@ def systems_document(sink_url: str) -> dict[str, Any]:
                 "id": "national",
                 "name_zh": '国家"互联网+监管"系统',
                 "auth": {"scheme": "api_key", "key_env": "JGHUB_BENCH_KEY_NATIONAL"},
-                "outbound": {"adapter": "rest_sender", "options": {"url": sink_url}},
+                "outbound": {
+                    "adapter": "rest_sender",
+                    "render": {"penalty_case": "cloudevent"},
+                    "options": {"url": sink_url},
+                },
                 "routes": ["penalty_case.#"],
             },
         ]

@@ -40,6 +40,7 @@ from adapters.base import AdapterContext, InboundAdapter
 from adapters.errors import AdapterConfigError, RequestRefused, Unauthenticated
 from adapters.ingress import Ingress
 from adapters.outbox import OutboxStore, SqliteOutbox, mount_outbox
+from adapters.routing import Directory
 from adapters.security import Gatekeeper
 from bus import Broker, BusError, Topology
 from hub import __version__
@@ -193,7 +194,7 @@ def build_runtime(
         mappings=mappings,
         topology=topology,
         gatekeeper=gatekeeper,
-        ingress=Ingress(None, mappings, observer=observer),
+        ingress=Ingress(None, mappings, observer=observer, directory=Directory(config.systems)),
         outbox=outbox if outbox is not None else SqliteOutbox(settings.outbox_file),
         broker=broker,
         owns_broker=broker is None,
@@ -301,7 +302,8 @@ def create_app(
                 runtime.broker if problem is None else None,
                 runtime.topology,
                 declared=runtime.declared,
-                systems=[system.id for system in config.systems],
+                # An internal system (the collaboration centre) has no mapping folder to load.
+                systems=[s.id for s in config.systems if s.auth.scheme != "internal"],
                 mappings=runtime.mappings,
                 bus_problem=problem,
             )

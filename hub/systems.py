@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from adapters.config import (
+    CLOUDEVENT,
     AuthConfig,
     ChannelConfig,
     OutboundConfig,
@@ -106,6 +107,12 @@ class SystemsConfig(BaseModel):
                 "client subjects",
                 [s.auth.client_subject for s in self.systems if s.auth.client_subject],
             ),
+            # A department served by two systems would make its addressed records ambiguous.
+            ("department names", [d.name for s in self.systems for d in s.departments]),
+            (
+                "department credit codes",
+                [d.credit_code for s in self.systems for d in s.departments if d.credit_code],
+            ),
         ):
             repeated = sorted({v for v in values if values.count(v) > 1})
             if repeated:
@@ -134,6 +141,8 @@ class SystemsConfig(BaseModel):
     def bind_mappings(self, mappings: Mapping[str, SystemMappings]) -> dict[str, SystemMappings]:
         """Each system's compiled mappings (by system id), from the loaded folders (by folder).
 
+        An internal system (auth scheme internal) needs no folder: it renders nothing.
+
         Raises SystemsConfigError, with file and line, for a missing mapping folder, a channel
         whose message type the folder has no inbound mapping for, or an outbound render entry
         whose message type is not an outbound mapping of that dataset.
@@ -143,6 +152,8 @@ class SystemsConfig(BaseModel):
         for position, system in enumerate(self.systems):
             at: tuple[str | int, ...] = ("systems", position)
             folder = mappings.get(system.mapping_id)
+            if folder is None and system.auth.scheme == "internal" and system.mapping is None:
+                continue  # inside the hub: it reads canonical events, no payloads of its own
             if folder is None:
                 known = ", ".join(sorted(mappings)) or "none"
                 problems.append(
@@ -166,6 +177,8 @@ class SystemsConfig(BaseModel):
             if system.outbound is not None:
                 for dataset, message_type in system.outbound.render.items():
                     where = (*at, "outbound", "render", dataset)
+                    if message_type == CLOUDEVENT:
+                        continue
                     rendering = folder.outbound.get(message_type)
                     if rendering is None:
                         problems.append(
@@ -187,6 +200,17 @@ class SystemsConfig(BaseModel):
         if problems:
             raise SystemsConfigError(problems)
         return bound
+
+    def check_routes(self) -> None:
+        """Raise SystemsConfigError (file:line of each route) for routes selecting a dataset
+        their system's outbound.render does not list: they could only feed the dead letters."""
+        problems = [
+            self._problem(("systems", position, "routes", index), reason)
+            for position, system in enumerate(self.systems)
+            for index, reason in system.unrendered_routes()
+        ]
+        if problems:
+            raise SystemsConfigError(problems)
 
     def _problem(self, location: tuple[str | int, ...], reason: str) -> ConfigProblem:
         source = self._source
@@ -220,6 +244,7 @@ def load_systems(path: Path | str) -> SystemsConfig:
             problems.append(ConfigProblem(file, line, column, _shown(location), message))
         raise SystemsConfigError(problems) from None
     config._source = document
+    config.check_routes()
     return config
 
 

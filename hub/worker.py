@@ -8,10 +8,10 @@ connection of its own, takes messages from the target's queue and, for each:
 
 1. rebuilds the canonical envelope (`Envelope.from_amqp`); a message that is not one goes to the
    dead letters (stage "decode");
-2. renders it with the target's reverse mapping, `outbound.render[dataset]`; a dataset the
-   render table does not list is delivered as the canonical event (CloudEvents JSON, structured
-   mode), as the systems configuration documents; a record the mapping cannot render goes to the
-   dead letters (stage "render") with the mapping's reason;
+2. renders it with the target's reverse mapping, `outbound.render[dataset]`, or as the
+   canonical event (CloudEvents JSON, structured mode) where that entry is `cloudevent`; a
+   dataset the render table does not list, and a record the mapping cannot render, go to the
+   dead letters (stage "render") with the reason;
 3. delivers it through the target's sender behind the target's circuit breaker, retrying
    transient failures in process (`RetryPolicy.in_process_attempts`); then settles it:
    delivered → ack; refused (4xx, a Client fault) → dead letters at once; still failing (5xx,
@@ -39,10 +39,11 @@ import bus
 from adapters import registry
 from adapters.base import AdapterContext, AdapterKind, Poller, Sender
 from adapters.breaker import BreakerOptions, CircuitBreaker
-from adapters.config import SystemConfig
+from adapters.config import CLOUDEVENT, SystemConfig
 from adapters.delivery import DeliveryFailed, OutboundOptions, TargetDelivery
 from adapters.errors import AdapterConfigError, AdapterError
 from adapters.ingress import Ingress
+from adapters.routing import Directory
 from bus import Broker, BrokerUnavailable, BusError, Delivery, Topology, TopologyError
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
@@ -70,9 +71,16 @@ class OutboundTarget:
     """One target system as the worker delivers to it: mapping, sender, breaker and retries."""
 
     system: SystemConfig
-    mappings: SystemMappings
+    mappings: SystemMappings | None  # None for an internal system, which reads canonical events
     sender: Sender
     delivery: TargetDelivery
+    publisher: Ingress | None = None
+    """The path a sender that publishes (the collaboration centre) publishes through."""
+
+    def attach(self, broker: Broker) -> None:
+        """Publish through `broker` (the consumer's connection) from now on."""
+        if self.publisher is not None:
+            self.publisher.attach(broker)
 
     @property
     def name(self) -> str:
@@ -102,10 +110,22 @@ class OutboundTarget:
         assert outbound is not None  # only systems with an outbound section become targets
         dataset = envelope.spec.name
         message_type = outbound.render.get(dataset)
+        if message_type is None:
+            # A route wider than the render table (e.g. '#'): refusing beats sending a payload
+            # the system never agreed to read.
+            reason = (
+                f"{system} has no rendering for dataset {dataset} (record {envelope.subject}); "
+                f"add '{dataset}: <outbound message type>' or '{dataset}: {CLOUDEVENT}' to its "
+                "outbound.render, or narrow its routes"
+            )
+            log.warning("dead letter %s: %s", message.id, reason)
+            delivery.dead_letter(reason, "render")
+            return "dead_lettered"
         try:
-            if message_type is None:
+            if message_type == CLOUDEVENT:
                 body, content_type = envelope.to_json(), STRUCTURED_CONTENT_TYPE
             else:
+                assert self.mappings is not None  # the loader refuses a render without a folder
                 body = self.mappings.render(message_type, envelope)
                 content_type = _content_type(self.mappings, message_type)
         except (MappingEngineError, StandardError) as error:
@@ -193,6 +213,7 @@ class Worker:
             self.systems = load_systems(self.settings.systems_file)
         folders = self.mapping_folders or load_all(self.settings.mappings_root)
         self.mappings: dict[str, SystemMappings] = self.systems.bind_mappings(folders)
+        self.directory = Directory(self.systems.systems)
         self.topology: Topology = self.systems.topology(self.settings.namespace)
         self._own_journal: Journal | None = None
         if self.observer is None:
@@ -232,7 +253,13 @@ class Worker:
         """The OutboundTarget of `system`: its sender (from the registry), breaker and retries."""
         outbound = system.outbound
         assert outbound is not None
-        context = AdapterContext(system=system, data_dir=self.settings.data_dir)
+        publisher = None
+        if getattr(registry.adapter_class(outbound.adapter), "publishes", False):
+            # Connected to the consumer's broker when it consumes (OutboundTarget.attach).
+            publisher = Ingress(
+                None, self.mappings, observer=self._observer, directory=self.directory
+            )
+        context = AdapterContext(system=system, data_dir=self.settings.data_dir, ingress=publisher)
         sender = registry.create(outbound.adapter, outbound.options, context, kinds=SENDER_KIND)
         assert isinstance(sender, Sender)
         options = sender.options
@@ -252,7 +279,7 @@ class Worker:
             backoff_max_s=shared.backoff_max_s,
             stop=stop,
         )
-        return OutboundTarget(system, self.mappings[system.id], sender, delivery)
+        return OutboundTarget(system, self.mappings.get(system.id), sender, delivery, publisher)
 
     # ------------------------------------------------------------------ running
 
@@ -329,6 +356,7 @@ class Worker:
                 with opened as broker:
                     broker.declare(self.topology)
                     pause = RECONNECT_INITIAL_S
+                    target.attach(broker)
                     handle = self._observer.watch(target.name, target.handle)
                     broker.consume(target.name, handle, stop=stop)
             except TopologyError:
@@ -348,7 +376,9 @@ class Worker:
                 with self._connect() as broker:
                     broker.declare(self.topology)
                     pause = RECONNECT_INITIAL_S
-                    ingress = Ingress(broker, self.mappings, observer=self._observer)
+                    ingress = Ingress(
+                        broker, self.mappings, observer=self._observer, directory=self.directory
+                    )
                     self._run_pollers(ingress, stop)
                     return
             except BrokerUnavailable as error:

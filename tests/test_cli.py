@@ -10,3 +10,9 @@ def test_version_is_printed() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.strip() == f"jghub {__version__}"
+
+
+def test_simulate_refuses_the_collaboration_centre_inside_the_hub() -> None:
+    result = CliRunner().invoke(app, ["simulate", "collaboration"])
+    assert result.exit_code == 2
+    assert "runs inside the hub" in " ".join(result.output.split())

@@ -92,6 +92,12 @@ def simulate(
             chosen.append(config.system(system_id))
         except KeyError as error:
             raise typer.BadParameter(str(error.args[0]), param_hint="SYSTEMS") from None
+        if chosen[-1].auth.scheme == "internal":
+            raise typer.BadParameter(
+                f"{system_id} runs inside the hub (the worker runs it); there is nothing to "
+                "simulate",
+                param_hint="SYSTEMS",
+            )
     plan = FailurePlan(
         error_share=fail_share,
         reject_share=reject_share,

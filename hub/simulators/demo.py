@@ -13,11 +13,13 @@
 4. When every accepted record is delivered or dead-lettered (or the wait ends), the books are
    closed: per system received = accepted + rejected, and over all systems accepted =
    delivered + dead-lettered + still queued, each record having exactly one receiver.
+   The collaboration centre is a system of its own in the books: what it derived and published
+   (a task per complaint, a result per task feedback) is what it "sent", delivered onwards like
+   any record.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -34,8 +36,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import bus
 from adapters.config import ChannelConfig, SystemConfig
+from adapters.routing import department_ref
 from bus.routing import RoutingTable
 from hub.settings import HubSettings
+from hub.simulators.answers import TaskAnswers, derived_task_ids
 from hub.simulators.clients import PUSH_ADAPTERS, OutboxPuller, PushOutcome, SystemClient
 from hub.simulators.landscape import Landscape, build_landscape
 from hub.simulators.server import LoopbackServer
@@ -175,23 +179,23 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> DemoRepo
     try:
         per_channel = _records_per_channel(landscape, mappings, options)
         baseline = _delivery_counts(landscape)
-        with _running(landscape, settings, options, mappings, per_channel) as running:
+        with running_landscape(landscape, settings, options, mappings, per_channel) as running:
             books = {
                 s.id: SystemBooks(s.id, s.name_zh, receives=s.outbound is not None)
                 for s in landscape.systems.systems
             }
             schedule = _schedule(landscape, mappings, running.hub_url, options, per_channel)
             _push_all(schedule, books, options, progress)
-            settled = _settle(running, landscape, books, baseline, options.settle_timeout_s)
+            responder = _Responder(landscape, mappings, running)
+            settled = _settle(
+                running, landscape, books, baseline, options.settle_timeout_s, responder
+            )
+            responder.close()
             quarantined = len(running.broker.quarantined(limit=100_000))
             for client, _, _ in schedule:
                 client.close()
     finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        landscape.restore_environment(previous)
     return DemoReport(
         books=books,
         hub_url=running.hub_url,
@@ -205,7 +209,10 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> DemoRepo
 
 
 @dataclass
-class _Running:
+class RunningLandscape:
+    """The simulated landscape at work: the hub's URL, a broker to look behind it, the
+    simulated receivers by system id, the outbox pullers and the pull-only sources."""
+
     hub_url: str
     broker: bus.Broker
     targets: dict[str, SimulatedTarget]
@@ -214,13 +221,15 @@ class _Running:
 
 
 @contextmanager
-def _running(
+def running_landscape(
     landscape: Landscape,
     settings: HubSettings,
     options: DemoOptions,
     mappings: dict[str, SystemMappings],
     per_channel: int,
-) -> Iterator[_Running]:
+) -> Iterator[RunningLandscape]:
+    """Start the receivers, the sources, the hub and its worker, and the outbox pullers of
+    `landscape` (its secrets already in the environment); stop them all on the way out."""
     # Imported here: the app and worker modules pull in the whole hub, which the traffic
     # generator and the simulators alone do not need.
     from hub.app import create_app
@@ -237,6 +246,8 @@ def _running(
         for system in landscape.systems.systems:
             if system.outbound is None or system.outbound.adapter == "outbox":
                 continue
+            if system.auth.scheme == "internal":
+                continue  # inside the hub: the worker runs it
             plan = options.flaky if system.id == "national" else FailurePlan()
             target = SimulatedTarget(system, plan)
             server = LoopbackServer(
@@ -285,17 +296,23 @@ def _running(
                 pullers[system.id] = puller
         # Runs first on the way out: the pullers and the worker see `stop` before being joined.
         stack.callback(stop.set)
-        yield _Running(hub.url, broker, targets, pullers, sources)
+        yield RunningLandscape(hub.url, broker, targets, pullers, sources)
 
 
 Scheduled = tuple[SystemClient, ChannelConfig, TrafficPayload]
 
 
 def _routable(
-    system: SystemConfig, channel: ChannelConfig, mappings: SystemMappings, table: RoutingTable
+    system: SystemConfig,
+    channel: ChannelConfig,
+    mappings: SystemMappings,
+    table: RoutingTable,
+    systems: list[str],
 ) -> bool:
     dataset = mappings.inbound_mapping(channel.message_type).dataset.name
-    return bool(table.targets_for(f"{dataset}.330100.{system.id}"))
+    # An addressed record (a task, a warning) carries its addressee as a fourth word.
+    addressees = ["", *(f".{other}" for other in systems)]
+    return any(table.targets_for(f"{dataset}.330100.{system.id}{a}") for a in addressees)
 
 
 def _records_per_channel(
@@ -321,12 +338,15 @@ def _schedule(
     """Every payload of the run, shuffled as a day's traffic arrives."""
     topology = landscape.systems.topology("plan")
     table = RoutingTable({t.name: t.routes for t in topology.targets})
+    ids = [s.id for s in landscape.systems.systems]
     channels: list[tuple[SystemClient, ChannelConfig, SystemTraffic]] = []
     for system in landscape.systems.systems:
+        if system.auth.scheme == "internal":
+            continue  # it pushes nothing: what it publishes, it derives
         folder = mappings[system.mapping_id]
         client = SystemClient(system, hub_url)
         for channel in client.channels:
-            if not _routable(system, channel, folder, table):
+            if not _routable(system, channel, folder, table, ids):
                 continue
             try:
                 traffic = SystemTraffic(folder, channel.message_type, seed=options.seed)
@@ -410,15 +430,17 @@ def _delivery_counts(landscape: Landscape) -> dict[tuple[str, str], float]:
             counts[(system.id, outcome)] = sample_total(
                 f"jghub_{outcome}_total", target=system.target
             )
+        counts[(system.id, "published")] = sample_total("jghub_published_total", system=system.id)
     return counts
 
 
 def _settle(
-    running: _Running,
+    running: RunningLandscape,
     landscape: Landscape,
     books: dict[str, SystemBooks],
     baseline: dict[tuple[str, str], float],
     timeout_s: float,
+    responder: _Responder | None = None,
 ) -> bool:
     """Wait until every accepted record is delivered (and pulled) or dead; fill in the books.
 
@@ -427,6 +449,9 @@ def _settle(
     """
     deadline = time.monotonic() + timeout_s
     while True:
+        # Tasks delivered since the last look are answered first: their results are still to
+        # come, so the books cannot be closed in this round.
+        answered = responder.answer_new(books) if responder is not None else 0
         now = _delivery_counts(landscape)
         for system in landscape.systems.systems:
             book = books[system.id]
@@ -438,6 +463,9 @@ def _settle(
             puller = running.pullers.get(system.id)
             if puller is not None:
                 book.pulled = len(puller.log.accepted_keys())
+            if system.auth.scheme == "internal":
+                derived = int(now[(system.id, "published")] - baseline[(system.id, "published")])
+                book.received = book.accepted = derived
         for system_id, source in running.sources.items():
             counts = source.counts()
             book = books[system_id]
@@ -451,6 +479,7 @@ def _settle(
         accepted = sum(b.accepted for b in books.values())
         settled = sum(b.delivered + b.dead_lettered for b in books.values()) >= accepted
         pulled = all(books[s].pulled >= books[s].delivered for s in running.pullers)
+        settled = settled and answered == 0
         if (served and settled and pulled) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -462,6 +491,73 @@ def _settle(
         for letter in running.broker.dead_letters(system.target, limit=100_000):
             books[system.id].dead_reasons[_short(letter.reason)] += 1
     return served and settled and pulled
+
+
+class _Responder:
+    """The simulated departments answering the tasks the collaboration centre sent them.
+
+    Each department with a push channel for task feedback reports a result for every task it
+    received (see `hub.simulators.answers`), so complaints come back to the complaint platform
+    as results, and the books count those answers like any other traffic.
+    """
+
+    def __init__(
+        self, landscape: Landscape, mappings: dict[str, SystemMappings], running: RunningLandscape
+    ) -> None:
+        self._departments: list[tuple[DeliveryLog, SystemClient, ChannelConfig, TaskAnswers]] = []
+        self._answered: set[tuple[str, str]] = set()
+        centre = next(
+            (
+                s
+                for s in landscape.systems.systems
+                if s.outbound and s.outbound.adapter == "collaboration"
+            ),
+            None,
+        )
+        if centre is None or not centre.departments:
+            return
+        dispatcher = department_ref(centre.departments[0])
+        for system in landscape.systems.systems:
+            receiver = running.targets.get(system.id) or running.pullers.get(system.id)
+            channel = next(
+                (
+                    c
+                    for c in system.inbound
+                    if c.message_type == TaskAnswers.message_type and c.adapter in PUSH_ADAPTERS
+                ),
+                None,
+            )
+            if receiver is None or channel is None:
+                continue
+            try:
+                answers = TaskAnswers(mappings[system.mapping_id], dispatcher=dispatcher)
+            except ValueError:
+                continue  # no sample to answer from
+            client = SystemClient(system, running.hub_url)
+            self._departments.append((receiver.log, client, channel, answers))
+
+    def answer_new(self, books: dict[str, SystemBooks]) -> int:
+        """Answer every task delivered since the last call; how many were answered."""
+        count = 0
+        for log, client, channel, answers in self._departments:
+            system = client.system.id
+            for item in log.items():
+                if item.outcome != "accepted":
+                    continue
+                for task_id in sorted(derived_task_ids(item.body)):
+                    if (system, task_id) in self._answered:
+                        continue
+                    self._answered.add((system, task_id))
+                    outcome = client.push(channel, answers.feedback(task_id))
+                    while outcome.failed:
+                        outcome = client.push(channel, answers.feedback(task_id))
+                    books[system].add(outcome)
+                    count += 1
+        return count
+
+    def close(self) -> None:
+        for _, client, _, _ in self._departments:
+            client.close()
 
 
 def _short(reason: str) -> str:

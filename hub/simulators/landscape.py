@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from adapters.config import CLOUDEVENT
 from hub.simulators.server import free_port
 from hub.systems import SystemsConfig
 from mappings import SystemMappings
@@ -41,6 +42,15 @@ class Landscape:
         previous = {name: os.environ.get(name) for name in self.environment}
         os.environ.update(self.environment)
         return previous
+
+    @staticmethod
+    def restore_environment(previous: Mapping[str, str | None]) -> None:
+        """Put back what `apply_environment` replaced (unset what was not set)."""
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def variable_name(kind: str, system: str) -> str:
@@ -72,11 +82,14 @@ def build_landscape(
     data = yaml.safe_load(_PLACEHOLDER.sub(fill, text))
     kept = [_fitted(entry, mappings) for entry in data.get("systems", [])]
     config = SystemsConfig.model_validate({"systems": [entry for entry in kept if entry]})
+    config.check_routes()
     return Landscape(config, environment, ports)
 
 
 def _fitted(entry: dict[str, Any], mappings: Mapping[str, SystemMappings]) -> dict[str, Any] | None:
     """`entry` without what its mapping folder lacks; None when there is no folder."""
+    if entry.get("auth", {}).get("scheme") == "internal":
+        return entry  # inside the hub: no mapping folder to fit
     folder = mappings.get(str(entry.get("mapping") or entry["id"]))
     if folder is None:
         return None
@@ -90,7 +103,7 @@ def _fitted(entry: dict[str, Any], mappings: Mapping[str, SystemMappings]) -> di
         outbound["render"] = {
             dataset: message_type
             for dataset, message_type in (outbound.get("render") or {}).items()
-            if message_type in folder.outbound
+            if message_type in folder.outbound or message_type == CLOUDEVENT
         }
         entry["outbound"] = outbound
     return entry

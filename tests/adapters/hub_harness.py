@@ -72,7 +72,7 @@ systems:
     auth: {scheme: signed_app_key, key_env: JGHUB_TEST_SECRET_GRASSROOTS, app_key: jczl-hub-01}
     inbound:
       - {adapter: rest_push, message_type: event_report}
-    outbound: {adapter: outbox}
+    outbound: {adapter: outbox, render: {penalty_case: cloudevent, penalty_publication: cloudevent}}
     routes: ["penalty_case.#", "penalty_publication.#"]
   - id: eco-env-penalty
     name_zh: 省生态环境厅环境行政处罚系统
@@ -80,7 +80,7 @@ systems:
     inbound:
       - {adapter: xml_push, message_type: case_batch, options: {default_charset: gb2312}}
       - {adapter: xml_push, message_type: task_feedback, options: {answer: json}}
-    outbound: {adapter: outbox}
+    outbound: {adapter: outbox, render: {grassroots_event: cloudevent, complaint: cloudevent}}
     routes: ["grassroots_event.#", "complaint.#"]
   - id: throttled-platform
     name_zh: 限流测试平台

@@ -178,7 +178,7 @@ def systems(source: PullSource, **poller: Any) -> SystemsConfig:
                     "name_zh": "国家互联网+监管系统",
                     "mapping": "grassroots-platform",
                     "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_UNUSED"},
-                    "outbound": {"adapter": "outbox"},
+                    "outbound": {"adapter": "outbox", "render": {"penalty_case": "cloudevent"}},
                     "routes": ["penalty_case.#"],
                 },
             ]
@@ -527,7 +527,7 @@ def test_a_cursor_paged_api_with_an_oauth_form_token(
                             "options": options,
                         }
                     ],
-                    "outbound": {"adapter": "outbox"},
+                    "outbound": {"adapter": "outbox", "render": {"penalty_case": "cloudevent"}},
                     "routes": ["penalty_case.#"],
                 }
             ]

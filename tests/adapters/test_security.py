@@ -267,7 +267,7 @@ systems:
   - id: grassroots-platform
     name_zh: 基层治理四平台
     auth: {scheme: signed_app_key, key_env: JGHUB_TEST_SECRET_GRASSROOTS, app_key: jczl-hub-01}
-    outbound: {adapter: outbox}
+    outbound: {adapter: outbox, render: {grassroots_event: cloudevent}}
     routes: ["grassroots_event.#"]
 """
 

@@ -75,6 +75,32 @@ def test_routes_by_topic_pattern_to_every_matching_target(under_test: BusUnderTe
         assert nothing_arrives(broker, target, 0.3) == []
 
 
+def test_addressed_keys_reach_their_addressee_and_wide_patterns(under_test: BusUnderTest) -> None:
+    # "dataset.region.source.addressee": a department binds its own fourth word; a pattern
+    # written for three words with '#' still sees addressed records, one with '*.*' does not.
+    topology = under_test.topology(
+        {
+            "market": ["collaboration_task.*.*.market-penalty"],
+            "housing": ["collaboration_task.*.*.housing-penalty"],
+            "everything": ["collaboration_task.#"],
+            "unaddressed": ["collaboration_task.*.*"],
+        }
+    )
+    broker = under_test.open(topology)
+    keys = {
+        "collaboration_task.330106.collaboration.market-penalty": {"market", "everything"},
+        "collaboration_task.330106.collaboration.housing-penalty": {"housing", "everything"},
+        "collaboration_task.330106.eco-env-penalty": {"everything", "unaddressed"},
+    }
+    for key in keys:
+        broker.publish(Outgoing(key, key.encode()))
+    for target in ("market", "housing", "everything", "unaddressed"):
+        wanted = {key for key, targets in keys.items() if target in targets}
+        got = collect_all(broker, target, len(wanted))
+        assert {m.routing_key for m in got} == wanted, target
+        assert nothing_arrives(broker, target, 0.3) == []
+
+
 def test_star_matches_exactly_one_word(under_test: BusUnderTest) -> None:
     topology = under_test.topology({"hangzhou": ["*.330100.*"]})
     broker = under_test.open(topology)

@@ -196,6 +196,7 @@ class Pipeline:
                     "auth": {"scheme": "api_key", "key_env": "JGHUB_FAULT_KEY_NATIONAL"},
                     "outbound": {
                         "adapter": "rest_sender",
+                        "render": {"penalty_case": "cloudevent"},
                         "options": {
                             "url": self.sink.url,
                             "breaker": {"cooldown_s": breaker_cooldown_s},

@@ -54,7 +54,9 @@ def test_a_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> No
 def test_the_shipped_configuration_loads_and_fits_the_shipped_mappings() -> None:
     config = load_systems(DEFAULT_SYSTEMS_FILE)
     bound = config.bind_mappings(load_all())
-    assert set(bound) == {system.id for system in config.systems}
+    # Every system has its mapping folder, except the collaboration centre inside the hub.
+    assert set(bound) == {s.id for s in config.systems if s.auth.scheme != "internal"}
+    assert config.system("collaboration").outbound is not None
     topology = config.topology("jghub")
     assert isinstance(topology, Topology)
     assert {target.name for target in topology.targets} == {
@@ -179,3 +181,56 @@ def test_a_missing_mapping_folder(tmp_path: Path) -> None:
 def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
     found = problems(tmp_path, HEAD + "    inbound: [unclosed\n")
     assert "not valid YAML" in found[0] and ":6:" in found[0]
+
+
+def test_a_route_whose_dataset_has_no_render_entry_is_refused_with_its_line(
+    tmp_path: Path,
+) -> None:
+    text = HEAD + (
+        "    outbound:\n"
+        "      adapter: outbox\n"
+        "      render: {collaboration_task: task_push}\n"
+        "    routes:\n"
+        "      - collaboration_task.*.*.eco-env-penalty\n"
+        "      - risk_warning.*.*.eco-env-penalty\n"
+    )
+    found = problems(tmp_path, text)
+    assert len(found) == 1
+    assert found[0].startswith(f"{tmp_path / 'systems.yaml'}:10:")
+    assert "systems[0].routes[1]" in found[0]
+    assert "route 'risk_warning.*.*.eco-env-penalty' selects dataset 'risk_warning'" in found[0]
+    assert "risk_warning: cloudevent" in found[0]
+
+
+def test_departments_carry_checked_credit_codes_and_are_not_shared(tmp_path: Path) -> None:
+    bad_code = HEAD + (
+        "    departments:\n      - {name: 浙江省生态环境厅, credit_code: '113300000024820669'}\n"
+    )
+    (found,) = problems(tmp_path, bad_code)
+    assert "systems[0].departments[0].credit_code" in found and ":6:" in found
+    shared = (
+        HEAD
+        + "    departments: [{name: 杭州市生态环境局}]\n"
+        + "  - id: market-penalty\n    name_zh: 省市场监督管理局\n"
+        + "    auth: {scheme: api_key, key_env: KEY2}\n"
+        + "    departments: [{name: 杭州市生态环境局}]\n"
+    )
+    (found,) = problems(tmp_path, shared)
+    assert "department names must be unique; repeated: 杭州市生态环境局" in found
+
+
+def test_an_internal_system_has_no_inbound_channel_and_renders_nothing(tmp_path: Path) -> None:
+    head = (
+        "systems:\n  - id: collaboration\n    name_zh: 业务协同中心\n    auth: {scheme: internal}\n"
+    )
+    (found,) = problems(
+        tmp_path, head + "    inbound:\n      - {adapter: rest_push, message_type: case_batch}\n"
+    )
+    assert "an internal system (auth scheme internal) has no inbound channels" in found
+    text = head + (
+        "    departments: [{name: 浙江省综合行政执法指导办公室}]\n"
+        "    outbound: {adapter: collaboration, render: {complaint: handling_result}}\n"
+        "    routes: ['complaint.*.complaint-platform']\n"
+    )
+    (found,) = problems(tmp_path, text)
+    assert "render complaint as cloudevent" in found

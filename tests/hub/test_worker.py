@@ -272,8 +272,8 @@ def test_an_open_breaker_parks_messages_without_calling_the_target(
     assert all(len(d.message.history) == 2 for d in broker.dead_letters("grassroots_platform"))
 
 
-def test_undecodable_messages_and_unrendered_datasets(hub: Hub, target: LoopbackTarget) -> None:
-    hub.configure(systems_yaml(target.url, render={}))
+def test_undecodable_messages_and_canonical_events(hub: Hub, target: LoopbackTarget) -> None:
+    hub.configure(systems_yaml(target.url, render={"grassroots_event": "cloudevent"}))
     broker = hub.broker()
     junk = broker.publish(Outgoing("grassroots_event.330106.somebody", b"not an envelope"))
     hub.push_events()
@@ -283,10 +283,28 @@ def test_undecodable_messages_and_unrendered_datasets(hub: Hub, target: Loopback
     (dead,) = broker.dead_letters("grassroots_platform")
     assert dead.message.id == junk and "not a canonical envelope" in dead.reason
     assert dead.message.history[-1].stage == "decode"
-    # No rendering listed: the canonical CloudEvent goes out, as the configuration documents.
+    # Rendered as `cloudevent`: the canonical CloudEvent goes out.
     event = json.loads(got[0].body)
     assert event["specversion"] == "1.0" and event["type"] == "gov.supervision.grassroots_event.v1"
     assert got[0].header("Content-Type") == STRUCTURED_CONTENT_TYPE
+
+
+def test_a_dataset_without_a_render_entry_is_dead_lettered(
+    hub: Hub, target: LoopbackTarget
+) -> None:
+    # A wildcard route lets in a dataset the render table does not list (a literal one is
+    # refused when the file is loaded): it must not go out in a form nobody agreed to.
+    data = systems_yaml(target.url, render={"penalty_case": "cloudevent"})
+    data["systems"][0]["routes"] = ["#"]
+    hub.configure(data)
+    broker = hub.broker()
+    hub.push_events()
+    hub.start_worker()
+    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 3)
+    for dead in broker.dead_letters("grassroots_platform"):
+        assert dead.message.history[-1].stage == "render"
+        assert "grassroots-platform has no rendering for dataset grassroots_event" in dead.reason
+    assert target.requests == []
 
 
 def test_unknown_target_is_refused_before_anything_runs(hub: Hub, target: LoopbackTarget) -> None:

@@ -26,7 +26,7 @@ systems:
     auth: {scheme: api_key, key_env: JGHUB_TEST_UNUSED_KEY}
     inbound:
       - {adapter: rest_push, message_type: event_report}
-    outbound: {adapter: outbox}
+    outbound: {adapter: outbox, render: {penalty_case: cloudevent}}
     routes: ["penalty_case.#"]
 """
 TARGET = "grassroots_platform"
