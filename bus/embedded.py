@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bus.broker import Broker, Delivery, Handler, run_handler
+from bus.broker import Broker, Delivery, Handler, QueueStats, run_handler
 from bus.errors import (
     BrokerUnavailable,
     ConfigurationError,
@@ -788,6 +788,35 @@ class EmbeddedBroker(Broker):
                 (ns, target),
             ).fetchone()
         return int(count)
+
+    def queue_stats(self, target: str) -> QueueStats:
+        ns = self._declared().namespace
+        self._target(target)
+        with self._lock:
+            with self._transaction() as db:
+                # Acks are committed in groups; commit them so acked rows do not count in flight.
+                acked = self._commit_acks(db)
+                self._release_due(db, time.time())
+                ready, in_flight = db.execute(
+                    "SELECT COUNT(*) FILTER (WHERE owner IS NULL), COUNT(*) FILTER (WHERE owner "
+                    "IS NOT NULL) FROM queued WHERE ns = ? AND target = ?",
+                    (ns, target),
+                ).fetchone()
+                (retrying,) = db.execute(
+                    "SELECT COUNT(*) FROM delayed WHERE ns = ? AND target = ?", (ns, target)
+                ).fetchone()
+                (dead,) = db.execute(
+                    "SELECT COUNT(*) FROM dead WHERE ns = ? AND target = ?", (ns, target)
+                ).fetchone()
+            del self._pending_acks[:acked]
+        return QueueStats(
+            target=target,
+            ready=int(ready),
+            in_flight=int(in_flight),
+            consumers=None,
+            retrying=int(retrying),
+            dead=int(dead),
+        )
 
     # -- closing ----------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ from monitor.api import dead_letters_router, messages_router, metrics_router, op
 from monitor.journal import Journal
 from monitor.metrics import scrape_registry
 from monitor.observer import Observer
-from monitor.queues import QueueCollector, queue_stats_source
+from monitor.queues import BrokerQueueStats, QueueCollector
 from monitor.readiness import check_readiness
 from monitor.settings import MonitorSettings
 
@@ -323,12 +323,7 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
     """/metrics (queue depths read from the broker), GET /messages/{id} for each system's own
     messages (when the journal is on), the dead-letter routes (when an operator key is set)."""
     monitoring = runtime.monitoring
-    queues = queue_stats_source(
-        runtime.settings.bus_url,
-        lambda: runtime.broker,
-        runtime.topology,
-        timeout=monitoring.queue_stats_timeout_s,
-    )
+    queues = BrokerQueueStats(lambda: runtime.broker, runtime.topology)
     app.include_router(metrics_router(scrape_registry(QueueCollector(queues))))
     gate = runtime.gatekeeper
 

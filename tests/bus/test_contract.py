@@ -575,3 +575,53 @@ def test_closing_the_broker_stops_its_consumer_and_loses_nothing(under_test: Bus
     rest += ids(nothing_arrives(fresh, "national", 0.3))  # the one acked during close, maybe
     assert set(acked) | set(rest) == set(published)  # none lost
     assert len(set(acked) & set(rest)) <= 1  # at most the one being acked during close
+
+
+def test_queue_stats_count_ready_in_flight_retrying_and_dead(under_test: BusUnderTest) -> None:
+    topology = under_test.topology(
+        {"national": ["penalty_case.#"], "idle": ["nothing.#"]}, retry_delays=[60], prefetch=1
+    )
+    broker = under_test.open(topology)
+    broker.publish_many([Outgoing("penalty_case.330100.a", b"x") for _ in range(5)])
+    settles = iter(
+        [
+            lambda d: d.dead_letter("HTTP 400", "deliver"),
+            lambda d: d.retry("HTTP 503", "deliver"),
+        ]
+    )
+    collect_all(broker, "national", 2, settle=lambda d: next(settles)(d), prefetch=1)
+
+    fresh = under_test.open(topology)
+    assert wait_for(lambda: fresh.queue_stats("national").ready == 3)
+    stats = fresh.queue_stats("national")
+    assert (stats.target, stats.retrying, stats.dead) == ("national", 1, 1)
+    assert stats.in_flight in (None, 0) and stats.consumers in (None, 0)
+
+    # A consumer holding one message: it is in flight, no longer ready.
+    holding, release, stop = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(delivery: Delivery) -> None:
+        holding.set()
+        release.wait(10)
+        delivery.requeue()
+        stop.set()
+
+    consumer = threading.Thread(
+        target=broker.consume, args=("national", hold), kwargs={"stop": stop, "prefetch": 1}
+    )
+    consumer.start()
+    try:
+        assert holding.wait(10)
+        assert wait_for(lambda: fresh.queue_stats("national").ready == 2)
+        stats = fresh.queue_stats("national")
+        assert stats.in_flight in (None, 1) and stats.consumers in (None, 1)
+    finally:
+        release.set()
+        consumer.join(10)
+
+    both = fresh.queue_stats_many(["idle", "national"])
+    assert [s.target for s in both] == ["idle", "national"]
+    assert (both[0].ready, both[0].retrying, both[0].dead) == (0, 0, 0)
+    assert wait_for(lambda: fresh.queue_stats("national").ready == 3)
+    with pytest.raises(TopologyError):
+        fresh.queue_stats("nowhere")
