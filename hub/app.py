@@ -36,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 
 import bus
 from adapters import registry
+from adapters.backpressure import BackPressure
 from adapters.base import AdapterContext, InboundAdapter
 from adapters.errors import AdapterConfigError, RequestRefused, Unauthenticated
 from adapters.ingress import Ingress
@@ -193,7 +194,9 @@ def build_runtime(
         mappings=mappings,
         topology=topology,
         gatekeeper=gatekeeper,
-        ingress=Ingress(None, mappings, observer=observer),
+        ingress=Ingress(
+            None, mappings, observer=observer, backpressure=back_pressure(settings, topology)
+        ),
         outbox=outbox if outbox is not None else SqliteOutbox(settings.outbox_file),
         broker=broker,
         owns_broker=broker is None,
@@ -202,6 +205,16 @@ def build_runtime(
         journal=journal,
     )
     return runtime
+
+
+def back_pressure(settings: HubSettings, topology: Topology) -> BackPressure:
+    """The high-water marks the settings give every target of `topology`."""
+    return BackPressure(
+        topology,
+        max_ready=settings.backpressure_max_ready,
+        refresh_s=settings.backpressure_refresh_s,
+        retry_after_s=settings.backpressure_retry_after_s,
+    )
 
 
 def create_app(

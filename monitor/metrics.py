@@ -119,6 +119,13 @@ PUBLISH_FAILURES = Counter(
     ["system", "reason"],
     registry=HUB_REGISTRY,
 )
+BACKPRESSURE_REFUSED = Counter(
+    "jghub_backpressure_refused",
+    "Payloads refused with 503 and Retry-After, nothing published, because a target they would "
+    "reach held more ready messages than its high-water mark (back-pressure).",
+    ["system", "target"],
+    registry=HUB_REGISTRY,
+)
 PUBLISH_CONFIRM_SECONDS = Histogram(
     "jghub_publish_confirm_seconds",
     "Time from handing a payload's messages to the broker to its last confirm.",
@@ -240,7 +247,7 @@ OBSERVED: tuple[MetricWrapperBase, ...] = (
     PUBLISHED, PUBLISH_FAILURES, PUBLISH_CONFIRM_SECONDS, DELIVERED, DELIVERY_FAILURES, RETRIED,
     DEAD_LETTERED, REPLAYED, DELIVERY_SECONDS, END_TO_END_SECONDS, RECORD_DELAY_SECONDS,
     OPTIONAL_FIELDS, OPTIONAL_FIELDS_FILLED, BREAKER_STATE, POLLER_LAG_SECONDS,
-    POLLER_LAST_SUCCESS, POLLS, JOURNAL_ENTRIES,
+    POLLER_LAST_SUCCESS, POLLS, JOURNAL_ENTRIES, BACKPRESSURE_REFUSED,
 )  # fmt: skip
 """The metrics processes observe (the scrape-time ones are in `SCRAPED`)."""
 

@@ -275,6 +275,31 @@ class Observer:
                 at=sent_at,
             )
 
+    @_guarded
+    def held_back(
+        self, seen: Reception, *, outgoing: Sequence[Outgoing], target: str, reason: str
+    ) -> None:
+        """Back-pressure refused the payload before publishing: `target` is above its mark.
+
+        Counted once per payload; each of its messages, journalled as received, ends with a
+        not_published entry saying why, so its trace does not stop without a reason.
+        """
+        system = seen.system
+        metrics.BACKPRESSURE_REFUSED.labels(system, target).inc()
+        for message in outgoing:
+            dataset, _ = _parts(message.routing_key)
+            self._record(
+                Step.NOT_PUBLISHED,
+                message_id=message.message_id,
+                receipt=seen.receipt,
+                system=system,
+                dataset=dataset,
+                target=target,
+                reason=reason,
+                detail={"routing_key": message.routing_key, "rule": "backpressure"},
+                at=seen.at,
+            )
+
     # -- out --------------------------------------------------------------------------------------
 
     def watch(self, target: str, handler: Handler) -> Handler:
