@@ -97,6 +97,18 @@ class Delivery(ABC):
         """Give it back unprocessed (e.g. on shutdown): delivered again later, redelivered=True."""
         self._settle("requeue", self._requeue)
 
+    def postpone(self, reason: str, stage: str) -> None:
+        """Not tried at all (the target's circuit breaker is open): wait, without using a tier.
+
+        The message waits in the retry tier its failures so far put it in (the first tier when
+        it has none) and comes back with its attempts and history unchanged, so it reaches the
+        dead letters only after real attempts used up the tiers, however long the target stays
+        down. Requeueing instead would spin: the message would come straight back to the same
+        open breaker. A target without retry tiers has nowhere to wait: the message is retried
+        as a failure with `reason` (which, without tiers, dead-letters it).
+        """
+        self._settle("postpone", lambda: self._postpone(reason, stage))
+
     def _settle(self, how: str, action: Callable[[], None]) -> None:
         with self._settle_lock:
             if self._settled_as is not None:
@@ -118,6 +130,9 @@ class Delivery(ABC):
 
     @abstractmethod
     def _requeue(self) -> None: ...
+
+    @abstractmethod
+    def _postpone(self, reason: str, stage: str) -> None: ...
 
 
 Handler = Callable[[Delivery], None]

@@ -649,6 +649,30 @@ class EmbeddedBroker(Broker):
         if tier is not None:
             self._wake_consumers()  # so a waiting consumer recomputes when the next one is due
 
+    def _settle_postpone(self, delivery: _EmbeddedDelivery, reason: str, stage: str) -> None:
+        seq, target, message, ns = delivery.seq, delivery.spec, delivery.message, delivery.ns
+        tier = target.postpone_tier(message.attempts)
+        if tier is None:
+            self._settle_failure(delivery, reason, stage, permanent=False)
+            return
+        with self._transaction() as db:
+            gone = db.execute(
+                "DELETE FROM queued WHERE seq = ? AND owner = ?", (seq, self.session)
+            ).rowcount
+            self._check_held(gone, message)
+            db.execute(
+                f"INSERT INTO delayed (ns, target, tier, due_at, {_MESSAGE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ns,
+                    target.name,
+                    tier,
+                    time.time() + target.retry_delays[tier],
+                    *_message_values(message),
+                ),
+            )
+        self._wake_consumers()
+
     def _settle_requeue(self, seq: int, message: Message) -> None:
         with self._transaction() as db:
             held = db.execute(
@@ -878,6 +902,9 @@ class _EmbeddedDelivery(Delivery):
 
     def _requeue(self) -> None:
         self._settle_open(lambda: self._broker._settle_requeue(self.seq, self.message))
+
+    def _postpone(self, reason: str, stage: str) -> None:
+        self._settle_open(lambda: self._broker._settle_postpone(self, reason, stage))
 
     def _settle_open(self, action: Callable[[], None]) -> None:
         try:

@@ -752,6 +752,15 @@ class _RabbitDelivery(Delivery):
         self._session.broker._move(self._session.topology.dead_queue(self.target), failed)
         self._ack()
 
+    def _postpone(self, reason: str, stage: str) -> None:
+        session = self._session
+        tier = session.target.postpone_tier(self.message.attempts)
+        if tier is None:
+            self._retry(reason, stage)
+            return
+        session.broker._move(session.topology.retry_queue(self.target, tier), self.message)
+        self._ack()
+
 
 class _AdminConnection:
     """Blocking connections for declarations and queue inspection, one per operation.

@@ -463,3 +463,8 @@ class _WatchedDelivery(Delivery):
 
     def _requeue(self) -> None:
         self._inner.requeue()
+
+    def _postpone(self, reason: str, stage: str) -> None:
+        # Not a delivery attempt, so neither counted nor journalled: a long outage would write
+        # an entry per message per tier delay. The breaker's state gauge shows the wait.
+        self._inner.postpone(reason, stage)

@@ -625,3 +625,40 @@ def test_queue_stats_count_ready_in_flight_retrying_and_dead(under_test: BusUnde
     assert wait_for(lambda: fresh.queue_stats("national").ready == 3)
     with pytest.raises(TopologyError):
         fresh.queue_stats("nowhere")
+
+
+def test_postpone_waits_in_a_tier_without_counting_an_attempt(under_test: BusUnderTest) -> None:
+    topology = under_test.topology({"national": ["penalty_case.#"]}, retry_delays=[0.2, 0.3])
+    broker = under_test.open(topology)
+    message_id = broker.publish(Outgoing("penalty_case.330100.a", b"x"))
+    # Postponed twice before any attempt, once after the first failure: only retries count.
+    plan = iter(["postpone", "postpone", "retry", "postpone", "retry", "retry"])
+    seen: list[Message] = []
+
+    def settle(delivery: Delivery) -> None:
+        seen.append(delivery.message)
+        if next(plan) == "postpone":
+            delivery.postpone("circuit breaker open", "deliver")
+        else:
+            delivery.retry(f"HTTP 503 after {len(seen)} deliveries", "deliver")
+
+    collect_all(broker, "national", 6, settle=settle, timeout=15)
+    assert [m.attempts for m in seen] == [0, 0, 0, 1, 1, 2]
+    assert [len(m.history) for m in seen] == [0, 0, 0, 1, 1, 2]
+    assert {m.id for m in seen} == {message_id}
+    assert wait_for(lambda: len(broker.dead_letters("national")) == 1)
+    [dead] = broker.dead_letters("national")
+    assert dead.message.attempts == 3
+    assert [f.reason for f in dead.message.history] == [
+        f"HTTP 503 after {n} deliveries" for n in (3, 5, 6)
+    ]
+
+
+def test_postpone_without_tiers_is_a_failure(under_test: BusUnderTest) -> None:
+    topology = under_test.topology({"national": ["penalty_case.#"]}, retry_delays=[])
+    broker = under_test.open(topology)
+    broker.publish(Outgoing("penalty_case.330100.a", b"x"))
+    collect_all(broker, "national", 1, settle=lambda d: d.postpone("breaker open", "deliver"))
+    assert wait_for(lambda: len(broker.dead_letters("national")) == 1)
+    [dead] = broker.dead_letters("national")
+    assert dead.reason == "breaker open" and dead.message.attempts == 1
