@@ -39,6 +39,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     multiprocess,
     values,
 )
@@ -51,6 +52,10 @@ from monitor.errors import MetricsSetupError
 
 PREFIX = "jghub_"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# No `*_created` series: the multiprocess sum has none, so a single-process hub showing them
+# would make the same dashboard differ between deployments; and they double the series count.
+disable_created_metrics()
 
 HUB_REGISTRY = CollectorRegistry()
 """Where the hub's own metrics live in a single process; /metrics never shows another library's."""
@@ -272,14 +277,13 @@ def defined_metrics() -> dict[str, str]:
 
 
 def series_names() -> set[str]:
-    """Every sample name a query may use: families plus `_bucket`, `_sum`, `_count`, `_created`."""
+    """Every sample name a query may use: families plus `_bucket`, `_sum`, `_count` (no
+    `_created`: the hub does not emit those)."""
     names: set[str] = set()
     for name, kind in defined_metrics().items():
         names.add(name)
         if kind == "histogram":
-            names.update(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count", "_created"))
-        if kind == "counter":
-            names.add(name.removesuffix("_total") + "_created")
+            names.update(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
     return names
 
 
