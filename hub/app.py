@@ -38,7 +38,7 @@ import bus
 from adapters import registry
 from adapters.backpressure import BackPressure
 from adapters.base import AdapterContext, InboundAdapter
-from adapters.errors import AdapterConfigError, RequestRefused, Unauthenticated
+from adapters.errors import AdapterConfigError, RequestRefused
 from adapters.ingress import Ingress
 from adapters.outbox import OutboxStore, SqliteOutbox, mount_outbox
 from adapters.security import Gatekeeper
@@ -338,22 +338,8 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
     monitoring = runtime.monitoring
     queues = BrokerQueueStats(lambda: runtime.broker, runtime.topology)
     app.include_router(metrics_router(scrape_registry(QueueCollector(queues))))
-    gate = runtime.gatekeeper
-
-    async def calling_system(request: Request) -> str:
-        tls = request.scope.get("extensions", {}).get("tls")
-        client = request.client.host if request.client else None
-        caller = gate.identify_headers(request.headers, tls=tls, client=client)
-        if caller is None:
-            raise Unauthenticated(
-                "no credential: send the X-Api-Key header, a client certificate, or the "
-                "X-App-Key, X-Request-Time and X-Sign headers"
-            )
-        gate.check_rate(caller)
-        return caller
-
     if runtime.journal is not None:
-        app.include_router(messages_router(runtime.journal, caller=calling_system))
+        app.include_router(messages_router(runtime.journal, caller=runtime.gatekeeper.identify))
     if monitoring.operator_key is not None and runtime.observer is not None:
         app.include_router(
             dead_letters_router(
