@@ -9,7 +9,8 @@ asks it before publishing:
     back_pressure.check(routing_keys)   # IngressOverloaded when one of their targets is full
 
 The push adapters answer that with HTTP 503 and Retry-After (a SOAP Server fault, subcode
-BackPressure, over HTTP 503); a poller waits and polls the same page again. The per-system rate
+BackPressure, over HTTP 503); a poller given an Ingress with back-pressure would treat it as any
+IngressUnavailable and poll the same page again later. The per-system rate
 limit is a different refusal (429: that system sends too fast), not this one (503: the hub is
 behind on a target, whoever sends).
 
