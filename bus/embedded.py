@@ -619,59 +619,50 @@ class EmbeddedBroker(Broker):
         stage: str,
         permanent: bool,
     ) -> None:
-        seq, target, message, ns = delivery.seq, delivery.spec, delivery.message, delivery.ns
+        target, message = delivery.spec, delivery.message
         failed = message.with_failure(stage, reason, permanent=permanent)
         tier = None if permanent else target.retry_tier(failed.attempts)
-        now = time.time()
-        with self._transaction() as db:
-            gone = db.execute(
-                "DELETE FROM queued WHERE seq = ? AND owner = ?", (seq, self.session)
-            ).rowcount
-            self._check_held(gone, message)
-            if tier is None:
-                db.execute(
-                    f"INSERT INTO dead (ns, target, dead_at, reason, {_MESSAGE_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (ns, target.name, now, reason, *_message_values(failed)),
-                )
-            else:
-                db.execute(
-                    f"INSERT INTO delayed (ns, target, tier, due_at, {_MESSAGE_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        ns,
-                        target.name,
-                        tier,
-                        now + target.retry_delays[tier],
-                        *_message_values(failed),
-                    ),
-                )
         if tier is not None:
-            self._wake_consumers()  # so a waiting consumer recomputes when the next one is due
-
-    def _settle_postpone(self, delivery: _EmbeddedDelivery, reason: str, stage: str) -> None:
-        seq, target, message, ns = delivery.seq, delivery.spec, delivery.message, delivery.ns
-        tier = target.postpone_tier(message.attempts)
-        if tier is None:
-            self._settle_failure(delivery, reason, stage, permanent=False)
+            self._park(delivery, failed, tier)
             return
         with self._transaction() as db:
-            gone = db.execute(
-                "DELETE FROM queued WHERE seq = ? AND owner = ?", (seq, self.session)
-            ).rowcount
-            self._check_held(gone, message)
+            self._take_out(db, delivery)
+            db.execute(
+                f"INSERT INTO dead (ns, target, dead_at, reason, {_MESSAGE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (delivery.ns, target.name, time.time(), reason, *_message_values(failed)),
+            )
+
+    def _settle_postpone(self, delivery: _EmbeddedDelivery, reason: str, stage: str) -> None:
+        tier = delivery.spec.postpone_tier(delivery.message.attempts)
+        if tier is None:
+            self._settle_failure(delivery, reason, stage, permanent=False)
+        else:
+            self._park(delivery, delivery.message, tier)
+
+    def _park(self, delivery: _EmbeddedDelivery, message: Message, tier: int) -> None:
+        """Move the delivery's row to retry tier `tier`, as `message`, in one transaction."""
+        target = delivery.spec
+        with self._transaction() as db:
+            self._take_out(db, delivery)
             db.execute(
                 f"INSERT INTO delayed (ns, target, tier, due_at, {_MESSAGE_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    ns,
+                    delivery.ns,
                     target.name,
                     tier,
                     time.time() + target.retry_delays[tier],
                     *_message_values(message),
                 ),
             )
-        self._wake_consumers()
+        self._wake_consumers()  # so a waiting consumer recomputes when the next one is due
+
+    def _take_out(self, db: sqlite3.Connection, delivery: _EmbeddedDelivery) -> None:
+        gone = db.execute(
+            "DELETE FROM queued WHERE seq = ? AND owner = ?", (delivery.seq, self.session)
+        ).rowcount
+        self._check_held(gone, delivery.message)
 
     def _settle_requeue(self, seq: int, message: Message) -> None:
         with self._transaction() as db:
