@@ -10,6 +10,13 @@ content, so a permanent refusal counts as a sign of life. While the breaker is o
 `BreakerOpen` (itself transient) without calling the target; the worker then parks the message in
 the bus's retry tiers instead of hammering a target that is down.
 
+A message the breaker refused was not tried, so it must not spend a retry tier: otherwise a
+target down for longer than the tiers span would see its messages dead-lettered without one
+attempt, while only the breaker's trial deliveries ever reached it. The worker `postpone`s such a
+message (`DeliveryFailed.untried`): it waits in its current tier and comes back with its attempts
+unchanged. Checking instead that the tiers outlast the cool-down would not be enough: one trial
+per cool-down reaches the target, and every other message would still use up its tiers uncalled.
+
 pybreaker serialises calls through one breaker (it holds a lock around the guarded call); the
 worker runs one consumer thread per target, so nothing waits on another thread here.
 """

@@ -12,7 +12,8 @@ rules deciding which live here so they read the same for every protocol:
 `TargetDelivery` wraps a sender with the target's circuit breaker and the in-process retries
 (tenacity): only transient failures are retried, with exponential backoff, up to the system's
 `RetryPolicy.in_process_attempts`; an open breaker is not retried here (the bus's delayed tiers
-are the place to wait for it). A stop event cuts the waits short, so a worker shuts down promptly.
+are the place to wait for it, without spending one: see `DeliveryFailed.untried`). A stop
+event cuts the waits short, so a worker shuts down promptly.
 """
 
 from __future__ import annotations
@@ -187,6 +188,16 @@ class DeliveryFailed(Exception):
     @property
     def permanent(self) -> bool:
         return isinstance(self.error, PermanentDeliveryError)
+
+    @property
+    def untried(self) -> bool:
+        """True when the target was not called at all: its breaker was open from the start.
+
+        Such a message should wait without spending a retry tier (`Delivery.postpone`): a tier
+        spent on a refusal by the breaker would let a long outage dead-letter messages that
+        were never attempted.
+        """
+        return isinstance(self.error, BreakerOpen) and self.attempts == 0
 
     @property
     def reason(self) -> str:

@@ -9,7 +9,9 @@ AdapterError
 │   └── TransientDeliveryError: the target could not take it now (5xx, timeout, refused
 │       connection); retried in process, then in the bus's retry tiers
 ├── IngressUnavailable: the bus did not confirm an inbound message; the sender should
-│   send again later (HTTP 503)
+│   send again later (HTTP 503 with Retry-After)
+│   └── IngressOverloaded: a target the payload would reach holds more ready messages than
+│       its high-water mark (back-pressure); nothing was published (HTTP 503, Retry-After)
 └── RequestRefused: an inbound request refused before its payload was read, with the
     HTTP status it answers
     ├── Unauthenticated (401): no credential, or one that no system owns
@@ -60,11 +62,36 @@ class IngressUnavailable(AdapterError):
 
     Attributes:
       retry_after: seconds the sender should wait before sending again.
+      kind: the refusal's name in answers: "unavailable" (a SOAP fault's subcode: `subcode`).
     """
+
+    kind = "unavailable"
+    subcode = "BusUnavailable"
 
     def __init__(self, message: str, *, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class IngressOverloaded(IngressUnavailable):
+    """Back-pressure: a target the payload would reach is above its high-water mark.
+
+    Refused before anything was published, so sending the same payload again later is safe.
+
+    Attributes:
+      target: the first target found above its mark.
+      ready: the ready messages last read from its queue.
+      mark: its high-water mark.
+    """
+
+    kind = "backpressure"
+    subcode = "BackPressure"
+
+    def __init__(self, message: str, *, target: str, ready: int, mark: int, retry_after: int):
+        super().__init__(message, retry_after=retry_after)
+        self.target = target
+        self.ready = ready
+        self.mark = mark
 
 
 class RequestRefused(AdapterError):

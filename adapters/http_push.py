@@ -7,7 +7,9 @@ A request is admitted by the gatekeeper (rate, size, credential, ownership; see
          source location and value); rejected records are kept in the quarantine
     400  the payload could not be read at all (kind, reason, line/offset); kept in the quarantine
     401 / 403 / 413 / 429  refused before the payload was read (see RefusalBody)
-    503  the bus did not confirm some records ("failed"); send them again after Retry-After
+    503  the bus did not confirm some records ("failed"), or could not be reached
+         ("unavailable"), or back-pressure: a target the records would reach is behind
+         ("backpressure", nothing published); send again after Retry-After
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ class RefusalBody(BaseModel):
     """The answer to a request refused before its payload was read."""
 
     error: str = Field(
-        description="unauthenticated, forbidden, too-large, rate-limited, bad-request, unavailable"
+        description=(
+            "unauthenticated, forbidden, too-large, rate-limited, bad-request, unavailable, "
+            "backpressure"
+        )
     )
     status: int = Field(description="The HTTP status, repeated.")
     reason: str = Field(description="What was wrong and what to do.")
@@ -48,7 +53,11 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
     403: {"model": RefusalBody, "description": "Another system's channel."},
     413: {"model": RefusalBody, "description": "Body larger than the system's limit."},
     429: {"model": RefusalBody, "description": "Rate limit; see the Retry-After header."},
-    503: {"model": IngressResult, "description": "The bus did not confirm; send again later."},
+    503: {
+        "model": IngressResult,
+        "description": "The bus did not confirm, or a target is behind (back-pressure); send "
+        "again after Retry-After.",
+    },
 }
 
 
@@ -151,7 +160,7 @@ class HttpPush(InboundAdapter):
                 )
             except IngressUnavailable as error:
                 return JSONResponse(
-                    RefusalBody(error="unavailable", status=503, reason=str(error)).model_dump(),
+                    RefusalBody(error=error.kind, status=503, reason=str(error)).model_dump(),
                     status_code=503,
                     headers={"Retry-After": str(error.retry_after)},
                 )

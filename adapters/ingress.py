@@ -28,7 +28,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from adapters.errors import AdapterConfigError, IngressUnavailable
+from adapters.backpressure import BackPressure
+from adapters.errors import AdapterConfigError, IngressOverloaded, IngressUnavailable
 from adapters.routing import Directory, Unaddressable, routing_key
 from bus import Broker, BrokerUnavailable, Outgoing, PublishFailed, PublishFailure
 from bus.message import HeaderValue
@@ -71,6 +72,10 @@ class IngressObserver(Protocol):
         outgoing: Sequence[Outgoing],
         failures: Sequence[PublishFailure] = (),
         error: BaseException | None = None,
+    ) -> None: ...
+
+    def held_back(
+        self, seen: Any, *, outgoing: Sequence[Outgoing], target: str, reason: str
     ) -> None: ...
 
     def polled(self, source: str, *, ok: bool, lag_seconds: float | None = None) -> None: ...
@@ -156,6 +161,9 @@ class Ingress:
       observer: told of every payload's steps (metrics, journal, data quality); None: nobody.
       directory: which system serves which department, for addressed records
         (`adapters.routing`); None: no system serves any, so an addressed record is rejected.
+      backpressure: refuses payloads for targets above their high-water mark before anything
+        is published (IngressOverloaded); None: no limit. It reads queue counts from the broker
+        this Ingress is attached to.
     """
 
     def __init__(
@@ -165,15 +173,21 @@ class Ingress:
         *,
         observer: IngressObserver | None = None,
         directory: Directory | None = None,
+        backpressure: BackPressure | None = None,
     ) -> None:
         self._broker = broker
         self.mappings = dict(mappings)
         self.observer = observer
         self.directory = directory or Directory([])
+        self.backpressure = backpressure
+        if backpressure is not None:
+            backpressure.attach(broker)
 
     def attach(self, broker: Broker | None) -> None:
         """Use `broker` from now on (None: the bus is gone; accept answers IngressUnavailable)."""
         self._broker = broker
+        if self.backpressure is not None:
+            self.backpressure.attach(broker)
 
     @property
     def broker(self) -> Broker:
@@ -194,6 +208,8 @@ class Ingress:
           AdapterConfigError: the system or message type is not configured (a hub bug or
             configuration error, never the sender's fault).
           IngressUnavailable: the broker could not be reached; nothing was accepted.
+          IngressOverloaded: back-pressure, a target the records would reach is above its
+            high-water mark; nothing was published (see adapters.backpressure).
         """
         mapping = self.mappings.get(system_id)
         if mapping is None:
@@ -294,6 +310,8 @@ class Ingress:
                 published_answers.append(answer)
                 outgoing.append(_outgoing(envelope, key, extra_headers))
 
+        if self.backpressure is not None:
+            self._hold_back_if_full(outgoing, seen)
         unroutable: list[str] = unaddressed
         if outgoing:
             started = time.perf_counter()
@@ -428,6 +446,17 @@ class Ingress:
         if observer is not None:
             observer.published(seen, seconds=time.perf_counter() - started, outgoing=outgoing)
         return [message.routing_key for message in outgoing]
+
+    def _hold_back_if_full(self, outgoing: Sequence[Outgoing], seen: Any) -> None:
+        assert self.backpressure is not None
+        try:
+            self.backpressure.check(message.routing_key for message in outgoing)
+        except IngressOverloaded as overloaded:
+            if self.observer is not None:
+                self.observer.held_back(
+                    seen, outgoing=outgoing, target=overloaded.target, reason=str(overloaded)
+                )
+            raise
 
     def _quarantine(
         self,

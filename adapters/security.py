@@ -428,9 +428,7 @@ class Gatekeeper:
                 system=owner,
             )
         self.check_declared_length(request.headers.get("content-length"), owner)
-        tls = request.scope.get("extensions", {}).get("tls")
-        client = request.client.host if request.client else None
-        caller = self.identify_headers(request.headers, tls=tls, client=client)
+        caller = self._header_caller(request)
         if caller is not None:
             self.authorize(caller, owner)
         body = await self.read_body(request, owner) if read_body else b""
@@ -440,6 +438,27 @@ class Gatekeeper:
             caller = await asyncio.to_thread(self.identify_body, body)
             self.authorize(caller, owner)
         return Admission(caller=caller, body=body)
+
+    def identify(self, request: Request) -> str:
+        """The system calling a route that is nobody's channel (e.g. GET /messages/{id}).
+
+        Checks a header credential (no body: such requests have none) and takes a token from
+        that system's bucket. A FastAPI dependency as it stands. Raises Unauthenticated (401)
+        without a credential or with one nobody owns, RateLimited (429) past the system's rate.
+        """
+        caller = self._header_caller(request)
+        if caller is None:
+            raise Unauthenticated(
+                "no credential: send the X-Api-Key header, a client certificate, or the "
+                "X-App-Key, X-Request-Time and X-Sign headers"
+            )
+        self.check_rate(caller)
+        return caller
+
+    def _header_caller(self, request: Request) -> str | None:
+        tls = request.scope.get("extensions", {}).get("tls")
+        client = request.client.host if request.client else None
+        return self.identify_headers(request.headers, tls=tls, client=client)
 
     def admission(self, owner: str) -> Callable[[Request], Awaitable[Admission]]:
         """A FastAPI dependency admitting requests for `owner`'s channel (see `admit`)."""

@@ -17,10 +17,11 @@ at one address). A request goes:
 Everything that goes wrong is a SOAP fault (see `adapters.soap`): Sender/Client faults with a
 subcode for a refused credential (Authentication, Forbidden), a wrong SOAPAction (WrongAction),
 an unknown operation (UnknownOperation), a broken envelope (MalformedEnvelope), a document that
-cannot be read (PayloadRejected); Receiver/Server faults when the bus cannot be reached
-(BusUnavailable). Envelopes and documents refused for their content are kept in the quarantine.
-The POST endpoints stay out of the OpenAPI document: their contract is the WSDL, and SOAP answers
-faults with 500, which an OpenAPI client would read as a server error.
+cannot be read (PayloadRejected); Receiver/Server faults over HTTP 503 with Retry-After when
+the bus cannot be reached (BusUnavailable) or a target is behind (BackPressure). Envelopes and
+documents refused for their content are kept in the quarantine. The POST endpoints stay out
+of the OpenAPI document: their contract is the WSDL, and SOAP answers faults with 500, which an
+OpenAPI client would read as a server error.
 """
 
 from __future__ import annotations
@@ -468,7 +469,8 @@ def _answer(
             SoapFault(
                 FaultCode.RECEIVER,
                 str(error),
-                subcode="BusUnavailable",
+                subcode=error.subcode,
+                status=503,
                 headers={"Retry-After": str(error.retry_after)},
             ),
             version,

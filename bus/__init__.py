@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bus.broker import Broker, Delivery, Handler
+from bus.broker import Broker, Delivery, Handler, QueueStats
 from bus.errors import (
     BrokerUnavailable,
     BusError,
@@ -38,6 +38,7 @@ __all__ = [
     "PublishFailed",
     "PublishFailure",
     "Quarantined",
+    "QueueStats",
     "SettleError",
     "Target",
     "Topology",

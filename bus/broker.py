@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 
@@ -30,6 +31,29 @@ log = logging.getLogger("bus")
 
 HANDLER_STAGE = "handler"
 """The stage recorded when a handler raises or returns without settling."""
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What waits for one target, as the broker reports it; None where this broker cannot tell.
+
+    Attributes:
+      target: the target system.
+      ready: messages ready in its queue (not handed to a consumer, not in a retry tier).
+      in_flight: messages handed to consumers and not settled yet (the embedded broker knows;
+        RabbitMQ's queue.declare does not say, so None there).
+      consumers: consumers attached to its queue (RabbitMQ knows; the embedded broker has no
+        registry of consumers in other processes, so None there).
+      retrying: messages waiting in its retry tiers, all tiers summed.
+      dead: messages in its dead letters.
+    """
+
+    target: str
+    ready: int
+    in_flight: int | None
+    consumers: int | None
+    retrying: int
+    dead: int
 
 
 class Delivery(ABC):
@@ -73,6 +97,18 @@ class Delivery(ABC):
         """Give it back unprocessed (e.g. on shutdown): delivered again later, redelivered=True."""
         self._settle("requeue", self._requeue)
 
+    def postpone(self, reason: str, stage: str) -> None:
+        """Not tried at all (the target's circuit breaker is open): wait, without using a tier.
+
+        The message waits in the retry tier its failures so far put it in (the first tier when
+        it has none) and comes back with its attempts and history unchanged, so it reaches the
+        dead letters only after real attempts used up the tiers, however long the target stays
+        down. Requeueing instead would spin: the message would come straight back to the same
+        open breaker. A target without retry tiers has nowhere to wait: the message is retried
+        as a failure with `reason` (which, without tiers, dead-letters it).
+        """
+        self._settle("postpone", lambda: self._postpone(reason, stage))
+
     def _settle(self, how: str, action: Callable[[], None]) -> None:
         with self._settle_lock:
             if self._settled_as is not None:
@@ -94,6 +130,9 @@ class Delivery(ABC):
 
     @abstractmethod
     def _requeue(self) -> None: ...
+
+    @abstractmethod
+    def _postpone(self, reason: str, stage: str) -> None: ...
 
 
 Handler = Callable[[Delivery], None]
@@ -247,6 +286,18 @@ class Broker(ABC):
     @abstractmethod
     def depth(self, target: str) -> int:
         """Messages ready in the target's queue (not those waiting in retry tiers or in flight)."""
+
+    @abstractmethod
+    def queue_stats(self, target: str) -> QueueStats:
+        """How many messages wait for `target`: ready, in flight, retrying, dead; its consumers.
+
+        Read from the broker each call (cache it when asking often). TopologyError when the
+        target is unknown or its queues are missing.
+        """
+
+    def queue_stats_many(self, targets: Iterable[str]) -> list[QueueStats]:
+        """`queue_stats` of each of `targets`, in order; a backend may read them in one go."""
+        return [self.queue_stats(target) for target in targets]
 
     @abstractmethod
     def delete_topology(self, topology: Topology) -> None:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bus.broker import Broker, Delivery, Handler, run_handler
+from bus.broker import Broker, Delivery, Handler, QueueStats, run_handler
 from bus.errors import (
     BrokerUnavailable,
     ConfigurationError,
@@ -619,35 +619,50 @@ class EmbeddedBroker(Broker):
         stage: str,
         permanent: bool,
     ) -> None:
-        seq, target, message, ns = delivery.seq, delivery.spec, delivery.message, delivery.ns
+        target, message = delivery.spec, delivery.message
         failed = message.with_failure(stage, reason, permanent=permanent)
         tier = None if permanent else target.retry_tier(failed.attempts)
-        now = time.time()
-        with self._transaction() as db:
-            gone = db.execute(
-                "DELETE FROM queued WHERE seq = ? AND owner = ?", (seq, self.session)
-            ).rowcount
-            self._check_held(gone, message)
-            if tier is None:
-                db.execute(
-                    f"INSERT INTO dead (ns, target, dead_at, reason, {_MESSAGE_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (ns, target.name, now, reason, *_message_values(failed)),
-                )
-            else:
-                db.execute(
-                    f"INSERT INTO delayed (ns, target, tier, due_at, {_MESSAGE_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        ns,
-                        target.name,
-                        tier,
-                        now + target.retry_delays[tier],
-                        *_message_values(failed),
-                    ),
-                )
         if tier is not None:
-            self._wake_consumers()  # so a waiting consumer recomputes when the next one is due
+            self._park(delivery, failed, tier)
+            return
+        with self._transaction() as db:
+            self._take_out(db, delivery)
+            db.execute(
+                f"INSERT INTO dead (ns, target, dead_at, reason, {_MESSAGE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (delivery.ns, target.name, time.time(), reason, *_message_values(failed)),
+            )
+
+    def _settle_postpone(self, delivery: _EmbeddedDelivery, reason: str, stage: str) -> None:
+        tier = delivery.spec.postpone_tier(delivery.message.attempts)
+        if tier is None:
+            self._settle_failure(delivery, reason, stage, permanent=False)
+        else:
+            self._park(delivery, delivery.message, tier)
+
+    def _park(self, delivery: _EmbeddedDelivery, message: Message, tier: int) -> None:
+        """Move the delivery's row to retry tier `tier`, as `message`, in one transaction."""
+        target = delivery.spec
+        with self._transaction() as db:
+            self._take_out(db, delivery)
+            db.execute(
+                f"INSERT INTO delayed (ns, target, tier, due_at, {_MESSAGE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    delivery.ns,
+                    target.name,
+                    tier,
+                    time.time() + target.retry_delays[tier],
+                    *_message_values(message),
+                ),
+            )
+        self._wake_consumers()  # so a waiting consumer recomputes when the next one is due
+
+    def _take_out(self, db: sqlite3.Connection, delivery: _EmbeddedDelivery) -> None:
+        gone = db.execute(
+            "DELETE FROM queued WHERE seq = ? AND owner = ?", (delivery.seq, self.session)
+        ).rowcount
+        self._check_held(gone, delivery.message)
 
     def _settle_requeue(self, seq: int, message: Message) -> None:
         with self._transaction() as db:
@@ -789,6 +804,35 @@ class EmbeddedBroker(Broker):
             ).fetchone()
         return int(count)
 
+    def queue_stats(self, target: str) -> QueueStats:
+        ns = self._declared().namespace
+        self._target(target)
+        with self._lock:
+            with self._transaction() as db:
+                # Acks are committed in groups; commit them so acked rows do not count in flight.
+                acked = self._commit_acks(db)
+                self._release_due(db, time.time())
+                ready, in_flight = db.execute(
+                    "SELECT COUNT(*) FILTER (WHERE owner IS NULL), COUNT(*) FILTER (WHERE owner "
+                    "IS NOT NULL) FROM queued WHERE ns = ? AND target = ?",
+                    (ns, target),
+                ).fetchone()
+                (retrying,) = db.execute(
+                    "SELECT COUNT(*) FROM delayed WHERE ns = ? AND target = ?", (ns, target)
+                ).fetchone()
+                (dead,) = db.execute(
+                    "SELECT COUNT(*) FROM dead WHERE ns = ? AND target = ?", (ns, target)
+                ).fetchone()
+            del self._pending_acks[:acked]
+        return QueueStats(
+            target=target,
+            ready=int(ready),
+            in_flight=int(in_flight),
+            consumers=None,
+            retrying=int(retrying),
+            dead=int(dead),
+        )
+
     # -- closing ----------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -849,6 +893,9 @@ class _EmbeddedDelivery(Delivery):
 
     def _requeue(self) -> None:
         self._settle_open(lambda: self._broker._settle_requeue(self.seq, self.message))
+
+    def _postpone(self, reason: str, stage: str) -> None:
+        self._settle_open(lambda: self._broker._settle_postpone(self, reason, stage))
 
     def _settle_open(self, action: Callable[[], None]) -> None:
         try:

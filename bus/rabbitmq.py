@@ -39,7 +39,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -63,7 +63,7 @@ from bus._amqp_link import (
     Publication,
     Settle,
 )
-from bus.broker import Broker, Delivery, Handler, run_handler
+from bus.broker import Broker, Delivery, Handler, QueueStats, run_handler
 from bus.errors import (
     BrokerUnavailable,
     BusError,
@@ -301,14 +301,39 @@ class RabbitBroker(Broker):
     def depth(self, target: str) -> int:
         topology = self._declared()
         name = topology.target_queue(topology.target(target).name)
+        return self._admin.run(lambda channel: _passive(channel, name)[0])
 
-        def passive(channel: Any) -> int:
-            try:
-                return int(channel.queue_declare(name, passive=True).method.message_count)
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                raise _missing(name, exc) from None
+    def queue_stats(self, target: str) -> QueueStats:
+        return self.queue_stats_many([target])[0]
 
-        return self._admin.run(passive)
+    def queue_stats_many(self, targets: Iterable[str]) -> list[QueueStats]:
+        # One admin connection for every queue of every target: a passive queue.declare per
+        # queue answers its ready messages and consumers without changing anything.
+        topology = self._declared()
+        wanted = [topology.target(name) for name in targets]
+
+        def read(channel: Any) -> list[QueueStats]:
+            stats = []
+            for target in wanted:
+                ready, consumers = _passive(channel, topology.target_queue(target.name))
+                retrying = sum(
+                    _passive(channel, topology.retry_queue(target.name, tier))[0]
+                    for tier in range(len(target.retry_delays))
+                )
+                dead = _passive(channel, topology.dead_queue(target.name))[0]
+                stats.append(
+                    QueueStats(
+                        target=target.name,
+                        ready=ready,
+                        in_flight=None,  # declare-ok counts ready messages only
+                        consumers=consumers,
+                        retrying=retrying,
+                        dead=dead,
+                    )
+                )
+            return stats
+
+        return self._admin.run(read)
 
     # --- publishing
 
@@ -727,6 +752,15 @@ class _RabbitDelivery(Delivery):
         self._session.broker._move(self._session.topology.dead_queue(self.target), failed)
         self._ack()
 
+    def _postpone(self, reason: str, stage: str) -> None:
+        session = self._session
+        tier = session.target.postpone_tier(self.message.attempts)
+        if tier is None:
+            self._retry(reason, stage)
+            return
+        session.broker._move(session.topology.retry_queue(self.target, tier), self.message)
+        self._ack()
+
 
 class _AdminConnection:
     """Blocking connections for declarations and queue inspection, one per operation.
@@ -823,6 +857,18 @@ def _conflict(
             "configure permission on the namespace's names"
         )
     return TopologyError(f"declaring {kind} {name!r} failed: {exc.reply_code} {exc.reply_text}")
+
+
+def _passive(channel: Any, name: str) -> tuple[int, int]:
+    """(ready messages, consumers) of queue `name`, by a passive declare; TopologyError if absent.
+
+    A missing queue closes the channel, so the caller's whole operation ends there.
+    """
+    try:
+        method = channel.queue_declare(name, passive=True).method
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        raise _missing(name, exc) from None
+    return int(method.message_count), int(method.consumer_count)
 
 
 def _missing(name: str, exc: pika.exceptions.ChannelClosedByBroker) -> BusError:

@@ -92,6 +92,13 @@ class Target(BaseModel):
         tier = failed_attempts - 1
         return tier if 0 <= tier < len(self.retry_delays) else None
 
+    def postpone_tier(self, attempts: int) -> int | None:
+        """The tier a postponed message (not tried, see `Delivery.postpone`) waits in: the one
+        its `attempts` failures so far put it in, the first when it has none; None: no tiers."""
+        if not self.retry_delays:
+            return None
+        return min(max(attempts - 1, 0), len(self.retry_delays) - 1)
+
 
 class Topology(BaseModel):
     """All targets of one namespace; `Broker.declare(topology)` creates what it names."""

@@ -36,8 +36,9 @@ from starlette.concurrency import run_in_threadpool
 
 import bus
 from adapters import registry
+from adapters.backpressure import BackPressure
 from adapters.base import AdapterContext, InboundAdapter
-from adapters.errors import AdapterConfigError, RequestRefused, Unauthenticated
+from adapters.errors import AdapterConfigError, RequestRefused
 from adapters.ingress import Ingress
 from adapters.outbox import OutboxStore, SqliteOutbox, mount_outbox
 from adapters.routing import Directory
@@ -51,7 +52,7 @@ from monitor.api import dead_letters_router, messages_router, metrics_router, op
 from monitor.journal import Journal
 from monitor.metrics import scrape_registry
 from monitor.observer import Observer
-from monitor.queues import QueueCollector, queue_stats_source
+from monitor.queues import BrokerQueueStats, QueueCollector
 from monitor.readiness import check_readiness
 from monitor.settings import MonitorSettings
 
@@ -194,7 +195,13 @@ def build_runtime(
         mappings=mappings,
         topology=topology,
         gatekeeper=gatekeeper,
-        ingress=Ingress(None, mappings, observer=observer, directory=Directory(config.systems)),
+        ingress=Ingress(
+            None,
+            mappings,
+            observer=observer,
+            directory=Directory(config.systems),
+            backpressure=back_pressure(settings, topology),
+        ),
         outbox=outbox if outbox is not None else SqliteOutbox(settings.outbox_file),
         broker=broker,
         owns_broker=broker is None,
@@ -203,6 +210,16 @@ def build_runtime(
         journal=journal,
     )
     return runtime
+
+
+def back_pressure(settings: HubSettings, topology: Topology) -> BackPressure:
+    """The high-water marks the settings give every target of `topology`."""
+    return BackPressure(
+        topology,
+        max_ready=settings.backpressure_max_ready,
+        refresh_s=settings.backpressure_refresh_s,
+        retry_after_s=settings.backpressure_retry_after_s,
+    )
 
 
 def create_app(
@@ -325,29 +342,10 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
     """/metrics (queue depths read from the broker), GET /messages/{id} for each system's own
     messages (when the journal is on), the dead-letter routes (when an operator key is set)."""
     monitoring = runtime.monitoring
-    queues = queue_stats_source(
-        runtime.settings.bus_url,
-        lambda: runtime.broker,
-        runtime.topology,
-        timeout=monitoring.queue_stats_timeout_s,
-    )
+    queues = BrokerQueueStats(lambda: runtime.broker, runtime.topology)
     app.include_router(metrics_router(scrape_registry(QueueCollector(queues))))
-    gate = runtime.gatekeeper
-
-    async def calling_system(request: Request) -> str:
-        tls = request.scope.get("extensions", {}).get("tls")
-        client = request.client.host if request.client else None
-        caller = gate.identify_headers(request.headers, tls=tls, client=client)
-        if caller is None:
-            raise Unauthenticated(
-                "no credential: send the X-Api-Key header, a client certificate, or the "
-                "X-App-Key, X-Request-Time and X-Sign headers"
-            )
-        gate.check_rate(caller)
-        return caller
-
     if runtime.journal is not None:
-        app.include_router(messages_router(runtime.journal, caller=calling_system))
+        app.include_router(messages_router(runtime.journal, caller=runtime.gatekeeper.identify))
     if monitoring.operator_key is not None and runtime.observer is not None:
         app.include_router(
             dead_letters_router(

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters.backpressure import DEFAULT_MAX_READY
 from bus.topology import NAMESPACE_PATTERN
 from mappings import SYSTEMS_ROOT
 
@@ -97,6 +98,27 @@ class HubSettings(BaseSettings):
             "the hub starts, logs and reports (/ready warnings) the systems without one and "
             "refuses their requests (401) until it is set."
         ),
+    )
+    backpressure_max_ready: int = Field(
+        default=DEFAULT_MAX_READY,
+        ge=0,
+        description=(
+            "High-water mark of every target's queue: when more messages than this wait ready "
+            "for a target, pushes whose records would reach it are answered 503 with "
+            "Retry-After, nothing published (see adapters.backpressure). 0 turns it off."
+        ),
+    )
+    backpressure_refresh_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between two reads of the queue counts back-pressure compares.",
+    )
+    backpressure_retry_after_s: int = Field(
+        default=5,
+        ge=1,
+        le=3600,
+        description="Seconds a push refused by back-pressure is told to wait (Retry-After).",
     )
     shutdown_timeout_s: float = Field(
         default=20.0,

@@ -148,6 +148,9 @@ class OutboundTarget:
                 log.warning("dead letter %s for %s: %s", message.id, system, failed.reason)
                 delivery.dead_letter(failed.reason, "deliver")
                 return "dead_lettered"
+            if failed.untried:  # the breaker is open: wait in a tier without spending it
+                delivery.postpone(failed.reason, "deliver")
+                return "postponed"
             log.info("retry later %s for %s: %s", message.id, system, failed.reason)
             delivery.retry(failed.reason, "deliver")
             return "retried"

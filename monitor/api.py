@@ -3,7 +3,7 @@
 The app includes the routers it wants and hands in how callers are authenticated, so the
 monitor does not decide who may see what:
 
-    app.include_router(messages_router(journal, caller=calling_system))
+    app.include_router(messages_router(journal, caller=gatekeeper.identify))
     app.include_router(dead_letters_router(lambda: runtime.broker, observer,
                                            operator=operator_key(secret)))
     app.include_router(metrics_router(scrape_registry(QueueCollector(...))))

@@ -39,6 +39,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     multiprocess,
     values,
 )
@@ -51,6 +52,10 @@ from monitor.errors import MetricsSetupError
 
 PREFIX = "jghub_"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# No `*_created` series: the multiprocess sum has none, so a single-process hub showing them
+# would make the same dashboard differ between deployments; and they double the series count.
+disable_created_metrics()
 
 HUB_REGISTRY = CollectorRegistry()
 """Where the hub's own metrics live in a single process; /metrics never shows another library's."""
@@ -117,6 +122,13 @@ PUBLISH_FAILURES = Counter(
     "Messages the broker did not take: unroutable (no route), not_confirmed (nack, timeout) or "
     "unavailable (broker unreachable).",
     ["system", "reason"],
+    registry=HUB_REGISTRY,
+)
+BACKPRESSURE_REFUSED = Counter(
+    "jghub_backpressure_refused",
+    "Payloads refused with 503 and Retry-After, nothing published, because a target they would "
+    "reach held more ready messages than its high-water mark (back-pressure).",
+    ["system", "target"],
     registry=HUB_REGISTRY,
 )
 PUBLISH_CONFIRM_SECONDS = Histogram(
@@ -240,7 +252,7 @@ OBSERVED: tuple[MetricWrapperBase, ...] = (
     PUBLISHED, PUBLISH_FAILURES, PUBLISH_CONFIRM_SECONDS, DELIVERED, DELIVERY_FAILURES, RETRIED,
     DEAD_LETTERED, REPLAYED, DELIVERY_SECONDS, END_TO_END_SECONDS, RECORD_DELAY_SECONDS,
     OPTIONAL_FIELDS, OPTIONAL_FIELDS_FILLED, BREAKER_STATE, POLLER_LAG_SECONDS,
-    POLLER_LAST_SUCCESS, POLLS, JOURNAL_ENTRIES,
+    POLLER_LAST_SUCCESS, POLLS, JOURNAL_ENTRIES, BACKPRESSURE_REFUSED,
 )  # fmt: skip
 """The metrics processes observe (the scrape-time ones are in `SCRAPED`)."""
 
@@ -265,14 +277,13 @@ def defined_metrics() -> dict[str, str]:
 
 
 def series_names() -> set[str]:
-    """Every sample name a query may use: families plus `_bucket`, `_sum`, `_count`, `_created`."""
+    """Every sample name a query may use: families plus `_bucket`, `_sum`, `_count` (no
+    `_created`: the hub does not emit those)."""
     names: set[str] = set()
     for name, kind in defined_metrics().items():
         names.add(name)
         if kind == "histogram":
-            names.update(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count", "_created"))
-        if kind == "counter":
-            names.add(name.removesuffix("_total") + "_created")
+            names.update(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
     return names
 
 

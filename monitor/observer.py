@@ -264,16 +264,44 @@ class Observer:
             else:
                 reason_label, reason = "unavailable", str(error)
             metrics.PUBLISH_FAILURES.labels(system, reason_label).inc()
-            self._record(
-                Step.NOT_PUBLISHED,
-                message_id=message.message_id,
-                receipt=seen.receipt,
-                system=system,
-                dataset=dataset,
-                reason=reason,
-                detail={"routing_key": message.routing_key, "rule": reason_label},
-                at=sent_at,
+            self._not_published(seen, message, rule=reason_label, reason=reason, at=sent_at)
+
+    @_guarded
+    def held_back(
+        self, seen: Reception, *, outgoing: Sequence[Outgoing], target: str, reason: str
+    ) -> None:
+        """Back-pressure refused the payload before publishing: `target` is above its mark.
+
+        Counted once per payload; each of its messages, journalled as received, ends with a
+        not_published entry saying why, so its trace does not stop without a reason.
+        """
+        metrics.BACKPRESSURE_REFUSED.labels(seen.system, target).inc()
+        for message in outgoing:
+            self._not_published(
+                seen, message, rule="backpressure", reason=reason, at=seen.at, target=target
             )
+
+    def _not_published(
+        self,
+        seen: Reception,
+        message: Outgoing,
+        *,
+        rule: str,
+        reason: str,
+        at: datetime,
+        target: str | None = None,
+    ) -> None:
+        self._record(
+            Step.NOT_PUBLISHED,
+            message_id=message.message_id,
+            receipt=seen.receipt,
+            system=seen.system,
+            dataset=_parts(message.routing_key)[0],
+            target=target,
+            reason=reason,
+            detail={"routing_key": message.routing_key, "rule": rule},
+            at=at,
+        )
 
     # -- out --------------------------------------------------------------------------------------
 
@@ -438,3 +466,8 @@ class _WatchedDelivery(Delivery):
 
     def _requeue(self) -> None:
         self._inner.requeue()
+
+    def _postpone(self, reason: str, stage: str) -> None:
+        # Not a delivery attempt, so neither counted nor journalled: a long outage would write
+        # an entry per message per tier delay. The breaker's state gauge shows the wait.
+        self._inner.postpone(reason, stage)

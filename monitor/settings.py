@@ -47,12 +47,6 @@ class MonitorSettings(BaseSettings):
             "data_dir/metrics. PROMETHEUS_MULTIPROC_DIR, when set, wins."
         ),
     )
-    queue_stats_timeout_s: float = Field(
-        default=5.0,
-        gt=0,
-        le=60,
-        description="Seconds a scrape waits for the broker's queue counts (keep < scrape timeout).",
-    )
     operator_key: SecretStr | None = Field(
         default=None,
         description=(

@@ -116,6 +116,19 @@ def test_the_rate_limit_is_per_system(hub: RunningHub) -> None:
     assert other.status_code == 200
 
 
+def test_message_traces_identify_the_caller_within_its_rate_limit(hub: RunningHub) -> None:
+    # GET /messages/{id} is nobody's channel: Gatekeeper.identify names the caller from its
+    # header credential and spends that system's tokens, like a push would.
+    mine = {"X-Api-Key": THROTTLED_KEY}
+    answers = [hub.client.get("/messages/no-such-message", headers=mine) for _ in range(4)]
+    assert [a.status_code for a in answers[:3]] == [404, 404, 404]  # burst 3, then empty
+    assert answers[3].status_code == 429 and int(answers[3].headers["Retry-After"]) >= 1
+    anonymous = hub.client.get("/messages/no-such-message")
+    assert anonymous.status_code == 401 and "X-Api-Key" in anonymous.json()["reason"]
+    unknown = hub.client.get("/messages/no-such-message", headers={"X-Api-Key": "nobody's"})
+    assert unknown.status_code == 401
+
+
 def test_a_bearer_key_in_authorization(hub: RunningHub) -> None:
     push = "/systems/agri-penalty/rest/case_records"
     body = sample("agri-penalty", "case_records", "valid-records")

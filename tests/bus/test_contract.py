@@ -601,3 +601,90 @@ def test_closing_the_broker_stops_its_consumer_and_loses_nothing(under_test: Bus
     rest += ids(nothing_arrives(fresh, "national", 0.3))  # the one acked during close, maybe
     assert set(acked) | set(rest) == set(published)  # none lost
     assert len(set(acked) & set(rest)) <= 1  # at most the one being acked during close
+
+
+def test_queue_stats_count_ready_in_flight_retrying_and_dead(under_test: BusUnderTest) -> None:
+    topology = under_test.topology(
+        {"national": ["penalty_case.#"], "idle": ["nothing.#"]}, retry_delays=[60], prefetch=1
+    )
+    broker = under_test.open(topology)
+    broker.publish_many([Outgoing("penalty_case.330100.a", b"x") for _ in range(5)])
+    settles = iter(
+        [
+            lambda d: d.dead_letter("HTTP 400", "deliver"),
+            lambda d: d.retry("HTTP 503", "deliver"),
+        ]
+    )
+    collect_all(broker, "national", 2, settle=lambda d: next(settles)(d), prefetch=1)
+
+    fresh = under_test.open(topology)
+    assert wait_for(lambda: fresh.queue_stats("national").ready == 3)
+    stats = fresh.queue_stats("national")
+    assert (stats.target, stats.retrying, stats.dead) == ("national", 1, 1)
+    assert stats.in_flight in (None, 0) and stats.consumers in (None, 0)
+
+    # A consumer holding one message: it is in flight, no longer ready.
+    holding, release, stop = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(delivery: Delivery) -> None:
+        holding.set()
+        release.wait(10)
+        delivery.requeue()
+        stop.set()
+
+    consumer = threading.Thread(
+        target=broker.consume, args=("national", hold), kwargs={"stop": stop, "prefetch": 1}
+    )
+    consumer.start()
+    try:
+        assert holding.wait(10)
+        assert wait_for(lambda: fresh.queue_stats("national").ready == 2)
+        stats = fresh.queue_stats("national")
+        assert stats.in_flight in (None, 1) and stats.consumers in (None, 1)
+    finally:
+        release.set()
+        consumer.join(10)
+
+    both = fresh.queue_stats_many(["idle", "national"])
+    assert [s.target for s in both] == ["idle", "national"]
+    assert (both[0].ready, both[0].retrying, both[0].dead) == (0, 0, 0)
+    assert wait_for(lambda: fresh.queue_stats("national").ready == 3)
+    with pytest.raises(TopologyError):
+        fresh.queue_stats("nowhere")
+
+
+def test_postpone_waits_in_a_tier_without_counting_an_attempt(under_test: BusUnderTest) -> None:
+    topology = under_test.topology({"national": ["penalty_case.#"]}, retry_delays=[0.2, 0.3])
+    broker = under_test.open(topology)
+    message_id = broker.publish(Outgoing("penalty_case.330100.a", b"x"))
+    # Postponed twice before any attempt, once after the first failure: only retries count.
+    plan = iter(["postpone", "postpone", "retry", "postpone", "retry", "retry"])
+    seen: list[Message] = []
+
+    def settle(delivery: Delivery) -> None:
+        seen.append(delivery.message)
+        if next(plan) == "postpone":
+            delivery.postpone("circuit breaker open", "deliver")
+        else:
+            delivery.retry(f"HTTP 503 after {len(seen)} deliveries", "deliver")
+
+    collect_all(broker, "national", 6, settle=settle, timeout=15)
+    assert [m.attempts for m in seen] == [0, 0, 0, 1, 1, 2]
+    assert [len(m.history) for m in seen] == [0, 0, 0, 1, 1, 2]
+    assert {m.id for m in seen} == {message_id}
+    assert wait_for(lambda: len(broker.dead_letters("national")) == 1)
+    [dead] = broker.dead_letters("national")
+    assert dead.message.attempts == 3
+    assert [f.reason for f in dead.message.history] == [
+        f"HTTP 503 after {n} deliveries" for n in (3, 5, 6)
+    ]
+
+
+def test_postpone_without_tiers_is_a_failure(under_test: BusUnderTest) -> None:
+    topology = under_test.topology({"national": ["penalty_case.#"]}, retry_delays=[])
+    broker = under_test.open(topology)
+    broker.publish(Outgoing("penalty_case.330100.a", b"x"))
+    collect_all(broker, "national", 1, settle=lambda d: d.postpone("breaker open", "deliver"))
+    assert wait_for(lambda: len(broker.dead_letters("national")) == 1)
+    [dead] = broker.dead_letters("national")
+    assert dead.reason == "breaker open" and dead.message.attempts == 1

@@ -53,8 +53,8 @@ def test_a_target_answering_5xx_for_a_while_gets_everything_once_it_recovers(
 ) -> None:
     records = 300
     # Retry tiers that together outlast the outage: each message is parked again and again
-    # while the target is down, and none reaches the dead letters. The breaker must try again
-    # within them: messages parked while it is open use up tiers without an attempt.
+    # while the target is down, and none reaches the dead letters. Messages the open breaker
+    # refuses wait without spending a tier; its trials after each cool-down do spend theirs.
     tiers = [OUTAGE_S / 16, OUTAGE_S / 8, OUTAGE_S / 4, OUTAGE_S / 2, OUTAGE_S]
     cooldown = OUTAGE_S / 8
     with Pipeline(tmp_path, tiers=tiers, breaker_cooldown_s=cooldown) as line:

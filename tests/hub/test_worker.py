@@ -255,21 +255,43 @@ def test_5xx_is_retried_then_delivered_when_the_target_recovers(
     assert len(target.requests) == 7
 
 
-def test_an_open_breaker_parks_messages_without_calling_the_target(
+def test_an_open_breaker_parks_messages_without_spending_their_tiers(
     hub: Hub, target: LoopbackTarget
 ) -> None:
+    # One 0.2 s tier and a breaker that waits 1.5 s before its trial: a message the open
+    # breaker refuses goes round its tier several times meanwhile. Were each refusal counted as
+    # an attempt, it would reach the dead letters without the target ever seeing it.
     hub.configure(
-        systems_yaml(target.url, attempts=1, tiers=[0.2], breaker={"failures": 2, "cooldown_s": 60})
+        systems_yaml(
+            target.url, attempts=1, tiers=[0.2], breaker={"failures": 2, "cooldown_s": 1.5}
+        )
     )
     target.always(503, b"down")
     hub.push_events()
     hub.start_worker()
     broker = hub.brokers[0]
-    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 3)
-    assert len(target.requests) == 2  # the breaker opened after two failures
-    reasons = [d.reason for d in broker.dead_letters("grassroots_platform")]
-    assert sum("circuit breaker" in r for r in reasons) >= 1
-    assert all(len(d.message.history) == 2 for d in broker.dead_letters("grassroots_platform"))
+    hub.wait(lambda: len(target.requests) >= 2)  # two failures: the breaker is open
+    hub.wait(lambda: len(target.requests) >= 3)  # its first trial, after the cool-down
+    delivered: set[str | None] = set()
+
+    def deliver(request: Any) -> bytes:
+        delivered.add(request.header("Idempotency-Key"))
+        return b'{"code":"0"}'
+
+    target.always(200, build=deliver)
+
+    def dead_keys() -> set[str]:
+        return {d.message.idempotency_key for d in broker.dead_letters("grassroots_platform")}
+
+    hub.wait(lambda: len(delivered | dead_keys()) == 3)
+    hub.stop_workers()
+    tried = {r.header("Idempotency-Key") for r in target.requests}
+    assert len(tried) == 3  # every message reached the target
+    for letter in broker.dead_letters("grassroots_platform"):
+        # Dead only after its own attempts failed (1 in process x 2: the first and its tier).
+        assert letter.message.idempotency_key not in delivered
+        assert [f.attempt for f in letter.message.history] == [1, 2]
+        assert all("HTTP 503" in f.reason for f in letter.message.history), letter.reason
 
 
 def test_undecodable_messages_and_canonical_events(hub: Hub, target: LoopbackTarget) -> None:

@@ -76,6 +76,10 @@ def test_the_exposition_parses(tmp_path: Path) -> None:
     om_body, om_type = exposition(scrape_registry(), "application/openmetrics-text")
     assert om_type.startswith("application/openmetrics-text")
     assert any(f.name == "jghub_delivered" for f in openmetrics_families(om_body.decode()))
+    # One process or several, the same series: no `*_created` (multiprocess mode has none).
+    samples = {s.name for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+    assert "jghub_delivered_total" in samples
+    assert not sorted(n for n in samples if n.endswith("_created"))
 
 
 def test_failure_labels_stay_bounded() -> None:

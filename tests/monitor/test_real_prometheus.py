@@ -83,6 +83,8 @@ class RunningPrometheus:
             answer = self.client.get(f"/api/v1/{path}", params=params)
         except httpx.TransportError:
             return None  # not listening yet
+        if answer.status_code == 503:
+            return None  # listening, but its storage is not ready yet ("Service Unavailable")
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert body["status"] == "success", body
