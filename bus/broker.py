@@ -175,6 +175,7 @@ class HandlerPool:
             try:
                 run()
             except BaseException as error:  # kept for the consuming thread; see raise_if_failed
+                log.warning("a delivery handled in the pool failed: %r", error)
                 if self._failure is None:
                     self._failure = error
             finally:
