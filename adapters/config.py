@@ -214,7 +214,9 @@ class ChannelConfig(BaseModel):
 
 
 DEFAULT_DELIVERY_CONCURRENCY = 8
-"""Deliveries in flight per target and worker unless configured (bench/e2e.py measured 8)."""
+"""Deliveries in flight per target and worker unless configured: against a target answering in
+20 ms, 8 at a time delivered 6-7 times as many messages per second as one at a time
+(bench/outbound.py --latency-ms 20)."""
 
 
 class OutboundConfig(BaseModel):

@@ -143,11 +143,12 @@ class HandlerPool:
 
     A target whose deliveries wait on the network (an HTTP round trip each) is delivered to
     `size` at a time instead of one after the other. `submit` blocks while `size` deliveries
-    are in hand, so a consumer never holds more than its prefetch plus nothing queued here.
-    The handler settles each delivery from a pool thread: backends whose connection is not
-    thread-safe hand the settle over to the connection's own thread (see the RabbitMQ session).
-    An error a backend's runner raises (e.g. a settle that could
-    not be made) is kept and re-raised in the consuming thread by `raise_if_failed`.
+    are in hand, so nothing waits in a queue here: what is not handed over stays with the
+    consumer, and goes back to the broker on stop. The handler settles each delivery from a
+    pool thread: backends whose connection is not thread-safe hand the settle over to the
+    connection's own thread (see the RabbitMQ session). An error a backend's runner raises
+    (e.g. a settle that could not be made) is logged, kept, and re-raised in the consuming
+    thread by `raise_if_failed`.
 
     Parameters:
       size: most deliveries handled at once (>= 1).
