@@ -385,7 +385,9 @@ def test_concurrent_deliveries_are_each_settled_exactly_once(
 ) -> None:
     # 40 messages, 8 at a time: the first 5 requests are refused (dead letters), the next 5
     # fail transiently (retry tier, then delivered), the rest delivered at once.
-    hub.configure(systems_yaml(target.url, concurrency=8, attempts=1, tiers=[0.2]))
+    # The breaker stays out of it: five 503s at once could open it, whatever their order.
+    breaker = {"failures": 100}
+    hub.configure(systems_yaml(target.url, concurrency=8, attempts=1, tiers=[0.2], breaker=breaker))
     ids = hub.push_events(numbered_events(40), 40)
     target.answer(422, b"refused", times=5)
     target.answer(503, b"busy", times=5)
@@ -427,3 +429,33 @@ def test_stop_finishes_the_deliveries_in_flight_and_gives_back_the_rest(
     hub.stop_workers()
     keys = [r.header("Idempotency-Key") for r in target.requests]
     assert len(set(keys)) == 12  # the four finished before the stop were not delivered again
+
+
+@pytest.mark.slow
+def test_sigterm_with_deliveries_in_flight_finishes_them_and_exits_0(
+    hub: Hub, target: LoopbackTarget
+) -> None:
+    hub.configure(systems_yaml(target.url, concurrency=4))
+    hub.push_events(numbered_events(12), 12)
+    target.hold()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jghub"), "worker", "--log-level", "warning"],
+        env=hub.env,
+        cwd=REPOSITORY,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        target.wait_in_flight(4, timeout=30)
+        process.send_signal(signal.SIGTERM)
+        target.release()  # the four in flight are answered after the signal
+        output, _ = process.communicate(timeout=30)
+    finally:
+        target.release()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output.decode(errors="replace")
+    assert len(target.requests) == 4
+    broker = hub.brokers[0]
+    assert broker.depth("grassroots_platform") == 8  # the four acked, the rest given back
+    assert broker.dead_letters("grassroots_platform") == []
