@@ -317,11 +317,10 @@ def test_unknown_target_is_refused_before_anything_runs(hub: Hub, target: Loopba
         Worker(hub.settings, targets=["national"], mapping_folders=folders())
 
 
-@pytest.mark.slow
-def test_sigterm_with_a_message_in_flight_loses_nothing(hub: Hub, target: LoopbackTarget) -> None:
-    hub.configure(systems_yaml(target.url, concurrency=1))  # N in flight: see the test below
-    target.answer(200, delay_s=1.5)  # the first delivery is in flight when SIGTERM arrives
-    ids = hub.push_events()
+def sigterm_worker(
+    hub: Hub, ready: Callable[[], object], then: Callable[[], None] | None = None
+) -> None:
+    """Run `jghub worker` until `ready()` returns, SIGTERM it (then call `then`); it exits 0."""
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "jghub"), "worker", "--log-level", "warning"],
         env=hub.env,
@@ -330,13 +329,23 @@ def test_sigterm_with_a_message_in_flight_loses_nothing(hub: Hub, target: Loopba
         stderr=subprocess.STDOUT,
     )
     try:
-        target.wait_for(1, timeout=30)
+        ready()
         process.send_signal(signal.SIGTERM)
+        if then is not None:
+            then()
         output, _ = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, output.decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_sigterm_with_a_message_in_flight_loses_nothing(hub: Hub, target: LoopbackTarget) -> None:
+    hub.configure(systems_yaml(target.url, concurrency=1))  # N in flight: see the test below
+    target.answer(200, delay_s=1.5)  # the first delivery is in flight when SIGTERM arrives
+    ids = hub.push_events()
+    sigterm_worker(hub, lambda: target.wait_for(1, timeout=30))
     delivered_before = len(target.requests)
     assert 1 <= delivered_before < 3  # it stopped taking messages after the one in hand
     broker = hub.brokers[0]
@@ -408,54 +417,33 @@ def test_concurrent_deliveries_are_each_settled_exactly_once(
     assert len(ids) == 40 and len(target.requests) == 45
 
 
+@pytest.mark.parametrize("how", ["stop event", "SIGTERM"])
 def test_stop_finishes_the_deliveries_in_flight_and_gives_back_the_rest(
-    hub: Hub, target: LoopbackTarget
+    hub: Hub, target: LoopbackTarget, how: str
 ) -> None:
     hub.configure(systems_yaml(target.url, concurrency=4))
     hub.push_events(numbered_events(12), 12)
     target.hold()
-    hub.start_worker()
-    target.wait_in_flight(4)
-    ((stop, _thread),) = hub.stops
-    stop.set()  # while four deliveries wait for the target's answer
-    target.release()
-    hub.stop_workers()
+    try:
+        # Stopped while four deliveries wait for the target's answer; answered after that.
+        if how == "SIGTERM":
+            sigterm_worker(hub, lambda: target.wait_in_flight(4, timeout=30), then=target.release)
+        else:
+            hub.start_worker()
+            target.wait_in_flight(4)
+            ((stop, _thread),) = hub.stops
+            stop.set()
+            target.release()
+            hub.stop_workers()
+    finally:
+        target.release()
     assert len(target.requests) == 4  # nothing new was started after stop
     broker = hub.brokers[0]
     assert broker.depth("grassroots_platform") == 8  # the four were acked, the rest given back
+    assert broker.dead_letters("grassroots_platform") == []
     hub.start_worker()
     hub.wait(lambda: len(target.requests) == 12)
     hub.wait(lambda: broker.depth("grassroots_platform") == 0)
     hub.stop_workers()
     keys = [r.header("Idempotency-Key") for r in target.requests]
     assert len(set(keys)) == 12  # the four finished before the stop were not delivered again
-
-
-@pytest.mark.slow
-def test_sigterm_with_deliveries_in_flight_finishes_them_and_exits_0(
-    hub: Hub, target: LoopbackTarget
-) -> None:
-    hub.configure(systems_yaml(target.url, concurrency=4))
-    hub.push_events(numbered_events(12), 12)
-    target.hold()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "jghub"), "worker", "--log-level", "warning"],
-        env=hub.env,
-        cwd=REPOSITORY,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        target.wait_in_flight(4, timeout=30)
-        process.send_signal(signal.SIGTERM)
-        target.release()  # the four in flight are answered after the signal
-        output, _ = process.communicate(timeout=30)
-    finally:
-        target.release()
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, output.decode(errors="replace")
-    assert len(target.requests) == 4
-    broker = hub.brokers[0]
-    assert broker.depth("grassroots_platform") == 8  # the four acked, the rest given back
-    assert broker.dead_letters("grassroots_platform") == []
