@@ -17,12 +17,15 @@ message (`DeliveryFailed.untried`): it waits in its current tier and comes back 
 unchanged. Checking instead that the tiers outlast the cool-down would not be enough: one trial
 per cool-down reaches the target, and every other message would still use up its tiers uncalled.
 
-pybreaker serialises calls through one breaker (it holds a lock around the guarded call); the
-worker runs one consumer thread per target, so nothing waits on another thread here.
+pybreaker holds a lock around the guarded call, which would serialise a target's concurrent
+deliveries (the worker delivers N at a time); so while the breaker is closed `call` runs the
+delivery outside the lock and takes it only to count the outcome. Open and half-open go through
+pybreaker's own call: refused at once, or one trial delivery at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -156,8 +159,19 @@ class CircuitBreaker:
         Exceptions of `deliver` pass through unchanged (and TransientDeliveryError counts toward
         opening the breaker).
         """
+        breaker = self._breaker
+        if breaker.current_state == pybreaker.STATE_CLOSED:
+            try:
+                result = deliver()
+            except BaseException as error:
+                with breaker._lock, contextlib.suppress(BaseException):
+                    breaker.state._handle_error(error)  # counts it; may open the breaker
+                raise
+            with breaker._lock:
+                breaker.state._handle_success()
+            return result
         try:
-            return self._breaker.call(deliver)
+            return breaker.call(deliver)
         except pybreaker.CircuitBreakerError:
             raise BreakerOpen(self.target, self.retry_in()) from None
 

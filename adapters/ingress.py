@@ -10,7 +10,10 @@ Every inbound adapter and poller hands its payloads to `Ingress.accept`:
    bus quarantine with its reason; the answer carries the reason and the quarantine id.
 3. The accepted envelopes are published in one `publish_many` (confirms pipelined), in binary
    mode of the CloudEvents AMQP binding, under `routing_key(envelope, system_id)`; every
-   envelope of one call shares a correlation id (the receipt id).
+   envelope of one call shares a correlation id (the receipt id). Concurrent calls share the
+   broker's one publisher: their messages go out together and each call waits only for the
+   confirms of its own (tests/adapters/test_ingress.py shows it), so single-record pushes are
+   group-committed rather than paying a confirm round trip one after the other.
 4. Records the mapping rejected, and records no route wanted, are quarantined with their
    reasons (the whole payload once, so a fixed mapping or route can replay it).
 5. A record is answered "accepted" only once the broker confirmed it; one the broker did not

@@ -1,13 +1,16 @@
 """Outbound delivery: the worker (bus → render → REST sender → ack) against a plain HTTP loop.
 
-    python bench/outbound.py [--messages 2000] [--no-rabbitmq]
+    python bench/outbound.py [--messages 2000] [--no-rabbitmq] [--concurrency 1,8]
+                             [--latency-ms 0]
 
-Measures, in the same run, against one loopback HTTP target answering 200 at once:
+Measures, in the same run, against one loopback HTTP target answering 200 (at once, or after
+--latency-ms, as a real target's processing and network would):
 - reference: render each envelope with the target's mapping and POST it with one httpx client,
   one after the other (the work a delivery has to do, without a bus);
 - worker on the embedded bus: the envelopes published with `publish_many`, then a `Worker`
   started; timed from its start until the target has received every message;
-- the same on RabbitMQ (skipped when it does not answer, or with --no-rabbitmq).
+- the same on RabbitMQ (skipped when it does not answer, or with --no-rabbitmq);
+- each worker run once per --concurrency value (the target's `outbound.concurrency`).
 
 Prints one line per figure with its ratio to the reference, the process's peak RSS, then, as
 the last line, one JSON object with every figure.
@@ -49,12 +52,13 @@ SAMPLE = SYSTEMS_ROOT / "grassroots-platform/samples/event_report/valid-events.j
 
 
 class Target:
-    """A loopback HTTP target answering 200 at once and counting what it received."""
+    """A loopback HTTP target answering 200 after `latency` seconds, counting what it received."""
 
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
         self.count = 0
         self.done = threading.Event()
         self.expected = 0
+        self._lock = threading.Lock()  # deliveries arrive on several connections at once
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,13 +70,16 @@ class Target:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["Content-Length"]))
+                if latency:
+                    time.sleep(latency)
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"{}")
-                owner.count += 1
-                if owner.count >= owner.expected:
-                    owner.done.set()
+                with owner._lock:
+                    owner.count += 1
+                    if owner.count >= owner.expected:
+                        owner.done.set()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -100,7 +107,7 @@ def envelopes(count: int) -> list[Envelope]:
     return list(translation.envelopes)
 
 
-def systems(target_url: str) -> SystemsConfig:
+def systems(target_url: str, concurrency: int) -> SystemsConfig:
     return SystemsConfig.model_validate(
         {
             "systems": [
@@ -112,6 +119,7 @@ def systems(target_url: str) -> SystemsConfig:
                         "adapter": "rest_sender",
                         "render": {"grassroots_event": "event_feedback"},
                         "options": {"url": target_url},
+                        "concurrency": concurrency,
                     },
                     "routes": ["grassroots_event.#"],
                 }
@@ -137,9 +145,11 @@ def reference(target: Target, batch: list[Envelope]) -> float:
     return len(batch) / (time.perf_counter() - started)
 
 
-def worker_rate(target: Target, batch: list[Envelope], url: str, data_dir: Path) -> float:
-    """msgs/s of a Worker delivering `batch` from the bus at `url`."""
-    config = systems(target.url)
+def worker_rate(
+    target: Target, batch: list[Envelope], url: str, data_dir: Path, concurrency: int
+) -> float:
+    """msgs/s of a Worker delivering `batch` from the bus at `url`, `concurrency` at a time."""
+    config = systems(target.url, concurrency)
     namespace = f"bench-outbound-{uuid.uuid4().hex[:8]}"
     topology = config.topology(namespace)
     broker = bus.connect(url)
@@ -193,10 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--no-rabbitmq", action="store_true")
+    parser.add_argument(
+        "--concurrency", default="1,8", help="outbound.concurrency values to run, e.g. 1,4,8"
+    )
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="the target's answer time")
     options = parser.parse_args(argv)
     batch = envelopes(options.messages)
-    target = Target()
-    figures: dict[str, Any] = {"messages": options.messages}
+    target = Target(options.latency_ms / 1000)
+    levels = [int(level) for level in options.concurrency.split(",")]
+    figures: dict[str, Any] = {"messages": options.messages, "latency_ms": options.latency_ms}
     figures["reference_msgs_s"] = reference(target, batch)
     print(f"{'reference: render + POST loop':<40} {figures['reference_msgs_s']:10.0f} msgs/s")
     with tempfile.TemporaryDirectory() as folder:
@@ -205,11 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         if not options.no_rabbitmq and rabbitmq_answers():
             runs.append(("rabbitmq", URL))
         for label, url in runs:
-            rate = worker_rate(target, batch, url, Path(folder))
-            ratio = rate / figures["reference_msgs_s"]
-            figures[f"worker_{label}_msgs_s"] = rate
-            figures[f"worker_{label}_ratio"] = ratio
-            print(f"{'worker on ' + label:<40} {rate:10.0f} msgs/s  ratio {ratio:.2f}")
+            for level in levels:
+                rate = worker_rate(target, batch, url, Path(folder), level)
+                ratio = rate / figures["reference_msgs_s"]
+                name = f"{label}_c{level}"
+                figures[f"worker_{name}_msgs_s"] = rate
+                figures[f"worker_{name}_ratio"] = ratio
+                shown = f"worker on {label}, concurrency {level}"
+                print(f"{shown:<40} {rate:10.0f} msgs/s  ratio {ratio:.2f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures["peak_rss_mib"] = peak
     print(f"{'peak RSS':<40} {peak:10.1f} MiB")

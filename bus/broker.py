@@ -19,6 +19,7 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -176,6 +177,63 @@ def run_handler(handler: Handler, delivery: Delivery) -> None:
         )
 
 
+class HandlerPool:
+    """Runs a consumer's handler on up to `size` deliveries at once, in threads of its own.
+
+    A target whose deliveries wait on the network (an HTTP round trip each) is delivered to
+    `size` at a time instead of one after the other. `submit` blocks while `size` deliveries
+    are in hand, so nothing waits in a queue here: what is not handed over stays with the
+    consumer, and goes back to the broker on stop. The handler settles each delivery from a
+    pool thread: backends whose connection is not thread-safe hand the settle over to the
+    connection's own thread (see the RabbitMQ session). An error a backend's runner raises
+    (e.g. a settle that could not be made) is logged, kept, and re-raised in the consuming
+    thread by `raise_if_failed`.
+
+    Parameters:
+      size: most deliveries handled at once (>= 1).
+      name: prefix of the pool threads' names (shown in thread dumps and py-spy).
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size = size
+        self._slots = threading.BoundedSemaphore(size)
+        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
+        self._failure: BaseException | None = None
+
+    def submit(self, run: Callable[[], None], stop: threading.Event) -> bool:
+        """Run `run` in a pool thread once fewer than `size` are running (blocks until then).
+
+        False, and nothing runs, when `stop` was set meanwhile: the caller gives the delivery
+        back rather than start it after it was told to stop.
+        """
+        self._slots.acquire()
+        if stop.is_set():
+            self._slots.release()
+            return False
+
+        def task() -> None:
+            try:
+                run()
+            except BaseException as error:  # kept for the consuming thread; see raise_if_failed
+                log.warning("a delivery handled in the pool failed: %r", error)
+                if self._failure is None:
+                    self._failure = error
+            finally:
+                self._slots.release()
+
+        self._executor.submit(task)
+        return True
+
+    def raise_if_failed(self) -> None:
+        """Re-raise, in the caller's thread, the first error a submitted run raised."""
+        if self._failure is not None:
+            raise self._failure
+
+    def drain(self) -> None:
+        """Wait until every submitted delivery was handled; the pool takes no more after."""
+        self._executor.shutdown(wait=True)
+
+
 class Broker(ABC):
     """A message broker: topic routing, confirms, acks, retry tiers, dead letters, replay.
 
@@ -221,15 +279,19 @@ class Broker(ABC):
         *,
         stop: threading.Event,
         prefetch: int | None = None,
+        concurrency: int = 1,
     ) -> None:
-        """Deliver the target's messages to `handler`, one at a time, until `stop` is set.
+        """Deliver the target's messages to `handler` until `stop` is set.
 
-        Blocks; run it in a thread of its own for each concurrent consumer. Order within the
-        queue is kept for one consumer. If the handler raises, the delivery is retried with
-        reason=repr(exc) and stage "handler"; if it returns without settling, that is logged
-        and the delivery is retried too (see `run_handler`). When `stop` is set, the handler
-        finishes the delivery in hand and what was fetched but not handed over is given back.
-        `prefetch` overrides the target's prefetch.
+        Blocks. With `concurrency` 1 (the default) the handler runs in the calling thread, one
+        delivery at a time, and order within the queue is kept. With more, up to `concurrency`
+        deliveries (never more than the prefetch) are handled at once in a `HandlerPool`, so
+        order is not kept; each delivery is still settled exactly once. If the handler raises,
+        the delivery is retried with reason=repr(exc) and stage "handler"; if it returns
+        without settling, that is logged and the delivery is retried too (see `run_handler`).
+        When `stop` is set, the handler finishes the deliveries in hand (all of them, with
+        concurrency) and what was fetched but not handed over is given back. `prefetch`
+        overrides the target's prefetch.
 
         Raises:
           TopologyError: the target is not in the declared topology.

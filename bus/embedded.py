@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bus.broker import Broker, Delivery, Handler, QueueStats, run_handler
+from bus.broker import Broker, Delivery, Handler, HandlerPool, QueueStats, run_handler
 from bus.errors import (
     BrokerUnavailable,
     ConfigurationError,
@@ -465,6 +466,7 @@ class EmbeddedBroker(Broker):
         *,
         stop: threading.Event,
         prefetch: int | None = None,
+        concurrency: int = 1,
     ) -> None:
         spec = self._target(target)
         ns = self._declared().namespace
@@ -473,13 +475,18 @@ class EmbeddedBroker(Broker):
         with self._lock:
             self._check_open()
             self._consumers.add(me)
+        pool = None
+        if min(concurrency, batch_size) > 1:
+            pool = HandlerPool(min(concurrency, batch_size), f"jghub-deliver-{target}")
         try:
-            self._consume_until_stopped(ns, spec, handler, stop, batch_size)
+            self._consume_until_stopped(ns, spec, handler, stop, batch_size, pool)
         except (SettleError, BrokerUnavailable):
             if not self._closing.is_set():
                 raise
             # close() interrupted us; it gave back what we held, to be redelivered.
         finally:
+            if pool is not None:
+                pool.drain()  # the deliveries in hand settle before the last flush
             with self._lock:
                 self._consumers.discard(me)
                 self._arrived.notify_all()
@@ -487,7 +494,13 @@ class EmbeddedBroker(Broker):
                     self._flush_acks()
 
     def _consume_until_stopped(
-        self, ns: str, spec: Target, handler: Handler, stop: threading.Event, batch_size: int
+        self,
+        ns: str,
+        spec: Target,
+        handler: Handler,
+        stop: threading.Event,
+        batch_size: int,
+        pool: HandlerPool | None = None,
     ) -> None:
         next_recovery = time.monotonic() + self.options.recovery_interval
         while not stop.is_set() and not self._closing.is_set():
@@ -504,7 +517,14 @@ class EmbeddedBroker(Broker):
                 if stop.is_set() or self._closing.is_set():
                     self._give_back([d.seq for d in batch[position:]])
                     break
-                run_handler(handler, delivery)
+                if pool is None:
+                    run_handler(handler, delivery)
+                    continue
+                # Settling is thread-safe here (every write takes the broker's lock).
+                pool.raise_if_failed()
+                if not pool.submit(functools.partial(run_handler, handler, delivery), stop):
+                    self._give_back([d.seq for d in batch[position:]])
+                    break
 
     def _fetch(self, ns: str, target: Target, limit: int) -> tuple[list[_EmbeddedDelivery], float]:
         """Take up to `limit` ready messages; with none, also say how long to wait for more."""

@@ -35,6 +35,7 @@ dead-lettering replace the AMQP routing key with a queue name.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -63,7 +64,7 @@ from bus._amqp_link import (
     Publication,
     Settle,
 )
-from bus.broker import Broker, Delivery, Handler, QueueStats, run_handler
+from bus.broker import Broker, Delivery, Handler, HandlerPool, QueueStats, run_handler
 from bus.errors import (
     BrokerUnavailable,
     BusError,
@@ -420,13 +421,17 @@ class RabbitBroker(Broker):
         *,
         stop: threading.Event,
         prefetch: int | None = None,
+        concurrency: int = 1,
     ) -> None:
         topology = self._declared()
         target_config = topology.target(target)
         link = self._new_link(f"consumer-{target}")
         prefetch = prefetch or target_config.prefetch
         feed = ConsumerFeed(link, topology.target_queue(target), prefetch)
-        session = _ConsumeSession(self, topology, target_config, feed, link, prefetch)
+        pool = None
+        if min(concurrency, prefetch) > 1:
+            pool = HandlerPool(min(concurrency, prefetch), f"jghub-deliver-{target}")
+        session = _ConsumeSession(self, topology, target_config, feed, link, prefetch, pool)
         link.start()
         try:
             session.run(handler, stop)
@@ -611,6 +616,11 @@ class _ConsumeSession:
     every `flush_every` settles, or after `flush_after` seconds, whichever comes first: one
     thread hop per batch rather than per message, and contiguous acks go as one multiple=True
     ack.
+
+    With a `pool` the handler runs in the pool's threads: they only add to the buffer (under a
+    lock) and wake this thread through the feed's inbox, and this thread hands the settles to
+    the I/O thread, as without a pool. On stop the deliveries in the pool are finished before
+    the last flush, so none is left unsettled by us (what was not handed over goes back).
     """
 
     flush_after = 0.05
@@ -623,24 +633,34 @@ class _ConsumeSession:
         feed: ConsumerFeed,
         link: AmqpLink,
         prefetch: int,
+        pool: HandlerPool | None = None,
     ) -> None:
         self.broker = broker
         self.topology = topology
         self.target = target
         self.feed = feed
         self.link = link
+        self.pool = pool
         # Half the prefetch: the broker sends more while the other half is being handled.
         self.flush_every = max(1, prefetch // 2)
         self._settles: list[tuple[int, bool, int]] = []
+        self._settles_lock = threading.Lock()
         self._first_settle_at = 0.0
 
     def settle_later(self, generation: int, ack: bool, tag: int) -> None:
-        if not self._settles:
-            self._first_settle_at = time.monotonic()
-        self._settles.append((generation, ack, tag))
+        with self._settles_lock:
+            first = not self._settles
+            if first:
+                self._first_settle_at = time.monotonic()
+            self._settles.append((generation, ack, tag))
+        if first and self.pool is not None:
+            # A pool thread settled: wake the consuming thread (an empty list in its inbox), so
+            # the settle reaches the broker now rather than at its next 0.1 s poll.
+            self.feed.inbox.put([])
 
     def flush(self) -> None:
-        settles, self._settles = self._settles, []
+        with self._settles_lock:
+            settles, self._settles = self._settles, []
         if not settles:
             return
         generation = settles[0][0]
@@ -672,7 +692,10 @@ class _ConsumeSession:
                     return  # fetched but not handed over: given back when the link closes
                 if incoming.generation != self.feed.generation:
                     continue  # from a channel that is gone: the broker delivers it again
-                self._handle(handler, incoming)
+                if self.pool is None:
+                    self._handle(handler, incoming)
+                elif not self.pool.submit(functools.partial(self._handle, handler, incoming), stop):
+                    return  # stopped while waiting for a free thread: given back on close
                 if self._settles and (
                     len(self._settles) >= self.flush_every
                     or time.monotonic() - self._first_settle_at > self.flush_after
@@ -702,6 +725,8 @@ class _ConsumeSession:
             time.sleep(SETTLE_FAILURE_PAUSE)
 
     def _raise_if_broken(self) -> None:
+        if self.pool is not None:
+            self.pool.raise_if_failed()  # a TopologyError from _handle in a pool thread
         if self.feed.fatal:
             raise TopologyError(
                 f"cannot consume target {self.target.name!r}: {self.feed.fatal}; "
@@ -714,6 +739,8 @@ class _ConsumeSession:
             )
 
     def finish(self) -> None:
+        if self.pool is not None:
+            self.pool.drain()
         self.flush()
         self.feed.stop()
         self.link.close()

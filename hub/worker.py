@@ -4,7 +4,11 @@
     worker.run(stop)                          # blocks until `stop` is set; `jghub worker` does this
 
 For each target system (a system with an `outbound` section) one consumer thread, with a broker
-connection of its own, takes messages from the target's queue and, for each:
+connection of its own, takes messages from the target's queue and hands them to up to
+`outbound.concurrency` delivery threads (default 8, at most the prefetch: a delivery mostly waits
+for the target's answer); they share the target's HTTP connection pool, breaker and retries, and
+each settles its own message exactly once (the bus passes the settle to its connection's
+thread). For each message:
 
 1. rebuilds the canonical envelope (`Envelope.from_amqp`); a message that is not one goes to the
    dead letters (stage "decode");
@@ -19,8 +23,8 @@ connection of its own, takes messages from the target's queue and, for each:
    dead letters after the last tier. The message's idempotency key goes with every attempt.
 
 Any number of workers may consume one RabbitMQ (competing consumers). When `stop` is set (the
-command sets it on SIGTERM and SIGINT) consumers take no new message, finish the one in hand
-(its in-process retries are cut short) and hand back what was prefetched; the run returns when
+command sets it on SIGTERM and SIGINT) consumers take no new message, finish the ones in hand
+(their in-process retries are cut short) and hand back what was prefetched; the run returns when
 every thread has ended.
 
 Pollers (inbound channels whose adapter is a poller) run here too, one thread each, handing what
@@ -86,6 +90,11 @@ class OutboundTarget:
     def name(self) -> str:
         """Its target (queue) name on the bus."""
         return self.system.target
+
+    @property
+    def concurrency(self) -> int:
+        """Deliveries made at once (`outbound.concurrency`; the bus caps it at the prefetch)."""
+        return self.system.outbound.concurrency if self.system.outbound is not None else 1
 
     def handle(self, delivery: Delivery) -> None:
         """Render, deliver and settle one message (the consumer's handler)."""
@@ -361,7 +370,7 @@ class Worker:
                     pause = RECONNECT_INITIAL_S
                     target.attach(broker)
                     handle = self._observer.watch(target.name, target.handle)
-                    broker.consume(target.name, handle, stop=stop)
+                    broker.consume(target.name, handle, stop=stop, concurrency=target.concurrency)
             except TopologyError:
                 raise
             except BrokerUnavailable as error:

@@ -5,6 +5,7 @@
         target.answer(200, b"ok")                 # then 200 (the default answer)
         ...
         target.requests                           # what arrived, in order
+        target.hold(); ...; target.release()      # keep requests waiting: see max_in_flight
 
 A SOAP mode serves a WSDL at `GET ...?wsdl` and builds its answers (result or fault) with lxml,
 so zeep talks to it as it would to a department's service.
@@ -70,6 +71,12 @@ class LoopbackTarget:
         self.requests: list[Recorded] = []
         self._script = _Script()
         self._lock = threading.Lock()
+        # Requests being answered now, and the most there ever were at once: a client's
+        # concurrency shows here without timing anything.
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._open = threading.Event()
+        self._open.set()
         self._wsdl = wsdl
         owner = self
 
@@ -94,12 +101,17 @@ class LoopbackTarget:
                     "POST", self.path, dict(self.headers.items()), body, time.monotonic()
                 )
                 answer = owner._next(recorded)
-                if answer.delay_s:
-                    time.sleep(answer.delay_s)
-                payload = answer.build(recorded) if answer.build else answer.body
-                # A client that gave up (timeout tests) is not there to answer.
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self._send(answer.status, payload, answer.content_type)
+                try:
+                    owner._open.wait()
+                    if answer.delay_s:
+                        time.sleep(answer.delay_s)
+                    payload = answer.build(recorded) if answer.build else answer.body
+                    # A client that gave up (timeout tests) is not there to answer.
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        self._send(answer.status, payload, answer.content_type)
+                finally:
+                    with owner._lock:
+                        owner.in_flight -= 1
 
             do_PUT = do_POST
 
@@ -152,8 +164,28 @@ class LoopbackTarget:
         with self._lock:
             self._script.default = Answer(status, body, content_type, delay_s, build)
 
+    def hold(self) -> None:
+        """Keep every request waiting (counted in `in_flight`) until `release`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Answer the held requests, and the next ones at once."""
+        self._open.set()
+
+    def wait_in_flight(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until `count` requests are being answered at the same time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.in_flight >= count:
+                    return
+            time.sleep(0.01)
+        raise AssertionError(f"{self.in_flight} requests in flight at once, expected {count}")
+
     def _next(self, recorded: Recorded) -> Answer:
         with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.requests.append(recorded)
             return self._script.queue.popleft() if self._script.queue else self._script.default
 
@@ -177,6 +209,7 @@ class LoopbackTarget:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._open.set()  # held requests end, so the server's threads can
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

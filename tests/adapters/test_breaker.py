@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,6 +173,47 @@ def test_in_process_retries_stop_at_an_open_breaker(
             b"{}", content_type="application/json", idempotency_key="k", envelope=envelope
         )
     assert again.value.attempts == 0 and len(target.requests) == 2
+
+
+def test_a_closed_breaker_lets_deliveries_run_side_by_side(
+    target: LoopbackTarget, tmp_path: Path, envelope: Envelope
+) -> None:
+    # The worker delivers to a target N at a time through one breaker; pybreaker's own call
+    # would hold its lock around each delivery and serialise them.
+    transitions = Transitions()
+    breaker, sender = breaker_and_sender(target, tmp_path, transitions, failures=3)
+    target.hold()
+    threads = [threading.Thread(target=call, args=(breaker, sender, envelope)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    target.wait_in_flight(3)  # all three are at the target at once
+    target.release()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert target.max_in_flight == 3 and breaker.state is BreakerState.CLOSED
+    # Failures from concurrent deliveries still count, and trip it at the threshold.
+    target.always(503, b"down")
+    target.hold()
+    errors: list[BaseException] = []
+
+    def failing_call() -> None:
+        try:
+            call(breaker, sender, envelope)
+        except TransientDeliveryError as error:
+            errors.append(error)
+
+    failing = [threading.Thread(target=failing_call) for _ in range(3)]
+    for thread in failing:
+        thread.start()
+    target.wait_in_flight(3)
+    target.release()
+    for thread in failing:
+        thread.join(timeout=10)
+    assert len(errors) == 3 and not any(isinstance(e, BreakerOpen) for e in errors)
+    assert breaker.state is BreakerState.OPEN
+    with pytest.raises(BreakerOpen):
+        call(breaker, sender, envelope)
+    assert len(target.requests) == 6
 
 
 def test_options_are_validated() -> None:

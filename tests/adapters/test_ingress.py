@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pika
 import pytest
 from hub_harness import BACKENDS, require_backend, sample
 
 import bus
 from adapters.errors import AdapterConfigError, IngressUnavailable
-from adapters.ingress import Ingress
+from adapters.ingress import Ingress, IngressResult
 from adapters.routing import routing_key
 from bus import Broker, Delivery, Message, Target, Topology
+from bus.rabbitmq import RabbitBroker
 from mappings import load_all
 from standard.envelope import Envelope
 
@@ -176,3 +180,127 @@ def test_an_unconfigured_system_or_type_is_a_configuration_error(tmp_path: Path)
         ingress.accept("national", "case_batch", b"<x/>")
     with pytest.raises(AdapterConfigError, match="no inbound message type 'case_return'"):
         ingress.accept("eco-env-penalty", "case_return", b"<x/>")
+
+
+# --- many requests at once: one publisher, confirms pipelined, each request its own answer
+
+
+def single_event(number: int, county: str = "330106") -> bytes:
+    """A grassroots push with one event, numbered `number`, in `county` (its routing region)."""
+    document = json.loads(sample("grassroots-platform", "event_report", "valid-events"))
+    event = document["data"]["events"][0]
+    area = dict(event["area"], countyCode=county, gridCode=f"{county}003012")
+    document["data"]["events"] = [dict(event, eventId=f"SJ{county}20260301{number:04d}", area=area)]
+    document["data"]["total"] = 1
+    return json.dumps(document, ensure_ascii=False).encode()
+
+
+def accept_at_once(ingress: Ingress, payloads: list[bytes]) -> list[object]:
+    """Each payload from its own thread, all released together; results in payload order."""
+    results: list[object] = [None] * len(payloads)
+    start = threading.Barrier(len(payloads))
+
+    def push(index: int) -> None:
+        start.wait(10)
+        try:
+            results[index] = ingress.accept("grassroots-platform", "event_report", payloads[index])
+        except Exception as error:  # shown by the assertions below
+            results[index] = error
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(len(payloads))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+def test_concurrent_requests_each_get_their_own_confirmed_message(broker: Broker) -> None:
+    results = accept_at_once(Ingress(broker, SYSTEMS), [single_event(n) for n in range(12)])
+    ids = []
+    for number, result in enumerate(results):
+        assert isinstance(result, IngressResult), result
+        (answer,) = result.records
+        assert answer.status == "accepted" and answer.subject == f"SJ33010620260301{number:04d}"
+        ids.append(answer.message_id)
+    assert len(set(ids)) == 12
+    messages = drain(broker, "events", 12)
+    assert sorted(m.id for m in messages) == sorted(ids)
+
+
+def test_concurrent_requests_share_one_publisher_and_its_confirm_window() -> None:
+    url = require_backend("rabbitmq")
+    topology = Topology(
+        namespace=f"t{uuid.uuid4().hex[:12]}",
+        targets=[Target(name="events", routes=["grassroots_event.#"])],
+    )
+    with bus.connect(url) as broker:
+        broker.declare(topology)
+        try:
+            ingress = Ingress(broker, SYSTEMS)
+            assert isinstance(broker, RabbitBroker)
+            publisher = broker._confirmed()
+            link = broker._publisher_link
+            assert link is not None
+            # Keep the publisher's I/O thread busy: eight requests hand their messages over and
+            # wait; the thread then sends them together, each waiting only for its own confirm.
+            busy = threading.Event()
+            link.call(lambda: busy.wait(10))
+            outcome: list[list[object]] = []
+            pushing = threading.Thread(
+                target=lambda: outcome.append(
+                    accept_at_once(ingress, [single_event(n) for n in range(8)])
+                )
+            )
+            pushing.start()
+            deadline = time.monotonic() + 10
+            while len(publisher._outbox) < 8 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            waiting = len(publisher._outbox)
+            busy.set()
+            pushing.join(30)
+            assert waiting == 8  # all eight requests' messages queued on the one publisher
+            (results,) = outcome
+            assert all(isinstance(r, IngressResult) and r.accepted == 1 for r in results)
+            assert link.opened_count == 1  # one connection carried them all
+        finally:
+            broker.delete_topology(topology)
+
+
+def test_a_broker_nack_fails_only_that_request() -> None:
+    url = require_backend("rabbitmq")
+    topology = Topology(
+        namespace=f"t{uuid.uuid4().hex[:12]}",
+        targets=[Target(name="events", routes=["grassroots_event.#"])],
+    )
+    full = f"{topology.namespace}.full"
+    with bus.connect(url) as broker:
+        broker.declare(topology)
+        # A queue that takes nothing (max length 0, reject-publish) bound to one region: the
+        # broker nacks every message routed there, and only those.
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        channel = connection.channel()
+        channel.queue_declare(
+            full, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}, auto_delete=True
+        )
+        channel.queue_bind(full, topology.exchange, "grassroots_event.330110.#")
+        try:
+            payloads = [single_event(n) for n in range(7)] + [single_event(7, county="330110")]
+            results = accept_at_once(Ingress(broker, SYSTEMS), payloads)
+            assert all(isinstance(r, IngressResult) for r in results), results
+            *confirmed, nacked = [r for r in results if isinstance(r, IngressResult)]
+            assert all(r.accepted == 1 and r.failed == 0 for r in confirmed)
+            assert (nacked.accepted, nacked.failed) == (0, 1)
+            (answer,) = nacked.records
+            assert answer.status == "failed" and answer.message_id is None
+            assert "basic.nack" in answer.errors[0]["reason"]
+            ids = {r.records[0].message_id for r in confirmed}
+            # The seven confirmed ones are stored (the nacked one may be too, in the queue that
+            # took it: the sender was told to send it again, and targets drop the duplicate).
+            stored = broker.depth("events")
+            assert stored in (7, 8)
+            assert {m.id for m in drain(broker, "events", stored)} >= ids
+        finally:
+            channel.queue_delete(full)
+            connection.close()
+            broker.delete_topology(topology)

@@ -688,3 +688,50 @@ def test_postpone_without_tiers_is_a_failure(under_test: BusUnderTest) -> None:
     assert wait_for(lambda: len(broker.dead_letters("national")) == 1)
     [dead] = broker.dead_letters("national")
     assert dead.reason == "breaker open" and dead.message.attempts == 1
+
+
+def test_concurrent_handlers_overlap_and_settle_each_delivery_once(
+    under_test: BusUnderTest,
+) -> None:
+    topology = under_test.topology({"national": ["penalty_case.#"]}, retry_delays=[])
+    broker = under_test.open(topology)
+    sent = broker.publish_many(
+        [Outgoing("penalty_case.330100.dept", str(n).encode()) for n in range(200)]
+    )
+    # The first eight deliveries meet at a barrier: handled one at a time, it would break.
+    meeting = threading.Barrier(8)
+    lock = threading.Lock()
+    settled: dict[str, str] = {}
+    stop = threading.Event()
+
+    def handle(delivery: Delivery) -> None:
+        number = int(delivery.message.body)
+        if number < 8:
+            meeting.wait(10)
+        if number % 10 == 3:
+            delivery.dead_letter("refused", "deliver")  # no tiers: straight to the dead letters
+            how = "dead"
+        else:
+            delivery.ack()
+            how = "ack"
+        with lock:
+            assert delivery.message.id not in settled, "delivered twice"
+            settled[delivery.message.id] = how
+            if len(settled) == len(sent):
+                stop.set()
+
+    timer = threading.Timer(30, stop.set)
+    timer.start()
+    try:
+        broker.consume("national", handle, stop=stop, concurrency=8)
+    finally:
+        timer.cancel()
+    assert not meeting.broken
+    assert sorted(settled) == sorted(sent)
+    dead = broker.dead_letters("national")
+    assert sorted(letter.message.id for letter in dead) == sorted(
+        message_id for message_id, how in settled.items() if how == "dead"
+    )
+    assert len(dead) == 20
+    # Every ack reached the broker: a new consumer finds nothing left.
+    assert nothing_arrives(under_test.open(topology), "national") == []

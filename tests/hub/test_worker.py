@@ -63,6 +63,7 @@ def systems_yaml(
     tiers: list[float] | None = None,
     attempts: int = 2,
     breaker: dict[str, Any] | None = None,
+    concurrency: int | None = None,
 ) -> dict[str, Any]:
     """The grassroots platform pushes events and gets their disposal feedback over REST."""
     options: dict[str, Any] = {
@@ -73,17 +74,20 @@ def systems_yaml(
     }
     if breaker is not None:
         options["breaker"] = breaker
+    outbound: dict[str, Any] = {
+        "adapter": "rest_sender",
+        "render": {"grassroots_event": "event_feedback"} if render is None else render,
+        "options": options,
+    }
+    if concurrency is not None:
+        outbound["concurrency"] = concurrency
     return {
         "systems": [
             {
                 "id": "grassroots-platform",
                 "name_zh": "基层治理四平台",
                 "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_UNUSED"},
-                "outbound": {
-                    "adapter": "rest_sender",
-                    "render": {"grassroots_event": "event_feedback"} if render is None else render,
-                    "options": options,
-                },
+                "outbound": outbound,
                 "routes": ["grassroots_event.#"],
                 "retry": {
                     "in_process_attempts": attempts,
@@ -92,6 +96,17 @@ def systems_yaml(
             }
         ]
     }
+
+
+def numbered_events(count: int) -> bytes:
+    """`count` distinct grassroots events: the sample's first, numbered 0 to count - 1."""
+    document = json.loads(EVENTS)
+    model = document["data"]["events"][0]
+    document["data"]["events"] = [
+        dict(model, eventId=f"SJ33010620260301{n:04d}") for n in range(count)
+    ]
+    document["data"]["total"] = count
+    return json.dumps(document, ensure_ascii=False).encode()
 
 
 @dataclass
@@ -134,14 +149,14 @@ class Hub:
         self.brokers.append(opened)
         return opened
 
-    def push_events(self) -> list[str]:
-        """Publish the sample's grassroots events as the REST push would; their message ids."""
+    def push_events(self, payload: bytes = EVENTS, count: int = 3) -> list[str]:
+        """Publish grassroots events (the sample's) as the REST push would; their message ids."""
         config = load_systems(self.systems_file)
         mappings = config.bind_mappings(folders())
         result = Ingress(self.broker(), mappings).accept(
-            "grassroots-platform", "event_report", EVENTS
+            "grassroots-platform", "event_report", payload
         )
-        assert result.accepted == 3, result
+        assert result.accepted == count, result
         return [r.message_id for r in result.records if r.message_id]
 
     def start_worker(self, **options: Any) -> Worker:
@@ -260,10 +275,15 @@ def test_an_open_breaker_parks_messages_without_spending_their_tiers(
 ) -> None:
     # One 0.2 s tier and a breaker that waits 1.5 s before its trial: a message the open
     # breaker refuses goes round its tier several times meanwhile. Were each refusal counted as
-    # an attempt, it would reach the dead letters without the target ever seeing it.
+    # an attempt, it would reach the dead letters without the target ever seeing it. One
+    # delivery at a time, so that no delivery already in flight reaches the target as it opens.
     hub.configure(
         systems_yaml(
-            target.url, attempts=1, tiers=[0.2], breaker={"failures": 2, "cooldown_s": 1.5}
+            target.url,
+            attempts=1,
+            tiers=[0.2],
+            breaker={"failures": 2, "cooldown_s": 1.5},
+            concurrency=1,
         )
     )
     target.always(503, b"down")
@@ -335,11 +355,10 @@ def test_unknown_target_is_refused_before_anything_runs(hub: Hub, target: Loopba
         Worker(hub.settings, targets=["national"], mapping_folders=folders())
 
 
-@pytest.mark.slow
-def test_sigterm_with_a_message_in_flight_loses_nothing(hub: Hub, target: LoopbackTarget) -> None:
-    hub.configure(systems_yaml(target.url))
-    target.answer(200, delay_s=1.5)  # the first delivery is in flight when SIGTERM arrives
-    ids = hub.push_events()
+def sigterm_worker(
+    hub: Hub, ready: Callable[[], object], then: Callable[[], None] | None = None
+) -> None:
+    """Run `jghub worker` until `ready()` returns, SIGTERM it (then call `then`); it exits 0."""
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "jghub"), "worker", "--log-level", "warning"],
         env=hub.env,
@@ -348,13 +367,23 @@ def test_sigterm_with_a_message_in_flight_loses_nothing(hub: Hub, target: Loopba
         stderr=subprocess.STDOUT,
     )
     try:
-        target.wait_for(1, timeout=30)
+        ready()
         process.send_signal(signal.SIGTERM)
+        if then is not None:
+            then()
         output, _ = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, output.decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_sigterm_with_a_message_in_flight_loses_nothing(hub: Hub, target: LoopbackTarget) -> None:
+    hub.configure(systems_yaml(target.url, concurrency=1))  # N in flight: see the test below
+    target.answer(200, delay_s=1.5)  # the first delivery is in flight when SIGTERM arrives
+    ids = hub.push_events()
+    sigterm_worker(hub, lambda: target.wait_for(1, timeout=30))
     delivered_before = len(target.requests)
     assert 1 <= delivered_before < 3  # it stopped taking messages after the one in hand
     broker = hub.brokers[0]
@@ -379,3 +408,80 @@ def test_two_workers_compete_for_one_queue(hub: Hub, target: LoopbackTarget) -> 
     hub.stop_workers()
     keys = [r.header("Idempotency-Key") for r in got]
     assert len(keys) == len(set(keys)) == len(ids) == 3  # each delivered once
+
+
+def test_deliveries_to_one_target_overlap_up_to_its_concurrency(
+    hub: Hub, target: LoopbackTarget
+) -> None:
+    hub.configure(systems_yaml(target.url, concurrency=4))
+    ids = hub.push_events(numbered_events(12), 12)
+    target.hold()  # requests wait at the target: only concurrent deliveries can pile up there
+    hub.start_worker()
+    target.wait_in_flight(4)
+    target.release()
+    got = target.wait_for(12)
+    hub.wait(lambda: hub.brokers[0].depth("grassroots_platform") == 0)
+    hub.stop_workers()
+    assert target.max_in_flight == 4  # four at once, never more than configured
+    keys = [r.header("Idempotency-Key") for r in got]
+    assert len(keys) == len(set(keys)) == len(ids) == 12
+
+
+def test_concurrent_deliveries_are_each_settled_exactly_once(
+    hub: Hub, target: LoopbackTarget
+) -> None:
+    # 40 messages, 8 at a time: the first 5 requests are refused (dead letters), the next 5
+    # fail transiently (retry tier, then delivered), the rest delivered at once.
+    # The breaker stays out of it: five 503s at once could open it, whatever their order.
+    breaker = {"failures": 100}
+    hub.configure(systems_yaml(target.url, concurrency=8, attempts=1, tiers=[0.2], breaker=breaker))
+    ids = hub.push_events(numbered_events(40), 40)
+    target.answer(422, b"refused", times=5)
+    target.answer(503, b"busy", times=5)
+    hub.start_worker()
+    broker = hub.brokers[0]
+    target.wait_for(45, timeout=30)
+    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 5)
+    hub.wait(lambda: broker.depth("grassroots_platform") == 0)
+    hub.stop_workers()
+    # Stopped: anything held unacknowledged would be back in the queue now.
+    assert broker.depth("grassroots_platform") == 0
+    keys = [r.header("Idempotency-Key") for r in target.requests]
+    refused, busy, accepted = keys[:5], keys[5:10], keys[10:]
+    assert len(set(accepted)) == len(accepted) == 35  # each delivered once, none twice
+    assert set(busy) <= set(accepted) and not set(refused) & set(accepted)
+    dead = broker.dead_letters("grassroots_platform")
+    assert sorted(d.message.idempotency_key for d in dead) == sorted(refused)
+    assert len(ids) == 40 and len(target.requests) == 45
+
+
+@pytest.mark.parametrize("how", ["stop event", "SIGTERM"])
+def test_stop_finishes_the_deliveries_in_flight_and_gives_back_the_rest(
+    hub: Hub, target: LoopbackTarget, how: str
+) -> None:
+    hub.configure(systems_yaml(target.url, concurrency=4))
+    hub.push_events(numbered_events(12), 12)
+    target.hold()
+    try:
+        # Stopped while four deliveries wait for the target's answer; answered after that.
+        if how == "SIGTERM":
+            sigterm_worker(hub, lambda: target.wait_in_flight(4, timeout=30), then=target.release)
+        else:
+            hub.start_worker()
+            target.wait_in_flight(4)
+            ((stop, _thread),) = hub.stops
+            stop.set()
+            target.release()
+            hub.stop_workers()
+    finally:
+        target.release()
+    assert len(target.requests) == 4  # nothing new was started after stop
+    broker = hub.brokers[0]
+    assert broker.depth("grassroots_platform") == 8  # the four were acked, the rest given back
+    assert broker.dead_letters("grassroots_platform") == []
+    hub.start_worker()
+    hub.wait(lambda: len(target.requests) == 12)
+    hub.wait(lambda: broker.depth("grassroots_platform") == 0)
+    hub.stop_workers()
+    keys = [r.header("Idempotency-Key") for r in target.requests]
+    assert len(set(keys)) == 12  # the four finished before the stop were not delivered again
