@@ -9,10 +9,10 @@ asks it before publishing:
     back_pressure.check(routing_keys)   # IngressOverloaded when one of their targets is full
 
 The push adapters answer that with HTTP 503 and Retry-After (a SOAP Server fault, subcode
-BackPressure, over HTTP 503); a poller given an Ingress with back-pressure would treat it as any
-IngressUnavailable and poll the same page again later. The per-system rate
-limit is a different refusal (429: that system sends too fast), not this one (503: the hub is
-behind on a target, whoever sends).
+BackPressure, over HTTP 503); the worker's pollers treat it as any IngressUnavailable: the page
+is not handed over, the cursor stays, and they poll the same page again after their backoff. The
+per-system rate limit is a different refusal (429: that system sends too fast), not this one
+(503: the hub is behind on a target, whoever sends).
 
 Which targets a payload reaches: its routing keys ("dataset.region.source") are known only after
 translation, since the region word comes from each record. So the check runs after translating

@@ -36,7 +36,6 @@ from starlette.concurrency import run_in_threadpool
 
 import bus
 from adapters import registry
-from adapters.backpressure import BackPressure
 from adapters.base import AdapterContext, InboundAdapter
 from adapters.errors import AdapterConfigError, RequestRefused
 from adapters.ingress import Ingress
@@ -200,7 +199,7 @@ def build_runtime(
             mappings,
             observer=observer,
             directory=Directory(config.systems),
-            backpressure=back_pressure(settings, topology),
+            backpressure=settings.back_pressure(topology),
         ),
         outbox=outbox if outbox is not None else SqliteOutbox(settings.outbox_file),
         broker=broker,
@@ -210,16 +209,6 @@ def build_runtime(
         journal=journal,
     )
     return runtime
-
-
-def back_pressure(settings: HubSettings, topology: Topology) -> BackPressure:
-    """The high-water marks the settings give every target of `topology`."""
-    return BackPressure(
-        topology,
-        max_ready=settings.backpressure_max_ready,
-        refresh_s=settings.backpressure_refresh_s,
-        retry_after_s=settings.backpressure_retry_after_s,
-    )
 
 
 def create_app(

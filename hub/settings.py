@@ -13,8 +13,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from adapters.backpressure import DEFAULT_MAX_READY
-from bus.topology import NAMESPACE_PATTERN
+from adapters.backpressure import DEFAULT_MAX_READY, BackPressure
+from bus.topology import NAMESPACE_PATTERN, Topology
 from mappings import SYSTEMS_ROOT
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -130,6 +130,18 @@ class HubSettings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    def back_pressure(self, topology: Topology) -> BackPressure:
+        """The high-water marks these settings give every target of `topology`.
+
+        Pushes (`jghub serve`) and pollers (`jghub worker`) both hold back behind them.
+        """
+        return BackPressure(
+            topology,
+            max_ready=self.backpressure_max_ready,
+            refresh_s=self.backpressure_refresh_s,
+            retry_after_s=self.backpressure_retry_after_s,
+        )
 
     @property
     def bus_url(self) -> str:

@@ -388,10 +388,20 @@ class Worker:
                 with self._connect() as broker:
                     broker.declare(self.topology)
                     pause = RECONNECT_INITIAL_S
+                    # Held back like pushes: a poller whose page would reach a full target
+                    # backs off and keeps its cursor (IngressOverloaded is IngressUnavailable).
+                    pressure = self.settings.back_pressure(self.topology)
                     ingress = Ingress(
-                        broker, self.mappings, observer=self._observer, directory=self.directory
+                        broker,
+                        self.mappings,
+                        observer=self._observer,
+                        directory=self.directory,
+                        backpressure=pressure,
                     )
-                    self._run_pollers(ingress, stop)
+                    try:
+                        self._run_pollers(ingress, stop)
+                    finally:
+                        pressure.attach(None)
                     return
             except BrokerUnavailable as error:
                 log.warning("pollers: bus unavailable (%s); reconnecting in %.0fs", error, pause)

@@ -28,11 +28,12 @@ from adapters.base import AdapterContext
 from adapters.ingress import Ingress
 from adapters.poller import CursorStore, SourceUnavailable
 from adapters.rest_poller import RestPoller
-from bus import Broker, Delivery, Message
+from bus import Broker, Delivery, Message, Outgoing
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig
 from hub.worker import Worker
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
+from monitor import metrics
 
 RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -404,6 +405,50 @@ def test_the_worker_runs_the_configured_pollers(source: PullSource, tmp_path: Pa
         runner.join(timeout=15)
         wire.close()
     assert not runner.is_alive()
+
+
+def test_the_worker_holds_its_pollers_back_while_a_target_is_full(
+    source: PullSource, tmp_path: Path
+) -> None:
+    source.add(*(case(n, START + timedelta(minutes=n)) for n in range(5)))
+    config = systems(source)
+    wire = Bus(f"sqlite:///{tmp_path / 'bus.sqlite3'}", config)
+    # Three messages already wait for the national system, above its mark of two.
+    wire.broker.publish_many([Outgoing("penalty_case.330100.elsewhere", b"x") for _ in range(3)])
+    settings = HubSettings(
+        data_dir=tmp_path,
+        namespace=wire.namespace,
+        backpressure_max_ready=2,
+        backpressure_refresh_s=0.05,
+    )
+    worker = Worker(settings, systems=config, targets=[], pollers=True, mapping_folders=folders())
+    refused_before = _held_back()
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop,))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 15
+        while _held_back() == refused_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _held_back() > refused_before  # the poller's page was refused...
+        assert wire.broker.depth("national") == 3  # ...and nothing of it was published
+        assert CursorStore(tmp_path, "emergency-penalty", "case_page").load() is None
+        got = wire.drain()  # the target catches up: the poller goes on where it was
+        deadline = time.monotonic() + 15
+        while len(got) < 8 and time.monotonic() < deadline:
+            got += wire.drain()
+        assert len(got) == 8
+        assert len(case_numbers([m for m in got if m.body != b"x"])) == 5
+    finally:
+        stop.set()
+        runner.join(timeout=15)
+        wire.close()
+
+
+def _held_back() -> float:
+    return metrics.sample_total(
+        "jghub_backpressure_refused_total", system="emergency-penalty", target="national"
+    )
 
 
 # ------------------------------------------------------------- a cursor-paged API (hrss-penalty)
