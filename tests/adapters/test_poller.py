@@ -9,8 +9,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
-import socket
 import threading
 import time
 import uuid
@@ -22,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from broker_support import RABBITMQ_URL, require_rabbitmq
 
 import bus
 from adapters.base import AdapterContext
@@ -35,8 +34,6 @@ from hub.worker import Worker
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
 from monitor import metrics
 
-RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 SAMPLE = SYSTEMS_ROOT / "emergency-penalty/samples/case_page/valid-page.json"
 TEMPLATE = json.loads(SAMPLE.read_text(encoding="utf-8"))["result"]["records"][0]
 TOKEN = "tok-" + uuid.uuid4().hex
@@ -197,17 +194,6 @@ def source() -> Iterator[PullSource]:
     running = PullSource()
     yield running
     running.close()
-
-
-def require_rabbitmq() -> None:
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return
-    except OSError:
-        problem = "RabbitMQ does not answer on 127.0.0.1:5672 (rabbitmq-server -detached)"
-        if IN_CI:
-            pytest.fail(f"{problem}; CI=true requires it")
-        pytest.skip(problem)
 
 
 class Bus:

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from contract import BACKENDS, RABBITMQ_URL, BusUnderTest, require_rabbitmq
+from broker_support import RABBITMQ_URL, require_rabbitmq
+from contract import BACKENDS, BusUnderTest
 
 
 @pytest.fixture(params=BACKENDS)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,48 +18,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 import bus
 from bus import Broker, Delivery, Message, Target, Topology
 
-RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 CONSUMER_PROCESS = Path(__file__).with_name("consumer_process.py")
 
 BACKENDS = [
     pytest.param("embedded", id="embedded"),
     pytest.param("rabbitmq", id="rabbitmq", marks=pytest.mark.rabbitmq),
 ]
-
-
-def rabbitmq_answers(url: str = RABBITMQ_URL, timeout: float = 2.0) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout):
-            return True
-    except OSError:
-        return False
-
-
-def require_rabbitmq() -> None:
-    """Skip (fail under CI=true) when RabbitMQ or its backend is not there."""
-    problem = None
-    if not rabbitmq_answers():
-        problem = (
-            f"RabbitMQ does not answer at {RABBITMQ_URL} (start it: rabbitmq-server -detached)"
-        )
-    else:
-        try:
-            import bus.rabbitmq  # noqa: F401
-        except ImportError as exc:
-            problem = f"the RabbitMQ backend cannot be imported: {exc}"
-    if problem:
-        if IN_CI:
-            pytest.fail(f"{problem}; CI=true requires it")
-        pytest.skip(problem)
 
 
 @dataclass

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from contract import IN_CI, RABBITMQ_URL, BusUnderTest, require_rabbitmq, wait_for
+from broker_support import RABBITMQ_URL, require_rabbitmq, skip_or_fail
+from contract import BusUnderTest, wait_for
 
 import bus
 from bus import Broker, Delivery, Outgoing, PublishFailed
@@ -52,9 +53,7 @@ def require_rabbitmqctl() -> None:
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             problem = f"rabbitmqctl cannot reach the local node: {exc}"
     if problem:
-        if IN_CI:
-            pytest.fail(f"{problem}; CI=true requires it")
-        pytest.skip(problem)
+        skip_or_fail(problem)
 
 
 def close_connections_named(prefix: str) -> int:

@@ -9,7 +9,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from contract import RABBITMQ_URL, BusUnderTest, nothing_arrives, require_rabbitmq
+from broker_support import RABBITMQ_URL, require_rabbitmq
+from contract import BusUnderTest, nothing_arrives
 
 from bus import Delivery, Message, Outgoing
 

@@ -8,15 +8,8 @@ from collections.abc import Iterator
 import pika
 import pika.exceptions
 import pytest
-from contract import (
-    RABBITMQ_URL,
-    BusUnderTest,
-    collect_all,
-    ids,
-    nothing_arrives,
-    require_rabbitmq,
-    wait_for,
-)
+from broker_support import RABBITMQ_URL, require_rabbitmq
+from contract import BusUnderTest, collect_all, ids, nothing_arrives, wait_for
 
 from bus import Delivery, Outgoing, Target, Topology, TopologyError
 

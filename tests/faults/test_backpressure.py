@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import requests
-from pipeline import ECO_KEY, JSON_KEY, Pipeline, case_batch, tally
+from fault_pipeline import ECO_KEY, JSON_KEY, Pipeline, case_batch, tally
 from prometheus_client.parser import text_string_to_metric_families
 from zeep import Client, Plugin
 from zeep.exceptions import Fault

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pipeline import Pipeline, tally
+from fault_pipeline import Pipeline, tally
 
 pytestmark = [pytest.mark.rabbitmq]
 

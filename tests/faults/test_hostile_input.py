@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from pipeline import ECO_KEY, JSON_KEY, Pipeline, case_batch, tally
+from fault_pipeline import ECO_KEY, JSON_KEY, Pipeline, case_batch, tally
 
 pytestmark = [pytest.mark.rabbitmq]
 

@@ -13,10 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from typer.testing import CliRunner
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "adapters"))
 from hub_harness import (
     BACKENDS,
     ECO_KEY,
@@ -25,6 +21,8 @@ from hub_harness import (
     running_hub,
     sample,
 )
+from hypothesis import HealthCheck, given, settings
+from typer.testing import CliRunner
 
 import bus
 from adapters.errors import AdapterConfigError

@@ -8,15 +8,14 @@ credentials. RabbitMQ is the bus (the embedded one too, where it answers the sam
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
+from hub_harness import require_backend
 
 from adapters.config import SystemConfig
 from hub.settings import HubSettings
@@ -29,9 +28,6 @@ from hub.simulators.traffic import SystemTraffic, TrafficPayload
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
 from monitor.metrics import sample_total
 from standard.checks import credit_code_check_char, org_code_check_char
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "adapters"))
-from hub_harness import require_backend
 
 DEPARTMENTS = (
     "market-penalty",

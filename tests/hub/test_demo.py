@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from broker_support import RABBITMQ_URL, require_rabbitmq
 
 from hub.simulators.demo import DemoOptions, DemoReport, run_demo
-
-RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _assert_books_balance(report: DemoReport) -> None:
@@ -50,13 +47,7 @@ def test_demo_on_the_embedded_bus_balances_its_books(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.rabbitmq
 def test_demo_on_rabbitmq_balances_its_books(tmp_path: Path) -> None:
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
-    except OSError:
-        reason = "RabbitMQ does not answer on 127.0.0.1:5672 (rabbitmq-server -detached)"
-        if IN_CI:
-            pytest.fail(f"{reason}; CI=true requires it")
-        pytest.skip(reason)
+    require_rabbitmq()
     report = run_demo(
         DemoOptions(
             records=60,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from broker_support import RABBITMQ_URL, require_rabbitmq
 
 import bus
 from adapters.config import ChannelConfig, SystemConfig
@@ -48,8 +48,6 @@ from monitor.journal import Journal, Step
 from monitor.settings import MonitorSettings
 from standard.envelope import Envelope
 
-RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 NATIONAL = "national"
 REPORTED = frozenset({"penalty_case", "inspection"})
 """The datasets the national system receives (its routes in the landscape)."""
@@ -62,16 +60,6 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def mappings() -> dict[str, SystemMappings]:
     return load_all(SYSTEMS_ROOT)
-
-
-def require_rabbitmq() -> None:
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
-    except OSError:
-        reason = "RabbitMQ does not answer on 127.0.0.1:5672 (rabbitmq-server -detached)"
-        if IN_CI:
-            pytest.fail(f"{reason}; CI=true requires it")
-        pytest.skip(reason)
 
 
 @dataclass

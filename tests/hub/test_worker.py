@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+from broker_support import RABBITMQ_URL, require_rabbitmq
+from loopback_target import LoopbackTarget
 
 import bus
 from adapters.ingress import Ingress
@@ -28,11 +30,6 @@ from hub.worker import Worker, WorkerError
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
 from standard.envelope import STRUCTURED_CONTENT_TYPE
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "adapters"))
-from loopback_target import LoopbackTarget
-
-RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 EVENTS = (SYSTEMS_ROOT / "grassroots-platform/samples/event_report/valid-events.json").read_bytes()
 REPOSITORY = Path(__file__).parents[2]
 
@@ -41,19 +38,6 @@ REPOSITORY = Path(__file__).parents[2]
 def folders() -> dict[str, SystemMappings]:
     """The shipped mapping folders, compiled once for the whole module."""
     return load_all()
-
-
-def require_rabbitmq() -> None:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return
-    except OSError:
-        problem = "RabbitMQ does not answer on 127.0.0.1:5672 (rabbitmq-server -detached)"
-        if IN_CI:
-            pytest.fail(f"{problem}; CI=true requires it")
-        pytest.skip(problem)
 
 
 def systems_yaml(

@@ -1,13 +1,12 @@
 """The monitor wired into a real hub: a push is traced, counted, delivered, dead-lettered, replayed.
 
-A real uvicorn server (tests/adapters/hub_harness.py), a real worker delivering to the outbox,
+A real uvicorn server (tests/support/hub_harness.py), a real worker delivering to the outbox,
 and the journal they share in the data folder; on the embedded bus and on RabbitMQ.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,11 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from lxml import etree
-from prometheus_client.parser import text_string_to_metric_families
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))
-
 from hub_harness import (
     APP_KEY,
     BACKENDS,
@@ -31,6 +25,8 @@ from hub_harness import (
     running_hub,
     sample,
 )
+from lxml import etree
+from prometheus_client.parser import text_string_to_metric_families
 
 from bus import Outgoing
 from hub.worker import Worker

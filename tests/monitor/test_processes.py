@@ -21,12 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
+from hub_harness import ECO_KEY, SECRETS, TEST_SYSTEMS, sample
 from lxml import etree
 from prometheus_client.parser import text_string_to_metric_families
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))
-
-from hub_harness import ECO_KEY, SECRETS, TEST_SYSTEMS, sample
 
 TARGET = "grassroots_platform"
 DELIVERED = ("jghub_delivered_total", (("dataset", "penalty_case"), ("target", TARGET)))

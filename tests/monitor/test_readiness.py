@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pika
 import pytest
-from monitor_support import BACKENDS, RABBITMQ_URL, Buses, buses_for
+from broker_support import RABBITMQ_URL
+from monitor_support import BACKENDS, Buses, buses_for
 
 from monitor.readiness import check_readiness
 

@@ -1,6 +1,6 @@
 """A real Prometheus (Debian's `prometheus`) scrapes a real hub and loads the shipped alert rules.
 
-The hub runs under uvicorn on loopback (tests/adapters/hub_harness.py) on the embedded bus; the
+The hub runs under uvicorn on loopback (tests/support/hub_harness.py) on the embedded bus; the
 test pushes valid and invalid records through its real push channels, then starts `prometheus`
 with the repo's monitor/prometheus/prometheus.yml pointed at that hub (1 s scrapes) and asks
 Prometheus's HTTP API what it saw: the target is up, the build is known, the record counters
@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,13 +23,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import yaml
-from lxml import etree
-from prometheus_client.parser import text_string_to_metric_families
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))
-
+from broker_support import skip_or_fail
 from hub_harness import ECO_KEY, RunningHub, running_hub, sample, signed
-from monitor_support import IN_CI, REPO
+from lxml import etree
+from monitor_support import REPO
+from prometheus_client.parser import text_string_to_metric_families
 
 PROMETHEUS_DIR = REPO / "monitor" / "prometheus"
 DEADLINE_S = 15.0  # for Prometheus to start, scrape and evaluate; scrapes come every second
@@ -42,10 +39,7 @@ Counts = dict[tuple[str, str], float]  # (system, message_type) -> records
 def _prometheus_binary() -> str:
     found = shutil.which("prometheus")
     if found is None:
-        problem = "the prometheus binary is not installed (apt-get install -y prometheus)"
-        if IN_CI:
-            pytest.fail(f"{problem}; CI=true requires it")
-        pytest.skip(problem)
+        skip_or_fail("the prometheus binary is not installed (apt-get install -y prometheus)")
     return found
 
 

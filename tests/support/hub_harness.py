@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import uvicorn
+from broker_support import RABBITMQ_URL, require_rabbitmq
 from fastapi import FastAPI
 
 import bus
@@ -44,8 +45,6 @@ from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
 from mappings import SYSTEMS_ROOT
 
-RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = ["embedded", "rabbitmq"]
 
 GRASSROOTS_SECRET = "grassroots-secret-for-tests"
@@ -125,22 +124,10 @@ systems:
 """
 
 
-def rabbitmq_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def require_backend(backend: str) -> str:
     """The bus URL for `backend` tests; skip (fail under CI=true) when RabbitMQ is absent."""
     if backend == "rabbitmq":
-        if not rabbitmq_answers():
-            problem = "RabbitMQ does not answer on 127.0.0.1:5672 (rabbitmq-server -detached)"
-            if IN_CI:
-                pytest.fail(f"{problem}; CI=true requires it")
-            pytest.skip(problem)
+        require_rabbitmq()
         return RABBITMQ_URL
     return ""
 

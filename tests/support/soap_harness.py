@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
+from broker_support import RABBITMQ_URL, require_rabbitmq
 from zeep import Client, Plugin
 from zeep.transports import Transport
 
@@ -30,8 +30,6 @@ from hub.settings import HubSettings
 from hub.simulators.server import LoopbackServer
 from hub.systems import SystemsConfig
 
-RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 SAMPLES = Path(__file__).resolve().parents[2] / "mappings" / "systems"
 
 KEYS = {
@@ -162,20 +160,6 @@ def systems_config() -> SystemsConfig:
             ]
         }
     )
-
-
-def require_rabbitmq() -> None:
-    """Skip (fail under CI=true) when RabbitMQ does not answer."""
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return
-    except OSError:
-        problem = "RabbitMQ does not answer on 127.0.0.1:5672 (start it: rabbitmq-server -detached)"
-    if IN_CI:
-        pytest.fail(f"{problem}; CI=true requires it")
-    pytest.skip(problem)
 
 
 class HeaderPlugin(Plugin):

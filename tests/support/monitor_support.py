@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -12,42 +10,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
+from broker_support import RABBITMQ_URL, require_rabbitmq
 
 import bus
 from bus import Broker, Delivery, Outgoing, Target, Topology
 from monitor.metrics import HUB_REGISTRY
 from standard.envelope import Envelope
 
-RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = [
     pytest.param("embedded", id="embedded"),
     pytest.param("rabbitmq", id="rabbitmq", marks=pytest.mark.rabbitmq),
 ]
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "mappings" / "systems"
-
-
-def rabbitmq_answers(url: str = RABBITMQ_URL) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 2.0):
-            return True
-    except OSError:
-        return False
-
-
-def require_rabbitmq() -> None:
-    """Skip with the reason when RabbitMQ does not answer; fail instead under CI=true."""
-    if rabbitmq_answers():
-        return
-    problem = f"RabbitMQ does not answer at {RABBITMQ_URL} (start it: rabbitmq-server -detached)"
-    if IN_CI:
-        pytest.fail(f"{problem}; CI=true requires it")
-    pytest.skip(problem)
 
 
 @dataclass

@@ -29,15 +29,13 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-import pytest
+from broker_support import RABBITMQ_URL, require_rabbitmq
 
 import bus
 from bus import Broker
 from hub.systems import SystemsConfig
 from mappings import SYSTEMS_ROOT
 
-RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 REPOSITORY = Path(__file__).resolve().parents[2]
 ECO_KEY, JSON_KEY = "fault-eco-key", "fault-json-key"
 
@@ -47,18 +45,6 @@ _HEAD, _REST = _DOC.split("<cf:AJ ", 1)
 _RECORD = "<cf:AJ " + _REST[: _REST.index("</cf:AJ>") + len("</cf:AJ>")]
 _JLID = re.search(r'JLID="([^"]+)"', _RECORD).group(1)  # type: ignore[union-attr]
 _AJBH = re.search(r"<cf:AJBH>([^<]+)</cf:AJBH>", _RECORD).group(1)  # type: ignore[union-attr]
-
-
-def require_rabbitmq() -> None:
-    """Skip with the reason when RabbitMQ does not answer; fail under CI=true."""
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return
-    except OSError:
-        problem = "RabbitMQ does not answer on 127.0.0.1:5672 (rabbitmq-server -detached)"
-        if IN_CI:
-            pytest.fail(f"{problem}; CI=true requires it")
-        pytest.skip(problem)
 
 
 def case_batch(first: int, count: int) -> bytes:
