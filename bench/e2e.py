@@ -1,6 +1,6 @@
 """End to end on the local RabbitMQ: push over HTTP → translate → bus → worker → HTTP sink.
 
-    python bench/e2e.py [--duration 60] [--concurrency 4] [--soak]
+    python bench/e2e.py [--duration 60] [--concurrency 4] [--workers 1] [--soak]
 
 Every figure is measured in the same run, on the same machine and broker:
 - raw reference: `bench/bus.py`'s raw pika functions (pipelined publisher confirms into a
@@ -295,8 +295,13 @@ def systems_document(sink_url: str) -> dict[str, Any]:
 
 
 @contextmanager
-def hub_processes(folder: Path, sink_url: str) -> Iterator[tuple[str, dict[str, int]]]:
-    """`jghub serve` and `jghub worker` as processes; yields (base URL, their pids)."""
+def hub_processes(
+    folder: Path, sink_url: str, workers: int = 1
+) -> Iterator[tuple[str, dict[str, int]]]:
+    """`jghub serve` and `workers` `jghub worker` processes; yields (base URL, their pids).
+
+    The pids are named serve, worker, worker2, worker3...: competing consumers of one queue.
+    """
     document = systems_document(sink_url)
     systems_file = folder / "systems.yaml"
     systems_file.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
@@ -315,19 +320,25 @@ def hub_processes(folder: Path, sink_url: str) -> Iterator[tuple[str, dict[str, 
     serve = subprocess.Popen(
         [*python, "serve", "--port", str(port), "--log-level", "warning"], env=env, cwd=_HERE.parent
     )
-    worker = None
+    started: list[subprocess.Popen[bytes]] = []
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/ready", serve, "jghub serve")
-        worker = subprocess.Popen(
-            [*python, "worker", "--no-pollers", "--log-level", "warning"], env=env, cwd=_HERE.parent
-        )
-        time.sleep(2.0)  # its consumer connects; a message published meanwhile just waits
-        if worker.poll() is not None:
+        for _ in range(workers):
+            started.append(
+                subprocess.Popen(
+                    [*python, "worker", "--no-pollers", "--log-level", "warning"],
+                    env=env,
+                    cwd=_HERE.parent,
+                )
+            )
+        time.sleep(2.0)  # their consumers connect; a message published meanwhile just waits
+        if any(worker.poll() is not None for worker in started):
             raise RuntimeError("jghub worker exited at start")
-        yield base, {"serve": serve.pid, "worker": worker.pid}
+        names = ["worker", *(f"worker{n}" for n in range(2, workers + 1))]
+        yield base, {"serve": serve.pid} | {n: w.pid for n, w in zip(names, started, strict=True)}
     finally:
-        if worker is not None:
+        for worker in started:
             stop_process(worker)
         stop_process(serve)
         topology = SystemsConfig.model_validate(document).topology(namespace)
@@ -512,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-duration", type=float, default=20, help="seconds, single phase")
     parser.add_argument("--batch", type=int, default=100, help="records per pushed batch")
     parser.add_argument("--concurrency", type=int, default=4, help="client threads")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="jghub worker processes (competing consumers)"
+    )
     parser.add_argument("--raw-messages", type=int, default=20_000, help="raw reference size")
     parser.add_argument(
         "--soak", action="store_true", help=f"batch phase of {SOAK_S} s, RSS growth"
@@ -521,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {
         "batch": options.batch,
         "concurrency": options.concurrency,
+        "workers": options.workers,
         "duration_s": duration,
     }
 
@@ -561,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         with (
             sink_process(folder) as (sink_url, dump),
-            hub_processes(folder, sink_url) as (
+            hub_processes(folder, sink_url, options.workers) as (
                 base,
                 pids,
             ),
