@@ -19,8 +19,9 @@ thread). For each message:
 3. delivers it through the target's sender behind the target's circuit breaker, retrying
    transient failures in process (`RetryPolicy.in_process_attempts`); then settles it:
    delivered → ack; refused (4xx, a Client fault) → dead letters at once; still failing (5xx,
-   timeout, refused connection, open breaker) → `retry`, i.e. the bus's delayed tiers, and the
-   dead letters after the last tier. The message's idempotency key goes with every attempt.
+   timeout, refused connection) → `retry`, i.e. the bus's delayed tiers, and the dead letters
+   after the last tier; refused by the open breaker before any call → `postpone`, the same tier
+   again without spending it. The message's idempotency key goes with every attempt.
 
 Any number of workers may consume one RabbitMQ (competing consumers). When `stop` is set (the
 command sets it on SIGTERM and SIGINT) consumers take no new message, finish the ones in hand
