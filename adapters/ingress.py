@@ -317,12 +317,14 @@ class Ingress:
             self._hold_back_if_full(outgoing, seen)
         unroutable: list[str] = unaddressed
         if outgoing:
-            started = time.perf_counter()
-            failures: Sequence[PublishFailure] = ()
             try:
-                broker.publish_many(outgoing)
-            except PublishFailed as failed:
-                failures = failed.failures
+                failed = self._publish_observed(broker, outgoing, seen)
+            except BrokerUnavailable as error:
+                raise IngressUnavailable(
+                    f"the bus cannot be reached; nothing of this {message_type} payload from "
+                    f"{system_id} was accepted, send it again later ({error})"
+                ) from error
+            if failed is not None:
                 for failure in failed.failures:
                     answer = published_answers[failure.index]
                     answer.message_id = None
@@ -337,25 +339,6 @@ class Ingress:
                         answer.status = "failed"
                         answer.errors = [{"kind": "not-confirmed", "reason": failure.reason}]
                 log.warning("ingress %s %s: %s", system_id, message_type, failed)
-            except BrokerUnavailable as error:
-                if observer is not None:
-                    observer.published(
-                        seen,
-                        seconds=time.perf_counter() - started,
-                        outgoing=outgoing,
-                        error=error,
-                    )
-                raise IngressUnavailable(
-                    f"the bus cannot be reached; nothing of this {message_type} payload from "
-                    f"{system_id} was accepted, send it again later ({error})"
-                ) from error
-            if observer is not None:
-                observer.published(
-                    seen,
-                    seconds=time.perf_counter() - started,
-                    outgoing=outgoing,
-                    failures=failures,
-                )
 
         if unaddressed_out and observer is not None:
             # Journalled and counted like a record no route takes: what is missing is a
@@ -422,7 +405,6 @@ class Ingress:
                 else self.directory.routing_keys(envelope, system_id)
             )
         ]
-        broker = self.broker
         observer = self.observer
         seen = None
         if observer is not None:
@@ -430,25 +412,42 @@ class Ingress:
             observer.translated(seen, seconds=0.0, envelopes=envelopes, errors=())
         extra = seen.headers if seen is not None else None
         outgoing = [_outgoing(envelope, key, extra) for envelope, key in outgoing_keys]
+        try:
+            failed = self._publish_observed(self.broker, outgoing, seen)
+        except BrokerUnavailable as error:
+            raise IngressUnavailable(f"the bus cannot be reached ({error})") from error
+        if failed is not None:
+            raise failed
+        return [message.routing_key for message in outgoing]
+
+    def _publish_observed(
+        self, broker: Broker, outgoing: Sequence[Outgoing], seen: Any
+    ) -> PublishFailed | None:
+        """`broker.publish_many(outgoing)`, told to the observer whatever happens.
+
+        Returns the broker's PublishFailed (some messages not confirmed or not routed) or None;
+        raises BrokerUnavailable, once observed, when the bus cannot be reached.
+        """
         started = time.perf_counter()
+        failed: PublishFailed | None = None
         try:
             broker.publish_many(outgoing)
-        except PublishFailed as failed:
-            if observer is not None:
-                observer.published(
-                    seen, seconds=time.perf_counter() - started, outgoing=outgoing,
-                    failures=failed.failures,
-                )  # fmt: skip
-            raise
+        except PublishFailed as error:
+            failed = error
         except BrokerUnavailable as error:
-            if observer is not None:
-                observer.published(
+            if self.observer is not None:
+                self.observer.published(
                     seen, seconds=time.perf_counter() - started, outgoing=outgoing, error=error
                 )
-            raise IngressUnavailable(f"the bus cannot be reached ({error})") from error
-        if observer is not None:
-            observer.published(seen, seconds=time.perf_counter() - started, outgoing=outgoing)
-        return [message.routing_key for message in outgoing]
+            raise
+        if self.observer is not None:
+            self.observer.published(
+                seen,
+                seconds=time.perf_counter() - started,
+                outgoing=outgoing,
+                failures=failed.failures if failed is not None else (),
+            )
+        return failed
 
     def _hold_back_if_full(self, outgoing: Sequence[Outgoing], seen: Any) -> None:
         assert self.backpressure is not None
