@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pika
 import pytest
+from broker_support import drain
 from hub_harness import BACKENDS, require_backend, sample
 
 import bus
 from adapters.errors import AdapterConfigError, IngressUnavailable
 from adapters.ingress import Ingress, IngressResult
 from adapters.routing import routing_key
-from bus import Broker, Delivery, Message, Target, Topology
+from bus import Broker, Target, Topology
 from bus.rabbitmq import RabbitBroker
 from mappings import load_all
 from standard.envelope import Envelope
@@ -45,26 +46,6 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
     if request.param == "rabbitmq":
         opened.delete_topology(topology)
     opened.close()
-
-
-def drain(broker: Broker, target: str, count: int) -> list[Message]:
-    got: list[Message] = []
-    stop = threading.Event()
-
-    def handle(delivery: Delivery) -> None:
-        got.append(delivery.message)
-        delivery.ack()
-        if len(got) >= count:
-            stop.set()
-
-    thread = threading.Thread(
-        target=broker.consume, args=(target, handle), kwargs={"stop": stop}, daemon=True
-    )
-    thread.start()
-    stop.wait(15)
-    stop.set()
-    thread.join(10)
-    return got
 
 
 def test_a_valid_batch_is_published_and_each_record_answered(broker: Broker) -> None:

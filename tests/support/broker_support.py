@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import NoReturn
+import threading
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from bus import Broker, Delivery, Message
 
 RABBITMQ_URL = os.environ.get("JGHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -46,3 +50,26 @@ def require_rabbitmq() -> None:
         import bus.rabbitmq  # noqa: F401
     except ImportError as exc:
         skip_or_fail(f"the RabbitMQ backend cannot be imported: {exc}")
+
+
+def drain(broker: Broker, target: str, count: int, timeout: float = 15.0) -> list[Message]:
+    """Consume and ack up to `count` messages of `target`, waiting at most `timeout` seconds."""
+    got: list[Message] = []
+    if count <= 0:
+        return got
+    stop = threading.Event()
+
+    def handle(delivery: Delivery) -> None:
+        got.append(delivery.message)
+        delivery.ack()
+        if len(got) >= count:
+            stop.set()
+
+    consumer = threading.Thread(
+        target=broker.consume, args=(target, handle), kwargs={"stop": stop}, daemon=True
+    )
+    consumer.start()
+    stop.wait(timeout)
+    stop.set()
+    consumer.join(timeout=10)
+    return got

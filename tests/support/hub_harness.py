@@ -35,11 +35,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import uvicorn
-from broker_support import RABBITMQ_URL, require_rabbitmq
+from broker_support import RABBITMQ_URL, drain, require_rabbitmq
 from fastapi import FastAPI
 
 import bus
-from bus import Broker, Delivery, Message, Topology
+from bus import Broker, Message, Topology
 from hub.app import HubRuntime, create_app, runtime_of
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
@@ -180,24 +180,7 @@ class RunningHub:
 
     def drain(self, target: str, count: int, timeout: float = 15.0) -> list[Message]:
         """Consume and ack up to `count` messages of `target`, waiting at most `timeout`."""
-        broker = self.broker()
-        got: list[Message] = []
-        stop = threading.Event()
-
-        def handle(delivery: Delivery) -> None:
-            got.append(delivery.message)
-            delivery.ack()
-            if len(got) >= count:
-                stop.set()
-
-        consumer = threading.Thread(
-            target=broker.consume, args=(target, handle), kwargs={"stop": stop}, daemon=True
-        )
-        consumer.start()
-        stop.wait(timeout)
-        stop.set()
-        consumer.join(timeout=10)
-        return got
+        return drain(self.broker(), target, count, timeout)
 
     def depth(self, target: str) -> int:
         return self.brokers[0].depth(target) if self.brokers else self.broker().depth(target)

@@ -9,8 +9,6 @@ with SoapHub.start(bus_kind, tmp_path) as hub:
 from __future__ import annotations
 
 import os
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from broker_support import RABBITMQ_URL, require_rabbitmq
+from broker_support import RABBITMQ_URL, drain, require_rabbitmq
 from zeep import Client, Plugin
 from zeep.transports import Transport
 
 import bus
-from bus import Broker, Delivery, Message
+from bus import Broker, Message
 from hub.app import create_app, runtime_of
 from hub.settings import HubSettings
 from hub.simulators.server import LoopbackServer
@@ -241,27 +239,7 @@ class SoapHub:
 
     def drain(self, system: str, count: int, *, timeout: float = 20.0) -> list[Message]:
         """Consume and ack `count` messages from `system`'s queue (fewer if none come in time)."""
-        got: list[Message] = []
-        if count <= 0:
-            return got
-        stop = threading.Event()
-
-        def handle(delivery: Delivery) -> None:
-            got.append(delivery.message)
-            delivery.ack()
-            if len(got) >= count:
-                stop.set()
-
-        worker = threading.Thread(
-            target=self.broker.consume, args=(self.target(system), handle), kwargs={"stop": stop}
-        )
-        worker.start()
-        deadline = time.monotonic() + timeout
-        while not stop.is_set() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        stop.set()
-        worker.join(timeout=10)
-        return got
+        return drain(self.broker, self.target(system), count, timeout)
 
 
 _ENV = (*ENV_OF.values(), "JGHUB_TEST_SECRET_GRASSROOTS")
