@@ -21,11 +21,11 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from adapters.config import ChannelConfig, SystemConfig
+from systems import AdapterKind, ChannelConfig, SystemConfig
 
 if TYPE_CHECKING:
     from fastapi import APIRouter, FastAPI
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from adapters.ingress import Ingress
     from adapters.security import Gatekeeper
     from standard.envelope import Envelope
-
-AdapterKind = Literal["inbound", "poller", "sender"]
 
 
 class NoOptions(BaseModel):

@@ -17,8 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from adapters.base import Adapter, AdapterContext, AdapterKind
+from adapters.base import Adapter, AdapterContext
 from adapters.errors import AdapterConfigError
+from systems import AdapterKind
 
 ENTRY_POINT_GROUP = "jghub.adapters"
 

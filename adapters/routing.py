@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.config import DepartmentConfig, SystemConfig
 from standard.envelope import Envelope, Operation
+from systems import DepartmentConfig, SystemConfig
 
 NO_REGION = "000000"
 """The region word of records that carry no region code (deletes carry only their key)."""

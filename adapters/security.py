@@ -45,7 +45,6 @@ from zoneinfo import ZoneInfo
 from starlette.requests import Request
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from adapters.config import SystemConfig
 from adapters.errors import (
     AdapterConfigError,
     BadRequest,
@@ -54,6 +53,7 @@ from adapters.errors import (
     RateLimited,
     Unauthenticated,
 )
+from systems import SecretNotSet, SystemConfig
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 API_KEY_HEADER = "x-api-key"
@@ -239,7 +239,7 @@ class Gatekeeper:
                 continue
             try:
                 secret = auth.secret()
-            except AdapterConfigError as error:
+            except SecretNotSet as error:
                 problems.append(f"system {system.id}: {error}")
                 self.missing_secrets[system.id] = str(error)
                 continue

@@ -54,7 +54,7 @@ import pika  # noqa: E402
 
 import bus  # noqa: E402
 from bus.rabbitmq import RabbitOptions  # noqa: E402
-from hub.systems import SystemsConfig  # noqa: E402
+from hub.systems import parse_systems  # noqa: E402
 from mappings import SYSTEMS_ROOT, load_system  # noqa: E402
 
 URL = os.environ.get("JGHUB_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -341,7 +341,7 @@ def hub_processes(
         for worker in started:
             stop_process(worker)
         stop_process(serve)
-        topology = SystemsConfig.model_validate(document).topology(namespace)
+        topology = parse_systems(document).topology(namespace)
         with bus.connect(URL) as broker:
             broker.declare(topology)
             broker.delete_topology(topology)

@@ -44,7 +44,7 @@ import httpx  # noqa: E402
 import bus  # noqa: E402
 from adapters.ingress import Ingress  # noqa: E402
 from bus import Target, Topology  # noqa: E402
-from hub.systems import SystemsConfig  # noqa: E402
+from hub.systems import parse_systems  # noqa: E402
 from mappings import SYSTEMS_ROOT, load_system  # noqa: E402
 
 RABBITMQ_URL = os.environ.get("JGHUB_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -171,7 +171,7 @@ def serving(url: str, data_dir: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
-        config = SystemsConfig.model_validate(SYSTEMS)
+        config = parse_systems(SYSTEMS)
         with bus.connect(amqp or f"sqlite:///{data_dir / 'var' / 'bus.sqlite3'}") as broker:
             broker.declare(config.topology(namespace))
             broker.delete_topology(config.topology(namespace))

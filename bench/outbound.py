@@ -42,7 +42,7 @@ import httpx  # noqa: E402
 import bus  # noqa: E402
 from bus import Outgoing  # noqa: E402
 from hub.settings import HubSettings  # noqa: E402
-from hub.systems import SystemsConfig  # noqa: E402
+from hub.systems import SystemsConfig, parse_systems  # noqa: E402
 from hub.worker import Worker  # noqa: E402
 from mappings import SYSTEMS_ROOT, load_system  # noqa: E402
 from standard.envelope import Envelope  # noqa: E402
@@ -108,7 +108,7 @@ def envelopes(count: int) -> list[Envelope]:
 
 
 def systems(target_url: str, concurrency: int) -> SystemsConfig:
-    return SystemsConfig.model_validate(
+    return parse_systems(
         {
             "systems": [
                 {

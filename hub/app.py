@@ -39,7 +39,7 @@ from adapters import registry
 from adapters.base import AdapterContext, InboundAdapter
 from adapters.errors import AdapterConfigError, RequestRefused
 from adapters.ingress import Ingress
-from adapters.outbox import OutboxStore, SqliteOutbox, mount_outbox
+from adapters.protocols.outbox import OutboxStore, SqliteOutbox, mount_outbox
 from adapters.routing import Directory
 from adapters.security import Gatekeeper
 from bus import Broker, BusError, Topology

@@ -16,8 +16,9 @@ One YAML file (`config/systems.yaml` by default, `JGHUB_SYSTEMS_FILE` to change 
 
 Validated when loaded: every problem is reported with file, line and field, including a channel
 option the adapter's Options model refuses and (with `bind_mappings`) a message type the
-system's mapping folder does not have. The entry models live in `adapters.config` (adapters are
-handed them) and are re-exported here.
+system's mapping folder does not have. The entry models are the room `systems` (the adapters,
+the centre and the hub are handed them); this loader checks each channel's and sender's options
+against its adapter's Options model through the adapter registry (`OPTIONS_CHECK`).
 """
 
 from __future__ import annotations
@@ -29,30 +30,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from adapters.config import (
-    CLOUDEVENT,
-    AuthConfig,
-    ChannelConfig,
-    OutboundConfig,
-    RateLimit,
-    RetryPolicy,
-    SystemConfig,
-)
+from adapters.registry import validate_options
 from bus import Target, Topology
 from mappings import MappingError, SystemMappings
 from mappings.yamlsource import YamlFile, load_yaml
+from systems import CLOUDEVENT, OPTIONS_CHECK, SystemConfig
 
 __all__ = [
-    "AuthConfig",
-    "ChannelConfig",
     "ConfigProblem",
-    "OutboundConfig",
-    "RateLimit",
-    "RetryPolicy",
-    "SystemConfig",
     "SystemsConfig",
     "SystemsConfigError",
     "load_systems",
+    "parse_systems",
 ]
 
 
@@ -228,14 +217,23 @@ def load_systems(path: Path | str) -> SystemsConfig:
         raise SystemsConfigError(
             [ConfigProblem(file, error.line, error.column, "", error.reason)]
         ) from None
-    data: Any = document.data if document.data is not None else {}
+    return parse_systems(document.data if document.data is not None else {}, document)
+
+
+def parse_systems(data: Any, document: YamlFile | None = None) -> SystemsConfig:
+    """Validate a systems document, the adapters' options included (through the registry).
+
+    `document` is the YAML file `data` came from, for the lines of problems. Raises
+    SystemsConfigError listing every problem.
+    """
+    file = document.path if document is not None else Path("<systems>")
     try:
-        config = SystemsConfig.model_validate(data)
+        config = SystemsConfig.model_validate(data, context={OPTIONS_CHECK: validate_options})
     except ValidationError as error:
         problems = []
         for item in error.errors(include_url=False):
             location = tuple(item["loc"])
-            line, column = document.position(location)
+            line, column = document.position(location) if document is not None else (None, None)
             message = str(item["msg"]).removeprefix("Value error, ")
             if item["type"] not in ("missing", "model_type") and not isinstance(
                 item["input"], dict | list

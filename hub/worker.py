@@ -42,9 +42,8 @@ from dataclasses import dataclass, field
 
 import bus
 from adapters import registry
-from adapters.base import AdapterContext, AdapterKind, Poller, Sender
+from adapters.base import AdapterContext, Poller, Sender
 from adapters.breaker import BreakerOptions, CircuitBreaker
-from adapters.config import CLOUDEVENT, SystemConfig
 from adapters.delivery import DeliveryFailed, OutboundOptions, TargetDelivery
 from adapters.errors import AdapterConfigError, AdapterError
 from adapters.ingress import Ingress
@@ -58,6 +57,7 @@ from monitor.observer import Observer
 from monitor.settings import MonitorSettings
 from standard.envelope import STRUCTURED_CONTENT_TYPE, Envelope
 from standard.errors import StandardError
+from systems import CLOUDEVENT, AdapterKind, SystemConfig
 
 log = logging.getLogger("hub.worker")
 

@@ -14,7 +14,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from adapters.config import ChannelConfig
 from hub.settings import HubSettings
 from hub.simulators.clients import OutboxPuller, SystemClient
 from hub.simulators.landscape import build_landscape
@@ -24,6 +23,7 @@ from hub.simulators.targets import FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic
 from hub.systems import SystemsConfig, SystemsConfigError, load_systems
 from mappings import load_all
+from systems import ChannelConfig
 
 
 def simulate(

@@ -38,13 +38,13 @@ from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
 from adapters.base import AdapterContext
-from adapters.config import ChannelConfig, SystemConfig
-from adapters.soap import SOAP12, ParameterKind
-from adapters.soap_push import SoapChannel, SoapPush, SoapPushOptions
+from adapters.protocols.soap_push import SoapChannel, SoapPush, SoapPushOptions
+from adapters.protocols.soap_service import SOAP12, ParameterKind
 from hub.simulators.targets import Delivered, DeliveryLog
 from hub.simulators.traffic import TrafficPayload
 from mappings.decoding import decode_payload
 from mappings.errors import PayloadRejected
+from systems import ChannelConfig, SystemConfig
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PUSH_ADAPTERS = frozenset({"rest_push", "xml_push", "soap_push"})

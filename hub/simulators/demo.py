@@ -35,7 +35,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 import bus
-from adapters.config import ChannelConfig, SystemConfig
 from adapters.routing import department_ref
 from bus.routing import RoutingTable
 from hub.settings import HubSettings
@@ -48,6 +47,7 @@ from hub.simulators.targets import DeliveryLog, FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic, TrafficPayload
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
 from monitor.metrics import sample_total
+from systems import ChannelConfig, SystemConfig
 
 DEMO_BODY_LIMIT = 2 * 1024 * 1024
 """The hub's body limit during the demo: the oversized payloads exceed it."""

@@ -20,10 +20,10 @@ from typing import Any
 
 import yaml
 
-from adapters.config import CLOUDEVENT
 from hub.simulators.server import free_port
-from hub.systems import SystemsConfig
+from hub.systems import SystemsConfig, parse_systems
 from mappings import SystemMappings
+from systems import CLOUDEVENT
 
 LANDSCAPE_FILE = Path(__file__).parent / "landscape.yaml"
 _PLACEHOLDER = re.compile(r"\$\{(KEY|TARGET_KEY|PORT)_([a-z0-9-]+)\}")
@@ -81,7 +81,7 @@ def build_landscape(
 
     data = yaml.safe_load(_PLACEHOLDER.sub(fill, text))
     kept = [_fitted(entry, mappings) for entry in data.get("systems", [])]
-    config = SystemsConfig.model_validate({"systems": [entry for entry in kept if entry]})
+    config = parse_systems({"systems": [entry for entry in kept if entry]})
     config.check_routes()
     return Landscape(config, environment, ports)
 

@@ -28,11 +28,11 @@ import jmespath
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from adapters.config import ChannelConfig, SystemConfig
-from adapters.poller import TimeFormat
-from adapters.rest_poller import RestPollerOptions
+from adapters.protocols.poller import TimeFormat
+from adapters.protocols.rest_poller import RestPollerOptions
 from hub.simulators.traffic import SystemTraffic
 from mappings import PayloadRejected, SystemMappings
+from systems import ChannelConfig, SystemConfig
 
 
 @dataclass

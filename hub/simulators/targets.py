@@ -34,9 +34,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.config import SystemConfig
-from adapters.soap import FaultCode, SoapFault, SoapService, fault_response_body
+from adapters.protocols.soap_service import FaultCode, SoapFault, SoapService, fault_response_body
 from mappings.payloads import PayloadLimits
+from systems import SystemConfig
 
 SIMULATOR_WSDL = Path(__file__).parent / "wsdl"
 """The departments' own receiving services, one WSDL per simulated system."""

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapters.config import SystemConfig
 from adapters.routing import Directory, Unaddressable, routing_key
 from standard.envelope import Envelope
+from systems import SystemConfig
 
 AT = datetime(2026, 3, 1, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 CENTRE = {"name": "浙江省综合行政执法指导办公室", "credit_code": "11330000MB1P273395"}

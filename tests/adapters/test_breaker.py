@@ -13,12 +13,12 @@ from pydantic import ValidationError
 
 from adapters.base import AdapterContext
 from adapters.breaker import BreakerOpen, BreakerOptions, BreakerState, CircuitBreaker
-from adapters.config import AuthConfig, SystemConfig
 from adapters.delivery import DeliveryFailed, TargetDelivery
 from adapters.errors import PermanentDeliveryError, TransientDeliveryError
-from adapters.rest_sender import RestSender, RestSenderOptions
+from adapters.protocols.rest_sender import RestSender, RestSenderOptions
 from mappings import SYSTEMS_ROOT, load_system
 from standard.envelope import Envelope
+from systems import AuthConfig, SystemConfig
 
 SYSTEM = SystemConfig(
     id="grassroots-platform",

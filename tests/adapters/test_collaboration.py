@@ -9,10 +9,10 @@ import pytest
 from adapters import registry
 from adapters.base import AdapterContext
 from adapters.collaboration import task_id_of
-from adapters.config import SystemConfig
 from adapters.errors import AdapterConfigError
 from adapters.ingress import Ingress
 from adapters.routing import Directory
+from systems import OPTIONS_CHECK, SystemConfig
 
 CENTRE = {"name": "浙江省综合行政执法指导办公室", "credit_code": "11330000MB1P273395"}
 
@@ -30,7 +30,8 @@ def centre(scenarios: dict[str, str], departments: list[dict[str, str]]) -> Syst
                 "options": {"scenarios": scenarios},
             },
             "routes": ["complaint.*.complaint-platform"],
-        }
+        },
+        context={OPTIONS_CHECK: registry.validate_options},
     )
 
 

@@ -25,7 +25,6 @@ from hub_harness import (
     sample,
 )
 
-from adapters.config import AuthConfig, SystemConfig
 from adapters.errors import AdapterConfigError, Unauthenticated
 from adapters.security import (
     Gatekeeper,
@@ -37,6 +36,7 @@ from adapters.security import (
 )
 from hub.commands.serve import tls_options
 from hub.settings import HubSettings
+from systems import AuthConfig, SystemConfig
 
 THROTTLED = "/systems/throttled-platform/rest/event_report"
 KEYED = {"X-Api-Key": THROTTLED_KEY, "Content-Type": "application/json"}

@@ -17,7 +17,6 @@ import httpx
 import pytest
 from hub_harness import require_backend
 
-from adapters.config import SystemConfig
 from hub.settings import HubSettings
 from hub.simulators.answers import TaskAnswers, replaced
 from hub.simulators.clients import PushOutcome, SystemClient
@@ -28,6 +27,7 @@ from hub.simulators.traffic import SystemTraffic, TrafficPayload
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
 from monitor.metrics import sample_total
 from standard.checks import credit_code_check_char, org_code_check_char
+from systems import SystemConfig
 
 DEPARTMENTS = (
     "market-penalty",

@@ -33,7 +33,6 @@ import pytest
 from broker_support import RABBITMQ_URL, require_rabbitmq
 
 import bus
-from adapters.config import ChannelConfig, SystemConfig
 from hub.app import create_app
 from hub.settings import HubSettings
 from hub.simulators.clients import PushOutcome, SystemClient
@@ -47,6 +46,7 @@ from mappings import SYSTEMS_ROOT, SystemMappings, load_all
 from monitor.journal import Journal, Step
 from monitor.settings import MonitorSettings
 from standard.envelope import Envelope
+from systems import ChannelConfig, SystemConfig
 
 NATIONAL = "national"
 REPORTED = frozenset({"penalty_case", "inspection"})

@@ -33,7 +33,7 @@ from broker_support import RABBITMQ_URL, require_rabbitmq
 
 import bus
 from bus import Broker
-from hub.systems import SystemsConfig
+from hub.systems import SystemsConfig, parse_systems
 from mappings import SYSTEMS_ROOT
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -216,7 +216,7 @@ class Pipeline:
 
     @property
     def topology_config(self) -> SystemsConfig:
-        return SystemsConfig.model_validate(self.document)
+        return parse_systems(self.document)
 
     def __enter__(self) -> Pipeline:
         with socket.socket() as probe:

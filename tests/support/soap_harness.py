@@ -26,7 +26,7 @@ from bus import Broker, Message
 from hub.app import create_app, runtime_of
 from hub.settings import HubSettings
 from hub.simulators.server import LoopbackServer
-from hub.systems import SystemsConfig
+from hub.systems import SystemsConfig, parse_systems
 
 SAMPLES = Path(__file__).resolve().parents[2] / "mappings" / "systems"
 
@@ -49,7 +49,7 @@ SECRET_GRASSROOTS = "grassroots-secret-19"
 
 def systems_config() -> SystemsConfig:
     """Three pushing SOAP systems and one target receiving what they send."""
-    return SystemsConfig.model_validate(
+    return parse_systems(
         {
             "systems": [
                 {

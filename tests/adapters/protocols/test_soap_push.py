@@ -360,6 +360,6 @@ def test_base64_that_is_not_base64_is_refused(hub: SoapHub) -> None:
 
 
 def test_wsdl_files_ship_with_the_package() -> None:
-    from adapters.soap import WSDL_FOLDER
+    from adapters.protocols.soap_service import WSDL_FOLDER
 
     assert (Path(WSDL_FOLDER) / "eco-env-penalty.wsdl").is_file()

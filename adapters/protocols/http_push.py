@@ -23,10 +23,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from adapters.base import InboundAdapter
-from adapters.config import ChannelConfig, SystemConfig
 from adapters.errors import AdapterConfigError, IngressUnavailable
 from adapters.ingress import IngressResult
 from adapters.security import Admission
+from systems import ChannelConfig, SystemConfig
 
 if TYPE_CHECKING:
     from adapters.ingress import Ingress

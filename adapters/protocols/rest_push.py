@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.http_push import HttpPush
+from adapters.protocols.http_push import HttpPush
 
 
 class RestPushOptions(BaseModel):

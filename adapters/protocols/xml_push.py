@@ -9,8 +9,8 @@ from fastapi.responses import Response
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from adapters.http_push import HttpPush
 from adapters.ingress import IngressResult, RecordAnswer
+from adapters.protocols.http_push import HttpPush
 
 XML_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 RECORD_FIELDS = frozenset(

@@ -52,7 +52,7 @@ from mappings.dateformats import (
     to_epoch,
 )
 
-log = logging.getLogger("adapters.poller")
+log = logging.getLogger("adapters.protocols.poller")
 
 CURSOR_FOLDER = "pollers"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -20,11 +20,11 @@ from lxml import etree
 from pydantic import ValidationError
 
 from adapters.base import AdapterContext
-from adapters.config import AuthConfig, SystemConfig
 from adapters.errors import PermanentDeliveryError, TransientDeliveryError
-from adapters.soap_sender import DEFAULT_IDEMPOTENCY_HEADER, SoapSender, SoapSenderOptions
+from adapters.protocols.soap_sender import DEFAULT_IDEMPOTENCY_HEADER, SoapSender, SoapSenderOptions
 from mappings import SYSTEMS_ROOT, load_system
 from standard.envelope import Envelope
+from systems import AuthConfig, SystemConfig
 
 SYSTEM = SystemConfig(
     id="eco-env-penalty",

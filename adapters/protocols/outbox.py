@@ -37,9 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from starlette.concurrency import run_in_threadpool
 
 from adapters.base import Sender
-from adapters.config import SystemConfig
 from adapters.errors import AdapterConfigError, BadRequest, TransientDeliveryError
-from adapters.http_push import REFUSALS
+from adapters.protocols.http_push import REFUSALS
+from systems import SystemConfig
 
 if TYPE_CHECKING:
     from adapters.security import Gatekeeper

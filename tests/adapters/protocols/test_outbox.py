@@ -12,12 +12,12 @@ import pytest
 from hub_harness import BACKENDS, ECO_KEY, THROTTLED_KEY, running_hub, sample
 
 from adapters.base import AdapterContext
-from adapters.config import SystemConfig
 from adapters.errors import TransientDeliveryError
-from adapters.outbox import OutboxSender, OutboxSenderOptions, SqliteOutbox, shared_outbox
+from adapters.protocols.outbox import OutboxSender, OutboxSenderOptions, SqliteOutbox, shared_outbox
 from mappings import load_system
 from mappings.system import SYSTEMS_ROOT
 from standard.envelope import Envelope
+from systems import SystemConfig
 
 
 class FakeClock:
@@ -123,8 +123,8 @@ def test_the_sender_writes_where_another_process_reads(tmp_path: Path) -> None:
         f"""
         from pathlib import Path
         from adapters.base import AdapterContext
-        from adapters.config import SystemConfig
-        from adapters.outbox import OutboxSender, OutboxSenderOptions
+        from systems import SystemConfig
+        from adapters.protocols.outbox import OutboxSender, OutboxSenderOptions
         from mappings import load_system
         from mappings.system import SYSTEMS_ROOT
         mappings = load_system(SYSTEMS_ROOT / "grassroots-platform")

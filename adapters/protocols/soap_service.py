@@ -50,7 +50,7 @@ WSDL_SOAP12 = "http://schemas.xmlsoap.org/wsdl/soap12/"
 FAULT_DETAIL_NAMESPACE = "urn:jghub:soap:fault"
 """Namespace of the hub's fault subcodes and of the elements inside a fault's detail."""
 
-WSDL_FOLDER = Path(__file__).parent / "wsdl"
+WSDL_FOLDER = Path(__file__).parents[1] / "wsdl"
 """Where the shipped WSDL files live, one per system: `<system id>.wsdl`."""
 
 _XML_MEDIA_TYPES = frozenset({"text/xml", "application/soap+xml", "application/xml"})

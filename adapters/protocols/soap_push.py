@@ -6,22 +6,23 @@ at one address). A request goes:
 
 1. through the gatekeeper before the body is parsed: rate limit (429), size (413), and a
    credential in the headers (X-Api-Key, a client certificate; 401/403);
-2. into `adapters.soap.SoapService.parse_request`: hardened parsing of the envelope, SOAP 1.1 or
-   1.2 by its namespace, dispatch by the Body's element, SOAPAction checked against it;
+2. into `SoapService.parse_request` (adapters.protocols.soap_service): hardened parsing of the
+   envelope, SOAP 1.1 or 1.2 by its namespace, dispatch by the Body's element, SOAPAction
+   checked against it;
 3. when the system authenticates with a token parameter (ASMX services pass the key as an
    argument), through the gatekeeper's key check with that token;
 4. to `Ingress.accept` with the XML document the operation carries: an xs:string parameter, an
    xs:base64Binary parameter, or the Body's element itself (document/literal);
 5. back as the operation's response, built from the WSDL's schema, one record element per record.
 
-Everything that goes wrong is a SOAP fault (see `adapters.soap`): Sender/Client faults with a
-subcode for a refused credential (Authentication, Forbidden), a wrong SOAPAction (WrongAction),
-an unknown operation (UnknownOperation), a broken envelope (MalformedEnvelope), a document that
-cannot be read (PayloadRejected); Receiver/Server faults over HTTP 503 with Retry-After when
-the bus cannot be reached (BusUnavailable) or a target is behind (BackPressure). Envelopes and
-documents refused for their content are kept in the quarantine. The POST endpoints stay out
-of the OpenAPI document: their contract is the WSDL, and SOAP answers faults with 500, which an
-OpenAPI client would read as a server error.
+Everything that goes wrong is a SOAP fault (see `adapters.protocols.soap_service`): Sender/Client
+faults with a subcode for a refused credential (Authentication, Forbidden), a wrong SOAPAction
+(WrongAction), an unknown operation (UnknownOperation), a broken envelope (MalformedEnvelope), a
+document that cannot be read (PayloadRejected); Receiver/Server faults over HTTP 503 with
+Retry-After when the bus cannot be reached (BusUnavailable) or a target is behind (BackPressure).
+Envelopes and documents refused for their content are kept in the quarantine. The POST endpoints
+stay out of the OpenAPI document: their contract is the WSDL, and SOAP answers faults with 500,
+which an OpenAPI client would read as a server error.
 """
 
 from __future__ import annotations
@@ -42,10 +43,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from adapters.base import InboundAdapter
-from adapters.config import ChannelConfig, SystemConfig
 from adapters.errors import AdapterConfigError, IngressUnavailable, RequestRefused, Unauthenticated
 from adapters.ingress import IngressResult
-from adapters.soap import (
+from adapters.protocols.soap_service import (
     SOAP11,
     SOAP12,
     WSDL_FOLDER,
@@ -59,12 +59,13 @@ from adapters.soap import (
     fault_response_body,
 )
 from mappings.payloads import PayloadLimits
+from systems import ChannelConfig, SystemConfig
 
 if TYPE_CHECKING:
     from adapters.ingress import Ingress
     from adapters.security import Gatekeeper
 
-log = logging.getLogger("adapters.soap_push")
+log = logging.getLogger("adapters.protocols.soap_push")
 
 WSDL_QUERY_NAMES = frozenset({"wsdl", "singlewsdl"})
 RETRY_AFTER_UNAVAILABLE = 5

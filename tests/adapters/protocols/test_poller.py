@@ -25,11 +25,11 @@ from broker_support import RABBITMQ_URL, require_rabbitmq
 import bus
 from adapters.base import AdapterContext
 from adapters.ingress import Ingress
-from adapters.poller import CursorStore, SourceUnavailable
-from adapters.rest_poller import RestPoller
+from adapters.protocols.poller import CursorStore, SourceUnavailable
+from adapters.protocols.rest_poller import RestPoller
 from bus import Broker, Delivery, Message, Outgoing
 from hub.settings import HubSettings
-from hub.systems import SystemsConfig
+from hub.systems import SystemsConfig, parse_systems
 from hub.worker import Worker
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
 from monitor import metrics
@@ -160,7 +160,7 @@ def systems(source: PullSource, **poller: Any) -> SystemsConfig:
         "backoff_max_s": 0.2,
         **poller,
     }
-    return SystemsConfig.model_validate(
+    return parse_systems(
         {
             "systems": [
                 {
@@ -544,7 +544,7 @@ def test_a_cursor_paged_api_with_an_oauth_form_token(
             "prefix": "Bearer ",
         },
     }
-    config = SystemsConfig.model_validate(
+    config = parse_systems(
         {
             "systems": [
                 {

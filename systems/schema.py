@@ -1,24 +1,43 @@
 """What one external system is configured with: credentials, channels in and out, retry, limits.
 
-These models are the entries of the systems configuration (`hub/systems.py` loads the YAML file
-and re-exports them). They live here, in the adapters' room, because adapters are handed them
-(`InboundAdapter.mount(router, system, channel, ingress)`) and dependencies point from `hub` to
-`adapters`, never back. Every channel's `options` are validated against the Options model of the
-adapter it names when the configuration is loaded, so a typo fails at start, not at the first
-message.
+These models are the entries of the systems file; `hub.systems` loads the file into them. They
+form a room of their own, below the adapters, because the adapters, the centre and the hub are
+all handed them, and a room imports only the rooms before it. The schema knows no plug-in: a
+channel names its adapter and carries its options as data, and the loader checks those options
+against the adapter's Options model through the registry, by passing the check in the validation
+context (`OPTIONS_CHECK`), so a typo fails at start, with file and line, not at the first message.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bus.routing import check_pattern
+from standard.checks import check_credit_code
 
-if TYPE_CHECKING:
-    from adapters.base import AdapterKind
+AdapterKind = Literal["inbound", "poller", "sender"]
+"""The three kinds of adapter: push endpoints, pollers and senders."""
+
+OptionsCheck = Callable[..., BaseModel]
+"""`check(adapter_name, options, kinds=...)`: the options validated by the adapter's Options
+model (defaults filled in), or an exception (a ValueError) naming each refused option. The loader
+passes `adapters.registry.validate_options`."""
+
+OPTIONS_CHECK = "options_check"
+"""Key of the validation context under which the loader passes its OptionsCheck:
+`SystemsConfig.model_validate(data, context={OPTIONS_CHECK: validate_options})`. Without it the
+options are kept as written, unchecked."""
 
 INBOUND_KINDS: tuple[AdapterKind, ...] = ("inbound", "poller")
 SENDER_KINDS: tuple[AdapterKind, ...] = ("sender",)
@@ -113,18 +132,20 @@ class AuthConfig(BaseModel):
         return self
 
     def secret(self) -> str:
-        """The key or secret from the environment; AdapterConfigError when it is not set."""
-        from adapters.errors import AdapterConfigError
-
+        """The key or secret from the environment; SecretNotSet when it is not set."""
         if not self.key_env:
-            raise AdapterConfigError(f"scheme {self.scheme} has no secret")
+            raise SecretNotSet(f"scheme {self.scheme} has no secret")
         value = os.environ.get(self.key_env)
         if not value:
-            raise AdapterConfigError(
+            raise SecretNotSet(
                 f"environment variable {self.key_env} is not set or empty; it must hold the "
                 f"{_SECRET_NAMES[self.scheme]} of this system"
             )
         return value
+
+
+class SecretNotSet(ValueError):
+    """A system's credential is not in the environment: the variable its key_env names is unset."""
 
 
 _SECRET_NAMES = {
@@ -162,8 +183,6 @@ class DepartmentConfig(BaseModel):
     @field_validator("credit_code")
     @classmethod
     def _valid_code(cls, value: str | None) -> str | None:
-        from standard.checks import check_credit_code
-
         return None if value is None else check_credit_code(value)
 
 
@@ -238,12 +257,8 @@ class ChannelConfig(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _options_fit_adapter(self) -> ChannelConfig:
-        from adapters.registry import validate_options
-
-        validated = validate_options(self.adapter, self.options, kinds=INBOUND_KINDS)
-        # Frozen model: the normalised options replace what the file said, defaults included.
-        object.__setattr__(self, "options", validated.model_dump(mode="json"))
+    def _options_fit_adapter(self, info: ValidationInfo) -> ChannelConfig:
+        _check_options(self, INBOUND_KINDS, info)
         return self
 
 
@@ -289,12 +304,22 @@ class OutboundConfig(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _options_fit_adapter(self) -> OutboundConfig:
-        from adapters.registry import validate_options
-
-        validated = validate_options(self.adapter, self.options, kinds=SENDER_KINDS)
-        object.__setattr__(self, "options", validated.model_dump(mode="json"))
+    def _options_fit_adapter(self, info: ValidationInfo) -> OutboundConfig:
+        _check_options(self, SENDER_KINDS, info)
         return self
+
+
+def _check_options(
+    section: ChannelConfig | OutboundConfig, kinds: Collection[AdapterKind], info: ValidationInfo
+) -> None:
+    """Check `section.options` with the loader's OptionsCheck, when it passed one."""
+    context: Mapping[str, Any] = info.context or {}
+    check: OptionsCheck | None = context.get(OPTIONS_CHECK)
+    if check is None:
+        return
+    validated = check(section.adapter, section.options, kinds=kinds)
+    # Frozen model: the normalised options replace what the file said, defaults included.
+    object.__setattr__(section, "options", validated.model_dump(mode="json"))
 
 
 class SystemConfig(BaseModel):

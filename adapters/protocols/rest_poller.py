@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from adapters.base import AdapterContext
 from adapters.delivery import AnswerCheck, excerpt
 from adapters.errors import AdapterConfigError
-from adapters.poller import (
+from adapters.protocols.poller import (
     Page,
     PagedPoller,
     PagedPollerOptions,
