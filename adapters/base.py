@@ -13,6 +13,9 @@ The hub builds one instance per configured channel or outbound section:
   hands what it pulled to `context.ingress`.
 - `Sender.deliver(body, content_type=..., idempotency_key=..., envelope=...)`: delivers one
   rendered payload, raising PermanentDeliveryError or TransientDeliveryError.
+- `Sender.mount_target_routes(router, context)` (a class method, in the serving process): adds
+  the routes the target system itself calls on the hub, e.g. the outbox's pull and ack, and
+  returns what to close when the app stops; most senders add none.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from adapters.errors import AdapterConfigError
 from systems import AdapterKind, ChannelConfig, SystemConfig
 
 if TYPE_CHECKING:
@@ -48,12 +52,12 @@ class AdapterContext:
     Attributes:
       system: the external system the adapter serves.
       data_dir: the hub's data folder (outbox, poller cursors); shared by `serve` and `worker`.
-      ingress: the inbound path (inbound adapters and pollers), and the publishing path of a
-        sender that publishes (`Sender.publishes`, e.g. the collaboration centre); None for
-        other senders.
-      gatekeeper: the hub's authentication, size and rate limits (inbound adapters); None in the
-        worker.
+      ingress: the inbound path (inbound adapters and pollers); None for senders.
+      gatekeeper: the hub's authentication, size and rate limits (inbound adapters, and the
+        routes a sender mounts); None in the worker.
       channel: the inbound channel a poller serves (its message type); None for other adapters.
+      pull_lease_s: how long a message a target system pulls from the hub stays leased to it
+        before it is handed out again (`JGHUB_OUTBOX_LEASE_S`).
     """
 
     system: SystemConfig
@@ -61,6 +65,22 @@ class AdapterContext:
     ingress: Ingress | None = None
     gatekeeper: Gatekeeper | None = None
     channel: ChannelConfig | None = None
+    pull_lease_s: float = 60.0
+
+    def require_gatekeeper(self, adapter: str) -> Gatekeeper:
+        """The gatekeeper; AdapterConfigError when `adapter` was built without one (the worker
+        builds adapters without one: they mount no routes there)."""
+        if self.gatekeeper is None:
+            raise AdapterConfigError(
+                f"adapter {adapter} of system {self.system.id} was built without a gatekeeper"
+            )
+        return self.gatekeeper
+
+
+class Closeable(Protocol):
+    """Something to release when the app stops."""
+
+    def close(self) -> None: ...
 
 
 class Adapter(ABC):
@@ -112,9 +132,17 @@ class Sender(Adapter):
     """Delivers rendered payloads to one target system."""
 
     kind: ClassVar[AdapterKind] = "sender"
-    publishes: ClassVar[bool] = False
-    """True for a sender that publishes what it derives (the worker hands it `context.ingress`,
-    connected to its consumer's broker); `deliver` returns only once those were confirmed."""
+
+    @classmethod
+    def mount_target_routes(
+        cls, app_or_router: FastAPI | APIRouter, context: AdapterContext
+    ) -> Closeable | None:
+        """Add the routes the target system calls on the hub (in `jghub serve`); None: none.
+
+        A sender whose target fetches what it delivers (the outbox) serves that here, behind
+        `context.gatekeeper`; what it returns is closed when the app stops.
+        """
+        return None
 
     @abstractmethod
     def deliver(

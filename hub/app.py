@@ -13,6 +13,7 @@ Routes:
   POST /systems/{id}/rest/{message type}  REST push (adapter rest_push), per configured channel
   POST /systems/{id}/xml/{message type}   XML push (adapter xml_push); other adapters add theirs
   GET  /systems/{id}/outbox, POST .../ack the outbox of a system whose outbound adapter is outbox
+                                          (routes a sender mounts: Sender.mount_target_routes)
   GET  /health   liveness        GET /ready   bus reachable, topology declared, mappings loaded
   GET  /metrics  Prometheus      GET /docs    OpenAPI (one tag per system)
   GET  /messages/{id}            where a system's own message has been (monitor.api)
@@ -36,10 +37,9 @@ from starlette.concurrency import run_in_threadpool
 
 import bus
 from adapters import registry
-from adapters.base import AdapterContext, InboundAdapter
+from adapters.base import AdapterContext, Closeable, InboundAdapter, Sender
 from adapters.errors import AdapterConfigError, RequestRefused
 from adapters.ingress import Ingress
-from adapters.protocols.outbox import OutboxStore, SqliteOutbox, mount_outbox
 from adapters.routing import Directory
 from adapters.security import Gatekeeper
 from bus import Broker, BusError, Topology
@@ -54,6 +54,7 @@ from monitor.observer import Observer
 from monitor.queues import BrokerQueueStats, QueueCollector
 from monitor.readiness import check_readiness
 from monitor.settings import MonitorSettings
+from systems import SENDER_KINDS
 
 log = logging.getLogger("hub.app")
 
@@ -83,7 +84,7 @@ class Readiness(BaseModel):
 
 @dataclass
 class HubRuntime:
-    """What the running app holds: configuration, mappings, gate, ingress, bus and outbox."""
+    """What the running app holds: configuration, mappings, gate, ingress and bus."""
 
     settings: HubSettings
     systems: SystemsConfig
@@ -91,7 +92,6 @@ class HubRuntime:
     topology: Topology
     gatekeeper: Gatekeeper
     ingress: Ingress
-    outbox: OutboxStore
     broker: Broker | None = None
     owns_broker: bool = True
     monitoring: MonitorSettings = field(default_factory=MonitorSettings)
@@ -100,6 +100,8 @@ class HubRuntime:
     declared: bool = False
     last_bus_error: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    mounted: list[Closeable] = field(default_factory=list)
+    """What the senders' routes hold (the outbox's store), closed with the app."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def connect(self) -> bool:
@@ -145,7 +147,8 @@ class HubRuntime:
         self.stop.set()
         with self._lock:
             self._drop_broker()
-        self.outbox.close()
+        for held in self.mounted:
+            held.close()
         if self.journal is not None:
             self.journal.close()
 
@@ -165,7 +168,6 @@ def build_runtime(
     *,
     systems: SystemsConfig | None = None,
     broker: Broker | None = None,
-    outbox: OutboxStore | None = None,
 ) -> HubRuntime:
     """Load and check everything the app needs (no network yet); raise on any mistake.
 
@@ -201,7 +203,6 @@ def build_runtime(
             directory=Directory(config.systems),
             backpressure=settings.back_pressure(topology),
         ),
-        outbox=outbox if outbox is not None else SqliteOutbox(settings.outbox_file),
         broker=broker,
         owns_broker=broker is None,
         monitoring=monitoring,
@@ -216,16 +217,13 @@ def create_app(
     *,
     systems: SystemsConfig | None = None,
     broker: Broker | None = None,
-    outbox: OutboxStore | None = None,
 ) -> FastAPI:
     """The hub's FastAPI app (see the module docstring).
 
-    `systems`, `broker` and `outbox` replace what the settings name (tests, embedding); a
-    broker passed in is not closed by the app.
+    `systems` and `broker` replace what the settings name (tests, embedding); a broker passed
+    in is not closed by the app.
     """
-    runtime = build_runtime(
-        settings or HubSettings(), systems=systems, broker=broker, outbox=outbox
-    )
+    runtime = build_runtime(settings or HubSettings(), systems=systems, broker=broker)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -271,6 +269,7 @@ def create_app(
             data_dir=runtime.settings.data_dir,
             ingress=runtime.ingress,
             gatekeeper=runtime.gatekeeper,
+            pull_lease_s=runtime.settings.outbox_lease_s,
         )
         for channel in system.inbound:
             adapter = registry.create(
@@ -279,14 +278,13 @@ def create_app(
             # Pollers run in the worker; only push adapters have routes.
             if isinstance(adapter, InboundAdapter):
                 adapter.mount(app, system, channel, runtime.ingress)
-        if system.outbound is not None and system.outbound.adapter == "outbox":
-            mount_outbox(
-                app,
-                system,
-                runtime.outbox,
-                runtime.gatekeeper,
-                lease_s=runtime.settings.outbox_lease_s,
-            )
+        if system.outbound is not None:
+            # A sender says what it mounts: the outbox serves its system's pulls.
+            sender = registry.adapter_class(system.outbound.adapter, kinds=SENDER_KINDS)
+            assert issubclass(sender, Sender)
+            held = sender.mount_target_routes(app, dataclasses.replace(context, ingress=None))
+            if held is not None:
+                runtime.mounted.append(held)
     _refuse_shadowed_routes(app)
 
     @app.get("/health", tags=["operations"], response_model=Health)

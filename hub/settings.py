@@ -149,8 +149,3 @@ class HubSettings(BaseSettings):
         if self.amqp_url:
             return self.amqp_url
         return f"sqlite:///{self.data_dir / 'bus.sqlite3'}"
-
-    @property
-    def outbox_file(self) -> Path:
-        """The outbox's SQLite file, shared by `serve` (pulls) and `worker` (writes)."""
-        return self.data_dir / "outbox.sqlite3"

@@ -25,6 +25,7 @@ from pydantic import (
 
 from bus.routing import check_pattern
 from standard.checks import check_credit_code
+from standard.dictionaries import dictionary
 
 AdapterKind = Literal["inbound", "poller", "sender"]
 """The three kinds of adapter: push endpoints, pollers and senders."""
@@ -322,6 +323,66 @@ def _check_options(
     object.__setattr__(section, "options", validated.model_dump(mode="json"))
 
 
+class CollaborationConfig(BaseModel):
+    """The business-collaboration centre's terms: which department gets which complaint, and when
+    its task is due.
+
+    The scenario table is data: adding a scenario or moving one to another department is a line
+    in the systems file, not code.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scenarios: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Complaint scenario code (dictionary complaint_scenario) → id of the department "
+            "system that handles it; the task is addressed to that system's first department."
+        ),
+        examples=[{"01": "market-penalty", "02": "housing-penalty", "03": "health-penalty"}],
+    )
+    default_system: str | None = Field(
+        default=None,
+        description=(
+            "The system that gets complaints of a scenario the table does not list; None: such "
+            "a complaint is dead-lettered with its scenario named, for an operator to route."
+        ),
+    )
+    deadline_days: int = Field(
+        default=15,
+        ge=1,
+        le=365,
+        description="Days from dispatch until a task is due (办理时限).",
+    )
+    source: str = Field(
+        default="330000/ywxtzx",
+        min_length=1,
+        max_length=200,
+        description="The envelope source of what the centre derives (region/department code).",
+    )
+    concurrency: int = Field(
+        default=DEFAULT_DELIVERY_CONCURRENCY,
+        ge=1,
+        le=256,
+        description=(
+            "Messages of its queue a worker handles at once (at most the queue's prefetch); "
+            "most of the work is waiting for the bus to confirm what it derived."
+        ),
+    )
+
+    @field_validator("scenarios")
+    @classmethod
+    def _known_scenarios(cls, table: dict[str, str]) -> dict[str, str]:
+        codes = dictionary("complaint_scenario").codes()
+        unknown = sorted(set(table) - set(codes))
+        if unknown:
+            raise ValueError(
+                f"scenarios {', '.join(unknown)} are not codes of dictionary complaint_scenario "
+                f"(codes: {', '.join(sorted(codes))})"
+            )
+        return table
+
+
 class SystemConfig(BaseModel):
     """One connected external system: who it is, how it authenticates, its channels, its routes."""
 
@@ -360,13 +421,21 @@ class SystemConfig(BaseModel):
         default=None,
         description="How messages reach it; None for a system that only sends.",
     )
+    collaboration: CollaborationConfig | None = Field(
+        default=None,
+        description=(
+            "Makes this internal system (auth scheme internal) the business-collaboration "
+            "centre: it reads the canonical events its routes select (open complaints, feedback "
+            "on its tasks) and publishes the tasks and results it derives. Instead of outbound."
+        ),
+    )
     routes: list[str] = Field(
         default_factory=list,
         description=(
             "AMQP topic patterns over routing keys 'dataset.region.source', or "
             "'dataset.region.source.addressee' for a record addressed to one system, selecting "
             "what the system receives (e.g. 'collaboration_task.*.*.market-penalty', "
-            "'penalty_case.#', '*.330100.*'). Needs `outbound`."
+            "'penalty_case.#', '*.330100.*'). Needs `outbound` (or `collaboration`)."
         ),
     )
     retry: RetryPolicy = Field(
@@ -392,10 +461,25 @@ class SystemConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> SystemConfig:
-        if self.routes and self.outbound is None:
+        receives = self.outbound is not None or self.collaboration is not None
+        if self.routes and not receives:
             raise ValueError("routes need an outbound section saying how messages are delivered")
-        if self.outbound is not None and not self.routes:
+        if receives and not self.routes:
             raise ValueError("an outbound section needs routes saying which messages to deliver")
+        if self.collaboration is not None:
+            if self.auth.scheme != "internal":
+                raise ValueError(
+                    "the collaboration centre runs inside the hub: auth scheme internal"
+                )
+            if self.outbound is not None:
+                raise ValueError(
+                    "the collaboration centre reads canonical events itself: no outbound section"
+                )
+            if not self.departments:
+                raise ValueError(
+                    "the collaboration centre needs `departments` (its own first): it is the "
+                    "dispatcher of its tasks, and their feedback comes back addressed to it"
+                )
         if self.auth.scheme == "internal":
             if self.inbound:
                 raise ValueError(

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from adapters.base import InboundAdapter
-from adapters.errors import AdapterConfigError, IngressUnavailable
+from adapters.errors import IngressUnavailable
 from adapters.ingress import IngressResult
 from adapters.security import Admission
 from systems import ChannelConfig, SystemConfig
@@ -140,11 +140,7 @@ class HttpPush(InboundAdapter):
         channel: ChannelConfig,
         ingress: Ingress,
     ) -> None:
-        gatekeeper = self.context.gatekeeper
-        if gatekeeper is None:
-            raise AdapterConfigError(
-                f"adapter {self.name} of system {system.id} was built without a gatekeeper"
-            )
+        gatekeeper = self.context.require_gatekeeper(self.name)
         default_charset = getattr(self.options, "default_charset", None)
         message_type = channel.message_type
         system_id = system.id

@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from adapters.base import Sender
+from adapters.base import AdapterContext, Closeable, Sender
 from adapters.errors import AdapterConfigError, BadRequest, TransientDeliveryError
 from adapters.protocols.http_push import REFUSALS
 from systems import SystemConfig
@@ -372,6 +372,21 @@ class OutboxSender(Sender):
 
     name: ClassVar[str] = "outbox"
     Options: ClassVar[type[BaseModel]] = OutboxSenderOptions
+
+    @classmethod
+    def mount_target_routes(
+        cls, app_or_router: FastAPI | APIRouter, context: AdapterContext
+    ) -> Closeable | None:
+        """The system's pull and ack endpoints, on the outbox file in the data folder."""
+        store = SqliteOutbox(context.data_dir / OUTBOX_FILE)
+        mount_outbox(
+            app_or_router,
+            context.system,
+            store,
+            context.require_gatekeeper(cls.name),
+            lease_s=context.pull_lease_s,
+        )
+        return store
 
     def deliver(
         self,

@@ -272,11 +272,7 @@ class SoapPush(InboundAdapter):
         channel: ChannelConfig,
         ingress: Ingress,
     ) -> None:
-        gatekeeper = self.context.gatekeeper
-        if gatekeeper is None:
-            raise AdapterConfigError(
-                f"adapter {self.name} of system {system.id} was built without a gatekeeper"
-            )
+        gatekeeper = self.context.require_gatekeeper(self.name)
         contract = self.contract(system, channel)
         service, operation, path = contract.service, contract.operation, contract.path
         endpoints = _ENDPOINTS.setdefault(app_or_router, {})

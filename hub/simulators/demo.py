@@ -506,14 +506,7 @@ class _Responder:
     ) -> None:
         self._departments: list[tuple[DeliveryLog, SystemClient, ChannelConfig, TaskAnswers]] = []
         self._answered: set[tuple[str, str]] = set()
-        centre = next(
-            (
-                s
-                for s in landscape.systems.systems
-                if s.outbound and s.outbound.adapter == "collaboration"
-            ),
-            None,
-        )
+        centre = next((s for s in landscape.systems.systems if s.collaboration), None)
         if centre is None or not centre.departments:
             return
         dispatcher = department_ref(centre.departments[0])

@@ -19,7 +19,7 @@ def test_defaults_work_on_a_fresh_checkout(monkeypatch: pytest.MonkeyPatch) -> N
     settings = HubSettings()
     assert settings.amqp_url is None
     assert settings.bus_url == "sqlite:///var/bus.sqlite3"
-    assert settings.outbox_file == Path("var/outbox.sqlite3")
+    assert settings.data_dir == Path("var")
     assert (settings.host, settings.port, settings.namespace) == ("127.0.0.1", 8080, "jghub")
     assert settings.systems_file == DEFAULT_SYSTEMS_FILE and DEFAULT_SYSTEMS_FILE.is_file()
     assert settings.mappings_root == SYSTEMS_ROOT
@@ -35,7 +35,7 @@ def test_environment_variables_override(monkeypatch: pytest.MonkeyPatch, tmp_pat
     settings = HubSettings()
     assert settings.bus_url == "amqp://guest:guest@127.0.0.1:5672/%2F"
     assert settings.port == 9001
-    assert settings.outbox_file == tmp_path / "outbox.sqlite3"
+    assert settings.data_dir == tmp_path
     assert settings.trusted_proxies == ["10.0.0.1"]
     monkeypatch.setenv("JGHUB_AMQP_URL", "")
     assert HubSettings().bus_url == f"sqlite:///{tmp_path}/bus.sqlite3"
@@ -56,7 +56,7 @@ def test_the_shipped_configuration_loads_and_fits_the_shipped_mappings() -> None
     bound = config.bind_mappings(load_all())
     # Every system has its mapping folder, except the collaboration centre inside the hub.
     assert set(bound) == {s.id for s in config.systems if s.auth.scheme != "internal"}
-    assert config.system("collaboration").outbound is not None
+    assert config.system("collaboration").collaboration is not None
     topology = config.topology("jghub")
     assert isinstance(topology, Topology)
     assert {target.name for target in topology.targets} == {
@@ -229,7 +229,7 @@ def test_an_internal_system_has_no_inbound_channel_and_renders_nothing(tmp_path:
     assert "an internal system (auth scheme internal) has no inbound channels" in found
     text = head + (
         "    departments: [{name: 浙江省综合行政执法指导办公室}]\n"
-        "    outbound: {adapter: collaboration, render: {complaint: handling_result}}\n"
+        "    outbound: {adapter: outbox, render: {complaint: handling_result}}\n"
         "    routes: ['complaint.*.complaint-platform']\n"
     )
     (found,) = problems(tmp_path, text)

@@ -1,7 +1,8 @@
 """The business-collaboration centre (业务协同中心): complaints become tasks, task results go back.
 
-A system inside the hub, configured like any other (`auth: {scheme: internal}`, outbound adapter
-`collaboration`), whose "delivery" is to derive new records and publish them through the bus:
+A system inside the hub, configured like any other (`auth: {scheme: internal}`) with a
+`collaboration` section instead of an outbound one. It consumes the canonical events its routes
+select from its own queue, like any target, and publishes the records it derives through the bus:
 
 - a complaint from the complaint platform, accepted and not closed, becomes a collaboration task
   for the department system its scenario names (the `scenarios` table), addressed to that
@@ -16,10 +17,11 @@ idempotency key however often the complaint is delivered again (a redelivery, a 
 while still open). The complaint is kept (a SQLite file in the data folder) until its result comes
 back, because a task carries too little of it to rebuild the complaint the platform must be told.
 
-A derived record is published with confirms before `deliver` returns, so the worker acks the
-input only once its consequence is safe on the bus. Nothing is dropped quietly: a scenario no
-table entry covers (without a default), a department no system serves, or feedback on a task the
-centre never dispatched is refused as permanent, and the worker dead-letters it with the reason.
+A derived record is published with confirms before its input is acknowledged, so a message is
+settled only once its consequence is safe on the bus; a publish the bus did not confirm is
+retried through the bus's delayed tiers. Nothing is dropped quietly: a scenario no table entry
+covers (without a default), a department no system serves, or feedback on a task the centre never
+dispatched goes to the dead letters with the reason.
 """
 
 from __future__ import annotations
@@ -31,28 +33,23 @@ import sqlite3
 import threading
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
-from adapters.base import AdapterContext, Sender
-from adapters.errors import (
-    AdapterConfigError,
-    IngressUnavailable,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-)
+from adapters.egress import NotDelivered, decode, settle
+from adapters.errors import IngressUnavailable
+from adapters.ingress import Ingress
 from adapters.routing import Unaddressable, department_ref
-from bus import PublishFailed
+from bus import Broker, Delivery, PublishFailed
 from standard.datasets.collaboration_task import FED_BACK_STATUSES, CollaborationTask
 from standard.datasets.complaint import Complaint
 from standard.envelope import Envelope, Operation
 from standard.errors import StandardError
+from systems import CollaborationConfig, SystemConfig
 
-if TYPE_CHECKING:
-    from adapters.ingress import Ingress
-
-log = logging.getLogger("adapters.collaboration")
+log = logging.getLogger("centre.collaboration")
 
 OPEN_COMPLAINT_STATUSES = frozenset({"2", "4", "5"})
 """Accepted, forwarded, in progress: a complaint someone must now act on."""
@@ -60,119 +57,84 @@ CLOSED = "6"
 COMPLAINT_FORWARDED_TASK = "2"
 """task_type 投诉举报转办."""
 DISPATCHED = "1"
+STAGE = "deliver"
+"""The stage of the centre's failures in a message's history: its delivery is what it derives."""
 
 
-class CollaborationOptions(BaseModel):
-    """Parameters: the scenario table, what to do with other scenarios, and the task's terms.
-
-    The scenario table is data: adding a scenario or moving one to another department is a line
-    in the systems configuration, not code.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    scenarios: dict[str, str] = Field(
-        default_factory=dict,
-        description=(
-            "Complaint scenario code (dictionary complaint_scenario) → id of the department "
-            "system that handles it; the task is addressed to that system's first department."
-        ),
-        examples=[{"01": "market-penalty", "02": "housing-penalty", "03": "health-penalty"}],
-    )
-    default_system: str | None = Field(
-        default=None,
-        description=(
-            "The system that gets complaints of a scenario the table does not list; None: such "
-            "a complaint is dead-lettered with its scenario named, for an operator to route."
-        ),
-    )
-    deadline_days: int = Field(
-        default=15,
-        ge=1,
-        le=365,
-        description="Days from dispatch until a task is due (办理时限).",
-    )
-    source: str = Field(
-        default="330000/ywxtzx",
-        min_length=1,
-        max_length=200,
-        description="The envelope source of what the centre derives (region/department code).",
-    )
-
-    @field_validator("scenarios")
-    @classmethod
-    def _known_scenarios(cls, table: dict[str, str]) -> dict[str, str]:
-        from standard.dictionaries import dictionary
-
-        codes = dictionary("complaint_scenario").codes()
-        unknown = sorted(set(table) - set(codes))
-        if unknown:
-            raise ValueError(
-                f"scenarios {', '.join(unknown)} are not codes of dictionary complaint_scenario "
-                f"(codes: {', '.join(sorted(codes))})"
-            )
-        return table
+class CentreConfigError(ValueError):
+    """The centre's configuration names what does not exist (a system serving no department)."""
 
 
-class CollaborationCentre(Sender):
+class CollaborationCentre:
     """The business-collaboration centre (see the module docstring).
 
-    Receives the canonical events (render `cloudevent`) of complaints and of task feedback
-    addressed to it, and publishes the tasks and results it derives through the worker's bus
-    connection.
+    Parameters:
+      system: its entry in the systems configuration (auth internal, `collaboration` section,
+        its own department first in `departments`).
+      publisher: the inbound path it publishes derived records through; its directory says which
+        system serves which department. The worker connects it to the consumer's broker
+        (`attach`).
+      data_dir: where it keeps the complaints it turned into tasks (`<system id>.sqlite3`).
+
+    Raises CentreConfigError when the scenario table names a system that serves no department:
+    at start, rather than at the first complaint of that scenario.
     """
 
-    name: ClassVar[str] = "collaboration"
-    Options: ClassVar[type[BaseModel]] = CollaborationOptions
-    publishes: ClassVar[bool] = True
-
-    def __init__(self, options: BaseModel, context: AdapterContext) -> None:
-        super().__init__(options, context)
-        assert isinstance(options, CollaborationOptions)
-        self.table: CollaborationOptions = options
-        if not context.system.departments:
-            raise AdapterConfigError(
-                f"system {context.system.id}: the collaboration centre needs `departments` (its "
-                "own first): it is the dispatcher of its tasks, and their feedback comes back "
-                "addressed to it"
+    def __init__(self, system: SystemConfig, publisher: Ingress, data_dir: Path) -> None:
+        if system.collaboration is None or not system.departments:
+            raise CentreConfigError(
+                f"system {system.id} is not configured as the collaboration centre (it needs a "
+                "`collaboration` section and its own department in `departments`)"
             )
-        self.dispatcher = department_ref(context.system.departments[0])
-        if context.ingress is not None:
-            # A scenario table naming a system that serves no department fails now, at start,
-            # rather than at the first complaint of that scenario.
-            named = {*options.scenarios.values(), options.default_system} - {None}
-            lost = sorted(
-                str(s) for s in named if context.ingress.directory.department_of(str(s)) is None
+        self.system = system
+        self.table: CollaborationConfig = system.collaboration
+        self.publisher = publisher
+        self.dispatcher = department_ref(system.departments[0])
+        named = {*self.table.scenarios.values(), self.table.default_system} - {None}
+        lost = sorted(str(s) for s in named if publisher.directory.department_of(str(s)) is None)
+        if lost:
+            raise CentreConfigError(
+                f"system {system.id}: the scenario table names {', '.join(lost)}, which no "
+                "configured system with `departments` is"
             )
-            if lost:
-                raise AdapterConfigError(
-                    f"system {context.system.id}: the scenario table names {', '.join(lost)}, "
-                    "which no configured system with `departments` is"
-                )
-        self._store = _ComplaintStore(context.data_dir / f"{context.system.id}.sqlite3")
+        self._store = _ComplaintStore(data_dir / f"{system.id}.sqlite3")
 
     @property
-    def publisher(self) -> Ingress:
-        ingress = self.context.ingress
-        if ingress is None:
-            raise AdapterConfigError(
-                f"the collaboration centre {self.system.id} was built without a publishing path "
-                "(the worker hands it one)"
-            )
-        return ingress
+    def name(self) -> str:
+        """Its queue (target) name on the bus."""
+        return self.system.target
 
-    def deliver(
-        self, body: bytes, *, content_type: str, idempotency_key: str, envelope: Envelope
-    ) -> None:
+    @property
+    def concurrency(self) -> int:
+        """Messages handled at once (`collaboration.concurrency`)."""
+        return self.table.concurrency
+
+    def attach(self, broker: Broker | None) -> None:
+        """Publish through `broker` (the consumer's connection) from now on."""
+        self.publisher.attach(broker)
+
+    def handle(self, delivery: Delivery) -> None:
+        """Decode, act on and settle one message of its queue (the consumer's handler)."""
+        try:
+            self.act(decode(delivery.message, target=self.system.id))
+        except NotDelivered as failure:
+            settle(delivery, failure, target=self.system.id)
+            return
+        delivery.ack()
+
+    def act(self, envelope: Envelope) -> None:
+        """Derive and publish what `envelope` calls for; NotDelivered when that cannot be."""
         dataset = envelope.spec.name
         if dataset == "complaint":
             self._dispatch(envelope)
         elif dataset == "collaboration_task":
             self._answer(envelope)
         else:
-            raise PermanentDeliveryError(
+            raise NotDelivered(
+                "dead_letter",
+                STAGE,
                 f"the collaboration centre {self.system.id} takes complaints and task feedback, "
-                f"not {dataset}; narrow its routes"
+                f"not {dataset}; narrow its routes",
             )
 
     # ------------------------------------------------------------------ complaint → task
@@ -190,17 +152,21 @@ class CollaborationCentre(Sender):
             return
         system_id = self.table.scenarios.get(complaint.scenario, self.table.default_system)
         if system_id is None:
-            raise PermanentDeliveryError(
+            raise NotDelivered(
+                "dead_letter",
+                STAGE,
                 f"complaint {complaint.complaint_id}: scenario {complaint.scenario} is not in the "
                 f"scenario table of {self.system.id} and it has no default_system; add the "
-                "scenario to its options.scenarios"
+                "scenario to its collaboration.scenarios",
             )
         assignee = self.publisher.directory.department_of(system_id)
         if assignee is None:
-            raise PermanentDeliveryError(
+            raise NotDelivered(
+                "dead_letter",
+                STAGE,
                 f"complaint {complaint.complaint_id}: scenario {complaint.scenario} goes to "
                 f"system {system_id!r}, which declares no department (its `departments` in the "
-                "systems configuration)"
+                "systems configuration)",
             )
         dispatched = complaint.accepted_time or complaint.received_time
         task = CollaborationTask.model_validate(
@@ -237,9 +203,11 @@ class CollaborationCentre(Sender):
         # department system may not carry every field of a task back unchanged.
         origin = self._store.find(task.task_id)
         if origin is None:
-            raise PermanentDeliveryError(
+            raise NotDelivered(
+                "dead_letter",
+                STAGE,
                 f"task {task.task_id}: feedback on a task {self.system.id} has no record of "
-                "dispatching (no complaint kept for it); nothing can be told to the platform"
+                "dispatching (no complaint kept for it); nothing can be told to the platform",
             )
         assert task.feedback_time is not None  # a fed-back status requires it
         complaint = Complaint.model_validate(
@@ -274,8 +242,8 @@ class CollaborationCentre(Sender):
                 lineagelocation=cause.lineagelocation,
             )
         except StandardError as error:
-            raise PermanentDeliveryError(
-                f"the derived {record!r:.80} is invalid: {error}"
+            raise NotDelivered(
+                "dead_letter", STAGE, f"the derived {record!r:.80} is invalid: {error}"
             ) from None
         return built.model_copy(update={"id": str(uuid.UUID(built.idempotencykey[:32]))})
 
@@ -285,18 +253,20 @@ class CollaborationCentre(Sender):
                 self.system.id, cause, [envelope], addressee=addressee
             )
         except Unaddressable as error:
-            raise PermanentDeliveryError(str(error)) from None
+            raise NotDelivered("dead_letter", STAGE, str(error)) from None
         except PublishFailed as failed:
             if any(failure.unroutable for failure in failed.failures):
-                raise PermanentDeliveryError(
+                raise NotDelivered(
+                    "dead_letter",
+                    STAGE,
                     f"{envelope.spec.name} {envelope.subject} derived by {self.system.id}: no "
-                    f"system's routes take it ({failed})"
+                    f"system's routes take it ({failed})",
                 ) from None
-            raise TransientDeliveryError(
-                f"the bus did not confirm {envelope.subject}: {failed}"
+            raise NotDelivered(
+                "retry", STAGE, f"the bus did not confirm {envelope.subject}: {failed}"
             ) from None
         except IngressUnavailable as error:
-            raise TransientDeliveryError(str(error)) from None
+            raise NotDelivered("retry", STAGE, str(error)) from None
         log.info("%s %s published under %s", envelope.spec.name, envelope.subject, keys)
 
     def close(self) -> None:
@@ -314,7 +284,7 @@ def task_id_of(complaint_id: str) -> str:
 class _ComplaintStore:
     """The complaints the centre turned into tasks, by task id, until their results come back."""
 
-    def __init__(self, path: Any) -> None:
+    def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
