@@ -201,6 +201,31 @@ class SystemsConfig(BaseModel):
         if problems:
             raise SystemsConfigError(problems)
 
+    def check_collaboration(self) -> None:
+        """Raise SystemsConfigError (file:line of each) for a collaboration centre whose scenario
+        table names a system that serves no department: its complaints could not be addressed."""
+        serving = {s.id for s in self.systems if s.departments}
+        problems = []
+        for position, system in enumerate(self.systems):
+            table = system.collaboration
+            if table is None:
+                continue
+            at = ("systems", position, "collaboration")
+            named = [((*at, "scenarios", code), target) for code, target in table.scenarios.items()]
+            if table.default_system is not None:
+                named.append(((*at, "default_system"), table.default_system))
+            problems += [
+                self._problem(
+                    location,
+                    f"{target!r} is not a configured system with `departments`: its tasks "
+                    "could not be addressed",
+                )
+                for location, target in named
+                if target not in serving
+            ]
+        if problems:
+            raise SystemsConfigError(problems)
+
     def _problem(self, location: tuple[str | int, ...], reason: str) -> ConfigProblem:
         source = self._source
         line, column = source.position(location) if source is not None else (None, None)
@@ -243,6 +268,7 @@ def parse_systems(data: Any, document: YamlFile | None = None) -> SystemsConfig:
         raise SystemsConfigError(problems) from None
     config._source = document
     config.check_routes()
+    config.check_collaboration()
     return config
 
 

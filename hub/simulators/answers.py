@@ -23,7 +23,7 @@ from mappings import PayloadRejected, SystemMappings
 from standard.datasets.collaboration_task import FED_BACK_STATUSES
 
 DERIVED_TASK_ID = re.compile(rb"XT-[0-9A-Za-z]+")
-"""Ids of the tasks the collaboration centre dispatches (`adapters.collaboration.task_id_of`)."""
+"""Ids of the tasks the collaboration centre dispatches (`centre.collaboration.task_id_of`)."""
 
 
 def replaced(payload: TrafficPayload, values: Mapping[str, str]) -> TrafficPayload:

@@ -234,3 +234,23 @@ def test_an_internal_system_has_no_inbound_channel_and_renders_nothing(tmp_path:
     )
     (found,) = problems(tmp_path, text)
     assert "render complaint as cloudevent" in found
+
+
+def test_a_scenario_table_naming_a_system_without_departments_is_refused_with_its_line(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "systems:\n"
+        "  - id: collaboration\n"
+        "    name_zh: 业务协同中心\n"
+        "    auth: {scheme: internal}\n"
+        "    departments: [{name: 浙江省综合行政执法指导办公室}]\n"
+        "    collaboration:\n"
+        "      scenarios:\n"
+        "        '01': market-penalty\n"
+        "        '02': collaboration\n"
+        "    routes: ['complaint.*.complaint-platform']\n"
+    )
+    (found,) = problems(tmp_path, text)
+    assert ":8:" in found and "systems[0].collaboration.scenarios.01" in found
+    assert "'market-penalty' is not a configured system with `departments`" in found
