@@ -19,14 +19,18 @@ per cool-down reaches the target, and every other message would still use up its
 
 pybreaker holds a lock around the guarded call, which would serialise a target's concurrent
 deliveries (the worker delivers N at a time); so while the breaker is closed `call` runs the
-delivery outside the lock and takes it only to count the outcome. Open and half-open go through
-pybreaker's own call: refused at once, or one trial delivery at a time.
+delivery outside pybreaker and then counts its outcome through pybreaker's own call, given a
+function that replays the outcome at once. Open and half-open go through pybreaker's own call:
+refused at once, or one trial delivery at a time. Only pybreaker's public API is used: the
+breaker's state storage is created here (its `opened_at` tells the time left), and a lock of the
+wrapper makes "look at the state, then count" one step.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -122,12 +126,19 @@ class CircuitBreaker:
         self.target = target
         self.options = options or BreakerOptions()
         self._on_change = on_change
+        # Held around every use of pybreaker that can count or change state, so that counting a
+        # delivery run outside pybreaker sees the state it acts on (pybreaker's lock is private).
+        self._lock = threading.RLock()
+        # Created here rather than left to pybreaker, whose own is private: `retry_in` reads
+        # its public `opened_at`, and a late outcome is counted on it (see `_count`).
+        self._storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=self.options.failures,
             reset_timeout=self.options.cooldown_s,
             success_threshold=self.options.successes_to_close,
             exclude=[lambda error: not isinstance(error, TransientDeliveryError)],
             listeners=[_Listener(self)],
+            state_storage=self._storage,
             name=target,
             # The caller needs the target's own error (status, detail) on the tripping call.
             throw_new_error_on_trip=False,
@@ -147,7 +158,7 @@ class CircuitBreaker:
         """Seconds until an open breaker admits a trial delivery; 0 when it is not open."""
         if self.state is not BreakerState.OPEN:
             return 0.0
-        opened = self._breaker._state_storage.opened_at  # pybreaker exposes no public getter
+        opened = self._storage.opened_at
         if opened is None:
             return 0.0
         elapsed = (datetime.now(UTC) - opened).total_seconds()
@@ -164,26 +175,57 @@ class CircuitBreaker:
             try:
                 result = deliver()
             except BaseException as error:
-                with breaker._lock, contextlib.suppress(BaseException):
-                    breaker.state._handle_error(error)  # counts it; may open the breaker
+                self._count(error)
                 raise
-            with breaker._lock:
-                breaker.state._handle_success()
+            self._count(None)
             return result
         try:
-            return breaker.call(deliver)
+            with self._lock:
+                return breaker.call(deliver)
         except pybreaker.CircuitBreakerError:
             raise BreakerOpen(self.target, self.retry_in()) from None
 
+    def _count(self, error: BaseException | None) -> None:
+        """Count the outcome of a delivery that began while the breaker was closed.
+
+        `error` is what the delivery raised, None when it succeeded. Closed or half-open (opened
+        and tried meanwhile), pybreaker's own call counts it: a failure may open the breaker, a
+        success may close a half-open one. Open (deliveries that finished first opened it), the
+        outcome only updates the count: pybreaker's call would refuse it before the cool-down and
+        take it for the trial after, but this delivery began before the breaker opened.
+        """
+        breaker = self._breaker
+        with self._lock:
+            if breaker.current_state != pybreaker.STATE_OPEN:
+                # The outcome is known already: the replay returns or raises it at once, so
+                # pybreaker's lock is never held for a delivery. pybreaker raises the error
+                # again; the caller raises it itself, with the traceback the delivery gave it.
+                traceback = error.__traceback__ if error is not None else None
+                with contextlib.suppress(BaseException):
+                    breaker.call(_replay, error)
+                if error is not None:
+                    error.__traceback__ = traceback
+            elif error is not None and breaker.is_system_error(error):
+                self._storage.increment_counter()
+            else:
+                self._storage.reset_counter()
+
     def reset(self) -> None:
         """Close the breaker by hand (an operator knows the target is back)."""
-        self._breaker.close()
+        with self._lock:
+            self._breaker.close()
 
     def _changed(self, old: BreakerState, new: BreakerState) -> None:
         level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
         log.log(level, "circuit breaker of target %s: %s -> %s", self.target, old, new)
         if self._on_change is not None:
             self._on_change(self.target, old, new)
+
+
+def _replay(error: BaseException | None) -> None:
+    """Stand in for a delivery that has already run: raise its error, or return as it did."""
+    if error is not None:
+        raise error
 
 
 class _Listener(pybreaker.CircuitBreakerListener):

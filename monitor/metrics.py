@@ -339,10 +339,28 @@ MAX_VALUES_PER_LABEL distinct values in this process (long values are cut, blank
 _exit_hook_registered = False
 
 
+# prometheus-client picks where a process's samples live (in memory, or in files shared by
+# several processes) once, when it is imported, from PROMETHEUS_MULTIPROC_DIR, and keeps the
+# choice in `prometheus_client.values.ValueClass`. It offers no public way to ask which it picked
+# or to pick again; these two functions are the only places that touch that choice, and
+# tests/monitor/test_metrics.py::test_prometheus_picks_its_sample_storage_as_assumed fails when
+# the library changes it.
+
+
+def _samples_in_files() -> bool:
+    """Whether prometheus-client keeps this process's samples in files (multiprocess mode)."""
+    return values.ValueClass is not values.MutexValue
+
+
+def _pick_sample_storage() -> None:
+    """Make prometheus-client pick its sample storage again, from the environment as it is now."""
+    values.ValueClass = values.get_value_class()
+
+
 def multiprocess_directory() -> Path | None:
     """The folder of multiprocess samples when this process writes them, else None."""
     directory = os.environ.get(MULTIPROC_ENV)
-    if directory and getattr(values.ValueClass, "_multiprocess", False):
+    if directory and _samples_in_files():
         return Path(directory)
     return None
 
@@ -383,7 +401,7 @@ def enable_multiprocess(directory: Path) -> None:
                 f"{MULTIPROC_ENV} before starting the process"
             )
         os.environ[MULTIPROC_ENV] = str(directory)
-        values.ValueClass = values.get_value_class()
+        _pick_sample_storage()
     global _exit_hook_registered
     if not _exit_hook_registered:
         atexit.register(process_exit)

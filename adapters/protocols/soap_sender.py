@@ -190,17 +190,19 @@ class SoapSender(Sender):
         self._lock = threading.Lock()
         self._client: Any = None
         self._proxy: Any = None
+        self._binding: Any = None
         self._transport: Any = None
 
     # ------------------------------------------------------------------ the zeep client
 
-    def _service(self) -> tuple[Any, Any]:
+    def _service(self) -> tuple[Any, Any, Any]:
+        """The zeep client, the service proxy that calls the target and the proxy's binding."""
         with self._lock:
             if self._proxy is None:
-                self._client, self._proxy = self._build()
-            return self._client, self._proxy
+                self._client, self._proxy, self._binding = self._build()
+            return self._client, self._proxy, self._binding
 
-    def _build(self) -> tuple[Any, Any]:
+    def _build(self) -> tuple[Any, Any, Any]:
         import zeep
         from zeep.exceptions import Error as ZeepError
 
@@ -228,24 +230,28 @@ class SoapSender(Sender):
                 f"({type(error).__name__}: {error}); fix soap_sender options.wsdl"
             ) from error
         try:
-            proxy = client.bind(options.service, options.port)
-        except (ValueError, ZeepError) as error:
+            chosen = _chosen_port(client.wsdl, options.service, options.port)
+        except ValueError as error:
             raise PermanentDeliveryError(
                 f"WSDL of target {target} has no service {options.service!r} / port "
                 f"{options.port!r}: {error}; fix soap_sender options.service/port"
             ) from error
-        if proxy is None:
+        if chosen is None:
             raise PermanentDeliveryError(f"WSDL of target {target} declares no service")
+        service, port = chosen
+        binding = port.binding
         if options.address is not None:
-            proxy = client.create_service(proxy._binding.name, options.address)
-        operations = proxy._binding.all()
+            proxy = client.create_service(binding.name, options.address)
+        else:
+            proxy = client.bind(service.name, port.name)
+        operations = binding.all()
         for wanted in (options.operation, *options.operations.values()):
             if wanted not in operations:
                 raise PermanentDeliveryError(
                     f"WSDL of target {target} has no operation {wanted!r} (operations: "
                     f"{', '.join(sorted(operations))}); fix soap_sender options.operation(s)"
                 )
-        return client, proxy
+        return client, proxy, binding
 
     # ------------------------------------------------------------------ delivering
 
@@ -263,7 +269,7 @@ class SoapSender(Sender):
 
         options = self.settings
         target = self.system.id
-        client, proxy = self._service()
+        client, proxy, _ = self._service()
         arguments = self._arguments(body, client, idempotency_key)
         headers = []
         if options.idempotency_header and not options.idempotency_parameter:
@@ -357,8 +363,8 @@ class SoapSender(Sender):
             raise PermanentDeliveryError(
                 f"rendered document for target {self.system.id} is not XML: {error}"
             ) from error
-        _, proxy = self._service()
-        body_element = proxy._binding.get(self.settings.operation).input.body
+        _, _, binding = self._service()
+        body_element = binding.get(self.settings.operation).input.body
         if body_element is None or etree.QName(root).text != body_element.qname.text:
             expected = body_element.qname.text if body_element is not None else "none"
             raise PermanentDeliveryError(
@@ -372,7 +378,7 @@ class SoapSender(Sender):
         with self._lock:
             if self._transport is not None:
                 self._transport.session.close()
-            self._client = self._proxy = self._transport = None
+            self._client = self._proxy = self._binding = self._transport = None
 
     def _fault_error(self, fault: Any) -> PermanentDeliveryError | TransientDeliveryError:
         code = str(fault.code or "")
@@ -385,6 +391,26 @@ class SoapSender(Sender):
         if local in self.settings.transient_fault_codes:
             return TransientDeliveryError(text, detail=detail)
         return PermanentDeliveryError(text, detail=detail)
+
+
+def _chosen_port(wsdl: Any, service: str | None, port: str | None) -> tuple[Any, Any] | None:
+    """The WSDL service and port to call, as `zeep.Client.bind` picks them; None: no service.
+
+    The named service and port, else the first service and its first port; ValueError when a
+    named one is missing. Found here through zeep's public document model (`Document.services`,
+    `Service.ports`) because the sender needs the port's binding (its operations, an operation's
+    input element), which a ServiceProxy keeps private.
+    """
+    services = wsdl.services
+    if not services:
+        return None
+    found = services.get(service) if service else next(iter(services.values()))
+    if not found:
+        raise ValueError("Service not found")
+    chosen = found.ports.get(port) if port else next(iter(found.ports.values()), None)
+    if not chosen:
+        raise ValueError("Port not found")
+    return found, chosen
 
 
 def _recording_transport(timeout_s: float) -> Any:

@@ -258,7 +258,7 @@ class SoapService:
             version = SOAP12 if isinstance(binding, Soap12Binding) else SOAP11
             if not isinstance(binding, Soap11Binding | Soap12Binding):
                 continue
-            for name, zeep_operation in binding._operations.items():
+            for name, zeep_operation in binding.all().items():
                 body = zeep_operation.input.body
                 operations[(version.name, name)] = SoapOperation(
                     name=name,

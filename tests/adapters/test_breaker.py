@@ -216,6 +216,53 @@ def test_a_closed_breaker_lets_deliveries_run_side_by_side(
     assert len(target.requests) == 6
 
 
+@pytest.mark.parametrize("late_failure", [True, False], ids=["fails", "succeeds"])
+def test_a_delivery_begun_while_closed_is_not_taken_for_the_trial(late_failure: bool) -> None:
+    # A delivery still running when others open the breaker ends after the cool-down: it began
+    # before the breaker opened, so it neither opens it again nor closes it; the next call is
+    # the trial.
+    transitions = Transitions()
+    breaker = CircuitBreaker(
+        "grassroots_platform",
+        BreakerOptions(failures=1, cooldown_s=COOLDOWN),
+        on_change=transitions,
+    )
+    started, finish = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def slow_delivery() -> str:
+        started.set()
+        finish.wait(10)
+        if late_failure:
+            raise TransientDeliveryError("late 503")
+        return "late answer"
+
+    def deliver_slowly() -> None:
+        try:
+            outcome.append(breaker.call(slow_delivery))
+        except TransientDeliveryError as error:
+            outcome.append(str(error))
+
+    def refused() -> None:
+        raise TransientDeliveryError("503")
+
+    slow = threading.Thread(target=deliver_slowly)
+    slow.start()
+    assert started.wait(10)
+    with pytest.raises(TransientDeliveryError):
+        breaker.call(refused)  # opens the breaker while the slow delivery runs
+    time.sleep(COOLDOWN + 0.05)
+    finish.set()
+    slow.join(10)
+    # The caller sees the delivery's own outcome; the breaker stays open and its trial is due.
+    assert outcome == (["late 503"] if late_failure else ["late answer"])
+    assert breaker.state is BreakerState.OPEN and transitions.states == ["open"]
+    assert breaker.retry_in() == 0
+    assert breaker.consecutive_failures == (2 if late_failure else 0)
+    breaker.call(lambda: None)  # the trial
+    assert transitions.states == ["open", "half-open", "closed"]
+
+
 def test_options_are_validated() -> None:
     with pytest.raises(ValidationError, match="failures"):
         BreakerOptions(failures=0)

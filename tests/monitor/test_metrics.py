@@ -229,6 +229,41 @@ def test_multiprocess_mode_refuses_to_start_late(tmp_path: Path) -> None:
     assert "jghub_published" in done.stdout and "before the first observation" in done.stdout
 
 
+def test_prometheus_picks_its_sample_storage_as_assumed(tmp_path: Path) -> None:
+    # monitor.metrics reads and changes prometheus-client's choice of sample storage, which the
+    # library does not expose (values.ValueClass); this fails when the library changes it.
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from pathlib import Path
+        from prometheus_client import CollectorRegistry, Counter, values
+        from monitor import metrics
+        # Imported without PROMETHEUS_MULTIPROC_DIR: samples in memory.
+        print(values.ValueClass is values.MutexValue, metrics._samples_in_files())
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[1]
+        metrics._pick_sample_storage()
+        print(values.ValueClass is values.MutexValue, metrics._samples_in_files())
+        Counter("probe", "A probe.", registry=CollectorRegistry()).inc()
+        print(os.getpid(), sorted(path.name for path in Path(sys.argv[1]).iterdir()))
+        """
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+    )
+    assert done.returncode == 0, done.stderr
+    before, after, written = done.stdout.splitlines()
+    assert before == "True False"
+    assert after == "False True"
+    # Picked again, a new metric's samples go to this process's file in the folder.
+    pid, _ = written.split(" ", 1)
+    assert written == f"{pid} ['counter_{pid}.db']"
+
+
 def test_stale_files_are_cleared_only_when_their_processes_are_gone(tmp_path: Path) -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

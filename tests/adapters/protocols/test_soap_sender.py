@@ -197,6 +197,39 @@ def test_address_overrides_the_wsdl_endpoint(
     assert len(service.requests) == 1
 
 
+def test_the_named_service_and_port_are_called_and_a_missing_one_is_permanent(
+    service: LoopbackTarget, tmp_path: Path, case: tuple[Envelope, bytes]
+) -> None:
+    # The WSDL's first service names an unreachable host; the second, named in the options, its
+    # second port, the running service.
+    intranet = b"http://intranet.invalid/x.asmx"
+    wsdl = TASK_WSDL.replace(b"{{ADDRESS}}", intranet).replace(
+        b"</wsdl:definitions>",
+        b'<wsdl:service name="TaskServiceDmz">'
+        b'<wsdl:port name="Intranet" binding="tns:TaskServiceSoap">'
+        b'<soap:address location="' + intranet + b'"/></wsdl:port>'
+        b'<wsdl:port name="Dmz" binding="tns:TaskServiceSoap">'
+        b'<soap:address location="' + service.url.encode() + b'"/></wsdl:port>'
+        b"</wsdl:service></wsdl:definitions>",
+    )
+    wsdl_file = tmp_path / "task.wsdl"
+    wsdl_file.write_bytes(wsdl)
+
+    def named(**where: str) -> SoapSender:
+        options = SoapSenderOptions.model_validate(
+            {"wsdl": str(wsdl_file), "operation": "ReceiveTask", **where}
+        )
+        return SoapSender(options, AdapterContext(SYSTEM, tmp_path))
+
+    send(named(service="TaskServiceDmz", port="Dmz"), case)
+    assert len(service.requests) == 1
+    with pytest.raises(PermanentDeliveryError, match=r"no service 'Other'.*Service not found"):
+        send(named(service="Other"), case)
+    with pytest.raises(PermanentDeliveryError, match=r"port 'Other'.*Port not found"):
+        send(named(service="TaskServiceDmz", port="Other"), case)
+    assert len(service.requests) == 1
+
+
 def test_document_literal_element_mode(
     service: LoopbackTarget, tmp_path: Path, case: tuple[Envelope, bytes]
 ) -> None:
