@@ -210,7 +210,7 @@ class SystemsConfig(BaseModel):
             table = system.collaboration
             if table is None:
                 continue
-            at = ("systems", position, "collaboration")
+            at: tuple[str | int, ...] = ("systems", position, "collaboration")
             named = [((*at, "scenarios", code), target) for code, target in table.scenarios.items()]
             if table.default_system is not None:
                 named.append(((*at, "default_system"), table.default_system))
