@@ -58,12 +58,12 @@ from adapters.protocols.soap_service import (
     SoapVersion,
     fault_response_body,
 )
+from adapters.security import WSSE_SECURITY, Gatekeeper, username_token_password
 from mappings.payloads import PayloadLimits
 from systems import ChannelConfig, SystemConfig
 
 if TYPE_CHECKING:
     from adapters.ingress import Ingress
-    from adapters.security import Gatekeeper
 
 log = logging.getLogger("adapters.protocols.soap_push")
 
@@ -86,13 +86,6 @@ _DECLARATION = re.compile(
     r"""(?:\s+encoding\s*=\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'))?"""
 )
 _GB_FAMILY = frozenset({"gb2312", "gbk", "gb18030"})
-
-WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
-WSSE_SECURITY = f"{{{WSSE}}}Security"
-PASSWORD_TEXT = (
-    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
-    "#PasswordText"
-)
 
 
 class SoapPushOptions(BaseModel):
@@ -504,31 +497,13 @@ def _authenticate_in_message(
         token = request.parameters.get(name)
         where += f" or the system's key in parameter {name!r} of {request.operation.name}"
     if not token and configured.ws_security:
-        token = _username_token_password(request)
+        security = request.header(WSSE_SECURITY)
+        token = None if security is None else username_token_password(security)
         where += " or a WS-Security UsernameToken whose password is the system's key"
     if not isinstance(token, str) or not token.strip():
         raise Unauthenticated(f"no credential: send {where}", system=endpoint.system.id)
-    caller = endpoint.gatekeeper.identify_headers(
-        {"x-api-key": token.strip()}, tls=None, client=None
-    )
-    if caller is None:  # identify_headers answers for a present key; this is defensive
-        raise Unauthenticated("the token matches no configured system", system=endpoint.system.id)
+    caller = endpoint.gatekeeper.identify_key(token)
     endpoint.gatekeeper.authorize(caller, endpoint.system.id)
-
-
-def _username_token_password(request: SoapRequest) -> str | None:
-    security = request.header(WSSE_SECURITY)
-    if security is None:
-        return None
-    password = security.find(f"{{{WSSE}}}UsernameToken/{{{WSSE}}}Password")
-    if password is None:
-        return None
-    kind = password.get("Type", PASSWORD_TEXT)
-    if kind != PASSWORD_TEXT:
-        raise Unauthenticated(
-            f"WS-Security password type {kind!r} is not accepted; send #PasswordText over TLS"
-        )
-    return password.text
 
 
 def _document(configured: _Operation, request: SoapRequest) -> tuple[bytes, str | None]:
