@@ -13,6 +13,7 @@ a broken mapping raises MappingError when it is loaded. `jghub mappings language
 `jghub mappings functions` print the language's reference.
 """
 
+from mappings.decoding import codec_of, encode_as_declared
 from mappings.errors import (
     EncodingMismatch,
     ForbiddenMarkup,
@@ -46,6 +47,8 @@ __all__ = [
     "Translation",
     "TranslationError",
     "UnknownMessageType",
+    "codec_of",
+    "encode_as_declared",
     "load_all",
     "load_system",
 ]

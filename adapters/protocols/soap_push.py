@@ -27,9 +27,7 @@ which an OpenAPI client would read as a server error.
 
 from __future__ import annotations
 
-import codecs
 import logging
-import re
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,6 +57,7 @@ from adapters.protocols.soap_service import (
     fault_response_body,
 )
 from adapters.security import WSSE_SECURITY, Gatekeeper, username_token_password
+from mappings import encode_as_declared
 from mappings.payloads import PayloadLimits
 from systems import ChannelConfig, SystemConfig
 
@@ -80,12 +79,6 @@ _REFUSAL_SUBCODES = {
     "bad-request": "BadRequest",
 }
 _TRANSPORT_STATUSES = frozenset({413, 429})
-
-_DECLARATION = re.compile(
-    r"""\A\s*<\?xml\s+version\s*=\s*(?:"[^"]*"|'[^']*')"""
-    r"""(?:\s+encoding\s*=\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'))?"""
-)
-_GB_FAMILY = frozenset({"gb2312", "gbk", "gb18030"})
 
 
 class SoapPushOptions(BaseModel):
@@ -533,32 +526,18 @@ def _encoded_as_declared(text: str, parameter: str, operation: str) -> bytes:
     """The document in a string parameter as bytes that agree with its own XML declaration.
 
     Parsing the envelope already turned the parameter into Unicode, but the document inside may
-    still declare `encoding="gb2312"`. The mapping reads bytes and honours that declaration, so
-    the text is encoded as it says: GB2312 and GBK as GB18030, their superset, which also holds
-    the rare characters of names (𠮷, 䶮) that departments send under a gb2312 label. Without a
-    declaration the document is UTF-8, XML's default.
+    still declare `encoding="gb2312"`; the mapping reads bytes and honours that declaration, so
+    the text is encoded as it says (`mappings.encode_as_declared`). A character the declared
+    encoding cannot hold is the sender's mistake, answered with a fault naming it.
     """
-    text = text.removeprefix("\ufeff")
-    match = _DECLARATION.match(text)
-    declared = (match.group("dq") or match.group("sq")) if match else None
-    if not declared:
-        return text.encode("utf-8")
     try:
-        codec = codecs.lookup(declared.strip()).name
-    except LookupError:
-        # Unknown names are the mapping's to report (EncodingMismatch with the name).
-        return text.encode("utf-8")
-    if codec.replace("-", "").replace("_", "") in _GB_FAMILY or codec == "gb2312":
-        codec = "gb18030"
-    if codec.startswith(("utf-16", "utf-32")):
-        return text.encode("utf-8")
-    try:
-        return text.encode(codec)
+        return encode_as_declared(text)
     except UnicodeEncodeError as error:
+        declared, held = error.encoding, error.object[error.start]
         raise SoapFault(
             FaultCode.SENDER,
             f"the document in parameter {parameter!r} of {operation} declares encoding "
-            f"{declared!r} but holds {text[error.start]!r} (character {error.start}), which "
+            f"{declared!r} but holds {held!r} (character {error.start}), which "
             f"{declared} cannot encode; declare an encoding that can (UTF-8, GB18030)",
             subcode="InvalidParameter",
             detail={"parameter": parameter, "declared": declared, "position": error.start},
