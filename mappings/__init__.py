@@ -29,6 +29,7 @@ from mappings.errors import (
     UnknownMessageType,
 )
 from mappings.inbound import Translation
+from mappings.paths import value_at
 from mappings.system import SYSTEMS_ROOT, SystemMappings, load_all, load_system
 
 __all__ = [
@@ -51,4 +52,5 @@ __all__ = [
     "encode_as_declared",
     "load_all",
     "load_system",
+    "value_at",
 ]
