@@ -28,7 +28,6 @@ which an OpenAPI client would read as a server error.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,9 +189,24 @@ class _Endpoint:
             return frozenset({WSSE_SECURITY})
         return frozenset()
 
+    async def call(self, request: Request) -> Response:
+        """The POST route: one SOAP request. Being the route's endpoint, it also marks the route
+        as this endpoint's, which is how `_mounted_endpoint` finds it again."""
+        return await _call(self, request)
 
-# One endpoint per (application, path): several channels mount operations on one address.
-_ENDPOINTS: weakref.WeakKeyDictionary[Any, dict[str, _Endpoint]] = weakref.WeakKeyDictionary()
+
+def _mounted_endpoint(app_or_router: FastAPI | APIRouter, path: str) -> _Endpoint | None:
+    """The SOAP endpoint `app_or_router` already serves at `path` (as mounted), if any.
+
+    The app's own routes are the registry of its endpoints, so the channels of one system that
+    share a path find one endpoint, two apps in one process never see each other's, and an
+    endpoint goes when its app goes.
+    """
+    for route in app_or_router.routes:
+        owner = getattr(getattr(route, "endpoint", None), "__self__", None)
+        if isinstance(owner, _Endpoint) and owner.path == path:
+            return owner
+    return None
 
 
 class SoapPush(InboundAdapter):
@@ -261,11 +275,9 @@ class SoapPush(InboundAdapter):
         gatekeeper = self.context.require_gatekeeper(self.name)
         contract = self.contract(system, channel)
         service, operation, path = contract.service, contract.operation, contract.path
-        endpoints = _ENDPOINTS.setdefault(app_or_router, {})
-        endpoint = endpoints.get(path)
+        endpoint = _mounted_endpoint(app_or_router, path)
         if endpoint is None:
             endpoint = _Endpoint(service, system, gatekeeper, ingress, path)
-            endpoints[path] = endpoint
             _add_routes(app_or_router, endpoint)
         elif endpoint.system.id != system.id or endpoint.service is not service:
             raise AdapterConfigError(
@@ -341,9 +353,6 @@ def _add_routes(app_or_router: FastAPI | APIRouter, endpoint: _Endpoint) -> None
         address = str(request.url.replace(query=""))
         return Response(endpoint.service.wsdl(address), media_type="text/xml; charset=utf-8")
 
-    async def call(request: Request) -> Response:
-        return await _call(endpoint, request)
-
     app_or_router.add_api_route(
         endpoint.path,
         describe,
@@ -360,7 +369,7 @@ def _add_routes(app_or_router: FastAPI | APIRouter, endpoint: _Endpoint) -> None
     )
     app_or_router.add_api_route(
         endpoint.path,
-        call,
+        endpoint.call,
         methods=["POST"],
         name=f"{system.id}:soap_push",
         include_in_schema=False,
