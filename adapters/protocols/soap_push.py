@@ -56,8 +56,7 @@ from adapters.protocols.soap_service import (
     fault_response_body,
 )
 from adapters.security import WSSE_SECURITY, Gatekeeper, username_token_password
-from mappings import encode_as_declared
-from mappings.payloads import PayloadLimits
+from mappings import PayloadLimits, encode_as_declared
 from systems import ChannelConfig, SystemConfig
 
 if TYPE_CHECKING:
