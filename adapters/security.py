@@ -13,6 +13,9 @@
 5. with no credential in the headers, the signed app key in the JSON body (`appKey`,
    `requestTime`, `sign`), verified the same way.
 
+SOAP services may carry the key inside the envelope instead: `username_token_password` reads it
+from a WS-Security UsernameToken (PasswordText only), and `Gatekeeper.identify_key` checks it.
+
 A signed app key is `sign = lower-hex md5(appKey + secret + requestTime)`; requestTime is
 `yyyyMMddHHmmss` in Asia/Shanghai (epoch milliseconds are accepted too: some gateways send
 them) and must be within the system's `max_clock_skew_s` of the hub's clock. Keys and signatures
@@ -42,6 +45,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from lxml import etree
 from starlette.requests import Request
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -62,6 +66,14 @@ REQUEST_TIME_HEADER = "x-request-time"
 SIGN_HEADER = "x-sign"
 CLIENT_SUBJECT_HEADER = "x-client-subject"
 """Set by a trusted TLS-terminating proxy to the verified client certificate's subject."""
+
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSSE_SECURITY = f"{{{WSSE}}}Security"
+"""The WS-Security header block ("{namespace}local"), where a UsernameToken travels."""
+PASSWORD_TEXT = (
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
+    "#PasswordText"
+)
 
 Clock = Callable[[], float]
 
@@ -185,6 +197,24 @@ def parse_request_time(value: str) -> float:
     if len(value) == 13 and value.isdigit():
         return int(value) / 1000.0
     raise ValueError(value)
+
+
+def username_token_password(security: etree._Element) -> str | None:
+    """The password of the UsernameToken in a wsse:Security header block; None without one.
+
+    The password is the system's key, checked like the X-Api-Key header (`identify_key`). Only
+    a PasswordText password is accepted (the type an absent Type attribute means); any other
+    type (#PasswordDigest) raises Unauthenticated.
+    """
+    password = security.find(f"{{{WSSE}}}UsernameToken/{{{WSSE}}}Password")
+    if password is None:
+        return None
+    kind = password.get("Type", PASSWORD_TEXT)
+    if kind != PASSWORD_TEXT:
+        raise Unauthenticated(
+            f"WS-Security password type {kind!r} is not accepted; send #PasswordText over TLS"
+        )
+    return password.text
 
 
 class Gatekeeper:

@@ -11,8 +11,23 @@
 A payload that cannot be read at all raises PayloadRejected (or a subclass naming the reason);
 a broken mapping raises MappingError when it is loaded. `jghub mappings language` and
 `jghub mappings functions` print the language's reference.
+
+The rules the mappings apply are exported here too, for the adapters that apply them to what
+they carry (the adapters import this package, not its modules): hardened XML parsing within
+`PayloadLimits` (`parse_xml`), decoding by BOM, declaration and charset (`decode_payload`) and
+encoding text as its declaration says (`encode_as_declared`, `codec_of`), date patterns
+(`compile_pattern` and the epoch helpers), and dotted paths into JSON (`value_at`).
 """
 
+from mappings.dateformats import (
+    EPOCH_NAMES,
+    PatternInvalid,
+    build_datetime,
+    compile_pattern,
+    from_epoch,
+    to_epoch,
+)
+from mappings.decoding import codec_of, decode_payload, encode_as_declared
 from mappings.errors import (
     EncodingMismatch,
     ForbiddenMarkup,
@@ -28,9 +43,12 @@ from mappings.errors import (
     UnknownMessageType,
 )
 from mappings.inbound import Translation
+from mappings.paths import value_at
+from mappings.payloads import PayloadLimits, parse_xml
 from mappings.system import SYSTEMS_ROOT, SystemMappings, load_all, load_system
 
 __all__ = [
+    "EPOCH_NAMES",
     "SYSTEMS_ROOT",
     "EncodingMismatch",
     "ForbiddenMarkup",
@@ -38,6 +56,8 @@ __all__ = [
     "MappingEngineError",
     "MappingError",
     "NoRecords",
+    "PatternInvalid",
+    "PayloadLimits",
     "PayloadRejected",
     "PayloadTooDeep",
     "PayloadTooLarge",
@@ -46,6 +66,15 @@ __all__ = [
     "Translation",
     "TranslationError",
     "UnknownMessageType",
+    "build_datetime",
+    "codec_of",
+    "compile_pattern",
+    "decode_payload",
+    "encode_as_declared",
+    "from_epoch",
     "load_all",
     "load_system",
+    "parse_xml",
+    "to_epoch",
+    "value_at",
 ]

@@ -10,6 +10,10 @@ the rare characters of people's and companies' names that only GBK/GB18030 can c
 
 Nothing is guessed: bytes that do not decode in the chosen encoding are an error naming the byte
 offset, never re-read in another encoding.
+
+The other way round, `encode_as_declared` turns a document that is already text (an XML string
+carried inside a SOAP envelope) into bytes that agree with its own declaration, by the same
+reading of charset labels (`codec_of`), so that decoding them gives the text back.
 """
 
 from __future__ import annotations
@@ -32,11 +36,15 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 
-# The XML declaration in an ASCII-compatible encoding (XML 1.0 §2.8, §4.3.3).
-_XML_DECLARATION = re.compile(
-    rb"""\A<\?xml\s+version\s*=\s*(?:"[^"]*"|'[^']*')"""
-    rb"""(?:\s+encoding\s*=\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'))?"""
+# The XML declaration (XML 1.0 §2.8, §4.3.3), in bytes of an ASCII-compatible encoding and in
+# text. In text, white space before it is read past: a document written into a SOAP envelope's
+# string parameter often starts on a line of its own.
+_DECLARATION = (
+    r"""<\?xml\s+version\s*=\s*(?:"[^"]*"|'[^']*')"""
+    r"""(?:\s+encoding\s*=\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'))?"""
 )
+_XML_DECLARATION = re.compile(rb"\A" + _DECLARATION.encode("ascii"))
+_TEXT_DECLARATION = re.compile(r"\A\s*" + _DECLARATION)
 
 # Codecs that a declaration read as ASCII cannot truthfully name: the bytes would not be ASCII.
 _WIDE_CODECS = frozenset({"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"})
@@ -90,12 +98,50 @@ def _declared_encoding(payload: bytes) -> str | None:
     return name.decode("ascii", "replace") if name else None
 
 
+def codec_of(label: str) -> str:
+    """The Python codec a declared charset label means: GB2312 and GBK (cp936) mean GB18030.
+
+    Raises LookupError for a label Python does not know.
+    """
+    codec = codecs.lookup(label.strip()).name
+    return "gb18030" if codec in _GB18030_SUBSETS else codec
+
+
+def encode_as_declared(text: str) -> bytes:
+    """`text`, an XML document, as bytes that agree with its own XML declaration.
+
+    The text is encoded as its declaration says (read by `codec_of`, so gb2312 as GB18030, which
+    also holds the rare characters of names that departments send under a gb2312 label); a
+    leading byte order mark is dropped. It is UTF-8 when there is no declaration (XML's default),
+    when the label is unknown (`decode_payload` then reports it by name) and when the label is
+    UTF-16 or UTF-32 (a declaration written in ASCII-compatible bytes cannot truthfully say so;
+    `decode_payload` reports that too).
+
+    Raises UnicodeEncodeError when the declared encoding cannot hold a character of the text;
+    its `encoding` is the label as declared, its `object` the text encoded (without the mark).
+    """
+    text = text.removeprefix("\ufeff")
+    match = _TEXT_DECLARATION.match(text)
+    declared = (match.group("dq") or match.group("sq")) if match else None
+    if not declared:
+        return text.encode("utf-8")
+    try:
+        codec = codec_of(declared)
+    except LookupError:
+        return text.encode("utf-8")
+    if codec in _WIDE_CODECS:
+        return text.encode("utf-8")
+    try:
+        return text.encode(codec)
+    except UnicodeEncodeError as error:
+        raise UnicodeEncodeError(declared, text, error.start, error.end, error.reason) from None
+
+
 def _codec_name(name: str, said_by: str) -> str:
     try:
-        codec = codecs.lookup(name.strip()).name
+        return codec_of(name)
     except LookupError:
         raise EncodingMismatch(f"unknown encoding '{name}' in {said_by}") from None
-    return "gb18030" if codec in _GB18030_SUBSETS else codec
 
 
 def _decode(

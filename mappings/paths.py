@@ -15,6 +15,9 @@ What a path gives (its *value*): for XML, the string value of the first node sel
 of an element, all of its descendants' text included; an attribute's value), or the XPath
 string, number or boolean the expression computes; for JSON, the value found. An empty text is
 absent (None), as is an empty node-set.
+
+`value_at` walks a dotted path into parsed JSON without compiling it, for the paths that options
+name (where a page's records are).
 """
 
 from __future__ import annotations
@@ -347,6 +350,20 @@ def _fast_json(text: str, expression: ParsedResult) -> Callable[[Any], Any]:
         return data
 
     return dotted_value
+
+
+def value_at(document: Any, dotted: str) -> Any:
+    """The value at a dotted path (`data.list`) in parsed JSON; None when a step is missing or
+    lands on something that is not an object.
+
+    For the plain dotted paths that options name (where a page's records are): their parts are
+    keys, so they need no JMESPath, and the same paths are also written to.
+    """
+    for key in dotted.split("."):
+        if not isinstance(document, dict):
+            return None
+        document = document.get(key)
+    return document
 
 
 def jmespath_truth(value: Any) -> bool:

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from adapters.base import AdapterContext, Poller
 from adapters.errors import AdapterConfigError, AdapterError, IngressUnavailable
 from adapters.ingress import Ingress, IngressResult
-from mappings.dateformats import (
+from mappings import (
     EPOCH_NAMES,
     PatternInvalid,
     build_datetime,

@@ -27,6 +27,7 @@ from adapters.protocols.poller import (
     SourceUnavailable,
     TimeFormat,
 )
+from mappings import value_at
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 TOKEN_MARGIN_S = 30.0
@@ -304,7 +305,7 @@ class RestPoller(PagedPoller):
                 raise SourceUnavailable(
                     f"{self.system.id} source {source.url} answered an error: {refusal}"
                 )
-        items = _at(document, source.records_path)
+        items = value_at(document, source.records_path)
         if items is None:
             items = []
         if not isinstance(items, list):
@@ -356,14 +357,6 @@ def _secret(variable: str, system: str) -> str:
             f"rest_poller of {system}: environment variable {variable} is not set or empty"
         )
     return value
-
-
-def _at(document: Any, dotted: str) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(document, dict):
-            return None
-        document = document.get(key)
-    return document
 
 
 def _put(document: Any, dotted: str, value: Any) -> None:

@@ -27,10 +27,7 @@ which an OpenAPI client would read as a server error.
 
 from __future__ import annotations
 
-import codecs
 import logging
-import re
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,12 +55,12 @@ from adapters.protocols.soap_service import (
     SoapVersion,
     fault_response_body,
 )
-from mappings.payloads import PayloadLimits
+from adapters.security import WSSE_SECURITY, Gatekeeper, username_token_password
+from mappings import PayloadLimits, encode_as_declared
 from systems import ChannelConfig, SystemConfig
 
 if TYPE_CHECKING:
     from adapters.ingress import Ingress
-    from adapters.security import Gatekeeper
 
 log = logging.getLogger("adapters.protocols.soap_push")
 
@@ -80,19 +77,6 @@ _REFUSAL_SUBCODES = {
     "bad-request": "BadRequest",
 }
 _TRANSPORT_STATUSES = frozenset({413, 429})
-
-_DECLARATION = re.compile(
-    r"""\A\s*<\?xml\s+version\s*=\s*(?:"[^"]*"|'[^']*')"""
-    r"""(?:\s+encoding\s*=\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'))?"""
-)
-_GB_FAMILY = frozenset({"gb2312", "gbk", "gb18030"})
-
-WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
-WSSE_SECURITY = f"{{{WSSE}}}Security"
-PASSWORD_TEXT = (
-    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
-    "#PasswordText"
-)
 
 
 class SoapPushOptions(BaseModel):
@@ -204,9 +188,24 @@ class _Endpoint:
             return frozenset({WSSE_SECURITY})
         return frozenset()
 
+    async def call(self, request: Request) -> Response:
+        """The POST route: one SOAP request. Being the route's endpoint, it also marks the route
+        as this endpoint's, which is how `_mounted_endpoint` finds it again."""
+        return await _call(self, request)
 
-# One endpoint per (application, path): several channels mount operations on one address.
-_ENDPOINTS: weakref.WeakKeyDictionary[Any, dict[str, _Endpoint]] = weakref.WeakKeyDictionary()
+
+def _mounted_endpoint(app_or_router: FastAPI | APIRouter, path: str) -> _Endpoint | None:
+    """The SOAP endpoint `app_or_router` already serves at `path` (as mounted), if any.
+
+    The app's own routes are the registry of its endpoints, so the channels of one system that
+    share a path find one endpoint, two apps in one process never see each other's, and an
+    endpoint goes when its app goes.
+    """
+    for route in app_or_router.routes:
+        owner = getattr(getattr(route, "endpoint", None), "__self__", None)
+        if isinstance(owner, _Endpoint) and owner.path == path:
+            return owner
+    return None
 
 
 class SoapPush(InboundAdapter):
@@ -275,11 +274,9 @@ class SoapPush(InboundAdapter):
         gatekeeper = self.context.require_gatekeeper(self.name)
         contract = self.contract(system, channel)
         service, operation, path = contract.service, contract.operation, contract.path
-        endpoints = _ENDPOINTS.setdefault(app_or_router, {})
-        endpoint = endpoints.get(path)
+        endpoint = _mounted_endpoint(app_or_router, path)
         if endpoint is None:
             endpoint = _Endpoint(service, system, gatekeeper, ingress, path)
-            endpoints[path] = endpoint
             _add_routes(app_or_router, endpoint)
         elif endpoint.system.id != system.id or endpoint.service is not service:
             raise AdapterConfigError(
@@ -355,9 +352,6 @@ def _add_routes(app_or_router: FastAPI | APIRouter, endpoint: _Endpoint) -> None
         address = str(request.url.replace(query=""))
         return Response(endpoint.service.wsdl(address), media_type="text/xml; charset=utf-8")
 
-    async def call(request: Request) -> Response:
-        return await _call(endpoint, request)
-
     app_or_router.add_api_route(
         endpoint.path,
         describe,
@@ -374,7 +368,7 @@ def _add_routes(app_or_router: FastAPI | APIRouter, endpoint: _Endpoint) -> None
     )
     app_or_router.add_api_route(
         endpoint.path,
-        call,
+        endpoint.call,
         methods=["POST"],
         name=f"{system.id}:soap_push",
         include_in_schema=False,
@@ -504,31 +498,13 @@ def _authenticate_in_message(
         token = request.parameters.get(name)
         where += f" or the system's key in parameter {name!r} of {request.operation.name}"
     if not token and configured.ws_security:
-        token = _username_token_password(request)
+        security = request.header(WSSE_SECURITY)
+        token = None if security is None else username_token_password(security)
         where += " or a WS-Security UsernameToken whose password is the system's key"
     if not isinstance(token, str) or not token.strip():
         raise Unauthenticated(f"no credential: send {where}", system=endpoint.system.id)
-    caller = endpoint.gatekeeper.identify_headers(
-        {"x-api-key": token.strip()}, tls=None, client=None
-    )
-    if caller is None:  # identify_headers answers for a present key; this is defensive
-        raise Unauthenticated("the token matches no configured system", system=endpoint.system.id)
+    caller = endpoint.gatekeeper.identify_key(token)
     endpoint.gatekeeper.authorize(caller, endpoint.system.id)
-
-
-def _username_token_password(request: SoapRequest) -> str | None:
-    security = request.header(WSSE_SECURITY)
-    if security is None:
-        return None
-    password = security.find(f"{{{WSSE}}}UsernameToken/{{{WSSE}}}Password")
-    if password is None:
-        return None
-    kind = password.get("Type", PASSWORD_TEXT)
-    if kind != PASSWORD_TEXT:
-        raise Unauthenticated(
-            f"WS-Security password type {kind!r} is not accepted; send #PasswordText over TLS"
-        )
-    return password.text
 
 
 def _document(configured: _Operation, request: SoapRequest) -> tuple[bytes, str | None]:
@@ -558,32 +534,18 @@ def _encoded_as_declared(text: str, parameter: str, operation: str) -> bytes:
     """The document in a string parameter as bytes that agree with its own XML declaration.
 
     Parsing the envelope already turned the parameter into Unicode, but the document inside may
-    still declare `encoding="gb2312"`. The mapping reads bytes and honours that declaration, so
-    the text is encoded as it says: GB2312 and GBK as GB18030, their superset, which also holds
-    the rare characters of names (𠮷, 䶮) that departments send under a gb2312 label. Without a
-    declaration the document is UTF-8, XML's default.
+    still declare `encoding="gb2312"`; the mapping reads bytes and honours that declaration, so
+    the text is encoded as it says (`mappings.encode_as_declared`). A character the declared
+    encoding cannot hold is the sender's mistake, answered with a fault naming it.
     """
-    text = text.removeprefix("\ufeff")
-    match = _DECLARATION.match(text)
-    declared = (match.group("dq") or match.group("sq")) if match else None
-    if not declared:
-        return text.encode("utf-8")
     try:
-        codec = codecs.lookup(declared.strip()).name
-    except LookupError:
-        # Unknown names are the mapping's to report (EncodingMismatch with the name).
-        return text.encode("utf-8")
-    if codec.replace("-", "").replace("_", "") in _GB_FAMILY or codec == "gb2312":
-        codec = "gb18030"
-    if codec.startswith(("utf-16", "utf-32")):
-        return text.encode("utf-8")
-    try:
-        return text.encode(codec)
+        return encode_as_declared(text)
     except UnicodeEncodeError as error:
+        declared, held = error.encoding, error.object[error.start]
         raise SoapFault(
             FaultCode.SENDER,
             f"the document in parameter {parameter!r} of {operation} declares encoding "
-            f"{declared!r} but holds {text[error.start]!r} (character {error.start}), which "
+            f"{declared!r} but holds {held!r} (character {error.start}), which "
             f"{declared} cannot encode; declare an encoding that can (UTF-8, GB18030)",
             subcode="InvalidParameter",
             detail={"parameter": parameter, "declared": declared, "position": error.start},

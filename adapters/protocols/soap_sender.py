@@ -24,8 +24,7 @@ from adapters.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from mappings.decoding import decode_payload
-from mappings.errors import EncodingMismatch
+from mappings import EncodingMismatch, decode_payload
 
 if TYPE_CHECKING:
     from standard.envelope import Envelope

@@ -40,8 +40,7 @@ from zeep.wsdl.bindings.soap import Soap11Binding, Soap12Binding
 from zeep.xsd.elements.any import Any as Any_
 from zeep.xsd.types.builtins import Base64Binary, String
 
-from mappings.errors import PayloadRejected
-from mappings.payloads import PayloadLimits, parse_xml
+from mappings import PayloadLimits, PayloadRejected, parse_xml
 
 SOAP11_ENVELOPE = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_ENVELOPE = "http://www.w3.org/2003/05/soap-envelope"

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 from adapters.protocols.poller import TimeFormat
 from adapters.protocols.rest_poller import RestPollerOptions
 from hub.simulators.traffic import SystemTraffic
-from mappings import PayloadRejected, SystemMappings
+from mappings import PayloadRejected, SystemMappings, value_at
 from systems import ChannelConfig, SystemConfig
 
 
@@ -124,7 +124,7 @@ class SimulatedSource:
         for feed in self.feeds.values():
             payload = feed.traffic.batch(count, invalid_share=self.invalid_share)
             document = json.loads(payload.body)
-            found = _at(document, feed.options.records_path) or []
+            found = value_at(document, feed.options.records_path) or []
             with self._lock:
                 for item in found:
                     self._clock += timedelta(seconds=1)
@@ -216,7 +216,7 @@ class SimulatedSource:
                 _put(document, options.total_path, len(matching))
             for name, value in (("pageNo", number), ("pageSize", size)):
                 parent_path = options.records_path.rpartition(".")[0]
-                parent = _at(document, parent_path) if parent_path else document
+                parent = value_at(document, parent_path) if parent_path else document
                 if isinstance(parent, dict) and name in parent:
                     parent[name] = value
             return JSONResponse(document)
@@ -249,14 +249,6 @@ def _numeric(value: str) -> tuple[int, int | str]:
 
 def _is_dotted(path: str) -> bool:
     return all(part.isidentifier() for part in path.split("."))
-
-
-def _at(document: Any, dotted: str) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(document, dict):
-            return None
-        document = document.get(key)
-    return document
 
 
 def _put(document: Any, dotted: str, value: Any) -> None:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import jmespath
 from lxml import etree
 
-from mappings import PayloadRejected, SystemMappings
+from mappings import PayloadRejected, SystemMappings, value_at
 from mappings.language import FieldRule
 from mappings.payloads import parse_xml
 from standard.checks import (
@@ -288,13 +288,13 @@ class SystemTraffic:
         serial = self._next_serial()
         for path in (self._key_path, self._record_id_path):
             if path and not path.startswith("$."):
-                current = _get_json(record, path)
+                current = value_at(record, path)
                 if isinstance(current, str):
                     _set_json(record, path, _unique(current, serial))
                 elif isinstance(current, int) and not isinstance(current, bool):
                     _set_json(record, path, int(_unique(str(current), serial) or current))
         if self._region_path and not self._region_path.startswith("$."):
-            current = _get_json(record, self._region_path)
+            current = value_at(record, self._region_path)
             if isinstance(current, str) and _halfwidth(current).strip() in _county_codes():
                 _set_json(record, self._region_path, self._random.choice(_county_codes()))
         replaced: dict[str, str] = {}
@@ -477,15 +477,6 @@ def _serialise_xml(root: etree._Element, template: bytes, charset: str | None) -
     codec = "gb18030" if name.replace("-", "").replace("_", "") in ("gb2312", "gbk") else name
     text = etree.tostring(root, encoding="unicode")
     return declaration.group(1) + b"\n" + text.encode(codec)
-
-
-def _get_json(record: Any, path: str) -> Any:
-    value = record
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
 
 
 def _set_json(record: Any, path: str, value: Any) -> None:

@@ -24,15 +24,20 @@ from hub_harness import (
     running_hub,
     sample,
 )
+from lxml import etree
+from zeep.wsse.username import UsernameToken
 
 from adapters.errors import AdapterConfigError, Unauthenticated
 from adapters.security import (
+    WSSE,
+    WSSE_SECURITY,
     Gatekeeper,
     TokenBucket,
     expected_sign,
     format_subject,
     parse_request_time,
     subject_attributes,
+    username_token_password,
 )
 from hub.commands.serve import tls_options
 from hub.settings import HubSettings
@@ -230,6 +235,28 @@ def test_signature_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     clock.now += 301
     with pytest.raises(Unauthenticated, match="301 s away"):
         gate.verify_signature("gw", "20260301100000", sign, where="body")
+
+
+def _security_block(token: UsernameToken) -> etree._Element:
+    """The wsse:Security header block zeep, a real SOAP client, writes for `token`."""
+    envelope = etree.fromstring(
+        b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>'
+    )
+    token.apply(envelope, {})
+    found = envelope.find(f".//{WSSE_SECURITY}")
+    assert found is not None
+    return found
+
+
+def test_a_username_token_password_is_read_as_text_and_a_digest_is_refused() -> None:
+    assert username_token_password(_security_block(UsernameToken("jt", "k-1"))) == "k-1"
+    no_type = _security_block(UsernameToken("jt", "k-2"))
+    for password in no_type.iter(f"{{{WSSE}}}Password"):
+        del password.attrib["Type"]
+    assert username_token_password(no_type) == "k-2"  # PasswordText is the default type
+    assert username_token_password(_security_block(UsernameToken("jt"))) is None
+    with pytest.raises(Unauthenticated, match="PasswordDigest"):
+        username_token_password(_security_block(UsernameToken("jt", "k-3", use_digest=True)))
 
 
 def test_request_time_is_shanghai_time() -> None:

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import pytest
 
+from mappings.decoding import codec_of, encode_as_declared
 from mappings.errors import (
     EncodingMismatch,
     ForbiddenMarkup,
@@ -162,6 +163,48 @@ def test_byte_order_marks_win() -> None:
 def test_unknown_encoding_is_named() -> None:
     with pytest.raises(EncodingMismatch, match="unknown encoding 'klingon'"):
         parse_xml(b'<?xml version="1.0" encoding="klingon"?><r/>', LIMITS)
+
+
+def test_charset_labels_name_their_codec_gb2312_and_gbk_as_gb18030() -> None:
+    assert [codec_of(label) for label in ("GB2312", "gbk", " CP936 ", "GB18030")] == ["gb18030"] * 4
+    assert codec_of("UTF8") == "utf-8"
+    with pytest.raises(LookupError):
+        codec_of("klingon")
+
+
+def test_text_encoded_as_declared_decodes_back_to_itself() -> None:
+    # 䶮 (U+4DAE) is outside GB2312: a gb2312 label is written as GB18030, which holds it.
+    declared = '<?xml version="1.0" encoding="gb2312"?><r>刘䶮</r>'
+    assert encode_as_declared(declared) == declared.encode("gb18030")
+    for text in (
+        declared,
+        "<?xml version='1.0' encoding='GBK'?><r>王</r>",
+        '<?xml version="1.0" encoding="latin-1"?><r>é</r>',
+        '\ufeff<?xml version="1.0"?><r>王</r>',
+        "<r>王</r>",
+    ):
+        parsed = parse_xml(encode_as_declared(text), LIMITS)
+        assert parsed.text == text.rpartition("<r>")[2].removesuffix("</r>"), text
+    assert encode_as_declared('\ufeff<?xml version="1.0"?><r/>')[:1] == b"<"
+    indented = '\n  <?xml version="1.0" encoding="latin-1"?><r>é</r>'
+    assert encode_as_declared(indented) == indented.encode("latin-1")
+
+
+def test_text_declaring_what_cannot_be_written_is_utf8_for_the_decoder_to_name() -> None:
+    for label in ("klingon", "UTF-16"):
+        text = f'<?xml version="1.0" encoding="{label}"?><r>王</r>'
+        assert encode_as_declared(text) == text.encode("utf-8")
+        with pytest.raises(EncodingMismatch, match=label):
+            parse_xml(encode_as_declared(text), LIMITS)
+
+
+def test_text_its_declared_encoding_cannot_hold_names_the_label_and_character() -> None:
+    with pytest.raises(UnicodeEncodeError) as caught:
+        encode_as_declared('\ufeff<?xml version="1.0" encoding="ISO-8859-1"?><r>中</r>')
+    error = caught.value
+    assert error.encoding == "ISO-8859-1"
+    assert error.object.startswith("<?xml")  # the mark is not part of the text encoded
+    assert error.object[error.start] == "中"
 
 
 def test_oversized_payload_is_refused_before_parsing() -> None:

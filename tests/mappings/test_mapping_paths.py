@@ -15,6 +15,7 @@ from mappings.paths import (
     RecordElement,
     compile_jmespath,
     compile_xpath,
+    value_at,
     xpath_value,
 )
 
@@ -75,6 +76,13 @@ def test_fast_json_paths_equal_jmespath(data: Any) -> None:
     for text in JSON_PATHS:
         expected = jmespath.search(text, data)
         assert compile_jmespath(text).value(data) == (None if expected == "" else expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_dotted_paths_walked_without_jmespath_find_what_jmespath_finds(data: Any) -> None:
+    for text in JSON_PATHS:
+        assert value_at(data, text) == jmespath.search(text, data), text
 
 
 def test_general_xpath_values() -> None:

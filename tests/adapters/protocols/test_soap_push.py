@@ -360,6 +360,35 @@ def test_base64_that_is_not_base64_is_refused(hub: SoapHub) -> None:
     assert base64.b64encode(b"ok")  # the valid form, for contrast, is what zeep sends
 
 
+def test_two_apps_in_one_process_each_serve_their_own_endpoints(tmp_path: Path) -> None:
+    # Two hubs built from one configuration: each must mount all its endpoints (nothing left
+    # over from the other refuses an operation as already mounted), and each endpoint must hand
+    # requests to its own app's ingress, so what is sent to one reaches only that hub's bus.
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    with (
+        SoapHub.start("embedded", tmp_path / "first") as first,
+        SoapHub.start("embedded", tmp_path / "second") as second,
+    ):
+        for sender, other in ((first, second), (second, first)):
+            eco = sender.zeep_client("eco-env-penalty", api_key=sender.keys["eco-env-penalty"])
+            receipt = eco.service.ReceiveCaseBatch(batch=(CASES / "valid-batch.xml").read_bytes())
+            assert receipt.accepted == 3
+            # market-penalty's two channels share one path: one endpoint, both operations.
+            market = sender.zeep_client("market-penalty")
+            token = sender.keys["market-penalty"]
+            cases = market.service.UploadCaseXml(token=token, xmlDoc=_market("valid-batch.xml"))
+            assert etree.fromstring(cases.encode()).findtext("Accepted") == "4"
+            published = market.service.UploadGsXml(
+                token=token, xmlDoc=_market("invalid-publications.xml", "publication_upload")
+            )
+            accepted = int(etree.fromstring(published.encode()).findtext("Accepted") or 0)
+            assert other.broker.depth(other.target("grassroots-platform")) == 0
+            messages = sender.drain("grassroots-platform", 7 + accepted)
+            assert {r.messageId for r in receipt.record} <= {m.id for m in messages}
+            assert len(messages) == 7 + accepted
+
+
 def test_wsdl_files_ship_with_the_package() -> None:
     from adapters.protocols.soap_service import WSDL_FOLDER
 
