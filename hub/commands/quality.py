@@ -25,8 +25,10 @@ def quality(
     """Data quality per source system: accuracy, completeness, timeliness.
 
     Accuracy (准确性): records accepted against rejected, and the rules that rejected most.
-    Completeness (完整性): the share of the standard's optional fields filled. Timeliness
-    (时效性): delay from a record's own change time to its arrival (median and p90).
+
+    Completeness (完整性): the share of the standard's optional fields filled.
+
+    Timeliness (时效性): delay from a record's own change time to its arrival (median and p90).
     """
     out = console()
     try:

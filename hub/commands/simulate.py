@@ -62,10 +62,12 @@ def simulate(
     ] = 0.0,
     delay: Annotated[float, typer.Option(help="Delay before every answer (s).", min=0)] = 0.0,
 ) -> None:
-    """Run simulated external systems: receivers where the configuration says the hub delivers
-    to them (REST or SOAP, recording what arrives, failing as told), pull APIs where the hub's
-    pollers read them (new changes every interval), outbox pullers, and with --hub, pushers
-    sending batches grown from their samples in their own protocol.
+    """Run simulated external systems against a hub, until Ctrl-C.
+
+    The systems are receivers where the configuration says the hub delivers to them (REST or
+    SOAP, recording what arrives, failing as told), pull APIs where the hub's pollers read them
+    (new changes every interval), outbox pullers and, with --hub, pushers sending batches grown
+    from their samples in their own protocol.
 
     The receivers listen on the host and port of each system's outbound URL; the keys come from
     the environment variables the configuration names. A receiver's failures can be changed
