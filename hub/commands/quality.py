@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from hub.commands.journal import DataDir, console, open_journal
+from hub.commands.journal import console, open_journal
+from hub.commands.options import DataDir
 from monitor.dead_letters import parse_age
 from monitor.errors import InvalidRequest
 from monitor.quality import quality_report

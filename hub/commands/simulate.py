@@ -6,7 +6,6 @@ import logging
 import signal
 import threading
 import time
-from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -14,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from hub.commands.options import SystemsFile
 from hub.settings import HubSettings
 from hub.simulators.clients import OutboxPuller, SystemClient
 from hub.simulators.landscape import build_landscape
@@ -32,13 +32,7 @@ def simulate(
         str | None,
         typer.Option(help="The hub's base URL; with it, the systems push traffic and pull."),
     ] = None,
-    systems_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--systems",
-            help="Systems configuration (default: JGHUB_SYSTEMS_FILE or config/systems.yaml).",
-        ),
-    ] = None,
+    systems_file: SystemsFile = None,
     landscape: Annotated[
         bool,
         typer.Option(

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from hub.commands.journal import DataDir, console, open_journal
+from hub.commands.journal import console, open_journal
+from hub.commands.options import DataDir
 from monitor.tables import trace_table
 
 
