@@ -17,11 +17,11 @@ from hub.commands.options import DataDir, SystemsFile, hub_settings
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, SystemsConfigError, load_systems
 from monitor import dead_letters
+from monitor.console_tables import dead_letters_table, history_table, local
 from monitor.errors import InvalidRequest, JournalUnavailable
 from monitor.journal import Journal
 from monitor.observer import Observer
 from monitor.settings import MonitorSettings
-from monitor.tables import dead_letters_table, history_table, local
 
 app = typer.Typer(
     help="Dead letters: messages whose delivery failed for good. List, inspect, replay.",

@@ -10,10 +10,10 @@ from rich.markup import escape
 
 from hub.commands.journal import console, open_journal
 from hub.commands.options import DataDir
+from monitor.console_tables import quality_table
 from monitor.dead_letters import parse_age
 from monitor.errors import InvalidRequest
 from monitor.quality import quality_report
-from monitor.tables import quality_table
 
 
 def quality(

@@ -9,7 +9,7 @@ import typer
 
 from hub.commands.journal import console, open_journal
 from hub.commands.options import DataDir
-from monitor.tables import trace_table
+from monitor.console_tables import trace_table
 
 
 def trace(
