@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from hub import __version__
 from hub.commands import adapters as adapters_commands
@@ -17,8 +21,49 @@ from hub.commands import standard as standard_commands
 from hub.commands import trace as trace_command
 from hub.commands import worker as worker_command
 
+
+def one_line_paragraphs(text: str) -> str:
+    """`text` with the lines of each paragraph joined, for the terminal alone to break; a
+    paragraph click marks as preformatted (starting with \\b) stays as written."""
+    return "\n\n".join(
+        paragraph
+        if paragraph.startswith("\b")
+        else " ".join(line.strip() for line in paragraph.splitlines())
+        for paragraph in inspect.cleandoc(text).split("\n\n")
+    )
+
+
+class ReflowedHelp(TyperGroup):
+    """The `jghub` group: every help text below it reaches typer with one line per paragraph.
+
+    Docstrings and help strings are wrapped at the source's line length. Typer's rich help keeps
+    some of those single newlines as line breaks (a command's later paragraphs, its summary in a
+    group's list of commands), and the terminal wraps the lines again, which reads ragged ("over
+    the embedded" / "bus in a new data folder") at any width but the source's. Joining the lines
+    here, once typer has built the whole tree, leaves every break to the terminal: for each
+    command, group, option and argument, whichever typer version and markup mode renders it.
+    """
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        _reflow(self)
+
+
+def _reflow(command: TyperCommand | TyperGroup) -> None:
+    """Join the lines of each help paragraph of `command`, its parameters and the commands below."""
+    if command.help:
+        command.help = one_line_paragraphs(command.help)
+    for param in command.params:
+        if isinstance(param, TyperOption | TyperArgument) and param.help:
+            param.help = one_line_paragraphs(param.help)
+    for sub in command.commands.values() if isinstance(command, TyperGroup) else ():
+        if isinstance(sub, TyperCommand | TyperGroup):
+            _reflow(sub)
+
+
 app = typer.Typer(
     name="jghub",
+    cls=ReflowedHelp,
     help="Integration hub for the provincial Internet + Supervision system.",
     no_args_is_help=True,
     add_completion=False,

@@ -36,7 +36,7 @@ from mappings.dateformats import (
     to_epoch,
 )
 from mappings.errors import ValueProblem
-from mappings.tables import CodeTable
+from mappings.lookup_tables import CodeTable
 from standard.types import AmountNotExact, wan_yuan_to_yuan, yuan_to_wan_yuan
 
 Step = Callable[[Any], Any]

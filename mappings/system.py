@@ -25,8 +25,8 @@ from mappings.errors import MappingError, UnknownMessageType
 from mappings.functions import BuildContext
 from mappings.inbound import InboundTranslation, Translation
 from mappings.language import InboundMapping, MappingFile, OutboundMapping, SystemSpec
+from mappings.lookup_tables import CodeTable, load_tables
 from mappings.outbound import OutboundRendering
-from mappings.tables import CodeTable, load_tables
 from mappings.yamlsource import load_yaml
 from standard.envelope import Envelope
 

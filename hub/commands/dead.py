@@ -5,23 +5,23 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 import bus
 from bus import Broker, BusError
-from hub.commands.journal import DataDir, console
+from hub.commands.journal import console
+from hub.commands.options import DataDir, SystemsFile, hub_settings
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, SystemsConfigError, load_systems
 from monitor import dead_letters
+from monitor.console_tables import dead_letters_table, history_table, local
 from monitor.errors import InvalidRequest, JournalUnavailable
 from monitor.journal import Journal
 from monitor.observer import Observer
 from monitor.settings import MonitorSettings
-from monitor.tables import dead_letters_table, history_table, local
 
 app = typer.Typer(
     help="Dead letters: messages whose delivery failed for good. List, inspect, replay.",
@@ -35,19 +35,6 @@ Reason = Annotated[
     str | None, typer.Option(help="Text the last failure's reason contains, e.g. 'HTTP 503'.")
 ]
 OlderThan = Annotated[str | None, typer.Option(help="Dead for at least this long: 30m, 2h, 7d ...")]
-SystemsFile = Annotated[
-    Path | None,
-    typer.Option("--systems", help="Systems configuration (default: JGHUB_SYSTEMS_FILE)."),
-]
-
-
-def _settings(data_dir: Path | None, systems_file: Path | None) -> HubSettings:
-    overrides: dict[str, Any] = {
-        name: value
-        for name, value in (("data_dir", data_dir), ("systems_file", systems_file))
-        if value is not None
-    }
-    return HubSettings(**overrides)
 
 
 def _fail(what: str, error: Exception, code: int = 2) -> typer.Exit:
@@ -118,7 +105,7 @@ def list_command(
     data_dir: DataDir = None,
 ) -> None:
     """List dead letters, oldest first: id, target, when, age, tries, last reason."""
-    settings = _settings(data_dir, systems_file)
+    settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
     with _bus(settings) as (broker, systems):
         query = _query(systems, target=target, reason=reason, older_than=older_than, limit=limit)
         found = dead_letters.find(broker, query)
@@ -136,7 +123,7 @@ def show(
     data_dir: DataDir = None,
 ) -> None:
     """One dead letter: its headers, every failed attempt, and its body. Exit 1 when unknown."""
-    settings = _settings(data_dir, systems_file)
+    settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
     with _bus(settings) as (broker, _):
         found = dead_letters.show(broker, message_id)
     out = console()
@@ -178,7 +165,7 @@ def replay(
     At least one filter is needed; --why is mandatory and goes to the journal with each
     message, with who asked. --dry-run lists what would move and moves nothing.
     """
-    settings = _settings(data_dir, systems_file)
+    settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
     who = by or getpass.getuser()
     with _bus(settings) as (broker, systems):
         query = _query(systems, target=target, reason=reason, older_than=older_than, ids=message_id)

@@ -57,8 +57,10 @@ def demo(
     bus in a new data folder; the simulators push batches grown from each system's samples
     (with spoiled records, hostile payloads and an oversized body) in each system's own protocol
     (REST with keys or signed app keys, XML over HTTP, SOAP 1.1/1.2), while the national system
-    fails a share of deliveries. Prints per system what was received, accepted, rejected (top
-    reasons), delivered, retried and dead-lettered. Exits 1 if the books do not balance.
+    fails a share of deliveries.
+
+    Prints per system what was received, accepted, rejected (top reasons), delivered, retried and
+    dead-lettered. Exits 1 if the books do not balance.
     """
     console = Console(highlight=False)
     logging.basicConfig(level=logging.WARNING if verbose else logging.ERROR)

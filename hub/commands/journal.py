@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from hub.settings import HubSettings
+from hub.commands.options import DataDir, hub_settings
 from monitor.dead_letters import parse_age
 from monitor.errors import InvalidRequest, JournalUnavailable
 from monitor.journal import ChainHead, Journal
@@ -21,10 +21,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-DataDir = Annotated[
-    Path | None, typer.Option(help="Data folder (default: JGHUB_DATA_DIR or ./var).")
-]
-
 
 def console() -> Console:
     return Console(highlight=False, soft_wrap=True)
@@ -32,8 +28,7 @@ def console() -> Console:
 
 def journal_path(data_dir: Path | None) -> Path:
     """Where the journal is, from the settings (JGHUB_JOURNAL_FILE, else data_dir)."""
-    settings = HubSettings(data_dir=data_dir) if data_dir is not None else HubSettings()
-    return MonitorSettings().journal_path(settings.data_dir)
+    return MonitorSettings().journal_path(hub_settings(data_dir=data_dir).data_dir)
 
 
 def open_journal(data_dir: Path | None) -> Journal:

@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from hub.commands.journal import DataDir, console, open_journal
+from hub.commands.journal import console, open_journal
+from hub.commands.options import DataDir
+from monitor.console_tables import quality_table
 from monitor.dead_letters import parse_age
 from monitor.errors import InvalidRequest
 from monitor.quality import quality_report
-from monitor.tables import quality_table
 
 
 def quality(
@@ -25,8 +26,10 @@ def quality(
     """Data quality per source system: accuracy, completeness, timeliness.
 
     Accuracy (准确性): records accepted against rejected, and the rules that rejected most.
-    Completeness (完整性): the share of the standard's optional fields filled. Timeliness
-    (时效性): delay from a record's own change time to its arrival (median and p90).
+
+    Completeness (完整性): the share of the standard's optional fields filled.
+
+    Timeliness (时效性): delay from a record's own change time to its arrival (median and p90).
     """
     out = console()
     try:

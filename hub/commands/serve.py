@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import ssl
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
-from rich.console import Console
-from rich.markup import escape
 
-from adapters.errors import AdapterConfigError
 from adapters.security import ClientCertificateH11Protocol
 from hub.app import create_app
+from hub.commands.options import DataDir, LogLevel, SystemsFile, hub_settings
+from hub.commands.startup import (
+    configure_logging,
+    error_console,
+    exit_2_on_configuration_error,
+    pool_metrics,
+)
 from hub.settings import HubSettings
-from hub.systems import SystemsConfigError
-from mappings import MappingError
-from monitor.errors import MonitorError
-from monitor.metrics import clear_stale, enable_multiprocess
-from monitor.settings import MonitorSettings
 
 
 def serve(
@@ -30,16 +27,9 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="Port to listen on (default: JGHUB_PORT or 8080).")
     ] = None,
-    systems_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--systems", help="Systems configuration (default: JGHUB_SYSTEMS_FILE or shipped)."
-        ),
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Data folder (default: JGHUB_DATA_DIR or ./var).")
-    ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    systems_file: SystemsFile = None,
+    data_dir: DataDir = None,
+    log_level: LogLevel = "info",
 ) -> None:
     """Serve every configured push channel, the outboxes, /health, /ready, /metrics and /docs.
 
@@ -47,31 +37,12 @@ def serve(
     mistake, with file and line). The bus topology is declared at start-up. SIGINT or SIGTERM
     stop taking connections and let requests in flight finish (JGHUB_SHUTDOWN_TIMEOUT_S).
     """
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
-    overrides: dict[str, Any] = {
-        name: value
-        for name, value in (
-            ("host", host),
-            ("port", port),
-            ("systems_file", systems_file),
-            ("data_dir", data_dir),
-        )
-        if value is not None
-    }
-    settings = HubSettings(**overrides)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    try:
-        # This process answers /metrics for every hub process on the machine: their samples
-        # meet in one folder, emptied first when no process that wrote there is alive.
-        metrics_dir = MonitorSettings().metrics_path(settings.data_dir)
-        clear_stale(metrics_dir)
-        enable_multiprocess(metrics_dir)
+    settings = hub_settings(host=host, port=port, systems_file=systems_file, data_dir=data_dir)
+    configure_logging(log_level)
+    with exit_2_on_configuration_error(error_console()):
+        # This process answers /metrics for every hub process on the machine.
+        pool_metrics(settings, answering=True)
         application = create_app(settings)
-    except (SystemsConfigError, MappingError, AdapterConfigError, MonitorError) as error:
-        console.print(f"[red]cannot start[/red]: {escape(str(error))}")
-        raise typer.Exit(2) from None
     config = uvicorn.Config(
         application,
         host=settings.host,

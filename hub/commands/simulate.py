@@ -6,7 +6,6 @@ import logging
 import signal
 import threading
 import time
-from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -14,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from hub.commands.options import SystemsFile
 from hub.settings import HubSettings
 from hub.simulators.clients import OutboxPuller, SystemClient
 from hub.simulators.landscape import build_landscape
@@ -32,13 +32,7 @@ def simulate(
         str | None,
         typer.Option(help="The hub's base URL; with it, the systems push traffic and pull."),
     ] = None,
-    systems_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--systems",
-            help="Systems configuration (default: JGHUB_SYSTEMS_FILE or config/systems.yaml).",
-        ),
-    ] = None,
+    systems_file: SystemsFile = None,
     landscape: Annotated[
         bool,
         typer.Option(
@@ -62,10 +56,12 @@ def simulate(
     ] = 0.0,
     delay: Annotated[float, typer.Option(help="Delay before every answer (s).", min=0)] = 0.0,
 ) -> None:
-    """Run simulated external systems: receivers where the configuration says the hub delivers
-    to them (REST or SOAP, recording what arrives, failing as told), pull APIs where the hub's
-    pollers read them (new changes every interval), outbox pullers, and with --hub, pushers
-    sending batches grown from their samples in their own protocol.
+    """Run simulated external systems against a hub, until Ctrl-C.
+
+    The systems are receivers where the configuration says the hub delivers to them (REST or
+    SOAP, recording what arrives, failing as told), pull APIs where the hub's pollers read them
+    (new changes every interval), outbox pullers and, with --hub, pushers sending batches grown
+    from their samples in their own protocol.
 
     The receivers listen on the host and port of each system's outbound URL; the keys come from
     the environment variables the configuration names. A receiver's failures can be changed

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from hub.commands.journal import DataDir, console, open_journal
-from monitor.tables import trace_table
+from hub.commands.journal import console, open_journal
+from hub.commands.options import DataDir
+from monitor.console_tables import trace_table
 
 
 def trace(

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from mappings.compiler import CompiledPipe
 from mappings.errors import ValueProblem
 from mappings.functions import FUNCTIONS, BuildContext, OptionProblem, Step
-from mappings.tables import CodeTable
+from mappings.lookup_tables import CodeTable
 
 SHANGHAI = timezone(timedelta(hours=8))
 TABLES = {"kind": CodeTable.inline("kind", {"FK": "03", "JG": "01", "FK2": "03"})}

@@ -1,4 +1,5 @@
-"""A system's code tables: its own codes beside the standard's, as CSV or YAML files.
+"""A system's lookup tables, for the mapping function `lookup`: its own codes beside the
+standard's, as CSV or YAML files.
 
 A table lives in `mappings/systems/<system>/tables/<name>.csv` (or `.yaml`). CSV has a header
 row with the columns `source` (the system's code) and `standard` (the standard's code); other

@@ -1,4 +1,5 @@
-"""Rich tables an operator reads: a message's trace, dead letters, the data-quality scorecard.
+"""Tables an operator reads on the terminal (`jghub trace`, `dead`, `quality`): a message's trace,
+dead letters, the data-quality scorecard.
 
 Times are shown in Asia/Shanghai, where the province's operators work; ages and delays in the
 largest unit that keeps them readable (`3d 4h`, `12m 5s`).

@@ -1,0 +1,33 @@
+"""Options several `jghub` commands take, declared once, and the hub settings they give.
+
+A command declares a parameter with one of these types and passes what it got to
+`hub_settings`; an option left out keeps the value from the environment (JGHUB_*) or the default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hub.settings import HubSettings
+
+SystemsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--systems",
+        help="Systems configuration (default: JGHUB_SYSTEMS_FILE or the shipped "
+        "config/systems.yaml).",
+    ),
+]
+DataDir = Annotated[
+    Path | None, typer.Option(help="Data folder (default: JGHUB_DATA_DIR or ./var).")
+]
+LogLevel = Annotated[str, typer.Option(help="Log level: debug, info, warning, error or critical.")]
+
+
+def hub_settings(**given: Any) -> HubSettings:
+    """The hub's settings, with the options given on the command line (those not None) in place
+    of the environment's."""
+    return HubSettings(**{name: value for name, value in given.items() if value is not None})

@@ -1,0 +1,69 @@
+"""How the long-running `jghub serve` and `jghub worker` processes start: logging, the metrics they
+pool, and the exit 2 that a configuration mistake gives before anything runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from adapters.errors import AdapterConfigError
+from hub.settings import HubSettings
+from hub.systems import SystemsConfigError
+from mappings import MappingError
+from monitor.errors import MonitorError
+from monitor.metrics import clear_stale, enable_multiprocess
+from monitor.settings import MonitorSettings
+
+# What a mistake in the systems file, a mapping, an adapter's options or the monitor's settings
+# raises while a process starts.
+CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (
+    SystemsConfigError,
+    MappingError,
+    AdapterConfigError,
+    MonitorError,
+)
+
+
+def error_console() -> Console:
+    """Where a process tells why it stops: stderr, each message on one line however long."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def configure_logging(level: str) -> None:
+    """Log at `level` (debug, info ...) to stderr, each line with its time, level and logger."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+
+def pool_metrics(settings: HubSettings, *, answering: bool) -> None:
+    """Write this process's metric samples to the folder every hub process on this machine shares,
+    so that the process answering /metrics (`answering`: serve) counts them all.
+
+    The answering process first empties the folder when no process that wrote there is alive.
+    """
+    folder = MonitorSettings().metrics_path(settings.data_dir)
+    if answering:
+        clear_stale(folder)
+    enable_multiprocess(folder)
+
+
+def cannot_start(console: Console, error: Exception) -> typer.Exit:
+    """Say `cannot start: <why>` and give the exit (2) to raise."""
+    console.print(f"[red]cannot start[/red]: {escape(str(error))}")
+    return typer.Exit(2)
+
+
+@contextmanager
+def exit_2_on_configuration_error(console: Console, *also: type[Exception]) -> Iterator[None]:
+    """Turn a configuration mistake (or one of `also`) raised inside into `cannot start` and
+    exit 2, before the process takes any work."""
+    try:
+        yield
+    except (*CONFIGURATION_ERRORS, *also) as error:
+        raise cannot_start(console, error) from None
