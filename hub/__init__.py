@@ -1,3 +1,3 @@
-"""How the hub is put together: settings, systems configuration, app, worker, CLI."""
+"""How the hub is put together: settings, the systems file's loader, app, worker, CLI."""
 
 __version__ = "0.1.0"
