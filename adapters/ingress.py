@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from adapters.backpressure import BackPressure
 from adapters.errors import AdapterConfigError, IngressOverloaded, IngressUnavailable
+from adapters.repeats import AcceptedChanges
 from adapters.routing import Directory, Unaddressable, routing_key
 from bus import Broker, BrokerUnavailable, Outgoing, PublishFailed, PublishFailure
 from bus.message import HeaderValue
@@ -83,6 +84,8 @@ class IngressObserver(Protocol):
 
     def polled(self, source: str, *, ok: bool, lag_seconds: float | None = None) -> None: ...
 
+    def repeated(self, seen: Any, *, envelopes: Sequence[Envelope]) -> None: ...
+
 
 class RecordAnswer(BaseModel):
     """What became of one record of a payload."""
@@ -97,6 +100,13 @@ class RecordAnswer(BaseModel):
     )
     message_id: str | None = Field(
         default=None, description="Id of the message on the bus (the envelope's id), if accepted."
+    )
+    repeat: bool = Field(
+        default=False,
+        description=(
+            "True: the same change was accepted before (same idempotency key, so the same "
+            "message id); it was not published again."
+        ),
     )
     dataset: str | None = Field(default=None, description="The canonical dataset of the record.")
     subject: str | None = Field(default=None, description="The record's key value.")
@@ -167,6 +177,9 @@ class Ingress:
       backpressure: refuses payloads for targets above their high-water mark before anything
         is published (IngressOverloaded); None: no limit. It reads queue counts from the broker
         this Ingress is attached to.
+      accepted: the changes published before (`adapters.repeats`): a record whose idempotency
+        key it holds is answered accepted, counted as a repeat and not published again; None:
+        every record is published.
     """
 
     def __init__(
@@ -177,8 +190,10 @@ class Ingress:
         observer: IngressObserver | None = None,
         directory: Directory | None = None,
         backpressure: BackPressure | None = None,
+        accepted: AcceptedChanges | None = None,
     ) -> None:
         self._broker = broker
+        self.accepted = accepted
         self.mappings = dict(mappings)
         self.observer = observer
         self.directory = directory or Directory([])
@@ -275,6 +290,8 @@ class Ingress:
         published_answers: list[RecordAnswer] = []  # the answer of each outgoing message
         unaddressed: list[str] = []
         unaddressed_out: list[tuple[Outgoing, str]] = []  # for the observer: never published
+        earlier = self._earlier(translation.envelopes)
+        repeats: list[Envelope] = []
         envelopes = iter(translation.envelopes)
         # The mapping yields one envelope per good record, in payload order: the gaps are the
         # records that have errors.
@@ -290,6 +307,10 @@ class Ingress:
                 )
                 continue
             envelope = next(envelopes)
+            if envelope.idempotencykey in earlier:
+                answers.append(_repeat(index, envelope))
+                repeats.append(envelope)
+                continue
             if envelope.correlationid is None:
                 envelope = envelope.model_copy(update={"correlationid": receipt})
             try:
@@ -339,6 +360,9 @@ class Ingress:
                         answer.status = "failed"
                         answer.errors = [{"kind": "not-confirmed", "reason": failure.reason}]
                 log.warning("ingress %s %s: %s", system_id, message_type, failed)
+            self._remember(translation.envelopes, published_answers)
+        if repeats and observer is not None:
+            observer.repeated(seen, envelopes=repeats)
 
         if unaddressed_out and observer is not None:
             # Journalled and counted like a record no route takes: what is missing is a
@@ -449,6 +473,20 @@ class Ingress:
             )
         return failed
 
+    def _earlier(self, envelopes: Sequence[Envelope]) -> set[str]:
+        """The idempotency keys of `envelopes` published before (none without a store)."""
+        if self.accepted is None or not envelopes:
+            return set()
+        return self.accepted.already([envelope.idempotencykey for envelope in envelopes])
+
+    def _remember(self, envelopes: Sequence[Envelope], answers: Sequence[RecordAnswer]) -> None:
+        """Remember the keys of the records the broker confirmed (every copy of an addressed
+        record: its answer says accepted only when all were)."""
+        if self.accepted is None:
+            return
+        confirmed = {a.message_id for a in answers if a.status == "accepted" and a.message_id}
+        self.accepted.remember([e.idempotencykey for e in envelopes if e.id in confirmed])
+
     def _hold_back_if_full(self, outgoing: Sequence[Outgoing], seen: Any) -> None:
         assert self.backpressure is not None
         try:
@@ -508,6 +546,18 @@ def _outgoing(
         message_id=envelope.id,
         idempotency_key=envelope.idempotencykey,
         content_type=properties["content_type"],
+    )
+
+
+def _repeat(index: int, envelope: Envelope) -> RecordAnswer:
+    """The answer to a record accepted before: accepted, its message id, not published again."""
+    return RecordAnswer(
+        index=index,
+        status="accepted",
+        message_id=envelope.id,
+        repeat=True,
+        dataset=envelope.spec.name,
+        subject=envelope.subject,
     )
 
 

@@ -31,7 +31,6 @@ import json
 import logging
 import sqlite3
 import threading
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -228,10 +227,10 @@ class CollaborationCentre:
     def _derived(
         self, record: Any, cause: Envelope, operation: Operation, time: datetime
     ) -> Envelope:
-        """`record` in an envelope whose lineage is the payload `cause` came from, and whose id
-        follows from its idempotency key, so a repeat is the same message."""
+        """`record` in an envelope whose lineage is the payload `cause` came from; its id follows
+        from its idempotency key (`Envelope.wrap`), so a repeat is the same message."""
         try:
-            built = Envelope.wrap(
+            return Envelope.wrap(
                 record,
                 source=self.table.source,
                 operation=operation,
@@ -245,7 +244,6 @@ class CollaborationCentre:
             raise NotDelivered(
                 "dead_letter", STAGE, f"the derived {record!r:.80} is invalid: {error}"
             ) from None
-        return built.model_copy(update={"id": str(uuid.UUID(built.idempotencykey[:32]))})
 
     def _publish(self, cause: str, envelope: Envelope, *, addressee: str | None = None) -> None:
         try:

@@ -149,6 +149,8 @@ class HubRuntime:
             self._drop_broker()
         for held in self.mounted:
             held.close()
+        if self.ingress.accepted is not None:
+            self.ingress.accepted.close()
         if self.journal is not None:
             self.journal.close()
 
@@ -202,6 +204,7 @@ def build_runtime(
             observer=observer,
             directory=Directory(config.systems),
             backpressure=settings.back_pressure(topology),
+            accepted=settings.accepted_changes(),
         ),
         broker=broker,
         owns_broker=broker is None,

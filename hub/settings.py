@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.backpressure import DEFAULT_MAX_READY, BackPressure
+from adapters.repeats import ACCEPTED_FILE, AcceptedChanges, SqliteAcceptedChanges
 from bus.topology import NAMESPACE_PATTERN, Topology
 from mappings import SYSTEMS_ROOT
 
@@ -120,6 +121,15 @@ class HubSettings(BaseSettings):
         le=3600,
         description="Seconds a push refused by back-pressure is told to wait (Retry-After).",
     )
+    repeat_window_s: float = Field(
+        default=7 * 86400.0,
+        ge=0,
+        description=(
+            "Seconds the hub remembers the changes it published (their idempotency keys), to "
+            "recognise a system sending them again: such a record is answered accepted, counted "
+            "in jghub_duplicates_total and not published again. 0: publish every record."
+        ),
+    )
     shutdown_timeout_s: float = Field(
         default=20.0,
         gt=0,
@@ -142,6 +152,13 @@ class HubSettings(BaseSettings):
             refresh_s=self.backpressure_refresh_s,
             retry_after_s=self.backpressure_retry_after_s,
         )
+
+    def accepted_changes(self) -> AcceptedChanges | None:
+        """The changes published before (`adapters.repeats`), in the data folder; None when
+        `repeat_window_s` is 0. Shared by `serve` and the pollers of `worker` on this host."""
+        if not self.repeat_window_s:
+            return None
+        return SqliteAcceptedChanges(self.data_dir / ACCEPTED_FILE, window_s=self.repeat_window_s)
 
     @property
     def bus_url(self) -> str:

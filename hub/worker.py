@@ -276,11 +276,14 @@ class Worker:
                         observer=self._observer,
                         directory=self.directory,
                         backpressure=pressure,
+                        accepted=self.settings.accepted_changes(),
                     )
                     try:
                         self._run_pollers(ingress, stop)
                     finally:
                         pressure.attach(None)
+                        if ingress.accepted is not None:
+                            ingress.accepted.close()
                     return
             except BrokerUnavailable as error:
                 log.warning("pollers: bus unavailable (%s); reconnecting in %.0fs", error, pause)

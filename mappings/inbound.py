@@ -80,6 +80,14 @@ class _Record:
     line: int | None
 
 
+@dataclass(frozen=True)
+class _Origin:
+    """The payload a record is read from: its digest, and when the hub read it."""
+
+    digest: str
+    read_at: datetime
+
+
 class InboundTranslation(Sealed):
     """A compiled inbound mapping: translates payloads of one message type of one system."""
 
@@ -123,20 +131,26 @@ class InboundTranslation(Sealed):
 
     # ------------------------------------------------------------------ translating
 
-    def translate(self, payload: bytes, *, charset: str | None = None) -> Translation:
-        """Translate `payload`; raise PayloadRejected when it cannot be read at all."""
+    def translate(
+        self, payload: bytes, *, charset: str | None = None, read_at: datetime | None = None
+    ) -> Translation:
+        """Translate `payload`; raise PayloadRejected when it cannot be read at all.
+
+        `read_at` (default: now) is when the hub read the payload: the event time of records whose
+        source gives no change time. It never enters their idempotency key or id.
+        """
         try:
             root, records = self._records(payload, charset)
         except PayloadRejected as error:
             raise error.in_context(self.system.id, self.message_type) from None
-        digest = hashlib.sha256(payload).hexdigest()
+        origin = _Origin(hashlib.sha256(payload).hexdigest(), read_at or datetime.now(SHANGHAI))
         translation = Translation()
         envelopes = translation.envelopes
         errors = translation.errors
         token = PAYLOAD_ROOT.set(root)
         try:
             for record in records:
-                outcome = self._translate_record(record, digest)
+                outcome = self._translate_record(record, origin)
                 if isinstance(outcome, list):
                     errors.extend(outcome)
                 else:
@@ -178,7 +192,9 @@ class InboundTranslation(Sealed):
             )
         return root, records
 
-    def _translate_record(self, record: _Record, digest: str) -> Envelope | list[TranslationError]:
+    def _translate_record(
+        self, record: _Record, origin: _Origin
+    ) -> Envelope | list[TranslationError]:
         # The child index lives as long as the record is being translated, not the whole batch.
         context = RecordElement(record.context) if self._xml else record.context
         problems: list[tuple[str, ValueProblem]] = []
@@ -212,7 +228,7 @@ class InboundTranslation(Sealed):
         batch_no = self._envelope_value(self._batch_no, context, "batch_no", problems)
         record_id = self._envelope_value(self._record_id, context, "record_id", problems)
         if operation == "delete":
-            return self._delete(record, data, problems, time, batch_no, record_id, digest)
+            return self._delete(record, data, problems, time, batch_no, record_id, origin)
         violations: list[Violation] = []
         model: StandardRecord | None = None
         try:
@@ -226,7 +242,7 @@ class InboundTranslation(Sealed):
             ]
         if problems or violations or model is None:
             return self._errors(record, problems, violations)
-        return self._envelope(record, model, operation, time, batch_no, record_id, digest)
+        return self._envelope(record, model, operation, time, batch_no, record_id, origin)
 
     def _delete(
         self,
@@ -236,7 +252,7 @@ class InboundTranslation(Sealed):
         time: Any,
         batch_no: Any,
         record_id: Any,
-        digest: str,
+        origin: _Origin,
     ) -> Envelope | list[TranslationError]:
         key = self.dataset.key_field
         if key not in data and not any(name == key for name, _ in problems):
@@ -246,7 +262,7 @@ class InboundTranslation(Sealed):
         if problems:
             return self._errors(record, problems, [])
         key_value = _text_or_none(data[key]) or ""
-        return self._envelope(record, key_value, "delete", time, batch_no, record_id, digest)
+        return self._envelope(record, key_value, "delete", time, batch_no, record_id, origin)
 
     def _envelope(
         self,
@@ -256,15 +272,20 @@ class InboundTranslation(Sealed):
         time: Any,
         batch_no: Any,
         record_id: Any,
-        digest: str,
+        origin: _Origin,
     ) -> Envelope | list[TranslationError]:
-        """The event of a valid record, or of a delete of the record with key `content`."""
+        """The event of a valid record, or of a delete of the record with key `content`.
+
+        Without the source's change time, the event's time is when the payload was read, and
+        its key comes from the record's content (`Envelope.wrap`, time_from_source).
+        """
         attributes: dict[str, Any] = {
             "source": self.system.source,
-            "time": time or datetime.now(SHANGHAI),
+            "time": time or origin.read_at,
+            "time_from_source": time is not None,
             "id": _text_or_none(record_id),
             "batchno": _text_or_none(batch_no),
-            "lineagedigest": digest,
+            "lineagedigest": origin.digest,
             "lineagesystem": self.system.id,
             "lineagelocation": record.location,
         }

@@ -8,9 +8,10 @@ An inbound expectation is JSON: `envelopes` (each in CloudEvents structured form
 (each with record_index, location, line, field, rule, value, source_path), or `rejected`
 (kind, offset, line, column) for a payload that cannot be read. It may also hold `input`, with
 the `charset` the transport would declare. Volatile attributes are left out of the
-comparison: the lineage digest; the event id when the mapping has no `record_id`; the time
-and idempotency key when it has no `time`. Messages are left out too, so a reworded message
-does not fail a mapping; the rule, field and location are what is compared.
+comparison: the lineage digest, and the time when the mapping has no `time` (it is when the hub
+read the payload). Event ids and idempotency keys are compared: they say what the change is,
+never when it was read, so a target drops a repeat by them. Messages are left out too, so a
+reworded message does not fail a mapping; the rule, field and location are what is compared.
 
 Outbound output is compared in canonical form (XML C14N 2.0 with insignificant whitespace
 removed, JSON parsed), shown pretty-printed in the diff.
@@ -110,10 +111,8 @@ def inbound_result(translation: InboundTranslation, payload: bytes, charset: str
 def translation_as_data(translation: InboundTranslation, result: Translation) -> dict[str, Any]:
     """Envelopes and errors as plain data, volatile attributes left out."""
     volatile = {"lineagedigest"}
-    if translation.mapping.envelope.record_id is None:
-        volatile.add("id")
     if translation.mapping.envelope.time is None:
-        volatile |= {"time", "idempotencykey"}
+        volatile.add("time")
     envelopes = []
     for envelope in result.envelopes:
         data = json.loads(envelope.to_json())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -50,15 +51,23 @@ class SystemMappings:
         return self.spec.id
 
     def translate(
-        self, message_type: str, payload: bytes, *, charset: str | None = None
+        self,
+        message_type: str,
+        payload: bytes,
+        *,
+        charset: str | None = None,
+        read_at: datetime | None = None,
     ) -> Translation:
         """Translate a payload of `message_type` into envelopes and per-record errors.
 
-        `charset` is the one the transport declared (HTTP Content-Type), if any. Raises
+        `charset` is the one the transport declared (HTTP Content-Type), if any; `read_at` when
+        the hub read the payload (default now; see `InboundTranslation.translate`). Raises
         PayloadRejected when the payload cannot be read at all, UnknownMessageType when the
         system has no inbound mapping of that name.
         """
-        return self.inbound_mapping(message_type).translate(payload, charset=charset)
+        return self.inbound_mapping(message_type).translate(
+            payload, charset=charset, read_at=read_at
+        )
 
     def render(
         self, message_type: str, envelope_or_record: Envelope | BaseModel | Mapping[str, Any]

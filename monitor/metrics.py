@@ -117,6 +117,13 @@ PUBLISHED = Counter(
     ["system", "dataset"],
     registry=HUB_REGISTRY,
 )
+DUPLICATES = Counter(
+    "jghub_duplicates",
+    "Records a system sent again unchanged (an idempotency key published within the window): "
+    "answered accepted, not published again.",
+    ["system"],
+    registry=HUB_REGISTRY,
+)
 PUBLISH_FAILURES = Counter(
     "jghub_publish_failures",
     "Messages the broker did not take: unroutable (no route), not_confirmed (nack, timeout) or "
@@ -249,10 +256,10 @@ JOURNAL_ENTRIES = Counter(
 
 OBSERVED: tuple[MetricWrapperBase, ...] = (
     PAYLOADS_RECEIVED, PAYLOADS_REFUSED, RECORDS_ACCEPTED, RECORDS_REJECTED, TRANSLATION_SECONDS,
-    PUBLISHED, PUBLISH_FAILURES, PUBLISH_CONFIRM_SECONDS, DELIVERED, DELIVERY_FAILURES, RETRIED,
-    DEAD_LETTERED, REPLAYED, DELIVERY_SECONDS, END_TO_END_SECONDS, RECORD_DELAY_SECONDS,
-    OPTIONAL_FIELDS, OPTIONAL_FIELDS_FILLED, BREAKER_STATE, POLLER_LAG_SECONDS,
-    POLLER_LAST_SUCCESS, POLLS, JOURNAL_ENTRIES, BACKPRESSURE_REFUSED,
+    PUBLISHED, DUPLICATES, PUBLISH_FAILURES, PUBLISH_CONFIRM_SECONDS, DELIVERED,
+    DELIVERY_FAILURES, RETRIED, DEAD_LETTERED, REPLAYED, DELIVERY_SECONDS, END_TO_END_SECONDS,
+    RECORD_DELAY_SECONDS, OPTIONAL_FIELDS, OPTIONAL_FIELDS_FILLED, BREAKER_STATE,
+    POLLER_LAG_SECONDS, POLLER_LAST_SUCCESS, POLLS, JOURNAL_ENTRIES, BACKPRESSURE_REFUSED,
 )  # fmt: skip
 """The metrics processes observe (the scrape-time ones are in `SCRAPED`)."""
 

@@ -415,6 +415,11 @@ class Observer:
         metrics.BREAKER_STATE.labels(target).set(level)
 
     @_guarded
+    def repeated(self, seen: Reception, *, envelopes: Sequence[Envelope]) -> None:
+        """Records of the payload were published before (the same changes): not published again."""
+        metrics.DUPLICATES.labels(seen.system).inc(len(envelopes))
+
+    @_guarded
     def polled(self, source: str, *, ok: bool, lag_seconds: float | None = None) -> None:
         """A poller of `source` polled; `lag_seconds`: how long ago it last read the source to
         its end (None when it never did)."""

@@ -11,10 +11,15 @@ Extensions (lowercase alphanumerics, as CloudEvents requires):
 - ``operation``: ``insert``, ``update`` or ``delete`` (``i``/``u``/``d`` accepted on input).
   Updates and deletes are carried, never dropped; a delete's ``data`` holds only the key.
 - ``correlationid``: ties together the events of one exchange (e.g. one pushed batch), optional.
-- ``idempotencykey``: sha256 (hex) of ``type``, ``subject``, ``time`` (UTC, ISO 8601 with
-  microseconds) and ``operation``, joined by newlines. The same change of the same record always
-  gets the same key, however often it is sent or replayed; a later change (a new ``time``) or
-  another operation gets a new one. Computed when absent.
+- ``idempotencykey``: what the change is, never when the hub saw it: sha256 (hex) of ``type``,
+  ``subject``, ``time`` (UTC, ISO 8601 with microseconds) and ``operation``, joined by newlines,
+  when ``time`` is the source's change time; when the source gives none (``time`` is then when
+  the hub read the record), sha256 of ``type``, ``subject``, ``content:`` and the digest of the
+  canonical record (``content_digest``) and ``operation``. The same change of the same record
+  always gets the same key, however often it is sent, read again or replayed; a later change (a
+  new ``time``, or new content) or another operation gets a new one. Computed when absent.
+- ``id``: unless the sender names its events, derived from the idempotency key (``event_id``),
+  so one change is one event, with one id, whenever it is read.
 - ``schemaversion``: the dataset version, equal to the ``v`` of ``type``.
 - ``lineagedigest``: sha256 (hex) of the raw payload the record was translated from.
 - ``lineagesystem``: the external system that sent the payload.
@@ -81,10 +86,33 @@ def payload_digest(raw: bytes) -> str:
 
 
 def idempotency_key(type_: str, subject: str, time: datetime, operation: Operation | str) -> str:
-    """The deterministic idempotency key of one change (see the module docstring)."""
+    """The idempotency key of a change whose source says when it happened (module docstring)."""
     instant = time.astimezone(UTC).isoformat(timespec="microseconds")
-    text = "\n".join((type_, subject, instant, Operation(operation).value))
+    return _key(type_, subject, instant, operation)
+
+
+def content_key(
+    type_: str, subject: str, data: Mapping[str, Any], operation: Operation | str
+) -> str:
+    """The idempotency key of a change whose source gives no change time: from its content."""
+    return _key(type_, subject, f"content:{content_digest(data)}", operation)
+
+
+def content_digest(data: Mapping[str, Any]) -> str:
+    """sha256 (hex) of a canonical record's JSON form, keys sorted: the same record, the same
+    digest, whichever order its fields were read in."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _key(type_: str, subject: str, changed: str, operation: Operation | str) -> str:
+    text = "\n".join((type_, subject, changed, Operation(operation).value))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def event_id(key: str) -> str:
+    """The id of the event of the change whose idempotency key is `key` (UUID-shaped)."""
+    return str(uuid.UUID(key[:32]))
 
 
 def schema_uri(spec: DatasetSpec) -> str:
@@ -115,10 +143,12 @@ class Envelope(BaseModel):
 
     specversion: Literal["1.0"] = Field(default="1.0", description="CloudEvents version, 1.0.")
     id: str = Field(
-        default_factory=lambda: str(uuid.uuid4()),
         min_length=1,
         max_length=128,
-        description="Unique id of this event (a UUID unless the sender has its own).",
+        description=(
+            "Id of this event: the sender's own, or derived from the idempotency key (one change, "
+            "one id)."
+        ),
     )
     source: str = Field(
         min_length=1,
@@ -144,7 +174,10 @@ class Envelope(BaseModel):
     )
     idempotencykey: str = Field(
         pattern=r"^[0-9a-f]{64}$",
-        description="sha256 of type, subject, UTC time and operation; computed when absent.",
+        description=(
+            "sha256 of type, subject, UTC change time (or, without one, the record's content "
+            "digest) and operation; computed when absent."
+        ),
     )
     schemaversion: int = Field(ge=1, description="Dataset version; equals the v of type.")
     lineagedigest: str | None = Field(
@@ -186,6 +219,12 @@ class Envelope(BaseModel):
                 return values  # the field errors on time or operation say what is wrong
             subject = str(values.get("subject"))
             values["idempotencykey"] = idempotency_key(spec.type, subject, changed, operation)
+        key = values.get("idempotencykey")
+        if values.get("id") is None:
+            # A key that is not one is reported on its own field; the id then needs a value.
+            values["id"] = (
+                event_id(key) if isinstance(key, str) and len(key) == 64 else str(uuid.uuid4())
+            )
         return values
 
     @field_validator("batchno")
@@ -244,8 +283,14 @@ class Envelope(BaseModel):
         lineagesystem: str | None = None,
         lineagelocation: str | None = None,
         batchno: str | None = None,
+        time_from_source: bool = True,
     ) -> Envelope:
-        """Wrap a validated record; ``time`` is when it changed. A delete keeps only the key."""
+        """Wrap a validated record; ``time`` is when it changed. A delete keeps only the key.
+
+        ``time_from_source`` False: the source gave no change time and ``time`` is when the hub
+        read the record; the idempotency key then comes from the record's content (never the
+        clock), so reading the same record again gives the same key and id.
+        """
         spec = dataset_for_model(type(record))
         data = record.model_dump(mode="json")
         letter = str(operation).strip().lower()
@@ -256,6 +301,7 @@ class Envelope(BaseModel):
             spec, data, source=source, operation=op, time=time, id=id,
             correlationid=correlationid, lineagedigest=lineagedigest,
             lineagesystem=lineagesystem, lineagelocation=lineagelocation, batchno=batchno,
+            time_from_source=time_from_source,
         )  # fmt: skip
 
     @classmethod
@@ -272,20 +318,35 @@ class Envelope(BaseModel):
         lineagesystem: str | None = None,
         lineagelocation: str | None = None,
         batchno: str | None = None,
+        time_from_source: bool = True,
     ) -> Envelope:
-        """A delete event for the record ``key`` of ``dataset_name`` (only the key is carried)."""
+        """A delete event for the record ``key`` of ``dataset_name`` (only the key is carried).
+
+        ``time_from_source``: as for `wrap`.
+        """
         spec = dataset(dataset_name)
         return cls._build(
             spec, {spec.key_field: key}, source=source, operation=Operation.DELETE, time=time,
             id=id, correlationid=correlationid, lineagedigest=lineagedigest,
             lineagesystem=lineagesystem, lineagelocation=lineagelocation, batchno=batchno,
+            time_from_source=time_from_source,
         )  # fmt: skip
 
     @classmethod
     def _build(
-        cls, spec: DatasetSpec, data: dict[str, Any], *, operation: Operation, **attributes: Any
+        cls,
+        spec: DatasetSpec,
+        data: dict[str, Any],
+        *,
+        operation: Operation,
+        time_from_source: bool,
+        **attributes: Any,
     ) -> Envelope:
         values = {k: v for k, v in attributes.items() if v is not None}
+        if not time_from_source:
+            values["idempotencykey"] = content_key(
+                spec.type, str(data[spec.key_field]), data, operation
+            )
         values.update(
             type=spec.type,
             subject=str(data[spec.key_field]),

@@ -113,8 +113,10 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 45.0) 
         time.sleep(0.05)
 
 
-def complaint_xml(case_no: str, scene: str, *, area: str = "330106") -> bytes:
-    """One accepted complaint as the complaint platform pushes it."""
+def complaint_xml(
+    case_no: str, scene: str, *, area: str = "330106", updated: str = "2026-03-01T10:00:00"
+) -> bytes:
+    """One accepted complaint as the complaint platform pushes it, changed at `updated`."""
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <complaints batchNo="2026030100001" sentAt="2026-03-01T11:00:00">
   <complaint action="new" seq="1">
@@ -130,7 +132,7 @@ def complaint_xml(case_no: str, scene: str, *, area: str = "330106") -> bytes:
     <receivedAt>2026-03-01T09:00:00</receivedAt>
     <acceptedAt>2026-03-01T10:00:00</acceptedAt>
     <status>20</status>
-    <updatedAt>2026-03-01T10:00:00</updatedAt>
+    <updatedAt>{updated}</updatedAt>
   </complaint>
 </complaints>
 """.encode()
@@ -191,14 +193,24 @@ def test_a_complaint_becomes_a_task_for_its_department_and_the_result_goes_back(
     assert others_got(flows, department, case) == []
 
 
-def test_a_redelivered_complaint_does_not_make_a_second_task(flows: Flows) -> None:
+def test_a_complaint_sent_again_or_updated_while_open_makes_one_task(flows: Flows) -> None:
     case = f"TS{uuid.uuid4().hex[:16].upper()}"
-    for _ in range(2):
-        pushed = flows.push("complaint-platform", "complaint_push", complaint_xml(case, "食品安全"))
+    repeats = sample_total("jghub_duplicates_total", system="complaint-platform")
+    first = flows.push("complaint-platform", "complaint_push", complaint_xml(case, "食品安全"))
+    # The same change again: recognised at the door, answered with the same message, not
+    # published again.
+    again = flows.push("complaint-platform", "complaint_push", complaint_xml(case, "食品安全"))
+    # A later change of the still open complaint: published, and the centre derives its task
+    # again: the same task under the same idempotency key.
+    later = complaint_xml(case, "食品安全", updated="2026-03-01T15:00:00")
+    updated = flows.push("complaint-platform", "complaint_push", later)
+    for pushed in (first, again, updated):
         assert pushed.accepted == 1, pushed
+    assert again.message_ids == first.message_ids != updated.message_ids
+    assert sample_total("jghub_duplicates_total", system="complaint-platform") - repeats == 1
     wait_for(lambda: len(flows.received("market-penalty", case)) == 2, "both deliveries")
     deliveries = flows.received("market-penalty", case)
-    # The same task under the same idempotency key: the department keeps one.
+    # The department keeps one.
     assert len({d.idempotency_key for d in deliveries}) == 1
     assert len({d.body for d in deliveries}) == 1
 

@@ -105,7 +105,8 @@ def test_idempotency_key_follows_the_documented_rule() -> None:
 
 def test_the_same_change_gets_the_same_key_and_another_change_another() -> None:
     first, again = wrapped(), wrapped()
-    assert first.id != again.id and first.idempotencykey == again.idempotencykey
+    # One change, one event: the id follows from the key.
+    assert first.id == again.id and first.idempotencykey == again.idempotencykey
     same_instant = wrapped(time=datetime(2026, 5, 13, 2, 20, tzinfo=UTC))
     assert same_instant.idempotencykey == first.idempotencykey
     assert wrapped(time=CHANGED + timedelta(seconds=1)).idempotencykey != first.idempotencykey
@@ -113,6 +114,20 @@ def test_the_same_change_gets_the_same_key_and_another_change_another() -> None:
     derived = event_dict(first) | {"idempotencykey": None}
     assert Envelope.from_json(json.dumps(derived)).idempotencykey == first.idempotencykey
     assert idempotency_key(first.type, first.subject, first.time, "update") == first.idempotencykey
+
+
+def test_without_the_source_time_the_key_follows_the_documented_content_rule() -> None:
+    read_now, read_later = CHANGED, CHANGED + timedelta(days=1)
+    first = wrapped(time=read_now, time_from_source=False)
+    later = wrapped(time=read_later, time_from_source=False)
+    assert (first.idempotencykey, first.id) == (later.idempotencykey, later.id)
+    assert first.time != later.time  # the event time is still when the hub read it
+    digest = hashlib.sha256(
+        json.dumps(first.data, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    ).hexdigest()
+    text = f"gov.supervision.penalty_case.v1\nCF330106202603150008\ncontent:{digest}\nupdate"
+    assert first.idempotencykey == hashlib.sha256(text.encode()).hexdigest()
+    assert first.idempotencykey != wrapped(time=read_now).idempotencykey
 
 
 def test_a_delete_carries_only_the_key() -> None:
