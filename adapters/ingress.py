@@ -86,6 +86,8 @@ class IngressObserver(Protocol):
 
     def repeated(self, seen: Any, *, envelopes: Sequence[Envelope]) -> None: ...
 
+    def durable(self) -> None: ...
+
 
 class RecordAnswer(BaseModel):
     """What became of one record of a payload."""
@@ -222,6 +224,9 @@ class Ingress:
     ) -> IngressResult:
         """Take one payload of `message_type` from `system_id`; answer per record.
 
+        The answer is returned only once the payload's journal entries are written
+        (`IngressObserver.durable`): what a sender was told is in the journal.
+
         Raises:
           AdapterConfigError: the system or message type is not configured (a hub bug or
             configuration error, never the sender's fault).
@@ -229,6 +234,15 @@ class Ingress:
           IngressOverloaded: back-pressure, a target the records would reach is above its
             high-water mark; nothing was published (see adapters.backpressure).
         """
+        try:
+            return self._accept(system_id, message_type, payload, charset)
+        finally:
+            if self.observer is not None:
+                self.observer.durable()
+
+    def _accept(
+        self, system_id: str, message_type: str, payload: bytes, charset: str | None
+    ) -> IngressResult:
         mapping = self.mappings.get(system_id)
         if mapping is None:
             raise AdapterConfigError(

@@ -18,11 +18,14 @@ leaves a gap in `seq` and a broken link. Deleting the newest entries leaves a sh
 chain, which only an anchor kept elsewhere reveals: `head()` gives (seq, hash) to write down,
 `verify(anchor=...)` checks the journal still reaches it unchanged.
 
-**Off the hot path.** `record` puts the entry on an in-memory queue and returns; a writer thread
+**Group commit.** `record` puts the entry on an in-memory queue and returns; a writer thread
 appends whole batches in one transaction (WAL mode, `BEGIN IMMEDIATE`, so `serve` and several
-`worker` processes on one machine append to one chain in turn). Entries still queued when a
-process is killed are lost; `close` (also run at exit) writes them. A reader in the same process
-sees its own entries (`trace` flushes first); other processes see them after the next batch.
+`worker` processes on one machine append to one chain in turn). `flush` returns once everything
+queued before it is committed; the hub calls it (`Observer.durable`) before it acknowledges a
+step to anyone, so concurrent requests and deliveries share one commit and an entry is on disk
+before its step is acknowledged: a process killed after answering a sender or acking a message
+has journalled that step. A reader in the same process sees its own entries (`trace` flushes
+first); other processes see them after the next batch.
 """
 
 from __future__ import annotations
@@ -109,6 +112,14 @@ class JournalOptions(BaseModel):
         gt=0,
         description="Seconds a write waits for another process's transaction on the same file.",
     )
+    durable_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a step waits for its entries to be written before it is acknowledged (an "
+            "HTTP answer, a broker ack); past it the step goes on, logged and counted as late."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -181,6 +192,23 @@ class ChainBreak:
     """
 
     seq: int
+    kind: str
+    explanation: str
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A message whose journal is incomplete (`Journal.gaps`).
+
+    Attributes:
+      message_id: the message.
+      kind: missing (a step was acknowledged while an earlier one is not journalled: a
+        delivery without its publishing) or unfinished (received, then neither published nor
+        refused: the process stopped before the broker confirmed; the sender got no answer).
+      explanation: what was found, in words.
+    """
+
+    message_id: str
     kind: str
     explanation: str
 
@@ -622,6 +650,47 @@ class Journal:
                 if missed is not None:
                     return ChainReport(checked, head, missed)
         return ChainReport(checked, head)
+
+    def gaps(self, limit: int = 100) -> list[Gap]:
+        """Messages whose journal is incomplete, missing ones first (at most `limit`).
+
+        After a prune, deliveries of messages whose inbound entries were cut are not checked.
+        """
+        with self._reading() as db:
+            pruned = (db.execute("SELECT seq FROM journal_base").fetchone() or (0,))[0] > 0
+            missing = db.execute(
+                "SELECT d.message_id, d.target, d.at FROM journal d WHERE d.step = 'delivered' "
+                "AND NOT EXISTS (SELECT 1 FROM journal p WHERE p.message_id = d.message_id "
+                "AND p.step = 'published') AND (? = 0 OR EXISTS (SELECT 1 FROM journal r "
+                "WHERE r.message_id = d.message_id AND r.step = 'received')) "
+                "ORDER BY d.seq LIMIT ?",
+                (int(pruned), limit),
+            ).fetchall()
+            unfinished = db.execute(
+                "SELECT r.message_id, r.receipt, r.system, r.at FROM journal r "
+                "WHERE r.step = 'received' AND r.message_id IS NOT NULL AND NOT EXISTS ("
+                "SELECT 1 FROM journal p WHERE p.message_id = r.message_id "
+                "AND p.step IN ('published', 'not_published')) ORDER BY r.seq LIMIT ?",
+                (max(0, limit - len(missing)),),
+            ).fetchall()
+        found = [
+            Gap(
+                str(message_id),
+                "missing",
+                f"delivered to {target} at {at}, but its publishing is not journalled",
+            )
+            for message_id, target, at in missing
+        ]
+        found += [
+            Gap(
+                str(message_id),
+                "unfinished",
+                f"received from {system} at {at} (receipt {receipt}), then neither published "
+                "nor refused: the hub stopped before the broker confirmed it",
+            )
+            for message_id, receipt, system, at in unfinished
+        ]
+        return found
 
     @staticmethod
     def _check_anchor(

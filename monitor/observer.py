@@ -125,6 +125,31 @@ class Observer:
         if self.journal is not None:
             self.journal.record(step, **fields)
 
+    def durable(self) -> None:
+        """Return once every step recorded so far is written (the journal's group commit).
+
+        Called before a step is acknowledged to anyone: before an HTTP answer goes out, before
+        the broker hears a message's ack, retry or dead letter. Concurrent callers share one
+        commit. A journal that cannot write within its timeout is logged and counted
+        (`jghub_journal_entries_total{outcome="late"}`); the step goes on, because the message
+        itself is safe on the bus and holding it would stall every sender.
+        """
+        journal = self.journal
+        if journal is None:
+            return
+        try:
+            written = journal.flush(timeout=journal.options.durable_timeout_s)
+        except Exception:
+            log.exception("journal flush failed")
+            written = False
+        if not written:
+            metrics.JOURNAL_ENTRIES.labels("late").inc()
+            log.error(
+                "journal %s: entries not written within %.0fs; acknowledging anyway",
+                journal.path,
+                journal.options.durable_timeout_s,
+            )
+
     # -- in ---------------------------------------------------------------------------------------
 
     def received(self, system: str, message_type: str, *, receipt: str, size: int) -> Reception:
@@ -447,17 +472,24 @@ class _WatchedDelivery(Delivery):
     def _elapsed(self) -> float:
         return time.perf_counter() - self._started
 
+    # Each settle is journalled, and the entry written, before the broker hears of it: a worker
+    # killed in between leaves a journalled step the broker redelivers (the target drops the
+    # repeat by its key), never an acknowledged step the journal lacks.
+
     def _ack(self) -> None:
-        self._inner.ack()
         self._observer.delivered(self.target, self.message, seconds=self._elapsed())
+        self._observer.durable()
+        self._inner.ack()
 
     def _retry(self, reason: str, stage: str) -> None:
-        self._inner.retry(reason, stage)
         self._failed(reason, stage, permanent=False)
+        self._observer.durable()
+        self._inner.retry(reason, stage)
 
     def _dead_letter(self, reason: str, stage: str) -> None:
-        self._inner.dead_letter(reason, stage)
         self._failed(reason, stage, permanent=True)
+        self._observer.durable()
+        self._inner.dead_letter(reason, stage)
 
     def _failed(self, reason: str, stage: str, *, permanent: bool) -> None:
         self._observer.delivery_failed(

@@ -58,7 +58,8 @@ def verify(
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Walk the hash chain; exit 1 naming the first bad entry (edited, rewritten, deleted)."""
+    """Walk the hash chain and check each message's steps; exit 1 naming the first bad entry
+    (edited, rewritten, deleted) or the messages whose acknowledged steps lack entries."""
     out = console()
     try:
         expected = ChainHead.parse(anchor) if anchor else None
@@ -67,6 +68,7 @@ def verify(
         raise typer.Exit(2) from None
     with open_journal(data_dir) as journal:
         report = journal.verify(anchor=expected)
+        gaps = journal.gaps() if report.broken is None else []
     if report.broken is not None:
         out.print(
             f"[red]journal broken[/red] at entry {report.broken.seq} ({report.broken.kind}): "
@@ -76,6 +78,18 @@ def verify(
         raise typer.Exit(1)
     head = f", head {report.head}" if report.head else ""
     out.print(f"[green]journal intact[/green]: {report.checked} entries{head}")
+    for gap in gaps:
+        colour = "red" if gap.kind == "missing" else "yellow"
+        out.print(f"[{colour}]{gap.kind}[/{colour}] {gap.message_id}: {escape(gap.explanation)}")
+    if any(gap.kind == "missing" for gap in gaps):
+        out.print(
+            "[red]journal incomplete[/red]: acknowledged steps of the messages above lack entries"
+        )
+        raise typer.Exit(1)
+    if not gaps:
+        out.print(
+            "[green]journal complete[/green]: every delivered message's publishing is journalled"
+        )
 
 
 @app.command()

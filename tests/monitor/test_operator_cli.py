@@ -76,6 +76,23 @@ def test_trace_shows_a_message_and_hides_it_from_others(hub_env: Path) -> None:
     assert code == 1 and "no message or receipt m-1 sent by grassroots-platform" in output
 
 
+def test_journal_verify_names_the_messages_whose_steps_lack_entries(hub_env: Path) -> None:
+    with _journal(hub_env) as journal:
+        journal.record(Step.RECEIVED, message_id="whole", receipt="r-1", system="s")
+        journal.record(Step.PUBLISHED, message_id="whole", system="s")
+        journal.record(Step.DELIVERED, message_id="whole", target="t")
+        journal.record(Step.RECEIVED, message_id="cut-short", receipt="r-2", system="s")
+    code, output = _run("journal", "verify")
+    assert code == 0, output
+    assert "unfinished cut-short: received from s" in output and "whole" not in output
+    with _journal(hub_env) as journal:
+        journal.record(Step.DELIVERED, message_id="lost-publishing", target="t")
+    code, output = _run("journal", "verify")
+    assert code == 1, output
+    assert "missing lost-publishing: delivered to t" in output
+    assert "journal incomplete" in output
+
+
 def test_journal_verify_exits_1_naming_the_bad_entry(hub_env: Path) -> None:
     with _journal(hub_env) as journal:
         for n in range(4):
