@@ -22,6 +22,14 @@ them) and must be within the system's `max_clock_skew_s` of the hub's clock. Key
 are compared in constant time. Secrets come from the environment variables the configuration
 names, read once when the gatekeeper is built, so a missing one fails at start.
 
+The scheme is the departments' and is kept, but it signs neither the body nor a nonce: within
+the clock window a captured signature would carry any body. So a signature is good for one
+request: the gatekeeper remembers each one in a `ReplayCache` shared by every serve process
+until its window has passed, and refuses it the second time (401, "signature already used
+within its window"). What the scheme still does not give: the body's integrity (a request
+intercepted before it arrives can be altered and sent once under its signature) and
+confidentiality (the body travels as sent); TLS gives both.
+
 Inbound adapters use it as a FastAPI dependency (`Depends(gatekeeper.admission(system.id))`) or
 call `await gatekeeper.admit(request, owner)` themselves (the SOAP push answers refusals as
 faults). `ClientCertificateH11Protocol` makes uvicorn hand the verified client certificate's
@@ -42,7 +50,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from lxml import etree
@@ -57,6 +65,7 @@ from adapters.errors import (
     RateLimited,
     Unauthenticated,
 )
+from adapters.replay_cache import ReplayCache
 from systems import SecretNotSet, SystemConfig
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -189,6 +198,43 @@ def expected_sign(app_key: str, secret: str, request_time: str) -> str:
     return hashlib.md5(text, usedforsecurity=False).hexdigest()
 
 
+class RequestSigner:
+    """The sending end of a signed app key: a fresh requestTime for each request, and its sign.
+
+    The hub lets each signature through once, so a sender must never sign two requests alike.
+    requestTime is epoch milliseconds (which the hub accepts beside yyyyMMddHHmmss, whose one
+    second would allow one request a second); when the clock has not moved on since this
+    process's last requestTime for the same appKey, the next millisecond is taken, so
+    concurrent senders in one process never collide.
+
+    Parameters:
+      app_key: the appKey the system sends.
+      secret: its shared secret.
+      clock: epoch seconds (tests replace it).
+    """
+
+    _last: ClassVar[dict[str, int]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, app_key: str, secret: str, *, clock: Clock = time.time) -> None:
+        self.app_key = app_key
+        self.secret = secret
+        self._clock = clock
+
+    def sign(self) -> tuple[str, str]:
+        """A fresh (requestTime, sign) pair."""
+        with RequestSigner._lock:
+            millis = max(int(self._clock() * 1000), RequestSigner._last.get(self.app_key, 0) + 1)
+            RequestSigner._last[self.app_key] = millis
+        request_time = str(millis)
+        return request_time, expected_sign(self.app_key, self.secret, request_time)
+
+    def headers(self) -> dict[str, str]:
+        """The X-App-Key, X-Request-Time and X-Sign headers of a fresh signature."""
+        request_time, sign = self.sign()
+        return {"X-App-Key": self.app_key, "X-Request-Time": request_time, "X-Sign": sign}
+
+
 def parse_request_time(value: str) -> float:
     """Epoch seconds of a requestTime: yyyyMMddHHmmss (Asia/Shanghai) or epoch milliseconds."""
     if len(value) == 14 and value.isdigit():
@@ -228,7 +274,11 @@ class Gatekeeper:
       require_secrets: raise AdapterConfigError when a secret's variable is not set; when
         False, such systems are listed in `missing_secrets` and every request for their
         channels is refused (401) until the variable is set and the hub restarted.
-      clock: wall-clock seconds, for the signature's clock-skew window (tests replace it).
+      replays: where used signatures are remembered, shared by every process that admits
+        requests (the hub's: `SqliteReplayCache` in the data folder). Required when a system
+        authenticates with a signed app key (AdapterConfigError without it).
+      clock: wall-clock seconds, for the signature's clock-skew window (tests replace it; the
+        replay cache must use the same clock).
       monotonic: monotonic seconds, for the token buckets.
     """
 
@@ -239,10 +289,12 @@ class Gatekeeper:
         default_max_body_bytes: int,
         trusted_proxies: Iterable[str] = (),
         require_secrets: bool = True,
+        replays: ReplayCache | None = None,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
     ) -> None:
         self.systems: dict[str, SystemConfig] = {s.id: s for s in systems}
+        self._replays = replays
         self.default_max_body_bytes = default_max_body_bytes
         self.trusted_proxies = frozenset(trusted_proxies)
         self._clock = clock
@@ -286,6 +338,12 @@ class Gatekeeper:
                 self._app_keys[auth.app_key] = (secret, system)
         if problems and require_secrets:
             raise AdapterConfigError("; ".join(problems))
+        if self._app_keys and replays is None:
+            raise AdapterConfigError(
+                f"systems {', '.join(sorted(s.id for _, s in self._app_keys.values()))} sign "
+                "their requests; the gatekeeper needs a replay cache to let each signature "
+                "through once"
+            )
 
     # -- the steps --------------------------------------------------------------------------------
 
@@ -413,6 +471,17 @@ class Gatekeeper:
             raise Unauthenticated(
                 f"sign does not match md5(appKey + secret + requestTime) for appKey {app_key!r}"
             )
+        # Checked last, so only a genuine signature takes a place in the cache. It is kept until
+        # the clock check would refuse it anyway.
+        assert self._replays is not None
+        if not self._replays.first_use(
+            f"{system.id} {expected}", sent_at + system.auth.max_clock_skew_s
+        ):
+            raise Unauthenticated(
+                f"signed app key in the {where}: signature already used within its window "
+                f"(appKey {app_key!r}, requestTime {request_time}); sign each request with a "
+                "fresh requestTime"
+            )
         return system.id
 
     async def read_body(self, request: Request, owner: str) -> bytes:
@@ -458,7 +527,7 @@ class Gatekeeper:
                 system=owner,
             )
         self.check_declared_length(request.headers.get("content-length"), owner)
-        caller = self._header_caller(request)
+        caller = await self.header_caller(request)
         if caller is not None:
             self.authorize(caller, owner)
         body = await self.read_body(request, owner) if read_body else b""
@@ -468,6 +537,16 @@ class Gatekeeper:
             caller = await asyncio.to_thread(self.identify_body, body)
             self.authorize(caller, owner)
         return Admission(caller=caller, body=body)
+
+    async def header_caller(self, request: Request) -> str | None:
+        """`identify_headers` for a request (its TLS client certificate and address included).
+
+        A signature in the headers is checked in a thread: remembering it writes to the replay
+        cache, which may wait for another process's write, and the event loop must not.
+        """
+        if APP_KEY_HEADER in request.headers or SIGN_HEADER in request.headers:
+            return await asyncio.to_thread(self._header_caller, request)
+        return self._header_caller(request)
 
     def identify(self, request: Request) -> str:
         """The system calling a route that is nobody's channel (e.g. GET /messages/{id}).

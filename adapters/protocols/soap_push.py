@@ -384,9 +384,7 @@ async def _call(endpoint: _Endpoint, request: Request) -> Response:
     try:
         gatekeeper.check_rate(owner)
         gatekeeper.check_declared_length(request.headers.get("content-length"), owner)
-        tls = request.scope.get("extensions", {}).get("tls")
-        client = request.client.host if request.client else None
-        caller = gatekeeper.identify_headers(request.headers, tls=tls, client=client)
+        caller = await gatekeeper.header_caller(request)
         if caller is not None:
             gatekeeper.authorize(caller, owner)
         elif not endpoint.credential_in_message:

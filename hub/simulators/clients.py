@@ -2,11 +2,11 @@
 
 `SystemClient` reads the system's inbound channels from the systems configuration and speaks
 what each channel's adapter expects: REST JSON (X-Api-Key, or the signed app key rewritten into
-the body with the current requestTime, as the provincial gateways do), XML over HTTP, or SOAP
-through zeep built from the hub's served WSDL (a string, base64 or element document, a token
-parameter or a WS-Security UsernameToken). Payloads that no real client library would send (a
-document that is not well-formed inside a document/literal Body) go as raw envelopes, as a broken
-department system would send them.
+the body with a fresh requestTime for every request, as the provincial gateways do), XML over
+HTTP, or SOAP through zeep built from the hub's served WSDL (a string, base64 or element
+document, a token parameter or a WS-Security UsernameToken). Payloads that no real client
+library would send (a document that is not well-formed inside a document/literal Body) go as raw
+envelopes, as a broken department system would send them.
 
     client = SystemClient(system, "http://127.0.0.1:8080")
     outcome = client.push(channel, payload)     # PushOutcome: received, accepted, rejected...
@@ -17,16 +17,13 @@ department system would send them.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import requests
@@ -40,13 +37,13 @@ from zeep.wsse.username import UsernameToken
 from adapters.base import AdapterContext
 from adapters.protocols.soap_push import SoapChannel, SoapPush, SoapPushOptions
 from adapters.protocols.soap_service import SOAP12, ParameterKind
+from adapters.security import RequestSigner
 from hub.simulators.targets import Delivered, DeliveryLog
 from hub.simulators.traffic import TrafficPayload
 from mappings.decoding import decode_payload
 from mappings.errors import PayloadRejected
 from systems import ChannelConfig, SystemConfig
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 PUSH_ADAPTERS = frozenset({"rest_push", "xml_push", "soap_push"})
 
 
@@ -182,21 +179,16 @@ class SystemClient:
             document = json.loads(body)
         except ValueError:
             document = None
+        signer = RequestSigner(app_key, self.secret)
         if isinstance(document, dict) and ("sign" in document or "appKey" in document):
-            if isinstance(document.get("requestTime"), int):
-                request_time: Any = int(time.time() * 1000)
-            else:
-                request_time = datetime.now(SHANGHAI).strftime("%Y%m%d%H%M%S")
+            # A fresh signature for every request: the hub lets each one through once.
+            request_time, sign = signer.sign()
             document["appKey"] = app_key
-            document["requestTime"] = request_time
-            document["sign"] = _sign(app_key, self.secret, str(request_time))
+            is_number = isinstance(document.get("requestTime"), int)
+            document["requestTime"] = int(request_time) if is_number else request_time
+            document["sign"] = sign
             return json.dumps(document, ensure_ascii=False).encode("utf-8"), {}
-        stamp = datetime.now(SHANGHAI).strftime("%Y%m%d%H%M%S")
-        return body, {
-            "X-App-Key": app_key,
-            "X-Request-Time": stamp,
-            "X-Sign": _sign(app_key, self.secret, stamp),
-        }
+        return body, signer.headers()
 
     # ------------------------------------------------------------------ SOAP
 
@@ -322,13 +314,7 @@ class OutboxPuller:
         if self.system.auth.scheme != "signed_app_key":
             return key_headers(self.system, self.secret)
         if self.system.auth.scheme == "signed_app_key":
-            app_key = self.system.auth.app_key or ""
-            stamp = datetime.now(SHANGHAI).strftime("%Y%m%d%H%M%S")
-            return {
-                "X-App-Key": app_key,
-                "X-Request-Time": stamp,
-                "X-Sign": _sign(app_key, self.secret, stamp),
-            }
+            return RequestSigner(self.system.auth.app_key or "", self.secret).headers()
         return {}
 
     def pull_once(self) -> int:
@@ -451,12 +437,6 @@ def _from_receipt(
         },
         outcome,
     )
-
-
-def _sign(app_key: str, secret: str, request_time: str) -> str:
-    return hashlib.md5(
-        f"{app_key}{secret}{request_time}".encode(), usedforsecurity=False
-    ).hexdigest()
 
 
 def _port_of(client: Client, soap12: bool) -> tuple[str, str]:
