@@ -13,6 +13,10 @@
 5. with no credential in the headers, the signed app key in the JSON body (`appKey`,
    `requestTime`, `sign`), verified the same way.
 
+A refusal names the credential the client sent (the header, the SOAP parameter, the
+UsernameToken) and the rule it broke; an Authorization header without the `Bearer ` scheme gets
+a hint saying how to send the key.
+
 SOAP services may carry the key inside the envelope instead: `username_token_password` reads it
 from a WS-Security UsernameToken (PasswordText only), and `Gatekeeper.identify_key` checks it.
 
@@ -385,8 +389,8 @@ class Gatekeeper:
             if header == "authorization":
                 scheme, _, value = value.strip().partition(" ")
                 if scheme.lower() != "bearer":
-                    continue
-            return self._match_key(value, keys, header)
+                    continue  # not this credential; `authorization_hint` says what was meant
+            return self._match_key(value, keys, f"the {header.title()} header")
         authorization = headers.get("authorization", "")
         if authorization[:6].lower() == "basic ":
             return self._by_basic(authorization[6:])
@@ -409,8 +413,25 @@ class Gatekeeper:
             )
         return None
 
-    def identify_body(self, body: bytes) -> str:
-        """The system the signed app key in a JSON body names; 401 when there is none."""
+    def authorization_hint(self, headers: Mapping[str, str]) -> str | None:
+        """What to do about an Authorization header that is no credential: a key sent without
+        the `Bearer ` scheme, or under another scheme. None when there is nothing to say (no
+        such header, or no system takes its key in Authorization)."""
+        value = headers.get("authorization")
+        if value is None or "authorization" not in self._key_headers:
+            return None
+        scheme, space, _ = value.strip().partition(" ")
+        if scheme.lower() in ("bearer", "basic"):
+            return None
+        # Without a space the whole value is the key itself: it is not repeated in the answer.
+        said = f"has the scheme {scheme[:20]!r}" if space else "has no scheme"
+        return f"the Authorization header {said}; send the key as 'Authorization: Bearer <key>'"
+
+    def identify_body(self, body: bytes, *, hint: str | None = None) -> str:
+        """The system the signed app key in a JSON body names; 401 when there is none.
+
+        `hint` (from `authorization_hint`) leads the answer when there is no credential at all.
+        """
         fields: Any = None
         try:
             fields = json.loads(body)
@@ -419,10 +440,10 @@ class Gatekeeper:
         if not isinstance(fields, dict) or not any(
             name in fields for name in ("appKey", "sign", "requestTime")
         ):
-            raise Unauthenticated(
-                "no credential: send the X-Api-Key header, a client certificate, or a JSON body "
-                "with appKey, requestTime and sign (or the X-App-Key, X-Request-Time and X-Sign "
-                "headers)"
+            raise _no_credential(
+                "the X-Api-Key header, a client certificate, or a JSON body with appKey, "
+                "requestTime and sign (or the X-App-Key, X-Request-Time and X-Sign headers)",
+                hint,
             )
 
         def text(name: str) -> str | None:
@@ -534,7 +555,8 @@ class Gatekeeper:
         if caller is None:
             # Parsing the body for its signature is cheap next to the limit just enforced, but
             # not free: it runs in a thread so a large body does not stall the event loop.
-            caller = await asyncio.to_thread(self.identify_body, body)
+            hint = self.authorization_hint(request.headers)
+            caller = await asyncio.to_thread(self.identify_body, body, hint=hint)
             self.authorize(caller, owner)
         return Admission(caller=caller, body=body)
 
@@ -557,9 +579,10 @@ class Gatekeeper:
         """
         caller = self._header_caller(request)
         if caller is None:
-            raise Unauthenticated(
-                "no credential: send the X-Api-Key header, a client certificate, or the "
-                "X-App-Key, X-Request-Time and X-Sign headers"
+            raise _no_credential(
+                "the X-Api-Key header, a client certificate, or the X-App-Key, X-Request-Time "
+                "and X-Sign headers",
+                self.authorization_hint(request.headers),
             )
         self.check_rate(caller)
         return caller
@@ -585,11 +608,12 @@ class Gatekeeper:
             raise AdapterConfigError(f"the gatekeeper knows no system {system_id!r}")
         return system
 
-    def identify_key(self, given: str) -> str:
-        """The api_key system whose key `given` is (wherever it travelled); 401 if none."""
-        return self._match_key(given, self._api_keys, "X-Api-Key")
+    def identify_key(self, given: str, credential: str = "the X-Api-Key header") -> str:
+        """The api_key system whose key `given` is; 401 if none, naming `credential` (what
+        carried the key: "the X-Api-Key header", "the key in parameter 'token' of ...")."""
+        return self._match_key(given, self._api_keys, credential)
 
-    def _match_key(self, given: str, keys: Sequence[tuple[bytes, str]], where: str) -> str:
+    def _match_key(self, given: str, keys: Sequence[tuple[bytes, str]], credential: str) -> str:
         found: str | None = None
         encoded = given.strip().encode()
         # Compare with every key (no early exit) so timing tells nothing about which matched.
@@ -597,8 +621,7 @@ class Gatekeeper:
             if hmac.compare_digest(key, encoded):
                 found = system_id
         if found is None:
-            shown = "X-Api-Key" if where == "X-Api-Key" else where.title()
-            raise Unauthenticated(f"the {shown} header matches no configured system's key")
+            raise Unauthenticated(f"{credential} matches no configured system's key")
         return found
 
     def _by_basic(self, encoded: str) -> str:
@@ -625,6 +648,13 @@ class Gatekeeper:
         if forwarded is not None and client is not None and client in self.trusted_proxies:
             return forwarded
         return None
+
+
+def _no_credential(accepted: str, hint: str | None) -> Unauthenticated:
+    """The refusal of a request without a credential: the hint first, when there is one."""
+    if hint is not None:
+        return Unauthenticated(f"no credential: {hint} (or send {accepted})")
+    return Unauthenticated(f"no credential: send {accepted}")
 
 
 class ClientCertificateH11Protocol(H11Protocol):

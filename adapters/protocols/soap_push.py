@@ -492,16 +492,20 @@ def _authenticate_in_message(
     name = configured.token_parameter
     token: Any = None
     where = "the X-Api-Key header"
+    # What carried the key, so that a refusal names the credential the client sent.
+    credential = "the X-Api-Key header"
     if name:
         token = request.parameters.get(name)
         where += f" or the system's key in parameter {name!r} of {request.operation.name}"
+        credential = f"the key in parameter {name!r} of {request.operation.name}"
     if not token and configured.ws_security:
         security = request.header(WSSE_SECURITY)
         token = None if security is None else username_token_password(security)
         where += " or a WS-Security UsernameToken whose password is the system's key"
+        credential = "the password of the WS-Security UsernameToken"
     if not isinstance(token, str) or not token.strip():
         raise Unauthenticated(f"no credential: send {where}", system=endpoint.system.id)
-    caller = endpoint.gatekeeper.identify_key(token)
+    caller = endpoint.gatekeeper.identify_key(token, credential)
     endpoint.gatekeeper.authorize(caller, endpoint.system.id)
 
 

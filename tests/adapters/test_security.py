@@ -153,6 +153,20 @@ def test_a_bearer_key_in_authorization(hub: RunningHub) -> None:
     assert elsewhere.status_code == 403
 
 
+def test_a_key_in_authorization_without_bearer_gets_a_hint(hub: RunningHub) -> None:
+    push = "/systems/agri-penalty/rest/case_records"
+    body = sample("agri-penalty", "case_records", "valid-records")
+    for value in (AGRI_KEY, f"Token {AGRI_KEY}"):
+        refused = hub.client.post(
+            push, content=body, headers={"Authorization": value, "Content-Type": "application/json"}
+        )
+        assert refused.status_code == 401
+        reason = refused.json()["reason"]
+        assert "Authorization: Bearer <key>" in reason, reason
+        assert AGRI_KEY not in reason  # the hint never repeats what may be a key
+    assert hub.depth("grassroots_platform") == 0
+
+
 # -- the gatekeeper's parts -------------------------------------------------------------------
 
 
