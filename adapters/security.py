@@ -34,10 +34,11 @@ within its window"). What the scheme still does not give: the body's integrity (
 intercepted before it arrives can be altered and sent once under its signature) and
 confidentiality (the body travels as sent); TLS gives both.
 
-Inbound adapters use it as a FastAPI dependency (`Depends(gatekeeper.admission(system.id))`) or
-call `await gatekeeper.admit(request, owner)` themselves (the SOAP push answers refusals as
-faults). `ClientCertificateH11Protocol` makes uvicorn hand the verified client certificate's
-subject to the app (the ASGI TLS extension's `client_cert_name`), which uvicorn does not do yet.
+Inbound adapters call `await gatekeeper.admit(request, owner)` and answer a refusal
+(`RequestRefused`) in the channel's own format: JSON, XML or the system's receipt (the HTTP push
+adapters), a SOAP fault (the SOAP push, which runs the steps itself).
+`ClientCertificateH11Protocol` makes uvicorn hand the verified client certificate's subject to
+the app (the ASGI TLS extension's `client_cert_name`), which uvicorn does not do yet.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -591,14 +592,6 @@ class Gatekeeper:
         tls = request.scope.get("extensions", {}).get("tls")
         client = request.client.host if request.client else None
         return self.identify_headers(request.headers, tls=tls, client=client)
-
-    def admission(self, owner: str) -> Callable[[Request], Awaitable[Admission]]:
-        """A FastAPI dependency admitting requests for `owner`'s channel (see `admit`)."""
-
-        async def admitted(request: Request) -> Admission:
-            return await self.admit(request, owner)
-
-        return admitted
 
     # -- helpers ----------------------------------------------------------------------------------
 

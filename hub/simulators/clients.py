@@ -37,6 +37,7 @@ from zeep.wsse.username import UsernameToken
 from adapters.base import AdapterContext
 from adapters.protocols.soap_push import SoapChannel, SoapPush, SoapPushOptions
 from adapters.protocols.soap_service import SOAP12, ParameterKind
+from adapters.protocols.xml_push import Receipt
 from adapters.security import RequestSigner
 from hub.simulators.targets import Delivered, DeliveryLog
 from hub.simulators.traffic import TrafficPayload
@@ -159,7 +160,7 @@ class SystemClient:
         )
         outcome.status = response.status_code
         receipt = channel.options.get("receipt")
-        if receipt and response.status_code in (200, 400, 503):
+        if receipt:
             return _from_receipt(response.content, receipt, response.status_code, outcome)
         if "xml" in response.headers.get("content-type", ""):
             return _from_xml_answer(response.content, outcome)
@@ -397,15 +398,18 @@ def _from_receipt(
         root = etree.fromstring(body)
     except etree.XMLSyntaxError:
         return _refused(outcome, f"http-{status}")
-    item = str(receipt.get("item") or "item")
-    templates = dict(
-        receipt.get("item_attributes") or {"seq": "{number}", "accepted": "{accepted}"}
-    )
+    form = Receipt.model_validate(receipt)
+    refusal = root.find(form.refusal.element)
+    if refusal is not None:
+        # Refused whole: the refusal element says why (its kind, where the form puts it).
+        kinds = [refusal.get(n) for n, t in form.refusal.attributes.items() if t == "{kind}"]
+        kind = next((k for k in kinds if k), f"HTTP {status}")
+        return _refused(outcome, f"payload {kind}" if status == 400 else kind)
     # Reversed so that when two statuses share a code, the first listed (rejected) wins.
-    codes = {str(v): k for k, v in reversed(list(dict(receipt.get("codes") or {}).items()))}
-    named = {template: name for name, template in templates.items()}
+    codes = {str(v): k for k, v in reversed(list(form.codes.items()))}
+    named = {template: name for name, template in form.item_attributes.items()}
     records: list[dict[str, Any]] = []
-    for node in root.iter(item):
+    for node in root.iter(form.item):
         if "{status}" in named:
             state = node.get(named["{status}"]) or "rejected"
         elif "{accepted}" in named:
@@ -501,6 +505,8 @@ def _from_result(answer: dict[str, Any], outcome: PushOutcome) -> PushOutcome:
 
 def _from_xml_answer(body: bytes, outcome: PushOutcome) -> PushOutcome:
     root = etree.fromstring(body)
+    if root.tag == "Refusal":  # refused before the payload was read
+        return _refused(outcome, root.findtext("error") or "refused")
     problem = root.find("payload_error")
     if problem is not None:
         return _refused(outcome, f"payload {problem.findtext('kind')}")
