@@ -13,6 +13,10 @@
 5. with no credential in the headers, the signed app key in the JSON body (`appKey`,
    `requestTime`, `sign`), verified the same way.
 
+A refusal names the credential the client sent (the header, the SOAP parameter, the
+UsernameToken) and the rule it broke; an Authorization header without the `Bearer ` scheme gets
+a hint saying how to send the key.
+
 SOAP services may carry the key inside the envelope instead: `username_token_password` reads it
 from a WS-Security UsernameToken (PasswordText only), and `Gatekeeper.identify_key` checks it.
 
@@ -22,10 +26,19 @@ them) and must be within the system's `max_clock_skew_s` of the hub's clock. Key
 are compared in constant time. Secrets come from the environment variables the configuration
 names, read once when the gatekeeper is built, so a missing one fails at start.
 
-Inbound adapters use it as a FastAPI dependency (`Depends(gatekeeper.admission(system.id))`) or
-call `await gatekeeper.admit(request, owner)` themselves (the SOAP push answers refusals as
-faults). `ClientCertificateH11Protocol` makes uvicorn hand the verified client certificate's
-subject to the app (the ASGI TLS extension's `client_cert_name`), which uvicorn does not do yet.
+The scheme is the departments' and is kept, but it signs neither the body nor a nonce: within
+the clock window a captured signature would carry any body. So a signature is good for one
+request: the gatekeeper remembers each one in a `ReplayCache` shared by every serve process
+until its window has passed, and refuses it the second time (401, "signature already used
+within its window"). What the scheme still does not give: the body's integrity (a request
+intercepted before it arrives can be altered and sent once under its signature) and
+confidentiality (the body travels as sent); TLS gives both.
+
+Inbound adapters call `await gatekeeper.admit(request, owner)` and answer a refusal
+(`RequestRefused`) in the channel's own format: JSON, XML or the system's receipt (the HTTP push
+adapters), a SOAP fault (the SOAP push, which runs the steps itself).
+`ClientCertificateH11Protocol` makes uvicorn hand the verified client certificate's subject to
+the app (the ASGI TLS extension's `client_cert_name`), which uvicorn does not do yet.
 """
 
 from __future__ import annotations
@@ -39,10 +52,10 @@ import json
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from lxml import etree
@@ -57,6 +70,7 @@ from adapters.errors import (
     RateLimited,
     Unauthenticated,
 )
+from adapters.replay_cache import ReplayCache
 from systems import SecretNotSet, SystemConfig
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -189,6 +203,43 @@ def expected_sign(app_key: str, secret: str, request_time: str) -> str:
     return hashlib.md5(text, usedforsecurity=False).hexdigest()
 
 
+class RequestSigner:
+    """The sending end of a signed app key: a fresh requestTime for each request, and its sign.
+
+    The hub lets each signature through once, so a sender must never sign two requests alike.
+    requestTime is epoch milliseconds (which the hub accepts beside yyyyMMddHHmmss, whose one
+    second would allow one request a second); when the clock has not moved on since this
+    process's last requestTime for the same appKey, the next millisecond is taken, so
+    concurrent senders in one process never collide.
+
+    Parameters:
+      app_key: the appKey the system sends.
+      secret: its shared secret.
+      clock: epoch seconds (tests replace it).
+    """
+
+    _last: ClassVar[dict[str, int]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, app_key: str, secret: str, *, clock: Clock = time.time) -> None:
+        self.app_key = app_key
+        self.secret = secret
+        self._clock = clock
+
+    def sign(self) -> tuple[str, str]:
+        """A fresh (requestTime, sign) pair."""
+        with RequestSigner._lock:
+            millis = max(int(self._clock() * 1000), RequestSigner._last.get(self.app_key, 0) + 1)
+            RequestSigner._last[self.app_key] = millis
+        request_time = str(millis)
+        return request_time, expected_sign(self.app_key, self.secret, request_time)
+
+    def headers(self) -> dict[str, str]:
+        """The X-App-Key, X-Request-Time and X-Sign headers of a fresh signature."""
+        request_time, sign = self.sign()
+        return {"X-App-Key": self.app_key, "X-Request-Time": request_time, "X-Sign": sign}
+
+
 def parse_request_time(value: str) -> float:
     """Epoch seconds of a requestTime: yyyyMMddHHmmss (Asia/Shanghai) or epoch milliseconds."""
     if len(value) == 14 and value.isdigit():
@@ -228,7 +279,11 @@ class Gatekeeper:
       require_secrets: raise AdapterConfigError when a secret's variable is not set; when
         False, such systems are listed in `missing_secrets` and every request for their
         channels is refused (401) until the variable is set and the hub restarted.
-      clock: wall-clock seconds, for the signature's clock-skew window (tests replace it).
+      replays: where used signatures are remembered, shared by every process that admits
+        requests (the hub's: `SqliteReplayCache` in the data folder). Required when a system
+        authenticates with a signed app key (AdapterConfigError without it).
+      clock: wall-clock seconds, for the signature's clock-skew window (tests replace it; the
+        replay cache must use the same clock).
       monotonic: monotonic seconds, for the token buckets.
     """
 
@@ -239,10 +294,12 @@ class Gatekeeper:
         default_max_body_bytes: int,
         trusted_proxies: Iterable[str] = (),
         require_secrets: bool = True,
+        replays: ReplayCache | None = None,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
     ) -> None:
         self.systems: dict[str, SystemConfig] = {s.id: s for s in systems}
+        self._replays = replays
         self.default_max_body_bytes = default_max_body_bytes
         self.trusted_proxies = frozenset(trusted_proxies)
         self._clock = clock
@@ -286,6 +343,12 @@ class Gatekeeper:
                 self._app_keys[auth.app_key] = (secret, system)
         if problems and require_secrets:
             raise AdapterConfigError("; ".join(problems))
+        if self._app_keys and replays is None:
+            raise AdapterConfigError(
+                f"systems {', '.join(sorted(s.id for _, s in self._app_keys.values()))} sign "
+                "their requests; the gatekeeper needs a replay cache to let each signature "
+                "through once"
+            )
 
     # -- the steps --------------------------------------------------------------------------------
 
@@ -327,8 +390,8 @@ class Gatekeeper:
             if header == "authorization":
                 scheme, _, value = value.strip().partition(" ")
                 if scheme.lower() != "bearer":
-                    continue
-            return self._match_key(value, keys, header)
+                    continue  # not this credential; `authorization_hint` says what was meant
+            return self._match_key(value, keys, f"the {header.title()} header")
         authorization = headers.get("authorization", "")
         if authorization[:6].lower() == "basic ":
             return self._by_basic(authorization[6:])
@@ -351,8 +414,25 @@ class Gatekeeper:
             )
         return None
 
-    def identify_body(self, body: bytes) -> str:
-        """The system the signed app key in a JSON body names; 401 when there is none."""
+    def authorization_hint(self, headers: Mapping[str, str]) -> str | None:
+        """What to do about an Authorization header that is no credential: a key sent without
+        the `Bearer ` scheme, or under another scheme. None when there is nothing to say (no
+        such header, or no system takes its key in Authorization)."""
+        value = headers.get("authorization")
+        if value is None or "authorization" not in self._key_headers:
+            return None
+        scheme, space, _ = value.strip().partition(" ")
+        if scheme.lower() in ("bearer", "basic"):
+            return None
+        # Without a space the whole value is the key itself: it is not repeated in the answer.
+        said = f"has the scheme {scheme[:20]!r}" if space else "has no scheme"
+        return f"the Authorization header {said}; send the key as 'Authorization: Bearer <key>'"
+
+    def identify_body(self, body: bytes, *, hint: str | None = None) -> str:
+        """The system the signed app key in a JSON body names; 401 when there is none.
+
+        `hint` (from `authorization_hint`) leads the answer when there is no credential at all.
+        """
         fields: Any = None
         try:
             fields = json.loads(body)
@@ -361,10 +441,10 @@ class Gatekeeper:
         if not isinstance(fields, dict) or not any(
             name in fields for name in ("appKey", "sign", "requestTime")
         ):
-            raise Unauthenticated(
-                "no credential: send the X-Api-Key header, a client certificate, or a JSON body "
-                "with appKey, requestTime and sign (or the X-App-Key, X-Request-Time and X-Sign "
-                "headers)"
+            raise _no_credential(
+                "the X-Api-Key header, a client certificate, or a JSON body with appKey, "
+                "requestTime and sign (or the X-App-Key, X-Request-Time and X-Sign headers)",
+                hint,
             )
 
         def text(name: str) -> str | None:
@@ -413,6 +493,17 @@ class Gatekeeper:
             raise Unauthenticated(
                 f"sign does not match md5(appKey + secret + requestTime) for appKey {app_key!r}"
             )
+        # Checked last, so only a genuine signature takes a place in the cache. It is kept until
+        # the clock check would refuse it anyway.
+        assert self._replays is not None
+        if not self._replays.first_use(
+            f"{system.id} {expected}", sent_at + system.auth.max_clock_skew_s
+        ):
+            raise Unauthenticated(
+                f"signed app key in the {where}: signature already used within its window "
+                f"(appKey {app_key!r}, requestTime {request_time}); sign each request with a "
+                "fresh requestTime"
+            )
         return system.id
 
     async def read_body(self, request: Request, owner: str) -> bytes:
@@ -458,16 +549,27 @@ class Gatekeeper:
                 system=owner,
             )
         self.check_declared_length(request.headers.get("content-length"), owner)
-        caller = self._header_caller(request)
+        caller = await self.header_caller(request)
         if caller is not None:
             self.authorize(caller, owner)
         body = await self.read_body(request, owner) if read_body else b""
         if caller is None:
             # Parsing the body for its signature is cheap next to the limit just enforced, but
             # not free: it runs in a thread so a large body does not stall the event loop.
-            caller = await asyncio.to_thread(self.identify_body, body)
+            hint = self.authorization_hint(request.headers)
+            caller = await asyncio.to_thread(self.identify_body, body, hint=hint)
             self.authorize(caller, owner)
         return Admission(caller=caller, body=body)
+
+    async def header_caller(self, request: Request) -> str | None:
+        """`identify_headers` for a request (its TLS client certificate and address included).
+
+        A signature in the headers is checked in a thread: remembering it writes to the replay
+        cache, which may wait for another process's write, and the event loop must not.
+        """
+        if APP_KEY_HEADER in request.headers or SIGN_HEADER in request.headers:
+            return await asyncio.to_thread(self._header_caller, request)
+        return self._header_caller(request)
 
     def identify(self, request: Request) -> str:
         """The system calling a route that is nobody's channel (e.g. GET /messages/{id}).
@@ -478,9 +580,10 @@ class Gatekeeper:
         """
         caller = self._header_caller(request)
         if caller is None:
-            raise Unauthenticated(
-                "no credential: send the X-Api-Key header, a client certificate, or the "
-                "X-App-Key, X-Request-Time and X-Sign headers"
+            raise _no_credential(
+                "the X-Api-Key header, a client certificate, or the X-App-Key, X-Request-Time "
+                "and X-Sign headers",
+                self.authorization_hint(request.headers),
             )
         self.check_rate(caller)
         return caller
@@ -490,14 +593,6 @@ class Gatekeeper:
         client = request.client.host if request.client else None
         return self.identify_headers(request.headers, tls=tls, client=client)
 
-    def admission(self, owner: str) -> Callable[[Request], Awaitable[Admission]]:
-        """A FastAPI dependency admitting requests for `owner`'s channel (see `admit`)."""
-
-        async def admitted(request: Request) -> Admission:
-            return await self.admit(request, owner)
-
-        return admitted
-
     # -- helpers ----------------------------------------------------------------------------------
 
     def _system(self, system_id: str) -> SystemConfig:
@@ -506,11 +601,12 @@ class Gatekeeper:
             raise AdapterConfigError(f"the gatekeeper knows no system {system_id!r}")
         return system
 
-    def identify_key(self, given: str) -> str:
-        """The api_key system whose key `given` is (wherever it travelled); 401 if none."""
-        return self._match_key(given, self._api_keys, "X-Api-Key")
+    def identify_key(self, given: str, credential: str = "the X-Api-Key header") -> str:
+        """The api_key system whose key `given` is; 401 if none, naming `credential` (what
+        carried the key: "the X-Api-Key header", "the key in parameter 'token' of ...")."""
+        return self._match_key(given, self._api_keys, credential)
 
-    def _match_key(self, given: str, keys: Sequence[tuple[bytes, str]], where: str) -> str:
+    def _match_key(self, given: str, keys: Sequence[tuple[bytes, str]], credential: str) -> str:
         found: str | None = None
         encoded = given.strip().encode()
         # Compare with every key (no early exit) so timing tells nothing about which matched.
@@ -518,8 +614,7 @@ class Gatekeeper:
             if hmac.compare_digest(key, encoded):
                 found = system_id
         if found is None:
-            shown = "X-Api-Key" if where == "X-Api-Key" else where.title()
-            raise Unauthenticated(f"the {shown} header matches no configured system's key")
+            raise Unauthenticated(f"{credential} matches no configured system's key")
         return found
 
     def _by_basic(self, encoded: str) -> str:
@@ -546,6 +641,13 @@ class Gatekeeper:
         if forwarded is not None and client is not None and client in self.trusted_proxies:
             return forwarded
         return None
+
+
+def _no_credential(accepted: str, hint: str | None) -> Unauthenticated:
+    """The refusal of a request without a credential: the hint first, when there is one."""
+    if hint is not None:
+        return Unauthenticated(f"no credential: {hint} (or send {accepted})")
+    return Unauthenticated(f"no credential: send {accepted}")
 
 
 class ClientCertificateH11Protocol(H11Protocol):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import os
 import socket
@@ -43,6 +42,7 @@ import httpx  # noqa: E402
 
 import bus  # noqa: E402
 from adapters.ingress import Ingress  # noqa: E402
+from adapters.security import RequestSigner  # noqa: E402
 from bus import Target, Topology  # noqa: E402
 from hub.systems import parse_systems  # noqa: E402
 from mappings import SYSTEMS_ROOT, load_system  # noqa: E402
@@ -71,9 +71,9 @@ def events(count: int, start: int = 0) -> list[dict[str, Any]]:
 def payload(batch: list[dict[str, Any]], *, sign: bool = False) -> bytes:
     document: dict[str, Any] = {"batchNo": "2026030200017", "data": {"events": batch}}
     if sign:
-        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(time.time() + 8 * 3600))
-        text = f"{APP_KEY}{SECRET}{stamp}".encode()
-        document |= {"appKey": APP_KEY, "requestTime": stamp, "sign": hashlib.md5(text).hexdigest()}
+        # A fresh signature per payload: the hub lets each one through once.
+        stamp, signature = RequestSigner(APP_KEY, SECRET).sign()
+        document |= {"appKey": APP_KEY, "requestTime": stamp, "sign": signature}
     return json.dumps(document, ensure_ascii=False).encode()
 
 

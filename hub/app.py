@@ -40,6 +40,7 @@ from adapters import registry
 from adapters.base import AdapterContext, Closeable, InboundAdapter, Sender
 from adapters.errors import AdapterConfigError, RequestRefused
 from adapters.ingress import Ingress
+from adapters.replay_cache import REPLAY_FILE, ReplayCache, SqliteReplayCache
 from adapters.routing import Directory
 from adapters.security import Gatekeeper
 from bus import Broker, BusError, Topology
@@ -102,6 +103,8 @@ class HubRuntime:
     stop: threading.Event = field(default_factory=threading.Event)
     mounted: list[Closeable] = field(default_factory=list)
     """What the senders' routes hold (the outbox's store), closed with the app."""
+    replays: ReplayCache | None = None
+    """The signatures already used (shared by every serve process), closed with the app."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def connect(self) -> bool:
@@ -151,6 +154,8 @@ class HubRuntime:
             held.close()
         if self.ingress.accepted is not None:
             self.ingress.accepted.close()
+        if self.replays is not None:
+            self.replays.close()
         if self.journal is not None:
             self.journal.close()
 
@@ -180,11 +185,15 @@ def build_runtime(
     config = systems if systems is not None else load_systems(settings.systems_file)
     folders = load_all(settings.mappings_root)
     mappings = config.bind_mappings(folders)
+    # In the data folder, like the outbox and the journal: every serve process of the host
+    # sees the same used signatures, so a replay is refused whichever process it reaches.
+    replays = SqliteReplayCache(settings.data_dir / REPLAY_FILE)
     gatekeeper = Gatekeeper(
         config.systems,
         default_max_body_bytes=settings.max_body_bytes,
         trusted_proxies=settings.trusted_proxies,
         require_secrets=settings.require_secrets,
+        replays=replays,
     )
     for system_id, problem in gatekeeper.missing_secrets.items():
         log.warning("system %s: %s; its requests are refused (401)", system_id, problem)
@@ -211,6 +220,7 @@ def build_runtime(
         monitoring=monitoring,
         observer=observer,
         journal=journal,
+        replays=replays,
     )
     return runtime
 

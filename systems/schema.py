@@ -116,7 +116,9 @@ class AuthConfig(BaseModel):
         le=86400,
         description=(
             "How far requestTime may be from the hub's clock, in seconds (signed_app_key only); "
-            "a signature older than this is refused, which stops replayed requests."
+            "a signature further away is refused. Within it each signature is accepted once "
+            "(the serve processes share a replay cache that remembers it this long), so a "
+            "sender signs every request anew."
         ),
     )
 

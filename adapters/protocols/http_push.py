@@ -6,7 +6,8 @@ A request is admitted by the gatekeeper (rate, size, credential, ownership; see
     200  every record settled: accepted (with its message id) or rejected (with field, rule,
          source location and value); rejected records are kept in the quarantine
     400  the payload could not be read at all (kind, reason, line/offset); kept in the quarantine
-    401 / 403 / 413 / 429  refused before the payload was read (see RefusalBody)
+    401 / 403 / 413 / 429  refused before the payload was read (see RefusalBody); in the
+         channel's answer format, so a system that reads only XML gets XML
     503  the bus did not confirm some records ("failed"), or could not be reached
          ("unavailable"), or back-pressure: a target the records would reach is behind
          ("backpressure", nothing published); send again after Retry-After
@@ -16,16 +17,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from lxml import etree
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from adapters.base import InboundAdapter
-from adapters.errors import IngressUnavailable
+from adapters.errors import IngressUnavailable, RequestRefused
 from adapters.ingress import IngressResult
-from adapters.security import Admission
 from systems import ChannelConfig, SystemConfig
 
 if TYPE_CHECKING:
@@ -81,6 +81,14 @@ def status_of(result: IngressResult) -> int:
     return 200
 
 
+def refusal_as_xml(refusal: RefusalBody) -> bytes:
+    """`refusal` as an XML document (UTF-8): <Refusal> with error, status and reason."""
+    root = etree.Element("Refusal")
+    for name, value in refusal.model_dump().items():
+        etree.SubElement(root, name).text = str(value)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
 def result_as_xml(result: IngressResult) -> bytes:
     """`result` as an XML document (UTF-8), for systems that read XML answers."""
     root = etree.Element("IngressResult")
@@ -133,6 +141,17 @@ class HttpPush(InboundAdapter):
             )
         return JSONResponse(result.model_dump(mode="json"), status_code=status, headers=headers)
 
+    def refuse(self, refusal: RefusalBody, headers: dict[str, str] | None) -> Response:
+        """The HTTP answer refusing a request whole, in the same format as `answer`."""
+        if getattr(self.options, "answer", "json") == "xml":
+            return Response(
+                refusal_as_xml(refusal),
+                status_code=refusal.status,
+                media_type="application/xml",
+                headers=headers,
+            )
+        return JSONResponse(refusal.model_dump(), status_code=refusal.status, headers=headers)
+
     def mount(
         self,
         app_or_router: FastAPI | APIRouter,
@@ -145,20 +164,23 @@ class HttpPush(InboundAdapter):
         message_type = channel.message_type
         system_id = system.id
 
-        async def push(
-            request: Request,
-            admission: Admission = Depends(gatekeeper.admission(system_id)),  # noqa: B008
-        ) -> Response:
+        async def push(request: Request) -> Response:
+            try:
+                admission = await gatekeeper.admit(request, system_id)
+            except RequestRefused as refused:
+                refusal = RefusalBody(
+                    error=refused.kind, status=refused.status, reason=refused.reason
+                )
+                return self.refuse(refusal, refused.headers or None)
             charset = declared_charset(request.headers.get("content-type")) or default_charset
             try:
                 result = await run_in_threadpool(
                     ingress.accept, system_id, message_type, admission.body, charset=charset
                 )
             except IngressUnavailable as error:
-                return JSONResponse(
-                    RefusalBody(error=error.kind, status=503, reason=str(error)).model_dump(),
-                    status_code=503,
-                    headers={"Retry-After": str(error.retry_after)},
+                return self.refuse(
+                    RefusalBody(error=error.kind, status=503, reason=str(error)),
+                    {"Retry-After": str(error.retry_after)},
                 )
             status = status_of(result)
             headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)} if status == 503 else None

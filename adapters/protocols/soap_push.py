@@ -384,9 +384,7 @@ async def _call(endpoint: _Endpoint, request: Request) -> Response:
     try:
         gatekeeper.check_rate(owner)
         gatekeeper.check_declared_length(request.headers.get("content-length"), owner)
-        tls = request.scope.get("extensions", {}).get("tls")
-        client = request.client.host if request.client else None
-        caller = gatekeeper.identify_headers(request.headers, tls=tls, client=client)
+        caller = await gatekeeper.header_caller(request)
         if caller is not None:
             gatekeeper.authorize(caller, owner)
         elif not endpoint.credential_in_message:
@@ -494,16 +492,20 @@ def _authenticate_in_message(
     name = configured.token_parameter
     token: Any = None
     where = "the X-Api-Key header"
+    # What carried the key, so that a refusal names the credential the client sent.
+    credential = "the X-Api-Key header"
     if name:
         token = request.parameters.get(name)
         where += f" or the system's key in parameter {name!r} of {request.operation.name}"
+        credential = f"the key in parameter {name!r} of {request.operation.name}"
     if not token and configured.ws_security:
         security = request.header(WSSE_SECURITY)
         token = None if security is None else username_token_password(security)
         where += " or a WS-Security UsernameToken whose password is the system's key"
+        credential = "the password of the WS-Security UsernameToken"
     if not isinstance(token, str) or not token.strip():
         raise Unauthenticated(f"no credential: send {where}", system=endpoint.system.id)
-    caller = endpoint.gatekeeper.identify_key(token)
+    caller = endpoint.gatekeeper.identify_key(token, credential)
     endpoint.gatekeeper.authorize(caller, endpoint.system.id)
 
 

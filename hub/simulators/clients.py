@@ -2,11 +2,11 @@
 
 `SystemClient` reads the system's inbound channels from the systems configuration and speaks
 what each channel's adapter expects: REST JSON (X-Api-Key, or the signed app key rewritten into
-the body with the current requestTime, as the provincial gateways do), XML over HTTP, or SOAP
-through zeep built from the hub's served WSDL (a string, base64 or element document, a token
-parameter or a WS-Security UsernameToken). Payloads that no real client library would send (a
-document that is not well-formed inside a document/literal Body) go as raw envelopes, as a broken
-department system would send them.
+the body with a fresh requestTime for every request, as the provincial gateways do), XML over
+HTTP, or SOAP through zeep built from the hub's served WSDL (a string, base64 or element
+document, a token parameter or a WS-Security UsernameToken). Payloads that no real client
+library would send (a document that is not well-formed inside a document/literal Body) go as raw
+envelopes, as a broken department system would send them.
 
     client = SystemClient(system, "http://127.0.0.1:8080")
     outcome = client.push(channel, payload)     # PushOutcome: received, accepted, rejected...
@@ -17,16 +17,13 @@ department system would send them.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import requests
@@ -40,13 +37,14 @@ from zeep.wsse.username import UsernameToken
 from adapters.base import AdapterContext
 from adapters.protocols.soap_push import SoapChannel, SoapPush, SoapPushOptions
 from adapters.protocols.soap_service import SOAP12, ParameterKind
+from adapters.protocols.xml_push import Receipt
+from adapters.security import RequestSigner
 from hub.simulators.targets import Delivered, DeliveryLog
 from hub.simulators.traffic import TrafficPayload
 from mappings.decoding import decode_payload
 from mappings.errors import PayloadRejected
 from systems import ChannelConfig, SystemConfig
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 PUSH_ADAPTERS = frozenset({"rest_push", "xml_push", "soap_push"})
 
 
@@ -162,7 +160,7 @@ class SystemClient:
         )
         outcome.status = response.status_code
         receipt = channel.options.get("receipt")
-        if receipt and response.status_code in (200, 400, 503):
+        if receipt:
             return _from_receipt(response.content, receipt, response.status_code, outcome)
         if "xml" in response.headers.get("content-type", ""):
             return _from_xml_answer(response.content, outcome)
@@ -182,21 +180,16 @@ class SystemClient:
             document = json.loads(body)
         except ValueError:
             document = None
+        signer = RequestSigner(app_key, self.secret)
         if isinstance(document, dict) and ("sign" in document or "appKey" in document):
-            if isinstance(document.get("requestTime"), int):
-                request_time: Any = int(time.time() * 1000)
-            else:
-                request_time = datetime.now(SHANGHAI).strftime("%Y%m%d%H%M%S")
+            # A fresh signature for every request: the hub lets each one through once.
+            request_time, sign = signer.sign()
             document["appKey"] = app_key
-            document["requestTime"] = request_time
-            document["sign"] = _sign(app_key, self.secret, str(request_time))
+            is_number = isinstance(document.get("requestTime"), int)
+            document["requestTime"] = int(request_time) if is_number else request_time
+            document["sign"] = sign
             return json.dumps(document, ensure_ascii=False).encode("utf-8"), {}
-        stamp = datetime.now(SHANGHAI).strftime("%Y%m%d%H%M%S")
-        return body, {
-            "X-App-Key": app_key,
-            "X-Request-Time": stamp,
-            "X-Sign": _sign(app_key, self.secret, stamp),
-        }
+        return body, signer.headers()
 
     # ------------------------------------------------------------------ SOAP
 
@@ -322,13 +315,7 @@ class OutboxPuller:
         if self.system.auth.scheme != "signed_app_key":
             return key_headers(self.system, self.secret)
         if self.system.auth.scheme == "signed_app_key":
-            app_key = self.system.auth.app_key or ""
-            stamp = datetime.now(SHANGHAI).strftime("%Y%m%d%H%M%S")
-            return {
-                "X-App-Key": app_key,
-                "X-Request-Time": stamp,
-                "X-Sign": _sign(app_key, self.secret, stamp),
-            }
+            return RequestSigner(self.system.auth.app_key or "", self.secret).headers()
         return {}
 
     def pull_once(self) -> int:
@@ -411,15 +398,18 @@ def _from_receipt(
         root = etree.fromstring(body)
     except etree.XMLSyntaxError:
         return _refused(outcome, f"http-{status}")
-    item = str(receipt.get("item") or "item")
-    templates = dict(
-        receipt.get("item_attributes") or {"seq": "{number}", "accepted": "{accepted}"}
-    )
+    form = Receipt.model_validate(receipt)
+    refusal = root.find(form.refusal.element)
+    if refusal is not None:
+        # Refused whole: the refusal element says why (its kind, where the form puts it).
+        kinds = [refusal.get(n) for n, t in form.refusal.attributes.items() if t == "{kind}"]
+        kind = next((k for k in kinds if k), f"HTTP {status}")
+        return _refused(outcome, f"payload {kind}" if status == 400 else kind)
     # Reversed so that when two statuses share a code, the first listed (rejected) wins.
-    codes = {str(v): k for k, v in reversed(list(dict(receipt.get("codes") or {}).items()))}
-    named = {template: name for name, template in templates.items()}
+    codes = {str(v): k for k, v in reversed(list(form.codes.items()))}
+    named = {template: name for name, template in form.item_attributes.items()}
     records: list[dict[str, Any]] = []
-    for node in root.iter(item):
+    for node in root.iter(form.item):
         if "{status}" in named:
             state = node.get(named["{status}"]) or "rejected"
         elif "{accepted}" in named:
@@ -451,12 +441,6 @@ def _from_receipt(
         },
         outcome,
     )
-
-
-def _sign(app_key: str, secret: str, request_time: str) -> str:
-    return hashlib.md5(
-        f"{app_key}{secret}{request_time}".encode(), usedforsecurity=False
-    ).hexdigest()
 
 
 def _port_of(client: Client, soap12: bool) -> tuple[str, str]:
@@ -521,6 +505,8 @@ def _from_result(answer: dict[str, Any], outcome: PushOutcome) -> PushOutcome:
 
 def _from_xml_answer(body: bytes, outcome: PushOutcome) -> PushOutcome:
     root = etree.fromstring(body)
+    if root.tag == "Refusal":  # refused before the payload was read
+        return _refused(outcome, root.findtext("error") or "refused")
     problem = root.find("payload_error")
     if problem is not None:
         return _refused(outcome, f"payload {problem.findtext('kind')}")

@@ -28,6 +28,7 @@ from lxml import etree
 from zeep.wsse.username import UsernameToken
 
 from adapters.errors import AdapterConfigError, Unauthenticated
+from adapters.replay_cache import SqliteReplayCache
 from adapters.security import (
     WSSE,
     WSSE_SECURITY,
@@ -152,6 +153,20 @@ def test_a_bearer_key_in_authorization(hub: RunningHub) -> None:
     assert elsewhere.status_code == 403
 
 
+def test_a_key_in_authorization_without_bearer_gets_a_hint(hub: RunningHub) -> None:
+    push = "/systems/agri-penalty/rest/case_records"
+    body = sample("agri-penalty", "case_records", "valid-records")
+    for value in (AGRI_KEY, f"Token {AGRI_KEY}"):
+        refused = hub.client.post(
+            push, content=body, headers={"Authorization": value, "Content-Type": "application/json"}
+        )
+        assert refused.status_code == 401
+        reason = refused.json()["reason"]
+        assert "Authorization: Bearer <key>" in reason, reason
+        assert AGRI_KEY not in reason  # the hint never repeats what may be a key
+    assert hub.depth("grassroots_platform") == 0
+
+
 # -- the gatekeeper's parts -------------------------------------------------------------------
 
 
@@ -195,6 +210,14 @@ def test_a_missing_secret_fails_at_start_naming_the_variable(
         Gatekeeper([signed_system()], default_max_body_bytes=1024)
 
 
+def test_a_gatekeeper_for_signing_systems_needs_a_replay_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JGHUB_TEST_GATEWAY", "s3cret")
+    with pytest.raises(AdapterConfigError, match=r"systems gateway sign .* replay cache"):
+        Gatekeeper([signed_system()], default_max_body_bytes=1024)
+
+
 def test_without_required_secrets_the_system_is_listed_and_refused(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -215,15 +238,19 @@ def test_without_required_secrets_the_system_is_listed_and_refused(
         assert "JGHUB_TEST_UNSET" not in refused.text  # the outside learns no variable names
 
 
-def test_signature_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_signature_checks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("JGHUB_TEST_GATEWAY", "s3cret")
     clock = FakeClock(parse_request_time("20260301100000"))
-    gate = Gatekeeper([signed_system()], default_max_body_bytes=1024, clock=clock)
+    replays = SqliteReplayCache(tmp_path / "replay.sqlite3", clock=clock)
+    gate = Gatekeeper([signed_system()], default_max_body_bytes=1024, replays=replays, clock=clock)
     sign = hashlib.md5(b"gws3cret20260301100000").hexdigest()
     assert gate.verify_signature("gw", "20260301100000", sign, where="body") == "gateway"
     # Epoch milliseconds name the same instant.
     millis = str(int(clock.now * 1000))
     assert gate.verify_signature("gw", millis, expected_sign("gw", "s3cret", millis), where="body")
+    # Each signature once; the same one in capitals is the same signature.
+    with pytest.raises(Unauthenticated, match="signed app key in the headers: signature already"):
+        gate.verify_signature("gw", "20260301100000", sign.upper(), where="headers")
     with pytest.raises(Unauthenticated, match="does not match"):
         gate.verify_signature("gw", "20260301100000", sign[:-1] + "0", where="body")
     with pytest.raises(Unauthenticated, match="belongs to no configured system"):

@@ -22,6 +22,7 @@ from hub_harness import (
     sample,
 )
 from hypothesis import HealthCheck, given, settings
+from lxml import etree
 from typer.testing import CliRunner
 
 import bus
@@ -92,7 +93,10 @@ def test_without_a_bus_the_hub_is_alive_not_ready_and_refuses_pushes(tmp_path: P
         )
         assert push.status_code == 503
         assert push.headers["Retry-After"] == "5"
-        assert "not connected to the bus" in push.json()["reason"]
+        # The channel answers XML, so its refusal is XML too.
+        refusal = etree.fromstring(push.content)
+        assert (refusal.tag, refusal.findtext("error")) == ("Refusal", "unavailable")
+        assert "not connected to the bus" in (refusal.findtext("reason") or "")
 
 
 def test_no_server_error_for_any_request_the_schema_allows(tmp_path: Path) -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,13 +28,13 @@ from typing import Any
 
 import httpx
 from broker_support import RABBITMQ_URL, require_rabbitmq
+from serve_process import REPOSITORY, free_port, stop, wait_ready
 
 import bus
 from bus import Broker
 from hub.systems import SystemsConfig, parse_systems
 from mappings import SYSTEMS_ROOT
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 ECO_KEY, JSON_KEY = "fault-eco-key", "fault-json-key"
 
 _TEXT = (SYSTEMS_ROOT / "eco-env-penalty/samples/case_batch/valid-batch.xml").read_bytes()
@@ -219,22 +217,11 @@ class Pipeline:
         return parse_systems(self.document)
 
     def __enter__(self) -> Pipeline:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         self.serve = self._spawn("serve", "--port", str(port), "--log-level", "warning")
         self.base = f"http://127.0.0.1:{port}"
         self.client = httpx.Client(base_url=self.base, timeout=60)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if self.client.get("/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert self.serve.poll() is None, "jghub serve exited at start"
-            assert time.monotonic() < deadline, "jghub serve did not become ready"
-            time.sleep(0.1)
+        wait_ready(self.base, self.serve)
         return self
 
     def __exit__(
@@ -244,13 +231,8 @@ class Pipeline:
         trace: TracebackType | None,
     ) -> None:
         for process in [*self.workers, self.serve]:
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            if process is not None:
+                stop(process)
         if self.client is not None:
             self.client.close()
         self.sink.close()

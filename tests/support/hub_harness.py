@@ -17,7 +17,6 @@ The test systems (TEST_SYSTEMS) use the shipped mapping folders:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -39,6 +38,7 @@ from broker_support import RABBITMQ_URL, drain, require_rabbitmq
 from fastapi import FastAPI
 
 import bus
+from adapters.security import RequestSigner, expected_sign
 from bus import Broker, Message, Topology
 from hub.app import HubRuntime, create_app, runtime_of
 from hub.settings import HubSettings
@@ -145,12 +145,15 @@ def request_time(at: float | None = None) -> str:
 
 
 def signed(payload: bytes, *, secret: str = GRASSROOTS_SECRET, at: float | None = None) -> bytes:
-    """A grassroots JSON payload re-signed now: appKey, requestTime and sign replaced."""
+    """A grassroots JSON payload with appKey, requestTime and sign replaced: signed afresh now
+    (the hub lets each signature through once), or at the moment `at` (yyyyMMddHHmmss)."""
     document = json.loads(payload)
-    document["appKey"] = APP_KEY
-    document["requestTime"] = request_time(at)
-    text = f"{APP_KEY}{secret}{document['requestTime']}"
-    document["sign"] = hashlib.md5(text.encode()).hexdigest()
+    if at is None:
+        stamp, sign = RequestSigner(APP_KEY, secret).sign()
+    else:
+        stamp = request_time(at)
+        sign = expected_sign(APP_KEY, secret, stamp)
+    document.update(appKey=APP_KEY, requestTime=stamp, sign=sign)
     return json.dumps(document, ensure_ascii=False).encode("utf-8")
 
 

@@ -271,6 +271,31 @@ def test_asmx_token_parameter_is_checked(hub: SoapHub) -> None:
     assert hub.broker.depth(hub.target("grassroots-platform")) == 0
 
 
+def test_a_wrong_token_parameter_is_named_in_the_fault(hub: SoapHub) -> None:
+    client = hub.zeep_client("market-penalty")
+    with pytest.raises(Fault) as raised:
+        client.service.UploadCaseXml(token="stolen", xmlDoc=_market("valid-batch.xml"))
+    assert raised.value.code == "soap:Client.Authentication"
+    assert raised.value.message == (
+        "the key in parameter 'token' of UploadCaseXml matches no configured system's key"
+    )
+
+
+def test_a_wrong_username_token_is_named_in_the_fault(hub: SoapHub) -> None:
+    from zeep.wsse.username import UsernameToken
+
+    cases = etree.fromstring((TRANSPORT / "case_report" / "valid-cases.xml").read_bytes())
+    wrong = hub.zeep_client(
+        "transport-penalty", wsse=UsernameToken("jtyst-xzzf", "not-the-password")
+    )
+    with pytest.raises(Fault) as raised:
+        wrong.service.ReportCases(_value_1=list(cases))
+    assert [str(code.localname) for code in raised.value.subcodes] == ["Authentication"]
+    assert raised.value.message == (
+        "the password of the WS-Security UsernameToken matches no configured system's key"
+    )
+
+
 def test_soap_12_requests_and_faults(hub: SoapHub) -> None:
     client = hub.zeep_client("market-penalty")
     service = client.bind("CaseService", "CaseServiceSoap12")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 from hub_harness import (
     BACKENDS,
     COMPLAINT_TOKEN,
@@ -18,6 +20,10 @@ from hub_harness import (
 )
 from lxml import etree
 
+from adapters.ingress import IngressResult, PayloadProblem
+from adapters.protocols.http_push import RefusalBody
+from adapters.protocols.xml_push import Receipt
+from hub.simulators.landscape import LANDSCAPE_FILE
 from standard.envelope import Envelope
 
 PUSH = "/systems/eco-env-penalty/xml/case_batch"
@@ -114,22 +120,24 @@ def test_hostile_or_broken_documents_are_400_and_kept(
     assert hub.depth("grassroots_platform") == depth
 
 
-def test_a_wrong_key_is_401_and_nothing_is_published(hub: RunningHub) -> None:
+def test_a_wrong_key_is_401_in_xml_and_nothing_is_published(hub: RunningHub) -> None:
+    # The channel answers XML (its default): a refusal before the payload is read is XML too,
+    # since a system that reads only XML cannot read a JSON refusal.
     depth = hub.depth("grassroots_platform")
-    response = hub.client.post(
-        PUSH, content=sample(*CASES, "valid-batch"), headers={"X-Api-Key": "guessed"}
-    )
-    assert response.status_code == 401
-    assert response.json()["reason"] == "the X-Api-Key header matches no configured system's key"
+    refusal = post(hub, sample(*CASES, "valid-batch"), key="guessed")
+    assert refusal.tag == "Refusal"
+    assert (refusal.get("http-status"), refusal.findtext("status")) == ("401", "401")
+    assert refusal.findtext("error") == "unauthenticated"
+    assert refusal.findtext("reason") == "the X-Api-Key header matches no configured system's key"
     assert hub.depth("grassroots_platform") == depth
 
 
-def test_another_systems_key_is_403(hub: RunningHub) -> None:
+def test_another_systems_key_is_403_in_xml(hub: RunningHub) -> None:
     depth = hub.depth("grassroots_platform")
-    response = hub.client.post(
-        PUSH, content=sample(*CASES, "valid-batch"), headers={"X-Api-Key": THROTTLED_KEY}
-    )
-    assert response.status_code == 403
+    refusal = post(hub, sample(*CASES, "valid-batch"), key=THROTTLED_KEY)
+    assert (refusal.tag, refusal.get("http-status")) == ("Refusal", "403")
+    assert refusal.findtext("error") == "forbidden"
+    assert "may not use the channel of system eco-env-penalty" in (refusal.findtext("reason") or "")
     assert hub.depth("grassroots_platform") == depth
 
 
@@ -163,7 +171,10 @@ def test_a_system_token_header_and_its_own_receipt(hub: RunningHub) -> None:
     assert {m.id for m in messages} == {i.get("id") for i in items}
     wrong = hub.client.post(push, content=body, headers={**headers, "X-Tsjb-Token": "guess"})
     assert wrong.status_code == 401
-    assert "X-Tsjb-Token header matches no configured system" in wrong.json()["reason"]
+    refusal = etree.fromstring(wrong.content)  # in the platform's own receipt format
+    assert (refusal.tag, refusal.find("item")) == ("ack", None)
+    assert refusal.xpath("string(error/@kind)") == "unauthenticated"
+    assert "X-Tsjb-Token header matches no configured system" in refusal.findtext("error", "")
     invalid = sample("complaint-platform", "complaint_push", "invalid-complaints")
     refused = etree.fromstring(hub.client.post(push, content=invalid, headers=headers).content)
     assert {i.get("accepted") for i in refused.findall("item")} == {"false"}
@@ -196,4 +207,86 @@ def test_basic_authentication_and_a_gbk_receipt(hub: RunningHub) -> None:
     for user, password in ((HOUSING_USER, "wrong"), ("someone", HOUSING_PASSWORD)):
         refused = hub.client.post(push, content=valid, headers=headers, auth=(user, password))
         assert refused.status_code == 401
-        assert "Basic user name and password match no" in refused.json()["reason"]
+        assert refused.content.startswith(b"<?xml version='1.0' encoding='GBK'?>")
+        refusal = etree.fromstring(refused.content)
+        assert (refusal.tag, refusal.get("PCZT"), refusal.findall("ROW")) == ("RESULT", "1", [])
+        assert refusal.xpath("string(error/@kind)") == "unauthenticated"
+        assert "Basic user name and password match no" in refusal.findtext("error", "")
+
+
+RECEIPT_CHANNELS = {
+    "complaint-platform": (
+        "/ingest/complaint-platform/complaint_push",
+        {"X-Tsjb-Token": COMPLAINT_TOKEN},
+        None,
+        "ack",
+    ),
+    "housing-penalty": (
+        "/ingest/housing-penalty/publication_batch",
+        {},
+        (HOUSING_USER, HOUSING_PASSWORD),
+        "RESULT",
+    ),
+}
+WHOLE_PAYLOAD_REFUSALS = {
+    "entity bomb": (sample(*CASES, "invalid-entity-bomb"), "forbidden-markup", "DOCTYPE"),
+    "external entity": (sample(*CASES, "invalid-external-entity"), "forbidden-markup", "DOCTYPE"),
+    "wrong encoding": (
+        sample("complaint-platform", "complaint_push", "invalid-declared-utf16"),
+        "encoding",
+        "UTF-16",
+    ),
+    "empty body": (b"", "malformed", "empty"),
+}
+
+
+@pytest.mark.parametrize("system", sorted(RECEIPT_CHANNELS))
+@pytest.mark.parametrize("refusal", sorted(WHOLE_PAYLOAD_REFUSALS))
+def test_a_receipt_says_why_a_whole_payload_was_refused(
+    hub: RunningHub, system: str, refusal: str
+) -> None:
+    path, headers, auth, root = RECEIPT_CHANNELS[system]
+    body, kind, named = WHOLE_PAYLOAD_REFUSALS[refusal]
+    kept = len([q for q in hub.broker().quarantined(1000) if q.source == system])
+    response = hub.client.post(
+        path, content=body, headers={**headers, "Content-Type": "application/xml"}, auth=auth
+    )
+    assert response.status_code == 400, response.text
+    receipt = etree.fromstring(response.content)
+    assert receipt.tag == root
+    error = receipt.find("error")
+    assert error is not None, f"a bare receipt: {response.content!r}"
+    assert error.get("kind") == kind
+    reason = error.text or ""
+    assert named in reason and len(reason) > len(named) + 10, reason
+    assert len([q for q in hub.broker().quarantined(1000) if q.source == system]) == kept + 1
+
+
+SHIPPED = [
+    Path(__file__).resolve().parents[3] / "config" / "systems.yaml",
+    LANDSCAPE_FILE,
+]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.name)
+def test_every_shipped_receipt_format_says_why(path: Path) -> None:
+    # Receipts are configuration: whatever a shipped one looks like, a refusal says why in it.
+    receipts = [
+        Receipt.model_validate(channel["options"]["receipt"])
+        for system in yaml.safe_load(path.read_text(encoding="utf-8"))["systems"]
+        for channel in system.get("inbound", [])
+        if channel["adapter"] == "xml_push" and "receipt" in channel.get("options", {})
+    ]
+    assert receipts, f"no receipt format in {path}"
+    problem = PayloadProblem(kind="encoding", reason="bytes 3-4 are not GBK", offset=3)
+    refused = IngressResult(
+        system="s", message_type="m", receipt_id="r", accepted=0, rejected=0, payload_error=problem
+    )
+    refusal = RefusalBody(error="unauthenticated", status=401, reason="wrong key")
+    for receipt in receipts:
+        for document, kind, reason in (
+            (receipt.render(refused), "encoding", "bytes 3-4 are not GBK"),
+            (receipt.render_refusal(refusal), "unauthenticated", "wrong key"),
+        ):
+            said = etree.tostring(etree.fromstring(document), encoding="unicode")
+            assert kind in said and reason in said, (receipt, said)

@@ -1,0 +1,59 @@
+"""The replay cache: a key is a first use once, across processes, until its expiry."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from adapters.replay_cache import SqliteReplayCache
+
+KEYS = [f"gateway {n:032x}" for n in range(300)]
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_key_is_a_first_use_once_until_it_expires(tmp_path: Path) -> None:
+    clock = FakeClock(1000.0)
+    cache = SqliteReplayCache(tmp_path / "replay.sqlite3", clock=clock)
+    assert cache.first_use("a", expires_at=1010.0) is True
+    assert cache.first_use("a", expires_at=1010.0) is False
+    assert cache.first_use("b", expires_at=1005.0) is True
+    assert cache.remembered() == 2
+    clock.now = 1010.0  # "a" is still in its window at its expiry; "b" is past it
+    assert cache.first_use("a", expires_at=1020.0) is False
+    assert cache.remembered() == 1  # the use above dropped "b"
+    clock.now = 1010.5
+    assert cache.first_use("a", expires_at=1020.0) is True  # forgotten: a first use again
+    cache.close()
+    cache.close()  # idempotent
+
+
+def _first_uses(path: str, seed: int, start_at: float) -> list[str]:
+    cache = SqliteReplayCache(path)
+    order = list(KEYS)
+    random.Random(seed).shuffle(order)
+    # Every process starts at the same moment, so that their uses of one key overlap.
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        return [key for key in order if cache.first_use(key, expires_at=4e9)]
+    finally:
+        cache.close()
+
+
+def test_processes_sharing_the_file_each_get_a_key_at_most_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "replay.sqlite3")
+    context = multiprocessing.get_context("spawn")
+    start_at = time.time() + 3.0
+    with ProcessPoolExecutor(max_workers=4, mp_context=context) as pool:
+        firsts = list(pool.map(_first_uses, [path] * 4, range(4), [start_at] * 4))
+    won = [key for keys in firsts for key in keys]
+    assert sorted(won) == sorted(KEYS)  # every key was a first use exactly once, in one process

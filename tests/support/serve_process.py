@@ -1,0 +1,91 @@
+"""`jghub serve` as a real process for the tests: started with its environment, ready on /ready.
+
+    with serve_process(env) as base:        # "http://127.0.0.1:PORT"
+        httpx.post(f"{base}/systems/...", ...)
+
+The process runs this repository's hub with the test's interpreter (the project's venv); it is
+asked to stop with SIGTERM when the block ends, and killed if it does not within 30 s.
+`wait_ready` and `stop` serve tests that start their processes themselves.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_ready(
+    base: str,
+    process: subprocess.Popen[bytes],
+    *,
+    timeout: float = 60.0,
+    log: IO[bytes] | None = None,
+) -> None:
+    """Return once `base`/ready answers 200; RuntimeError (with the end of `log`, when given)
+    if the process exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            said = ""
+            if log is not None:
+                log.seek(0)
+                said = log.read()[-2000:].decode("utf-8", "replace")
+            raise RuntimeError(f"jghub serve exited with {process.returncode}: {said}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("jghub serve did not become ready")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then kill if it has not exited within 30 s."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def serve_process(env: dict[str, str], *, ready_timeout: float = 60.0) -> Iterator[str]:
+    """Run `jghub serve` with `env` on a free port until the block ends; yield its base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    # Its log goes to a file, not a pipe: a pipe nobody reads would stall it once full.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [*command, "--log-level", "warning"], env=env, cwd=REPOSITORY, stderr=log
+        )
+        try:
+            wait_ready(base, process, timeout=ready_timeout, log=log)
+            yield base
+        finally:
+            stop(process)
