@@ -37,7 +37,7 @@ from typing import Literal
 
 from adapters import registry
 from adapters.base import AdapterContext, Sender
-from adapters.breaker import BreakerOptions, CircuitBreaker, StateListener
+from adapters.breaker import BreakerOpen, BreakerOptions, CircuitBreaker, StateListener
 from adapters.delivery import DeliveryFailed, OutboundOptions, TargetDelivery
 from adapters.errors import AdapterError
 from bus import Delivery, Message
@@ -176,6 +176,13 @@ class Egress:
             if failed.permanent:
                 raise NotDelivered("dead_letter", "deliver", failed.reason) from None
             if failed.untried:  # the breaker is open: wait in a tier without spending it
+                if isinstance(failed.error, BreakerOpen):
+                    # The wait changes with every refusal, so it is logged, not kept in the
+                    # reason (which a dead letter may carry and an operator searches).
+                    log.debug(
+                        "postponed %s for %s: next trial in %.1fs",
+                        message.id, self.system.id, failed.error.retry_in,
+                    )  # fmt: skip
                 raise NotDelivered("postpone", "deliver", failed.reason) from None
             raise NotDelivered("retry", "deliver", failed.reason) from None
         except AdapterError as error:
