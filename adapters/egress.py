@@ -86,15 +86,20 @@ def decode(message: Message, *, target: str) -> Envelope:
 
 
 def settle(delivery: Delivery, failure: NotDelivered, *, target: str) -> None:
-    """Settle `delivery` as `failure` says (the one place a failed message is settled)."""
+    """Settle `delivery` as `failure` says (the one place a failed message is settled).
+
+    Logged at DEBUG only: one line per message would bury the log when a target is down. The
+    observer journals and counts each settle, and logs a target's dead letters at WARNING at
+    most once a minute (`monitor.observer.DeadLetterLog`).
+    """
     message_id = delivery.message.id
     if failure.settle_as == "dead_letter":
-        log.warning("dead letter %s for %s: %s", message_id, target, failure.reason)
+        log.debug("dead letter %s for %s: %s", message_id, target, failure.reason)
         delivery.dead_letter(failure.reason, failure.stage)
     elif failure.settle_as == "postpone":
         delivery.postpone(failure.reason, failure.stage)
     else:
-        log.info("retry later %s for %s: %s", message_id, target, failure.reason)
+        log.debug("retry later %s for %s: %s", message_id, target, failure.reason)
         delivery.retry(failure.reason, failure.stage)
 
 
