@@ -834,8 +834,9 @@ class _AdminConnection:
         self._kept_lock = threading.Lock()
 
     def check(self) -> None:
-        """Open the statistics connection now: BrokerUnavailable if RabbitMQ does not answer."""
-        self.inspect(lambda _channel: None)
+        """BrokerUnavailable if RabbitMQ does not answer. The statistics connection is opened
+        by the first read: a process that never reads (a worker's consumers) holds none."""
+        self.run(lambda _channel: None)
 
     def inspect(self, operation: Callable[[Any], T]) -> T:
         """Run a read-only `operation` (passive declares) on the kept statistics channel."""

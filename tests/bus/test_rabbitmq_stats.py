@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pika
 import pytest
 from broker_support import RABBITMQ_URL, require_rabbitmq
-from contract import BusUnderTest
+from contract import BusUnderTest, wait_for
 from tcp_relay import TcpRelay
 
 from bus import Outgoing, TopologyError
@@ -40,6 +40,7 @@ def test_statistics_reuse_one_connection(relay: TcpRelay, rabbit: BusUnderTest) 
     topology = rabbit.topology({"national": ["penalty_case.#"], "grassroots": ["complaint.#"]})
     broker = rabbit.open(topology)
     broker.publish(Outgoing("penalty_case.330100.a", b"x"))
+    assert broker.depth("national") == 1  # the first read opens the statistics connection
     opened, sent = relay.accepted, relay.sent
     for _ in range(READS):
         national, grassroots = broker.queue_stats_many(["national", "grassroots"])
@@ -47,6 +48,17 @@ def test_statistics_reuse_one_connection(relay: TcpRelay, rabbit: BusUnderTest) 
         assert broker.depth("national") == 1
     assert relay.accepted == opened, f"{relay.accepted - opened} connections for {2 * READS} reads"
     assert relay.sent > sent  # the reads did go to the broker, on the connection already open
+
+
+def test_a_broker_that_never_reads_statistics_holds_no_connection_for_them(
+    relay: TcpRelay, rabbit: BusUnderTest
+) -> None:
+    # A worker opens a broker per consumer and never reads queue counts: a statistics
+    # connection left unused would be dropped by RabbitMQ for missed heartbeats.
+    broker = rabbit.open(rabbit.topology({"national": ["penalty_case.#"]}))
+    assert wait_for(lambda: relay.live == 0)  # the check that it answers, the declaration: closed
+    assert broker.depth("national") == 0
+    assert relay.live == 1  # the statistics connection, from the first read on
 
 
 def test_a_lost_statistics_connection_is_reopened_on_the_next_read(

@@ -4,6 +4,7 @@
         broker = bus.connect(relay.url)      # the client talks to RabbitMQ through the relay
         ...
         relay.accepted                       # connections opened through it so far
+        relay.live                           # those still open
         relay.sent                           # bytes the client sent through it so far
         relay.cut()                          # drop every open connection, as a network fault
 
@@ -33,10 +34,17 @@ class TcpRelay:
         self.url = urlunsplit(parts._replace(netloc=netloc))
         self.accepted = 0
         self.sent = 0
+        self._live: set[int] = set()  # numbers of the connections still open
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = threading.Event()
         threading.Thread(target=self._accept, name="tcp-relay", daemon=True).start()
+
+    @property
+    def live(self) -> int:
+        """Connections open through the relay now (one whose either end closed is not)."""
+        with self._lock:
+            return len(self._live)
 
     def cut(self) -> None:
         """Close every connection open through the relay (both ends); new ones still pass."""
@@ -77,13 +85,15 @@ class TcpRelay:
             upstream.settimeout(None)
             with self._lock:
                 self.accepted += 1
+                number = self.accepted
+                self._live.add(number)
                 self._open += [client, upstream]
             for source, sink, counted in ((client, upstream, True), (upstream, client, False)):
                 threading.Thread(
-                    target=self._pump, args=(source, sink, counted), daemon=True
+                    target=self._pump, args=(number, source, sink, counted), daemon=True
                 ).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
+    def _pump(self, number: int, source: socket.socket, sink: socket.socket, counted: bool) -> None:
         try:
             while chunk := source.recv(65536):
                 sink.sendall(chunk)
@@ -94,6 +104,8 @@ class TcpRelay:
             pass
         finally:
             # One side ended: end the other, as a real connection would.
+            with self._lock:
+                self._live.discard(number)
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
