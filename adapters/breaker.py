@@ -95,6 +95,9 @@ class BreakerOptions(BaseModel):
 class BreakerOpen(TransientDeliveryError):
     """The target's breaker is open: the delivery was not attempted.
 
+    The message is the same whenever it is raised, so the reasons it ends up in (a dead letter's,
+    a message's history) can be searched and grouped; the wait is a field of its own.
+
     Attributes:
       target: the target system.
       retry_in: seconds until the breaker lets a trial delivery through (0 when due now).
@@ -103,7 +106,7 @@ class BreakerOpen(TransientDeliveryError):
     def __init__(self, target: str, retry_in: float) -> None:
         super().__init__(
             f"circuit breaker of target {target!r} is open after repeated transient failures; "
-            f"not calling it (next trial in {retry_in:.1f}s)"
+            "not calling it"
         )
         self.target = target
         self.retry_in = retry_in

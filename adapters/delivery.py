@@ -12,8 +12,10 @@ rules deciding which live here so they read the same for every protocol:
 `TargetDelivery` wraps a sender with the target's circuit breaker and the in-process retries
 (tenacity): only transient failures are retried, with exponential backoff, up to the system's
 `RetryPolicy.in_process_attempts`; an open breaker is not retried here (the bus's delayed tiers
-are the place to wait for it, without spending one: see `DeliveryFailed.untried`). A stop
-event cuts the waits short, so a worker shuts down promptly.
+are the place to wait for it, without spending one: see `DeliveryFailed.untried`). When an
+attempt's failure opens the breaker (the half-open trial's included) and the breaker refuses the
+next attempt, the failure recorded is still what the target answered (status and body), not the
+refusal. A stop event cuts the waits short, so a worker shuts down promptly.
 """
 
 from __future__ import annotations
@@ -175,14 +177,17 @@ class DeliveryFailed(Exception):
     """What `TargetDelivery.deliver` raises: the last error and how many attempts were made.
 
     Attributes:
-      error: the last attempt's error (PermanentDeliveryError, TransientDeliveryError or its
-        subclass BreakerOpen).
+      error: the last real attempt's error (PermanentDeliveryError, TransientDeliveryError:
+        the target's status and answer), or BreakerOpen when the open breaker refused the
+        first attempt, so that nothing was tried.
       attempts: attempts made in process (0 when the breaker was open from the start).
+      breaker_opened: the breaker opened during these attempts and cut the retries short.
     """
 
-    def __init__(self, error: DeliveryError, attempts: int) -> None:
+    def __init__(self, error: DeliveryError, attempts: int, *, breaker_opened: bool = False):
         self.error = error
         self.attempts = attempts
+        self.breaker_opened = breaker_opened
         super().__init__(self.reason)
 
     @property
@@ -201,12 +206,16 @@ class DeliveryFailed(Exception):
 
     @property
     def reason(self) -> str:
-        """The failure in words, for the message's history and the dead letters."""
-        if isinstance(self.error, BreakerOpen):
-            tried = f" (after {self.attempts} attempts)" if self.attempts else ""
-            return f"{self.error}{tried}"
+        """The failure in words, for the message's history and the dead letters.
+
+        Nothing in it changes from one failure to the next but what the target said, so
+        `jghub dead list --reason "HTTP 500"` finds what it should.
+        """
+        if self.untried:
+            return str(self.error)
         plural = "s" if self.attempts != 1 else ""
-        return f"{self.error} [{self.attempts} attempt{plural} in process]"
+        cut = "; then the circuit breaker opened" if self.breaker_opened else ""
+        return f"{self.error} [{self.attempts} attempt{plural} in process{cut}]"
 
 
 def _retryable(error: BaseException) -> bool:
@@ -245,7 +254,7 @@ class TargetDelivery:
         count as failed (a timeout after it stored the body) drops the repeat.
         """
         made = 0
-        last: DeliveryError | None = None
+        last: DeliveryError | None = None  # what the target itself last answered
 
         def attempt() -> None:
             nonlocal made, last
@@ -264,6 +273,8 @@ class TargetDelivery:
 
             try:
                 self.breaker.call(call)
+            except BreakerOpen:
+                raise
             except DeliveryError as error:
                 last = error
                 raise
@@ -284,6 +295,12 @@ class TargetDelivery:
         )
         try:
             retrying(attempt)
+        except BreakerOpen as refused:
+            if last is None:
+                raise DeliveryFailed(refused, made) from refused
+            # A real attempt failed (it may have been the half-open trial) and opened the
+            # breaker, which refused the next one: the failure is what the target answered.
+            raise DeliveryFailed(last, made, breaker_opened=True) from last
         except DeliveryError as error:
             raise DeliveryFailed(error, made) from error
         return made

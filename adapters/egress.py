@@ -37,7 +37,7 @@ from typing import Literal
 
 from adapters import registry
 from adapters.base import AdapterContext, Sender
-from adapters.breaker import BreakerOptions, CircuitBreaker, StateListener
+from adapters.breaker import BreakerOpen, BreakerOptions, CircuitBreaker, StateListener
 from adapters.delivery import DeliveryFailed, OutboundOptions, TargetDelivery
 from adapters.errors import AdapterError
 from bus import Delivery, Message
@@ -86,15 +86,20 @@ def decode(message: Message, *, target: str) -> Envelope:
 
 
 def settle(delivery: Delivery, failure: NotDelivered, *, target: str) -> None:
-    """Settle `delivery` as `failure` says (the one place a failed message is settled)."""
+    """Settle `delivery` as `failure` says (the one place a failed message is settled).
+
+    Logged at DEBUG only: one line per message would bury the log when a target is down. The
+    observer journals and counts each settle, and logs a target's dead letters at WARNING at
+    most once a minute (`monitor.observer.DeadLetterLog`).
+    """
     message_id = delivery.message.id
     if failure.settle_as == "dead_letter":
-        log.warning("dead letter %s for %s: %s", message_id, target, failure.reason)
+        log.debug("dead letter %s for %s: %s", message_id, target, failure.reason)
         delivery.dead_letter(failure.reason, failure.stage)
     elif failure.settle_as == "postpone":
         delivery.postpone(failure.reason, failure.stage)
     else:
-        log.info("retry later %s for %s: %s", message_id, target, failure.reason)
+        log.debug("retry later %s for %s: %s", message_id, target, failure.reason)
         delivery.retry(failure.reason, failure.stage)
 
 
@@ -176,6 +181,13 @@ class Egress:
             if failed.permanent:
                 raise NotDelivered("dead_letter", "deliver", failed.reason) from None
             if failed.untried:  # the breaker is open: wait in a tier without spending it
+                if isinstance(failed.error, BreakerOpen):
+                    # The wait changes with every refusal, so it is logged, not kept in the
+                    # reason (which a dead letter may carry and an operator searches).
+                    log.debug(
+                        "postponed %s for %s: next trial in %.1fs",
+                        message.id, self.system.id, failed.error.retry_in,
+                    )  # fmt: skip
                 raise NotDelivered("postpone", "deliver", failed.reason) from None
             raise NotDelivered("retry", "deliver", failed.reason) from None
         except AdapterError as error:

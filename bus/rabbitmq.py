@@ -22,8 +22,9 @@ one queue at a time; two processes listing or replaying the same dead letters at
 instant each see only what the other is not holding.
 
 Threads: the publisher and every `consume` call each own a connection driven by its own I/O
-thread (`bus._amqp_link`), so heartbeats flow while a handler works; declarations and queue
-inspection use a short-lived blocking connection.
+thread (`bus._amqp_link`), so heartbeats flow while a handler works; queue statistics are read
+on one kept blocking connection (reopened when lost), declarations and browsing on a short-lived
+one each.
 
 Headers: those `bus.message` documents, except that a header equal to its default stays off the
 wire (x-jghub-attempts 0, x-jghub-history [], x-jghub-idempotency-key equal to the id) and
@@ -212,7 +213,12 @@ class RabbitBroker(Broker):
         self._closed = threading.Event()
         self._publisher_link: AmqpLink | None = None
         self._publisher: ConfirmedPublisher | None = None
-        self._admin = _AdminConnection(self._parameters("admin"), self._where, self._closed)
+        self._admin = _AdminConnection(
+            self._parameters("admin"),
+            self._where,
+            self._closed,
+            statistics=self._parameters("statistics"),
+        )
         self._admin.check()
 
     # --- connections
@@ -302,14 +308,14 @@ class RabbitBroker(Broker):
     def depth(self, target: str) -> int:
         topology = self._declared()
         name = topology.target_queue(topology.target(target).name)
-        return self._admin.run(lambda channel: _passive(channel, name)[0])
+        return self._admin.inspect(lambda channel: _passive(channel, name)[0])
 
     def queue_stats(self, target: str) -> QueueStats:
         return self.queue_stats_many([target])[0]
 
     def queue_stats_many(self, targets: Iterable[str]) -> list[QueueStats]:
-        # One admin connection for every queue of every target: a passive queue.declare per
-        # queue answers its ready messages and consumers without changing anything.
+        # On the kept statistics connection, for every queue of every target: a passive
+        # queue.declare per queue answers its ready messages and consumers, changing nothing.
         topology = self._declared()
         wanted = [topology.target(name) for name in targets]
 
@@ -334,7 +340,7 @@ class RabbitBroker(Broker):
                 )
             return stats
 
-        return self._admin.run(read)
+        return self._admin.inspect(read)
 
     # --- publishing
 
@@ -790,23 +796,60 @@ class _RabbitDelivery(Delivery):
 
 
 class _AdminConnection:
-    """Blocking connections for declarations and queue inspection, one per operation.
+    """Blocking connections for declarations and queue inspection.
 
-    A blocking connection sends heartbeats only while it is used, so one kept open between
-    operations would be dropped by the broker when idle; opening one costs about 5 ms, which
-    these operations (declare, depth, browsing) can afford. A lost connection is retried with
-    backoff (except for operations that must not run twice).
+    Queue statistics (`inspect`: passive declares, which change nothing) are read often —
+    back-pressure every second, Prometheus at every scrape, /ready at every probe — so they use
+    one connection and channel kept open, reopened only when lost: a connection per read made
+    an idle `serve` open one a second, with a dozen pika log lines each. A blocking connection
+    answers heartbeats only while it is used, so one left unused for a heartbeat interval (the
+    broker drops it after two) is replaced before the next read rather than found dead; one lost
+    otherwise fails the read, which reopens it and reads again (a passive declare is safe to
+    repeat). A missing queue closes only the channel; the next read opens another channel.
+
+    Declarations, browsing and moves (`run`) are rare and some must not run twice, so each opens
+    a connection of its own (about 5 ms). A lost connection is retried with backoff (except for
+    operations that must not run twice).
     """
 
-    def __init__(self, parameters: pika.ConnectionParameters, where: str, closed: Any) -> None:
+    def __init__(
+        self,
+        parameters: pika.ConnectionParameters,
+        where: str,
+        closed: Any,
+        *,
+        statistics: pika.ConnectionParameters,
+    ) -> None:
         self._parameters = parameters
+        self._statistics = statistics
         self._where = where
         self._closed = closed
+        # The kept statistics connection and channel; pika's are not thread-safe, and readers
+        # (back-pressure, scrapes, probes) come from several threads.
+        self._kept: Any = None
+        self._kept_channel: Any = None
+        self._kept_used = 0.0  # time.monotonic() of its last read
+        heartbeat = statistics.heartbeat
+        self._kept_idle_limit = float(heartbeat) if isinstance(heartbeat, int) and heartbeat else 0
+        self._kept_lock = threading.Lock()
 
     def check(self) -> None:
+        """BrokerUnavailable if RabbitMQ does not answer. The statistics connection is opened
+        by the first read: a process that never reads (a worker's consumers) holds none."""
         self.run(lambda _channel: None)
 
+    def inspect(self, operation: Callable[[Any], T]) -> T:
+        """Run a read-only `operation` (passive declares) on the kept statistics channel."""
+        with self._kept_lock:
+            return self._retrying(self._inspect_once, operation, retry=True)
+
     def run(self, operation: Callable[[Any], T], *, retry: bool = True) -> T:
+        """Run `operation` on a channel of a connection opened for it alone."""
+        return self._retrying(self._run_once, operation, retry=retry)
+
+    def _retrying(
+        self, once: Callable[[Callable[[Any], T]], T], operation: Callable[[Any], T], *, retry: bool
+    ) -> T:
         if self._closed.is_set():
             raise BrokerUnavailable(f"the RabbitMQ broker at {self._where} was closed")
         retrying = Retrying(
@@ -816,7 +859,7 @@ class _AdminConnection:
             reraise=True,
         )
         try:
-            return retrying(self._run_once, operation)
+            return retrying(once, operation)
         except _CONNECTION_ERRORS as exc:
             raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where}: {exc!r}") from exc
 
@@ -829,8 +872,33 @@ class _AdminConnection:
                 with contextlib.suppress(*_CONNECTION_ERRORS):
                     connection.close()
 
+    def _inspect_once(self, operation: Callable[[Any], T]) -> T:
+        if self._closed.is_set():
+            raise BrokerUnavailable(f"the RabbitMQ broker at {self._where} was closed")
+        now = time.monotonic()
+        stale = self._kept_idle_limit and now - self._kept_used > self._kept_idle_limit
+        if self._kept is None or not self._kept.is_open or stale:
+            self._drop_kept()
+            self._kept = pika.BlockingConnection(self._statistics)
+        self._kept_used = now
+        try:
+            if self._kept_channel is None or not self._kept_channel.is_open:
+                self._kept_channel = self._kept.channel()
+            return operation(self._kept_channel)
+        except _CONNECTION_ERRORS:
+            self._drop_kept()  # lost: the retry opens a new one
+            raise
+
+    def _drop_kept(self) -> None:
+        kept, self._kept, self._kept_channel = self._kept, None, None
+        if kept is not None and kept.is_open:
+            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+                kept.close()
+
     def close(self) -> None:
-        """Nothing stays open between operations; kept for symmetry with the links."""
+        """Close the statistics connection; the others do not outlive their operation."""
+        with self._kept_lock:
+            self._drop_kept()
 
 
 # --- helpers

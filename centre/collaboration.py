@@ -140,11 +140,11 @@ class CollaborationCentre:
 
     def _dispatch(self, envelope: Envelope) -> None:
         if envelope.operation is Operation.DELETE:
-            log.info("complaint %s withdrawn; its task is not recalled", envelope.subject)
+            log.debug("complaint %s withdrawn; its task is not recalled", envelope.subject)
             return
         complaint = Complaint.model_validate(envelope.data)
         if complaint.status not in OPEN_COMPLAINT_STATUSES:
-            log.info(
+            log.debug(
                 "complaint %s has status %s: nothing to dispatch", envelope.subject,
                 complaint.status,
             )  # fmt: skip
@@ -196,7 +196,7 @@ class CollaborationCentre:
         task = CollaborationTask.model_validate(envelope.data)
         if task.status not in FED_BACK_STATUSES:
             # Acceptance, return and progress steps change nothing the platform is told.
-            log.info("task %s: step %s noted", task.task_id, task.status)
+            log.debug("task %s: step %s noted", task.task_id, task.status)
             return
         # The kept complaint, not the echoed source_dataset, says whose task it is: a
         # department system may not carry every field of a task back unchanged.
@@ -265,7 +265,7 @@ class CollaborationCentre:
             ) from None
         except IngressUnavailable as error:
             raise NotDelivered("retry", STAGE, str(error)) from None
-        log.info("%s %s published under %s", envelope.spec.name, envelope.subject, keys)
+        log.debug("%s %s published under %s", envelope.spec.name, envelope.subject, keys)
 
     def close(self) -> None:
         self._store.close()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ RECEIVED_AT_HEADER = "jghub-received-at"
 
 CORRELATION_HEADER = f"{AMQP_PREFIX}correlationid"
 MAX_ERRORS_KEPT = 20
+
+DEAD_LETTER_LOG_INTERVAL_S = 60.0
+"""Shortest time between two log lines about one target's dead letters."""
 
 P = ParamSpec("P")
 
@@ -108,6 +112,45 @@ def _guarded(action: Callable[P, None]) -> Callable[P, None]:
     return run
 
 
+class DeadLetterLog:
+    """Tells the log that a target dead-letters messages, and why, without a line per message.
+
+    A refused batch, or a target down past its last retry tier, dead-letters messages by the
+    thousand; each one is journalled, counted in `jghub_dead_lettered_total` and kept with its
+    history for `jghub dead list`, so the log only needs to say that it happens. A target's
+    first dead letter is logged at WARNING at once; those in the next `interval_s` are logged
+    at DEBUG only, and their number joins the next WARNING for that target.
+
+    Parameters:
+      interval_s: shortest time between two WARNING lines about one target (default
+        DEAD_LETTER_LOG_INTERVAL_S, a minute).
+    """
+
+    def __init__(self, interval_s: float = DEAD_LETTER_LOG_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._last_logged: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def note(self, target: str, message_id: str, *, stage: str, cause: str, reason: str) -> None:
+        """`message_id` went to `target`'s dead letters at `stage`, for `cause`, saying `reason`."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_logged.get(target)
+            if last is not None and now - last < self.interval_s:
+                self._held[target] = self._held.get(target, 0) + 1
+                held = None
+            else:
+                self._last_logged[target] = now
+                held = self._held.pop(target, 0)
+        line = "dead letter %s for %s (%s, %s): %s%s"
+        if held is None:
+            log.debug(line, message_id, target, stage, cause, reason, "")
+            return
+        more = f"; {held} more since the last such line" if held else ""
+        log.warning(line, message_id, target, stage, cause, reason, more)
+
+
 class Observer:
     """Counts, journals and scores every step of a message (see the module docstring).
 
@@ -115,11 +158,19 @@ class Observer:
       topology: the declared topology; `watch` needs it to tell which retry tier a failure
         goes to (or that the tiers are used up).
       journal: where steps are written; None counts metrics only.
+      dead_letter_log: how dead letters reach the log (a WARNING per target per minute).
     """
 
-    def __init__(self, topology: Topology | None = None, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        topology: Topology | None = None,
+        journal: Journal | None = None,
+        *,
+        dead_letter_log: DeadLetterLog | None = None,
+    ) -> None:
         self.topology = topology
         self.journal = journal
+        self.dead_letter_log = dead_letter_log or DeadLetterLog()
 
     def _record(self, step: Step, **fields: Any) -> None:
         if self.journal is not None:
@@ -405,6 +456,7 @@ class Observer:
         cause = "permanent" if permanent else "retries_exhausted"
         metrics.DEAD_LETTERED.labels(target, stage_label, cause).inc()
         self._record(Step.DEAD_LETTERED, **common, detail={"stage": stage, "cause": cause})
+        self.dead_letter_log.note(target, message.id, stage=stage, cause=cause, reason=reason)
 
     @_guarded
     def replayed(self, dead: DeadLetter, *, why: str, by: str, at: datetime | None = None) -> None:

@@ -34,11 +34,23 @@ def error_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+PER_REQUEST_LOGGERS = ("httpx", "httpcore")
+"""Libraries that log every HTTP request at INFO: in the worker, a line per delivery."""
+
+
 def configure_logging(level: str) -> None:
-    """Log at `level` (debug, info ...) to stderr, each line with its time, level and logger."""
+    """Log at `level` (debug, info ...) to stderr, each line with its time, level and logger.
+
+    INFO is for state changes (started, stopped, a breaker opened, a connection lost or back);
+    what happens to each message is at DEBUG, so the per-request lines of the HTTP client are
+    kept for `--log-level debug` too.
+    """
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in PER_REQUEST_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def pool_metrics(settings: HubSettings, *, answering: bool) -> None:

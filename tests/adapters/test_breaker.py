@@ -95,6 +95,8 @@ def test_opens_after_consecutive_transient_failures_and_then_stops_calling(
     assert len(target.requests) == 3  # not called while open
     assert 0 < open_error.value.retry_in <= COOLDOWN
     assert "circuit breaker of target 'grassroots_platform' is open" in str(open_error.value)
+    # The wait is a field, not part of the text that reasons and dead letters carry.
+    assert "next trial" not in str(open_error.value)
 
 
 def test_half_open_after_the_cooldown_closes_on_success(
@@ -133,6 +135,44 @@ def test_a_failed_trial_opens_it_again(
     assert len(target.requests) == 2
 
 
+def test_a_failed_trial_is_recorded_as_what_the_target_answered(
+    target: LoopbackTarget, tmp_path: Path, envelope: Envelope
+) -> None:
+    # Three attempts in process: the one after a failed trial meets the breaker open again.
+    # What failed is the trial's call, so that is the failure, with the target's status and body.
+    transitions = Transitions()
+    breaker, sender = breaker_and_sender(target, tmp_path, transitions, failures=1)
+    answer = "数据库连接失败 ORA-12541"
+    target.always(500, answer.encode())
+    guarded = TargetDelivery(
+        sender, attempts=3, breaker=breaker, backoff_initial_s=0.01, backoff_max_s=0.01
+    )
+
+    def deliver() -> DeliveryFailed:
+        with pytest.raises(DeliveryFailed) as failed:
+            guarded.deliver(
+                b"{}", content_type="application/json", idempotency_key="k", envelope=envelope
+            )
+        return failed.value
+
+    first = deliver()  # its failure opens the breaker
+    time.sleep(COOLDOWN + 0.05)
+    trial = deliver()
+    assert transitions.states == ["open", "half-open", "open"]
+    assert len(target.requests) == 2  # one call each; the retries met the open breaker
+    for failed in (first, trial):
+        assert isinstance(failed.error, TransientDeliveryError)
+        assert not isinstance(failed.error, BreakerOpen)
+        assert failed.error.status == 500 and failed.error.detail == answer
+        assert failed.attempts == 1 and not failed.untried
+        assert f"HTTP 500: {answer}" in failed.reason
+    # Refused before the next trial: nothing was tried, and the reason says only that.
+    refused = deliver()
+    assert refused.untried and refused.attempts == 0 and len(target.requests) == 2
+    assert isinstance(refused.error, BreakerOpen) and refused.error.retry_in > 0
+    assert refused.reason == str(refused.error) and "next trial" not in refused.reason
+
+
 def test_a_permanent_refusal_is_a_sign_of_life(
     target: LoopbackTarget, tmp_path: Path, envelope: Envelope
 ) -> None:
@@ -164,10 +204,13 @@ def test_in_process_retries_stop_at_an_open_breaker(
         guarded.deliver(
             b"{}", content_type="application/json", idempotency_key="k", envelope=envelope
         )
-    # Two calls opened the breaker; the third attempt met it open and was not made.
+    # Two calls opened the breaker; the third attempt met it open and was not made. The
+    # failure is the target's own answer, not the breaker's refusal.
     assert len(target.requests) == 2
-    assert isinstance(failed.value.error, BreakerOpen)
-    assert failed.value.attempts == 2 and "after 2 attempts" in failed.value.reason
+    assert not isinstance(failed.value.error, BreakerOpen)
+    assert failed.value.error.status == 503 and not failed.value.untried
+    assert failed.value.attempts == 2 and "2 attempts in process" in failed.value.reason
+    assert "HTTP 503: down" in failed.value.reason
     with pytest.raises(DeliveryFailed) as again:
         guarded.deliver(
             b"{}", content_type="application/json", idempotency_key="k", envelope=envelope

@@ -4,15 +4,18 @@ loopback target: render, deliver, settle."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from loopback_target import LoopbackTarget
+from typer.testing import CliRunner
 from worker_harness import EVENTS, Hub, open_hub, systems_yaml
 
 from bus import Outgoing
+from hub.cli import app as cli
 from standard.envelope import STRUCTURED_CONTENT_TYPE
 
 
@@ -26,6 +29,27 @@ def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
 def target() -> Iterator[LoopbackTarget]:
     with LoopbackTarget() as running:
         yield running
+
+
+def behind_a_breaker(
+    hub: Hub,
+    target: LoopbackTarget,
+    *,
+    attempts: int,
+    tiers: list[float],
+    failures: int,
+    cooldown_s: float,
+) -> None:
+    """Deliver to `target` one message at a time, through a breaker opening after `failures`."""
+    hub.configure(
+        systems_yaml(
+            target.url,
+            attempts=attempts,
+            tiers=tiers,
+            breaker={"failures": failures, "cooldown_s": cooldown_s},
+            concurrency=1,
+        )
+    )
 
 
 def test_delivers_each_event_rendered_with_its_idempotency_key(
@@ -94,15 +118,7 @@ def test_an_open_breaker_parks_messages_without_spending_their_tiers(
     # breaker refuses goes round its tier several times meanwhile. Were each refusal counted as
     # an attempt, it would reach the dead letters without the target ever seeing it. One
     # delivery at a time, so that no delivery already in flight reaches the target as it opens.
-    hub.configure(
-        systems_yaml(
-            target.url,
-            attempts=1,
-            tiers=[0.2],
-            breaker={"failures": 2, "cooldown_s": 1.5},
-            concurrency=1,
-        )
-    )
+    behind_a_breaker(hub, target, attempts=1, tiers=[0.2], failures=2, cooldown_s=1.5)
     target.always(503, b"down")
     hub.push_events()
     hub.start_worker()
@@ -129,6 +145,59 @@ def test_an_open_breaker_parks_messages_without_spending_their_tiers(
         assert letter.message.idempotency_key not in delivered
         assert [f.attempt for f in letter.message.history] == [1, 2]
         assert all("HTTP 503" in f.reason for f in letter.message.history), letter.reason
+
+
+def test_a_failed_trial_is_dead_lettered_with_the_targets_answer(
+    hub: Hub, target: LoopbackTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two attempts in process and a breaker that opens at the first failure: every attempt
+    # after a real call (the first, then each half-open trial) meets the breaker open. What the
+    # message failed on is the call the target answered, so that is its history.
+    behind_a_breaker(hub, target, attempts=2, tiers=[0.2], failures=1, cooldown_s=0.3)
+    answer = "数据库连接失败 ORA-12541"
+    target.always(500, answer.encode())
+    ids = hub.push_events()
+    hub.start_worker()
+    broker = hub.brokers[0]
+    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 3)
+    hub.stop_workers()
+    dead = broker.dead_letters("grassroots_platform")
+    assert sorted(d.message.id for d in dead) == sorted(ids)
+    for letter in dead:
+        assert [f.attempt for f in letter.message.history] == [1, 2]
+        for failure in letter.message.history:
+            assert f"HTTP 500: {answer}" in failure.reason, failure.reason
+            assert "not calling" not in failure.reason and "next trial" not in failure.reason
+    # Each message reached the target on each of its two attempts: six calls, six trials.
+    assert len(target.requests) == 6
+    for name, value in hub.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("COLUMNS", "250")
+    listed = CliRunner().invoke(cli, ["dead", "list", "--reason", "HTTP 500"], terminal_width=250)
+    assert listed.exit_code == 0, listed.output
+    assert "3 dead letter(s)" in listed.output
+    assert all(message_id in listed.output for message_id in ids), listed.output
+
+
+def test_a_postponed_message_keeps_no_passing_wait_in_its_reason(
+    hub: Hub, target: LoopbackTarget
+) -> None:
+    # Without retry tiers a message the open breaker refuses has nowhere to wait: it goes to
+    # the dead letters with the refusal as its reason, which must read the same at any moment.
+    behind_a_breaker(hub, target, attempts=1, tiers=[], failures=1, cooldown_s=600)
+    target.always(500, b"down")
+    hub.push_events()
+    hub.start_worker()
+    broker = hub.brokers[0]
+    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 3)
+    hub.stop_workers()
+    reasons = sorted(d.reason for d in broker.dead_letters("grassroots_platform"))
+    assert len(target.requests) == 1  # the first opened the breaker; the others were refused
+    tried, *refused = sorted(reasons, key=lambda reason: "HTTP 500" not in reason)
+    assert "HTTP 500: down" in tried
+    for reason in refused:
+        assert "circuit breaker of target 'grassroots_platform' is open" in reason
+        assert "next trial" not in reason and not re.search(r"\d+(\.\d+)?s\b", reason), reason
 
 
 def test_undecodable_messages_and_canonical_events(hub: Hub, target: LoopbackTarget) -> None:

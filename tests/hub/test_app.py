@@ -8,11 +8,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
 import schemathesis
+from broker_support import RABBITMQ_URL, require_rabbitmq
 from hub_harness import (
     BACKENDS,
     ECO_KEY,
@@ -23,6 +26,8 @@ from hub_harness import (
 )
 from hypothesis import HealthCheck, given, settings
 from lxml import etree
+from prometheus_client.parser import text_string_to_metric_families
+from tcp_relay import TcpRelay
 from typer.testing import CliRunner
 
 import bus
@@ -146,7 +151,16 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _serve(tmp_path: Path, systems: Path, port: int) -> subprocess.Popen[bytes]:
+def _serve(
+    tmp_path: Path,
+    systems: Path,
+    port: int,
+    *,
+    variables: dict[str, str] | None = None,
+    log: IO[bytes] | int = subprocess.PIPE,
+) -> subprocess.Popen[bytes]:
+    """`jghub serve` at log level info on the embedded bus, or as `variables` (JGHUB_*) say;
+    its log (stderr) goes to `log`."""
     env = {
         **os.environ,
         **SECRETS,
@@ -154,13 +168,27 @@ def _serve(tmp_path: Path, systems: Path, port: int) -> subprocess.Popen[bytes]:
         "JGHUB_DATA_DIR": str(tmp_path / "var"),
         "JGHUB_NAMESPACE": "servetest",
         "JGHUB_AMQP_URL": "",
+        **(variables or {}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--log-level", "info"],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
+
+
+def _wait_ready(process: subprocess.Popen[bytes], base: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "serve did not become ready"
+        time.sleep(0.1)
 
 
 @pytest.mark.slow
@@ -171,16 +199,7 @@ def test_serve_declares_the_topology_takes_pushes_and_stops_gracefully(tmp_path:
     process = _serve(tmp_path, systems, port)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[1].decode()
-            assert time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.1)
+        _wait_ready(process, base)
         answer = httpx.post(
             f"{base}/systems/eco-env-penalty/xml/case_batch",
             content=sample("eco-env-penalty", "case_batch", "valid-batch"),
@@ -202,6 +221,57 @@ def test_serve_declares_the_topology_takes_pushes_and_stops_gracefully(tmp_path:
     with bus.connect(f"sqlite:///{tmp_path / 'var' / 'bus.sqlite3'}") as broker:
         broker.declare(topology)
         assert broker.depth("grassroots_platform") == 3
+
+
+IDLE_S = 5.0
+REFRESH_S = 0.25
+
+
+@pytest.mark.rabbitmq
+def test_an_idle_serve_reads_its_statistics_on_one_connection_and_logs_nothing(
+    tmp_path: Path,
+) -> None:
+    # Back-pressure reads the queue counts every REFRESH_S: IDLE_S / REFRESH_S reads while
+    # nothing else happens. A relay in front of the real broker counts serve's connections.
+    require_rabbitmq()
+    systems = tmp_path / "systems.yaml"
+    systems.write_text(TEST_SYSTEMS, encoding="utf-8")
+    namespace = f"idle{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_file = tmp_path / "serve.log"
+    with TcpRelay(RABBITMQ_URL) as relay, log_file.open("wb") as log:
+        variables = {
+            "JGHUB_AMQP_URL": relay.url,
+            "JGHUB_NAMESPACE": namespace,
+            "JGHUB_BACKPRESSURE_REFRESH_S": str(REFRESH_S),
+        }
+        process = _serve(tmp_path, systems, port, variables=variables, log=log)
+        try:
+            _wait_ready(process, base)
+            opened, sent = relay.accepted, relay.sent
+            logged = len(log_file.read_bytes().splitlines())
+            time.sleep(IDLE_S)
+            idle_log = log_file.read_bytes().splitlines()[logged:]
+            read_meanwhile = relay.sent - sent
+            metrics = httpx.get(f"{base}/metrics", timeout=10)
+            opened_meanwhile = relay.accepted - opened
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    up = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(metrics.text)
+        for sample in family.samples
+    }
+    assert up["jghub_broker_up"] == 1.0  # the scrape read the queues too
+    assert read_meanwhile > 0  # back-pressure kept reading the queue counts
+    # One reopen allowed, were the kept connection lost; a connection per read is dozens.
+    reads = int(IDLE_S / REFRESH_S)
+    assert opened_meanwhile <= 1, f"{opened_meanwhile} connections for {reads}+ reads"
+    assert len(idle_log) <= 2, b"\n".join(idle_log).decode(errors="replace")[-3000:]
+    with bus.connect(RABBITMQ_URL) as broker:
+        broker.delete_topology(load_systems(systems).topology(namespace))
 
 
 def test_serve_refuses_to_start_on_a_broken_configuration(tmp_path: Path) -> None:

@@ -40,11 +40,17 @@ def test_unknown_target_is_refused_before_anything_runs(hub: Hub, target: Loopba
 
 
 def sigterm_worker(
-    hub: Hub, ready: Callable[[], object], then: Callable[[], None] | None = None
-) -> None:
-    """Run `jghub worker` until `ready()` returns, SIGTERM it (then call `then`); it exits 0."""
+    hub: Hub,
+    ready: Callable[[], object],
+    then: Callable[[], None] | None = None,
+    *,
+    log_level: str = "warning",
+) -> list[str]:
+    """Run `jghub worker` until `ready()` returns, SIGTERM it (then call `then`); it exits 0.
+
+    Returns its log, line by line."""
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "jghub"), "worker", "--log-level", "warning"],
+        [str(Path(sys.executable).parent / "jghub"), "worker", "--log-level", log_level],
         env=hub.env,
         cwd=REPOSITORY,
         stdout=subprocess.PIPE,
@@ -59,7 +65,9 @@ def sigterm_worker(
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, output.decode(errors="replace")
+    log = output.decode(errors="replace")
+    assert process.returncode == 0, log
+    return log.splitlines()
 
 
 @pytest.mark.slow
@@ -137,6 +145,33 @@ def test_concurrent_deliveries_are_each_settled_exactly_once(
     dead = broker.dead_letters("grassroots_platform")
     assert sorted(d.message.idempotency_key for d in dead) == sorted(refused)
     assert len(ids) == 40 and len(target.requests) == 45
+
+
+def test_the_worker_logs_state_changes_not_every_message(hub: Hub, target: LoopbackTarget) -> None:
+    # 20 messages: 4 transient failures (retried), 5 refusals (dead letters), 15 deliveries.
+    # At INFO the log says the worker started and stopped, and that the target dead-letters
+    # messages; not each request, retry or dead letter.
+    breaker = {"failures": 100}  # four 503s in a row must not open it
+    hub.configure(systems_yaml(target.url, attempts=2, tiers=[0.2, 0.3], breaker=breaker))
+    ids = hub.push_events(numbered_events(20), 20)
+    target.answer(503, b"busy", times=4)
+    target.answer(422, b"refused", times=5)
+    broker = hub.brokers[0]
+
+    def settled() -> None:
+        target.wait_for(4 + 5 + 15, timeout=30)
+        hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 5)
+        hub.wait(lambda: broker.depth("grassroots_platform") == 0)
+
+    log = sigterm_worker(hub, settled, log_level="info")
+    started = next(n for n, line in enumerate(log) if "worker started" in line)
+    stopping = next(n for n, line in enumerate(log) if "SIGTERM" in line)
+    # pika's lines are its connections' (state changes too); the rest is the hub's and httpx's.
+    while_running = [line for line in log[started + 1 : stopping] if " pika." not in line]
+    naming_a_message = [line for line in while_running if any(i in line for i in ids)]
+    assert len(naming_a_message) == 1 and "WARNING" in naming_a_message[0], while_running
+    assert "dead letter" in naming_a_message[0] and "HTTP 422" in naming_a_message[0]
+    assert while_running == naming_a_message
 
 
 @pytest.mark.parametrize("how", ["stop event", "SIGTERM"])

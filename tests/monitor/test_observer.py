@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,7 +14,7 @@ from monitor_support import BACKENDS, Buses, buses_for, consume, now, outgoing, 
 
 from bus import Delivery
 from monitor.journal import Journal, JournalOptions, Step
-from monitor.observer import RECEIVED_AT_HEADER, Observer
+from monitor.observer import RECEIVED_AT_HEADER, DeadLetterLog, Observer
 from standard.datasets import validate
 from standard.envelope import Envelope
 
@@ -148,3 +150,27 @@ def test_breaker_and_poller_gauges() -> None:
     assert value("jghub_polls_total", source=source, outcome="ok") == 1
     assert value("jghub_polls_total", source=source, outcome="failed") == 1
     assert value("jghub_poller_last_success_timestamp_seconds", source=source) > 1.7e9
+
+
+def test_dead_letters_reach_the_log_once_per_target_and_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Three dead letters of one target in a row, one of another: a WARNING for each target's
+    # first; the next two at DEBUG only, counted in the target's next WARNING.
+    interval = 1.0  # far longer than four calls take
+    dead_letters = DeadLetterLog(interval_s=interval)
+    caplog.set_level(logging.DEBUG, logger="monitor.observer")
+    for n in range(3):
+        dead_letters.note("national", f"m-{n}", stage="deliver", cause="permanent", reason="422")
+    dead_letters.note("grassroots", "g-0", stage="render", cause="permanent", reason="no rendering")
+    time.sleep(interval)
+    dead_letters.note("national", "m-3", stage="deliver", cause="retries_exhausted", reason="503")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert warnings == [
+        "dead letter m-0 for national (deliver, permanent): 422",
+        "dead letter g-0 for grassroots (render, permanent): no rendering",
+        "dead letter m-3 for national (deliver, retries_exhausted): 503; 2 more since the last "
+        "such line",
+    ]
+    assert [m.split()[2] for m in debug] == ["m-1", "m-2"]
