@@ -433,11 +433,14 @@ class Journal:
                 # A forked child: the parent's thread and pending entries are not ours.
                 self._pending = deque()
                 self._wake = threading.Event()
-            self._writer_pid = os.getpid()
-            self._writer = threading.Thread(
+            writer = threading.Thread(
                 target=self._write_forever, name=f"journal-writer:{self.path.name}", daemon=True
             )
-            self._writer.start()
+            writer.start()
+            # Published only once it runs: a thread that sees a writer (outside the lock) may
+            # flush at once, and a writer not yet started would look dead to `flush`.
+            self._writer_pid = os.getpid()
+            self._writer = writer
 
     def _write_forever(self) -> None:
         db = self._connect()

@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -276,3 +277,32 @@ def test_a_locked_file_keeps_entries_in_memory_then_drops_past_the_limit(tmp_pat
         assert journal.verify().ok
     assert kept == [f"m{n}" for n in range(40)]
     assert value("jghub_journal_entries_total", outcome="dropped") - dropped_before == 5
+
+
+def record_and_flush(
+    journal: Journal, n: int, start: threading.Barrier, flushed: list[bool]
+) -> None:
+    start.wait()
+    journal.record(Step.DELIVERED, message_id=f"m{n}", target="t")
+    flushed.append(journal.flush(timeout=10))
+
+
+def test_a_flush_right_after_the_first_entries_of_many_threads_waits_for_the_writer(
+    tmp_path: Path,
+) -> None:
+    # The first entries start the writer thread; a thread that records while it starts and
+    # flushes at once must wait for the write, not find the writer "dead" and give up.
+    for round_ in range(20):
+        journal = Journal(tmp_path / f"journal-{round_}.sqlite3")
+        start = threading.Barrier(8)
+        flushed: list[bool] = []
+        threads = [
+            threading.Thread(target=record_and_flush, args=(journal, n, start, flushed))
+            for n in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert flushed == [True] * 8, f"round {round_}"
+        journal.close()
