@@ -7,7 +7,9 @@ Every inbound adapter and poller hands its payloads to `Ingress.accept`:
 
 1. The system's mapping translates the payload into envelopes and per-record errors.
 2. A payload that cannot be read at all (encoding, syntax, entity bombs, limits) goes to the
-   bus quarantine with its reason; the answer carries the reason and the quarantine id.
+   bus quarantine with its reason; the answer carries the reason and the quarantine id. A
+   payload holding more records than its channel takes (`max_records`, counted before any is
+   translated) is quarantined the same way and refused whole: TooManyRecords (HTTP 413).
 3. The accepted envelopes are published in one `publish_many` (confirms pipelined), in binary
    mode of the CloudEvents AMQP binding, under `routing_key(envelope, system_id)`; every
    envelope of one call shares a correlation id (the receipt id). Concurrent calls share the
@@ -35,11 +37,16 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 from adapters.backpressure import BackPressure
-from adapters.errors import AdapterConfigError, IngressOverloaded, IngressUnavailable
+from adapters.errors import (
+    AdapterConfigError,
+    IngressOverloaded,
+    IngressUnavailable,
+    TooManyRecords,
+)
 from adapters.routing import Directory, Unaddressable, routing_key
 from bus import Broker, BrokerUnavailable, Outgoing, PublishFailed, PublishFailure
 from bus.message import QUARANTINE_REASON_MAX_CHARS, HeaderValue, clipped
-from mappings import PayloadRejected, SystemMappings, TranslationError
+from mappings import PayloadRejected, PayloadTooManyRecords, SystemMappings, TranslationError
 from standard.envelope import Envelope
 
 log = logging.getLogger("adapters.ingress")
@@ -206,13 +213,24 @@ class Ingress:
         return broker
 
     def accept(
-        self, system_id: str, message_type: str, payload: bytes, *, charset: str | None = None
+        self,
+        system_id: str,
+        message_type: str,
+        payload: bytes,
+        *,
+        charset: str | None = None,
+        max_records: int | None = None,
     ) -> IngressResult:
         """Take one payload of `message_type` from `system_id`; answer per record.
+
+        `max_records`: the most records the payload may hold (the channel's `max_records`);
+        None: no limit (pollers, bounded by their page size).
 
         Raises:
           AdapterConfigError: the system or message type is not configured (a hub bug or
             configuration error, never the sender's fault).
+          TooManyRecords: the payload holds more than `max_records` records; it was kept in
+            the quarantine and nothing of it was translated or published.
           IngressUnavailable: the broker could not be reached; nothing was accepted.
           IngressOverloaded: back-pressure, a target the records would reach is above its
             high-water mark; nothing was published (see adapters.backpressure).
@@ -235,7 +253,9 @@ class Ingress:
             seen = observer.received(system_id, message_type, receipt=receipt, size=len(payload))
         started = time.perf_counter()
         try:
-            translation = mapping.translate(message_type, payload, charset=charset)
+            translation = mapping.translate(
+                message_type, payload, charset=charset, max_records=max_records
+            )
         except PayloadRejected as rejected:
             problem = PayloadProblem.model_validate(rejected.to_dict())
             quarantine_id = self._quarantine(
@@ -251,6 +271,16 @@ class Ingress:
                 observer.refused(
                     seen, kind=rejected.kind, reason=str(rejected), quarantine_id=quarantine_id
                 )
+            if isinstance(rejected, PayloadTooManyRecords):
+                raise TooManyRecords(
+                    f"{system_id} {message_type}: {rejected.reason}; nothing of it was "
+                    f"accepted (kept as {quarantine_id})",
+                    records=rejected.records,
+                    max_records=rejected.limit,
+                    receipt_id=receipt,
+                    quarantine_id=quarantine_id,
+                    system=system_id,
+                ) from None
             return IngressResult(
                 system=system_id,
                 message_type=message_type,

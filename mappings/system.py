@@ -50,15 +50,23 @@ class SystemMappings:
         return self.spec.id
 
     def translate(
-        self, message_type: str, payload: bytes, *, charset: str | None = None
+        self,
+        message_type: str,
+        payload: bytes,
+        *,
+        charset: str | None = None,
+        max_records: int | None = None,
     ) -> Translation:
         """Translate a payload of `message_type` into envelopes and per-record errors.
 
         `charset` is the one the transport declared (HTTP Content-Type), if any. Raises
-        PayloadRejected when the payload cannot be read at all, UnknownMessageType when the
-        system has no inbound mapping of that name.
+        PayloadRejected when the payload cannot be read at all (PayloadTooManyRecords when it
+        holds more than `max_records`), UnknownMessageType when the system has no inbound
+        mapping of that name.
         """
-        return self.inbound_mapping(message_type).translate(payload, charset=charset)
+        return self.inbound_mapping(message_type).translate(
+            payload, charset=charset, max_records=max_records
+        )
 
     def render(
         self, message_type: str, envelope_or_record: Envelope | BaseModel | Mapping[str, Any]
