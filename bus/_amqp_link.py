@@ -379,8 +379,79 @@ class PendingPublish:
 HANDOVER_CHUNK = 256
 """Messages a publishing thread hands to the I/O thread at a time."""
 
+FAIR_SHARE = 64
+"""Messages of one caller sent in a row while other callers' messages wait (see Outbox)."""
+
 Publication = tuple[str, str, bytes, Any]
 """(exchange, routing key, body, pika BasicProperties with message_id set)."""
+
+
+class Outbox:
+    """What waits to be sent: one queue per caller's batch, served in turns.
+
+    Publishing threads add; the I/O thread takes up to FAIR_SHARE messages of the first batch,
+    then puts that batch at the back. A caller with 10,000 messages waiting thus delays another
+    caller's one message by a share per batch waiting, not by all of its own messages: one
+    system's large payload does not hold back another system's push on the shared publisher.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: OrderedDict[PublishBatch, deque[PendingPublish]] = OrderedDict()
+
+    def __bool__(self) -> bool:
+        return bool(self._queues)
+
+    def __len__(self) -> int:
+        """Messages waiting, of every batch."""
+        with self._lock:
+            return sum(len(waiting) for waiting in self._queues.values())
+
+    def add(self, entries: Sequence[PendingPublish]) -> None:
+        """Add `entries`, all of one batch, behind what that batch has waiting."""
+        batch = entries[0].batch
+        with self._lock:
+            waiting = self._queues.get(batch)
+            if waiting is None:
+                self._queues[batch] = deque(entries)
+            else:
+                waiting.extend(entries)
+
+    def take(self, most: int) -> list[PendingPublish]:
+        """Up to `most` entries of the batch whose turn it is ([] when nothing waits)."""
+        with self._lock:
+            while self._queues:
+                batch, waiting = next(iter(self._queues.items()))
+                if batch.cancelled:
+                    del self._queues[batch]  # its caller stopped waiting: nothing goes out
+                    continue
+                share = [waiting.popleft() for _ in range(min(most, len(waiting)))]
+                if waiting:
+                    self._queues.move_to_end(batch)
+                else:
+                    del self._queues[batch]
+                return share
+            return []
+
+    def put_back(self, entries: Iterable[PendingPublish]) -> None:
+        """Entries to send first again, in their order (not sent, or not confirmed before the
+        connection dropped)."""
+        by_batch: dict[PublishBatch, list[PendingPublish]] = {}
+        for entry in entries:
+            if not entry.batch.cancelled:
+                by_batch.setdefault(entry.batch, []).append(entry)
+        with self._lock:
+            for batch, group in reversed(by_batch.items()):
+                waiting = self._queues.setdefault(batch, deque())
+                waiting.extendleft(reversed(group))
+                self._queues.move_to_end(batch, last=False)
+
+    def drain(self) -> list[PendingPublish]:
+        """Everything waiting, removed."""
+        with self._lock:
+            entries = [entry for waiting in self._queues.values() for entry in waiting]
+            self._queues.clear()
+        return entries
 
 
 class ConfirmedPublisher:
@@ -388,8 +459,9 @@ class ConfirmedPublisher:
 
     Parameters:
       link: the link it rides on (it registers itself as a listener).
-      window: most messages sent but not yet confirmed; more wait in the outbox, which keeps
-        memory bounded and the socket from filling with messages the broker cannot take yet.
+      window: most messages sent but not yet confirmed; more wait in the outbox (one queue per
+        caller, served in turns: `Outbox`), which keeps memory bounded and the socket from
+        filling with messages the broker cannot take yet.
       max_message_bytes: the broker's max_message_size: a longer body fails at once.
     """
 
@@ -399,7 +471,7 @@ class ConfirmedPublisher:
         self._link = link
         self._window = window
         self._max_message_bytes = max_message_bytes
-        self._outbox: deque[PendingPublish] = deque()
+        self._outbox = Outbox()
         self._inflight: OrderedDict[int, PendingPublish] = OrderedDict()
         self._channel: Any = None
         self._next_tag = 1
@@ -429,12 +501,11 @@ class ConfirmedPublisher:
                 continue
             chunk.append(PendingPublish(exchange, routing_key, body, properties, batch, index))
             if len(chunk) >= HANDOVER_CHUNK:
-                # deque.extend is atomic under the GIL; the I/O thread only pops from the left.
-                outbox.extend(chunk)
+                outbox.add(chunk)
                 self._link.call(self._pump)
                 chunk = []
         if chunk:
-            outbox.extend(chunk)
+            outbox.add(chunk)
             self._link.call(self._pump)
         if not batch.done.wait(timeout):
             batch.cancelled = True
@@ -483,8 +554,7 @@ class ConfirmedPublisher:
         self._requeue_inflight()
         if not self._link.alive:
             # The link ended for good: nobody will send what waits; tell the callers now.
-            while self._outbox:
-                entry = self._outbox.popleft()
+            for entry in self._outbox.drain():
                 entry.batch.resolve(entry.index, Outcome(False, f"broker unavailable: {reason}"))
 
     def _on_channel_open(self, channel: Any) -> None:
@@ -523,7 +593,7 @@ class ConfirmedPublisher:
         # Unconfirmed messages go back to the head of the outbox, in the order they were sent.
         survivors = [e for e in self._inflight.values() if not e.batch.cancelled]
         self._inflight.clear()
-        self._outbox.extendleft(reversed(survivors))
+        self._outbox.put_back(survivors)
         if survivors:
             log.warning(
                 "link %s: %d messages were not confirmed before the connection dropped; "
@@ -542,25 +612,29 @@ class ConfirmedPublisher:
         publish = channel.basic_publish
         tag = self._next_tag
         try:
-            while outbox and len(inflight) < window:
-                entry = outbox.popleft()
-                if entry.batch.cancelled:
-                    continue
-                try:
-                    publish(entry.exchange, entry.routing_key, entry.body, entry.properties, True)
-                except (
-                    pika.exceptions.ChannelWrongStateError,
-                    pika.exceptions.ConnectionWrongStateError,
-                ):
-                    outbox.appendleft(entry)
-                    raise
-                except Exception as error:
-                    # pika could not encode it (it encodes before writing, so nothing went
-                    # out): it would fail the same way every time, so it fails now.
-                    entry.batch.resolve(entry.index, Outcome(False, f"cannot be sent: {error!r}"))
-                    continue
-                inflight[tag] = entry
-                tag += 1
+            while len(inflight) < window:
+                share = outbox.take(min(FAIR_SHARE, window - len(inflight)))
+                if not share:
+                    break
+                for position, entry in enumerate(share):
+                    try:
+                        publish(
+                            entry.exchange, entry.routing_key, entry.body, entry.properties, True
+                        )
+                    except (
+                        pika.exceptions.ChannelWrongStateError,
+                        pika.exceptions.ConnectionWrongStateError,
+                    ):
+                        outbox.put_back(share[position:])
+                        raise
+                    except Exception as error:
+                        # pika could not encode it (it encodes before writing, so nothing went
+                        # out): it would fail the same way every time, so it fails now.
+                        reason = f"cannot be sent: {error!r}"
+                        entry.batch.resolve(entry.index, Outcome(False, reason))
+                        continue
+                    inflight[tag] = entry
+                    tag += 1
         except (pika.exceptions.ChannelWrongStateError, pika.exceptions.ConnectionWrongStateError):
             log.debug("publisher channel not open; keeping the outbox for the next channel")
         finally:

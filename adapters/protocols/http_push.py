@@ -149,7 +149,14 @@ class HttpPush(InboundAdapter):
                 media_type="application/xml",
                 headers=headers,
             )
-        return JSONResponse(result.model_dump(mode="json"), status_code=status, headers=headers)
+        # Serialised by pydantic in one pass: several times faster than dumping to dicts and
+        # then to JSON, which matters for answers of thousands of records.
+        return Response(
+            result.model_dump_json(),
+            status_code=status,
+            media_type="application/json",
+            headers=headers,
+        )
 
     def mount(
         self,
@@ -185,7 +192,9 @@ class HttpPush(InboundAdapter):
                 )
             status = status_of(result)
             headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)} if status == 503 else None
-            return self.answer(result, status, headers)
+            # Rendering thousands of record answers takes a while: off the event loop, which
+            # serves every other system's requests meanwhile.
+            return await run_in_threadpool(self.answer, result, status, headers)
 
         app_or_router.add_api_route(
             self.route_path(system, channel),
