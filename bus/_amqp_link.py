@@ -14,13 +14,15 @@ Two parts ride on a link:
   never take (properties larger than one frame, a body over its max_message_size) fails at
   once with the reason and is never sent: the broker would close the whole connection over it,
   and sending it again after each reconnect would stall every other publisher on the link.
+  Callers are served in turns (`Outbox`), so one caller's thousands of messages do not queue
+  ahead of another caller's one.
+- `ConsumerFeed`: a channel with basic.qos and basic.consume whose deliveries go to a queue the
+  consuming thread reads; settles come back in batches and contiguous acks are folded into one
+  `multiple=True` ack.
 
 A connection lost within `STABLE_AFTER_S` of opening counts as a failed attempt, so a broker
 that keeps dropping the link (a frame it refuses, an overloaded node) is retried with the same
 jittered, bounded backoff as one that does not answer, never in a tight loop.
-- `ConsumerFeed`: a channel with basic.qos and basic.consume whose deliveries go to a queue the
-  consuming thread reads; settles come back in batches and contiguous acks are folded into one
-  `multiple=True` ack.
 """
 
 from __future__ import annotations
