@@ -12,11 +12,13 @@ AdapterError
 │   send again later (HTTP 503 with Retry-After)
 │   └── IngressOverloaded: a target the payload would reach holds more ready messages than
 │       its high-water mark (back-pressure); nothing was published (HTTP 503, Retry-After)
-└── RequestRefused: an inbound request refused before its payload was read, with the
-    HTTP status it answers
+└── RequestRefused: an inbound request refused before any of its records was taken, with
+    the HTTP status it answers
     ├── Unauthenticated (401): no credential, or one that no system owns
     ├── Forbidden (403): a system pushing to, or pulling from, another system's channel
     ├── BodyTooLarge (413): more bytes than the system's limit
+    ├── TooManyRecords (413): more records than the channel takes in one payload (counted
+    │   before any was translated; the payload is kept in the quarantine)
     ├── RateLimited (429): the system's token bucket is empty; `retry_after` seconds
     └── BadRequest (400): a request the hub cannot use at all (not the payload's records)
 """
@@ -95,13 +97,14 @@ class IngressOverloaded(IngressUnavailable):
 
 
 class RequestRefused(AdapterError):
-    """An inbound request refused before its payload was read.
+    """An inbound request refused before any of its records was taken.
 
     Attributes:
       status: the HTTP status to answer.
       reason: what was wrong and what to do, in words.
       system: the system the request was for (the channel's owner), when known.
       headers: extra HTTP headers to answer with (Retry-After for 429).
+      facts: further facts for the answer's body (the numbers of a TooManyRecords).
     """
 
     status = 400
@@ -112,10 +115,11 @@ class RequestRefused(AdapterError):
         self.reason = reason
         self.system = system
         self.headers: dict[str, str] = {}
+        self.facts: dict[str, Any] = {}
 
     def to_dict(self) -> dict[str, Any]:
         """The refusal as plain data, the body of the HTTP answer."""
-        return {"error": self.kind, "status": self.status, "reason": self.reason}
+        return {"error": self.kind, "status": self.status, "reason": self.reason, **self.facts}
 
 
 class BadRequest(RequestRefused):
@@ -141,6 +145,35 @@ class BodyTooLarge(RequestRefused):
 
     status = 413
     kind = "too-large"
+
+
+class TooManyRecords(RequestRefused):
+    """The payload holds more records than its channel takes in one payload (HTTP 413).
+
+    Refused whole before any record was translated or published; the payload is kept in the
+    quarantine. `facts`: records, max_records, receipt_id, quarantine_id.
+    """
+
+    status = 413
+    kind = "too-many-records"
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        records: int,
+        max_records: int,
+        receipt_id: str,
+        quarantine_id: str | None,
+        system: str | None = None,
+    ) -> None:
+        super().__init__(reason, system=system)
+        self.facts.update(
+            records=records,
+            max_records=max_records,
+            receipt_id=receipt_id,
+            quarantine_id=quarantine_id,
+        )
 
 
 class RateLimited(RequestRefused):

@@ -7,7 +7,9 @@ Every inbound adapter and poller hands its payloads to `Ingress.accept`:
 
 1. The system's mapping translates the payload into envelopes and per-record errors.
 2. A payload that cannot be read at all (encoding, syntax, entity bombs, limits) goes to the
-   bus quarantine with its reason; the answer carries the reason and the quarantine id.
+   bus quarantine with its reason; the answer carries the reason and the quarantine id. A
+   payload holding more records than its channel takes (`max_records`, counted before any is
+   translated) is quarantined the same way and refused whole: TooManyRecords (HTTP 413).
 3. The accepted envelopes are published in one `publish_many` (confirms pipelined), in binary
    mode of the CloudEvents AMQP binding, under `routing_key(envelope, system_id)`; every
    envelope of one call shares a correlation id (the receipt id). Concurrent calls share the
@@ -15,35 +17,43 @@ Every inbound adapter and poller hands its payloads to `Ingress.accept`:
    confirms of its own (tests/adapters/test_ingress.py shows it), so single-record pushes are
    group-committed rather than paying a confirm round trip one after the other.
 4. Records the mapping rejected, and records no route wanted, are quarantined with their
-   reasons (the whole payload once, so a fixed mapping or route can replay it).
+   reasons (the whole payload once, so a fixed mapping or route can replay it). Its headers
+   carry counts and bounded excerpts (`rejected_count`, `rejected_records` as ranges such as
+   "0-29999"), never one entry per record: headers travel in one AMQP frame.
 5. A record is answered "accepted" only once the broker confirmed it; one the broker did not
    confirm is answered "failed" (send it again; targets drop duplicates by idempotency key).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from adapters.backpressure import BackPressure
-from adapters.errors import AdapterConfigError, IngressOverloaded, IngressUnavailable
+from adapters.errors import (
+    AdapterConfigError,
+    IngressOverloaded,
+    IngressUnavailable,
+    TooManyRecords,
+)
 from adapters.repeats import AcceptedChanges
 from adapters.routing import Directory, Unaddressable, routing_key
 from bus import Broker, BrokerUnavailable, Outgoing, PublishFailed, PublishFailure
-from bus.message import HeaderValue
-from mappings import PayloadRejected, SystemMappings, TranslationError
+from bus.message import QUARANTINE_REASON_MAX_CHARS, HeaderValue, clipped
+from mappings import PayloadRejected, PayloadTooManyRecords, SystemMappings, TranslationError
 from standard.envelope import Envelope
 
 log = logging.getLogger("adapters.ingress")
 
-QUARANTINE_REASON_LIMIT = 8000
-"""Characters of the joined record errors kept as the quarantine reason (the rest is counted)."""
+REJECTED_EXCERPT_CHARS = 500
+"""Characters of the rejected records' ranges kept in the quarantine's `rejected_records`."""
 
 
 class IngressObserver(Protocol):
@@ -220,28 +230,43 @@ class Ingress:
         return broker
 
     def accept(
-        self, system_id: str, message_type: str, payload: bytes, *, charset: str | None = None
+        self,
+        system_id: str,
+        message_type: str,
+        payload: bytes,
+        *,
+        charset: str | None = None,
+        max_records: int | None = None,
     ) -> IngressResult:
         """Take one payload of `message_type` from `system_id`; answer per record.
 
-        The answer is returned only once the payload's journal entries are written
-        (`IngressObserver.durable`): what a sender was told is in the journal.
+        `max_records`: the most records the payload may hold (the channel's `max_records`);
+        None: no limit (pollers, bounded by their page size). The answer is returned only once
+        the payload's journal entries are written (`IngressObserver.durable`): what a sender was
+        told is in the journal.
 
         Raises:
           AdapterConfigError: the system or message type is not configured (a hub bug or
             configuration error, never the sender's fault).
+          TooManyRecords: the payload holds more than `max_records` records; it was kept in
+            the quarantine and nothing of it was translated or published.
           IngressUnavailable: the broker could not be reached; nothing was accepted.
           IngressOverloaded: back-pressure, a target the records would reach is above its
             high-water mark; nothing was published (see adapters.backpressure).
         """
         try:
-            return self._accept(system_id, message_type, payload, charset)
+            return self._accept(system_id, message_type, payload, charset, max_records)
         finally:
             if self.observer is not None:
                 self.observer.durable()
 
     def _accept(
-        self, system_id: str, message_type: str, payload: bytes, charset: str | None
+        self,
+        system_id: str,
+        message_type: str,
+        payload: bytes,
+        charset: str | None,
+        max_records: int | None,
     ) -> IngressResult:
         mapping = self.mappings.get(system_id)
         if mapping is None:
@@ -261,7 +286,9 @@ class Ingress:
             seen = observer.received(system_id, message_type, receipt=receipt, size=len(payload))
         started = time.perf_counter()
         try:
-            translation = mapping.translate(message_type, payload, charset=charset)
+            translation = mapping.translate(
+                message_type, payload, charset=charset, max_records=max_records
+            )
         except PayloadRejected as rejected:
             problem = PayloadProblem.model_validate(rejected.to_dict())
             quarantine_id = self._quarantine(
@@ -277,6 +304,16 @@ class Ingress:
                 observer.refused(
                     seen, kind=rejected.kind, reason=str(rejected), quarantine_id=quarantine_id
                 )
+            if isinstance(rejected, PayloadTooManyRecords):
+                raise TooManyRecords(
+                    f"{system_id} {message_type}: {rejected.reason}; nothing of it was "
+                    f"accepted (kept as {quarantine_id})",
+                    records=rejected.records,
+                    max_records=rejected.limit,
+                    receipt_id=receipt,
+                    quarantine_id=quarantine_id,
+                    system=system_id,
+                ) from None
             return IngressResult(
                 system=system_id,
                 message_type=message_type,
@@ -392,16 +429,17 @@ class Ingress:
             )
         kept: str | None = None
         if translation.errors or unroutable:
-            reasons = [str(error) for error in translation.errors] + unroutable
+            # Lazily: of 30,000 rejected records only the first few dozen reasons are kept.
+            reasons = itertools.chain(map(str, translation.errors), unroutable)
             kept = self._quarantine(
                 payload,
-                _joined(reasons),
+                _joined(reasons, len(translation.errors) + len(unroutable)),
                 system_id,
                 message_type,
                 receipt,
                 charset,
                 kind="records-rejected",
-                rejected=",".join(str(a.index) for a in answers if a.status == "rejected"),
+                rejected=[a.index for a in answers if a.status == "rejected"],
             )
         return IngressResult(
             system=system_id,
@@ -522,7 +560,7 @@ class Ingress:
         charset: str | None,
         *,
         kind: str,
-        rejected: str | None = None,
+        rejected: Sequence[int] = (),
     ) -> str:
         headers: dict[str, HeaderValue] = {
             "system": system_id,
@@ -533,13 +571,14 @@ class Ingress:
         if charset:
             headers["charset"] = charset
         if rejected:
-            headers["rejected_records"] = rejected
+            headers["rejected_count"] = len(rejected)
+            headers["rejected_records"] = clipped(_ranges(rejected), REJECTED_EXCERPT_CHARS)
         try:
             return self.broker.quarantine(payload, reason, source=system_id, headers=headers)
-        except BrokerUnavailable as error:
+        except (BrokerUnavailable, PublishFailed) as error:
             raise IngressUnavailable(
-                f"the bus cannot be reached to keep the refused {message_type} payload from "
-                f"{system_id}; send it again later ({error})"
+                f"the bus did not keep the refused {message_type} payload from {system_id}, "
+                f"so nothing of it was accepted; send it again later ({error})"
             ) from error
 
 
@@ -596,9 +635,28 @@ def _unroutable(key: str, reason: str) -> dict[str, Any]:
     }
 
 
-def _joined(reasons: list[str]) -> str:
-    text = "\n".join(reasons)
-    if len(text) <= QUARANTINE_REASON_LIMIT:
-        return text
-    cut = text[:QUARANTINE_REASON_LIMIT]
-    return f"{cut}\n... ({len(reasons)} problems in all)"
+def _joined(reasons: Iterable[str], problems: int) -> str:
+    """The reasons, one a line, as many as the quarantine keeps, then how many there were."""
+    room = QUARANTINE_REASON_MAX_CHARS - 100  # for the last line
+    kept: list[str] = []
+    for reason in reasons:
+        room -= len(reason) + 1
+        if room < 0:
+            kept.append(f"... ({problems} problems in all)")
+            break
+        kept.append(reason)
+    return "\n".join(kept)
+
+
+def _ranges(indexes: Sequence[int]) -> str:
+    """Ascending record indexes as ranges: [0, 1, 2, 5, 7, 8] -> "0-2,5,7-8"."""
+    spans: list[str] = []
+    start = previous = indexes[0]
+    for index in (*indexes[1:], None):
+        if index is not None and index == previous + 1:
+            previous = index
+            continue
+        spans.append(str(start) if start == previous else f"{start}-{previous}")
+        if index is not None:
+            start = previous = index
+    return ",".join(spans)

@@ -296,13 +296,20 @@ def systems_document(sink_url: str) -> dict[str, Any]:
 
 @contextmanager
 def hub_processes(
-    folder: Path, sink_url: str, workers: int = 1
+    folder: Path,
+    sink_url: str,
+    workers: int = 1,
+    *,
+    document: dict[str, Any] | None = None,
+    secrets: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, dict[str, int]]]:
     """`jghub serve` and `workers` `jghub worker` processes; yields (base URL, their pids).
 
     The pids are named serve, worker, worker2, worker3...: competing consumers of one queue.
+    `document` replaces the systems file (`systems_document(sink_url)`), `secrets` adds the
+    environment variables its systems' keys are read from.
     """
-    document = systems_document(sink_url)
+    document = document or systems_document(sink_url)
     systems_file = folder / "systems.yaml"
     systems_file.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
     namespace = f"e2e{uuid.uuid4().hex[:8]}"
@@ -315,6 +322,7 @@ def hub_processes(
         "JGHUB_DATA_DIR": str(folder / "var"),
         "JGHUB_NAMESPACE": namespace,
         "JGHUB_AMQP_URL": URL,
+        **(secrets or {}),
     }
     python = [sys.executable, "-m", "hub.cli"]
     serve = subprocess.Popen(
@@ -332,10 +340,11 @@ def hub_processes(
                     cwd=_HERE.parent,
                 )
             )
-        time.sleep(2.0)  # their consumers connect; a message published meanwhile just waits
+        if workers:
+            time.sleep(2.0)  # their consumers connect; a message published meanwhile just waits
         if any(worker.poll() is not None for worker in started):
             raise RuntimeError("jghub worker exited at start")
-        names = ["worker", *(f"worker{n}" for n in range(2, workers + 1))]
+        names = ["worker", *(f"worker{n}" for n in range(2, workers + 1))][:workers]
         yield base, {"serve": serve.pid} | {n: w.pid for n, w in zip(names, started, strict=True)}
     finally:
         for worker in started:

@@ -10,10 +10,19 @@ Two parts ride on a link:
   pipelined (a window of unconfirmed messages, acks matched by delivery tag, `multiple=True`
   acks honoured). A basic.return (no route) arrives before the ack of the same message and turns
   it into an "unroutable" outcome. Messages not yet confirmed when the connection drops are sent
-  again after the reconnect, unless their caller gave up waiting.
+  again after the reconnect, unless their caller gave up waiting. A message the broker can
+  never take (properties larger than one frame, a body over its max_message_size) fails at
+  once with the reason and is never sent: the broker would close the whole connection over it,
+  and sending it again after each reconnect would stall every other publisher on the link.
+  Callers are served in turns (`Outbox`), so one caller's thousands of messages do not queue
+  ahead of another caller's one.
 - `ConsumerFeed`: a channel with basic.qos and basic.consume whose deliveries go to a queue the
   consuming thread reads; settles come back in batches and contiguous acks are folded into one
   `multiple=True` ack.
+
+A connection lost within `STABLE_AFTER_S` of opening counts as a failed attempt, so a broker
+that keeps dropping the link (a frame it refuses, an overloaded node) is retried with the same
+jittered, bounded backoff as one that does not answer, never in a tight loop.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -37,11 +47,27 @@ from tenacity import (
     stop_after_delay,
     stop_when_event_set,
     wait_exponential,
-    wait_random,
+    wait_random_exponential,
 )
 from tenacity.stop import stop_base
 
+from bus.message import header_bytes, header_bytes_at_most
+
 log = logging.getLogger("bus.rabbitmq")
+
+STABLE_AFTER_S = 10.0
+"""Seconds a connection must stay open to count as a success; lost sooner, the next attempt
+waits like after a failed one."""
+
+FIRST_BACKOFF_S = 0.1
+"""Wait after the first failed attempt; it doubles per attempt up to the link's max_backoff."""
+
+FRAME_OVERHEAD = 8 + 14
+"""Bytes of a content header frame besides the properties: frame header and end (8), class,
+weight, body size and property flags (14)."""
+
+# Reply codes with which RabbitMQ closes a connection over a frame the client sent.
+_FRAME_REFUSALS = frozenset({501, 502, 505})  # FRAME_ERROR, SYNTAX_ERROR, UNEXPECTED_FRAME
 
 
 class LinkListener(Protocol):
@@ -53,7 +79,8 @@ class LinkListener(Protocol):
 
 
 class _OpenFailed(Exception):
-    """A connection attempt failed before the connection opened (tenacity retries on it)."""
+    """A connection attempt failed, or its connection was lost soon after opening (tenacity
+    retries on it, with backoff)."""
 
 
 class AmqpLink:
@@ -62,9 +89,16 @@ class AmqpLink:
     Parameters:
       parameters: pika connection parameters (host, credentials, heartbeat, timeouts).
       name: shown in the thread name and in the broker's connection list.
-      max_backoff: longest wait in seconds between two connection attempts.
+      max_backoff: longest wait in seconds between two connection attempts; the waits grow
+        from FIRST_BACKOFF_S, doubling, half of each random, so many clients cut off at once
+        do not come back at once.
       give_up_after: seconds of failed attempts in a row after which the link gives up
         (`failed` is set, `error` says why); None keeps trying until closed.
+
+    What it tells about its connection: `connected` (set while open), `error` (why it is not),
+    `blocked` (why the broker holds its publishes back, e.g. a memory alarm; "" when not),
+    `refused` (the broker closed it over a frame it would not take; "" when not), `frame_max`
+    (the largest frame the broker takes, as last negotiated).
     """
 
     def __init__(
@@ -88,7 +122,11 @@ class AmqpLink:
         self.connected = threading.Event()
         self.failed = threading.Event()
         self.error = ""
+        self.blocked = ""
+        self.refused = ""
+        self.frame_max: int = parameters.frame_max
         self.opened_count = 0
+        self._opened_at = 0.0
         self._thread = threading.Thread(target=self._run, name=f"jghub-amqp-{name}", daemon=True)
 
     def add_listener(self, listener: LinkListener) -> None:
@@ -155,9 +193,12 @@ class AmqpLink:
         stop: stop_base = stop_when_event_set(self._closing)
         if self._give_up_after is not None:
             stop = stop | stop_after_delay(self._give_up_after)
+        # Equal jitter: half of each wait fixed, half random; both halves bounded.
+        half = self._max_backoff / 2
         retrying = Retrying(
             retry=retry_if_exception_type(_OpenFailed),
-            wait=wait_exponential(multiplier=0.1, max=self._max_backoff) + wait_random(0, 0.1),
+            wait=wait_exponential(multiplier=FIRST_BACKOFF_S / 2, max=half)
+            + wait_random_exponential(multiplier=FIRST_BACKOFF_S / 2, max=half),
             stop=stop,
             sleep=self._sleep,
             before_sleep=self._log_retry,
@@ -178,7 +219,7 @@ class AmqpLink:
 
     def _log_retry(self, state: RetryCallState) -> None:
         log.warning(
-            "link %s: cannot reach the broker (attempt %d): %s; retrying in %.1f s",
+            "link %s: no usable connection to the broker (attempt %d): %s; retrying in %.2f s",
             self.name,
             state.attempt_number,
             self.error,
@@ -198,15 +239,25 @@ class AmqpLink:
         )
         self._ioloop.start()
         self._connection = None
-        if not self._opened_this_attempt and not self._closing.is_set():
+        if self._closing.is_set():
+            return
+        if not self._opened_this_attempt:
+            raise _OpenFailed(self.error)
+        if time.monotonic() - self._opened_at < STABLE_AFTER_S:
+            # Lost soon after it opened: reconnecting at once would loop as fast as the broker
+            # can refuse (it did, ~100 times a second, over a frame it would not take).
             raise _OpenFailed(self.error)
 
     def _on_open(self, connection: Any) -> None:
         self._opened_this_attempt = True
+        self._opened_at = time.monotonic()
         self.opened_count += 1
-        self.error = ""
+        self.error = self.blocked = self.refused = ""
+        self.frame_max = int(connection.params.frame_max)
         if self.opened_count > 1:
             log.warning("link %s: reconnected to the broker", self.name)
+        connection.add_on_connection_blocked_callback(self._on_blocked)
+        connection.add_on_connection_unblocked_callback(self._on_unblocked)
         self.connected.set()
         if self._closing.is_set():
             connection.close()
@@ -214,12 +265,26 @@ class AmqpLink:
         for listener in list(self._listeners):
             listener.link_opened(connection)
 
+    def _on_blocked(self, _connection: Any, frame: Any) -> None:
+        self.blocked = str(getattr(frame.method, "reason", "") or "the broker blocks publishing")
+        log.warning("link %s: the broker blocks publishing: %s", self.name, self.blocked)
+
+    def _on_unblocked(self, _connection: Any, _frame: Any) -> None:
+        self.blocked = ""
+        log.warning("link %s: the broker takes publishes again", self.name)
+
     def _on_open_error(self, _connection: Any, error: BaseException | str) -> None:
         self.error = f"cannot connect: {error!r}"
         self._ioloop.stop()
 
     def _on_closed(self, _connection: Any, reason: BaseException) -> None:
         self.connected.clear()
+        self.blocked = ""
+        if (
+            isinstance(reason, pika.exceptions.ConnectionClosedByBroker)
+            and reason.reply_code in _FRAME_REFUSALS
+        ):
+            self.refused = repr(reason)
         if not self._closing.is_set():
             self.error = f"connection lost: {reason!r}"
             log.warning("link %s: %s", self.name, self.error)
@@ -316,8 +381,79 @@ class PendingPublish:
 HANDOVER_CHUNK = 256
 """Messages a publishing thread hands to the I/O thread at a time."""
 
+FAIR_SHARE = 64
+"""Messages of one caller sent in a row while other callers' messages wait (see Outbox)."""
+
 Publication = tuple[str, str, bytes, Any]
 """(exchange, routing key, body, pika BasicProperties with message_id set)."""
+
+
+class Outbox:
+    """What waits to be sent: one queue per caller's batch, served in turns.
+
+    Publishing threads add; the I/O thread takes up to FAIR_SHARE messages of the first batch,
+    then puts that batch at the back. A caller with 10,000 messages waiting thus delays another
+    caller's one message by a share per batch waiting, not by all of its own messages: one
+    system's large payload does not hold back another system's push on the shared publisher.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: OrderedDict[PublishBatch, deque[PendingPublish]] = OrderedDict()
+
+    def __bool__(self) -> bool:
+        return bool(self._queues)
+
+    def __len__(self) -> int:
+        """Messages waiting, of every batch."""
+        with self._lock:
+            return sum(len(waiting) for waiting in self._queues.values())
+
+    def add(self, entries: Sequence[PendingPublish]) -> None:
+        """Add `entries`, all of one batch, behind what that batch has waiting."""
+        batch = entries[0].batch
+        with self._lock:
+            waiting = self._queues.get(batch)
+            if waiting is None:
+                self._queues[batch] = deque(entries)
+            else:
+                waiting.extend(entries)
+
+    def take(self, most: int) -> list[PendingPublish]:
+        """Up to `most` entries of the batch whose turn it is ([] when nothing waits)."""
+        with self._lock:
+            while self._queues:
+                batch, waiting = next(iter(self._queues.items()))
+                if batch.cancelled:
+                    del self._queues[batch]  # its caller stopped waiting: nothing goes out
+                    continue
+                share = [waiting.popleft() for _ in range(min(most, len(waiting)))]
+                if waiting:
+                    self._queues.move_to_end(batch)
+                else:
+                    del self._queues[batch]
+                return share
+            return []
+
+    def put_back(self, entries: Iterable[PendingPublish]) -> None:
+        """Entries to send first again, in their order (not sent, or not confirmed before the
+        connection dropped)."""
+        by_batch: dict[PublishBatch, list[PendingPublish]] = {}
+        for entry in entries:
+            if not entry.batch.cancelled:
+                by_batch.setdefault(entry.batch, []).append(entry)
+        with self._lock:
+            for batch, group in reversed(by_batch.items()):
+                waiting = self._queues.setdefault(batch, deque())
+                waiting.extendleft(reversed(group))
+                self._queues.move_to_end(batch, last=False)
+
+    def drain(self) -> list[PendingPublish]:
+        """Everything waiting, removed."""
+        with self._lock:
+            entries = [entry for waiting in self._queues.values() for entry in waiting]
+            self._queues.clear()
+        return entries
 
 
 class ConfirmedPublisher:
@@ -325,14 +461,19 @@ class ConfirmedPublisher:
 
     Parameters:
       link: the link it rides on (it registers itself as a listener).
-      window: most messages sent but not yet confirmed; more wait in the outbox, which keeps
-        memory bounded and the socket from filling with messages the broker cannot take yet.
+      window: most messages sent but not yet confirmed; more wait in the outbox (one queue per
+        caller, served in turns: `Outbox`), which keeps memory bounded and the socket from
+        filling with messages the broker cannot take yet.
+      max_message_bytes: the broker's max_message_size: a longer body fails at once.
     """
 
-    def __init__(self, link: AmqpLink, *, window: int = 2000) -> None:
+    def __init__(
+        self, link: AmqpLink, *, window: int = 2000, max_message_bytes: int | None = None
+    ) -> None:
         self._link = link
         self._window = window
-        self._outbox: deque[PendingPublish] = deque()
+        self._max_message_bytes = max_message_bytes
+        self._outbox = Outbox()
         self._inflight: OrderedDict[int, PendingPublish] = OrderedDict()
         self._channel: Any = None
         self._next_tag = 1
@@ -356,14 +497,17 @@ class ConfirmedPublisher:
         outbox = self._outbox
         chunk: list[PendingPublish] = []
         for index, (exchange, routing_key, body, properties) in enumerate(publications):
+            unsendable = self._unsendable(body, properties)
+            if unsendable:
+                batch.resolve(index, Outcome(ok=False, reason=unsendable))
+                continue
             chunk.append(PendingPublish(exchange, routing_key, body, properties, batch, index))
             if len(chunk) >= HANDOVER_CHUNK:
-                # deque.extend is atomic under the GIL; the I/O thread only pops from the left.
-                outbox.extend(chunk)
+                outbox.add(chunk)
                 self._link.call(self._pump)
                 chunk = []
         if chunk:
-            outbox.extend(chunk)
+            outbox.add(chunk)
             self._link.call(self._pump)
         if not batch.done.wait(timeout):
             batch.cancelled = True
@@ -378,6 +522,26 @@ class ConfirmedPublisher:
             outcomes = [o if o is not _PENDING else Outcome(False, reason) for o in outcomes]
         return outcomes
 
+    def _unsendable(self, body: bytes, properties: Any) -> str:
+        """Why the broker could never take this message ("" when it could)."""
+        limit = self._max_message_bytes
+        if limit is not None and len(body) > limit:
+            return (
+                f"the message body has {len(body)} bytes, more than the broker's "
+                f"max_message_size of {limit} bytes; it was not sent"
+            )
+        room = self._link.frame_max - FRAME_OVERHEAD
+        if properties_bytes(properties, at_most=True) <= room:
+            return ""
+        size = properties_bytes(properties)
+        if size > room:
+            return (
+                f"the message's properties (its headers) take {size} bytes, more than the "
+                f"{room} one AMQP frame holds (frame_max {self._link.frame_max}); the broker "
+                "would close the connection over it, so it was not sent"
+            )
+        return ""
+
     # --- I/O thread
 
     def link_opened(self, connection: Any) -> None:
@@ -385,11 +549,14 @@ class ConfirmedPublisher:
 
     def link_lost(self, reason: str) -> None:
         self._channel = None
+        if self._link.refused:
+            # The broker closed the connection over a frame it would not take: what was in
+            # flight would be sent again first and close the next connection too.
+            self._fail_inflight(f"the broker refused what was sent: {self._link.refused}")
         self._requeue_inflight()
         if not self._link.alive:
             # The link ended for good: nobody will send what waits; tell the callers now.
-            while self._outbox:
-                entry = self._outbox.popleft()
+            for entry in self._outbox.drain():
                 entry.batch.resolve(entry.index, Outcome(False, f"broker unavailable: {reason}"))
 
     def _on_channel_open(self, channel: Any) -> None:
@@ -410,20 +577,25 @@ class ConfirmedPublisher:
             # The broker closed this channel over something we sent (e.g. an exchange that does
             # not exist): sending the same again would close the next channel too.
             log.error("publisher channel closed by the broker: %r", reason)
-            for entry in self._inflight.values():
-                entry.batch.resolve(entry.index, Outcome(False, f"broker refused: {reason}"))
-            self._inflight.clear()
+            self._fail_inflight(f"broker refused: {reason}")
             connection = channel.connection
             if connection is not None and connection.is_open:
                 connection.channel(on_open_callback=self._on_channel_open)
-        else:
+        elif not isinstance(reason, pika.exceptions.AMQPConnectionError):
+            # A lost connection closes its channels first; link_lost then decides what becomes
+            # of the messages in flight (sent again, or failed if the broker refused them).
             self._requeue_inflight()
+
+    def _fail_inflight(self, reason: str) -> None:
+        for entry in self._inflight.values():
+            entry.batch.resolve(entry.index, Outcome(False, reason))
+        self._inflight.clear()
 
     def _requeue_inflight(self) -> None:
         # Unconfirmed messages go back to the head of the outbox, in the order they were sent.
         survivors = [e for e in self._inflight.values() if not e.batch.cancelled]
         self._inflight.clear()
-        self._outbox.extendleft(reversed(survivors))
+        self._outbox.put_back(survivors)
         if survivors:
             log.warning(
                 "link %s: %d messages were not confirmed before the connection dropped; "
@@ -442,17 +614,29 @@ class ConfirmedPublisher:
         publish = channel.basic_publish
         tag = self._next_tag
         try:
-            while outbox and len(inflight) < window:
-                entry = outbox.popleft()
-                if entry.batch.cancelled:
-                    continue
-                try:
-                    publish(entry.exchange, entry.routing_key, entry.body, entry.properties, True)
-                except Exception:
-                    outbox.appendleft(entry)
-                    raise
-                inflight[tag] = entry
-                tag += 1
+            while len(inflight) < window:
+                share = outbox.take(min(FAIR_SHARE, window - len(inflight)))
+                if not share:
+                    break
+                for position, entry in enumerate(share):
+                    try:
+                        publish(
+                            entry.exchange, entry.routing_key, entry.body, entry.properties, True
+                        )
+                    except (
+                        pika.exceptions.ChannelWrongStateError,
+                        pika.exceptions.ConnectionWrongStateError,
+                    ):
+                        outbox.put_back(share[position:])
+                        raise
+                    except Exception as error:
+                        # pika could not encode it (it encodes before writing, so nothing went
+                        # out): it would fail the same way every time, so it fails now.
+                        reason = f"cannot be sent: {error!r}"
+                        entry.batch.resolve(entry.index, Outcome(False, reason))
+                        continue
+                    inflight[tag] = entry
+                    tag += 1
         except (pika.exceptions.ChannelWrongStateError, pika.exceptions.ConnectionWrongStateError):
             log.debug("publisher channel not open; keeping the outbox for the next channel")
         finally:
@@ -495,6 +679,30 @@ class ConfirmedPublisher:
         else:
             outcome = CONFIRMED
         entry.batch.resolve(entry.index, outcome)
+
+
+def properties_bytes(properties: Any, *, at_most: bool = False) -> int:
+    """The encoded size of pika BasicProperties (an upper bound: numbers count their largest
+    size); with `at_most`, a cheaper and looser bound (`header_bytes_at_most`)."""
+    size = 2 + 8 * 3  # property flags; delivery mode, priority, timestamp at most
+    for value in (
+        properties.content_type,
+        properties.content_encoding,
+        properties.correlation_id,
+        properties.reply_to,
+        properties.expiration,
+        properties.message_id,
+        properties.type,
+        properties.user_id,
+        properties.app_id,
+        properties.cluster_id,
+    ):
+        if value:
+            size += 1 + len(str(value).encode())
+    headers = properties.headers
+    if not headers:
+        return size
+    return size + (header_bytes_at_most(headers) if at_most else header_bytes(headers))
 
 
 # --- consuming

@@ -361,6 +361,11 @@ class Broker(ABC):
         """`queue_stats` of each of `targets`, in order; a backend may read them in one go."""
         return [self.queue_stats(target) for target in targets]
 
+    def publishing_problem(self) -> str | None:
+        """Why a publish could not be confirmed now (its connection is down, reconnecting, or
+        held back by the broker), or None. Readiness reports it; the embedded bus has none."""
+        return None
+
     @abstractmethod
     def delete_topology(self, topology: Topology) -> None:
         """Delete everything `topology` declared, messages included (tests, decommissioning)."""

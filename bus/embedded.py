@@ -45,12 +45,14 @@ from bus.errors import (
     Unroutable,
 )
 from bus.message import (
+    QUARANTINE_REASON_MAX_CHARS,
     DeadLetter,
     HeaderValue,
     Message,
     Outgoing,
     Quarantined,
     check_headers,
+    clipped,
     history_from_json,
     history_to_json,
     utc_now,
@@ -788,7 +790,7 @@ class EmbeddedBroker(Broker):
                     quarantine_id,
                     utc_now().isoformat(),
                     source,
-                    reason,
+                    clipped(reason, QUARANTINE_REASON_MAX_CHARS),
                     bytes(body),
                     json.dumps(headers, ensure_ascii=False),
                 ),

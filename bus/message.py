@@ -11,6 +11,13 @@ restarts and moves between queues (retry tiers, dead letters, replay):
 
 Both backends build and read headers with `wire_headers` and `from_wire`, and derive new states
 with `Message.with_failure` and `Message.replayed`, so the rules live once.
+
+Headers are bounded: RabbitMQ carries all of a message's properties in one frame (frame_max,
+128 KiB by default) and closes the whole connection over a larger one. A publisher's headers
+may take `HEADERS_MAX_BYTES` (`check_headers` refuses more, naming the largest), a failure
+reason or a quarantine reason is clipped to `REASON_MAX_CHARS` or `QUARANTINE_REASON_MAX_CHARS`,
+and the history keeps its last `HISTORY_MAX_ENTRIES` entries. Counts and a short excerpt
+belong in headers; the detail belongs in the body.
 """
 
 from __future__ import annotations
@@ -39,6 +46,19 @@ REPLAY_STAGE = "replay"
 """The stage of the history entry `replay` adds; it marks a replay, not a failure."""
 
 MAX_ID_LENGTH = 200
+
+HEADERS_MAX_BYTES = 32 * 1024
+"""Most bytes a publisher's headers may take, AMQP-encoded: a quarter of RabbitMQ's default
+frame_max, leaving room for the bus's own x-jghub-* headers in the same frame."""
+
+REASON_MAX_CHARS = 1000
+"""Characters of a failure's reason kept in the history (the rest is cut, and counted)."""
+
+HISTORY_MAX_ENTRIES = 20
+"""History entries a message keeps (the most recent); retries and replays add one each."""
+
+QUARANTINE_REASON_MAX_CHARS = 8000
+"""Characters of a quarantined payload's reason kept with it (the rest is cut, and counted)."""
 
 
 def utc_now() -> datetime:
@@ -136,7 +156,8 @@ class Outgoing:
 
 
 def check_headers(headers: Mapping[str, Any]) -> None:
-    """Raise InvalidMessage for a header name or value the bus cannot carry unchanged."""
+    """Raise InvalidMessage for a header name or value the bus cannot carry unchanged, or for
+    headers larger than HEADERS_MAX_BYTES."""
     for name, value in headers.items():
         if not isinstance(name, str) or not name:
             raise InvalidMessage(f"header names must be non-empty strings, got {name!r}")
@@ -150,6 +171,50 @@ def check_headers(headers: Mapping[str, Any]) -> None:
                 f"header {name!r} has a {type(value).__name__} value {value!r}; "
                 "header values must be str, int, float or bool"
             )
+    if header_bytes_at_most(headers) <= HEADERS_MAX_BYTES:
+        return
+    size = header_bytes(headers)
+    if size > HEADERS_MAX_BYTES:
+        largest = max(headers, key=lambda name: header_bytes({name: headers[name]}))
+        raise InvalidMessage(
+            f"the headers take {size} bytes, more than the {HEADERS_MAX_BYTES} a message may "
+            f"carry (the largest, {largest!r}, takes {header_bytes({largest: headers[largest]})}"
+            "); headers travel in one AMQP frame: put counts and a short excerpt in a header, "
+            "the detail in the body"
+        )
+
+
+def header_bytes(headers: Mapping[str, Any]) -> int:
+    """The size of `headers` as an AMQP field table: what counts against the broker's frame."""
+    size = 4
+    for name, value in headers.items():
+        size += 1 + len(name.encode())
+        if isinstance(value, str):
+            size += 5 + len(value.encode())
+        elif isinstance(value, bytes | bytearray):
+            size += 5 + len(value)
+        elif isinstance(value, bool):
+            size += 2
+        elif isinstance(value, int | float):
+            size += 9
+        else:  # a broker's table or list (x-death): its text is longer than its encoding
+            size += 5 + len(str(value).encode())
+    return size
+
+
+def header_bytes_at_most(headers: Mapping[str, Any]) -> int:
+    """A cheap upper bound of `header_bytes`: no character takes more than 4 bytes in UTF-8,
+    and the table's repr spells out every name and value with more than their encoding's
+    overhead. Checked on every message, and most tables are far below any limit."""
+    return 4 + 4 * len(repr(headers))
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying how long it was, so a bounded field stays honest."""
+    if len(text) <= limit:
+        return text
+    note = f" … (cut: {len(text)} characters in all)"
+    return text[: max(0, limit - len(note))] + note
 
 
 @dataclass(frozen=True)
@@ -209,9 +274,14 @@ class Message:
         """This message after one more failed attempt (attempts + 1, history + the failure)."""
         attempt = self.attempts + 1
         failure = Failure(
-            attempt=attempt, at=at or utc_now(), stage=stage, reason=reason, permanent=permanent
+            attempt=attempt,
+            at=at or utc_now(),
+            stage=stage,
+            reason=clipped(reason, REASON_MAX_CHARS),
+            permanent=permanent,
         )
-        return replace(self, attempts=attempt, history=(*self.history, failure), redelivered=False)
+        history = _kept(self.history, failure)
+        return replace(self, attempts=attempt, history=history, redelivered=False)
 
     def replayed(self, at: datetime | None = None) -> Message:
         """This message moved back from the dead letters: attempts 0, history + a replay marker."""
@@ -222,7 +292,7 @@ class Message:
             reason="replayed from the dead letters",
             permanent=False,
         )
-        return replace(self, attempts=0, history=(*self.history, marker), redelivered=False)
+        return replace(self, attempts=0, history=_kept(self.history, marker), redelivered=False)
 
 
 @dataclass(frozen=True)
@@ -268,6 +338,11 @@ class Quarantined:
     source: str
     headers: Mapping[str, HeaderValue]
     at: datetime
+
+
+def _kept(history: tuple[Failure, ...], entry: Failure) -> tuple[Failure, ...]:
+    """`history` with `entry` added, its oldest entries dropped beyond HISTORY_MAX_ENTRIES."""
+    return (*history, entry)[-HISTORY_MAX_ENTRIES:]
 
 
 def wire_headers(message: Message) -> dict[str, HeaderValue]:

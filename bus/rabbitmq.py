@@ -82,12 +82,14 @@ from bus.message import (
     HEADER_IDEMPOTENCY_KEY,
     HEADER_PREFIX,
     HEADER_PUBLISHED_AT,
+    QUARANTINE_REASON_MAX_CHARS,
     DeadLetter,
     HeaderValue,
     Message,
     Outgoing,
     Quarantined,
     check_headers,
+    clipped,
     from_wire,
     new_message_id,
     utc_now,
@@ -154,6 +156,15 @@ class RabbitOptions(BaseModel):
         description=(
             "Seconds of failed reconnection attempts after which consume raises "
             "BrokerUnavailable and publishes fail at once; null: keep trying forever."
+        ),
+    )
+    max_message_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1,
+        description=(
+            "The broker's max_message_size in bytes (RabbitMQ's default: 128 MiB up to 3.13, "
+            "16 MiB from 4.0): a longer message fails at once with the reason instead of being "
+            "sent for the broker to refuse. Set it to the broker's own setting."
         ),
     )
     confirm_window: int = Field(
@@ -252,10 +263,32 @@ class RabbitBroker(Broker):
                 or not (self._publisher_link.alive)
             ):
                 link = self._new_link("publisher")
-                self._publisher = ConfirmedPublisher(link, window=self.options.confirm_window)
+                self._publisher = ConfirmedPublisher(
+                    link,
+                    window=self.options.confirm_window,
+                    max_message_bytes=self.options.max_message_bytes,
+                )
                 self._publisher_link = link
                 link.start()
             return self._publisher
+
+    def publishing_problem(self) -> str | None:
+        with self._lock:
+            link = self._publisher_link
+        if self._closed.is_set():
+            return f"the RabbitMQ broker at {self._where} was closed"
+        if link is None:
+            return None  # nothing published yet: the first publish opens the link
+        if link.failed.is_set():
+            return f"the publisher gave up on RabbitMQ at {self._where}: {link.error}"
+        if not link.connected.is_set():
+            return (
+                f"the publisher's connection to RabbitMQ at {self._where} is down, "
+                f"reconnecting: {link.error or 'connecting'}"
+            )
+        if link.blocked:
+            return f"RabbitMQ at {self._where} holds publishes back: {link.blocked}"
+        return None
 
     def _check_open(self) -> None:
         if self._closed.is_set():
@@ -460,7 +493,7 @@ class RabbitBroker(Broker):
         quarantine_id = new_message_id()
         extra.update(
             {
-                HEADER_QUARANTINE_REASON: reason,
+                HEADER_QUARANTINE_REASON: clipped(reason, QUARANTINE_REASON_MAX_CHARS),
                 HEADER_QUARANTINE_SOURCE: source,
                 HEADER_QUARANTINED_AT: utc_now().isoformat(),
                 f"{HEADER_PREFIX}id": quarantine_id,

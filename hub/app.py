@@ -14,7 +14,8 @@ Routes:
   POST /systems/{id}/xml/{message type}   XML push (adapter xml_push); other adapters add theirs
   GET  /systems/{id}/outbox, POST .../ack the outbox of a system whose outbound adapter is outbox
                                           (routes a sender mounts: Sender.mount_target_routes)
-  GET  /health   liveness        GET /ready   bus reachable, topology declared, mappings loaded
+  GET  /health   liveness        GET /ready   bus reachable, publisher up, topology declared,
+                                               mappings loaded
   GET  /metrics  Prometheus      GET /docs    OpenAPI (one tag per system)
   GET  /messages/{id}            where a system's own message has been (monitor.api)
   GET  /dead-letters, POST /dead-letters/replay   operators, with JGHUB_OPERATOR_KEY set
@@ -74,7 +75,11 @@ class Readiness(BaseModel):
 
     ready: bool = Field(description="True when every check passed.")
     checks: dict[str, bool] = Field(
-        description="bus (reachable), topology (declared), mappings (loaded)."
+        description=(
+            "bus (reachable), publisher (what the hub publishes can be confirmed now: its "
+            "connection is up and the broker does not hold publishes back), topology "
+            "(declared), mappings (loaded)."
+        )
     )
     problems: list[str] = Field(description="What is wrong, in words; empty when ready.")
     warnings: list[str] = Field(
@@ -312,7 +317,8 @@ def create_app(
         responses={503: {"model": Readiness, "description": "Not ready; see problems."}},
     )
     async def ready() -> JSONResponse:
-        """Readiness: the bus answers, every target queue is declared, the mappings are loaded."""
+        """Readiness: the bus answers, publishes get through, every target queue is declared,
+        the mappings are loaded."""
         problem = await run_in_threadpool(runtime.probe)
         report = await run_in_threadpool(
             lambda: check_readiness(

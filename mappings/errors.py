@@ -123,6 +123,24 @@ class PayloadTooLarge(PayloadRejected):
     kind = "too-large"
 
 
+class PayloadTooManyRecords(PayloadRejected):
+    """The payload holds more records than its channel takes in one payload.
+
+    Counted before any record is translated. Attributes `records` (how many it holds) and
+    `limit` (the most the channel takes).
+    """
+
+    kind = "too-many-records"
+
+    def __init__(self, records: int, limit: int) -> None:
+        super().__init__(
+            f"the payload holds {records} records, more than the {limit} its channel takes in "
+            f"one payload; send them in payloads of at most {limit} records"
+        )
+        self.records = records
+        self.limit = limit
+
+
 class PayloadTooDeep(PayloadRejected):
     """The payload nests elements, objects or arrays deeper than the limit allows."""
 

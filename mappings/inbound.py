@@ -23,7 +23,13 @@ from lxml import etree
 from pydantic import BaseModel, ValidationError
 
 from mappings.compiler import Evaluate, RuleCompiler, Sealed, mapped_dataset
-from mappings.errors import NoRecords, PayloadRejected, TranslationError, ValueProblem
+from mappings.errors import (
+    NoRecords,
+    PayloadRejected,
+    PayloadTooManyRecords,
+    TranslationError,
+    ValueProblem,
+)
 from mappings.functions import FUNCTIONS, BuildContext, LookupOptions
 from mappings.language import FieldRule, InboundMapping, SystemSpec
 from mappings.paths import (
@@ -132,15 +138,22 @@ class InboundTranslation(Sealed):
     # ------------------------------------------------------------------ translating
 
     def translate(
-        self, payload: bytes, *, charset: str | None = None, read_at: datetime | None = None
+        self,
+        payload: bytes,
+        *,
+        charset: str | None = None,
+        read_at: datetime | None = None,
+        max_records: int | None = None,
     ) -> Translation:
-        """Translate `payload`; raise PayloadRejected when it cannot be read at all.
+        """Translate `payload`; raise PayloadRejected when it cannot be read at all, and
+        PayloadTooManyRecords when it holds more than `max_records` records (counted before
+        any is translated).
 
         `read_at` (default: now) is when the hub read the payload: the event time of records whose
         source gives no change time. It never enters their idempotency key or id.
         """
         try:
-            root, records = self._records(payload, charset)
+            root, records = self._records(payload, charset, max_records)
         except PayloadRejected as error:
             raise error.in_context(self.system.id, self.message_type) from None
         origin = _Origin(hashlib.sha256(payload).hexdigest(), read_at or datetime.now(SHANGHAI))
@@ -159,7 +172,9 @@ class InboundTranslation(Sealed):
             PAYLOAD_ROOT.reset(token)
         return translation
 
-    def _records(self, payload: bytes, charset: str | None) -> tuple[Any, list[_Record]]:
+    def _records(
+        self, payload: bytes, charset: str | None, max_records: int | None
+    ) -> tuple[Any, list[_Record]]:
         limits = self.system.limits
         text = self.mapping.records
         root: Any
@@ -172,6 +187,7 @@ class InboundTranslation(Sealed):
                 if isinstance(found, list)
                 else []
             )
+            _check_count(len(nodes), max_records)
             records = [
                 _Record(node, index, f"({text})[{index + 1}]", node.sourceline)
                 for index, node in enumerate(nodes)
@@ -181,6 +197,7 @@ class InboundTranslation(Sealed):
             assert isinstance(self.records_path, JsonPath)
             found = self.records_path.evaluate(root)
             items = found if isinstance(found, list) else ([] if found is None else [found])
+            _check_count(len(items), max_records)
             records = [
                 _Record(item, index, _json_location(text, index, isinstance(found, list)), None)
                 for index, item in enumerate(items)
@@ -419,6 +436,11 @@ class InboundTranslation(Sealed):
             return text, record.line
         nodes = _nodes(text, self.mapping.namespaces, context)
         return text, (_line(nodes[0]) if nodes else None) or _line(context) or record.line
+
+
+def _check_count(records: int, max_records: int | None) -> None:
+    if max_records is not None and records > max_records:
+        raise PayloadTooManyRecords(records, max_records)
 
 
 def _nodes(text: str, namespaces: dict[str, str], context: Any) -> list[Any]:

@@ -57,16 +57,18 @@ class SystemMappings:
         *,
         charset: str | None = None,
         read_at: datetime | None = None,
+        max_records: int | None = None,
     ) -> Translation:
         """Translate a payload of `message_type` into envelopes and per-record errors.
 
         `charset` is the one the transport declared (HTTP Content-Type), if any; `read_at` when
         the hub read the payload (default now; see `InboundTranslation.translate`). Raises
-        PayloadRejected when the payload cannot be read at all, UnknownMessageType when the
-        system has no inbound mapping of that name.
+        PayloadRejected when the payload cannot be read at all (PayloadTooManyRecords when it
+        holds more than `max_records`), UnknownMessageType when the system has no inbound
+        mapping of that name.
         """
         return self.inbound_mapping(message_type).translate(
-            payload, charset=charset, read_at=read_at
+            payload, charset=charset, read_at=read_at, max_records=max_records
         )
 
     def render(

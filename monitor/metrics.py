@@ -83,8 +83,9 @@ PAYLOADS_RECEIVED = Counter(
 )
 PAYLOADS_REFUSED = Counter(
     "jghub_payloads_refused",
-    "Payloads that could not be read at all and went to the quarantine; reason is the payload "
-    "problem's kind (malformed, encoding, too-large, forbidden-markup, ...).",
+    "Payloads that could not be read at all, or held more records than their channel takes, "
+    "and went to the quarantine; reason is the payload problem's kind (malformed, encoding, "
+    "too-large, too-many-records, forbidden-markup, ...).",
     ["system", "message_type", "reason"],
     registry=HUB_REGISTRY,
 )

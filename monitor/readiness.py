@@ -1,9 +1,13 @@
 """Readiness: can the hub take messages now? The bus answers, the topology is there, mappings load.
 
 `/health` says the process is alive; `/ready` says whether a load balancer should send it work.
-`check_readiness` runs three checks and says what is wrong in words:
+`check_readiness` runs four checks and says what is wrong in words:
 
 - **bus**: the broker answers (a read on it succeeds);
+- **publisher**: what the hub publishes can be confirmed now: its publishing connection is up
+  and the broker does not hold publishes back (a memory or disk alarm). The bus may answer
+  reads while publishes cannot get through, and every push would then wait for its confirms
+  until the publish timeout;
 - **topology**: the hub declared its topology and every target's queue exists on the broker (a
   queue deleted by hand, or a topology never declared, shows here by name);
 - **mappings**: every configured system has its compiled mappings.
@@ -38,7 +42,7 @@ def check_readiness(
     mappings: Mapping[str, object],
     bus_problem: str | None = None,
 ) -> ReadinessReport:
-    """Check bus, topology and mappings (see the module docstring).
+    """Check bus, publisher, topology and mappings (see the module docstring).
 
     Parameters:
       broker: the hub's broker, None while it is not connected.
@@ -49,7 +53,12 @@ def check_readiness(
       bus_problem: why the hub is not connected, when it knows (shown instead of a generic text).
     """
     problems: list[str] = []
-    bus_ok = topology_ok = False
+    bus_ok = publisher_ok = topology_ok = False
+    if broker is not None:
+        publishing = broker.publishing_problem()
+        publisher_ok = publishing is None
+        if publishing is not None:
+            problems.append(f"publisher: {publishing}")
     if broker is None:
         problems.append(f"bus: {bus_problem or 'not connected to the bus'}")
     elif not declared:
@@ -74,6 +83,11 @@ def check_readiness(
     if unmapped:
         problems.append(f"mappings: not loaded for {', '.join(unmapped)}")
     return ReadinessReport(
-        checks={"bus": bus_ok, "topology": topology_ok, "mappings": not unmapped},
+        checks={
+            "bus": bus_ok,
+            "publisher": publisher_ok,
+            "topology": topology_ok,
+            "mappings": not unmapped,
+        },
         problems=problems,
     )

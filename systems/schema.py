@@ -237,6 +237,14 @@ class RateLimit(BaseModel):
     )
 
 
+DEFAULT_MAX_RECORDS = 10_000
+"""Records a pushed payload may hold unless its channel says otherwise: the largest batches the
+shipped simulators and benchmarks push hold 5,000 (bench/ingress.py's memory batch; the demo's
+3 to 25), and the mappings' default body limit (32 MiB) is sized for 10,000 penalty records.
+A payload's records are translated one after the other in one request, so this bounds the time
+and memory one push can take."""
+
+
 class ChannelConfig(BaseModel):
     """One way a system's messages come in: an inbound adapter (or poller) for one message type."""
 
@@ -256,6 +264,17 @@ class ChannelConfig(BaseModel):
         description=(
             "The adapter's options (`jghub adapters doc NAME`); validated against its Options "
             "model when the configuration is loaded, defaults filled in."
+        ),
+    )
+    max_records: int = Field(
+        default=DEFAULT_MAX_RECORDS,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Most records one pushed payload may hold. A payload with more is refused whole "
+            "before any record is translated or published (HTTP 413 naming both numbers; SOAP: "
+            "a fault over 413) and kept in the quarantine. Pollers are bounded by their page "
+            "size instead."
         ),
     )
 

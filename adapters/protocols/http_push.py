@@ -6,8 +6,10 @@ A request is admitted by the gatekeeper (rate, size, credential, ownership; see
     200  every record settled: accepted (with its message id) or rejected (with field, rule,
          source location and value); rejected records are kept in the quarantine
     400  the payload could not be read at all (kind, reason, line/offset); kept in the quarantine
-    401 / 403 / 413 / 429  refused before the payload was read (see RefusalBody); in the
-         channel's answer format, so a system that reads only XML gets XML
+    401 / 403 / 413 / 429  refused before any record was taken (see RefusalBody), in the
+         channel's answer format, so a system that reads only XML gets XML: 413 for a body
+         over the system's limit (too-large) or for more records than the channel takes in
+         one payload (too-many-records, with both numbers; the payload is quarantined)
     503  the bus did not confirm some records ("failed"), or could not be reached
          ("unavailable"), or back-pressure: a target the records would reach is behind
          ("backpressure", nothing published); send again after Retry-After
@@ -35,23 +37,39 @@ RETRY_AFTER_UNAVAILABLE = 5
 
 
 class RefusalBody(BaseModel):
-    """The answer to a request refused before its payload was read."""
+    """The answer to a request refused before any of its records was taken."""
 
     error: str = Field(
         description=(
-            "unauthenticated, forbidden, too-large, rate-limited, bad-request, unavailable, "
-            "backpressure"
+            "unauthenticated, forbidden, too-large, too-many-records, rate-limited, "
+            "bad-request, unavailable, backpressure"
         )
     )
     status: int = Field(description="The HTTP status, repeated.")
     reason: str = Field(description="What was wrong and what to do.")
+    records: int | None = Field(
+        default=None, description="too-many-records: how many records the payload holds."
+    )
+    max_records: int | None = Field(
+        default=None, description="too-many-records: the most the channel takes in one payload."
+    )
+    receipt_id: str | None = Field(
+        default=None, description="too-many-records: the id of this exchange in the journal."
+    )
+    quarantine_id: str | None = Field(
+        default=None, description="too-many-records: where the refused payload is kept."
+    )
 
 
 REFUSALS: dict[int | str, dict[str, Any]] = {
     400: {"model": IngressResult, "description": "The payload could not be read at all."},
     401: {"model": RefusalBody, "description": "No credential, or one no system owns."},
     403: {"model": RefusalBody, "description": "Another system's channel."},
-    413: {"model": RefusalBody, "description": "Body larger than the system's limit."},
+    413: {
+        "model": RefusalBody,
+        "description": "Body larger than the system's limit (too-large), or more records than "
+        "the channel takes in one payload (too-many-records, with records and max_records).",
+    },
     429: {"model": RefusalBody, "description": "Rate limit; see the Retry-After header."},
     503: {
         "model": IngressResult,
@@ -139,7 +157,14 @@ class HttpPush(InboundAdapter):
                 media_type="application/xml",
                 headers=headers,
             )
-        return JSONResponse(result.model_dump(mode="json"), status_code=status, headers=headers)
+        # Serialised by pydantic in one pass: several times faster than dumping to dicts and
+        # then to JSON, which matters for answers of thousands of records.
+        return Response(
+            result.model_dump_json(),
+            status_code=status,
+            media_type="application/json",
+            headers=headers,
+        )
 
     def refuse(self, refusal: RefusalBody, headers: dict[str, str] | None) -> Response:
         """The HTTP answer refusing a request whole, in the same format as `answer`."""
@@ -175,7 +200,16 @@ class HttpPush(InboundAdapter):
             charset = declared_charset(request.headers.get("content-type")) or default_charset
             try:
                 result = await run_in_threadpool(
-                    ingress.accept, system_id, message_type, admission.body, charset=charset
+                    ingress.accept,
+                    system_id,
+                    message_type,
+                    admission.body,
+                    charset=charset,
+                    max_records=channel.max_records,
+                )
+            except RequestRefused as refused:  # too many records: in the channel's format too
+                return self.refuse(
+                    RefusalBody.model_validate(refused.to_dict()), refused.headers or None
                 )
             except IngressUnavailable as error:
                 return self.refuse(
@@ -184,7 +218,9 @@ class HttpPush(InboundAdapter):
                 )
             status = status_of(result)
             headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)} if status == 503 else None
-            return self.answer(result, status, headers)
+            # Rendering thousands of record answers takes a while: off the event loop, which
+            # serves every other system's requests meanwhile.
+            return await run_in_threadpool(self.answer, result, status, headers)
 
         app_or_router.add_api_route(
             self.route_path(system, channel),

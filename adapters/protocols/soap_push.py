@@ -73,6 +73,7 @@ _REFUSAL_SUBCODES = {
     "unauthenticated": "Authentication",
     "forbidden": "Forbidden",
     "too-large": "TooLarge",
+    "too-many-records": "TooManyRecords",
     "rate-limited": "RateLimited",
     "bad-request": "BadRequest",
 }
@@ -163,6 +164,7 @@ class _Operation:
     document_parameter: str | None
     token_parameter: str | None
     ws_security: bool
+    max_records: int
 
 
 @dataclass
@@ -295,6 +297,7 @@ class SoapPush(InboundAdapter):
             contract.document_parameter,
             contract.token_parameter,
             contract.ws_security,
+            channel.max_records,
         )
 
     def _operation(
@@ -452,7 +455,15 @@ def _answer(
             _keep(endpoint, body, fault, content_type)
         return _fault(fault, version)
     try:
-        result = endpoint.ingress.accept(owner, configured.message_type, document, charset=charset)
+        result = endpoint.ingress.accept(
+            owner,
+            configured.message_type,
+            document,
+            charset=charset,
+            max_records=configured.max_records,
+        )
+    except RequestRefused as refused:
+        return _fault(_refusal_fault(refused), version)
     except IngressUnavailable as error:
         return _fault(
             SoapFault(
@@ -664,9 +675,16 @@ def _refusal_fault(refused: RequestRefused) -> SoapFault:
         FaultCode.SENDER,
         refused.reason,
         subcode=_REFUSAL_SUBCODES.get(refused.kind, "Refused"),
+        # The faults' detail names facts in camelCase, as the WSDLs' receipts do.
+        detail={_camel(name): value for name, value in refused.facts.items()},
         status=status,
         headers=refused.headers,
     )
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
 
 
 def _fault(fault: SoapFault, version: SoapVersion) -> Response:

@@ -27,6 +27,7 @@ MAPPINGS = load_all()
 SYSTEMS = {
     "grassroots-platform": MAPPINGS["grassroots-platform"],
     "eco-env-penalty": MAPPINGS["eco-env-penalty"],
+    "agri-penalty": MAPPINGS["agri-penalty"],
 }
 
 
@@ -89,9 +90,32 @@ def test_rejected_records_are_answered_with_the_mapping_error_and_quarantined(
     assert len(kept) == 1
     assert kept[0].body == payload
     assert kept[0].source == "eco-env-penalty"
-    assert kept[0].headers["rejected_records"] == ",".join(str(a.index) for a in rejected)
+    assert kept[0].headers["rejected_count"] == len(rejected) == 3
+    assert kept[0].headers["rejected_records"] == "1-3"  # records 2 to 4 of the batch
     assert first_error["rule"] in kept[0].reason
     assert len(drain(broker, "cases", 1)) == 1
+
+
+def test_a_payload_of_30000_rejected_records_is_quarantined_whole_with_its_reasons(
+    broker: Broker,
+) -> None:
+    # Issue 12: every rejected record's index went into one quarantine header, which RabbitMQ
+    # refused as a frame too large; the publisher looped until its timeout, answering 500.
+    records = 30_000
+    payload = json.dumps({"batchNo": "2026021500004", "records": [{}] * records}).encode()
+    ingress = Ingress(broker, SYSTEMS)
+    result = ingress.accept("agri-penalty", "case_records", payload)
+    assert (result.accepted, result.rejected, result.failed) == (0, records, 0)
+    assert all(answer.errors for answer in result.records)
+    assert result.records[-1].errors[0]["location"] == "records[29999]"
+    (kept,) = [q for q in broker.quarantined() if q.id == result.quarantine_id]
+    assert kept.body == payload
+    assert kept.headers["rejected_count"] == records
+    assert kept.headers["rejected_records"] == "0-29999"
+    assert kept.reason.startswith("agri-penalty case_records record 1 at records[0]")
+    assert "rule 'operation'" in kept.reason
+    assert kept.reason.endswith(f"... ({records} problems in all)")
+    assert broker.depth("cases") == 0
 
 
 @pytest.mark.parametrize(
@@ -153,6 +177,23 @@ def test_a_closed_bus_is_unavailable_not_a_crash(tmp_path: Path) -> None:
     payload = sample("grassroots-platform", "event_report", "valid-events")
     with pytest.raises(IngressUnavailable, match="cannot be reached"):
         ingress.accept("grassroots-platform", "event_report", payload)
+
+
+def test_a_refused_payload_the_bus_cannot_keep_is_unavailable_with_the_reason() -> None:
+    url = require_backend("rabbitmq")
+    everything = Target(name="e", routes=["#"])
+    topology = Topology(namespace=f"t{uuid.uuid4().hex[:12]}", targets=[everything])
+    # A broker whose max_message_size is below the payload: the quarantine cannot take it.
+    with bus.connect(url, max_message_bytes=1024) as small:
+        small.declare(topology)
+        try:
+            ingress = Ingress(small, SYSTEMS)
+            payload = sample("eco-env-penalty", "case_batch", "invalid-records")
+            with pytest.raises(IngressUnavailable, match="max_message_size of 1024") as refused:
+                ingress.accept("eco-env-penalty", "case_batch", payload)
+            assert "nothing of it was accepted" in str(refused.value)
+        finally:
+            small.delete_topology(topology)
 
 
 def test_an_unconfigured_system_or_type_is_a_configuration_error(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Fixtures of the bus tests: `under_test`, one broker backend per parameter, cleaned up after."""
+"""Fixtures of the bus tests: `under_test`, one broker backend per parameter, cleaned up after;
+`rabbit` and `embedded`, one backend alone."""
 
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ def under_test(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BusUn
     else:
         url = f"sqlite:///{tmp_path / 'bus.sqlite3'}"
     harness = BusUnderTest(kind=request.param, url=url)
+    yield harness
+    harness.cleanup()
+
+
+@pytest.fixture
+def rabbit() -> Iterator[BusUnderTest]:
+    """The RabbitMQ backend alone, for its own tests (skips, or fails under CI=true, without)."""
+    require_rabbitmq()
+    harness = BusUnderTest(kind="rabbitmq", url=RABBITMQ_URL)
     yield harness
     harness.cleanup()
 

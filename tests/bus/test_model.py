@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pika.data
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import bus
 from bus import (
@@ -21,7 +24,12 @@ from bus.message import (
     HEADER_ATTEMPTS,
     HEADER_HISTORY,
     HEADER_ID,
+    HEADERS_MAX_BYTES,
+    HISTORY_MAX_ENTRIES,
+    REASON_MAX_CHARS,
     from_wire,
+    header_bytes,
+    header_bytes_at_most,
     wire_headers,
 )
 
@@ -96,6 +104,49 @@ def test_retry_tier_after_each_failure_then_none() -> None:
 def test_an_outgoing_message_breaking_a_rule_says_which(make: object, complaint: str) -> None:
     with pytest.raises(InvalidMessage, match=complaint):
         make()  # type: ignore[operator]
+
+
+def test_headers_larger_than_the_bound_are_refused_naming_the_largest() -> None:
+    # What ingress once wrote: every rejected record's index in one header (30,000 records of
+    # a payload), which RabbitMQ refused as a frame too large, closing the connection.
+    rejected = ",".join(str(index) for index in range(30_000))
+    assert header_bytes({"rejected_records": rejected}) > HEADERS_MAX_BYTES
+    with pytest.raises(InvalidMessage, match=r"'rejected_records', takes \d+\)") as refused:
+        Outgoing("a.b", b"x", headers={"system": "agri-penalty", "rejected_records": rejected})
+    assert f"more than the {HEADERS_MAX_BYTES}" in str(refused.value)
+    # Up to the bound is fine: a count and a short excerpt.
+    Outgoing("a.b", b"x", headers={"rejected_count": 30_000, "rejected_first": rejected[:200]})
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=40),
+        # What pika encodes: it has no float type, and ints up to 64 bits.
+        st.one_of(st.text(max_size=200), st.integers(-(2**63), 2**63 - 1), st.booleans()),
+        max_size=12,
+    )
+)
+def test_the_header_size_bounds_are_never_below_what_pika_encodes(
+    headers: dict[str, str | int | bool],
+) -> None:
+    pieces: list[bytes] = []
+    encoded = pika.data.encode_table(pieces, headers)
+    assert header_bytes_at_most(headers) >= header_bytes(headers) >= encoded
+
+
+def test_a_failure_history_stays_bounded_however_often_a_message_fails() -> None:
+    message = Message.first(Outgoing("penalty_case.330100.s", b"{}"))
+    answer = "<html>" + "网关错误" * 100_000 + "</html>"  # a target quoting a huge page
+    for _ in range(3 * HISTORY_MAX_ENTRIES):
+        message = message.with_failure("deliver", answer, permanent=False).replayed()
+    assert len(message.history) == HISTORY_MAX_ENTRIES
+    last = message.last_failure
+    assert last is not None and len(last.reason) <= REASON_MAX_CHARS
+    assert last.reason.startswith("<html>网关错误") and f"{len(answer)} characters" in last.reason
+    # The newest entries are kept (each replay restarts the attempts at 0).
+    assert message.history[-1].is_replay and last.attempt == 1
+    # With a publisher's largest headers they still fit RabbitMQ's default frame (128 KiB).
+    assert header_bytes(wire_headers(message)) + HEADERS_MAX_BYTES < 128 * 1024
 
 
 def test_identity_and_history_round_trip_through_wire_headers() -> None:

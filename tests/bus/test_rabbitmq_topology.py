@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pika
 import pika.exceptions
 import pytest
-from broker_support import RABBITMQ_URL, require_rabbitmq
+from broker_support import RABBITMQ_URL
 from contract import BusUnderTest, collect_all, ids, nothing_arrives, wait_for
 
 from bus import Delivery, Outgoing, Target, Topology, TopologyError
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@pytest.fixture
-def rabbit() -> Iterator[BusUnderTest]:
-    require_rabbitmq()
-    harness = BusUnderTest(kind="rabbitmq", url=RABBITMQ_URL)
-    yield harness
-    harness.cleanup()
 
 
 def queue_type_conflict(name: str, wrong_type: str, arguments: dict[str, object]) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import requests
-from fault_pipeline import ECO_KEY, JSON_KEY, Pipeline, case_batch, tally
+from fault_pipeline import ECO_KEY, JSON_KEY, Pipeline, case_batch, rss_mib, tally
 from prometheus_client.parser import text_string_to_metric_families
 from zeep import Client, Plugin
 from zeep.exceptions import Fault
@@ -29,13 +29,6 @@ MARK = 300
 BATCH = 100
 RSS_BOUND_MIB = 400.0
 """Generous: serve and worker each sit near 100-150 MiB; an unbounded buffer would pass this."""
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def _record_ids(first: int, count: int) -> set[str]:
@@ -84,7 +77,7 @@ def test_a_slow_target_pushes_back_as_503_and_loses_nothing(tmp_path: Path) -> N
                 refusal = answer
                 refused |= _record_ids(first, BATCH)
             first += BATCH
-            peak_rss = max(peak_rss, _rss_mib(line.serve.pid), _rss_mib(worker.pid))
+            peak_rss = max(peak_rss, rss_mib(line.serve.pid), rss_mib(worker.pid))
             time.sleep(0.05)
         assert refusal is not None, f"no push was refused after {sent} records"
         body = refusal.json()
@@ -122,7 +115,7 @@ def test_a_slow_target_pushes_back_as_503_and_loses_nothing(tmp_path: Path) -> N
         # The target speeds up: everything accepted arrives, nothing refused ever does.
         line.sink.delay_s = 0.0
         delivered = line.sink.wait_unique(len(accepted), timeout=40)
-        peak_rss = max(peak_rss, _rss_mib(line.serve.pid), _rss_mib(worker.pid))
+        peak_rss = max(peak_rss, rss_mib(line.serve.pid), rss_mib(worker.pid))
         time.sleep(0.5)  # a refused record published by mistake would arrive behind the rest
         refusals = sum(
             sample.value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,18 +10,23 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import schemathesis
+from amqp_proxy import AmqpProxy
 from broker_support import RABBITMQ_URL, require_rabbitmq
 from hub_harness import (
     BACKENDS,
     ECO_KEY,
     SECRETS,
     TEST_SYSTEMS,
+    RunningHub,
+    require_backend,
     running_hub,
     sample,
 )
@@ -45,7 +51,7 @@ def test_health_ready_metrics_and_docs(tmp_path: Path, backend: str) -> None:
         assert ready.status_code == 200, ready.text
         assert ready.json() == {
             "ready": True,
-            "checks": {"bus": True, "topology": True, "mappings": True},
+            "checks": {"bus": True, "publisher": True, "topology": True, "mappings": True},
             "problems": [],
             "warnings": [],
         }
@@ -56,6 +62,73 @@ def test_health_ready_metrics_and_docs(tmp_path: Path, backend: str) -> None:
         # The topology was declared at start: every target queue exists and is empty.
         for target in hub.topology.targets:
             assert hub.depth(target.name) == 0
+
+
+def test_ready_says_not_ready_while_the_publisher_cannot_publish(tmp_path: Path) -> None:
+    # The admin connections (declares, queue counts) go on through the proxy while the
+    # publisher's connection is held back by the broker, then cut and refused: the bus answers
+    # reads, yet no push could be confirmed, and /ready must say so.
+    require_backend("rabbitmq")
+    with (
+        contextlib.closing(AmqpProxy(RABBITMQ_URL)) as proxy,
+        running_hub(tmp_path, "rabbitmq", settings_overrides={"amqp_url": proxy.url}) as hub,
+    ):
+        push = hub.client.post(
+            "/systems/eco-env-penalty/xml/case_batch",
+            content=sample("eco-env-penalty", "case_batch", "valid-batch"),
+            headers={"X-Api-Key": ECO_KEY},
+        )
+        assert push.status_code == 200, push.text  # the publisher's connection is open
+        assert _ready(hub)["checks"]["publisher"] is True
+
+        assert proxy.block("jghub-publisher", "low on memory") == 1
+        held = _ready_until(hub, lambda answer: not answer["ready"])
+        assert held["checks"] == {
+            "bus": True,
+            "publisher": False,
+            "topology": True,
+            "mappings": True,
+        }
+        assert held["problems"] == [
+            f"publisher: RabbitMQ at {_where(proxy.url)} holds publishes back: low on memory"
+        ]
+        proxy.unblock("jghub-publisher")
+        assert _ready_until(hub, lambda answer: answer["ready"])["problems"] == []
+
+        proxy.refuse("jghub-publisher")
+        down = _ready_until(hub, lambda answer: not answer["ready"])
+        assert down["checks"]["bus"] is True and down["checks"]["publisher"] is False
+        (problem,) = down["problems"]
+        assert problem.startswith(
+            f"publisher: the publisher's connection to RabbitMQ at {_where(proxy.url)} is down"
+        )
+        proxy.allow("jghub-publisher")
+        assert _ready_until(hub, lambda answer: answer["ready"])["checks"]["publisher"] is True
+
+
+def _ready(hub: RunningHub) -> dict[str, Any]:
+    answer = hub.client.get("/ready")
+    assert answer.status_code == (200 if answer.json()["ready"] else 503)
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def _ready_until(
+    hub: RunningHub, wanted: Callable[[dict[str, Any]], bool], timeout: float = 60.0
+) -> dict[str, Any]:
+    """/ready's answer once `wanted` holds for it (the last answer when it never did)."""
+    deadline = time.monotonic() + timeout
+    answer = _ready(hub)
+    while not wanted(answer) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        answer = _ready(hub)
+    assert wanted(answer), answer
+    return answer
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
 
 
 def test_openapi_has_a_tag_per_system_and_answer_models(tmp_path: Path) -> None:

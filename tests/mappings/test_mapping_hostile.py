@@ -18,9 +18,11 @@ from mappings.errors import (
     PayloadRejected,
     PayloadTooDeep,
     PayloadTooLarge,
+    PayloadTooManyRecords,
 )
+from mappings.inbound import InboundTranslation
 from mappings.payloads import PayloadLimits, parse_json, parse_xml
-from mappings.system import SystemMappings
+from mappings.system import SYSTEMS_ROOT, SystemMappings, load_all
 
 NS = 'xmlns:cf="http://sthjt.zj.gov.cn/schema/xzcf/2.1"'
 LIMITS = PayloadLimits()
@@ -280,3 +282,31 @@ def test_the_parser_itself_resolves_no_entity(tmp_path: Path, entity_server: str
     text = "".join(root.itertext())
     assert "TOP-SECRET" not in text and "FETCHED" not in text
     assert _CountingHandler.hits == []
+
+
+@pytest.mark.parametrize(
+    ("system", "message_type", "name"),
+    [
+        ("eco-env-penalty", "case_batch", "valid-batch"),  # XML, 3 records
+        ("agri-penalty", "case_records", "valid-records"),  # JSON
+    ],
+)
+def test_more_records_than_allowed_are_refused_before_any_is_translated(
+    system: str, message_type: str, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mappings = load_all()[system]
+    payload = next((SYSTEMS_ROOT / system / "samples" / message_type).glob(f"{name}.*"))
+    body = payload.read_bytes()
+    records = len(mappings.translate(message_type, body).envelopes)
+    assert records >= 2
+
+    def translated(*_: object) -> None:
+        raise AssertionError("a record was translated")
+
+    monkeypatch.setattr(InboundTranslation, "_translate_record", translated)
+    with pytest.raises(PayloadTooManyRecords) as refused:
+        mappings.translate(message_type, body, max_records=records - 1)
+    error = refused.value
+    assert (error.records, error.limit, error.kind) == (records, records - 1, "too-many-records")
+    assert f"system {system}, message type {message_type}: too-many-records" in str(error)
+    assert f"{records} records, more than the {records - 1}" in str(error)

@@ -183,7 +183,12 @@ def test_dead_letters_are_listed_and_replayed_over_http(hub: RunningHub, worker:
 def test_ready_checks_every_target_queue(hub: RunningHub) -> None:
     answer = hub.client.get("/ready")
     assert answer.status_code == 200, answer.text
-    assert answer.json()["checks"] == {"bus": True, "topology": True, "mappings": True}
+    assert answer.json()["checks"] == {
+        "bus": True,
+        "publisher": True,
+        "topology": True,
+        "mappings": True,
+    }
 
 
 def test_metrics_answer_openmetrics_when_asked(hub: RunningHub) -> None:

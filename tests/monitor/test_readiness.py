@@ -27,7 +27,7 @@ def test_a_declared_hub_is_ready(buses: Buses) -> None:
         broker, topology, declared=True, systems=["a", "b"], mappings={"a": 1, "b": 2}
     )
     assert report.ready, report.problems
-    assert report.checks == {"bus": True, "topology": True, "mappings": True}
+    assert report.checks == {"bus": True, "publisher": True, "topology": True, "mappings": True}
     assert report.problems == []
 
 
@@ -40,7 +40,7 @@ def test_each_problem_is_named(buses: Buses) -> None:
     assert absent.checks["bus"] is False
     assert absent.problems == ["bus: connection refused"]
     pending = check_readiness(broker, topology, declared=False, systems=[], mappings={})
-    assert pending.checks == {"bus": True, "topology": False, "mappings": True}
+    assert pending.checks == {"bus": True, "publisher": True, "topology": False, "mappings": True}
     unmapped = check_readiness(
         broker, topology, declared=True, systems=["a", "b"], mappings={"a": 1}
     )
@@ -57,7 +57,12 @@ def test_a_queue_deleted_by_hand_is_named(tmp_path: Path) -> None:
         connection.channel().queue_delete(topology.target_queue("dept_scjg"))
         connection.close()
         report = check_readiness(broker, topology, declared=True, systems=[], mappings={})
-        assert report.checks == {"bus": True, "topology": False, "mappings": True}
+        assert report.checks == {
+            "bus": True,
+            "publisher": True,
+            "topology": False,
+            "mappings": True,
+        }
         (problem,) = report.problems
         assert problem.startswith("topology: target queues missing: dept_scjg")
         assert topology.target_queue("dept_scjg") in problem

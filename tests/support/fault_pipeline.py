@@ -8,7 +8,8 @@
 The department `eco-env-penalty` pushes XML case batches (xml_push, JSON answers, and a SOAP
 channel); `json-dept` pushes grassroots events as JSON with an API key; `national` receives every
 penalty case through rest_sender at the sink, a loopback HTTP server in this process that
-counts what arrives by idempotency key and can answer 503 or slowly on demand.
+counts what arrives by idempotency key and can answer 503 or slowly on demand. A test adds
+systems of its own with `extra_systems` (their secrets' variables in `settings`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ _HEAD, _REST = _DOC.split("<cf:AJ ", 1)
 _RECORD = "<cf:AJ " + _REST[: _REST.index("</cf:AJ>") + len("</cf:AJ>")]
 _JLID = re.search(r'JLID="([^"]+)"', _RECORD).group(1)  # type: ignore[union-attr]
 _AJBH = re.search(r"<cf:AJBH>([^<]+)</cf:AJBH>", _RECORD).group(1)  # type: ignore[union-attr]
+
+
+def rss_mib(pid: int) -> float:
+    """The resident memory of process `pid`, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def case_batch(first: int, count: int) -> bytes:
@@ -142,6 +151,7 @@ class Pipeline:
         in_process_attempts: int = 2,
         settings: dict[str, str] | None = None,
         breaker_cooldown_s: float = 30.0,
+        extra_systems: list[dict[str, Any]] | None = None,
     ) -> None:
         require_rabbitmq()
         self.folder = folder
@@ -192,6 +202,7 @@ class Pipeline:
                         "tiers": tiers if tiers is not None else [1.0, 2.0],
                     },
                 },
+                *(extra_systems or []),
             ]
         }
         systems_file = folder / "systems.yaml"

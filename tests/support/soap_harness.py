@@ -36,6 +36,7 @@ KEYS = {
     "natres-penalty": "natres-key-31b0",
     "transport-penalty": "transport-key-9e42",
     "limited-penalty": "limited-key-0c3e",
+    "capped-penalty": "capped-key-4a81",
 }
 ENV_OF = {
     "eco-env-penalty": "JGHUB_TEST_KEY_ECO",
@@ -43,6 +44,7 @@ ENV_OF = {
     "natres-penalty": "JGHUB_TEST_KEY_NATRES",
     "transport-penalty": "JGHUB_TEST_KEY_TRANSPORT",
     "limited-penalty": "JGHUB_TEST_KEY_LIMITED",
+    "capped-penalty": "JGHUB_TEST_KEY_CAPPED",
 }
 SECRET_GRASSROOTS = "grassroots-secret-19"
 
@@ -143,6 +145,23 @@ def systems_config() -> SystemsConfig:
                         }
                     ],
                     "rate_limit": {"per_second": 0.01, "burst": 1},
+                },
+                {
+                    "id": "capped-penalty",
+                    "name_zh": "记录数上限测试系统",
+                    "mapping": "eco-env-penalty",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_KEY_CAPPED"},
+                    "inbound": [
+                        {
+                            "adapter": "soap_push",
+                            "message_type": "case_batch",
+                            "options": {
+                                "wsdl": "eco-env-penalty.wsdl",
+                                "operation": "ReceiveCaseBatch",
+                            },
+                            "max_records": 2,
+                        }
+                    ],
                 },
                 {
                     "id": "grassroots-platform",

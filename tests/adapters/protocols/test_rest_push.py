@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from hub_harness import (
+    AGRI_KEY,
     APP_KEY,
     BACKENDS,
     ECO_KEY,
@@ -17,8 +18,10 @@ from hub_harness import (
     sample,
     signed,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.security import RequestSigner
+from monitor.journal import Step
 from standard.envelope import Envelope
 
 PUSH = "/systems/grassroots-platform/rest/event_report"
@@ -138,6 +141,50 @@ def test_another_systems_channel_is_403_and_nothing_is_published(hub: RunningHub
     assert response.json()["error"] == "forbidden"
     assert "eco-env-penalty" in response.json()["reason"]
     assert hub.depth("eco_env_penalty") == depth
+
+
+def test_more_records_than_the_channel_takes_is_413_with_the_numbers_and_kept(
+    hub: RunningHub,
+) -> None:
+    # Issue 12: 30,000 empty records (120 KB) to agri-penalty; its channel takes the default
+    # 10,000. Refused whole before any record is translated or published.
+    payload = json.dumps({"batchNo": "2026021500004", "records": [{}] * 30_000}).encode()
+    depth = hub.depth("grassroots_platform")
+    refused_before = _refused(hub, "agri-penalty", "case_records", "too-many-records")
+    response = hub.client.post(
+        "/systems/agri-penalty/rest/case_records",
+        content=payload,
+        headers={**JSON, "Authorization": f"Bearer {AGRI_KEY}"},
+    )
+    assert response.status_code == 413, response.text
+    answer = response.json()
+    assert answer["error"] == "too-many-records" and answer["status"] == 413
+    assert (answer["records"], answer["max_records"]) == (30_000, 10_000)
+    assert "30000 records, more than the 10000" in answer["reason"]
+    assert "payloads of at most 10000 records" in answer["reason"]
+    (kept,) = [q for q in hub.broker().quarantined(1000) if q.id == answer["quarantine_id"]]
+    assert kept.body == payload and "too-many-records" in kept.reason
+    assert hub.depth("grassroots_platform") == depth
+    # Counted and journalled like the other refused payloads.
+    refused = _refused(hub, "agri-penalty", "case_records", "too-many-records")
+    assert refused == refused_before + 1
+    journal = hub.runtime.journal
+    assert journal is not None
+    (entry,) = journal.trace(answer["receipt_id"])
+    assert entry.step is Step.REJECTED and entry.detail["kind"] == "too-many-records"
+    assert entry.detail["quarantine_id"] == answer["quarantine_id"]
+
+
+def _refused(hub: RunningHub, system: str, message_type: str, reason: str) -> float:
+    """jghub_payloads_refused_total of one system, type and reason, as /metrics says now."""
+    wanted = {"system": system, "message_type": message_type, "reason": reason}
+    found = [
+        sample.value
+        for family in text_string_to_metric_families(hub.client.get("/metrics").text)
+        for sample in family.samples
+        if sample.name == "jghub_payloads_refused_total" and sample.labels == wanted
+    ]
+    return sum(found)
 
 
 def header_signature() -> dict[str, str]:

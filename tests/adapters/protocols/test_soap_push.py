@@ -205,6 +205,38 @@ def test_oversized_bodies_are_refused_before_parsing_with_413(hub: SoapHub) -> N
     assert _fault_code(response)[0] == "soap:Client.TooLarge"
 
 
+def test_more_records_than_the_channel_takes_is_a_fault_over_413_and_kept(
+    hub: SoapHub,
+) -> None:
+    client = hub.zeep_client("capped-penalty", api_key=hub.keys["capped-penalty"])
+    payload = (CASES / "valid-batch.xml").read_bytes()  # 3 records; the channel takes 2
+    with pytest.raises(Fault) as fault:
+        client.service.ReceiveCaseBatch(batch=payload)
+    assert fault.value.code == "soap:Client.TooManyRecords"
+    assert "3 records, more than the 2" in fault.value.message
+    facts = {child.tag.split("}")[1]: child.text for child in fault.value.detail[0]}
+    assert (facts["records"], facts["maxRecords"]) == ("3", "2")
+    (kept,) = [q for q in hub.broker.quarantined(limit=1000) if q.id == facts["quarantineId"]]
+    assert kept.body == payload and kept.source == "capped-penalty"
+    # Over HTTP, the status of the other transport refusals (413, as for a body too large).
+    response = httpx.post(
+        hub.endpoint("capped-penalty"),
+        content=_envelope(
+            '<ReceiveCaseBatch xmlns="http://sthjt.zj.gov.cn/ws/xzcf/1.0"><batch>'
+            + base64.b64encode(payload).decode()
+            + "</batch></ReceiveCaseBatch>"
+        ),
+        headers={
+            "Content-Type": "text/xml",
+            "SOAPAction": f'"{ECO_ACTION}"',
+            "X-Api-Key": hub.keys["capped-penalty"],
+        },
+    )
+    assert response.status_code == 413, response.text
+    assert _fault_code(response)[0] == "soap:Client.TooManyRecords"
+    assert hub.drain("grassroots-platform", 1, timeout=1) == []
+
+
 def test_the_rate_limit_answers_429_with_retry_after(hub: SoapHub) -> None:
     client = hub.zeep_client("limited-penalty", api_key=hub.keys["limited-penalty"])
     payload = (CASES / "valid-batch.xml").read_bytes()
