@@ -40,7 +40,7 @@ from adapters.base import AdapterContext, Sender
 from adapters.breaker import BreakerOpen, BreakerOptions, CircuitBreaker, StateListener
 from adapters.delivery import DeliveryFailed, OutboundOptions, TargetDelivery
 from adapters.errors import AdapterError
-from bus import Delivery, Message
+from bus import Broker, Delivery, Message
 from mappings import MappingEngineError, SystemMappings
 from standard.envelope import STRUCTURED_CONTENT_TYPE, Envelope
 from standard.errors import StandardError
@@ -193,15 +193,13 @@ class Egress:
         except AdapterError as error:
             # A sender's own configuration (e.g. a secret's variable not set): nothing the
             # target did; the retry tiers give an operator time to fix it, then dead letters.
-            outbound = self.system.outbound
-            adapter = outbound.adapter if outbound is not None else "?"
             raise NotDelivered(
                 "retry",
                 "deliver",
-                f"sender {adapter} of {self.system.id} cannot deliver: {error}",
+                f"sender {self.sender.name} of {self.system.id} cannot deliver: {error}",
             ) from None
 
-    def attach(self, broker: object) -> None:
+    def attach(self, broker: Broker | None) -> None:
         """Nothing to connect: a sender talks to its target, not to the bus."""
 
     def close(self) -> None:

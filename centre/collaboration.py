@@ -89,8 +89,8 @@ class CollaborationCentre:
         self.table: CollaborationConfig = system.collaboration
         self.publisher = publisher
         self.dispatcher = department_ref(system.departments[0])
-        named = {*self.table.scenarios.values(), self.table.default_system} - {None}
-        lost = sorted(str(s) for s in named if publisher.directory.department_of(str(s)) is None)
+        named = {target for _, target in self.table.named_systems()}
+        lost = sorted(s for s in named if publisher.directory.department_of(s) is None)
         if lost:
             raise CentreConfigError(
                 f"system {system.id}: the scenario table names {', '.join(lost)}, which no "

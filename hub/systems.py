@@ -210,17 +210,13 @@ class SystemsConfig(BaseModel):
             table = system.collaboration
             if table is None:
                 continue
-            at: tuple[str | int, ...] = ("systems", position, "collaboration")
-            named = [((*at, "scenarios", code), target) for code, target in table.scenarios.items()]
-            if table.default_system is not None:
-                named.append(((*at, "default_system"), table.default_system))
             problems += [
                 self._problem(
-                    location,
+                    ("systems", position, "collaboration", *where),
                     f"{target!r} is not a configured system with `departments`: its tasks "
                     "could not be addressed",
                 )
-                for location, target in named
+                for where, target in table.named_systems()
                 if target not in serving
             ]
         if problems:

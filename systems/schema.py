@@ -391,6 +391,16 @@ class CollaborationConfig(BaseModel):
         ),
     )
 
+    def named_systems(self) -> list[tuple[tuple[str, ...], str]]:
+        """Each system the table sends complaints to, with where it is named in this section
+        (("scenarios", code) or ("default_system",)): each must serve a department."""
+        named: list[tuple[tuple[str, ...], str]] = [
+            (("scenarios", code), system) for code, system in self.scenarios.items()
+        ]
+        if self.default_system is not None:
+            named.append((("default_system",), self.default_system))
+        return named
+
     @field_validator("scenarios")
     @classmethod
     def _known_scenarios(cls, table: dict[str, str]) -> dict[str, str]:

@@ -283,3 +283,18 @@ def running_hub(
         with bus.connect(settings.bus_url) as cleaner:
             cleaner.declare(config.topology(namespace))
             cleaner.delete_topology(config.topology(namespace))
+
+
+@contextmanager
+def republishing_hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningHub]:
+    """A module's hub on the backend `request.param` that publishes every push, however often
+    the same samples are sent (its recognition of repeats is off; tests/adapters/test_repeats.py
+    tests that)."""
+    with running_hub(
+        tmp_path_factory.mktemp(request.param),
+        request.param,
+        settings_overrides={"repeat_window_s": 0},
+    ) as running:
+        yield running

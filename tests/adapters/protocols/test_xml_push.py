@@ -15,7 +15,7 @@ from hub_harness import (
     HOUSING_USER,
     THROTTLED_KEY,
     RunningHub,
-    running_hub,
+    republishing_hub,
     sample,
 )
 from lxml import etree
@@ -35,13 +35,8 @@ CASES = ("eco-env-penalty", "case_batch")
 def hub(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningHub]:
-    # The tests here push the shipped samples again and again, and each push must be published:
-    # the hub's recognition of repeats is off (it is tested in tests/adapters/test_repeats.py).
-    with running_hub(
-        tmp_path_factory.mktemp(request.param),
-        request.param,
-        settings_overrides={"repeat_window_s": 0},
-    ) as running:
+    # The tests here push the shipped samples again and again; each push must be published.
+    with republishing_hub(request, tmp_path_factory) as running:
         yield running
 
 
