@@ -18,7 +18,8 @@ Routes:
                                                mappings loaded
   GET  /metrics  Prometheus      GET /docs    OpenAPI (one tag per system)
   GET  /messages/{id}            where a system's own message has been (monitor.api)
-  GET  /dead-letters, POST /dead-letters/replay   operators, with JGHUB_OPERATOR_KEY set
+  GET  /dead-letters[/{id}], POST /dead-letters/replay   operator accounts (HTTP Basic), with
+                                 JGHUB_OPERATORS_FILE set
 """
 
 from __future__ import annotations
@@ -49,10 +50,11 @@ from hub import __version__
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
 from mappings import SystemMappings, load_all
-from monitor.api import dead_letters_router, messages_router, metrics_router, operator_key
+from monitor.api import dead_letters_router, messages_router, metrics_router
 from monitor.journal import Journal
 from monitor.metrics import scrape_registry
 from monitor.observer import Observer
+from monitor.operators import OperatorGate
 from monitor.queues import BrokerQueueStats, QueueCollector
 from monitor.readiness import check_readiness
 from monitor.settings import MonitorSettings
@@ -110,6 +112,8 @@ class HubRuntime:
     """What the senders' routes hold (the outbox's store), closed with the app."""
     replays: ReplayCache | None = None
     """The signatures already used (shared by every serve process), closed with the app."""
+    operators: OperatorGate | None = None
+    """The operator accounts of the dead-letter routes (None: those routes are not served)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def connect(self) -> bool:
@@ -185,7 +189,8 @@ def build_runtime(
 
     Raises SystemsConfigError (configuration, with file and line), MappingError (a mapping
     folder), AdapterConfigError (an adapter option, a secret's variable not set) or
-    JournalUnavailable (the journal's file cannot be opened).
+    JournalUnavailable (the journal's file cannot be opened) or OperatorsFileError (the operator
+    accounts file, with file and line, or the retired JGHUB_OPERATOR_KEY still set).
     """
     config = systems if systems is not None else load_systems(settings.systems_file)
     folders = load_all(settings.mappings_root)
@@ -204,6 +209,7 @@ def build_runtime(
         log.warning("system %s: %s; its requests are refused (401)", system_id, problem)
     topology = config.topology(settings.namespace)
     monitoring = MonitorSettings()
+    operators = monitoring.operator_gate()
     journal = monitoring.open_journal(settings.data_dir)
     observer = Observer(topology, journal)
     runtime = HubRuntime(
@@ -226,6 +232,7 @@ def build_runtime(
         observer=observer,
         journal=journal,
         replays=replays,
+        operators=operators,
     )
     return runtime
 
@@ -346,19 +353,14 @@ def create_app(
 
 def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
     """/metrics (queue depths read from the broker), GET /messages/{id} for each system's own
-    messages (when the journal is on), the dead-letter routes (when an operator key is set)."""
-    monitoring = runtime.monitoring
+    messages (when the journal is on), the dead-letter routes (when operator accounts are set)."""
     queues = BrokerQueueStats(lambda: runtime.broker, runtime.topology)
     app.include_router(metrics_router(scrape_registry(QueueCollector(queues))))
     if runtime.journal is not None:
         app.include_router(messages_router(runtime.journal, caller=runtime.gatekeeper.identify))
-    if monitoring.operator_key is not None and runtime.observer is not None:
+    if runtime.operators is not None and runtime.observer is not None:
         app.include_router(
-            dead_letters_router(
-                lambda: runtime.broker,
-                runtime.observer,
-                operator=operator_key(monitoring.operator_key.get_secret_value()),
-            )
+            dead_letters_router(lambda: runtime.broker, runtime.observer, gate=runtime.operators)
         )
 
 

@@ -14,6 +14,7 @@ from hub.commands import dead as dead_commands
 from hub.commands import demo as demo_command
 from hub.commands import journal as journal_commands
 from hub.commands import mappings as mappings_commands
+from hub.commands import operators as operators_commands
 from hub.commands import quality as quality_command
 from hub.commands import serve as serve_command
 from hub.commands import simulate as simulate_command
@@ -95,6 +96,7 @@ app.command("demo")(demo_command.demo)
 app.command("trace")(trace_command.trace)
 app.add_typer(journal_commands.app, name="journal")
 app.add_typer(dead_commands.app, name="dead")
+app.add_typer(operators_commands.app, name="operators")
 app.command("quality")(quality_command.quality)
 
 

@@ -5,38 +5,46 @@ monitor does not decide who may see what:
 
     app.include_router(messages_router(journal, caller=gatekeeper.identify))
     app.include_router(dead_letters_router(lambda: runtime.broker, observer,
-                                           operator=operator_key(secret)))
+                                           gate=OperatorGate(load_operators(path))))
     app.include_router(metrics_router(scrape_registry(QueueCollector(...))))
 
 - `GET /messages/{id}`: where a message (or every record of a receipt) has been. `caller` is a
   FastAPI dependency returning the authenticated system's id; a system sees only the messages it
   sent, and another system's id answers 404 as if it did not exist.
 - `GET /dead-letters`, `GET /dead-letters/{id}`, `POST /dead-letters/replay`: the dead-letter
-  console for operators (`operator` returns who is asking, recorded with every replay).
+  console for operators, who authenticate with HTTP Basic (their account's name and secret,
+  monitor.operators). A `reader` lists and inspects; only an `operator` gets payload bodies and
+  replays. The journal records every replay and every body read under the account's name; a
+  request's own claims about who it is (the retired `X-Operator` header) are ignored.
 - `GET /metrics`: the registry's exposition, OpenMetrics when the scraper asks for it.
-"""
 
+Ids are path parameters of the `path` kind: a message id with `/` in it (sent as `/` or `%2F`)
+reaches its message rather than another route or a 404.
+"""
 # No `from __future__ import annotations` here: FastAPI must see `Depends(caller)` on the
 # routes' parameters as objects, and `caller` is a local of the router factory.
 
-import hmac
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Self
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 
 from bus import Broker, BusError, DeadLetter
 from monitor import dead_letters
-from monitor.errors import InvalidRequest, JournalUnavailable
+from monitor.errors import InvalidRequest, JournalUnavailable, OperatorRefused, UnknownTarget
 from monitor.journal import Entry, Journal
 from monitor.metrics import exposition
 from monitor.observer import Observer
+from monitor.operators import Operator, OperatorGate, Role
 
-OPERATOR_KEY_HEADER = "X-Operator-Key"
-OPERATOR_NAME_HEADER = "X-Operator"
+OPERATOR_REALM = "jghub operators"
+RETIRED_KEY_HEADER = "X-Operator-Key"
+"""The shared key's header before named accounts: a request sending only it is told what to do."""
 BODY_PREVIEW_CHARS = 4000
 
 
@@ -47,7 +55,7 @@ class TraceStep(BaseModel):
     at: datetime = Field(description="When it happened (UTC).")
     step: str = Field(
         description="received, rejected, published, not_published, delivered, retried, "
-        "dead_lettered or replayed."
+        "dead_lettered, replayed or operator_read (an operator read its payload body)."
     )
     message_id: str | None = Field(description="The message (None for a refused record).")
     receipt: str | None = Field(description="The receipt id of the exchange it came in with.")
@@ -105,7 +113,9 @@ class DeadLetterView(BaseModel):
     published_at: datetime = Field(description="When it was first published.")
     history: list[FailureView] = Field(description="Every failure and replay, oldest first.")
     body: str | None = Field(
-        default=None, description="The body as text (cut), in the single-message view only."
+        default=None,
+        description="The body as text (cut), in the single-message view only, and only for an "
+        "account with the operator role (a reader gets null); each read is journalled.",
     )
 
     @classmethod
@@ -160,23 +170,52 @@ class ReplayAnswer(BaseModel):
     matched: list[DeadLetterView] = Field(description="What the query matched.")
     replayed: list[str] = Field(description="Ids moved back (empty for a dry run).")
     why: str = Field(description="The reason recorded.")
-    by: str = Field(description="Who asked.")
+    by: str = Field(description="Who asked: the authenticated operator account's name.")
 
 
-def operator_key(key: str) -> Callable[..., str]:
-    """A dependency admitting operators who send `X-Operator-Key: key`; returns who asks
-    (`X-Operator`, else "operator"). 401 without the right key (compared in constant time)."""
-    expected = key.encode()
+def operator_access(gate: OperatorGate, role: Role) -> Callable[..., Operator]:
+    """A dependency admitting operator accounts of `role` (or a higher one) by HTTP Basic; returns
+    the operator. 401 (with WWW-Authenticate) for a missing or wrong name or secret, 429 (with
+    Retry-After) for an address that failed too often, 403 for an account whose role is lower."""
+    basic = HTTPBasic(
+        auto_error=False,
+        realm=OPERATOR_REALM,
+        description="An operator account's name and secret (JGHUB_OPERATORS_FILE).",
+    )
+    challenge = {"WWW-Authenticate": f'Basic realm="{OPERATOR_REALM}"'}
 
     def admitted(
-        given: Annotated[str | None, Header(alias=OPERATOR_KEY_HEADER)] = None,
-        name: Annotated[str | None, Header(alias=OPERATOR_NAME_HEADER)] = None,
-    ) -> str:
-        if given is None or not hmac.compare_digest(given.strip().encode(), expected):
-            raise HTTPException(
-                401, f"operator routes need the {OPERATOR_KEY_HEADER} header with the key"
+        request: Request, credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]
+    ) -> Operator:
+        if credentials is None:
+            retired = (
+                f" (the {RETIRED_KEY_HEADER} header is no longer accepted)"
+                if RETIRED_KEY_HEADER in request.headers
+                else ""
             )
-        return (name or "operator").strip()[:100] or "operator"
+            raise HTTPException(
+                401,
+                "operator routes need HTTP Basic authentication with your operator account's "
+                f"name and secret{retired}",
+                headers=challenge,
+            )
+        address = request.client.host if request.client else "unknown"
+        try:
+            operator = gate.authenticate(
+                credentials.username, credentials.password, address=address
+            )
+        except OperatorRefused as refused:
+            headers = challenge
+            if refused.retry_after_s is not None:
+                headers = {"Retry-After": str(math.ceil(refused.retry_after_s))}
+            raise HTTPException(refused.status, str(refused), headers=headers) from None
+        if not operator.may(role):
+            raise HTTPException(
+                403,
+                f"operator account {operator.name} has the role {operator.role}; this needs the "
+                f"role {role} (ask whoever keeps the operator accounts file)",
+            )
+        return operator
 
     return admitted
 
@@ -186,7 +225,7 @@ def messages_router(journal: Journal, *, caller: Callable[..., Any]) -> APIRoute
     router = APIRouter(tags=["messages"])
 
     @router.get(
-        "/messages/{message_id}",
+        "/messages/{message_id:path}",
         response_model=MessageTrace,
         summary="Where a message has been",
         responses={404: {"description": "No such message sent by the calling system."}},
@@ -208,13 +247,16 @@ def dead_letters_router(
     broker: Callable[[], Broker | None],
     observer: Observer,
     *,
-    operator: Callable[..., str],
+    gate: OperatorGate,
 ) -> APIRouter:
     """The dead-letter console for operators (see the module docstring).
 
-    `broker` returns the hub's broker, or None while the hub is not connected (503).
+    `broker` returns the hub's broker, or None while the hub is not connected (503). The
+    observer's topology names the targets a request may ask for (404 for another).
     """
     router = APIRouter(prefix="/dead-letters", tags=["operations"])
+    reader = operator_access(gate, Role.READER)
+    operator = operator_access(gate, Role.OPERATOR)
 
     def connected() -> Broker:
         found = broker()
@@ -222,34 +264,58 @@ def dead_letters_router(
             raise HTTPException(503, "the hub is not connected to the bus; try again shortly")
         return found
 
-    @router.get("", response_model=DeadLetterList, summary="List dead letters")
+    def target_named(given: str | None) -> str | None:
+        if given is None or observer.topology is None:
+            return given
+        try:
+            return dead_letters.target_named(observer.topology, given)
+        except UnknownTarget as error:
+            raise HTTPException(404, str(error)) from error
+
+    @router.get(
+        "",
+        response_model=DeadLetterList,
+        summary="List dead letters",
+        responses={404: {"description": "No such target; the answer names the known ones."}},
+    )
     def listing(
-        who: Annotated[str, Depends(operator)],
+        who: Annotated[Operator, Depends(reader)],
         target: Annotated[str | None, Query(description="Target system.")] = None,
         reason: Annotated[str | None, Query(description="Text in the last reason.")] = None,
         older_than: Annotated[str | None, Query(description="30m, 2h, 7d ...")] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     ) -> DeadLetterList:
-        """Dead letters by target, reason and age, oldest first."""
-        query = _query(target=target, reason=reason, older_than=older_than, limit=limit)
+        """Dead letters by target, reason and age, oldest first (no bodies)."""
+        query = _query(
+            target=target_named(target), reason=reason, older_than=older_than, limit=limit
+        )
         try:
             found = dead_letters.find(connected(), query)
         except BusError as error:
             raise HTTPException(503, f"{type(error).__name__}: {error}") from error
         return DeadLetterList(count=len(found), dead_letters=[DeadLetterView.of(d) for d in found])
 
-    @router.post("/replay", response_model=ReplayAnswer, summary="Replay dead letters")
-    def replay(request: ReplayRequest, who: Annotated[str, Depends(operator)]) -> ReplayAnswer:
-        """Move matching dead letters back to their target queues (or, dry run, list them)."""
-        query = dead_letters.DeadLetterQuery.model_validate(
-            request.model_dump(exclude={"why", "dry_run"})
-        )
+    @router.post(
+        "/replay",
+        response_model=ReplayAnswer,
+        summary="Replay dead letters",
+        responses={
+            403: {"description": "The account is a reader."},
+            404: {"description": "No such target; the answer names the known ones."},
+        },
+    )
+    def replay(request: ReplayRequest, who: Annotated[Operator, Depends(operator)]) -> ReplayAnswer:
+        """Move matching dead letters back to their target queues (or, dry run, list them); each
+        move is journalled with the reason and the operator account's name."""
+        fields = request.model_dump(exclude={"why", "dry_run"})
+        fields["target"] = target_named(request.target)
+        query = dead_letters.DeadLetterQuery.model_validate(fields)
         try:
             plan = dead_letters.replay(
                 connected(),
                 query,
                 why=request.why,
-                by=who,
+                by=who.name,
                 observer=observer,
                 dry_run=request.dry_run,
             )
@@ -257,6 +323,7 @@ def dead_letters_router(
             raise HTTPException(400, str(error)) from error
         except BusError as error:
             raise HTTPException(503, f"{type(error).__name__}: {error}") from error
+        observer.durable()
         return ReplayAnswer(
             dry_run=plan.dry_run,
             matched=[DeadLetterView.of(d) for d in plan.matched],
@@ -265,21 +332,29 @@ def dead_letters_router(
             by=plan.by,
         )
 
+    # Last, and of the path kind: an id may hold "/" (sent as "/" or "%2F").
     @router.get(
-        "/{message_id}",
+        "/{message_id:path}",
         response_model=list[DeadLetterView],
-        summary="One dead letter with its history and body",
+        summary="One dead letter with its history (and, for operators, its body)",
         responses={404: {"description": "No dead letter with this id."}},
     )
-    def one(message_id: str, who: Annotated[str, Depends(operator)]) -> list[DeadLetterView]:
-        """The dead letter(s) with this id: one per target its delivery failed for."""
+    def one(message_id: str, who: Annotated[Operator, Depends(reader)]) -> list[DeadLetterView]:
+        """The dead letter(s) with this id: one per target its delivery failed for. An operator
+        gets the body too, and the read is journalled under their name; a reader gets null."""
         try:
             found = dead_letters.show(connected(), message_id)
         except BusError as error:
             raise HTTPException(503, f"{type(error).__name__}: {error}") from error
         if not found:
             raise HTTPException(404, f"no dead letter {message_id}")
-        return [DeadLetterView.of(d, with_body=True) for d in found]
+        with_body = who.may(Role.OPERATOR)
+        if with_body:
+            for dead in found:
+                observer.body_read(dead, by=who.name, via="http")
+            # Journalled before the body leaves: a read the journal does not show never happened.
+            observer.durable()
+        return [DeadLetterView.of(d, with_body=with_body) for d in found]
 
     return router
 

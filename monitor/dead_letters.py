@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bus import Broker, DeadLetter
-from monitor.errors import InvalidRequest
+from bus import Broker, DeadLetter, Topology
+from monitor.errors import InvalidRequest, UnknownTarget
 from monitor.observer import Observer
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -67,6 +67,18 @@ class DeadLetterQuery(BaseModel):
     @property
     def age(self) -> timedelta | None:
         return parse_age(self.older_than) if self.older_than else None
+
+
+def target_named(topology: Topology, given: str) -> str:
+    """The bus target `given` names: a target name, or the id of the system it is ("-" read as
+    "_"); UnknownTarget naming the known targets otherwise."""
+    known = [t.name for t in topology.targets]
+    for name in (given, given.replace("-", "_")):
+        if name in known:
+            return name
+    raise UnknownTarget(
+        f"no target {given!r}: the hub delivers to {', '.join(sorted(known)) or 'no system'}"
+    )
 
 
 def find(broker: Broker, query: DeadLetterQuery) -> list[DeadLetter]:

@@ -3,8 +3,12 @@
     MonitorError
     ├── MetricsSetupError: multiprocess metrics asked for too late, or in an unusable folder
     ├── JournalUnavailable: the journal's file cannot be opened or written
-    └── InvalidRequest (also a ValueError): an operator's request breaks a rule (a replay without a
-        reason, an age that does not parse, a filter that matches everything by accident)
+    ├── InvalidRequest (also a ValueError): an operator's request breaks a rule (a replay without a
+    │   reason, an age that does not parse, a filter that matches everything by accident)
+    │   └── UnknownTarget: a request names a target the hub does not deliver to (404)
+    ├── OperatorsFileError (also a ValueError): the operator accounts file is wrong (file:line)
+    └── OperatorRefused: an operator's name and secret do not match (401), or their address
+        failed too often (429)
 
 A broken hash chain is not an exception: `Journal.verify` returns a report naming the first bad
 entry, because finding one is the normal outcome of the check, not a failure of it.
@@ -27,3 +31,21 @@ class JournalUnavailable(MonitorError):
 
 class InvalidRequest(MonitorError, ValueError):
     """An operator's request breaks a rule; the message names the option, the rule and the value."""
+
+
+class UnknownTarget(InvalidRequest):
+    """A request names a target system the hub does not deliver to; the message lists the known."""
+
+
+class OperatorsFileError(MonitorError, ValueError):
+    """The operator accounts file (or the settings naming it) is wrong; the message says where."""
+
+
+class OperatorRefused(MonitorError):
+    """An operator is not let in: `status` 401 (name or secret wrong) or 429 (too many failed
+    logins from their address; `retry_after_s` says how long to wait)."""
+
+    def __init__(self, status: int, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s

@@ -1,9 +1,10 @@
 """The message journal: where every message has been and when, in a hash-chained SQLite file.
 
 Each step of a message — received, rejected, published (or not_published: the broker did not
-confirm it, the sender was told to send again), delivered, retried, dead-lettered, replayed — is
-one entry naming the message, its receipt (the exchange it came in with), the source
-system, the target, the reason and the attempt:
+confirm it, the sender was told to send again), delivered, retried, dead-lettered, replayed — and
+every read of its payload body by an operator (operator_read, naming the account) — is one entry
+naming the message, its receipt (the exchange it came in with), the source system, the target,
+the reason and the attempt:
 
     journal = Journal(data_dir / "journal.sqlite3")
     journal.record(Step.PUBLISHED, message_id=m, receipt=r, system="eco-env-penalty")
@@ -71,6 +72,8 @@ class Step(StrEnum):
     RETRIED = "retried"
     DEAD_LETTERED = "dead_lettered"
     REPLAYED = "replayed"
+    OPERATOR_READ = "operator_read"
+    """An operator read the message's payload body (detail: by, via)."""
 
 
 class JournalOptions(BaseModel):

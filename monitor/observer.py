@@ -480,6 +480,22 @@ class Observer:
             at=at,
         )
 
+    @_guarded
+    def body_read(self, dead: DeadLetter, *, by: str, via: str) -> None:
+        """Operator `by` read the payload body of `dead` (`via`: "http" or "cli")."""
+        message = dead.message
+        dataset, source = _parts(message.routing_key)
+        self._record(
+            Step.OPERATOR_READ,
+            message_id=message.id,
+            receipt=_receipt(message.headers),
+            system=source,
+            target=dead.target,
+            dataset=dataset,
+            reason=f"payload body read by {by}",
+            detail={"by": by, "via": via, "what": "dead letter"},
+        )
+
     # -- moving parts -----------------------------------------------------------------------------
 
     @_guarded

@@ -1,10 +1,10 @@
-"""The monitor's settings: journal, multiprocess metrics, operator key, read from JGHUB_*.
+"""The monitor's settings: journal, multiprocess metrics, operator accounts, read from JGHUB_*.
 
 Every option has a default that works; where files go follows the hub's `data_dir`:
 
     JGHUB_JOURNAL_ENABLED=false                  # metrics only
     JGHUB_JOURNAL__FLUSH_INTERVAL_S=0.5          # nested JournalOptions, double underscore
-    JGHUB_OPERATOR_KEY=...                       # enables the dead-letter HTTP routes
+    JGHUB_OPERATORS_FILE=/etc/jghub/operators.yaml   # enables the dead-letter HTTP routes
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from monitor.errors import OperatorsFileError
 from monitor.journal import JOURNAL_FILE, Journal, JournalOptions
 from monitor.metrics import MULTIPROC_ENV
+from monitor.operators import OperatorGate, load_operators
 
 METRICS_FOLDER = "metrics"
 
@@ -47,13 +49,46 @@ class MonitorSettings(BaseSettings):
             "data_dir/metrics. PROMETHEUS_MULTIPROC_DIR, when set, wins."
         ),
     )
-    operator_key: SecretStr | None = Field(
+    operators_file: Path | None = Field(
         default=None,
         description=(
-            "Key operators send in X-Operator-Key to use the dead-letter HTTP routes; unset, "
+            "The operator accounts (YAML: name, role, scrypt hash of the secret; see "
+            "monitor.operators) who may use the dead-letter HTTP routes with HTTP Basic; unset, "
             "those routes are not served (the `jghub dead` command works on the machine)."
         ),
     )
+    operator_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Retired: the one shared key operators once sent in X-Operator-Key. Set (not "
+            "empty), `serve` refuses to start and says how to move to operators_file."
+        ),
+    )
+
+    @field_validator("operators_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker compose passes `${JGHUB_OPERATORS_FILE:-}` through as an empty string.
+        return None if value == "" else value
+
+    def operator_gate(self) -> OperatorGate | None:
+        """The gate of the operator accounts file (None when none is set).
+
+        Raises OperatorsFileError when the file is wrong (file:line), or when the retired
+        JGHUB_OPERATOR_KEY is still set: one key shared by everyone cannot say who acted, and
+        serving it as an account named "operator" would keep exactly that.
+        """
+        if self.operator_key is not None and self.operator_key.get_secret_value():
+            raise OperatorsFileError(
+                "JGHUB_OPERATOR_KEY is retired: operators now sign in with their own accounts. "
+                "Run `jghub operators hash` for each person, list them in a YAML file "
+                "(operators: [{name: ops-li, role: operator, secret_hash: ...}]), set "
+                "JGHUB_OPERATORS_FILE to its path and unset JGHUB_OPERATOR_KEY (README: "
+                "Security, Operator accounts)"
+            )
+        if self.operators_file is None:
+            return None
+        return OperatorGate(load_operators(self.operators_file))
 
     def journal_path(self, data_dir: Path) -> Path:
         """Where the journal is for a hub whose data folder is `data_dir`."""

@@ -1,4 +1,9 @@
-"""`jghub dead list|show|replay`: the dead letters, by target, reason and age, and their replay."""
+"""`jghub dead list|show|replay`: the dead letters, by target, reason and age, and their replay.
+
+Run on the hub's host, these commands act as whoever runs them: `show` (which prints a payload
+body) and `replay` are journalled under the login name, or as "NAME (login LOGIN)" with
+`--as NAME`: anyone on the host can type any --as, so the login it came from stays beside it.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +40,14 @@ Reason = Annotated[
     str | None, typer.Option(help="Text the last failure's reason contains, e.g. 'HTTP 503'.")
 ]
 OlderThan = Annotated[str | None, typer.Option(help="Dead for at least this long: 30m, 2h, 7d ...")]
+ActingAs = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        "--by",
+        help="Who acts, for the journal (default: the login name, which is journalled too).",
+    ),
+]
 
 
 def _fail(what: str, error: Exception, code: int = 2) -> typer.Exit:
@@ -59,6 +72,34 @@ def _bus(settings: HubSettings) -> Iterator[tuple[Broker, SystemsConfig]]:
         except BusError as error:
             raise _fail("bus unavailable", error, 3) from None
         yield broker, systems
+
+
+@contextmanager
+def _journalled(
+    settings: HubSettings, systems: SystemsConfig, *, journalled: bool = True
+) -> Iterator[Observer]:
+    """An observer writing to the hub's journal (none when `journalled` is false or the journal
+    is off); exit 2 when the journal cannot be opened."""
+    monitor_settings = MonitorSettings()
+    try:
+        journal = (
+            Journal(monitor_settings.journal_path(settings.data_dir), monitor_settings.journal)
+            if monitor_settings.journal_enabled and journalled
+            else None
+        )
+    except JournalUnavailable as error:
+        raise _fail("journal unavailable", error) from None
+    try:
+        yield Observer(systems.topology(settings.namespace), journal)
+    finally:
+        if journal is not None:
+            journal.close()
+
+
+def _acting(name: str | None) -> str:
+    """Who the journal says acted: --as NAME, else the login name (kept beside it anyway)."""
+    login = getpass.getuser()
+    return login if not name or name == login else f"{name} (login {login})"
 
 
 def _target(systems: SystemsConfig, given: str | None) -> str | None:
@@ -119,13 +160,19 @@ def list_command(
 @app.command()
 def show(
     message_id: Annotated[str, typer.Argument(help="The dead letter's message id.")],
+    acting_as: ActingAs = None,
     systems_file: SystemsFile = None,
     data_dir: DataDir = None,
 ) -> None:
-    """One dead letter: its headers, every failed attempt, and its body. Exit 1 when unknown."""
+    """One dead letter: its headers, every failed attempt, and its body. Exit 1 when unknown.
+
+    Reading the body is journalled (operator_read) under --as NAME or the login name.
+    """
     settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
-    with _bus(settings) as (broker, _):
+    with _bus(settings) as (broker, systems), _journalled(settings, systems) as observer:
         found = dead_letters.show(broker, message_id)
+        for dead in found:
+            observer.body_read(dead, by=_acting(acting_as), via="cli")
     out = console()
     if not found:
         out.print(f"no dead letter {escape(message_id)}")
@@ -156,38 +203,27 @@ def replay(
         list[str] | None, typer.Option("--id", help="Only this message id (repeatable).")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would move.")] = False,
-    by: Annotated[str | None, typer.Option(help="Who asks (default: the login name).")] = None,
+    acting_as: ActingAs = None,
     systems_file: SystemsFile = None,
     data_dir: DataDir = None,
 ) -> None:
     """Move matching dead letters back to their target queues (every retry tier again).
 
     At least one filter is needed; --why is mandatory and goes to the journal with each
-    message, with who asked. --dry-run lists what would move and moves nothing.
+    message, with who asked (--as NAME, else the login name). --dry-run lists what would move
+    and moves nothing.
     """
     settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
-    who = by or getpass.getuser()
+    who = _acting(acting_as)
     with _bus(settings) as (broker, systems):
         query = _query(systems, target=target, reason=reason, older_than=older_than, ids=message_id)
-        monitor_settings = MonitorSettings()
-        try:
-            journal = (
-                Journal(monitor_settings.journal_path(settings.data_dir), monitor_settings.journal)
-                if monitor_settings.journal_enabled and not dry_run
-                else None
-            )
-        except JournalUnavailable as error:
-            raise _fail("journal unavailable", error) from None
-        observer = Observer(systems.topology(settings.namespace), journal)
-        try:
-            plan = dead_letters.replay(
-                broker, query, why=why, by=who, observer=observer, dry_run=dry_run
-            )
-        except InvalidRequest as error:
-            raise _fail("replay refused", error) from None
-        finally:
-            if journal is not None:
-                journal.close()
+        with _journalled(settings, systems, journalled=not dry_run) as observer:
+            try:
+                plan = dead_letters.replay(
+                    broker, query, why=why, by=who, observer=observer, dry_run=dry_run
+                )
+            except InvalidRequest as error:
+                raise _fail("replay refused", error) from None
     out = console()
     if not plan.matched:
         out.print("no dead letters match; nothing to replay")

@@ -26,12 +26,12 @@ from hub_harness import (
     sample,
 )
 from lxml import etree
+from operator_accounts import OPERATOR, write_operators
 from prometheus_client.parser import text_string_to_metric_families
 
 from bus import Outgoing
 from hub.worker import Worker
 
-OPERATOR_KEY = "operator-key-for-tests"
 TARGET = "grassroots_platform"  # eco-env-penalty's penalty cases go to the grassroots outbox
 
 
@@ -64,7 +64,7 @@ def _eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
 def hub(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[RunningHub]:
-    monkeypatch.setenv("JGHUB_OPERATOR_KEY", OPERATOR_KEY)
+    monkeypatch.setenv("JGHUB_OPERATORS_FILE", str(write_operators(tmp_path)))
     monkeypatch.setenv("JGHUB_JOURNAL__FLUSH_INTERVAL_S", "0.05")
     with running_hub(tmp_path, request.param, monkeypatch=monkeypatch) as running:
         yield running
@@ -141,10 +141,9 @@ def test_a_push_is_traced_counted_and_delivered(hub: RunningHub, worker: None) -
 def test_dead_letters_are_listed_and_replayed_over_http(hub: RunningHub, worker: None) -> None:
     broker = hub.broker()
     (junk,) = broker.publish_many([Outgoing("penalty_case.330100.eco-env-penalty", b"not json")])
-    operator = {"X-Operator-Key": OPERATOR_KEY, "X-Operator": "ops-li"}
 
     def listed() -> list[dict[str, Any]]:
-        answer = hub.client.get("/dead-letters", params={"target": TARGET}, headers=operator)
+        answer = hub.client.get("/dead-letters", params={"target": TARGET}, auth=OPERATOR)
         assert answer.status_code == 200, answer.text
         found: list[dict[str, Any]] = answer.json()["dead_letters"]
         return found
@@ -153,17 +152,17 @@ def test_dead_letters_are_listed_and_replayed_over_http(hub: RunningHub, worker:
     assert dead["message_id"] == junk
     assert "not a canonical envelope" in dead["reason"]
     assert dead["history"][-1]["stage"] == "decode"
-    assert hub.client.get("/dead-letters", headers={"X-Operator-Key": "wrong"}).status_code == 401
-    one = hub.client.get(f"/dead-letters/{junk}", headers=operator).json()
+    assert hub.client.get("/dead-letters", auth=(OPERATOR[0], "wrong")).status_code == 401
+    one = hub.client.get(f"/dead-letters/{junk}", auth=OPERATOR).json()
     assert one[0]["body"] == "not json"
 
     ask: dict[str, Any] = {"target": TARGET, "why": "no"}
-    assert hub.client.post("/dead-letters/replay", json=ask, headers=operator).status_code == 400
+    assert hub.client.post("/dead-letters/replay", json=ask, auth=OPERATOR).status_code == 400
     ask["why"] = "decoder fixed, try again"
-    dry = hub.client.post("/dead-letters/replay", json={**ask, "dry_run": True}, headers=operator)
+    dry = hub.client.post("/dead-letters/replay", json={**ask, "dry_run": True}, auth=OPERATOR)
     assert dry.status_code == 200 and dry.json()["replayed"] == []
     assert [d["message_id"] for d in dry.json()["matched"]] == [junk]
-    done = hub.client.post("/dead-letters/replay", json=ask, headers=operator).json()
+    done = hub.client.post("/dead-letters/replay", json=ask, auth=OPERATOR).json()
     assert done["replayed"] == [junk] and done["by"] == "ops-li"
 
     def trace() -> list[dict[str, Any]]:
@@ -175,7 +174,9 @@ def test_dead_letters_are_listed_and_replayed_over_http(hub: RunningHub, worker:
         steps = [s["step"] for s in trace()]
         return steps if steps.count("dead_lettered") == 2 else []
 
-    assert _eventually(replayed_and_dead_again) == ["dead_lettered", "replayed", "dead_lettered"]
+    assert _eventually(replayed_and_dead_again) == [
+        "dead_lettered", "operator_read", "replayed", "dead_lettered",
+    ]  # fmt: skip
     (replay,) = [s for s in trace() if s["step"] == "replayed"]
     assert (replay["reason"], replay["detail"]["by"]) == ("decoder fixed, try again", "ops-li")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import sqlite3
 import uuid
@@ -173,14 +174,17 @@ def test_dead_list_show_and_replay(hub_env: Path) -> None:
         "--by", "ops-li",
     )  # fmt: skip
     assert code == 0, output
-    assert "replayed 1 of 1 by ops-li: schema fixed by grassroots" in output
+    # --as (or --by) names who acts; the login it was typed from stays beside it.
+    login = getpass.getuser()
+    assert f"replayed 1 of 1 by ops-li (login {login}): schema fixed by grassroots" in output
     code, output = _run("dead", "list")
     assert "no dead letters match" in output
     with _journal(hub_env) as journal:
-        (step,) = journal.trace(message_id)
+        read, step = journal.trace(message_id)
+    assert (read.step, read.detail["by"], read.detail["via"]) == (Step.OPERATOR_READ, login, "cli")
     assert (step.step, step.reason, step.target) == (
         Step.REPLAYED,
         "schema fixed by grassroots",
         TARGET,
     )
-    assert step.detail["by"] == "ops-li"
+    assert step.detail["by"] == f"ops-li (login {login})"
