@@ -464,18 +464,11 @@ class Observer:
 
         Pass the time the move started: a worker may take the message before the move returns.
         """
-        message = dead.message
-        dataset, source = _parts(message.routing_key)
         metrics.REPLAYED.labels(dead.target).inc()
-        self._record(
+        self._record_operator_act(
             Step.REPLAYED,
-            message_id=message.id,
-            receipt=_receipt(message.headers),
-            system=source,
-            target=dead.target,
-            dataset=dataset,
+            dead,
             reason=why,
-            attempt=message.attempts,
             detail={"by": by, "dead_reason": dead.reason, "dead_at": dead.dead_at.isoformat()},
             at=at,
         )
@@ -483,17 +476,35 @@ class Observer:
     @_guarded
     def body_read(self, dead: DeadLetter, *, by: str, via: str) -> None:
         """Operator `by` read the payload body of `dead` (`via`: "http" or "cli")."""
+        self._record_operator_act(
+            Step.OPERATOR_READ,
+            dead,
+            reason=f"payload body read by {by}",
+            detail={"by": by, "via": via, "what": "dead letter"},
+        )
+
+    def _record_operator_act(
+        self,
+        step: Step,
+        dead: DeadLetter,
+        *,
+        reason: str,
+        detail: dict[str, Any],
+        at: datetime | None = None,
+    ) -> None:
         message = dead.message
         dataset, source = _parts(message.routing_key)
         self._record(
-            Step.OPERATOR_READ,
+            step,
             message_id=message.id,
             receipt=_receipt(message.headers),
             system=source,
             target=dead.target,
             dataset=dataset,
-            reason=f"payload body read by {by}",
-            detail={"by": by, "via": via, "what": "dead letter"},
+            reason=reason,
+            attempt=message.attempts,
+            detail=detail,
+            at=at,
         )
 
     # -- moving parts -----------------------------------------------------------------------------

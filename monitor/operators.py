@@ -25,7 +25,7 @@ the gate keeps a successful check for CACHE_S seconds (a console polling every f
 one scrypt per minute), runs it against a stand-in hash for an unknown name (an answer's time does
 not tell which names exist), and refuses a client address for the rest of a window once it
 failed FAILED_LOGINS_LIMIT times in it (429 before any scrypt runs: wrong secrets cannot make the
-hub burn its CPU).
+hub burn its CPU), and runs at most CONCURRENT_CHECKS checks at once (nor exhaust its memory).
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ CACHE_ENTRIES = 1024
 FAILED_LOGINS_LIMIT = 10
 FAILED_LOGINS_WINDOW_S = 300.0
 FAILED_LOGINS_ADDRESSES = 10_000
+CONCURRENT_CHECKS = 4
+"""scrypt checks at once (32 MiB each): many addresses guessing cannot exhaust memory."""
 
 
 class Role(StrEnum):
@@ -287,6 +289,7 @@ class OperatorGate:
         self._cache_key = secrets.token_bytes(32)
         self._verified: OrderedDict[bytes, float] = OrderedDict()
         self._lock = threading.Lock()
+        self._checking = threading.BoundedSemaphore(CONCURRENT_CHECKS)
 
     def authenticate(self, name: str, secret: str, *, address: str) -> Operator:
         """The operator `name` if `secret` is theirs; OperatorRefused (401, or 429 for an
@@ -303,7 +306,9 @@ class OperatorGate:
         if account is not None and self._recently_verified(name, secret):
             return Operator(account.name, account.role)
         stored = self._hashes.get(name, self._stand_in)
-        if not stored.matches(secret) or account is None:
+        with self._checking:
+            matched = stored.matches(secret)
+        if not matched or account is None:
             self.failed_logins.failed(address)
             raise OperatorRefused(
                 401, "unknown operator or wrong secret; check the name and the secret"

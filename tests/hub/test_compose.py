@@ -257,7 +257,7 @@ def _settings_from(environment: dict[str, str]) -> tuple[HubSettings, MonitorSet
 
 
 def test_secrets_come_from_the_environment_never_from_the_file(raw: dict[str, Any]) -> None:
-    secret_names = systems_secret_names() | {"JGHUB_OPERATOR_KEY"}
+    secret_names = systems_secret_names()
     services = raw["services"]
     for name in ("hub", *workers(resolve(services, OPERATOR_ENVIRONMENT))):
         environment = services[name]["environment"]

@@ -1,8 +1,7 @@
 """Operator accounts for tests of the operators' HTTP routes: a file of them, and their secrets.
 
-    monkeypatch.setenv("JGHUB_OPERATORS_FILE", str(write_operators(tmp_path)))
-    hub.client.get("/dead-letters", auth=OPERATOR)    # ops-li, role operator
-    hub.client.get("/dead-letters", auth=READER)      # ops-wang, role reader
+Set JGHUB_OPERATORS_FILE to `write_operators(tmp_path)` and call the routes with `auth=OPERATOR`
+(ops-li, role operator) or `auth=READER` (ops-wang, role reader).
 """
 
 from __future__ import annotations
