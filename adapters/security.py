@@ -234,7 +234,16 @@ class BodyReader:
     async def whole(self) -> bytes:
         """The whole body."""
         await self._read_until(None)
+        if self._received > self.limit:
+            raise self._too_large()
         return b"".join(self._chunks)
+
+    def _too_large(self) -> BodyTooLarge:
+        return BodyTooLarge(
+            f"the body of system {self.owner} passed {self.limit} bytes (its limit) while being "
+            "received; send smaller batches",
+            system=self.owner,
+        )
 
     async def _read_until(self, size: int | None) -> None:
         if self._deadline is None:
@@ -247,12 +256,10 @@ class BodyReader:
                         self._complete = True
                         break
                     self._received += len(chunk)
-                    if self._received > self.limit:
-                        raise BodyTooLarge(
-                            f"the body of system {self.owner} passed {self.limit} bytes (its "
-                            "limit) while being received; send smaller batches",
-                            system=self.owner,
-                        )
+                    # Before the sender is known only the prefix matters: a chunk past the limit
+                    # is refused as unauthenticated, not as too large.
+                    if size is None and self._received > self.limit:
+                        raise self._too_large()
                     self._chunks.append(chunk)
         except TimeoutError:
             raise RequestTimedOut(

@@ -42,7 +42,7 @@ class RefusalBody(BaseModel):
     error: str = Field(
         description=(
             "unauthenticated, forbidden, too-large, too-many-records, rate-limited, "
-            "bad-request, unavailable, backpressure"
+            "timeout, bad-request, unavailable, backpressure"
         )
     )
     status: int = Field(description="The HTTP status, repeated.")

@@ -79,8 +79,9 @@ _REFUSAL_SUBCODES = {
     "too-many-records": "TooManyRecords",
     "rate-limited": "RateLimited",
     "bad-request": "BadRequest",
+    "timeout": "Timeout",
 }
-_TRANSPORT_STATUSES = frozenset({413, 429})
+_TRANSPORT_STATUSES = frozenset({408, 413, 429})
 
 
 class SoapPushOptions(BaseModel):
