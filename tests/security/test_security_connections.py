@@ -9,12 +9,7 @@ connections get closed and the answers come, not how fast.
 
 from __future__ import annotations
 
-import os
-import resource
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,20 +19,17 @@ import httpx
 import pytest
 from broker_support import RABBITMQ_URL, require_rabbitmq
 from hub_harness import ECO_KEY, SECRETS, TEST_SYSTEMS, sample
-from serve_process import REPOSITORY, free_port, stop, wait_ready
+from serve_process import hub_environment, serve_process
 
+import bus
 from hub.commands.serve import server_options
 from hub.settings import HubSettings
+from hub.systems import load_systems
 
 OPEN_FILES = 256
 HALF_OPEN = 300
 HANG_GUARD_S = 90.0
 PUSH = "/systems/eco-env-penalty/xml/case_batch"
-
-
-def _limit_open_files() -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, hard))
 
 
 @pytest.fixture(scope="module")
@@ -47,34 +39,23 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]
     folder = tmp_path_factory.mktemp("connections")
     systems = folder / "systems.yaml"
     systems.write_text(TEST_SYSTEMS, encoding="utf-8")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("JGHUB_")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(
-        SECRETS,
+    namespace = f"conn{uuid.uuid4().hex[:10]}"
+    env = hub_environment(
+        **SECRETS,
         JGHUB_SYSTEMS_FILE=str(systems),
         JGHUB_DATA_DIR=str(folder / "var"),
-        JGHUB_NAMESPACE=f"conn{uuid.uuid4().hex[:10]}",
+        JGHUB_NAMESPACE=namespace,
         JGHUB_AMQP_URL=RABBITMQ_URL,
         JGHUB_HEADER_TIMEOUT_S="1",
         JGHUB_BODY_TIMEOUT_S="1",
         JGHUB_MAX_HEADER_BYTES="16384",
     )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)]
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [*command, "--log-level", "warning"],
-            env=env,
-            cwd=REPOSITORY,
-            stderr=log,
-            preexec_fn=_limit_open_files,
-        )
-        try:
-            wait_ready(base, process, log=log)
-            yield base, port
-        finally:
-            stop(process)
+    with serve_process(env, open_files=OPEN_FILES) as base:
+        yield base, int(base.rsplit(":", 1)[1])
+    topology = load_systems(systems).topology(namespace)
+    with bus.connect(RABBITMQ_URL) as cleaner:
+        cleaner.declare(topology)
+        cleaner.delete_topology(topology)
 
 
 def closed_by_peer(sock: socket.socket) -> bool:
