@@ -259,18 +259,27 @@ def test_a_signature_past_the_bound_is_refused_and_the_headers_still_carry_it(
 # -- 2c: rate limit after authentication; failed authentication limited per address ------------
 
 
-def test_anonymous_requests_do_not_spend_a_systems_rate_limit(hub: RunningHub) -> None:
-    push = "/systems/throttled-platform/rest/event_report"  # burst 3, one token in 20 s
-    for _ in range(60):
-        anonymous = hub.client.post(push, content=b"{}")
-        assert anonymous.status_code == 401
-    keyed = {"X-Api-Key": THROTTLED_KEY, "Content-Type": "application/json"}
-    small = json.dumps({"events": []}).encode()
-    first = hub.client.post(push, content=small, headers=keyed)
-    assert first.status_code != 429, first.text
-    # Its own requests still spend it.
-    statuses = [hub.client.post(push, content=small, headers=keyed).status_code for _ in range(3)]
-    assert statuses[-1] == 429
+def test_anonymous_requests_do_not_spend_a_systems_rate_limit(tmp_path: Path) -> None:
+    """The issue's case: 60 anonymous requests used to empty a signing system's bucket."""
+    limited = TEST_SYSTEMS.replace(
+        "app_key: jczl-hub-01}\n",
+        "app_key: jczl-hub-01}\n    rate_limit: {per_second: 0.01, burst: 3}\n",
+    )
+    assert limited != TEST_SYSTEMS
+    with running_hub(
+        tmp_path,
+        "embedded",
+        systems_text=limited,
+        settings_overrides={"failed_auth_burst": 100, "repeat_window_s": 0},
+    ) as running:
+        for anonymous in (b"{}", b'{"appKey": "jczl-hub-01", "sign": "forged"}') * 30:
+            refused = running.client.post(GRASSROOTS_PUSH, content=anonymous)
+            assert refused.status_code == 401
+        for _ in range(3):  # its whole burst is still there
+            accepted = running.client.post(GRASSROOTS_PUSH, content=signed(EVENTS))
+            assert accepted.status_code == 200, accepted.text
+        # And its own requests do spend it.
+        assert running.client.post(GRASSROOTS_PUSH, content=signed(EVENTS)).status_code == 429
 
 
 def test_failed_authentications_are_limited_per_address(tmp_path: Path) -> None:
