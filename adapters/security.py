@@ -831,9 +831,10 @@ class Gatekeeper:
         return await asyncio.to_thread(in_body, prefix, whole)
 
     def refused(self, channel: str, address: str, error: RequestRefused) -> RequestRefused:
-        """Count, log and charge to `address` a failed authentication; the refusal to answer.
+        """Count and log a failed authentication (`error`), and charge it to `address` unless it
+        is the failed-authentication limit's own 429; `error`, to be raised.
 
-        That is `error` itself, or RateLimited (429) once the address has failed too often.
+        The log line holds at most 200 characters of the reason, and never the body.
         """
         reason = {
             "forbidden": "forbidden",
