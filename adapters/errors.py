@@ -19,7 +19,9 @@ AdapterError
     ├── BodyTooLarge (413): more bytes than the system's limit
     ├── TooManyRecords (413): more records than the channel takes in one payload (counted
     │   before any was translated; the payload is kept in the quarantine)
-    ├── RateLimited (429): the system's token bucket is empty; `retry_after` seconds
+    ├── RateLimited (429): the system's token bucket is empty, or the client address failed
+    │   to authenticate too often; `retry_after` seconds
+    ├── RequestTimedOut (408): the body did not arrive within the hub's time limit
     └── BadRequest (400): a request the hub cannot use at all (not the payload's records)
 """
 
@@ -174,6 +176,13 @@ class TooManyRecords(RequestRefused):
             receipt_id=receipt_id,
             quarantine_id=quarantine_id,
         )
+
+
+class RequestTimedOut(RequestRefused):
+    """The body did not arrive in full within the hub's time limit (HTTP 408)."""
+
+    status = 408
+    kind = "timeout"
 
 
 class RateLimited(RequestRefused):

@@ -1,24 +1,37 @@
 """Who may push and pull: per-system authentication, body size limits and rate limits.
 
-`Gatekeeper.admit(request, owner)` runs, in this order, before any payload is parsed:
+`Gatekeeper.admit(request, owner)` runs, in this order, and keeps nothing of a request it
+refuses:
 
-1. the owner system's token bucket (429 with Retry-After when it is empty);
-2. the declared Content-Length against the owner's body limit (413);
-3. a credential in the headers, if any: `X-Api-Key` (or the header a system's `auth.header`
-   names, `Authorization: Bearer` included), HTTP Basic, a verified client certificate (mTLS),
-   or `X-App-Key`/`X-Request-Time`/`X-Sign`; it must name a system (401), and that system must
-   be the owner (403);
-4. the body, read while counting its bytes (413 as soon as the limit is passed, whatever the
-   headers said);
-5. with no credential in the headers, the signed app key in the JSON body (`appKey`,
-   `requestTime`, `sign`), verified the same way.
+1. the declared Content-Length against the owner's body limit (413);
+2. a credential in the headers, if any: the header the owner system's `auth.header` names
+   (`X-Api-Key` by default, `Authorization: Bearer` included), HTTP Basic, a verified client
+   certificate (mTLS), or `X-App-Key`/`X-Request-Time`/`X-Sign`; it must name a system (401),
+   and that system must be the owner (403). A key is accepted only in the header its system is
+   configured with, and exactly as configured (no whitespace is trimmed);
+3. with no credential in the headers, and only where the channel lets the body carry one (the
+   signed app key in a JSON body, a SOAP token parameter or UsernameToken): the body's first
+   `CREDENTIAL_PREFIX_BYTES` (64 KiB) at most, where the credential must be found and verify
+   (401); nothing more of an unauthenticated body is read;
+4. the owner system's token bucket, charged only now that the caller is known (429 with
+   Retry-After);
+5. the rest of the body, read while counting its bytes (413 as soon as the limit is passed,
+   whatever the headers said) within `body_timeout_s` (408 for a body that trickles in).
+
+A failed authentication (401, 403) is counted (`on_refused`, the metric
+jghub_unauthenticated_total{channel,reason}), logged in one bounded line, and charged to the
+client's address in a bucket of its own: an address whose failures outrun it is answered 429
+with Retry-After before its next body is read, while systems that authenticate keep their own
+buckets whole. The address is the TCP peer (`jghub serve` runs uvicorn without its
+proxy-headers rewrite), so X-Forwarded-For changes nothing here.
 
 A refusal names the credential the client sent (the header, the SOAP parameter, the
-UsernameToken) and the rule it broke; an Authorization header without the `Bearer ` scheme gets
-a hint saying how to send the key.
+UsernameToken) and the rule it broke, never the system a presented key belongs to; an
+Authorization header without the `Bearer ` scheme gets a hint saying how to send the key.
 
-SOAP services may carry the key inside the envelope instead: `username_token_password` reads it
-from a WS-Security UsernameToken (PasswordText only), and `Gatekeeper.identify_key` checks it.
+SOAP services may carry the key inside the envelope instead: a token parameter, checked by
+`Gatekeeper.identify_key`, or a WS-Security UsernameToken (PasswordText only) whose Username must
+be the system's `auth.username` and whose Password its key (`Gatekeeper.identify_username_token`).
 
 A signed app key is `sign = lower-hex md5(appKey + secret + requestTime)`; requestTime is
 `yyyyMMddHHmmss` in Asia/Shanghai (epoch milliseconds are accepted too: some gateways send
@@ -36,9 +49,10 @@ confidentiality (the body travels as sent); TLS gives both.
 
 Inbound adapters call `await gatekeeper.admit(request, owner)` and answer a refusal
 (`RequestRefused`) in the channel's own format: JSON, XML or the system's receipt (the HTTP push
-adapters), a SOAP fault (the SOAP push, which runs the steps itself).
-`ClientCertificateH11Protocol` makes uvicorn hand the verified client certificate's subject to
-the app (the ASGI TLS extension's `client_cert_name`), which uvicorn does not do yet.
+adapters), a SOAP fault (the SOAP push, which passes its own finder of the credential in the
+envelope). `hub_h11_protocol` makes uvicorn close a connection whose request headers are not
+complete within a time limit, and hand the verified client certificate's subject to the app
+(the ASGI TLS extension's `client_cert_name`); uvicorn does neither yet.
 """
 
 from __future__ import annotations
@@ -46,18 +60,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import math
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
+import h11
 from lxml import etree
 from starlette.requests import Request
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -68,12 +87,21 @@ from adapters.errors import (
     BodyTooLarge,
     Forbidden,
     RateLimited,
+    RequestRefused,
+    RequestTimedOut,
     Unauthenticated,
 )
 from adapters.replay_cache import ReplayCache
 from systems import SecretNotSet, SystemConfig
 
+log = logging.getLogger("adapters.security")
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+CREDENTIAL_PREFIX_BYTES = 64 * 1024
+"""The most bytes of a body read before its sender is known: a credential carried inside the body
+(a signed app key in JSON, a SOAP token parameter or UsernameToken) must be found within them."""
+DEFAULT_BODY_TIMEOUT_S = 120.0
+"""Seconds a request's body may take to arrive, in full, by default (408 after that)."""
 API_KEY_HEADER = "x-api-key"
 APP_KEY_HEADER = "x-app-key"
 REQUEST_TIME_HEADER = "x-request-time"
@@ -111,14 +139,141 @@ class TokenBucket:
 
     def take(self) -> float:
         """Take one token: 0.0 when granted, else the seconds until one will be there."""
+        return self._draw(take=True)
+
+    def peek(self) -> float:
+        """What `take` would answer, without taking the token."""
+        return self._draw(take=False)
+
+    def _draw(self, *, take: bool) -> float:
         with self._lock:
             now = self._clock()
             self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
             self._stamp = now
             if self._tokens >= 1.0:
-                self._tokens -= 1.0
+                if take:
+                    self._tokens -= 1.0
                 return 0.0
             return (1.0 - self._tokens) / self.rate
+
+
+class FailedAuthentication:
+    """A small token bucket per client address, charged for each failed authentication.
+
+    An address with an empty bucket is refused (429) before its credential is looked for in a
+    body. Only the `max_addresses` most recently failing addresses are remembered: a flood from
+    many addresses forgets the oldest, whose buckets would have refilled anyway.
+
+    Parameters:
+      rate: failures forgiven per second and address.
+      burst: failures an address may have in a row before it is refused.
+      max_addresses: addresses remembered at most.
+      clock: monotonic seconds.
+    """
+
+    def __init__(
+        self, rate: float, burst: int, *, max_addresses: int = 10_000, clock: Clock = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_addresses = max_addresses
+        self._clock = clock
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check(self, address: str) -> None:
+        """RateLimited (429) when `address` has used up its failures."""
+        with self._lock:
+            bucket = self._buckets.get(address)
+        wait = bucket.peek() if bucket is not None else 0.0
+        if wait > 0:
+            raise RateLimited(
+                f"too many failed authentications from {address}; retry after "
+                f"{math.ceil(wait)} s with a valid credential",
+                retry_after=wait,
+            )
+
+    def charge(self, address: str) -> None:
+        """Count one failure of `address`."""
+        with self._lock:
+            bucket = self._buckets.pop(address, None)
+            if bucket is None:
+                bucket = TokenBucket(self.rate, self.burst, clock=self._clock)
+                while len(self._buckets) >= self.max_addresses:
+                    self._buckets.popitem(last=False)
+            self._buckets[address] = bucket
+        bucket.take()
+
+
+class BodyReader:
+    """A request's body, read in two steps within one deadline: a bounded prefix, then the rest.
+
+    Bytes are counted against the owner's limit as they stream in (BodyTooLarge, 413); a body
+    not complete `timeout_s` after the first read began is refused (RequestTimedOut, 408).
+    """
+
+    def __init__(self, request: Request, owner: str, *, limit: int, timeout_s: float) -> None:
+        self.owner = owner
+        self.limit = limit
+        self.timeout_s = timeout_s
+        self._stream: AsyncIterator[bytes] = request.stream()
+        self._chunks: list[bytes] = []
+        self._received = 0
+        self._complete = False
+        self._deadline: float | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True once the whole body has been read."""
+        return self._complete
+
+    async def prefix(self, size: int) -> bytes:
+        """The body's first `size` bytes at most (all of it when shorter)."""
+        await self._read_until(size)
+        return b"".join(self._chunks)[:size]
+
+    async def whole(self) -> bytes:
+        """The whole body."""
+        await self._read_until(None)
+        if self._received > self.limit:
+            raise self._too_large()
+        return b"".join(self._chunks)
+
+    def _too_large(self) -> BodyTooLarge:
+        return BodyTooLarge(
+            f"the body of system {self.owner} passed {self.limit} bytes (its limit) while being "
+            "received; send smaller batches",
+            system=self.owner,
+        )
+
+    async def _read_until(self, size: int | None) -> None:
+        if self._deadline is None:
+            self._deadline = asyncio.get_running_loop().time() + self.timeout_s
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                while not self._complete and (size is None or self._received < size):
+                    chunk = await anext(self._stream, None)
+                    if chunk is None:
+                        self._complete = True
+                        break
+                    self._received += len(chunk)
+                    # Before the sender is known only the prefix matters: a chunk past the limit
+                    # is refused as unauthenticated, not as too large.
+                    if size is None and self._received > self.limit:
+                        raise self._too_large()
+                    self._chunks.append(chunk)
+        except TimeoutError:
+            raise RequestTimedOut(
+                f"the body did not arrive within {self.timeout_s:g} s (received "
+                f"{self._received} bytes); send it at once, or in smaller batches",
+                system=self.owner,
+            ) from None
+
+
+BodyCredential = Callable[[bytes, bool], str]
+"""A channel's finder of a credential carried inside the body: given the body's first bytes (at
+most CREDENTIAL_PREFIX_BYTES) and whether they are the whole body, the system whose credential it
+is; Unauthenticated (401) when none is there or it does not verify. Runs in a worker thread."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +282,7 @@ class Admission:
 
     caller: str
     body: bytes
+    credential_in_body: bool = False
 
 
 def subject_attributes(subject: str | Iterable[Any]) -> frozenset[tuple[str, str]]:
@@ -250,22 +406,82 @@ def parse_request_time(value: str) -> float:
     raise ValueError(value)
 
 
-def username_token_password(security: etree._Element) -> str | None:
-    """The password of the UsernameToken in a wsse:Security header block; None without one.
+@dataclass(frozen=True)
+class EnvelopeCredentials:
+    """The credentials a SOAP envelope's first bytes carry (None: not there).
 
-    The password is the system's key, checked like the X-Api-Key header (`identify_key`). Only
-    a PasswordText password is accepted (the type an absent Type attribute means); any other
-    type (#PasswordDigest) raises Unauthenticated.
+    Attributes:
+      operation: the local name of the Body's element (the operation, for RPC-style services).
+      token: the text of the first token parameter in it.
+      username, password: a WS-Security UsernameToken's Username and PasswordText Password.
     """
-    password = security.find(f"{{{WSSE}}}UsernameToken/{{{WSSE}}}Password")
-    if password is None:
-        return None
-    kind = password.get("Type", PASSWORD_TEXT)
-    if kind != PASSWORD_TEXT:
-        raise Unauthenticated(
-            f"WS-Security password type {kind!r} is not accepted; send #PasswordText over TLS"
-        )
-    return password.text
+
+    operation: str | None = None
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+_FEED_BYTES = 4096
+
+
+def envelope_credentials(prefix: bytes, token_parameters: Iterable[str]) -> EnvelopeCredentials:
+    """Find a token parameter (`token_parameters`, by local name) in the Body's element and a
+    UsernameToken in the Header among the first bytes of a SOAP envelope, parsed as a stream.
+
+    A syntax error, or the end of `prefix`, ends the search with what was found before it. No
+    entity is resolved, no DTD or network resource loaded. Raises Unauthenticated for a
+    UsernameToken password of another type than #PasswordText (#PasswordDigest).
+    """
+    tokens = frozenset(token_parameters)
+    parser = etree.XMLPullParser(
+        events=("start", "end"),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+    )
+    path: list[str] = []
+    found: dict[str, str] = {}
+    try:
+        for at in range(0, len(prefix), _FEED_BYTES):
+            parser.feed(prefix[at : at + _FEED_BYTES])
+            for event, element in parser.read_events():
+                name = etree.QName(element)
+                if event == "start":
+                    path.append(
+                        name.localname if name.namespace != WSSE else f"wsse:{name.localname}"
+                    )
+                    if len(path) == 3 and path[:2] == ["Envelope", "Body"]:
+                        found.setdefault("operation", name.localname)
+                    continue
+                _note_credential(path, element, tokens, found)
+                path.pop()
+    except etree.XMLSyntaxError:
+        pass
+    return EnvelopeCredentials(**found)
+
+
+_USERNAME_TOKEN = ["Envelope", "Header", "wsse:Security", "wsse:UsernameToken"]
+
+
+def _note_credential(
+    path: list[str], element: etree._Element, tokens: frozenset[str], found: dict[str, str]
+) -> None:
+    """Keep the credential `element` (just closed, at `path`) holds, if it is one."""
+    if len(path) == 4 and path[:2] == ["Envelope", "Body"] and path[3] in tokens:
+        found.setdefault("token", element.text or "")
+    elif len(path) == 5 and path[:4] == _USERNAME_TOKEN:
+        if path[4] == "wsse:Username":
+            found.setdefault("username", element.text or "")
+        elif path[4] == "wsse:Password":
+            kind = element.get("Type", PASSWORD_TEXT)
+            if kind != PASSWORD_TEXT:
+                raise Unauthenticated(
+                    f"WS-Security password type {kind[:120]!r} is not accepted; send "
+                    "#PasswordText over TLS"
+                )
+            found.setdefault("password", element.text or "")
 
 
 class Gatekeeper:
@@ -274,14 +490,22 @@ class Gatekeeper:
     Parameters:
       systems: the configured systems; secrets are read from their `key_env` variables now.
       default_max_body_bytes: the body limit of a system without its own `max_body_bytes`.
-      trusted_proxies: client addresses whose X-Client-Subject header is believed (mTLS
-        terminated by a proxy in front of the hub).
+      trusted_proxies: TCP peer addresses whose X-Client-Subject header is believed (mTLS
+        terminated by a proxy in front of the hub); compared with the socket's address, never
+        with X-Forwarded-For.
       require_secrets: raise AdapterConfigError when a secret's variable is not set; when
         False, such systems are listed in `missing_secrets` and every request for their
         channels is refused (401) until the variable is set and the hub restarted.
       replays: where used signatures are remembered, shared by every process that admits
         requests (the hub's: `SqliteReplayCache` in the data folder). Required when a system
         authenticates with a signed app key (AdapterConfigError without it).
+      failed_auth_per_second, failed_auth_burst: the bucket of failed authentications each
+        client address has (see `FailedAuthentication`); default 20 in a row, then one every
+        two seconds.
+      body_timeout_s: seconds a body may take to arrive in full (408 after that).
+      on_refused: told (channel, reason) of each failed authentication: reason is
+        no-credential, bad-credential, forbidden or too-many-failures; channel the owner system
+        of the channel asked for ("-" for routes that are nobody's channel).
       clock: wall-clock seconds, for the signature's clock-skew window (tests replace it; the
         replay cache must use the same clock).
       monotonic: monotonic seconds, for the token buckets.
@@ -295,6 +519,10 @@ class Gatekeeper:
         trusted_proxies: Iterable[str] = (),
         require_secrets: bool = True,
         replays: ReplayCache | None = None,
+        failed_auth_per_second: float = 0.5,
+        failed_auth_burst: int = 20,
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+        on_refused: Callable[[str, str], None] | None = None,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
     ) -> None:
@@ -302,6 +530,11 @@ class Gatekeeper:
         self._replays = replays
         self.default_max_body_bytes = default_max_body_bytes
         self.trusted_proxies = frozenset(trusted_proxies)
+        self.failures = FailedAuthentication(
+            failed_auth_per_second, failed_auth_burst, clock=monotonic
+        )
+        self.body_timeout_s = body_timeout_s
+        self._on_refused = on_refused
         self._clock = clock
         self._buckets = {
             s.id: TokenBucket(s.rate_limit.per_second, s.rate_limit.burst, clock=monotonic)
@@ -310,8 +543,10 @@ class Gatekeeper:
         problems: list[str] = []
         self.missing_secrets: dict[str, str] = {}
         """System id → why its secret is missing (the variable's name), when not required."""
+        # Every api_key system's key, for a key carried inside a message (SOAP token, WS-Security).
         self._api_keys: list[tuple[bytes, str]] = []
-        # Other headers some systems send their key in, lower-case, each with its systems' keys.
+        # Header (lower-case) → the keys of the systems configured to send their key in it: a key
+        # is accepted in its own system's header only.
         self._key_headers: dict[str, list[tuple[bytes, str]]] = {}
         self._basic: dict[str, tuple[bytes, str]] = {}
         self._app_keys: dict[str, tuple[str, SystemConfig]] = {}
@@ -333,8 +568,7 @@ class Gatekeeper:
             if auth.scheme == "api_key":
                 self._api_keys.append((secret.encode(), system.id))
                 header = auth.header.lower()
-                if header != API_KEY_HEADER:
-                    self._key_headers.setdefault(header, []).append((secret.encode(), system.id))
+                self._key_headers.setdefault(header, []).append((secret.encode(), system.id))
             elif auth.scheme == "basic":
                 assert auth.username is not None
                 self._basic[auth.username] = (secret.encode(), system.id)
@@ -368,11 +602,13 @@ class Gatekeeper:
             )
 
     def authorize(self, caller: str, owner: str, what: str = "channel") -> None:
-        """Forbidden (403) unless `caller` is `owner`: a system uses only its own channels."""
+        """Forbidden (403) unless `caller` is `owner`: a system uses only its own channels.
+
+        The refusal names no system: whose the credential is stays unsaid."""
         if caller != owner:
             raise Forbidden(
-                f"system {caller} is authenticated but may not use the {what} of system "
-                f"{owner}; each system pushes to its own channels and pulls its own outbox",
+                f"the credential is valid but not for this {what}; each system pushes to its "
+                "own channels and pulls its own outbox with its own credential",
                 system=owner,
             )
 
@@ -380,10 +616,12 @@ class Gatekeeper:
         self, headers: Mapping[str, str], *, tls: Mapping[str, Any] | None, client: str | None
     ) -> str | None:
         """The system a header credential names; None if there is none; 401 if it names none."""
-        api_key = headers.get(API_KEY_HEADER)
-        if api_key is not None:
-            return self.identify_key(api_key)
+        if API_KEY_HEADER in headers:
+            keys = self._key_headers.get(API_KEY_HEADER, [])
+            return self._match_key(headers[API_KEY_HEADER], keys, "the X-Api-Key header")
         for header, keys in self._key_headers.items():
+            if header == API_KEY_HEADER:
+                continue
             value = headers.get(header)
             if value is None:
                 continue
@@ -428,22 +666,25 @@ class Gatekeeper:
         said = f"has the scheme {scheme[:20]!r}" if space else "has no scheme"
         return f"the Authorization header {said}; send the key as 'Authorization: Bearer <key>'"
 
-    def identify_body(self, body: bytes, *, hint: str | None = None) -> str:
+    def identify_body(self, body: bytes, *, hint: str | None = None, whole: bool = True) -> str:
         """The system the signed app key in a JSON body names; 401 when there is none.
 
-        `hint` (from `authorization_hint`) leads the answer when there is no credential at all.
+        `body` is the whole body, or (`whole` False) its first bytes: then appKey, requestTime
+        and sign are looked for among the members of the top-level object that those bytes
+        hold entirely, so a sender puts them before its records. `hint` (from
+        `authorization_hint`) leads the answer when there is no credential at all.
         """
         fields: Any = None
         try:
-            fields = json.loads(body)
+            fields = json.loads(body) if whole else signed_fields(body)
         except (ValueError, RecursionError):
             fields = None
-        if not isinstance(fields, dict) or not any(
-            name in fields for name in ("appKey", "sign", "requestTime")
-        ):
+        if not isinstance(fields, dict) or not any(name in fields for name in SIGNED_FIELDS):
+            within = "" if whole else f" within the body's first {len(body)} bytes"
             raise _no_credential(
                 "the X-Api-Key header, a client certificate, or a JSON body with appKey, "
-                "requestTime and sign (or the X-App-Key, X-Request-Time and X-Sign headers)",
+                f"requestTime and sign{within} (or the X-App-Key, X-Request-Time and X-Sign "
+                "headers)",
                 hint,
             )
 
@@ -506,22 +747,11 @@ class Gatekeeper:
             )
         return system.id
 
-    async def read_body(self, request: Request, owner: str) -> bytes:
-        """The body, counted while it streams in; BodyTooLarge (413) past the owner's limit."""
-        limit = self.body_limit(owner)
-        self.check_declared_length(request.headers.get("content-length"), owner)
-        chunks: list[bytes] = []
-        received = 0
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise BodyTooLarge(
-                    f"the body of system {owner} passed {limit} bytes (its limit) while being "
-                    "received; send smaller batches",
-                    system=owner,
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def body_reader(self, request: Request, owner: str) -> BodyReader:
+        """A reader of the request's body within the owner's limit and the body time limit."""
+        return BodyReader(
+            request, owner, limit=self.body_limit(owner), timeout_s=self.body_timeout_s
+        )
 
     def check_declared_length(self, declared: str | None, owner: str) -> None:
         """BodyTooLarge (413) when Content-Length says more than the owner's limit."""
@@ -539,27 +769,90 @@ class Gatekeeper:
 
     # -- the whole gate ---------------------------------------------------------------------------
 
-    async def admit(self, request: Request, owner: str, *, read_body: bool = True) -> Admission:
-        """Run every check in order (see the module docstring); the caller and the body."""
+    async def admit(
+        self,
+        request: Request,
+        owner: str,
+        *,
+        read_body: bool = True,
+        in_body: BodyCredential | Literal["signed_app_key"] | None = "signed_app_key",
+        accepted: str | None = None,
+    ) -> Admission:
+        """Run every check in order (see the module docstring); the caller and the body.
+
+        `in_body` finds a credential inside the body: the signed app key of a JSON body (the
+        default), the channel's own finder (`BodyCredential`), or None when the channel takes
+        its credential in the headers only; a request without one is then refused saying
+        `accepted` (the credentials the channel takes).
+        """
+        address = self.client_address(request)
+        reader = self.body_reader(request, owner)
+        try:
+            if owner in self.missing_secrets:
+                raise Unauthenticated(
+                    f"the hub has no credential configured for system {owner}; its requests "
+                    "are refused until the hub's operators set it",
+                    system=owner,
+                )
+            self.check_declared_length(request.headers.get("content-length"), owner)
+            caller = await self.header_caller(request)
+            if caller is None:
+                caller = await self._caller_in_body(request, owner, reader, in_body, accepted)
+                credential_in_body = True
+            else:
+                credential_in_body = False
+            self.authorize(caller, owner)
+        except (Unauthenticated, Forbidden, RateLimited) as refused:
+            # Only the failed-authentication limit raises RateLimited before check_rate.
+            raise self.refused(owner, address, refused) from None
         self.check_rate(owner)
-        if owner in self.missing_secrets:
-            raise Unauthenticated(
-                f"the hub has no credential configured for system {owner}; its requests are "
-                "refused until the hub's operators set it",
-                system=owner,
-            )
-        self.check_declared_length(request.headers.get("content-length"), owner)
-        caller = await self.header_caller(request)
-        if caller is not None:
-            self.authorize(caller, owner)
-        body = await self.read_body(request, owner) if read_body else b""
-        if caller is None:
-            # Parsing the body for its signature is cheap next to the limit just enforced, but
-            # not free: it runs in a thread so a large body does not stall the event loop.
-            hint = self.authorization_hint(request.headers)
-            caller = await asyncio.to_thread(self.identify_body, body, hint=hint)
-            self.authorize(caller, owner)
-        return Admission(caller=caller, body=body)
+        body = await reader.whole() if read_body else b""
+        return Admission(caller=caller, body=body, credential_in_body=credential_in_body)
+
+    async def _caller_in_body(
+        self,
+        request: Request,
+        owner: str,
+        reader: BodyReader,
+        in_body: BodyCredential | Literal["signed_app_key"] | None,
+        accepted: str | None,
+    ) -> str:
+        hint = self.authorization_hint(request.headers)
+        if in_body is None:
+            raise _no_credential(accepted or "a credential in the headers", hint)
+        # Looking into a body costs a read and a parse: an address that keeps failing is
+        # refused before that.
+        self.failures.check(self.client_address(request))
+        prefix = await reader.prefix(CREDENTIAL_PREFIX_BYTES)
+        whole = reader.complete
+        if in_body == "signed_app_key":
+            # Parsing runs in a thread so that a large prefix does not stall the event loop.
+            return await asyncio.to_thread(self.identify_body, prefix, hint=hint, whole=whole)
+        return await asyncio.to_thread(in_body, prefix, whole)
+
+    def refused(self, channel: str, address: str, error: RequestRefused) -> RequestRefused:
+        """Count and log a failed authentication (`error`), and charge it to `address` unless it
+        is the failed-authentication limit's own 429; `error`, to be raised.
+
+        The log line holds at most 200 characters of the reason, and never the body.
+        """
+        reason = {
+            "forbidden": "forbidden",
+            "rate-limited": "too-many-failures",
+        }.get(error.kind, "no-credential" if error.reason.startswith("no credential") else "")
+        reason = reason or "bad-credential"
+        if reason != "too-many-failures":
+            self.failures.charge(address)
+        log.info(
+            "refused %s for channel %s from %s: %.200s", reason, channel, address, error.reason
+        )
+        if self._on_refused is not None:
+            self._on_refused(channel, reason)
+        return error
+
+    def client_address(self, request: Request) -> str:
+        """The TCP peer's address (never a forwarded one), for the failed-authentication limit."""
+        return request.client.host if request.client else "unknown"
 
     async def header_caller(self, request: Request) -> str | None:
         """`identify_headers` for a request (its TLS client certificate and address included).
@@ -578,20 +871,23 @@ class Gatekeeper:
         that system's bucket. A FastAPI dependency as it stands. Raises Unauthenticated (401)
         without a credential or with one nobody owns, RateLimited (429) past the system's rate.
         """
-        caller = self._header_caller(request)
-        if caller is None:
-            raise _no_credential(
-                "the X-Api-Key header, a client certificate, or the X-App-Key, X-Request-Time "
-                "and X-Sign headers",
-                self.authorization_hint(request.headers),
-            )
+        address = self.client_address(request)
+        try:
+            caller = self._header_caller(request)
+            if caller is None:
+                raise _no_credential(
+                    "the X-Api-Key header, a client certificate, or the X-App-Key, "
+                    "X-Request-Time and X-Sign headers",
+                    self.authorization_hint(request.headers),
+                )
+        except Unauthenticated as refused:
+            raise self.refused("-", address, refused) from None
         self.check_rate(caller)
         return caller
 
     def _header_caller(self, request: Request) -> str | None:
         tls = request.scope.get("extensions", {}).get("tls")
-        client = request.client.host if request.client else None
-        return self.identify_headers(request.headers, tls=tls, client=client)
+        return self.identify_headers(request.headers, tls=tls, client=self.client_address(request))
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -606,9 +902,30 @@ class Gatekeeper:
         carried the key: "the X-Api-Key header", "the key in parameter 'token' of ...")."""
         return self._match_key(given, self._api_keys, credential)
 
+    def identify_username_token(self, username: str | None, password: str) -> str:
+        """The api_key system whose key is `password` and whose `auth.username` is `username`
+        (a WS-Security UsernameToken); 401 otherwise, the same answer whichever part is wrong."""
+        credential = "the WS-Security UsernameToken"
+        try:
+            system_id = self._match_key(password, self._api_keys, credential)
+        except Unauthenticated:
+            system_id = None
+        expected = self.systems[system_id].auth.username if system_id is not None else None
+        # Compared even without a match, so timing does not tell a right password from a wrong one.
+        same_user = hmac.compare_digest(
+            (expected or "\0").encode(), (username if username is not None else "").encode()
+        )
+        if system_id is None or expected is None or not same_user:
+            raise Unauthenticated(
+                f"{credential}'s Username and Password match no configured system's user name "
+                "and key"
+            )
+        return system_id
+
     def _match_key(self, given: str, keys: Sequence[tuple[bytes, str]], credential: str) -> str:
         found: str | None = None
-        encoded = given.strip().encode()
+        # Exactly as sent: a key with whitespace around it is not the key.
+        encoded = given.encode()
         # Compare with every key (no early exit) so timing tells nothing about which matched.
         for key, system_id in keys:
             if hmac.compare_digest(key, encoded):
@@ -643,6 +960,80 @@ class Gatekeeper:
         return None
 
 
+SIGNED_FIELDS = ("appKey", "requestTime", "sign")
+"""The members of a JSON body that carry its signed app key."""
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def signed_fields(prefix: bytes) -> dict[str, Any]:
+    """appKey, requestTime and sign among the top-level members of the JSON object that `prefix`
+    (a body's first bytes, UTF-8) begins, as far as the prefix holds them entirely.
+
+    Other members' values are stepped over without being built, so a prefix cut in the middle
+    of the records costs one pass over its characters.
+    """
+    text = prefix.decode("utf-8", errors="replace")
+    found: dict[str, Any] = {}
+    # The prefix ends, or stops being JSON: what was found before stands.
+    with contextlib.suppress(ValueError):
+        _read_members(text, found)
+    return found
+
+
+def _read_members(text: str, found: dict[str, Any]) -> None:
+    at = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
+    if text[at : at + 1] != "{":
+        return
+    at += 1
+    while True:
+        at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+        if text[at : at + 1] != '"':
+            return
+        key, at = _DECODER.raw_decode(text, at)
+        at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+        if text[at : at + 1] != ":":
+            return
+        at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+        if key in SIGNED_FIELDS:
+            value, at = _DECODER.raw_decode(text, at)
+            found[key] = value
+        else:
+            at = _value_end(text, at)
+            if at < 0:
+                return
+        at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+        if text[at : at + 1] != ",":
+            return
+        at += 1
+
+
+def _value_end(text: str, at: int) -> int:
+    """Where the JSON value starting at `at` ends; -1 when `text` ends first."""
+    depth = 0
+    while at < len(text):
+        char = text[at]
+        if char == '"':
+            string = _STRING.match(text, at)
+            if string is None:
+                return -1
+            at = string.end()
+            if depth == 0:
+                return at
+            continue
+        if char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth <= 0:
+                return at + 1 if depth == 0 else at
+        elif depth == 0 and char == ",":
+            return at
+        at += 1
+    return -1
+
+
 def _no_credential(accepted: str, hint: str | None) -> Unauthenticated:
     """The refusal of a request without a credential: the hint first, when there is one."""
     if hint is not None:
@@ -650,17 +1041,26 @@ def _no_credential(accepted: str, hint: str | None) -> Unauthenticated:
     return Unauthenticated(f"no credential: send {accepted}")
 
 
-class ClientCertificateH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, plus the verified client certificate in the ASGI scope.
+class HubH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a time limit on request headers, and the verified client
+    certificate in the ASGI scope.
 
-    Uvicorn does not implement the ASGI TLS extension yet; this adds its `client_cert_name`
-    (RFC 4514 subject of the verified client certificate) and `tls_version` to every request of
-    a TLS connection, so mTLS can map a certificate to a system. Use it with
-    `uvicorn.Config(http=ClientCertificateH11Protocol, ssl_cert_reqs=ssl.CERT_REQUIRED, ...)`.
+    uvicorn limits only the idle time between requests (its keep-alive timer, which any byte
+    received cancels), so a connection that sends part of a request line, or one header line
+    now and then, holds its socket for ever. This one gives every request `header_timeout_s`
+    from the connection (or the previous response) to the end of its headers, then closes the
+    connection. uvicorn does not implement the ASGI TLS extension yet; this adds its
+    `client_cert_name` (RFC 4514 subject of the verified client certificate) and `tls_version`
+    to every request of a TLS connection, so mTLS can map a certificate to a system. Use a
+    subclass from `hub_h11_protocol` as `uvicorn.Config(http=...)`.
     """
+
+    header_timeout_s: ClassVar[float | None] = None
+    _header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._await_headers()
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is None:
             return
@@ -677,3 +1077,35 @@ class ClientCertificateH11Protocol(H11Protocol):
             await inner(scope, receive, send)
 
         self.app = with_tls
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._header_timer is not None and self.conn.their_state is not h11.IDLE:
+            self._header_timer.cancel()  # the request's headers are complete
+            self._header_timer = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._await_headers()  # the next request's
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        super().connection_lost(exc)
+
+    def _await_headers(self) -> None:
+        if self.header_timeout_s is not None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self.transport.close()
+
+
+def hub_h11_protocol(header_timeout_s: float | None) -> type[HubH11Protocol]:
+    """`HubH11Protocol` closing connections whose request headers take over `header_timeout_s`
+    seconds to arrive (None: no limit)."""
+    return type("HubH11Protocol", (HubH11Protocol,), {"header_timeout_s": header_timeout_s})

@@ -52,7 +52,7 @@ from hub.systems import SystemsConfig, load_systems
 from mappings import SystemMappings, load_all
 from monitor.api import dead_letters_router, messages_router, metrics_router
 from monitor.journal import Journal
-from monitor.metrics import scrape_registry
+from monitor.metrics import count_unauthenticated, scrape_registry
 from monitor.observer import Observer
 from monitor.operators import OperatorGate
 from monitor.queues import BrokerQueueStats, QueueCollector
@@ -204,6 +204,10 @@ def build_runtime(
         trusted_proxies=settings.trusted_proxies,
         require_secrets=settings.require_secrets,
         replays=replays,
+        failed_auth_per_second=settings.failed_auth_per_second,
+        failed_auth_burst=settings.failed_auth_burst,
+        body_timeout_s=settings.body_timeout_s,
+        on_refused=count_unauthenticated,
     )
     for system_id, problem in gatekeeper.missing_secrets.items():
         log.warning("system %s: %s; its requests are refused (401)", system_id, problem)

@@ -89,8 +89,65 @@ class HubSettings(BaseSettings):
         default_factory=list,
         description=(
             "Addresses of TLS-terminating proxies allowed to pass a verified client "
-            "certificate subject in the X-Client-Subject header (mtls behind a proxy)."
+            "certificate subject in the X-Client-Subject header (mtls behind a proxy). "
+            "Compared with the connection's own peer address: `serve` never takes a client "
+            "address from X-Forwarded-For."
         ),
+    )
+    failed_auth_per_second: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "Failed authentications forgiven per second for each client address (the TCP "
+            "peer). An address past failed_auth_burst failures in a row is answered 429 with "
+            "Retry-After before its body is read; systems that authenticate are not affected."
+        ),
+    )
+    failed_auth_burst: int = Field(
+        default=20, ge=1, description="Failed authentications an address may have in a row."
+    )
+    body_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description=(
+            "Seconds a request body may take to arrive in full; a slower one is answered 408 "
+            "and its connection closed (a body trickled in byte by byte holds no worker for "
+            "longer)."
+        ),
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds `serve` gives a new connection to complete its request headers; then it "
+            "is closed (half-open and slowly trickling connections hold no socket for longer)."
+        ),
+    )
+    keep_alive_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds `serve` keeps an idle connection open between two requests.",
+    )
+    limit_concurrency: int = Field(
+        default=1000,
+        ge=1,
+        description=(
+            "Most connections and requests in progress `serve` takes at once; past it, new "
+            "requests are answered 503. Keep it below the process's open-file limit."
+        ),
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        description=(
+            "Most bytes of a request line and headers `serve` buffers (uvicorn's "
+            "h11_max_incomplete_event_size); a request with more is answered 400."
+        ),
+    )
+    backlog: int = Field(
+        default=2048,
+        ge=1,
+        description="Connections the kernel queues for `serve` before it accepts them.",
     )
     require_secrets: bool = Field(
         default=False,

@@ -139,6 +139,15 @@ BACKPRESSURE_REFUSED = Counter(
     ["system", "target"],
     registry=HUB_REGISTRY,
 )
+UNAUTHENTICATED = Counter(
+    "jghub_unauthenticated",
+    "Requests refused for their credential before anything of their body was kept: "
+    "no-credential, bad-credential, forbidden (another system's channel) or too-many-failures "
+    "(the client address failed too often: 429); channel is the system whose channel was asked "
+    "for ('-': a route that is nobody's channel).",
+    ["channel", "reason"],
+    registry=HUB_REGISTRY,
+)
 PUBLISH_CONFIRM_SECONDS = Histogram(
     "jghub_publish_confirm_seconds",
     "Time from handing a payload's messages to the broker to its last confirm.",
@@ -261,6 +270,7 @@ OBSERVED: tuple[MetricWrapperBase, ...] = (
     DELIVERY_FAILURES, RETRIED, DEAD_LETTERED, REPLAYED, DELIVERY_SECONDS, END_TO_END_SECONDS,
     RECORD_DELAY_SECONDS, OPTIONAL_FIELDS, OPTIONAL_FIELDS_FILLED, BREAKER_STATE,
     POLLER_LAG_SECONDS, POLLER_LAST_SUCCESS, POLLS, JOURNAL_ENTRIES, BACKPRESSURE_REFUSED,
+    UNAUTHENTICATED,
 )  # fmt: skip
 """The metrics processes observe (the scrape-time ones are in `SCRAPED`)."""
 
@@ -521,3 +531,8 @@ def exposition(registry: CollectorRegistry, accept: str | None = None) -> tuple[
 def serve_metrics(port: int, address: str = "127.0.0.1", *collectors: Collector) -> None:
     """Answer /metrics on `port` in a background thread (a worker on a machine without serve)."""
     prometheus_exposition.start_http_server(port, address, registry=scrape_registry(*collectors))
+
+
+def count_unauthenticated(channel: str, reason: str) -> None:
+    """Count a request refused for its credential (`UNAUTHENTICATED`)."""
+    UNAUTHENTICATED.labels(channel, reason).inc()

@@ -74,8 +74,8 @@ class AuthConfig(BaseModel):
         pattern=r"^[A-Za-z0-9-]+$",
         description=(
             "api_key only: the header the system sends its key in, when its software cannot "
-            "send X-Api-Key (which is accepted too), e.g. X-Tsjb-Token; 'Authorization' means "
-            "'Authorization: Bearer <key>'."
+            "send X-Api-Key, e.g. X-Tsjb-Token; 'Authorization' means 'Authorization: Bearer "
+            "<key>'. The key is accepted in this header only."
         ),
         examples=["X-Api-Key", "Authorization", "X-Gateway-Token"],
     )
@@ -84,7 +84,11 @@ class AuthConfig(BaseModel):
         min_length=1,
         max_length=128,
         pattern=r"^[^:]+$",
-        description="basic only: the user name the system sends; it names the system.",
+        description=(
+            "basic: the user name the system sends; it names the system. api_key with a SOAP "
+            "channel taking a WS-Security UsernameToken (option ws_security): the Username the "
+            "token must carry (required there)."
+        ),
     )
     key_env: str | None = Field(
         default=None,

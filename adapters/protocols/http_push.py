@@ -1,12 +1,13 @@
 """Push over HTTP, shared by the REST and XML push adapters: one endpoint per system channel.
 
-A request is admitted by the gatekeeper (rate, size, credential, ownership; see
-`adapters.security`), its body goes through `Ingress.accept`, and the answer lists every record:
+A request is admitted by the gatekeeper (size, credential, ownership, then the rate limit and
+the rest of the body; see `adapters.security`), its body goes through `Ingress.accept`, and the
+answer lists every record:
 
     200  every record settled: accepted (with its message id) or rejected (with field, rule,
          source location and value); rejected records are kept in the quarantine
     400  the payload could not be read at all (kind, reason, line/offset); kept in the quarantine
-    401 / 403 / 413 / 429  refused before any record was taken (see RefusalBody), in the
+    401 / 403 / 408 / 413 / 429  refused before any record was taken (see RefusalBody), in the
          channel's answer format, so a system that reads only XML gets XML: 413 for a body
          over the system's limit (too-large) or for more records than the channel takes in
          one payload (too-many-records, with both numbers; the payload is quarantined)
@@ -42,7 +43,7 @@ class RefusalBody(BaseModel):
     error: str = Field(
         description=(
             "unauthenticated, forbidden, too-large, too-many-records, rate-limited, "
-            "bad-request, unavailable, backpressure"
+            "timeout, bad-request, unavailable, backpressure"
         )
     )
     status: int = Field(description="The HTTP status, repeated.")
@@ -65,6 +66,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
     400: {"model": IngressResult, "description": "The payload could not be read at all."},
     401: {"model": RefusalBody, "description": "No credential, or one no system owns."},
     403: {"model": RefusalBody, "description": "Another system's channel."},
+    408: {"model": RefusalBody, "description": "The body did not arrive in time (timeout)."},
     413: {
         "model": RefusalBody,
         "description": "Body larger than the system's limit (too-large), or more records than "

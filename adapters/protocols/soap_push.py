@@ -4,23 +4,26 @@ Each channel names the WSDL operation that carries its message type; the channel
 that share a path share one endpoint and one WSDL (an ASMX-style service has several operations
 at one address). A request goes:
 
-1. through the gatekeeper before the body is parsed: rate limit (429), size (413), and a
-   credential in the headers (X-Api-Key, a client certificate; 401/403);
+1. through the gatekeeper before the body is parsed (`Gatekeeper.admit`): size (413), a
+   credential in the headers (X-Api-Key, a client certificate; 401/403) or, where the channel
+   takes one inside the envelope, a token parameter (ASMX services pass the key as an argument)
+   or a WS-Security UsernameToken, found by a streaming parse of the envelope's first
+   `CREDENTIAL_PREFIX_BYTES` (401 when it is not there or does not verify; nothing of such a
+   request is kept), then the rate limit (429) and the rest of the body;
 2. into `SoapService.parse_request` (adapters.protocols.soap_service): hardened parsing of the
    envelope, SOAP 1.1 or 1.2 by its namespace, dispatch by the Body's element, SOAPAction
    checked against it;
-3. when the system authenticates with a token parameter (ASMX services pass the key as an
-   argument), through the gatekeeper's key check with that token;
-4. to `Ingress.accept` with the XML document the operation carries: an xs:string parameter, an
+3. to `Ingress.accept` with the XML document the operation carries: an xs:string parameter, an
    xs:base64Binary parameter, or the Body's element itself (document/literal);
-5. back as the operation's response, built from the WSDL's schema, one record element per record.
+4. back as the operation's response, built from the WSDL's schema, one record element per record.
 
 Everything that goes wrong is a SOAP fault (see `adapters.protocols.soap_service`): Sender/Client
 faults with a subcode for a refused credential (Authentication, Forbidden), a wrong SOAPAction
 (WrongAction), an unknown operation (UnknownOperation), a broken envelope (MalformedEnvelope), a
 document that cannot be read (PayloadRejected); Receiver/Server faults over HTTP 503 with
 Retry-After when the bus cannot be reached (BusUnavailable) or a target is behind (BackPressure).
-Envelopes and documents refused for their content are kept in the quarantine. The POST endpoints
+Envelopes and documents of an authenticated system refused for their content are kept in the
+quarantine. The POST endpoints
 stay out of the OpenAPI document: their contract is the WSDL, and SOAP answers faults with 500,
 which an OpenAPI client would read as a server error.
 """
@@ -55,7 +58,7 @@ from adapters.protocols.soap_service import (
     SoapVersion,
     fault_response_body,
 )
-from adapters.security import WSSE_SECURITY, Gatekeeper, username_token_password
+from adapters.security import WSSE_SECURITY, Gatekeeper, envelope_credentials
 from mappings import PayloadLimits, encode_as_declared
 from systems import ChannelConfig, SystemConfig
 
@@ -76,8 +79,9 @@ _REFUSAL_SUBCODES = {
     "too-many-records": "TooManyRecords",
     "rate-limited": "RateLimited",
     "bad-request": "BadRequest",
+    "timeout": "Timeout",
 }
-_TRANSPORT_STATUSES = frozenset({413, 429})
+_TRANSPORT_STATUSES = frozenset({408, 413, 429})
 
 
 class SoapPushOptions(BaseModel):
@@ -132,10 +136,10 @@ class SoapPushOptions(BaseModel):
     ws_security: bool = Field(
         default=False,
         description=(
-            "Accept a WS-Security UsernameToken (PasswordText) in the SOAP header, its password "
-            "being the system's API key, checked like the X-Api-Key header when the request has "
-            "no header credential; the wsse:Security block is then understood even when marked "
-            "mustUnderstand. Default: off."
+            "Accept a WS-Security UsernameToken (PasswordText) in the SOAP header, its Username "
+            "being the system's auth.username and its password the system's API key, checked "
+            "when the request has no header credential; the wsse:Security block is then "
+            "understood even when marked mustUnderstand. Default: off."
         ),
     )
 
@@ -189,6 +193,28 @@ class _Endpoint:
         if any(op.ws_security for op in self.operations.values()):
             return frozenset({WSSE_SECURITY})
         return frozenset()
+
+    def credential_in_envelope(self, prefix: bytes, whole: bool) -> str:
+        """The system whose credential the envelope's first bytes carry (a `BodyCredential`):
+        a token parameter, or a UsernameToken; Unauthenticated (401) otherwise."""
+        tokens = sorted(
+            {op.token_parameter for op in self.operations.values() if op.token_parameter}
+        )
+        ws_security = any(op.ws_security for op in self.operations.values())
+        found = envelope_credentials(prefix, tokens)
+        if found.token:
+            return self.gatekeeper.identify_key(
+                found.token, f"the key in parameter {tokens[0]!r} of {found.operation}"
+            )
+        if ws_security and found.password is not None:
+            return self.gatekeeper.identify_username_token(found.username, found.password)
+        where = "the X-Api-Key header"
+        if tokens:
+            where += f" or the system's key in parameter {' or '.join(map(repr, tokens))}"
+        if ws_security:
+            where += " or a WS-Security UsernameToken with the system's user name and key"
+        within = "" if whole else f" within the envelope's first {len(prefix)} bytes"
+        raise Unauthenticated(f"no credential{within}: send {where}", system=self.system.id)
 
     async def call(self, request: Request) -> Response:
         """The POST route: one SOAP request. Being the route's endpoint, it also marks the route
@@ -257,6 +283,12 @@ class SoapPush(InboundAdapter):
         except Exception as error:
             raise AdapterConfigError(f"WSDL {wsdl} cannot be read: {error}") from error
         operation = self._operation(service, system, channel)
+        if self.soap_options.ws_security and system.auth.username is None:
+            raise AdapterConfigError(
+                f"system {system.id}, channel {channel.message_type}: option ws_security needs "
+                "auth.username, the Username its WS-Security UsernameToken carries (the token's "
+                "user name is checked as well as its password)"
+            )
         return SoapChannel(
             path=self.route_path(system),
             service=service,
@@ -379,26 +411,20 @@ def _add_routes(app_or_router: FastAPI | APIRouter, endpoint: _Endpoint) -> None
 
 
 async def _call(endpoint: _Endpoint, request: Request) -> Response:
-    gatekeeper = endpoint.gatekeeper
     owner = endpoint.system.id
     content_type = request.headers.get("content-type")
     version = SOAP12 if "application/soap+xml" in (content_type or "").lower() else SOAP11
-    body = b""
     try:
-        gatekeeper.check_rate(owner)
-        gatekeeper.check_declared_length(request.headers.get("content-length"), owner)
-        caller = await gatekeeper.header_caller(request)
-        if caller is not None:
-            gatekeeper.authorize(caller, owner)
-        elif not endpoint.credential_in_message:
-            raise Unauthenticated(
-                "no credential: send the X-Api-Key header (or use the client certificate "
-                f"configured for {owner})",
-                system=owner,
-            )
-        body = await gatekeeper.read_body(request, owner)
+        admission = await endpoint.gatekeeper.admit(
+            request,
+            owner,
+            in_body=endpoint.credential_in_envelope if endpoint.credential_in_message else None,
+            accepted=(
+                f"the X-Api-Key header (or use the client certificate configured for {owner})"
+            ),
+        )
         return await run_in_threadpool(
-            _answer, endpoint, body, content_type, request.headers.get("soapaction"), caller
+            _answer, endpoint, admission.body, content_type, request.headers.get("soapaction")
         )
     except RequestRefused as refused:
         return _fault(_refusal_fault(refused), version)
@@ -421,7 +447,6 @@ def _answer(
     body: bytes,
     content_type: str | None,
     soap_action: str | None,
-    caller: str | None,
 ) -> Response:
     owner = endpoint.system.id
     limits = PayloadLimits(
@@ -445,8 +470,6 @@ def _answer(
                 f"{owner} (configured: {', '.join(sorted(endpoint.operations))})",
                 subcode="UnknownOperation",
             )
-        if caller is None:
-            _authenticate_in_message(endpoint, configured, request)
         document, charset = _document(configured, request)
     except RequestRefused as refused:
         return _fault(_refusal_fault(refused), version)
@@ -495,29 +518,6 @@ def _answer(
         endpoint.service.response(request, _response_values(endpoint.service, request, result)),
         media_type=request.version.content_type,
     )
-
-
-def _authenticate_in_message(
-    endpoint: _Endpoint, configured: _Operation, request: SoapRequest
-) -> None:
-    name = configured.token_parameter
-    token: Any = None
-    where = "the X-Api-Key header"
-    # What carried the key, so that a refusal names the credential the client sent.
-    credential = "the X-Api-Key header"
-    if name:
-        token = request.parameters.get(name)
-        where += f" or the system's key in parameter {name!r} of {request.operation.name}"
-        credential = f"the key in parameter {name!r} of {request.operation.name}"
-    if not token and configured.ws_security:
-        security = request.header(WSSE_SECURITY)
-        token = None if security is None else username_token_password(security)
-        where += " or a WS-Security UsernameToken whose password is the system's key"
-        credential = "the password of the WS-Security UsernameToken"
-    if not isinstance(token, str) or not token.strip():
-        raise Unauthenticated(f"no credential: send {where}", system=endpoint.system.id)
-    caller = endpoint.gatekeeper.identify_key(token, credential)
-    endpoint.gatekeeper.authorize(caller, endpoint.system.id)
 
 
 def _document(configured: _Operation, request: SoapRequest) -> tuple[bytes, str | None]:

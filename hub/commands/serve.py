@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
-from adapters.security import ClientCertificateH11Protocol
+from adapters.security import hub_h11_protocol
 from hub.app import create_app
 from hub.commands.options import DataDir, LogLevel, SystemsFile, hub_settings
 from hub.commands.startup import (
@@ -49,9 +49,25 @@ def serve(
         port=settings.port,
         log_level=log_level,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-        **tls_options(settings),
+        **server_options(settings),
     )
     uvicorn.Server(config).run()
+
+
+def server_options(settings: HubSettings) -> dict[str, Any]:
+    """uvicorn's connection options from the settings: bounded connections, the peer address
+    as it is, and TLS (`tls_options`)."""
+    return {
+        "limit_concurrency": settings.limit_concurrency,
+        "timeout_keep_alive": settings.keep_alive_timeout_s,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "backlog": settings.backlog,
+        # The gatekeeper trusts a proxy's headers by the socket's peer address; uvicorn's
+        # rewrite of that address from X-Forwarded-For would let any client claim the proxy's.
+        "proxy_headers": False,
+        "http": hub_h11_protocol(settings.header_timeout_s),
+        **tls_options(settings),
+    }
 
 
 def tls_options(settings: HubSettings) -> dict[str, Any]:
@@ -67,5 +83,4 @@ def tls_options(settings: HubSettings) -> dict[str, Any]:
         # Optional, not required: systems using API keys on the same port need no certificate;
         # an mtls system without one is refused by the gatekeeper (401).
         options["ssl_cert_reqs"] = ssl.CERT_OPTIONAL
-        options["http"] = ClientCertificateH11Protocol
     return options

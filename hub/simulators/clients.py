@@ -211,7 +211,7 @@ class SystemClient:
                 session=session, timeout=self._timeout, operation_timeout=self._timeout
             )
             wsse = (
-                UsernameToken(self.system.id, self.secret)
+                UsernameToken(self.system.auth.username or self.system.id, self.secret)
                 if contract.ws_security and self.secret
                 else None
             )

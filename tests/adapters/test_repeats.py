@@ -132,7 +132,10 @@ def duplicates(hub: RunningHub, system: str) -> float:
 
 def push(hub: RunningHub, body: bytes) -> dict[str, object]:
     answer = hub.client.post(
-        PUSH, content=body, headers={"X-Api-Key": AGRI_KEY, "Content-Type": "application/json"}
+        PUSH,
+        content=body,
+        # agri-penalty's key counts only in its own header (README, Security).
+        headers={"Authorization": f"Bearer {AGRI_KEY}", "Content-Type": "application/json"},
     )
     assert answer.status_code == 200, answer.text
     result: dict[str, object] = answer.json()

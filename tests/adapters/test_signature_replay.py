@@ -10,7 +10,6 @@ forgets it (the clock check refuses it by then). Real processes, the real Rabbit
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import httpx
 import pytest
 from broker_support import RABBITMQ_URL, require_rabbitmq
 from hub_harness import SECRETS, TEST_SYSTEMS, sample, signed
-from serve_process import serve_process
+from serve_process import hub_environment, serve_process
 
 import bus
 from adapters.replay_cache import REPLAY_FILE, SqliteReplayCache
@@ -60,10 +59,8 @@ def serves(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoServes]:
     systems = folder / "systems.yaml"
     systems.write_text(text, encoding="utf-8")
     namespace = f"replay{uuid.uuid4().hex[:10]}"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("JGHUB_")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(
-        SECRETS,
+    env = hub_environment(
+        **SECRETS,
         JGHUB_SYSTEMS_FILE=str(systems),
         JGHUB_DATA_DIR=str(folder / "var"),
         JGHUB_NAMESPACE=namespace,

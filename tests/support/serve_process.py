@@ -10,6 +10,8 @@ asked to stop with SIGTERM when the block ends, and killed if it does not within
 
 from __future__ import annotations
 
+import os
+import resource
 import signal
 import socket
 import subprocess
@@ -24,6 +26,15 @@ from typing import IO
 import httpx
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def hub_environment(**settings: str) -> dict[str, str]:
+    """This process's environment without its JGHUB_* settings and metrics folder, plus
+    `settings` (JGHUB_* variables and the systems' secrets)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("JGHUB_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(settings)
+    return env
 
 
 def free_port() -> int:
@@ -74,15 +85,29 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def serve_process(env: dict[str, str], *, ready_timeout: float = 60.0) -> Iterator[str]:
-    """Run `jghub serve` with `env` on a free port until the block ends; yield its base URL."""
+def serve_process(
+    env: dict[str, str], *, ready_timeout: float = 60.0, open_files: int | None = None
+) -> Iterator[str]:
+    """Run `jghub serve` with `env` on a free port until the block ends; yield its base URL.
+
+    `open_files` lowers the process's soft limit of open files (RLIMIT_NOFILE)."""
+
+    def limit_open_files() -> None:
+        if open_files is not None:
+            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
+
     port = free_port()
     command = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)]
     base = f"http://127.0.0.1:{port}"
     # Its log goes to a file, not a pipe: a pipe nobody reads would stall it once full.
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [*command, "--log-level", "warning"], env=env, cwd=REPOSITORY, stderr=log
+            [*command, "--log-level", "warning"],
+            env=env,
+            cwd=REPOSITORY,
+            stderr=log,
+            preexec_fn=limit_open_files,
         )
         try:
             wait_ready(base, process, timeout=ready_timeout, log=log)

@@ -115,7 +115,11 @@ def systems_config() -> SystemsConfig:
                     # Document/literal SOAP 1.2 with a WS-Security UsernameToken.
                     "id": "transport-penalty",
                     "name_zh": "省交通运输厅行政执法系统",
-                    "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_KEY_TRANSPORT"},
+                    "auth": {
+                        "scheme": "api_key",
+                        "key_env": "JGHUB_TEST_KEY_TRANSPORT",
+                        "username": "jtyst-xzzf",
+                    },
                     "inbound": [
                         {
                             "adapter": "soap_push",

@@ -140,7 +140,7 @@ def test_another_systems_key_is_forbidden(hub: SoapHub) -> None:
     with pytest.raises(Fault) as raised:
         client.service.ReceiveCaseBatch(batch=(CASES / "valid-batch.xml").read_bytes())
     assert raised.value.code == "soap:Client.Forbidden"
-    assert "may not use" in raised.value.message
+    assert "not for this channel" in raised.value.message
 
 
 def test_a_wrong_soapaction_is_a_client_fault(hub: SoapHub) -> None:
@@ -324,7 +324,8 @@ def test_a_wrong_username_token_is_named_in_the_fault(hub: SoapHub) -> None:
         wrong.service.ReportCases(_value_1=list(cases))
     assert [str(code.localname) for code in raised.value.subcodes] == ["Authentication"]
     assert raised.value.message == (
-        "the password of the WS-Security UsernameToken matches no configured system's key"
+        "the WS-Security UsernameToken's Username and Password match no configured system's "
+        "user name and key"
     )
 
 
