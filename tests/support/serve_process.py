@@ -11,7 +11,6 @@ asked to stop with SIGTERM when the block ends, and killed if it does not within
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,15 +22,9 @@ from typing import IO
 
 import httpx
 
+from hub.simulators.server import free_port
+
 REPOSITORY = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_ready(
