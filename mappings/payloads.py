@@ -29,6 +29,7 @@ from mappings.errors import (
     PayloadTooDeep,
     PayloadTooLarge,
 )
+from standard.errors import quoted, render_value
 from standard.types import NumberOutOfBounds, bounded_number
 
 # libxml2 refuses deeper documents itself unless XML_PARSE_HUGE is set (huge_tree=False here).
@@ -109,7 +110,8 @@ def parse_xml(payload: bytes, limits: PayloadLimits, charset: str | None = None)
     try:
         root = etree.fromstring(data, _xml_parser())
     except etree.XMLSyntaxError as error:
-        message = _LIBXML2_POSITION.sub("", error.msg or str(error))
+        # libxml2 quotes names from the document (up to 50,000 characters each): cut.
+        message = render_value(_LIBXML2_POSITION.sub("", error.msg or str(error)), limit=300)
         if "depth" in message.lower():
             raise PayloadTooDeep(
                 f"elements nest deeper than {limits.max_depth} ({message})",
@@ -220,8 +222,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         counts = Counter(name for name, _ in pairs)
         repeated = next(name for name, count in counts.items() if count > 1)
         raise MalformedPayload(
-            f"the name {repeated!r} appears twice in one object (RFC 8259 §4: names should be "
-            "unique; the hub refuses a record whose meaning depends on which one a reader keeps)"
+            f"the name {quoted(repeated)} appears twice in one object (RFC 8259 §4: names should "
+            "be unique; the hub refuses a record whose meaning depends on which one a reader "
+            "keeps)"
         )
     return value
 

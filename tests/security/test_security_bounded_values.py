@@ -16,8 +16,8 @@ import pytest
 from hub_harness import AGRI_KEY, ECO_KEY, RunningHub, running_hub, sample
 from lxml import etree
 
-from mappings import NumberOutOfBoundsPayload, PayloadLimits
-from mappings.payloads import parse_json
+from mappings import MalformedPayload, NumberOutOfBoundsPayload, PayloadLimits
+from mappings.payloads import parse_json, parse_xml
 from monitor.journal import DETAIL_CHARS, REASON_CHARS, Journal, Step
 from monitor.metrics import HUB_REGISTRY
 from standard.errors import EXCERPT_CHARS, quoted, render_value
@@ -158,6 +158,20 @@ def test_an_error_about_a_1_mb_value_is_short(hub: RunningHub) -> None:
     (problem,) = [e for e in response.json()["records"][0]["errors"] if e["field"] == "lead_time"]
     assert len(problem["message"]) < SHORT and "(1000000 characters)" in problem["message"]
     assert len(problem["value"]) < SHORT
+
+
+def test_payload_errors_quote_names_from_the_document_in_part() -> None:
+    with pytest.raises(MalformedPayload) as xml:
+        parse_xml(b"<" + b"a" * 40_000 + b"></b>", PayloadLimits())
+    assert len(str(xml.value)) < SHORT and "characters)" in str(xml.value)
+    with pytest.raises(MalformedPayload) as twice:
+        parse_json(b'{"' + b"k" * 100_000 + b'": 1, "' + b"k" * 100_000 + b'": 2}', PayloadLimits())
+    assert len(str(twice.value)) < SHORT and "(100000 characters)" in str(twice.value)
+    # An ordinary name is quoted whole.
+    with pytest.raises(MalformedPayload, match="the name 'fkje' appears twice"):
+        parse_json(b'{"fkje": 100, "fkje": 10000}', PayloadLimits())
+    with pytest.raises(MalformedPayload, match="Opening and ending tag mismatch: a line 1 and b"):
+        parse_xml(b"<a></b>", PayloadLimits())
 
 
 def test_the_excerpt_is_the_value_itself_when_short_and_cut_when_long() -> None:

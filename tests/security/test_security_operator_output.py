@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import httpx
 import pytest
 from broker_support import RABBITMQ_URL, require_rabbitmq
 from lxml import etree
-from monitor_support import consume
+from monitor_support import OPERATOR_SYSTEMS, consume, operator_environment
 from serve_process import REPOSITORY, free_port, stop, wait_ready
 from soap_harness import SoapHub
 from typer.testing import CliRunner
@@ -31,16 +30,6 @@ from hub.systems import load_systems
 from monitor.journal import Journal, JournalOptions, Step
 from monitor.literal import literal, visible
 
-SYSTEMS = """\
-systems:
-  - id: grassroots-platform
-    name_zh: 基层治理四平台
-    auth: {scheme: api_key, key_env: JGHUB_TEST_UNUSED_KEY}
-    inbound:
-      - {adapter: rest_push, message_type: event_report}
-    outbound: {adapter: outbox, render: {penalty_case: cloudevent}}
-    routes: ["penalty_case.#"]
-"""
 TARGET = "grassroots_platform"
 
 # Complaint ids as a hostile sender writes them, and what the tools must print for each.
@@ -61,18 +50,10 @@ TABLE_REASON = "HTTP 400 [/x] \\x1b[2J cleared over"
 def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A data folder, a systems file and a fresh namespace on the RabbitMQ node of the tests."""
     require_rabbitmq()
-    systems = tmp_path / "systems.yaml"
-    systems.write_text(SYSTEMS, encoding="utf-8")
-    data = tmp_path / "var"
-    monkeypatch.setenv("JGHUB_DATA_DIR", str(data))
-    monkeypatch.setenv("JGHUB_SYSTEMS_FILE", str(systems))
-    monkeypatch.setenv("JGHUB_NAMESPACE", f"out{uuid.uuid4().hex[:8]}")
-    monkeypatch.setenv("JGHUB_AMQP_URL", RABBITMQ_URL)
-    monkeypatch.delenv("JGHUB_JOURNAL_FILE", raising=False)
-    monkeypatch.setenv("COLUMNS", "250")  # rich wraps at 80 columns when not on a terminal
+    data = operator_environment(tmp_path, monkeypatch, amqp_url=RABBITMQ_URL)
     yield data
     settings = HubSettings()
-    topology = load_systems(systems).topology(settings.namespace)
+    topology = load_systems(settings.systems_file).topology(settings.namespace)
     with bus.connect(settings.bus_url) as cleaner:
         cleaner.declare(topology)
         cleaner.delete_topology(topology)
@@ -237,7 +218,7 @@ def test_the_hub_formatter_is_on_the_root_handler_it_installs() -> None:
 
 def test_serve_logs_uvicorn_lines_through_the_hub_formatter_on_one_line(tmp_path: Path) -> None:
     systems = tmp_path / "systems.yaml"
-    systems.write_text(SYSTEMS, encoding="utf-8")
+    systems.write_text(OPERATOR_SYSTEMS, encoding="utf-8")
     env = {key: value for key, value in os.environ.items() if not key.startswith("JGHUB_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(JGHUB_SYSTEMS_FILE=str(systems), JGHUB_DATA_DIR=str(tmp_path / "var"))
