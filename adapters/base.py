@@ -58,6 +58,10 @@ class AdapterContext:
       channel: the inbound channel a poller serves (its message type); None for other adapters.
       pull_lease_s: how long a message a target system pulls from the hub stays leased to it
         before it is handed out again (`JGHUB_OUTBOX_LEASE_S`).
+      public_url: the base URL external systems reach the hub at (`JGHUB_PUBLIC_URL`, no
+        trailing slash): what the hub writes where it tells a system its own address, such as
+        a WSDL's soap:address. Never taken from a request's Host header, which the client
+        chooses.
     """
 
     system: SystemConfig
@@ -66,6 +70,7 @@ class AdapterContext:
     gatekeeper: Gatekeeper | None = None
     channel: ChannelConfig | None = None
     pull_lease_s: float = 60.0
+    public_url: str = "http://127.0.0.1:8080"
 
     def require_gatekeeper(self, adapter: str) -> Gatekeeper:
         """The gatekeeper; AdapterConfigError when `adapter` was built without one (the worker

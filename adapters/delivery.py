@@ -37,6 +37,7 @@ from tenacity import (
 
 from adapters.breaker import BreakerOpen, BreakerOptions, CircuitBreaker
 from adapters.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from standard.errors import quoted, render_value
 
 if TYPE_CHECKING:
     from adapters.base import Sender
@@ -89,7 +90,7 @@ class AnswerCheck(BaseModel):
             return None
         said = jmespath.search(self.message_path, document) if self.message_path else None
         explanation = f" ({excerpt(str(said))})" if said is not None else ""
-        return f"`{self.path}` is {value!r}, not one of {self.success}{explanation}"
+        return f"`{self.path}` is {quoted(value)}, not one of {self.success}{explanation}"
 
 
 class OutboundOptions(BaseModel):
@@ -134,13 +135,13 @@ class OutboundOptions(BaseModel):
 
 
 def excerpt(text: str | bytes | None, limit: int = DETAIL_CHARS) -> str:
-    """A short one-line quote of a target's answer for a failure reason."""
+    """A short one-line quote of a target's answer for a failure reason, cut as every error
+    cuts a value (`standard.errors.render_value`)."""
     if text is None:
         return ""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return render_value(" ".join(text.split()), limit=limit)
 
 
 def status_error(

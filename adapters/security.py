@@ -92,6 +92,7 @@ from adapters.errors import (
     Unauthenticated,
 )
 from adapters.replay_cache import ReplayCache
+from standard.errors import quoted
 from systems import SecretNotSet, SystemConfig
 
 log = logging.getLogger("adapters.security")
@@ -640,7 +641,7 @@ class Gatekeeper:
                 return found
             if not any(h in headers for h in (APP_KEY_HEADER, SIGN_HEADER)):
                 raise Unauthenticated(
-                    f"the client certificate subject {subject!r} is not configured for any "
+                    f"the client certificate subject {quoted(subject)} is not configured for any "
                     "system (auth.client_subject)"
                 )
         if APP_KEY_HEADER in headers or SIGN_HEADER in headers:
@@ -663,7 +664,7 @@ class Gatekeeper:
         if scheme.lower() in ("bearer", "basic"):
             return None
         # Without a space the whole value is the key itself: it is not repeated in the answer.
-        said = f"has the scheme {scheme[:20]!r}" if space else "has no scheme"
+        said = f"has the scheme {quoted(scheme, limit=20)}" if space else "has no scheme"
         return f"the Authorization header {said}; send the key as 'Authorization: Bearer <key>'"
 
     def identify_body(self, body: bytes, *, hint: str | None = None, whole: bool = True) -> str:
@@ -713,13 +714,13 @@ class Gatekeeper:
         assert app_key is not None and request_time is not None and sign is not None
         known = self._app_keys.get(app_key)
         if known is None:
-            raise Unauthenticated(f"appKey {app_key!r} belongs to no configured system")
+            raise Unauthenticated(f"appKey {quoted(app_key)} belongs to no configured system")
         secret, system = known
         try:
             sent_at = parse_request_time(request_time)
         except ValueError:
             raise Unauthenticated(
-                f"requestTime {request_time[:40]!r} is neither yyyyMMddHHmmss nor epoch "
+                f"requestTime {quoted(request_time, limit=40)} is neither yyyyMMddHHmmss nor epoch "
                 "milliseconds"
             ) from None
         skew = abs(self._clock() - sent_at)
@@ -732,7 +733,8 @@ class Gatekeeper:
         expected = expected_sign(app_key, secret, request_time)
         if not hmac.compare_digest(expected.encode(), sign.strip().lower().encode()):
             raise Unauthenticated(
-                f"sign does not match md5(appKey + secret + requestTime) for appKey {app_key!r}"
+                "sign does not match md5(appKey + secret + requestTime) for appKey "
+                f"{quoted(app_key)}"
             )
         # Checked last, so only a genuine signature takes a place in the cache. It is kept until
         # the clock check would refuse it anyway.
@@ -742,7 +744,7 @@ class Gatekeeper:
         ):
             raise Unauthenticated(
                 f"signed app key in the {where}: signature already used within its window "
-                f"(appKey {app_key!r}, requestTime {request_time}); sign each request with a "
+                f"(appKey {quoted(app_key)}, requestTime {request_time}); sign each request with a "
                 "fresh requestTime"
             )
         return system.id
@@ -759,7 +761,9 @@ class Gatekeeper:
             return
         limit = self.body_limit(owner)
         if not declared.strip().isdigit():
-            raise BadRequest(f"Content-Length {declared[:40]!r} is not a number", system=owner)
+            raise BadRequest(
+                f"Content-Length {quoted(declared, limit=40)} is not a number", system=owner
+            )
         if int(declared) > limit:
             raise BodyTooLarge(
                 f"the body of system {owner} is {int(declared)} bytes; its limit is {limit} "

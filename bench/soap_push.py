@@ -33,7 +33,7 @@ from hub.app import create_app, runtime_of  # noqa: E402
 from hub.settings import HubSettings  # noqa: E402
 from hub.simulators.clients import SystemClient  # noqa: E402
 from hub.simulators.landscape import build_landscape  # noqa: E402
-from hub.simulators.server import LoopbackServer  # noqa: E402
+from hub.simulators.server import LoopbackServer, free_port  # noqa: E402
 from hub.simulators.traffic import SystemTraffic, TrafficPayload  # noqa: E402
 from mappings import load_all  # noqa: E402
 
@@ -60,9 +60,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder)
         broker = bus.connect(f"sqlite:///{data / 'bus.sqlite3'}")
-        settings = HubSettings(data_dir=data, namespace="bench", max_body_bytes=64 * 1024 * 1024)
+        # The port is known before the hub starts: its WSDLs name their address under it.
+        settings = HubSettings(
+            data_dir=data, namespace="bench", max_body_bytes=64 * 1024 * 1024, port=free_port()
+        )
         app = create_app(settings, systems=landscape.systems, broker=broker)
-        with LoopbackServer(app, name="hub") as server:
+        with LoopbackServer(app, port=settings.port, name="hub") as server:
             ingress = runtime_of(app).ingress
             for system_id, message_type in CASES.items():
                 system = landscape.systems.system(system_id)

@@ -299,6 +299,7 @@ def create_app(
             ingress=runtime.ingress,
             gatekeeper=runtime.gatekeeper,
             pull_lease_s=runtime.settings.outbox_lease_s,
+            public_url=runtime.settings.public_base_url,
         )
         for channel in system.inbound:
             adapter = registry.create(

@@ -9,6 +9,7 @@ in `data_dir`, the systems file and the mappings are the ones shipped in the rep
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,16 @@ class HubSettings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `jghub serve` listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port `jghub serve` listens on.")
+    public_url: str | None = Field(
+        default=None,
+        description=(
+            "The base URL external systems reach the hub at, e.g. https://hub.example.gov.cn "
+            "(behind a proxy: the proxy's). The WSDL the hub serves names its SOAP address "
+            "under it; a request's Host header never does. Empty: http(s)://host:port of "
+            "`serve` (127.0.0.1 for a wildcard host)."
+        ),
+        examples=["https://jghub.zj.gov.cn"],
+    )
     namespace: str = Field(
         default="jghub",
         pattern=NAMESPACE_PATTERN,
@@ -197,6 +208,33 @@ class HubSettings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_a_base(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"public_url {value[:80]!r} must be an http:// or https:// URL with a host, "
+                "e.g. https://jghub.zj.gov.cn"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(f"public_url {value[:80]!r} must have no query and no fragment")
+        return value.rstrip("/")
+
+    @property
+    def public_base_url(self) -> str:
+        """Where external systems reach the hub (JGHUB_PUBLIC_URL), without a trailing slash:
+        else `serve`'s own scheme, host and port, 127.0.0.1 standing for a wildcard host."""
+        if self.public_url:
+            return self.public_url
+        scheme = "https" if self.ssl_certfile else "http"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.port}"
 
     def back_pressure(self, topology: Topology) -> BackPressure:
         """The high-water marks these settings give every target of `topology`.

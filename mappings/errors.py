@@ -7,6 +7,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from standard.errors import EXCERPT_CHARS, render_value
+
 
 class MappingEngineError(Exception):
     """Base of every error the mapping engine raises or reports."""
@@ -165,6 +167,13 @@ class MalformedPayload(PayloadRejected):
     kind = "malformed"
 
 
+class NumberOutOfBoundsPayload(MalformedPayload):
+    """The payload holds a number with absurdly many digits or an absurd exponent (beyond the
+    standard's NUMBER_BOUNDS); refused as it is read, before any arithmetic."""
+
+    kind = "number-out-of-bounds"
+
+
 class NoRecords(PayloadRejected):
     """The mapping's record path selects nothing in the payload (wrong message type or root)."""
 
@@ -271,15 +280,21 @@ class ValueProblem(MappingEngineError, ValueError):
         super().__init__(f"{rule}: {message}")
 
 
+# Most items of a list or object an error's value shows; the value is evidence, not a copy.
+_PLAIN_ITEMS = 20
+
+
 def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
+    # Text and numbers as excerpts: a refused 1 MB value must not make a 1 MB answer.
+    if value is None or isinstance(value, float | bool):
         return value
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return format(value, "f")
+    if isinstance(value, str | int | Decimal | date):
+        return value if isinstance(value, int) and abs(value) < 10**18 else render_value(value)
     if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
+        return [_plain(item) for item in value[:_PLAIN_ITEMS]]
     if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    return str(value)
+        return {
+            str(key)[:EXCERPT_CHARS]: _plain(item)
+            for key, item in list(value.items())[:_PLAIN_ITEMS]
+        }
+    return render_value(str(value))

@@ -37,7 +37,15 @@ from mappings.dateformats import (
 )
 from mappings.errors import ValueProblem
 from mappings.lookup_tables import CodeTable
-from standard.types import AmountNotExact, wan_yuan_to_yuan, yuan_to_wan_yuan
+from standard.errors import quoted
+from standard.types import (
+    AmountNotExact,
+    NumberOutOfBounds,
+    bounded_number,
+    check_number_bounds,
+    wan_yuan_to_yuan,
+    yuan_to_wan_yuan,
+)
 
 Step = Callable[[Any], Any]
 Direction = Literal["inbound", "outbound"]
@@ -150,7 +158,7 @@ def _text(value: Any, rule: str) -> str:
         return str(value)
     if isinstance(value, Decimal):
         return format(value, "f")
-    raise ValueProblem(rule, f"expected text, got {type(value).__name__} {value!r}", value)
+    raise ValueProblem(rule, f"expected text, got {type(value).__name__} {quoted(value)}", value)
 
 
 # --------------------------------------------------------------------------- text
@@ -295,7 +303,7 @@ def _extract(options: ExtractOptions, context: BuildContext) -> Step:
         text = _text(value, rule)
         match = regex.search(text)
         if match is None:
-            raise ValueProblem(rule, f"{text!r} does not contain a match", value)
+            raise ValueProblem(rule, f"{quoted(text)} does not contain a match", value)
         return match.group(group) or None
 
     return step
@@ -321,7 +329,7 @@ def _substring(options: SubstringOptions, context: BuildContext) -> Step:
     def step(value: Any) -> Any:
         text = _text(value, rule)
         if len(text) < (end if end is not None else start):
-            raise ValueProblem(rule, f"{text!r} has only {len(text)} characters", value)
+            raise ValueProblem(rule, f"{quoted(text)} has only {len(text)} characters", value)
         return text[start:end] or None
 
     return step
@@ -464,18 +472,20 @@ _DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 
 
 def _to_decimal(value: Any, rule: str, grouping: str | None = None) -> Decimal:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueProblem(rule, f"{value} is not a finite number", value)
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Decimal(value)
-    text = _text(value, rule).strip()
-    if grouping:
-        text = text.replace(grouping, "")
-    if not _DECIMAL_TEXT.fullmatch(text):
-        raise ValueProblem(rule, f"{value!r} is not a decimal number", value)
-    return Decimal(text)
+    # Bounded before any arithmetic: XML text or a JSON string of 5,000 digits is refused here,
+    # as a JSON number of them is when the payload is parsed.
+    try:
+        if isinstance(value, Decimal | int) and not isinstance(value, bool):
+            check_number_bounds(value)
+            return Decimal(value)
+        text = _text(value, rule).strip()
+        if grouping:
+            text = text.replace(grouping, "")
+        if not _DECIMAL_TEXT.fullmatch(text):
+            raise ValueProblem(rule, f"{quoted(value)} is not a decimal number", value)
+        return bounded_number(text)
+    except NumberOutOfBounds as error:
+        raise ValueProblem(rule, str(error), value) from None
 
 
 @function("decimal", DecimalOptions, examples=("decimal", "{decimal: {grouping: ','}}"))
@@ -502,7 +512,7 @@ def _integer(options: NoOptions, context: BuildContext) -> Step:
             return value
         number = _to_decimal(value, "integer")
         if number != number.to_integral_value():
-            raise ValueProblem("integer", f"{value!r} is not a whole number", value)
+            raise ValueProblem("integer", f"{quoted(value)} is not a whole number", value)
         return int(number)
 
     return step
@@ -654,9 +664,11 @@ def _date(options: DateOptions, context: BuildContext) -> Step:
                     return build_date(fields)
                 except ValueError as error:
                     raise ValueProblem(
-                        rule, f"{text!r} is not a real date: {error}", value
+                        rule, f"{quoted(text)} is not a real date: {error}", value
                     ) from None
-        raise ValueProblem(rule, f"{text!r} does not have the form {_shown(options.format)}", value)
+        raise ValueProblem(
+            rule, f"{quoted(text)} does not have the form {_shown(options.format)}", value
+        )
 
     return step
 
@@ -716,7 +728,7 @@ def _datetime(options: DatetimeOptions, context: BuildContext) -> Step:
             if result is not None:
                 return result
         raise ValueProblem(
-            rule, f"{value!r} does not have the form {_shown(options.format)}", value
+            rule, f"{quoted(value)} does not have the form {_shown(options.format)}", value
         )
 
     return step
@@ -764,7 +776,9 @@ def _datetime_reader(text: str, zone: tzinfo, rule: str) -> Callable[[Any], date
         try:
             return build_datetime(fields, zone)
         except ValueError as error:
-            raise ValueProblem(rule, f"{value!r} is not a real time: {error}", value) from None
+            raise ValueProblem(
+                rule, f"{quoted(value)} is not a real time: {error}", value
+            ) from None
 
     return read_pattern
 
@@ -816,7 +830,7 @@ def _format_datetime(options: FormatDatetimeOptions, context: BuildContext) -> S
                 )
             except ValueError:
                 raise ValueProblem(
-                    rule, f"{value!r} is not an ISO 8601 date or time", value
+                    rule, f"{quoted(value)} is not an ISO 8601 date or time", value
                 ) from None
         if isinstance(value, datetime):
             value = value.replace(tzinfo=zone) if value.tzinfo is None else value.astimezone(zone)
@@ -824,7 +838,7 @@ def _format_datetime(options: FormatDatetimeOptions, context: BuildContext) -> S
             if text in EPOCH_NAMES:
                 value = datetime(value.year, value.month, value.day, tzinfo=zone)
         else:
-            raise ValueProblem(rule, f"expected a date or date-time, got {value!r}", value)
+            raise ValueProblem(rule, f"expected a date or date-time, got {quoted(value)}", value)
         if pattern is not None:
             return pattern.format(value)
         if text == "iso8601":
@@ -858,7 +872,9 @@ def _day(options: DayOptions, context: BuildContext) -> Step:
         if isinstance(value, date):
             return value
         raise ValueProblem(
-            "day", f"expected a date-time (read it with datetime first), got {value!r}", value
+            "day",
+            f"expected a date-time (read it with datetime first), got {quoted(value)}",
+            value,
         )
 
     return step
@@ -941,7 +957,7 @@ def _lookup(options: LookupOptions, context: BuildContext) -> Step:
         if fallback is not None:
             return fallback
         sample = ", ".join(list(codes)[:8]) + (", ..." if len(codes) > 8 else "")
-        raise ValueProblem(rule, f"code {key!r} is not in {name} (it has {sample})", value)
+        raise ValueProblem(rule, f"code {quoted(key)} is not in {name} (it has {sample})", value)
 
     return step
 
@@ -975,7 +991,7 @@ def _boolean(options: BooleanOptions, context: BuildContext) -> Step:
         if found is None:
             raise ValueProblem(
                 "boolean",
-                f"{text!r} is neither yes ({', '.join(options.true)}) nor no "
+                f"{quoted(text)} is neither yes ({', '.join(options.true)}) nor no "
                 f"({', '.join(options.false)})",
                 value,
             )

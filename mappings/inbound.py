@@ -45,7 +45,7 @@ from mappings.yamlsource import YamlFile
 from standard.datasets.base import StandardRecord, violations_from
 from standard.dictionaries import dictionary
 from standard.envelope import Envelope
-from standard.errors import RecordInvalid, Violation
+from standard.errors import RecordInvalid, Violation, quoted
 from standard.fields import field_meta, model_in, path_parts, zh_path
 from standard.types import SHANGHAI
 
@@ -336,7 +336,7 @@ class InboundTranslation(Sealed):
             message = (
                 "no operation found"
                 if value is None
-                else f"{value!r} is not insert, update or delete (nor i, u, d)"
+                else f"{quoted(value)} is not insert, update or delete (nor i, u, d)"
             )
             problems.append(("envelope.operation", ValueProblem("operation", message, value)))
             return "insert"

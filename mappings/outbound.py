@@ -29,7 +29,7 @@ from mappings.paths import JsonPath
 from mappings.yamlsource import Location, YamlFile
 from standard.datasets import DatasetSpec
 from standard.envelope import Envelope
-from standard.errors import RecordInvalid
+from standard.errors import RecordInvalid, quoted
 
 _NAME = r"[^\W\d][\w.\-]*"
 
@@ -232,7 +232,7 @@ class OutboundRendering(Sealed):
             return value.value
         if isinstance(value, BaseModel):
             return value.model_dump(mode="json")
-        raise _Inexact(f"cannot write {type(value).__name__} {value!r} as JSON")
+        raise _Inexact(f"cannot write {type(value).__name__} {quoted(value)} as JSON")
 
     def _xml_children(self, parent: etree._Element, nodes: tuple[_Node, ...], context: Any) -> None:
         for node in nodes:

@@ -4,7 +4,9 @@ XML goes through lxml with entity resolution, network access, DTD loading and hu
 off, and a DOCTYPE anywhere in the prolog is refused before the parser sees it: no legitimate
 department payload needs one, and refusing it closes billion-laughs, quadratic blow-up and
 external entities in one rule. JSON numbers with a fraction become `Decimal` so that amounts are
-exact; NaN and Infinity, which Python accepts but JSON does not, are refused.
+exact; NaN and Infinity, which Python accepts but JSON does not, are refused, and so is a number
+beyond the standard's `NUMBER_BOUNDS` (40 significant digits, 10^±40), as it is read: the 13 bytes
+`8000e999999999` are a billion digits once written out.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import json
 import re
 import threading
 from collections import Counter
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -21,7 +22,15 @@ from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
 from mappings.decoding import DecodedPayload, decode_payload
-from mappings.errors import ForbiddenMarkup, MalformedPayload, PayloadTooDeep, PayloadTooLarge
+from mappings.errors import (
+    ForbiddenMarkup,
+    MalformedPayload,
+    NumberOutOfBoundsPayload,
+    PayloadTooDeep,
+    PayloadTooLarge,
+)
+from standard.errors import quoted, render_value
+from standard.types import NumberOutOfBounds, bounded_number
 
 # libxml2 refuses deeper documents itself unless XML_PARSE_HUGE is set (huge_tree=False here).
 LIBXML2_MAX_DEPTH = 256
@@ -101,7 +110,8 @@ def parse_xml(payload: bytes, limits: PayloadLimits, charset: str | None = None)
     try:
         root = etree.fromstring(data, _xml_parser())
     except etree.XMLSyntaxError as error:
-        message = _LIBXML2_POSITION.sub("", error.msg or str(error))
+        # libxml2 quotes names from the document (up to 50,000 characters each): cut.
+        message = render_value(_LIBXML2_POSITION.sub("", error.msg or str(error)), limit=300)
         if "depth" in message.lower():
             raise PayloadTooDeep(
                 f"elements nest deeper than {limits.max_depth} ({message})",
@@ -126,7 +136,8 @@ def parse_json(payload: bytes, limits: PayloadLimits, charset: str | None = None
     try:
         value = json.loads(
             decoded.text,
-            parse_float=Decimal,
+            parse_float=bounded_number,
+            parse_int=_bounded_int,
             parse_constant=_refuse_constant,
             object_pairs_hook=_unique_keys,
         )
@@ -141,6 +152,8 @@ def parse_json(payload: bytes, limits: PayloadLimits, charset: str | None = None
         raise PayloadTooDeep(
             f"objects and arrays nest deeper than the limit of {limits.max_depth}"
         ) from None
+    except NumberOutOfBounds as error:
+        raise _number_refused(decoded, error) from None
     except MalformedPayload:
         raise
     except ValueError as error:  # e.g. an integer longer than Python's 4300-digit limit
@@ -171,6 +184,28 @@ def _byte_offset(decoded: DecodedPayload, position: int) -> int:
     return decoded.bom_length + len(decoded.text[:position].encode(decoded.encoding))
 
 
+def _bounded_int(text: str) -> int:
+    bounded_number(text)
+    return int(text)
+
+
+def _number_refused(decoded: DecodedPayload, error: NumberOutOfBounds) -> NumberOutOfBoundsPayload:
+    """The refusal with where the number is: the first place the text holds it as a number."""
+    found = None
+    if error.text is not None:
+        found = re.search(rf"(?<![\w.+\-\"]){re.escape(error.text)}(?![\w.+\-\"])", decoded.text)
+    if found is None:
+        return NumberOutOfBoundsPayload(str(error))
+    position = found.start()
+    line = decoded.text.count("\n", 0, position) + 1
+    return NumberOutOfBoundsPayload(
+        str(error),
+        offset=_byte_offset(decoded, position),
+        line=line,
+        column=position - decoded.text.rfind("\n", 0, position),
+    )
+
+
 def _refuse_constant(name: str) -> Any:
     raise MalformedPayload(f"{name} is not a JSON number (RFC 8259 §6)")
 
@@ -187,8 +222,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         counts = Counter(name for name, _ in pairs)
         repeated = next(name for name, count in counts.items() if count > 1)
         raise MalformedPayload(
-            f"the name {repeated!r} appears twice in one object (RFC 8259 §4: names should be "
-            "unique; the hub refuses a record whose meaning depends on which one a reader keeps)"
+            f"the name {quoted(repeated)} appears twice in one object (RFC 8259 §4: names should "
+            "be unique; the hub refuses a record whose meaning depends on which one a reader "
+            "keeps)"
         )
     return value
 

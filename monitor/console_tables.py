@@ -2,7 +2,9 @@
 dead letters, the data-quality scorecard.
 
 Times are shown in Asia/Shanghai, where the province's operators work; ages and delays in the
-largest unit that keeps them readable (`3d 4h`, `12m 5s`).
+largest unit that keeps them readable (`3d 4h`, `12m 5s`). Every value that came from a system
+(ids, reasons, stages) is a `literal`: shown as written, never read as markup or obeyed by the
+terminal.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from rich.text import Text
 
 from bus import DeadLetter
 from monitor.journal import Entry, Step
+from monitor.literal import literal
 from monitor.quality import SystemQuality
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -70,7 +73,9 @@ def _cut(text: str | None, limit: int = REASON_CHARS) -> str:
 
 def trace_table(asked: str, entries: Sequence[Entry]) -> Table:
     """A message's (or a receipt's) steps, oldest first."""
-    table = Table(title=f"message {asked}", title_justify="left", show_lines=False)
+    table = Table(
+        title=Text.assemble("message ", literal(asked)), title_justify="left", show_lines=False
+    )
     for name in ("#", "at (Shanghai)", "step", "message", "system", "target", "try", "reason"):
         table.add_column(name, overflow="fold")
     for entry in entries:
@@ -84,11 +89,11 @@ def trace_table(asked: str, entries: Sequence[Entry]) -> Table:
             str(entry.seq),
             local(entry.at),
             Text(entry.step.value, style=_STEP_STYLES.get(entry.step, "")),
-            entry.message_id if entry.message_id and entry.message_id != asked else "",
-            entry.system or "",
-            entry.target or "",
+            literal(entry.message_id if entry.message_id != asked else ""),
+            literal(entry.system),
+            literal(entry.target),
             "" if entry.attempt is None else str(entry.attempt),
-            _cut(reason),
+            literal(_cut(reason)),
         )
     return table
 
@@ -101,28 +106,29 @@ def dead_letters_table(found: Sequence[DeadLetter], *, title: str) -> Table:
         table.add_column(name, overflow="fold")
     for dead in found:
         table.add_row(
-            dead.message.id,
-            dead.target,
+            literal(dead.message.id),
+            literal(dead.target),
             local(dead.dead_at),
             duration((now - dead.dead_at).total_seconds()),
             str(dead.message.attempts),
-            _cut(dead.reason),
+            literal(_cut(dead.reason)),
         )
     return table
 
 
 def history_table(dead: DeadLetter) -> Table:
     """Every failed attempt (and replay) of one dead letter."""
-    table = Table(title=f"history of {dead.message.id} for {dead.target}", title_justify="left")
+    title = Text.assemble("history of ", literal(dead.message.id), " for ", literal(dead.target))
+    table = Table(title=title, title_justify="left")
     for name in ("try", "at (Shanghai)", "stage", "permanent", "reason"):
         table.add_column(name, overflow="fold")
     for failure in dead.message.history:
         table.add_row(
             str(failure.attempt),
             local(failure.at),
-            failure.stage,
+            literal(failure.stage),
             "yes" if failure.permanent else "",
-            _cut(failure.reason, 400),
+            literal(_cut(failure.reason, 400)),
         )
     return table
 
@@ -142,7 +148,7 @@ def quality_table(scores: Sequence[SystemQuality], *, title: str) -> Table:
         style = "" if accuracy is None or accuracy >= 0.9 else "red"
         rules = ", ".join(f"{rule} ×{n}" for rule, n in figures.rejections.most_common(3))
         table.add_row(
-            figures.system,
+            literal(figures.system),
             str(figures.accepted),
             str(figures.rejected),
             Text(percent(accuracy), style=style),
@@ -150,6 +156,6 @@ def quality_table(scores: Sequence[SystemQuality], *, title: str) -> Table:
             duration(figures.delay_median),
             duration(figures.delay_p90),
             str(figures.refused_payloads),
-            rules,
+            literal(rules),
         )
     return table

@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from monitor import metrics
 from monitor.errors import JournalUnavailable
+from standard.errors import render_value
 
 log = logging.getLogger("monitor.journal")
 
@@ -294,8 +295,43 @@ def entry_hash(prev_hash: str, row: Iterable[Any]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
 
 
+# What one entry stores at most: a journal entry is evidence of a step, not a copy of what a
+# sender wrote. Longer values are cut (render_value: "… (N characters)") before they are chained.
+ID_CHARS = 200
+REASON_CHARS = 2000
+DETAIL_CHARS = 16_384
+
+
+def _stored(text: str | None, limit: int) -> str | None:
+    """`text` as the journal keeps it: cut to `limit`, a lone surrogate (which no UTF-8 file can
+    hold; JSON's "\\ud800" makes one) written as its escape."""
+    if text is None:
+        return None
+    cut = render_value(text, limit=limit)
+    return cut.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _detail_text(detail: Mapping[str, Any] | None) -> str:
-    return json.dumps(dict(detail or {}), ensure_ascii=False, sort_keys=True, default=str)
+    text = json.dumps(dict(detail or {}), ensure_ascii=False, sort_keys=True, default=str)
+    if len(text) > DETAIL_CHARS:
+        # Still a JSON object, so readers need not know it was cut.
+        text = json.dumps({"excerpt": text[:DETAIL_CHARS], "characters": len(text)})
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _transient(error: Exception) -> bool:
+    """True for a write the file may take later (locked, busy, disk I/O, disk full); False for an
+    entry it refuses whatever happens (too big, a constraint, a value SQLite cannot hold)."""
+    return isinstance(error, sqlite3.OperationalError)
+
+
+def _refusal(error: Exception) -> str:
+    """The `reason` label of jghub_journal_refused_total for a permanent write error."""
+    if isinstance(error, sqlite3.DataError):
+        return "too-big" if "too big" in str(error) else "invalid-value"
+    if isinstance(error, sqlite3.IntegrityError):
+        return "constraint"
+    return "invalid-value"
 
 
 class Journal:
@@ -480,12 +516,23 @@ class Journal:
         self._commit(db, notes)
 
     def _commit(self, db: sqlite3.Connection, notes: list[_Note]) -> None:
-        """Append `notes` to the chain, trying again (with backoff) until the file takes them."""
+        """Append `notes` to the chain, trying again (with backoff) while the file cannot take
+        them for now; an entry it refuses for good is refused alone (`_refuse`), the others are
+        written."""
         backoff = 0.5
         while notes:
             try:
                 self._append(db, notes)
-            except sqlite3.Error as exc:
+            except Exception as exc:  # any error: the writer thread must outlive one bad entry
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                if not _transient(exc):
+                    if len(notes) == 1:
+                        self._refuse(notes[0], exc)
+                    else:
+                        for note in notes:  # find the entries the file refuses; write the rest
+                            self._commit(db, [note])
+                    return
                 metrics.JOURNAL_ENTRIES.labels("failed").inc(len(notes))
                 log.error(
                     "journal %s: cannot write %d entries, trying again in %.1fs: %s",
@@ -494,13 +541,26 @@ class Journal:
                     backoff,
                     exc,
                 )
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
             metrics.JOURNAL_ENTRIES.labels("written").inc(len(notes))
             return
+
+    def _refuse(self, note: _Note, error: Exception) -> None:
+        """An entry the file refuses for good: said loudly and counted, never tried again, so
+        that it cannot hold up the entries recorded after it."""
+        reason = _refusal(error)
+        metrics.JOURNAL_REFUSED.labels(reason).inc()
+        log.error(
+            "journal %s refused the %s entry of message %s for good (%s: %s); it is not written, "
+            "the entries after it are",
+            self.path,
+            note.step.value,
+            note.message_id or note.receipt,
+            reason,
+            render_value(str(error)),
+        )
 
     def _append(self, db: sqlite3.Connection, notes: list[_Note]) -> None:
         db.execute("BEGIN IMMEDIATE")
@@ -512,9 +572,10 @@ class Journal:
         for note in notes:
             seq += 1
             content = (
-                seq, timestamp(note.at), note.step.value, note.message_id, note.receipt,
-                note.system, note.target, note.dataset, note.reason, note.attempt,
-                _detail_text(note.detail),
+                seq, timestamp(note.at), note.step.value, _stored(note.message_id, ID_CHARS),
+                _stored(note.receipt, ID_CHARS), _stored(note.system, ID_CHARS),
+                _stored(note.target, ID_CHARS), _stored(note.dataset, ID_CHARS),
+                _stored(note.reason, REASON_CHARS), note.attempt, _detail_text(note.detail),
             )  # fmt: skip
             digest = entry_hash(prev, content)
             rows.append((*content, prev, digest))

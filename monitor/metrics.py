@@ -263,14 +263,21 @@ JOURNAL_ENTRIES = Counter(
     ["outcome"],
     registry=HUB_REGISTRY,
 )
+JOURNAL_REFUSED = Counter(
+    "jghub_journal_refused",
+    "Journal entries the journal file refused for good, by reason: too-big, constraint, "
+    "invalid-value. Each is logged at ERROR with its message id; it is lost, later ones are not.",
+    ["reason"],
+    registry=HUB_REGISTRY,
+)
 
 OBSERVED: tuple[MetricWrapperBase, ...] = (
     PAYLOADS_RECEIVED, PAYLOADS_REFUSED, RECORDS_ACCEPTED, RECORDS_REJECTED, TRANSLATION_SECONDS,
     PUBLISHED, DUPLICATES, PUBLISH_FAILURES, PUBLISH_CONFIRM_SECONDS, DELIVERED,
     DELIVERY_FAILURES, RETRIED, DEAD_LETTERED, REPLAYED, DELIVERY_SECONDS, END_TO_END_SECONDS,
     RECORD_DELAY_SECONDS, OPTIONAL_FIELDS, OPTIONAL_FIELDS_FILLED, BREAKER_STATE,
-    POLLER_LAG_SECONDS, POLLER_LAST_SUCCESS, POLLS, JOURNAL_ENTRIES, BACKPRESSURE_REFUSED,
-    UNAUTHENTICATED,
+    POLLER_LAG_SECONDS, POLLER_LAST_SUCCESS, POLLS, JOURNAL_ENTRIES, JOURNAL_REFUSED,
+    BACKPRESSURE_REFUSED, UNAUTHENTICATED,
 )  # fmt: skip
 """The metrics processes observe (the scrape-time ones are in `SCRAPED`)."""
 

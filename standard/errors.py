@@ -26,15 +26,58 @@ class StandardError(ValueError):
     """Something does not meet the unified data standard."""
 
 
-def render_value(value: object) -> str:
-    """A value as it appears in an error message: dates in ISO 8601, strings as themselves."""
+EXCERPT_CHARS = 80
+"""Most characters of a value that an error quotes; a longer value is cut and its length said."""
+
+# A Decimal written out without exponent has about this many characters at most before the hub
+# writes it in scientific notation instead (8000e999999999 would otherwise be a billion digits).
+_PLAIN_DECIMAL_DIGITS = 60
+
+
+def render_value(value: object, *, limit: int | None = EXCERPT_CHARS) -> str:
+    """A value as it appears in an error message: dates in ISO 8601, strings as themselves,
+    cut to `limit` characters (see `quoted`; None: not cut, for a caller that quotes it)."""
+    text = _plain_text(value)
+    return text if limit is None else _cut(text, limit)
+
+
+def quoted(value: object, *, limit: int = EXCERPT_CHARS) -> str:
+    """A value quoted in an error, as `{value!r}` would, but bounded: at most `limit` characters
+    of it, then `… (N characters)`.
+
+    Every error that quotes a value a sender chose goes through this (or `render_value`): a 1 MB
+    value must not become a 1 MB error, answer, log line and journal entry.
+    """
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}… ({len(value)} characters)"
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        return _cut(_plain_text(value), limit)
+    return _cut(repr(value), limit)
+
+
+def _plain_text(value: object) -> str:
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Decimal):
+        if value.is_finite() and abs(value.adjusted()) > _PLAIN_DECIMAL_DIGITS:
+            return str(value)  # scientific notation: a few characters, not a billion digits
         return format(value, "f")
     if isinstance(value, str):
         return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > 4 * _PLAIN_DECIMAL_DIGITS:
+            # str() of a huge int is slow, and refused past Python's 4300-digit limit.
+            return f"an integer of {value.bit_length()} bits"
+        return str(value)
     return repr(value)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
 
 
 @dataclass(frozen=True)

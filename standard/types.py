@@ -15,6 +15,14 @@ Money
     Units are never guessed: ``wan_yuan_to_yuan`` and ``yuan_to_wan_yuan`` convert explicitly and
     refuse a conversion that is not exact.
 
+Numbers
+    A number a sender writes is read only within ``NUMBER_BOUNDS``: at most 40 significant
+    digits, its first digit no higher than 10^40 and its last no finer than 10^-40, and at most
+    100 characters as written. ``8000e999999999`` (13 bytes) would otherwise be a billion digits
+    once written out; money and codes never come near the bounds. ``bounded_number`` reads text
+    within them, ``check_number_bounds`` checks a number already read; both raise
+    ``NumberOutOfBounds`` before any arithmetic.
+
 Time
     ``ShanghaiDateTime`` is always timezone-aware. A naive value (``2026-03-01 10:00:00``) is taken
     as Asia/Shanghai wall time; an aware one is converted to Asia/Shanghai. JSON carries ISO 8601
@@ -23,6 +31,7 @@ Time
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable
 from datetime import datetime
@@ -40,7 +49,7 @@ from standard.checks import (
     check_industry,
     check_org_code,
 )
-from standard.errors import StandardError
+from standard.errors import StandardError, quoted, render_value
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CREDIT_CODE_PATTERN = r"^[0-9A-HJ-NPQRTUWXY]{18}$"
@@ -129,7 +138,7 @@ def _six_digits(value: str) -> str:
     if len(value) != 6 or not value.isascii() or not value.isdigit():
         raise _format_error(
             "GB/T 2260 region code format",
-            f"region code {value!r} must be 6 digits (province, prefecture, county)",
+            f"region code {quoted(value)} must be 6 digits (province, prefecture, county)",
         )
     return value
 
@@ -168,7 +177,7 @@ def _catalogue_code(value: str) -> str:
     if len(value) != 14 or not value.isascii() or not value.isdigit():
         raise _format_error(
             "catalogue code format",
-            f"supervision catalogue code {value!r} must be exactly 14 digits",
+            f"supervision catalogue code {quoted(value)} must be exactly 14 digits",
         )
     return value
 
@@ -190,7 +199,7 @@ def _inspection_list_code(value: str) -> str:
     if not INSPECTION_LIST_CODE_MIN <= size <= INSPECTION_LIST_CODE_MAX:
         raise _format_error(
             "inspection list code length",
-            f"inspection list code {value!r} has {size} characters; it must have "
+            f"inspection list code {quoted(value)} has {size} characters; it must have "
             f"{INSPECTION_LIST_CODE_MIN} to {INSPECTION_LIST_CODE_MAX}",
         )
     try:
@@ -198,20 +207,21 @@ def _inspection_list_code(value: str) -> str:
     except CheckFailure as failure:
         raise _format_error(
             "inspection list code organ",
-            f"characters 1-18 of inspection list code {value!r} must be the implementing "
+            f"characters 1-18 of inspection list code {quoted(value)} must be the implementing "
             f"organ's credit code: {failure.message}",
         ) from failure
     if value[18] not in "12345":
         raise _format_error(
             "inspection list code kind digit",
-            f"character 19 of inspection list code {value!r} is {value[18]!r}; it must be a "
+            f"character 19 of inspection list code {quoted(value)} is {value[18]!r}; it must be a "
             f"digit 1-5",
         )
     tail = value[19:]
     if tail and not (tail.isascii() and tail.isdigit()):
         raise _format_error(
             "inspection list code sequence",
-            f"characters 20 on of inspection list code {value!r} must be digits, got {tail!r}",
+            f"characters 20 on of inspection list code {quoted(value)} must be digits, "
+            f"got {quoted(tail)}",
         )
     return value
 
@@ -256,7 +266,7 @@ CERTIFICATE_CHECKS: dict[str, Callable[[str], object]] = {
 def certificate_code_problem(certificate_type: str, code: str) -> str | None:
     """Why ``code`` is not a valid code for ``certificate_type``, or None when it is."""
     if len(code) > 20:
-        return f"certificate code {code!r} has {len(code)} characters; at most 20 allowed"
+        return f"certificate code {quoted(code)} has {len(code)} characters; at most 20 allowed"
     check = CERTIFICATE_CHECKS.get(certificate_type)
     if check is None:
         return None
@@ -265,6 +275,69 @@ def certificate_code_problem(certificate_type: str, code: str) -> str | None:
     except CheckFailure as failure:
         return failure.message
     return None
+
+
+# --- numbers -----------------------------------------------------------------------------------
+
+MAX_NUMBER_DIGITS = 40
+"""Most significant digits of a number the hub reads (an amount in 元 needs under 20)."""
+MAX_NUMBER_EXPONENT = 40
+"""A number's first digit is at most 10^this, its last digit at least 10^-this."""
+MAX_NUMBER_CHARACTERS = 100
+"""Most characters of a number as written (sign, digits, point, exponent), checked first."""
+NUMBER_BOUNDS = (
+    f"at most {MAX_NUMBER_DIGITS} significant digits, from 10^-{MAX_NUMBER_EXPONENT} to "
+    f"10^{MAX_NUMBER_EXPONENT}, written in at most {MAX_NUMBER_CHARACTERS} characters"
+)
+
+
+class NumberOutOfBounds(StandardError):
+    """A number has absurdly many digits or an absurd exponent; it is refused before any
+    arithmetic (rule `number bounds`). `text` is the number as written, or None."""
+
+    rule = "number bounds"
+
+    def __init__(self, message: str, text: str | None = None) -> None:
+        self.text = text
+        super().__init__(message)
+
+
+def _out_of_bounds(shown: str, why: str, text: str | None) -> NumberOutOfBounds:
+    return NumberOutOfBounds(
+        f"the number {shown} is out of bounds: {why}; numbers have {NUMBER_BOUNDS} "
+        f"(rule {NumberOutOfBounds.rule})",
+        text,
+    )
+
+
+def check_number_bounds(number: Decimal | int, text: str | None = None) -> None:
+    """Raise NumberOutOfBounds unless `number` is finite and within NUMBER_BOUNDS."""
+    shown = quoted(text) if text is not None else render_value(number)
+    if isinstance(number, int):
+        if abs(number) >= 10 ** (MAX_NUMBER_EXPONENT + 1):
+            raise _out_of_bounds(shown, f"it is {MAX_NUMBER_EXPONENT + 1} digits or longer", text)
+        return
+    if not number.is_finite():
+        raise _out_of_bounds(shown, "it is not a finite number", text)
+    digits = len(number.as_tuple().digits)
+    if digits > MAX_NUMBER_DIGITS:
+        raise _out_of_bounds(shown, f"it has {digits} significant digits", text)
+    if number and number.adjusted() > MAX_NUMBER_EXPONENT:
+        raise _out_of_bounds(shown, f"its first digit stands for 10^{number.adjusted()}", text)
+    exponent = int(number.as_tuple().exponent)
+    if exponent < -MAX_NUMBER_EXPONENT:
+        raise _out_of_bounds(shown, f"its last digit stands for 10^{exponent}", text)
+
+
+def bounded_number(text: str) -> Decimal:
+    """`text`, a number as a sender wrote it (checked by the caller's own syntax), as an exact
+    Decimal within NUMBER_BOUNDS; NumberOutOfBounds otherwise. The length is checked before
+    Decimal reads it, so the work is bounded whatever the text."""
+    if len(text) > MAX_NUMBER_CHARACTERS:
+        raise _out_of_bounds(quoted(text), f"it is written in {len(text)} characters", text)
+    number = Decimal(text)
+    check_number_bounds(number, text)
+    return number
 
 
 # --- money -------------------------------------------------------------------------------------
@@ -284,7 +357,18 @@ def _as_decimal(value: object) -> object:
     if isinstance(value, float):
         # repr gives the shortest decimal that round-trips, i.e. what the sender wrote.
         return Decimal(repr(value))
+    try:
+        if isinstance(value, str):
+            return bounded_number(value.strip()) if _NUMBER_TEXT.fullmatch(value) else value
+        if isinstance(value, Decimal | int):
+            check_number_bounds(value)
+    except NumberOutOfBounds as error:
+        raise PydanticCustomError("amount", "{reason}", {"reason": str(error)}) from None
     return value
+
+
+# What pydantic would read as a Decimal: checked for bounds first (other text it refuses itself).
+_NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
 
 
 def _amount(quantum: Decimal, unit: str) -> Callable[[Decimal], Decimal]:

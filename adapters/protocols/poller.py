@@ -51,6 +51,7 @@ from mappings import (
     from_epoch,
     to_epoch,
 )
+from standard.errors import quoted
 
 log = logging.getLogger("adapters.protocols.poller")
 
@@ -90,16 +91,16 @@ class TimeFormat:
         """The instant `value` stands for; ValueError saying why when it is not one."""
         if self.notation in EPOCH_NAMES:
             if isinstance(value, bool) or not isinstance(value, int | str):
-                raise ValueError(f"{value!r} is not an {self.notation} number")
+                raise ValueError(f"{quoted(value)} is not an {self.notation} number")
             return from_epoch(int(value), self.notation, self.zone)
         if not isinstance(value, str):
-            raise ValueError(f"{value!r} is not a {self.notation} time")
+            raise ValueError(f"{quoted(value)} is not a {self.notation} time")
         if self._pattern is None:
             parsed = datetime.fromisoformat(value.strip())
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=self.zone)
         fields = self._pattern.parse_fields(value.strip())
         if fields is None:
-            raise ValueError(f"{value!r} does not have the form {self.notation}")
+            raise ValueError(f"{quoted(value)} does not have the form {self.notation}")
         return build_datetime(fields, self.zone)
 
     def format(self, moment: datetime) -> str:

@@ -60,6 +60,7 @@ from adapters.protocols.soap_service import (
 )
 from adapters.security import WSSE_SECURITY, Gatekeeper, envelope_credentials
 from mappings import PayloadLimits, encode_as_declared
+from standard.errors import quoted
 from systems import ChannelConfig, SystemConfig
 
 if TYPE_CHECKING:
@@ -180,6 +181,7 @@ class _Endpoint:
     gatekeeper: Gatekeeper
     ingress: Ingress
     path: str
+    public_url: str
     operations: dict[str, _Operation] = field(default_factory=dict)
 
     @property
@@ -310,7 +312,9 @@ class SoapPush(InboundAdapter):
         service, operation, path = contract.service, contract.operation, contract.path
         endpoint = _mounted_endpoint(app_or_router, path)
         if endpoint is None:
-            endpoint = _Endpoint(service, system, gatekeeper, ingress, path)
+            endpoint = _Endpoint(
+                service, system, gatekeeper, ingress, path, self.context.public_url
+            )
             _add_routes(app_or_router, endpoint)
         elif endpoint.system.id != system.id or endpoint.service is not service:
             raise AdapterConfigError(
@@ -376,15 +380,17 @@ class SoapPush(InboundAdapter):
 def _add_routes(app_or_router: FastAPI | APIRouter, endpoint: _Endpoint) -> None:
     system = endpoint.system
 
+    # From the configured public URL, never from the request: its Host header is the client's
+    # to choose, and a WSDL naming another host would send the next client's calls there.
+    address = endpoint.public_url + endpoint.path
+
     async def describe(request: Request) -> Response:
         if not WSDL_QUERY_NAMES & {name.lower() for name in request.query_params}:
             return Response(
-                f"SOAP service of {system.name_zh} ({system.id}); its WSDL is at "
-                f"{request.url.replace(query='wsdl')}\n",
+                f"SOAP service of {system.name_zh} ({system.id}); its WSDL is at {address}?wsdl\n",
                 status_code=200,
                 media_type="text/plain; charset=utf-8",
             )
-        address = str(request.url.replace(query=""))
         return Response(endpoint.service.wsdl(address), media_type="text/xml; charset=utf-8")
 
     app_or_router.add_api_route(
@@ -395,7 +401,8 @@ def _add_routes(app_or_router: FastAPI | APIRouter, endpoint: _Endpoint) -> None
         summary=f"WSDL of the SOAP service of {system.name_zh} ({system.id})",
         description=(
             "GET with the query `?wsdl` returns the service's WSDL, its address set to this "
-            "URL; POST SOAP 1.1 or 1.2 requests to the same URL (see the WSDL)."
+            "path under the hub's public URL (JGHUB_PUBLIC_URL); POST SOAP 1.1 or 1.2 requests "
+            "to the same URL (see the WSDL)."
         ),
         tags=[system.id],
         response_class=Response,
@@ -558,7 +565,7 @@ def _encoded_as_declared(text: str, parameter: str, operation: str) -> bytes:
         raise SoapFault(
             FaultCode.SENDER,
             f"the document in parameter {parameter!r} of {operation} declares encoding "
-            f"{declared!r} but holds {held!r} (character {error.start}), which "
+            f"{quoted(declared)} but holds {quoted(held)} (character {error.start}), which "
             f"{declared} cannot encode; declare an encoding that can (UTF-8, GB18030)",
             subcode="InvalidParameter",
             detail={"parameter": parameter, "declared": declared, "position": error.start},

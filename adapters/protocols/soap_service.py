@@ -41,6 +41,7 @@ from zeep.xsd.elements.any import Any as Any_
 from zeep.xsd.types.builtins import Base64Binary, String
 
 from mappings import PayloadLimits, PayloadRejected, parse_xml
+from standard.errors import quoted
 
 SOAP11_ENVELOPE = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_ENVELOPE = "http://www.w3.org/2003/05/soap-envelope"
@@ -333,7 +334,7 @@ class SoapService:
         if media_type not in _XML_MEDIA_TYPES:
             raise SoapFault(
                 FaultCode.SENDER,
-                f"Content-Type {content_type or '(none)'!r} is not a SOAP message: use "
+                f"Content-Type {quoted(content_type or '(none)')} is not a SOAP message: use "
                 f"'text/xml' (SOAP 1.1) or 'application/soap+xml' (SOAP 1.2)",
                 subcode="UnsupportedMediaType",
                 status=415,
@@ -411,15 +412,15 @@ class SoapService:
         if qname.localname != "Envelope":
             raise SoapFault(
                 FaultCode.SENDER,
-                f"the document element is {qname.localname!r}, not a SOAP Envelope",
+                f"the document element is {quoted(qname.localname)}, not a SOAP Envelope",
                 subcode="MalformedEnvelope",
             )
         version = _BY_ENVELOPE.get(qname.namespace or "")
         if version is None:
             raise SoapFault(
                 FaultCode.VERSION_MISMATCH,
-                f"envelope namespace {qname.namespace!r} is neither SOAP 1.1 ({SOAP11_ENVELOPE}) "
-                f"nor SOAP 1.2 ({SOAP12_ENVELOPE})",
+                f"envelope namespace {quoted(qname.namespace)} is neither SOAP 1.1 "
+                f"({SOAP11_ENVELOPE}) nor SOAP 1.2 ({SOAP12_ENVELOPE})",
             )
         if version not in self.versions:
             bound = " and ".join(v.name for v in self.versions)
@@ -485,8 +486,8 @@ class SoapService:
         if given and operation.action and given != operation.action:
             raise SoapFault(
                 FaultCode.SENDER,
-                f"SOAPAction {given!r} does not name operation {operation.name}, whose request "
-                f"the Body holds; its action is {operation.action!r}",
+                f"SOAPAction {quoted(given)} does not name operation {operation.name}, whose "
+                f"request the Body holds; its action is {operation.action!r}",
                 subcode="WrongAction",
                 detail={"action": given, "expected": operation.action},
             )
@@ -530,14 +531,14 @@ def _read_parameters(operation: SoapOperation, wrapper: etree._Element) -> dict[
             expected = ", ".join(p.name for p in operation.parameters)
             raise SoapFault(
                 FaultCode.SENDER,
-                f"{operation.name} has no parameter {name!r} (parameters: {expected})",
+                f"{operation.name} has no parameter {quoted(name)} (parameters: {expected})",
                 subcode="InvalidParameter",
                 detail={"parameter": name, "line": child.sourceline},
             )
         if name in values:
             raise SoapFault(
                 FaultCode.SENDER,
-                f"parameter {name!r} of {operation.name} is given twice",
+                f"parameter {quoted(name)} of {operation.name} is given twice",
                 subcode="InvalidParameter",
                 detail={"parameter": name, "line": child.sourceline},
             )

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 import bus
 from bus import Broker, BusError
@@ -25,6 +25,7 @@ from monitor import dead_letters
 from monitor.console_tables import dead_letters_table, history_table, local
 from monitor.errors import InvalidRequest, JournalUnavailable
 from monitor.journal import Journal
+from monitor.literal import literal
 from monitor.observer import Observer
 from monitor.settings import MonitorSettings
 
@@ -51,7 +52,7 @@ ActingAs = Annotated[
 
 
 def _fail(what: str, error: Exception, code: int = 2) -> typer.Exit:
-    console().print(f"[red]{what}[/red]: {escape(str(error))}")
+    console().print(Text.assemble((what, "red"), ": ", literal(error)))
     return typer.Exit(code)
 
 
@@ -110,7 +111,11 @@ def _target(systems: SystemsConfig, given: str | None) -> str | None:
     known.update({t: t for t in list(known.values())})
     if given not in known:
         names = ", ".join(sorted(s.id for s in systems.systems if s.routes)) or "none"
-        console().print(f"[red]unknown target[/red] {escape(given)}; systems receiving: {names}")
+        console().print(
+            Text.assemble(("unknown target", "red"), " ", literal(given)),
+            f"; systems receiving: {names}",
+            sep="",
+        )
         raise typer.Exit(2)
     return known[given]
 
@@ -175,19 +180,23 @@ def show(
             observer.body_read(dead, by=_acting(acting_as), via="cli")
     out = console()
     if not found:
-        out.print(f"no dead letter {escape(message_id)}")
+        out.print(Text.assemble("no dead letter ", literal(message_id)))
         raise typer.Exit(1)
     for dead in found:
         message = dead.message
-        out.print(f"[bold]{message.id}[/bold] for target [bold]{dead.target}[/bold]")
-        out.print(f"  routing key      {message.routing_key}")
-        out.print(f"  idempotency key  {message.idempotency_key}")
+        out.print(
+            Text.assemble(literal(message.id, "bold"), " for target ", literal(dead.target, "bold"))
+        )
+        out.print(Text.assemble("  routing key      ", literal(message.routing_key)))
+        out.print(Text.assemble("  idempotency key  ", literal(message.idempotency_key)))
         out.print(f"  first published  {local(message.published_at)} (Shanghai)")
         out.print(f"  dead since       {local(dead.dead_at)} (Shanghai)")
-        out.print(f"  last reason      {escape(dead.reason)}")
+        out.print(Text.assemble("  last reason      ", literal(dead.reason)))
         out.print(history_table(dead))
         out.print("[bold]body[/bold]")
-        out.print(escape(message.body.decode("utf-8", "replace")[:4000]), soft_wrap=True)
+        # Line breaks kept (the body is a document), every other control character shown.
+        body = message.body.decode("utf-8", "replace")[:4000]
+        out.print(Text("\n").join(literal(line) for line in body.splitlines()), soft_wrap=True)
 
 
 @app.command()
@@ -228,11 +237,17 @@ def replay(
     if not plan.matched:
         out.print("no dead letters match; nothing to replay")
         return
-    out.print(dead_letters_table(plan.matched, title=f"{len(plan.matched)} dead letter(s) match"))
+    # What happened first, in plain words, then the details: the messages have moved already,
+    # so the outcome is said before anything that shows what senders wrote.
     if plan.dry_run:
         out.print(f"dry run: would replay {len(plan.matched)}; nothing moved")
     else:
         out.print(
-            f"replayed {len(plan.replayed)} of {len(plan.matched)} by {escape(who)}: "
-            f"{escape(plan.why)}"
+            Text.assemble(
+                f"replayed {len(plan.replayed)} of {len(plan.matched)} by ",
+                literal(who),
+                ": ",
+                literal(plan.why),
+            )
         )
+    out.print(dead_letters_table(plan.matched, title=f"{len(plan.matched)} dead letter(s) match"))

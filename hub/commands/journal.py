@@ -9,11 +9,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from hub.commands.options import DataDir, hub_settings
 from monitor.dead_letters import parse_age
 from monitor.errors import InvalidRequest, JournalUnavailable
 from monitor.journal import ChainHead, Journal
+from monitor.literal import literal
 from monitor.settings import MonitorSettings
 
 app = typer.Typer(
@@ -80,7 +82,11 @@ def verify(
     out.print(f"[green]journal intact[/green]: {report.checked} entries{head}")
     for gap in gaps:
         colour = "red" if gap.kind == "missing" else "yellow"
-        out.print(f"[{colour}]{gap.kind}[/{colour}] {gap.message_id}: {escape(gap.explanation)}")
+        out.print(
+            Text.assemble(
+                (gap.kind, colour), " ", literal(gap.message_id), ": ", literal(gap.explanation)
+            )
+        )
     if any(gap.kind == "missing" for gap in gaps):
         out.print(
             "[red]journal incomplete[/red]: acknowledged steps of the messages above lack entries"

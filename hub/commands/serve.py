@@ -48,6 +48,9 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=log_level,
+        # No config of uvicorn's own: its lines (an access line quotes the path a client chose)
+        # go to the hub's handler and its one-line formatter.
+        log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         **server_options(settings),
     )

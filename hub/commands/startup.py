@@ -16,6 +16,7 @@ from hub.settings import HubSettings
 from hub.systems import SystemsConfigError
 from mappings import MappingError
 from monitor.errors import MonitorError
+from monitor.literal import visible
 from monitor.metrics import clear_stale, enable_multiprocess
 from monitor.settings import MonitorSettings
 
@@ -38,16 +39,30 @@ PER_REQUEST_LOGGERS = ("httpx", "httpcore")
 """Libraries that log every HTTP request at INFO: in the worker, a line per delivery."""
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class OneLineFormatter(logging.Formatter):
+    """Each record on one line that a sender cannot forge: the message's control characters (CR,
+    LF, ESC, bidi overrides ...) are written as escapes (`monitor.literal.visible`), so a task
+    number holding a newline and a fake timestamp stays inside its own line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = visible(record.message)
+        return super().formatMessage(record)
+
+
 def configure_logging(level: str) -> None:
-    """Log at `level` (debug, info ...) to stderr, each line with its time, level and logger.
+    """Log at `level` (debug, info ...) to stderr, each line with its time, level and logger,
+    values from senders escaped (`OneLineFormatter`); uvicorn's lines go the same way.
 
     INFO is for state changes (started, stopped, a breaker opened, a connection lost or back);
     what happens to each message is at DEBUG, so the per-request lines of the HTTP client are
     kept for `--log-level debug` too.
     """
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         for name in PER_REQUEST_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)

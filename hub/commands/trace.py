@@ -6,10 +6,12 @@ import json
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from hub.commands.journal import console, open_journal
 from hub.commands.options import DataDir
 from monitor.console_tables import trace_table
+from monitor.literal import literal
 
 
 def trace(
@@ -29,7 +31,11 @@ def trace(
         entries = journal.trace(message_id, system=system)
     if not entries:
         whose = f" sent by {system}" if system else ""
-        console().print(f"no message or receipt {message_id}{whose} in the journal")
+        console().print(
+            Text.assemble("no message or receipt ", literal(message_id), literal(whose)),
+            " in the journal",
+            sep="",
+        )
         raise typer.Exit(1)
     if as_json:
         for entry in entries:

@@ -41,7 +41,7 @@ from hub.settings import HubSettings
 from hub.simulators.answers import TaskAnswers, derived_task_ids
 from hub.simulators.clients import PUSH_ADAPTERS, OutboxPuller, PushOutcome, SystemClient
 from hub.simulators.landscape import Landscape, build_landscape
-from hub.simulators.server import LoopbackServer
+from hub.simulators.server import LoopbackServer, free_port
 from hub.simulators.sources import SimulatedSource
 from hub.simulators.targets import DeliveryLog, FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic, TrafficPayload
@@ -175,6 +175,8 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> DemoRepo
         namespace=namespace,
         max_body_bytes=DEMO_BODY_LIMIT,
         mappings_root=root,
+        # Known before the hub starts: its WSDLs name their address under it.
+        port=free_port(),
     )
     try:
         per_channel = _records_per_channel(landscape, mappings, options)
@@ -272,7 +274,7 @@ def running_landscape(
                 )
                 sources[system.id] = source
         app = create_app(settings, systems=landscape.systems)
-        hub = stack.enter_context(LoopbackServer(app, name="hub"))
+        hub = stack.enter_context(LoopbackServer(app, port=settings.port, name="hub"))
         stop = threading.Event()
         worker = Worker(settings, systems=landscape.systems, pollers=bool(sources))
         thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)

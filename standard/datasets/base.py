@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from standard.checks import CheckFailure, check_region
-from standard.errors import Violation, render_value
+from standard.errors import Violation, quoted, render_value
 from standard.fields import path_parts, zh_path
 from standard.types import certificate_code_problem
 
@@ -199,6 +199,7 @@ def _describe(error: Any) -> tuple[str, str]:
     ctx: dict[str, Any] = error.get("ctx") or {}
     value = error.get("input")
     shown = render_value(value)
+    said = quoted(render_value(value, limit=None))
     if kind in (RULE_ERROR, "code_check"):
         return str(ctx["rule"]), str(ctx["message"])
     if kind == "missing":
@@ -213,7 +214,7 @@ def _describe(error: Any) -> tuple[str, str]:
     if kind == "string_too_short":
         if ctx.get("min_length") == 1:
             return "not empty", "value is an empty string; leave the field out or send null"
-        return f"min length {ctx['min_length']}", f"value {shown!r} is too short"
+        return f"min length {ctx['min_length']}", f"value {said} is too short"
     if kind == "too_short":
         return f"at least {ctx['min_length']}", f"list has {ctx['actual_length']} items"
     if kind == "too_long":
@@ -221,14 +222,14 @@ def _describe(error: Any) -> tuple[str, str]:
     if kind == "amount":
         return "amount", error["msg"]
     if kind.startswith(("date", "datetime", "timezone")):
-        return "date format", f"value {shown!r}: {error['msg']}"
+        return "date format", f"value {said}: {error['msg']}"
     if kind.startswith("decimal"):
-        return "amount", f"value {shown!r}: {error['msg']}"
+        return "amount", f"value {said}: {error['msg']}"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         return "range", f"value {shown}: {error['msg']}"
     if kind in ("enum", "literal_error"):
-        return "allowed values", f"value {shown!r}: {error['msg']}"
-    return kind.replace("_", " "), f"value {shown!r}: {error['msg']}"
+        return "allowed values", f"value {said}: {error['msg']}"
+    return kind.replace("_", " "), f"value {said}: {error['msg']}"
 
 
 def violations_from(

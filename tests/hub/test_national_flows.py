@@ -37,7 +37,7 @@ from hub.app import create_app
 from hub.settings import HubSettings
 from hub.simulators.clients import PushOutcome, SystemClient
 from hub.simulators.landscape import Landscape, build_landscape
-from hub.simulators.server import LoopbackServer
+from hub.simulators.server import LoopbackServer, free_port
 from hub.simulators.sources import SimulatedSource
 from hub.simulators.targets import FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic
@@ -104,6 +104,7 @@ def running_line(
         data_dir=tmp_path / "hub",
         namespace=f"jghub-test-national-{uuid.uuid4().hex[:8]}",
         mappings_root=SYSTEMS_ROOT,
+        port=free_port(),  # known before the hub starts: its WSDLs name their address under it
     )
     settings.data_dir.mkdir(parents=True)
     topology = landscape.systems.topology(settings.namespace)
@@ -128,7 +129,9 @@ def running_line(
                     sources[system.id] = source
         app_stack = stack.enter_context(ExitStack())
         hub = app_stack.enter_context(
-            LoopbackServer(create_app(settings, systems=landscape.systems), name="hub")
+            LoopbackServer(
+                create_app(settings, systems=landscape.systems), port=settings.port, name="hub"
+            )
         )
         stop = threading.Event()
         worker = Worker(settings, systems=landscape.systems, targets=[NATIONAL], pollers=pollers)

@@ -20,7 +20,7 @@ from hub.app import create_app
 from hub.settings import HubSettings
 from hub.simulators.clients import SystemClient
 from hub.simulators.landscape import Landscape, build_landscape
-from hub.simulators.server import LoopbackServer
+from hub.simulators.server import LoopbackServer, free_port
 from hub.simulators.targets import FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic
 from mappings import SystemMappings, load_all
@@ -174,10 +174,13 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, bus.Bro
     previous = LANDSCAPE.apply_environment()
     data = tmp_path_factory.mktemp("hub")
     broker = bus.connect(f"sqlite:///{data / 'bus.sqlite3'}")
-    settings = HubSettings(data_dir=data, namespace="sim", max_body_bytes=1_000_000)
+    # The port is known before the hub starts: its WSDLs name their address under it.
+    settings = HubSettings(
+        data_dir=data, namespace="sim", max_body_bytes=1_000_000, port=free_port()
+    )
     try:
         app = create_app(settings, systems=LANDSCAPE.systems, broker=broker)
-        with LoopbackServer(app, name="hub") as server:
+        with LoopbackServer(app, port=settings.port, name="hub") as server:
             yield server.url, broker
     finally:
         broker.close()

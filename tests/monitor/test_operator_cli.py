@@ -5,12 +5,11 @@ from __future__ import annotations
 import getpass
 import json
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from monitor_support import consume
+from monitor_support import consume, operator_environment
 from typer.testing import CliRunner
 
 import bus
@@ -20,32 +19,13 @@ from hub.settings import HubSettings
 from hub.systems import load_systems
 from monitor.journal import Journal, JournalOptions, Step
 
-SYSTEMS = """\
-systems:
-  - id: grassroots-platform
-    name_zh: 基层治理四平台
-    auth: {scheme: api_key, key_env: JGHUB_TEST_UNUSED_KEY}
-    inbound:
-      - {adapter: rest_push, message_type: event_report}
-    outbound: {adapter: outbox, render: {penalty_case: cloudevent}}
-    routes: ["penalty_case.#"]
-"""
 TARGET = "grassroots_platform"
 
 
 @pytest.fixture
 def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A data folder, a systems file and a fresh bus namespace, named in JGHUB_* variables."""
-    systems = tmp_path / "systems.yaml"
-    systems.write_text(SYSTEMS, encoding="utf-8")
-    data = tmp_path / "var"
-    monkeypatch.setenv("JGHUB_DATA_DIR", str(data))
-    monkeypatch.setenv("JGHUB_SYSTEMS_FILE", str(systems))
-    monkeypatch.setenv("JGHUB_NAMESPACE", f"cli{uuid.uuid4().hex[:8]}")
-    monkeypatch.delenv("JGHUB_AMQP_URL", raising=False)
-    monkeypatch.delenv("JGHUB_JOURNAL_FILE", raising=False)
-    monkeypatch.setenv("COLUMNS", "250")  # rich wraps at 80 columns when not on a terminal
-    yield data
+    yield operator_environment(tmp_path, monkeypatch)
 
 
 def _run(*args: str) -> tuple[int, str]:

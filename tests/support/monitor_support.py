@@ -65,6 +65,39 @@ class Buses:
                     broker.delete_topology(topology)
 
 
+OPERATOR_SYSTEMS = """\
+systems:
+  - id: grassroots-platform
+    name_zh: 基层治理四平台
+    auth: {scheme: api_key, key_env: JGHUB_TEST_UNUSED_KEY}
+    inbound:
+      - {adapter: rest_push, message_type: event_report}
+    outbound: {adapter: outbox, render: {penalty_case: cloudevent}}
+    routes: ["penalty_case.#"]
+"""
+"""One system receiving penalty cases (target grassroots_platform): for the operators' commands."""
+
+
+def operator_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, amqp_url: str | None = None
+) -> Path:
+    """A data folder (returned), OPERATOR_SYSTEMS as the systems file and a fresh bus namespace,
+    named in JGHUB_* variables as `jghub` reads them; the embedded bus unless `amqp_url`."""
+    systems = tmp_path / "systems.yaml"
+    systems.write_text(OPERATOR_SYSTEMS, encoding="utf-8")
+    data = tmp_path / "var"
+    monkeypatch.setenv("JGHUB_DATA_DIR", str(data))
+    monkeypatch.setenv("JGHUB_SYSTEMS_FILE", str(systems))
+    monkeypatch.setenv("JGHUB_NAMESPACE", f"cli{uuid.uuid4().hex[:8]}")
+    if amqp_url:
+        monkeypatch.setenv("JGHUB_AMQP_URL", amqp_url)
+    else:
+        monkeypatch.delenv("JGHUB_AMQP_URL", raising=False)
+    monkeypatch.delenv("JGHUB_JOURNAL_FILE", raising=False)
+    monkeypatch.setenv("COLUMNS", "250")  # rich wraps at 80 columns when not on a terminal
+    return data
+
+
 def buses_for(kind: str, tmp_path: Path) -> Buses:
     if kind == "rabbitmq":
         require_rabbitmq()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from typing import IO
 
 import httpx
 
+from hub.simulators.server import free_port
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
@@ -35,14 +36,6 @@ def hub_environment(**settings: str) -> dict[str, str]:
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(settings)
     return env
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_ready(

@@ -25,7 +25,7 @@ import bus
 from bus import Broker, Message
 from hub.app import create_app, runtime_of
 from hub.settings import HubSettings
-from hub.simulators.server import LoopbackServer
+from hub.simulators.server import LoopbackServer, free_port
 from hub.systems import SystemsConfig, parse_systems
 
 SAMPLES = Path(__file__).resolve().parents[2] / "mappings" / "systems"
@@ -207,7 +207,9 @@ class SoapHub:
 
     @classmethod
     @contextmanager
-    def start(cls, bus_kind: str, tmp_path: Path) -> Iterator[SoapHub]:
+    def start(
+        cls, bus_kind: str, tmp_path: Path, *, public_url: str | None = None
+    ) -> Iterator[SoapHub]:
         if bus_kind == "rabbitmq":
             require_rabbitmq()
             url = RABBITMQ_URL
@@ -220,9 +222,15 @@ class SoapHub:
         broker = bus.connect(url)
         config = systems_config()
         try:
-            settings = HubSettings(data_dir=tmp_path / "var", namespace=namespace)
+            # The port is known before the app is built: its WSDLs name their address under it.
+            settings = HubSettings(
+                data_dir=tmp_path / "var",
+                namespace=namespace,
+                port=free_port(),
+                public_url=public_url,
+            )
             app = create_app(settings, systems=config, broker=broker)
-            with LoopbackServer(app, name="hub") as server:
+            with LoopbackServer(app, port=settings.port, name="hub") as server:
                 yield cls(server=server, broker=broker, app=app)
         finally:
             try:

@@ -52,7 +52,7 @@ def _fault_code(response: httpx.Response) -> tuple[str, str]:
     return code or "", reason or ""
 
 
-def test_the_wsdl_is_served_with_the_address_it_was_fetched_from(hub: SoapHub) -> None:
+def test_the_wsdl_is_served_with_the_hubs_address(hub: SoapHub) -> None:
     client = hub.zeep_client("eco-env-penalty")
     ports = [port for service in client.wsdl.services.values() for port in service.ports.values()]
     assert ports
