@@ -175,7 +175,13 @@ class _RedactingFactory:
         redaction = _LOG_REDACTION
         if redaction is None:
             return record
-        record.msg, record.args = redaction.text(record.getMessage()), ()
+        try:
+            message = record.getMessage()
+        except Exception:
+            # A message whose arguments do not fit it: the handler reports that as logging
+            # always has (handleError), not the code that logged.
+            return record
+        record.msg, record.args = redaction.text(message), ()
         if record.exc_info and record.exc_info[0] is not None:
             # The handler's formatter uses exc_text when it is set: the traceback, redacted.
             record.exc_text = redaction.text(logging.Formatter().formatException(record.exc_info))
