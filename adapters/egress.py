@@ -240,6 +240,7 @@ def build_egress(
     context = AdapterContext(system=system, data_dir=data_dir)
     sender = registry.create(outbound.adapter, outbound.options, context, kinds=SENDER_KINDS)
     assert isinstance(sender, Sender)
+    sender.prepare()
     options = sender.options
     shared = options if isinstance(options, OutboundOptions) else OutboundOptions()
     breaker_options = getattr(options, "breaker", None)

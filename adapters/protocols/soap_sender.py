@@ -8,6 +8,7 @@ that is down when the worker starts is a transient failure, not a crash), and re
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -28,6 +29,8 @@ from mappings import EncodingMismatch, decode_payload
 
 if TYPE_CHECKING:
     from standard.envelope import Envelope
+
+log = logging.getLogger("adapters.protocols.soap_sender")
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DEFAULT_IDEMPOTENCY_HEADER = "{urn:jghub:soap}IdempotencyKey"
@@ -194,15 +197,20 @@ class SoapSender(Sender):
 
     # ------------------------------------------------------------------ the zeep client
 
-    def load_wsdl(self) -> None:
-        """Read and check the target's WSDL now (done by the first delivery otherwise).
+    def prepare(self) -> None:
+        """Read and check the target's WSDL at start.
 
-        Raises:
-          PermanentDeliveryError: the WSDL cannot be used, or it (or a document it imports)
-            lies outside the places the options name, or its URL redirects.
-          TransientDeliveryError: the WSDL's URL cannot be reached now.
+        A WSDL that cannot be used — not a WSDL, without the operation, read from (or importing
+        from) a place the options do not name, its URL redirecting — raises AdapterConfigError
+        with the reason. One whose URL cannot be reached now is logged and read again at the
+        first delivery: a target that is down must not keep the worker from starting.
         """
-        self._service()
+        try:
+            self._service()
+        except PermanentDeliveryError as error:
+            raise AdapterConfigError(f"soap_sender of {self.system.id}: {error}") from error
+        except TransientDeliveryError as error:
+            log.warning("%s; it is read again at the first delivery", error)
 
     def _service(self) -> tuple[Any, Any, Any]:
         """The zeep client, the service proxy that calls the target and the proxy's binding."""

@@ -8,6 +8,7 @@ points at a recording loopback URL, and a WSDL URL answering 302.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from loopback_target import TASK_WSDL, soap_body_child, soap_result
 from adapters.base import AdapterContext
 from adapters.breaker import BreakerOptions, CircuitBreaker
 from adapters.delivery import DeliveryFailed, TargetDelivery
-from adapters.errors import PermanentDeliveryError
+from adapters.egress import build_egress
+from adapters.errors import AdapterConfigError
 from adapters.protocols.poller import SourceUnavailable
 from adapters.protocols.rest_poller import RestPoller
 from adapters.protocols.rest_sender import RestSender, RestSenderOptions
@@ -259,8 +261,8 @@ def test_a_wsdl_importing_a_url_is_refused_before_the_url_is_fetched(
     assert IMPORTING_WSDL != TASK_WSDL
     wsdl = IMPORTING_WSDL.replace(b"{{IMPORT}}", elsewhere.url("/evil.xsd").encode())
     sender = soap_sender(tmp_path, wsdl_file(tmp_path / "market", target.url("/soap"), wsdl))
-    with pytest.raises(PermanentDeliveryError, match=r"evil\.xsd is not the configured WSDL URL"):
-        sender.load_wsdl()
+    with pytest.raises(AdapterConfigError, match=r"evil\.xsd is not the configured WSDL URL"):
+        sender.prepare()
     assert elsewhere.hits == []
 
 
@@ -269,8 +271,8 @@ def test_a_wsdl_importing_a_file_outside_its_folder_is_refused(tmp_path: Path) -
     outside.write_bytes(b'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"/>')
     wsdl = IMPORTING_WSDL.replace(b"{{IMPORT}}", b"../secret.xsd")
     sender = soap_sender(tmp_path, wsdl_file(tmp_path / "market", "http://127.0.0.1:9/x", wsdl))
-    with pytest.raises(PermanentDeliveryError, match="outside the WSDL's folder"):
-        sender.load_wsdl()
+    with pytest.raises(AdapterConfigError, match="outside the WSDL's folder"):
+        sender.prepare()
 
 
 def test_twin_a_wsdl_importing_a_file_of_its_own_folder_loads(tmp_path: Path) -> None:
@@ -281,7 +283,7 @@ def test_twin_a_wsdl_importing_a_file_of_its_own_folder_loads(tmp_path: Path) ->
     )
     wsdl = IMPORTING_WSDL.replace(b"{{IMPORT}}", b"types.xsd")
     sender = soap_sender(tmp_path, wsdl_file(folder, "http://127.0.0.1:9/x", wsdl))
-    sender.load_wsdl()  # no error: the import was read from the WSDL's folder
+    sender.prepare()  # no error: the import was read from the WSDL's folder
 
 
 def test_a_wsdl_url_answering_302_is_refused_and_the_location_not_fetched(
@@ -289,8 +291,8 @@ def test_a_wsdl_url_answering_302_is_refused_and_the_location_not_fetched(
 ) -> None:
     target.answer("/Service.asmx", 302, b"", Location=elsewhere.url("/evil.xsd"))
     sender = soap_sender(tmp_path, target.url("/Service.asmx?wsdl"))
-    with pytest.raises(PermanentDeliveryError, match=r"HTTP 302 redirecting to .*/evil\.xsd"):
-        sender.load_wsdl()
+    with pytest.raises(AdapterConfigError, match=r"HTTP 302 redirecting to .*/evil\.xsd"):
+        sender.prepare()
     assert [h.path for h in target.hits] == ["/Service.asmx?wsdl"] and elsewhere.hits == []
 
 
@@ -329,4 +331,49 @@ def test_the_shipped_wsdls_still_load(wsdl: Path, tmp_path: Path) -> None:
     )
     assert operation is not None
     sender = soap_sender(tmp_path, str(wsdl), operation=operation.get("name"))
-    sender.load_wsdl()
+    sender.prepare()
+
+
+def soap_target(wsdl: str) -> SystemConfig:
+    return SystemConfig.model_validate(
+        {
+            "id": "market-penalty",
+            "name_zh": "省市场监督管理局行政处罚办案系统",
+            "auth": {"scheme": "api_key", "key_env": "JGHUB_TEST_UNUSED"},
+            "outbound": {
+                "adapter": "soap_sender",
+                "render": {"grassroots_event": "cloudevent"},
+                "options": {"wsdl": wsdl, "operation": "ReceiveTask"},
+            },
+            "routes": ["grassroots_event.#"],
+        }
+    )
+
+
+def test_the_worker_does_not_start_with_a_wsdl_url_that_redirects(
+    tmp_path: Path, target: Recorder, elsewhere: Recorder
+) -> None:
+    target.answer("/Service.asmx", 302, b"", Location=elsewhere.url("/evil.xsd"))
+    with pytest.raises(AdapterConfigError, match=r"soap_sender of market-penalty: .*HTTP 302"):
+        build_egress(
+            soap_target(target.url("/Service.asmx?wsdl")),
+            None,
+            data_dir=tmp_path,
+            on_breaker_change=lambda *_: None,
+            stop=threading.Event(),
+        )
+    assert elsewhere.hits == []
+
+
+def test_twin_a_wsdl_url_down_at_start_does_not_stop_the_worker(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    egress = build_egress(
+        soap_target(f"http://127.0.0.1:{port}/Service.asmx?wsdl"),
+        None,
+        data_dir=tmp_path,
+        on_breaker_change=lambda *_: None,
+        stop=threading.Event(),
+    )
+    egress.close()
