@@ -22,7 +22,7 @@ from loopback_target import TASK_WSDL, soap_body_child, soap_result
 from adapters.base import AdapterContext
 from adapters.breaker import BreakerOptions, CircuitBreaker
 from adapters.delivery import DeliveryFailed, TargetDelivery
-from adapters.egress import build_egress
+from adapters.egress import Egress, build_egress
 from adapters.errors import AdapterConfigError
 from adapters.protocols.poller import SourceUnavailable
 from adapters.protocols.rest_poller import RestPoller
@@ -334,8 +334,9 @@ def test_the_shipped_wsdls_still_load(wsdl: Path, tmp_path: Path) -> None:
     sender.prepare()
 
 
-def soap_target(wsdl: str) -> SystemConfig:
-    return SystemConfig.model_validate(
+def soap_target_egress(tmp_path: Path, wsdl: str) -> Egress:
+    """What the worker builds at start for a SOAP target whose WSDL is at `wsdl`."""
+    system = SystemConfig.model_validate(
         {
             "id": "market-penalty",
             "name_zh": "省市场监督管理局行政处罚办案系统",
@@ -348,6 +349,9 @@ def soap_target(wsdl: str) -> SystemConfig:
             "routes": ["grassroots_event.#"],
         }
     )
+    return build_egress(
+        system, None, data_dir=tmp_path, on_breaker_change=lambda *_: None, stop=threading.Event()
+    )
 
 
 def test_the_worker_does_not_start_with_a_wsdl_url_that_redirects(
@@ -355,13 +359,7 @@ def test_the_worker_does_not_start_with_a_wsdl_url_that_redirects(
 ) -> None:
     target.answer("/Service.asmx", 302, b"", Location=elsewhere.url("/evil.xsd"))
     with pytest.raises(AdapterConfigError, match=r"soap_sender of market-penalty: .*HTTP 302"):
-        build_egress(
-            soap_target(target.url("/Service.asmx?wsdl")),
-            None,
-            data_dir=tmp_path,
-            on_breaker_change=lambda *_: None,
-            stop=threading.Event(),
-        )
+        soap_target_egress(tmp_path, target.url("/Service.asmx?wsdl"))
     assert elsewhere.hits == []
 
 
@@ -369,11 +367,4 @@ def test_twin_a_wsdl_url_down_at_start_does_not_stop_the_worker(tmp_path: Path) 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    egress = build_egress(
-        soap_target(f"http://127.0.0.1:{port}/Service.asmx?wsdl"),
-        None,
-        data_dir=tmp_path,
-        on_breaker_change=lambda *_: None,
-        stop=threading.Event(),
-    )
-    egress.close()
+    soap_target_egress(tmp_path, f"http://127.0.0.1:{port}/Service.asmx?wsdl").close()
