@@ -2,8 +2,13 @@
 
 Department systems mostly take the document as a string parameter of an ASMX-style operation
 (`UploadTask(token, xmlDoc)`); others expect the document itself as the operation's body element
-(document/literal). The zeep client is built once per target, on the first delivery (so a target
-that is down when the worker starts is a transient failure, not a crash), and reused.
+(document/literal). The zeep client is built once per target when the worker starts
+(`prepare`), or on the first delivery when the WSDL's URL could not be reached then (a target
+that is down at start is a transient failure, not a crash), and reused.
+
+Nothing goes where the configuration did not say: no redirect is followed (a 3xx is a permanent
+failure naming the Location, which is never called), and the WSDL and what it imports are read
+only from the URL `wsdl` names or from the folder of the file it names (`_source_transport`).
 """
 
 from __future__ import annotations
@@ -43,7 +48,11 @@ class SoapSenderOptions(OutboundOptions):
     # one should fail when the configuration is loaded, not at the first message.
     wsdl: str = Field(
         min_length=1,
-        description="The target's WSDL: an http(s) URL or a file path (required).",
+        description=(
+            "The target's WSDL: an http(s) URL or a file path (required), read at start. A URL "
+            "is fetched as written (no redirect is followed); a file's imports and includes "
+            "are read only from files in its own folder."
+        ),
         examples=["http://sthjt.example/PenaltyService.asmx?wsdl", "config/wsdl/market.wsdl"],
     )
     operation: str = Field(
