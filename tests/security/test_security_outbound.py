@@ -138,9 +138,13 @@ def wsdl_file(folder: Path, address: str, wsdl: bytes = TASK_WSDL) -> str:
     return str(path)
 
 
-def delivery(sender: SoapSender | RestSender) -> TargetDelivery:
+def deliver(sender: SoapSender | RestSender, case: tuple[Envelope, bytes]) -> int:
+    """Deliver as egress does (breaker, up to 3 attempts in process); the attempts made."""
     breaker = CircuitBreaker("t", BreakerOptions(), on_change=lambda *_: None)
-    return TargetDelivery(sender, attempts=3, breaker=breaker, backoff_initial_s=0.0)
+    envelope, body = case
+    return TargetDelivery(sender, attempts=3, breaker=breaker, backoff_initial_s=0.0).deliver(
+        body, content_type="application/xml", idempotency_key="k", envelope=envelope
+    )
 
 
 # ---------------------------------------------------------------- redirects on delivery
@@ -158,12 +162,9 @@ def test_soap_sender_refuses_a_307_and_the_token_reaches_only_the_configured_add
     sender = soap_sender(
         tmp_path, wsdl_file(tmp_path, target.url("/soap")), secret_parameters={"token": TOKEN_ENV}
     )
-    envelope, body = case
     for attempt in (1, 2):  # the bus's later tiers try again: each goes to the same address
         with pytest.raises(DeliveryFailed) as failed:
-            delivery(sender).deliver(
-                body, content_type="application/xml", idempotency_key="k", envelope=envelope
-            )
+            deliver(sender, case)
         assert failed.value.permanent and failed.value.attempts == 1  # dead letters at once
         assert "HTTP 307" in failed.value.reason and elsewhere.url("/stolen") in failed.value.reason
         assert [h.path for h in target.hits] == ["/soap"] * attempt
@@ -180,13 +181,7 @@ def test_soap_sender_twin_a_200_at_the_configured_address_is_delivered(
     sender = soap_sender(
         tmp_path, wsdl_file(tmp_path, target.url("/soap")), secret_parameters={"token": TOKEN_ENV}
     )
-    envelope, body = case
-    assert (
-        delivery(sender).deliver(
-            body, content_type="application/xml", idempotency_key="k", envelope=envelope
-        )
-        == 1
-    )
+    assert deliver(sender, case) == 1
     assert len(target.hits) == 1
     sender.close()
 
@@ -206,19 +201,14 @@ def test_rest_sender_refuses_a_redirect_and_the_key_reaches_only_the_configured_
         RestSenderOptions.model_validate({"url": target.url("/in"), "api_key_env": TOKEN_ENV}),
         AdapterContext(SYSTEM, tmp_path),
     )
-    envelope, body = case
     with pytest.raises(DeliveryFailed) as failed:
-        delivery(sender).deliver(
-            body, content_type="application/xml", idempotency_key="k", envelope=envelope
-        )
+        deliver(sender, case)
     assert failed.value.permanent and failed.value.attempts == 1
     assert f"HTTP {status}" in failed.value.reason
     assert elsewhere.url("/stolen") in failed.value.reason
     assert len(target.hits) == 1 and elsewhere.hits == []
     target.answer("/in", 200, b'{"code":"0"}')  # the twin: the configured URL answering 200
-    delivery(sender).deliver(
-        body, content_type="application/xml", idempotency_key="k", envelope=envelope
-    )
+    assert deliver(sender, case) == 1
     assert len(target.hits) == 2 and elsewhere.hits == []
     sender.close()
 
