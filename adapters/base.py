@@ -149,6 +149,14 @@ class Sender(Adapter):
         """
         return None
 
+    def prepare(self) -> None:
+        """Check at start what the configuration alone decides, before the first delivery.
+
+        Raises AdapterConfigError when the sender cannot work as configured (the worker does
+        not start then); a target that cannot be reached now is no such reason. Most senders
+        have nothing to check.
+        """
+
     @abstractmethod
     def deliver(
         self,

@@ -150,8 +150,13 @@ def status_error(
     *,
     target: str,
     transient_statuses: Iterable[int] = TRANSIENT_CLIENT_STATUSES,
+    location: str | None = None,
 ) -> DeliveryError | None:
-    """The error an HTTP `status` means (None for 2xx), quoting the target's `answer`."""
+    """The error an HTTP `status` means (None for 2xx), quoting the target's `answer`.
+
+    `location`: a redirect's Location header, named in the error so an operator sees where
+    the target wanted the delivery to go (it is never sent there).
+    """
     if 200 <= status < 300:
         return None
     detail = excerpt(answer)
@@ -161,9 +166,10 @@ def status_error(
             f"target {target} answered HTTP {status}{said}", status=status, detail=detail
         )
     if 300 <= status < 400:
+        towards = f" to {location}" if location else ""
         return PermanentDeliveryError(
-            f"target {target} answered HTTP {status} (a redirect; redirects are not followed, "
-            f"fix the target's URL){said}",
+            f"target {target} answered HTTP {status} (a redirect{towards}; redirects are not "
+            f"followed, so nothing was sent there: fix the target's URL){said}",
             status=status,
             detail=detail,
         )

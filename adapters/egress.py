@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +40,7 @@ from adapters.base import AdapterContext, Sender
 from adapters.breaker import BreakerOpen, BreakerOptions, CircuitBreaker, StateListener
 from adapters.delivery import DeliveryFailed, OutboundOptions, TargetDelivery
 from adapters.errors import AdapterError
+from adapters.redaction import Redaction
 from bus import Broker, Delivery, Message
 from mappings import MappingEngineError, SystemMappings
 from standard.envelope import STRUCTURED_CONTENT_TYPE, Envelope
@@ -111,6 +112,8 @@ class Egress:
     mappings: SystemMappings | None  # None for a system without a folder: it reads events
     sender: Sender
     delivery: TargetDelivery
+    # A target's answer, quoted in a failure's reason, may echo the credential it was sent.
+    redaction: Redaction = field(default_factory=Redaction)
 
     @property
     def name(self) -> str:
@@ -133,7 +136,12 @@ class Egress:
             body, content_type = self.render(envelope)
             attempts = self.deliver(message, envelope, body, content_type)
         except NotDelivered as failure:
-            settle(delivery, failure, target=self.system.id)
+            redacted = self.redaction.text(failure.reason)
+            settle(
+                delivery,
+                NotDelivered(failure.settle_as, failure.stage, redacted),
+                target=self.system.id,
+            )
             return
         delivery.ack()
         log.debug("delivered %s to %s in %d attempt(s)", message.id, self.system.id, attempts)
@@ -232,6 +240,7 @@ def build_egress(
     context = AdapterContext(system=system, data_dir=data_dir)
     sender = registry.create(outbound.adapter, outbound.options, context, kinds=SENDER_KINDS)
     assert isinstance(sender, Sender)
+    sender.prepare()
     options = sender.options
     shared = options if isinstance(options, OutboundOptions) else OutboundOptions()
     breaker_options = getattr(options, "breaker", None)
@@ -249,4 +258,4 @@ def build_egress(
         backoff_max_s=shared.backoff_max_s,
         stop=stop,
     )
-    return Egress(system, mappings, sender, delivery)
+    return Egress(system, mappings, sender, delivery, Redaction.of([system]))

@@ -43,6 +43,7 @@ from adapters.errors import (
     IngressUnavailable,
     TooManyRecords,
 )
+from adapters.redaction import Redaction
 from adapters.repeats import AcceptedChanges
 from adapters.routing import Directory, Unaddressable, routing_key
 from bus import Broker, BrokerUnavailable, Outgoing, PublishFailed, PublishFailure
@@ -192,6 +193,9 @@ class Ingress:
       accepted: the changes published before (`adapters.repeats`): a record whose idempotency
         key it holds is answered accepted, counted as a repeat and not published again; None:
         every record is published.
+      redaction: takes the credentials out of what is quarantined and journalled
+        (`adapters.redaction`); default: the credential fields by name only (the hub passes
+        `Redaction.of(systems)`, which knows the configured secrets too).
     """
 
     def __init__(
@@ -203,8 +207,10 @@ class Ingress:
         directory: Directory | None = None,
         backpressure: BackPressure | None = None,
         accepted: AcceptedChanges | None = None,
+        redaction: Redaction | None = None,
     ) -> None:
         self._broker = broker
+        self.redaction = redaction or Redaction()
         self.accepted = accepted
         self.mappings = dict(mappings)
         self.observer = observer
@@ -291,9 +297,10 @@ class Ingress:
             )
         except PayloadRejected as rejected:
             problem = PayloadProblem.model_validate(rejected.to_dict())
+            why = self.redaction.text(str(rejected))
             quarantine_id = self._quarantine(
                 payload,
-                str(rejected),
+                why,
                 system_id,
                 message_type,
                 receipt,
@@ -301,9 +308,7 @@ class Ingress:
                 kind=rejected.kind,
             )
             if observer is not None:
-                observer.refused(
-                    seen, kind=rejected.kind, reason=str(rejected), quarantine_id=quarantine_id
-                )
+                observer.refused(seen, kind=rejected.kind, reason=why, quarantine_id=quarantine_id)
             if isinstance(rejected, PayloadTooManyRecords):
                 raise TooManyRecords(
                     f"{system_id} {message_type}: {rejected.reason}; nothing of it was "
@@ -574,7 +579,12 @@ class Ingress:
             headers["rejected_count"] = len(rejected)
             headers["rejected_records"] = clipped(_ranges(rejected), REJECTED_EXCERPT_CHARS)
         try:
-            return self.broker.quarantine(payload, reason, source=system_id, headers=headers)
+            return self.broker.quarantine(
+                self.redaction.payload(payload),
+                self.redaction.text(reason),
+                source=system_id,
+                headers=headers,
+            )
         except (BrokerUnavailable, PublishFailed) as error:
             raise IngressUnavailable(
                 f"the bus did not keep the refused {message_type} payload from {system_id}, "

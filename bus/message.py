@@ -325,7 +325,8 @@ class Quarantined:
 
     Attributes:
       id: its id in the quarantine.
-      body: the payload bytes exactly as received.
+      body: the payload bytes as received, but for the credentials the adapter that kept
+        it replaced with a marker (see adapters.redaction).
       reason: why it was rejected (what, where, which rule, the offending value).
       source: who sent it (an external system id or an adapter name).
       headers: what else the adapter recorded (content type, remote address, ...).

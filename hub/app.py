@@ -42,6 +42,7 @@ from adapters import registry
 from adapters.base import AdapterContext, Closeable, InboundAdapter, Sender
 from adapters.errors import AdapterConfigError, RequestRefused
 from adapters.ingress import Ingress
+from adapters.redaction import Redaction, install_log_redaction
 from adapters.replay_cache import REPLAY_FILE, ReplayCache, SqliteReplayCache
 from adapters.routing import Directory
 from adapters.security import Gatekeeper
@@ -212,6 +213,8 @@ def build_runtime(
     for system_id, problem in gatekeeper.missing_secrets.items():
         log.warning("system %s: %s; its requests are refused (401)", system_id, problem)
     topology = config.topology(settings.namespace)
+    redaction = Redaction.of(config.systems)
+    install_log_redaction(redaction)
     monitoring = MonitorSettings()
     operators = monitoring.operator_gate()
     journal = monitoring.open_journal(settings.data_dir)
@@ -229,6 +232,7 @@ def build_runtime(
             directory=Directory(config.systems),
             backpressure=settings.back_pressure(topology),
             accepted=settings.accepted_changes(),
+            redaction=redaction,
         ),
         broker=broker,
         owns_broker=broker is None,

@@ -35,6 +35,7 @@ from adapters.base import AdapterContext, Poller
 from adapters.egress import build_egress
 from adapters.errors import AdapterConfigError
 from adapters.ingress import Ingress
+from adapters.redaction import Redaction, install_log_redaction
 from adapters.routing import Directory
 from bus import Broker, BrokerUnavailable, BusError, Delivery, Topology, TopologyError
 from centre.collaboration import CollaborationCentre
@@ -121,6 +122,8 @@ class Worker:
         folders = self.mapping_folders or load_all(self.settings.mappings_root)
         self.mappings: dict[str, SystemMappings] = self.systems.bind_mappings(folders)
         self.directory = Directory(self.systems.systems)
+        self.redaction = Redaction.of(self.systems.systems)
+        install_log_redaction(self.redaction)
         self.topology: Topology = self.systems.topology(self.settings.namespace)
         self._own_journal: Journal | None = None
         if self.observer is None:
@@ -161,7 +164,11 @@ class Worker:
         if system.collaboration is not None:
             # Connected to the consumer's broker when it consumes (attach).
             publisher = Ingress(
-                None, self.mappings, observer=self._observer, directory=self.directory
+                None,
+                self.mappings,
+                observer=self._observer,
+                directory=self.directory,
+                redaction=self.redaction,
             )
             return CollaborationCentre(system, publisher, self.settings.data_dir)
         return build_egress(
@@ -277,6 +284,7 @@ class Worker:
                         directory=self.directory,
                         backpressure=pressure,
                         accepted=self.settings.accepted_changes(),
+                        redaction=self.redaction,
                     )
                     try:
                         self._run_pollers(ingress, stop)

@@ -237,6 +237,13 @@ class RestPoller(PagedPoller):
             ) from error
         if answer.status_code == 401:
             self._token = None
+        if answer.is_redirect:
+            # The request carries the source's key or token: it goes to the configured URL only.
+            raise SourceUnavailable(
+                f"{self.system.id} source {url} answered HTTP {answer.status_code} redirecting "
+                f"to {answer.headers.get('location')}; redirects are not followed, so nothing "
+                "was asked there: fix the poller's url"
+            )
         if not 200 <= answer.status_code < 300:
             raise SourceUnavailable(
                 f"{self.system.id} source {url} answered HTTP {answer.status_code}: "

@@ -179,6 +179,7 @@ class RestSender(Sender):
             answer.content,
             target=target,
             transient_statuses=options.transient_statuses,
+            location=answer.headers.get("location"),
         )
         if failure is not None:
             raise failure

@@ -705,7 +705,8 @@ def _fault(fault: SoapFault, version: SoapVersion) -> Response:
 
 def _keep(endpoint: _Endpoint, body: bytes, fault: SoapFault, content_type: str | None) -> None:
     # Broken and hostile envelopes are kept like unreadable documents, so operators can see
-    # what a system sent; a bus that is down must not turn the fault into a crash.
+    # what a system sent; a bus that is down must not turn the fault into a crash. The
+    # envelope may carry the system's token or UsernameToken: it is kept without them.
     headers: dict[str, str | int | float | bool] = {
         "system": endpoint.system.id,
         "kind": f"soap-{(fault.subcode or fault.code.value).lower()}",
@@ -713,9 +714,13 @@ def _keep(endpoint: _Endpoint, body: bytes, fault: SoapFault, content_type: str 
     }
     if content_type:
         headers["content_type"] = content_type[:200]
+    redaction = endpoint.ingress.redaction
     try:
         endpoint.ingress.broker.quarantine(
-            body, str(fault), source=endpoint.system.id, headers=headers
+            redaction.payload(body),
+            redaction.text(str(fault)),
+            source=endpoint.system.id,
+            headers=headers,
         )
     except Exception:
         log.exception("could not quarantine a refused SOAP request of %s", endpoint.system.id)

@@ -2,12 +2,18 @@
 
 Department systems mostly take the document as a string parameter of an ASMX-style operation
 (`UploadTask(token, xmlDoc)`); others expect the document itself as the operation's body element
-(document/literal). The zeep client is built once per target, on the first delivery (so a target
-that is down when the worker starts is a transient failure, not a crash), and reused.
+(document/literal). The zeep client is built once per target when the worker starts
+(`prepare`), or on the first delivery when the WSDL's URL could not be reached then (a target
+that is down at start is a transient failure, not a crash), and reused.
+
+Nothing goes where the configuration did not say: no redirect is followed (a 3xx is a permanent
+failure naming the Location, which is never called), and the WSDL and what it imports are read
+only from the URL `wsdl` names or from the folder of the file it names (`_source_transport`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -29,6 +35,8 @@ from mappings import EncodingMismatch, decode_payload
 if TYPE_CHECKING:
     from standard.envelope import Envelope
 
+log = logging.getLogger("adapters.protocols.soap_sender")
+
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DEFAULT_IDEMPOTENCY_HEADER = "{urn:jghub:soap}IdempotencyKey"
 
@@ -40,7 +48,11 @@ class SoapSenderOptions(OutboundOptions):
     # one should fail when the configuration is loaded, not at the first message.
     wsdl: str = Field(
         min_length=1,
-        description="The target's WSDL: an http(s) URL or a file path (required).",
+        description=(
+            "The target's WSDL: an http(s) URL or a file path (required), read at start. A URL "
+            "is fetched as written (no redirect is followed); a file's imports and includes "
+            "are read only from files in its own folder."
+        ),
         examples=["http://sthjt.example/PenaltyService.asmx?wsdl", "config/wsdl/market.wsdl"],
     )
     operation: str = Field(
@@ -194,6 +206,21 @@ class SoapSender(Sender):
 
     # ------------------------------------------------------------------ the zeep client
 
+    def prepare(self) -> None:
+        """Read and check the target's WSDL at start.
+
+        A WSDL that cannot be used — not a WSDL, without the operation, read from (or importing
+        from) a place the options do not name, its URL redirecting — raises AdapterConfigError
+        with the reason. One whose URL cannot be reached now is logged and read again at the
+        first delivery: a target that is down must not keep the worker from starting.
+        """
+        try:
+            self._service()
+        except PermanentDeliveryError as error:
+            raise AdapterConfigError(f"soap_sender of {self.system.id}: {error}") from error
+        except TransientDeliveryError as error:
+            log.warning("%s; it is read again at the first delivery", error)
+
     def _service(self) -> tuple[Any, Any, Any]:
         """The zeep client, the service proxy that calls the target and the proxy's binding."""
         with self._lock:
@@ -207,10 +234,10 @@ class SoapSender(Sender):
 
         options = self.settings
         target = self.system.id
-        self._transport = _recording_transport(options.timeout_s)
-        wsdl = options.wsdl
-        if not wsdl.startswith(("http://", "https://", "file://")):
-            wsdl = str(Path(wsdl).resolve())
+        wsdl, url, folder = _wsdl_sources(options.wsdl)
+        self._transport = _source_transport(
+            options.timeout_s, wsdl=options.wsdl, target=target, url=url, folder=folder
+        )
         try:
             client = zeep.Client(wsdl, transport=self._transport)
         except (requests.ConnectionError, requests.Timeout) as error:
@@ -412,27 +439,104 @@ def _chosen_port(wsdl: Any, service: str | None, port: str | None) -> tuple[Any,
     return found, chosen
 
 
-def _recording_transport(timeout_s: float) -> Any:
-    """A zeep transport that remembers each thread's last HTTP response.
+class NoRedirectSession(requests.Session):
+    """A requests session that never follows a redirect: every request goes where it was sent.
 
-    zeep turns any XML answer with a non-200 status into a Fault, even an HTML error page
-    (which parses as XML); the status tells a 503 from a 403 then.
+    zeep sends through a requests session, which follows redirects by default: a target
+    answering 307 would get the envelope (and the token inside it) again at the address it
+    names, on every retry, and a 302 on a WSDL would fetch whatever it points at. Here a 3xx is
+    the answer itself, for the sender to refuse.
+    """
+
+    def request(
+        self, method: str, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        kwargs["allow_redirects"] = False
+        return super().request(method, url, *args, **kwargs)
+
+
+def _wsdl_sources(wsdl: str) -> tuple[str, str | None, Path | None]:
+    """Where a sender's WSDL may be read from: (what zeep loads, the URL, the folder).
+
+    A URL WSDL is read from that URL only; a file WSDL, and the files it imports or includes,
+    from the file's own folder only.
+    """
+    if wsdl.startswith(("http://", "https://")):
+        return wsdl, wsdl, None
+    path = Path(wsdl.removeprefix("file://")).resolve()
+    return str(path), None, path.parent
+
+
+def _source_transport(
+    timeout_s: float, *, wsdl: str, target: str, url: str | None, folder: Path | None
+) -> Any:
+    """A zeep transport that sends only where configured and remembers each thread's answer.
+
+    - Redirects are never followed (`NoRedirectSession`): a 3xx answer to a call is a permanent
+      delivery failure naming the status and the Location, which is not called.
+    - The WSDL, and every document it imports or includes (`wsdl:import`, `xsd:import`,
+      `xsd:include`, a DTD), is read only from the configured URL, or from files under the
+      configured file's folder; anything else is refused before it is fetched, as is a
+      redirect on the WSDL's URL.
+    - zeep turns any XML answer with a non-200 status into a Fault, even an HTML error page
+      (which parses as XML); the status remembered tells a 503 from a 403 then.
     """
     from zeep.transports import Transport
 
-    class RecordingTransport(Transport):
+    def refused(location: str, why: str) -> PermanentDeliveryError:
+        return PermanentDeliveryError(
+            f"WSDL of target {target} ({wsdl}): {location} {why}; a sender reads its WSDL "
+            "only from the URL options.wsdl names, or from files in the folder of the file it "
+            "names: put the imported documents in that folder and import them relatively"
+        )
+
+    class SourceTransport(Transport):
         def __init__(self) -> None:
-            super().__init__(timeout=timeout_s, operation_timeout=timeout_s)
+            super().__init__(
+                timeout=timeout_s, operation_timeout=timeout_s, session=NoRedirectSession()
+            )
             self._last = threading.local()
+
+        def load(self, location: str) -> bytes:
+            if location.startswith(("http://", "https://")):
+                if location != url:
+                    raise refused(location, "is not the configured WSDL URL and was not fetched")
+                remote: bytes = super().load(location)
+                return remote
+            path = Path(location.removeprefix("file://")).resolve()
+            if folder is None or not path.is_relative_to(folder):
+                raise refused(location, "is outside the WSDL's folder and was not read")
+            return path.read_bytes()
+
+        def _load_remote_data(self, url: str) -> bytes:
+            response = self.session.get(url, timeout=self.load_timeout)
+            if response.is_redirect:
+                raise refused(
+                    url,
+                    f"answered HTTP {response.status_code} redirecting to "
+                    f"{response.headers.get('location')}, which was not fetched",
+                )
+            response.raise_for_status()
+            content: bytes = response.content
+            return content
 
         def post(self, address: str, message: Any, headers: Any) -> Any:
             self._last.response = None
             response = super().post(address, message, headers)
             self._last.response = response
+            if response.is_redirect:
+                failure = status_error(
+                    response.status_code,
+                    response.content,
+                    target=target,
+                    location=response.headers.get("location"),
+                )
+                assert failure is not None
+                raise failure
             return response
 
         def last_response(self) -> requests.Response | None:
             found: requests.Response | None = getattr(self._last, "response", None)
             return found
 
-    return RecordingTransport()
+    return SourceTransport()
