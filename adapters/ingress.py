@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from adapters.authorisation import Authorisation, WarningAddressees
 from adapters.backpressure import BackPressure
 from adapters.errors import (
     AdapterConfigError,
@@ -47,7 +48,13 @@ from adapters.repeats import AcceptedChanges
 from adapters.routing import Directory, Unaddressable, routing_key
 from bus import Broker, BrokerUnavailable, Outgoing, PublishFailed, PublishFailure
 from bus.message import QUARANTINE_REASON_MAX_CHARS, HeaderValue, clipped
-from mappings import PayloadRejected, PayloadTooManyRecords, SystemMappings, TranslationError
+from mappings import (
+    PayloadRejected,
+    PayloadTooManyRecords,
+    SystemMappings,
+    Translation,
+    TranslationError,
+)
 from standard.envelope import Envelope
 
 log = logging.getLogger("adapters.ingress")
@@ -95,6 +102,8 @@ class IngressObserver(Protocol):
     def polled(self, source: str, *, ok: bool, lag_seconds: float | None = None) -> None: ...
 
     def repeated(self, seen: Any, *, envelopes: Sequence[Envelope]) -> None: ...
+
+    def unmatched(self, seen: Any, *, envelopes: Sequence[Envelope]) -> None: ...
 
     def durable(self) -> None: ...
 
@@ -192,6 +201,13 @@ class Ingress:
       accepted: the changes published before (`adapters.repeats`): a record whose idempotency
         key it holds is answered accepted, counted as a repeat and not published again; None:
         every record is published.
+      warnings: the system each published warning was routed to (`adapters.authorisation`):
+        feedback on a warning from another system is rejected; None: feedback is held only to
+        the department it names.
+
+    Every record is checked against the departments its sender serves before anything is
+    published (`adapters.authorisation`): one in another department's name is rejected like
+    an invalid record, the rule named.
     """
 
     def __init__(
@@ -203,12 +219,14 @@ class Ingress:
         directory: Directory | None = None,
         backpressure: BackPressure | None = None,
         accepted: AcceptedChanges | None = None,
+        warnings: WarningAddressees | None = None,
     ) -> None:
         self._broker = broker
         self.accepted = accepted
         self.mappings = dict(mappings)
         self.observer = observer
         self.directory = directory or Directory([])
+        self.authorisation = Authorisation(self.directory, warnings)
         self.backpressure = backpressure
         if backpressure is not None:
             backpressure.attach(broker)
@@ -324,6 +342,7 @@ class Ingress:
                 quarantine_id=quarantine_id,
             )
 
+        translation, unmatched = self._authorised(system_id, message_type, translation)
         if observer is not None:
             observer.translated(
                 seen,
@@ -362,8 +381,14 @@ class Ingress:
                 answers.append(_repeat(index, envelope))
                 repeats.append(envelope)
                 continue
-            if envelope.correlationid is None:
-                envelope = envelope.model_copy(update={"correlationid": receipt})
+            # The lineage names the configured system that sent it (its mapping folder may
+            # be another's): the centre tells who answers a task by it.
+            envelope = envelope.model_copy(
+                update={
+                    "correlationid": envelope.correlationid or receipt,
+                    "lineagesystem": system_id,
+                }
+            )
             try:
                 keys = self.directory.routing_keys(envelope, system_id)
             except Unaddressable as error:
@@ -411,7 +436,11 @@ class Ingress:
                         answer.status = "failed"
                         answer.errors = [{"kind": "not-confirmed", "reason": failure.reason}]
                 log.warning("ingress %s %s: %s", system_id, message_type, failed)
-            self._remember(translation.envelopes, published_answers)
+            confirmed = _confirmed(translation.envelopes, published_answers)
+            self._remember(confirmed)
+            self.authorisation.routed(confirmed)
+        if unmatched:
+            self._flag_unmatched(system_id, unmatched, published_answers, seen)
         if repeats and observer is not None:
             observer.repeated(seen, envelopes=repeats)
 
@@ -468,10 +497,13 @@ class Ingress:
         `system_id`, so the books of derived messages add up like any others.
 
         Raises:
+          NotAuthorised: a record acts for a department `system_id` does not serve (nothing
+            was published; `adapters.authorisation`).
           Unaddressable: a record names a department no system serves (nothing was published).
           PublishFailed: the broker did not confirm some, or no route took them.
           IngressUnavailable: the bus cannot be reached.
         """
+        self.authorisation.check(system_id, envelopes)
         outgoing_keys = [
             (envelope, key)
             for envelope in envelopes
@@ -494,7 +526,52 @@ class Ingress:
             raise IngressUnavailable(f"the bus cannot be reached ({error})") from error
         if failed is not None:
             raise failed
+        self.authorisation.routed(envelopes)
         return [message.routing_key for message in outgoing]
+
+    def _authorised(
+        self, system_id: str, message_type: str, translation: Translation
+    ) -> tuple[Translation, list[Envelope]]:
+        """`translation` with the records `system_id` may not send moved to its errors (the
+        sender must serve the department each acts for: `adapters.authorisation`), and the
+        warning feedback among the rest that matches no warning the hub routed."""
+        rejected = {error.record_index for error in translation.errors}
+        positions = (index for index in itertools.count() if index not in rejected)
+        records = list(zip(positions, translation.envelopes, strict=False))
+        checked = self.authorisation.refusals(system_id, message_type, records)
+        if not checked.refused:
+            return translation, checked.unmatched
+        refused = {error.record_index for error in checked.refused}
+        for error in checked.refused:
+            log.warning("ingress refused a record: %s", error)
+        return (
+            Translation(
+                envelopes=[envelope for index, envelope in records if index not in refused],
+                errors=sorted(
+                    [*translation.errors, *checked.refused], key=lambda e: e.record_index
+                ),
+            ),
+            checked.unmatched,
+        )
+
+    def _flag_unmatched(
+        self,
+        system_id: str,
+        unmatched: Sequence[Envelope],
+        answers: Sequence[RecordAnswer],
+        seen: Any,
+    ) -> None:
+        """Warning feedback the hub published on warnings it never routed: kept, and flagged
+        (logged and counted) so that an operator can match it by hand."""
+        published = _confirmed(unmatched, answers)
+        for envelope in published:
+            log.warning(
+                "%s sent risk feedback %s on warning %s, which the hub never routed: kept "
+                "and published, counted as unmatched",
+                system_id, envelope.subject, envelope.data.get("warning_id"),
+            )  # fmt: skip
+        if published and self.observer is not None:
+            self.observer.unmatched(seen, envelopes=published)
 
     def _publish_observed(
         self, broker: Broker, outgoing: Sequence[Outgoing], seen: Any
@@ -531,13 +608,11 @@ class Ingress:
             return set()
         return self.accepted.already([envelope.idempotencykey for envelope in envelopes])
 
-    def _remember(self, envelopes: Sequence[Envelope], answers: Sequence[RecordAnswer]) -> None:
-        """Remember the keys of the records the broker confirmed (every copy of an addressed
-        record: its answer says accepted only when all were)."""
+    def _remember(self, confirmed: Sequence[Envelope]) -> None:
+        """Remember the keys of the records the broker confirmed."""
         if self.accepted is None:
             return
-        confirmed = {a.message_id for a in answers if a.status == "accepted" and a.message_id}
-        self.accepted.remember([e.idempotencykey for e in envelopes if e.id in confirmed])
+        self.accepted.remember([envelope.idempotencykey for envelope in confirmed])
 
     def _hold_back_if_full(self, outgoing: Sequence[Outgoing], seen: Any) -> None:
         assert self.backpressure is not None
@@ -600,6 +675,13 @@ def _outgoing(
         idempotency_key=envelope.idempotencykey,
         content_type=properties["content_type"],
     )
+
+
+def _confirmed(envelopes: Sequence[Envelope], answers: Sequence[RecordAnswer]) -> list[Envelope]:
+    """Those of `envelopes` the broker confirmed (every copy of an addressed record: its answer
+    says accepted only when all were)."""
+    accepted = {a.message_id for a in answers if a.status == "accepted" and a.message_id}
+    return [envelope for envelope in envelopes if envelope.id in accepted]
 
 
 def _repeat(index: int, envelope: Envelope) -> RecordAnswer:

@@ -159,6 +159,8 @@ class HubRuntime:
             held.close()
         if self.ingress.accepted is not None:
             self.ingress.accepted.close()
+        if self.ingress.authorisation.warnings is not None:
+            self.ingress.authorisation.warnings.close()
         if self.replays is not None:
             self.replays.close()
         if self.journal is not None:
@@ -219,6 +221,7 @@ def build_runtime(
             directory=Directory(config.systems),
             backpressure=settings.back_pressure(topology),
             accepted=settings.accepted_changes(),
+            warnings=settings.warning_addressees(),
         ),
         broker=broker,
         owns_broker=broker is None,
