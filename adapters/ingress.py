@@ -394,7 +394,7 @@ class Ingress:
             except Unaddressable as error:
                 answers.append(_unaddressed(index, envelope, str(error)))
                 unaddressed.append(f"record {index + 1}: {error}")
-                plain = _outgoing(envelope, routing_key(envelope, system_id), extra_headers)
+                plain = outgoing_message(envelope, routing_key(envelope, system_id), extra_headers)
                 unaddressed_out.append((plain, str(error)))
                 continue
             answer = RecordAnswer(
@@ -408,7 +408,7 @@ class Ingress:
             answers.append(answer)
             for key in keys:
                 published_answers.append(answer)
-                outgoing.append(_outgoing(envelope, key, extra_headers))
+                outgoing.append(outgoing_message(envelope, key, extra_headers))
 
         if self.backpressure is not None:
             self._hold_back_if_full(outgoing, seen)
@@ -519,7 +519,7 @@ class Ingress:
             seen = observer.received(system_id, cause, receipt=uuid.uuid4().hex, size=0)
             observer.translated(seen, seconds=0.0, envelopes=envelopes, errors=())
         extra = seen.headers if seen is not None else None
-        outgoing = [_outgoing(envelope, key, extra) for envelope, key in outgoing_keys]
+        outgoing = [outgoing_message(envelope, key, extra) for envelope, key in outgoing_keys]
         try:
             failed = self._publish_observed(self.broker, outgoing, seen)
         except BrokerUnavailable as error:
@@ -657,9 +657,11 @@ class Ingress:
             ) from error
 
 
-def _outgoing(
+def outgoing_message(
     envelope: Envelope, key: str, extra: Mapping[str, HeaderValue] | None = None
 ) -> Outgoing:
+    """`envelope` as the message published under `key` (binary mode of the CloudEvents AMQP
+    binding), with `extra` headers."""
     properties, body = envelope.to_amqp()
     headers: dict[str, HeaderValue] = {
         name: value if isinstance(value, str | int | float | bool) else json.dumps(value)
