@@ -25,12 +25,14 @@ from broker_support import drain
 from flows_harness import CENTRE, DEPARTMENTS, Flows, complaint_xml, running_flows, wait_for
 from worker_harness import folders, open_hub
 
-from adapters.authorisation import SERVED_RULE, WARNING_RULE
+from adapters.authorisation import SERVED_RULE, WARNING_RULE, Authorisation, NotAuthorised
 from adapters.ingress import Ingress, outgoing_message
 from adapters.routing import Directory
 from hub.simulators.answers import TaskAnswers
+from hub.systems import load_systems
 from mappings import SYSTEMS_ROOT
 from monitor.metrics import sample_total
+from standard.datasets.collaboration_task import CollaborationTask
 from standard.envelope import Envelope
 
 MARKET = {"name": "浙江省市场监督管理局", "credit_code": "11330000002502194F"}
@@ -38,6 +40,8 @@ HEALTH = {"name": "浙江省卫生健康委员会", "credit_code": "113300000025
 AGRI_OWN = {"name": "衢州市农业农村局", "credit_code": "11330800002839459N"}
 FORGED = "FORGED BY AGRI-PENALTY"
 AGRI_SAMPLES = SYSTEMS_ROOT / "agri-penalty/samples"
+CONFIG_FILE = Path(__file__).parents[2] / "config/systems.yaml"
+"""The shipped systems configuration (config/systems.yaml)."""
 
 
 @pytest.fixture(scope="module")
@@ -378,3 +382,37 @@ def test_the_centre_takes_a_tasks_result_only_from_its_assignee_even_past_ingres
         (result,) = drain(broker, "complaint_platform", 1)
         assert answers.result.encode() in result.body and FORGED.encode() not in result.body
         assert len(dead()) == 1
+
+
+# ---------------------------------------------------------------- the rule itself, no bus
+
+JOINT_TASK = Path(__file__).parents[1] / "standard/samples/collaboration_task.json"
+"""A joint task fed back, assigned to departments of health-penalty and market-penalty."""
+
+
+def joint_task(**changes: Any) -> Envelope:
+    record = CollaborationTask.model_validate({**json.loads(JOINT_TASK.read_bytes()), **changes})
+    return Envelope.wrap(record, source="test", operation="update", time=record.dispatched_time)
+
+
+def shipped_rule() -> Authorisation:
+    return Authorisation(Directory(load_systems(CONFIG_FILE).systems))
+
+
+def test_each_assignee_of_a_joint_task_feeds_it_back_and_no_one_else() -> None:
+    rule = shipped_rule()
+    for sender in ("health-penalty", "market-penalty"):
+        assert rule.refusals(sender, "task_feedback", [(0, joint_task())]).refused == []
+    (refused,) = rule.refusals("agri-penalty", "task_feedback", [(3, joint_task())]).refused
+    assert (refused.record_index, refused.field, refused.rule) == (3, "assignees", SERVED_RULE)
+    assert "in the name of one of assignees" in refused.message
+
+
+def test_the_centre_dispatches_in_its_own_name_and_no_one_else_in_it() -> None:
+    dispatched = joint_task(
+        status="1", dispatcher=CENTRE, accepted_time=None, accepted_by=None,
+        feedback_time=None, feedback_result=None,
+    )  # fmt: skip
+    shipped_rule().check("collaboration", [dispatched])
+    with pytest.raises(NotAuthorised, match="is served by collaboration"):
+        shipped_rule().check("market-penalty", [dispatched])
