@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +27,12 @@ from flows_harness import CENTRE, DEPARTMENTS, Flows, complaint_xml, running_flo
 from worker_harness import folders, open_hub
 
 from adapters.authorisation import SERVED_RULE, WARNING_RULE, Authorisation, NotAuthorised
+from adapters.egress import NotDelivered
 from adapters.ingress import Ingress, outgoing_message
 from adapters.routing import Directory
+from centre.collaboration import CollaborationCentre
 from hub.simulators.answers import TaskAnswers
-from hub.systems import load_systems
+from hub.systems import load_systems, parse_systems
 from mappings import SYSTEMS_ROOT
 from monitor.metrics import sample_total
 from standard.datasets.collaboration_task import CollaborationTask
@@ -416,3 +419,50 @@ def test_the_centre_dispatches_in_its_own_name_and_no_one_else_in_it() -> None:
     shipped_rule().check("collaboration", [dispatched])
     with pytest.raises(NotAuthorised, match="is served by collaboration"):
         shipped_rule().check("market-penalty", [dispatched])
+
+
+def test_a_complaint_kept_before_assignees_were_recorded_is_held_to_its_scenarios_system(
+    tmp_path: Path,
+) -> None:
+    # A complaint store written before the assigned system was kept: one column fewer.
+    case = "TS330106202603010077"
+    complaint = translated_complaint(case)
+    with sqlite3.connect(tmp_path / "collaboration.sqlite3") as old:
+        old.execute("CREATE TABLE complaint (task_id TEXT PRIMARY KEY, envelope TEXT)")
+        old.execute(
+            "INSERT INTO complaint VALUES (?, ?)", (f"XT-{case}", complaint.to_json().decode())
+        )
+    old.close()
+    config = parse_systems(centre_systems())
+    centre = CollaborationCentre(
+        config.system("collaboration"),
+        Ingress(None, {}, directory=Directory(config.systems)),  # no bus: nothing is published
+        tmp_path,
+    )
+    try:
+        forged = translated(
+            "agri-penalty",
+            "task_feedback",
+            agri_task(f"XT-{case}", "4", dispatcher=CENTRE, assignee=MARKET, result=FORGED),
+            None,
+        )
+        with pytest.raises(NotDelivered, match="assigned to market-penalty") as refused:
+            centre.act(forged)
+        assert refused.value.settle_as == "dead_letter"
+        # Market's own step passes the check and goes on to publish (the bus is away: retried).
+        answers = TaskAnswers(folders()["market-penalty"], dispatcher=CENTRE)
+        feedback = answers.feedback(f"XT-{case}")
+        market = translated("market-penalty", "task_feedback", feedback.body, feedback.charset)
+        with pytest.raises(NotDelivered, match="not connected to the bus") as later:
+            centre.act(market)
+        assert later.value.settle_as == "retry"
+    finally:
+        centre.close()
+
+
+def translated_complaint(case: str) -> Envelope:
+    translation = folders()["complaint-platform"].translate(
+        "complaint_push", complaint_xml(case, "假冒伪劣")
+    )
+    (envelope,) = translation.envelopes
+    return envelope
