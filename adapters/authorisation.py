@@ -52,6 +52,8 @@ WARNING_RULE = "feedback on a warning comes from the system of its responsible d
 """The rule feedback on a warning routed to another system breaks."""
 WARNINGS_FILE = "warnings.sqlite3"
 """The file of SqliteWarningAddressees in the hub's data folder."""
+_QUERY_CHUNK = 500
+"""Warning ids per SELECT: well below SQLite's limit of bound parameters."""
 
 
 class NotAuthorised(TranslationError):
@@ -139,10 +141,8 @@ class SqliteWarningAddressees(WarningAddressees):
         wanted = list(dict.fromkeys(warning_ids))
         found: dict[str, str] = {}
         with self._lock:
-            # Feedback payloads are bounded by their channel's max_records; chunked all the
-            # same, well below SQLite's limit of bound parameters.
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
+            for start in range(0, len(wanted), _QUERY_CHUNK):
+                chunk = wanted[start : start + _QUERY_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
                     "SELECT warning_id, system FROM warning_addressee "

@@ -26,7 +26,14 @@ from broker_support import drain
 from flows_harness import CENTRE, DEPARTMENTS, Flows, complaint_xml, running_flows, wait_for
 from worker_harness import folders, open_hub
 
-from adapters.authorisation import SERVED_RULE, WARNING_RULE, Authorisation, NotAuthorised
+from adapters.authorisation import (
+    SERVED_RULE,
+    WARNING_RULE,
+    WARNINGS_FILE,
+    Authorisation,
+    NotAuthorised,
+    SqliteWarningAddressees,
+)
 from adapters.egress import NotDelivered
 from adapters.ingress import Ingress, outgoing_message
 from adapters.routing import Directory
@@ -466,3 +473,18 @@ def translated_complaint(case: str) -> Envelope:
     )
     (envelope,) = translation.envelopes
     return envelope
+
+
+def test_a_warning_routed_again_is_held_to_its_latest_system_in_every_process(
+    tmp_path: Path,
+) -> None:
+    serve = SqliteWarningAddressees(tmp_path / WARNINGS_FILE)
+    poller = SqliteWarningAddressees(tmp_path / WARNINGS_FILE)  # another process's view
+    try:
+        serve.remember({"GJYJ1": "market-penalty"})
+        assert poller.responsible(["GJYJ1", "GJYJ2"]) == {"GJYJ1": "market-penalty"}
+        serve.remember({"GJYJ1": "health-penalty"})  # its responsible department changed
+        assert poller.responsible(["GJYJ1"]) == {"GJYJ1": "health-penalty"}
+    finally:
+        serve.close()
+        poller.close()
