@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from adapters.authorisation import Authorisation, WarningAddressees
 from adapters.backpressure import BackPressure
 from adapters.errors import (
     AdapterConfigError,
@@ -48,7 +49,13 @@ from adapters.repeats import AcceptedChanges
 from adapters.routing import Directory, Unaddressable, routing_key
 from bus import Broker, BrokerUnavailable, Outgoing, PublishFailed, PublishFailure
 from bus.message import QUARANTINE_REASON_MAX_CHARS, HeaderValue, clipped
-from mappings import PayloadRejected, PayloadTooManyRecords, SystemMappings, TranslationError
+from mappings import (
+    PayloadRejected,
+    PayloadTooManyRecords,
+    SystemMappings,
+    Translation,
+    TranslationError,
+)
 from standard.envelope import Envelope
 
 log = logging.getLogger("adapters.ingress")
@@ -96,6 +103,8 @@ class IngressObserver(Protocol):
     def polled(self, source: str, *, ok: bool, lag_seconds: float | None = None) -> None: ...
 
     def repeated(self, seen: Any, *, envelopes: Sequence[Envelope]) -> None: ...
+
+    def unmatched(self, seen: Any, *, envelopes: Sequence[Envelope]) -> None: ...
 
     def durable(self) -> None: ...
 
@@ -196,6 +205,13 @@ class Ingress:
       redaction: takes the credentials out of what is quarantined and journalled
         (`adapters.redaction`); default: the credential fields by name only (the hub passes
         `Redaction.of(systems)`, which knows the configured secrets too).
+      warnings: the system each published warning was routed to (`adapters.authorisation`):
+        feedback on a warning from another system is rejected; None: feedback is held only to
+        the department it names.
+
+    Every record is checked against the departments its sender serves before anything is
+    published (`adapters.authorisation`): one in another department's name is rejected like
+    an invalid record, the rule named.
     """
 
     def __init__(
@@ -208,6 +224,7 @@ class Ingress:
         backpressure: BackPressure | None = None,
         accepted: AcceptedChanges | None = None,
         redaction: Redaction | None = None,
+        warnings: WarningAddressees | None = None,
     ) -> None:
         self._broker = broker
         self.redaction = redaction or Redaction()
@@ -215,6 +232,7 @@ class Ingress:
         self.mappings = dict(mappings)
         self.observer = observer
         self.directory = directory or Directory([])
+        self.authorisation = Authorisation(self.directory, warnings)
         self.backpressure = backpressure
         if backpressure is not None:
             backpressure.attach(broker)
@@ -329,6 +347,7 @@ class Ingress:
                 quarantine_id=quarantine_id,
             )
 
+        translation, unmatched = self._authorised(system_id, message_type, translation)
         if observer is not None:
             observer.translated(
                 seen,
@@ -367,14 +386,20 @@ class Ingress:
                 answers.append(_repeat(index, envelope))
                 repeats.append(envelope)
                 continue
-            if envelope.correlationid is None:
-                envelope = envelope.model_copy(update={"correlationid": receipt})
+            # The lineage names the configured system that sent it (its mapping folder may
+            # be another's): the centre tells who answers a task by it.
+            envelope = envelope.model_copy(
+                update={
+                    "correlationid": envelope.correlationid or receipt,
+                    "lineagesystem": system_id,
+                }
+            )
             try:
                 keys = self.directory.routing_keys(envelope, system_id)
             except Unaddressable as error:
                 answers.append(_unaddressed(index, envelope, str(error)))
                 unaddressed.append(f"record {index + 1}: {error}")
-                plain = _outgoing(envelope, routing_key(envelope, system_id), extra_headers)
+                plain = outgoing_message(envelope, routing_key(envelope, system_id), extra_headers)
                 unaddressed_out.append((plain, str(error)))
                 continue
             answer = RecordAnswer(
@@ -388,7 +413,7 @@ class Ingress:
             answers.append(answer)
             for key in keys:
                 published_answers.append(answer)
-                outgoing.append(_outgoing(envelope, key, extra_headers))
+                outgoing.append(outgoing_message(envelope, key, extra_headers))
 
         if self.backpressure is not None:
             self._hold_back_if_full(outgoing, seen)
@@ -416,7 +441,11 @@ class Ingress:
                         answer.status = "failed"
                         answer.errors = [{"kind": "not-confirmed", "reason": failure.reason}]
                 log.warning("ingress %s %s: %s", system_id, message_type, failed)
-            self._remember(translation.envelopes, published_answers)
+            confirmed = _confirmed(translation.envelopes, published_answers)
+            self._remember(confirmed)
+            self.authorisation.routed(confirmed)
+        if unmatched:
+            self._flag_unmatched(system_id, unmatched, published_answers, seen)
         if repeats and observer is not None:
             observer.repeated(seen, envelopes=repeats)
 
@@ -473,10 +502,13 @@ class Ingress:
         `system_id`, so the books of derived messages add up like any others.
 
         Raises:
+          NotAuthorised: a record acts for a department `system_id` does not serve (nothing
+            was published; `adapters.authorisation`).
           Unaddressable: a record names a department no system serves (nothing was published).
           PublishFailed: the broker did not confirm some, or no route took them.
           IngressUnavailable: the bus cannot be reached.
         """
+        self.authorisation.check(system_id, envelopes)
         outgoing_keys = [
             (envelope, key)
             for envelope in envelopes
@@ -492,14 +524,59 @@ class Ingress:
             seen = observer.received(system_id, cause, receipt=uuid.uuid4().hex, size=0)
             observer.translated(seen, seconds=0.0, envelopes=envelopes, errors=())
         extra = seen.headers if seen is not None else None
-        outgoing = [_outgoing(envelope, key, extra) for envelope, key in outgoing_keys]
+        outgoing = [outgoing_message(envelope, key, extra) for envelope, key in outgoing_keys]
         try:
             failed = self._publish_observed(self.broker, outgoing, seen)
         except BrokerUnavailable as error:
             raise IngressUnavailable(f"the bus cannot be reached ({error})") from error
         if failed is not None:
             raise failed
+        self.authorisation.routed(envelopes)
         return [message.routing_key for message in outgoing]
+
+    def _authorised(
+        self, system_id: str, message_type: str, translation: Translation
+    ) -> tuple[Translation, list[Envelope]]:
+        """`translation` with the records `system_id` may not send moved to its errors (the
+        sender must serve the department each acts for: `adapters.authorisation`), and the
+        warning feedback among the rest that matches no warning the hub routed."""
+        rejected = {error.record_index for error in translation.errors}
+        positions = (index for index in itertools.count() if index not in rejected)
+        records = list(zip(positions, translation.envelopes, strict=False))
+        checked = self.authorisation.refusals(system_id, message_type, records)
+        if not checked.refused:
+            return translation, checked.unmatched
+        refused = {error.record_index for error in checked.refused}
+        for error in checked.refused:
+            log.warning("ingress refused a record: %s", error)
+        return (
+            Translation(
+                envelopes=[envelope for index, envelope in records if index not in refused],
+                errors=sorted(
+                    [*translation.errors, *checked.refused], key=lambda e: e.record_index
+                ),
+            ),
+            checked.unmatched,
+        )
+
+    def _flag_unmatched(
+        self,
+        system_id: str,
+        unmatched: Sequence[Envelope],
+        answers: Sequence[RecordAnswer],
+        seen: Any,
+    ) -> None:
+        """Warning feedback the hub published on warnings it never routed: kept, and flagged
+        (logged and counted) so that an operator can match it by hand."""
+        published = _confirmed(unmatched, answers)
+        for envelope in published:
+            log.warning(
+                "%s sent risk feedback %s on warning %s, which the hub never routed: kept "
+                "and published, counted as unmatched",
+                system_id, envelope.subject, envelope.data.get("warning_id"),
+            )  # fmt: skip
+        if published and self.observer is not None:
+            self.observer.unmatched(seen, envelopes=published)
 
     def _publish_observed(
         self, broker: Broker, outgoing: Sequence[Outgoing], seen: Any
@@ -536,13 +613,11 @@ class Ingress:
             return set()
         return self.accepted.already([envelope.idempotencykey for envelope in envelopes])
 
-    def _remember(self, envelopes: Sequence[Envelope], answers: Sequence[RecordAnswer]) -> None:
-        """Remember the keys of the records the broker confirmed (every copy of an addressed
-        record: its answer says accepted only when all were)."""
+    def _remember(self, confirmed: Sequence[Envelope]) -> None:
+        """Remember the keys of the records the broker confirmed."""
         if self.accepted is None:
             return
-        confirmed = {a.message_id for a in answers if a.status == "accepted" and a.message_id}
-        self.accepted.remember([e.idempotencykey for e in envelopes if e.id in confirmed])
+        self.accepted.remember([envelope.idempotencykey for envelope in confirmed])
 
     def _hold_back_if_full(self, outgoing: Sequence[Outgoing], seen: Any) -> None:
         assert self.backpressure is not None
@@ -592,9 +667,11 @@ class Ingress:
             ) from error
 
 
-def _outgoing(
+def outgoing_message(
     envelope: Envelope, key: str, extra: Mapping[str, HeaderValue] | None = None
 ) -> Outgoing:
+    """`envelope` as the message published under `key` (binary mode of the CloudEvents AMQP
+    binding), with `extra` headers."""
     properties, body = envelope.to_amqp()
     headers: dict[str, HeaderValue] = {
         name: value if isinstance(value, str | int | float | bool) else json.dumps(value)
@@ -610,6 +687,13 @@ def _outgoing(
         idempotency_key=envelope.idempotencykey,
         content_type=properties["content_type"],
     )
+
+
+def _confirmed(envelopes: Sequence[Envelope], answers: Sequence[RecordAnswer]) -> list[Envelope]:
+    """Those of `envelopes` the broker confirmed (every copy of an addressed record: its answer
+    says accepted only when all were)."""
+    accepted = {a.message_id for a in answers if a.status == "accepted" and a.message_id}
+    return [envelope for envelope in envelopes if envelope.id in accepted]
 
 
 def _repeat(index: int, envelope: Envelope) -> RecordAnswer:

@@ -72,10 +72,10 @@ class Directory:
     def __init__(self, systems: Iterable[SystemConfig]) -> None:
         self._by_code: dict[str, str] = {}
         self._by_name: dict[str, str] = {}
-        self._own: dict[str, dict[str, str]] = {}
+        self._served: dict[str, list[dict[str, str]]] = {}
         for system in systems:
             if system.departments:
-                self._own[system.id] = department_ref(system.departments[0])
+                self._served[system.id] = [department_ref(d) for d in system.departments]
             for department in system.departments:
                 if department.credit_code:
                     self._by_code[department.credit_code] = system.id
@@ -93,8 +93,12 @@ class Directory:
 
     def department_of(self, system_id: str) -> dict[str, str] | None:
         """The own department (the first declared) of system `system_id`, as records name it."""
-        own = self._own.get(system_id)
-        return dict(own) if own is not None else None
+        served = self._served.get(system_id)
+        return dict(served[0]) if served else None
+
+    def departments_of(self, system_id: str) -> list[dict[str, str]]:
+        """The departments system `system_id` serves, as records name them (none: [])."""
+        return [dict(department) for department in self._served.get(system_id, [])]
 
     def addressees(self, envelope: Envelope, source: str) -> list[str] | None:
         """The systems `envelope`, published by `source`, is addressed to; None: not addressed.
@@ -123,7 +127,7 @@ class Directory:
                 where = f"{address.to}[{index}]" if isinstance(named, list) else address.to
                 raise Unaddressable(
                     f"{envelope.spec.name} {envelope.subject}: {where} names department "
-                    f"{_shown(department)}, which no system serves (add it to a system's "
+                    f"{shown_department(department)}, which no system serves (add it to a system's "
                     "`departments` in the systems configuration, or correct the record)"
                 )
             # A department system's own copy of a task it sends on needs no delivery.
@@ -139,7 +143,8 @@ class Directory:
         return [routing_key(envelope, source, addressee) for addressee in addressees]
 
 
-def _shown(department: Any) -> str:
+def shown_department(department: Any) -> str:
+    """A department named in a record, for a reason: its name, and its credit code if any."""
     if isinstance(department, Mapping):
         code = department.get("credit_code")
         return f"{department.get('name')!r}" + (f" ({code})" if code else "")

@@ -10,6 +10,10 @@ select from its own queue, like any target, and publishes the records it derives
 - a department's feedback on such a task (fed back or closed) becomes the complaint, updated
   with the result and closed, addressed back to the system the complaint came from
   (`complaint.<region>.<centre>.complaint-platform`), which renders it as its handling result.
+  A task's steps are taken only from the system it was assigned to (kept with the complaint;
+  the envelope's `lineagesystem` names the system that sent a step): ingress refuses a step in
+  another department's name already, and the centre checks again, so that a forged result
+  never reaches the complaint platform even if a record got past ingress.
 
 Everything is derived deterministically from what was delivered: the task of a complaint has the
 key `XT-<complaint id>`, the complaint's acceptance time as its dispatch time and so the same
@@ -20,8 +24,9 @@ back, because a task carries too little of it to rebuild the complaint the platf
 A derived record is published with confirms before its input is acknowledged, so a message is
 settled only once its consequence is safe on the bus; a publish the bus did not confirm is
 retried through the bus's delayed tiers. Nothing is dropped quietly: a scenario no table entry
-covers (without a default), a department no system serves, or feedback on a task the centre never
-dispatched goes to the dead letters with the reason.
+covers (without a default), a department no system serves, feedback on a task the centre never
+dispatched, or a step of a task from a system it was not assigned to goes to the dead letters
+with the reason.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from adapters.authorisation import SERVED_RULE, NotAuthorised
 from adapters.egress import NotDelivered, decode, settle
 from adapters.errors import IngressUnavailable
 from adapters.ingress import Ingress
@@ -185,7 +191,7 @@ class CollaborationCentre:
             }
         )
         derived = self._derived(task, envelope, Operation.INSERT, dispatched)
-        self._store.keep(task.task_id, envelope)
+        self._store.keep(task.task_id, envelope, system_id)
         self._publish("complaint", derived)
 
     # ------------------------------------------------------------------ feedback → complaint
@@ -194,13 +200,16 @@ class CollaborationCentre:
         if envelope.operation is Operation.DELETE:
             return
         task = CollaborationTask.model_validate(envelope.data)
+        # The kept complaint, not the echoed source_dataset, says whose task it is: a
+        # department system may not carry every field of a task back unchanged.
+        kept = self._store.find(task.task_id)
+        origin, assigned = kept if kept is not None else (None, None)
+        if origin is not None:
+            self._check_sender(task, envelope, origin, assigned)
         if task.status not in FED_BACK_STATUSES:
             # Acceptance, return and progress steps change nothing the platform is told.
             log.debug("task %s: step %s noted", task.task_id, task.status)
             return
-        # The kept complaint, not the echoed source_dataset, says whose task it is: a
-        # department system may not carry every field of a task back unchanged.
-        origin = self._store.find(task.task_id)
         if origin is None:
             raise NotDelivered(
                 "dead_letter",
@@ -221,6 +230,29 @@ class CollaborationCentre:
         )
         derived = self._derived(complaint, origin, Operation.UPDATE, task.feedback_time)
         self._publish("collaboration_task", derived, addressee=origin.lineagesystem)
+
+    def _check_sender(
+        self, task: CollaborationTask, step: Envelope, origin: Envelope, assigned: str | None
+    ) -> None:
+        """Dead-letter a step of `task` that did not come from the system it was assigned to.
+
+        A complaint kept before the assigned system was recorded is held to the system its
+        scenario's table entry names now.
+        """
+        if assigned is None:
+            scenario = origin.data.get("scenario")
+            assigned = self.table.scenarios.get(str(scenario), self.table.default_system)
+        sender = step.lineagesystem
+        if sender is not None and sender == assigned:
+            return
+        raise NotDelivered(
+            "dead_letter",
+            STAGE,
+            f"task {task.task_id}: step {task.status} came from {sender or 'an unnamed system'}, "
+            f"but the task was assigned to {assigned}; rule '{SERVED_RULE}': a task's feedback, "
+            "acceptance or return is taken only from the system of its assignee, so nothing is "
+            "told to the platform",
+        )
 
     # ------------------------------------------------------------------ both
 
@@ -250,7 +282,7 @@ class CollaborationCentre:
             keys = self.publisher.publish_derived(
                 self.system.id, cause, [envelope], addressee=addressee
             )
-        except Unaddressable as error:
+        except (Unaddressable, NotAuthorised) as error:
             raise NotDelivered("dead_letter", STAGE, str(error)) from None
         except PublishFailed as failed:
             if any(failure.unroutable for failure in failed.failures):
@@ -280,7 +312,8 @@ def task_id_of(complaint_id: str) -> str:
 
 
 class _ComplaintStore:
-    """The complaints the centre turned into tasks, by task id, until their results come back."""
+    """The complaints the centre turned into tasks, by task id, until their results come back,
+    each with the system its task was assigned to (NULL in rows kept before it was recorded)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -290,25 +323,31 @@ class _ComplaintStore:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS complaint (task_id TEXT PRIMARY KEY, envelope TEXT)"
+            "CREATE TABLE IF NOT EXISTS complaint "
+            "(task_id TEXT PRIMARY KEY, envelope TEXT, assigned_system TEXT)"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(complaint)")}
+        if "assigned_system" not in columns:  # a file written before it was kept
+            self._db.execute("ALTER TABLE complaint ADD COLUMN assigned_system TEXT")
 
-    def keep(self, task_id: str, envelope: Envelope) -> None:
+    def keep(self, task_id: str, envelope: Envelope, assigned_system: str) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO complaint VALUES (?, ?)",
-                (task_id, envelope.to_json().decode()),
+                "INSERT OR REPLACE INTO complaint (task_id, envelope, assigned_system) "
+                "VALUES (?, ?, ?)",
+                (task_id, envelope.to_json().decode(), assigned_system),
             )
 
-    def find(self, task_id: str) -> Envelope | None:
+    def find(self, task_id: str) -> tuple[Envelope, str | None] | None:
+        """The complaint kept for `task_id` and the system its task was assigned to."""
         with self._lock:
             row = self._db.execute(
-                "SELECT envelope FROM complaint WHERE task_id = ?", (task_id,)
+                "SELECT envelope, assigned_system FROM complaint WHERE task_id = ?", (task_id,)
             ).fetchone()
         if row is None:
             return None
         try:
-            return Envelope.from_json(row[0])
+            return Envelope.from_json(row[0]), row[1]
         except (StandardError, ValidationError, json.JSONDecodeError):
             return None
 

@@ -164,6 +164,8 @@ class HubRuntime:
             held.close()
         if self.ingress.accepted is not None:
             self.ingress.accepted.close()
+        if self.ingress.authorisation.warnings is not None:
+            self.ingress.authorisation.warnings.close()
         if self.replays is not None:
             self.replays.close()
         if self.journal is not None:
@@ -233,6 +235,7 @@ def build_runtime(
             backpressure=settings.back_pressure(topology),
             accepted=settings.accepted_changes(),
             redaction=redaction,
+            warnings=settings.warning_addressees(),
         ),
         broker=broker,
         owns_broker=broker is None,

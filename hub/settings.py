@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters.authorisation import WARNINGS_FILE, SqliteWarningAddressees, WarningAddressees
 from adapters.backpressure import DEFAULT_MAX_READY, BackPressure
 from adapters.repeats import ACCEPTED_FILE, AcceptedChanges, SqliteAcceptedChanges
 from bus.topology import NAMESPACE_PATTERN, Topology
@@ -254,6 +255,12 @@ class HubSettings(BaseSettings):
         if not self.repeat_window_s:
             return None
         return SqliteAcceptedChanges(self.data_dir / ACCEPTED_FILE, window_s=self.repeat_window_s)
+
+    def warning_addressees(self) -> WarningAddressees:
+        """The system each published warning was routed to (`adapters.authorisation`), in the
+        data folder: feedback on a warning is taken only from that system. Shared by `serve`
+        and the pollers of `worker` on this host."""
+        return SqliteWarningAddressees(self.data_dir / WARNINGS_FILE)
 
     @property
     def bus_url(self) -> str:

@@ -285,6 +285,7 @@ class Worker:
                         backpressure=pressure,
                         accepted=self.settings.accepted_changes(),
                         redaction=self.redaction,
+                        warnings=self.settings.warning_addressees(),
                     )
                     try:
                         self._run_pollers(ingress, stop)
@@ -292,6 +293,8 @@ class Worker:
                         pressure.attach(None)
                         if ingress.accepted is not None:
                             ingress.accepted.close()
+                        if ingress.authorisation.warnings is not None:
+                            ingress.authorisation.warnings.close()
                     return
             except BrokerUnavailable as error:
                 log.warning("pollers: bus unavailable (%s); reconnecting in %.0fs", error, pause)

@@ -125,6 +125,13 @@ DUPLICATES = Counter(
     ["system"],
     registry=HUB_REGISTRY,
 )
+UNMATCHED_FEEDBACK = Counter(
+    "jghub_unmatched_feedback",
+    "Risk feedback published on a warning the hub never routed (kept and flagged, never "
+    "dropped: match it by hand).",
+    ["system"],
+    registry=HUB_REGISTRY,
+)
 PUBLISH_FAILURES = Counter(
     "jghub_publish_failures",
     "Messages the broker did not take: unroutable (no route), not_confirmed (nack, timeout) or "
@@ -273,7 +280,7 @@ JOURNAL_REFUSED = Counter(
 
 OBSERVED: tuple[MetricWrapperBase, ...] = (
     PAYLOADS_RECEIVED, PAYLOADS_REFUSED, RECORDS_ACCEPTED, RECORDS_REJECTED, TRANSLATION_SECONDS,
-    PUBLISHED, DUPLICATES, PUBLISH_FAILURES, PUBLISH_CONFIRM_SECONDS, DELIVERED,
+    PUBLISHED, DUPLICATES, UNMATCHED_FEEDBACK, PUBLISH_FAILURES, PUBLISH_CONFIRM_SECONDS, DELIVERED,
     DELIVERY_FAILURES, RETRIED, DEAD_LETTERED, REPLAYED, DELIVERY_SECONDS, END_TO_END_SECONDS,
     RECORD_DELAY_SECONDS, OPTIONAL_FIELDS, OPTIONAL_FIELDS_FILLED, BREAKER_STATE,
     POLLER_LAG_SECONDS, POLLER_LAST_SUCCESS, POLLS, JOURNAL_ENTRIES, JOURNAL_REFUSED,

@@ -524,6 +524,11 @@ class Observer:
         metrics.DUPLICATES.labels(seen.system).inc(len(envelopes))
 
     @_guarded
+    def unmatched(self, seen: Reception, *, envelopes: Sequence[Envelope]) -> None:
+        """Risk feedback of the payload names warnings the hub never routed: published, flagged."""
+        metrics.UNMATCHED_FEEDBACK.labels(seen.system).inc(len(envelopes))
+
+    @_guarded
     def polled(self, source: str, *, ok: bool, lag_seconds: float | None = None) -> None:
         """A poller of `source` polled; `lag_seconds`: how long ago it last read the source to
         its end (None when it never did)."""

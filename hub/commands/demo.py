@@ -149,7 +149,8 @@ def _print_report(console: Console, report: DemoReport) -> None:
     console.print(
         f"Books: received {received} = accepted {report.accepted} + rejected {rejected}; "
         f"accepted {report.accepted} = delivered {report.delivered} + dead-lettered "
-        f"{report.dead_lettered} + still queued {report.queued}: {ok} "
+        f"{report.dead_lettered} + sent again {report.repeated} + still queued {report.queued}: "
+        f"{ok} "
         f"(in {report.elapsed_s:.1f} s)."
     )
     dead = [

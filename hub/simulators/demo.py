@@ -12,7 +12,10 @@
    encodings) and one body over the size limit; systems with an outbox pull it.
 4. When every accepted record is delivered or dead-lettered (or the wait ends), the books are
    closed: per system received = accepted + rejected, and over all systems accepted =
-   delivered + dead-lettered + still queued, each record having exactly one receiver.
+   delivered + dead-lettered + sent again + still queued, each record having exactly one
+   receiver. A record sent again unchanged is accepted but not published again
+   (`adapters.repeats`): a department's answer repeats the other records of the sample it is
+   grown from.
    The collaboration centre is a system of its own in the books: what it derived and published
    (a task per complaint, a result per task feedback) is what it "sent", delivered onwards like
    any record.
@@ -114,6 +117,8 @@ class SystemBooks:
     dead_reasons: Counter[str] = field(default_factory=Counter)
     pulled: int = 0
     duplicates: int = 0
+    repeated: int = 0
+    """Records it sent again unchanged: accepted, not published again (nothing to deliver)."""
 
     def add(self, outcome: PushOutcome) -> None:
         self.payloads += 1
@@ -150,9 +155,14 @@ class DemoReport:
         return sum(b.dead_lettered for b in self.books.values())
 
     @property
+    def repeated(self) -> int:
+        return sum(b.repeated for b in self.books.values())
+
+    @property
     def queued(self) -> int:
-        """Accepted records neither delivered nor dead-lettered (0 when the run settled)."""
-        return self.accepted - self.delivered - self.dead_lettered
+        """Accepted records neither delivered, dead-lettered nor repeats (0 when the run
+        settled)."""
+        return self.accepted - self.delivered - self.dead_lettered - self.repeated
 
 
 Progress = Callable[[int, int, str], None]
@@ -433,6 +443,7 @@ def _delivery_counts(landscape: Landscape) -> dict[tuple[str, str], float]:
                 f"jghub_{outcome}_total", target=system.target
             )
         counts[(system.id, "published")] = sample_total("jghub_published_total", system=system.id)
+        counts[(system.id, "repeated")] = sample_total("jghub_duplicates_total", system=system.id)
     return counts
 
 
@@ -459,6 +470,7 @@ def _settle(
             book = books[system.id]
             book.delivered = int(now[(system.id, "delivered")] - baseline[(system.id, "delivered")])
             book.retried = int(now[(system.id, "retried")] - baseline[(system.id, "retried")])
+            book.repeated = int(now[(system.id, "repeated")] - baseline[(system.id, "repeated")])
             book.dead_lettered = int(
                 now[(system.id, "dead_lettered")] - baseline[(system.id, "dead_lettered")]
             )
@@ -479,7 +491,9 @@ def _settle(
             s.counts()["served"] >= s.counts()["records"] for s in running.sources.values()
         )
         accepted = sum(b.accepted for b in books.values())
-        settled = sum(b.delivered + b.dead_lettered for b in books.values()) >= accepted
+        settled = (
+            sum(b.delivered + b.dead_lettered + b.repeated for b in books.values()) >= accepted
+        )
         pulled = all(books[s].pulled >= books[s].delivered for s in running.pullers)
         settled = settled and answered == 0
         if (served and settled and pulled) or time.monotonic() > deadline:

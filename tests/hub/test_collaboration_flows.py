@@ -8,148 +8,28 @@ credentials. RabbitMQ is the bus (the embedded one too, where it answers the sam
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from hub_harness import require_backend
+from flows_harness import CENTRE, DEPARTMENTS, Flows, complaint_xml, running_flows, wait_for
 
-from hub.settings import HubSettings
-from hub.simulators.answers import TaskAnswers, replaced
-from hub.simulators.clients import PushOutcome, SystemClient
-from hub.simulators.demo import DemoOptions, RunningLandscape, running_landscape
-from hub.simulators.landscape import Landscape, build_landscape
-from hub.simulators.targets import Delivered, FailurePlan
-from hub.simulators.traffic import SystemTraffic, TrafficPayload
-from mappings import SYSTEMS_ROOT, SystemMappings, load_all
+from hub.simulators.answers import TaskAnswers
 from monitor.metrics import sample_total
 from standard.checks import credit_code_check_char, org_code_check_char
-from systems import SystemConfig
-
-DEPARTMENTS = (
-    "market-penalty",
-    "housing-penalty",
-    "health-penalty",
-    "eco-env-penalty",
-    "natres-penalty",
-    "transport-penalty",
-    "agri-penalty",
-    "culture-penalty",
-    "emergency-penalty",
-    "hrss-penalty",
-)
-CENTRE = {"name": "浙江省综合行政执法指导办公室", "credit_code": "11330000MB1P273395"}
-
-
-@dataclass
-class Flows:
-    """The running landscape and what the tests reach into."""
-
-    landscape: Landscape
-    running: RunningLandscape
-    mappings: dict[str, SystemMappings]
-
-    def system(self, system_id: str) -> SystemConfig:
-        return self.landscape.systems.system(system_id)
-
-    def received(self, system_id: str, text: str) -> list[Delivered]:
-        """What `system_id`'s simulator (or outbox puller) accepted that mentions `text`."""
-        source = self.running.targets.get(system_id) or self.running.pullers[system_id]
-        wanted = text.encode()
-        return [
-            item
-            for item in source.log.items()
-            if item.outcome == "accepted" and wanted in item.body.replace(b"&#45;", b"-")
-        ]
-
-    def push(
-        self, system_id: str, message_type: str, body: bytes, charset: str | None = None
-    ) -> PushOutcome:
-        """Push `body` through `system_id`'s own channel for `message_type`."""
-        system = self.system(system_id)
-        (channel,) = [c for c in system.inbound if c.message_type == message_type]
-        client = SystemClient(system, self.running.hub_url)
-        try:
-            payload = TrafficPayload(
-                system_id, message_type, body, charset, "sample", "test", 0, 0, None
-            )
-            return client.push(channel, payload)
-        finally:
-            client.close()
 
 
 @pytest.fixture(scope="module", params=["rabbitmq", "embedded"])
 def flows(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Flows]:
-    url = require_backend(request.param)
-    mappings = load_all(SYSTEMS_ROOT)
-    landscape = build_landscape(mappings)
-    previous = landscape.apply_environment()
-    data_dir = tmp_path_factory.mktemp(f"flows-{request.param}")
-    settings = HubSettings(
-        amqp_url=url or None,
-        data_dir=data_dir,
-        namespace=f"t{uuid.uuid4().hex[:12]}",
-        mappings_root=SYSTEMS_ROOT,
-    )
-    # Nobody misbehaves here: the flaky national endpoint has its own fault suite.
-    options = DemoOptions(flaky=FailurePlan(), delete_topology=bool(url))
-    try:
-        with running_landscape(landscape, settings, options, mappings, 1) as running:
-            yield Flows(landscape, running, mappings)
-    finally:
-        landscape.restore_environment(previous)
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 45.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout:.0f}s for {what}")
-        time.sleep(0.05)
-
-
-def complaint_xml(
-    case_no: str, scene: str, *, area: str = "330106", updated: str = "2026-03-01T10:00:00"
-) -> bytes:
-    """One accepted complaint as the complaint platform pushes it, changed at `updated`."""
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<complaints batchNo="2026030100001" sentAt="2026-03-01T11:00:00">
-  <complaint action="new" seq="1">
-    <caseNo>{case_no}</caseNo>
-    <type>投诉</type>
-    <channel>12345</channel>
-    <scene>{scene}</scene>
-    <title>测试投诉 {case_no}</title>
-    <content>投诉人反映的问题需要相关部门核查处理。</content>
-    <anonymous>Y</anonymous>
-    <target><name>杭州某某有限公司</name></target>
-    <area>{area}</area>
-    <receivedAt>2026-03-01T09:00:00</receivedAt>
-    <acceptedAt>2026-03-01T10:00:00</acceptedAt>
-    <status>20</status>
-    <updatedAt>{updated}</updatedAt>
-  </complaint>
-</complaints>
-""".encode()
-
-
-def sample_with(flows: Flows, system_id: str, message_type: str, values: dict[str, str]) -> bytes:
-    """The system's valid sample of `message_type` with literal values replaced."""
-    samples = SystemTraffic(flows.mappings[system_id], message_type).samples()
-    return replaced(next(p for p in samples if p.label.startswith("valid")), values).body
+    with running_flows(request.param, tmp_path_factory) as running:
+        yield running
 
 
 def failures_unroutable() -> float:
     return sample_total("jghub_publish_failures_total", system="national", reason="unroutable")
-
-
-def others_got(flows: Flows, receiver: str, text: str) -> list[str]:
-    return [d for d in DEPARTMENTS if d != receiver and flows.received(d, text)]
 
 
 @pytest.mark.parametrize(
@@ -175,7 +55,7 @@ def test_a_complaint_becomes_a_task_for_its_department_and_the_result_goes_back(
     spec = flows.mappings[department].outbound_mapping("task_push").mapping
     assert b"specversion" not in task.body
     assert (b"<" if spec.format == "xml" else b"{") in task.body[:200]
-    assert others_got(flows, department, case) == []
+    assert flows.others_got(department, case) == []
 
     answers = TaskAnswers(flows.mappings[department], dispatcher=CENTRE)
     feedback = answers.feedback(task_id)
@@ -190,7 +70,7 @@ def test_a_complaint_becomes_a_task_for_its_department_and_the_result_goes_back(
     text = handled.body.decode("utf-8")
     assert "<status>50</status>" in text  # closed, in the platform's codes
     assert answers.result in text and f"<taskNo>{task_id}</taskNo>" in text
-    assert others_got(flows, department, case) == []
+    assert flows.others_got(department, case) == []
 
 
 def test_a_complaint_sent_again_or_updated_while_open_makes_one_task(flows: Flows) -> None:
@@ -219,8 +99,7 @@ def test_a_risk_warning_reaches_its_department_and_the_feedback_comes_back(
     flows: Flows,
 ) -> None:
     market, transport = (f"GJYJ{uuid.uuid4().hex[:14].upper()}" for _ in range(2))
-    warnings = sample_with(
-        flows,
+    warnings = flows.sample_with(
         "national",
         "risk_warning",
         {"GJYJ20260506000341": market, "GJYJ20260428000127": transport},
@@ -230,13 +109,12 @@ def test_a_risk_warning_reaches_its_department_and_the_feedback_comes_back(
 
     wait_for(lambda: flows.received("market-penalty", market), "the warning at market-penalty")
     wait_for(lambda: flows.received("transport-penalty", transport), "the warning at transport")
-    assert others_got(flows, "market-penalty", market) == []
-    assert others_got(flows, "transport-penalty", transport) == []
+    assert flows.others_got("market-penalty", market) == []
+    assert flows.others_got("transport-penalty", transport) == []
     (received,) = flows.received("market-penalty", market)
     assert b"ReceiveWarningXml" in received.body  # its warning operation, not the task one
 
-    feedback = sample_with(
-        flows,
+    feedback = flows.sample_with(
         "market-penalty",
         "risk_feedback",
         {"YJ330000202605060031": market, "YJ330000202605070008": market},
@@ -271,8 +149,7 @@ def test_a_warning_to_an_unknown_department_is_quarantined_with_its_reason(
     org = f"MA{uuid.uuid4().int % 10**6:06d}"
     first17 = f"11330000{org}{org_code_check_char(org)}"
     stranger = first17 + credit_code_check_char(first17)  # a real-looking, unknown department
-    body = sample_with(
-        flows,
+    body = flows.sample_with(
         "national",
         "risk_warning",
         {
