@@ -181,7 +181,10 @@ class _RedactingFactory:
             # A message whose arguments do not fit it: the handler reports that as logging
             # always has (handleError), not the code that logged.
             return record
-        record.msg, record.args = redaction.text(message), ()
+        redacted = redaction.text(message)
+        if redacted != message:
+            # Only then: a record with nothing to hide keeps its arguments for whoever reads them.
+            record.msg, record.args = redacted, ()
         if record.exc_info and record.exc_info[0] is not None:
             # The handler's formatter uses exc_text when it is set: the traceback, redacted.
             record.exc_text = redaction.text(logging.Formatter().formatException(record.exc_info))

@@ -4,6 +4,7 @@ not come from the Host header."""
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import subprocess
@@ -117,7 +118,9 @@ def test_dead_list_show_and_replay_print_hostile_ids_literally(hub_env: Path) ->
     )
     assert code == 0, output
     _assert_literal(output)
-    assert "replayed 5 of 5 by ops-li: fixed [/x] \\x1b[1m" in output
+    # --by names who acts; the login it came from stays beside it (`hub.commands.dead`).
+    by = f"ops-li (login {getpass.getuser()})"
+    assert f"replayed 5 of 5 by {by}: fixed [/x] \\x1b[1m" in output
     for shown in HOSTILE_IDS.values():
         assert shown in output
     # They moved, and the report said so: none is left among the dead letters.

@@ -59,7 +59,7 @@ systems:
           path: /systems/market-penalty/CaseService.asmx
   - id: transport-penalty
     name_zh: 省交通运输厅行政执法系统
-    auth: {scheme: api_key, key_env: JGHUB_SWEEP_KEY_TRANSPORT}
+    auth: {scheme: api_key, key_env: JGHUB_SWEEP_KEY_TRANSPORT, username: jtyst-xzzf}
     inbound:
       - adapter: soap_push
         message_type: case_report

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -42,6 +41,7 @@ from adapters.security import RequestSigner, expected_sign
 from bus import Broker, Message, Topology
 from hub.app import HubRuntime, create_app, runtime_of
 from hub.settings import HubSettings
+from hub.simulators.server import free_port
 from hub.systems import SystemsConfig, load_systems
 from mappings import SYSTEMS_ROOT
 
@@ -189,20 +189,14 @@ class RunningHub:
         return self.brokers[0].depth(target) if self.brokers else self.broker().depth(target)
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @contextmanager
-def serving(app: FastAPI, **options: Any) -> Iterator[str]:
-    """Run `app` under uvicorn in a thread on a free loopback port; yield its base URL.
+def serving(app: FastAPI, *, port: int | None = None, **options: Any) -> Iterator[str]:
+    """Run `app` under uvicorn in a thread on `port` (default: a free loopback port); yield its
+    base URL.
 
     `options` go to uvicorn.Config (TLS: ssl_certfile, ssl_ca_certs, http=...).
     """
-    with _free_socket() as probe:
-        port = probe.getsockname()[1]
+    port = port or free_port()
     # Host and port, not a socket handed over: uvicorn then sets its own socket options, and
     # requests take about a millisecond instead of a delayed-ACK 40.
     config = uvicorn.Config(
@@ -257,12 +251,14 @@ def running_hub(
         "data_dir": tmp_path / "var",
         "systems_file": systems_file,
         "namespace": namespace,
+        # The port is known before the app is built: its WSDLs name their address under it.
+        "port": free_port(),
     }
     settings = HubSettings(**{**chosen, **(settings_overrides or {})})
     config: SystemsConfig = load_systems(systems_file)
     app = create_app(settings)
     with (
-        serving(app, **(uvicorn_options or {})) as base_url,
+        serving(app, port=settings.port, **(uvicorn_options or {})) as base_url,
         httpx.Client(base_url=base_url, timeout=30, **(client_options or {})) as client,
     ):
         hub = RunningHub(
