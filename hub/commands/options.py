@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
+from hub.commands.startup import error_console
 from hub.settings import HubSettings
 
 SystemsFile = Annotated[
@@ -29,5 +31,16 @@ LogLevel = Annotated[str, typer.Option(help="Log level: debug, info, warning, er
 
 def hub_settings(**given: Any) -> HubSettings:
     """The hub's settings, with the options given on the command line (those not None) in place
-    of the environment's."""
-    return HubSettings(**{name: value for name, value in given.items() if value is not None})
+    of the environment's; exit 2 naming each setting that breaks its rule."""
+    try:
+        return HubSettings(**{name: value for name, value in given.items() if value is not None})
+    except ValidationError as error:
+        console = error_console()
+        for problem in error.errors():
+            name = ".".join(str(part) for part in problem["loc"])
+            # The value is not echoed: a setting such as the AMQP URL may hold a password.
+            console.print(
+                f"cannot start: the setting JGHUB_{name.upper()} is not valid: {problem['msg']}",
+                markup=False,
+            )
+        raise typer.Exit(2) from None

@@ -92,3 +92,25 @@ def test_worker_refuses_to_start_on_a_broken_configuration(tmp_path: Path) -> No
     assert "cannot start" in text and "no adapter named 'xml_pushh'" in text
     # One line however long: a log reader greps for the file and line whole.
     assert f"{systems}:{line}:" in text
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_setting_breaking_its_rule_is_named_and_exit_2_without_its_value(
+    command: str, tmp_path: Path
+) -> None:
+    process = subprocess.run(
+        [sys.executable, "-m", "hub.cli", command],
+        env={
+            **os.environ,
+            "JGHUB_DATA_DIR": str(tmp_path / "var"),
+            "JGHUB_REQUIRE_SECRETS": "maybe-hunter2",
+        },
+        capture_output=True,
+        timeout=60,
+    )
+    assert process.returncode == 2
+    text = process.stderr.decode()
+    assert "cannot start: the setting JGHUB_REQUIRE_SECRETS is not valid" in text
+    assert "valid boolean" in text
+    # No traceback, and no value echoed: a setting such as the AMQP URL may hold a password.
+    assert "Traceback" not in text and "hunter2" not in text
