@@ -50,9 +50,8 @@ confidentiality (the body travels as sent); TLS gives both.
 Inbound adapters call `await gatekeeper.admit(request, owner)` and answer a refusal
 (`RequestRefused`) in the channel's own format: JSON, XML or the system's receipt (the HTTP push
 adapters), a SOAP fault (the SOAP push, which passes its own finder of the credential in the
-envelope). `hub_h11_protocol` makes uvicorn close a connection whose request headers are not
-complete within a time limit, and hand the verified client certificate's subject to the app
-(the ASGI TLS extension's `client_cert_name`); uvicorn does neither yet.
+envelope, `adapters.credentials`). The connections themselves (a time limit on request headers,
+the verified client certificate) are in `adapters.connections`.
 """
 
 from __future__ import annotations
@@ -60,13 +59,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import math
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -76,11 +73,9 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
-import h11
-from lxml import etree
 from starlette.requests import Request
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from adapters.credentials import SIGNED_FIELDS, signed_fields
 from adapters.errors import (
     AdapterConfigError,
     BadRequest,
@@ -109,14 +104,6 @@ REQUEST_TIME_HEADER = "x-request-time"
 SIGN_HEADER = "x-sign"
 CLIENT_SUBJECT_HEADER = "x-client-subject"
 """Set by a trusted TLS-terminating proxy to the verified client certificate's subject."""
-
-WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
-WSSE_SECURITY = f"{{{WSSE}}}Security"
-"""The WS-Security header block ("{namespace}local"), where a UsernameToken travels."""
-PASSWORD_TEXT = (
-    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
-    "#PasswordText"
-)
 
 Clock = Callable[[], float]
 
@@ -405,84 +392,6 @@ def parse_request_time(value: str) -> float:
     if len(value) == 13 and value.isdigit():
         return int(value) / 1000.0
     raise ValueError(value)
-
-
-@dataclass(frozen=True)
-class EnvelopeCredentials:
-    """The credentials a SOAP envelope's first bytes carry (None: not there).
-
-    Attributes:
-      operation: the local name of the Body's element (the operation, for RPC-style services).
-      token: the text of the first token parameter in it.
-      username, password: a WS-Security UsernameToken's Username and PasswordText Password.
-    """
-
-    operation: str | None = None
-    token: str | None = None
-    username: str | None = None
-    password: str | None = None
-
-
-_FEED_BYTES = 4096
-
-
-def envelope_credentials(prefix: bytes, token_parameters: Iterable[str]) -> EnvelopeCredentials:
-    """Find a token parameter (`token_parameters`, by local name) in the Body's element and a
-    UsernameToken in the Header among the first bytes of a SOAP envelope, parsed as a stream.
-
-    A syntax error, or the end of `prefix`, ends the search with what was found before it. No
-    entity is resolved, no DTD or network resource loaded. Raises Unauthenticated for a
-    UsernameToken password of another type than #PasswordText (#PasswordDigest).
-    """
-    tokens = frozenset(token_parameters)
-    parser = etree.XMLPullParser(
-        events=("start", "end"),
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=False,
-    )
-    path: list[str] = []
-    found: dict[str, str] = {}
-    try:
-        for at in range(0, len(prefix), _FEED_BYTES):
-            parser.feed(prefix[at : at + _FEED_BYTES])
-            for event, element in parser.read_events():
-                name = etree.QName(element)
-                if event == "start":
-                    path.append(
-                        name.localname if name.namespace != WSSE else f"wsse:{name.localname}"
-                    )
-                    if len(path) == 3 and path[:2] == ["Envelope", "Body"]:
-                        found.setdefault("operation", name.localname)
-                    continue
-                _note_credential(path, element, tokens, found)
-                path.pop()
-    except etree.XMLSyntaxError:
-        pass
-    return EnvelopeCredentials(**found)
-
-
-_USERNAME_TOKEN = ["Envelope", "Header", "wsse:Security", "wsse:UsernameToken"]
-
-
-def _note_credential(
-    path: list[str], element: etree._Element, tokens: frozenset[str], found: dict[str, str]
-) -> None:
-    """Keep the credential `element` (just closed, at `path`) holds, if it is one."""
-    if len(path) == 4 and path[:2] == ["Envelope", "Body"] and path[3] in tokens:
-        found.setdefault("token", element.text or "")
-    elif len(path) == 5 and path[:4] == _USERNAME_TOKEN:
-        if path[4] == "wsse:Username":
-            found.setdefault("username", element.text or "")
-        elif path[4] == "wsse:Password":
-            kind = element.get("Type", PASSWORD_TEXT)
-            if kind != PASSWORD_TEXT:
-                raise Unauthenticated(
-                    f"WS-Security password type {kind[:120]!r} is not accepted; send "
-                    "#PasswordText over TLS"
-                )
-            found.setdefault("password", element.text or "")
 
 
 class Gatekeeper:
@@ -964,152 +873,8 @@ class Gatekeeper:
         return None
 
 
-SIGNED_FIELDS = ("appKey", "requestTime", "sign")
-"""The members of a JSON body that carry its signed app key."""
-_DECODER = json.JSONDecoder()
-_SPACE = re.compile(r"[ \t\n\r]*")
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-
-
-def signed_fields(prefix: bytes) -> dict[str, Any]:
-    """appKey, requestTime and sign among the top-level members of the JSON object that `prefix`
-    (a body's first bytes, UTF-8) begins, as far as the prefix holds them entirely.
-
-    Other members' values are stepped over without being built, so a prefix cut in the middle
-    of the records costs one pass over its characters.
-    """
-    text = prefix.decode("utf-8", errors="replace")
-    found: dict[str, Any] = {}
-    # The prefix ends, or stops being JSON: what was found before stands.
-    with contextlib.suppress(ValueError):
-        _read_members(text, found)
-    return found
-
-
-def _read_members(text: str, found: dict[str, Any]) -> None:
-    at = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
-    if text[at : at + 1] != "{":
-        return
-    at += 1
-    while True:
-        at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
-        if text[at : at + 1] != '"':
-            return
-        key, at = _DECODER.raw_decode(text, at)
-        at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
-        if text[at : at + 1] != ":":
-            return
-        at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
-        if key in SIGNED_FIELDS:
-            value, at = _DECODER.raw_decode(text, at)
-            found[key] = value
-        else:
-            at = _value_end(text, at)
-            if at < 0:
-                return
-        at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
-        if text[at : at + 1] != ",":
-            return
-        at += 1
-
-
-def _value_end(text: str, at: int) -> int:
-    """Where the JSON value starting at `at` ends; -1 when `text` ends first."""
-    depth = 0
-    while at < len(text):
-        char = text[at]
-        if char == '"':
-            string = _STRING.match(text, at)
-            if string is None:
-                return -1
-            at = string.end()
-            if depth == 0:
-                return at
-            continue
-        if char in "{[":
-            depth += 1
-        elif char in "}]":
-            depth -= 1
-            if depth <= 0:
-                return at + 1 if depth == 0 else at
-        elif depth == 0 and char == ",":
-            return at
-        at += 1
-    return -1
-
-
 def _no_credential(accepted: str, hint: str | None) -> Unauthenticated:
     """The refusal of a request without a credential: the hint first, when there is one."""
     if hint is not None:
         return Unauthenticated(f"no credential: {hint} (or send {accepted})")
     return Unauthenticated(f"no credential: send {accepted}")
-
-
-class HubH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a time limit on request headers, and the verified client
-    certificate in the ASGI scope.
-
-    uvicorn limits only the idle time between requests (its keep-alive timer, which any byte
-    received cancels), so a connection that sends part of a request line, or one header line
-    now and then, holds its socket for ever. This one gives every request `header_timeout_s`
-    from the connection (or the previous response) to the end of its headers, then closes the
-    connection. uvicorn does not implement the ASGI TLS extension yet; this adds its
-    `client_cert_name` (RFC 4514 subject of the verified client certificate) and `tls_version`
-    to every request of a TLS connection, so mTLS can map a certificate to a system. Use a
-    subclass from `hub_h11_protocol` as `uvicorn.Config(http=...)`.
-    """
-
-    header_timeout_s: ClassVar[float | None] = None
-    _header_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._await_headers()
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is None:
-            return
-        certificate = ssl_object.getpeercert()
-        tls: dict[str, Any] = {
-            "client_cert_name": format_subject(certificate["subject"]) if certificate else None,
-            "tls_version": ssl_object.version(),
-        }
-        inner = self.app
-
-        async def with_tls(scope: Any, receive: Any, send: Any) -> None:
-            if scope.get("type") in ("http", "websocket"):
-                scope = {**scope, "extensions": {**scope.get("extensions", {}), "tls": tls}}
-            await inner(scope, receive, send)
-
-        self.app = with_tls
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self._header_timer is not None and self.conn.their_state is not h11.IDLE:
-            self._header_timer.cancel()  # the request's headers are complete
-            self._header_timer = None
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._await_headers()  # the next request's
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-        super().connection_lost(exc)
-
-    def _await_headers(self) -> None:
-        if self.header_timeout_s is not None:
-            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
-
-    def _headers_late(self) -> None:
-        self._header_timer = None
-        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
-            self.transport.close()
-
-
-def hub_h11_protocol(header_timeout_s: float | None) -> type[HubH11Protocol]:
-    """`HubH11Protocol` closing connections whose request headers take over `header_timeout_s`
-    seconds to arrive (None: no limit)."""
-    return type("HubH11Protocol", (HubH11Protocol,), {"header_timeout_s": header_timeout_s})

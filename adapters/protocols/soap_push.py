@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from adapters.base import InboundAdapter
+from adapters.credentials import WSSE_SECURITY, envelope_credentials
 from adapters.errors import AdapterConfigError, IngressUnavailable, RequestRefused, Unauthenticated
 from adapters.ingress import IngressResult
 from adapters.protocols.soap_service import (
@@ -58,7 +59,7 @@ from adapters.protocols.soap_service import (
     SoapVersion,
     fault_response_body,
 )
-from adapters.security import WSSE_SECURITY, Gatekeeper, envelope_credentials
+from adapters.security import Gatekeeper
 from mappings import PayloadLimits, encode_as_declared
 from standard.errors import quoted
 from systems import ChannelConfig, SystemConfig

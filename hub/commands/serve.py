@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
-from adapters.security import hub_h11_protocol
+from adapters.connections import hub_h11_protocol
 from hub.app import create_app
 from hub.commands.options import DataDir, LogLevel, SystemsFile, hub_settings
 from hub.commands.startup import (

@@ -27,13 +27,12 @@ from hub_harness import (
 from lxml import etree
 from zeep.wsse.username import UsernameToken
 
+from adapters.credentials import WSSE, envelope_credentials, signed_fields
 from adapters.errors import AdapterConfigError, Unauthenticated
 from adapters.replay_cache import SqliteReplayCache
 from adapters.security import (
-    WSSE,
     Gatekeeper,
     TokenBucket,
-    envelope_credentials,
     expected_sign,
     format_subject,
     parse_request_time,
@@ -379,3 +378,20 @@ def test_a_client_certificate_names_its_system(tmp_path: Path) -> None:
         with httpx.Client(base_url=hub.base_url, verify=client("client")) as mine:
             grassroots = mine.get("/systems/grassroots-platform/outbox")
         assert grassroots.status_code == 403
+
+
+def test_signed_fields_are_the_top_level_members_found_in_the_prefix() -> None:
+    body = (
+        b'{"appKey": "jczl-hub-01", "records": [{"appKey": "nested", "sign": "nested"}],'
+        b' "requestTime": "20260301100000", "sign": "first", "sign": "last", "tail": "cut here'
+    )
+    # Nested members are not the body's; a member named twice counts as the last, as in
+    # json.loads; the prefix ending inside a value ends the search with what came before.
+    assert signed_fields(body) == {
+        "appKey": "jczl-hub-01",
+        "requestTime": "20260301100000",
+        "sign": "last",
+    }
+    assert signed_fields(b'{"records": [1, 2, {"sign": "x"') == {}
+    assert signed_fields(b"not json at all") == {}
+    assert signed_fields(b'{"sign": {"not": "a scalar"}, "appKey": 7}') == {"appKey": 7}
