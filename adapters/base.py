@@ -52,7 +52,7 @@ class AdapterContext:
 
     Attributes:
       system: the external system the adapter serves.
-      data_dir: the hub's data folder (outbox, poller cursors); shared by `serve` and `worker`.
+      data_dir: the hub's data folder (outbox, pollers' lock files); shared by `serve` and `worker`.
       ingress: the inbound path (inbound adapters and pollers); None for senders.
       gatekeeper: the hub's authentication, size and rate limits (inbound adapters, and the
         routes a sender mounts); None in the worker.

@@ -35,15 +35,17 @@ import hashlib
 import json
 import logging
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Column, String, Table, Text, select
+from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, select
 
 from adapters.authorisation import SERVED_RULE, NotAuthorised
 from adapters.egress import NotDelivered, decode, settle
 from adapters.errors import IngressUnavailable
 from adapters.ingress import Ingress
+from adapters.repeats import QUERY_CHUNK
 from adapters.routing import Unaddressable, department_ref
 from bus import Broker, Delivery, PublishFailed
 from standard.datasets.collaboration_task import FED_BACK_STATUSES, CollaborationTask
@@ -80,12 +82,21 @@ class CollaborationCentre:
         (`attach`).
       store: the hub's store, where it keeps the complaints it turned into tasks (not closed by
         the centre).
+      data_dir: the hub's data folder: the complaints a hub before the store kept in
+        `<system id>.sqlite3` there are taken into the store once (the file is then renamed
+        `<system id>.sqlite3.adopted`); None: no such file is looked for.
 
     Raises CentreConfigError when the scenario table names a system that serves no department:
     at start, rather than at the first complaint of that scenario.
     """
 
-    def __init__(self, system: SystemConfig, publisher: Ingress, store: Store) -> None:
+    def __init__(
+        self,
+        system: SystemConfig,
+        publisher: Ingress,
+        store: Store,
+        data_dir: Path | None = None,
+    ) -> None:
         if system.collaboration is None or not system.departments:
             raise CentreConfigError(
                 f"system {system.id} is not configured as the collaboration centre (it needs a "
@@ -103,6 +114,8 @@ class CollaborationCentre:
                 "configured system with `departments` is"
             )
         self._store = _ComplaintStore(store, system.id)
+        if data_dir is not None:
+            self._store.adopt(data_dir / f"{system.id}.sqlite3")
 
     @property
     def name(self) -> str:
@@ -364,6 +377,39 @@ class _ComplaintStore:
             return Envelope.from_json(row[0]), row[1]
         except (StandardError, ValidationError, json.JSONDecodeError):
             return None
+
+    def adopt(self, path: Path) -> int:
+        """Take the complaints a hub before the store kept in the SQLite file `path` (its table
+        `complaint`, with or without `assigned_system`) into the store, keeping any the store
+        already has; then rename the file `<name>.adopted`. Return how many were taken."""
+        if not path.is_file():
+            return 0
+        old = create_engine(f"sqlite:///{path}")
+        try:
+            with old.connect() as db:
+                kept = Table("complaint", MetaData(), autoload_with=db)
+                rows = [
+                    {
+                        "centre": self.centre,
+                        "task_id": row.task_id,
+                        "envelope": row.envelope,
+                        "assigned_system": getattr(row, "assigned_system", None),
+                    }
+                    for row in db.execute(select(kept))
+                    if row.envelope is not None
+                ]
+        finally:
+            old.dispose()
+        with self.store.begin(durable=True) as db:
+            for start in range(0, len(rows), QUERY_CHUNK):
+                db.execute(
+                    upsert(db, CENTRE_COMPLAINT)
+                    .values(rows[start : start + QUERY_CHUNK])
+                    .on_conflict_do_nothing(index_elements=["centre", "task_id"])
+                )
+        path.rename(path.with_name(path.name + ".adopted"))
+        log.info("took %d open complaint(s) from %s into the store", len(rows), path)
+        return len(rows)
 
     def close(self) -> None:
         """Nothing to release: the store belongs to whoever opened it."""

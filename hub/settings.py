@@ -60,7 +60,8 @@ class HubSettings(BaseSettings):
     data_dir: Path = Field(
         default=Path("var"),
         description=(
-            "Folder of the hub's own files: the embedded bus, the outbox and poller cursors. "
+            "Folder of the hub's own files: the embedded bus, the embedded store, the outbox, "
+            "the journal. "
             "`serve` and `worker` on one machine must share it."
         ),
     )

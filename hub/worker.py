@@ -174,7 +174,7 @@ class Worker:
                 directory=self.directory,
                 redaction=self.redaction,
             )
-            return CollaborationCentre(system, publisher, self.store)
+            return CollaborationCentre(system, publisher, self.store, self.settings.data_dir)
         return build_egress(
             system,
             self.mappings.get(system.id),

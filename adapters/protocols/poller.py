@@ -66,7 +66,8 @@ class SourceUnavailable(AdapterError):
 
 
 class CursorError(AdapterError):
-    """The cursor file exists but cannot be read; the message names the file."""
+    """The saved cursor (a store row, or an old cursor file) cannot be read; the message says
+    which and how to start again."""
 
 
 # ---------------------------------------------------------------------- times as sources write them

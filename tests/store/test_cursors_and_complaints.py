@@ -4,6 +4,7 @@ shared by every connection, each centre and poller apart."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -80,3 +81,30 @@ def test_complaints_are_kept_per_centre_and_replaced_by_task(store: Store) -> No
     again = kept.find("XT-1")
     assert again is not None and again[1] == "agri-penalty"
     assert kept.find("XT-2") is None
+
+
+def test_a_centre_file_from_before_the_store_is_taken_in_once(store: Store, tmp_path: Path) -> None:
+    case, other = "TS330106202603010077", "TS330106202603010078"
+    old_file = tmp_path / "collaboration.sqlite3"
+    with sqlite3.connect(old_file) as old:
+        old.execute(
+            "CREATE TABLE complaint (task_id TEXT PRIMARY KEY, envelope TEXT, assigned_system TEXT)"
+        )
+        old.executemany(
+            "INSERT INTO complaint VALUES (?, ?, ?)",
+            [
+                ("XT-1", complaint(case).to_json().decode(), "market-penalty"),
+                ("XT-2", complaint(other).to_json().decode(), "agri-penalty"),
+            ],
+        )
+    old.close()
+    kept = _ComplaintStore(store, "collaboration")
+    kept.keep("XT-2", complaint(other), "health-penalty")  # the store's own row wins
+    assert kept.adopt(old_file) == 2
+    first = kept.find("XT-1")
+    assert first is not None and first == (complaint(case), "market-penalty")
+    second = kept.find("XT-2")
+    assert second is not None and second[1] == "health-penalty"
+    assert not old_file.exists()
+    assert (tmp_path / "collaboration.sqlite3.adopted").is_file()
+    assert kept.adopt(old_file) == 0  # once: the file is out of the way
