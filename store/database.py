@@ -28,6 +28,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from store import schema
+
 DATABASE_FILE = "store.sqlite3"
 """The embedded store's file in the hub's data folder."""
 
@@ -137,26 +139,39 @@ class Store:
         """
         engine = self._durable if durable else self.engine
         try:
-            with engine.connect() as connection:
+            connection = engine.connect()
+        except OperationalError as error:
+            raise StoreUnavailable(f"the store {self} does not answer: {error.orig}") from error
+        with connection:
+            try:
                 if immediate:
                     connection.execution_options(jghub_immediate=True)
                 with connection.begin():
                     yield connection
-        except OperationalError as error:
-            raise StoreUnavailable(f"the store {self} failed: {error.orig}") from error
+            except OperationalError as error:
+                raise StoreUnavailable(f"the store {self} failed: {error.orig}") from error
 
     def close(self) -> None:
         """Close the pooled connections (the store reopens them if it is used again)."""
         self.engine.dispose()
         self._durable.dispose()
 
-    def _prepare(self, *, migrate: bool) -> None:
-        from store import schema  # Alembic is loaded only when a store is opened
+    def upgrade(self) -> None:
+        """Migrate the database to this hub's schema. Safe when several processes start at
+        once: SQLite takes the write lock at BEGIN, PostgreSQL an advisory lock (`env.py`)."""
+        with self.begin(immediate=True) as connection:
+            schema.upgrade(connection)
 
+    def current(self) -> str | None:
+        """The database's schema version; None when it was never migrated."""
+        with self.begin() as connection:
+            return schema.current(connection)
+
+    def _prepare(self, *, migrate: bool) -> None:
         if migrate or self.embedded:
-            schema.upgrade(self)
+            self.upgrade()
             return
-        current, head = schema.current(self), schema.head()
+        current, head = self.current(), schema.head()
         if current != head:
             raise SchemaBehind(
                 f"the store {self} is at schema {current or 'none'}, this hub needs {head}: run "

@@ -13,9 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.exc import OperationalError
-
-from store.database import Store, StoreUnavailable
+from sqlalchemy import Connection
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "store_version"
@@ -36,20 +34,14 @@ def head() -> str:
     return found
 
 
-def current(store: Store) -> str | None:
-    """The schema version of the store's database; None when it was never migrated."""
-    try:
-        with store.engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-            return context.get_current_revision()
-    except OperationalError as error:
-        raise StoreUnavailable(f"the store {store} does not answer: {error.orig}") from error
+def current(connection: Connection) -> str | None:
+    """The schema version of the connection's database; None when it was never migrated."""
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
 
 
-def upgrade(store: Store, revision: str = "head") -> None:
-    """Migrate the store's database to `revision`; safe when several processes start at once
-    (SQLite: the write lock is taken at BEGIN; PostgreSQL: an advisory lock, see env.py)."""
+def upgrade(connection: Connection, revision: str = "head") -> None:
+    """Migrate the connection's database to `revision`, in the connection's transaction."""
     config = _config()
-    with store.begin(immediate=True) as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)

@@ -31,7 +31,7 @@ def upgrade(data_dir: DataDir = None) -> None:
     except StoreError as error:
         console().print(f"[red]cannot upgrade[/red]: {escape(str(error))}")
         raise typer.Exit(2) from None
-    console().print(f"{escape(str(store))}: schema {schema.current(store)} (current)")
+    console().print(f"{escape(str(store))}: schema {store.current()} (current)")
 
 
 @app.command()
@@ -44,7 +44,7 @@ def current(data_dir: DataDir = None) -> None:
     head = schema.head()
     store = Store(store_url(settings.database_url, settings.data_dir))
     try:
-        at = schema.current(store)
+        at = store.current()
     except StoreError as error:
         console().print(f"[red]store unavailable[/red]: {escape(str(error))}")
         raise typer.Exit(2) from None

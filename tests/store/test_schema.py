@@ -23,7 +23,7 @@ DECLARED = {"used_signature", "accepted_change", "warning_addressee", "centre_co
 
 
 def test_the_migrations_build_the_tables_the_rooms_declare(store: Store) -> None:
-    assert schema.current(store) == schema.head()
+    assert store.current() == schema.head()
     assert DECLARED | {"poller_cursor"} <= set(METADATA.tables)
     with store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), METADATA)
@@ -42,20 +42,20 @@ def _is_version_table(difference: object) -> bool:
 def test_a_database_behind_is_refused_until_migrated(store_url: str) -> None:
     if store_url.startswith("sqlite"):
         # The embedded store needs no setup: opening it migrates it.
-        assert schema.current(Store.open(store_url)) == schema.head()
+        assert Store.open(store_url).current() == schema.head()
         return
     with pytest.raises(SchemaBehind, match=r"schema none, this hub needs .*jghub db upgrade"):
         Store.open(store_url)
     # The legitimate twin: asked to migrate, it opens; then it opens without asking too.
-    assert schema.current(Store.open(store_url, migrate=True)) == schema.head()
-    assert schema.current(Store.open(store_url)) == schema.head()
+    assert Store.open(store_url, migrate=True).current() == schema.head()
+    assert Store.open(store_url).current() == schema.head()
 
 
 def _upgrade(url: str) -> str | None:
     store = Store(url)
     try:
-        schema.upgrade(store)
-        return schema.current(store)
+        store.upgrade()
+        return store.current()
     finally:
         store.close()
 
