@@ -151,19 +151,17 @@ class StoredWarningAddressees(WarningAddressees):
         now = time.time()
         ordered = sorted(routed.items())  # in key order: no deadlock between two processes
         with self.store.begin() as db:
-            for start in range(0, len(ordered), QUERY_CHUNK):
-                statement = upsert(db, WARNING_ADDRESSEE).values(
-                    [
-                        {"warning_id": warning_id, "system": system, "at": now}
-                        for warning_id, system in ordered[start : start + QUERY_CHUNK]
-                    ]
-                )
-                db.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["warning_id"],
-                        set_={"system": statement.excluded.system, "at": statement.excluded.at},
-                    )
-                )
+            statement = upsert(db, WARNING_ADDRESSEE)
+            db.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["warning_id"],
+                    set_={"system": statement.excluded.system, "at": statement.excluded.at},
+                ),
+                [
+                    {"warning_id": warning_id, "system": system, "at": now}
+                    for warning_id, system in ordered
+                ],
+            )
 
 
 @dataclass

@@ -94,15 +94,15 @@ class StoredAcceptedChanges(AcceptedChanges):
         # same order, so on PostgreSQL neither waits for a lock the other holds (no deadlock).
         ordered = sorted(set(keys))
         with self.store.begin() as db:
-            for start in range(0, len(ordered), QUERY_CHUNK):
-                statement = upsert(db, ACCEPTED_CHANGE).values(
-                    [{"key": key, "at": now} for key in ordered[start : start + QUERY_CHUNK]]
-                )
-                db.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["key"], set_={"at": statement.excluded.at}
-                    )
-                )
+            # One statement, its parameters many: compiled once and cached, unlike a VALUES
+            # list whose length changes the statement.
+            statement = upsert(db, ACCEPTED_CHANGE)
+            db.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["key"], set_={"at": statement.excluded.at}
+                ),
+                [{"key": key, "at": now} for key in ordered],
+            )
         if now - self._pruned_at > _PRUNE_EVERY_S:
             # Its own transaction: a prune never holds the rows a concurrent upsert waits for.
             with self.store.begin() as db:

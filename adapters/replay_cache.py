@@ -20,7 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from sqlalchemy import Column, Double, Index, String, Table, delete, func, select
+from sqlalchemy import Column, Double, Index, String, Table, bindparam, delete, func, select
 
 from store import METADATA, Store, StoreError, upsert
 
@@ -73,26 +73,30 @@ class StoredReplayCache(ReplayCache):
         self._clock = clock
         self._closed = False
         self._swept_at = float("-inf")
+        table = USED_SIGNATURE
+        # Built once: a signed request is checked on every push, and building the statement
+        # costs more than running it.
+        statement = upsert(store.engine, table).values(
+            key=bindparam("key"), expires_at=bindparam("expires_at")
+        )
+        # Inserted, or an expired row of the key taken over: either way RETURNING names it (a
+        # row count is not reported by every driver: psycopg 3 leaves it at -1).
+        self._take = statement.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"expires_at": statement.excluded.expires_at},
+            where=table.c.expires_at < bindparam("now"),
+        ).returning(table.c.key)
+        self._sweep = delete(table).where(table.c.expires_at < bindparam("now"))
 
     def first_use(self, key: str, expires_at: float) -> bool:
         self._check_open()
         now = self._clock()
-        table = USED_SIGNATURE
         with self.store.begin() as db:
             if now - self._swept_at >= SWEEP_EVERY_S:
-                db.execute(delete(table).where(table.c.expires_at < now))
+                db.execute(self._sweep, {"now": now})
                 self._swept_at = now
-            # Inserted, or an expired row of the key taken over: either way RETURNING names
-            # it (a row count is not reported by every driver: psycopg 3 leaves it at -1).
-            statement = upsert(db, table).values(key=key, expires_at=expires_at)
-            taken = db.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["key"],
-                    set_={"expires_at": statement.excluded.expires_at},
-                    where=table.c.expires_at < now,
-                ).returning(table.c.key)
-            ).first()
-        return taken is not None
+            taken = db.execute(self._take, {"key": key, "expires_at": expires_at, "now": now})
+            return taken.first() is not None
 
     def remembered(self) -> int:
         self._check_open()

@@ -45,7 +45,6 @@ from adapters.authorisation import SERVED_RULE, NotAuthorised
 from adapters.egress import NotDelivered, decode, settle
 from adapters.errors import IngressUnavailable
 from adapters.ingress import Ingress
-from adapters.repeats import QUERY_CHUNK
 from adapters.routing import Unaddressable, department_ref
 from bus import Broker, Delivery, PublishFailed
 from standard.datasets.collaboration_task import FED_BACK_STATUSES, CollaborationTask
@@ -400,12 +399,13 @@ class _ComplaintStore:
                 ]
         finally:
             old.dispose()
-        with self.store.begin(durable=True) as db:
-            for start in range(0, len(rows), QUERY_CHUNK):
+        if rows:
+            with self.store.begin(durable=True) as db:
                 db.execute(
-                    upsert(db, CENTRE_COMPLAINT)
-                    .values(rows[start : start + QUERY_CHUNK])
-                    .on_conflict_do_nothing(index_elements=["centre", "task_id"])
+                    upsert(db, CENTRE_COMPLAINT).on_conflict_do_nothing(
+                        index_elements=["centre", "task_id"]
+                    ),
+                    rows,
                 )
         path.rename(path.with_name(path.name + ".adopted"))
         log.info("took %d open complaint(s) from %s into the store", len(rows), path)

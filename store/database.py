@@ -179,10 +179,11 @@ class Store:
             )
 
 
-def upsert(connection: Connection, table: Table) -> sqlite.Insert | postgresql.Insert:
-    """An INSERT into `table` in the connection's dialect, which offers
-    `on_conflict_do_nothing` and `on_conflict_do_update` on both SQLite and PostgreSQL."""
-    if connection.dialect.name == "postgresql":
+def upsert(bind: Connection | Engine, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT into `table` in the dialect of `bind` (a connection or the store's engine),
+    which offers `on_conflict_do_nothing` and `on_conflict_do_update` on both SQLite and
+    PostgreSQL."""
+    if bind.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
