@@ -10,8 +10,9 @@ would earn a file of its own. On PostgreSQL everything is one database.
 
 SQLite connections keep what the hand-written openers had: WAL, a 30 s busy timeout, and
 `synchronous=NORMAL` (a process crash loses nothing; a power cut may lose the last commits) —
-except in transactions opened with `durable=True`, which commit with `synchronous=FULL` (the
-centre's complaints: a complaint is acknowledged to the bus once it is kept).
+except in transactions opened with `durable=True`, which commit with `synchronous=FULL` from a
+pool of their own: the centre's complaints (a complaint is acknowledged to the bus once it is
+kept) and the poller cursors (fsynced files before the store).
 """
 
 from __future__ import annotations
