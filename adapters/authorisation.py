@@ -33,27 +33,24 @@ department it names, and is reported as unmatched.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Column, Double, String, Table, select
+
+from adapters.repeats import QUERY_CHUNK
 from adapters.routing import DISPATCHED, Directory, shown_department
 from mappings import TranslationError
 from standard.envelope import Envelope, Operation
+from store import METADATA, Store, upsert
 
 SERVED_RULE = "the sender must serve the department it acts for"
 """The rule a record in another department's name breaks, as answers and reasons name it."""
 WARNING_RULE = "feedback on a warning comes from the system of its responsible department"
 """The rule feedback on a warning routed to another system breaks."""
-WARNINGS_FILE = "warnings.sqlite3"
-"""The file of SqliteWarningAddressees in the hub's data folder."""
-_QUERY_CHUNK = 500
-"""Warning ids per SELECT: well below SQLite's limit of bound parameters."""
 
 
 class NotAuthorised(TranslationError):
@@ -114,40 +111,36 @@ class WarningAddressees(ABC):
         """Release what the store holds. Idempotent."""
 
 
-class SqliteWarningAddressees(WarningAddressees):
-    """WarningAddressees in one SQLite file (WAL) in the hub's data folder; thread-safe, shared
-    by the `serve` processes and the pollers of one host, like `adapters.repeats`. A warning
-    routed again (its responsible department changed) is remembered with its latest system.
+WARNING_ADDRESSEE = Table(
+    "warning_addressee",
+    METADATA,
+    Column("warning_id", String, primary_key=True),
+    Column("system", String, nullable=False),
+    Column("at", Double, nullable=False),
+)
+
+
+class StoredWarningAddressees(WarningAddressees):
+    """WarningAddressees in the hub's store; thread-safe, shared by the `serve` processes and
+    the pollers that open it, like `adapters.repeats`. A warning routed again (its responsible
+    department changed) is remembered with its latest system.
 
     Parameters:
-      path: the SQLite file (created with its folder).
+      store: the hub's store (`Store.open`); not closed by this.
     """
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._closed = False
-        self._db = sqlite3.connect(
-            path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS warning_addressee "
-            "(warning_id TEXT PRIMARY KEY, system TEXT NOT NULL, at REAL NOT NULL)"
-        )
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def responsible(self, warning_ids: Collection[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(warning_ids))
         found: dict[str, str] = {}
-        with self._lock:
-            for start in range(0, len(wanted), _QUERY_CHUNK):
-                chunk = wanted[start : start + _QUERY_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    "SELECT warning_id, system FROM warning_addressee "
-                    f"WHERE warning_id IN ({marks})",
-                    chunk,
+        table = WARNING_ADDRESSEE
+        with self.store.begin() as db:
+            for start in range(0, len(wanted), QUERY_CHUNK):
+                chunk = wanted[start : start + QUERY_CHUNK]
+                rows = db.execute(
+                    select(table.c.warning_id, table.c.system).where(table.c.warning_id.in_(chunk))
                 )
                 found.update((str(row[0]), str(row[1])) for row in rows)
         return found
@@ -156,18 +149,19 @@ class SqliteWarningAddressees(WarningAddressees):
         if not routed:
             return
         now = time.time()
-        with self._lock:
-            self._db.executemany(
-                "INSERT INTO warning_addressee (warning_id, system, at) VALUES (?, ?, ?) "
-                "ON CONFLICT (warning_id) DO UPDATE SET system = excluded.system, at = excluded.at",
-                [(warning_id, system, now) for warning_id, system in routed.items()],
+        ordered = sorted(routed.items())  # in key order: no deadlock between two processes
+        with self.store.begin() as db:
+            statement = upsert(db, WARNING_ADDRESSEE)
+            db.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["warning_id"],
+                    set_={"system": statement.excluded.system, "at": statement.excluded.at},
+                ),
+                [
+                    {"warning_id": warning_id, "system": system, "at": now}
+                    for warning_id, system in ordered
+                ],
             )
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._db.close()
 
 
 @dataclass

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from adapters.errors import AdapterConfigError
+from store import Store
 from systems import AdapterKind, ChannelConfig, SystemConfig
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class AdapterContext:
 
     Attributes:
       system: the external system the adapter serves.
-      data_dir: the hub's data folder (outbox, poller cursors); shared by `serve` and `worker`.
+      data_dir: the hub's data folder (outbox, pollers' lock files); shared by `serve` and `worker`.
       ingress: the inbound path (inbound adapters and pollers); None for senders.
       gatekeeper: the hub's authentication, size and rate limits (inbound adapters, and the
         routes a sender mounts); None in the worker.
@@ -62,6 +63,7 @@ class AdapterContext:
         trailing slash): what the hub writes where it tells a system its own address, such as
         a WSDL's soap:address. Never taken from a request's Host header, which the client
         chooses.
+      store: the hub's store (pollers keep their cursors there); None where nothing needs it.
     """
 
     system: SystemConfig
@@ -71,6 +73,7 @@ class AdapterContext:
     channel: ChannelConfig | None = None
     pull_lease_s: float = 60.0
     public_url: str = "http://127.0.0.1:8080"
+    store: Store | None = None
 
     def require_gatekeeper(self, adapter: str) -> Gatekeeper:
         """The gatekeeper; AdapterConfigError when `adapter` was built without one (the worker
@@ -80,6 +83,14 @@ class AdapterContext:
                 f"adapter {adapter} of system {self.system.id} was built without a gatekeeper"
             )
         return self.gatekeeper
+
+    def require_store(self, adapter: str) -> Store:
+        """The store; AdapterConfigError when `adapter` was built without one."""
+        if self.store is None:
+            raise AdapterConfigError(
+                f"adapter {adapter} of system {self.system.id} was built without the store"
+            )
+        return self.store
 
 
 class Closeable(Protocol):

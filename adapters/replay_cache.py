@@ -7,23 +7,22 @@ often as wanted. The gatekeeper therefore lets each signature through once: it a
 False. An entry is kept until its signature's window has passed (the clock check refuses the
 signature from then on), so the cache holds at most one window of traffic.
 
-`ReplayCache` is the interface; `SqliteReplayCache` keeps it in one SQLite file in the hub's
-data folder (WAL), shared by the `serve` processes of one host like the outbox and the journal.
-Past one host the same interface fits the shared database (PostgreSQL: `INSERT ... ON CONFLICT
-DO NOTHING` on the key, with a periodic delete of expired rows).
+`ReplayCache` is the interface; `StoredReplayCache` keeps it in the hub's store (`store`): the
+embedded SQLite file shared by the `serve` processes of one host, or PostgreSQL shared by every
+host. Each signature is a primary key inserted with "on conflict do nothing", so of two serve
+processes (on any hosts) that see one signature at once, the database lets exactly one insert
+it — never a read followed by a write.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from pathlib import Path
 
-REPLAY_FILE = "replay.sqlite3"
-"""The replay cache's file in the hub's data folder."""
+from sqlalchemy import Column, Double, Index, String, Table, bindparam, delete, func, select
+
+from store import METADATA, Store, StoreError, upsert
 
 
 class ReplayCache(ABC):
@@ -44,69 +43,69 @@ class ReplayCache(ABC):
         """Release the cache. Idempotent."""
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS used_signature (
-    key TEXT PRIMARY KEY,
-    expires_at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS used_signature_expiry ON used_signature (expires_at);
-"""
+SWEEP_EVERY_S = 1.0
+"""How often a process deletes the expired signatures (an expired one is taken over anyway)."""
+
+USED_SIGNATURE = Table(
+    "used_signature",
+    METADATA,
+    Column("key", String, primary_key=True),
+    Column("expires_at", Double, nullable=False),
+    Index("ix_used_signature_expires_at", "expires_at"),
+)
 
 
-class SqliteReplayCache(ReplayCache):
-    """The replay cache in one SQLite file (WAL), shared by the processes of one machine.
+class StoredReplayCache(ReplayCache):
+    """The replay cache in the hub's store; shared by every process that opens the same store.
 
-    Each `first_use` is one short write transaction: expired keys are deleted, then the key is
-    inserted unless present (`INSERT OR IGNORE`, atomic under SQLite's write lock), so the file
-    never holds more than the keys of one window and needs no sweeper.
+    Each `first_use` is one short write transaction: the key is inserted unless present and
+    unexpired (an upsert that takes over only an expired row, atomic in the database); at most
+    once a second the same transaction deletes the expired keys, so the table holds about one
+    window of keys and needs no sweeper.
 
     Parameters:
-      path: the SQLite file; its folder is created.
+      store: the hub's store (`Store.open`); not closed by the cache.
       clock: epoch seconds, the same clock the expiries are computed with (tests replace it).
     """
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
         self._clock = clock
-        self._lock = threading.Lock()
-        # One connection guarded by a lock: each call is one tiny transaction, and SQLite
-        # serialises writers anyway; other processes wait on busy_timeout.
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        self._closed = False
+        self._swept_at = float("-inf")
+        table = USED_SIGNATURE
+        # Built once: a signed request is checked on every push, and building the statement
+        # costs more than running it.
+        statement = upsert(store.engine, table).values(
+            key=bindparam("key"), expires_at=bindparam("expires_at")
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        # Inserted, or an expired row of the key taken over: either way RETURNING names it (a
+        # row count is not reported by every driver: psycopg 3 leaves it at -1).
+        self._take = statement.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"expires_at": statement.excluded.expires_at},
+            where=table.c.expires_at < bindparam("now"),
+        ).returning(table.c.key)
+        self._sweep = delete(table).where(table.c.expires_at < bindparam("now"))
 
     def first_use(self, key: str, expires_at: float) -> bool:
-        with self._lock:
-            db = self._open()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("DELETE FROM used_signature WHERE expires_at < ?", (self._clock(),))
-                inserted = db.execute(
-                    "INSERT OR IGNORE INTO used_signature (key, expires_at) VALUES (?, ?)",
-                    (key, expires_at),
-                ).rowcount
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            return inserted == 1
+        self._check_open()
+        now = self._clock()
+        with self.store.begin() as db:
+            if now - self._swept_at >= SWEEP_EVERY_S:
+                db.execute(self._sweep, {"now": now})
+                self._swept_at = now
+            taken = db.execute(self._take, {"key": key, "expires_at": expires_at, "now": now})
+            return taken.first() is not None
 
     def remembered(self) -> int:
-        with self._lock:
-            row = self._open().execute("SELECT count(*) FROM used_signature").fetchone()
-            return int(row[0])
+        self._check_open()
+        with self.store.begin() as db:
+            return int(db.execute(select(func.count()).select_from(USED_SIGNATURE)).scalar_one())
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        self._closed = True
 
-    def _open(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError(f"the replay cache {self.path} is closed")
-        return self._db
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the replay cache in {self.store} is closed")

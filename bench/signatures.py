@@ -6,7 +6,8 @@ Measures, in the same run, `Gatekeeper.verify_signature` with a fresh signature 
 (requestTime parsed, clock window, md5, constant-time compare, then the replay cache):
 - reference: with a replay cache that remembers nothing (the check as it was before the cache),
   checks per second;
-- with the hub's `SqliteReplayCache` (one SQLite write transaction in WAL mode per check),
+- with the hub's `StoredReplayCache` on the embedded store (one SQLite write transaction in
+  WAL mode per check),
   checks per second, the time each adds, and the ratio to the reference;
 - the replay cache alone: `first_use` calls per second in one process, and in two processes at
   once on one file (as two serve processes share it), summed.
@@ -30,8 +31,9 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from adapters.replay_cache import REPLAY_FILE, ReplayCache, SqliteReplayCache  # noqa: E402
+from adapters.replay_cache import ReplayCache, StoredReplayCache  # noqa: E402
 from adapters.security import Gatekeeper, RequestSigner  # noqa: E402
+from store import Store, store_url  # noqa: E402
 from systems import AuthConfig, SystemConfig  # noqa: E402
 
 SECRET, APP_KEY = "bench-secret", "bench-gw"
@@ -75,9 +77,9 @@ def measure_checks(replays: ReplayCache, checks: int) -> float:
     return per_second(checks, time.perf_counter() - started)
 
 
-def first_uses(path: str, prefix: str, count: int, start_at: float) -> float:
+def first_uses(folder: str, prefix: str, count: int, start_at: float) -> float:
     """`count` first uses of distinct keys from `start_at` on; the seconds they took."""
-    cache = SqliteReplayCache(path)
+    cache = StoredReplayCache(Store.open(store_url(None, Path(folder))))
     try:
         time.sleep(max(0.0, start_at - time.time()))
         expires = time.time() + 3600
@@ -86,14 +88,14 @@ def first_uses(path: str, prefix: str, count: int, start_at: float) -> float:
             assert cache.first_use(f"{prefix} {n}", expires)
         return time.perf_counter() - started
     finally:
-        cache.close()
+        cache.store.close()
 
 
 def measure_cache(folder: Path, count: int) -> tuple[float, float]:
     """(first_use/s in one process, summed first_use/s of two processes on one file)."""
-    path = str(folder / "alone.sqlite3")
-    alone = per_second(count, first_uses(path, "alone", count, 0.0))
-    shared = str(folder / "shared.sqlite3")
+    alone_folder = str(folder / "alone")
+    alone = per_second(count, first_uses(alone_folder, "alone", count, 0.0))
+    shared = str(folder / "shared")
     context = multiprocessing.get_context("spawn")
     start_at = time.time() + 3.0  # both start together, once both are up
     with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
@@ -108,11 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         reference = measure_checks(Forgetful(), options.checks)
-        cache = SqliteReplayCache(Path(folder) / REPLAY_FILE)
+        cache = StoredReplayCache(Store.open(store_url(None, Path(folder))))
         try:
             cached = measure_checks(cache, options.checks)
         finally:
-            cache.close()
+            cache.store.close()
         alone, both = measure_cache(Path(folder), options.checks)
     added_us = 1e6 / cached - 1e6 / reference
     print(f"reference: signature checks without a cache {reference:,.0f}/s")

@@ -34,13 +34,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
-import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, select
 
 from adapters.authorisation import SERVED_RULE, NotAuthorised
 from adapters.egress import NotDelivered, decode, settle
@@ -52,6 +51,7 @@ from standard.datasets.collaboration_task import FED_BACK_STATUSES, Collaboratio
 from standard.datasets.complaint import Complaint
 from standard.envelope import Envelope, Operation
 from standard.errors import StandardError
+from store import METADATA, Store, upsert
 from systems import CollaborationConfig, SystemConfig
 
 log = logging.getLogger("centre.collaboration")
@@ -79,13 +79,23 @@ class CollaborationCentre:
       publisher: the inbound path it publishes derived records through; its directory says which
         system serves which department. The worker connects it to the consumer's broker
         (`attach`).
-      data_dir: where it keeps the complaints it turned into tasks (`<system id>.sqlite3`).
+      store: the hub's store, where it keeps the complaints it turned into tasks (not closed by
+        the centre).
+      data_dir: the hub's data folder: the complaints a hub before the store kept in
+        `<system id>.sqlite3` there are taken into the store once (the file is then renamed
+        `<system id>.sqlite3.adopted`); None: no such file is looked for.
 
     Raises CentreConfigError when the scenario table names a system that serves no department:
     at start, rather than at the first complaint of that scenario.
     """
 
-    def __init__(self, system: SystemConfig, publisher: Ingress, data_dir: Path) -> None:
+    def __init__(
+        self,
+        system: SystemConfig,
+        publisher: Ingress,
+        store: Store,
+        data_dir: Path | None = None,
+    ) -> None:
         if system.collaboration is None or not system.departments:
             raise CentreConfigError(
                 f"system {system.id} is not configured as the collaboration centre (it needs a "
@@ -102,7 +112,9 @@ class CollaborationCentre:
                 f"system {system.id}: the scenario table names {', '.join(lost)}, which no "
                 "configured system with `departments` is"
             )
-        self._store = _ComplaintStore(data_dir / f"{system.id}.sqlite3")
+        self._store = _ComplaintStore(store, system.id)
+        if data_dir is not None:
+            self._store.adopt(data_dir / f"{system.id}.sqlite3")
 
     @property
     def name(self) -> str:
@@ -311,39 +323,53 @@ def task_id_of(complaint_id: str) -> str:
     return "XT-" + hashlib.sha256(complaint_id.encode()).hexdigest()[:40]
 
 
+CENTRE_COMPLAINT = Table(
+    "centre_complaint",
+    METADATA,
+    Column("centre", String, primary_key=True),
+    Column("task_id", String, primary_key=True),
+    Column("envelope", Text, nullable=False),
+    Column("assigned_system", String, nullable=True),
+)
+
+
 class _ComplaintStore:
-    """The complaints the centre turned into tasks, by task id, until their results come back,
+    """The complaints a centre turned into tasks, by task id, until their results come back,
     each with the system its task was assigned to (NULL in rows kept before it was recorded)."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS complaint "
-            "(task_id TEXT PRIMARY KEY, envelope TEXT, assigned_system TEXT)"
-        )
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(complaint)")}
-        if "assigned_system" not in columns:  # a file written before it was kept
-            self._db.execute("ALTER TABLE complaint ADD COLUMN assigned_system TEXT")
+    def __init__(self, store: Store, centre: str) -> None:
+        self.store = store
+        self.centre = centre
 
     def keep(self, task_id: str, envelope: Envelope, assigned_system: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO complaint (task_id, envelope, assigned_system) "
-                "VALUES (?, ?, ?)",
-                (task_id, envelope.to_json().decode(), assigned_system),
+        row = {
+            "centre": self.centre,
+            "task_id": task_id,
+            "envelope": envelope.to_json().decode(),
+            "assigned_system": assigned_system,
+        }
+        # Durable: the complaint's message is acknowledged to the bus once this commits.
+        with self.store.begin(durable=True) as db:
+            statement = upsert(db, CENTRE_COMPLAINT).values(row)
+            db.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["centre", "task_id"],
+                    set_={
+                        "envelope": statement.excluded.envelope,
+                        "assigned_system": statement.excluded.assigned_system,
+                    },
+                )
             )
 
     def find(self, task_id: str) -> tuple[Envelope, str | None] | None:
         """The complaint kept for `task_id` and the system its task was assigned to."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT envelope, assigned_system FROM complaint WHERE task_id = ?", (task_id,)
-            ).fetchone()
+        table = CENTRE_COMPLAINT
+        with self.store.begin() as db:
+            row = db.execute(
+                select(table.c.envelope, table.c.assigned_system).where(
+                    table.c.centre == self.centre, table.c.task_id == task_id
+                )
+            ).first()
         if row is None:
             return None
         try:
@@ -351,6 +377,39 @@ class _ComplaintStore:
         except (StandardError, ValidationError, json.JSONDecodeError):
             return None
 
+    def adopt(self, path: Path) -> int:
+        """Take the complaints a hub before the store kept in the SQLite file `path` (its table
+        `complaint`, with or without `assigned_system`) into the store, keeping any the store
+        already has; then rename the file `<name>.adopted`. Return how many were taken."""
+        if not path.is_file():
+            return 0
+        old = create_engine(f"sqlite:///{path}")
+        try:
+            with old.connect() as db:
+                kept = Table("complaint", MetaData(), autoload_with=db)
+                rows = [
+                    {
+                        "centre": self.centre,
+                        "task_id": row.task_id,
+                        "envelope": row.envelope,
+                        "assigned_system": getattr(row, "assigned_system", None),
+                    }
+                    for row in db.execute(select(kept))
+                    if row.envelope is not None
+                ]
+        finally:
+            old.dispose()
+        if rows:
+            with self.store.begin(durable=True) as db:
+                db.execute(
+                    upsert(db, CENTRE_COMPLAINT).on_conflict_do_nothing(
+                        index_elements=["centre", "task_id"]
+                    ),
+                    rows,
+                )
+        path.rename(path.with_name(path.name + ".adopted"))
+        log.info("took %d open complaint(s) from %s into the store", len(rows), path)
+        return len(rows)
+
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Nothing to release: the store belongs to whoever opened it."""

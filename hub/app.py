@@ -43,7 +43,7 @@ from adapters.base import AdapterContext, Closeable, InboundAdapter, Sender
 from adapters.errors import AdapterConfigError, RequestRefused
 from adapters.ingress import Ingress
 from adapters.redaction import Redaction, install_log_redaction
-from adapters.replay_cache import REPLAY_FILE, ReplayCache, SqliteReplayCache
+from adapters.replay_cache import ReplayCache, StoredReplayCache
 from adapters.routing import Directory
 from adapters.security import Gatekeeper
 from bus import Broker, BusError, Topology
@@ -59,6 +59,7 @@ from monitor.operators import OperatorGate
 from monitor.queues import BrokerQueueStats, QueueCollector
 from monitor.readiness import check_readiness
 from monitor.settings import MonitorSettings
+from store import Store
 from systems import SENDER_KINDS
 
 log = logging.getLogger("hub.app")
@@ -113,6 +114,8 @@ class HubRuntime:
     """What the senders' routes hold (the outbox's store), closed with the app."""
     replays: ReplayCache | None = None
     """The signatures already used (shared by every serve process), closed with the app."""
+    store: Store | None = None
+    """The hub's store (the replay cache, accepted changes ... live there), closed with the app."""
     operators: OperatorGate | None = None
     """The operator accounts of the dead-letter routes (None: those routes are not served)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -170,6 +173,8 @@ class HubRuntime:
             self.replays.close()
         if self.journal is not None:
             self.journal.close()
+        if self.store is not None:
+            self.store.close()
 
     def _drop_broker(self) -> None:
         self.ingress.attach(None)
@@ -193,14 +198,16 @@ def build_runtime(
     Raises SystemsConfigError (configuration, with file and line), MappingError (a mapping
     folder), AdapterConfigError (an adapter option, a secret's variable not set) or
     JournalUnavailable (the journal's file cannot be opened) or OperatorsFileError (the operator
-    accounts file, with file and line, or the retired JGHUB_OPERATOR_KEY still set).
+    accounts file, with file and line, or the retired JGHUB_OPERATOR_KEY still set), or
+    StoreError (the store does not answer, or its schema is behind and migrating was not asked).
     """
     config = systems if systems is not None else load_systems(settings.systems_file)
     folders = load_all(settings.mappings_root)
     mappings = config.bind_mappings(folders)
-    # In the data folder, like the outbox and the journal: every serve process of the host
-    # sees the same used signatures, so a replay is refused whichever process it reaches.
-    replays = SqliteReplayCache(settings.data_dir / REPLAY_FILE)
+    store = settings.store()
+    # In the store: every serve process (of this host, or of every host on PostgreSQL) sees
+    # the same used signatures, so a replay is refused whichever process it reaches.
+    replays = StoredReplayCache(store)
     gatekeeper = Gatekeeper(
         config.systems,
         default_max_body_bytes=settings.max_body_bytes,
@@ -233,9 +240,9 @@ def build_runtime(
             observer=observer,
             directory=Directory(config.systems),
             backpressure=settings.back_pressure(topology),
-            accepted=settings.accepted_changes(),
+            accepted=settings.accepted_changes(store),
             redaction=redaction,
-            warnings=settings.warning_addressees(),
+            warnings=settings.warning_addressees(store),
         ),
         broker=broker,
         owns_broker=broker is None,
@@ -243,6 +250,7 @@ def build_runtime(
         observer=observer,
         journal=journal,
         replays=replays,
+        store=store,
         operators=operators,
     )
     return runtime
@@ -307,6 +315,7 @@ def create_app(
             gatekeeper=runtime.gatekeeper,
             pull_lease_s=runtime.settings.outbox_lease_s,
             public_url=runtime.settings.public_base_url,
+            store=runtime.store,
         )
         for channel in system.inbound:
             adapter = registry.create(

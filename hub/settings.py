@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from adapters.authorisation import WARNINGS_FILE, SqliteWarningAddressees, WarningAddressees
+from adapters.authorisation import StoredWarningAddressees, WarningAddressees
 from adapters.backpressure import DEFAULT_MAX_READY, BackPressure
-from adapters.repeats import ACCEPTED_FILE, AcceptedChanges, SqliteAcceptedChanges
+from adapters.repeats import AcceptedChanges, StoredAcceptedChanges
 from bus.topology import NAMESPACE_PATTERN, Topology
 from mappings import SYSTEMS_ROOT
+from store import Store, store_url
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_SYSTEMS_FILE = REPOSITORY / "config" / "systems.yaml"
@@ -38,10 +39,29 @@ class HubSettings(BaseSettings):
         ),
         examples=["amqp://guest:guest@127.0.0.1:5672/%2F"],
     )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "The store's database (what the hub remembers: replay cache, accepted changes, "
+            "warning addressees, the centre's complaints, poller cursors). Empty: the embedded "
+            "SQLite file data_dir/store.sqlite3, migrated at start. postgresql://user:password@"
+            "host:port/database: PostgreSQL (psycopg 3), shared by every host; migrated only "
+            "by `jghub db upgrade` or database_migrate."
+        ),
+        examples=["postgresql://jghub@db.example:5432/jghub"],
+    )
+    database_migrate: bool = Field(
+        default=False,
+        description=(
+            "Let `serve` and `worker` migrate a PostgreSQL store at start (as `--migrate` "
+            "does); otherwise they refuse to start while its schema is behind."
+        ),
+    )
     data_dir: Path = Field(
         default=Path("var"),
         description=(
-            "Folder of the hub's own files: the embedded bus, the outbox and poller cursors. "
+            "Folder of the hub's own files: the embedded bus, the embedded store, the outbox, "
+            "the journal. "
             "`serve` and `worker` on one machine must share it."
         ),
     )
@@ -249,18 +269,25 @@ class HubSettings(BaseSettings):
             retry_after_s=self.backpressure_retry_after_s,
         )
 
-    def accepted_changes(self) -> AcceptedChanges | None:
-        """The changes published before (`adapters.repeats`), in the data folder; None when
-        `repeat_window_s` is 0. Shared by `serve` and the pollers of `worker` on this host."""
+    def store(self, *, migrate: bool = False) -> Store:
+        """The hub's store (`database_url`): the embedded SQLite file is migrated; PostgreSQL
+        is migrated when `migrate` or `database_migrate` says so, else checked (SchemaBehind
+        when it is older than this hub). StoreUnavailable when it does not answer."""
+        url = store_url(self.database_url, self.data_dir)
+        return Store.open(url, migrate=migrate or self.database_migrate)
+
+    def accepted_changes(self, store: Store) -> AcceptedChanges | None:
+        """The changes published before (`adapters.repeats`), in `store`; None when
+        `repeat_window_s` is 0. Shared by every `serve` and the pollers of every `worker`."""
         if not self.repeat_window_s:
             return None
-        return SqliteAcceptedChanges(self.data_dir / ACCEPTED_FILE, window_s=self.repeat_window_s)
+        return StoredAcceptedChanges(store, window_s=self.repeat_window_s)
 
-    def warning_addressees(self) -> WarningAddressees:
-        """The system each published warning was routed to (`adapters.authorisation`), in the
-        data folder: feedback on a warning is taken only from that system. Shared by `serve`
-        and the pollers of `worker` on this host."""
-        return SqliteWarningAddressees(self.data_dir / WARNINGS_FILE)
+    def warning_addressees(self, store: Store) -> WarningAddressees:
+        """The system each published warning was routed to (`adapters.authorisation`), in
+        `store`: feedback on a warning is taken only from that system. Shared by every `serve`
+        and the pollers of every `worker`."""
+        return StoredWarningAddressees(store)
 
     @property
     def bus_url(self) -> str:

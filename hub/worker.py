@@ -45,6 +45,7 @@ from mappings import SystemMappings, load_all
 from monitor.journal import Journal
 from monitor.observer import Observer
 from monitor.settings import MonitorSettings
+from store import Store
 from systems import AdapterKind, SystemConfig
 
 log = logging.getLogger("hub.worker")
@@ -125,6 +126,9 @@ class Worker:
         self.redaction = Redaction.of(self.systems.systems)
         install_log_redaction(self.redaction)
         self.topology: Topology = self.systems.topology(self.settings.namespace)
+        # Opened (and migrated or checked) now: a store that is behind stops the worker at
+        # start, before it takes a message.
+        self.store: Store = self.settings.store()
         self._own_journal: Journal | None = None
         if self.observer is None:
             self._own_journal = MonitorSettings().open_journal(self.settings.data_dir)
@@ -170,7 +174,7 @@ class Worker:
                 directory=self.directory,
                 redaction=self.redaction,
             )
-            return CollaborationCentre(system, publisher, self.settings.data_dir)
+            return CollaborationCentre(system, publisher, self.store, self.settings.data_dir)
         return build_egress(
             system,
             self.mappings.get(system.id),
@@ -215,6 +219,7 @@ class Worker:
                 target.close()
             if self._own_journal is not None:
                 self._own_journal.close()
+            self.store.close()
         failures = [t for t in self._threads if t.failure is not None]
         if failures:
             first = failures[0].failure
@@ -283,9 +288,9 @@ class Worker:
                         observer=self._observer,
                         directory=self.directory,
                         backpressure=pressure,
-                        accepted=self.settings.accepted_changes(),
+                        accepted=self.settings.accepted_changes(self.store),
                         redaction=self.redaction,
-                        warnings=self.settings.warning_addressees(),
+                        warnings=self.settings.warning_addressees(self.store),
                     )
                     try:
                         self._run_pollers(ingress, stop)
@@ -306,7 +311,11 @@ class Worker:
         for system, index in self.poller_channels:
             channel = system.inbound[index]
             context = AdapterContext(
-                system=system, data_dir=self.settings.data_dir, ingress=ingress, channel=channel
+                system=system,
+                data_dir=self.settings.data_dir,
+                ingress=ingress,
+                channel=channel,
+                store=self.store,
             )
             poller = registry.create(channel.adapter, channel.options, context, kinds=POLLER_KIND)
             assert isinstance(poller, Poller)

@@ -7,7 +7,8 @@ imports only itself and the rooms before it:
     standard → bus → store → mappings → monitor → systems → adapters → centre → hub
 
 (`systems`, the systems file's schema, sits below the adapters because the adapters, the centre
-and the hub are all handed it; `store` is not built yet.)
+and the hub are all handed it; `store` knows no room above it: the rooms declare their tables on
+its metadata, and its migration scripts are explicit.)
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ A paged poller asks its source for the records changed since its cursor, page by
 each page's new records to `Ingress.accept` (the one inbound path) and moves the cursor only
 after the bus confirmed them — so a restart neither skips nor repeats a record:
 
-- The cursor is (change time, record id) of the last record accepted, kept in
-  `data_dir/pollers/<system>.<message type>.json`, replaced atomically (write, fsync, rename).
+- The cursor is (change time, record id) of the last record accepted, kept in the hub's store
+  (table `poller_cursor`, one row per system and message type, replaced in one transaction). A
+  cursor file `data_dir/pollers/<system>.<message type>.json` from before the store is read
+  while the store holds none for that poller.
 - Sources filter on change time inclusively ("changed since"), so records at the cursor's time
   come again; those at or before the cursor (by time, then id) are dropped before the page goes
   to ingress. A record whose page was not confirmed comes again at the next poll.
@@ -26,8 +28,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from abc import abstractmethod
@@ -39,6 +39,7 @@ from typing import IO, Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import Column, String, Table, select
 
 from adapters.base import AdapterContext, Poller
 from adapters.errors import AdapterConfigError, AdapterError, IngressUnavailable
@@ -52,6 +53,7 @@ from mappings import (
     to_epoch,
 )
 from standard.errors import quoted
+from store import METADATA, Store, upsert
 
 log = logging.getLogger("adapters.protocols.poller")
 
@@ -64,7 +66,8 @@ class SourceUnavailable(AdapterError):
 
 
 class CursorError(AdapterError):
-    """The cursor file exists but cannot be read; the message names the file."""
+    """The saved cursor (a store row, or an old cursor file) cannot be read; the message says
+    which and how to start again."""
 
 
 # ---------------------------------------------------------------------- times as sources write them
@@ -135,16 +138,70 @@ class Cursor:
         return Cursor.key(time, record_id) > Cursor.key(self.time, self.record_id)
 
 
-class CursorStore:
-    """One poller's cursor in a JSON file, replaced atomically; a lock file for its owner."""
+POLLER_CURSOR = Table(
+    "poller_cursor",
+    METADATA,
+    Column("system", String, primary_key=True),
+    Column("message_type", String, primary_key=True),
+    Column("time", String, nullable=False),  # ISO 8601 with its offset, exactly as it was
+    Column("record_id", String, nullable=False),
+)
 
-    def __init__(self, data_dir: Path, system: str, message_type: str) -> None:
+
+class CursorStore:
+    """One poller's cursor in the hub's store; a lock file in the data folder for its owner."""
+
+    def __init__(self, store: Store, data_dir: Path, system: str, message_type: str) -> None:
+        self.store = store
+        self.system = system
+        self.message_type = message_type
         self.folder = Path(data_dir) / CURSOR_FOLDER
         self.path = self.folder / f"{system}.{message_type}.json"
+        """The cursor file of hubs before the store: read while the store holds no cursor."""
         self._lock_path = self.folder / f"{system}.{message_type}.lock"
 
     def load(self) -> Cursor | None:
         """The saved cursor, or None when the poller never handed anything over."""
+        table = POLLER_CURSOR
+        with self.store.begin() as db:
+            row = db.execute(
+                select(table.c.time, table.c.record_id).where(
+                    table.c.system == self.system, table.c.message_type == self.message_type
+                )
+            ).first()
+        if row is None:
+            return self._load_file()
+        try:
+            return Cursor(datetime.fromisoformat(row[0]), str(row[1]))
+        except ValueError as error:
+            raise CursorError(
+                f"poller cursor of {self.system} {self.message_type} in {self.store} cannot be "
+                f"read ({error}); delete its row in poller_cursor to start again from the "
+                "poller's initial time"
+            ) from None
+
+    def save(self, cursor: Cursor) -> None:
+        """Replace the saved cursor: one transaction, so the old one or the new one, never half."""
+        row = {
+            "system": self.system,
+            "message_type": self.message_type,
+            "time": cursor.time.isoformat(),
+            "record_id": cursor.record_id,
+        }
+        # Durable: the records up to the cursor are not fetched again after a power cut.
+        with self.store.begin(durable=True) as db:
+            statement = upsert(db, POLLER_CURSOR).values(row)
+            db.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["system", "message_type"],
+                    set_={
+                        "time": statement.excluded.time,
+                        "record_id": statement.excluded.record_id,
+                    },
+                )
+            )
+
+    def _load_file(self) -> Cursor | None:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             return Cursor(datetime.fromisoformat(data["time"]), str(data.get("record_id", "")))
@@ -155,28 +212,6 @@ class CursorStore:
                 f"poller cursor {self.path} cannot be read ({error}); fix or delete it (deleting "
                 "it makes the poller start again from its initial time)"
             ) from None
-
-    def save(self, cursor: Cursor) -> None:
-        """Replace the saved cursor: a crash leaves the old one or the new one, never half."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        data = {"time": cursor.time.isoformat(), "record_id": cursor.record_id}
-        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=self.path.name, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                json.dump(data, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-        with contextlib.suppress(OSError):  # the rename is durable once the folder is synced
-            folder = os.open(self.folder, os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
 
     @contextlib.contextmanager
     def owned(self, stop: threading.Event, wait_s: float = 5.0) -> Iterator[bool]:
@@ -285,7 +320,9 @@ class PagedPoller(Poller):
                 f"poller {self.name} of {context.system.id} was built without its channel"
             )
         self.message_type = context.channel.message_type
-        self.cursors = CursorStore(context.data_dir, context.system.id, self.message_type)
+        self.cursors = CursorStore(
+            context.require_store(self.name), context.data_dir, context.system.id, self.message_type
+        )
 
     @abstractmethod
     def fetch(self, since: datetime, after: Any | None) -> tuple[Page, Any]:

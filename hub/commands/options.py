@@ -26,6 +26,14 @@ SystemsFile = Annotated[
 DataDir = Annotated[
     Path | None, typer.Option(help="Data folder (default: JGHUB_DATA_DIR or ./var).")
 ]
+Migrate = Annotated[
+    bool | None,
+    typer.Option(
+        "--migrate",
+        help="Migrate a PostgreSQL store to this hub's schema at start (default: "
+        "JGHUB_DATABASE_MIGRATE; the embedded SQLite store is always migrated).",
+    ),
+]
 LogLevel = Annotated[str, typer.Option(help="Log level: debug, info, warning, error or critical.")]
 
 

@@ -10,7 +10,7 @@ import uvicorn
 
 from adapters.connections import hub_h11_protocol
 from hub.app import create_app
-from hub.commands.options import DataDir, LogLevel, SystemsFile, hub_settings
+from hub.commands.options import DataDir, LogLevel, Migrate, SystemsFile, hub_settings
 from hub.commands.startup import (
     configure_logging,
     error_console,
@@ -29,6 +29,7 @@ def serve(
     ] = None,
     systems_file: SystemsFile = None,
     data_dir: DataDir = None,
+    migrate: Migrate = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Serve every configured push channel, the outboxes, /health, /ready, /metrics and /docs.
@@ -37,7 +38,13 @@ def serve(
     mistake, with file and line). The bus topology is declared at start-up. SIGINT or SIGTERM
     stop taking connections and let requests in flight finish (JGHUB_SHUTDOWN_TIMEOUT_S).
     """
-    settings = hub_settings(host=host, port=port, systems_file=systems_file, data_dir=data_dir)
+    settings = hub_settings(
+        host=host,
+        port=port,
+        systems_file=systems_file,
+        data_dir=data_dir,
+        database_migrate=migrate,
+    )
     configure_logging(log_level)
     with exit_2_on_configuration_error(error_console()):
         # This process answers /metrics for every hub process on the machine.

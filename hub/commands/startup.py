@@ -19,14 +19,16 @@ from monitor.errors import MonitorError
 from monitor.literal import visible
 from monitor.metrics import clear_stale, enable_multiprocess
 from monitor.settings import MonitorSettings
+from store import StoreError
 
 # What a mistake in the systems file, a mapping, an adapter's options or the monitor's settings
-# raises while a process starts.
+# raises while a process starts; and a store that does not answer or whose schema is behind.
 CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (
     SystemsConfigError,
     MappingError,
     AdapterConfigError,
     MonitorError,
+    StoreError,
 )
 
 

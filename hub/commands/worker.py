@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from adapters.errors import AdapterConfigError
-from hub.commands.options import DataDir, LogLevel, SystemsFile, hub_settings
+from hub.commands.options import DataDir, LogLevel, Migrate, SystemsFile, hub_settings
 from hub.commands.startup import (
     cannot_start,
     configure_logging,
@@ -37,6 +37,7 @@ def worker(
     ] = True,
     systems_file: SystemsFile = None,
     data_dir: DataDir = None,
+    migrate: Migrate = None,
     metrics_port: Annotated[
         int,
         typer.Option(help="Serve Prometheus metrics on this port (0: do not serve them).", min=0),
@@ -52,7 +53,7 @@ def worker(
     """
     console = error_console()
     configure_logging(log_level)
-    settings = hub_settings(systems_file=systems_file, data_dir=data_dir)
+    settings = hub_settings(systems_file=systems_file, data_dir=data_dir, database_migrate=migrate)
     wanted = [name.strip() for name in targets.split(",") if name.strip()] if targets else None
     with exit_2_on_configuration_error(console, WorkerError):
         # `serve`, on this machine, answers /metrics for this process too.

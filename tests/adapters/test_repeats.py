@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import pytest
 from hub_harness import AGRI_KEY, BACKENDS, RunningHub, running_hub, sample
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.repeats import SqliteAcceptedChanges
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all, load_system
 from standard.envelope import Envelope
 from standard.types import SHANGHAI
@@ -164,16 +162,3 @@ def test_a_batch_pushed_twice_reaches_its_target_once_and_the_repeat_is_counted(
         )
         assert hub.depth("grassroots_platform") == 0  # nothing of the second push was published
         assert duplicates(hub, "agri-penalty") - counted == 5
-
-
-def test_the_window_forgets(tmp_path: Path) -> None:
-    store = SqliteAcceptedChanges(tmp_path / "accepted.sqlite3", window_s=0.3)
-    other = SqliteAcceptedChanges(tmp_path / "accepted.sqlite3", window_s=0.3)  # another process
-    try:
-        store.remember(["a" * 64, "b" * 64])
-        assert other.already(["a" * 64, "c" * 64]) == {"a" * 64}
-        time.sleep(0.5)
-        assert other.already(["a" * 64]) == set()
-    finally:
-        store.close()
-        other.close()

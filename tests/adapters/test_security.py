@@ -25,11 +25,12 @@ from hub_harness import (
     sample,
 )
 from lxml import etree
+from store_support import embedded_store
 from zeep.wsse.username import UsernameToken
 
 from adapters.credentials import WSSE, envelope_credentials, signed_fields
 from adapters.errors import AdapterConfigError, Unauthenticated
-from adapters.replay_cache import SqliteReplayCache
+from adapters.replay_cache import StoredReplayCache
 from adapters.security import (
     Gatekeeper,
     TokenBucket,
@@ -239,7 +240,7 @@ def test_without_required_secrets_the_system_is_listed_and_refused(
 def test_signature_checks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("JGHUB_TEST_GATEWAY", "s3cret")
     clock = FakeClock(parse_request_time("20260301100000"))
-    replays = SqliteReplayCache(tmp_path / "replay.sqlite3", clock=clock)
+    replays = StoredReplayCache(embedded_store(tmp_path), clock=clock)
     gate = Gatekeeper([signed_system()], default_max_body_bytes=1024, replays=replays, clock=clock)
     sign = hashlib.md5(b"gws3cret20260301100000").hexdigest()
     assert gate.verify_signature("gw", "20260301100000", sign, where="body") == "gateway"

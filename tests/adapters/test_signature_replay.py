@@ -21,9 +21,10 @@ import pytest
 from broker_support import RABBITMQ_URL, require_rabbitmq
 from hub_harness import SECRETS, TEST_SYSTEMS, sample, signed
 from serve_process import hub_environment, serve_process
+from store_support import embedded_store
 
 import bus
-from adapters.replay_cache import REPLAY_FILE, SqliteReplayCache
+from adapters.replay_cache import StoredReplayCache
 from bus import Broker
 from hub.systems import load_systems
 
@@ -134,7 +135,7 @@ def test_a_fresh_signature_is_accepted_on_either_serve(serves: TwoServes) -> Non
 def test_the_cache_forgets_a_signature_once_its_window_has_passed(serves: TwoServes) -> None:
     body = signed(_events())
     assert serves.first.post(PUSH, content=body, headers=JSON).status_code == 200
-    cache = SqliteReplayCache(serves.data_dir / REPLAY_FILE)
+    cache = StoredReplayCache(embedded_store(serves.data_dir))
     try:
         assert cache.remembered() >= 1
         time.sleep(WINDOW_S + 1.5)

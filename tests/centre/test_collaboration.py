@@ -7,10 +7,17 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import func, select
+from store_support import embedded_store
 
 from adapters.ingress import Ingress
 from adapters.routing import Directory
-from centre.collaboration import CentreConfigError, CollaborationCentre, task_id_of
+from centre.collaboration import (
+    CENTRE_COMPLAINT,
+    CentreConfigError,
+    CollaborationCentre,
+    task_id_of,
+)
 from systems import SystemConfig
 
 CENTRE = {"name": "浙江省综合行政执法指导办公室", "credit_code": "11330000MB1P273395"}
@@ -31,7 +38,7 @@ def centre(scenarios: dict[str, str], departments: list[dict[str, str]]) -> Syst
 
 def build(system: SystemConfig, tmp_path: Path) -> None:
     ingress = Ingress(None, {}, directory=Directory([system]))
-    CollaborationCentre(system, ingress, tmp_path).close()
+    CollaborationCentre(system, ingress, embedded_store(tmp_path)).close()
 
 
 def test_a_scenario_table_naming_an_unknown_system_fails_at_start(tmp_path: Path) -> None:
@@ -41,7 +48,8 @@ def test_a_scenario_table_naming_an_unknown_system_fails_at_start(tmp_path: Path
 
 def test_a_table_naming_only_served_systems_builds(tmp_path: Path) -> None:
     build(centre({}, [CENTRE]), tmp_path)
-    assert (tmp_path / "collaboration.sqlite3").is_file()
+    with embedded_store(tmp_path).begin() as db:  # it keeps its complaints in the store
+        assert db.execute(select(func.count()).select_from(CENTRE_COMPLAINT)).scalar_one() == 0
 
 
 def test_the_centre_needs_its_own_department() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from loopback_target import TASK_WSDL, soap_body_child, soap_result
+from store_support import embedded_store
 
 from adapters.base import AdapterContext
 from adapters.breaker import BreakerOptions, CircuitBreaker
@@ -221,7 +222,7 @@ def test_rest_poller_does_not_follow_a_redirect_with_its_key(
     channel = ChannelConfig(adapter="rest_poller", message_type="case_page", options=settings)
     poller = RestPoller(
         RestPoller.Options.model_validate(settings),
-        AdapterContext(SYSTEM, tmp_path, channel=channel),
+        AdapterContext(SYSTEM, tmp_path, channel=channel, store=embedded_store(tmp_path)),
     )
     since = datetime(2026, 1, 1, tzinfo=UTC)
     target.answer("/cases", 302, b"", Location=elsewhere.url("/stolen"))

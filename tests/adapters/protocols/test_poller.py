@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from broker_support import RABBITMQ_URL, require_rabbitmq
+from store_support import embedded_store
 
 import bus
 from adapters.base import AdapterContext
@@ -247,6 +248,7 @@ def poller_of(config: SystemsConfig, broker: Broker, data_dir: Path) -> RestPoll
         data_dir=data_dir,
         ingress=Ingress(broker, mappings),
         channel=system.inbound[0],
+        store=embedded_store(data_dir),
     )
     options = RestPoller.Options.model_validate(system.inbound[0].options)
     return RestPoller(options, context)
@@ -281,7 +283,9 @@ def test_restart_neither_skips_nor_repeats(
         with pytest.raises(SourceUnavailable):
             first.poll_once()
         first.close()
-        cursor = CursorStore(tmp_path, "emergency-penalty", "case_page").load()
+        cursor = CursorStore(
+            embedded_store(tmp_path), tmp_path, "emergency-penalty", "case_page"
+        ).load()
         assert cursor is not None and cursor.record_id != ""
         handed_first = case_numbers(wire.drain())
         assert 0 < len(handed_first) < 10
@@ -355,18 +359,23 @@ def test_a_failing_source_is_retried_with_backoff_and_a_refused_token_fetched_ag
         wire.close()
 
 
+def cursors_of(data_dir: Path) -> CursorStore:
+    """The cursor of emergency-penalty's case pages, in the embedded store of `data_dir`."""
+    return CursorStore(embedded_store(data_dir), data_dir, "emergency-penalty", "case_page")
+
+
 def test_a_second_poller_on_the_same_data_folder_waits_for_the_first(
     source: PullSource, tmp_path: Path
 ) -> None:
-    store = CursorStore(tmp_path, "emergency-penalty", "case_page")
+    store = cursors_of(tmp_path)
     stop = threading.Event()
     with store.owned(stop) as owned:
         assert owned
         other = threading.Event()
         threading.Timer(0.2, other.set).start()
-        with CursorStore(tmp_path, "emergency-penalty", "case_page").owned(
-            other, wait_s=0.05
-        ) as second:
+        with CursorStore(
+            embedded_store(tmp_path), tmp_path, "emergency-penalty", "case_page"
+        ).owned(other, wait_s=0.05) as second:
             assert second is False  # gave up at its stop request, never polled
 
 
@@ -418,7 +427,7 @@ def test_the_worker_holds_its_pollers_back_while_a_target_is_full(
             time.sleep(0.05)
         assert _held_back() > refused_before  # the poller's page was refused...
         assert wire.broker.depth("national") == 3  # ...and nothing of it was published
-        assert CursorStore(tmp_path, "emergency-penalty", "case_page").load() is None
+        assert cursors_of(tmp_path).load() is None
         got = wire.drain()  # the target catches up: the poller goes on where it was
         deadline = time.monotonic() + 15
         while len(got) < 8 and time.monotonic() < deadline:
@@ -574,6 +583,7 @@ def test_a_cursor_paged_api_with_an_oauth_form_token(
                 data_dir=tmp_path,
                 ingress=Ingress(wire.broker, config.bind_mappings(folders())),
                 channel=system.inbound[0],
+                store=embedded_store(tmp_path),
             )
             return RestPoller(RestPoller.Options.model_validate(system.inbound[0].options), context)
 

@@ -1,0 +1,139 @@
+"""What the store's small operations cost on each backend: the embedded SQLite file against
+PostgreSQL, in the same run.
+
+    python bench/store.py [--operations 3000] [--postgresql postgresql://postgres@127.0.0.1/postgres]
+
+Measures, one process, one thread, in a fresh SQLite file and a fresh PostgreSQL database
+(created through the --postgresql URL's database and dropped after):
+- the replay cache: `first_use` of distinct signatures (one write transaction each), per second;
+- the accepted changes: `remember` of one push's keys (a batch of --batch), then `already` of
+  the same keys, pairs per second; and the keys remembered per second.
+Without PostgreSQL the PostgreSQL figures are null and the reason is printed.
+
+Prints one line per figure, then, as the last line, one JSON object with every figure. The
+journal and the outbox, the rest of issue #14's measure, are not on the store yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path; keep it from shadowing packages.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import psycopg  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from adapters.repeats import StoredAcceptedChanges  # noqa: E402
+from adapters.replay_cache import StoredReplayCache  # noqa: E402
+from store import Store, store_url  # noqa: E402
+
+
+def per_second(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def measure(store: Store, operations: int, batch: int) -> dict[str, float]:
+    """The figures of one backend."""
+    cache = StoredReplayCache(store)
+    expires = time.time() + 3600
+    for n in range(50):  # warm the pool and the statement cache
+        cache.first_use(f"warm {n}", expires)
+    started = time.perf_counter()
+    for n in range(operations):
+        assert cache.first_use(f"sign {n:032x}", expires)
+    first_use = per_second(operations, time.perf_counter() - started)
+
+    changes = StoredAcceptedChanges(store, window_s=3600)
+    pushes = max(1, operations // batch)
+    keys = [[f"{p:08x}{n:056x}" for n in range(batch)] for p in range(pushes)]
+    changes.remember(keys[0])
+    started = time.perf_counter()
+    for push in keys:
+        changes.already(push)
+        changes.remember(push)
+    took = time.perf_counter() - started
+    return {
+        "first_use_per_s": round(first_use),
+        "accepted_pushes_per_s": round(per_second(pushes, took)),
+        "accepted_keys_per_s": round(per_second(pushes * batch, took)),
+    }
+
+
+@contextmanager
+def postgresql_database(admin_url: str) -> Iterator[str]:
+    """A fresh database next to `admin_url`'s, dropped afterwards."""
+    admin = make_url(admin_url)
+    name = f"jghub_bench_{uuid.uuid4().hex[:12]}"
+    connect = {
+        "host": admin.host or "127.0.0.1",
+        "port": admin.port or 5432,
+        "user": admin.username or "postgres",
+        "password": admin.password,
+        "dbname": admin.database or "postgres",
+        "autocommit": True,
+        "connect_timeout": 3,
+    }
+    with psycopg.connect(**connect) as db:
+        db.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(**connect) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--operations", type=int, default=3000, help="first uses per backend")
+    parser.add_argument("--batch", type=int, default=50, help="keys per push (accepted changes)")
+    parser.add_argument(
+        "--postgresql",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a PostgreSQL database to create the bench's own database from",
+    )
+    options = parser.parse_args(argv)
+    figures: dict[str, object] = {"operations": options.operations, "batch": options.batch}
+    with tempfile.TemporaryDirectory() as folder:
+        sqlite = Store.open(store_url(None, Path(folder)))
+        figures["sqlite"] = measure(sqlite, options.operations, options.batch)
+        sqlite.close()
+    try:
+        with postgresql_database(options.postgresql) as url:
+            postgresql = Store.open(store_url(url, Path(".")), migrate=True)
+            figures["postgresql"] = measure(postgresql, options.operations, options.batch)
+            postgresql.close()
+    except psycopg.OperationalError as error:
+        print(f"PostgreSQL does not answer ({str(error).strip()}): its figures are null")
+        figures["postgresql"] = None
+    for backend in ("sqlite", "postgresql"):
+        found = figures[backend]
+        if isinstance(found, dict):
+            print(
+                f"{backend}: replay cache {found['first_use_per_s']:,}/s first uses; accepted "
+                f"changes {found['accepted_pushes_per_s']:,} pushes/s of {options.batch} keys "
+                f"(already + remember), {found['accepted_keys_per_s']:,} keys/s"
+            )
+    sqlite_figures, pg_figures = figures["sqlite"], figures["postgresql"]
+    if isinstance(sqlite_figures, dict) and isinstance(pg_figures, dict):
+        figures["postgresql_vs_sqlite_first_use"] = round(
+            pg_figures["first_use_per_s"] / sqlite_figures["first_use_per_s"], 3
+        )
+        figures["postgresql_vs_sqlite_accepted"] = round(
+            pg_figures["accepted_pushes_per_s"] / sqlite_figures["accepted_pushes_per_s"], 3
+        )
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
