@@ -132,7 +132,13 @@ class Cluster:
         for node in self.nodes:
             self.boot(node)
         for node in self.nodes:
-            ctl(node, "await_startup", "--timeout", str(STARTUP_TIMEOUT_S), timeout=STARTUP_TIMEOUT_S)
+            ctl(
+                node,
+                "await_startup",
+                "--timeout",
+                str(STARTUP_TIMEOUT_S),
+                timeout=STARTUP_TIMEOUT_S,
+            )
         first = self.nodes[0]
         for node in self.nodes[1:]:
             ctl(node, "stop_app")
