@@ -132,13 +132,7 @@ class Cluster:
         for node in self.nodes:
             self.boot(node)
         for node in self.nodes:
-            ctl(
-                node,
-                "await_startup",
-                "--timeout",
-                str(STARTUP_TIMEOUT_S),
-                timeout=STARTUP_TIMEOUT_S,
-            )
+            self.await_startup(node)
         first = self.nodes[0]
         for node in self.nodes[1:]:
             ctl(node, "stop_app")
@@ -163,6 +157,21 @@ class Cluster:
                 f"rabbitmq-server -detached for {node.name} failed ({done.returncode}): "
                 f"{(done.stderr or done.stdout).strip()[-600:]}"
             )
+
+    def await_startup(self, node: Node) -> None:
+        """Wait until `node` runs. `rabbitmq-server -detached` returns before the VM has
+        registered its name, and `await_startup` gives up at once on a name it cannot find, so
+        it is asked again until the node answers or STARTUP_TIMEOUT_S pass."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            left = max(1, round(deadline - time.monotonic()))
+            try:
+                ctl(node, "await_startup", "--timeout", str(left), timeout=left + 30)
+                return
+            except ClusterError:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(1)
 
     def running(self, via: Node | None = None) -> list[str]:
         """The names of the nodes `via` (default: the first that answers) sees running."""
