@@ -20,6 +20,7 @@ from broker_support import RABBITMQ_URL, require_rabbitmq
 import bus
 from bus import Broker, ConfigurationError, Delivery, Outgoing, Target, Topology, TopologyError
 from bus.rabbitmq import DELIVERY_LIMIT_STAGE, node_urls
+from hub.settings import HubSettings
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -202,3 +203,16 @@ def test_a_url_list_with_a_bad_entry_is_refused_naming_it() -> None:
     with pytest.raises(ConfigurationError) as refused:
         bus.connect(f"{RABBITMQ_URL},amqp://guest:guest@127.0.0.1:notaport/%2F")
     assert "notaport" in str(refused.value)
+
+
+def test_the_hub_setting_takes_a_url_list_and_its_broker_reaches_the_node_that_answers(
+    topology: Topology, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = f"amqp://guest:guest@127.0.0.1:{closed_port()}/%2F"
+    monkeypatch.setenv("JGHUB_AMQP_URL", f"{down},{RABBITMQ_URL}")
+    settings = HubSettings()
+    assert settings.bus_url == f"{down},{RABBITMQ_URL}"
+    with bus.connect(settings.bus_url) as broker:
+        broker.declare(topology)
+        broker.publish(Outgoing("penalty_case.330100.a", b"<case/>"))
+        assert broker.depth("national") == 1
