@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bus.broker import Broker, Delivery, Handler, QueueStats
@@ -45,6 +46,7 @@ __all__ = [
     "TopologyError",
     "Unroutable",
     "connect",
+    "node_urls",
 ]
 
 
@@ -54,7 +56,8 @@ def connect(url: str | None = None, **options: Any) -> Broker:
     - None: the embedded broker in `DEFAULT_URL`.
     - "sqlite:///relative/path" or "sqlite:////absolute/path": the embedded broker (SQLite,
       one file; three slashes then a relative path, four for an absolute one).
-    - "amqp://user:password@host:port/vhost" (or "amqps://"): RabbitMQ.
+    - "amqp://user:password@host:port/vhost" (or "amqps://"): RabbitMQ; several such URLs
+      separated by commas, one per node of a cluster (`node_urls`).
 
     Raises ConfigurationError for another scheme or a bad option, BrokerUnavailable when the
     broker cannot be reached.
@@ -75,3 +78,24 @@ def connect(url: str | None = None, **options: Any) -> Broker:
         f"unsupported broker URL {url!r}: use 'sqlite:///path' for the embedded broker or "
         "'amqp://user:password@host:port/vhost' for RabbitMQ"
     )
+
+
+def node_urls(url: str) -> list[str]:
+    """The node URLs of a RabbitMQ setting: one URL, or several separated by commas.
+
+    A comma separates two URLs only where the next one starts (",amqp://" or ",amqps://"), so a
+    comma inside one URL (its query, say) stays in it; a password holding ",amqp://" must
+    percent-encode its comma (%2C), as URLs require anyway.
+    """
+    urls = [part.strip() for part in re.split(r",\s*(?=amqps?://)", url.strip())]
+    if not all(urls):
+        raise ConfigurationError(
+            f"invalid RabbitMQ URL list {url!r}: an entry is empty; write "
+            "'amqp://user:password@host1:5672/vhost,amqp://user:password@host2:5672/vhost'"
+        )
+    schemes = {u.split(":", 1)[0].lower() for u in urls}
+    if not schemes <= {"amqp", "amqps"}:
+        raise ConfigurationError(
+            f"invalid RabbitMQ URL list {url!r}: every entry must start with amqp:// or amqps://"
+        )
+    return urls

@@ -3,7 +3,9 @@
 What it declares (names from `bus.topology`):
 
     f"{ns}.canonical"       durable topic exchange; publishers write here with mandatory=True
-    f"{ns}.target.{t}"      durable quorum queue per target, bound by the target's routes
+    f"{ns}.target.{t}"      durable quorum queue per target, bound by the target's routes;
+                            x-delivery-limit (RabbitOptions.delivery_limit), dead-lettering
+                            (at-least-once) past it to the target's dead letters
     f"{ns}.retry.{t}.{i}"   durable quorum queue per retry tier: x-message-ttl = retry_delays[i],
                             dead-lettering (at-least-once) back to the target queue
     f"{ns}.dead.{t}"        durable classic lazy queue per target: the dead letters
@@ -39,7 +41,6 @@ import contextlib
 import functools
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -57,6 +58,7 @@ from tenacity import (
     wait_random,
 )
 
+from bus import node_urls
 from bus._amqp_link import (
     AmqpLink,
     ConfirmedPublisher,
@@ -961,27 +963,6 @@ class _AdminConnection:
 
 
 # --- helpers
-
-
-def node_urls(url: str) -> list[str]:
-    """The node URLs of a RabbitMQ setting: one URL, or several separated by commas.
-
-    A comma separates two URLs only where the next one starts (",amqp://" or ",amqps://"), so a
-    comma inside one URL (its query, say) stays in it; a password holding ",amqp://" must
-    percent-encode its comma (%2C), as URLs require anyway.
-    """
-    urls = [part.strip() for part in re.split(r",\s*(?=amqps?://)", url.strip())]
-    if not all(urls):
-        raise ConfigurationError(
-            f"invalid RabbitMQ URL list {url!r}: an entry is empty; write "
-            "'amqp://user:password@host1:5672/vhost,amqp://user:password@host2:5672/vhost'"
-        )
-    schemes = {u.split(":", 1)[0].lower() for u in urls}
-    if not schemes <= {"amqp", "amqps"}:
-        raise ConfigurationError(
-            f"invalid RabbitMQ URL list {url!r}: every entry must start with amqp:// or amqps://"
-        )
-    return urls
 
 
 def _declarations(topology: Topology, delivery_limit: int) -> list[tuple[str, str, dict[str, Any]]]:

@@ -18,8 +18,18 @@ import pytest
 from broker_support import RABBITMQ_URL, require_rabbitmq
 
 import bus
-from bus import Broker, ConfigurationError, Delivery, Outgoing, Target, Topology, TopologyError
-from bus.rabbitmq import DELIVERY_LIMIT_STAGE, node_urls
+from bus import (
+    Broker,
+    ConfigurationError,
+    Delivery,
+    Outgoing,
+    Target,
+    Topology,
+    TopologyError,
+    node_urls,
+)
+from bus.rabbitmq import DELIVERY_LIMIT_STAGE
+from hub.app import _safe_url
 from hub.settings import HubSettings
 
 pytestmark = pytest.mark.rabbitmq
@@ -216,3 +226,13 @@ def test_the_hub_setting_takes_a_url_list_and_its_broker_reaches_the_node_that_a
         broker.declare(topology)
         broker.publish(Outgoing("penalty_case.330100.a", b"<case/>"))
         assert broker.depth("national") == 1
+
+
+def test_the_hub_logs_every_node_of_a_url_list_without_its_password() -> None:
+    nodes = "amqp://hub:s3cret@mq1:5672/%2F,amqp://hub:s3cret@mq2:5672/%2F"
+    shown = _safe_url(HubSettings(amqp_url=nodes))
+    assert "s3cret" not in shown
+    assert shown == "amqp://***@mq1:5672/%2F,amqp://***@mq2:5672/%2F"
+    # The twin: one URL shows as before.
+    one = _safe_url(HubSettings(amqp_url="amqp://hub:s3cret@mq1:5672/%2F"))
+    assert one == "amqp://***@mq1:5672/%2F"
