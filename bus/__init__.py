@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from bus.broker import Broker, Delivery, Handler, QueueStats
@@ -19,6 +18,7 @@ from bus.errors import (
 )
 from bus.message import DeadLetter, Failure, Message, Outgoing, Quarantined
 from bus.topology import Target, Topology
+from bus.urls import node_urls
 
 DEFAULT_URL = "sqlite:///var/bus.sqlite3"
 """Where the embedded broker keeps its file when no URL is configured (relative to the cwd)."""
@@ -78,24 +78,3 @@ def connect(url: str | None = None, **options: Any) -> Broker:
         f"unsupported broker URL {url!r}: use 'sqlite:///path' for the embedded broker or "
         "'amqp://user:password@host:port/vhost' for RabbitMQ"
     )
-
-
-def node_urls(url: str) -> list[str]:
-    """The node URLs of a RabbitMQ setting: one URL, or several separated by commas.
-
-    A comma separates two URLs only where the next one starts (",amqp://" or ",amqps://"), so a
-    comma inside one URL (its query, say) stays in it; a password holding ",amqp://" must
-    percent-encode its comma (%2C), as URLs require anyway.
-    """
-    urls = [part.strip() for part in re.split(r",\s*(?=amqps?://)", url.strip())]
-    if not all(urls):
-        raise ConfigurationError(
-            f"invalid RabbitMQ URL list {url!r}: an entry is empty; write "
-            "'amqp://user:password@host1:5672/vhost,amqp://user:password@host2:5672/vhost'"
-        )
-    schemes = {u.split(":", 1)[0].lower() for u in urls}
-    if not schemes <= {"amqp", "amqps"}:
-        raise ConfigurationError(
-            f"invalid RabbitMQ URL list {url!r}: every entry must start with amqp:// or amqps://"
-        )
-    return urls

@@ -58,7 +58,6 @@ from tenacity import (
     wait_random,
 )
 
-from bus import node_urls
 from bus._amqp_link import (
     AmqpLink,
     ConfirmedPublisher,
@@ -99,6 +98,7 @@ from bus.message import (
     wire_headers,
 )
 from bus.topology import Target, Topology
+from bus.urls import node_urls
 
 log = logging.getLogger("bus.rabbitmq")
 

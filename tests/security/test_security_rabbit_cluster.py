@@ -236,3 +236,10 @@ def test_the_hub_logs_every_node_of_a_url_list_without_its_password() -> None:
     # The twin: one URL shows as before.
     one = _safe_url(HubSettings(amqp_url="amqp://hub:s3cret@mq1:5672/%2F"))
     assert one == "amqp://***@mq1:5672/%2F"
+
+
+def test_a_url_list_that_is_not_amqp_is_refused_by_position_without_quoting_it() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        node_urls("mq1:5672,amqp://hub:s3cret@mq2:5672/%2F")
+    assert "entry 1 of 2" in str(refused.value)
+    assert "s3cret" not in str(refused.value)
