@@ -595,7 +595,8 @@ class ConfirmedPublisher:
 
     def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
         if channel is self._renewing:
-            # Closed by us after a nack: what it had not confirmed goes first on the new one.
+            # Closed by us after a nack, once settled (or by the broker before): what it had
+            # not confirmed, if anything, goes first on the new one.
             self._renewing = None
             self._requeue_inflight()
             connection = channel.connection
@@ -701,11 +702,15 @@ class ConfirmedPublisher:
                 self._settle(entry, acked)
         if not acked:
             self._renew_channel()
+        if self._renewing is not None:
+            self._close_renewed_once_settled()
         elif self._outbox:
             self._pump()
 
     def _renew_channel(self) -> None:
-        """Close the channel that had a nack and open another (see the class docstring)."""
+        """Send nothing more on the channel that had a nack, and replace it once everything it
+        has in flight is settled (see the class docstring): closed with messages in flight, it
+        would have them sent again on the next channel, and those the broker took doubled."""
         channel = self._channel
         if channel is None or not channel.is_open or self._renewing is not None:
             return
@@ -714,7 +719,11 @@ class ConfirmedPublisher:
         )
         self._channel = None  # nothing more is sent on it
         self._renewing = channel
-        channel.close()  # _on_channel_closed opens the next one
+
+    def _close_renewed_once_settled(self) -> None:
+        channel = self._renewing
+        if channel is not None and not self._inflight and channel.is_open:
+            channel.close()  # _on_channel_closed opens the next one
 
     @staticmethod
     def _settle(entry: PendingPublish, acked: bool) -> None:
