@@ -18,6 +18,7 @@ from bus.errors import (
 )
 from bus.message import DeadLetter, Failure, Message, Outgoing, Quarantined
 from bus.topology import Target, Topology
+from bus.urls import node_urls
 
 DEFAULT_URL = "sqlite:///var/bus.sqlite3"
 """Where the embedded broker keeps its file when no URL is configured (relative to the cwd)."""
@@ -45,6 +46,7 @@ __all__ = [
     "TopologyError",
     "Unroutable",
     "connect",
+    "node_urls",
 ]
 
 
@@ -54,7 +56,8 @@ def connect(url: str | None = None, **options: Any) -> Broker:
     - None: the embedded broker in `DEFAULT_URL`.
     - "sqlite:///relative/path" or "sqlite:////absolute/path": the embedded broker (SQLite,
       one file; three slashes then a relative path, four for an absolute one).
-    - "amqp://user:password@host:port/vhost" (or "amqps://"): RabbitMQ.
+    - "amqp://user:password@host:port/vhost" (or "amqps://"): RabbitMQ; several such URLs
+      separated by commas, one per node of a cluster (`node_urls`).
 
     Raises ConfigurationError for another scheme or a bad option, BrokerUnavailable when the
     broker cannot be reached.

@@ -23,6 +23,10 @@ Two parts ride on a link:
 A connection lost within `STABLE_AFTER_S` of opening counts as a failed attempt, so a broker
 that keeps dropping the link (a frame it refuses, an overloaded node) is retried with the same
 jittered, bounded backoff as one that does not answer, never in a tight loop.
+
+A link given several nodes of a cluster tries them in turn: the first at the start, and after a
+failed attempt or a lost connection the next one, so a node that died is not the one the link
+waits for.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pika
+import pika.connection
 import pika.exceptions
 from pika.adapters.select_connection import IOLoop
 from tenacity import (
@@ -87,7 +92,8 @@ class AmqpLink:
     """A pika SelectConnection owned by one thread, reopened with exponential backoff.
 
     Parameters:
-      parameters: pika connection parameters (host, credentials, heartbeat, timeouts).
+      parameters: pika connection parameters (host, credentials, heartbeat, timeouts), or a
+        sequence of them, one per node of a cluster, tried in turn.
       name: shown in the thread name and in the broker's connection list.
       max_backoff: longest wait in seconds between two connection attempts; the waits grow
         from FIRST_BACKOFF_S, doubling, half of each random, so many clients cut off at once
@@ -103,14 +109,19 @@ class AmqpLink:
 
     def __init__(
         self,
-        parameters: pika.ConnectionParameters,
+        parameters: pika.connection.Parameters | Sequence[pika.connection.Parameters],
         *,
         name: str,
         max_backoff: float = 5.0,
         give_up_after: float | None = None,
     ) -> None:
         self.name = name
-        self._parameters = parameters
+        self._nodes = (
+            [parameters] if isinstance(parameters, pika.connection.Parameters) else list(parameters)
+        )
+        if not self._nodes:
+            raise ValueError(f"link {name}: no connection parameters given")
+        self._next_node = 0
         self._max_backoff = max_backoff
         self._give_up_after = give_up_after
         self._listeners: list[LinkListener] = []
@@ -124,7 +135,8 @@ class AmqpLink:
         self.error = ""
         self.blocked = ""
         self.refused = ""
-        self.frame_max: int = parameters.frame_max
+        self.frame_max: int = self._nodes[0].frame_max
+        self.node = ""  # host:port of the node of the last connection attempt
         self.opened_count = 0
         self._opened_at = 0.0
         self._thread = threading.Thread(target=self._run, name=f"jghub-amqp-{name}", daemon=True)
@@ -230,8 +242,13 @@ class AmqpLink:
         if self._closing.is_set():
             return
         self._opened_this_attempt = False
+        parameters = self._nodes[self._next_node % len(self._nodes)]
+        # The next attempt (after a failure, or after this connection is lost) goes to the next
+        # node: the one just tried may be the one that died.
+        self._next_node += 1
+        self.node = f"{parameters.host}:{parameters.port}"
         self._connection = pika.SelectConnection(
-            self._parameters,
+            parameters,
             on_open_callback=self._on_open,
             on_open_error_callback=self._on_open_error,
             on_close_callback=self._on_closed,
@@ -255,7 +272,7 @@ class AmqpLink:
         self.error = self.blocked = self.refused = ""
         self.frame_max = int(connection.params.frame_max)
         if self.opened_count > 1:
-            log.warning("link %s: reconnected to the broker", self.name)
+            log.warning("link %s: reconnected to the broker at %s", self.name, self.node)
         connection.add_on_connection_blocked_callback(self._on_blocked)
         connection.add_on_connection_unblocked_callback(self._on_unblocked)
         self.connected.set()
@@ -274,7 +291,7 @@ class AmqpLink:
         log.warning("link %s: the broker takes publishes again", self.name)
 
     def _on_open_error(self, _connection: Any, error: BaseException | str) -> None:
-        self.error = f"cannot connect: {error!r}"
+        self.error = f"cannot connect to {self.node}: {error!r}"
         self._ioloop.stop()
 
     def _on_closed(self, _connection: Any, reason: BaseException) -> None:
@@ -286,7 +303,7 @@ class AmqpLink:
         ):
             self.refused = repr(reason)
         if not self._closing.is_set():
-            self.error = f"connection lost: {reason!r}"
+            self.error = f"connection to {self.node} lost: {reason!r}"
             log.warning("link %s: %s", self.name, self.error)
         for listener in list(self._listeners):
             listener.link_lost(repr(reason))
@@ -465,6 +482,11 @@ class ConfirmedPublisher:
         caller, served in turns: `Outbox`), which keeps memory bounded and the socket from
         filling with messages the broker cannot take yet.
       max_message_bytes: the broker's max_message_size: a longer body fails at once.
+
+    A basic.nack fails the messages it names, and the publisher goes on on a new channel: after
+    the leader of a quorum queue died, RabbitMQ (seen on 3.10) went on nacking every publish of
+    a channel that had sent to it — for minutes — while a channel opened a moment later had its
+    publishes confirmed.
     """
 
     def __init__(
@@ -477,6 +499,7 @@ class ConfirmedPublisher:
         self._inflight: OrderedDict[int, PendingPublish] = OrderedDict()
         self._channel: Any = None
         self._next_tag = 1
+        self._renewing: Any = None  # the channel being closed to be replaced after a nack
         link.add_listener(self)
 
     def publish(
@@ -549,6 +572,7 @@ class ConfirmedPublisher:
 
     def link_lost(self, reason: str) -> None:
         self._channel = None
+        self._renewing = None
         if self._link.refused:
             # The broker closed the connection over a frame it would not take: what was in
             # flight would be sent again first and close the next connection too.
@@ -570,6 +594,15 @@ class ConfirmedPublisher:
         self._pump()
 
     def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
+        if channel is self._renewing:
+            # Closed by us after a nack, once settled (or by the broker before): what it had
+            # not confirmed, if anything, goes first on the new one.
+            self._renewing = None
+            self._requeue_inflight()
+            connection = channel.connection
+            if self._channel is None and connection is not None and connection.is_open:
+                connection.channel(on_open_callback=self._on_channel_open)
+            return
         if self._channel is not None and channel is not self._channel:
             return
         self._channel = None
@@ -667,8 +700,30 @@ class ConfirmedPublisher:
             entry = inflight.pop(tag, None)
             if entry is not None:
                 self._settle(entry, acked)
-        if self._outbox:
+        if not acked:
+            self._renew_channel()
+        if self._renewing is not None:
+            self._close_renewed_once_settled()
+        elif self._outbox:
             self._pump()
+
+    def _renew_channel(self) -> None:
+        """Send nothing more on the channel that had a nack, and replace it once everything it
+        has in flight is settled (see the class docstring): closed with messages in flight, it
+        would have them sent again on the next channel, and those the broker took doubled."""
+        channel = self._channel
+        if channel is None or not channel.is_open or self._renewing is not None:
+            return
+        log.warning(
+            "link %s: the broker nacked a publish; going on on a new channel", self._link.name
+        )
+        self._channel = None  # nothing more is sent on it
+        self._renewing = channel
+
+    def _close_renewed_once_settled(self) -> None:
+        channel = self._renewing
+        if channel is not None and not self._inflight and channel.is_open:
+            channel.close()  # _on_channel_closed opens the next one
 
     @staticmethod
     def _settle(entry: PendingPublish, acked: bool) -> None:

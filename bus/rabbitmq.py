@@ -3,7 +3,9 @@
 What it declares (names from `bus.topology`):
 
     f"{ns}.canonical"       durable topic exchange; publishers write here with mandatory=True
-    f"{ns}.target.{t}"      durable quorum queue per target, bound by the target's routes
+    f"{ns}.target.{t}"      durable quorum queue per target, bound by the target's routes;
+                            x-delivery-limit (RabbitOptions.delivery_limit), dead-lettering
+                            (at-least-once) past it to the target's dead letters
     f"{ns}.retry.{t}.{i}"   durable quorum queue per retry tier: x-message-ttl = retry_delays[i],
                             dead-lettering (at-least-once) back to the target queue
     f"{ns}.dead.{t}"        durable classic lazy queue per target: the dead letters
@@ -42,7 +44,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pika
@@ -96,6 +98,7 @@ from bus.message import (
     wire_headers,
 )
 from bus.topology import Target, Topology
+from bus.urls import node_urls
 
 log = logging.getLogger("bus.rabbitmq")
 
@@ -183,6 +186,20 @@ class RabbitOptions(BaseModel):
             "(they hold them unacknowledged while filtering)."
         ),
     )
+    delivery_limit: int = Field(
+        default=20,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Times a target queue hands a message out unsettled (nacked with requeue, or held "
+            "by a consumer whose connection dropped) before RabbitMQ dead-letters it to the "
+            "target's dead letters, with the reason (quorum queue x-delivery-limit). A guard "
+            "against a message that brings down every consumer it reaches; the hub settles "
+            "every message it handles itself, so only such losses count. 20 is RabbitMQ 4's "
+            "default, declared explicitly so 3.x behaves the same. Changing it changes the "
+            "queue's declaration: see the README's 'A RabbitMQ cluster' for existing queues."
+        ),
+    )
     connection_name: str = Field(
         default="jghub",
         min_length=1,
@@ -195,7 +212,8 @@ class RabbitBroker(Broker):
 
     Parameters:
       url: "amqp://user:password@host:port/vhost" (pika URL parameters such as
-        "?heartbeat=10" are read too; the options below win).
+        "?heartbeat=10" are read too; the options below win), or several such URLs separated
+        by commas, one per node of a cluster (`node_urls`): connections try them in turn.
       **options: see `RabbitOptions`.
 
     Raises ConfigurationError for a bad option, BrokerUnavailable if RabbitMQ does not answer.
@@ -210,12 +228,14 @@ class RabbitBroker(Broker):
                 for err in exc.errors()
             )
             raise ConfigurationError(f"invalid RabbitMQ option: {problems}") from None
-        try:
-            parsed = pika.URLParameters(url)
-        except Exception as exc:
-            raise ConfigurationError(f"invalid RabbitMQ URL {url!r}: {exc}") from None
-        self._url = url
-        self._where = f"{parsed.host}:{parsed.port}"
+        self._urls = node_urls(url)
+        parsed = []
+        for node_url in self._urls:
+            try:
+                parsed.append(pika.URLParameters(node_url))
+            except Exception as exc:
+                raise ConfigurationError(f"invalid RabbitMQ URL {node_url!r}: {exc}") from None
+        self._where = ", ".join(f"{p.host}:{p.port}" for p in parsed)
         self._topology: Topology | None = None
         self._lock = threading.Lock()
         # Browsing holds a queue's messages unacknowledged, hiding them from another browse;
@@ -234,17 +254,20 @@ class RabbitBroker(Broker):
 
     # --- connections
 
-    def _parameters(self, role: str) -> pika.ConnectionParameters:
-        # A fresh parameters object per connection: pika's are mutable.
-        parameters = pika.URLParameters(self._url)
+    def _parameters(self, role: str) -> list[pika.ConnectionParameters]:
+        """One parameters object per node URL, in order (fresh each time: pika's are mutable)."""
         options = self.options
-        parameters.heartbeat = options.heartbeat
-        parameters.socket_timeout = options.connect_timeout
-        parameters.stack_timeout = options.connect_timeout
-        parameters.blocked_connection_timeout = options.publish_timeout
-        parameters.connection_attempts = 1
-        parameters.client_properties = {"connection_name": f"{options.connection_name}-{role}"}
-        return parameters
+        nodes = []
+        for node_url in self._urls:
+            parameters = pika.URLParameters(node_url)
+            parameters.heartbeat = options.heartbeat
+            parameters.socket_timeout = options.connect_timeout
+            parameters.stack_timeout = options.connect_timeout
+            parameters.blocked_connection_timeout = options.publish_timeout
+            parameters.connection_attempts = 1
+            parameters.client_properties = {"connection_name": f"{options.connection_name}-{role}"}
+            nodes.append(parameters)
+        return nodes
 
     def _new_link(self, role: str) -> AmqpLink:
         return AmqpLink(
@@ -307,7 +330,7 @@ class RabbitBroker(Broker):
         self._check_open()
 
         def declare_all(channel: Any) -> None:
-            for kind, name, arguments in _declarations(topology):
+            for kind, name, arguments in _declarations(topology, self.options.delivery_limit):
                 try:
                     if kind == "exchange":
                         channel.exchange_declare(name, exchange_type="topic", durable=True)
@@ -328,7 +351,9 @@ class RabbitBroker(Broker):
         self._check_open()
 
         def delete_all(channel: Any) -> None:
-            for kind, name, _arguments in reversed(_declarations(topology)):
+            for kind, name, _arguments in reversed(
+                _declarations(topology, self.options.delivery_limit)
+            ):
                 if kind == "exchange":
                     channel.exchange_delete(name)
                 else:
@@ -843,15 +868,18 @@ class _AdminConnection:
     Declarations, browsing and moves (`run`) are rare and some must not run twice, so each opens
     a connection of its own (about 5 ms). A lost connection is retried with backoff (except for
     operations that must not run twice).
+
+    Given several nodes, each connection takes the first that answers, in order (pika's
+    BlockingConnection walks a sequence of parameters).
     """
 
     def __init__(
         self,
-        parameters: pika.ConnectionParameters,
+        parameters: Sequence[pika.ConnectionParameters],
         where: str,
         closed: Any,
         *,
-        statistics: pika.ConnectionParameters,
+        statistics: Sequence[pika.ConnectionParameters],
     ) -> None:
         self._parameters = parameters
         self._statistics = statistics
@@ -862,7 +890,7 @@ class _AdminConnection:
         self._kept: Any = None
         self._kept_channel: Any = None
         self._kept_used = 0.0  # time.monotonic() of its last read
-        heartbeat = statistics.heartbeat
+        heartbeat = statistics[0].heartbeat
         self._kept_idle_limit = float(heartbeat) if isinstance(heartbeat, int) and heartbeat else 0
         self._kept_lock = threading.Lock()
 
@@ -937,13 +965,32 @@ class _AdminConnection:
 # --- helpers
 
 
-def _declarations(topology: Topology) -> list[tuple[str, str, dict[str, Any]]]:
-    """Everything `topology` declares, in order: (kind, name, queue arguments)."""
+def _declarations(topology: Topology, delivery_limit: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """Everything `topology` declares, in order: (kind, name, queue arguments).
+
+    A target queue states its delivery limit and where a message past it goes (the target's
+    dead letters, at-least-once: the broker keeps it until the dead-letter queue confirmed it,
+    which needs reject-publish overflow), rather than leave both to the broker's version:
+    RabbitMQ 4 would otherwise drop such a message after 20 deliveries, 3.x never stop.
+    """
     browsable = {"x-queue-type": "classic", "x-queue-mode": "lazy"}
     declared: list[tuple[str, str, dict[str, Any]]] = [("exchange", topology.exchange, {})]
     for target in topology.targets:
         target_queue = topology.target_queue(target.name)
-        declared.append(("queue", target_queue, {"x-queue-type": "quorum"}))
+        declared.append(
+            (
+                "queue",
+                target_queue,
+                {
+                    "x-queue-type": "quorum",
+                    "x-delivery-limit": delivery_limit,
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": topology.dead_queue(target.name),
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                },
+            )
+        )
         for tier, delay in enumerate(target.retry_delays):
             declared.append(
                 (
@@ -1037,12 +1084,14 @@ def _message(method: Any, properties: Any, body: bytes) -> Message:
 
 def _message_from(routing_key: str, properties: Any, body: bytes, redelivered: bool) -> Message:
     headers = properties.headers
+    limit_reached = None
     if headers:
+        limit_reached = _delivery_limit_death(headers)
         headers = {k: v for k, v in headers.items() if not k.startswith(_BROKER_HEADERS)}
         original = headers.get(HEADER_ROUTING_KEY)
         if original:
             routing_key = original.decode() if isinstance(original, bytes) else str(original)
-    return from_wire(
+    message = from_wire(
         routing_key=routing_key,
         body=body,
         headers=headers,
@@ -1050,6 +1099,44 @@ def _message_from(routing_key: str, properties: Any, body: bytes, redelivered: b
         redelivered=redelivered,
         message_id=properties.message_id,
     )
+    if limit_reached is None:
+        return message
+    queue_name, at = limit_reached
+    # The broker moved it, not a handler, so its history has no entry saying why: the x-death
+    # record does. It becomes the last failure, which dead_letters lists and filters by.
+    return message.with_failure(
+        DELIVERY_LIMIT_STAGE,
+        f"RabbitMQ dead-lettered it from {queue_name}: it was handed out unsettled more often "
+        "than the queue's delivery limit (x-delivery-limit) allows, e.g. every consumer it "
+        "reached crashed or lost its connection before settling it",
+        permanent=True,
+        at=at,
+    )
+
+
+DELIVERY_LIMIT_STAGE = "delivery-limit"
+"""The stage of the failure a dead letter gets when the broker moved it past the limit."""
+
+
+def _delivery_limit_death(headers: Mapping[str, Any]) -> tuple[str, datetime | None] | None:
+    """(queue, when) if RabbitMQ's x-death records say the delivery limit dead-lettered it."""
+    deaths = headers.get("x-death")
+    if not isinstance(deaths, list):
+        return None
+    for death in deaths:  # newest first
+        if not isinstance(death, Mapping):
+            continue
+        reason = death.get("reason")
+        if (reason.decode() if isinstance(reason, bytes) else reason) != "delivery_limit":
+            continue
+        queue_name = death.get("queue")
+        if isinstance(queue_name, bytes):
+            queue_name = queue_name.decode("utf-8", "replace")
+        at = death.get("time")
+        if isinstance(at, datetime) and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)  # pika decodes AMQP timestamps as naive UTC
+        return str(queue_name), at if isinstance(at, datetime) else None
+    return None
 
 
 def _quarantined(properties: Any, headers: dict[str, Any], body: bytes) -> Quarantined:

@@ -409,7 +409,11 @@ def runtime_of(app: Any) -> HubRuntime:
 
 def _safe_url(settings: HubSettings) -> str:
     url = settings.bus_url
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url
+    if "@" not in url:
+        return url
+    # Each node's URL without its credentials: the hosts are what an operator needs to read.
+    shown = []
+    for node_url in bus.node_urls(url) if url.lower().startswith(("amqp:", "amqps:")) else [url]:
+        scheme, _, rest = node_url.partition("://")
+        shown.append(f"{scheme}://***@{rest.rpartition('@')[2]}")
+    return ",".join(shown)

@@ -34,10 +34,16 @@ class HubSettings(BaseSettings):
     amqp_url: str | None = Field(
         default=None,
         description=(
-            "RabbitMQ URL, amqp://user:password@host:port/vhost (or amqps://). Empty: the "
+            "RabbitMQ URL, amqp://user:password@host:port/vhost (or amqps://); for a "
+            "cluster, one URL per node separated by commas: connections take the first node "
+            "and, when it does not answer or its connection is lost, the next. Empty: the "
             "embedded bus in data_dir/bus.sqlite3, for a first run on one machine."
         ),
-        examples=["amqp://guest:guest@127.0.0.1:5672/%2F"],
+        examples=[
+            "amqp://guest:guest@127.0.0.1:5672/%2F",
+            "amqp://hub:secret@mq1:5672/%2F,amqp://hub:secret@mq2:5672/%2F,"
+            "amqp://hub:secret@mq3:5672/%2F",
+        ],
     )
     database_url: str | None = Field(
         default=None,

@@ -38,7 +38,17 @@ def test_declares_quorum_targets_and_tiers_and_classic_dead_letters(rabbit: BusU
     topology = rabbit.topology({"national": ["penalty_case.#"]}, retry_delays=(0.2, 0.4, 0.8))
     rabbit.open(topology)
     target_queue = topology.target_queue("national")
-    assert "current is 'quorum'" in queue_type_conflict(target_queue, "classic", {})
+    # The broker compares the other arguments before the type: these are the target queue's
+    # delivery limit and dead-lettering (RabbitOptions.delivery_limit, default 20).
+    target_arguments: dict[str, object] = {
+        "x-delivery-limit": 20,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": topology.dead_queue("national"),
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+    refusal = queue_type_conflict(target_queue, "classic", target_arguments)
+    assert "current is 'quorum'" in refusal, refusal
     for tier, ttl in enumerate((200, 400, 800)):
         tier_arguments: dict[str, object] = {
             "x-message-ttl": ttl,
