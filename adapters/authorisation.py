@@ -45,7 +45,7 @@ from adapters.repeats import QUERY_CHUNK
 from adapters.routing import DISPATCHED, Directory, shown_department
 from mappings import TranslationError
 from standard.envelope import Envelope, Operation
-from store import METADATA, Store, upsert
+from store import METADATA, Store, replacing
 
 SERVED_RULE = "the sender must serve the department it acts for"
 """The rule a record in another department's name breaks, as answers and reasons name it."""
@@ -151,12 +151,8 @@ class StoredWarningAddressees(WarningAddressees):
         now = time.time()
         ordered = sorted(routed.items())  # in key order: no deadlock between two processes
         with self.store.begin() as db:
-            statement = upsert(db, WARNING_ADDRESSEE)
             db.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["warning_id"],
-                    set_={"system": statement.excluded.system, "at": statement.excluded.at},
-                ),
+                replacing(db, WARNING_ADDRESSEE),
                 [
                     {"warning_id": warning_id, "system": system, "at": now}
                     for warning_id, system in ordered

@@ -26,7 +26,7 @@ from collections.abc import Collection
 
 from sqlalchemy import Column, Double, Index, String, Table, delete, select
 
-from store import METADATA, Store, upsert
+from store import METADATA, Store, replacing
 
 QUERY_CHUNK = 500
 """Keys per SELECT (and per upsert): well below SQLite's limit of bound parameters."""
@@ -96,11 +96,8 @@ class StoredAcceptedChanges(AcceptedChanges):
         with self.store.begin() as db:
             # One statement, its parameters many: compiled once and cached, unlike a VALUES
             # list whose length changes the statement.
-            statement = upsert(db, ACCEPTED_CHANGE)
             db.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["key"], set_={"at": statement.excluded.at}
-                ),
+                replacing(db, ACCEPTED_CHANGE),
                 [{"key": key, "at": now} for key in ordered],
             )
         if now - self._pruned_at > _PRUNE_EVERY_S:

@@ -51,7 +51,7 @@ from standard.datasets.collaboration_task import FED_BACK_STATUSES, Collaboratio
 from standard.datasets.complaint import Complaint
 from standard.envelope import Envelope, Operation
 from standard.errors import StandardError
-from store import METADATA, Store, upsert
+from store import METADATA, Store, replacing, upsert
 from systems import CollaborationConfig, SystemConfig
 
 log = logging.getLogger("centre.collaboration")
@@ -350,16 +350,7 @@ class _ComplaintStore:
         }
         # Durable: the complaint's message is acknowledged to the bus once this commits.
         with self.store.begin(durable=True) as db:
-            statement = upsert(db, CENTRE_COMPLAINT).values(row)
-            db.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["centre", "task_id"],
-                    set_={
-                        "envelope": statement.excluded.envelope,
-                        "assigned_system": statement.excluded.assigned_system,
-                    },
-                )
-            )
+            db.execute(replacing(db, CENTRE_COMPLAINT), row)
 
     def find(self, task_id: str) -> tuple[Envelope, str | None] | None:
         """The complaint kept for `task_id` and the system its task was assigned to."""

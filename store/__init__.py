@@ -14,6 +14,7 @@ from store.database import (
     Store,
     StoreError,
     StoreUnavailable,
+    replacing,
     store_url,
     upsert,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "replacing",
     "store_url",
     "upsert",
 ]

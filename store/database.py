@@ -189,6 +189,22 @@ def upsert(bind: Connection | Engine, table: Table) -> sqlite.Insert | postgresq
     return sqlite.insert(table)
 
 
+def replacing(bind: Connection | Engine, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT into `table` that, for a row whose primary key is there already, replaces the
+    row's other columns ("insert or replace", without deleting: on both SQLite and PostgreSQL).
+    Execute it with one row or many."""
+    statement = upsert(bind, table)
+    key = [column.name for column in table.primary_key.columns]
+    return statement.on_conflict_do_update(
+        index_elements=key,
+        set_={
+            column.name: statement.excluded[column.name]
+            for column in table.columns
+            if column.name not in key
+        },
+    )
+
+
 def _engine(url: URL, *, synchronous: str) -> Engine:
     if url.get_backend_name() != "sqlite":
         # pool_pre_ping: a connection PostgreSQL dropped (restart, failover) is replaced

@@ -53,7 +53,7 @@ from mappings import (
     to_epoch,
 )
 from standard.errors import quoted
-from store import METADATA, Store, upsert
+from store import METADATA, Store, replacing
 
 log = logging.getLogger("adapters.protocols.poller")
 
@@ -190,16 +190,7 @@ class CursorStore:
         }
         # Durable: the records up to the cursor are not fetched again after a power cut.
         with self.store.begin(durable=True) as db:
-            statement = upsert(db, POLLER_CURSOR).values(row)
-            db.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["system", "message_type"],
-                    set_={
-                        "time": statement.excluded.time,
-                        "record_id": statement.excluded.record_id,
-                    },
-                )
-            )
+            db.execute(replacing(db, POLLER_CURSOR), row)
 
     def _load_file(self) -> Cursor | None:
         try:
