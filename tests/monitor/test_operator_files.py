@@ -29,6 +29,8 @@ QUESTIONS = (
     "Are targets healthy",
     "Is data quality dropping",
 )
+# promtool unit tests of alerts.yml: one evaluation a minute, a week in 15-minute steps, two hosts.
+RULE_TESTS = ("alerts_test.yml", "alerts_week_test.yml", "alerts_hosts_test.yml")
 KEYWORDS = {"and", "or", "unless", "offset", "bool", "by", "without", "on", "ignoring", "inf"}
 
 
@@ -104,7 +106,7 @@ def test_every_alert_has_a_severity_and_says_what_to_do() -> None:
 
 def test_every_alert_has_a_unit_test() -> None:
     tested: set[str] = set()
-    for name in ("alerts_test.yml", "alerts_week_test.yml"):
+    for name in RULE_TESTS:
         suite = yaml.safe_load((PROMETHEUS / name).read_text(encoding="utf-8"))
         for case in suite["tests"]:
             tested.update(t["alertname"] for t in case.get("alert_rule_test", []))
@@ -119,7 +121,25 @@ def test_the_dashboard_uses_defined_metrics_only() -> None:
     for title, expr in queries:
         used = metric_names(expr)
         assert used, f"panel {title!r} selects no series"
-        assert used <= defined, f"panel {title!r} uses undefined series {used - defined}"
+        unknown = used - defined - PROMETHEUS_OWN
+        assert not unknown, f"panel {title!r} uses undefined series {unknown}"
+
+
+# The broker's counts: every serve reads them from the same broker at its scrape.
+BROKER_COUNTS = {"jghub_queue_messages", "jghub_queue_consumers"}
+
+
+def test_broker_counts_are_taken_once_never_summed_over_hosts() -> None:
+    """Two serves report the same queue: a sum would double it (alerts_hosts_test.yml fires on
+    the values; this catches a new rule or panel before it has a unit test)."""
+    queries = [(rule.get("alert") or rule["record"], rule["expr"]) for rule in rules()]
+    queries += dashboard_queries()
+    reading = [(name, expr) for name, expr in queries if metric_names(expr) & BROKER_COUNTS]
+    assert len(reading) >= 6, reading
+    for name, expr in reading:
+        adds_up = re.search(r"\b(?:sum|count|avg)\b", expr)
+        assert adds_up is None, f"{name} adds up a broker count over hosts: {expr}"
+        assert "max by (target" in expr, f"{name} does not take the broker count once: {expr}"
 
 
 def test_the_dashboard_answers_each_operator_question() -> None:
@@ -159,14 +179,14 @@ def test_promtool_checks_the_rules_and_the_scrape_configuration() -> None:
 def test_promtool_runs_the_rule_unit_tests() -> None:
     promtool = _promtool()
     done = subprocess.run(
-        [promtool, "test", "rules", "alerts_test.yml", "alerts_week_test.yml"],
+        [promtool, "test", "rules", *RULE_TESTS],
         cwd=PROMETHEUS,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("SUCCESS") == 2
+    assert done.stdout.count("SUCCESS") == len(RULE_TESTS)
 
 
 def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
@@ -174,7 +194,10 @@ def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
     records = []
     for number, (_, expr) in enumerate(dashboard_queries()):
         concrete = (
-            expr.replace("$__rate_interval", "5m").replace("$system", ".*").replace("$target", ".*")
+            expr.replace("$__rate_interval", "5m")
+            .replace("$system", ".*")
+            .replace("$target", ".*")
+            .replace("$instance", ".*")
         )
         records.append({"record": f"dashboard:query:{number}", "expr": concrete})
     file = tmp_path / "dashboard_queries.yml"
