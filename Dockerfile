@@ -1,4 +1,5 @@
-# The hub's image: `jghub serve` and `jghub worker` (docker-compose.yml runs both from it).
+# The hub's image: `jghub serve`, `jghub worker` and `jghub db upgrade` (docker-compose.yml runs
+# all three from it).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -12,11 +13,16 @@ WORKDIR /app
 # samples travel as package data).
 COPY pyproject.toml README.md ./
 COPY standard ./standard
-COPY mappings ./mappings
-COPY adapters ./adapters
 COPY bus ./bus
+COPY store ./store
+COPY mappings ./mappings
 COPY monitor ./monitor
+COPY systems ./systems
+COPY adapters ./adapters
+COPY centre ./centre
 COPY hub ./hub
+# psycopg[binary] (the PostgreSQL driver) is a manylinux wheel carrying its own libpq: no
+# compiler and no libpq package in this slim image.
 RUN pip install . && rm -rf build *.egg-info
 
 # The systems configuration is not package data: it is the deployment's, so it stays a file.

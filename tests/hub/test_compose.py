@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from hub.cli import app as cli_app
 from hub.settings import HubSettings
+from hub.systems import load_systems
 from monitor.api import metrics_router
 from monitor.settings import MonitorSettings
 
@@ -32,7 +33,12 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 
 # What the operator puts in the environment (or .env) before `docker compose up`.
-OPERATOR_ENVIRONMENT = {"RABBITMQ_PASSWORD": "s3cret-broker", "GRAFANA_ADMIN_PASSWORD": "s3cret-gf"}
+OPERATOR_ENVIRONMENT = {
+    "RABBITMQ_PASSWORD": "s3cret-broker",
+    "POSTGRES_PASSWORD": "s3cret-store",
+    "GRAFANA_ADMIN_PASSWORD": "s3cret-gf",
+}
+NGINX_CONF = PurePosixPath("/etc/nginx/nginx.conf")
 
 _VARIABLE = re.compile(
     r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|:\?|-|\?)(?P<arg>[^}]*))?\}"
@@ -83,6 +89,15 @@ def command_of(service: dict[str, Any]) -> list[str]:
 
 def workers(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: s for name, s in services.items() if command_of(s)[:1] == ["worker"]}
+
+
+def serves(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in services.items() if command_of(s)[:1] == ["serve"]}
+
+
+def hub_containers(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every container of the hub's image (serve, worker, the migration step)."""
+    return {name: s for name, s in services.items() if s.get("build") == "."}
 
 
 def bind_mounts(service: dict[str, Any]) -> list[tuple[Path, PurePosixPath]]:
@@ -140,31 +155,78 @@ def cli_command(name: str) -> Any:
     return commands[name]
 
 
-def hub_processes(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {"hub": services["hub"], **workers(services)}
+def parse_cli(name: str, argv: list[str]) -> Any:
+    """The click context of `jghub argv...`, through command groups (`db upgrade`)."""
+    command = cli_command(argv[0])
+    rest = argv[1:]
+    while getattr(command, "commands", None):
+        assert rest, f"{name}: `jghub {' '.join(argv)}` names no subcommand"
+        assert rest[0] in command.commands, f"{name}: `jghub {' '.join(argv)}`: no such command"
+        command, rest = command.commands[rest[0]], rest[1:]
+    return command.make_context(name, rest, resilient_parsing=False)
+
+
+def hub_environment(service: dict[str, Any]) -> dict[str, str]:
+    return {key: str(value) for key, value in service["environment"].items()}
 
 
 # -- services and commands -----------------------------------------------------------------------
 
 
 def test_every_part_of_the_deployment_is_a_service(services: dict[str, dict[str, Any]]) -> None:
-    assert {"rabbitmq", "hub", "prometheus", "grafana"} <= services.keys()
+    assert {"rabbitmq", "postgres", "migrate", "nginx", "prometheus", "grafana"} <= services.keys()
+    assert len(serves(services)) == 2, sorted(services)
     assert len(workers(services)) == 2, sorted(services)
 
 
-def test_the_hub_serves_and_the_workers_work_with_commands_the_cli_has(
+def test_the_hubs_serve_and_the_workers_work_with_commands_the_cli_has(
     services: dict[str, dict[str, Any]],
 ) -> None:
     entrypoint = _dockerfile_instruction("ENTRYPOINT")
     assert yaml.safe_load(entrypoint) == ["jghub"]
-    assert command_of(services["hub"])[:1] == ["serve"]
-    for name, service in hub_processes(services).items():
-        command = cli_command(command_of(service)[0])
+    for name, service in hub_containers(services).items():
         # click parses the arguments exactly as the container would pass them.
-        context = command.make_context(name, command_of(service)[1:], resilient_parsing=False)
-        assert context.command.name in {"serve", "worker"}
-        if command.name == "worker":
+        context = parse_cli(name, command_of(service))
+        assert context.command.name in {"serve", "worker", "upgrade"}, name
+        if context.command.name == "worker":
             assert context.params["metrics_port"] > 0, f"{name} must expose its own metrics"
+
+
+def test_the_store_is_migrated_once_before_any_hub_starts(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    containers = hub_containers(services)
+    migrating = []
+    for name, service in containers.items():
+        context = parse_cli(name, command_of(service))
+        hub, _ = _settings_from(hub_environment(service))
+        if (
+            context.command.name == "upgrade"
+            or context.params.get("migrate")
+            or (hub.database_migrate)
+        ):
+            migrating.append(name)
+    assert migrating == ["migrate"], f"one migration step, not {migrating}"
+    assert services["migrate"].get("restart") == "no", "a one-shot step must not restart"
+    postgres_ready = services["migrate"]["depends_on"]["postgres"]["condition"]
+    assert postgres_ready == "service_healthy"
+    assert services["postgres"]["healthcheck"]["test"]
+    for name, service in containers.items():
+        if name != "migrate":
+            condition = service["depends_on"]["migrate"]["condition"]
+            assert condition == "service_completed_successfully", f"{name} may race the migration"
+
+
+def test_no_volume_is_shared_by_two_hub_containers(services: dict[str, dict[str, Any]]) -> None:
+    """Nothing a hub needs lives in its data folder (issue #14): each has its own or none."""
+    mounted_by: dict[str, list[str]] = {}
+    for name, service in hub_containers(services).items():
+        for volume in service.get("volumes", []):
+            source, _, mode = [*volume.split(":"), "", ""][:3]
+            if mode != "ro":
+                mounted_by.setdefault(source, []).append(name)
+    shared = {source: names for source, names in mounted_by.items() if len(names) > 1}
+    assert not shared, f"writable volumes shared by hub containers: {shared}"
 
 
 # -- files on the host ---------------------------------------------------------------------------
@@ -193,7 +255,11 @@ def test_the_dockerfile_copies_only_files_the_repository_has() -> None:
             assert (REPO / source).exists(), f"COPY {source}: no such file in the repository"
             assert source not in ignored, f"COPY {source}: .dockerignore leaves it out"
     copied = {source for sources in copies for source in sources}
-    packages = {"standard", "mappings", "adapters", "bus", "monitor", "hub"}
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    included = re.search(r"^include = \[(.*)\]$", pyproject, re.MULTILINE)
+    assert included is not None, "pyproject.toml names no packages"
+    packages = {name.strip(' "*') for name in included.group(1).split(",")}
+    assert {"store", "centre", "hub"} <= packages
     assert packages <= copied, f"packages not copied: {sorted(packages - copied)}"
     assert "config" in copied, "the image needs the systems configuration"
     assert _dockerfile_instruction("USER") not in {"root", "0"}
@@ -228,19 +294,26 @@ def test_every_jghub_variable_in_compose_is_a_setting_or_a_system_secret(
 def test_the_compose_environment_is_valid_hub_and_monitor_settings(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name, service in hub_processes(services).items():
-        environment = {key: str(value) for key, value in service["environment"].items()}
-        hub, monitor = _settings_from(environment)
+    postgres = services["postgres"]["environment"]
+    for name, service in hub_containers(services).items():
+        hub, monitor = _settings_from(hub_environment(service))
         assert hub.amqp_url is not None, f"{name} would use the embedded bus"
         assert urlsplit(hub.amqp_url).hostname == "rabbitmq"
         assert urlsplit(hub.amqp_url).port in container_ports(services["rabbitmq"])
         assert urlsplit(hub.amqp_url).password == OPERATOR_ENVIRONMENT["RABBITMQ_PASSWORD"]
-        data_volumes = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
-        assert data_volumes.get(str(hub.data_dir)) == "hub-data", f"{name}: data_dir not shared"
+        # Every hub on the one PostgreSQL store, as the postgres service creates it.
+        assert hub.database_url is not None, f"{name} would use its own SQLite store"
+        database = urlsplit(hub.database_url)
+        assert database.scheme == "postgresql" and database.hostname == "postgres"
+        assert database.port == 5432 and "PGPORT" not in postgres
+        assert database.username == postgres["POSTGRES_USER"]
+        assert database.password == OPERATOR_ENVIRONMENT["POSTGRES_PASSWORD"]
+        assert database.path == f"/{postgres['POSTGRES_DB']}"
         # Per-container samples: a shared folder would mix processes with the same pid.
         assert monitor.metrics_dir is not None
         assert hub.data_dir not in monitor.metrics_dir.parents
         assert str(hub.systems_file).startswith("/app/"), "the Dockerfile copies config to /app"
+        assert not hub.trusted_proxies, "nginx passes no client address nor certificate subject"
 
 
 def _settings_from(environment: dict[str, str]) -> tuple[HubSettings, MonitorSettings]:
@@ -259,7 +332,7 @@ def _settings_from(environment: dict[str, str]) -> tuple[HubSettings, MonitorSet
 def test_secrets_come_from_the_environment_never_from_the_file(raw: dict[str, Any]) -> None:
     secret_names = systems_secret_names()
     services = raw["services"]
-    for name in ("hub", *workers(resolve(services, OPERATOR_ENVIRONMENT))):
+    for name in hub_containers(resolve(services, OPERATOR_ENVIRONMENT)):
         environment = services[name]["environment"]
         missing = secret_names - environment.keys()
         assert not missing, f"{name} does not pass {sorted(missing)}"
@@ -270,8 +343,12 @@ def test_secrets_come_from_the_environment_never_from_the_file(raw: dict[str, An
         marker = {"RABBITMQ_PASSWORD": "from-the-environment"}
         password = urlsplit(interpolate(environment["JGHUB_AMQP_URL"], marker)).password
         assert password == marker["RABBITMQ_PASSWORD"], "the broker password is in the file"
+        marker = {"POSTGRES_PASSWORD": "from-the-environment"}
+        password = urlsplit(interpolate(environment["JGHUB_DATABASE_URL"], marker)).password
+        assert password == marker["POSTGRES_PASSWORD"], "the store password is in the file"
     for service, variable in (
         ("rabbitmq", "RABBITMQ_DEFAULT_PASS"),
+        ("postgres", "POSTGRES_PASSWORD"),
         ("grafana", "GF_SECURITY_ADMIN_PASSWORD"),
     ):
         value = services[service]["environment"][variable]
@@ -284,10 +361,14 @@ def test_secrets_come_from_the_environment_never_from_the_file(raw: dict[str, An
 def test_the_hub_port_agrees_with_its_settings_and_prometheus(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    environment = {key: str(value) for key, value in services["hub"]["environment"].items()}
-    hub, _ = _settings_from(environment)
-    assert hub.host == "0.0.0.0"
-    assert hub.port in container_ports(services["hub"])
+    ports = set()
+    for name, service in serves(services).items():
+        hub, _ = _settings_from(hub_environment(service))
+        assert hub.host == "0.0.0.0"
+        assert {str(hub.port)} == {str(port) for port in service["expose"]}, name
+        assert "ports" not in service, f"{name} is reached through nginx only"
+        ports.add(hub.port)
+    (port,) = ports
     # The image's default and HubSettings' default agree, so `docker run` without compose works.
     assert f"JGHUB_PORT={HubSettings.model_fields['port'].default}" in DOCKERFILE.read_text(
         encoding="utf-8"
@@ -295,7 +376,9 @@ def test_the_hub_port_agrees_with_its_settings_and_prometheus(
     jobs = _prometheus_jobs(services)
     route_paths = {getattr(r, "path", None) for r in metrics_router(CollectorRegistry()).routes}
     assert jobs["jghub"]["metrics_path"] in route_paths
-    assert _compose_targets(services, jobs["jghub"]) == [f"hub:{hub.port}"]
+    # Every replica on its own: through nginx Prometheus would see one or the other at random.
+    serve_targets = sorted(f"{name}:{port}" for name in serves(services))
+    assert sorted(_compose_targets(services, jobs["jghub"])) == serve_targets
     worker_targets = _compose_targets(services, jobs["jghub-workers"])
     expected = []
     for name, service in workers(services).items():
@@ -403,6 +486,100 @@ def test_rabbitmq_enables_management_and_prometheus(services: dict[str, dict[str
     assert text.startswith("[") and text.endswith("].")  # an Erlang term, ended by a dot
     plugins = {name.strip() for name in text[1:-2].split(",")}
     assert {"rabbitmq_management", "rabbitmq_prometheus"} <= plugins
+
+
+# -- the entry point in front of the replicas -----------------------------------------------------
+
+
+def nginx_directives(service: dict[str, Any]) -> tuple[Path, list[tuple[str, list[str]]]]:
+    """The host file nginx reads and its directives in order, as (name, arguments)."""
+    conf = _host_path_of(service, NGINX_CONF)
+    assert conf.is_file(), f"nginx reads {NGINX_CONF}, mounted from {conf}, which is missing"
+    text = re.sub(r"#[^\n]*", "", conf.read_text(encoding="utf-8"))
+    directives = []
+    for statement in re.split(r"[;{}]", text):
+        words = statement.split()
+        if words:
+            directives.append((words[0], words[1:]))
+    return conf, directives
+
+
+def test_nginx_round_robins_every_serve_replica_and_nothing_else(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    _, directives = nginx_directives(services["nginx"])
+    # `server host:port` in the upstream block (a `server {` block has no argument).
+    upstreams = sorted(args[0] for name, args in directives if name == "server" and args)
+    expected = []
+    for name, service in serves(services).items():
+        hub, _ = _settings_from(hub_environment(service))
+        expected.append(f"{name}:{hub.port}")
+    assert upstreams == sorted(expected)
+    balancing = {"ip_hash", "hash", "sticky", "least_conn"} & {name for name, _ in directives}
+    assert not balancing, f"any replica may take any request; no stickiness: {balancing}"
+    (listen,) = [args[0] for name, args in directives if name == "listen"]
+    assert int(listen) in container_ports(services["nginx"])
+    # A request that reached a hub is not sent to the other one again (a push is not repeated).
+    (retry,) = [args for name, args in directives if name == "proxy_next_upstream"]
+    assert set(retry) <= {"error", "timeout"}, retry
+    for name in serves(services):
+        assert services["nginx"]["depends_on"][name], f"nginx starts before {name}"
+
+
+def test_nginx_passes_no_client_identity_the_hubs_would_not_check(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    _, directives = nginx_directives(services["nginx"])
+    headers = {args[0].lower(): args[1:] for name, args in directives if name == "proxy_set_header"}
+    # The hubs never read X-Forwarded-For and believe X-Client-Subject only from
+    # JGHUB_TRUSTED_PROXIES (unset here, see above): a client's own must not pass through.
+    assert headers.get("x-forwarded-for") == ['""']
+    assert headers.get("x-client-subject") == ['""']
+
+
+def test_nginx_limits_are_no_looser_than_the_hubs(services: dict[str, dict[str, Any]]) -> None:
+    _, directives = nginx_directives(services["nginx"])
+    found = {name: args for name, args in directives}
+    hub, _ = _settings_from(hub_environment(next(iter(serves(services).values()))))
+    systems = load_systems(hub.systems_file.relative_to("/app")).systems
+    largest = max(system.max_body_bytes or hub.max_body_bytes for system in systems)
+    assert _nginx_size(found["client_max_body_size"][0]) == largest
+    assert _nginx_seconds(found["client_header_timeout"][0]) <= hub.header_timeout_s
+    assert _nginx_seconds(found["client_body_timeout"][0]) <= hub.body_timeout_s
+    assert "limit_conn" in found and "limit_req" in found, "per-client limits belong to the proxy"
+
+
+def _nginx_size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    return int(text[:-1]) * units[text[-1].lower()] if text[-1].isalpha() else int(text)
+
+
+def _nginx_seconds(text: str) -> float:
+    return float(text.removesuffix("s"))
+
+
+def test_nginx_accepts_its_configuration(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    nginx = shutil.which("nginx") or next(
+        (str(path) for path in (Path("/usr/sbin/nginx"),) if path.exists()), None
+    )
+    if nginx is None:
+        skip_or_fail("nginx is not installed (apt-get install -y nginx-light)")
+    conf, _ = nginx_directives(services["nginx"])
+    # The replicas' names resolve only inside compose: the same file with loopback addresses.
+    text = conf.read_text(encoding="utf-8")
+    for name in serves(services):
+        text = text.replace(f"{name}:", "127.0.0.1:")
+    (tmp_path / "nginx.conf").write_text(text.replace("/tmp/nginx.pid", str(tmp_path / "pid")))
+    done = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+         "-e", str(tmp_path / "error.log")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
 
 
 # -- the real tool -------------------------------------------------------------------------------
