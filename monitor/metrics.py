@@ -19,6 +19,10 @@ Counters and histograms of exited processes keep counting in the sum (so totals 
 gauges use `livemax` (the worst value among live processes: the breaker state, poller lag).
 Queue depths and consumers are not observed by any process: `monitor.queues.QueueCollector`
 reads them from the broker at scrape time.
+
+Several hosts: each host's /metrics answers for that host's processes only (the folder is per
+host), Prometheus scrapes every host, and the alert rules and dashboard aggregate over the
+`instance` label (monitor/prometheus/alerts.yml says how).
 """
 
 from __future__ import annotations

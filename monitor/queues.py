@@ -11,6 +11,10 @@ RabbitMQ backend's admin connection, one SQLite read on the embedded one), and e
 A count the broker cannot tell (RabbitMQ does not report in-flight messages, the embedded broker
 does not know the consumers of other processes) is absent rather than 0, so an absent series does
 not fire a "no consumers" alert by mistake.
+
+Only `jghub serve` registers this collector (a worker's --metrics-port does not), but with several
+serve hosts each one reports the same broker's counts under its own `instance`: the alert rules
+and the dashboard take them once, `max by (target)`, never a sum (monitor/prometheus/alerts.yml).
 """
 
 from __future__ import annotations
