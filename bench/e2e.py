@@ -1,6 +1,7 @@
 """End to end on the local RabbitMQ: push over HTTP → translate → bus → worker → HTTP sink.
 
     python bench/e2e.py [--duration 60] [--concurrency 4] [--workers 1] [--soak]
+                        [--database-url postgresql://...] [--compare-stores]
 
 Every figure is measured in the same run, on the same machine and broker:
 - raw reference: `bench/bus.py`'s raw pika functions (pipelined publisher confirms into a
@@ -16,7 +17,13 @@ Every figure is measured in the same run, on the same machine and broker:
   the sustained rate with its own percentiles; single-record pushes, req/s;
 - ratios: hub batch records/s ÷ raw publish msgs/s (`batch_vs_raw`), hub single req/s ÷ naive
   req/s (`single_vs_naive`); peak RSS of the serve and worker processes (/proc VmHWM);
-- --soak: the batch phase runs 10 minutes; RSS after the first minute against RSS at the end.
+- --soak: the batch phase runs 10 minutes; RSS after the first minute against RSS at the end;
+- the store: the hub runs on the embedded SQLite store of its data folder, or on
+  --database-url (migrated once with `jghub db upgrade` before the processes start).
+  --compare-stores runs only the batch phase (after its warm-up), twice in the same run: on the
+  embedded store, then on a fresh PostgreSQL database (created through --postgresql-admin-url,
+  dropped after), and reports records/s end to end for both and `postgresql_vs_sqlite`
+  (target: PostgreSQL ≥ 0.8× SQLite, issue #14).
 
 The load generator runs in its own process (httpx, one connection per thread, --concurrency
 threads), so it does not take the hub's interpreter. The last line is one JSON object with every
@@ -302,12 +309,14 @@ def hub_processes(
     *,
     document: dict[str, Any] | None = None,
     secrets: dict[str, str] | None = None,
+    database_url: str | None = None,
 ) -> Iterator[tuple[str, dict[str, int]]]:
     """`jghub serve` and `workers` `jghub worker` processes; yields (base URL, their pids).
 
     The pids are named serve, worker, worker2, worker3...: competing consumers of one queue.
     `document` replaces the systems file (`systems_document(sink_url)`), `secrets` adds the
-    environment variables its systems' keys are read from.
+    environment variables its systems' keys are read from. `database_url`: the store
+    (JGHUB_DATABASE_URL), migrated before the processes start; None: the embedded one.
     """
     document = document or systems_document(sink_url)
     systems_file = folder / "systems.yaml"
@@ -324,7 +333,11 @@ def hub_processes(
         "JGHUB_AMQP_URL": URL,
         **(secrets or {}),
     }
+    if database_url:
+        env["JGHUB_DATABASE_URL"] = database_url
     python = [sys.executable, "-m", "hub.cli"]
+    if database_url:
+        subprocess.run([*python, "db", "upgrade"], env=env, cwd=_HERE.parent, check=True)
     serve = subprocess.Popen(
         [*python, "serve", "--port", str(port), "--log-level", "warning"], env=env, cwd=_HERE.parent
     )
@@ -468,6 +481,67 @@ def summarise(
     return figures
 
 
+@contextmanager
+def fresh_postgresql(admin_url: str) -> Iterator[str]:
+    """A new PostgreSQL database, created through `admin_url` and dropped after; its URL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"jghub_bench_{uuid.uuid4().hex[:12]}"
+    admin = make_url(admin_url)
+    address = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(address, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(address, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def store_phase(
+    database_url: str | None, *, batch: int, concurrency: int, workers: int, duration: float
+) -> dict[str, float]:
+    """The batch phase (after a warm-up) on one store: its figures (`summarise`)."""
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        with (
+            sink_process(folder) as (sink_url, dump),
+            hub_processes(folder, sink_url, workers, database_url=database_url) as (base, _),
+        ):
+            job = {"records": batch, "concurrency": concurrency}
+            hub_phase(base, sink_url, folder, first=0, duration=3, **job)
+            stamps, _ = hub_phase(base, sink_url, folder, first=10**9, duration=duration, **job)
+        arrivals: dict[str, float] = json.loads(dump.read_text())
+    return summarise(stamps, arrivals, batch)
+
+
+def compare_stores(options: argparse.Namespace, figures: dict[str, Any]) -> None:
+    """The batch phase on the embedded store, then on a fresh PostgreSQL database."""
+    with fresh_postgresql(options.postgresql_admin_url) as postgresql_url:
+        for name, url in (("sqlite", None), ("postgresql", postgresql_url)):
+            phase = store_phase(
+                url,
+                batch=options.batch,
+                concurrency=options.concurrency,
+                workers=options.workers,
+                duration=options.duration,
+            )
+            for key, value in phase.items():
+                figures[f"{name}_{key}"] = value
+            print(
+                f"hub on {name:<10}: {phase['ingress_records_per_s']:8.0f} records/s in, "
+                f"{phase['end_to_end_records_per_s']:8.0f} records/s to the sink; latency p50 "
+                f"{phase['latency_ms_p50']:.1f} p99 {phase['latency_ms_p99']:.1f} ms; "
+                f"accepted {phase['accepted']:.0f}, arrived {phase['arrived']:.0f}",
+                flush=True,
+            )
+    figures["postgresql_vs_sqlite"] = (
+        figures["postgresql_end_to_end_records_per_s"] / figures["sqlite_end_to_end_records_per_s"]
+    )
+    print(f"postgresql_vs_sqlite {figures['postgresql_vs_sqlite']:.3f} (target 0.8)", flush=True)
+
+
 def naive_rate(folder: Path, concurrency: int, duration: float) -> float:
     """req/s of the naive FastAPI publisher (own uvicorn process), one record per request."""
     namespace = f"naive{uuid.uuid4().hex[:8]}"
@@ -525,6 +599,11 @@ def translate_rate(records: int, rounds: int = 5) -> float:
     return records / best
 
 
+def rounded(figures: dict[str, Any]) -> str:
+    """The figures as one JSON line, floats to 4 decimals."""
+    return json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60, help="seconds of the batch phase")
@@ -539,6 +618,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--soak", action="store_true", help=f"batch phase of {SOAK_S} s, RSS growth"
     )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="the hub's store (JGHUB_DATABASE_URL, migrated first); default: embedded SQLite",
+    )
+    parser.add_argument(
+        "--compare-stores",
+        action="store_true",
+        help="only the batch phase, on embedded SQLite then on a fresh PostgreSQL database",
+    )
+    parser.add_argument(
+        "--postgresql-admin-url",
+        default=os.environ.get(
+            "JGHUB_BENCH_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="where --compare-stores may CREATE and DROP its database",
+    )
     options = parser.parse_args(argv)
     duration = SOAK_S if options.soak else options.duration
     figures: dict[str, Any] = {
@@ -546,7 +642,15 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency": options.concurrency,
         "workers": options.workers,
         "duration_s": duration,
+        "store": "postgresql" if options.database_url else "sqlite",
     }
+    if options.compare_stores:
+        figures["store"] = "both"
+        compare_stores(options, figures)
+        print(
+            json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()})
+        )
+        return 0
 
     envelope_bytes = len(
         load_system(SYSTEMS_ROOT / SOURCE)
@@ -585,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         with (
             sink_process(folder) as (sink_url, dump),
-            hub_processes(folder, sink_url, options.workers) as (
+            hub_processes(folder, sink_url, options.workers, database_url=options.database_url) as (
                 base,
                 pids,
             ),
@@ -670,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{figures['worker_rss_growth']:.1%} (after the first minute; target < 10% in --soak)",
         flush=True,
     )
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}))
+    print(rounded(figures))
     return 0
 
 

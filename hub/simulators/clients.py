@@ -21,6 +21,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,23 +292,38 @@ class SystemClient:
 
 
 class OutboxPuller:
-    """Pulls one system's outbox from the hub until stopped; logs and acknowledges what it gets."""
+    """Pulls one system's outbox from the hub until stopped; logs and acknowledges what it gets.
+
+    Given several hub URLs (hosts behind a load balancer), pulls go to each in turn and each
+    lease is acknowledged through the next one, as a balancer may route the acknowledgement to
+    another host than the pull; a host that does not answer is passed over (`failovers`).
+    `pulled` counts the message ids handed out, `acked` those whose acknowledgement the hub
+    answered, `pending` is what the hub said was left after the last acknowledgement.
+    """
 
     def __init__(
         self,
         system: SystemConfig,
-        hub_url: str,
+        hub_url: str | Sequence[str],
         *,
         log: DeliveryLog | None = None,
         interval_s: float = 0.2,
         limit: int = 100,
+        timeout: float = 30.0,
     ) -> None:
         self.system = system
         self.log = log or DeliveryLog()
         self.interval_s = interval_s
         self.limit = limit
         self.secret = system.auth.secret() if system.auth.scheme != "mtls" else None
-        self._http = httpx.Client(base_url=hub_url.rstrip("/"), timeout=30)
+        urls = [hub_url] if isinstance(hub_url, str) else list(hub_url)
+        self._hubs = [httpx.Client(base_url=url.rstrip("/"), timeout=timeout) for url in urls]
+        self._turn = 0
+        self.pulled: Counter[str] = Counter()
+        self.acked: set[str] = set()
+        self.acked_elsewhere = 0
+        self.failovers = 0
+        self.pending: int | None = None
 
     def _headers(self) -> dict[str, str]:
         if self.secret is None:
@@ -318,14 +334,34 @@ class OutboxPuller:
             return RequestSigner(self.system.auth.app_key or "", self.secret).headers()
         return {}
 
+    def _request(self, first: int, method: str, path: str, **request: Any) -> tuple[int, Any]:
+        """Send through hub `first`, or the next ones in turn when it does not answer; the
+        index of the hub that answered and its answer. The last hub's failure is raised."""
+        for step in range(len(self._hubs)):
+            index = (first + step) % len(self._hubs)
+            try:
+                response = self._hubs[index].request(method, path, **request)
+                response.raise_for_status()
+                return index, response
+            except httpx.TransportError:
+                if step == len(self._hubs) - 1:
+                    raise
+                self.failovers += 1
+        raise AssertionError("unreachable")
+
     def pull_once(self) -> int:
         """One pull and its acknowledgement; the number of messages received."""
         base = f"/systems/{self.system.id}/outbox"
         auth = basic_auth(self.system, self.secret)
-        response = self._http.get(
-            base, params={"limit": self.limit}, headers=self._headers(), auth=auth
+        self._turn += 1
+        pulled_from, response = self._request(
+            self._turn,
+            "GET",
+            base,
+            params={"limit": self.limit},
+            headers=self._headers(),
+            auth=auth,
         )
-        response.raise_for_status()
         lease = response.json()
         messages = lease.get("messages") or []
         for message in messages:
@@ -335,6 +371,7 @@ class OutboxPuller:
                 if message.get("encoding") == "base64"
                 else str(body).encode("utf-8")
             )
+            self.pulled[str(message.get("id"))] += 1
             self.log.add(
                 Delivered(
                     system=self.system.id,
@@ -347,13 +384,17 @@ class OutboxPuller:
                 )
             )
         if messages:
-            acked = self._http.post(
+            acked_through, acked = self._request(
+                pulled_from + 1,
+                "POST",
                 f"{base}/ack",
                 json={"lease_id": lease["lease_id"], "cursor": lease["cursor"]},
                 headers=self._headers(),
                 auth=auth,
             )
-            acked.raise_for_status()
+            self.acked.update(str(message.get("id")) for message in messages)
+            self.acked_elsewhere += acked_through != pulled_from
+            self.pending = acked.json().get("pending")
         return len(messages)
 
     def run(self, stop: threading.Event) -> None:
@@ -367,7 +408,8 @@ class OutboxPuller:
                 stop.wait(self.interval_s)
 
     def close(self) -> None:
-        self._http.close()
+        for client in self._hubs:
+            client.close()
 
 
 # ---------------------------------------------------------------------- answers

@@ -10,6 +10,9 @@ its own change time a second apart, so paging by change time is exercised; every
 judged once by the system's mapping, so the source knows how many the hub must accept.
 
 `served` tracks which records a poller has fetched; `add(n)` adds newer records while it runs.
+`reads` logs every page asked for: by whom (the API key it came with; `api_keys` lets several
+hub hosts, each with a key of its own, read one source and be told apart), when, and which
+records it held that the request had not already seen (those changed after its "since").
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import json
 import os
 import secrets
 import threading
+import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,6 +46,26 @@ class _Record:
     record_id: str
     raw: Any
     valid: bool
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    """One page a poller asked for.
+
+    Attributes:
+      reader: the API key it came with ("" without one).
+      message_type: the channel's message type.
+      page: the page number asked for.
+      new: ids of the records in the page changed after the request's "since" — the
+        records the page told the poller for the first time, if its cursor was right.
+      at: when it was answered (time.monotonic()).
+    """
+
+    reader: str
+    message_type: str
+    page: int
+    new: tuple[str, ...]
+    at: float
 
 
 @dataclass
@@ -66,6 +91,8 @@ class SimulatedSource:
       records: records per channel at the start.
       invalid_share: share of records spoiled on purpose.
       seed: makes the generated records repeatable.
+      api_keys: the keys the list endpoint accepts, for a channel with `api_key_env`; None:
+        the one in that environment variable.
     """
 
     def __init__(
@@ -76,8 +103,11 @@ class SimulatedSource:
         records: int = 20,
         invalid_share: float = 0.0,
         seed: int = 0,
+        api_keys: Collection[str] | None = None,
     ) -> None:
         self.system = system
+        self.api_keys = None if api_keys is None else frozenset(api_keys)
+        self.reads: list[SourceRead] = []
         self.mappings = mappings
         self.invalid_share = invalid_share
         self._lock = threading.Lock()
@@ -174,8 +204,10 @@ class SimulatedSource:
         if token is not None:
             return request.headers.get(token.header) == f"{token.prefix}{self._token}"
         if feed.options.api_key_env:
-            expected = os.environ.get(feed.options.api_key_env)
-            return request.headers.get(feed.options.api_key_header) == expected
+            given = request.headers.get(feed.options.api_key_header)
+            if self.api_keys is not None:
+                return given in self.api_keys
+            return given == os.environ.get(feed.options.api_key_env)
         return True
 
     def _list_route(self, feed: _Feed, path: str) -> None:
@@ -210,6 +242,15 @@ class SimulatedSource:
                 start = (number - options.first_page) * size
                 chosen = matching[start : start + size] if start >= 0 else []
                 feed.served.update(r.record_id for r in chosen)
+                self.reads.append(
+                    SourceRead(
+                        reader=request.headers.get(options.api_key_header, ""),
+                        message_type=feed.channel.message_type,
+                        page=number,
+                        new=tuple(r.record_id for r in chosen if r.time > since),
+                        at=time.monotonic(),
+                    )
+                )
             document = copy.deepcopy(feed.template)
             _put(document, options.records_path, [r.raw for r in chosen])
             if options.total_path and _is_dotted(options.total_path):

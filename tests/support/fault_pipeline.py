@@ -63,12 +63,24 @@ def case_batch(first: int, count: int) -> bytes:
     return (_HEAD + "\n".join(records) + "\n</cf:AJPC>\n").encode("gb18030")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A worker killed mid-request resets its connection: what the fault tests do, not a
+        # fault of the sink.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class Sink:
     """A loopback HTTP target: counts arrivals by idempotency key; 503 or slow on demand."""
 
     def __init__(self) -> None:
         self.keys: dict[str, int] = {}
         self.ids: set[str] = set()
+        self.arrivals: dict[str, int] = {}
+        """Arrivals by envelope id."""
+        self.sources: dict[str, str] = {}
+        """The CloudEvents `source` of each envelope id (who sent the record in)."""
         self.failed_answers = 0
         self.unreadable: list[bytes] = []
         self.failing_until = 0.0
@@ -99,7 +111,8 @@ class Sink:
                     return
                 key = self.headers.get("Idempotency-Key", "")
                 try:
-                    envelope_id = json.loads(body)["id"]
+                    envelope = json.loads(body)
+                    envelope_id = envelope["id"]
                 except (ValueError, KeyError, TypeError):
                     with owner.lock:
                         owner.unreadable.append(body[:200])
@@ -108,6 +121,8 @@ class Sink:
                 with owner.lock:
                     owner.keys[key] = owner.keys.get(key, 0) + 1
                     owner.ids.add(envelope_id)
+                    owner.arrivals[envelope_id] = owner.arrivals.get(envelope_id, 0) + 1
+                    owner.sources[envelope_id] = str(envelope.get("source", ""))
                 self._answer(200, b"{}")
 
             def _answer(self, status: int, body: bytes) -> None:
@@ -116,7 +131,7 @@ class Sink:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cases"
@@ -140,6 +155,65 @@ class Sink:
         self.server.shutdown()
 
 
+def fault_systems(
+    sink_url: str,
+    *,
+    tiers: list[float] | None = None,
+    in_process_attempts: int = 2,
+    breaker_cooldown_s: float = 30.0,
+    extra_systems: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The fault tests' systems (see the module docstring): `national` delivers to `sink_url`."""
+    return {
+        "systems": [
+            {
+                "id": "eco-env-penalty",
+                "name_zh": "省生态环境厅环境行政处罚系统",
+                "auth": {"scheme": "api_key", "key_env": "JGHUB_FAULT_KEY_ECO"},
+                "inbound": [
+                    {
+                        "adapter": "xml_push",
+                        "message_type": "case_batch",
+                        "options": {"default_charset": "gb2312", "answer": "json"},
+                    },
+                    {
+                        "adapter": "soap_push",
+                        "message_type": "case_batch",
+                        "options": {"operation": "ReceiveCaseBatch"},
+                    },
+                ],
+                "rate_limit": {"per_second": 1e6, "burst": 1_000_000},
+            },
+            {
+                "id": "json-dept",
+                "name_zh": "JSON 测试部门",
+                "mapping": "grassroots-platform",
+                "auth": {"scheme": "api_key", "key_env": "JGHUB_FAULT_KEY_JSON"},
+                "inbound": [{"adapter": "rest_push", "message_type": "event_report"}],
+            },
+            {
+                "id": "national",
+                "name_zh": '国家"互联网+监管"系统',
+                "auth": {"scheme": "api_key", "key_env": "JGHUB_FAULT_KEY_NATIONAL"},
+                "outbound": {
+                    "adapter": "rest_sender",
+                    "render": {"penalty_case": "cloudevent"},
+                    "options": {
+                        "url": sink_url,
+                        "breaker": {"cooldown_s": breaker_cooldown_s},
+                    },
+                },
+                "routes": ["penalty_case.#"],
+                "retry": {
+                    "in_process_attempts": in_process_attempts,
+                    "tiers": tiers if tiers is not None else [1.0, 2.0],
+                },
+            },
+            *(extra_systems or []),
+        ]
+    }
+
+
 class Pipeline:
     """serve + workers as processes on RabbitMQ in a namespace of their own; cleaned up after."""
 
@@ -157,54 +231,13 @@ class Pipeline:
         self.folder = folder
         self.sink = Sink()
         self.namespace = f"f{uuid.uuid4().hex[:10]}"
-        self.document: dict[str, Any] = {
-            "systems": [
-                {
-                    "id": "eco-env-penalty",
-                    "name_zh": "省生态环境厅环境行政处罚系统",
-                    "auth": {"scheme": "api_key", "key_env": "JGHUB_FAULT_KEY_ECO"},
-                    "inbound": [
-                        {
-                            "adapter": "xml_push",
-                            "message_type": "case_batch",
-                            "options": {"default_charset": "gb2312", "answer": "json"},
-                        },
-                        {
-                            "adapter": "soap_push",
-                            "message_type": "case_batch",
-                            "options": {"operation": "ReceiveCaseBatch"},
-                        },
-                    ],
-                    "rate_limit": {"per_second": 1e6, "burst": 1_000_000},
-                },
-                {
-                    "id": "json-dept",
-                    "name_zh": "JSON 测试部门",
-                    "mapping": "grassroots-platform",
-                    "auth": {"scheme": "api_key", "key_env": "JGHUB_FAULT_KEY_JSON"},
-                    "inbound": [{"adapter": "rest_push", "message_type": "event_report"}],
-                },
-                {
-                    "id": "national",
-                    "name_zh": '国家"互联网+监管"系统',
-                    "auth": {"scheme": "api_key", "key_env": "JGHUB_FAULT_KEY_NATIONAL"},
-                    "outbound": {
-                        "adapter": "rest_sender",
-                        "render": {"penalty_case": "cloudevent"},
-                        "options": {
-                            "url": self.sink.url,
-                            "breaker": {"cooldown_s": breaker_cooldown_s},
-                        },
-                    },
-                    "routes": ["penalty_case.#"],
-                    "retry": {
-                        "in_process_attempts": in_process_attempts,
-                        "tiers": tiers if tiers is not None else [1.0, 2.0],
-                    },
-                },
-                *(extra_systems or []),
-            ]
-        }
+        self.document = fault_systems(
+            self.sink.url,
+            tiers=tiers,
+            in_process_attempts=in_process_attempts,
+            breaker_cooldown_s=breaker_cooldown_s,
+            extra_systems=extra_systems,
+        )
         systems_file = folder / "systems.yaml"
         systems_file.write_text(json.dumps(self.document, ensure_ascii=False), encoding="utf-8")
         self.env = {
@@ -249,10 +282,7 @@ class Pipeline:
         self.sink.close()
         if self._broker is not None:
             self._broker.close()
-        topology = self.topology_config.topology(self.namespace)
-        with bus.connect(RABBITMQ_URL) as broker:
-            broker.declare(topology)
-            broker.delete_topology(topology)
+        delete_namespace(self.topology_config, self.namespace)
 
     def _spawn(self, *arguments: str) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "hub.cli", *arguments]
@@ -299,6 +329,15 @@ class Pipeline:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         raise AssertionError("no VmRSS")
+
+
+def delete_namespace(config: SystemsConfig, namespace: str) -> None:
+    """Delete `config`'s topology in `namespace` from the broker (declared first, so a test
+    that stopped before declaring it leaves nothing either)."""
+    topology = config.topology(namespace)
+    with bus.connect(RABBITMQ_URL) as broker:
+        broker.declare(topology)
+        broker.delete_topology(topology)
 
 
 def tally(name: str, **counts: int) -> None:
