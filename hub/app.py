@@ -226,7 +226,7 @@ def build_runtime(
     install_log_redaction(redaction)
     monitoring = MonitorSettings()
     operators = monitoring.operator_gate()
-    journal = monitoring.open_journal(settings.data_dir)
+    journal = monitoring.open_journal(store, settings.data_dir)
     observer = Observer(topology, journal)
     runtime = HubRuntime(
         settings=settings,

@@ -19,6 +19,7 @@ from monitor.errors import OperatorsFileError
 from monitor.journal import JOURNAL_FILE, Journal, JournalOptions
 from monitor.metrics import MULTIPROC_ENV
 from monitor.operators import OperatorGate, load_operators
+from store import Store
 
 METRICS_FOLDER = "metrics"
 
@@ -36,7 +37,11 @@ class MonitorSettings(BaseSettings):
     )
     journal_file: Path | None = Field(
         default=None,
-        description="The journal's SQLite file; default data_dir/journal.sqlite3.",
+        description=(
+            "Deprecated: the journal lives in the hub's store (JGHUB_DATABASE_URL). This names "
+            "the SQLite file of a journal from before the store, taken into the store once and "
+            "renamed .adopted; default data_dir/journal.sqlite3."
+        ),
     )
     journal: JournalOptions = Field(
         default_factory=JournalOptions, description="How the journal batches its writes."
@@ -90,17 +95,18 @@ class MonitorSettings(BaseSettings):
             return None
         return OperatorGate(load_operators(self.operators_file))
 
-    def journal_path(self, data_dir: Path) -> Path:
-        """Where the journal is for a hub whose data folder is `data_dir`."""
+    def old_journal_path(self, data_dir: Path) -> Path:
+        """Where a journal from before the store may still be, to adopt (journal_file)."""
         return self.journal_file or Path(data_dir) / JOURNAL_FILE
 
-    def open_journal(self, data_dir: Path) -> Journal | None:
-        """The hub's journal as these settings say (None when journal_enabled is false).
+    def open_journal(self, store: Store, data_dir: Path) -> Journal | None:
+        """The hub's journal in `store`, as these settings say (None when journal_enabled is
+        false); an old journal file in `data_dir` (or journal_file) is adopted on the way.
 
-        Raises JournalUnavailable when its file cannot be opened."""
+        Raises JournalUnavailable when the store cannot hold it."""
         if not self.journal_enabled:
             return None
-        return Journal(self.journal_path(data_dir), self.journal)
+        return Journal(store, self.journal, adopt=self.old_journal_path(data_dir))
 
     def metrics_path(self, data_dir: Path) -> Path:
         """Where the multiprocess samples go for a hub whose data folder is `data_dir`."""
