@@ -12,12 +12,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from monitor_support import value
 from sqlalchemy import text
-from store_support import STORE_BACKENDS, fresh_store_url
 
 from monitor.journal import ChainHead, Journal, JournalOptions, Step, entry_hash
 from store import Store
@@ -40,15 +38,6 @@ def _journey(journal: Journal, message_id: str, *, system: str = "eco-env-penalt
     journal.record(
         Step.DELIVERED, message_id=message_id, system=system, target="national", attempt=2
     )
-
-
-@pytest.fixture(params=STORE_BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A fresh store on each backend (PostgreSQL: its own database, dropped after)."""
-    with fresh_store_url(request.param, tmp_path) as url:
-        opened = Store.open(url, migrate=True)
-        yield opened
-        opened.close()
 
 
 @pytest.fixture

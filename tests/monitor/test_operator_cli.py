@@ -174,3 +174,19 @@ def test_dead_list_show_and_replay(hub_env: Path) -> None:
         TARGET,
     )
     assert step.detail["by"] == f"ops-li (login {login})"
+
+
+def test_journal_prune_before_a_date_keeps_the_chain_verifiable(hub_env: Path) -> None:
+    with _journal(hub_env) as journal:
+        for n in range(3):
+            journal.record(Step.PUBLISHED, message_id=f"m{n}", system="s")
+    code, output = _run("journal", "prune", "--before", "2000-01-01")
+    assert (code, output.strip()) == (0, "pruned 0 entries of the days before 2000-01-01")
+    code, output = _run("journal", "prune", "--before", "2999-01-01")
+    assert code == 0 and "pruned 3 entries" in output
+    code, output = _run("journal", "verify")
+    assert code == 0 and "journal intact: 0 entries" in output
+    code, output = _run("journal", "prune", "--before", "yesterday")
+    assert code == 2 and "not a date YYYY-MM-DD" in output
+    code, output = _run("journal", "prune")
+    assert code == 2 and "give one of --before DATE or --older-than AGE" in output
