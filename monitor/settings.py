@@ -43,6 +43,15 @@ class MonitorSettings(BaseSettings):
             "renamed .adopted; default data_dir/journal.sqlite3."
         ),
     )
+    journal_store_file: Path | None = Field(
+        default=None,
+        description=(
+            "On the embedded store only (no JGHUB_DATABASE_URL): an SQLite file of the "
+            "journal's own, so its batches do not queue behind the small stores' writes for "
+            "SQLite's one write lock per file, nor they behind its (bench/journal.py measures "
+            "both). Unset: the journal shares data_dir/store.sqlite3. Ignored on PostgreSQL."
+        ),
+    )
     journal: JournalOptions = Field(
         default_factory=JournalOptions, description="How the journal batches its writes."
     )
@@ -99,6 +108,12 @@ class MonitorSettings(BaseSettings):
         """Where a journal from before the store may still be, to adopt (journal_file)."""
         return self.journal_file or Path(data_dir) / JOURNAL_FILE
 
+    def journal_store(self, store: Store) -> Store | Path:
+        """Where the journal is kept: `store`, or journal_store_file beside an SQLite store."""
+        if store.embedded and self.journal_store_file is not None:
+            return self.journal_store_file
+        return store
+
     def open_journal(self, store: Store, data_dir: Path) -> Journal | None:
         """The hub's journal in `store`, as these settings say (None when journal_enabled is
         false); an old journal file in `data_dir` (or journal_file) is adopted on the way.
@@ -106,7 +121,9 @@ class MonitorSettings(BaseSettings):
         Raises JournalUnavailable when the store cannot hold it."""
         if not self.journal_enabled:
             return None
-        return Journal(store, self.journal, adopt=self.old_journal_path(data_dir))
+        return Journal(
+            self.journal_store(store), self.journal, adopt=self.old_journal_path(data_dir)
+        )
 
     def metrics_path(self, data_dir: Path) -> Path:
         """Where the multiprocess samples go for a hub whose data folder is `data_dir`."""

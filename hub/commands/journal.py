@@ -46,7 +46,7 @@ def open_journal(data_dir: Path | None) -> Journal:
         raise typer.Exit(2)
     try:
         store = settings.store()
-        return Journal(store, monitoring.journal, adopt=old)
+        return Journal(monitoring.journal_store(store), monitoring.journal, adopt=old)
     except StoreError as error:
         console().print(f"[red]store unavailable[/red]: {escape(str(error))}")
         raise typer.Exit(2) from None

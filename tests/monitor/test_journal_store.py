@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from monitor.journal import GENESIS, ChainHead, Journal, JournalOptions, Step, entry_hash
-from store import Store
+from monitor.settings import MonitorSettings
+from store import Store, store_url
 
 FAST = JournalOptions(flush_interval_s=0.01)
 DAY = datetime(2026, 10, 30, 12, tzinfo=UTC)
@@ -226,3 +227,17 @@ def test_an_old_journal_file_is_adopted_unchanged_then_another_chained_anew(
         assert journal.adopt(other) == 0  # once: the file is .adopted now
     with Journal(store, FAST, adopt=old) as again:  # nothing left to adopt
         assert again.count() == 51
+
+
+def test_on_the_embedded_store_the_journal_may_have_a_file_of_its_own(tmp_path: Path) -> None:
+    shared = Store.open(store_url(None, tmp_path))
+    settings = MonitorSettings(journal_store_file=tmp_path / "journal-store.sqlite3")
+    journal = settings.open_journal(shared, tmp_path)
+    assert journal is not None and "journal-store.sqlite3" in journal.where
+    journal.record(Step.PUBLISHED, message_id="apart")
+    journal.close()
+    with shared.begin() as db:
+        assert db.execute(text("SELECT COUNT(*) FROM journal_entry")).scalar_one() == 0
+    assert [e.message_id for e in Journal(tmp_path / "journal-store.sqlite3").entries()] == [
+        "apart"
+    ]
