@@ -10,7 +10,10 @@ Run: ``.venv/bin/python bench/journal.py [--quick] [--amqp URL]``.
 2. The journal alone: what one ``record()`` costs the caller (it only queues), how many entries
    per second the writer thread chains and commits in batches, against the same hash-chained
    insert written one transaction per entry (the reference a naive journal would be).
-3. ``verify()``: entries per second walked and re-hashed.
+3. Whether the journal sharing ``store.sqlite3`` with the small stores costs anything: durable
+   steps (record + flush per step, from several threads) while a thread marks replay-cache
+   signatures used, once with the journal in a file of its own and once in one store file.
+4. ``verify()``: entries per second walked and re-hashed.
 
 The last line is one JSON object with every figure.
 """
@@ -22,6 +25,7 @@ import json
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -33,10 +37,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import bus  # noqa: E402
 from adapters.ingress import Ingress  # noqa: E402
+from adapters.replay_cache import StoredReplayCache  # noqa: E402
 from bus import Target, Topology  # noqa: E402
 from mappings.system import SYSTEMS_ROOT, load_system  # noqa: E402
 from monitor.journal import (  # noqa: E402
-    GENESIS,
     Journal,
     JournalOptions,
     Step,
@@ -44,6 +48,7 @@ from monitor.journal import (  # noqa: E402
     timestamp,
 )
 from monitor.observer import Observer  # noqa: E402
+from store import DATABASE_FILE, Store, store_url  # noqa: E402
 
 PAYLOAD = (SYSTEMS_ROOT / "eco-env-penalty/samples/case_batch/valid-batch.xml").read_bytes()
 SYSTEM = "eco-env-penalty"
@@ -83,27 +88,72 @@ class _IngressRun:
 
 def _naive_rate(path: Path, entries: int) -> float:
     """Entries per second chained and committed one transaction each, in the caller's thread
-    (the reference: a journal written before the message moves on), on the journal's schema."""
-    Journal(path).close()  # creates the schema, indexes included
+    (the reference: a journal written before the message moves on), on the journal's tables in
+    an SQLite store, with the head row locked and moved as the journal does."""
+    Journal(path).close()  # creates the store's schema, indexes included
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA synchronous=NORMAL")
+    day = datetime.now(UTC).date().isoformat()
     started = time.perf_counter()
     for n in range(entries):
         db.execute("BEGIN IMMEDIATE")
-        last = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+        seq, prev = db.execute("SELECT seq, hash FROM journal_chain WHERE id = 1").fetchone()
         detail = '{"routing_key":"penalty_case.330100.eco-env-penalty"}'
         row = (seq + 1, timestamp_now(), "published", f"m{n}", "r", SYSTEM, None,
                "penalty_case", None, None, detail)  # fmt: skip
+        digest = entry_hash(prev, row)
         db.execute(
-            "INSERT INTO journal (seq, at, step, message_id, receipt, system, target, dataset, "
-            "reason, attempt, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (*row, prev, entry_hash(prev, row)),
+            "INSERT INTO journal_entry (seq, at, step, message_id, receipt, system, target, "
+            "dataset, reason, attempt, detail, prev_hash, hash, day) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (*row, prev, digest, day),
+        )
+        db.execute(
+            "UPDATE journal_chain SET seq = ?, hash = ?, day = ? WHERE id = 1",
+            (seq + 1, digest, day),
         )
         db.execute("COMMIT")
     rate = entries / (time.perf_counter() - started)
     db.close()
     return rate
+
+
+def _durable_with_small_stores(
+    journal_file: Path, small_stores: Path, steps: int, threads: int
+) -> tuple[float, float]:
+    """(journal entries/s, replay-cache first uses/s) while both write at once: `threads`
+    threads each record and flush `steps` entries (a step acknowledged after its entry is
+    written, as the hub does) and one thread marks signatures used, the way `serve` does both.
+    The journal's SQLite file and the small stores' may be one file or two."""
+    journal = Journal(journal_file, JournalOptions(flush_interval_s=0.05))
+    cache = StoredReplayCache(Store.open(store_url(None, small_stores)))
+    done = threading.Event()
+    used = [0]
+
+    def mark_signatures() -> None:
+        expires = time.time() + 3600
+        while not done.is_set():
+            cache.first_use(uuid.uuid4().hex, expires)
+            used[0] += 1
+
+    def durable_steps(worker: int) -> None:
+        for n in range(steps):
+            journal.record(Step.DELIVERED, message_id=f"t{worker}-{n}", target="national")
+            journal.flush(timeout=60)
+
+    marker = threading.Thread(target=mark_signatures)
+    workers = [threading.Thread(target=durable_steps, args=(w,)) for w in range(threads)]
+    started = time.perf_counter()
+    marker.start()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    took = time.perf_counter() - started
+    done.set()
+    marker.join()
+    journal.close()
+    return steps * threads / took, used[0] / took
 
 
 def timestamp_now() -> str:
@@ -168,11 +218,27 @@ def main() -> None:
               f"→ batching is {batched_rate / naive_rate:.1f}×; the caller waits "
               f"{1e6 / naive_rate / record_us:.1f}× less")  # fmt: skip
 
+        steps, threads = (50, 4) if options.quick else (250, 8)
+        apart = root / "apart"
+        journal_apart, cache_apart = _durable_with_small_stores(
+            apart / "journal.sqlite3", apart, steps, threads
+        )
+        shared = root / "shared"
+        journal_shared, cache_shared = _durable_with_small_stores(
+            shared / DATABASE_FILE, shared, steps, threads
+        )
+        print(f"durable steps from {threads} threads while the replay cache writes:")
+        print(f"  journal in its own file   {journal_apart:8.0f} entries/s, "
+              f"replay cache {cache_apart:6.0f} first uses/s")  # fmt: skip
+        print(f"  one store.sqlite3 for all {journal_shared:8.0f} entries/s "
+              f"({journal_shared / journal_apart:.2f}×), replay cache {cache_shared:6.0f} "
+              f"first uses/s ({cache_shared / cache_apart:.2f}×)")  # fmt: skip
+
         started = time.perf_counter()
         report = journal.verify()
         verify_rate = report.checked / (time.perf_counter() - started)
         assert report.ok, report.broken
-        size_mib = (root / "journal.sqlite3").stat().st_size / 2**20
+        size_mib = (root / "journal.sqlite3").stat().st_size / 2**20  # a store of its own
         print(f"verify: {verify_rate:8.0f} entries/s; {entries} entries take {size_mib:.1f} MiB")
         journal.close()
 
@@ -190,6 +256,12 @@ def main() -> None:
                 "journal_naive_entries_per_s": round(naive_rate),
                 "journal_batched_vs_naive": round(batched_rate / naive_rate, 2),
                 "journal_caller_wait_vs_naive": round(1e6 / naive_rate / record_us, 2),
+                "journal_durable_apart_entries_per_s": round(journal_apart),
+                "journal_durable_shared_entries_per_s": round(journal_shared),
+                "journal_shared_vs_apart": round(journal_shared / journal_apart, 3),
+                "replay_cache_apart_per_s": round(cache_apart),
+                "replay_cache_shared_per_s": round(cache_shared),
+                "replay_cache_shared_vs_apart": round(cache_shared / cache_apart, 3),
                 "journal_verify_entries_per_s": round(verify_rate),
                 "journal_mib_per_100k_entries": round(size_mib / entries * 100_000, 1),
             }

@@ -10,8 +10,12 @@ Measures, one process, one thread, in a fresh SQLite file and a fresh PostgreSQL
   the same keys, pairs per second; and the keys remembered per second.
 Without PostgreSQL the PostgreSQL figures are null and the reason is printed.
 
+- the journal (`journal_figures`): entries/s when one process records --journal-entries and
+  flushes once (group commit: batches of up to 1,000), and the durable pattern of the hub — each
+  step recorded then flushed before it is acknowledged — from --journal-threads threads at once;
+  each verified afterwards. Ratios PostgreSQL/SQLite.
 Prints one line per figure, then, as the last line, one JSON object with every figure. The
-journal and the outbox, the rest of issue #14's measure, are not on the store yet.
+outbox, the rest of issue #14's measure, is not on the store yet.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import json
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +40,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from adapters.repeats import StoredAcceptedChanges  # noqa: E402
 from adapters.replay_cache import StoredReplayCache  # noqa: E402
+from monitor.journal import Journal, JournalOptions, Step  # noqa: E402
 from store import Store, store_url  # noqa: E402
 
 
@@ -69,6 +75,58 @@ def measure(store: Store, operations: int, batch: int) -> dict[str, float]:
     }
 
 
+def _journal_rates(store: Store, entries: int, threads: int) -> dict[str, float]:
+    """The journal's figures on one backend (a fresh store: its chain starts empty)."""
+    journal = Journal(store, JournalOptions(max_pending=entries + 10, flush_interval_s=0.05))
+    detail = {"routing_key": "penalty_case.330100.eco-env-penalty", "subject": "case-1"}
+    journal.record(Step.PUBLISHED, message_id="warm", system="bench", detail=detail)
+    journal.flush(timeout=60)
+    started = time.perf_counter()
+    for n in range(entries):
+        journal.record(Step.PUBLISHED, message_id=f"m{n}", system="bench", detail=detail)
+    assert journal.flush(timeout=600)
+    batched = per_second(entries, time.perf_counter() - started)
+
+    steps = max(1, entries // 10 // threads)
+
+    def durable_steps(worker: int) -> None:
+        for n in range(steps):
+            journal.record(Step.DELIVERED, message_id=f"t{worker}-{n}", target="national")
+            journal.flush(timeout=60)
+
+    workers = [threading.Thread(target=durable_steps, args=(w,)) for w in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    durable = per_second(steps * threads, time.perf_counter() - started)
+    report = journal.verify()
+    assert report.ok and report.checked == entries + 1 + steps * threads, report
+    journal.close()
+    return {"journal_batched_per_s": round(batched), "journal_durable_per_s": round(durable)}
+
+
+def journal_figures(
+    found: dict[str, dict[str, float]], entries: int, threads: int
+) -> dict[str, object]:
+    """The journal's figures of each backend measured (`_journal_rates`), printed, with
+    PostgreSQL's ratio to SQLite."""
+    figures: dict[str, object] = {"entries": entries, "threads": threads, "postgresql": None}
+    for backend, rates in found.items():
+        print(
+            f"{backend}: journal {rates['journal_batched_per_s']:,} entries/s recorded then "
+            f"flushed; {rates['journal_durable_per_s']:,} entries/s recorded and flushed per "
+            f"step from {threads} threads"
+        )
+    figures.update(found)
+    if "postgresql" in found:
+        for figure in ("journal_batched_per_s", "journal_durable_per_s"):
+            ratio = found["postgresql"][figure] / found["sqlite"][figure]
+            figures[f"postgresql_vs_sqlite_{figure.removesuffix('_per_s')}"] = round(ratio, 3)
+    return figures
+
+
 @contextmanager
 def postgresql_database(admin_url: str) -> Iterator[str]:
     """A fresh database next to `admin_url`'s, dropped afterwards."""
@@ -96,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--operations", type=int, default=3000, help="first uses per backend")
     parser.add_argument("--batch", type=int, default=50, help="keys per push (accepted changes)")
+    parser.add_argument("--journal-entries", type=int, default=20_000, help="journal entries")
+    parser.add_argument("--journal-threads", type=int, default=8, help="durable-step threads")
     parser.add_argument(
         "--postgresql",
         default="postgresql://postgres@127.0.0.1:5432/postgres",
@@ -103,14 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     options = parser.parse_args(argv)
     figures: dict[str, object] = {"operations": options.operations, "batch": options.batch}
+    entries, threads = options.journal_entries, options.journal_threads
     with tempfile.TemporaryDirectory() as folder:
         sqlite = Store.open(store_url(None, Path(folder)))
         figures["sqlite"] = measure(sqlite, options.operations, options.batch)
+        journal = {"sqlite": _journal_rates(sqlite, entries, threads)}
         sqlite.close()
     try:
         with postgresql_database(options.postgresql) as url:
             postgresql = Store.open(store_url(url, Path(".")), migrate=True)
             figures["postgresql"] = measure(postgresql, options.operations, options.batch)
+            journal["postgresql"] = _journal_rates(postgresql, entries, threads)
             postgresql.close()
     except psycopg.OperationalError as error:
         print(f"PostgreSQL does not answer ({str(error).strip()}): its figures are null")
@@ -131,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["postgresql_vs_sqlite_accepted"] = round(
             pg_figures["accepted_pushes_per_s"] / sqlite_figures["accepted_pushes_per_s"], 3
         )
+    figures["journal"] = journal_figures(journal, entries, threads)
     print(json.dumps(figures))
     return 0
 

@@ -197,7 +197,7 @@ def build_runtime(
 
     Raises SystemsConfigError (configuration, with file and line), MappingError (a mapping
     folder), AdapterConfigError (an adapter option, a secret's variable not set) or
-    JournalUnavailable (the journal's file cannot be opened) or OperatorsFileError (the operator
+    JournalUnavailable (no journal in the store) or OperatorsFileError (the operator
     accounts file, with file and line, or the retired JGHUB_OPERATOR_KEY still set), or
     StoreError (the store does not answer, or its schema is behind and migrating was not asked).
     """
@@ -226,7 +226,7 @@ def build_runtime(
     install_log_redaction(redaction)
     monitoring = MonitorSettings()
     operators = monitoring.operator_gate()
-    journal = monitoring.open_journal(settings.data_dir)
+    journal = monitoring.open_journal(store, settings.data_dir)
     observer = Observer(topology, journal)
     runtime = HubRuntime(
         settings=settings,

@@ -131,7 +131,7 @@ class Worker:
         self.store: Store = self.settings.store()
         self._own_journal: Journal | None = None
         if self.observer is None:
-            self._own_journal = MonitorSettings().open_journal(self.settings.data_dir)
+            self._own_journal = MonitorSettings().open_journal(self.store, self.settings.data_dir)
         self._observer = self.observer or Observer(self.topology, self._own_journal)
         self.selected: list[SystemConfig] = self._select(self.targets)
         self.poller_channels = self._poller_channels() if self.pollers else []

@@ -1,12 +1,12 @@
 """How operators see and steer the hub: metrics, health, journal, dead letters, data quality.
 
-    observer = Observer(topology, Journal.in_data_dir(data_dir))   # wired into ingress and worker
+    observer = Observer(topology, Journal(store))   # wired into ingress and worker
     journal.trace(message_id)                  # where message X has been
     dead_letters.replay(broker, query, why=..., by=...)            # what failed, again
     quality_report(journal, since=...)         # timeliness, completeness, accuracy per system
 
 Modules: `metrics` (every Prometheus metric, multiprocess /metrics), `queues` (queue depth and
-consumers read from the broker at scrape time), `journal` (hash-chained message journal),
+consumers read from the broker at scrape time), `journal` (the hash-chained journal, on the store),
 `observer` (the hooks), `quality`, `dead_letters`, `readiness`, `api` (FastAPI routers),
 `settings`. Alert rules and their tests are in `monitor/prometheus/`, the dashboard in
 `monitor/grafana/`.

@@ -2,7 +2,7 @@
 
     MonitorError
     ├── MetricsSetupError: multiprocess metrics asked for too late, or in an unusable folder
-    ├── JournalUnavailable: the journal's file cannot be opened or written
+    ├── JournalUnavailable: the journal cannot be opened or read in the store
     ├── InvalidRequest (also a ValueError): an operator's request breaks a rule (a replay without a
     │   reason, an age that does not parse, a filter that matches everything by accident)
     │   └── UnknownTarget: a request names a target the hub does not deliver to (404)

@@ -1,4 +1,4 @@
-"""The message journal: where every message has been and when, in a hash-chained SQLite file.
+"""The message journal: where every message has been and when, hash-chained in the hub's store.
 
 Each step of a message — received, rejected, published (or not_published: the broker did not
 confirm it, the sender was told to send again), delivered, retried, dead-lettered, replayed — and
@@ -6,27 +6,56 @@ every read of its payload body by an operator (operator_read, naming the account
 naming the message, its receipt (the exchange it came in with), the source system, the target,
 the reason and the attempt:
 
-    journal = Journal(data_dir / "journal.sqlite3")
+    journal = Journal(store)                # the hub's store: SQLite file or PostgreSQL
     journal.record(Step.PUBLISHED, message_id=m, receipt=r, system="eco-env-penalty")
-    journal.trace(m)                        # its history, oldest first
+    journal.trace(m)                        # its history, oldest first (an id, receipt,
+                                            # quarantine id or business key)
     journal.trace(m, system="grassroots")   # [] unless grassroots sent it
     journal.verify()                        # ChainReport: ok, or the first bad entry
 
 **Hash chain.** Entry n stores `hash = sha256(prev_hash + "\\n" + content)`, where content is the
-entry's columns as stored and prev_hash is entry n-1's hash (64 zeros for the first). Editing an
-entry breaks its own hash; rewriting its hash too breaks the next entry's link; deleting one
-leaves a gap in `seq` and a broken link. Deleting the newest entries leaves a shorter valid
-chain, which only an anchor kept elsewhere reveals: `head()` gives (seq, hash) to write down,
-`verify(anchor=...)` checks the journal still reaches it unchanged.
+entry's columns seq .. detail as stored and prev_hash is entry n-1's hash (64 zeros for the
+first). Editing an entry breaks its own hash; rewriting its hash too breaks the next entry's
+link; deleting one leaves a gap in `seq` and a broken link; deleting the newest ones leaves
+entries short of the chain head (`journal_chain`). Whoever can write the database can also
+rewind the head, which only an anchor kept elsewhere reveals: `head()` gives (seq, hash) to write
+down, `verify(anchor=...)` checks the journal still reaches it unchanged. Two columns beside the
+hashed ones, `quarantine_id` and `business_key`, are indexed copies of what `detail` says
+(`quarantine_id`, `subject`); verify checks each copy against its detail, so an edited copy is
+"edited" like any column.
+
+**Many writers, many hosts: one global sequence.** Every `serve` and `worker` of every host
+appends to one chain. The chain head is one row (`journal_chain`: seq, hash, day); a batch takes
+it (`SELECT … FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite), chains its entries after
+it, inserts them and moves the head, in one transaction. Verification is then one walk in seq
+order with no merge step and no per-writer anchors to keep, and an entry's seq says the order
+the store took the steps in. A chain per writer would spare the lock but leave "which entries
+of which writers existed at time T" to anchors that every writer must publish and someone must
+collect; with group commit (one transaction per batch per process, a few a second) the lock is
+held for milliseconds, and the benchmark (`bench/store.py`) measures what it costs.
+
+**Daily partitions.** Each entry carries `day`: the UTC date its batch was written, never less
+than the head's (a batch's day is max(writer's today, head's day)), so days are monotone in seq
+whatever the hosts' clocks say. On PostgreSQL `journal_entry` is partitioned by RANGE (day); a
+writer creates the day's partition (`journal_entry_YYYYMMDD`) the first time it writes that day,
+outside the head's lock. `prune(before)` drops whole days: on PostgreSQL their partitions, on
+SQLite (no partitions) one range delete on the day index; the last dropped entry's (seq, hash)
+becomes the chain's base, so verify starts from there.
 
 **Group commit.** `record` puts the entry on an in-memory queue and returns; a writer thread
-appends whole batches in one transaction (WAL mode, `BEGIN IMMEDIATE`, so `serve` and several
-`worker` processes on one machine append to one chain in turn). `flush` returns once everything
-queued before it is committed; the hub calls it (`Observer.durable`) before it acknowledges a
-step to anyone, so concurrent requests and deliveries share one commit and an entry is on disk
-before its step is acknowledged: a process killed after answering a sender or acking a message
-has journalled that step. A reader in the same process sees its own entries (`trace` flushes
-first); other processes see them after the next batch.
+appends whole batches in one transaction on a connection of its own. `flush` returns once
+everything queued before it is committed; the hub calls it (`Observer.durable`) before it
+acknowledges a step to anyone, so concurrent requests and deliveries share one commit and an
+entry is stored before its step is acknowledged: a process killed after answering a sender or
+acking a message has journalled that step. A reader in the same process sees its own entries
+(`trace` flushes first); other processes see them after the next batch.
+
+**Adoption.** A hub from before the store kept the journal in `data_dir/journal.sqlite3`. The
+hashed content is unchanged, so `Journal(store, adopt=that file)` takes its entries once, as
+they were (seq, prev_hash, hash and its pruned base), when the store's journal is empty, and
+renames the file `journal.sqlite3.adopted`. Into a journal that has entries already (a second
+host's old file, on a shared PostgreSQL) they are appended as new entries, content unchanged,
+chained anew, and the old file's head is logged.
 """
 
 from __future__ import annotations
@@ -41,18 +70,44 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Date,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from monitor import metrics
 from monitor.errors import JournalUnavailable
 from standard.errors import render_value
+from store import METADATA, Store, StoreError, StoreUnavailable, store_url, upsert
 
 log = logging.getLogger("monitor.journal")
 
@@ -60,6 +115,7 @@ GENESIS = "0" * 64
 """The previous hash of the first entry of a journal never pruned."""
 
 JOURNAL_FILE = "journal.sqlite3"
+"""The journal's own SQLite file of a hub before the store, adopted into the store once."""
 
 
 class Step(StrEnum):
@@ -101,7 +157,8 @@ class JournalOptions(BaseModel):
         default=100_000,
         ge=1,
         description=(
-            "Entries that may wait in memory. When the file cannot keep up (disk full, locked), "
+            "Entries that may wait in memory. When the store cannot keep up (disk full, locked, "
+            "PostgreSQL away), "
             "record() waits up to full_wait_s and then drops the entry, counting it in "
             "jghub_journal_entries_total{outcome='dropped'}: messages keep moving."
         ),
@@ -114,7 +171,10 @@ class JournalOptions(BaseModel):
     busy_timeout_s: float = Field(
         default=30.0,
         gt=0,
-        description="Seconds a write waits for another process's transaction on the same file.",
+        description=(
+            "Seconds a batch waits for another process's write (SQLite: the file's lock; "
+            "PostgreSQL: the chain head's row lock) before it is tried again later."
+        ),
     )
     durable_timeout_s: float = Field(
         default=10.0,
@@ -252,34 +312,56 @@ class _Flush:
     done: threading.Event = field(default_factory=threading.Event)
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS journal (
-    seq INTEGER PRIMARY KEY,
-    at TEXT NOT NULL,
-    step TEXT NOT NULL,
-    message_id TEXT,
-    receipt TEXT,
-    system TEXT,
-    target TEXT,
-    dataset TEXT,
-    reason TEXT,
-    attempt INTEGER,
-    detail TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS journal_message ON journal (message_id) WHERE message_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS journal_receipt ON journal (receipt) WHERE receipt IS NOT NULL;
-CREATE INDEX IF NOT EXISTS journal_at ON journal (at);
-CREATE TABLE IF NOT EXISTS journal_base (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    seq INTEGER NOT NULL,
-    hash TEXT NOT NULL
-);
-"""
-# journal_base: where the chain starts after pruning (the last pruned entry's seq and hash).
+JOURNAL_ENTRY = Table(
+    "journal_entry",
+    METADATA,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    # In the primary key because PostgreSQL partitions by it (a key must hold the partition key).
+    Column("day", Date, primary_key=True),
+    Column("at", String, nullable=False),
+    Column("step", String, nullable=False),
+    Column("message_id", String),
+    Column("receipt", String),
+    Column("system", String),
+    Column("target", String),
+    Column("dataset", String),
+    Column("reason", Text),
+    Column("attempt", BigInteger),
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String, nullable=False),
+    Column("hash", String, nullable=False),
+    # Indexed copies of detail's quarantine_id and subject (not hashed: verify compares them).
+    Column("quarantine_id", String),
+    Column("business_key", String),
+    Index("ix_journal_entry_message_id", "message_id"),
+    Index("ix_journal_entry_receipt", "receipt"),
+    Index("ix_journal_entry_quarantine_id", "quarantine_id"),
+    Index("ix_journal_entry_business_key", "business_key"),
+    Index("ix_journal_entry_at", "at"),
+    Index("ix_journal_entry_day", "day"),
+    postgresql_partition_by="RANGE (day)",
+)
+"""Every entry; on PostgreSQL one partition per day (`journal_entry_YYYYMMDD`)."""
 
-_COLUMNS = "seq, at, step, message_id, receipt, system, target, dataset, reason, attempt, detail"
+JOURNAL_CHAIN = Table(
+    "journal_chain",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String, nullable=False),
+    Column("day", Date, nullable=True),
+    Column("base_seq", BigInteger, nullable=False),
+    Column("base_hash", String, nullable=False),
+)
+"""One row (id 1): the chain's head (newest seq, hash, day), which every batch locks and moves,
+and its base (the last pruned entry's seq and hash; 0 and GENESIS before any prune)."""
+
+_HASHED: tuple[str, ...] = ("seq", "at", "step", "message_id", "receipt", "system", "target")
+_HASHED += ("dataset", "reason", "attempt", "detail")
+_READ = [JOURNAL_ENTRY.c[name] for name in (*_HASHED, "prev_hash", "hash")]
+_CHECKED = [*_READ, JOURNAL_ENTRY.c.day, JOURNAL_ENTRY.c.quarantine_id]
+_CHECKED.append(JOURNAL_ENTRY.c.business_key)
+_CHAIN = JOURNAL_CHAIN.c.id == 1
 
 
 def timestamp(at: datetime) -> str:
@@ -290,7 +372,7 @@ def timestamp(at: datetime) -> str:
 
 
 def entry_hash(prev_hash: str, row: Iterable[Any]) -> str:
-    """The hash of an entry whose stored columns (seq .. detail, in _COLUMNS order) are `row`."""
+    """The hash of an entry whose stored columns (seq .. detail, in _HASHED order) are `row`."""
     content = json.dumps(list(row), ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
 
@@ -304,10 +386,11 @@ DETAIL_CHARS = 16_384
 
 def _stored(text: str | None, limit: int) -> str | None:
     """`text` as the journal keeps it: cut to `limit`, a lone surrogate (which no UTF-8 file can
-    hold; JSON's "\\ud800" makes one) written as its escape."""
+    hold; JSON's "\\ud800" makes one) and NUL (which PostgreSQL text cannot hold) written as
+    their escapes, so both backends keep the same characters."""
     if text is None:
         return None
-    cut = render_value(text, limit=limit)
+    cut = render_value(text, limit=limit).replace("\x00", "\\x00")
     return cut.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -319,39 +402,90 @@ def _detail_text(detail: Mapping[str, Any] | None) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _transient(error: Exception) -> bool:
-    """True for a write the file may take later (locked, busy, disk I/O, disk full); False for an
-    entry it refuses whatever happens (too big, a constraint, a value SQLite cannot hold)."""
-    return isinstance(error, sqlite3.OperationalError)
+def _copies(detail_text: str) -> tuple[str | None, str | None]:
+    """The (quarantine_id, business_key) indexed beside an entry: what its detail says."""
+    try:
+        detail = json.loads(detail_text)
+    except ValueError:
+        return None, None
+    if not isinstance(detail, dict):
+        return None, None
+    found = detail.get("quarantine_id"), detail.get("subject")
+    return (
+        _stored(str(found[0]), ID_CHARS) if found[0] is not None else None,
+        _stored(str(found[1]), ID_CHARS) if found[1] is not None else None,
+    )
 
 
-def _refusal(error: Exception) -> str:
+class _NeedPartition(Exception):
+    """A batch's day has no partition yet (PostgreSQL): made outside the lock, then retried."""
+
+    def __init__(self, day: date) -> None:
+        super().__init__(f"no journal partition for {day}")
+        self.day = day
+
+
+def _transient(error: BaseException) -> bool:
+    """True for a write the store may take later (locked, busy, disk full, connection lost);
+    False for an entry it refuses whatever happens (too big, a constraint, a value it cannot
+    hold)."""
+    if isinstance(error, StoreUnavailable | OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def _refusal(error: BaseException) -> str:
     """The `reason` label of jghub_journal_refused_total for a permanent write error."""
-    if isinstance(error, sqlite3.DataError):
+    if isinstance(error, DataError):
         return "too-big" if "too big" in str(error) else "invalid-value"
-    if isinstance(error, sqlite3.IntegrityError):
+    if isinstance(error, IntegrityError):
         return "constraint"
     return "invalid-value"
 
 
+def _partition(day: date) -> str:
+    return f"journal_entry_{day:%Y%m%d}"
+
+
 class Journal:
-    """The message journal in one SQLite file; thread-safe, shared by processes on one machine.
+    """The message journal in the hub's store; thread-safe, shared by every process and host
+    that opens the same store.
 
     Parameters:
-      path: the SQLite file (created with its folder when missing).
+      store: the hub's store (`Store.open`; not closed by the journal), or the path of an
+        SQLite file that is a store of its own (tests, benchmarks, a journal kept apart).
       options: batching (JournalOptions; defaults work).
+      adopt: the SQLite file of a journal from before the store (`data_dir/journal.sqlite3`):
+        taken into the store once and renamed `.adopted` (see the module docstring).
+      clock: the writers' clock, whose UTC date is a batch's day (tests move it).
     """
 
-    def __init__(self, path: Path, options: JournalOptions | None = None) -> None:
-        self.path = Path(path)
+    def __init__(
+        self,
+        store: Store | Path,
+        options: JournalOptions | None = None,
+        *,
+        adopt: Path | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.options = options or JournalOptions()
+        self._clock = clock
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise JournalUnavailable(f"cannot open the journal {self.path}: {exc}") from exc
+            if not isinstance(store, Store):
+                store = Store.open(store_url(f"sqlite:///{Path(store).resolve()}", Path(store)))
+            self.store = store
+            with store.begin() as db:
+                db.execute(
+                    upsert(db, JOURNAL_CHAIN).on_conflict_do_nothing(index_elements=["id"]),
+                    {"id": 1, "seq": 0, "hash": GENESIS, "day": None, "base_seq": 0,
+                     "base_hash": GENESIS},
+                )  # fmt: skip
+        except (OSError, StoreError, SQLAlchemyError) as exc:
+            raise JournalUnavailable(
+                f"cannot open the journal in the store {store}: {exc}"
+            ) from exc
+        self.where = str(store)
+        self._postgresql = not store.embedded
         # A deque, not a queue.Queue: appending is atomic and takes no lock, so record() costs
         # the caller almost nothing; the writer wakes every flush_interval_s (or when a batch
         # is full, or on flush/close) and drains it.
@@ -362,22 +496,23 @@ class Journal:
         self._writer_pid = 0
         self._start_lock = threading.Lock()
         self._closed = False
+        if adopt is not None:
+            self.adopt(adopt)
         atexit.register(self.close)
 
-    @classmethod
-    def in_data_dir(cls, data_dir: Path, options: JournalOptions | None = None) -> Journal:
-        """The hub's journal: `data_dir/journal.sqlite3`."""
-        return cls(Path(data_dir) / JOURNAL_FILE, options)
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(
-            self.path,
-            timeout=self.options.busy_timeout_s,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        db.execute("PRAGMA synchronous=NORMAL")
-        return db
+    def _connect(self) -> Connection:
+        """The writer's own connection, out of the pool: it waits busy_timeout_s for another
+        writer (a setting that must not leak into the pooled connections of other areas)."""
+        connection = self.store.engine.connect()
+        connection.detach()
+        wait_ms = int(self.options.busy_timeout_s * 1000)
+        if self._postgresql:
+            connection.exec_driver_sql(f"SET lock_timeout = {wait_ms}")
+        else:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {wait_ms}")
+            connection.execution_options(jghub_immediate=True)
+        connection.commit()
+        return connection
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -400,7 +535,7 @@ class Journal:
         `detail` is serialised later by the writer: do not change it after the call."""
         if self._closed:
             metrics.JOURNAL_ENTRIES.labels("dropped").inc()
-            log.warning("journal %s is closed; dropped a %s entry", self.path, step)
+            log.warning("journal %s is closed; dropped a %s entry", self.where, step)
             return
         if at is not None and at.tzinfo is None:
             raise ValueError(f"journal times must be timezone-aware, got {at!r}")
@@ -410,7 +545,7 @@ class Journal:
             metrics.JOURNAL_ENTRIES.labels("dropped").inc()
             log.error(
                 "journal %s: %d entries wait to be written; dropped a %s entry of message %s",
-                self.path,
+                self.where,
                 self.options.max_pending,
                 step,
                 message_id or receipt,
@@ -475,7 +610,7 @@ class Journal:
                 self._pending = deque()
                 self._wake = threading.Event()
             writer = threading.Thread(
-                target=self._write_forever, name=f"journal-writer:{self.path.name}", daemon=True
+                target=self._write_forever, name="journal-writer", daemon=True
             )
             writer.start()
             # Published only once it runs: a thread that sees a writer (outside the lock) may
@@ -484,20 +619,23 @@ class Journal:
             self._writer = writer
 
     def _write_forever(self) -> None:
-        db = self._connect()
+        db: Connection | None = None
         try:
             while True:
                 self._wake.wait(self.options.flush_interval_s)
                 self._wake.clear()
                 closing = self._closing
-                self._write_pending(db)
+                db = self._write_pending(db)
                 if closing:
                     return
         finally:
-            db.close()
+            if db is not None:
+                with contextlib.suppress(Exception):
+                    db.close()
 
-    def _write_pending(self, db: sqlite3.Connection) -> None:
-        """Drain the queue in batches; answer flush requests once what precedes them is in."""
+    def _write_pending(self, db: Connection | None) -> Connection | None:
+        """Drain the queue in batches; answer flush requests once what precedes them is in.
+        Returns the writer's connection (None after a connection was lost: opened again)."""
         notes: list[_Note] = []
         while True:
             try:
@@ -505,119 +643,243 @@ class Journal:
             except IndexError:
                 break
             if isinstance(item, _Flush):
-                self._commit(db, notes)
+                db = self._commit(db, notes)
                 notes = []
                 item.done.set()
                 continue
             notes.append(item)
             if len(notes) >= self.options.batch_size:
-                self._commit(db, notes)
+                db = self._commit(db, notes)
                 notes = []
-        self._commit(db, notes)
+        return self._commit(db, notes)
 
-    def _commit(self, db: sqlite3.Connection, notes: list[_Note]) -> None:
-        """Append `notes` to the chain, trying again (with backoff) while the file cannot take
+    def _commit(self, db: Connection | None, notes: list[_Note]) -> Connection | None:
+        """Append `notes` to the chain, trying again (with backoff) while the store cannot take
         them for now; an entry it refuses for good is refused alone (`_refuse`), the others are
         written."""
         backoff = 0.5
         while notes:
             try:
+                if db is None:
+                    db = self._connect()
                 self._append(db, notes)
+            except _NeedPartition as missing:
+                try:
+                    self._make_partition(missing.day)
+                except Exception as exc:
+                    log.error("journal: cannot make the partition of %s: %s", missing.day, exc)
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                continue
             except Exception as exc:  # any error: the writer thread must outlive one bad entry
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
                 if not _transient(exc):
                     if len(notes) == 1:
                         self._refuse(notes[0], exc)
                     else:
-                        for note in notes:  # find the entries the file refuses; write the rest
-                            self._commit(db, [note])
-                    return
+                        for note in notes:  # find the entries the store refuses; write the rest
+                            db = self._commit(db, [note])
+                    return db
                 metrics.JOURNAL_ENTRIES.labels("failed").inc(len(notes))
                 log.error(
-                    "journal %s: cannot write %d entries, trying again in %.1fs: %s",
-                    self.path,
+                    "journal in %s: cannot write %d entries, trying again in %.1fs: %s",
+                    self.where,
                     len(notes),
                     backoff,
-                    exc,
+                    render_value(str(exc)),
                 )
+                if db is not None and (self._postgresql or db.invalidated):
+                    # A PostgreSQL connection may be the thing that broke: take a new one.
+                    with contextlib.suppress(Exception):
+                        db.close()
+                    db = None
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
             metrics.JOURNAL_ENTRIES.labels("written").inc(len(notes))
-            return
+            return db
+        return db
 
-    def _refuse(self, note: _Note, error: Exception) -> None:
-        """An entry the file refuses for good: said loudly and counted, never tried again, so
+    def _refuse(self, note: _Note, error: BaseException) -> None:
+        """An entry the store refuses for good: said loudly and counted, never tried again, so
         that it cannot hold up the entries recorded after it."""
         reason = _refusal(error)
         metrics.JOURNAL_REFUSED.labels(reason).inc()
         log.error(
-            "journal %s refused the %s entry of message %s for good (%s: %s); it is not written, "
-            "the entries after it are",
-            self.path,
+            "journal in %s refused the %s entry of message %s for good (%s: %s); it is not "
+            "written, the entries after it are",
+            self.where,
             note.step.value,
             note.message_id or note.receipt,
             reason,
             render_value(str(error)),
         )
 
-    def _append(self, db: sqlite3.Connection, notes: list[_Note]) -> None:
-        db.execute("BEGIN IMMEDIATE")
-        last = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-        if last is None:
-            last = db.execute("SELECT seq, hash FROM journal_base").fetchone() or (0, GENESIS)
-        seq, prev = int(last[0]), str(last[1])
-        rows = []
-        for note in notes:
-            seq += 1
-            content = (
-                seq, timestamp(note.at), note.step.value, _stored(note.message_id, ID_CHARS),
-                _stored(note.receipt, ID_CHARS), _stored(note.system, ID_CHARS),
-                _stored(note.target, ID_CHARS), _stored(note.dataset, ID_CHARS),
-                _stored(note.reason, REASON_CHARS), note.attempt, _detail_text(note.detail),
-            )  # fmt: skip
-            digest = entry_hash(prev, content)
-            rows.append((*content, prev, digest))
-            prev = digest
-        db.executemany(
-            f"INSERT INTO journal ({_COLUMNS}, prev_hash, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+    def _append(self, db: Connection, notes: list[_Note]) -> None:
+        """One batch: lock the chain head, chain `notes` after it, insert them, move the head."""
+        with db.begin():
+            head = db.execute(select(JOURNAL_CHAIN).where(_CHAIN).with_for_update()).one()
+            today = self._clock().astimezone(UTC).date()
+            day = max(today, head.day) if head.day is not None else today
+            if self._postgresql and not self._has_partition(db, day):
+                raise _NeedPartition(day)
+            seq, prev = int(head.seq), str(head.hash)
+            rows = []
+            for note in notes:
+                seq += 1
+                content = (
+                    seq, timestamp(note.at), note.step.value, _stored(note.message_id, ID_CHARS),
+                    _stored(note.receipt, ID_CHARS), _stored(note.system, ID_CHARS),
+                    _stored(note.target, ID_CHARS), _stored(note.dataset, ID_CHARS),
+                    _stored(note.reason, REASON_CHARS), note.attempt, _detail_text(note.detail),
+                )  # fmt: skip
+                digest = entry_hash(prev, content)
+                rows.append(_row(content, prev, digest, day))
+                prev = digest
+            db.execute(insert(JOURNAL_ENTRY), rows)
+            db.execute(update(JOURNAL_CHAIN).where(_CHAIN).values(seq=seq, hash=prev, day=day))
+
+    @staticmethod
+    def _has_partition(db: Connection, day: date) -> bool:
+        # Checked under the head's lock: prune drops partitions under it too.
+        found = db.execute(text("SELECT to_regclass(:name)"), {"name": _partition(day)})
+        return found.scalar() is not None
+
+    def _make_partition(self, day: date) -> None:
+        """Create the partition of `day` (PostgreSQL), tolerating another writer doing it too."""
+        statement = (
+            f"CREATE TABLE IF NOT EXISTS {_partition(day)} PARTITION OF journal_entry "
+            f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
         )
-        db.execute("COMMIT")
+        try:
+            with self.store.begin() as db:
+                db.exec_driver_sql(statement)
+        except (StoreError, SQLAlchemyError):
+            # Two writers at once: IF NOT EXISTS does not stop the second one's catalogue insert
+            # failing. Fine if the partition is there now.
+            with self.store.begin() as db:
+                if not self._has_partition(db, day):
+                    raise
+        log.info("journal: made the partition %s", _partition(day))
+
+    # -- adopting a journal from before the store -------------------------------------------------
+
+    def adopt(self, path: Path) -> int:
+        """Take the entries of the old journal file `path` into the store and rename the file
+        `<name>.adopted`; return how many. As they were (seq, hashes, pruned base) when the
+        store's journal is empty; else appended and chained anew. Nothing when there is no
+        such file."""
+        path = Path(path)
+        if not path.is_file():
+            return 0
+        try:
+            with contextlib.closing(sqlite3.connect(path)) as old:
+                base = old.execute("SELECT seq, hash FROM journal_base").fetchone() or (0, GENESIS)
+                rows = old.execute(
+                    f"SELECT {', '.join(_HASHED)}, prev_hash, hash FROM journal ORDER BY seq"
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise JournalUnavailable(
+                f"cannot read the old journal {path} to take it into the store: {exc}; move it "
+                "away to start without it"
+            ) from exc
+        days: list[date] = []
+        for row in rows:  # a day per entry, monotone in seq like the days of written batches
+            at_day = datetime.fromisoformat(row[1]).astimezone(UTC).date()
+            days.append(max(at_day, days[-1]) if days else at_day)
+        if self._postgresql:
+            for day in sorted(set(days)):
+                self._make_partition(day)
+        try:
+            kept = self._adopt_unchanged(rows, days, base)
+        except (StoreError, SQLAlchemyError) as exc:
+            raise JournalUnavailable(f"cannot take {path} into the journal: {exc}") from exc
+        if not kept:
+            for row in rows:
+                self.record(
+                    Step(row[2]), message_id=row[3], receipt=row[4], system=row[5],
+                    target=row[6], dataset=row[7], reason=row[8], attempt=row[9],
+                    detail=json.loads(row[10]), at=datetime.fromisoformat(row[1]),
+                )  # fmt: skip
+            if not self.flush(timeout=None):
+                raise JournalUnavailable(f"cannot take {path} into the journal")
+            head = f"{rows[-1][0]}:{rows[-1][12]}" if rows else "empty"
+            log.warning(
+                "journal: %s was taken in after the entries already in the store, chained anew; "
+                "its own chain ended at %s (keep that as its anchor)",
+                path,
+                head,
+            )
+        path.rename(path.with_name(path.name + ".adopted"))
+        log.info("journal: took %d entries from %s into the store", len(rows), path)
+        return len(rows)
+
+    def _adopt_unchanged(
+        self, rows: list[tuple[Any, ...]], days: list[date], base: tuple[Any, ...]
+    ) -> bool:
+        """Insert `rows` as they were when the store's chain is empty; False when it is not."""
+        with self.store.begin(immediate=True) as db:
+            head = db.execute(select(JOURNAL_CHAIN).where(_CHAIN).with_for_update()).one()
+            if head.seq != 0 or head.base_seq != 0:
+                return False
+            if not rows:
+                values = {"seq": int(base[0]), "hash": str(base[1])}
+                db.execute(update(JOURNAL_CHAIN).where(_CHAIN).values(**values))
+                return True
+            for start in range(0, len(rows), 5000):
+                chunk = zip(rows[start : start + 5000], days[start : start + 5000], strict=True)
+                db.execute(
+                    insert(JOURNAL_ENTRY),
+                    [_row(row[:11], row[11], row[12], day) for row, day in chunk],
+                )
+            db.execute(
+                update(JOURNAL_CHAIN)
+                .where(_CHAIN)
+                .values(
+                    seq=int(rows[-1][0]),
+                    hash=str(rows[-1][12]),
+                    day=days[-1],
+                    base_seq=int(base[0]),
+                    base_hash=str(base[1]),
+                )
+            )
+        return True
 
     # -- reading ----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
+    def _reading(self, *, snapshot: bool = False) -> Iterator[Connection]:
+        """A read transaction; `snapshot`: every statement sees the same moment (the head row and
+        the entries agree, whoever commits meanwhile)."""
         try:
-            db = self._connect()
-        except sqlite3.Error as exc:
-            raise JournalUnavailable(f"cannot read the journal {self.path}: {exc}") from exc
-        try:
-            yield db
-        except sqlite3.Error as exc:
-            raise JournalUnavailable(f"cannot read the journal {self.path}: {exc}") from exc
-        finally:
-            db.close()
+            with self.store.engine.connect() as db:
+                if snapshot and self._postgresql:
+                    db = db.execution_options(isolation_level="REPEATABLE READ")
+                with db.begin():
+                    yield db
+        except (StoreError, SQLAlchemyError) as exc:
+            raise JournalUnavailable(
+                f"cannot read the journal in the store {self.where}: {render_value(str(exc))}"
+            ) from exc
 
-    def trace(self, message_id: str, *, system: str | None = None) -> list[Entry]:
-        """Every step of message `message_id`, by time; a receipt id gives every record of
-        that exchange. With `system`, only what that source system sent ([] otherwise, so a
-        sender cannot learn that another system's message exists)."""
+    def trace(self, key: str, *, system: str | None = None) -> list[Entry]:
+        """Every step of the message with id `key`, by time; a receipt id gives every record of
+        that exchange, a quarantine id the payload kept, a business key (case number,
+        complaint id, task id, credit code: the record's subject) every message of that
+        record. With `system`, only what that source system sent ([] otherwise, so a sender
+        cannot learn that another system's message exists)."""
         self.flush()
-        sql = (
-            f"SELECT {_COLUMNS}, prev_hash, hash FROM journal WHERE (message_id = ? OR receipt = ?)"
+        e = JOURNAL_ENTRY.c
+        query = select(*_READ).where(
+            or_(
+                e.message_id == key, e.receipt == key, e.quarantine_id == key, e.business_key == key
+            )
         )
-        parameters: list[Any] = [message_id, message_id]
         if system is not None:
-            sql += " AND system = ?"
-            parameters.append(system)
+            query = query.where(e.system == system)
         # In time order: processes append in batches, so a worker's entry may be chained before
         # the entry serve recorded a moment earlier; `at` is when each step happened.
         with self._reading() as db:
-            rows = db.execute(sql + " ORDER BY at, seq", parameters).fetchall()
+            rows = db.execute(query.order_by(e.at, e.seq)).all()
         return [_entry(row) for row in rows]
 
     def entries(
@@ -627,41 +889,43 @@ class Journal:
         until: datetime | None = None,
         steps: Iterable[Step] | None = None,
         system: str | None = None,
+        message_id: str | None = None,
+        receipt: str | None = None,
+        quarantine_id: str | None = None,
+        business_key: str | None = None,
     ) -> Iterator[Entry]:
-        """Entries in chain order, filtered by time window, step and source system."""
-        clauses: list[str] = []
-        parameters: list[Any] = []
+        """Entries in chain order, filtered by time window, step, source system and keys."""
+        e = JOURNAL_ENTRY.c
+        query = select(*_READ)
         if since is not None:
-            clauses.append("at >= ?")
-            parameters.append(timestamp(since))
+            query = query.where(e.at >= timestamp(since))
         if until is not None:
-            clauses.append("at < ?")
-            parameters.append(timestamp(until))
+            query = query.where(e.at < timestamp(until))
         if steps is not None:
-            wanted = [Step(s).value for s in steps]
-            clauses.append(f"step IN ({', '.join('?' * len(wanted))})")
-            parameters.extend(wanted)
-        if system is not None:
-            clauses.append("system = ?")
-            parameters.append(system)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+            query = query.where(e.step.in_([Step(s).value for s in steps]))
+        for column, wanted in (
+            (e.system, system),
+            (e.message_id, message_id),
+            (e.receipt, receipt),
+            (e.quarantine_id, quarantine_id),
+            (e.business_key, business_key),
+        ):
+            if wanted is not None:
+                query = query.where(column == wanted)
         with self._reading() as db:
-            cursor = db.execute(
-                f"SELECT {_COLUMNS}, prev_hash, hash FROM journal{where} ORDER BY seq", parameters
-            )
-            for row in cursor:
+            result = db.execution_options(yield_per=1000).execute(query.order_by(e.seq))
+            for row in result:
                 yield _entry(row)
 
     def head(self) -> ChainHead | None:
         """The newest entry's (seq, hash), to keep as an anchor; None for an empty journal."""
         with self._reading() as db:
-            row = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-        return ChainHead(int(row[0]), str(row[1])) if row else None
+            row = db.execute(select(JOURNAL_CHAIN.c.seq, JOURNAL_CHAIN.c.hash).where(_CHAIN)).one()
+        return ChainHead(int(row[0]), str(row[1])) if row[0] else None
 
     def count(self) -> int:
         with self._reading() as db:
-            (n,) = db.execute("SELECT COUNT(*) FROM journal").fetchone()
-        return int(n)
+            return int(db.execute(select(func.count()).select_from(JOURNAL_ENTRY)).scalar_one())
 
     # -- checking and pruning ---------------------------------------------------------------------
 
@@ -671,54 +935,35 @@ class Journal:
         `anchor` is a (seq, hash) noted earlier from `head()`: the journal must still hold that
         entry unchanged, which also reveals entries deleted from the end since then.
         """
-        checked = 0
-        with self._reading() as db:
-            base = db.execute("SELECT seq, hash FROM journal_base").fetchone() or (0, GENESIS)
-            expected_seq, expected_prev = int(base[0]) + 1, str(base[1])
-            previous: tuple[Any, ...] | None = None
-            cursor = db.execute(f"SELECT {_COLUMNS}, prev_hash, hash FROM journal ORDER BY seq")
-            for row in cursor:
-                seq, prev_hash, digest = int(row[0]), str(row[11]), str(row[12])
-                if entry_hash(prev_hash, row[:11]) != digest:
-                    problem = _edited(row, "its content does not match its hash")
-                    return ChainReport(checked, _head(previous), problem)
-                if seq != expected_seq:
-                    return ChainReport(
-                        checked,
-                        _head(previous),
-                        ChainBreak(
-                            expected_seq,
-                            "deleted",
-                            f"entries {_span(expected_seq, seq - 1)} are missing: the chain "
-                            f"jumps from {expected_seq - 1} to {seq} (deleted)",
-                        ),
-                    )
-                if prev_hash != expected_prev:
-                    if previous is None:
-                        explanation = (
-                            f"entry {seq} does not link to the chain's start; the entries "
-                            "before it were deleted, or the start was edited"
-                        )
-                        return ChainReport(checked, None, ChainBreak(seq, "deleted", explanation))
-                    return ChainReport(
-                        checked,
-                        _head(previous),
-                        _edited(
-                            previous,
-                            f"its hash was recomputed after an edit: entry {seq} links to "
-                            f"{prev_hash[:12]}…, the stored hash is {expected_prev[:12]}…",
-                            kind="rewritten",
-                        ),
-                    )
-                checked += 1
-                expected_seq, expected_prev = seq + 1, digest
-                previous = tuple(row)
-            head = _head(previous)
+        with self._reading(snapshot=True) as db:
+            chain = db.execute(select(JOURNAL_CHAIN).where(_CHAIN)).one()
+            walk = _Walk(int(chain.base_seq), str(chain.base_hash))
+            result = db.execution_options(yield_per=1000).execute(
+                select(*_CHECKED).order_by(JOURNAL_ENTRY.c.seq)
+            )
+            for row in result:
+                if not walk.step(tuple(row)):
+                    return walk.report()
+            if walk.expected_seq - 1 > chain.seq:
+                walk.broken = ChainBreak(
+                    int(chain.seq) + 1,
+                    "rewritten",
+                    f"the chain head says entry {chain.seq} is the newest, but entries go up to "
+                    f"{walk.expected_seq - 1}: the head was rewound",
+                )
+                return walk.report()
+            if walk.expected_seq <= chain.seq:
+                walk.broken = ChainBreak(
+                    walk.expected_seq,
+                    "deleted",
+                    f"entries {_span(walk.expected_seq, int(chain.seq))} are missing: the chain "
+                    f"head is entry {chain.seq}, the last entry kept is {walk.expected_seq - 1} "
+                    "(deleted from the end)",
+                )
+                return walk.report()
             if anchor is not None:
-                missed = self._check_anchor(db, anchor, head)
-                if missed is not None:
-                    return ChainReport(checked, head, missed)
-        return ChainReport(checked, head)
+                walk.broken = self._check_anchor(db, anchor, walk.head(), chain)
+        return walk.report()
 
     def gaps(self, limit: int = 100) -> list[Gap]:
         """Messages whose journal is incomplete, missing ones first (at most `limit`).
@@ -726,22 +971,27 @@ class Journal:
         After a prune, deliveries of messages whose inbound entries were cut are not checked.
         """
         with self._reading() as db:
-            pruned = (db.execute("SELECT seq FROM journal_base").fetchone() or (0,))[0] > 0
+            pruned = db.execute(select(JOURNAL_CHAIN.c.base_seq).where(_CHAIN)).scalar_one() > 0
             missing = db.execute(
-                "SELECT d.message_id, d.target, d.at FROM journal d WHERE d.step = 'delivered' "
-                "AND NOT EXISTS (SELECT 1 FROM journal p WHERE p.message_id = d.message_id "
-                "AND p.step = 'published') AND (? = 0 OR EXISTS (SELECT 1 FROM journal r "
-                "WHERE r.message_id = d.message_id AND r.step = 'received')) "
-                "ORDER BY d.seq LIMIT ?",
-                (int(pruned), limit),
-            ).fetchall()
+                text(
+                    "SELECT d.message_id, d.target, d.at FROM journal_entry d "
+                    "WHERE d.step = 'delivered' AND NOT EXISTS (SELECT 1 FROM journal_entry p "
+                    "WHERE p.message_id = d.message_id AND p.step = 'published') "
+                    "AND (:pruned = 0 OR EXISTS (SELECT 1 FROM journal_entry r "
+                    "WHERE r.message_id = d.message_id AND r.step = 'received')) "
+                    "ORDER BY d.seq LIMIT :limit"
+                ),
+                {"pruned": int(pruned), "limit": limit},
+            ).all()
             unfinished = db.execute(
-                "SELECT r.message_id, r.receipt, r.system, r.at FROM journal r "
-                "WHERE r.step = 'received' AND r.message_id IS NOT NULL AND NOT EXISTS ("
-                "SELECT 1 FROM journal p WHERE p.message_id = r.message_id "
-                "AND p.step IN ('published', 'not_published')) ORDER BY r.seq LIMIT ?",
-                (max(0, limit - len(missing)),),
-            ).fetchall()
+                text(
+                    "SELECT r.message_id, r.receipt, r.system, r.at FROM journal_entry r "
+                    "WHERE r.step = 'received' AND r.message_id IS NOT NULL AND NOT EXISTS ("
+                    "SELECT 1 FROM journal_entry p WHERE p.message_id = r.message_id "
+                    "AND p.step IN ('published', 'not_published')) ORDER BY r.seq LIMIT :limit"
+                ),
+                {"limit": max(0, limit - len(missing))},
+            ).all()
         found = [
             Gap(
                 str(message_id),
@@ -763,57 +1013,151 @@ class Journal:
 
     @staticmethod
     def _check_anchor(
-        db: sqlite3.Connection, anchor: ChainHead, head: ChainHead | None
+        db: Connection, anchor: ChainHead, head: ChainHead | None, chain: Any
     ) -> ChainBreak | None:
-        row = db.execute("SELECT hash FROM journal WHERE seq = ?", (anchor.seq,)).fetchone()
-        if row is None:
+        if anchor.seq <= chain.base_seq:
+            if (anchor.seq, anchor.hash) == (chain.base_seq, chain.base_hash):
+                return None  # pruned up to the anchor exactly: the chain starts from it
+            return ChainBreak(
+                anchor.seq,
+                "anchor",
+                f"the journal was pruned past the anchor (it starts after entry "
+                f"{chain.base_seq}): keep a newer anchor",
+            )
+        found = db.execute(
+            select(JOURNAL_ENTRY.c.hash).where(JOURNAL_ENTRY.c.seq == anchor.seq)
+        ).scalar()
+        if found is None:
             ends = f"ends at entry {head.seq}" if head else "is empty"
             return ChainBreak(
                 anchor.seq,
                 "anchor",
                 f"the journal {ends} but the anchor names entry {anchor.seq}: entries were "
-                "deleted from its end (or pruned past the anchor)",
+                "deleted from its end (and its head rewound)",
             )
-        if str(row[0]) != anchor.hash:
+        if str(found) != anchor.hash:
             return ChainBreak(
                 anchor.seq,
                 "anchor",
-                f"entry {anchor.seq} has hash {str(row[0])[:12]}…, the anchor says "
+                f"entry {anchor.seq} has hash {str(found)[:12]}…, the anchor says "
                 f"{anchor.hash[:12]}…: the chain was rebuilt from there or before",
             )
         return None
 
-    def prune(self, before: datetime) -> int:
-        """Delete the oldest entries, up to the first one at or after `before`; return how many.
-
-        The chain stays verifiable: the last deleted entry's seq and hash become its start.
-        """
+    def prune(self, before: date) -> int:
+        """Drop the entries of every day before `before` (UTC dates of their batches); return
+        how many. Whole days: on PostgreSQL their partitions are dropped, on SQLite one range
+        delete. The chain stays verifiable: the last dropped entry's seq and hash become its
+        base. Safe while writers write: it holds the chain head's lock meanwhile."""
         self.flush()
+        entry = JOURNAL_ENTRY.c
         try:
-            with contextlib.closing(self._connect()) as db:
-                db.execute("BEGIN IMMEDIATE")
-                first_kept = db.execute(
-                    "SELECT MIN(seq) FROM journal WHERE at >= ?", (timestamp(before),)
-                ).fetchone()[0]
-                if first_kept is None:
-                    first_kept = (db.execute("SELECT MAX(seq) FROM journal").fetchone()[0] or 0) + 1
+            with self.store.begin(immediate=True) as db:
+                db.execute(select(JOURNAL_CHAIN.c.id).where(_CHAIN).with_for_update()).one()
                 last = db.execute(
-                    "SELECT seq, hash FROM journal WHERE seq < ? ORDER BY seq DESC LIMIT 1",
-                    (first_kept,),
-                ).fetchone()
+                    select(entry.seq, entry.hash)
+                    .where(entry.day < before)
+                    .order_by(entry.seq.desc())
+                    .limit(1)
+                ).first()
                 if last is None:
-                    db.execute("ROLLBACK")
                     return 0
-                deleted = db.execute("DELETE FROM journal WHERE seq <= ?", (last[0],)).rowcount
+                dropped = db.execute(
+                    select(func.count()).select_from(JOURNAL_ENTRY).where(entry.day < before)
+                ).scalar_one()
+                if self._postgresql:
+                    for name in self._partitions(db, before):
+                        db.exec_driver_sql(f"DROP TABLE {name}")
+                else:
+                    db.execute(JOURNAL_ENTRY.delete().where(entry.day < before))
                 db.execute(
-                    "INSERT INTO journal_base (id, seq, hash) VALUES (1, ?, ?) "
-                    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                    (last[0], last[1]),
+                    update(JOURNAL_CHAIN)
+                    .where(_CHAIN)
+                    .values(base_seq=int(last[0]), base_hash=str(last[1]))
                 )
-                db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise JournalUnavailable(f"cannot prune the journal {self.path}: {exc}") from exc
-        return int(deleted)
+        except (StoreError, SQLAlchemyError) as exc:
+            raise JournalUnavailable(f"cannot prune the journal in {self.where}: {exc}") from exc
+        return int(dropped)
+
+    @staticmethod
+    def _partitions(db: Connection, before: date) -> list[str]:
+        """The names of the day partitions of journal_entry whose day is before `before`."""
+        names = db.execute(
+            text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'journal_entry'::regclass"
+            )
+        ).scalars()
+        return sorted(name for name in names if name < _partition(before))
+
+
+def _row(content: tuple[Any, ...], prev: str, digest: str, day: date) -> dict[str, Any]:
+    """The row of an entry whose hashed columns are `content`, with its copies of detail."""
+    quarantine_id, business_key = _copies(content[10])
+    row = dict(zip(_HASHED, content, strict=True))
+    row.update(
+        prev_hash=prev, hash=digest, day=day, quarantine_id=quarantine_id, business_key=business_key
+    )
+    return row
+
+
+class _Walk:
+    """The walk of `verify` along the chain, entry by entry (rows of _CHECKED)."""
+
+    def __init__(self, base_seq: int, base_hash: str) -> None:
+        self.expected_seq, self.expected_prev = base_seq + 1, base_hash
+        self.checked = 0
+        self.previous: tuple[Any, ...] | None = None
+        self.broken: ChainBreak | None = None
+
+    def head(self) -> ChainHead | None:
+        return _head(self.previous)
+
+    def report(self) -> ChainReport:
+        return ChainReport(self.checked, self.head(), self.broken)
+
+    def step(self, row: tuple[Any, ...]) -> bool:
+        """Check one entry; False (with `broken` set) at the first bad one."""
+        seq, prev_hash, digest = int(row[0]), str(row[11]), str(row[12])
+        if entry_hash(prev_hash, row[:11]) != digest:
+            self.broken = _edited(row, "its content does not match its hash")
+            return False
+        if (row[14], row[15]) != _copies(row[10]):
+            self.broken = _edited(
+                row, "its indexed quarantine id or business key is not its detail's"
+            )
+            return False
+        if self.previous is not None and row[13] < self.previous[13]:
+            self.broken = _edited(row, f"its day {row[13]} is before the previous entry's")
+            return False
+        if seq != self.expected_seq:
+            expected = self.expected_seq
+            self.broken = ChainBreak(
+                expected,
+                "deleted",
+                f"entries {_span(expected, seq - 1)} are missing: the chain jumps from "
+                f"{expected - 1} to {seq} (deleted)",
+            )
+            return False
+        if prev_hash != self.expected_prev:
+            if self.previous is None:
+                explanation = (
+                    f"entry {seq} does not link to the chain's start; the entries before it "
+                    "were deleted, or the start was edited"
+                )
+                self.broken = ChainBreak(seq, "deleted", explanation)
+                return False
+            self.broken = _edited(
+                self.previous,
+                f"its hash was recomputed after an edit: entry {seq} links to "
+                f"{prev_hash[:12]}…, the stored hash is {self.expected_prev[:12]}…",
+                kind="rewritten",
+            )
+            return False
+        self.checked += 1
+        self.expected_seq, self.expected_prev = seq + 1, digest
+        self.previous = row
+        return True
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:

@@ -276,7 +276,7 @@ JOURNAL_ENTRIES = Counter(
 )
 JOURNAL_REFUSED = Counter(
     "jghub_journal_refused",
-    "Journal entries the journal file refused for good, by reason: too-big, constraint, "
+    "Journal entries the store refused for good, by reason: too-big, constraint, "
     "invalid-value. Each is logged at ERROR with its message id; it is lost, later ones are not.",
     ["reason"],
     registry=HUB_REGISTRY,

@@ -197,7 +197,7 @@ class Observer:
             metrics.JOURNAL_ENTRIES.labels("late").inc()
             log.error(
                 "journal %s: entries not written within %.0fs; acknowledging anyway",
-                journal.path,
+                journal.where,
                 journal.options.durable_timeout_s,
             )
 
@@ -327,7 +327,7 @@ class Observer:
                     receipt=seen.receipt,
                     system=system,
                     dataset=dataset,
-                    detail={"routing_key": message.routing_key},
+                    detail=_keyed({"routing_key": message.routing_key}, message),
                     at=sent_at,
                 )
                 continue
@@ -375,7 +375,7 @@ class Observer:
             dataset=_parts(message.routing_key)[0],
             target=target,
             reason=reason,
-            detail={"routing_key": message.routing_key, "rule": rule},
+            detail=_keyed({"routing_key": message.routing_key, "rule": rule}, message),
             at=at,
         )
 
@@ -408,11 +408,14 @@ class Observer:
             target=target,
             dataset=dataset,
             attempt=message.attempts + 1,
-            detail={
-                "seconds": round(seconds, 6),
-                "end_to_end_s": round(end_to_end, 3),
-                "redelivered": message.redelivered,
-            },
+            detail=_keyed(
+                {
+                    "seconds": round(seconds, 6),
+                    "end_to_end_s": round(end_to_end, 3),
+                    "redelivered": message.redelivered,
+                },
+                message,
+            ),
         )
 
     @_guarded
@@ -451,11 +454,15 @@ class Observer:
         }
         if tier is not None:
             metrics.RETRIED.labels(target, str(tier)).inc()
-            self._record(Step.RETRIED, **common, detail={"stage": stage, "tier": tier})
+            self._record(
+                Step.RETRIED, **common, detail=_keyed({"stage": stage, "tier": tier}, message)
+            )
             return
         cause = "permanent" if permanent else "retries_exhausted"
         metrics.DEAD_LETTERED.labels(target, stage_label, cause).inc()
-        self._record(Step.DEAD_LETTERED, **common, detail={"stage": stage, "cause": cause})
+        self._record(
+            Step.DEAD_LETTERED, **common, detail=_keyed({"stage": stage, "cause": cause}, message)
+        )
         self.dead_letter_log.note(target, message.id, stage=stage, cause=cause, reason=reason)
 
     @_guarded
@@ -503,7 +510,7 @@ class Observer:
             dataset=dataset,
             reason=reason,
             attempt=message.attempts,
-            detail=detail,
+            detail=_keyed(dict(detail), message),
             at=at,
         )
 
@@ -542,6 +549,16 @@ class Observer:
 def _receipt(headers: Mapping[str, HeaderValue]) -> str | None:
     value = headers.get(CORRELATION_HEADER)
     return value if isinstance(value, str) else None
+
+
+def _keyed(detail: dict[str, Any], message: Message | Outgoing) -> dict[str, Any]:
+    """`detail` with the record's business key (its CloudEvents subject: a case number, a
+    complaint or task id, a credit code) when the message carries one: the journal indexes it,
+    so `jghub trace KEY` finds every step of that record."""
+    subject = message.headers.get(f"{AMQP_PREFIX}subject")
+    if isinstance(subject, str) and subject:
+        detail["subject"] = subject
+    return detail
 
 
 class _WatchedDelivery(Delivery):

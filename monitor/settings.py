@@ -19,6 +19,7 @@ from monitor.errors import OperatorsFileError
 from monitor.journal import JOURNAL_FILE, Journal, JournalOptions
 from monitor.metrics import MULTIPROC_ENV
 from monitor.operators import OperatorGate, load_operators
+from store import Store
 
 METRICS_FOLDER = "metrics"
 
@@ -36,7 +37,20 @@ class MonitorSettings(BaseSettings):
     )
     journal_file: Path | None = Field(
         default=None,
-        description="The journal's SQLite file; default data_dir/journal.sqlite3.",
+        description=(
+            "Deprecated: the journal lives in the hub's store (JGHUB_DATABASE_URL). This names "
+            "the SQLite file of a journal from before the store, taken into the store once and "
+            "renamed .adopted; default data_dir/journal.sqlite3."
+        ),
+    )
+    journal_store_file: Path | None = Field(
+        default=None,
+        description=(
+            "On the embedded store only (no JGHUB_DATABASE_URL): an SQLite file of the "
+            "journal's own, so its batches do not queue behind the small stores' writes for "
+            "SQLite's one write lock per file, nor they behind its (bench/journal.py measures "
+            "both). Unset: the journal shares data_dir/store.sqlite3. Ignored on PostgreSQL."
+        ),
     )
     journal: JournalOptions = Field(
         default_factory=JournalOptions, description="How the journal batches its writes."
@@ -90,17 +104,26 @@ class MonitorSettings(BaseSettings):
             return None
         return OperatorGate(load_operators(self.operators_file))
 
-    def journal_path(self, data_dir: Path) -> Path:
-        """Where the journal is for a hub whose data folder is `data_dir`."""
+    def old_journal_path(self, data_dir: Path) -> Path:
+        """Where a journal from before the store may still be, to adopt (journal_file)."""
         return self.journal_file or Path(data_dir) / JOURNAL_FILE
 
-    def open_journal(self, data_dir: Path) -> Journal | None:
-        """The hub's journal as these settings say (None when journal_enabled is false).
+    def journal_store(self, store: Store) -> Store | Path:
+        """Where the journal is kept: `store`, or journal_store_file beside an SQLite store."""
+        if store.embedded and self.journal_store_file is not None:
+            return self.journal_store_file
+        return store
 
-        Raises JournalUnavailable when its file cannot be opened."""
+    def open_journal(self, store: Store, data_dir: Path) -> Journal | None:
+        """The hub's journal in `store`, as these settings say (None when journal_enabled is
+        false); an old journal file in `data_dir` (or journal_file) is adopted on the way.
+
+        Raises JournalUnavailable when the store cannot hold it."""
         if not self.journal_enabled:
             return None
-        return Journal(self.journal_path(data_dir), self.journal)
+        return Journal(
+            self.journal_store(store), self.journal, adopt=self.old_journal_path(data_dir)
+        )
 
     def metrics_path(self, data_dir: Path) -> Path:
         """Where the multiprocess samples go for a hub whose data folder is `data_dir`."""

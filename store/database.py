@@ -1,12 +1,12 @@
 """Opening the hub's database from a URL: embedded SQLite in the data folder, or PostgreSQL.
 
-One file on SQLite, not one per area. The areas on the store today (the replay cache, the
-accepted changes, the warning addressees, the centre's complaints, the poller cursors) each
-write one short transaction per request or page, and WAL lets readers run beside the one
-writer, so a shared file costs them little and buys one schema version, one migration and one
-backup. The journal, which writes on every step of every message, keeps its own file until it
-moves to the store (issue #14); SQLite serialises writers per file, and that is the area that
-would earn a file of its own. On PostgreSQL everything is one database.
+One file on SQLite, not one per area. The areas on the store (the journal, the replay cache,
+the accepted changes, the warning addressees, the centre's complaints, the poller cursors) each
+write short transactions, and WAL lets readers run beside the one writer, so a shared file buys
+one schema version, one migration and one backup. SQLite serialises writers per file, and the
+journal, which writes on every step of every message, is the area that earns a file of its own
+on a busy single host (`JGHUB_JOURNAL_STORE_FILE`; `bench/journal.py` measures the difference).
+On PostgreSQL everything is one database.
 
 SQLite connections keep what the hand-written openers had: WAL, a 30 s busy timeout, and
 `synchronous=NORMAL` (a process crash loses nothing; a power cut may lose the last commits) —

@@ -24,10 +24,10 @@ from hub.systems import SystemsConfig, SystemsConfigError, load_systems
 from monitor import dead_letters
 from monitor.console_tables import dead_letters_table, history_table, local
 from monitor.errors import InvalidRequest, JournalUnavailable
-from monitor.journal import Journal
 from monitor.literal import literal
 from monitor.observer import Observer
 from monitor.settings import MonitorSettings
+from store import StoreError
 
 app = typer.Typer(
     help="Dead letters: messages whose delivery failed for good. List, inspect, replay.",
@@ -84,11 +84,11 @@ def _journalled(
     monitor_settings = MonitorSettings()
     try:
         journal = (
-            Journal(monitor_settings.journal_path(settings.data_dir), monitor_settings.journal)
-            if monitor_settings.journal_enabled and journalled
+            monitor_settings.open_journal(settings.store(), settings.data_dir)
+            if journalled
             else None
         )
-    except JournalUnavailable as error:
+    except (JournalUnavailable, StoreError) as error:
         raise _fail("journal unavailable", error) from None
     try:
         yield Observer(systems.topology(settings.namespace), journal)

@@ -1,8 +1,8 @@
-"""`jghub journal`: check the message journal's hash chain, print its head, prune old entries."""
+"""`jghub journal`: check the message journal's hash chain, print its head, prune old days."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +17,7 @@ from monitor.errors import InvalidRequest, JournalUnavailable
 from monitor.journal import ChainHead, Journal
 from monitor.literal import literal
 from monitor.settings import MonitorSettings
+from store import DATABASE_FILE, StoreError
 
 app = typer.Typer(
     help="The message journal: where every message has been, hash-chained.",
@@ -28,22 +29,27 @@ def console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
-def journal_path(data_dir: Path | None) -> Path:
-    """Where the journal is, from the settings (JGHUB_JOURNAL_FILE, else data_dir)."""
-    return MonitorSettings().journal_path(hub_settings(data_dir=data_dir).data_dir)
-
-
 def open_journal(data_dir: Path | None) -> Journal:
-    """The hub's journal for reading; exit 2 saying where when there is none."""
-    path = journal_path(data_dir)
-    if not path.exists():
+    """The hub's journal, in its store (JGHUB_DATABASE_URL, else the data folder's SQLite
+    file); an old journal file there is adopted on the way. Exit 2 saying why when the store
+    or the journal cannot be opened."""
+    settings = hub_settings(data_dir=data_dir)
+    monitoring = MonitorSettings()
+    old = monitoring.old_journal_path(settings.data_dir)
+    embedded = settings.data_dir / DATABASE_FILE
+    if not settings.database_url and not embedded.exists() and not old.exists():
         console().print(
-            f"[red]no journal[/red] at {escape(str(path))}: nothing was journalled there yet "
-            "(is --data-dir / JGHUB_DATA_DIR the hub's?)"
+            f"[red]no journal[/red] in {escape(str(settings.data_dir))}: no store there "
+            f"({DATABASE_FILE}), nothing was journalled yet (is --data-dir / JGHUB_DATA_DIR the "
+            "hub's, or does the hub use JGHUB_DATABASE_URL?)"
         )
         raise typer.Exit(2)
     try:
-        return Journal(path)
+        store = settings.store()
+        return Journal(monitoring.journal_store(store), monitoring.journal, adopt=old)
+    except StoreError as error:
+        console().print(f"[red]store unavailable[/red]: {escape(str(error))}")
+        raise typer.Exit(2) from None
     except JournalUnavailable as error:
         console().print(f"[red]journal unavailable[/red]: {escape(str(error))}")
         raise typer.Exit(2) from None
@@ -111,15 +117,39 @@ def head(data_dir: DataDir = None) -> None:
 
 @app.command()
 def prune(
-    older_than: Annotated[str, typer.Option(help="Delete entries older than this: 90d, 12w ...")],
+    before: Annotated[
+        str | None,
+        typer.Option(help="Drop the days before this UTC date (YYYY-MM-DD), whole days."),
+    ] = None,
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="Or: drop the days older than this age (90d, 12w ...), whole days."),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Delete the oldest entries; the rest of the chain stays verifiable."""
-    try:
-        age = parse_age(older_than)
-    except InvalidRequest as error:
-        console().print(f"[red]bad --older-than[/red]: {escape(str(error))}")
-        raise typer.Exit(2) from None
+    """Drop the oldest days of entries (PostgreSQL: their partitions); the rest of the chain
+    stays verifiable from the last dropped entry, and from any anchor kept since."""
+    out = console()
+    if (before is None) == (older_than is None):
+        out.print("[red]give one of --before DATE or --older-than AGE[/red]")
+        raise typer.Exit(2)
+    if before is not None:
+        try:
+            cut = date.fromisoformat(before)
+        except ValueError:
+            out.print(f"[red]bad --before[/red]: {escape(before)!r} is not a date YYYY-MM-DD")
+            raise typer.Exit(2) from None
+    else:
+        try:
+            age = parse_age(older_than or "")
+        except InvalidRequest as error:
+            out.print(f"[red]bad --older-than[/red]: {escape(str(error))}")
+            raise typer.Exit(2) from None
+        cut = (datetime.now(UTC) - age).date()
     with open_journal(data_dir) as journal:
-        deleted = journal.prune(datetime.now(UTC) - age)
-    console().print(f"pruned {deleted} entries older than {older_than}")
+        try:
+            dropped = journal.prune(cut)
+        except JournalUnavailable as error:
+            out.print(f"[red]journal unavailable[/red]: {escape(str(error))}")
+            raise typer.Exit(2) from None
+    out.print(f"pruned {dropped} entries of the days before {cut.isoformat()}")

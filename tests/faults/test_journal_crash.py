@@ -23,8 +23,9 @@ import httpx
 import pytest
 from broker_support import drain
 from fault_pipeline import REPOSITORY, Pipeline, tally
+from store_support import embedded_store
 
-from monitor.journal import JOURNAL_FILE, Journal, Step
+from monitor.journal import Journal, Step
 
 pytestmark = [pytest.mark.rabbitmq]
 
@@ -101,7 +102,7 @@ def test_kill_9_of_serve_while_batches_stream_in_leaves_every_answered_record_jo
                 for record in answer["records"]
                 if record["status"] == "accepted"
             ]
-            with Journal(folder / "var" / JOURNAL_FILE) as journal:
+            with Journal(embedded_store(folder / "var")) as journal:
                 lacking = [
                     m for m in accepted if not {Step.RECEIVED, Step.PUBLISHED} <= steps(journal, m)
                 ]
@@ -139,7 +140,7 @@ def test_kill_9_of_the_worker_while_it_delivers_leaves_every_acked_message_journ
             worker.wait()
             remaining = requeued(line)
             acked = sorted(set(published) - set(remaining))
-            with Journal(tmp_path / "var" / JOURNAL_FILE) as journal:
+            with Journal(embedded_store(tmp_path / "var")) as journal:
                 lacking = [m for m in acked if Step.DELIVERED not in steps(journal, m)]
             assert lacking == [], f"seed {SEED} run {run}: acked, delivery not journalled"
             acked_in_all += len(acked)

@@ -44,7 +44,6 @@ from hub.simulators.traffic import SystemTraffic
 from hub.worker import Worker
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
 from monitor.journal import Journal, Step
-from monitor.settings import MonitorSettings
 from standard.envelope import Envelope
 from systems import ChannelConfig, SystemConfig
 
@@ -292,9 +291,9 @@ def test_a_flaky_national_endpoint_ends_every_message_delivered_once_or_dead_let
         assert wait_for(lambda: line.broker.depth(target) == 0, timeout=10)
         dead = line.broker.dead_letters(target, limit=10_000)
         line.stop_hub()
-        journal_path = MonitorSettings().journal_path(line.settings.data_dir)
+        store = line.settings.store()
 
-    journal = Journal(journal_path)
+    journal = Journal(store)
     try:
         endings: dict[str, list[Step]] = {}
         retried = 0

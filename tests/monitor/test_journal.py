@@ -1,4 +1,5 @@
-"""The journal: traces in order, per-system visibility, and a hash chain that catches tampering."""
+"""The journal: traces in order, per-system visibility, and a hash chain that catches tampering,
+on each backend of the store (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from monitor_support import value
+from sqlalchemy import text
 
 from monitor.journal import ChainHead, Journal, JournalOptions, Step, entry_hash
+from store import Store
 
 FAST = JournalOptions(flush_interval_s=0.01)
 
@@ -38,15 +41,16 @@ def _journey(journal: Journal, message_id: str, *, system: str = "eco-env-penalt
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    with Journal(tmp_path / "journal.sqlite3", FAST) as opened:
+def journal(store: Store) -> Iterator[Journal]:
+    with Journal(store, FAST) as opened:
         yield opened
 
 
-def _tamper(journal: Journal, sql: str, *parameters: object) -> None:
+def _tamper(journal: Journal, sql: str, **parameters: object) -> None:
+    """Change the store behind the journal's back, as someone with database access could."""
     journal.flush()
-    with sqlite3.connect(journal.path) as db:
-        changed = db.execute(sql, parameters).rowcount
+    with journal.store.begin() as db:
+        changed = db.execute(text(sql), parameters).rowcount
     assert changed == 1, f"the tampering statement changed {changed} rows"
 
 
@@ -110,7 +114,7 @@ def test_an_untouched_chain_verifies(journal: Journal) -> None:
 def test_an_edited_entry_is_named(journal: Journal) -> None:
     for n in range(5):
         _journey(journal, f"m{n}")
-    _tamper(journal, "UPDATE journal SET reason = 'all fine' WHERE seq = 7")
+    _tamper(journal, "UPDATE journal_entry SET reason = 'all fine' WHERE seq = 7")
     report = journal.verify()
     assert not report.ok
     assert report.broken is not None
@@ -123,16 +127,18 @@ def test_an_entry_whose_hash_was_recomputed_is_named(journal: Journal) -> None:
     for n in range(3):
         _journey(journal, f"m{n}")
     journal.flush()
-    with sqlite3.connect(journal.path) as db:
+    with journal.store.begin() as db:
         row = db.execute(
-            "SELECT seq, at, step, message_id, receipt, system, target, dataset, reason, attempt, "
-            "detail, prev_hash FROM journal WHERE seq = 5"
-        ).fetchone()
+            text(
+                "SELECT seq, at, step, message_id, receipt, system, target, dataset, reason, "
+                "attempt, detail, prev_hash FROM journal_entry WHERE seq = 5"
+            )
+        ).one()
         content = list(row[:11])
         content[8] = "forged reason"
         db.execute(
-            "UPDATE journal SET reason = ?, hash = ? WHERE seq = 5",
-            ("forged reason", entry_hash(row[11], content)),
+            text("UPDATE journal_entry SET reason = :reason, hash = :hash WHERE seq = 5"),
+            {"reason": "forged reason", "hash": entry_hash(row[11], content)},
         )
     report = journal.verify()
     assert report.broken is not None
@@ -142,7 +148,7 @@ def test_an_entry_whose_hash_was_recomputed_is_named(journal: Journal) -> None:
 def test_a_deleted_entry_is_named(journal: Journal) -> None:
     for n in range(3):
         _journey(journal, f"m{n}")
-    _tamper(journal, "DELETE FROM journal WHERE seq = 6")
+    _tamper(journal, "DELETE FROM journal_entry WHERE seq = 6")
     report = journal.verify()
     assert report.broken is not None
     assert (report.broken.seq, report.broken.kind) == (6, "deleted")
@@ -151,7 +157,7 @@ def test_a_deleted_entry_is_named(journal: Journal) -> None:
 
 def test_the_first_entry_deleted_is_caught(journal: Journal) -> None:
     _journey(journal, "m")
-    _tamper(journal, "DELETE FROM journal WHERE seq = 1")
+    _tamper(journal, "DELETE FROM journal_entry WHERE seq = 1")
     report = journal.verify()
     assert report.broken is not None and report.broken.seq == 1
 
@@ -163,8 +169,17 @@ def test_entries_cut_from_the_end_are_caught_by_an_anchor(journal: Journal) -> N
     anchor = journal.head()
     assert anchor is not None
     assert journal.verify(anchor=anchor).ok
-    _tamper(journal, "DELETE FROM journal WHERE seq = ?", anchor.seq)
-    assert journal.verify().ok  # a shorter chain is still a chain ...
+    _tamper(journal, "DELETE FROM journal_entry WHERE seq = :seq", seq=anchor.seq)
+    cut = journal.verify().broken  # the chain head still names the entry cut ...
+    assert cut is not None and (cut.seq, cut.kind) == (anchor.seq, "deleted")
+    before = next(e for e in journal.entries() if e.seq == anchor.seq - 1)
+    _tamper(  # ... so whoever cut it rewinds the head too: a shorter chain is still a chain ...
+        journal,
+        "UPDATE journal_chain SET seq = :seq, hash = :hash",
+        seq=before.seq,
+        hash=before.hash,
+    )
+    assert journal.verify().ok
     report = journal.verify(anchor=anchor)  # ... but it no longer reaches the anchor
     assert report.broken is not None
     assert (report.broken.seq, report.broken.kind) == (anchor.seq, "anchor")
@@ -173,23 +188,33 @@ def test_entries_cut_from_the_end_are_caught_by_an_anchor(journal: Journal) -> N
         ChainHead.parse("12:abc")
 
 
-def test_pruning_keeps_the_rest_verifiable(journal: Journal) -> None:
-    old = datetime.now(UTC) - timedelta(days=40)
-    for n in range(10):
-        journal.record(Step.RECEIVED, message_id=f"old{n}", system="s", at=old)
-    for n in range(5):
-        journal.record(Step.RECEIVED, message_id=f"new{n}", system="s")
-    assert journal.prune(datetime.now(UTC) - timedelta(days=30)) == 10
-    assert journal.count() == 5
-    assert journal.verify().ok
-    journal.record(Step.PUBLISHED, message_id="new0", system="s")
-    journal.flush()
-    head = journal.head()
-    assert head is not None and head.seq == 16
-    assert journal.verify().ok
-    _tamper(journal, "UPDATE journal SET system = 'x' WHERE seq = 12")
-    broken = journal.verify().broken
-    assert broken is not None and broken.seq == 12
+def test_pruning_keeps_the_rest_verifiable(store: Store) -> None:
+    today = datetime.now(UTC)
+    clock = [today - timedelta(days=40)]
+    with Journal(store, FAST, clock=lambda: clock[0]) as journal:
+        for n in range(10):
+            journal.record(Step.RECEIVED, message_id=f"old{n}", system="s")
+        journal.flush()
+        clock[0] = today
+        for n in range(5):
+            journal.record(Step.RECEIVED, message_id=f"new{n}", system="s")
+        journal.flush()
+        at_the_cut = next(e for e in journal.entries() if e.seq == 10)
+        anchor = ChainHead(at_the_cut.seq, at_the_cut.hash)
+        assert journal.prune((today - timedelta(days=30)).date()) == 10
+        assert journal.count() == 5
+        assert journal.verify().ok
+        assert journal.verify(anchor=anchor).ok  # pruned up to the anchor exactly
+        older = journal.verify(anchor=ChainHead(3, "0" * 64)).broken
+        assert older is not None and "pruned past the anchor" in older.explanation
+        journal.record(Step.PUBLISHED, message_id="new0", system="s")
+        journal.flush()
+        head = journal.head()
+        assert head is not None and head.seq == 16
+        assert journal.verify().ok
+        _tamper(journal, "UPDATE journal_entry SET system = 'x' WHERE seq = 12")
+        broken = journal.verify().broken
+        assert broken is not None and broken.seq == 12
 
 
 def test_entries_filter_by_window_step_and_system(journal: Journal) -> None:
@@ -204,12 +229,12 @@ def test_entries_filter_by_window_step_and_system(journal: Journal) -> None:
     assert [e.message_id for e in found] == ["new"]
 
 
-def test_a_closed_journal_drops_instead_of_raising(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "j.sqlite3", FAST)
+def test_a_closed_journal_drops_instead_of_raising(store: Store) -> None:
+    journal = Journal(store, FAST)
     journal.record(Step.RECEIVED, message_id="kept", system="s")
     journal.close()
     journal.record(Step.RECEIVED, message_id="late", system="s")  # a thread still busy at exit
-    reopened = Journal(tmp_path / "j.sqlite3", FAST)
+    reopened = Journal(store, FAST)
     assert [e.message_id for e in reopened.entries()] == ["kept"]
     reopened.close()
 
@@ -217,47 +242,64 @@ def test_a_closed_journal_drops_instead_of_raising(tmp_path: Path) -> None:
 WRITER = textwrap.dedent(
     """
     import sys
-    from pathlib import Path
     from monitor.journal import Journal, JournalOptions, Step
-    path, name, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    journal = Journal(path, JournalOptions(flush_interval_s=0.005, batch_size=50))
+    from store import Store
+    url, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    journal = Journal(Store.open(url), JournalOptions(flush_interval_s=0.005, batch_size=50))
     for n in range(count):
         journal.record(Step.PUBLISHED, message_id=f"{name}-{n}", system=name)
+        if n % 7 == 0:
+            journal.flush()  # a durable step now and then: many small batches interleave
     journal.close()
     """
 )
 
 
-def test_processes_appending_at_once_keep_one_chain(tmp_path: Path) -> None:
-    path = tmp_path / "shared.sqlite3"
-    Journal(path).close()
+def test_processes_appending_at_once_keep_one_chain(store: Store) -> None:
+    url = store.url.render_as_string(hide_password=False)
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, "2000"])
+        subprocess.Popen([sys.executable, "-c", WRITER, url, name, "2000"])
         for name in ("serve", "worker-1", "worker-2")
     ]
     for writer in writers:
-        assert writer.wait(timeout=120) == 0
-    journal = Journal(path)
+        assert writer.wait(timeout=300) == 0
+    journal = Journal(store)
     report = journal.verify()
     assert report.ok, report.broken
-    assert report.checked == 6000
+    assert report.checked == 6000 == journal.count()
+    seqs = [e.seq for e in journal.entries()]
+    assert seqs == list(range(1, 6001))  # no duplicate, no gap
     for name in ("serve", "worker-1", "worker-2"):
         mine = list(journal.entries(system=name))
         assert [e.message_id for e in mine] == [f"{name}-{n}" for n in range(2000)]
     journal.close()
 
 
-def test_a_locked_file_keeps_entries_in_memory_then_drops_past_the_limit(tmp_path: Path) -> None:
-    path = tmp_path / "j.sqlite3"
+@contextmanager
+def _another_writer_holds_the_lock(store: Store) -> Iterator[None]:
+    """Another process in the middle of a write: SQLite's file lock, PostgreSQL's head row."""
+    if store.embedded:
+        blocker = sqlite3.connect(str(store.url.database), isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        return
+    with store.engine.connect() as other, other.begin():
+        other.execute(text("SELECT seq FROM journal_chain WHERE id = 1 FOR UPDATE"))
+        yield
+
+
+def test_a_locked_store_keeps_entries_in_memory_then_drops_past_the_limit(store: Store) -> None:
     options = JournalOptions(
         flush_interval_s=0.01, max_pending=20, full_wait_s=0.0, busy_timeout_s=0.05
     )
     dropped_before = value("jghub_journal_entries_total", outcome="dropped")
     failed_before = value("jghub_journal_entries_total", outcome="failed")
-    with Journal(path, options) as journal:
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN EXCLUSIVE")  # another process holds the file
-        try:
+    with Journal(store, options) as journal:
+        with _another_writer_holds_the_lock(store):
             for n in range(20):
                 journal.record(Step.PUBLISHED, message_id=f"m{n}", system="s")
             # the writer took these 20 and keeps failing on them (backing off) ...
@@ -269,9 +311,6 @@ def test_a_locked_file_keeps_entries_in_memory_then_drops_past_the_limit(tmp_pat
             for n in range(20, 45):
                 journal.record(Step.PUBLISHED, message_id=f"m{n}", system="s")
             assert not journal.flush(timeout=0.2)
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         assert journal.flush(timeout=30)
         kept = [e.message_id for e in journal.entries()]
         assert journal.verify().ok
@@ -288,12 +327,12 @@ def record_and_flush(
 
 
 def test_a_flush_right_after_the_first_entries_of_many_threads_waits_for_the_writer(
-    tmp_path: Path,
+    store: Store,
 ) -> None:
     # The first entries start the writer thread; a thread that records while it starts and
     # flushes at once must wait for the write, not find the writer "dead" and give up.
     for round_ in range(20):
-        journal = Journal(tmp_path / f"journal-{round_}.sqlite3")
+        journal = Journal(store)
         start = threading.Barrier(8)
         flushed: list[bool] = []
         threads = [

@@ -75,6 +75,7 @@ def test_settles_are_counted_and_journalled(buses: Buses, tmp_path: Path) -> Non
         flaky_steps = journal.trace(flaky)
         refused_steps = journal.trace(refused)
         by_receipt = journal.trace(receipt, system=SOURCE)
+        by_business_key = journal.trace("SJ1")  # the flaky record's subject
 
     dataset = {"target": target, "dataset": "grassroots_event"}
     assert value("jghub_delivered_total", **dataset) == 2
@@ -99,9 +100,11 @@ def test_settles_are_counted_and_journalled(buses: Buses, tmp_path: Path) -> Non
         (Step.DELIVERED, 2),
     ]
     assert flaky_steps[0].reason == "HTTP 503 from the target"
-    assert flaky_steps[0].detail == {"stage": "deliver", "tier": 0}
+    # Each step carries the record's business key (its subject), indexed for lookups.
+    assert flaky_steps[0].detail == {"stage": "deliver", "tier": 0, "subject": "SJ1"}
+    assert [s.message_id for s in by_business_key] == [flaky, flaky]
     assert [s.step for s in refused_steps] == [Step.DEAD_LETTERED]
-    assert refused_steps[0].detail == {"stage": "deliver", "cause": "permanent"}
+    assert refused_steps[0].detail == {"stage": "deliver", "cause": "permanent", "subject": "SJ2"}
     assert len(by_receipt) == 4  # one entry per settle
 
 
@@ -122,7 +125,11 @@ def test_a_raising_handler_uses_up_the_tiers(buses: Buses, tmp_path: Path) -> No
 
     assert [(s.step, s.attempt) for s in steps] == [(Step.RETRIED, 1), (Step.DEAD_LETTERED, 2)]
     assert "renderer crashed" in (steps[1].reason or "")
-    assert steps[1].detail == {"stage": "handler", "cause": "retries_exhausted"}
+    assert steps[1].detail == {
+        "stage": "handler",
+        "cause": "retries_exhausted",
+        "subject": "SJ-broken",
+    }
     exhausted = {"target": target, "stage": "handler", "reason": "retries_exhausted"}
     assert value("jghub_dead_lettered_total", **exhausted) == 1
     assert len(broker.dead_letters(target)) == 1

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from monitor_support import consume, operator_environment
+from store_support import embedded_store
 from typer.testing import CliRunner
 
 import bus
@@ -34,7 +35,7 @@ def _run(*args: str) -> tuple[int, str]:
 
 
 def _journal(data: Path) -> Journal:
-    return Journal(data / "journal.sqlite3", JournalOptions(flush_interval_s=0.01))
+    return Journal(embedded_store(data), JournalOptions(flush_interval_s=0.01))
 
 
 def test_trace_shows_a_message_and_hides_it_from_others(hub_env: Path) -> None:
@@ -82,14 +83,19 @@ def test_journal_verify_exits_1_naming_the_bad_entry(hub_env: Path) -> None:
     assert (code, "journal intact: 4 entries") == (0, output.split(", head")[0].strip())
     code, head = _run("journal", "head")
     assert code == 0 and head.startswith("4:")
-    with sqlite3.connect(hub_env / "journal.sqlite3") as db:
-        db.execute("UPDATE journal SET message_id = 'forged' WHERE seq = 3")
+    with sqlite3.connect(hub_env / "store.sqlite3") as db:
+        db.execute("UPDATE journal_entry SET message_id = 'forged' WHERE seq = 3")
     code, output = _run("journal", "verify")
     assert code == 1
     assert "journal broken at entry 3 (edited)" in output
     assert "2 entries before it are intact" in output
-    with sqlite3.connect(hub_env / "journal.sqlite3") as db:
-        db.execute("DELETE FROM journal WHERE seq >= 3")
+    with sqlite3.connect(hub_env / "store.sqlite3") as db:
+        # Cut from the end, the chain head rewound too: only the anchor kept outside knows.
+        db.execute("DELETE FROM journal_entry WHERE seq >= 3")
+        db.execute(
+            "UPDATE journal_chain SET seq = 2, "
+            "hash = (SELECT hash FROM journal_entry WHERE seq = 2)"
+        )
     code, output = _run("journal", "verify", "--anchor", head.strip())
     assert code == 1 and "anchor" in output
 
@@ -168,3 +174,19 @@ def test_dead_list_show_and_replay(hub_env: Path) -> None:
         TARGET,
     )
     assert step.detail["by"] == f"ops-li (login {login})"
+
+
+def test_journal_prune_before_a_date_keeps_the_chain_verifiable(hub_env: Path) -> None:
+    with _journal(hub_env) as journal:
+        for n in range(3):
+            journal.record(Step.PUBLISHED, message_id=f"m{n}", system="s")
+    code, output = _run("journal", "prune", "--before", "2000-01-01")
+    assert (code, output.strip()) == (0, "pruned 0 entries of the days before 2000-01-01")
+    code, output = _run("journal", "prune", "--before", "2999-01-01")
+    assert code == 0 and "pruned 3 entries" in output
+    code, output = _run("journal", "verify")
+    assert code == 0 and "journal intact: 0 entries" in output
+    code, output = _run("journal", "prune", "--before", "yesterday")
+    assert code == 2 and "not a date YYYY-MM-DD" in output
+    code, output = _run("journal", "prune")
+    assert code == 2 and "give one of --before DATE or --older-than AGE" in output

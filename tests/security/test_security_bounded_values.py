@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hub_harness import AGRI_KEY, ECO_KEY, RunningHub, running_hub, sample
 from lxml import etree
+from sqlalchemy import Connection
 
 from mappings import MalformedPayload, NumberOutOfBoundsPayload, PayloadLimits
 from mappings.payloads import parse_json, parse_xml
@@ -186,16 +187,18 @@ def test_the_excerpt_is_the_value_itself_when_short_and_cut_when_long() -> None:
     assert len(quoted(10**5000)) < 40
 
 
-# --- the journal refuses what the file refuses for good -----------------------------------------
+# --- the journal refuses what the store refuses for good ----------------------------------------
 
 
 class _SmallLimitJournal(Journal):
     """A journal whose SQLite refuses values over 4,000 bytes, as a build with a small
     SQLITE_MAX_LENGTH does: the way to reach "string or blob too big" without writing 1 GB."""
 
-    def _connect(self) -> sqlite3.Connection:
-        db = super()._connect()
-        db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 4000)
+    def _connect(self) -> Connection:
+        db = super()._connect()  # the writer's own connection, out of the pool
+        raw = db.connection.dbapi_connection
+        assert isinstance(raw, sqlite3.Connection)
+        raw.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 4000)
         return db
 
 
@@ -211,7 +214,7 @@ def _refused(reason: str) -> float:
     ],
     ids=["string-or-blob-too-big", "integer-sqlite-cannot-hold"],
 )
-def test_an_entry_the_file_refuses_for_good_is_refused_alone_and_later_ones_are_written(
+def test_an_entry_the_store_refuses_for_good_is_refused_alone_and_later_ones_are_written(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     journal_kind: type[Journal],

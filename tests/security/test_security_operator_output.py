@@ -20,6 +20,7 @@ from lxml import etree
 from monitor_support import OPERATOR_SYSTEMS, consume, operator_environment
 from serve_process import REPOSITORY, free_port, stop, wait_ready
 from soap_harness import SoapHub
+from store_support import embedded_store
 from typer.testing import CliRunner
 
 import bus
@@ -139,7 +140,7 @@ def test_dead_list_and_show_print_ordinary_ids_and_reasons_unchanged(hub_env: Pa
 
 
 def test_trace_prints_hostile_ids_and_reasons_literally(hub_env: Path) -> None:
-    with Journal(hub_env / "journal.sqlite3", JournalOptions(flush_interval_s=0.01)) as journal:
+    with Journal(embedded_store(hub_env), JournalOptions(flush_interval_s=0.01)) as journal:
         for message_id in HOSTILE_IDS:
             journal.record(
                 Step.RECEIVED, message_id=message_id, receipt="r-[/x]", system="complaint-platform"
