@@ -637,21 +637,26 @@ class Journal:
         """Drain the queue in batches; answer flush requests once what precedes them is in.
         Returns the writer's connection (None after a connection was lost: opened again)."""
         notes: list[_Note] = []
+        # Flush requests are answered after the commit that follows them, not one commit each:
+        # steps acknowledged from many threads queue "entry, flush, entry, flush, …", and one
+        # transaction for all of them is the point of group commit.
+        flushes: list[_Flush] = []
         while True:
             try:
                 item = self._pending.popleft()
             except IndexError:
                 break
             if isinstance(item, _Flush):
-                db = self._commit(db, notes)
-                notes = []
-                item.done.set()
+                flushes.append(item)
                 continue
             notes.append(item)
             if len(notes) >= self.options.batch_size:
                 db = self._commit(db, notes)
                 notes = []
-        return self._commit(db, notes)
+                _answer(flushes)
+        db = self._commit(db, notes)
+        _answer(flushes)
+        return db
 
     def _commit(self, db: Connection | None, notes: list[_Note]) -> Connection | None:
         """Append `notes` to the chain, trying again (with backoff) while the store cannot take
@@ -1089,6 +1094,13 @@ class Journal:
             )
         ).scalars()
         return sorted(name for name in names if name < _partition(before))
+
+
+def _answer(flushes: list[_Flush]) -> None:
+    """Tell the flush requests waiting in `flushes` that what was queued before them is in."""
+    for flush in flushes:
+        flush.done.set()
+    flushes.clear()
 
 
 def _row(content: tuple[Any, ...], prev: str, digest: str, day: date) -> dict[str, Any]:
