@@ -52,7 +52,7 @@ class AdapterContext:
 
     Attributes:
       system: the external system the adapter serves.
-      data_dir: the hub's data folder (outbox, pollers' lock files); shared by `serve` and `worker`.
+      data_dir: the hub's data folder (where files of hubs before the store are taken in from).
       ingress: the inbound path (inbound adapters and pollers); None for senders.
       gatekeeper: the hub's authentication, size and rate limits (inbound adapters, and the
         routes a sender mounts); None in the worker.
@@ -63,7 +63,10 @@ class AdapterContext:
         trailing slash): what the hub writes where it tells a system its own address, such as
         a WSDL's soap:address. Never taken from a request's Host header, which the client
         chooses.
-      store: the hub's store (pollers keep their cursors there); None where nothing needs it.
+      poller_lease_s: how long a poller's lease on its channel lasts without being renewed
+        (`JGHUB_POLLER_LEASE_S`): a worker that dies holding it is replaced within about that.
+      store: the hub's store (the outbox, pollers' cursors and leases); None where nothing
+        needs it.
     """
 
     system: SystemConfig
@@ -73,6 +76,7 @@ class AdapterContext:
     channel: ChannelConfig | None = None
     pull_lease_s: float = 60.0
     public_url: str = "http://127.0.0.1:8080"
+    poller_lease_s: float = 30.0
     store: Store | None = None
 
     def require_gatekeeper(self, adapter: str) -> Gatekeeper:
@@ -135,7 +139,7 @@ class InboundAdapter(Adapter):
 
 
 class Poller(Adapter):
-    """Pulls payloads from a system that cannot push, with a cursor it keeps in `data_dir`."""
+    """Pulls payloads from a system that cannot push, with a cursor it keeps in the store."""
 
     kind: ClassVar[AdapterKind] = "poller"
 

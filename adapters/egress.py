@@ -3,7 +3,9 @@
 Ingress (`adapters.ingress`) turns what a system sends into canonical envelopes on the bus;
 egress turns the envelopes on a target's queue into what the target system reads:
 
-    egress = build_egress(system, mappings, data_dir=..., on_breaker_change=..., stop=stop)
+    egress = build_egress(
+        system, mappings, data_dir=..., store=..., on_breaker_change=..., stop=stop
+    )
     broker.consume(egress.name, egress.handle, stop=stop, concurrency=egress.concurrency)
 
 For each message, `Egress.handle`:
@@ -20,7 +22,9 @@ For each message, `Egress.handle`:
 4. **settles** it exactly once: delivered → ack; refused (4xx, a Client fault) → dead letters
    at once; still failing (5xx, timeout, refused connection) → retry, i.e. the bus's delayed
    tiers, and the dead letters after the last tier; refused by the open breaker before any call
-   → postpone, the same tier again without spending it.
+   → postpone, the same tier again without spending it; the hub's own store not answering
+   (`StoreUnavailable`: the outbox is written there) → postpone too, however long it lasts:
+   nothing the target did, so never the dead letters.
 
 A step that cannot go on raises `NotDelivered`, which says how the message is settled; `settle`
 is the one place that turns it into the bus's calls. Anything else that consumes canonical
@@ -45,6 +49,7 @@ from bus import Broker, Delivery, Message
 from mappings import MappingEngineError, SystemMappings
 from standard.envelope import STRUCTURED_CONTENT_TYPE, Envelope
 from standard.errors import StandardError
+from store import Store, StoreUnavailable
 from systems import CLOUDEVENT, SENDER_KINDS, SystemConfig
 
 log = logging.getLogger("adapters.egress")
@@ -198,6 +203,9 @@ class Egress:
                     )  # fmt: skip
                 raise NotDelivered("postpone", "deliver", failed.reason) from None
             raise NotDelivered("retry", "deliver", failed.reason) from None
+        except StoreUnavailable as error:
+            # The hub's own database, not the target: wait without spending a tier.
+            raise NotDelivered("postpone", "deliver", str(error)) from None
         except AdapterError as error:
             # A sender's own configuration (e.g. a secret's variable not set): nothing the
             # target did; the retry tiers give an operator time to fix it, then dead letters.
@@ -227,17 +235,19 @@ def build_egress(
     mappings: SystemMappings | None,
     *,
     data_dir: Path,
+    store: Store | None = None,
     on_breaker_change: StateListener,
     stop: threading.Event,
 ) -> Egress:
     """The Egress of `system`: its sender (from the registry), breaker and in-process retries.
 
+    `store`: the hub's store, for a sender that keeps what it delivers there (the outbox).
     `stop` cuts the in-process retries' waits short when the worker shuts down.
     """
     outbound = system.outbound
     if outbound is None:
         raise ValueError(f"system {system.id} has no outbound section: nothing is delivered to it")
-    context = AdapterContext(system=system, data_dir=data_dir)
+    context = AdapterContext(system=system, data_dir=data_dir, store=store)
     sender = registry.create(outbound.adapter, outbound.options, context, kinds=SENDER_KINDS)
     assert isinstance(sender, Sender)
     sender.prepare()

@@ -68,7 +68,8 @@ class IngressObserver(Protocol):
     """What watches the inbound path: `monitor.observer.Observer` (metrics, journal, quality).
 
     `received` returns a token for the payload (with `headers` to carry on its messages) that the
-    other calls take back. Pollers report each poll through `polled`.
+    other calls take back. Pollers report each poll through `polled`, and what becomes of their
+    lease (taken, taken_over, lost, released) through `poller_lease`.
     """
 
     def received(self, system: str, message_type: str, *, receipt: str, size: int) -> Any: ...
@@ -101,6 +102,8 @@ class IngressObserver(Protocol):
     ) -> None: ...
 
     def polled(self, source: str, *, ok: bool, lag_seconds: float | None = None) -> None: ...
+
+    def poller_lease(self, source: str, *, holder: str, change: str) -> None: ...
 
     def repeated(self, seen: Any, *, envelopes: Sequence[Envelope]) -> None: ...
 

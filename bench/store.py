@@ -7,15 +7,17 @@ Measures, one process, one thread, in a fresh SQLite file and a fresh PostgreSQL
 (created through the --postgresql URL's database and dropped after):
 - the replay cache: `first_use` of distinct signatures (one write transaction each), per second;
 - the accepted changes: `remember` of one push's keys (a batch of --batch), then `already` of
-  the same keys, pairs per second; and the keys remembered per second.
-Without PostgreSQL the PostgreSQL figures are null and the reason is printed.
-
+  the same keys, pairs per second; and the keys remembered per second;
+- the outbox (`measure_outbox`, under "outbox"): puts per second (one write transaction each),
+  then lease + ack cycles per second as a pulling system makes them (pull 100, acknowledge
+  the lease by its cursor) until the outbox is empty, and the messages per second that makes;
+  with the PostgreSQL/SQLite ratios.
 - the journal (`journal_figures`): entries/s when one process records --journal-entries and
   flushes once (group commit: batches of up to 1,000), and the durable pattern of the hub — each
   step recorded then flushed before it is acknowledged — from --journal-threads threads at once;
   each verified afterwards. Ratios PostgreSQL/SQLite.
-Prints one line per figure, then, as the last line, one JSON object with every figure. The
-outbox, the rest of issue #14's measure, is not on the store yet.
+Without PostgreSQL the PostgreSQL figures are null and the reason is printed.
+Prints one line per figure, then, as the last line, one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 import psycopg  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from adapters.protocols.outbox import StoredOutbox  # noqa: E402
 from adapters.repeats import StoredAcceptedChanges  # noqa: E402
 from adapters.replay_cache import StoredReplayCache  # noqa: E402
 from monitor.journal import Journal, JournalOptions, Step  # noqa: E402
@@ -127,6 +130,53 @@ def journal_figures(
     return figures
 
 
+OUTBOX_PULL = 100
+"""Messages per pull in the outbox's lease + ack cycles."""
+
+
+def measure_outbox(store: Store, operations: int) -> dict[str, float]:
+    """The outbox's figures of one backend (printed, and returned): puts/s, then lease + ack
+    cycles/s."""
+    outbox = StoredOutbox(store)
+    body = b'{"case": "330100YJ2026000001", "penalty": 5000}' * 8  # a rendered record's size
+    message = {"body": body, "content_type": "application/json", "dataset": "penalty_case"}
+    for n in range(50):  # warm the pool and the statement cache
+        outbox.put("warm", message_id=f"w{n}", idempotency_key=f"w{n}", **message)
+    started = time.perf_counter()
+    for n in range(operations):
+        outbox.put("bench", message_id=f"m{n}", idempotency_key=f"k{n}", subject=f"s{n}", **message)
+    puts = per_second(operations, time.perf_counter() - started)
+    cycles = 0
+    started = time.perf_counter()
+    while True:
+        lease = outbox.pull("bench", limit=OUTBOX_PULL, lease_s=60)
+        if not lease.items:
+            break
+        assert outbox.ack("bench", lease_id=lease.lease_id, cursor=lease.cursor) == len(lease.items)
+        cycles += 1
+    took = time.perf_counter() - started
+    assert outbox.pending("bench") == 0
+    found = {
+        "outbox_puts_per_s": round(puts),
+        "outbox_lease_ack_cycles_per_s": round(per_second(cycles, took)),
+        "outbox_messages_per_s": round(per_second(operations, took)),
+    }
+    print(
+        f"{store.engine.dialect.name}: outbox {found['outbox_puts_per_s']:,} puts/s; "
+        f"{found['outbox_lease_ack_cycles_per_s']:,} lease + ack cycles/s of {OUTBOX_PULL} "
+        f"({found['outbox_messages_per_s']:,} messages/s)"
+    )
+    return found
+
+
+def outbox_ratios(found: dict[str, object]) -> None:
+    """Add the PostgreSQL/SQLite ratios of the outbox's figures to `found`, when both ran."""
+    sqlite, postgresql = found.get("sqlite"), found.get("postgresql")
+    if isinstance(sqlite, dict) and isinstance(postgresql, dict):
+        for name in ("outbox_puts_per_s", "outbox_lease_ack_cycles_per_s"):
+            found[f"postgresql_vs_sqlite_{name}"] = round(postgresql[name] / sqlite[name], 3)
+
+
 @contextmanager
 def postgresql_database(admin_url: str) -> Iterator[str]:
     """A fresh database next to `admin_url`'s, dropped afterwards."""
@@ -164,20 +214,25 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     figures: dict[str, object] = {"operations": options.operations, "batch": options.batch}
     entries, threads = options.journal_entries, options.journal_threads
+    outbox: dict[str, object] = {"sqlite": None, "postgresql": None, "pull": OUTBOX_PULL}
+    figures["outbox"] = outbox
     with tempfile.TemporaryDirectory() as folder:
         sqlite = Store.open(store_url(None, Path(folder)))
         figures["sqlite"] = measure(sqlite, options.operations, options.batch)
         journal = {"sqlite": _journal_rates(sqlite, entries, threads)}
+        outbox["sqlite"] = measure_outbox(sqlite, options.operations)
         sqlite.close()
     try:
         with postgresql_database(options.postgresql) as url:
             postgresql = Store.open(store_url(url, Path(".")), migrate=True)
             figures["postgresql"] = measure(postgresql, options.operations, options.batch)
             journal["postgresql"] = _journal_rates(postgresql, entries, threads)
+            outbox["postgresql"] = measure_outbox(postgresql, options.operations)
             postgresql.close()
     except psycopg.OperationalError as error:
         print(f"PostgreSQL does not answer ({str(error).strip()}): its figures are null")
         figures["postgresql"] = None
+    outbox_ratios(outbox)
     for backend in ("sqlite", "postgresql"):
         found = figures[backend]
         if isinstance(found, dict):

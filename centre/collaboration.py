@@ -51,7 +51,7 @@ from standard.datasets.collaboration_task import FED_BACK_STATUSES, Collaboratio
 from standard.datasets.complaint import Complaint
 from standard.envelope import Envelope, Operation
 from standard.errors import StandardError
-from store import METADATA, Store, replacing, upsert
+from store import METADATA, Store, StoreUnavailable, replacing, upsert
 from systems import CollaborationConfig, SystemConfig
 
 log = logging.getLogger("centre.collaboration")
@@ -136,6 +136,10 @@ class CollaborationCentre:
             self.act(decode(delivery.message, target=self.system.id))
         except NotDelivered as failure:
             settle(delivery, failure, target=self.system.id)
+            return
+        except StoreUnavailable as error:
+            # The complaints live in the store: wait for it without spending a retry tier.
+            settle(delivery, NotDelivered("postpone", STAGE, str(error)), target=self.system.id)
             return
         delivery.ack()
 

@@ -7,7 +7,9 @@ Building the app loads the systems configuration, the mappings and the secrets, 
 any of them fails at once with file, line and field. Connecting to the bus happens when the app
 starts (its lifespan): it declares the topology; until that worked, pushes answer 503 and
 `/ready` says why, while `/health` already answers (the process is alive). A lost RabbitMQ
-connection is retried in the background.
+connection is retried in the background. A request the store fails while it is served (the
+database stopped answering: `store.StoreUnavailable`) answers 503 with Retry-After and a JSON
+body saying what and where, never a 500.
 
 Routes:
   POST /systems/{id}/rest/{message type}  REST push (adapter rest_push), per configured channel
@@ -59,12 +61,14 @@ from monitor.operators import OperatorGate
 from monitor.queues import BrokerQueueStats, QueueCollector
 from monitor.readiness import check_readiness
 from monitor.settings import MonitorSettings
-from store import Store
+from store import Store, StoreUnavailable
 from systems import SENDER_KINDS
 
 log = logging.getLogger("hub.app")
 
 RECONNECT_INTERVAL_S = 5.0
+STORE_RETRY_AFTER_S = 5
+"""Retry-After (seconds) of a 503 answered while the store does not answer."""
 
 
 class Health(BaseModel):
@@ -307,6 +311,10 @@ def create_app(
     async def refused(request: Request, error: RequestRefused) -> JSONResponse:
         return JSONResponse(error.to_dict(), status_code=error.status, headers=error.headers)
 
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
+        return answer_store_unavailable(request, error)
+
     for system in config.systems:
         context = AdapterContext(
             system=system,
@@ -370,6 +378,24 @@ def create_app(
 
     mount_monitor(app, runtime)
     return app
+
+
+def answer_store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
+    """503 with Retry-After for a request the hub's store failed (the replay cache, the accepted
+    changes, the outbox ...): the caller sends again later. The database's address stays in the
+    log; the caller learns what failed and where, not how the hub is wired."""
+    log.warning("%s %s: %s", request.method, request.url.path, error)
+    body = {
+        "error": "store-unavailable",
+        "status": 503,
+        "reason": (
+            "the hub's store (its database) does not answer, so this request was not served; "
+            "nothing of it was kept: send it again later"
+        ),
+        "where": f"{request.method} {request.url.path}",
+    }
+    headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
+    return JSONResponse(body, status_code=503, headers=headers)
 
 
 def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:

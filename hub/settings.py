@@ -112,6 +112,17 @@ class HubSettings(BaseSettings):
             "then, it is handed out again."
         ),
     )
+    poller_lease_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds a worker's lease on a poller's channel lasts without renewal (renewed every "
+            "third of it while it polls). Exactly one worker on the store polls a channel; when "
+            "it dies, another takes over after at most this plus a third of it, from the cursor "
+            "in the store."
+        ),
+    )
     ssl_certfile: Path | None = Field(
         default=None, description="Server certificate (PEM): `serve` speaks HTTPS when set."
     )

@@ -179,6 +179,7 @@ class Worker:
             system,
             self.mappings.get(system.id),
             data_dir=self.settings.data_dir,
+            store=self.store,
             on_breaker_change=self._observer.breaker_changed,
             stop=stop,
         )
@@ -315,6 +316,7 @@ class Worker:
                 data_dir=self.settings.data_dir,
                 ingress=ingress,
                 channel=channel,
+                poller_lease_s=self.settings.poller_lease_s,
                 store=self.store,
             )
             poller = registry.create(channel.adapter, channel.options, context, kinds=POLLER_KIND)

@@ -268,6 +268,21 @@ POLLS = Counter(
     ["source", "outcome"],
     registry=HUB_REGISTRY,
 )
+POLLER_LEASE_HELD = Gauge(
+    "jghub_poller_lease_held",
+    "1 while the worker named by holder (host:pid:random) holds the lease of a poller's "
+    "source, so polls it; 0 once it lost or released it. Who polls what: the series at 1.",
+    ["source", "holder"],
+    multiprocess_mode="livemax",
+    registry=HUB_REGISTRY,
+)
+POLLER_LEASE_CHANGES = Counter(
+    "jghub_poller_lease_changes",
+    "What became of poller leases: taken (free), taken_over (its holder let it expire: it died "
+    "or was stuck), lost (this worker's lease expired and another took it), released.",
+    ["source", "change"],
+    registry=HUB_REGISTRY,
+)
 JOURNAL_ENTRIES = Counter(
     "jghub_journal_entries",
     "Journal entries by outcome: written, or failed (kept in memory and written again later).",
@@ -287,7 +302,8 @@ OBSERVED: tuple[MetricWrapperBase, ...] = (
     PUBLISHED, DUPLICATES, UNMATCHED_FEEDBACK, PUBLISH_FAILURES, PUBLISH_CONFIRM_SECONDS, DELIVERED,
     DELIVERY_FAILURES, RETRIED, DEAD_LETTERED, REPLAYED, DELIVERY_SECONDS, END_TO_END_SECONDS,
     RECORD_DELAY_SECONDS, OPTIONAL_FIELDS, OPTIONAL_FIELDS_FILLED, BREAKER_STATE,
-    POLLER_LAG_SECONDS, POLLER_LAST_SUCCESS, POLLS, JOURNAL_ENTRIES, JOURNAL_REFUSED,
+    POLLER_LAG_SECONDS, POLLER_LAST_SUCCESS, POLLS, POLLER_LEASE_HELD, POLLER_LEASE_CHANGES,
+    JOURNAL_ENTRIES, JOURNAL_REFUSED,
     BACKPRESSURE_REFUSED, UNAUTHENTICATED,
 )  # fmt: skip
 """The metrics processes observe (the scrape-time ones are in `SCRAPED`)."""

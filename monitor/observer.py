@@ -545,6 +545,14 @@ class Observer:
         if lag_seconds is not None:
             metrics.POLLER_LAG_SECONDS.labels(source).set(max(0.0, lag_seconds))
 
+    @_guarded
+    def poller_lease(self, source: str, *, holder: str, change: str) -> None:
+        """The lease of the poller of `source` changed hands: `change` is taken, taken_over,
+        lost or released; `holder` names this worker."""
+        held = change in ("taken", "taken_over")
+        metrics.POLLER_LEASE_HELD.labels(source, holder).set(1 if held else 0)
+        metrics.POLLER_LEASE_CHANGES.labels(source, change).inc()
+
 
 def _receipt(headers: Mapping[str, HeaderValue]) -> str | None:
     value = headers.get(CORRELATION_HEADER)

@@ -1,6 +1,6 @@
 """The outbox: messages for pull-only systems, pulled under a lease and acknowledged.
 
-The worker's `outbox` sender writes each rendered payload into an `OutboxStore`; the system pulls
+The worker's `outbox` sender writes each rendered payload into the outbox; the system pulls
 them over HTTP and acknowledges what it processed:
 
     GET  /systems/{id}/outbox?limit=100    → a lease: its id, expiry, cursor and the messages
@@ -11,21 +11,28 @@ is handed out again (at-least-once: the system drops duplicates by the idempoten
 message carries). Messages come out in the order they were written (their `seq`); acknowledging
 by cursor acknowledges every message of that lease up to and including that seq.
 
-`SqliteOutbox` keeps the outbox in one SQLite file in the hub's data folder (WAL mode), shared
-by the `serve` and `worker` processes of one machine. Past one machine the same interface fits a
-shared database (PostgreSQL: `SELECT ... FOR UPDATE SKIP LOCKED` for the lease) or one RabbitMQ
-queue per pulling system consumed with manual acks and a consumer timeout as the lease.
+`StoredOutbox` keeps the outbox in the hub's store (`store`, table `outbox`): the embedded SQLite
+file shared by the `serve` and `worker` processes of one host, or PostgreSQL shared by every
+host. A lease is rows of that table (their `lease_id` and `lease_until`), not a process's memory,
+so a lease taken through one serve is acknowledged through any other. A pull is one statement:
+on PostgreSQL its rows are chosen with `SELECT … FOR UPDATE SKIP LOCKED`, so two pulls at once
+never hand out the same message and neither waits for the other; on SQLite the transaction takes
+the write lock at BEGIN (`begin(immediate=True)`), which serialises pulls of every process.
+
+An `outbox.sqlite3` file of hubs before the store is taken in once (its pending messages and
+the acknowledged ones still within the retention, in their order; their leases are dropped, so
+what was leased is handed out again) and renamed `outbox.sqlite3.adopted`.
 """
 
 from __future__ import annotations
 
 import base64
-import sqlite3
+import logging
 import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,20 +41,49 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    create_engine,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from starlette.concurrency import run_in_threadpool
 
 from adapters.base import AdapterContext, Closeable, Sender
 from adapters.errors import AdapterConfigError, BadRequest, TransientDeliveryError
 from adapters.protocols.http_push import REFUSALS
+from store import METADATA, Store, StoreError, upsert
 from systems import SystemConfig
 
 if TYPE_CHECKING:
     from adapters.security import Gatekeeper
     from standard.envelope import Envelope
 
+log = logging.getLogger("adapters.protocols.outbox")
+
 OUTBOX_FILE = "outbox.sqlite3"
+"""The outbox file of hubs before the store, taken in once (see the module docstring)."""
 MAX_PULL = 1000
 SQLITE_MAX_INTEGER = 2**63 - 1
+RETENTION_S = 7 * 86400.0
+"""How long acknowledged messages are remembered by default (see StoredOutbox)."""
+PRUNE_EVERY_S = 60.0
+"""How often a process deletes the acknowledged messages past their retention."""
+ACK_CHUNK = 500
+"""Message ids per UPDATE: well below SQLite's limit of bound parameters."""
 
 
 @dataclass(frozen=True)
@@ -138,60 +174,121 @@ class OutboxStore(ABC):
         """Release the store. Idempotent."""
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    system TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    body BLOB NOT NULL,
-    dataset TEXT,
-    subject TEXT,
-    created_at REAL NOT NULL,
-    deliveries INTEGER NOT NULL DEFAULT 0,
-    lease_id TEXT,
-    lease_until REAL,
-    acked_at REAL,
-    UNIQUE (system, idempotency_key)
-);
-CREATE INDEX IF NOT EXISTS outbox_ready ON outbox (system, acked_at, seq);
-CREATE INDEX IF NOT EXISTS outbox_lease ON outbox (lease_id);
-"""
+_SEQ = BigInteger().with_variant(Integer, "sqlite")
+OUTBOX = Table(
+    "outbox",
+    METADATA,
+    # INTEGER on SQLite (the rowid, AUTOINCREMENT: never reused), BIGSERIAL on PostgreSQL.
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("system", String, nullable=False),
+    Column("message_id", String, nullable=False),
+    Column("idempotency_key", String, nullable=False),
+    Column("content_type", String, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("dataset", String, nullable=True),
+    Column("subject", String, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("deliveries", Integer, nullable=False, server_default="0"),
+    Column("lease_id", String, nullable=True),
+    Column("lease_until", Double, nullable=True),
+    Column("acked_at", Double, nullable=True),
+    UniqueConstraint("system", "idempotency_key"),
+    Index("ix_outbox_system_acked_at_seq", "system", "acked_at", "seq"),
+    Index("ix_outbox_lease_id", "lease_id"),
+    sqlite_autoincrement=True,
+)
+
+_HANDED_OUT = (
+    OUTBOX.c.seq,
+    OUTBOX.c.system,
+    OUTBOX.c.message_id,
+    OUTBOX.c.idempotency_key,
+    OUTBOX.c.content_type,
+    OUTBOX.c.body,
+    OUTBOX.c.dataset,
+    OUTBOX.c.subject,
+    OUTBOX.c.created_at,
+    OUTBOX.c.deliveries,
+)
+_ADOPTED: tuple[str, ...] = ("system", "message_id", "idempotency_key", "content_type", "body")
+_ADOPTED += ("dataset", "subject", "created_at", "deliveries", "acked_at")
 
 
-class SqliteOutbox(OutboxStore):
-    """The outbox in one SQLite file (WAL), shared by the processes of one machine.
+class StoredOutbox(OutboxStore):
+    """The outbox in the hub's store; thread-safe, shared by every process that opens the store.
 
     Parameters:
-      path: the SQLite file; its folder is created.
+      store: the hub's store (`Store.open`); not closed by the outbox.
       retention_s: how long acknowledged messages are remembered, so that the same idempotency
         key written again (a replayed dead letter, a redelivery) is not handed out twice.
-      clock: epoch seconds; replaceable for tests.
+      clock: epoch seconds; replaceable for tests. Leases compare this clock across processes
+        (and hosts, on PostgreSQL): keep the hosts' clocks in step (NTP).
     """
 
     def __init__(
         self,
-        path: Path | str,
+        store: Store,
         *,
-        retention_s: float = 7 * 86400,
-        clock: Any = time.time,
+        retention_s: float = RETENTION_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.store = store
         self.retention_s = retention_s
         self._clock = clock
-        self._lock = threading.Lock()
-        self._puts = 0
-        # One connection guarded by a lock: the work per call is tiny, and SQLite serialises
-        # writers anyway; other processes wait on busy_timeout.
-        self._db = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._pruned_at = float("-inf")
         self._closed = False
+        table = OUTBOX
+        # Built once: every pull and put runs them.
+        self._put = (
+            upsert(store.engine, table)
+            .on_conflict_do_nothing(index_elements=["system", "idempotency_key"])
+            .returning(table.c.seq)
+        )
+        # Chosen and leased in one statement. PostgreSQL locks the chosen rows and skips the
+        # ones another pull has locked; SQLite ignores FOR UPDATE (the write lock taken at
+        # BEGIN IMMEDIATE serialises the pulls instead).
+        available = (
+            select(table.c.seq)
+            .where(
+                table.c.system == bindparam("b_system"),
+                table.c.acked_at.is_(None),
+                or_(table.c.lease_until.is_(None), table.c.lease_until <= bindparam("b_now")),
+            )
+            .order_by(table.c.seq)
+            .limit(bindparam("b_limit"))
+            .with_for_update(skip_locked=True)
+        )
+        self._lease = (
+            update(table)
+            .where(table.c.seq.in_(available.scalar_subquery()))
+            .values(
+                lease_id=bindparam("b_lease_id"),
+                lease_until=bindparam("b_until"),
+                deliveries=table.c.deliveries + 1,
+            )
+            .returning(*_HANDED_OUT)
+        )
+        acked: dict[str, Any] = {
+            "acked_at": bindparam("b_now"),
+            "lease_id": None,
+            "lease_until": None,
+        }
+        unacked = (table.c.system == bindparam("b_system"), table.c.acked_at.is_(None))
+        self._ack_ids = (
+            update(table)
+            .where(*unacked, table.c.message_id.in_(bindparam("b_ids", expanding=True)))
+            .values(**acked)
+        )
+        self._ack_cursor = (
+            update(table)
+            .where(
+                *unacked,
+                table.c.lease_id == bindparam("b_lease_id"),
+                table.c.seq <= bindparam("b_cursor"),
+            )
+            .values(**acked)
+        )
+        self._pending = select(func.count()).select_from(table).where(*unacked)
 
     def put(
         self,
@@ -204,64 +301,34 @@ class SqliteOutbox(OutboxStore):
         dataset: str | None = None,
         subject: str | None = None,
     ) -> bool:
-        with self._lock:
-            self._check_open()
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO outbox (system, message_id, idempotency_key, "
-                "content_type, body, dataset, subject, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    system,
-                    message_id,
-                    idempotency_key,
-                    content_type,
-                    bytes(body),
-                    dataset,
-                    subject,
-                    self._clock(),
-                ),
-            )
-            self._puts += 1
-            if self._puts % 1000 == 0:
-                self._db.execute(
-                    "DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?",
-                    (self._clock() - self.retention_s,),
-                )
-            return cursor.rowcount == 1
+        self._check_open()
+        row = {
+            "system": system,
+            "message_id": message_id,
+            "idempotency_key": idempotency_key,
+            "content_type": content_type,
+            "body": bytes(body),
+            "dataset": dataset,
+            "subject": subject,
+            "created_at": self._clock(),
+        }
+        with self.store.begin() as db:
+            added = db.execute(self._put, row).first() is not None
+        self._prune()
+        return added
 
     def pull(self, system: str, *, limit: int, lease_s: float) -> OutboxLease:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
+        self._check_open()
         lease_id = uuid.uuid4().hex
-        with self._lock:
-            self._check_open()
-            now = self._clock()
-            until = now + lease_s
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = self._db.execute(
-                    "SELECT seq FROM outbox WHERE system = ? AND acked_at IS NULL "
-                    "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY seq LIMIT ?",
-                    (system, now, limit),
-                ).fetchall()
-                seqs = [row[0] for row in rows]
-                self._db.executemany(
-                    "UPDATE outbox SET lease_id = ?, lease_until = ?, deliveries = deliveries + 1 "
-                    "WHERE seq = ?",
-                    [(lease_id, until, seq) for seq in seqs],
-                )
-                items = [
-                    _item(row)
-                    for row in self._db.execute(
-                        "SELECT seq, system, message_id, idempotency_key, content_type, body, "
-                        "dataset, subject, created_at, deliveries FROM outbox WHERE lease_id = ? "
-                        "ORDER BY seq",
-                        (lease_id,),
-                    )
-                ]
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        now = self._clock()
+        until = now + lease_s
+        arguments = {"b_system": system, "b_now": now, "b_limit": limit}
+        with self.store.begin(immediate=True) as db:
+            rows = db.execute(self._lease, {**arguments, "b_lease_id": lease_id, "b_until": until})
+            # RETURNING follows no ORDER BY: the order is restored here.
+            items = sorted((_item(tuple(row)) for row in rows), key=lambda item: item.seq)
         return OutboxLease(lease_id=lease_id, expires_at=until, items=items)
 
     def ack(
@@ -274,49 +341,85 @@ class SqliteOutbox(OutboxStore):
     ) -> int:
         if (lease_id is None) != (cursor is None):
             raise ValueError("acknowledging by cursor needs both lease_id and cursor")
-        with self._lock:
-            self._check_open()
-            now = self._clock()
-            count = 0
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for chunk_start in range(0, len(ids), 500):
-                    chunk = list(ids[chunk_start : chunk_start + 500])
-                    marks = ",".join("?" * len(chunk))
-                    count += self._db.execute(
-                        f"UPDATE outbox SET acked_at = ?, lease_id = NULL, lease_until = NULL "
-                        f"WHERE system = ? AND acked_at IS NULL AND message_id IN ({marks})",
-                        (now, system, *chunk),
-                    ).rowcount
-                if lease_id is not None and cursor is not None:
-                    count += self._db.execute(
-                        "UPDATE outbox SET acked_at = ?, lease_id = NULL, lease_until = NULL "
-                        "WHERE system = ? AND acked_at IS NULL AND lease_id = ? AND seq <= ?",
-                        (now, system, lease_id, cursor),
-                    ).rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        self._check_open()
+        now = self._clock()
+        count = 0
+        # In id order: two acknowledgements of overlapping ids lock their rows in one order,
+        # so on PostgreSQL neither waits for a lock the other holds (no deadlock).
+        wanted = sorted(set(ids))
+        with self.store.begin(immediate=True) as db:
+            for start in range(0, len(wanted), ACK_CHUNK):
+                chunk = wanted[start : start + ACK_CHUNK]
+                arguments = {"b_system": system, "b_now": now, "b_ids": chunk}
+                count += db.execute(self._ack_ids, arguments).rowcount
+            if lease_id is not None and cursor is not None:
+                arguments = {"b_system": system, "b_now": now}
+                arguments |= {"b_lease_id": lease_id, "b_cursor": cursor}
+                count += db.execute(self._ack_cursor, arguments).rowcount
         return count
 
     def pending(self, system: str) -> int:
-        with self._lock:
-            self._check_open()
-            row = self._db.execute(
-                "SELECT count(*) FROM outbox WHERE system = ? AND acked_at IS NULL", (system,)
-            ).fetchone()
-        return int(row[0])
+        self._check_open()
+        with self.store.begin() as db:
+            return int(db.execute(self._pending, {"b_system": system}).scalar_one())
+
+    def adopt(self, path: Path) -> int:
+        """Take the messages a hub before the store kept in the SQLite file `path` (its pending
+        ones and the acknowledged ones within the retention, in their order) into the store,
+        keeping any key the store already has; then rename the file `<name>.adopted`. Their
+        leases are dropped: what was leased is handed out again. Return how many were taken."""
+        if not path.is_file():
+            return 0
+        since = self._clock() - self.retention_s
+        old = create_engine(f"sqlite:///{path}")
+        try:
+            with old.connect() as db:
+                kept = Table("outbox", MetaData(), autoload_with=db)
+                rows = [
+                    {name: row._mapping[name] for name in _ADOPTED}
+                    for row in db.execute(
+                        select(kept)
+                        .where(or_(kept.c.acked_at.is_(None), kept.c.acked_at >= since))
+                        .order_by(kept.c.seq)
+                    )
+                ]
+        finally:
+            old.dispose()
+        for row in rows:
+            row["body"] = bytes(row["body"])
+        if rows:
+            with self.store.begin(immediate=True) as db:
+                # One row per execution: an executemany may insert in any order, and the new
+                # seqs must keep the old order.
+                for row in rows:
+                    db.execute(self._put, row)
+        try:
+            path.rename(path.with_name(path.name + ".adopted"))
+        except FileNotFoundError:
+            return 0  # another process (serve, worker) took it in at the same time
+        log.info("took %d outbox message(s) from %s into the store", len(rows), path)
+        return len(rows)
 
     def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._db.close()
+        """Nothing to release: the store belongs to whoever opened it."""
+        self._closed = True
+
+    def _prune(self) -> None:
+        now = self._clock()
+        if now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        # Its own transaction: a prune never holds the rows a pull or a put waits for.
+        with self.store.begin() as db:
+            db.execute(
+                delete(OUTBOX).where(
+                    OUTBOX.c.acked_at.is_not(None), OUTBOX.c.acked_at < now - self.retention_s
+                )
+            )
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError(f"the outbox {self.path} is closed")
+            raise StoreError(f"the outbox in {self.store} is closed")
 
 
 def _item(row: tuple[Any, ...]) -> OutboxItem:
@@ -334,18 +437,12 @@ def _item(row: tuple[Any, ...]) -> OutboxItem:
     )
 
 
-_stores: dict[Path, SqliteOutbox] = {}
-_stores_lock = threading.Lock()
-
-
-def shared_outbox(data_dir: Path) -> SqliteOutbox:
-    """The process's one store for `data_dir` (senders of several systems share it)."""
-    path = (data_dir / OUTBOX_FILE).resolve()
-    with _stores_lock:
-        store = _stores.get(path)
-        if store is None or store._closed:
-            store = _stores[path] = SqliteOutbox(path)
-        return store
+def open_outbox(store: Store, data_dir: Path) -> StoredOutbox:
+    """The outbox on `store`, after taking in the outbox file of `data_dir` a hub before the
+    store left (once: the file is renamed)."""
+    outbox = StoredOutbox(store)
+    outbox.adopt(Path(data_dir) / OUTBOX_FILE)
+    return outbox
 
 
 class OutboxSenderOptions(BaseModel):
@@ -373,20 +470,39 @@ class OutboxSender(Sender):
     name: ClassVar[str] = "outbox"
     Options: ClassVar[type[BaseModel]] = OutboxSenderOptions
 
+    def __init__(self, options: BaseModel, context: AdapterContext) -> None:
+        super().__init__(options, context)
+        self._outbox: StoredOutbox | None = None
+        self._opening = threading.Lock()
+
     @classmethod
     def mount_target_routes(
         cls, app_or_router: FastAPI | APIRouter, context: AdapterContext
     ) -> Closeable | None:
-        """The system's pull and ack endpoints, on the outbox file in the data folder."""
-        store = SqliteOutbox(context.data_dir / OUTBOX_FILE)
+        """The system's pull and ack endpoints, on the outbox in the hub's store."""
+        outbox = open_outbox(context.require_store(cls.name), context.data_dir)
         mount_outbox(
             app_or_router,
             context.system,
-            store,
+            outbox,
             context.require_gatekeeper(cls.name),
             lease_s=context.pull_lease_s,
         )
-        return store
+        return outbox
+
+    def prepare(self) -> None:
+        """AdapterConfigError when the sender was built without the store."""
+        self.context.require_store(self.name)
+
+    @property
+    def outbox(self) -> StoredOutbox:
+        """The outbox it writes into, opened at the first delivery (StoreUnavailable when the
+        store does not answer: the egress postpones the message, see `adapters.egress`)."""
+        with self._opening:
+            if self._outbox is None:
+                store = self.context.require_store(self.name)
+                self._outbox = open_outbox(store, self.context.data_dir)
+            return self._outbox
 
     def deliver(
         self,
@@ -398,25 +514,22 @@ class OutboxSender(Sender):
     ) -> None:
         options = self.options
         assert isinstance(options, OutboxSenderOptions)
-        store = shared_outbox(self.context.data_dir)
+        outbox = self.outbox
         system = self.system.id
-        try:
-            if store.pending(system) >= options.max_pending:
-                raise TransientDeliveryError(
-                    f"the outbox of {system} holds {options.max_pending} unacknowledged messages "
-                    "(max_pending); waiting for the system to pull"
-                )
-            store.put(
-                system,
-                message_id=envelope.id,
-                idempotency_key=idempotency_key,
-                body=body,
-                content_type=content_type,
-                dataset=envelope.spec.name,
-                subject=envelope.subject,
+        if outbox.pending(system) >= options.max_pending:
+            raise TransientDeliveryError(
+                f"the outbox of {system} holds {options.max_pending} unacknowledged messages "
+                "(max_pending); waiting for the system to pull"
             )
-        except sqlite3.Error as error:
-            raise TransientDeliveryError(f"the outbox cannot be written: {error}") from error
+        outbox.put(
+            system,
+            message_id=envelope.id,
+            idempotency_key=idempotency_key,
+            body=body,
+            content_type=content_type,
+            dataset=envelope.spec.name,
+            subject=envelope.subject,
+        )
 
 
 # -- HTTP ----------------------------------------------------------------------------------------

@@ -17,29 +17,52 @@ after the bus confirmed them — so a restart neither skips nor repeats a record
   source's continuation (the next page number, or the next-page token a cursor API returns).
 - Schedule: after a poll that found nothing more, wait `interval_s`; when the source fails (HTTP
   error, timeout, an error answer), wait with exponential backoff up to `backoff_max_s`.
-- One poller per channel and data folder: a lock file keeps a second worker on the same data
-  folder from polling the same channel twice. Workers on separate machines need separate
-  sources, or they fetch the same records (targets drop the duplicates by idempotency key).
+- One poller per channel across every worker on the store: a lease row (table `poller_lease`,
+  one per system and message type: its holder and when it expires) names the worker that polls.
+  A worker takes it when it is free or expired, in one conditional upsert (of two racing, one
+  wins), renews it every third of the period while it polls, and deletes it on a clean stop.
+  The others try every third of the period, so when a holder dies (kill -9, a lost host) another
+  takes over within the period plus a third of it, and continues from the cursor in the store.
+  The period is `JGHUB_POLLER_LEASE_S` (default 30 s). Holders compare their own clocks with
+  the expiry: keep the hosts' clocks in step (NTP), well within the period.
+- A cursor is saved only while its poller still holds the lease, checked in the cursor's own
+  transaction (which renews the lease): a poller that was stuck past its lease while another
+  took over stops with LeaseLost instead of writing over the new holder's cursor. The page it
+  handed over meanwhile is published again by nobody (it was confirmed); the new holder may read
+  it again, and ingress drops what it published before (`adapters.repeats`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Column, String, Table, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Double,
+    String,
+    Table,
+    bindparam,
+    delete,
+    or_,
+    select,
+    update,
+)
 
 from adapters.base import AdapterContext, Poller
 from adapters.errors import AdapterConfigError, AdapterError, IngressUnavailable
@@ -53,7 +76,7 @@ from mappings import (
     to_epoch,
 )
 from standard.errors import quoted
-from store import METADATA, Store, replacing
+from store import METADATA, Store, StoreUnavailable, replacing, upsert
 
 log = logging.getLogger("adapters.protocols.poller")
 
@@ -63,6 +86,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class SourceUnavailable(AdapterError):
     """The source could not be read now (HTTP error, timeout, an error answer): back off."""
+
+
+class LeaseLost(AdapterError):
+    """Another worker took the poller's lease (this one let it expire): stop polling."""
 
 
 class CursorError(AdapterError):
@@ -148,17 +175,212 @@ POLLER_CURSOR = Table(
 )
 
 
-class CursorStore:
-    """One poller's cursor in the hub's store; a lock file in the data folder for its owner."""
+POLLER_LEASE = Table(
+    "poller_lease",
+    METADATA,
+    Column("system", String, primary_key=True),
+    Column("message_type", String, primary_key=True),
+    Column("holder", String, nullable=False),
+    Column("expires_at", Double, nullable=False),
+)
 
-    def __init__(self, store: Store, data_dir: Path, system: str, message_type: str) -> None:
+
+def holder_id() -> str:
+    """Who holds a lease: host name, process id and a random part (a pid is reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class PollerLease:
+    """The right to poll one system's message type, held by one worker at a time (see the
+    module docstring): a row of `poller_lease` naming its holder and its expiry.
+
+    Parameters:
+      store: the hub's store, shared by every worker that may poll the channel.
+      system, message_type: the channel.
+      period_s: how long the lease lasts without a renewal (`JGHUB_POLLER_LEASE_S`).
+      holder: this worker's name in the row; default: host, pid and a random part.
+      clock: epoch seconds (tests replace it).
+      on_change: called with "taken", "taken_over" (from a holder that let it expire), "lost"
+        or "released"; the poller reports these to the observer (metrics).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        system: str,
+        message_type: str,
+        *,
+        period_s: float,
+        holder: str | None = None,
+        clock: Callable[[], float] = time.time,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
+        if period_s <= 0:
+            raise AdapterConfigError(f"a poller lease period must be positive, got {period_s}")
         self.store = store
         self.system = system
         self.message_type = message_type
+        self.period_s = period_s
+        self.holder = holder or holder_id()
+        self._clock = clock
+        self._on_change = on_change or (lambda change: None)
+        self.lost = False
+        """Whether the lease was lost during the last `held` block."""
+        table = POLLER_LEASE
+        self._channel = (table.c.system == system, table.c.message_type == message_type)
+        statement = upsert(store.engine, table).values(
+            system=system,
+            message_type=message_type,
+            holder=self.holder,
+            expires_at=bindparam("until"),
+        )
+        # Free (no row), expired, or ours already: one statement decides, so of two workers
+        # racing for it exactly one gets a row back.
+        self._take = statement.on_conflict_do_update(
+            index_elements=["system", "message_type"],
+            set_={"holder": statement.excluded.holder, "expires_at": statement.excluded.expires_at},
+            where=or_(table.c.expires_at <= bindparam("now"), table.c.holder == self.holder),
+        ).returning(table.c.holder)
+        self._renew = (
+            update(table)
+            .where(*self._channel, table.c.holder == self.holder)
+            .values(expires_at=bindparam("until"))
+        )
+
+    @property
+    def tick_s(self) -> float:
+        """How often the holder renews, and the others try to take it: a third of the period."""
+        return self.period_s / 3
+
+    def take(self) -> bool:
+        """Take the lease when it is free, expired or ours; True when this worker holds it now."""
+        now = self._clock()
+        with self.store.begin(immediate=True) as db:
+            before = db.execute(
+                select(POLLER_LEASE.c.holder).where(*self._channel)
+            ).scalar_one_or_none()
+            taken = db.execute(self._take, {"now": now, "until": now + self.period_s}).first()
+        if taken is None:
+            return False
+        if before != self.holder:
+            log.info(
+                "poller %s %s: %s holds the lease%s",
+                self.system, self.message_type, self.holder,
+                f" (taken over from {before}, which let it expire)" if before else "",
+            )  # fmt: skip
+            self._on_change("taken_over" if before else "taken")
+        return True
+
+    def renew(self) -> bool:
+        """Extend the lease by a period; False when another worker holds it now."""
+        with self.store.begin() as db:
+            return self.confirm(db)
+
+    def confirm(self, db: Connection) -> bool:
+        """In `db`'s transaction: extend the lease, True while this worker still holds it. On
+        PostgreSQL the row stays locked until the transaction ends, so nobody takes the lease
+        before what the transaction writes is committed."""
+        until = self._clock() + self.period_s
+        return db.execute(self._renew, {"until": until}).rowcount == 1
+
+    def release(self) -> None:
+        """Give the lease up (a clean stop), so another worker takes it at once."""
+        with self.store.begin() as db:
+            db.execute(
+                delete(POLLER_LEASE).where(*self._channel, POLLER_LEASE.c.holder == self.holder)
+            )
+        self._on_change("released")
+
+    @contextlib.contextmanager
+    def held(self, stop: threading.Event) -> Iterator[threading.Event | None]:
+        """Wait until this worker holds the lease, and keep it renewed for the block.
+
+        Yields an event set when the block should end — `stop` was set, or the lease was lost
+        (then `lost` is True) — or None when `stop` came before the lease. A clean end of the
+        block releases the lease.
+        """
+        announced = False
+        while not self._try_take():
+            if not announced:
+                log.info(
+                    "poller %s %s: another worker holds the lease; trying every %.1fs",
+                    self.system, self.message_type, self.tick_s,
+                )  # fmt: skip
+                announced = True
+            if stop.wait(self.tick_s):
+                yield None
+                return
+        self.lost = False
+        halt = threading.Event()
+        keeper = threading.Thread(
+            target=self._keep, args=(stop, halt), name=f"lease-{self.system}-{self.message_type}"
+        )
+        keeper.daemon = True
+        keeper.start()
+        try:
+            yield halt
+        except LeaseLost:
+            self.lost = True
+            raise
+        finally:
+            halt.set()
+            keeper.join()
+            if self.lost:
+                self._on_change("lost")
+            else:
+                with contextlib.suppress(StoreUnavailable):
+                    self.release()  # unreleased, it expires after the period
+
+    def _try_take(self) -> bool:
+        try:
+            return self.take()
+        except StoreUnavailable as error:
+            log.warning("poller %s %s: %s", self.system, self.message_type, error)
+            return False
+
+    def _keep(self, stop: threading.Event, halt: threading.Event) -> None:
+        # Wakes at least once a second, so a stop ends the block without waiting for a tick.
+        due = time.monotonic() + self.tick_s
+        while not halt.wait(min(1.0, self.tick_s)):
+            if stop.is_set():
+                break
+            if time.monotonic() < due:
+                continue
+            due = time.monotonic() + self.tick_s
+            try:
+                if not self.renew():
+                    log.warning(
+                        "poller %s %s: lost the lease (it expired and another worker took it); "
+                        "stopping", self.system, self.message_type,
+                    )  # fmt: skip
+                    self.lost = True
+                    break
+            except StoreUnavailable as error:
+                # The lease may expire meanwhile: the cursor's save checks it.
+                log.warning(
+                    "poller %s %s: renewing the lease: %s", self.system, self.message_type, error
+                )
+        halt.set()
+
+
+class CursorStore:
+    """One poller's cursor in the hub's store, saved only while its lease is held (if given)."""
+
+    def __init__(
+        self,
+        store: Store,
+        data_dir: Path,
+        system: str,
+        message_type: str,
+        lease: PollerLease | None = None,
+    ) -> None:
+        self.store = store
+        self.system = system
+        self.message_type = message_type
+        self.lease = lease
         self.folder = Path(data_dir) / CURSOR_FOLDER
         self.path = self.folder / f"{system}.{message_type}.json"
         """The cursor file of hubs before the store: read while the store holds no cursor."""
-        self._lock_path = self.folder / f"{system}.{message_type}.lock"
 
     def load(self) -> Cursor | None:
         """The saved cursor, or None when the poller never handed anything over."""
@@ -181,7 +403,11 @@ class CursorStore:
             ) from None
 
     def save(self, cursor: Cursor) -> None:
-        """Replace the saved cursor: one transaction, so the old one or the new one, never half."""
+        """Replace the saved cursor: one transaction, so the old one or the new one, never half.
+
+        With a lease: only while this worker holds it, checked (and the lease renewed) in the
+        same transaction; LeaseLost, and nothing saved, when another worker holds it now.
+        """
         row = {
             "system": self.system,
             "message_type": self.message_type,
@@ -190,6 +416,12 @@ class CursorStore:
         }
         # Durable: the records up to the cursor are not fetched again after a power cut.
         with self.store.begin(durable=True) as db:
+            if self.lease is not None and not self.lease.confirm(db):
+                raise LeaseLost(
+                    f"poller of {self.system} {self.message_type}: another worker holds the "
+                    f"lease now; the cursor {cursor.time.isoformat()} {cursor.record_id!r} is "
+                    "not saved (the new holder goes on from its own)"
+                )
             db.execute(replacing(db, POLLER_CURSOR), row)
 
     def _load_file(self) -> Cursor | None:
@@ -203,28 +435,6 @@ class CursorStore:
                 f"poller cursor {self.path} cannot be read ({error}); fix or delete it (deleting "
                 "it makes the poller start again from its initial time)"
             ) from None
-
-    @contextlib.contextmanager
-    def owned(self, stop: threading.Event, wait_s: float = 5.0) -> Iterator[bool]:
-        """Hold the channel's lock while polling; yields False if `stop` came first."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        file: IO[str] = open(self._lock_path, "a")  # noqa: SIM115 - held for the whole block
-        try:
-            announced = False
-            while True:
-                try:
-                    fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if not announced:
-                        log.info("another process polls %s; waiting for it to stop", self.path)
-                        announced = True
-                    if stop.wait(wait_s):
-                        yield False
-                        return
-            yield True
-        finally:
-            file.close()  # releases the lock
 
 
 # ---------------------------------------------------------------------- one page of a source
@@ -311,9 +521,18 @@ class PagedPoller(Poller):
                 f"poller {self.name} of {context.system.id} was built without its channel"
             )
         self.message_type = context.channel.message_type
-        self.cursors = CursorStore(
-            context.require_store(self.name), context.data_dir, context.system.id, self.message_type
+        store = context.require_store(self.name)
+        self.lease = PollerLease(
+            store,
+            context.system.id,
+            self.message_type,
+            period_s=context.poller_lease_s,
+            on_change=self._lease_changed,
         )
+        self.cursors = CursorStore(
+            store, context.data_dir, context.system.id, self.message_type, self.lease
+        )
+        self._polling = False  # inside run, holding the lease
 
     @abstractmethod
     def fetch(self, since: datetime, after: Any | None) -> tuple[Page, Any]:
@@ -331,32 +550,50 @@ class PagedPoller(Poller):
         return self.context.ingress
 
     def run(self, stop: threading.Event) -> None:
-        """Poll on schedule until `stop` is set, backing off while the source or bus fails."""
-        with self.cursors.owned(stop) as owned:
-            if not owned:
-                return
-            failures = 0
-            caught_up: float | None = None  # when the last successful poll started
-            while not stop.is_set():
-                started = time.time()
-                try:
-                    self.poll_once(stop)
-                    failures = 0
-                    caught_up = started
-                    self._report(ok=True, caught_up=caught_up)
-                    stop.wait(self.schedule.interval_s)
-                except (SourceUnavailable, IngressUnavailable) as error:
-                    self._report(ok=False, caught_up=caught_up)
-                    failures += 1
-                    pause = min(
-                        self.schedule.backoff_initial_s * 2 ** (failures - 1),
-                        self.schedule.backoff_max_s,
-                    )
-                    log.warning(
-                        "poller %s of %s: %s; trying again in %.1fs",
-                        self.name, self.system.id, error, pause,
-                    )  # fmt: skip
-                    stop.wait(pause)
+        """Poll on schedule until `stop` is set, while this worker holds the channel's lease
+        (waiting for it while another does), backing off while the source or bus fails."""
+        while not stop.is_set():
+            try:
+                with self.lease.held(stop) as halt:
+                    if halt is None:
+                        return
+                    self._polling = True
+                    try:
+                        self._poll_while_held(halt)
+                    finally:
+                        self._polling = False
+            except LeaseLost as error:
+                log.warning("%s; waiting to take the lease again", error)
+
+    def _poll_while_held(self, halt: threading.Event) -> None:
+        failures = 0
+        caught_up: float | None = None  # when the last successful poll started
+        while not halt.is_set():
+            started = time.time()
+            try:
+                self.poll_once(halt)
+                failures = 0
+                caught_up = started
+                self._report(ok=True, caught_up=caught_up)
+                halt.wait(self.schedule.interval_s)
+            except (SourceUnavailable, IngressUnavailable, StoreUnavailable) as error:
+                self._report(ok=False, caught_up=caught_up)
+                failures += 1
+                pause = min(
+                    self.schedule.backoff_initial_s * 2 ** (failures - 1),
+                    self.schedule.backoff_max_s,
+                )
+                log.warning(
+                    "poller %s of %s: %s; trying again in %.1fs",
+                    self.name, self.system.id, error, pause,
+                )  # fmt: skip
+                halt.wait(pause)
+
+    def _lease_changed(self, change: str) -> None:
+        observer = self.context.ingress.observer if self.context.ingress is not None else None
+        if observer is not None:
+            source = f"{self.system.id}/{self.message_type}"
+            observer.poller_lease(source, holder=self.lease.holder, change=change)
 
     def _report(self, *, ok: bool, caught_up: float | None) -> None:
         """Tell the ingress's observer of a poll; lag is how long ago the source was last read
@@ -369,9 +606,24 @@ class PagedPoller(Poller):
     def poll_once(self, stop: threading.Event | None = None) -> int:
         """Read every page from the cursor on, handing new records to ingress; return how many.
 
-        Raises SourceUnavailable or IngressUnavailable; what was handed over before stays
-        handed over (the cursor was saved after each page).
+        Outside `run` (a single poll) it takes the lease for the poll and releases it after.
+        Raises SourceUnavailable, IngressUnavailable, StoreUnavailable, or LeaseLost (another
+        worker polls the channel now); what was handed over before stays handed over (the
+        cursor was saved after each page).
         """
+        if self._polling:
+            return self._read_pages(stop)
+        if not self.lease.take():
+            raise LeaseLost(
+                f"poller {self.name} of {self.system.id} {self.message_type}: another worker "
+                "holds the lease and polls it"
+            )
+        try:
+            return self._read_pages(stop)
+        finally:
+            self.lease.release()
+
+    def _read_pages(self, stop: threading.Event | None) -> int:
         cursor = self.cursors.load() or Cursor(self.schedule.initial_since)
         since = cursor.time
         after: Any | None = None

@@ -13,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 
 # The rooms that declare tables on the store's metadata (imported for that alone).
 import adapters.authorisation
+import adapters.protocols.outbox
 import adapters.protocols.poller
 import adapters.repeats
 import adapters.replay_cache  # noqa: F401
@@ -22,6 +23,7 @@ from store import METADATA, SchemaBehind, Store, StoreError, schema, store_url
 
 DECLARED = {"used_signature", "accepted_change", "warning_addressee", "centre_complaint"}
 DECLARED |= {"journal_entry", "journal_chain"}
+DECLARED |= {"outbox", "poller_lease"}
 
 
 def test_the_migrations_build_the_tables_the_rooms_declare(store: Store) -> None:

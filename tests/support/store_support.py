@@ -75,6 +75,19 @@ def fresh_store_url(backend: str, tmp_path: Path) -> Iterator[str]:
     try:
         yield store_url(url, tmp_path)
     finally:
-        with _admin() as admin:
-            # FORCE: a store another process of the test left open does not keep it alive.
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(url)
+
+
+def drop_database(url: str) -> None:
+    """Drop the PostgreSQL database of `url` (made by `fresh_store_url`), if it is there; what
+    a store that loses its database meets next is StoreUnavailable."""
+    name = make_url(url).database
+    with _admin() as admin:
+        # FORCE: a store another process of the test left open does not keep it alive.
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def create_database(url: str) -> None:
+    """Create the (empty) PostgreSQL database of `url` again, after `drop_database`."""
+    with _admin() as admin:
+        admin.execute(f'CREATE DATABASE "{make_url(url).database}"')

@@ -1,4 +1,5 @@
-"""The outbox: pull under a lease, acknowledge, and what is not acknowledged comes back."""
+"""The outbox sender and its HTTP face: pull under a lease, acknowledge, and what is not
+acknowledged comes back (the outbox itself on each backend: tests/store/test_outbox_store.py)."""
 
 from __future__ import annotations
 
@@ -10,93 +11,16 @@ from pathlib import Path
 
 import pytest
 from hub_harness import BACKENDS, ECO_KEY, THROTTLED_KEY, running_hub, sample
+from store_support import embedded_store
 
 from adapters.base import AdapterContext
-from adapters.errors import TransientDeliveryError
-from adapters.protocols.outbox import OutboxSender, OutboxSenderOptions, SqliteOutbox, shared_outbox
+from adapters.errors import AdapterConfigError, TransientDeliveryError
+from adapters.protocols.outbox import OutboxSender, OutboxSenderOptions, StoredOutbox
 from mappings import load_system
 from mappings.system import SYSTEMS_ROOT
 from standard.envelope import Envelope
+from store import Store
 from systems import SystemConfig
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def put(store: SqliteOutbox, system: str, n: int, *, key: str | None = None) -> bool:
-    return store.put(
-        system,
-        message_id=f"m{n}",
-        idempotency_key=key or f"k{n}",
-        body=f'{{"n": {n}}}'.encode(),
-        content_type="application/json",
-    )
-
-
-def test_pull_leases_oldest_first_and_ack_removes(tmp_path: Path) -> None:
-    clock = FakeClock()
-    store = SqliteOutbox(tmp_path / "outbox.sqlite3", clock=clock)
-    for n in range(5):
-        assert put(store, "a", n)
-    put(store, "b", 99)
-    lease = store.pull("a", limit=3, lease_s=30)
-    assert [item.message_id for item in lease.items] == ["m0", "m1", "m2"]
-    assert lease.cursor == lease.items[-1].seq
-    # Leased messages are not handed to a second puller; the rest are.
-    assert [item.message_id for item in store.pull("a", limit=10, lease_s=30).items] == ["m3", "m4"]
-    assert store.pull("a", limit=10, lease_s=30).items == []
-    assert store.ack("a", ids=["m0", "m2", "nonexistent"]) == 2
-    assert store.ack("a", ids=["m0"]) == 0  # already acknowledged
-    assert store.pending("a") == 3 and store.pending("b") == 1
-    store.close()
-
-
-def test_what_is_not_acknowledged_comes_back_after_the_lease(tmp_path: Path) -> None:
-    clock = FakeClock()
-    store = SqliteOutbox(tmp_path / "outbox.sqlite3", clock=clock)
-    for n in range(3):
-        put(store, "a", n)
-    first = store.pull("a", limit=10, lease_s=30)
-    store.ack("a", ids=["m1"])
-    clock.now += 29.9
-    assert store.pull("a", limit=10, lease_s=30).items == []
-    clock.now += 0.2
-    again = store.pull("a", limit=10, lease_s=30)
-    assert [item.message_id for item in again.items] == ["m0", "m2"]
-    assert [item.deliveries for item in again.items] == [2, 2]
-    assert again.lease_id != first.lease_id
-    # The old lease's cursor no longer acknowledges what was handed out again.
-    assert store.ack("a", lease_id=first.lease_id, cursor=first.cursor) == 0
-    assert store.ack("a", lease_id=again.lease_id, cursor=again.items[0].seq) == 1
-    assert store.pending("a") == 1
-    store.close()
-
-
-def test_the_same_idempotency_key_is_kept_once(tmp_path: Path) -> None:
-    store = SqliteOutbox(tmp_path / "outbox.sqlite3")
-    assert put(store, "a", 1, key="same")
-    assert not put(store, "a", 2, key="same")
-    assert put(store, "b", 3, key="same")  # keys are per system
-    lease = store.pull("a", limit=10, lease_s=30)
-    store.ack("a", ids=[item.message_id for item in lease.items])
-    # A replay after acknowledgement is still recognised.
-    assert not put(store, "a", 4, key="same")
-    assert store.pending("a") == 0
-    store.close()
-
-
-def test_cursor_ack_needs_its_lease(tmp_path: Path) -> None:
-    store = SqliteOutbox(tmp_path / "outbox.sqlite3")
-    with pytest.raises(ValueError, match="both lease_id and cursor"):
-        store.ack("a", cursor=3)
-    with pytest.raises(ValueError, match="at least 1"):
-        store.pull("a", limit=0, lease_s=1)
-    store.close()
 
 
 def system(system_id: str = "eco-env-penalty") -> SystemConfig:
@@ -118,13 +42,14 @@ def envelope_of_sample() -> Envelope:
 
 
 def test_the_sender_writes_where_another_process_reads(tmp_path: Path) -> None:
-    # The worker (one process) writes; serve (another) hands out: one SQLite file between them.
+    # The worker (one process) writes; serve (another) hands out: one store between them.
     script = textwrap.dedent(
         f"""
         from pathlib import Path
         from adapters.base import AdapterContext
         from systems import SystemConfig
         from adapters.protocols.outbox import OutboxSender, OutboxSenderOptions
+        from store import Store, store_url
         from mappings import load_system
         from mappings.system import SYSTEMS_ROOT
         mappings = load_system(SYSTEMS_ROOT / "grassroots-platform")
@@ -133,15 +58,15 @@ def test_the_sender_writes_where_another_process_reads(tmp_path: Path) -> None:
             system = SystemConfig.model_validate({{"id": "eco-env-penalty", "name_zh": "t",
                 "auth": {{"scheme": "api_key", "key_env": "X"}},
                 "outbound": {{"adapter": "outbox"}}, "routes": ["#"]}})
-            sender = OutboxSender(OutboxSenderOptions(),
-                AdapterContext(system=system, data_dir=Path({str(tmp_path)!r})))
+            data_dir = Path({str(tmp_path)!r})
+            sender = OutboxSender(OutboxSenderOptions(), AdapterContext(system=system,
+                data_dir=data_dir, store=Store.open(store_url(None, data_dir))))
             sender.deliver(envelope.to_json(), content_type="application/cloudevents+json",
                 idempotency_key=envelope.idempotencykey, envelope=envelope)
         """
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
-    store = shared_outbox(tmp_path)
-    lease = store.pull("eco-env-penalty", limit=10, lease_s=30)
+    lease = StoredOutbox(embedded_store(tmp_path)).pull("eco-env-penalty", limit=10, lease_s=30)
     assert len(lease.items) == 3
     for item in lease.items:
         envelope = Envelope.from_json(item.body)
@@ -151,9 +76,8 @@ def test_the_sender_writes_where_another_process_reads(tmp_path: Path) -> None:
 
 def test_the_sender_pushes_back_when_the_system_does_not_pull(tmp_path: Path) -> None:
     envelope = envelope_of_sample()
-    sender = OutboxSender(
-        OutboxSenderOptions(max_pending=1), AdapterContext(system=system(), data_dir=tmp_path)
-    )
+    context = AdapterContext(system=system(), data_dir=tmp_path, store=embedded_store(tmp_path))
+    sender = OutboxSender(OutboxSenderOptions(max_pending=1), context)
     arguments = {"content_type": "application/json", "envelope": envelope}
     sender.deliver(b"{}", idempotency_key="k1", **arguments)
     with pytest.raises(TransientDeliveryError, match="max_pending"):
@@ -170,10 +94,11 @@ def test_pull_ack_and_lease_expiry_over_http(tmp_path: Path, backend: str) -> No
             "task_feedback", sample("eco-env-penalty", "task_feedback", "valid-feedback")
         ).envelopes[0]
         rendered = mappings.render("task_push", feedback)
-        sender = OutboxSender(
-            OutboxSenderOptions(),
-            AdapterContext(system=system(), data_dir=hub.settings.data_dir),
+        # The worker's sender, on the hub's store (another handle: another process's).
+        context = AdapterContext(
+            system=system(), data_dir=hub.settings.data_dir, store=Store(hub.runtime.store.url)
         )
+        sender = OutboxSender(OutboxSenderOptions(), context)
         sender.deliver(
             envelopes[0].to_json(),
             content_type="application/cloudevents+json",
@@ -215,3 +140,9 @@ def test_pull_ack_and_lease_expiry_over_http(tmp_path: Path, backend: str) -> No
         assert bad.status_code == 400 and "lease_id" in bad.json()["reason"]
         # Systems without an outbox have no such endpoint.
         assert hub.client.get("/systems/throttled-platform/outbox").status_code == 404
+
+
+def test_the_sender_needs_the_store(tmp_path: Path) -> None:
+    sender = OutboxSender(OutboxSenderOptions(), AdapterContext(system=system(), data_dir=tmp_path))
+    with pytest.raises(AdapterConfigError, match="outbox of system eco-env-penalty was built "):
+        sender.prepare()

@@ -26,7 +26,7 @@ from store_support import embedded_store
 import bus
 from adapters.base import AdapterContext
 from adapters.ingress import Ingress
-from adapters.protocols.poller import CursorStore, SourceUnavailable
+from adapters.protocols.poller import CursorStore, PollerLease, SourceUnavailable
 from adapters.protocols.rest_poller import RestPoller
 from bus import Broker, Delivery, Message, Outgoing
 from hub.settings import HubSettings
@@ -364,19 +364,23 @@ def cursors_of(data_dir: Path) -> CursorStore:
     return CursorStore(embedded_store(data_dir), data_dir, "emergency-penalty", "case_page")
 
 
-def test_a_second_poller_on_the_same_data_folder_waits_for_the_first(
-    source: PullSource, tmp_path: Path
-) -> None:
-    store = cursors_of(tmp_path)
+def test_a_second_poller_of_the_channel_waits_for_the_first(tmp_path: Path) -> None:
+    def lease() -> PollerLease:
+        store = embedded_store(tmp_path)
+        return PollerLease(store, "emergency-penalty", "case_page", period_s=0.3)
+
     stop = threading.Event()
-    with store.owned(stop) as owned:
-        assert owned
+    first = lease()
+    with first.held(stop) as halt:
+        assert halt is not None
         other = threading.Event()
-        threading.Timer(0.2, other.set).start()
-        with CursorStore(
-            embedded_store(tmp_path), tmp_path, "emergency-penalty", "case_page"
-        ).owned(other, wait_s=0.05) as second:
-            assert second is False  # gave up at its stop request, never polled
+        threading.Timer(1.0, other.set).start()  # past several of the first's renewals
+        with lease().held(other) as second:
+            assert second is None  # gave up at its stop request, never polled
+        assert not halt.is_set() and not first.lost
+    # Released at the end of the block: the next one takes it at once.
+    with lease().held(threading.Event()) as third:
+        assert third is not None
 
 
 def test_the_worker_runs_the_configured_pollers(source: PullSource, tmp_path: Path) -> None:
