@@ -589,6 +589,12 @@ class Ingress:
         Returns the broker's PublishFailed (some messages not confirmed or not routed) or None;
         raises BrokerUnavailable, once observed, when the bus cannot be reached.
         """
+        if self.observer is not None:
+            # Write-ahead: the records' `received` entries are stored before the broker can
+            # take them, so a message a worker delivers always has its arrival journalled,
+            # even when this process dies between the broker's confirm and its `published`
+            # entry (`jghub journal verify` then says "unconfirmed", not "missing").
+            self.observer.durable()
         started = time.perf_counter()
         failed: PublishFailed | None = None
         try:

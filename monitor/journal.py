@@ -266,9 +266,11 @@ class Gap:
 
     Attributes:
       message_id: the message.
-      kind: missing (a step was acknowledged while an earlier one is not journalled: a
-        delivery without its publishing) or unfinished (received, then neither published nor
-        refused: the process stopped before the broker confirmed; the sender got no answer).
+      kind: missing (a step was acknowledged while earlier ones are not journalled: a
+        delivery without its arrival or publishing: an entry was lost), unconfirmed (delivered,
+        arrival journalled, publishing not: the publishing process died between the broker's
+        confirm and writing it; nobody was told it was accepted) or unfinished (received, then
+        neither published nor refused: the process stopped before it could tell the sender).
       explanation: what was found, in words.
     """
 
@@ -977,40 +979,54 @@ class Journal:
         """
         with self._reading() as db:
             pruned = db.execute(select(JOURNAL_CHAIN.c.base_seq).where(_CHAIN)).scalar_one() > 0
-            missing = db.execute(
+            # A delivery without its publishing: "unconfirmed" when its arrival is journalled
+            # (ingress writes `received` before it publishes, so only a publisher that died
+            # between the broker's confirm and its `published` entry leaves this; its sender
+            # was not answered), "missing" when even that is not (an entry was lost). After a
+            # prune, a delivery whose inbound entries were cut is not checked.
+            deliveries = db.execute(
                 text(
-                    "SELECT d.message_id, d.target, d.at FROM journal_entry d "
+                    "SELECT d.message_id, d.target, d.at, EXISTS (SELECT 1 FROM journal_entry r "
+                    "WHERE r.message_id = d.message_id AND r.step = 'received') "
+                    "FROM journal_entry d "
                     "WHERE d.step = 'delivered' AND NOT EXISTS (SELECT 1 FROM journal_entry p "
                     "WHERE p.message_id = d.message_id AND p.step = 'published') "
-                    "AND (:pruned = 0 OR EXISTS (SELECT 1 FROM journal_entry r "
-                    "WHERE r.message_id = d.message_id AND r.step = 'received')) "
                     "ORDER BY d.seq LIMIT :limit"
                 ),
-                {"pruned": int(pruned), "limit": limit},
+                {"limit": limit},
             ).all()
+            missing = [row for row in deliveries if row[3] or not pruned]
             unfinished = db.execute(
                 text(
                     "SELECT r.message_id, r.receipt, r.system, r.at FROM journal_entry r "
                     "WHERE r.step = 'received' AND r.message_id IS NOT NULL AND NOT EXISTS ("
                     "SELECT 1 FROM journal_entry p WHERE p.message_id = r.message_id "
-                    "AND p.step IN ('published', 'not_published')) ORDER BY r.seq LIMIT :limit"
+                    "AND p.step IN ('published', 'not_published', 'delivered')) "
+                    "ORDER BY r.seq LIMIT :limit"
                 ),
                 {"limit": max(0, limit - len(missing))},
             ).all()
         found = [
             Gap(
                 str(message_id),
-                "missing",
-                f"delivered to {target} at {at}, but its publishing is not journalled",
+                "unconfirmed" if arrived else "missing",
+                f"delivered to {target} at {at}, but its publishing is not journalled"
+                + (
+                    ": the process that published it stopped between the broker's confirm and "
+                    "writing it (its sender was not answered)"
+                    if arrived
+                    else ", nor its arrival"
+                ),
             )
-            for message_id, target, at in missing
+            for message_id, target, at, arrived in missing
         ]
+        found.sort(key=lambda gap: gap.kind != "missing")
         found += [
             Gap(
                 str(message_id),
                 "unfinished",
                 f"received from {system} at {at} (receipt {receipt}), then neither published "
-                "nor refused: the hub stopped before the broker confirmed it",
+                "nor refused: the hub stopped before it answered the sender",
             )
             for message_id, receipt, system, at in unfinished
         ]

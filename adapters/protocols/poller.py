@@ -21,8 +21,9 @@ after the bus confirmed them — so a restart neither skips nor repeats a record
   one per system and message type: its holder and when it expires) names the worker that polls.
   A worker takes it when it is free or expired, in one conditional upsert (of two racing, one
   wins), renews it every third of the period while it polls, and deletes it on a clean stop.
-  The others try every third of the period, so when a holder dies (kill -9, a lost host) another
-  takes over within the period plus a third of it, and continues from the cursor in the store.
+  The others try every third of the period, or as the lease they saw expires if that is sooner,
+  so when a holder dies (kill -9, a lost host) another takes over within one period of its last
+  renewal, and continues from the cursor in the store.
   The period is `JGHUB_POLLER_LEASE_S` (default 30 s). Holders compare their own clocks with
   the expiry: keep the hosts' clocks in step (NTP), well within the period.
 - A cursor is saved only while its poller still holds the lease, checked in the cursor's own
@@ -226,6 +227,7 @@ class PollerLease:
         self._on_change = on_change or (lambda change: None)
         self.lost = False
         """Whether the lease was lost during the last `held` block."""
+        self._expires_at = 0.0  # the other holder's expiry, as the last refused `take` saw it
         table = POLLER_LEASE
         self._channel = (table.c.system == system, table.c.message_type == message_type)
         statement = upsert(store.engine, table).values(
@@ -256,11 +258,13 @@ class PollerLease:
         """Take the lease when it is free, expired or ours; True when this worker holds it now."""
         now = self._clock()
         with self.store.begin(immediate=True) as db:
-            before = db.execute(
-                select(POLLER_LEASE.c.holder).where(*self._channel)
-            ).scalar_one_or_none()
+            seen = db.execute(
+                select(POLLER_LEASE.c.holder, POLLER_LEASE.c.expires_at).where(*self._channel)
+            ).first()
             taken = db.execute(self._take, {"now": now, "until": now + self.period_s}).first()
+        before = seen.holder if seen is not None else None
         if taken is None:
+            self._expires_at = float(seen.expires_at) if seen is not None else now
             return False
         if before != self.holder:
             log.info(
@@ -307,7 +311,7 @@ class PollerLease:
                     self.system, self.message_type, self.tick_s,
                 )  # fmt: skip
                 announced = True
-            if stop.wait(self.tick_s):
+            if stop.wait(self._until_expiry()):
                 yield None
                 return
         self.lost = False
@@ -330,6 +334,12 @@ class PollerLease:
             else:
                 with contextlib.suppress(StoreUnavailable):
                     self.release()  # unreleased, it expires after the period
+
+    def _until_expiry(self) -> float:
+        """How long a worker waiting for the lease sleeps: until the holder's lease runs out,
+        if it does not renew it first, and at most a tick. So when a holder dies, another takes
+        over as its lease expires: within one period of its last renewal."""
+        return min(self.tick_s, max(0.0, self._expires_at - self._clock()) + 0.01)
 
     def _try_take(self) -> bool:
         try:

@@ -67,6 +67,15 @@ def test_journal_verify_names_the_messages_whose_steps_lack_entries(hub_env: Pat
     code, output = _run("journal", "verify")
     assert code == 0, output
     assert "unfinished cut-short: received from s" in output and "whole" not in output
+    # The publisher died between the broker's confirm and its `published` entry: the arrival
+    # was written ahead, nobody was told "accepted"; said, not failed.
+    with _journal(hub_env) as journal:
+        journal.record(Step.RECEIVED, message_id="publisher-died", receipt="r-3", system="s")
+        journal.record(Step.DELIVERED, message_id="publisher-died", target="t")
+    code, output = _run("journal", "verify")
+    assert code == 0, output
+    assert "unconfirmed publisher-died: delivered to t" in output
+    assert "unfinished publisher-died" not in output
     with _journal(hub_env) as journal:
         journal.record(Step.DELIVERED, message_id="lost-publishing", target="t")
     code, output = _run("journal", "verify")

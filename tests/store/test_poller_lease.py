@@ -80,6 +80,22 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_saves_nothing(
     b.store.close()
 
 
+def test_a_waiting_worker_tries_again_as_the_lease_it_saw_expires(store: Store) -> None:
+    """So a dead holder is replaced within one period of its last renewal, not a tick later."""
+    clock = FakeClock()
+    holder = PollerLease(store, "emergency-penalty", "case_page", period_s=30, clock=clock)
+    waiting = PollerLease(store, "emergency-penalty", "case_page", period_s=30, clock=clock)
+    assert holder.take()
+    clock.now += 25  # the holder dies here, 25 s after its last renewal
+    assert not waiting.take()
+    assert waiting._until_expiry() == pytest.approx(5.01)  # its expiry, not a 10 s tick
+    clock.now += 5.01
+    assert waiting.take()
+    clock.now += 1
+    assert not holder.take()  # now the other way round: a whole tick when expiry is far
+    assert holder._until_expiry() == pytest.approx(waiting.tick_s)
+
+
 def _take(url: str) -> bool:
     store = Store(url)
     try:
