@@ -7,10 +7,12 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
+from store_support import fresh_store_url
 
 from adapters.protocols.outbox import OUTBOX_FILE, StoredOutbox, open_outbox
 from store import Store
@@ -148,9 +150,18 @@ def test_pulls_from_several_processes_never_hand_out_a_message_twice(store: Stor
         assert got == sorted(got, key=lambda message_id: int(message_id[1:]))
 
 
-def test_a_pull_skips_the_rows_another_pull_holds_without_waiting(store: Store) -> None:
-    if store.embedded:
-        pytest.skip("SQLite serialises pulls with its write lock; SKIP LOCKED is PostgreSQL's")
+@pytest.fixture
+def postgresql_store(tmp_path: Path) -> Iterator[Store]:
+    """PostgreSQL only: SQLite serialises pulls with its write lock, SKIP LOCKED is PostgreSQL's
+    (the concurrent-pull test above covers both)."""
+    with fresh_store_url("postgresql", tmp_path) as url:
+        yield Store.open(url, migrate=True)
+
+
+def test_a_pull_skips_the_rows_another_pull_holds_without_waiting(
+    postgresql_store: Store,
+) -> None:
+    store = postgresql_store
     outbox = StoredOutbox(store)
     for n in range(6):
         put(outbox, "a", n)
