@@ -256,6 +256,14 @@ class RestPoller(PagedPoller):
                 f"{self.system.id} source {url} answered something that is not JSON ({error}): "
                 f"{excerpt(answer.content)}"
             ) from None
+        except (ValueError, RecursionError) as error:
+            # An integer past Python's digit limit, or arrays nested past the recursion limit:
+            # the source's fault, retried with backoff like any failing answer, never a crash.
+            why = "arrays or objects nest too deep" if isinstance(error, RecursionError) else error
+            raise SourceUnavailable(
+                f"{self.system.id} source {url} answered JSON the hub cannot read ({why}): "
+                f"{excerpt(answer.content)}"
+            ) from None
 
     def _headers(self) -> dict[str, str]:
         source = self.source

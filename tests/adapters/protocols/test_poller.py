@@ -63,6 +63,8 @@ class PullSource:
         self.records: list[dict[str, Any]] = []
         self.requests: list[dict[str, str]] = []
         self.fail_next = 0
+        self.answer_next: bytes | None = None
+        """A body the next page request gets as it is (a hostile or broken answer)."""
         self.token_requests = 0
         self._lock = threading.Lock()
         owner = self
@@ -89,6 +91,10 @@ class PullSource:
                     failing = owner.fail_next > 0
                     owner.fail_next -= 1 if failing else 0
                     records = list(owner.records)
+                    raw, owner.answer_next = owner.answer_next, None
+                if raw is not None:
+                    self._send(200, raw, "application/json")
+                    return
                 if failing:
                     self._send(500, b"<html>500 Internal Server Error</html>", "text/html")
                     return
@@ -354,6 +360,33 @@ def test_a_failing_source_is_retried_with_backoff_and_a_refused_token_fetched_ag
             poller.poll_once()
         assert poller.poll_once() == 0  # a new token was fetched
         assert source.token_requests == 2
+        poller.close()
+    finally:
+        wire.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b'{"code": 200, "result": {"records": [{"id": 1' + b"9" * 5000 + b"}]}}", "integer"),
+        (b"[" * 100_000 + b"]" * 100_000, "nest"),
+        (b'{"code": 200, "result": {"records": [{"id": "\xff"}]}}', "not JSON"),
+    ],
+    ids=["a 5,000-digit number", "100,000 nested arrays", "not UTF-8"],
+)
+def test_a_source_answer_the_hub_cannot_read_is_a_source_failure_not_a_crash(
+    source: PullSource, tmp_path: Path, answer: bytes, said: str
+) -> None:
+    source.add(*(case(n, START + timedelta(minutes=n)) for n in range(2)))
+    config = systems(source)
+    wire = Bus(f"sqlite:///{tmp_path / 'bus.sqlite3'}", config)
+    try:
+        poller = poller_of(config, wire.broker, tmp_path)
+        source.answer_next = answer
+        with pytest.raises(SourceUnavailable, match=said) as failed:
+            poller.poll_once()
+        assert len(str(failed.value)) < 1000  # an excerpt of the answer, not all of it
+        assert poller.poll_once() == 2  # the next answer is read as usual
         poller.close()
     finally:
         wire.close()
