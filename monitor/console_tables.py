@@ -71,11 +71,22 @@ def _cut(text: str | None, limit: int = REASON_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def _looked_up(asked: str, entries: Sequence[Entry]) -> str:
+    """What `asked` was found as: a message id, a receipt, a quarantine id or a business key."""
+    if any(entry.message_id == asked for entry in entries):
+        return "message"
+    if any(entry.receipt == asked for entry in entries):
+        return "receipt"
+    if any(entry.detail.get("quarantine_id") == asked for entry in entries):
+        return "quarantine id"
+    return "business key"
+
+
 def trace_table(asked: str, entries: Sequence[Entry]) -> Table:
-    """A message's (or a receipt's) steps, oldest first."""
-    table = Table(
-        title=Text.assemble("message ", literal(asked)), title_justify="left", show_lines=False
-    )
+    """The steps found for a message id, receipt, quarantine id or business key, oldest
+    first; the title says which of these `asked` is."""
+    title = Text.assemble(_looked_up(asked, entries), " ", literal(asked))
+    table = Table(title=title, title_justify="left", show_lines=False)
     for name in ("#", "at (Shanghai)", "step", "message", "system", "target", "try", "reason"):
         table.add_column(name, overflow="fold")
     for entry in entries:

@@ -44,10 +44,14 @@ def test_trace_shows_a_message_and_hides_it_from_others(hub_env: Path) -> None:
         journal.record(Step.PUBLISHED, message_id="m-1", receipt="r-1", system="eco-env-penalty")
         journal.record(
             Step.RETRIED, message_id="m-1", system="eco-env-penalty", target="national",
-            attempt=1, reason="HTTP 503 from national", detail={"tier": 0},
+            attempt=1, reason="HTTP 503 from national", detail={"tier": 0, "subject": "C-9"},
         )  # fmt: skip
     code, output = _run("trace", "m-1")
     assert code == 0, output
+    assert "message m-1" in output
+    for key, kind in (("r-1", "receipt"), ("C-9", "business key")):
+        code, found = _run("trace", key)
+        assert code == 0 and f"{kind} {key}" in found, found
     for text in ("received", "published", "retried", "tier 0: HTTP 503 from national"):
         assert text in output
     code, output = _run("trace", "r-1", "--json")
