@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from ledger_support import (
     DISPATCHED,
     ECO,
@@ -21,15 +23,20 @@ from ledger_support import (
     warning,
     wrap,
 )
+from operator_accounts import READER, write_operators
 from store_support import STORE_BACKENDS, fresh_store_url
+from typer.testing import CliRunner
 
+from centre.api import centre_router
 from centre.deadlines import Deadline, DeadlineRules, DeadlinesFileError, TaskDeadlines
 from centre.ledger import CentreCollector, Ledger
 from centre.workdays import WorkingCalendar
+from hub import cli
+from monitor.operators import OperatorGate, load_operators
 from standard.datasets.collaboration_task import CollaborationTask
 from standard.datasets.complaint import Complaint
 from standard.envelope import Envelope, Operation
-from store import Store
+from store import Store, store_url
 
 MARKET_SYSTEM = "market-penalty"
 ECO_SYSTEM = "eco-env-penalty"
@@ -293,3 +300,46 @@ def test_deadlines_file_errors_name_file_field_and_rule(tmp_path: Path) -> None:
     text = str(raised.value)
     assert str(bad) in text and "warning.by_level.D.days" in text and "task.default.count" in text
     assert DeadlineRules.load(Path("config/deadlines.yaml")).warning.by_level["D"].days == 1
+
+
+def test_ledger_api_behind_operator_accounts(ledger: Ledger, clock: Clock, tmp_path: Path) -> None:
+    publish(ledger, "national", warning("YJ-RED", level="D"))
+    publish(ledger, "collaboration", task("1", assignees=[MARKET, ECO]))
+    clock.now = DISPATCHED + dt.timedelta(days=2)
+    app = FastAPI()
+    gate = OperatorGate(load_operators(write_operators(tmp_path)))
+    app.include_router(centre_router(ledger, gate=gate))
+    client = TestClient(app)
+    assert client.get("/centre/items").status_code == 401
+    listed = client.get("/centre/items", params={"overdue": "true"}, auth=READER)
+    assert listed.status_code == 200
+    assert [i["item_id"] for i in listed.json()["items"]] == ["YJ-RED"]
+    by_department = client.get(
+        "/centre/items", params={"kind": "task", "department": ECO["credit_code"]}, auth=READER
+    ).json()
+    assert by_department["count"] == 1 and by_department["items"][0]["state"] == "dispatched"
+    shown = client.get("/centre/items/RW-1", auth=READER).json()
+    assert len(shown["rows"]) == 2 and shown["timeline"][0]["event"] == "dispatched"
+    assert client.get("/centre/items/NOPE", auth=READER).status_code == 404
+    assert client.get("/centre/items", params={"state": "lost"}, auth=READER).status_code == 422
+
+
+def test_ledger_cli_overdue_and_show(tmp_path: Path) -> None:
+    store = Store.open(store_url(None, tmp_path))
+    ledger = ledger_of(store, Clock(DISPATCHED))
+    publish(ledger, "national", warning("YJ-RED", level="D"))
+    publish(ledger, MARKET_SYSTEM, feedback("3", at(2), warning_id="YJ-RED"))
+    store.close()
+    runner = CliRunner()
+    overdue = runner.invoke(cli.app, ["centre", "overdue", "--json", "--data-dir", str(tmp_path)])
+    assert overdue.exit_code == 0, overdue.output
+    assert [r["item_id"] for r in json.loads(overdue.output)] == ["YJ-RED"]
+    elsewhere = runner.invoke(
+        cli.app,
+        ["centre", "overdue", "--department", ECO["name"], "--data-dir", str(tmp_path)],
+    )
+    assert elsewhere.exit_code == 0 and "0 overdue" in elsewhere.output
+    shown = runner.invoke(cli.app, ["centre", "show", "YJ-RED", "--data-dir", str(tmp_path)])
+    assert shown.exit_code == 0 and "disposing" in shown.output, shown.output
+    missing = runner.invoke(cli.app, ["centre", "show", "[red]x", "--data-dir", str(tmp_path)])
+    assert missing.exit_code == 1 and "[red]x" in missing.output
