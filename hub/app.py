@@ -22,6 +22,7 @@ Routes:
   GET  /messages/{id}            where a system's own message has been (monitor.api)
   GET  /dead-letters[/{id}], POST /dead-letters/replay   operator accounts (HTTP Basic), with
                                  JGHUB_OPERATORS_FILE set
+  GET  /centre/items[/{id}]      the disposal ledger (centre.api), operator accounts likewise
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -49,6 +51,8 @@ from adapters.replay_cache import ReplayCache, StoredReplayCache
 from adapters.routing import Directory
 from adapters.security import Gatekeeper
 from bus import Broker, BusError, Topology
+from centre.api import centre_router
+from centre.ledger import CentreCollector, Ledger, LedgerObserver
 from hub import __version__
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
@@ -121,6 +125,7 @@ class HubRuntime:
     store: Store | None = None
     """The hub's store (the replay cache, accepted changes ... live there), closed with the app."""
     operators: OperatorGate | None = None
+    ledger: Ledger | None = None
     """The operator accounts of the dead-letter routes (None: those routes are not served)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -231,7 +236,8 @@ def build_runtime(
     monitoring = MonitorSettings()
     operators = monitoring.operator_gate()
     journal = monitoring.open_journal(store, settings.data_dir)
-    observer = Observer(topology, journal)
+    ledger = settings.ledger(store, config.systems)
+    observer = LedgerObserver(topology, journal, ledger=ledger)
     runtime = HubRuntime(
         settings=settings,
         systems=config,
@@ -256,6 +262,7 @@ def build_runtime(
         replays=replays,
         store=store,
         operators=operators,
+        ledger=ledger,
     )
     return runtime
 
@@ -402,9 +409,14 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
     """/metrics (queue depths read from the broker), GET /messages/{id} for each system's own
     messages (when the journal is on), the dead-letter routes (when operator accounts are set)."""
     queues = BrokerQueueStats(lambda: runtime.broker, runtime.topology)
-    app.include_router(metrics_router(scrape_registry(QueueCollector(queues))))
+    collectors: list[Collector] = [QueueCollector(queues)]
+    if runtime.ledger is not None:
+        collectors.append(CentreCollector(runtime.ledger))
+    app.include_router(metrics_router(scrape_registry(*collectors)))
     if runtime.journal is not None:
         app.include_router(messages_router(runtime.journal, caller=runtime.gatekeeper.identify))
+    if runtime.operators is not None and runtime.ledger is not None:
+        app.include_router(centre_router(runtime.ledger, gate=runtime.operators))
     if runtime.operators is not None and runtime.observer is not None:
         app.include_router(
             dead_letters_router(lambda: runtime.broker, runtime.observer, gate=runtime.operators)

@@ -8,6 +8,7 @@ in `data_dir`, the systems file and the mappings are the ones shipped in the rep
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,8 +19,12 @@ from adapters.authorisation import StoredWarningAddressees, WarningAddressees
 from adapters.backpressure import DEFAULT_MAX_READY, BackPressure
 from adapters.repeats import AcceptedChanges, StoredAcceptedChanges
 from bus.topology import NAMESPACE_PATTERN, Topology
+from centre.deadlines import DeadlineRules
+from centre.ledger import Ledger, departments_by_system
+from centre.workdays import WorkingCalendar
 from mappings import SYSTEMS_ROOT
 from store import Store, store_url
+from systems import SystemConfig
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_SYSTEMS_FILE = REPOSITORY / "config" / "systems.yaml"
@@ -236,6 +241,20 @@ class HubSettings(BaseSettings):
             "in jghub_duplicates_total and not published again. 0: publish every record."
         ),
     )
+    deadlines_file: Path | None = Field(
+        default=None,
+        description=(
+            "YAML file of the centre's deadlines by warning level, task type and complaint "
+            "scenario (centre.deadlines); default: the built-in ones."
+        ),
+    )
+    calendar_file: Path | None = Field(
+        default=None,
+        description=(
+            "YAML file of the working-day years chinese-calendar does not carry yet "
+            "(centre.workdays); default: none."
+        ),
+    )
     shutdown_timeout_s: float = Field(
         default=20.0,
         gt=0,
@@ -305,6 +324,16 @@ class HubSettings(BaseSettings):
         `store`: feedback on a warning is taken only from that system. Shared by every `serve`
         and the pollers of every `worker`."""
         return StoredWarningAddressees(store)
+
+    def ledger(self, store: Store, systems: Iterable[SystemConfig]) -> Ledger:
+        """The centre's ledger in `store`, with the deadlines and calendar these settings name
+        (DeadlinesFileError, CalendarFileError: the file, the field and the rule)."""
+        return Ledger(
+            store,
+            rules=DeadlineRules.load(self.deadlines_file),
+            calendar=WorkingCalendar.load(self.calendar_file),
+            departments=departments_by_system(systems),
+        )
 
     @property
     def bus_url(self) -> str:

@@ -39,6 +39,7 @@ from adapters.redaction import Redaction, install_log_redaction
 from adapters.routing import Directory
 from bus import Broker, BrokerUnavailable, BusError, Delivery, Topology, TopologyError
 from centre.collaboration import CollaborationCentre
+from centre.ledger import LedgerObserver
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
 from mappings import SystemMappings, load_all
@@ -132,7 +133,11 @@ class Worker:
         self._own_journal: Journal | None = None
         if self.observer is None:
             self._own_journal = MonitorSettings().open_journal(self.store, self.settings.data_dir)
-        self._observer = self.observer or Observer(self.topology, self._own_journal)
+        self._observer = self.observer or LedgerObserver(
+            self.topology,
+            self._own_journal,
+            ledger=self.settings.ledger(self.store, self.systems.systems),
+        )
         self.selected: list[SystemConfig] = self._select(self.targets)
         self.poller_channels = self._poller_channels() if self.pollers else []
 

@@ -313,8 +313,12 @@ SCRAPED: dict[str, str] = {
     "jghub_queue_consumers": "gauge",
     "jghub_broker_up": "gauge",
     "jghub_build_info": "gauge",
+    "jghub_centre_open": "gauge",
+    "jghub_centre_overdue": "gauge",
+    "jghub_centre_disposal_seconds": "histogram",
 }
-"""Metrics collectors compute at scrape time from the broker and the build, by name and type."""
+"""Metrics collectors compute at scrape time from the broker, the build and the centre's ledger
+(`centre.ledger.CentreCollector`, in the store), by name and type."""
 
 
 def defined_metrics() -> dict[str, str]:

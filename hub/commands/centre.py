@@ -1,0 +1,120 @@
+"""`jghub centre overdue|show`: the disposal ledger: overdue rows per department, an item's path.
+
+Read from the hub's store (JGHUB_DATABASE_URL, else the data folder's SQLite file), with the
+deadlines and calendar the settings name (JGHUB_DEADLINES_FILE, JGHUB_CALENDAR_FILE).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from centre.deadlines import DeadlinesFileError
+from centre.ledger import Ledger
+from centre.workdays import CalendarFileError
+from hub.commands.journal import console
+from hub.commands.options import DataDir, SystemsFile, hub_settings
+from hub.systems import SystemsConfigError, load_systems
+from monitor.literal import literal
+from store import StoreError
+
+app = typer.Typer(
+    help="The disposal centre's ledger: warnings and tasks per department, and what is overdue.",
+    no_args_is_help=True,
+)
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@contextmanager
+def open_ledger(data_dir: Path | None, systems_file: Path | None) -> Iterator[Ledger]:
+    """The hub's ledger; exit 2 saying why when the store or a configuration cannot be used."""
+    settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
+    try:
+        systems = load_systems(settings.systems_file).systems
+        store = settings.store()
+    except (SystemsConfigError, StoreError) as error:
+        console().print(Text.assemble(("cannot open the ledger: ", "red"), literal(error)))
+        raise typer.Exit(2) from None
+    try:
+        yield settings.ledger(store, systems)
+    except (DeadlinesFileError, CalendarFileError) as error:
+        console().print(Text.assemble(("cannot open the ledger: ", "red"), literal(error)))
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+
+
+def _rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    for name in ("kind", "item", "department", "state", "dispatched", "due", "flags"):
+        table.add_column(name)
+    for row in rows:
+        table.add_row(
+            literal(row["kind"]),
+            literal(row["item_id"]),
+            literal(row["department_name"] or row["department"]),
+            literal(row["state"]),
+            literal(row["dispatched_at"] or "-"),
+            literal(row["due_at"] or row["due_error"] or "-"),
+            literal(len(row["flags"]) or ""),
+        )
+    return table
+
+
+@app.command()
+def overdue(
+    department: Annotated[
+        str | None, typer.Option(help="Only this department (credit code or name).")
+    ] = None,
+    as_json: AsJson = False,
+    data_dir: DataDir = None,
+    systems_file: SystemsFile = None,
+) -> None:
+    """Rows past their due time that the department has not fed back, oldest first."""
+    with open_ledger(data_dir, systems_file) as ledger:
+        rows = ledger.items(department=department, overdue=True)
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    where = f" at {department}" if department else ""
+    console().print(_rows_table(f"{len(rows)} overdue{where}", rows))
+
+
+@app.command()
+def show(
+    item_id: Annotated[str, typer.Argument(help="A warning id or a task id.")],
+    as_json: AsJson = False,
+    data_dir: DataDir = None,
+    systems_file: SystemsFile = None,
+) -> None:
+    """Every row of a warning or task and its timeline; exit 1 when the ledger has none."""
+    with open_ledger(data_dir, systems_file) as ledger:
+        found = ledger.item(item_id)
+    if found is None:
+        console().print(Text.assemble("no warning or task ", literal(item_id), " in the ledger"))
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    console().print(_rows_table(f"{found['kind']} {found['item_id']}", found["rows"]))
+    timeline = Table(title="timeline")
+    for name in ("at", "what", "department", "event", "message", "flag"):
+        timeline.add_column(name)
+    for event in found["timeline"]:
+        timeline.add_row(
+            literal(event["at"]),
+            literal(f"{event['kind']} {event['item_id']}"),
+            literal(event["department"] or "-"),
+            literal(event["event"]),
+            literal(event["message_id"]),
+            literal(event["flag"] or "", style="red"),
+        )
+    console().print(timeline)
