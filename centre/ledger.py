@@ -33,6 +33,7 @@ raised into the message path, like the journal's.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -181,6 +182,9 @@ class Step:
     message_id: str
     department_name: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
+    sender_serves: frozenset[str] = frozenset()
+    """The departments the sending system serves: a department's step moves the item's rows of
+    those departments (the assignee), whichever of its units the record names as acting."""
 
 
 @dataclass
@@ -281,9 +285,12 @@ class Ledger:
         if dataset == "risk_warning":
             return self._warning_steps(envelope)
         if dataset == "risk_feedback":
-            return self._feedback_steps(envelope)
+            return self._served_by(system, self._feedback_steps(envelope))
         if dataset == "collaboration_task":
-            return self._task_steps(system, envelope)
+            steps = self._task_steps(system, envelope)
+            if envelope.data and str(envelope.data.get("status")) == "1":
+                return steps  # a dispatch names its assignees itself
+            return self._served_by(system, steps)
         if dataset == "complaint":
             return self._complaint_steps(envelope)
         return []
@@ -316,6 +323,10 @@ class Ledger:
             for department in named
             if (key := department_key(department)) in served
         ]
+
+    def _served_by(self, system: str, steps: list[Step]) -> list[Step]:
+        served = frozenset(department_key(d) for d in self.departments.get(system, ()))
+        return [dataclasses.replace(step, sender_serves=served) for step in steps]
 
     def _warning_steps(self, envelope: Envelope) -> list[Step]:
         item, data = envelope.subject, envelope.data or {}
@@ -470,6 +481,22 @@ class Ledger:
                 return
         else:
             departments = [step.department]
+            if step.sender_serves:
+                # A department answers for the rows of the departments its system serves: a
+                # district bureau feeding back a task assigned to its provincial bureau moves
+                # that row, not a new one of its own.
+                assigned = [
+                    department
+                    for department in db.execute(
+                        select(CENTRE_ITEM.c.department).where(
+                            CENTRE_ITEM.c.kind == step.kind,
+                            CENTRE_ITEM.c.item_id == step.item_id,
+                            CENTRE_ITEM.c.department.in_(sorted(step.sender_serves)),
+                        )
+                    ).scalars()
+                ]
+                if assigned and step.department not in assigned:
+                    departments = assigned[:1] if len(assigned) == 1 else [step.department]
         for department in departments:
             self._ensure_row(db, step, department, now)
             if self._insert_event(db, step, department, now):

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from ledger_support import (
     DISPATCHED,
     ECO,
+    ISSUER,
     MARKET,
     SHANGHAI,
     Clock,
@@ -143,6 +144,27 @@ def test_ledger_joint_task_one_row_per_assignee(ledger: Ledger) -> None:
     publish(ledger, MARKET_SYSTEM, task("6", at(6), assignees=[MARKET, ECO]))
     assert row(ledger, "RW-1", MARKET)["state"] == "closed"
     assert row(ledger, "RW-1", ECO)["state"] == "fed_back"
+
+
+def test_ledger_a_unit_of_the_assignee_moves_the_assignees_row(ledger: Ledger) -> None:
+    """Assigned to the provincial bureau, answered by its district bureau (one system serves
+    both): the one row moves, no second row is made and flagged."""
+    publish(ledger, "collaboration", task("1", assignees=[ISSUER]))
+    deliver(ledger, MARKET_SYSTEM, task("1", assignees=[ISSUER]))
+    publish(ledger, MARKET_SYSTEM, task("5", at(5), assignees=[MARKET]))
+    found = ledger.item("RW-1")
+    assert found is not None and len(found["rows"]) == 1, found["rows"]
+    assert row(ledger, "RW-1", ISSUER)["state"] == "fed_back"
+    assert row(ledger, "RW-1", ISSUER)["flags"] == []
+    publish(ledger, "national", warning("YJ-2", department=ISSUER))
+    publish(ledger, MARKET_SYSTEM, feedback("5", at(4), warning_id="YJ-2", department=MARKET))
+    fed_back = ledger.item("YJ-2")
+    assert fed_back is not None and len(fed_back["rows"]) == 1, fed_back["rows"]
+    assert row(ledger, "YJ-2", ISSUER)["state"] == "fed_back"
+    # A system serving neither the assignee nor anyone assigned: kept under its own department,
+    # flagged (as before).
+    publish(ledger, ECO_SYSTEM, task("5", at(6), assignees=[ECO]))
+    assert row(ledger, "RW-1", ECO)["flags"]
 
 
 def test_ledger_feedback_before_delivery_and_repeats(ledger: Ledger) -> None:

@@ -72,6 +72,15 @@ def test_a_complaint_becomes_a_task_for_its_department_and_the_result_goes_back(
     assert answers.result in text and f"<taskNo>{task_id}</taskNo>" in text
     assert flows.others_got(department, case) == []
 
+    # The ledger followed it on what the hub and its worker really saw: one row, for the
+    # department's own system, from dispatch through its delivery to the feedback.
+    followed = flows.ledger().item(task_id)
+    assert followed is not None and followed["complaint"] == case, followed
+    (row,) = followed["rows"]  # a unit of the department fed back: still the one row
+    assert row["state"] in ("fed_back", "closed") and row["due_at"] and not row["flags"], row
+    events = [step["event"] for step in followed["timeline"] if step["kind"] == "task"]
+    assert {"dispatched", "delivered"} <= set(events) and events[0] == "dispatched", events
+
 
 def test_a_complaint_sent_again_or_updated_while_open_makes_one_task(flows: Flows) -> None:
     case = f"TS{uuid.uuid4().hex[:16].upper()}"
@@ -125,6 +134,15 @@ def test_a_risk_warning_reaches_its_department_and_the_feedback_comes_back(
     wait_for(lambda: len(flows.received("national", market)) == 3, "the feedback at national")
     for event in flows.received("national", market):
         assert b'"type":"gov.supervision.risk_feedback.v1"' in event.body.replace(b" ", b"")
+
+    # The ledger: the market warning delivered to its department's system and fed back there;
+    # the transport warning delivered and awaiting its feedback.
+    def state(warning: str) -> str | None:
+        followed = flows.ledger().item(warning)
+        return followed["rows"][0]["state"] if followed else None
+
+    wait_for(lambda: state(market) in ("fed_back", "closed"), "the market warning fed back")
+    wait_for(lambda: state(transport) == "delivered", "the transport warning delivered")
 
 
 def test_an_unmapped_scenario_is_dead_lettered_with_its_reason(flows: Flows) -> None:

@@ -17,10 +17,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hub_harness import require_backend
+from store_support import embedded_store
 
+from centre.ledger import Ledger
 from hub.settings import HubSettings
 from hub.simulators.answers import replaced
 from hub.simulators.clients import PushOutcome, SystemClient
@@ -54,6 +57,11 @@ class Flows:
     landscape: Landscape
     running: RunningLandscape
     mappings: dict[str, SystemMappings]
+    data_dir: Path
+
+    def ledger(self) -> Ledger:
+        """The disposal ledger the hub and its worker keep (the embedded store of the run)."""
+        return Ledger(embedded_store(self.data_dir))
 
     def system(self, system_id: str) -> SystemConfig:
         return self.landscape.systems.system(system_id)
@@ -111,7 +119,7 @@ def running_flows(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     options = DemoOptions(flaky=FailurePlan(), delete_topology=bool(url))
     try:
         with running_landscape(landscape, settings, options, mappings, 1) as running:
-            yield Flows(landscape, running, mappings)
+            yield Flows(landscape, running, mappings, data_dir)
     finally:
         landscape.restore_environment(previous)
 
