@@ -72,6 +72,31 @@ def _matches(pattern: tuple[str, ...], key: tuple[str, ...]) -> bool:
     return reachable[len(key)]
 
 
+def topics_overlap(pattern: str, other: str) -> bool:
+    """True when some routing key matches both topic patterns (each may hold `*` and `#`).
+
+    The load-time question "could any key this channel publishes reach that route?" is this
+    one: a channel's keys are themselves a pattern (its dataset and source fixed, the region
+    any word).
+    """
+    return _overlap(tuple(pattern.split(".")), tuple(other.split(".")))
+
+
+@lru_cache(maxsize=4096)
+def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    if not a or not b:
+        # What is left of the other side must be able to match no word at all.
+        return all(word == "#" for word in a + b)
+    if a[0] == "#":
+        # Either '#' matches nothing here, or it swallows the other side's first word.
+        return _overlap(a[1:], b) or _overlap(a, b[1:])
+    if b[0] == "#":
+        return _overlap(a, b[1:]) or _overlap(a[1:], b)
+    if a[0] == "*" or b[0] == "*" or a[0] == b[0]:
+        return _overlap(a[1:], b[1:])
+    return False
+
+
 class RoutingTable:
     """Binding patterns per target, with the answer for each routing key cached.
 

@@ -98,6 +98,14 @@ class Readiness(BaseModel):
         default_factory=list,
         description="What does not stop the hub but needs an operator (a system's missing secret).",
     )
+    misconfigured: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Channels that accept a dataset no system's routes take, naming the system, the "
+            "channel and the dataset: each of their records would be answered unroutable. "
+            "The hub stays ready for the other systems."
+        ),
+    )
 
 
 @dataclass
@@ -125,8 +133,11 @@ class HubRuntime:
     store: Store | None = None
     """The hub's store (the replay cache, accepted changes ... live there), closed with the app."""
     operators: OperatorGate | None = None
-    ledger: Ledger | None = None
     """The operator accounts of the dead-letter routes (None: those routes are not served)."""
+    ledger: Ledger | None = None
+    """The disposal centre's ledger, read by /centre/items and scraped for its metrics."""
+    misconfigured: list[str] = field(default_factory=list)
+    """Channels whose dataset no route takes (`SystemsConfig.unrouted_channels`), for /ready."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def connect(self) -> bool:
@@ -213,6 +224,9 @@ def build_runtime(
     config = systems if systems is not None else load_systems(settings.systems_file)
     folders = load_all(settings.mappings_root)
     mappings = config.bind_mappings(folders)
+    misconfigured = [str(problem) for problem in config.unrouted_channels(mappings)]
+    for problem in misconfigured:
+        log.warning("misconfigured: %s", problem)
     store = settings.store()
     # In the store: every serve process (of this host, or of every host on PostgreSQL) sees
     # the same used signatures, so a replay is refused whichever process it reaches.
@@ -263,6 +277,7 @@ def build_runtime(
         store=store,
         operators=operators,
         ledger=ledger,
+        misconfigured=misconfigured,
     )
     return runtime
 
@@ -379,7 +394,11 @@ def create_app(
             for system_id, problem in runtime.gatekeeper.missing_secrets.items()
         ]
         body = Readiness(
-            ready=report.ready, checks=report.checks, problems=report.problems, warnings=warnings
+            ready=report.ready,
+            checks=report.checks,
+            problems=report.problems,
+            warnings=warnings,
+            misconfigured=runtime.misconfigured,
         )
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 

@@ -31,7 +31,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from adapters.registry import validate_options
+from adapters.routing import ADDRESSED
 from bus import Target, Topology
+from bus.routing import topics_overlap
 from mappings import MappingError, SystemMappings
 from mappings.yamlsource import YamlFile, load_yaml
 from systems import CLOUDEVENT, OPTIONS_CHECK, SystemConfig
@@ -189,6 +191,44 @@ class SystemsConfig(BaseModel):
         if problems:
             raise SystemsConfigError(problems)
         return bound
+
+    def unrouted_channels(self, bound: Mapping[str, SystemMappings]) -> list[ConfigProblem]:
+        """A misconfiguration for each inbound channel whose dataset no system's routes take.
+
+        Such a channel accepts a batch and answers every record "no system's routes take it"
+        (issue #15: housing-penalty's 双公示). The hub reports these in /ready (`misconfigured`)
+        and its log rather than refusing the file: one department's missing route must not stop
+        every other department's intake. `bound` is what `bind_mappings` returned.
+        A channel publishes "dataset.<region>.<its id>", and addressed datasets (tasks,
+        warnings) also "dataset.<region>.<its id>.<addressee>"; a route taking any such key
+        is enough (a region-selective route is a choice, not a misconfiguration).
+        """
+        routes = [route for system in self.systems for route in system.routes]
+        problems = []
+        for position, system in enumerate(self.systems):
+            folder = bound.get(system.id)
+            if folder is None:
+                continue
+            for index, channel in enumerate(system.inbound):
+                translation = folder.inbound.get(channel.message_type)
+                if translation is None:
+                    continue  # reported by bind_mappings
+                dataset = translation.dataset.name
+                keys = [f"{dataset}.*.{system.id}"]
+                if dataset in ADDRESSED:
+                    keys.append(f"{dataset}.*.{system.id}.*")
+                if any(topics_overlap(route, key) for route in routes for key in keys):
+                    continue
+                problems.append(
+                    self._problem(
+                        ("systems", position, "inbound", index, "message_type"),
+                        f"channel {channel.message_type!r} of system {system.id!r} accepts "
+                        f"dataset {dataset!r}, which no system's routes take (its keys: "
+                        f"{' or '.join(keys)}); add a route such as '{dataset}.#' to the "
+                        "system that should receive it, or remove the channel",
+                    )
+                )
+        return problems
 
     def check_routes(self) -> None:
         """Raise SystemsConfigError (file:line of each route) for routes selecting a dataset

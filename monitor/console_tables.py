@@ -149,15 +149,18 @@ def quality_table(scores: Sequence[SystemQuality], *, title: str) -> Table:
     table = Table(title=title, title_justify="left")
     columns = (
         "system", "accepted", "rejected", "accuracy", "completeness", "delay p50", "delay p90",
-        "refused payloads", "top rejection rules",
+        "refused payloads", "top rejection rules", "refused by hub",
     )  # fmt: skip
     for name in columns:
-        justify = "right" if name not in ("system", "top rejection rules") else "left"
+        justify = (
+            "right" if name not in ("system", "top rejection rules", "refused by hub") else "left"
+        )
         table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for figures in scores:
         accuracy = figures.accuracy
         style = "" if accuracy is None or accuracy >= 0.9 else "red"
         rules = ", ".join(f"{rule} ×{n}" for rule, n in figures.rejections.most_common(3))
+        refusals = ", ".join(f"{rule} ×{n}" for rule, n in figures.refusals.most_common(3))
         table.add_row(
             literal(figures.system),
             str(figures.accepted),
@@ -168,5 +171,6 @@ def quality_table(scores: Sequence[SystemQuality], *, title: str) -> Table:
             duration(figures.delay_p90),
             str(figures.refused_payloads),
             literal(rules),
+            literal(refusals, style="red" if refusals else ""),
         )
     return table

@@ -9,6 +9,12 @@
 - **Accuracy**: accepted records against records rejected for their content, with the rules
   that rejected them.
 
+"Accepted" counts what the sender was told: a record that was translated and then answered
+rejected or failed by the hub (no route takes it, back-pressure, the broker did not confirm:
+its journal `not_published` entry) is not accepted. It is counted apart, as refused by the hub
+with its rule, and left out of accuracy, which judges the sender's data, not the hub's
+configuration (issue #15: a 双公示 batch no route took showed 100% accepted).
+
 The same figures feed Prometheus as records arrive (`monitor.observer`) and a report computed
 from the journal over any window (`quality_report`, `jghub quality`).
 """
@@ -77,6 +83,9 @@ class SystemQuality:
       accepted: records accepted (translated and valid).
       rejected: records rejected for their content.
       refused_payloads: payloads that could not be read at all (no records known).
+      refused_records: records translated but answered rejected or failed by the hub (no
+        route, back-pressure, not confirmed): not accepted, and not the sender's fault.
+      refusals: those records by the hub's rule (unroutable, backpressure, not_confirmed ...).
       rejections: rejected records by the rule of their first error.
       delays: timeliness of accepted records, seconds, sorted.
       filled: optional fields filled in accepted records (inserts and updates).
@@ -87,6 +96,8 @@ class SystemQuality:
     accepted: int = 0
     rejected: int = 0
     refused_payloads: int = 0
+    refused_records: int = 0
+    refusals: Counter[str] = field(default_factory=Counter)
     rejections: Counter[str] = field(default_factory=Counter)
     delays: list[float] = field(default_factory=list)
     filled: int = 0
@@ -112,16 +123,35 @@ class SystemQuality:
         return quantile(self.delays, 0.9)
 
 
+QUALITY_STEPS = (Step.RECEIVED, Step.REJECTED, Step.NOT_PUBLISHED)
+"""The journal steps the figures come from."""
+
+
 def score(entries: Iterable[Entry]) -> list[SystemQuality]:
-    """Quality per source system from journal entries (`received` and `rejected` count)."""
+    """Quality per source system from journal entries (`received`, `rejected` and
+    `not_published` count: a received record whose message was not published was not
+    accepted, whatever its translation said)."""
+    kept = [e for e in entries if e.step in QUALITY_STEPS and e.system is not None]
+    # One record may be several messages (an addressed copy per system): any copy refused
+    # makes the record's answer a refusal, as the sender was told.
+    refused = {
+        (e.receipt, e.message_id): str(e.detail.get("rule") or "unknown")
+        for e in kept
+        if e.step is Step.NOT_PUBLISHED
+    }
     systems: dict[str, SystemQuality] = {}
-    for entry in entries:
-        if entry.step not in (Step.RECEIVED, Step.REJECTED) or entry.system is None:
+    for entry in kept:
+        if entry.step is Step.NOT_PUBLISHED or entry.system is None:
             continue
         figures = systems.get(entry.system)
         if figures is None:
             figures = systems[entry.system] = SystemQuality(entry.system)
         detail = entry.detail
+        refusal = refused.get((entry.receipt, entry.message_id))
+        if entry.step is Step.RECEIVED and refusal is not None:
+            figures.refused_records += 1
+            figures.refusals[refusal] += 1
+            continue
         if entry.step is Step.REJECTED:
             if detail.get("payload"):
                 figures.refused_payloads += 1
@@ -149,8 +179,4 @@ def quality_report(
     system: str | None = None,
 ) -> list[SystemQuality]:
     """Quality per source system from the journal's entries between `since` and `until`."""
-    return score(
-        journal.entries(
-            since=since, until=until, steps=(Step.RECEIVED, Step.REJECTED), system=system
-        )
-    )
+    return score(journal.entries(since=since, until=until, steps=QUALITY_STEPS, system=system))

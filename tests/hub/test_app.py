@@ -49,7 +49,11 @@ def test_health_ready_metrics_and_docs(tmp_path: Path, backend: str) -> None:
         assert health.status_code == 200 and health.json()["status"] == "alive"
         ready = hub.client.get("/ready")
         assert ready.status_code == 200, ready.text
-        assert ready.json() == {
+        body = ready.json()
+        # The test systems' eco-env task feedback has no taker: reported, the hub still ready.
+        (misconfigured,) = body.pop("misconfigured")
+        assert "'task_feedback' of system 'eco-env-penalty'" in misconfigured
+        assert body == {
             "ready": True,
             "checks": {"bus": True, "publisher": True, "topology": True, "mappings": True},
             "problems": [],

@@ -9,23 +9,15 @@ credentials. RabbitMQ is the bus (the embedded one too, where it answers the sam
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
-from flows_harness import CENTRE, DEPARTMENTS, Flows, complaint_xml, running_flows, wait_for
+from flows_harness import CENTRE, DEPARTMENTS, Flows, complaint_xml, wait_for
+from flows_harness import flows as flows  # the fixture: the landscape on each bus
 
 from hub.simulators.answers import TaskAnswers
 from monitor.metrics import sample_total
 from standard.checks import credit_code_check_char, org_code_check_char
-
-
-@pytest.fixture(scope="module", params=["rabbitmq", "embedded"])
-def flows(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Flows]:
-    with running_flows(request.param, tmp_path_factory) as running:
-        yield running
 
 
 def failures_unroutable() -> float:

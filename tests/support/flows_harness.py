@@ -124,6 +124,15 @@ def running_flows(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         landscape.restore_environment(previous)
 
 
+@pytest.fixture(scope="module", params=["rabbitmq", "embedded"])
+def flows(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Flows]:
+    """The running landscape, once per module and bus (import it into the test module)."""
+    with running_flows(request.param, tmp_path_factory) as running:
+        yield running
+
+
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 45.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
