@@ -1,32 +1,44 @@
-"""The business-collaboration centre (业务协同中心): complaints become tasks, task results go back.
+"""The business-collaboration centre (业务协同中心): complaints and grassroots events become tasks,
+the tasks' steps go back to where they came from.
 
 A system inside the hub, configured like any other (`auth: {scheme: internal}`) with a
 `collaboration` section instead of an outbound one. It consumes the canonical events its routes
 select from its own queue, like any target, and publishes the records it derives through the bus:
 
 - a complaint from the complaint platform, accepted and not closed, becomes a collaboration task
-  for the department system its scenario names (the `scenarios` table), addressed to that
-  system (`collaboration_task.<region>.<centre>.<department system>`);
-- a department's feedback on such a task (fed back or closed) becomes the complaint, updated
-  with the result and closed, addressed back to the system the complaint came from
-  (`complaint.<region>.<centre>.complaint-platform`), which renders it as its handling result.
-  A task's steps are taken only from the system it was assigned to (kept with the complaint;
+  (type 2) for the department system its scenario names (the `scenarios` table); a grassroots
+  event of a kind the `event_kinds` table names, reported and not yet handled, becomes a task
+  (type 3) for the system that table names. Each is addressed to that system
+  (`collaboration_task.<region>.<centre>.<department system>`);
+- a department's steps on such a task go back to the platform the record came from as the
+  record, updated (`complaint.<region>.<centre>.complaint-platform`, rendered as its
+  handling_result; `grassroots_event.<region>.<centre>.grassroots-platform`, rendered as its
+  event_feedback): accepted (complaint 已转办 / event 处置中 with the handling department), in
+  progress (办理中 / 处置中 with the department's note), fed back or closed (办结 with the result),
+  returned (complaint back to 已受理 / event 已退回, with the department's reason, for the
+  platform to dispatch again). Each task keeps how far its platform has been told (its `Loop`):
+  an earlier step arriving late, or any step after a result or a return, tells nothing; the same
+  step again yields the same message.
+- after a return, the record's next change made later than the return dispatches the task again
+  (at that change's time: a new idempotency key), to whatever department its table names then.
+  A task's steps are taken only from the system it was assigned to (kept with the record;
   the envelope's `lineagesystem` names the system that sent a step): ingress refuses a step in
   another department's name already, and the centre checks again, so that a forged result
-  never reaches the complaint platform even if a record got past ingress.
+  never reaches the platform even if a record got past ingress.
 
 Everything is derived deterministically from what was delivered: the task of a complaint has the
-key `XT-<complaint id>`, the complaint's acceptance time as its dispatch time and so the same
-idempotency key however often the complaint is delivered again (a redelivery, a replay, an update
-while still open). The complaint is kept (a SQLite file in the data folder) until its result comes
-back, because a task carries too little of it to rebuild the complaint the platform must be told.
+key `XT-<complaint id>`, of an event `SJ-<event id>`, the complaint's acceptance time (the
+event's report time) as its dispatch time and so the same idempotency key however often the
+record is delivered again (a redelivery, a replay, an update while still open). The record is
+kept in the hub's store, because a task carries too little of it to rebuild what the platform
+must be told.
 
 A derived record is published with confirms before its input is acknowledged, so a message is
 settled only once its consequence is safe on the bus; a publish the bus did not confirm is
 retried through the bus's delayed tiers. Nothing is dropped quietly: a scenario no table entry
-covers (without a default), a department no system serves, feedback on a task the centre never
-dispatched, or a step of a task from a system it was not assigned to goes to the dead letters
-with the reason.
+covers (without a default), a department no system serves, a fed-back or returned step on a
+task the centre never dispatched, or a step of a task from a system it was not assigned to goes
+to the dead letters with the reason.
 """
 
 from __future__ import annotations
@@ -575,7 +587,10 @@ class _ComplaintStore:
         self.store = store
         self.centre = centre
 
-    def keep(self, task_id: str, envelope: Envelope, assigned_system: str, loop: Loop) -> None:
+    def keep(
+        self, task_id: str, envelope: Envelope, assigned_system: str, loop: Loop | None = None
+    ) -> None:
+        loop = loop or Loop()
         row = {
             "centre": self.centre,
             "task_id": task_id,
