@@ -204,35 +204,26 @@ class Authorisation:
                 system = routed.get(warning_id)
                 if system is None and self.warnings is not None:
                     checked.unmatched.append(envelope)
-                    checked.refused.append(
-                        self._refused(
-                            sender,
-                            message_type,
-                            index,
-                            envelope,
-                            "warning_id",
-                            warning_id,
-                            WARNING_MATCH_RULE,
-                            f"warning {warning_id} is not a warning the hub routed to any "
-                            "system; check the warning id (feedback is matched to the warning "
-                            "it answers), the record is kept in the quarantine",
-                        )
+                    rule, why = (
+                        WARNING_MATCH_RULE,
+                        f"warning {warning_id} is not a warning the hub routed to any system; "
+                        "check the warning id (feedback is matched to the warning it answers), "
+                        "the record is kept in the quarantine",
                     )
                 elif system is not None and system != sender:
-                    checked.refused.append(
-                        self._refused(
-                            sender,
-                            message_type,
-                            index,
-                            envelope,
-                            "warning_id",
-                            warning_id,
-                            WARNING_RULE,
-                            f"warning {warning_id} was routed to {system}, the system of its "
-                            f"responsible department, not to {sender}; feed back only the "
-                            "warnings your system received",
-                        )
+                    rule, why = (
+                        WARNING_RULE,
+                        f"warning {warning_id} was routed to {system}, the system of its "
+                        f"responsible department, not to {sender}; feed back only the "
+                        "warnings your system received",
                     )
+                else:
+                    continue
+                checked.refused.append(
+                    self._refused(
+                        sender, message_type, index, envelope, "warning_id", warning_id, rule, why
+                    )
+                )
         return checked
 
     def check(self, sender: str, envelopes: Iterable[Envelope]) -> None:

@@ -45,11 +45,15 @@ def millis(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
+def sample_document(system: str, message_type: str, name: str) -> Any:
+    path = SYSTEMS_ROOT / system / "samples" / message_type / name
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def health_step(flows: Flows, task_id: str, status: str, at: datetime, **fields: Any) -> bytes:
     """health-penalty's task_feedback reporting `status` (QS, TH, BL, FK) of `task_id` at `at`,
     grown from its valid sample (the push re-signs it)."""
-    path = SYSTEMS_ROOT / "health-penalty" / "samples" / "task_feedback" / "valid-feedback.json"
-    document = json.loads(path.read_text(encoding="utf-8"))
+    document = sample_document("health-penalty", "task_feedback", "valid-feedback.json")
     record = document["data"]["feedbacks"][0]
     for name in ("qssj", "qsr", "fksj", "fkjg", "thly", "gljcbh", "glajbh"):
         record.pop(name, None)
@@ -180,19 +184,17 @@ def test_centre_matches_warning_feedback_and_quarantines_feedback_on_an_unknown_
     wait_for(lambda: flows.received("market-penalty", warning), "the warning at market-penalty")
     unmatched = sample_total("jghub_unmatched_feedback_total", system="market-penalty")
 
-    matched = flows.sample_with(
-        "market-penalty", "risk_feedback",
-        {"YJ330000202605060031": warning, "YJ330000202605070008": warning},
-    )  # fmt: skip
-    answered = flows.push("market-penalty", "risk_feedback", matched)
+    def feedback_on(warning_id: str) -> bytes:
+        return flows.sample_with(
+            "market-penalty", "risk_feedback",
+            {"YJ330000202605060031": warning_id, "YJ330000202605070008": warning_id},
+        )  # fmt: skip
+
+    answered = flows.push("market-penalty", "risk_feedback", feedback_on(warning))
     assert (answered.accepted, answered.rejected) == (3, 0), answered
     wait_for(lambda: len(flows.received("national", warning)) == 3, "the feedback at national")
 
-    lost = flows.sample_with(
-        "market-penalty", "risk_feedback",
-        {"YJ330000202605060031": stranger, "YJ330000202605070008": stranger},
-    )  # fmt: skip
-    refused = flows.push("market-penalty", "risk_feedback", lost)
+    refused = flows.push("market-penalty", "risk_feedback", feedback_on(stranger))
     assert (refused.accepted, refused.rejected) == (0, 3), refused
     assert set(refused.reasons) == {WARNING_MATCH_RULE}, refused.reasons
     kept = [q for q in flows.running.broker.quarantined(limit=1000) if stranger in q.reason]
@@ -203,8 +205,7 @@ def test_centre_matches_warning_feedback_and_quarantines_feedback_on_an_unknown_
 
 def grassroots_event(event_id: str, kind: str, updated: datetime) -> bytes:
     """One reported grassroots event of `kind` (the platform's eventType), nobody handling it."""
-    path = SYSTEMS_ROOT / "grassroots-platform" / "samples" / "event_report" / "valid-events.json"
-    document = json.loads(path.read_text(encoding="utf-8"))
+    document = sample_document("grassroots-platform", "event_report", "valid-events.json")
     event = document["data"]["events"][0]
     for name in ("handleDept", "handleResult", "finishTime", "taskNo"):
         event.pop(name, None)
