@@ -24,11 +24,12 @@ warnings, not every organ that files cases: an organ no system serves passes, on
 serves is refused. A delete carries only its record's key and names no department: it is not
 checked (see README, "Who may act for a department").
 
-Feedback on a warning also has to come from the system the hub routed that warning to:
-`WarningAddressees` remembers, for each warning the hub published, the system of its responsible
-department. Feedback on a warning the hub never saw is kept (the domain says feedback that
-matches nothing is kept and flagged, never dropped): it passes when its sender serves the
-department it names, and is reported as unmatched.
+Feedback on a warning is matched to it: `WarningAddressees` remembers, for each warning the hub
+published, the system of its responsible department, and the feedback has to come from that
+system. Feedback on a warning the hub never routed is refused (rule `WARNING_MATCH_RULE`, naming
+the warning id): the sender is answered per record, the record is kept in the quarantine with the
+reason (the domain says feedback that matches nothing is kept and flagged, never dropped) and
+counted as unmatched.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ SERVED_RULE = "the sender must serve the department it acts for"
 """The rule a record in another department's name breaks, as answers and reasons name it."""
 WARNING_RULE = "feedback on a warning comes from the system of its responsible department"
 """The rule feedback on a warning routed to another system breaks."""
+WARNING_MATCH_RULE = "feedback names a warning the hub routed"
+"""The rule feedback on a warning the hub never routed breaks."""
 
 
 class NotAuthorised(TranslationError):
@@ -166,7 +169,7 @@ class Checked:
 
     refused: list[NotAuthorised] = field(default_factory=list)
     unmatched: list[Envelope] = field(default_factory=list)
-    """Warning feedback (allowed) on warnings the hub never routed: kept and flagged."""
+    """Warning feedback on warnings the hub never routed (refused too): to be counted."""
 
 
 class Authorisation:
@@ -175,7 +178,7 @@ class Authorisation:
     Parameters:
       directory: which system serves which department.
       warnings: the systems the hub routed each warning to; None: feedback on a warning is held
-        only to the department it names (and every one counts as unmatched).
+        only to the department it names (no warning is known, so none is refused as unmatched).
     """
 
     def __init__(self, directory: Directory, warnings: WarningAddressees | None = None) -> None:
@@ -199,23 +202,28 @@ class Authorisation:
             routed = self.warnings.responsible(ids) if self.warnings is not None else {}
             for (index, envelope), warning_id in zip(feedback, ids, strict=True):
                 system = routed.get(warning_id)
-                if system is None:
+                if system is None and self.warnings is not None:
                     checked.unmatched.append(envelope)
-                elif system != sender:
-                    checked.refused.append(
-                        self._refused(
-                            sender,
-                            message_type,
-                            index,
-                            envelope,
-                            "warning_id",
-                            warning_id,
-                            WARNING_RULE,
-                            f"warning {warning_id} was routed to {system}, the system of its "
-                            f"responsible department, not to {sender}; feed back only the "
-                            "warnings your system received",
-                        )
+                    rule, why = (
+                        WARNING_MATCH_RULE,
+                        f"warning {warning_id} is not a warning the hub routed to any system; "
+                        "check the warning id (feedback is matched to the warning it answers), "
+                        "the record is kept in the quarantine",
                     )
+                elif system is not None and system != sender:
+                    rule, why = (
+                        WARNING_RULE,
+                        f"warning {warning_id} was routed to {system}, the system of its "
+                        f"responsible department, not to {sender}; feed back only the "
+                        "warnings your system received",
+                    )
+                else:
+                    continue
+                checked.refused.append(
+                    self._refused(
+                        sender, message_type, index, envelope, "warning_id", warning_id, rule, why
+                    )
+                )
         return checked
 
     def check(self, sender: str, envelopes: Iterable[Envelope]) -> None:

@@ -448,7 +448,7 @@ class Ingress:
             self._remember(confirmed)
             self.authorisation.routed(confirmed)
         if unmatched:
-            self._flag_unmatched(system_id, unmatched, published_answers, seen)
+            self._flag_unmatched(system_id, unmatched, seen)
         if repeats and observer is not None:
             observer.repeated(seen, envelopes=repeats)
 
@@ -542,7 +542,7 @@ class Ingress:
     ) -> tuple[Translation, list[Envelope]]:
         """`translation` with the records `system_id` may not send moved to its errors (the
         sender must serve the department each acts for: `adapters.authorisation`), and the
-        warning feedback among the rest that matches no warning the hub routed."""
+        warning feedback among them that matches no warning the hub routed."""
         rejected = {error.record_index for error in translation.errors}
         positions = (index for index in itertools.count() if index not in rejected)
         records = list(zip(positions, translation.envelopes, strict=False))
@@ -562,24 +562,18 @@ class Ingress:
             checked.unmatched,
         )
 
-    def _flag_unmatched(
-        self,
-        system_id: str,
-        unmatched: Sequence[Envelope],
-        answers: Sequence[RecordAnswer],
-        seen: Any,
-    ) -> None:
-        """Warning feedback the hub published on warnings it never routed: kept, and flagged
-        (logged and counted) so that an operator can match it by hand."""
-        published = _confirmed(unmatched, answers)
-        for envelope in published:
+    def _flag_unmatched(self, system_id: str, unmatched: Sequence[Envelope], seen: Any) -> None:
+        """Warning feedback on warnings the hub never routed: rejected and quarantined with the
+        rest of the refusals, and flagged here (logged and counted) so that an operator can
+        match it by hand."""
+        for envelope in unmatched:
             log.warning(
-                "%s sent risk feedback %s on warning %s, which the hub never routed: kept "
-                "and published, counted as unmatched",
+                "%s sent risk feedback %s on warning %s, which the hub never routed: rejected "
+                "and quarantined, counted as unmatched",
                 system_id, envelope.subject, envelope.data.get("warning_id"),
             )  # fmt: skip
-        if published and self.observer is not None:
-            self.observer.unmatched(seen, envelopes=published)
+        if self.observer is not None:
+            self.observer.unmatched(seen, envelopes=unmatched)
 
     def _publish_observed(
         self, broker: Broker, outgoing: Sequence[Outgoing], seen: Any

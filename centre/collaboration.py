@@ -1,32 +1,44 @@
-"""The business-collaboration centre (业务协同中心): complaints become tasks, task results go back.
+"""The business-collaboration centre (业务协同中心): complaints and grassroots events become tasks,
+the tasks' steps go back to where they came from.
 
 A system inside the hub, configured like any other (`auth: {scheme: internal}`) with a
 `collaboration` section instead of an outbound one. It consumes the canonical events its routes
 select from its own queue, like any target, and publishes the records it derives through the bus:
 
 - a complaint from the complaint platform, accepted and not closed, becomes a collaboration task
-  for the department system its scenario names (the `scenarios` table), addressed to that
-  system (`collaboration_task.<region>.<centre>.<department system>`);
-- a department's feedback on such a task (fed back or closed) becomes the complaint, updated
-  with the result and closed, addressed back to the system the complaint came from
-  (`complaint.<region>.<centre>.complaint-platform`), which renders it as its handling result.
-  A task's steps are taken only from the system it was assigned to (kept with the complaint;
+  (type 2) for the department system its scenario names (the `scenarios` table); a grassroots
+  event of a kind the `event_kinds` table names, reported and not yet handled, becomes a task
+  (type 3) for the system that table names. Each is addressed to that system
+  (`collaboration_task.<region>.<centre>.<department system>`);
+- a department's steps on such a task go back to the platform the record came from as the
+  record, updated (`complaint.<region>.<centre>.complaint-platform`, rendered as its
+  handling_result; `grassroots_event.<region>.<centre>.grassroots-platform`, rendered as its
+  event_feedback): accepted (complaint 已转办 / event 处置中 with the handling department), in
+  progress (办理中 / 处置中 with the department's note), fed back or closed (办结 with the result),
+  returned (complaint back to 已受理 / event 已退回, with the department's reason, for the
+  platform to dispatch again). Each task keeps how far its platform has been told (its `Loop`):
+  an earlier step arriving late, or any step after a result or a return, tells nothing; the same
+  step again yields the same message.
+- after a return, the record's next change made later than the return dispatches the task again
+  (at that change's time: a new idempotency key), to whatever department its table names then.
+  A task's steps are taken only from the system it was assigned to (kept with the record;
   the envelope's `lineagesystem` names the system that sent a step): ingress refuses a step in
   another department's name already, and the centre checks again, so that a forged result
-  never reaches the complaint platform even if a record got past ingress.
+  never reaches the platform even if a record got past ingress.
 
 Everything is derived deterministically from what was delivered: the task of a complaint has the
-key `XT-<complaint id>`, the complaint's acceptance time as its dispatch time and so the same
-idempotency key however often the complaint is delivered again (a redelivery, a replay, an update
-while still open). The complaint is kept (a SQLite file in the data folder) until its result comes
-back, because a task carries too little of it to rebuild the complaint the platform must be told.
+key `XT-<complaint id>`, of an event `SJ-<event id>`, the complaint's acceptance time (the
+event's report time) as its dispatch time and so the same idempotency key however often the
+record is delivered again (a redelivery, a replay, an update while still open). The record is
+kept in the hub's store, because a task carries too little of it to rebuild what the platform
+must be told.
 
 A derived record is published with confirms before its input is acknowledged, so a message is
 settled only once its consequence is safe on the bus; a publish the bus did not confirm is
 retried through the bus's delayed tiers. Nothing is dropped quietly: a scenario no table entry
-covers (without a default), a department no system serves, feedback on a task the centre never
-dispatched, or a step of a task from a system it was not assigned to goes to the dead letters
-with the reason.
+covers (without a default), a department no system serves, a fed-back or returned step on a
+task the centre never dispatched, or a step of a task from a system it was not assigned to goes
+to the dead letters with the reason.
 """
 
 from __future__ import annotations
@@ -34,12 +46,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, select
+from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, select, update
 
 from adapters.authorisation import SERVED_RULE, NotAuthorised
 from adapters.egress import NotDelivered, decode, settle
@@ -47,8 +60,10 @@ from adapters.errors import IngressUnavailable
 from adapters.ingress import Ingress
 from adapters.routing import Unaddressable, department_ref
 from bus import Broker, Delivery, PublishFailed
-from standard.datasets.collaboration_task import FED_BACK_STATUSES, CollaborationTask
+from standard.datasets.base import StandardRecord
+from standard.datasets.collaboration_task import FED_BACK_STATUSES, RETURNED, CollaborationTask
 from standard.datasets.complaint import Complaint
+from standard.datasets.grassroots_event import GrassrootsEvent
 from standard.envelope import Envelope, Operation
 from standard.errors import StandardError
 from store import METADATA, Store, StoreUnavailable, replacing, upsert
@@ -58,10 +73,18 @@ log = logging.getLogger("centre.collaboration")
 
 OPEN_COMPLAINT_STATUSES = frozenset({"2", "4", "5"})
 """Accepted, forwarded, in progress: a complaint someone must now act on."""
-CLOSED = "6"
+ACCEPTED_COMPLAINT, FORWARDED_COMPLAINT, IN_HAND_COMPLAINT, CLOSED = "2", "4", "5", "6"
+"""complaint_status 已受理, 已转办, 办理中, 已办结."""
+OPEN_EVENT_STATUSES = frozenset({"1", "2", "3"})
+"""Reported, accepted, dispatched (with no handling department yet): nobody is handling it."""
+EVENT_HANDLING, EVENT_CLOSED, EVENT_RETURNED = "4", "5", "7"
+"""event_status 处置中, 已办结, 已退回."""
 COMPLAINT_FORWARDED_TASK = "2"
 """task_type 投诉举报转办."""
-DISPATCHED = "1"
+GRASSROOTS_EVENT_TASK = "3"
+"""task_type 基层治理事件转办."""
+DISPATCHED, ACCEPTED, IN_PROGRESS = "1", "2", "4"
+"""task_status 已派发, 已签收, 办理中."""
 STAGE = "deliver"
 """The stage of the centre's failures in a message's history: its delivery is what it derives."""
 
@@ -147,20 +170,22 @@ class CollaborationCentre:
         """Derive and publish what `envelope` calls for; NotDelivered when that cannot be."""
         dataset = envelope.spec.name
         if dataset == "complaint":
-            self._dispatch(envelope)
+            self._dispatch_complaint(envelope)
+        elif dataset == "grassroots_event":
+            self._dispatch_event(envelope)
         elif dataset == "collaboration_task":
             self._answer(envelope)
         else:
             raise NotDelivered(
                 "dead_letter",
                 STAGE,
-                f"the collaboration centre {self.system.id} takes complaints and task feedback, "
-                f"not {dataset}; narrow its routes",
+                f"the collaboration centre {self.system.id} takes complaints, grassroots events "
+                f"and task feedback, not {dataset}; narrow its routes",
             )
 
-    # ------------------------------------------------------------------ complaint → task
+    # ------------------------------------------------------------------ complaint or event → task
 
-    def _dispatch(self, envelope: Envelope) -> None:
+    def _dispatch_complaint(self, envelope: Envelope) -> None:
         if envelope.operation is Operation.DELETE:
             log.debug("complaint %s withdrawn; its task is not recalled", envelope.subject)
             return
@@ -180,72 +205,144 @@ class CollaborationCentre:
                 f"scenario table of {self.system.id} and it has no default_system; add the "
                 "scenario to its collaboration.scenarios",
             )
-        assignee = self.publisher.directory.department_of(system_id)
+        self._dispatch(
+            envelope,
+            Origin(
+                kind="complaint",
+                record_id=complaint.complaint_id,
+                title=complaint.title,
+                content=complaint.content,
+                region_code=complaint.region_code,
+                at=complaint.accepted_time or complaint.received_time,
+                task_type=COMPLAINT_FORWARDED_TASK,
+                system_id=system_id,
+            ),
+        )
+
+    def _dispatch_event(self, envelope: Envelope) -> None:
+        if envelope.operation is Operation.DELETE:
+            log.debug("grassroots event %s withdrawn; its task is not recalled", envelope.subject)
+            return
+        event = GrassrootsEvent.model_validate(envelope.data)
+        system_id = self.table.event_kinds.get(event.scenario)
+        if system_id is None:
+            log.debug("event %s of kind %s: not a kind the centre dispatches", event.event_id,
+                      event.scenario)  # fmt: skip
+            return
+        if event.status not in OPEN_EVENT_STATUSES or event.handling_department is not None:
+            log.debug("event %s has status %s (handled by %s): nothing to dispatch",
+                      event.event_id, event.status, event.handling_department)  # fmt: skip
+            return
+        self._dispatch(
+            envelope,
+            Origin(
+                kind="grassroots_event",
+                record_id=event.event_id,
+                title=event.title,
+                content=event.description,
+                region_code=event.region_code,
+                at=event.reported_time,
+                task_type=GRASSROOTS_EVENT_TASK,
+                system_id=system_id,
+            ),
+        )
+
+    def _dispatch(self, envelope: Envelope, origin: Origin) -> None:
+        """Publish the task `origin` (from the record in `envelope`) becomes, addressed to its
+        system, and keep the record until the task's result comes back.
+
+        The task is dispatched at the record's acceptance (or report) time, so a repeat of the
+        record yields the same task under the same idempotency key. Once the task was returned,
+        only a change of the record made after the return dispatches it again (at that change's
+        time: a new key the department does not drop); earlier changes dispatch nothing.
+        """
+        assignee = self.publisher.directory.department_of(origin.system_id)
         if assignee is None:
             raise NotDelivered(
                 "dead_letter",
                 STAGE,
-                f"complaint {complaint.complaint_id}: scenario {complaint.scenario} goes to "
-                f"system {system_id!r}, which declares no department (its `departments` in the "
-                "systems configuration)",
+                f"{origin.kind} {origin.record_id}: it goes to system {origin.system_id!r}, which "
+                "declares no department (its `departments` in the systems configuration)",
             )
-        dispatched = complaint.accepted_time or complaint.received_time
+        task_id = task_id_of(origin.record_id, TASK_PREFIX[origin.kind])
+        kept = self._store.find(task_id)
+        loop = kept.loop if kept is not None else Loop()
+        dispatched = origin.at
+        if loop.returned_at is not None:
+            if envelope.time <= loop.returned_at:
+                log.info(
+                    "%s %s: its task %s was returned at %s; this change (%s) is older, so it "
+                    "is not dispatched again", origin.kind, origin.record_id, task_id,
+                    loop.returned_at.isoformat(), envelope.time.isoformat(),
+                )  # fmt: skip
+                return
+            dispatched = envelope.time
+            loop = Loop()
         task = CollaborationTask.model_validate(
             {
-                "task_id": task_id_of(complaint.complaint_id),
-                "title": complaint.title,
-                "task_type": COMPLAINT_FORWARDED_TASK,
-                "description": complaint.content,
-                "source_dataset": "complaint",
-                "source_record_id": complaint.complaint_id,
+                "task_id": task_id,
+                "title": origin.title,
+                "task_type": origin.task_type,
+                "description": origin.content,
+                "source_dataset": origin.kind,
+                "source_record_id": origin.record_id,
                 "dispatcher": self.dispatcher,
                 "assignees": [assignee],
-                "region_codes": [complaint.region_code],
+                "region_codes": [origin.region_code],
                 "dispatched_time": dispatched,
                 "deadline": dispatched + timedelta(days=self.table.deadline_days),
                 "status": DISPATCHED,
             }
         )
-        derived = self._derived(task, envelope, Operation.INSERT, dispatched)
-        self._store.keep(task.task_id, envelope, system_id)
-        self._publish("complaint", derived)
+        operation = Operation.INSERT if dispatched == origin.at else Operation.UPDATE
+        derived = self._derived(task, envelope, operation, dispatched)
+        self._store.keep(task.task_id, envelope, origin.system_id, loop)
+        self._publish(origin.kind, derived)
 
-    # ------------------------------------------------------------------ feedback → complaint
+    # ------------------------------------------------------------------ task steps → origin
 
     def _answer(self, envelope: Envelope) -> None:
         if envelope.operation is Operation.DELETE:
             return
         task = CollaborationTask.model_validate(envelope.data)
-        # The kept complaint, not the echoed source_dataset, says whose task it is: a
-        # department system may not carry every field of a task back unchanged.
+        # The kept record, not the echoed source_dataset, says whose task it is: a department
+        # system may not carry every field of a task back unchanged.
         kept = self._store.find(task.task_id)
-        origin, assigned = kept if kept is not None else (None, None)
-        if origin is not None:
-            self._check_sender(task, envelope, origin, assigned)
-        if task.status not in FED_BACK_STATUSES:
-            # Acceptance, return and progress steps change nothing the platform is told.
-            log.debug("task %s: step %s noted", task.task_id, task.status)
+        if kept is not None:
+            self._check_sender(task, envelope, kept.origin, kept.assigned)
+        if kept is None:
+            if task.status in FED_BACK_STATUSES or task.status == RETURNED:
+                raise NotDelivered(
+                    "dead_letter",
+                    STAGE,
+                    f"task {task.task_id}: step {task.status} on a task {self.system.id} has no "
+                    "record of dispatching (no complaint or event kept for it); nothing can be "
+                    "told to the platform it came from",
+                )
+            log.debug("task %s: step %s of a task not dispatched here noted", task.task_id,
+                      task.status)  # fmt: skip
             return
-        if origin is None:
-            raise NotDelivered(
-                "dead_letter",
-                STAGE,
-                f"task {task.task_id}: feedback on a task {self.system.id} has no record of "
-                "dispatching (no complaint kept for it); nothing can be told to the platform",
-            )
-        assert task.feedback_time is not None  # a fed-back status requires it
-        complaint = Complaint.model_validate(
-            {
-                **origin.data,
-                "status": CLOSED,
-                "result": task.feedback_result,
-                "handling_department": task.assignees[0].model_dump(mode="json"),
-                "task_id": task.task_id,
-                "closed_time": task.feedback_time,
-            }
-        )
-        derived = self._derived(complaint, origin, Operation.UPDATE, task.feedback_time)
-        self._publish("collaboration_task", derived, addressee=origin.lineagesystem)
+        step = Step.of(task, envelope.time)
+        if step is None:
+            log.debug("task %s: step %s tells the platform nothing", task.task_id, task.status)
+            return
+        if not kept.loop.admits(step):
+            log.info(
+                "task %s: step %s at %s arrived after the platform was told %s at %s; it "
+                "changes nothing", task.task_id, task.status, step.at.isoformat(),
+                kept.loop.told, kept.loop.told_at.isoformat() if kept.loop.told_at else "-",
+            )  # fmt: skip
+            return
+        told = _told(kept.origin, task, step)
+        derived = self._derived(told, kept.origin, Operation.UPDATE, step.at)
+        self._publish("collaboration_task", derived, addressee=kept.origin.lineagesystem)
+        # Recorded once the bus confirmed it: a crash in between repeats the same message.
+        self._store.remember(task.task_id, kept.loop.after(step))
+        if step.rank == RETURN_RANK:
+            log.info(
+                "task %s returned by %s (%s): sent back to %s for reassignment", task.task_id,
+                kept.assigned, task.return_reason, kept.origin.lineagesystem,
+            )  # fmt: skip
 
     def _check_sender(
         self, task: CollaborationTask, step: Envelope, origin: Envelope, assigned: str | None
@@ -319,12 +416,145 @@ class CollaborationCentre:
         self._store.close()
 
 
-def task_id_of(complaint_id: str) -> str:
-    """The task a complaint becomes: XT-<complaint id>, or a digest when that would be too long."""
-    task_id = f"XT-{complaint_id}"
+def task_id_of(record_id: str, prefix: str = "XT") -> str:
+    """The task a record becomes: <prefix>-<record id> (XT for a complaint, SJ for a grassroots
+    event), or a digest when that would be too long."""
+    task_id = f"{prefix}-{record_id}"
     if len(task_id) <= 64:
         return task_id
-    return "XT-" + hashlib.sha256(complaint_id.encode()).hexdigest()[:40]
+    return f"{prefix}-" + hashlib.sha256(record_id.encode()).hexdigest()[:40]
+
+
+TASK_PREFIX = {"complaint": "XT", "grassroots_event": "SJ"}
+"""The prefix of the task id each kind of record becomes."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What a task is made of, from the complaint or grassroots event it comes from."""
+
+    kind: str
+    """The dataset of the record: complaint or grassroots_event."""
+    record_id: str
+    title: str
+    content: str
+    region_code: str
+    at: datetime
+    """Its first dispatch time: the complaint's acceptance, the event's report."""
+    task_type: str
+    system_id: str
+    """The department system the table sends it to."""
+
+
+ACCEPT_RANK, PROGRESS_RANK, RETURN_RANK, RESULT_RANK = 1, 2, 3, 4
+FINAL_RANKS = frozenset({RETURN_RANK, RESULT_RANK})
+"""After a return or a result the platform decides again; the old assignment's steps are late."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step of a task the platform it came from is told: its rank in the loop and its time."""
+
+    rank: int
+    at: datetime
+
+    @classmethod
+    def of(cls, task: CollaborationTask, received: datetime) -> Step | None:
+        """The step `task` reports (`received`: its envelope's time, for the steps that carry
+        no time of their own); None for a dispatch, which the platform is not told of."""
+        if task.status in FED_BACK_STATUSES and task.feedback_time is not None:
+            return cls(RESULT_RANK, task.feedback_time)
+        if task.status == RETURNED:
+            return cls(RETURN_RANK, received)
+        if task.status == IN_PROGRESS:
+            return cls(PROGRESS_RANK, received)
+        if task.status == ACCEPTED and task.accepted_time is not None:
+            return cls(ACCEPT_RANK, task.accepted_time)
+        return None
+
+
+@dataclass(frozen=True)
+class Loop:
+    """How far the platform a task came from has been told, and when the task was returned."""
+
+    told: int | None = None
+    told_at: datetime | None = None
+    returned_at: datetime | None = None
+
+    def admits(self, step: Step) -> bool:
+        """Whether `step` is told: a later step, or the last one again (the same message, which
+        the platform's repeat check drops); never an earlier one, nor anything after a return
+        or a result but that same step again."""
+        if self.told is None or self.told_at is None:
+            return True
+        if self.told in FINAL_RANKS:
+            return (step.rank, step.at) == (self.told, self.told_at)
+        return (step.rank, step.at) >= (self.told, self.told_at)
+
+    def after(self, step: Step) -> Loop:
+        returned = step.at if step.rank == RETURN_RANK else self.returned_at
+        return Loop(step.rank, step.at, returned)
+
+    def to_json(self) -> str | None:
+        if self.told is None and self.returned_at is None:
+            return None
+        return json.dumps(
+            {
+                "told": self.told,
+                "told_at": self.told_at.isoformat() if self.told_at else None,
+                "returned_at": self.returned_at.isoformat() if self.returned_at else None,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Loop:
+        if not text:
+            return cls()
+        data = json.loads(text)
+
+        def when(value: str | None) -> datetime | None:
+            return datetime.fromisoformat(value) if value else None
+
+        return cls(data.get("told"), when(data.get("told_at")), when(data.get("returned_at")))
+
+
+def _told(origin: Envelope, task: CollaborationTask, step: Step) -> StandardRecord:
+    """The record `origin` came from, updated with `step` of its task, as its platform takes it
+    (the complaint platform's handling_result, the grassroots platform's event_feedback)."""
+    department = task.assignees[0].model_dump(mode="json")
+    if origin.spec.name == "grassroots_event":
+        event: dict[str, Any] = {**origin.data, "task_id": task.task_id}
+        if step.rank == RETURN_RANK:
+            event |= {"status": EVENT_RETURNED, "handling_department": None,
+                      "disposal_result": _returned(task)}  # fmt: skip
+        else:
+            event |= {"status": EVENT_CLOSED if step.rank == RESULT_RANK else EVENT_HANDLING,
+                      "handling_department": department}  # fmt: skip
+            if task.feedback_result is not None:
+                event["disposal_result"] = task.feedback_result
+            if step.rank == RESULT_RANK:
+                event["closed_time"] = step.at
+        return GrassrootsEvent.model_validate(event)
+    complaint: dict[str, Any] = {**origin.data, "task_id": task.task_id}
+    if step.rank == RETURN_RANK:
+        # Back to 已受理 with no handling department: the platform dispatches it again.
+        complaint |= {"status": ACCEPTED_COMPLAINT, "handling_department": None,
+                      "result": _returned(task)}  # fmt: skip
+    elif step.rank == RESULT_RANK:
+        complaint |= {"status": CLOSED, "result": task.feedback_result,
+                      "handling_department": department, "closed_time": step.at}  # fmt: skip
+    else:
+        status = FORWARDED_COMPLAINT if step.rank == ACCEPT_RANK else IN_HAND_COMPLAINT
+        complaint |= {"status": max(str(origin.data.get("status")), status),
+                      "handling_department": department}  # fmt: skip
+        if step.rank == PROGRESS_RANK and task.feedback_result is not None:
+            complaint["result"] = task.feedback_result
+    return Complaint.model_validate(complaint)
+
+
+def _returned(task: CollaborationTask) -> str:
+    department = task.assignees[0]
+    return f"{department.name} 退回任务 {task.task_id}：{task.return_reason}"
 
 
 CENTRE_COMPLAINT = Table(
@@ -334,42 +564,68 @@ CENTRE_COMPLAINT = Table(
     Column("task_id", String, primary_key=True),
     Column("envelope", Text, nullable=False),
     Column("assigned_system", String, nullable=True),
+    Column("loop", Text, nullable=True),
 )
 
 
+@dataclass(frozen=True)
+class Kept:
+    """A record the centre turned into a task, with the system the task was assigned to (None
+    in rows kept before it was recorded) and how far its platform has been told."""
+
+    origin: Envelope
+    assigned: str | None
+    loop: Loop
+
+
 class _ComplaintStore:
-    """The complaints a centre turned into tasks, by task id, until their results come back,
-    each with the system its task was assigned to (NULL in rows kept before it was recorded)."""
+    """The complaints and grassroots events a centre turned into tasks, by task id, each with
+    the system its task was assigned to (NULL in rows kept before it was recorded) and its
+    loop: the last step its platform was told, and when the task was returned."""
 
     def __init__(self, store: Store, centre: str) -> None:
         self.store = store
         self.centre = centre
 
-    def keep(self, task_id: str, envelope: Envelope, assigned_system: str) -> None:
+    def keep(
+        self, task_id: str, envelope: Envelope, assigned_system: str, loop: Loop | None = None
+    ) -> None:
+        loop = loop or Loop()
         row = {
             "centre": self.centre,
             "task_id": task_id,
             "envelope": envelope.to_json().decode(),
             "assigned_system": assigned_system,
+            "loop": loop.to_json(),
         }
         # Durable: the complaint's message is acknowledged to the bus once this commits.
         with self.store.begin(durable=True) as db:
             db.execute(replacing(db, CENTRE_COMPLAINT), row)
 
-    def find(self, task_id: str) -> tuple[Envelope, str | None] | None:
-        """The complaint kept for `task_id` and the system its task was assigned to."""
+    def remember(self, task_id: str, loop: Loop) -> None:
+        """Its platform was told up to `loop` (durable: the step is acknowledged after this)."""
+        table = CENTRE_COMPLAINT
+        with self.store.begin(durable=True) as db:
+            db.execute(
+                update(table)
+                .where(table.c.centre == self.centre, table.c.task_id == task_id)
+                .values(loop=loop.to_json())
+            )
+
+    def find(self, task_id: str) -> Kept | None:
+        """The record kept for `task_id`, the system its task was assigned to and its loop."""
         table = CENTRE_COMPLAINT
         with self.store.begin() as db:
             row = db.execute(
-                select(table.c.envelope, table.c.assigned_system).where(
+                select(table.c.envelope, table.c.assigned_system, table.c.loop).where(
                     table.c.centre == self.centre, table.c.task_id == task_id
                 )
             ).first()
         if row is None:
             return None
         try:
-            return Envelope.from_json(row[0]), row[1]
-        except (StandardError, ValidationError, json.JSONDecodeError):
+            return Kept(Envelope.from_json(row[0]), row[1], Loop.from_json(row[2]))
+        except (StandardError, ValidationError, json.JSONDecodeError, ValueError):
             return None
 
     def adopt(self, path: Path) -> int:

@@ -366,6 +366,16 @@ class CollaborationConfig(BaseModel):
         ),
         examples=[{"01": "market-penalty", "02": "housing-penalty", "03": "health-penalty"}],
     )
+    event_kinds: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Grassroots event kind (its `scenario`, dictionary complaint_scenario) → id of the "
+            "department system that serves it: a reported event of a kind listed here becomes a "
+            "task (type 3, 基层治理事件转办) for that system's first department; events of other "
+            "kinds are left to the grassroots platform."
+        ),
+        examples=[{"02": "housing-penalty", "09": "eco-env-penalty", "13": "market-penalty"}],
+    )
     default_system: str | None = Field(
         default=None,
         description=(
@@ -396,23 +406,26 @@ class CollaborationConfig(BaseModel):
     )
 
     def named_systems(self) -> list[tuple[tuple[str, ...], str]]:
-        """Each system the table sends complaints to, with where it is named in this section
-        (("scenarios", code) or ("default_system",)): each must serve a department."""
+        """Each system the tables send complaints or events to, with where it is named in this
+        section (("scenarios", code), ("event_kinds", code) or ("default_system",)): each must
+        serve a department."""
         named: list[tuple[tuple[str, ...], str]] = [
             (("scenarios", code), system) for code, system in self.scenarios.items()
         ]
+        named += [(("event_kinds", code), system) for code, system in self.event_kinds.items()]
         if self.default_system is not None:
             named.append((("default_system",), self.default_system))
         return named
 
-    @field_validator("scenarios")
+    @field_validator("scenarios", "event_kinds")
     @classmethod
-    def _known_scenarios(cls, table: dict[str, str]) -> dict[str, str]:
+    def _known_scenarios(cls, table: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         codes = dictionary("complaint_scenario").codes()
         unknown = sorted(set(table) - set(codes))
         if unknown:
+            what = "scenarios" if info.field_name == "scenarios" else "event kinds"
             raise ValueError(
-                f"scenarios {', '.join(unknown)} are not codes of dictionary complaint_scenario "
+                f"{what} {', '.join(unknown)} are not codes of dictionary complaint_scenario "
                 f"(codes: {', '.join(sorted(codes))})"
             )
         return table

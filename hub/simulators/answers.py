@@ -22,7 +22,7 @@ from hub.simulators.traffic import SystemTraffic, TrafficPayload
 from mappings import PayloadRejected, SystemMappings
 from standard.datasets.collaboration_task import FED_BACK_STATUSES
 
-DERIVED_TASK_ID = re.compile(rb"XT-[0-9A-Za-z]+")
+DERIVED_TASK_ID = re.compile(rb"(?:XT|SJ)-[0-9A-Za-z]+")
 """Ids of the tasks the collaboration centre dispatches (`centre.collaboration.task_id_of`)."""
 
 

@@ -18,6 +18,7 @@ from centre.collaboration import (
     CollaborationCentre,
     task_id_of,
 )
+from hub.systems import SystemsConfigError, load_systems
 from systems import SystemConfig
 
 CENTRE = {"name": "浙江省综合行政执法指导办公室", "credit_code": "11330000MB1P273395"}
@@ -73,3 +74,33 @@ def test_a_complaint_always_becomes_the_same_task() -> None:
     assert task_id_of("TS330106202603010001") == "XT-TS330106202603010001"
     long = "TS" + "9" * 70
     assert task_id_of(long) == task_id_of(long) and len(task_id_of(long)) <= 64
+
+
+def test_centre_event_kinds_are_codes_of_the_dictionary() -> None:
+    entry = centre({}, [CENTRE]).model_dump(exclude_none=True)
+    entry["collaboration"]["event_kinds"] = {"77": "market-penalty"}
+    with pytest.raises(ValidationError, match="event kinds 77 are not codes of dictionary"):
+        SystemConfig.model_validate(entry)
+
+
+def test_centre_event_kinds_naming_an_unknown_system_fail_at_start(tmp_path: Path) -> None:
+    entry = centre({}, [CENTRE]).model_dump(exclude_none=True)
+    entry["collaboration"]["event_kinds"] = {"09": "eco-env-penalty"}
+    with pytest.raises(CentreConfigError, match="names eco-env-penalty, which no configured"):
+        build(SystemConfig.model_validate(entry), tmp_path)
+
+
+def test_centre_event_kinds_in_the_systems_file_name_the_line_of_a_system_without_departments(
+    tmp_path: Path,
+) -> None:
+    text = Path("config/systems.yaml").read_text(encoding="utf-8")
+    kinds = text.index("event_kinds:")  # the scenario table names eco-env-penalty too
+    wrong = text[:kinds] + text[kinds:].replace('"09": eco-env-penalty', '"09": nowhere', 1)
+    assert wrong != text
+    path = tmp_path / "systems.yaml"
+    path.write_text(wrong, encoding="utf-8")
+    with pytest.raises(SystemsConfigError) as raised:
+        load_systems(path)
+    (problem,) = [p for p in raised.value.problems if "event_kinds" in str(p)]
+    assert "'nowhere' is not a configured system with `departments`" in str(problem)
+    assert problem.line == wrong[: wrong.index('"09": nowhere')].count("\n") + 1

@@ -16,6 +16,7 @@ from zeep.exceptions import Fault
 from zeep.transports import Transport
 
 import bus
+from adapters.authorisation import StoredWarningAddressees
 from hub.app import create_app
 from hub.settings import HubSettings
 from hub.simulators.clients import SystemClient
@@ -23,7 +24,7 @@ from hub.simulators.landscape import Landscape, build_landscape
 from hub.simulators.server import LoopbackServer, free_port
 from hub.simulators.targets import FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic
-from mappings import SystemMappings, load_all
+from mappings import PayloadRejected, SystemMappings, load_all
 from mappings.payloads import PayloadLimits, parse_xml
 from standard.checks import check_credit_code
 
@@ -179,6 +180,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, bus.Bro
         data_dir=data, namespace="sim", max_body_bytes=1_000_000, port=free_port()
     )
     try:
+        _route_sample_warnings(settings)
         app = create_app(settings, systems=LANDSCAPE.systems, broker=broker)
         with LoopbackServer(app, port=settings.port, name="hub") as server:
             yield server.url, broker
@@ -189,6 +191,27 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, bus.Bro
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _route_sample_warnings(settings: HubSettings) -> None:
+    """Remember the warnings the systems' risk feedback samples answer as routed to the system
+    that feeds them back: the hub refuses feedback on a warning it never routed (#15)."""
+    routed: dict[str, str] = {}
+    for system_id, message_type in _push_channels():
+        if message_type != "risk_feedback":
+            continue
+        folder = _folder(system_id)
+        for sample in SystemTraffic(folder, message_type).samples():
+            try:
+                translation = folder.translate(message_type, sample.body, charset=sample.charset)
+            except PayloadRejected:
+                continue
+            routed |= {str(e.data["warning_id"]): system_id for e in translation.envelopes}
+    store = settings.store()
+    try:
+        StoredWarningAddressees(store).remember(routed)
+    finally:
+        store.close()
 
 
 def _push_channels() -> list[tuple[str, str]]:

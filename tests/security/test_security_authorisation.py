@@ -5,9 +5,10 @@ demo landscape on RabbitMQ, each beside its legitimate twin: agri-penalty feedin
 market-penalty's task in the centre's name (the complaint platform must receive market's result
 and nothing forged), agri-penalty dispatching a task to health-penalty in the centre's name (the
 centre's own dispatch still reaches health), feedback on a warning routed to health from
-agri-penalty (health's own passes, and feedback on a warning the hub never saw is kept and
-counted as unmatched). The centre's own check is tried with ingress bypassed: a forged step
-published straight onto the bus goes to the dead letters, the assignee's reaches the platform.
+agri-penalty (health's own passes, and feedback on a warning the hub never saw is refused,
+quarantined and counted as unmatched). The centre's own check is tried with ingress bypassed: a
+forged step published straight onto the bus goes to the dead letters, the assignee's reaches the
+platform.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from worker_harness import folders, open_hub
 
 from adapters.authorisation import (
     SERVED_RULE,
+    WARNING_MATCH_RULE,
     WARNING_RULE,
     Authorisation,
     NotAuthorised,
@@ -238,7 +240,7 @@ def test_agri_cannot_feed_back_a_warning_routed_to_health_while_health_can(
     ]
 
 
-def test_feedback_on_a_warning_the_hub_never_saw_is_kept_and_counted_unmatched(
+def test_feedback_on_a_warning_the_hub_never_saw_is_quarantined_and_counted_unmatched(
     flows: Flows,
 ) -> None:
     stranger = f"YJ{uuid.uuid4().hex[:16].upper()}"
@@ -249,11 +251,12 @@ def test_feedback_on_a_warning_the_hub_never_saw_is_kept_and_counted_unmatched(
         {"YJ330000202605080003": stranger, "YJ330000202605090011": stranger, **fresh_ids()},
     )
     answered = flows.push("health-penalty", "risk_feedback", feedback)
-    assert (answered.accepted, answered.rejected) == (3, 0), answered
-    wait_for(lambda: len(flows.received("national", stranger)) == 3, "the feedback at national")
+    assert (answered.accepted, answered.rejected) == (0, 3), answered
+    assert set(answered.reasons) == {WARNING_MATCH_RULE}, answered.reasons
     assert sample_total("jghub_unmatched_feedback_total", system="health-penalty") == (
         unmatched + 3
     )
+    assert flows.received("national", stranger) == []
 
 
 def test_a_system_without_departments_cannot_act_for_a_served_one(flows: Flows) -> None:

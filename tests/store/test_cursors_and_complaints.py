@@ -7,6 +7,7 @@ import json
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from flows_harness import complaint_xml
@@ -14,7 +15,7 @@ from sqlalchemy import update
 from worker_harness import folders
 
 from adapters.protocols.poller import POLLER_CURSOR, Cursor, CursorError, CursorStore
-from centre.collaboration import _ComplaintStore
+from centre.collaboration import RESULT_RANK, RETURN_RANK, Loop, Step, _ComplaintStore
 from standard.envelope import Envelope
 from store import Store
 
@@ -75,12 +76,23 @@ def test_complaints_are_kept_per_centre_and_replaced_by_task(store: Store) -> No
     kept.keep("XT-1", complaint(case), "market-penalty")
     assert other_centre.find("XT-1") is None  # another centre's complaints are its own
     found = _ComplaintStore(Store(store.url), "collaboration").find("XT-1")
-    assert found is not None and found[1] == "market-penalty"
-    assert found[0] == complaint(case)
+    assert found is not None and found.assigned == "market-penalty"
+    assert found.origin == complaint(case) and found.loop == Loop()
     kept.keep("XT-1", complaint(case), "agri-penalty")  # assigned again: replaced
     again = kept.find("XT-1")
-    assert again is not None and again[1] == "agri-penalty"
+    assert again is not None and again.assigned == "agri-penalty"
     assert kept.find("XT-2") is None
+
+
+def test_the_centre_loop_of_a_task_is_kept_in_the_store(store: Store) -> None:
+    kept = _ComplaintStore(store, "collaboration")
+    kept.keep("XT-1", complaint("TS330106202603010077"), "market-penalty")
+    at = datetime(2026, 3, 2, 9, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+    returned = Loop().after(Step(RETURN_RANK, at))
+    kept.remember("XT-1", returned)
+    found = _ComplaintStore(Store(store.url), "collaboration").find("XT-1")
+    assert found is not None and found.loop == returned and found.loop.returned_at == at
+    assert not found.loop.admits(Step(RESULT_RANK, at))
 
 
 def test_a_centre_file_from_before_the_store_is_taken_in_once(store: Store, tmp_path: Path) -> None:
@@ -102,9 +114,12 @@ def test_a_centre_file_from_before_the_store_is_taken_in_once(store: Store, tmp_
     kept.keep("XT-2", complaint(other), "health-penalty")  # the store's own row wins
     assert kept.adopt(old_file) == 2
     first = kept.find("XT-1")
-    assert first is not None and first == (complaint(case), "market-penalty")
+    assert first is not None and (first.origin, first.assigned) == (
+        complaint(case),
+        "market-penalty",
+    )
     second = kept.find("XT-2")
-    assert second is not None and second[1] == "health-penalty"
+    assert second is not None and second.assigned == "health-penalty"
     assert not old_file.exists()
     assert (tmp_path / "collaboration.sqlite3.adopted").is_file()
     assert kept.adopt(old_file) == 0  # once: the file is out of the way

@@ -29,6 +29,7 @@ from hub.simulators.answers import replaced
 from hub.simulators.clients import PushOutcome, SystemClient
 from hub.simulators.demo import DemoOptions, RunningLandscape, running_landscape
 from hub.simulators.landscape import Landscape, build_landscape
+from hub.simulators.server import free_port
 from hub.simulators.targets import Delivered, FailurePlan
 from hub.simulators.traffic import SystemTraffic, TrafficPayload
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
@@ -114,6 +115,8 @@ def running_flows(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         data_dir=data_dir,
         namespace=f"t{uuid.uuid4().hex[:12]}",
         mappings_root=SYSTEMS_ROOT,
+        # Not the default 8080: other suites on the machine may be serving there.
+        port=free_port(),
     )
     # Nobody misbehaves here: the flaky national endpoint has its own fault suite.
     options = DemoOptions(flaky=FailurePlan(), delete_topology=bool(url))
