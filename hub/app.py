@@ -36,6 +36,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -49,6 +50,7 @@ from adapters.replay_cache import ReplayCache, StoredReplayCache
 from adapters.routing import Directory
 from adapters.security import Gatekeeper
 from bus import Broker, BusError, Topology
+from centre.penalties import PenaltyOverdueCollector
 from hub import __version__
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
@@ -247,6 +249,7 @@ def build_runtime(
             accepted=settings.accepted_changes(store),
             redaction=redaction,
             warnings=settings.warning_addressees(store),
+            cases=settings.case_stages(store, config.systems),
         ),
         broker=broker,
         owns_broker=broker is None,
@@ -402,7 +405,14 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
     """/metrics (queue depths read from the broker), GET /messages/{id} for each system's own
     messages (when the journal is on), the dead-letter routes (when operator accounts are set)."""
     queues = BrokerQueueStats(lambda: runtime.broker, runtime.topology)
-    app.include_router(metrics_router(scrape_registry(QueueCollector(queues))))
+    collectors: list[Collector] = [QueueCollector(queues)]
+    if runtime.store is not None:
+        settings = runtime.settings
+        limits = settings.penalty_limits(runtime.systems.systems)
+        collectors.append(
+            PenaltyOverdueCollector(runtime.store, settings.working_calendar(), limits)
+        )
+    app.include_router(metrics_router(scrape_registry(*collectors)))
     if runtime.journal is not None:
         app.include_router(messages_router(runtime.journal, caller=runtime.gatekeeper.identify))
     if runtime.operators is not None and runtime.observer is not None:

@@ -10,6 +10,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from hub import __version__
 from hub.commands import adapters as adapters_commands
+from hub.commands import centre as centre_commands
 from hub.commands import db as db_commands
 from hub.commands import dead as dead_commands
 from hub.commands import demo as demo_command
@@ -99,6 +100,7 @@ app.add_typer(journal_commands.app, name="journal")
 app.add_typer(dead_commands.app, name="dead")
 app.add_typer(operators_commands.app, name="operators")
 app.add_typer(db_commands.app, name="db")
+app.add_typer(centre_commands.app, name="centre")
 app.command("quality")(quality_command.quality)
 
 

@@ -8,6 +8,7 @@ in `data_dir`, the systems file and the mappings are the ones shipped in the rep
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,8 +19,11 @@ from adapters.authorisation import StoredWarningAddressees, WarningAddressees
 from adapters.backpressure import DEFAULT_MAX_READY, BackPressure
 from adapters.repeats import AcceptedChanges, StoredAcceptedChanges
 from bus.topology import NAMESPACE_PATTERN, Topology
+from centre.penalties import PenaltyLimits, StoredCaseStages
+from centre.workdays import WorkingCalendar
 from mappings import SYSTEMS_ROOT
 from store import Store, store_url
+from systems import SystemConfig
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_SYSTEMS_FILE = REPOSITORY / "config" / "systems.yaml"
@@ -74,6 +78,14 @@ class HubSettings(BaseSettings):
     systems_file: Path = Field(
         default=DEFAULT_SYSTEMS_FILE,
         description="The systems configuration (YAML): who is connected and how.",
+    )
+    calendar_file: Path | None = Field(
+        default=None,
+        description=(
+            "YAML file of the working-day calendar's years chinese-calendar does not carry yet "
+            "(holidays and make-up working days of each State Council notice; "
+            "`centre.workdays`). Empty: the package's years only."
+        ),
     )
     mappings_root: Path = Field(
         default=SYSTEMS_ROOT,
@@ -305,6 +317,24 @@ class HubSettings(BaseSettings):
         `store`: feedback on a warning is taken only from that system. Shared by every `serve`
         and the pollers of every `worker`."""
         return StoredWarningAddressees(store)
+
+    def case_stages(self, store: Store, systems: Sequence[SystemConfig]) -> StoredCaseStages:
+        """Each penalty case's last stage (`centre.penalties`), in `store`: a record moving
+        its case along no legal transition is refused. Shared like `warning_addressees`."""
+        own = {system.id: system.departments[0].name for system in systems if system.departments}
+        return StoredCaseStages(store, own)
+
+    def penalty_limits(self, systems: Sequence[SystemConfig]) -> PenaltyLimits:
+        """The penalty time limits watched, with each system's 双公示 working days."""
+        return PenaltyLimits(
+            publication_by_system={
+                system.id: system.penalty_publication_working_days for system in systems
+            }
+        )
+
+    def working_calendar(self) -> WorkingCalendar:
+        """The working-day calendar, with the years of `calendar_file` (`centre.workdays`)."""
+        return WorkingCalendar.load(self.calendar_file)
 
     @property
     def bus_url(self) -> str:

@@ -313,8 +313,10 @@ SCRAPED: dict[str, str] = {
     "jghub_queue_consumers": "gauge",
     "jghub_broker_up": "gauge",
     "jghub_build_info": "gauge",
+    "jghub_penalty_cases_overdue": "gauge",  # centre.penalties.PenaltyOverdueCollector
 }
-"""Metrics collectors compute at scrape time from the broker and the build, by name and type."""
+"""Metrics collectors compute at scrape time from the broker, the build and the store, by name
+and type."""
 
 
 def defined_metrics() -> dict[str, str]:
