@@ -47,6 +47,7 @@ from adapters.errors import (
 from adapters.redaction import Redaction
 from adapters.repeats import AcceptedChanges
 from adapters.routing import Directory, Unaddressable, routing_key
+from adapters.stages import CaseStages, stage_refusals
 from bus import Broker, BrokerUnavailable, Outgoing, PublishFailed, PublishFailure
 from bus.message import QUARANTINE_REASON_MAX_CHARS, HeaderValue, clipped
 from mappings import (
@@ -211,6 +212,8 @@ class Ingress:
       warnings: the system each published warning was routed to (`adapters.authorisation`):
         feedback on a warning from another system is rejected; None: feedback is held only to
         the department it names.
+      cases: each penalty case's last stage (`adapters.stages`): a record moving its case
+        along no legal transition is rejected, naming both stages; None: not checked.
 
     Every record is checked against the departments its sender serves before anything is
     published (`adapters.authorisation`): one in another department's name is rejected like
@@ -228,6 +231,7 @@ class Ingress:
         accepted: AcceptedChanges | None = None,
         redaction: Redaction | None = None,
         warnings: WarningAddressees | None = None,
+        cases: CaseStages | None = None,
     ) -> None:
         self._broker = broker
         self.redaction = redaction or Redaction()
@@ -236,6 +240,7 @@ class Ingress:
         self.observer = observer
         self.directory = directory or Directory([])
         self.authorisation = Authorisation(self.directory, warnings)
+        self.cases = cases
         self.backpressure = backpressure
         if backpressure is not None:
             backpressure.attach(broker)
@@ -351,6 +356,8 @@ class Ingress:
             )
 
         translation, unmatched = self._authorised(system_id, message_type, translation)
+        earlier = self._earlier(translation.envelopes)
+        translation = self._moved(system_id, message_type, translation, earlier)
         if observer is not None:
             observer.translated(
                 seen,
@@ -368,7 +375,6 @@ class Ingress:
         published_answers: list[RecordAnswer] = []  # the answer of each outgoing message
         unaddressed: list[str] = []
         unaddressed_out: list[tuple[Outgoing, str]] = []  # for the observer: never published
-        earlier = self._earlier(translation.envelopes)
         repeats: list[Envelope] = []
         envelopes = iter(translation.envelopes)
         # The mapping yields one envelope per good record, in payload order: the gaps are the
@@ -447,6 +453,8 @@ class Ingress:
             confirmed = _confirmed(translation.envelopes, published_answers)
             self._remember(confirmed)
             self.authorisation.routed(confirmed)
+            if self.cases is not None:
+                self.cases.published(confirmed)
         if unmatched:
             self._flag_unmatched(system_id, unmatched, seen)
         if repeats and observer is not None:
@@ -542,25 +550,23 @@ class Ingress:
     ) -> tuple[Translation, list[Envelope]]:
         """`translation` with the records `system_id` may not send moved to its errors (the
         sender must serve the department each acts for: `adapters.authorisation`), and the
-        warning feedback among them that matches no warning the hub routed."""
-        rejected = {error.record_index for error in translation.errors}
-        positions = (index for index in itertools.count() if index not in rejected)
-        records = list(zip(positions, translation.envelopes, strict=False))
+        warning feedback among the rest that matches no warning the hub routed."""
+        records = _indexed(translation)
         checked = self.authorisation.refusals(system_id, message_type, records)
-        if not checked.refused:
-            return translation, checked.unmatched
-        refused = {error.record_index for error in checked.refused}
-        for error in checked.refused:
-            log.warning("ingress refused a record: %s", error)
-        return (
-            Translation(
-                envelopes=[envelope for index, envelope in records if index not in refused],
-                errors=sorted(
-                    [*translation.errors, *checked.refused], key=lambda e: e.record_index
-                ),
-            ),
-            checked.unmatched,
-        )
+        return _refused(translation, records, checked.refused), checked.unmatched
+
+    def _moved(
+        self, system_id: str, message_type: str, translation: Translation, earlier: set[str]
+    ) -> Translation:
+        """`translation` with the penalty-case records that move their case along no legal
+        transition moved to its errors (`adapters.stages`); the others' stages are recorded.
+        Repeats (`earlier`) are not asked: they were accepted before."""
+        if self.cases is None:
+            return translation
+        records = _indexed(translation)
+        fresh = [(i, env) for i, env in records if env.idempotencykey not in earlier]
+        refusals = stage_refusals(self.cases, system_id, message_type, fresh)
+        return _refused(translation, records, refusals)
 
     def _flag_unmatched(self, system_id: str, unmatched: Sequence[Envelope], seen: Any) -> None:
         """Warning feedback on warnings the hub never routed: rejected and quarantined with the
@@ -689,6 +695,30 @@ def outgoing_message(
         message_id=envelope.id,
         idempotency_key=envelope.idempotencykey,
         content_type=properties["content_type"],
+    )
+
+
+def _indexed(translation: Translation) -> list[tuple[int, Envelope]]:
+    """The envelopes of `translation` with their payload index (the gaps are its errors)."""
+    rejected = {error.record_index for error in translation.errors}
+    positions = (index for index in itertools.count() if index not in rejected)
+    return list(zip(positions, translation.envelopes, strict=False))
+
+
+def _refused(
+    translation: Translation,
+    records: Sequence[tuple[int, Envelope]],
+    refusals: Sequence[TranslationError],
+) -> Translation:
+    """`translation` with the records of `refusals` moved from its envelopes to its errors."""
+    if not refusals:
+        return translation
+    refused = {error.record_index for error in refusals}
+    for error in refusals:
+        log.warning("ingress refused a record: %s", error)
+    return Translation(
+        envelopes=[envelope for index, envelope in records if index not in refused],
+        errors=sorted([*translation.errors, *refusals], key=lambda e: e.record_index),
     )
 
 

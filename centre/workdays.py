@@ -18,7 +18,7 @@ A day of a year neither covers is never guessed: CalendarNotCovered says which y
 and how to add it.
 
     calendar = WorkingCalendar.load(path_or_None)
-    calendar.add_working_days(date(2026, 9, 29), 7)          # 2026-10-13: the 7th working day after
+    calendar.add_working_days(date(2026, 9, 29), 7)          # 2026-10-14: the 7th working day after
     calendar.working_days_between(decided, published)       # working days in (decided, published]
 """
 

@@ -53,6 +53,7 @@ from adapters.security import Gatekeeper
 from bus import Broker, BusError, Topology
 from centre.api import centre_router
 from centre.ledger import CentreCollector, Ledger, LedgerObserver
+from centre.penalties import PenaltyOverdueCollector
 from hub import __version__
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
@@ -267,6 +268,7 @@ def build_runtime(
             accepted=settings.accepted_changes(store),
             redaction=redaction,
             warnings=settings.warning_addressees(store),
+            cases=settings.case_stages(store, config.systems),
         ),
         broker=broker,
         owns_broker=broker is None,
@@ -431,6 +433,12 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
     collectors: list[Collector] = [QueueCollector(queues)]
     if runtime.ledger is not None:
         collectors.append(CentreCollector(runtime.ledger))
+    if runtime.store is not None:
+        settings = runtime.settings
+        limits = settings.penalty_limits(runtime.systems.systems)
+        collectors.append(
+            PenaltyOverdueCollector(runtime.store, settings.working_calendar(), limits)
+        )
     app.include_router(metrics_router(scrape_registry(*collectors)))
     if runtime.journal is not None:
         app.include_router(messages_router(runtime.journal, caller=runtime.gatekeeper.identify))

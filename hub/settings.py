@@ -8,7 +8,7 @@ in `data_dir`, the systems file and the mappings are the ones shipped in the rep
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,6 +21,7 @@ from adapters.repeats import AcceptedChanges, StoredAcceptedChanges
 from bus.topology import NAMESPACE_PATTERN, Topology
 from centre.deadlines import DeadlineRules
 from centre.ledger import Ledger, departments_by_system
+from centre.penalties import PenaltyLimits, StoredCaseStages
 from centre.workdays import WorkingCalendar
 from mappings import SYSTEMS_ROOT
 from store import Store, store_url
@@ -79,6 +80,14 @@ class HubSettings(BaseSettings):
     systems_file: Path = Field(
         default=DEFAULT_SYSTEMS_FILE,
         description="The systems configuration (YAML): who is connected and how.",
+    )
+    calendar_file: Path | None = Field(
+        default=None,
+        description=(
+            "YAML file of the working-day calendar's years chinese-calendar does not carry yet "
+            "(holidays and make-up working days of each State Council notice; "
+            "`centre.workdays`). Empty: the package's years only."
+        ),
     )
     mappings_root: Path = Field(
         default=SYSTEMS_ROOT,
@@ -248,13 +257,6 @@ class HubSettings(BaseSettings):
             "scenario (centre.deadlines); default: the built-in ones."
         ),
     )
-    calendar_file: Path | None = Field(
-        default=None,
-        description=(
-            "YAML file of the working-day years chinese-calendar does not carry yet "
-            "(centre.workdays); default: none."
-        ),
-    )
     shutdown_timeout_s: float = Field(
         default=20.0,
         gt=0,
@@ -331,9 +333,27 @@ class HubSettings(BaseSettings):
         return Ledger(
             store,
             rules=DeadlineRules.load(self.deadlines_file),
-            calendar=WorkingCalendar.load(self.calendar_file),
+            calendar=self.working_calendar(),
             departments=departments_by_system(systems),
         )
+
+    def case_stages(self, store: Store, systems: Sequence[SystemConfig]) -> StoredCaseStages:
+        """Each penalty case's last stage (`centre.penalties`), in `store`: a record moving
+        its case along no legal transition is refused. Shared like `warning_addressees`."""
+        own = {system.id: system.departments[0].name for system in systems if system.departments}
+        return StoredCaseStages(store, own)
+
+    def penalty_limits(self, systems: Sequence[SystemConfig]) -> PenaltyLimits:
+        """The penalty time limits watched, with each system's 双公示 working days."""
+        return PenaltyLimits(
+            publication_by_system={
+                system.id: system.penalty_publication_working_days for system in systems
+            }
+        )
+
+    def working_calendar(self) -> WorkingCalendar:
+        """The working-day calendar, with the years of `calendar_file` (`centre.workdays`)."""
+        return WorkingCalendar.load(self.calendar_file)
 
     @property
     def bus_url(self) -> str:

@@ -130,6 +130,7 @@ class Worker:
         # Opened (and migrated or checked) now: a store that is behind stops the worker at
         # start, before it takes a message.
         self.store: Store = self.settings.store()
+        self.case_stages = self.settings.case_stages(self.store, self.systems.systems)
         self._own_journal: Journal | None = None
         if self.observer is None:
             self._own_journal = MonitorSettings().open_journal(self.store, self.settings.data_dir)
@@ -297,6 +298,7 @@ class Worker:
                         accepted=self.settings.accepted_changes(self.store),
                         redaction=self.redaction,
                         warnings=self.settings.warning_addressees(self.store),
+                        cases=self.case_stages,
                     )
                     try:
                         self._run_pollers(ingress, stop)

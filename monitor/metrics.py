@@ -316,9 +316,11 @@ SCRAPED: dict[str, str] = {
     "jghub_centre_open": "gauge",
     "jghub_centre_overdue": "gauge",
     "jghub_centre_disposal_seconds": "histogram",
+    "jghub_penalty_cases_overdue": "gauge",  # centre.penalties.PenaltyOverdueCollector
 }
-"""Metrics collectors compute at scrape time from the broker, the build and the centre's ledger
-(`centre.ledger.CentreCollector`, in the store), by name and type."""
+"""Metrics collectors compute at scrape time from the broker, the build and the store (the
+centre's ledger: `centre.ledger.CentreCollector`; penalty cases: `PenaltyOverdueCollector`), by
+name and type."""
 
 
 def defined_metrics() -> dict[str, str]:

@@ -497,6 +497,16 @@ class SystemConfig(BaseModel):
         gt=0,
         description="Largest request body it may send, in bytes; default: the hub's setting.",
     )
+    penalty_publication_working_days: int = Field(
+        default=7,
+        gt=0,
+        le=60,
+        description=(
+            "Working days within which its departments' penalty decisions are published (双公示) "
+            "after the decision, as the centre watches them: 7 by the national rule, 20 for "
+            "market regulation."
+        ),
+    )
 
     @field_validator("routes")
     @classmethod

@@ -1,23 +1,32 @@
-"""`jghub centre overdue|show`: the disposal ledger: overdue rows per department, an item's path.
+"""`jghub centre`: what the disposal centre watches, read from the hub's store.
 
-Read from the hub's store (JGHUB_DATABASE_URL, else the data folder's SQLite file), with the
-deadlines and calendar the settings name (JGHUB_DEADLINES_FILE, JGHUB_CALENDAR_FILE).
+    jghub centre overdue [--department D]         ledger rows past due, not fed back
+    jghub centre show ID                          a warning's or task's rows and timeline
+    jghub centre penalties overdue [--department D] [--on DAY]
+                                                  penalty cases past their legal time limits
+
+The store is JGHUB_DATABASE_URL's, else the data folder's SQLite file; the deadlines and the
+calendar are those the settings name (JGHUB_DEADLINES_FILE, JGHUB_CALENDAR_FILE).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from centre.deadlines import DeadlinesFileError
 from centre.ledger import Ledger
+from centre.penalties import overdue_cases, today_in_shanghai
 from centre.workdays import CalendarFileError
 from hub.commands.journal import console
 from hub.commands.options import DataDir, SystemsFile, hub_settings
@@ -29,6 +38,22 @@ app = typer.Typer(
     help="The disposal centre's ledger: warnings and tasks per department, and what is overdue.",
     no_args_is_help=True,
 )
+
+penalties = typer.Typer(
+    help="Penalty cases watched: stages and the legal time limits (APL arts. 60, 51; 双公示).",
+    no_args_is_help=True,
+)
+app.add_typer(penalties, name="penalties")
+
+Department = Annotated[
+    str | None,
+    typer.Option(help="Only this department (the case's implementing organ, as records name it)."),
+]
+OnDay = Annotated[
+    str | None,
+    typer.Option("--on", help="Count as of this day, YYYY-MM-DD (default: today in Shanghai)."),
+]
+
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -118,3 +143,54 @@ def show(
             literal(event["flag"] or "", style="red"),
         )
     console().print(timeline)
+
+
+@penalties.command("overdue")
+def penalties_overdue(
+    department: Department = None,
+    on: OnDay = None,
+    systems_file: SystemsFile = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List the penalty cases whose legal time limit passed before the step was taken.
+
+    Limits: the decision within 90 days of filing (APL art. 60; a recorded extension moves it),
+    and the 双公示 publication within 7 working days of the decision (a system's
+    `penalty_publication_working_days`: market regulation 20). `open`: the step is still
+    missing; `late`: it came after the limit. Exit 2 when the store, the systems file or the
+    calendar cannot be read.
+    """
+    out = console()
+    settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
+    try:
+        today = dt.date.fromisoformat(on) if on else today_in_shanghai(time.time)
+        systems = load_systems(settings.systems_file).systems
+        calendar = settings.working_calendar()
+        store = settings.store()
+        report = overdue_cases(
+            store, calendar, settings.penalty_limits(systems), today, department=department
+        )
+    except (ValueError, StoreError, SystemsConfigError, CalendarFileError) as error:
+        out.print(f"[red]cannot report[/red]: {escape(str(error))}")
+        raise typer.Exit(2) from None
+    for problem in report.uncounted:
+        out.print(f"[yellow]not counted[/yellow]: {escape(problem)}")
+    if not report.overdue:
+        out.print(f"no penalty case overdue on {today.isoformat()}")
+        return
+    table = Table(title=f"penalty cases overdue on {today.isoformat()}")
+    for column in ("department", "case", "limit", "due", "state", "days late", "stage"):
+        table.add_column(column)
+    for case in report.overdue:
+        table.add_row(
+            escape(case.department),
+            escape(case.case_id),
+            case.limit,
+            case.due.isoformat(),
+            case.state if case.done is None else f"late ({case.done.isoformat()})",
+            str(case.days_late(today)),
+            case.stage,
+        )
+    out.print(table)
+    for (name, limit), count in sorted(report.counts().items()):
+        out.print(f"{escape(name)}: {count} overdue ({limit})")

@@ -10,8 +10,9 @@ does not show which stages it went through, so its ``closing_mode`` (结案方�
 a lead archived without filing needs no decision number, an executed case does.
 
 Deadlines of the law that can be extended with approval (the decision within 90 days of filing,
-art. 60) are not validation rules: a record breaking them may be lawful. They belong to the
-data-quality scorecards.
+art. 60) are not validation rules: a record breaking them may be lawful. The centre watches them
+(`centre.penalties`); an approved extension travels as ``decision_deadline`` (决定期限延长至).
+The simple procedure's limits (art. 51) are a rule: no approval can lift them.
 """
 
 from __future__ import annotations
@@ -188,6 +189,14 @@ CLOSING_REACHED: dict[str, PenaltyStage] = {
 # On-the-spot decisions (APL arts. 51-52) have no filing.
 NOT_REQUIRED_IN_SIMPLE_PROCEDURE = frozenset({"filing_time"})
 SIMPLE_PROCEDURE = "1"
+# APL art. 51: on the spot, a fine of at most 200 yuan for a citizen, 3,000 yuan for a legal
+# person or other organisation. An individual business (个体工商户) is a natural person (Civil
+# Code, book I chapter II section 4), so its limit is a citizen's.
+SIMPLE_PROCEDURE_FINE_LIMITS: dict[str, Decimal] = {
+    "1": Decimal(3000),  # 法人及非法人组织
+    "2": Decimal(200),  # 自然人
+    "3": Decimal(200),  # 个体工商户
+}
 FINE = "03"
 CONFISCATIONS = frozenset({"04", "05"})
 EXECUTED = "1"
@@ -292,6 +301,12 @@ class PenaltyCase(SupervisionAct):
     )
     collective_discussion_conclusion: str | None = field(
         "集体讨论结论", "Conclusion of the collective discussion.", default=None, max_length=1000
+    )
+    decision_deadline: date | None = field(
+        "决定期限延长至",
+        "The day the decision is due by after an approved extension of the 90 days from filing "
+        "(APL art. 60: unless laws, regulations or rules provide otherwise); none: 90 days.",
+        default=None,
     )
     decision_number: str | None = field(
         "处罚文书号",
@@ -467,6 +482,35 @@ class PenaltyCase(SupervisionAct):
     def _fine_amount_matches_kinds(self) -> Iterator[Breach]:
         yield from _amount_matches_kinds(
             self.penalty_kinds, {FINE}, "fine_amount", self.fine_amount, "罚款 (03)"
+        )
+
+    @cross_field_rule(
+        "simple procedure fine limit",
+        "APL art. 51: under the simple procedure a fine is at most 200 yuan for a citizen "
+        "(自然人, 个体工商户) and 3,000 yuan for a legal person or other organisation; a larger "
+        "fine needs the ordinary procedure.",
+    )
+    def _simple_procedure_fine_limit(self) -> Iterator[Breach]:
+        if self.procedure != SIMPLE_PROCEDURE or self.fine_amount is None:
+            return
+        limit = SIMPLE_PROCEDURE_FINE_LIMITS.get(self.party.category)
+        if limit is not None and self.fine_amount > limit:
+            party = "a citizen" if limit < 1000 else "an organisation"
+            yield Breach(
+                "fine_amount",
+                self.fine_amount,
+                f"value {self.fine_amount} 元 exceeds {limit} 元, the most the simple procedure "
+                f"allows for {party} (APL art. 51; party category {self.party.category}); "
+                "decide it under the ordinary procedure (2)",
+            )
+
+    @cross_field_rule(
+        "extension not before filing",
+        "An extended decision deadline lies after filing (APL art. 60).",
+    )
+    def _extension_after_filing(self) -> Iterator[Breach]:
+        yield from not_before(
+            "decision_deadline", self.decision_deadline, "filing_time", self.filing_time
         )
 
     @cross_field_rule(

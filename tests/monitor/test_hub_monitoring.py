@@ -112,7 +112,7 @@ def test_a_push_is_traced_counted_and_delivered(hub: RunningHub, worker: None) -
     assert _eventually(delivered) == ["received", "published", "delivered"]
     steps = hub.client.get(f"/messages/{message_id}", headers=mine).json()["steps"]
     assert steps[-1]["target"] == TARGET and steps[-1]["attempt"] == 1
-    assert steps[0]["detail"]["optional"] == 33
+    assert steps[0]["detail"]["optional"] == 34
 
     whole = hub.client.get(f"/messages/{receipt}", headers=mine).json()["steps"]
     assert sorted(s["step"] for s in whole[:5]) == [

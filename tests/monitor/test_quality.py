@@ -129,7 +129,7 @@ def test_translated_payload_feeds_metrics_journal_and_report(tmp_path: Path) -> 
     }
     assert rejected == {"mandatory": 1, "date 'yyyyMMdd'": 1, "lookup values": 1}
     labels = {"system": system, "dataset": "penalty_case"}
-    assert value("jghub_optional_fields_total", **labels) == 33
+    assert value("jghub_optional_fields_total", **labels) == 34
     assert value("jghub_optional_fields_filled_total", **labels) == 4
     assert value("jghub_record_delay_seconds_count", **labels) == 1
     assert value("jghub_translation_seconds_count", system=system, message_type="case_batch") == 1
@@ -137,7 +137,7 @@ def test_translated_payload_feeds_metrics_journal_and_report(tmp_path: Path) -> 
     assert [s.step for s in steps] == [Step.RECEIVED, Step.REJECTED, Step.REJECTED, Step.REJECTED]
     received = steps[0]
     assert received.message_id == translation.envelopes[0].id
-    assert (received.detail["filled"], received.detail["optional"]) == (4, 33)
+    assert (received.detail["filled"], received.detail["optional"]) == (4, 34)
     assert received.detail["delay_s"] > 0  # the sample's records changed in March 2026
     first_bad = steps[1]
     assert first_bad.detail["index"] == 1
@@ -147,4 +147,4 @@ def test_translated_payload_feeds_metrics_journal_and_report(tmp_path: Path) -> 
     (figures,) = report
     assert (figures.system, figures.accepted, figures.rejected) == (system, 1, 3)
     assert figures.accuracy == 0.25
-    assert figures.completeness == pytest.approx(4 / 33)
+    assert figures.completeness == pytest.approx(4 / 34)

@@ -149,7 +149,9 @@ def test_stage_fields_are_optional_before_their_stage() -> None:
 
 def test_simple_procedure_needs_no_filing_time() -> None:
     data = changed(sample("penalty_case"), {"procedure": "1", "filing_time": None})
-    data = changed(data, {"legal_review_date": None, "legal_review": None})
+    # On the spot an organisation is fined at most 3,000 元 (APL art. 51).
+    data = changed(data, {"legal_review_date": None, "legal_review": None,
+                          "fine_amount": "3000.00", "fine_paid": "3000.00"})  # fmt: skip
     assert validate("penalty_case", data)
     assert only("penalty_case", changed(data, {"procedure": "2"})).field == "filing_time"
 
@@ -229,6 +231,10 @@ BROKEN: list[tuple[str, dict[str, Any], str, str]] = [
     ("penalty_case", {"closing_mode": "3", "execution_mode": None, "execution_result": None},
      "transfer_time", "transfer time when transferred"),
     ("penalty_case", {"region_code": "330104"}, "region_code", "region in force"),
+    ("penalty_case", {"procedure": "1", "fine_amount": "3000.01", "fine_paid": None},
+     "fine_amount", "simple procedure fine limit"),
+    ("penalty_case", {"decision_deadline": "2026-03-14"}, "decision_deadline",
+     "extension not before filing"),
     ("penalty_publication", {"publication_deadline": "2026-04-28"}, "publication_deadline",
      "publication deadline after decision date"),
     ("penalty_publication", {"valid_until": "2026-04-27"}, "valid_until",
@@ -313,6 +319,8 @@ KEPT: list[tuple[str, dict[str, Any]]] = [
     ("penalty_case", {"closing_date": "2026-04-28"}),
     ("penalty_case", {"report_time": "2026-05-12T00:00:00+08:00"}),
     ("penalty_case", {"fine_paid": "100000.00"}),
+    ("penalty_case", {"procedure": "1", "fine_amount": "3000.00", "fine_paid": None}),
+    ("penalty_case", {"decision_deadline": "2026-03-15"}),
     ("penalty_case", {"closing_mode": "3", "execution_mode": None, "execution_result": None,
                       "transfer_time": "2026-04-30T10:00:00+08:00"}),
     ("penalty_case", {"collective_discussion": True, "collective_discussion_date": "2026-04-25"}),

@@ -17,7 +17,8 @@ import adapters.protocols.outbox
 import adapters.protocols.poller
 import adapters.repeats
 import adapters.replay_cache  # noqa: F401
-import centre.collaboration  # noqa: F401
+import centre.collaboration
+import centre.penalties  # noqa: F401
 import monitor.journal  # noqa: F401
 from store import METADATA, SchemaBehind, Store, StoreError, schema, store_url
 
