@@ -28,6 +28,7 @@ QUESTIONS = (
     "Where is the backlog",
     "Are targets healthy",
     "Is data quality dropping",
+    "Is disposal on time (the centre's ledger)",
 )
 # promtool unit tests of alerts.yml: one evaluation a minute, a week in 15-minute steps, two hosts.
 RULE_TESTS = ("alerts_test.yml", "alerts_week_test.yml", "alerts_hosts_test.yml")
