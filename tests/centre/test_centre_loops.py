@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-from flows_harness import CENTRE, DEPARTMENTS, Flows, complaint_xml, running_flows, wait_for
+from flows_harness import CENTRE, DEPARTMENTS, Flows, complaint_xml, wait_for
+from flows_harness import flows as flows  # the fixture: the landscape on each bus
 
 from adapters.authorisation import WARNING_MATCH_RULE
 from centre.collaboration import ACCEPT_RANK, PROGRESS_RANK, RESULT_RANK, RETURN_RANK, Loop, Step
@@ -31,14 +30,6 @@ HEALTH = {"mc": "浙江省卫生健康委员会", "dm": "11330000002502952J"}
 """health-penalty's first department: the assignee of the centre's tasks for it."""
 ACCEPTED_AT = datetime(2026, 3, 1, 10, 0, tzinfo=SHANGHAI)
 """When `complaint_xml`'s complaints are accepted: their tasks' dispatch time."""
-
-
-@pytest.fixture(scope="module", params=["rabbitmq", "embedded"])
-def flows(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Flows]:
-    with running_flows(request.param, tmp_path_factory) as running:
-        yield running
 
 
 def millis(at: datetime) -> int:
