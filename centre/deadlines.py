@@ -32,14 +32,13 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from centre.workdays import WorkingCalendar
+from standard.types import SHANGHAI
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 DEFAULT_FILE = Path("config/deadlines.yaml")
 
 
