@@ -57,6 +57,7 @@ class _Address:
 ADDRESSED: Mapping[str, _Address] = {
     "collaboration_task": _Address(to="assignees", reply_to="dispatcher"),
     "risk_warning": _Address(to="responsible_department"),
+    "supervision_notice": _Address(to="addressee"),
 }
 """Datasets routed to the systems of the departments they name, by field."""
 

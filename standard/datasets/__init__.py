@@ -26,6 +26,7 @@ from standard.datasets.penalty_publication import PenaltyPublication
 from standard.datasets.risk_warning import RiskFeedback, RiskWarning
 from standard.datasets.supervised_object import SupervisedObject
 from standard.datasets.supervision_item import SupervisionItem
+from standard.datasets.supervision_notice import SupervisionNotice
 from standard.errors import RecordInvalid, UnknownDataset, Violation
 
 TYPE_PREFIX = "gov.supervision."
@@ -98,6 +99,7 @@ DATASETS: dict[str, DatasetSpec] = {
         _spec("risk_feedback", "风险处置反馈", RiskFeedback, "feedback_id"),
         _spec("collaboration_task", "协同任务", CollaborationTask, "task_id"),
         _spec("grassroots_event", "基层治理事件", GrassrootsEvent, "event_id"),
+        _spec("supervision_notice", "督办通知", SupervisionNotice, "notice_id"),
     )
 }
 _BY_TYPE: dict[str, DatasetSpec] = {spec.type: spec for spec in DATASETS.values()}
@@ -153,6 +155,7 @@ __all__ = [
     "RiskWarning",
     "SupervisedObject",
     "SupervisionItem",
+    "SupervisionNotice",
     "check_transition",
     "dataset",
     "dataset_for_type",

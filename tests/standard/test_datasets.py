@@ -282,6 +282,12 @@ BROKEN: list[tuple[str, dict[str, Any], str, str]] = [
      "closing not before report"),
     ("grassroots_event", {"disposal_result": None}, "disposal_result", "result when closed"),
     ("grassroots_event", {"region_code": "330104"}, "region_code", "region in force"),
+    ("supervision_notice", {"dispatched_time": "2026-04-17T18:00:00+08:00"}, "due_time",
+     "due after dispatch"),
+    ("supervision_notice", {"sent_time": "2026-04-17T18:00:01+08:00"}, "sent_time",
+     "escalation after due"),
+    ("supervision_notice", {"notice_type": "2"}, "sent_time", "escalation after due"),
+    ("supervision_notice", {"region_code": "330104"}, "region_code", "region in force"),
 ]  # fmt: skip
 
 
