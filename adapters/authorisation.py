@@ -9,7 +9,8 @@ record acts for, per dataset:
 
 - `collaboration_task` dispatched (status 1): its `dispatcher`;
 - `collaboration_task` at a later step (accepted, returned, in progress, fed back, closed): its
-  `assignees`, one of which the sender must serve;
+  `assignees`, one of which the sender must serve; closed (status 6) may also come from the
+  system of its `dispatcher`, who closes the task once it accepted the result;
 - `risk_feedback`: its `department` (and, for a warning the hub routed, the sender must be the
   system it was routed to);
 - `risk_warning`: its `issuer`;
@@ -45,6 +46,7 @@ from sqlalchemy import Column, Double, String, Table, select
 from adapters.repeats import QUERY_CHUNK
 from adapters.routing import DISPATCHED, Directory, shown_department
 from mappings import TranslationError
+from standard.datasets.collaboration_task import CLOSED
 from standard.envelope import Envelope, Operation
 from store import METADATA, Store, replacing
 
@@ -71,6 +73,8 @@ class Acting:
     """The field is a list (`assignees`): its departments are named with their index."""
     unserved_allowed: bool = False
     """A department no system serves passes (enforcing organs: see the module docstring)."""
+    closer: Any = None
+    """A department whose system may send it too (a task's dispatcher, closing it)."""
 
 
 def acting(envelope: Envelope) -> Acting | None:
@@ -84,7 +88,11 @@ def acting(envelope: Envelope) -> Acting | None:
         if data.get("status") == DISPATCHED:
             return Acting("dispatcher", [data.get("dispatcher")])
         named = data.get("assignees")
-        return Acting("assignees", named if isinstance(named, list) else [named], listed=True)
+        # 已办结: the dispatcher's step as much as the assignee's.
+        closer = data.get("dispatcher") if data.get("status") == CLOSED else None
+        return Acting(
+            "assignees", named if isinstance(named, list) else [named], listed=True, closer=closer
+        )
     if dataset == "risk_feedback":
         return Acting("department", [data.get("department")])
     if dataset == "risk_warning":
@@ -253,6 +261,8 @@ class Authorisation:
     ) -> NotAuthorised | None:
         act = acting(envelope)
         if act is None:
+            return None
+        if act.closer is not None and self.directory.system_of(act.closer) == sender:
             return None
         own = self.directory.departments_of(sender)
         owners = [self.directory.system_of(department) for department in act.departments]

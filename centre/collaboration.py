@@ -19,6 +19,10 @@ select from its own queue, like any target, and publishes the records it derives
   platform to dispatch again). Each task keeps how far its platform has been told (its `Loop`):
   an earlier step arriving late, or any step after a result or a return, tells nothing; the same
   step again yields the same message.
+- a task fed back (status 5) is closed by its dispatcher, the centre, once its platform was told
+  the result: the task, status 6 (已办结), addressed to the system it was assigned to, which
+  hears that its feedback was accepted and the task is done (the ledger closes the task's rows).
+  The platform decides again only on the complaint or event (a later change dispatches anew).
 - after a return, the record's next change made later than the return dispatches the task again
   (at that change's time: a new idempotency key), to whatever department its table names then.
   A task's steps are taken only from the system it was assigned to (kept with the record;
@@ -61,7 +65,13 @@ from adapters.ingress import Ingress
 from adapters.routing import Unaddressable, department_ref
 from bus import Broker, Delivery, PublishFailed
 from standard.datasets.base import StandardRecord
-from standard.datasets.collaboration_task import FED_BACK_STATUSES, RETURNED, CollaborationTask
+from standard.datasets.collaboration_task import CLOSED as TASK_CLOSED
+from standard.datasets.collaboration_task import (
+    FED_BACK,
+    FED_BACK_STATUSES,
+    RETURNED,
+    CollaborationTask,
+)
 from standard.datasets.complaint import Complaint
 from standard.datasets.grassroots_event import GrassrootsEvent
 from standard.envelope import Envelope, Operation
@@ -85,6 +95,8 @@ GRASSROOTS_EVENT_TASK = "3"
 """task_type 基层治理事件转办."""
 DISPATCHED, ACCEPTED, IN_PROGRESS = "1", "2", "4"
 """task_status 已派发, 已签收, 办理中."""
+CLOSING_DELAY = timedelta(seconds=1)
+"""How long after the result it accepts the centre closes a task (see `_close`)."""
 STAGE = "deliver"
 """The stage of the centre's failures in a message's history: its delivery is what it derives."""
 
@@ -336,13 +348,28 @@ class CollaborationCentre:
         told = _told(kept.origin, task, step)
         derived = self._derived(told, kept.origin, Operation.UPDATE, step.at)
         self._publish("collaboration_task", derived, addressee=kept.origin.lineagesystem)
-        # Recorded once the bus confirmed it: a crash in between repeats the same message.
+        if task.status == FED_BACK:
+            self._close(task, kept, step.at)
+        # Recorded once the bus confirmed them: a crash in between repeats the same messages.
         self._store.remember(task.task_id, kept.loop.after(step))
         if step.rank == RETURN_RANK:
             log.info(
                 "task %s returned by %s (%s): sent back to %s for reassignment", task.task_id,
                 kept.assigned, task.return_reason, kept.origin.lineagesystem,
             )  # fmt: skip
+
+    def _close(self, task: CollaborationTask, kept: Kept, fed_back: datetime) -> None:
+        """Close `task`, fed back at `fed_back`: status 6, addressed to its assignee's system.
+
+        Dated a second after the result it accepts, so the close is a change of its own with an
+        idempotency key of its own (the key knows the record and its time, not its status); a
+        redelivered feedback closes the task again under the same key.
+        """
+        assignee = kept.assigned or self.publisher.directory.system_of(task.assignees[0])
+        closed = task.model_copy(update={"status": TASK_CLOSED})
+        at = fed_back + CLOSING_DELAY
+        derived = self._derived(closed, kept.origin, Operation.UPDATE, at)
+        self._publish("collaboration_task", derived, addressee=assignee)
 
     def _check_sender(
         self, task: CollaborationTask, step: Envelope, origin: Envelope, assigned: str | None

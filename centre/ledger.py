@@ -52,6 +52,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     func,
     select,
     update,
@@ -171,6 +172,22 @@ def department_key(department: Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class DepartmentTally:
+    """One department's rows of one kind (`Ledger.department_tallies`): what the supervising
+    centre asks of it. Open counts returned and fed-back rows too (they wait for their
+    dispatcher); late ones were fed back after their due time."""
+
+    department: str
+    kind: str
+    items: int
+    open: int
+    overdue: int
+    returned: int
+    closed: int
+    late: int
+
+
+@dataclass(frozen=True)
 class Step:
     """One event for one ledger row (department ALL_ROWS: every row of the item)."""
 
@@ -259,7 +276,8 @@ class Ledger:
       calendar: the working-day calendar; default: chinese-calendar's years only.
       departments: the departments each system serves, by system id and by target (queue) name,
         as records name them: who sent a step, whose system a delivery reached.
-      clock: now, as an aware datetime (tests inject one; deadlines never sleep).
+      clock: now, as an aware datetime (tests and the demo inject one; deadlines never sleep);
+        default: the wall clock.
     """
 
     def __init__(
@@ -269,13 +287,13 @@ class Ledger:
         rules: DeadlineRules | None = None,
         calendar: WorkingCalendar | None = None,
         departments: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
-        clock: Callable[[], dt.datetime] = _now,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.store = store
         self.rules = rules or DeadlineRules()
         self.calendar = calendar or WorkingCalendar()
         self.departments = dict(departments or {})
-        self.clock = clock
+        self.clock = clock or _now
 
     # ------------------------------------------------------------------ what messages say
 
@@ -707,6 +725,37 @@ class Ledger:
         )
         with self.store.begin() as db:
             return [(k, n or d, int(count)) for k, n, d, count in db.execute(query)]
+
+    def department_tallies(self) -> list[DepartmentTally]:
+        """Per department (its name, else its key) and kind, in one query: its rows, and of
+        them how many are open, overdue now, returned, closed, and fed back after their due
+        time (late, whether closed since or not). Ordered by department, then kind."""
+        c = CENTRE_ITEM.c
+        now = _epoch(self.clock())
+        department = func.coalesce(c.department_name, c.department)
+
+        def count(condition: Any) -> Any:
+            return func.sum(case((condition, 1), else_=0))
+
+        query = (
+            select(
+                department,
+                c.kind,
+                func.count(),
+                count(c.state.in_(sorted(OPEN_STATES))),
+                count(and_(c.state.in_(sorted(OVERDUE_STATES)), c.due_at < now)),
+                count(c.state == "returned"),
+                count(c.state == "closed"),
+                count(c.fed_back_at > c.due_at),
+            )
+            .group_by(department, c.kind)
+            .order_by(department, c.kind)
+        )
+        with self.store.begin() as db:
+            return [
+                DepartmentTally(name, kind, *(int(n or 0) for n in counts))
+                for name, kind, *counts in db.execute(query)
+            ]
 
     def disposal_seconds(self) -> list[tuple[str, float]]:
         """(kind, seconds from dispatch to feedback) of every row fed back."""

@@ -30,9 +30,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -213,8 +214,11 @@ def build_runtime(
     *,
     systems: SystemsConfig | None = None,
     broker: Broker | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> HubRuntime:
     """Load and check everything the app needs (no network yet); raise on any mistake.
+
+    `clock` tells the centre's ledger now (default: the wall clock).
 
     Raises SystemsConfigError (configuration, with file and line), MappingError (a mapping
     folder), AdapterConfigError (an adapter option, a secret's variable not set) or
@@ -251,7 +255,7 @@ def build_runtime(
     monitoring = MonitorSettings()
     operators = monitoring.operator_gate()
     journal = monitoring.open_journal(store, settings.data_dir)
-    ledger = settings.ledger(store, config.systems)
+    ledger = settings.ledger(store, config.systems, clock=clock)
     observer = LedgerObserver(topology, journal, ledger=ledger)
     runtime = HubRuntime(
         settings=settings,
@@ -289,13 +293,15 @@ def create_app(
     *,
     systems: SystemsConfig | None = None,
     broker: Broker | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
     """The hub's FastAPI app (see the module docstring).
 
     `systems` and `broker` replace what the settings name (tests, embedding); a broker passed
-    in is not closed by the app.
+    in is not closed by the app. `clock` tells the centre's ledger now (the demo's simulated
+    business time; default: the wall clock).
     """
-    runtime = build_runtime(settings or HubSettings(), systems=systems, broker=broker)
+    runtime = build_runtime(settings or HubSettings(), systems=systems, broker=broker, clock=clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

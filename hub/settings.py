@@ -8,7 +8,8 @@ in `data_dir`, the systems file and the mappings are the ones shipped in the rep
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -327,14 +328,22 @@ class HubSettings(BaseSettings):
         and the pollers of every `worker`."""
         return StoredWarningAddressees(store)
 
-    def ledger(self, store: Store, systems: Iterable[SystemConfig]) -> Ledger:
+    def ledger(
+        self,
+        store: Store,
+        systems: Iterable[SystemConfig],
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> Ledger:
         """The centre's ledger in `store`, with the deadlines and calendar these settings name
-        (DeadlinesFileError, CalendarFileError: the file, the field and the rule)."""
+        (DeadlinesFileError, CalendarFileError: the file, the field and the rule); `clock`
+        tells it now (default: the wall clock; `jghub demo` runs on simulated business time)."""
         return Ledger(
             store,
             rules=DeadlineRules.load(self.deadlines_file),
             calendar=self.working_calendar(),
             departments=departments_by_system(systems),
+            clock=clock,
         )
 
     def case_stages(self, store: Store, systems: Sequence[SystemConfig]) -> StoredCaseStages:

@@ -27,6 +27,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 import bus
@@ -106,6 +107,8 @@ class Worker:
         each consumer thread opens its own.
       observer: counts and journals every delivery, breaker change and poll; default: one
         with the journal MonitorSettings names (closed when `run` returns).
+      clock: tells the default observer's ledger now (default: the wall clock; `jghub demo`
+        runs on simulated business time).
     """
 
     settings: HubSettings
@@ -115,6 +118,7 @@ class Worker:
     mapping_folders: dict[str, SystemMappings] | None = None
     broker_factory: Callable[[], Broker] | None = None
     observer: Observer | None = None
+    clock: Callable[[], datetime] | None = None
     _threads: list[_Thread] = field(default_factory=list, init=False)
     _stop_event: threading.Event | None = field(default=None, init=False)
 
@@ -137,7 +141,7 @@ class Worker:
         self._observer = self.observer or LedgerObserver(
             self.topology,
             self._own_journal,
-            ledger=self.settings.ledger(self.store, self.systems.systems),
+            ledger=self.settings.ledger(self.store, self.systems.systems, clock=self.clock),
         )
         self.selected: list[SystemConfig] = self._select(self.targets)
         self.poller_channels = self._poller_channels() if self.pollers else []

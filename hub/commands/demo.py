@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hub.simulators.demo import DemoOptions, DemoReport, run_demo
+from hub.simulators.demo import DemoOptions, DemoReport, DisposalLoop, run_demo
+from standard.types import SHANGHAI
 
 
 def demo(
@@ -59,8 +61,13 @@ def demo(
     (REST with keys or signed app keys, XML over HTTP, SOAP 1.1/1.2), while the national system
     fails a share of deliveries.
 
+    The departments answer what they received: most on time, one late, one returning its
+    tasks, one never; the collaboration centre closes the tasks fed back.
+
     Prints per system what was received, accepted, rejected (top reasons), delivered, retried and
-    dead-lettered. Exits 1 if the books do not balance.
+    dead-lettered, then the disposal loop per department (open, overdue, returned, closed, late)
+    from the centre's ledger, on the demo's business-time clock. Exits 1 if the books do not
+    balance.
     """
     console = Console(highlight=False)
     logging.basicConfig(level=logging.WARNING if verbose else logging.ERROR)
@@ -95,6 +102,8 @@ def demo(
 
         report = run_demo(options, progress=advance)
     _print_report(console, report)
+    _print_loop(console, report.loop)
+    _print_next(console, report)
     if not _balanced(report):
         raise typer.Exit(1)
 
@@ -160,6 +169,48 @@ def _print_report(console: Console, report: DemoReport) -> None:
         console.print("Dead letters (kept with their history, to inspect and replay):")
         for system, reason, count in sorted(dead, key=lambda item: -item[2])[:5]:
             console.print(f"  {system}: {escape(reason)} ×{count}")
+
+
+ANSWERS = {"on_time": "on time", "late": "late", "return": "returns", "never": "never"}
+
+
+def _print_loop(console: Console, loop: DisposalLoop) -> None:
+    """The disposal loop per department, as the centre's ledger tells it."""
+    table = Table(
+        title=f"Disposal loop per department (the centre's ledger, {_shown(loop.closed_at)})",
+        title_justify="left",
+        header_style="bold",
+    )
+    table.add_column("department")
+    table.add_column("system")
+    table.add_column("kind")
+    table.add_column("answers")
+    for column in ("items", "open", "overdue", "returned", "closed", "late"):
+        table.add_column(column, justify="right")
+    for tally in loop.tallies:
+        system = loop.systems.get(tally.department, "?")
+        behaviour = loop.behaviours.get(system)
+        answers = ANSWERS[behaviour.of(tally.kind)] if behaviour is not None else "-"
+        if loop.unanswerable.get((system, tally.kind)):
+            answers += " (no channel)"
+        counts = (tally.items, tally.open, tally.overdue, tally.returned, tally.closed, tally.late)
+        table.add_row(escape(tally.department), system, tally.kind, answers, *map(str, counts))
+    console.print(table)
+    console.print(
+        f"Demo clock: the day of traffic ended {_shown(loop.day_ends)}; the loop is tallied at "
+        f"{_shown(loop.closed_at)}, once every due time had passed. Open counts returned and "
+        "fed-back items waiting for their dispatcher; late ones were fed back after their due "
+        "time; tasks fed back are closed by the collaboration centre."
+    )
+    for (system, kind), count in sorted(loop.unanswerable.items()):
+        console.print(f"  {system} has no channel to answer a {kind}: {count} left unanswered")
+
+
+def _shown(moment: datetime) -> str:
+    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
+def _print_next(console: Console, report: DemoReport) -> None:
     console.print()
     console.print("[bold]Where to look next[/bold]")
     console.print(

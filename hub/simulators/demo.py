@@ -10,15 +10,22 @@
 3. Every system pushes batches grown from its samples through its own protocol, with spoiled
    records, its hostile samples (entity bombs, external entities, broken documents, wrong
    encodings) and one body over the size limit; systems with an outbox pull it.
-4. When every accepted record is delivered or dead-lettered (or the wait ends), the books are
+4. The departments answer what they received (`hub.simulators.departments`), each as its
+   behaviour says (`options.departments`): most on time, one late, one returning its tasks, one
+   never; the collaboration centre tells the complaint platform each step and closes the tasks
+   fed back. No department sends feedback on anything it did not receive.
+5. When every accepted record is delivered or dead-lettered (or the wait ends), the books are
    closed: per system received = accepted + rejected, and over all systems accepted =
    delivered + dead-lettered + sent again + still queued, each record having exactly one
    receiver. A record sent again unchanged is accepted but not published again
-   (`adapters.repeats`): a department's answer repeats the other records of the sample it is
-   grown from.
-   The collaboration centre is a system of its own in the books: what it derived and published
-   (a task per complaint, a result per task feedback) is what it "sent", delivered onwards like
-   any record.
+   (`adapters.repeats`). The collaboration centre is a system of its own in the books: what it
+   derived and published (a task per complaint, each step told to the platform, each close) is
+   what it "sent", delivered onwards like any record.
+6. The disposal loop is tallied per department from the centre's ledger
+   (`Ledger.department_tallies`) at the moment every item's due time has passed: the demo's
+   clock (`hub.simulators.clock`) is business time, starting at the end of the day of traffic
+   (the latest change time its warnings, complaints and events carry: their samples') and moved
+   forward, never slept, so late answers and overdue items are what they would be.
 """
 
 from __future__ import annotations
@@ -32,17 +39,23 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 import bus
-from adapters.routing import department_ref
 from bus.routing import RoutingTable
+from centre.ledger import DepartmentTally, Ledger
 from hub.settings import HubSettings
-from hub.simulators.answers import TaskAnswers, derived_task_ids
 from hub.simulators.clients import PUSH_ADAPTERS, OutboxPuller, PushOutcome, SystemClient
+from hub.simulators.clock import DemoClock
+from hub.simulators.departments import (
+    ANSWER_TYPES,
+    DEMO_BEHAVIOURS,
+    DepartmentBehaviour,
+    Departments,
+)
 from hub.simulators.landscape import Landscape, build_landscape
 from hub.simulators.server import LoopbackServer, free_port
 from hub.simulators.sources import SimulatedSource
@@ -96,6 +109,11 @@ class DemoOptions(BaseModel):
         default=False,
         description="Delete the demo's queues at the end (RabbitMQ runs in tests).",
     )
+    departments: dict[str, DepartmentBehaviour] = Field(
+        default_factory=lambda: dict(DEMO_BEHAVIOURS),
+        description="How each department system answers what it receives, by system id; a "
+        "system not named answers on time.",
+    )
 
 
 @dataclass
@@ -141,6 +159,7 @@ class DemoReport:
     elapsed_s: float
     quarantined: int
     settled: bool
+    loop: DisposalLoop
 
     @property
     def accepted(self) -> int:
@@ -163,6 +182,28 @@ class DemoReport:
         """Accepted records neither delivered, dead-lettered nor repeats (0 when the run
         settled)."""
         return self.accepted - self.delivered - self.dead_lettered - self.repeated
+
+
+@dataclass(frozen=True)
+class DisposalLoop:
+    """The disposal loop as the centre's ledger tells it when the books close.
+
+    Attributes:
+      tallies: per department and kind (`Ledger.department_tallies`).
+      systems: the system serving each department tallied, by the name the tally gives.
+      behaviours: how each department system answered (by system id).
+      unanswerable: items a department would have answered but has no channel for, by
+        (system, kind).
+      day_ends: where the demo clock started: the end of the day of traffic.
+      closed_at: where it stood when the loop was tallied (every due time passed).
+    """
+
+    tallies: list[DepartmentTally]
+    systems: dict[str, str]
+    behaviours: dict[str, DepartmentBehaviour]
+    unanswerable: Counter[tuple[str, str]]
+    day_ends: datetime
+    closed_at: datetime
 
 
 Progress = Callable[[int, int, str], None]
@@ -191,18 +232,29 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> DemoRepo
     try:
         per_channel = _records_per_channel(landscape, mappings, options)
         baseline = _delivery_counts(landscape)
-        with running_landscape(landscape, settings, options, mappings, per_channel) as running:
+        clock = DemoClock(_day_ends(landscape, mappings))
+        with (
+            running_landscape(
+                landscape, settings, options, mappings, per_channel, clock=clock
+            ) as running,
+            _ledger(settings, landscape, clock) as ledger,
+        ):
             books = {
                 s.id: SystemBooks(s.id, s.name_zh, receives=s.outbound is not None)
                 for s in landscape.systems.systems
             }
+            receivers = {system: target.log for system, target in running.targets.items()}
+            receivers |= {system: puller.log for system, puller in running.pullers.items()}
+            departments = Departments(
+                landscape, mappings, running.hub_url, receivers, ledger, options.departments
+            )
             schedule = _schedule(landscape, mappings, running.hub_url, options, per_channel)
             _push_all(schedule, books, options, progress)
-            responder = _Responder(landscape, mappings, running)
             settled = _settle(
-                running, landscape, books, baseline, options.settle_timeout_s, responder
+                running, landscape, books, baseline, options.settle_timeout_s, departments
             )
-            responder.close()
+            departments.close()
+            loop = _tallied(ledger, clock, departments, landscape)
             quarantined = len(running.broker.quarantined(limit=100_000))
             for client, _, _ in schedule:
                 client.close()
@@ -217,6 +269,68 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> DemoRepo
         elapsed_s=time.monotonic() - started,
         quarantined=quarantined,
         settled=settled,
+        loop=loop,
+    )
+
+
+CENTRE_DATASETS = frozenset({"risk_warning", "complaint", "grassroots_event", "collaboration_task"})
+"""What the centre turns into ledger rows, directly or as tasks: the day of traffic, for it."""
+
+
+def _day_ends(landscape: Landscape, mappings: dict[str, SystemMappings]) -> datetime:
+    """The latest change time of the samples the day's warnings, complaints and events are
+    grown from (generated records keep their template's business times); now, when none
+    carries one."""
+    times: list[datetime] = []
+    for system in landscape.systems.systems:
+        if system.auth.scheme == "internal":
+            continue
+        folder = mappings[system.mapping_id]
+        for channel in system.inbound:
+            dataset = folder.inbound_mapping(channel.message_type).dataset.name
+            if dataset not in CENTRE_DATASETS or channel.message_type in ANSWER_TYPES:
+                continue
+            try:
+                samples = SystemTraffic(folder, channel.message_type).samples()
+            except ValueError:
+                continue  # no valid sample: nothing of it in the day's traffic
+            times += [p.changed_until for p in samples if p.changed_until and p.valid]
+    return max(times, default=datetime.now(UTC))
+
+
+@contextmanager
+def _ledger(settings: HubSettings, landscape: Landscape, clock: DemoClock) -> Iterator[Ledger]:
+    """The centre's ledger on the run's store, on the demo clock (closed on the way out)."""
+    store = settings.store()
+    try:
+        yield settings.ledger(store, landscape.systems.systems, clock=clock)
+    finally:
+        store.close()
+
+
+def _tallied(
+    ledger: Ledger, clock: DemoClock, departments: Departments, landscape: Landscape
+) -> DisposalLoop:
+    """Move the clock past every due time and every answer, then tally the loop."""
+    day_ends = clock()
+    dues = [datetime.fromisoformat(row["due_at"]) for row in ledger.items(limit=100_000)
+            if row["due_at"]]  # fmt: skip
+    last = max([*dues, departments.latest or day_ends, day_ends])
+    closed_at = clock.advance_to(last + timedelta(minutes=1))
+    tallies = ledger.department_tallies()
+    names = {d.name: s.id for s in landscape.systems.systems for d in s.departments}
+    behaviours = {
+        system: behaviour
+        for system in sorted(set(names.values()))
+        if (behaviour := departments.behaviour(system)) is not None
+    }
+    return DisposalLoop(
+        tallies,
+        {t.department: names.get(t.department, "?") for t in tallies},
+        behaviours,
+        departments.unanswerable,
+        day_ends,
+        closed_at,
     )
 
 
@@ -239,9 +353,12 @@ def running_landscape(
     options: DemoOptions,
     mappings: dict[str, SystemMappings],
     per_channel: int,
+    *,
+    clock: Callable[[], datetime] | None = None,
 ) -> Iterator[RunningLandscape]:
     """Start the receivers, the sources, the hub and its worker, and the outbox pullers of
-    `landscape` (its secrets already in the environment); stop them all on the way out."""
+    `landscape` (its secrets already in the environment); stop them all on the way out.
+    `clock` tells the centre's ledger now (default: the wall clock)."""
     # Imported here: the app and worker modules pull in the whole hub, which the traffic
     # generator and the simulators alone do not need.
     from hub.app import create_app
@@ -276,6 +393,7 @@ def running_landscape(
                     records=per_channel,
                     invalid_share=options.invalid_share,
                     seed=options.seed,
+                    silent=ANSWER_TYPES,
                 )
                 stack.enter_context(
                     LoopbackServer(
@@ -283,10 +401,10 @@ def running_landscape(
                     )
                 )
                 sources[system.id] = source
-        app = create_app(settings, systems=landscape.systems)
+        app = create_app(settings, systems=landscape.systems, clock=clock)
         hub = stack.enter_context(LoopbackServer(app, port=settings.port, name="hub"))
         stop = threading.Event()
-        worker = Worker(settings, systems=landscape.systems, pollers=bool(sources))
+        worker = Worker(settings, systems=landscape.systems, pollers=bool(sources), clock=clock)
         thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
         thread.start()
 
@@ -331,11 +449,12 @@ def _records_per_channel(
     landscape: Landscape, mappings: dict[str, SystemMappings], options: DemoOptions
 ) -> int:
     """The records budget of one channel (pushed or polled), so the whole run has about
-    `options.records` generated records."""
+    `options.records` generated records (answers are not generated: see `_schedule`)."""
     count = 0
     for system in landscape.systems.systems:
         for channel in system.inbound:
-            if channel.adapter in PUSH_ADAPTERS or channel.adapter == "rest_poller":
+            grown = channel.adapter in PUSH_ADAPTERS or channel.adapter == "rest_poller"
+            if grown and channel.message_type not in ANSWER_TYPES:
                 count += 1
     return max(1, options.records // max(1, count))
 
@@ -347,7 +466,12 @@ def _schedule(
     options: DemoOptions,
     per_channel: int,
 ) -> list[Scheduled]:
-    """Every payload of the run, shuffled as a day's traffic arrives."""
+    """Every payload of the run, shuffled as a day's traffic arrives.
+
+    A department's answers (`ANSWER_TYPES`) are not grown from its samples, which answer items
+    the hub never sent it: they come from what it received (`Departments`); only its payloads
+    refused before any record is read (hostile, or every record invalid) are sent here.
+    """
     topology = landscape.systems.topology("plan")
     table = RoutingTable({t.name: t.routes for t in topology.targets})
     ids = [s.id for s in landscape.systems.systems]
@@ -368,7 +492,7 @@ def _schedule(
     chooser = random.Random(options.seed)
     plan: list[Scheduled] = []
     for client, channel, traffic in channels:
-        left = per_channel
+        left = 0 if channel.message_type in ANSWER_TYPES else per_channel
         unsendable = 0
         while left > 0 and unsendable < 3:
             size = min(left, chooser.randint(3, 25))
@@ -383,7 +507,8 @@ def _schedule(
         seen: set[str] = set()
         for client, channel, traffic in channels:
             for payload in traffic.invalid() + traffic.hostile():
-                if client.can_send(channel, payload):
+                answers = channel.message_type in ANSWER_TYPES
+                if client.can_send(channel, payload) and not (answers and payload.valid):
                     plan.append((client, channel, payload))
             if client.system.id not in seen:
                 seen.add(client.system.id)
@@ -453,18 +578,16 @@ def _settle(
     books: dict[str, SystemBooks],
     baseline: dict[tuple[str, str], float],
     timeout_s: float,
-    responder: _Responder | None = None,
+    departments: Departments | None = None,
 ) -> bool:
-    """Wait until every accepted record is delivered (and pulled) or dead; fill in the books.
+    """Wait until every accepted record is delivered (and pulled) or dead, and the departments
+    have answered all they received; fill in the books.
 
     A polled system's figures come from its simulated API: the records a poller fetched, and of
     those the ones its mapping accepts.
     """
     deadline = time.monotonic() + timeout_s
     while True:
-        # Tasks delivered since the last look are answered first: their results are still to
-        # come, so the books cannot be closed in this round.
-        answered = responder.answer_new(books) if responder is not None else 0
         now = _delivery_counts(landscape)
         for system in landscape.systems.systems:
             book = books[system.id]
@@ -495,7 +618,12 @@ def _settle(
             sum(b.delivered + b.dead_lettered + b.repeated for b in books.values()) >= accepted
         )
         pulled = all(books[s].pulled >= books[s].delivered for s in running.pullers)
-        settled = settled and answered == 0
+        # Answered after the counts were read: a receiver logs a delivery before the hub counts
+        # it, so everything counted delivered is answered now, and answers mean more to come.
+        answered = departments.answer_new() if departments is not None else []
+        for outcome in answered:
+            books[outcome.system].add(outcome)
+        settled = settled and not answered
         if (served and settled and pulled) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -507,66 +635,6 @@ def _settle(
         for letter in running.broker.dead_letters(system.target, limit=100_000):
             books[system.id].dead_reasons[_short(letter.reason)] += 1
     return served and settled and pulled
-
-
-class _Responder:
-    """The simulated departments answering the tasks the collaboration centre sent them.
-
-    Each department with a push channel for task feedback reports a result for every task it
-    received (see `hub.simulators.answers`), so complaints come back to the complaint platform
-    as results, and the books count those answers like any other traffic.
-    """
-
-    def __init__(
-        self, landscape: Landscape, mappings: dict[str, SystemMappings], running: RunningLandscape
-    ) -> None:
-        self._departments: list[tuple[DeliveryLog, SystemClient, ChannelConfig, TaskAnswers]] = []
-        self._answered: set[tuple[str, str]] = set()
-        centre = next((s for s in landscape.systems.systems if s.collaboration), None)
-        if centre is None or not centre.departments:
-            return
-        dispatcher = department_ref(centre.departments[0])
-        for system in landscape.systems.systems:
-            receiver = running.targets.get(system.id) or running.pullers.get(system.id)
-            channel = next(
-                (
-                    c
-                    for c in system.inbound
-                    if c.message_type == TaskAnswers.message_type and c.adapter in PUSH_ADAPTERS
-                ),
-                None,
-            )
-            if receiver is None or channel is None:
-                continue
-            try:
-                answers = TaskAnswers(mappings[system.mapping_id], dispatcher=dispatcher)
-            except ValueError:
-                continue  # no sample to answer from
-            client = SystemClient(system, running.hub_url)
-            self._departments.append((receiver.log, client, channel, answers))
-
-    def answer_new(self, books: dict[str, SystemBooks]) -> int:
-        """Answer every task delivered since the last call; how many were answered."""
-        count = 0
-        for log, client, channel, answers in self._departments:
-            system = client.system.id
-            for item in log.items():
-                if item.outcome != "accepted":
-                    continue
-                for task_id in sorted(derived_task_ids(item.body)):
-                    if (system, task_id) in self._answered:
-                        continue
-                    self._answered.add((system, task_id))
-                    outcome = client.push(channel, answers.feedback(task_id))
-                    while outcome.failed:
-                        outcome = client.push(channel, answers.feedback(task_id))
-                    books[system].add(outcome)
-                    count += 1
-        return count
-
-    def close(self) -> None:
-        for _, client, _, _ in self._departments:
-            client.close()
 
 
 def _short(reason: str) -> str:

@@ -93,6 +93,8 @@ class SimulatedSource:
       seed: makes the generated records repeatable.
       api_keys: the keys the list endpoint accepts, for a channel with `api_key_env`; None:
         the one in that environment variable.
+      silent: message types it grows no records for: their pages stay empty (a department's
+        feedback, which it gives only on what it received).
     """
 
     def __init__(
@@ -104,8 +106,10 @@ class SimulatedSource:
         invalid_share: float = 0.0,
         seed: int = 0,
         api_keys: Collection[str] | None = None,
+        silent: Collection[str] = (),
     ) -> None:
         self.system = system
+        self.silent = frozenset(silent)
         self.api_keys = None if api_keys is None else frozenset(api_keys)
         self.reads: list[SourceRead] = []
         self.mappings = mappings
@@ -150,8 +154,11 @@ class SimulatedSource:
     # ------------------------------------------------------------------ records
 
     def add(self, count: int) -> None:
-        """Add `count` new records to every feed, changed after every record so far."""
+        """Add `count` new records to every feed but the silent ones, changed after every
+        record so far."""
         for feed in self.feeds.values():
+            if feed.channel.message_type in self.silent:
+                continue
             payload = feed.traffic.batch(count, invalid_share=self.invalid_share)
             document = json.loads(payload.body)
             found = value_at(document, feed.options.records_path) or []

@@ -3,10 +3,12 @@
 A system folder's valid samples are the templates: a generated batch clones their records, gives
 each clone its own key, change-record id and batch number, fresh unified social credit codes and
 ID numbers with correctly computed check characters (full-width where the template had
-full-width), and a region code drawn from Zhejiang's counties. A share of the records is spoiled
-on purpose (a credit code whose check character is wrong, a record without its key), and the
-folder's invalid samples (entity bombs, external entities, truncated documents, wrong encodings,
-records breaking the standard) are replayed as they are.
+full-width), and a region code drawn from Zhejiang's counties. The codes of organs (registration
+authority 1, 机构编制: departments and public institutions) stay: they are the landscape's fixed
+actors, whom routing and the disposal ledger know by code; the parties vary. A share of the
+records is spoiled on purpose (a credit code whose check character is wrong, a record without
+its key), and the folder's invalid samples (entity bombs, external entities, truncated
+documents, wrong encodings, records breaking the standard) are replayed as they are.
 
 Every generated payload is translated once here with the system's own mapping, so the numbers it
 carries (`records`, `valid`) are what the hub must answer, not what the generator hoped for.
@@ -15,6 +17,12 @@ carries (`records`, `valid`) are what the hub must answer, not what the generato
     payload = traffic.batch(50, invalid_share=0.1)
     payload.body, payload.charset, payload.records, payload.valid
     traffic.hostile()      # the folder's samples a hub must refuse whole
+
+A department's answer is one record written from canonical values (`record`), the inverse of its
+inbound mapping (`hub.simulators.writer`), on a copy of the template record most like it:
+
+    traffic = SystemTraffic(mappings, "task_feedback")
+    traffic.record({"task_id": "XT-1", "status": "2", "accepted_time": at}, like=[{"status": "2"}])
 """
 
 from __future__ import annotations
@@ -24,9 +32,9 @@ import json
 import random
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +42,7 @@ from typing import Any, Literal
 import jmespath
 from lxml import etree
 
+from hub.simulators.writer import RecordWriter
 from mappings import PayloadRejected, SystemMappings, value_at
 from mappings.language import FieldRule
 from mappings.payloads import parse_xml
@@ -71,6 +80,8 @@ class TrafficPayload:
       records: records in it the mapping finds (0 when the payload is refused whole).
       valid: records the mapping accepts.
       refused: the rejection kind when the payload is refused whole (encoding, malformed...).
+      changed_until: the latest change time its accepted records carry (None: none, or the
+        source gives no change time and the hub would take the time it read them).
     """
 
     system: str
@@ -82,11 +93,34 @@ class TrafficPayload:
     records: int
     valid: int
     refused: str | None = None
+    changed_until: datetime | None = None
 
     @property
     def invalid(self) -> int:
         """Records the hub must reject."""
         return self.records - self.valid
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a payload is grown to: `size` clones of the template's records in turn (or of
+    record `pick` only), each varied, then spoiled by chance (`invalid_share`) or edited."""
+
+    size: int
+    invalid_share: float = 0.0
+    pick: int | None = None
+    edit: Callable[[Any], None] | None = None
+
+    def source(self, records: Sequence[Any], index: int) -> Any:
+        """The template record clone `index` copies."""
+        return records[index % len(records) if self.pick is None else self.pick]
+
+    def finish(self, clone: Any, spoil: Callable[[Any], Any], chance: random.Random) -> None:
+        """Edit the varied clone, or spoil it by chance (drawn only without an edit)."""
+        if self.edit is not None:
+            self.edit(clone)
+        elif chance.random() < self.invalid_share:
+            spoil(clone)
 
 
 @dataclass
@@ -131,6 +165,9 @@ class SystemTraffic:
         self._record_id_path = _simple_path(self.spec.envelope.record_id)
         self._batch_path = _simple_path(self.spec.envelope.batch_no)
         self._region_path = _simple_path(self.spec.fields.get("region_code"))
+        self.writer = RecordWriter(mappings, message_type)
+        self._answers = 0
+        self._examples: list[tuple[_Template, int, Mapping[str, Any]]] | None = None
 
     # ------------------------------------------------------------------ payloads
 
@@ -140,11 +177,84 @@ class SystemTraffic:
             raise ValueError(f"a batch needs at least one record, not {size}")
         self._batches += 1
         template = self._templates[(self._batches - 1) % len(self._templates)]
-        if self._xml:
-            body = self._xml_batch(template, size, invalid_share)
-        else:
-            body = self._json_batch(template, size, invalid_share)
+        body = self._grown(template, _Plan(size, invalid_share))
         return self._judged(body, template.charset, "generated", f"batch {self._batches}")
+
+    def record(
+        self,
+        values: Mapping[str, Any],
+        *,
+        like: Sequence[Mapping[str, Any]] = ({},),
+        time: datetime | None = None,
+    ) -> TrafficPayload:
+        """A payload of one record: a copy of the first template record whose canonical values
+        include one of the alternatives in `like` (tried in order), with its key and change id
+        varied, `values` (canonical field → value; None removes it) written where the mapping
+        reads them, then `time` as its change time.
+
+        Raises ValueError when no template record is like any alternative, or a value cannot be
+        written (the field and the reason in the message).
+        """
+        template, index = self._template_like(like)
+
+        def edit(record: Any) -> None:
+            for name, value in values.items():
+                self.writer.write(record, name, value)
+            if time is not None:
+                self.writer.write_time(record, time)
+
+        self._answers += 1
+        body = self._one(template, index, edit)
+        return self._judged(body, template.charset, "generated", f"answer {self._answers}")
+
+    def example(self, like: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+        """The canonical values of the template record `record(like=like)` copies."""
+        template, index = self._template_like(like)
+        found = self._canonical(template, index)
+        assert found is not None  # a template record is chosen among those the mapping reads
+        return found
+
+    def _template_like(self, like: Sequence[Mapping[str, Any]]) -> tuple[_Template, int]:
+        if self._examples is None:
+            self._examples = [
+                (template, index, data)
+                for template in self._templates
+                for index in range(self._record_count(template))
+                if (data := self._canonical(template, index)) is not None
+            ]
+        for wanted in like:
+            for template, index, data in self._examples:
+                if all(str(data.get(k)) == str(v) for k, v in wanted.items()):
+                    return template, index
+        raise ValueError(
+            f"system {self.system} has no valid {self.message_type} sample record like "
+            f"{' or '.join(map(str, like))} to write from"
+        )
+
+    def _record_count(self, template: _Template) -> int:
+        if self._xml:
+            root = parse_xml(template.body, self.mappings.spec.limits, template.charset)
+            return len(root.xpath(self.spec.records, namespaces=self.spec.namespaces))
+        document = json.loads(template.body.decode(template.charset or "utf-8"))
+        found = jmespath.search(self.spec.records, document)
+        return len(found) if isinstance(found, list) else 0
+
+    def _canonical(self, template: _Template, index: int) -> Mapping[str, Any] | None:
+        """The canonical values of record `index` of `template`, as the mapping reads them."""
+        body = self._one(template, index, None)
+        try:
+            translation = self.mappings.translate(self.message_type, body, charset=template.charset)
+        except PayloadRejected:
+            return None
+        return translation.envelopes[0].data if translation.envelopes else None
+
+    def _one(self, template: _Template, index: int, edit: Callable[[Any], None] | None) -> bytes:
+        return self._grown(template, _Plan(1, pick=index, edit=edit))
+
+    def _grown(self, template: _Template, plan: _Plan) -> bytes:
+        if self._xml:
+            return self._xml_batch(template, plan)
+        return self._json_batch(template, plan)
 
     def samples(self) -> list[TrafficPayload]:
         """Every sample payload of the message type as it is, judged by the mapping."""
@@ -173,13 +283,24 @@ class SystemTraffic:
             )
         bad = len(set(translation.rejected_records()))
         good = len(translation.envelopes)
+        changed = None
+        if self.spec.envelope.time is not None and translation.envelopes:
+            changed = max(envelope.time for envelope in translation.envelopes)
         return TrafficPayload(
-            self.system, self.message_type, body, charset, kind, label, good + bad, good
+            self.system,
+            self.message_type,
+            body,
+            charset,
+            kind,
+            label,
+            good + bad,
+            good,
+            changed_until=changed,
         )
 
     # ------------------------------------------------------------------ XML
 
-    def _xml_batch(self, template: _Template, size: int, invalid_share: float) -> bytes:
+    def _xml_batch(self, template: _Template, plan: _Plan) -> bytes:
         root = parse_xml(template.body, self.mappings.spec.limits, template.charset)
         records = root.xpath(self.spec.records, namespaces=self.spec.namespaces)
         if not records:
@@ -190,25 +311,24 @@ class SystemTraffic:
         position = parent.index(records[0])
         for record in records:
             parent.remove(record)
-        for index in range(size):
-            clone = copy.deepcopy(records[index % len(records)])
+        for index in range(plan.size):
+            clone = copy.deepcopy(plan.source(records, index))
             self._vary_xml(clone)
-            if self._random.random() < invalid_share:
-                self._spoil_xml(clone)
+            plan.finish(clone, self._spoil_xml, self._random)
             parent.insert(position + index, clone)
         if self._batch_path:
-            self._set_xml(root, self._batch_path, self._batch_number())
+            self._change(root, self._batch_path, self._batch_number())
         return _serialise_xml(root, template.body, template.charset)
 
     def _vary_xml(self, record: etree._Element) -> None:
         serial = self._next_serial()
         for path in (self._key_path, self._record_id_path):
             if path:
-                self._set_xml(record, path, _unique(self._get_xml(record, path), serial))
+                self._change(record, path, _unique(self.writer.read(record, path), serial))
         if self._region_path:
-            current = self._get_xml(record, self._region_path)
+            current = self.writer.read(record, self._region_path)
             if current and _halfwidth(current).strip() in _county_codes():
-                self._set_xml(record, self._region_path, self._random.choice(_county_codes()))
+                self._change(record, self._region_path, self._random.choice(_county_codes()))
         replaced: dict[str, str] = {}
         # Two passes: credit codes first, then the organisation codes they contain (a record
         # that carries both must keep them consistent: characters 9-17 of the credit code).
@@ -225,7 +345,7 @@ class SystemTraffic:
         if self._random.random() < 0.5 and self._spoil_code_xml(record):
             return
         if self._key_path:
-            self._set_xml(record, self._key_path, None)
+            self._change(record, self._key_path, None)
 
     def _spoil_code_xml(self, record: etree._Element) -> bool:
         for node in record.iter():
@@ -234,37 +354,9 @@ class SystemTraffic:
                 return True
         return False
 
-    def _get_xml(self, context: etree._Element, path: str) -> str | None:
-        found = context.xpath(path, namespaces=self.spec.namespaces)
-        if not found:
-            return None
-        first = found[0]
-        return str(first) if not isinstance(first, etree._Element) else first.text
-
-    def _set_xml(self, context: etree._Element, path: str, value: str | None) -> None:
-        found = context.xpath(path, namespaces=self.spec.namespaces)
-        if not found:
-            return
-        first = found[0]
-        if isinstance(first, etree._Element):
-            if value is None:
-                parent = first.getparent()
-                if parent is not None:
-                    parent.remove(first)
-            else:
-                first.text = value
-            return
-        owner = first.getparent() if hasattr(first, "getparent") else None
-        if owner is None or not getattr(first, "is_attribute", False):
-            return
-        if value is None:
-            del owner.attrib[first.attrname]
-        else:
-            owner.set(first.attrname, value)
-
     # ------------------------------------------------------------------ JSON
 
-    def _json_batch(self, template: _Template, size: int, invalid_share: float) -> bytes:
+    def _json_batch(self, template: _Template, plan: _Plan) -> bytes:
         # Plain json (floats, not parse_json's Decimals): the values are written back unchanged.
         document = json.loads(template.body.decode(template.charset or "utf-8"))
         records = jmespath.search(self.spec.records, document)
@@ -272,15 +364,14 @@ class SystemTraffic:
             raise ValueError(f"sample {template.path} has no record list at {self.spec.records}")
         originals = list(records)
         records.clear()
-        for index in range(size):
-            clone = copy.deepcopy(originals[index % len(originals)])
+        for index in range(plan.size):
+            clone = copy.deepcopy(plan.source(originals, index))
             self._vary_json(clone)
-            if self._random.random() < invalid_share:
-                self._spoil_json(clone)
+            plan.finish(clone, self._spoil_json, self._random)
             records.append(clone)
-        _fix_json_count(document, self.spec.records, size)
+        _fix_json_count(document, self.spec.records, plan.size)
         if self._batch_path and self._batch_path.startswith("$."):
-            _set_json(document, self._batch_path[2:], self._batch_number())
+            self._change(document, self._batch_path[2:], self._batch_number())
         text = json.dumps(document, ensure_ascii=False)
         return text.encode(template.charset or "utf-8")
 
@@ -290,13 +381,13 @@ class SystemTraffic:
             if path and not path.startswith("$."):
                 current = value_at(record, path)
                 if isinstance(current, str):
-                    _set_json(record, path, _unique(current, serial))
+                    self._change(record, path, _unique(current, serial))
                 elif isinstance(current, int) and not isinstance(current, bool):
-                    _set_json(record, path, int(_unique(str(current), serial) or current))
+                    self._change(record, path, int(_unique(str(current), serial) or current))
         if self._region_path and not self._region_path.startswith("$."):
             current = value_at(record, self._region_path)
             if isinstance(current, str) and _halfwidth(current).strip() in _county_codes():
-                _set_json(record, self._region_path, self._random.choice(_county_codes()))
+                self._change(record, self._region_path, self._random.choice(_county_codes()))
         replaced: dict[str, str] = {}
         for codes in (self._fresh_code, self._fresh_org_code):
             for container, key, value in _json_leaves(record):
@@ -310,9 +401,13 @@ class SystemTraffic:
                     container[key] = _wrong_check(value)
                     return
         if self._key_path and not self._key_path.startswith("$."):
-            _set_json(record, self._key_path, None)
+            self._change(record, self._key_path, None)
 
     # ------------------------------------------------------------------ values
+
+    def _change(self, record: Any, path: str, value: Any) -> None:
+        """Change (None: remove) a value the template has at `path`; nothing is added."""
+        self.writer.put(record, path, value, create=False)
 
     def _next_serial(self) -> int:
         self._serial += 1
@@ -327,7 +422,7 @@ class SystemTraffic:
         if text in replaced:
             return replaced[text]
         fresh = text
-        if _is_credit_code(text):
+        if _is_credit_code(text) and not _is_organ(text):
             fresh = self._credit_code(_halfwidth(text).strip())
         elif _is_id_number(text):
             fresh = self._id_number(_halfwidth(text).strip())
@@ -420,6 +515,12 @@ def _is_credit_code(text: str) -> bool:
     return True
 
 
+def _is_organ(text: str) -> bool:
+    """A credit code registered by the 机构编制 authority (first character 1): a department or
+    public institution, not a party."""
+    return _halfwidth(text).strip().startswith("1")
+
+
 def _is_id_number(text: str) -> bool:
     value = _halfwidth(text).strip().upper()
     if len(value) != 18 or not value[:17].isdigit():
@@ -477,20 +578,6 @@ def _serialise_xml(root: etree._Element, template: bytes, charset: str | None) -
     codec = "gb18030" if name.replace("-", "").replace("_", "") in ("gb2312", "gbk") else name
     text = etree.tostring(root, encoding="unicode")
     return declaration.group(1) + b"\n" + text.encode(codec)
-
-
-def _set_json(record: Any, path: str, value: Any) -> None:
-    parts = path.split(".")
-    target = record
-    for part in parts[:-1]:
-        if not isinstance(target, dict):
-            return
-        target = target.get(part)
-    if isinstance(target, dict) and parts[-1] in target:
-        if value is None:
-            del target[parts[-1]]
-        else:
-            target[parts[-1]] = value
 
 
 def _json_leaves(value: Any) -> Iterator[tuple[Any, Any, Any]]:

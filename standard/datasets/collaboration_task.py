@@ -28,7 +28,8 @@ TaskStatusCode = Annotated[str, DictionaryCode("task_status")]
 
 ACCEPTED_STATUSES = frozenset({"2", "4", "5", "6"})
 RETURNED = "3"
-FED_BACK_STATUSES = frozenset({"5", "6"})
+FED_BACK, CLOSED = "5", "6"
+FED_BACK_STATUSES = frozenset({FED_BACK, CLOSED})
 
 
 class CollaborationTask(StandardRecord):

@@ -21,7 +21,7 @@ from flows_harness import flows as flows  # the fixture: the landscape on each b
 
 from adapters.authorisation import WARNING_MATCH_RULE
 from centre.collaboration import ACCEPT_RANK, PROGRESS_RANK, RESULT_RANK, RETURN_RANK, Loop, Step
-from hub.simulators.answers import TaskAnswers
+from hub.simulators.answers import Answers
 from mappings import SYSTEMS_ROOT
 from monitor.metrics import sample_total
 
@@ -157,8 +157,8 @@ def test_centre_sends_a_returned_task_back_and_dispatches_it_again_on_the_next_c
     (first,) = flows.received("health-penalty", task_id)
     assert again.idempotency_key != first.idempotency_key
     # The old assignee's steps are no longer taken: the task is housing's now.
-    answers = TaskAnswers(flows.mappings["housing-penalty"], dispatcher=CENTRE)
-    feedback = answers.feedback(task_id)
+    answers = Answers(flows.mappings["housing-penalty"], dispatcher=CENTRE)
+    feedback = answers.task("fed_back", task_id)
     flows.push("housing-penalty", "task_feedback", feedback.body, feedback.charset)
     wait_for(lambda: len(told(flows, case)) == 2, "housing's result at the platform")
     assert answers.result in told(flows, case)[1] and "<status>50</status>" in told(flows, case)[1]
@@ -229,8 +229,8 @@ def test_centre_turns_a_grassroots_event_into_a_task_and_its_result_into_event_f
     other = f"SJ{uuid.uuid4().hex[:16].upper()}"
     flows.push("grassroots-platform", "event_report", grassroots_event(other, "ZDJY", reported))
 
-    answers = TaskAnswers(flows.mappings["housing-penalty"], dispatcher=CENTRE)
-    feedback = answers.feedback(task_id)
+    answers = Answers(flows.mappings["housing-penalty"], dispatcher=CENTRE)
+    feedback = answers.task("fed_back", task_id)
     answered = flows.push("housing-penalty", "task_feedback", feedback.body, feedback.charset)
     assert answered.accepted >= 1 and answered.rejected == 0, answered
     wait_for(lambda: flows.received("grassroots-platform", event_id), "the event feedback")

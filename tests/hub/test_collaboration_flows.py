@@ -15,7 +15,7 @@ import pytest
 from flows_harness import CENTRE, DEPARTMENTS, Flows, complaint_xml, wait_for
 from flows_harness import flows as flows  # the fixture: the landscape on each bus
 
-from hub.simulators.answers import TaskAnswers
+from hub.simulators.answers import Answers
 from monitor.metrics import sample_total
 from standard.checks import credit_code_check_char, org_code_check_char
 
@@ -49,8 +49,8 @@ def test_a_complaint_becomes_a_task_for_its_department_and_the_result_goes_back(
     assert (b"<" if spec.format == "xml" else b"{") in task.body[:200]
     assert flows.others_got(department, case) == []
 
-    answers = TaskAnswers(flows.mappings[department], dispatcher=CENTRE)
-    feedback = answers.feedback(task_id)
+    answers = Answers(flows.mappings[department], dispatcher=CENTRE)
+    feedback = answers.task("fed_back", task_id)
     answered = flows.push(department, "task_feedback", feedback.body, feedback.charset)
     assert answered.accepted >= 1 and answered.rejected == 0, answered
 
