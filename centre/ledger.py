@@ -12,7 +12,8 @@ department, event, time, message id):
 - accepted, disposing, fed_back, returned: risk_feedback steps 2, 3 or 4, 5, 7; task statuses
   2, 4, 5, 3 from the assignee's own system;
 - closed: a warning of status 6 (every row of it); a task of status 6 (the assignee's row, or
-  every row when the dispatcher sends it);
+  every row when the dispatcher sends it, as the collaboration centre does for the tasks it
+  dispatched once they are fed back), at the close's own change time;
 - cancelled: a delete of the warning or the task (every row).
 
 The state is derived from the events, never moved blindly: the furthest step reached, so the same
@@ -425,14 +426,9 @@ class Ledger:
         event = TASK_STEPS.get(status)
         if event is None:
             return []
-        at = (
-            _parse(
-                data.get("feedback_time")
-                if event in ("fed_back", "closed")
-                else data.get("accepted_time")
-            )
-            or envelope.time
-        )
+        # A close is a change of its own: its time, not the feedback time the record carries.
+        stated = {"fed_back": "feedback_time", "closed": None}.get(event, "accepted_time")
+        at = (_parse(data.get(stated)) if stated else None) or envelope.time
         detail = {
             k: data.get(k)
             for k in ("feedback_result", "return_reason", "accepted_by")

@@ -224,6 +224,37 @@ def test_ledger_overdue_with_an_injected_clock(ledger: Ledger, clock: Clock) -> 
     assert ledger.overdue_counts() == [("warning", MARKET["name"], 1)]
 
 
+def test_centre_department_tallies_for_the_demo_table(ledger: Ledger, clock: Clock) -> None:
+    # Market: a task fed back in time and closed by its dispatcher (the centre's system), a
+    # task returned, a red warning (1 day) fed back after 30 hours, a blue one (15 days) open.
+    publish(ledger, "collaboration", task("1", task_id="RW-ON-TIME"))
+    publish(ledger, MARKET_SYSTEM, task("5", at(30), task_id="RW-ON-TIME"))
+    publish(ledger, "collaboration", task("6", at(31), task_id="RW-ON-TIME"))
+    publish(ledger, "collaboration", task("1", task_id="RW-BACK"))
+    publish(ledger, MARKET_SYSTEM, task("3", at(2), task_id="RW-BACK"))
+    publish(ledger, "national", warning("YJ-RED", level="D"))
+    publish(ledger, MARKET_SYSTEM, feedback("5", at(30), warning_id="YJ-RED"))
+    publish(ledger, "national", warning("YJ-BLUE", level="A"))
+    # Ecology: a red warning nobody answers.
+    publish(ledger, "national", warning("YJ-SILENT", level="D", department=ECO))
+    clock.now = DISPATCHED + dt.timedelta(days=2)
+
+    def tallied() -> dict[tuple[str, str], tuple[int, ...]]:
+        return {
+            (t.department, t.kind): (t.items, t.open, t.overdue, t.returned, t.closed, t.late)
+            for t in ledger.department_tallies()
+        }
+
+    # (items, open, overdue, returned, closed, late)
+    assert tallied() == {
+        (MARKET["name"], "task"): (2, 1, 0, 1, 1, 0),
+        (MARKET["name"], "warning"): (2, 2, 0, 0, 0, 1),
+        (ECO["name"], "warning"): (1, 1, 1, 0, 0, 0),
+    }
+    clock.now = DISPATCHED + dt.timedelta(days=16)  # the blue warning's time is up too
+    assert tallied()[(MARKET["name"], "warning")] == (2, 2, 1, 0, 0, 1)
+
+
 def test_ledger_deadline_in_working_days_across_national_day(store: Store, clock: Clock) -> None:
     rules = DeadlineRules(task=TaskDeadlines(by_type={"1": Deadline(days=7, count="working")}))
     calendar = WorkingCalendar()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -130,6 +130,32 @@ def test_centre_tells_acceptance_and_progress_then_the_result_and_nothing_after(
     closed = [d for d in flows.received("complaint-platform", f"<caseNo>{case}</caseNo>")[2:]]
     assert all("<status>50</status>" in d.body.decode() for d in closed)
     assert len({d.idempotency_key for d in closed}) == 1  # one change, told twice at most
+
+
+def test_centre_closes_a_task_fed_back_and_its_department_hears_it_closed(flows: Flows) -> None:
+    case, task_id = new_case()
+    pushed = flows.push("complaint-platform", "complaint_push", complaint_xml(case, "医疗美容"))
+    assert pushed.accepted == 1, pushed
+    wait_for(lambda: flows.received("health-penalty", task_id), f"{task_id} at health-penalty")
+    result_at = ACCEPTED_AT + timedelta(days=5)
+    push_step(flows, task_id, "FK", result_at, fksj=millis(result_at), fkjg="已立案查处")
+
+    # The centre dispatched it, so the centre closes it: the task, status 6 in health's own
+    # code (BJ 已办结), comes to the department, a change of its own after the result.
+    wait_for(lambda: len(flows.received("health-penalty", task_id)) == 2, "the close at health")
+    dispatched, closed = (json.loads(d.body) for d in flows.received("health-penalty", task_id))
+    assert (dispatched["rwzt"], closed["rwzt"]) == ("PF", "BJ")
+    assert closed["pfdw"] == {"mc": CENTRE["name"], "dm": CENTRE["credit_code"]}
+    assert closed["gxsj"] == millis(result_at + timedelta(seconds=1))
+    wait_for(lambda: told(flows, case), "the result at the platform")
+    assert "<status>50</status>" in told(flows, case)[0]
+    # The ledger closed the department's row; nobody else heard of the close.
+    followed = flows.ledger().item(task_id)
+    assert followed is not None
+    (row,) = followed["rows"]
+    assert row["state"] == "closed" and not row["flags"], row
+    assert row["closed_at"] == (result_at + timedelta(seconds=1)).astimezone(UTC).isoformat()
+    assert flows.others_got("health-penalty", task_id) == []
 
 
 def test_centre_sends_a_returned_task_back_and_dispatches_it_again_on_the_next_change(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import unicodedata
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -19,14 +20,17 @@ import bus
 from adapters.authorisation import StoredWarningAddressees
 from hub.app import create_app
 from hub.settings import HubSettings
+from hub.simulators.answers import TASK_STEPS, WARNING_STEPS, Answers
 from hub.simulators.clients import SystemClient
 from hub.simulators.landscape import Landscape, build_landscape
 from hub.simulators.server import LoopbackServer, free_port
 from hub.simulators.targets import FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic
+from hub.simulators.writer import RecordWriter
 from mappings import PayloadRejected, SystemMappings, load_all
 from mappings.payloads import PayloadLimits, parse_xml
 from standard.checks import check_credit_code
+from standard.types import SHANGHAI
 
 MAPPINGS = load_all()
 LANDSCAPE = build_landscape(MAPPINGS)
@@ -90,6 +94,86 @@ def test_spoiled_records_are_rejected_and_counted() -> None:
     assert 5 <= payload.invalid <= 35
     result = MAPPINGS["grassroots-platform"].translate("event_report", payload.body)
     assert len(result.envelopes) == payload.valid
+
+
+DEPARTMENT_SYSTEMS = sorted(s for s, f in MAPPINGS.items() if "task_feedback" in f.inbound)
+CENTRE = {"name": "浙江省综合行政执法指导办公室", "credit_code": "11330000MB1P273395"}
+DISPATCHED = datetime(2026, 4, 8, 16, 10, tzinfo=SHANGHAI)
+
+
+@pytest.mark.parametrize("system", DEPARTMENT_SYSTEMS)
+def test_demo_department_answers_each_centre_step_of_a_task_in_its_own_format(
+    system: str,
+) -> None:
+    answers = Answers(MAPPINGS[system], dispatcher=CENTRE)
+    due, accepted = DISPATCHED + timedelta(days=15), DISPATCHED + timedelta(hours=2)
+    for hours, step in enumerate(TASK_STEPS, start=3):
+        at = DISPATCHED + timedelta(hours=hours)
+        payload = answers.task(
+            step, "XT-TS330782202604021833", dispatched=DISPATCHED, due=due, at=at,
+            accepted=accepted, reason="不属本部门职责",
+        )  # fmt: skip
+        # Read back by the department's own mapping, as the hub reads it.
+        (envelope,) = (
+            MAPPINGS[system]
+            .translate("task_feedback", payload.body, charset=payload.charset)
+            .envelopes
+        )
+        task = envelope.data
+        assert task["task_id"] == "XT-TS330782202604021833", (system, step)
+        assert task["status"] == TASK_STEPS[step].code, (system, step)
+        assert task["dispatcher"]["name"] == CENTRE["name"], (system, step)
+        assert datetime.fromisoformat(task["dispatched_time"]) == DISPATCHED, (system, step)
+        # Each step is a change of its own (its own time, so its own idempotency key).
+        assert envelope.time == at, (system, step, envelope.time)
+        if step == "returned":
+            assert task["return_reason"] == "不属本部门职责" and not task.get("feedback_time")
+        else:
+            assert datetime.fromisoformat(task["accepted_time"]) == (
+                at if step == "accepted" else accepted
+            ), (system, step)
+        if step in ("disposing", "fed_back"):
+            assert datetime.fromisoformat(task["feedback_time"]) == at, (system, step)
+        if step == "fed_back":
+            assert task["feedback_result"] == answers.result, system
+
+
+@pytest.mark.parametrize("system", DEPARTMENT_SYSTEMS)
+def test_demo_department_answers_each_centre_step_of_a_warning_in_its_own_format(
+    system: str,
+) -> None:
+    answers = Answers(MAPPINGS[system], dispatcher=CENTRE)
+    named = {"name": "浙江省市场监督管理局", "credit_code": "11330000002502194F"}
+    keys = set()
+    for hours, step in enumerate(WARNING_STEPS, start=1):
+        at = DISPATCHED + timedelta(hours=hours)
+        payload = answers.warning(step, "GJYJ20260506000341", department=named, at=at)
+        (envelope,) = (
+            MAPPINGS[system]
+            .translate("risk_feedback", payload.body, charset=payload.charset)
+            .envelopes
+        )
+        feedback = envelope.data
+        assert (feedback["warning_id"], feedback["step"]) == (
+            "GJYJ20260506000341", WARNING_STEPS[step].code
+        ), (system, step)  # fmt: skip
+        assert feedback["department"] == named, (system, step)
+        assert datetime.fromisoformat(feedback["step_time"]) == at, (system, step)
+        keys.add(envelope.idempotencykey)
+    assert len(keys) == len(WARNING_STEPS), system  # each step its own feedback record
+
+
+def test_demo_answers_refuse_what_a_mapping_cannot_say_backwards_naming_the_field() -> None:
+    answers = Answers(MAPPINGS["market-penalty"], dispatcher=CENTRE)
+    with pytest.raises(ValueError, match="no task feedback step 'closed'"):
+        answers.task("closed", "XT-1")
+    # The national system's warnings carry no status of their own (a constant 1): nobody can
+    # write a closed warning (status 6) in its format, and the writer says so, not guesses.
+    writer = RecordWriter(MAPPINGS["national"], "risk_warning")
+    with pytest.raises(ValueError, match="status is read by a `const` rule"):
+        writer.write({}, "status", "6")
+    with pytest.raises(ValueError, match="reads no field 'step'"):
+        writer.write({}, "step", "5")
 
 
 def test_hostile_samples_are_refused_whole() -> None:

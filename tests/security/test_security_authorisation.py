@@ -40,7 +40,7 @@ from adapters.egress import NotDelivered
 from adapters.ingress import Ingress, outgoing_message
 from adapters.routing import Directory
 from centre.collaboration import CollaborationCentre
-from hub.simulators.answers import TaskAnswers
+from hub.simulators.answers import Answers
 from hub.systems import load_systems, parse_systems
 from mappings import SYSTEMS_ROOT
 from monitor.metrics import sample_total
@@ -157,8 +157,8 @@ def test_agri_cannot_feed_back_markets_task_and_markets_own_result_reaches_the_p
     assert SERVED_RULE in reason and "agri-penalty" in reason
 
     # Its twin: market's own feedback closes the complaint with market's result.
-    answers = TaskAnswers(flows.mappings["market-penalty"], dispatcher=CENTRE)
-    feedback = answers.feedback(task_id)
+    answers = Answers(flows.mappings["market-penalty"], dispatcher=CENTRE)
+    feedback = answers.task("fed_back", task_id)
     answered = flows.push("market-penalty", "task_feedback", feedback.body, feedback.charset)
     assert answered.accepted >= 1 and answered.rejected == 0, answered
     wait_for(
@@ -386,8 +386,8 @@ def test_the_centre_takes_a_tasks_result_only_from_its_assignee_even_past_ingres
         assert "came from agri-penalty, but the task was assigned to market-penalty" in reason
 
         # The twin: market's own result, published the same way, closes the complaint.
-        answers = TaskAnswers(folders()["market-penalty"], dispatcher=CENTRE)
-        feedback = answers.feedback(task_id)
+        answers = Answers(folders()["market-penalty"], dispatcher=CENTRE)
+        feedback = answers.task("fed_back", task_id)
         market = translated("market-penalty", "task_feedback", feedback.body, feedback.charset)
         broker.publish(
             outgoing_message(market, "collaboration_task.330106.market-penalty.collaboration")
@@ -432,6 +432,19 @@ def test_the_centre_dispatches_in_its_own_name_and_no_one_else_in_it() -> None:
         shipped_rule().check("market-penalty", [dispatched])
 
 
+def test_the_centre_closes_a_task_it_dispatched_its_assignees_may_and_no_one_else() -> None:
+    closed = joint_task(status="6", dispatcher=CENTRE)
+    # The dispatcher's system closes it (the centre, once it accepted the result); each
+    # assignee's system may report it closed too; a third system may not, in either name.
+    for sender in ("collaboration", "health-penalty", "market-penalty"):
+        shipped_rule().check(sender, [closed])
+    with pytest.raises(NotAuthorised, match="in the name of one of assignees"):
+        shipped_rule().check("agri-penalty", [closed])
+    # Only a close: the dispatcher's system reports no other step of the assignees' work.
+    with pytest.raises(NotAuthorised, match="collaboration serves"):
+        shipped_rule().check("collaboration", [joint_task(status="5", dispatcher=CENTRE)])
+
+
 def test_a_complaint_kept_before_assignees_were_recorded_is_held_to_its_scenarios_system(
     tmp_path: Path,
 ) -> None:
@@ -464,8 +477,8 @@ def test_a_complaint_kept_before_assignees_were_recorded_is_held_to_its_scenario
             centre.act(forged)
         assert refused.value.settle_as == "dead_letter"
         # Market's own step passes the check and goes on to publish (the bus is away: retried).
-        answers = TaskAnswers(folders()["market-penalty"], dispatcher=CENTRE)
-        feedback = answers.feedback(f"XT-{case}")
+        answers = Answers(folders()["market-penalty"], dispatcher=CENTRE)
+        feedback = answers.task("fed_back", f"XT-{case}")
         market = translated("market-penalty", "task_feedback", feedback.body, feedback.charset)
         with pytest.raises(NotDelivered, match="not connected to the bus") as later:
             centre.act(market)
