@@ -1,4 +1,5 @@
-"""`jghub demo` end to end: it runs, exits 0, and its books balance on both buses."""
+"""`jghub demo` end to end: it runs, exits 0, its books balance on both buses, and its disposal
+loop is what the simulated departments' behaviour implies."""
 
 from __future__ import annotations
 
@@ -6,12 +7,22 @@ import os
 import re
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from broker_support import RABBITMQ_URL, require_rabbitmq
+from store_support import embedded_store
 
+from adapters.authorisation import WARNING_MATCH_RULE
+from adapters.routing import department_ref
+from centre.ledger import Ledger, department_key
+from hub.simulators.clients import PUSH_ADAPTERS
 from hub.simulators.demo import DemoOptions, DemoReport, run_demo
+from hub.simulators.departments import KINDS, DepartmentBehaviour
+from hub.simulators.landscape import build_landscape
+from mappings import load_all
+from monitor.metrics import sample_total
 
 
 def _assert_books_balance(report: DemoReport) -> None:
@@ -42,6 +53,80 @@ def test_demo_on_the_embedded_bus_balances_its_books(tmp_path: Path) -> None:
     _assert_books_balance(report)
     assert report.bus_url.startswith("sqlite:")
     assert (tmp_path / "demo" / "bus.sqlite3").is_file()
+
+
+def _expected_tally(kind: str, answer: str, overdue: bool) -> tuple[int, ...]:
+    """(items, open, overdue, returned, closed, late) of one row a department answered so: a
+    task fed back is closed by the centre, its dispatcher; a warning fed back waits for its
+    issuer (national, whose format cannot say closed)."""
+    fed_back = answer in ("on_time", "late")
+    closed = fed_back and kind == "task"
+    return (
+        1,
+        int(not closed),
+        int(answer == "never" and overdue),
+        int(answer == "return"),
+        int(closed),
+        int(answer == "late"),
+    )
+
+
+@pytest.mark.slow
+def test_demo_centre_loop_is_what_each_departments_behaviour_implies(tmp_path: Path) -> None:
+    unmatched = sample_total("jghub_unmatched_feedback_total")
+    options = DemoOptions(data_dir=tmp_path / "demo")
+    report = run_demo(options)
+    _assert_books_balance(report)
+    # No department fed back anything it did not receive: nothing unmatched, nothing the centre
+    # could not place.
+    assert sample_total("jghub_unmatched_feedback_total") == unmatched
+    assert all(WARNING_MATCH_RULE not in b.reasons for b in report.books.values())
+    assert report.books["collaboration"].dead_lettered == 0
+
+    systems = build_landscape(load_all()).systems.systems
+    owner = {department_key(department_ref(d)): s.id for s in systems for d in s.departments}
+    channels = {
+        (s.id, kind)
+        for s in systems
+        for kind, message_type in KINDS.items()
+        for c in s.inbound
+        if c.message_type == message_type and c.adapter in PUSH_ADAPTERS
+    }
+    closed_at = report.loop.closed_at
+    store = embedded_store(tmp_path / "demo")
+    try:
+        rows = Ledger(store, clock=lambda: closed_at).items(limit=100_000)
+    finally:
+        store.close()
+    expected: dict[tuple[str, str], list[int]] = {}
+    exercised: set[str] = set()
+    for row in rows:
+        system, kind = owner[row["department"]], row["kind"]
+        behaviour = options.departments.get(system, DepartmentBehaviour())
+        answer = behaviour.of(kind) if (system, kind) in channels else "never"
+        exercised.add(answer)
+        due = datetime.fromisoformat(row["due_at"])
+        assert due < closed_at and not row["flags"], row
+        if answer == "return":
+            assert row["state"] == "returned", row
+        elif answer == "never":
+            assert row["state"] in ("dispatched", "delivered") and row["overdue"], row
+        else:
+            assert row["state"] == ("closed" if kind == "task" else "fed_back"), row
+            fed_back = datetime.fromisoformat(row["fed_back_at"])
+            late = fed_back - due
+            assert (late > timedelta(0)) == (answer == "late"), row
+            if answer == "late":
+                assert abs(late - timedelta(days=behaviour.late_by_days)) < timedelta(minutes=2)
+        counts = _expected_tally(kind, answer, overdue=due < closed_at)
+        tally = expected.setdefault((row["department_name"], kind), [0] * 6)
+        tally[:] = [a + b for a, b in zip(tally, counts, strict=True)]
+    # The run shows every behaviour, and the closing table (one query) says what they imply.
+    assert exercised == {"on_time", "late", "return", "never"}
+    assert {
+        (t.department, t.kind): [t.items, t.open, t.overdue, t.returned, t.closed, t.late]
+        for t in report.loop.tallies
+    } == expected
 
 
 @pytest.mark.slow
