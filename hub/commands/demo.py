@@ -202,6 +202,11 @@ def _print_loop(console: Console, loop: DisposalLoop) -> None:
         "fed-back items waiting for their dispatcher; late ones were fed back after their due "
         "time; tasks fed back are closed by the collaboration centre."
     )
+    refused = sum(loop.refused.values())
+    console.print(
+        f"The departments pushed {loop.answers} answers; the hub refused {refused}"
+        + (f": {_top(loop.refused)}." if refused else ".")
+    )
     for (system, kind), count in sorted(loop.unanswerable.items()):
         console.print(f"  {system} has no channel to answer a {kind}: {count} left unanswered")
 

@@ -194,6 +194,8 @@ class DisposalLoop:
       behaviours: how each department system answered (by system id).
       unanswerable: items a department would have answered but has no channel for, by
         (system, kind).
+      answers: the answers the departments pushed (each step a payload).
+      refused: why the hub refused some of them, by reason (empty when all were accepted).
       day_ends: where the demo clock started: the end of the day of traffic.
       closed_at: where it stood when the loop was tallied (every due time passed).
     """
@@ -202,6 +204,8 @@ class DisposalLoop:
     systems: dict[str, str]
     behaviours: dict[str, DepartmentBehaviour]
     unanswerable: Counter[tuple[str, str]]
+    answers: int
+    refused: Counter[str]
     day_ends: datetime
     closed_at: datetime
 
@@ -329,6 +333,8 @@ def _tallied(
         {t.department: names.get(t.department, "?") for t in tallies},
         behaviours,
         departments.unanswerable,
+        departments.pushed,
+        departments.refused,
         day_ends,
         closed_at,
     )

@@ -156,6 +156,9 @@ class Departments:
         self.latest: datetime | None = None
         self.answered: dict[tuple[str, str, str], Answered] = {}
         self.unanswerable: Counter[tuple[str, str]] = Counter()
+        self.pushed = 0
+        self.refused: Counter[str] = Counter()
+        """Why the hub refused answers (none, when every department answered right)."""
         self._departments: dict[str, _Department] = {}
         self._owner: dict[str, str] = {}
         systems = landscape.systems.systems
@@ -219,6 +222,8 @@ class Departments:
                 while outcome.failed:  # not confirmed by the bus: sent again, as told
                     outcome = department.client.push(channel, payload)
                 pushed.append(outcome)
+                self.pushed += 1
+                self.refused.update(outcome.reasons)
         return pushed
 
     def _payloads(

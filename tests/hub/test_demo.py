@@ -82,6 +82,7 @@ def test_demo_centre_loop_is_what_each_departments_behaviour_implies(tmp_path: P
     assert sample_total("jghub_unmatched_feedback_total") == unmatched
     assert all(WARNING_MATCH_RULE not in b.reasons for b in report.books.values())
     assert report.books["collaboration"].dead_lettered == 0
+    assert report.loop.answers > 0 and report.loop.refused == {}
 
     systems = build_landscape(load_all()).systems.systems
     owner = {department_key(department_ref(d)): s.id for s in systems for d in s.departments}
