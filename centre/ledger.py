@@ -22,9 +22,11 @@ business time: a step after the row was closed or cancelled, or an acceptance an
 same row, is kept and flagged (`flags`), never dropped. A joint task has one row per assignee;
 one department's feedback moves only its own row.
 
-A row's due time is set from its first dispatch by `centre.deadlines` (level, task type or the
-complaint's scenario; calendar or working days); a due date the working-day calendar cannot count
-(a year it does not cover) leaves the row without one and says why in `due_error`.
+A row's due time is the deadline its first dispatch carries (a warning's 处置时限, a task's
+办理时限: what the department was told), or else set from that dispatch by `centre.deadlines`
+(level, task type or the complaint's scenario; calendar or working days); a due date the
+working-day calendar cannot count (a year it does not cover) leaves the row without one and says
+why in `due_error`. The collaboration centre writes the same rules' deadline into its tasks.
 
 The ledger is fed by `LedgerObserver`, the hub's observer with two hooks: what ingress (or the
 collaboration centre) published, and what a worker delivered. Its failures are logged, never
@@ -67,6 +69,8 @@ from standard.envelope import Envelope, Operation
 from store import METADATA, Store, upsert
 
 log = logging.getLogger("centre.ledger")
+
+RECORD_DEADLINE = "the record's deadline"
 
 KINDS = ("warning", "task")
 STATES = (
@@ -348,7 +352,11 @@ class Ledger:
                 issued,
                 envelope.id,
                 department.get("name"),
-                {"level": data.get("risk_level"), "title": data.get("title")},
+                {
+                    "level": data.get("risk_level"),
+                    "title": data.get("title"),
+                    "deadline": data.get("deadline"),
+                },
             )
         ]
 
@@ -389,6 +397,7 @@ class Ledger:
                 "title": data.get("title"),
                 "source_dataset": data.get("source_dataset"),
                 "source_record_id": data.get("source_record_id"),
+                "deadline": data.get("deadline"),
             }
             at = _parse(data.get("dispatched_time")) or envelope.time
             return [
@@ -585,6 +594,10 @@ class Ledger:
     def _due(
         self, db: Connection, kind: str, detail: Mapping[str, Any], dispatched: float
     ) -> dict[str, Any]:
+        own = _parse(detail.get("deadline"))
+        if own is not None:
+            # The dispatcher's 办理时限 on the record is what the department was told: it wins.
+            return {"due_at": _epoch(own), "due_rule": RECORD_DEADLINE, "due_error": None}
         scenario = None
         if detail.get("source_dataset") == "complaint" and detail.get("source_record_id"):
             scenario = self._scenario(db, str(detail["source_record_id"]))

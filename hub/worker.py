@@ -134,10 +134,9 @@ class Worker:
         self._own_journal: Journal | None = None
         if self.observer is None:
             self._own_journal = MonitorSettings().open_journal(self.store, self.settings.data_dir)
+        self.ledger = self.settings.ledger(self.store, self.systems.systems)
         self._observer = self.observer or LedgerObserver(
-            self.topology,
-            self._own_journal,
-            ledger=self.settings.ledger(self.store, self.systems.systems),
+            self.topology, self._own_journal, ledger=self.ledger
         )
         self.selected: list[SystemConfig] = self._select(self.targets)
         self.poller_channels = self._poller_channels() if self.pollers else []
@@ -180,7 +179,16 @@ class Worker:
                 directory=self.directory,
                 redaction=self.redaction,
             )
-            return CollaborationCentre(system, publisher, self.store, self.settings.data_dir)
+            # The ledger's rules set each task's deadline, so what the department is told is
+            # what the centre holds it to.
+            return CollaborationCentre(
+                system,
+                publisher,
+                self.store,
+                self.settings.data_dir,
+                deadlines=self.ledger.rules,
+                calendar=self.ledger.calendar,
+            )
         return build_egress(
             system,
             self.mappings.get(system.id),

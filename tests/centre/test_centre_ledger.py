@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 
 from centre.api import centre_router
 from centre.deadlines import Deadline, DeadlineRules, DeadlinesFileError, TaskDeadlines
-from centre.ledger import CentreCollector, Ledger
+from centre.ledger import RECORD_DEADLINE, CentreCollector, Ledger
 from centre.workdays import WorkingCalendar
 from hub import cli
 from monitor.operators import OperatorGate, load_operators
@@ -250,6 +250,24 @@ def test_ledger_deadline_past_the_calendar_is_flagged_not_a_crash(
     kept = row(ledger, "RW-1")
     assert kept["state"] == "dispatched" and kept["due_at"] is None
     assert "2027" in kept["due_error"]
+
+
+def test_ledger_deadline_the_dispatcher_set_on_the_record_wins_over_the_rules(
+    store: Store, clock: Clock
+) -> None:
+    """A warning's 处置时限 or a task's 办理时限 is what the department was told: the ledger
+    holds it to that, and falls back to the rules only where the dispatcher set none."""
+    ledger = ledger_of(store, clock, rules=DeadlineRules())
+    told = DISPATCHED + dt.timedelta(days=2, hours=3)
+    record = CollaborationTask.model_validate({**task("1").data, "deadline": told})
+    publish(ledger, "collaboration", wrap(record, DISPATCHED, Operation.INSERT))
+    publish(ledger, "collaboration", task("1", task_id="RW-2"))
+    with_deadline, without = row(ledger, "RW-1"), row(ledger, "RW-2")
+    assert with_deadline["due_rule"] == RECORD_DEADLINE
+    assert with_deadline["due_at"] == told.astimezone(dt.UTC).isoformat()
+    assert without["due_rule"] == "default: 15 calendar days"
+    clock.now = told + dt.timedelta(seconds=1)
+    assert [r["item_id"] for r in ledger.items(overdue=True)] == ["RW-1"]
 
 
 def test_ledger_task_deadline_by_complaint_scenario(store: Store, clock: Clock) -> None:
