@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from hub_harness import BACKENDS, require_backend
 from prometheus_client import CollectorRegistry, generate_latest
-from store_support import STORE_BACKENDS, fresh_store_url
 from typer.testing import CliRunner
 
 import bus
@@ -46,15 +45,6 @@ SAMPLES = Path(__file__).parents[2] / "mappings" / "systems" / "agri-penalty"
 CALENDAR = WorkingCalendar.load()
 LIMITS = PenaltyLimits(publication_by_system={"market-penalty": 20})
 FILED = dt.date(2026, 1, 5)
-
-
-@pytest.fixture(params=STORE_BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A fresh, migrated store on each backend (PostgreSQL: skipped with the reason if absent)."""
-    with fresh_store_url(request.param, tmp_path) as url:
-        opened = Store.open(url, migrate=True)
-        yield opened
-        opened.close()
 
 
 def canonical_case(archived: bool = False, **changes: Any) -> dict[str, Any]:
