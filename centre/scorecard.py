@@ -37,8 +37,6 @@ ledger's injected clock.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
-from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
@@ -46,7 +44,7 @@ from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.engine import Connection
 
 from centre.ledger import CENTRE_EVENT, CENTRE_ITEM, OPEN_STATES, OVERDUE_STATES, Ledger
-from centre.penalties import OverdueCase, PenaltyLimits, overdue_cases
+from centre.penalties import OverdueReport, PenaltyLimits, overdue_cases
 from standard.types import SHANGHAI
 
 
@@ -126,7 +124,7 @@ def scorecard(ledger: Ledger, limits: PenaltyLimits, department: str | None = No
         at=now,
         department=department,
         disposal=disposal,
-        penalties=penalty_scores(report.overdue),
+        penalties=penalty_scores(report),
         uncounted=report.uncounted,
     )
 
@@ -223,9 +221,9 @@ def median_disposal(db: Connection, department: str | None) -> dict[tuple[str, s
     return {(d, k): float(s) for d, k, s in db.execute(query)}
 
 
-def penalty_scores(overdue: Iterable[OverdueCase]) -> list[PenaltyScore]:
+def penalty_scores(report: OverdueReport) -> list[PenaltyScore]:
     """Per department, its penalty cases overdue by limit and state, departments by name."""
-    counts = Counter((found.department, found.limit, found.state) for found in overdue)
+    counts = report.counts_by_state()
     return [
         PenaltyScore(
             department=department,

@@ -214,8 +214,9 @@ def test_centre_overdue_gauge_and_cli_per_department(store: Store, tmp_path: Pat
         PenaltyOverdueCollector(store, CALENDAR, LIMITS, lambda: shanghai_noon(today))
     )
     text = generate_latest(registry).decode()
-    assert 'jghub_penalty_cases_overdue{department="嘉兴市农业农村局",limit="decision"} 1.0' in text
-    assert 'jghub_penalty_cases_overdue{department="衢州市农业农村局",limit="decision"} 1.0' in text
+    for department in ("嘉兴市农业农村局", "衢州市农业农村局"):
+        labels = f'department="{department}",limit="decision",state="open"'
+        assert f"jghub_penalty_cases_overdue{{{labels}}} 1.0" in text
     env = {"JGHUB_DATABASE_URL": str(store.engine.url.render_as_string(hide_password=False)),
            "JGHUB_DATA_DIR": str(tmp_path)}  # fmt: skip
     runner = CliRunner()
