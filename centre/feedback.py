@@ -24,6 +24,7 @@ from typing import Any
 
 from standard.datasets.collaboration_task import FEEDBACK, JOINT_INSPECTION, CollaborationTask
 from standard.datasets.risk_warning import CONFIRMED_AND_DISPOSED, DISPOSAL_REPORT, RiskFeedback
+from standard.dictionaries import dictionary
 from standard.fields import field_meta
 
 WARNING_FEEDBACK_KEPT = (
@@ -85,7 +86,8 @@ def _warning_gaps(feedback: Mapping[str, Any]) -> list[str]:
     linked = feedback.get("inspection_id") or feedback.get("penalty_id")
     if str(feedback.get("conclusion")) == CONFIRMED_AND_DISPOSED and not linked:
         gaps.append(
-            f"conclusion {CONFIRMED_AND_DISPOSED} (风险属实已处置) names neither "
+            f"conclusion {CONFIRMED_AND_DISPOSED} "
+            f"({dictionary('disposal_conclusion').label(CONFIRMED_AND_DISPOSED)}) names neither "
             f"{_named(RiskFeedback, 'inspection_id')} nor {_named(RiskFeedback, 'penalty_id')}"
         )
     return gaps
@@ -97,7 +99,8 @@ def _task_gaps(feedback: Mapping[str, Any], task_type: str | None) -> list[str]:
     ]
     if task_type == JOINT_INSPECTION and not feedback.get("inspection_ids"):
         gaps.append(
-            f"a joint inspection (task type {JOINT_INSPECTION} 联合检查) names no "
+            f"a joint inspection (task type {JOINT_INSPECTION} "
+            f"{dictionary('task_type').label(JOINT_INSPECTION)}) names no "
             f"{_named(CollaborationTask, 'inspection_ids')}"
         )
     return gaps

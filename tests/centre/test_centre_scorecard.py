@@ -148,6 +148,24 @@ def test_scorecard_feedback_completeness(ledger: Ledger) -> None:
     assert "inspection_ids" in gaps["RW-3"][0] and gaps["RW-1"] == []
 
 
+def test_scorecard_feedback_judged_on_the_closing_or_by_its_conclusion(store: Store) -> None:
+    """A task its assignee closes (status 6) at once is judged on that closing; a warning found
+    not real (conclusion 3) needs no inspection or case."""
+    ledger = ledger_of(store, Clock(NOW))
+    publish(ledger, "collaboration", task("1", task_id="RW-9", assignees=[ECO]))
+    closing = task("6", at(30), task_id="RW-9", assignees=[ECO], inspection_ids=["JC-9"])
+    publish(ledger, "eco-env-penalty", closing)
+    publish(ledger, "national", warning("YJ-9"))
+    publish(ledger, "market-penalty", feedback("5", at(30), warning_id="YJ-9", conclusion="3"))
+    judged = {row["item_id"]: row for row in ledger.items(limit=10)}
+    assert judged["RW-9"]["state"] == "closed" and judged["RW-9"]["feedback_complete"] is True
+    assert judged["YJ-9"]["feedback_complete"] is True and judged["YJ-9"]["feedback_gaps"] == []
+    card = scorecard(ledger, LIMITS)
+    assert [(s.kind, s.feedback_complete, s.on_time) for s in card.disposal] == [
+        ("task", 1, 1), ("warning", 1, 1),
+    ]  # fmt: skip
+
+
 def test_scorecard_median_for_even_and_odd_counts(ledger: Ledger) -> None:
     card = scorecard(ledger, LIMITS)
     # Four warnings fed back after 24, 48, 60 and 96 hours: the mean of the middle two.
@@ -203,9 +221,8 @@ def test_scorecard_api_behind_operator_accounts(ledger: Ledger, tmp_path: Path) 
 def test_quality_prints_the_scorecard_as_an_operator_reads_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On the embedded store, with the real clock: three weeks after March 2026 is long past,
-    so the figures do not move with today's date (only YJ-6 and YJ-E, not yet due there,
-    would; they are left out here)."""
+    """On the embedded store, with the real clock: the two warnings were due in March 2026, so
+    the figures do not move with the day the test runs."""
     store = Store.open(store_url(None, tmp_path))
     ledger = ledger_of(store, Clock(NOW))
     publish(ledger, "national", warning("YJ-1"))
