@@ -22,6 +22,9 @@ business time: a step after the row was closed or cancelled, or an acceptance an
 same row, is kept and flagged (`flags`), never dropped. A joint task has one row per assignee;
 one department's feedback moves only its own row.
 
+A row fed back is judged complete or not (`feedback_complete`, and what it lacks in
+`feedback_gaps`) on its department's last feedback, by `centre.feedback`.
+
 A row's due time is the deadline its first dispatch carries (a warning's 处置时限, a task's
 办理时限: what the department was told), or else set from that dispatch by `centre.deadlines`
 (level, task type or the complaint's scenario; calendar or working days); a due date the
@@ -46,6 +49,7 @@ from typing import Any
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import (
+    Boolean,
     Column,
     Double,
     Index,
@@ -63,6 +67,7 @@ from sqlalchemy.engine import Connection
 from adapters.routing import department_ref
 from bus import Message, Outgoing, PublishFailure
 from centre.deadlines import DeadlineRules
+from centre.feedback import TASK_FEEDBACK_KEPT, WARNING_FEEDBACK_KEPT, feedback_gaps, last_feedback
 from centre.workdays import CalendarNotCovered, WorkingCalendar
 from monitor.observer import Observer, Reception
 from standard.envelope import Envelope, Operation
@@ -133,6 +138,8 @@ CENTRE_ITEM = Table(
     Column("source_record_id", String, nullable=True),
     Column("flags", Text, nullable=False, server_default="[]"),
     Column("updated_at", Double, nullable=False),
+    Column("feedback_complete", Boolean, nullable=True),
+    Column("feedback_gaps", Text, nullable=True),
     PrimaryKeyConstraint("kind", "item_id", "department", name="pk_centre_item"),
     Index("ix_centre_item_state_due_at", "state", "due_at"),
     Index("ix_centre_item_item_id", "item_id"),
@@ -367,11 +374,7 @@ class Ledger:
             return []
         department = data.get("department") or {}
         at = _parse(data.get("step_time")) or envelope.time
-        detail = {
-            k: data.get(k)
-            for k in ("feedback_id", "result", "return_reason", "inspection_id", "penalty_id")
-            if data.get(k)
-        }
+        detail = {k: data.get(k) for k in WARNING_FEEDBACK_KEPT if data.get(k)}
         return [
             Step(
                 "warning",
@@ -424,11 +427,7 @@ class Ledger:
             )
             or envelope.time
         )
-        detail = {
-            k: data.get(k)
-            for k in ("feedback_result", "return_reason", "accepted_by")
-            if data.get(k)
-        }
+        detail = {k: data.get(k) for k in TASK_FEEDBACK_KEPT if data.get(k)}
         sender = {department_key(d) for d in self.departments.get(system, ())}
         mine = [a for a in assignees if department_key(a) in sender]
         if not mine and event == "closed":
@@ -562,7 +561,7 @@ class Ledger:
     ) -> None:
         e = CENTRE_EVENT.c
         events = [
-            dict(row._mapping)
+            {**row._mapping, "detail": json.loads(row.detail or "{}")}
             for row in db.execute(
                 select(e.event, e.at, e.message_id, e.detail).where(
                     e.kind == kind, e.item_id == item_id, e.department == department
@@ -584,11 +583,12 @@ class Ledger:
             key=lambda ev: ev["at"],
             default=None,
         )
+        detail = dispatch["detail"] if dispatch is not None else {}
         if dispatch is not None:
-            detail = json.loads(dispatch["detail"] or "{}")
             values.update(self._due(db, kind, detail, dispatch["at"]))
             values["source_dataset"] = detail.get("source_dataset")
             values["source_record_id"] = detail.get("source_record_id")
+        values.update(_feedback_judged(kind, derived, events, detail.get("task_type")))
         db.execute(update(CENTRE_ITEM).where(*self._row(kind, item_id, department)).values(values))
 
     def _due(
@@ -750,7 +750,19 @@ class Ledger:
             "source_dataset": row["source_dataset"],
             "source_record_id": row["source_record_id"],
             "flags": json.loads(row["flags"] or "[]"),
+            "feedback_complete": row["feedback_complete"],
+            "feedback_gaps": json.loads(row["feedback_gaps"] or "[]"),
         }
+
+
+def _feedback_judged(
+    kind: str, derived: Derived, events: Sequence[Mapping[str, Any]], task_type: str | None
+) -> dict[str, Any]:
+    """The feedback columns of a row: judged once it is fed back, None before."""
+    if derived.fed_back_at is None:
+        return {"feedback_complete": None, "feedback_gaps": None}
+    gaps = feedback_gaps(kind, last_feedback(events), task_type)
+    return {"feedback_complete": not gaps, "feedback_gaps": json.dumps(gaps, ensure_ascii=False)}
 
 
 def _parse(value: Any) -> dt.datetime | None:

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from centre.deadlines import DeadlinesFileError
 from centre.ledger import Ledger
-from centre.penalties import overdue_cases, today_in_shanghai
+from centre.penalties import PenaltyLimits, overdue_cases, today_in_shanghai
 from centre.workdays import CalendarFileError
 from hub.commands.journal import console
 from hub.commands.options import DataDir, SystemsFile, hub_settings
@@ -61,6 +61,16 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 @contextmanager
 def open_ledger(data_dir: Path | None, systems_file: Path | None) -> Iterator[Ledger]:
     """The hub's ledger; exit 2 saying why when the store or a configuration cannot be used."""
+    with open_centre(data_dir, systems_file) as (ledger, _):
+        yield ledger
+
+
+@contextmanager
+def open_centre(
+    data_dir: Path | None, systems_file: Path | None
+) -> Iterator[tuple[Ledger, PenaltyLimits]]:
+    """The hub's ledger and the penalty time limits its systems set; exit 2 saying why when the
+    store or a configuration cannot be used."""
     settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
     try:
         systems = load_systems(settings.systems_file).systems
@@ -69,7 +79,7 @@ def open_ledger(data_dir: Path | None, systems_file: Path | None) -> Iterator[Le
         console().print(Text.assemble(("cannot open the ledger: ", "red"), literal(error)))
         raise typer.Exit(2) from None
     try:
-        yield settings.ledger(store, systems)
+        yield settings.ledger(store, systems), settings.penalty_limits(systems)
     except (DeadlinesFileError, CalendarFileError) as error:
         console().print(Text.assemble(("cannot open the ledger: ", "red"), literal(error)))
         raise typer.Exit(2) from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,6 @@ from ledger_support import (
     wrap,
 )
 from operator_accounts import READER, write_operators
-from store_support import STORE_BACKENDS, fresh_store_url
 from typer.testing import CliRunner
 
 from centre.api import centre_router
@@ -42,16 +40,6 @@ from store import Store, store_url
 MARKET_SYSTEM = "market-penalty"
 ECO_SYSTEM = "eco-env-penalty"
 TARGET = {"market-penalty": "market_penalty", "eco-env-penalty": "eco_env_penalty"}
-
-
-@pytest.fixture(params=STORE_BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    with fresh_store_url(request.param, tmp_path) as url:
-        opened = Store.open(url, migrate=True)
-        try:
-            yield opened
-        finally:
-            opened.close()
 
 
 @pytest.fixture
