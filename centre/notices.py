@@ -488,17 +488,18 @@ class NoticeScanner:
                 reason=reason,
                 created_at=at,
             )
+            # RETURNING, not rowcount: psycopg reports -1 for an upsert that changed nothing.
             changed = db.execute(
                 statement.on_conflict_do_update(
                     index_elements=["kind", "item_id", "department", "notice_type"],
                     set_={"reason": statement.excluded.reason},
                     where=and_(table.c.state == NOT_SENDABLE, table.c.reason != reason),
-                )
-            ).rowcount
-            if changed:
+                ).returning(table.c.notice_id)
+            ).first()
+            if changed is not None:
                 detail = {"notice_id": due.notice_id, "notice": _name(due), "reason": reason}
                 self.ledger.record_in(db, _step(due, NOT_SENDABLE, now, due.notice_id, detail))
-        if changed:
+        if changed is not None:
             log.warning(
                 "%s %s of %s %s (%s) cannot be sent: %s", _name(due), due.notice_id, due.kind,
                 due.item_id, due.department_name or due.department, reason,
