@@ -7,7 +7,8 @@ a due time:
 - a reminder (notice_type 1), addressed to that department, once now is within the lead time
   before the due time (the `reminders` section of the deadlines file: per kind, in hours or days);
 - an escalation (notice_type 2), addressed to whoever dispatched the item (a task's dispatcher, a
-  warning's issuer), once the row is overdue. An item already overdue gets no reminder.
+  warning's issuer), once the row is overdue. An item already overdue gets no reminder (the
+  standard refuses a reminder sent after the due time), even one whose claim was left unsent.
 
 A row fed back, returned, closed or cancelled gets neither.
 
@@ -189,6 +190,10 @@ class ScanReport:
     failed: int = 0
     held: int = 0
 
+    def count(self, outcome: str) -> None:
+        """One more notice with `outcome`, the name of one of the fields."""
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
 
 class NoticeScanner:
     """Sends the centre's reminders and escalations, each once (see the module docstring).
@@ -248,11 +253,10 @@ class NoticeScanner:
     def scan(self) -> ScanReport:
         """Send every notice due now (the first scan also looks again at those not sendable)."""
         now = self.ledger.clock()
-        reconsider, self._reconsider = self._reconsider, False
         report = ScanReport()
-        for due in self.due(now, reconsider=reconsider):
-            outcome = self._notify(due, now)
-            setattr(report, outcome, getattr(report, outcome) + 1)
+        for due in self.due(now, reconsider=self._reconsider):
+            report.count(self._notify(due, now))
+        self._reconsider = False
         return report
 
     def due(self, now: dt.datetime, *, reconsider: bool = False) -> list[Due]:
