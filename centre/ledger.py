@@ -31,6 +31,10 @@ A row's due time is the deadline its first dispatch carries (a warning's 处置�
 working-day calendar cannot count (a year it does not cover) leaves the row without one and says
 why in `due_error`. The collaboration centre writes the same rules' deadline into its tasks.
 
+The centre's own notices on a row (`centre.notices`: a due-soon reminder, an overdue
+escalation, or why one could not be sent) are kept as its events too, so they appear in the
+timeline; they move no state, and give the row its `reminded_at` and `escalated_at`.
+
 The ledger is fed by `LedgerObserver`, the hub's observer with two hooks: what ingress (or the
 collaboration centre) published, and what a worker delivered. Its failures are logged, never
 raised into the message path, like the journal's.
@@ -46,7 +50,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from sqlalchemy import (
     Boolean,
@@ -117,6 +126,16 @@ WARNING_STEPS = {
     "7": "returned",
 }
 TASK_STEPS = {"2": "accepted", "3": "returned", "4": "disposing", "5": "fed_back", "6": "closed"}
+NOTICE_EVENTS = {"1": "reminded", "2": "escalated"}
+"""The event a sent notice is kept as, by notice_type (centre.notices): 1 reminder, 2 escalation."""
+NOT_SENDABLE = "not_sendable"
+"""The event of a notice the centre could not send (its detail says why)."""
+NOTICES = frozenset({*NOTICE_EVENTS.values(), NOT_SENDABLE})
+"""Events that tell of the centre's notices on a row, not of its disposal: they move no state."""
+NOTICE_NAMES = {"reminded": "reminder", "escalated": "escalation"}
+"""The notice_type label of each notice event in `jghub_centre_notices_total`."""
+ESCALATED_TO = {"warning": "issuer", "task": "dispatcher"}
+"""Who an overdue item is escalated to: the field of its dispatch event's detail naming them."""
 DISPOSAL_BUCKETS_S = tuple(d * 86400.0 for d in (0.5, 1, 2, 3, 5, 7, 10, 15, 20, 30, 60))
 
 CENTRE_ITEM = Table(
@@ -134,6 +153,8 @@ CENTRE_ITEM = Table(
     Column("delivered_at", Double, nullable=True),
     Column("fed_back_at", Double, nullable=True),
     Column("closed_at", Double, nullable=True),
+    Column("reminded_at", Double, nullable=True),
+    Column("escalated_at", Double, nullable=True),
     Column("source_dataset", String, nullable=True),
     Column("source_record_id", String, nullable=True),
     Column("flags", Text, nullable=False, server_default="[]"),
@@ -207,6 +228,8 @@ class Derived:
     delivered_at: float | None = None
     fed_back_at: float | None = None
     closed_at: float | None = None
+    reminded_at: float | None = None
+    escalated_at: float | None = None
     flags: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -214,10 +237,20 @@ def derive(events: Sequence[Mapping[str, Any]]) -> Derived:
     """The state of a row from its events (each with `event`, `at`, `message_id`).
 
     Replayed in business-time order: the furthest step wins; a step after a terminal one (except a
-    late dispatch or delivery record), or an acceptance together with a return, is flagged.
+    late dispatch or delivery record), or an acceptance together with a return, is flagged. The
+    centre's notices move nothing: they give the times the row was reminded and escalated.
     """
-    ordered = sorted(events, key=lambda e: (e["at"], RANK.get(e["event"], 9)))
+    notices = [e for e in events if e["event"] in NOTICES]
+    ordered = sorted(
+        (e for e in events if e["event"] not in NOTICES),
+        key=lambda e: (e["at"], RANK.get(e["event"], 9)),
+    )
     derived = Derived(state="dispatched")
+    for notice in sorted(notices, key=lambda e: e["at"]):
+        if notice["event"] == NOTICE_EVENTS["1"] and derived.reminded_at is None:
+            derived.reminded_at = notice["at"]
+        if notice["event"] == NOTICE_EVENTS["2"] and derived.escalated_at is None:
+            derived.escalated_at = notice["at"]
     reached: str | None = None
     branch: str | None = None
     for event in ordered:
@@ -363,6 +396,8 @@ class Ledger:
                     "level": data.get("risk_level"),
                     "title": data.get("title"),
                     "deadline": data.get("deadline"),
+                    "issuer": data.get("issuer"),
+                    "region_code": data.get("region_code"),
                 },
             )
         ]
@@ -401,6 +436,8 @@ class Ledger:
                 "source_dataset": data.get("source_dataset"),
                 "source_record_id": data.get("source_record_id"),
                 "deadline": data.get("deadline"),
+                "dispatcher": data.get("dispatcher"),
+                "region_code": next(iter(data.get("region_codes") or []), None),
             }
             at = _parse(data.get("dispatched_time")) or envelope.time
             return [
@@ -464,9 +501,11 @@ class Ledger:
         """Record `steps`, each in its own transaction, and derive the rows they touch again."""
         for step in steps:
             with self.store.begin(durable=True, immediate=True) as db:
-                self._record(db, step)
+                self.record_in(db, step)
 
-    def _record(self, db: Connection, step: Step) -> None:
+    def record_in(self, db: Connection, step: Step) -> None:
+        """Record `step` in `db`'s transaction (an immediate one: the rows are derived again),
+        with whatever else that transaction writes (a notice marked sent)."""
         now = _epoch(self.clock())
         if step.kind == "complaint":
             self._insert_event(db, step, step.department, now)
@@ -575,6 +614,8 @@ class Ledger:
             "delivered_at": derived.delivered_at,
             "fed_back_at": derived.fed_back_at,
             "closed_at": derived.closed_at,
+            "reminded_at": derived.reminded_at,
+            "escalated_at": derived.escalated_at,
             "flags": json.dumps(derived.flags, ensure_ascii=False),
             "updated_at": now,
         }
@@ -721,6 +762,22 @@ class Ledger:
         with self.store.begin() as db:
             return [(k, n or d, int(count)) for k, n, d, count in db.execute(query)]
 
+    def notice_counts(self) -> list[tuple[str, str, str, int]]:
+        """(kind, department, notice type: reminder or escalation, notices sent)."""
+        c, e = CENTRE_ITEM.c, CENTRE_EVENT.c
+        row = and_(c.kind == e.kind, c.item_id == e.item_id, c.department == e.department)
+        query = (
+            select(e.kind, c.department_name, e.department, e.event, func.count())
+            .select_from(CENTRE_EVENT.outerjoin(CENTRE_ITEM, row))
+            .where(e.event.in_(sorted(NOTICE_EVENTS.values())))
+            .group_by(e.kind, c.department_name, e.department, e.event)
+        )
+        with self.store.begin() as db:
+            return [
+                (k, n or d, NOTICE_NAMES[event], int(count))
+                for k, n, d, event, count in db.execute(query)
+            ]
+
     def disposal_seconds(self) -> list[tuple[str, float]]:
         """(kind, seconds from dispatch to feedback) of every row fed back."""
         c = CENTRE_ITEM.c
@@ -743,6 +800,8 @@ class Ledger:
             "delivered_at": _time(row["delivered_at"]),
             "fed_back_at": _time(row["fed_back_at"]),
             "closed_at": _time(row["closed_at"]),
+            "reminded_at": _time(row["reminded_at"]),
+            "escalated_at": _time(row["escalated_at"]),
             "due_at": _time(due),
             "due_rule": row["due_rule"],
             "due_error": row["due_error"],
@@ -844,8 +903,9 @@ class LedgerObserver(Observer):
 
 
 class CentreCollector(Collector):
-    """`jghub_centre_open`, `jghub_centre_overdue` and `jghub_centre_disposal_seconds`, computed
-    from the store at scrape time: every process and host sees the same figures."""
+    """`jghub_centre_open`, `jghub_centre_overdue`, `jghub_centre_disposal_seconds` and
+    `jghub_centre_notices_total`, computed from the store at scrape time: every process and host
+    sees the same figures."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
@@ -866,11 +926,19 @@ class CentreCollector(Collector):
             "Time from dispatch to the department's feedback, of every row fed back.",
             labels=["kind"],
         )
+        notices = CounterMetricFamily(
+            "jghub_centre_notices",
+            "Due-soon reminders (to the department) and overdue escalations (to the dispatcher) "
+            "the centre sent, once each per row.",
+            labels=["kind", "department", "notice_type"],
+        )
         try:
             for kind, department, state, count in self.ledger.open_counts():
                 opened.add_metric([kind, department, state], count)
             for kind, department, count in self.ledger.overdue_counts():
                 overdue.add_metric([kind, department], count)
+            for kind, department, notice_type, count in self.ledger.notice_counts():
+                notices.add_metric([kind, department, notice_type], count)
             times = self.ledger.disposal_seconds()
         except Exception:
             log.exception("the ledger could not be read for /metrics")
@@ -885,6 +953,7 @@ class CentreCollector(Collector):
         yield opened
         yield overdue
         yield disposal
+        yield notices
 
 
 def _bucket(bound: float) -> str:

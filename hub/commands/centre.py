@@ -1,7 +1,8 @@
 """`jghub centre`: what the disposal centre watches, read from the hub's store.
 
     jghub centre overdue [--department D]         ledger rows past due, not fed back
-    jghub centre show ID                          a warning's or task's rows and timeline
+    jghub centre show ID                          a warning's or task's rows (when reminded and
+                                                  escalated) and timeline (the notices too)
     jghub centre penalties overdue [--department D] [--on DAY]
                                                   penalty cases past their legal time limits
 
@@ -89,7 +90,8 @@ def open_centre(
 
 def _rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=title)
-    for name in ("kind", "item", "department", "state", "dispatched", "due", "flags"):
+    columns = ("kind", "item", "department", "state", "dispatched", "due", "reminded", "escalated")
+    for name in (*columns, "flags"):
         table.add_column(name)
     for row in rows:
         table.add_row(
@@ -99,6 +101,8 @@ def _rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
             literal(row["state"]),
             literal(row["dispatched_at"] or "-"),
             literal(row["due_at"] or row["due_error"] or "-"),
+            literal(row["reminded_at"] or "-"),
+            literal(row["escalated_at"] or "-"),
             literal(len(row["flags"]) or ""),
         )
     return table
