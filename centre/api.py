@@ -1,10 +1,14 @@
-"""The disposal ledger over HTTP: what is open or overdue, per department; an item's timeline.
+"""The disposal ledger over HTTP: what is open or overdue, per department; an item's timeline;
+the per-department scorecard.
 
-    app.include_router(centre_router(ledger, gate=OperatorGate(load_operators(path))))
+    gate = OperatorGate(load_operators(path))
+    app.include_router(centre_router(ledger, gate=gate, limits=settings.penalty_limits(systems)))
 
     GET /centre/items?kind=task&state=accepted&department=D&overdue=true   rows, oldest first
     GET /centre/items/{id}        every row of a warning or task, and its timeline across every
                                   message, with the complaint it came from and its result
+    GET /centre/scorecard?department=D   on-time %, median disposal time, feedback completeness
+                                  and returns per department and kind; penalty cases overdue
 
 Behind the operator accounts (`reader` or higher), like the dead-letter routes: the ledger names
 departments, parties and results.
@@ -18,6 +22,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from centre.ledger import STATES, Ledger
+from centre.penalties import PenaltyLimits
+from centre.scorecard import Scorecard, scorecard
 from monitor.api import operator_access
 from monitor.operators import Operator, OperatorGate, Role
 
@@ -29,10 +35,14 @@ class CentreItems(BaseModel):
     items: list[dict[str, Any]] = Field(description="One per (warning or task, department).")
 
 
-def centre_router(ledger: Ledger, *, gate: OperatorGate) -> APIRouter:
-    """The /centre routes (see the module docstring)."""
+def centre_router(
+    ledger: Ledger, *, gate: OperatorGate, limits: PenaltyLimits | None = None
+) -> APIRouter:
+    """The /centre routes (see the module docstring); `limits`: the penalty time limits the
+    scorecard counts overdue cases by (default: the law's and the national rule's)."""
     router = APIRouter(prefix="/centre", tags=["centre"])
     reader = operator_access(gate, Role.READER)
+    watched = limits or PenaltyLimits()
 
     @router.get("/items", response_model=CentreItems, summary="Ledger rows")
     def listing(
@@ -52,6 +62,17 @@ def centre_router(ledger: Ledger, *, gate: OperatorGate) -> APIRouter:
             kind=kind, state=state, department=department, overdue=overdue, limit=limit
         )
         return CentreItems(count=len(found), items=found)
+
+    @router.get("/scorecard", response_model=Scorecard, summary="Per-department scorecard")
+    def card(
+        who: Annotated[Operator, Depends(reader)],
+        department: Annotated[
+            str | None, Query(description="Only this department (credit code or name).")
+        ] = None,
+    ) -> Scorecard:
+        """On time, late and overdue, median disposal time, feedback completeness and returns
+        per department and kind; penalty decisions and publications overdue per department."""
+        return scorecard(ledger, watched, department)
 
     @router.get(
         "/items/{item_id:path}",

@@ -64,6 +64,8 @@ from adapters.errors import IngressUnavailable
 from adapters.ingress import Ingress
 from adapters.routing import Unaddressable, department_ref
 from bus import Broker, Delivery, PublishFailed
+from centre.deadlines import DeadlineRules
+from centre.workdays import CalendarNotCovered, WorkingCalendar
 from standard.datasets.base import StandardRecord
 from standard.datasets.collaboration_task import CLOSED as TASK_CLOSED
 from standard.datasets.collaboration_task import (
@@ -119,6 +121,8 @@ class CollaborationCentre:
       data_dir: the hub's data folder: the complaints a hub before the store kept in
         `<system id>.sqlite3` there are taken into the store once (the file is then renamed
         `<system id>.sqlite3.adopted`); None: no such file is looked for.
+      deadlines, calendar: the rules that set each task's deadline, and the working-day
+        calendar they count with: the ledger's (default: the built-in rules and calendar).
 
     Raises CentreConfigError when the scenario table names a system that serves no department:
     at start, rather than at the first complaint of that scenario.
@@ -130,6 +134,9 @@ class CollaborationCentre:
         publisher: Ingress,
         store: Store,
         data_dir: Path | None = None,
+        *,
+        deadlines: DeadlineRules | None = None,
+        calendar: WorkingCalendar | None = None,
     ) -> None:
         if system.collaboration is None or not system.departments:
             raise CentreConfigError(
@@ -138,6 +145,8 @@ class CollaborationCentre:
             )
         self.system = system
         self.table: CollaborationConfig = system.collaboration
+        self.deadlines = deadlines or DeadlineRules()
+        self.calendar = calendar or WorkingCalendar()
         self.publisher = publisher
         self.dispatcher = department_ref(system.departments[0])
         named = {target for _, target in self.table.named_systems()}
@@ -228,6 +237,7 @@ class CollaborationCentre:
                 at=complaint.accepted_time or complaint.received_time,
                 task_type=COMPLAINT_FORWARDED_TASK,
                 system_id=system_id,
+                scenario=complaint.scenario,
             ),
         )
 
@@ -302,7 +312,7 @@ class CollaborationCentre:
                 "assignees": [assignee],
                 "region_codes": [origin.region_code],
                 "dispatched_time": dispatched,
-                "deadline": dispatched + timedelta(days=self.table.deadline_days),
+                "deadline": self._deadline(origin, dispatched),
                 "status": DISPATCHED,
             }
         )
@@ -312,6 +322,20 @@ class CollaborationCentre:
         self._publish(origin.kind, derived)
 
     # ------------------------------------------------------------------ task steps → origin
+
+    def _deadline(self, origin: Origin, dispatched: datetime) -> datetime | None:
+        """The task's 办理时限 by the centre's deadline rules (task type, complaint scenario), as
+        the ledger holds the department to it; None past the years the calendar covers (the
+        ledger then says why on the item)."""
+        chosen, rule = self.deadlines.rule(
+            "task", task_type=origin.task_type, scenario=origin.scenario
+        )
+        try:
+            return rule.due(dispatched, self.calendar)
+        except CalendarNotCovered as error:
+            log.warning("task of %s %s: no deadline (%s: %s): %s", origin.kind,
+                        origin.record_id, chosen, rule, error)  # fmt: skip
+            return None
 
     def _answer(self, envelope: Envelope) -> None:
         if envelope.operation is Operation.DELETE:
@@ -471,6 +495,8 @@ class Origin:
     task_type: str
     system_id: str
     """The department system the table sends it to."""
+    scenario: str | None = None
+    """The complaint's scenario, which may set the task's deadline (`centre.deadlines`)."""
 
 
 ACCEPT_RANK, PROGRESS_RANK, RETURN_RANK, RESULT_RANK = 1, 2, 3, 4

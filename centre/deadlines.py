@@ -17,6 +17,9 @@ apply (the examples of the domain brief):
       by_type:                      # dictionary task_type
         "2": {days: 15, count: working}
       default: {days: 15}
+    reminders:                      # how long before the due time the department is reminded
+      warning: {hours: 12}          # (centre.notices), per kind, in hours or days
+      default: {days: 1}
 
 A task's rule is its complaint's scenario's when the ledger knows the complaint and the table has
 the scenario, else its type's, else the default. `count: working` counts working days
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from centre.workdays import WorkingCalendar
 from standard.types import SHANGHAI
@@ -94,12 +97,59 @@ class TaskDeadlines(BaseModel):
     default: Deadline = Deadline(days=15)
 
 
+class LeadTime(BaseModel):
+    """How long before an item is due its department is reminded: `hours` or `days`, one of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    hours: PositiveInt | None = Field(None, description="The lead time in hours.")
+    days: PositiveInt | None = Field(None, description="The lead time in days (24 hours each).")
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> LeadTime:
+        if (self.hours is None) == (self.days is None):
+            raise ValueError("give the lead time in hours or in days, one of them: {hours: 24}")
+        return self
+
+    @property
+    def span(self) -> dt.timedelta:
+        return dt.timedelta(hours=self.hours or 0, days=self.days or 0)
+
+    def __str__(self) -> str:
+        count, unit = (self.hours, "hour") if self.hours is not None else (self.days, "day")
+        return f"{count} {unit}{'s' if count != 1 else ''}"
+
+
+class Reminders(BaseModel):
+    """When the centre reminds a department that an item is due soon (临期提醒): the lead time
+    of each kind of item (warning, task), else the default."""
+
+    model_config = ConfigDict(extra="forbid")
+    warning: LeadTime | None = Field(
+        default_factory=lambda: LeadTime(hours=12),
+        description="Lead time of risk warnings (a red one has a day).",
+    )
+    task: LeadTime | None = Field(None, description="Lead time of collaboration tasks.")
+    default: LeadTime = Field(
+        default_factory=lambda: LeadTime(days=1), description="Lead time of the other kinds."
+    )
+
+    def lead(self, kind: str) -> LeadTime:
+        """The lead time of items of `kind` ("warning" or "task")."""
+        chosen = {"warning": self.warning, "task": self.task}.get(kind)
+        return chosen or self.default
+
+    def longest(self) -> dt.timedelta:
+        """The longest lead time of any kind: how far ahead a scan looks."""
+        return max(self.lead(kind).span for kind in ("warning", "task"))
+
+
 class DeadlineRules(BaseModel):
     """The whole table (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid")
     warning: WarningDeadlines = Field(default_factory=WarningDeadlines)
     task: TaskDeadlines = Field(default_factory=TaskDeadlines)
+    reminders: Reminders = Field(default_factory=Reminders)
 
     @classmethod
     def load(cls, path: Path | None = None) -> DeadlineRules:

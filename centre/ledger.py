@@ -12,8 +12,8 @@ department, event, time, message id):
 - accepted, disposing, fed_back, returned: risk_feedback steps 2, 3 or 4, 5, 7; task statuses
   2, 4, 5, 3 from the assignee's own system;
 - closed: a warning of status 6 (every row of it); a task of status 6 (the assignee's row, or
-  every row when the dispatcher sends it, as the collaboration centre does for the tasks it
-  dispatched once they are fed back), at the close's own change time;
+  every row, at the close's own change time, when the dispatcher sends it, as the
+  collaboration centre does for the tasks it dispatched once they are fed back);
 - cancelled: a delete of the warning or the task (every row).
 
 The state is derived from the events, never moved blindly: the furthest step reached, so the same
@@ -23,9 +23,18 @@ business time: a step after the row was closed or cancelled, or an acceptance an
 same row, is kept and flagged (`flags`), never dropped. A joint task has one row per assignee;
 one department's feedback moves only its own row.
 
-A row's due time is set from its first dispatch by `centre.deadlines` (level, task type or the
-complaint's scenario; calendar or working days); a due date the working-day calendar cannot count
-(a year it does not cover) leaves the row without one and says why in `due_error`.
+A row fed back is judged complete or not (`feedback_complete`, and what it lacks in
+`feedback_gaps`) on its department's last feedback, by `centre.feedback`.
+
+A row's due time is the deadline its first dispatch carries (a warning's 处置时限, a task's
+办理时限: what the department was told), or else set from that dispatch by `centre.deadlines`
+(level, task type or the complaint's scenario; calendar or working days); a due date the
+working-day calendar cannot count (a year it does not cover) leaves the row without one and says
+why in `due_error`. The collaboration centre writes the same rules' deadline into its tasks.
+
+The centre's own notices on a row (`centre.notices`: a due-soon reminder, an overdue
+escalation, or why one could not be sent) are kept as its events too, so they appear in the
+timeline; they move no state, and give the row its `reminded_at` and `escalated_at`.
 
 The ledger is fed by `LedgerObserver`, the hub's observer with two hooks: what ingress (or the
 collaboration centre) published, and what a worker delivered. Its failures are logged, never
@@ -42,9 +51,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from sqlalchemy import (
+    Boolean,
     Column,
     Double,
     Index,
@@ -53,7 +68,6 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    case,
     func,
     select,
     update,
@@ -63,12 +77,15 @@ from sqlalchemy.engine import Connection
 from adapters.routing import department_ref
 from bus import Message, Outgoing, PublishFailure
 from centre.deadlines import DeadlineRules
+from centre.feedback import TASK_FEEDBACK_KEPT, WARNING_FEEDBACK_KEPT, feedback_gaps, last_feedback
 from centre.workdays import CalendarNotCovered, WorkingCalendar
 from monitor.observer import Observer, Reception
 from standard.envelope import Envelope, Operation
 from store import METADATA, Store, upsert
 
 log = logging.getLogger("centre.ledger")
+
+RECORD_DEADLINE = "the record's deadline"
 
 KINDS = ("warning", "task")
 STATES = (
@@ -110,6 +127,16 @@ WARNING_STEPS = {
     "7": "returned",
 }
 TASK_STEPS = {"2": "accepted", "3": "returned", "4": "disposing", "5": "fed_back", "6": "closed"}
+NOTICE_EVENTS = {"1": "reminded", "2": "escalated"}
+"""The event a sent notice is kept as, by notice_type (centre.notices): 1 reminder, 2 escalation."""
+NOT_SENDABLE = "not_sendable"
+"""The event of a notice the centre could not send (its detail says why)."""
+NOTICES = frozenset({*NOTICE_EVENTS.values(), NOT_SENDABLE})
+"""Events that tell of the centre's notices on a row, not of its disposal: they move no state."""
+NOTICE_NAMES = {"reminded": "reminder", "escalated": "escalation"}
+"""The notice_type label of each notice event in `jghub_centre_notices_total`."""
+ESCALATED_TO = {"warning": "issuer", "task": "dispatcher"}
+"""Who an overdue item is escalated to: the field of its dispatch event's detail naming them."""
 DISPOSAL_BUCKETS_S = tuple(d * 86400.0 for d in (0.5, 1, 2, 3, 5, 7, 10, 15, 20, 30, 60))
 
 CENTRE_ITEM = Table(
@@ -127,10 +154,14 @@ CENTRE_ITEM = Table(
     Column("delivered_at", Double, nullable=True),
     Column("fed_back_at", Double, nullable=True),
     Column("closed_at", Double, nullable=True),
+    Column("reminded_at", Double, nullable=True),
+    Column("escalated_at", Double, nullable=True),
     Column("source_dataset", String, nullable=True),
     Column("source_record_id", String, nullable=True),
     Column("flags", Text, nullable=False, server_default="[]"),
     Column("updated_at", Double, nullable=False),
+    Column("feedback_complete", Boolean, nullable=True),
+    Column("feedback_gaps", Text, nullable=True),
     PrimaryKeyConstraint("kind", "item_id", "department", name="pk_centre_item"),
     Index("ix_centre_item_state_due_at", "state", "due_at"),
     Index("ix_centre_item_item_id", "item_id"),
@@ -173,22 +204,6 @@ def department_key(department: Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
-class DepartmentTally:
-    """One department's rows of one kind (`Ledger.department_tallies`): what the supervising
-    centre asks of it. Open counts returned and fed-back rows too (they wait for their
-    dispatcher); late ones were fed back after their due time."""
-
-    department: str
-    kind: str
-    items: int
-    open: int
-    overdue: int
-    returned: int
-    closed: int
-    late: int
-
-
-@dataclass(frozen=True)
 class Step:
     """One event for one ledger row (department ALL_ROWS: every row of the item)."""
 
@@ -214,6 +229,8 @@ class Derived:
     delivered_at: float | None = None
     fed_back_at: float | None = None
     closed_at: float | None = None
+    reminded_at: float | None = None
+    escalated_at: float | None = None
     flags: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -221,10 +238,20 @@ def derive(events: Sequence[Mapping[str, Any]]) -> Derived:
     """The state of a row from its events (each with `event`, `at`, `message_id`).
 
     Replayed in business-time order: the furthest step wins; a step after a terminal one (except a
-    late dispatch or delivery record), or an acceptance together with a return, is flagged.
+    late dispatch or delivery record), or an acceptance together with a return, is flagged. The
+    centre's notices move nothing: they give the times the row was reminded and escalated.
     """
-    ordered = sorted(events, key=lambda e: (e["at"], RANK.get(e["event"], 9)))
+    notices = [e for e in events if e["event"] in NOTICES]
+    ordered = sorted(
+        (e for e in events if e["event"] not in NOTICES),
+        key=lambda e: (e["at"], RANK.get(e["event"], 9)),
+    )
     derived = Derived(state="dispatched")
+    for notice in sorted(notices, key=lambda e: e["at"]):
+        if notice["event"] == NOTICE_EVENTS["1"] and derived.reminded_at is None:
+            derived.reminded_at = notice["at"]
+        if notice["event"] == NOTICE_EVENTS["2"] and derived.escalated_at is None:
+            derived.escalated_at = notice["at"]
     reached: str | None = None
     branch: str | None = None
     for event in ordered:
@@ -367,7 +394,13 @@ class Ledger:
                 issued,
                 envelope.id,
                 department.get("name"),
-                {"level": data.get("risk_level"), "title": data.get("title")},
+                {
+                    "level": data.get("risk_level"),
+                    "title": data.get("title"),
+                    "deadline": data.get("deadline"),
+                    "issuer": data.get("issuer"),
+                    "region_code": data.get("region_code"),
+                },
             )
         ]
 
@@ -378,11 +411,7 @@ class Ledger:
             return []
         department = data.get("department") or {}
         at = _parse(data.get("step_time")) or envelope.time
-        detail = {
-            k: data.get(k)
-            for k in ("feedback_id", "result", "return_reason", "inspection_id", "penalty_id")
-            if data.get(k)
-        }
+        detail = {k: data.get(k) for k in WARNING_FEEDBACK_KEPT if data.get(k)}
         return [
             Step(
                 "warning",
@@ -408,6 +437,9 @@ class Ledger:
                 "title": data.get("title"),
                 "source_dataset": data.get("source_dataset"),
                 "source_record_id": data.get("source_record_id"),
+                "deadline": data.get("deadline"),
+                "dispatcher": data.get("dispatcher"),
+                "region_code": next(iter(data.get("region_codes") or []), None),
             }
             at = _parse(data.get("dispatched_time")) or envelope.time
             return [
@@ -426,18 +458,22 @@ class Ledger:
         event = TASK_STEPS.get(status)
         if event is None:
             return []
-        # A close is a change of its own: its time, not the feedback time the record carries.
-        stated = {"fed_back": "feedback_time", "closed": None}.get(event, "accepted_time")
-        at = (_parse(data.get(stated)) if stated else None) or envelope.time
-        detail = {
-            k: data.get(k)
-            for k in ("feedback_result", "return_reason", "accepted_by")
-            if data.get(k)
-        }
+        at = (
+            _parse(
+                data.get("feedback_time")
+                if event in ("fed_back", "closed")
+                else data.get("accepted_time")
+            )
+            or envelope.time
+        )
+        detail = {k: data.get(k) for k in TASK_FEEDBACK_KEPT if data.get(k)}
         sender = {department_key(d) for d in self.departments.get(system, ())}
         mine = [a for a in assignees if department_key(a) in sender]
         if not mine and event == "closed":
-            return [Step("task", item, ALL_ROWS, "closed", at, envelope.id, None, detail)]
+            # The dispatcher closes it, at the close's own time (the feedback time is the
+            # department's, carried unchanged).
+            closed = envelope.time
+            return [Step("task", item, ALL_ROWS, "closed", closed, envelope.id, None, detail)]
         if not mine and len(assignees) == 1:
             mine = assignees
         if not mine:
@@ -470,9 +506,11 @@ class Ledger:
         """Record `steps`, each in its own transaction, and derive the rows they touch again."""
         for step in steps:
             with self.store.begin(durable=True, immediate=True) as db:
-                self._record(db, step)
+                self.record_in(db, step)
 
-    def _record(self, db: Connection, step: Step) -> None:
+    def record_in(self, db: Connection, step: Step) -> None:
+        """Record `step` in `db`'s transaction (an immediate one: the rows are derived again),
+        with whatever else that transaction writes (a notice marked sent)."""
         now = _epoch(self.clock())
         if step.kind == "complaint":
             self._insert_event(db, step, step.department, now)
@@ -567,7 +605,7 @@ class Ledger:
     ) -> None:
         e = CENTRE_EVENT.c
         events = [
-            dict(row._mapping)
+            {**row._mapping, "detail": json.loads(row.detail or "{}")}
             for row in db.execute(
                 select(e.event, e.at, e.message_id, e.detail).where(
                     e.kind == kind, e.item_id == item_id, e.department == department
@@ -581,6 +619,8 @@ class Ledger:
             "delivered_at": derived.delivered_at,
             "fed_back_at": derived.fed_back_at,
             "closed_at": derived.closed_at,
+            "reminded_at": derived.reminded_at,
+            "escalated_at": derived.escalated_at,
             "flags": json.dumps(derived.flags, ensure_ascii=False),
             "updated_at": now,
         }
@@ -589,16 +629,21 @@ class Ledger:
             key=lambda ev: ev["at"],
             default=None,
         )
+        detail = dispatch["detail"] if dispatch is not None else {}
         if dispatch is not None:
-            detail = json.loads(dispatch["detail"] or "{}")
             values.update(self._due(db, kind, detail, dispatch["at"]))
             values["source_dataset"] = detail.get("source_dataset")
             values["source_record_id"] = detail.get("source_record_id")
+        values.update(_feedback_judged(kind, derived, events, detail.get("task_type")))
         db.execute(update(CENTRE_ITEM).where(*self._row(kind, item_id, department)).values(values))
 
     def _due(
         self, db: Connection, kind: str, detail: Mapping[str, Any], dispatched: float
     ) -> dict[str, Any]:
+        own = _parse(detail.get("deadline"))
+        if own is not None:
+            # The dispatcher's 办理时限 on the record is what the department was told: it wins.
+            return {"due_at": _epoch(own), "due_rule": RECORD_DEADLINE, "due_error": None}
         scenario = None
         if detail.get("source_dataset") == "complaint" and detail.get("source_record_id"):
             scenario = self._scenario(db, str(detail["source_record_id"]))
@@ -722,35 +767,20 @@ class Ledger:
         with self.store.begin() as db:
             return [(k, n or d, int(count)) for k, n, d, count in db.execute(query)]
 
-    def department_tallies(self) -> list[DepartmentTally]:
-        """Per department (its name, else its key) and kind, in one query: its rows, and of
-        them how many are open, overdue now, returned, closed, and fed back after their due
-        time (late, whether closed since or not). Ordered by department, then kind."""
-        c = CENTRE_ITEM.c
-        now = _epoch(self.clock())
-        department = func.coalesce(c.department_name, c.department)
-
-        def count(condition: Any) -> Any:
-            return func.sum(case((condition, 1), else_=0))
-
+    def notice_counts(self) -> list[tuple[str, str, str, int]]:
+        """(kind, department, notice type: reminder or escalation, notices sent)."""
+        c, e = CENTRE_ITEM.c, CENTRE_EVENT.c
+        row = and_(c.kind == e.kind, c.item_id == e.item_id, c.department == e.department)
         query = (
-            select(
-                department,
-                c.kind,
-                func.count(),
-                count(c.state.in_(sorted(OPEN_STATES))),
-                count(and_(c.state.in_(sorted(OVERDUE_STATES)), c.due_at < now)),
-                count(c.state == "returned"),
-                count(c.state == "closed"),
-                count(c.fed_back_at > c.due_at),
-            )
-            .group_by(department, c.kind)
-            .order_by(department, c.kind)
+            select(e.kind, c.department_name, e.department, e.event, func.count())
+            .select_from(CENTRE_EVENT.outerjoin(CENTRE_ITEM, row))
+            .where(e.event.in_(sorted(NOTICE_EVENTS.values())))
+            .group_by(e.kind, c.department_name, e.department, e.event)
         )
         with self.store.begin() as db:
             return [
-                DepartmentTally(name, kind, *(int(n or 0) for n in counts))
-                for name, kind, *counts in db.execute(query)
+                (k, n or d, NOTICE_NAMES[event], int(count))
+                for k, n, d, event, count in db.execute(query)
             ]
 
     def disposal_seconds(self) -> list[tuple[str, float]]:
@@ -775,6 +805,8 @@ class Ledger:
             "delivered_at": _time(row["delivered_at"]),
             "fed_back_at": _time(row["fed_back_at"]),
             "closed_at": _time(row["closed_at"]),
+            "reminded_at": _time(row["reminded_at"]),
+            "escalated_at": _time(row["escalated_at"]),
             "due_at": _time(due),
             "due_rule": row["due_rule"],
             "due_error": row["due_error"],
@@ -782,7 +814,19 @@ class Ledger:
             "source_dataset": row["source_dataset"],
             "source_record_id": row["source_record_id"],
             "flags": json.loads(row["flags"] or "[]"),
+            "feedback_complete": row["feedback_complete"],
+            "feedback_gaps": json.loads(row["feedback_gaps"] or "[]"),
         }
+
+
+def _feedback_judged(
+    kind: str, derived: Derived, events: Sequence[Mapping[str, Any]], task_type: str | None
+) -> dict[str, Any]:
+    """The feedback columns of a row: judged once it is fed back, None before."""
+    if derived.fed_back_at is None:
+        return {"feedback_complete": None, "feedback_gaps": None}
+    gaps = feedback_gaps(kind, last_feedback(events), task_type)
+    return {"feedback_complete": not gaps, "feedback_gaps": json.dumps(gaps, ensure_ascii=False)}
 
 
 def _parse(value: Any) -> dt.datetime | None:
@@ -864,8 +908,9 @@ class LedgerObserver(Observer):
 
 
 class CentreCollector(Collector):
-    """`jghub_centre_open`, `jghub_centre_overdue` and `jghub_centre_disposal_seconds`, computed
-    from the store at scrape time: every process and host sees the same figures."""
+    """`jghub_centre_open`, `jghub_centre_overdue`, `jghub_centre_disposal_seconds` and
+    `jghub_centre_notices_total`, computed from the store at scrape time: every process and host
+    sees the same figures."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
@@ -886,11 +931,19 @@ class CentreCollector(Collector):
             "Time from dispatch to the department's feedback, of every row fed back.",
             labels=["kind"],
         )
+        notices = CounterMetricFamily(
+            "jghub_centre_notices",
+            "Due-soon reminders (to the department) and overdue escalations (to the dispatcher) "
+            "the centre sent, once each per row.",
+            labels=["kind", "department", "notice_type"],
+        )
         try:
             for kind, department, state, count in self.ledger.open_counts():
                 opened.add_metric([kind, department, state], count)
             for kind, department, count in self.ledger.overdue_counts():
                 overdue.add_metric([kind, department], count)
+            for kind, department, notice_type, count in self.ledger.notice_counts():
+                notices.add_metric([kind, department, notice_type], count)
             times = self.ledger.disposal_seconds()
         except Exception:
             log.exception("the ledger could not be read for /metrics")
@@ -905,6 +958,7 @@ class CentreCollector(Collector):
         yield opened
         yield overdue
         yield disposal
+        yield notices
 
 
 def _bucket(bound: float) -> str:

@@ -41,6 +41,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -320,11 +321,15 @@ class OverdueReport:
 
     def counts(self) -> dict[tuple[str, str], int]:
         """(department, limit) → overdue cases."""
-        found: dict[tuple[str, str], int] = {}
-        for case in self.overdue:
-            key = (case.department, case.limit)
-            found[key] = found.get(key, 0) + 1
-        return found
+        found: Counter[tuple[str, str]] = Counter()
+        for (department, limit, _), count in self.counts_by_state().items():
+            found[department, limit] += count
+        return dict(found)
+
+    def counts_by_state(self) -> Counter[tuple[str, str, str]]:
+        """(department, limit, state) → overdue cases: `open` (the step is still missing) or
+        `late` (it was taken after the limit)."""
+        return Counter((case.department, case.limit, case.state) for case in self.overdue)
 
 
 def decision_due(row: Mapping[str, Any], limits: PenaltyLimits) -> dt.date | None:
@@ -403,7 +408,9 @@ def overdue_cases(
 
 
 class PenaltyOverdueCollector(Collector):
-    """`jghub_penalty_cases_overdue{department,limit}`, computed from the store at scrape time.
+    """`jghub_penalty_cases_overdue{department,limit,state}`, computed from the store at scrape
+    time. `state="open"`: the step is still missing, what an operator can still act on;
+    `state="late"`: it was taken after the limit, the department's record.
 
     A store that does not answer gives no series (the reason is logged); cases the calendar
     cannot count are left out and logged.
@@ -427,8 +434,9 @@ class PenaltyOverdueCollector(Collector):
             "jghub_penalty_cases_overdue",
             "Penalty cases whose legal time limit (decision: 90 days from filing, APL art. 60; "
             "publication: 双公示 within 7 working days of the decision) passed before the step "
-            "was taken, per department and limit.",
-            labels=["department", "limit"],
+            "was taken, per department and limit; state open: the step is still missing, late: "
+            "it was taken after the limit.",
+            labels=["department", "limit", "state"],
         )
         with self._lock:
             try:
@@ -440,6 +448,6 @@ class PenaltyOverdueCollector(Collector):
                 return
         for problem in report.uncounted:
             log.warning("%s", problem)
-        for (department, limit), count in sorted(report.counts().items()):
-            gauge.add_metric([department, limit], float(count))
+        for (department, limit, state), count in sorted(report.counts_by_state().items()):
+            gauge.add_metric([department, limit, state], float(count))
         yield gauge

@@ -22,7 +22,8 @@ Routes:
   GET  /messages/{id}            where a system's own message has been (monitor.api)
   GET  /dead-letters[/{id}], POST /dead-letters/replay   operator accounts (HTTP Basic), with
                                  JGHUB_OPERATORS_FILE set
-  GET  /centre/items[/{id}]      the disposal ledger (centre.api), operator accounts likewise
+  GET  /centre/items[/{id}], /centre/scorecard   the disposal ledger and the per-department
+                                 scorecard (centre.api), operator accounts likewise
 """
 
 from __future__ import annotations
@@ -434,22 +435,21 @@ def answer_store_unavailable(request: Request, error: StoreUnavailable) -> JSONR
 
 def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
     """/metrics (queue depths read from the broker), GET /messages/{id} for each system's own
-    messages (when the journal is on), the dead-letter routes (when operator accounts are set)."""
+    messages (when the journal is on), the dead-letter and centre routes (when operator accounts
+    are set)."""
     queues = BrokerQueueStats(lambda: runtime.broker, runtime.topology)
     collectors: list[Collector] = [QueueCollector(queues)]
+    limits = runtime.settings.penalty_limits(runtime.systems.systems)
     if runtime.ledger is not None:
         collectors.append(CentreCollector(runtime.ledger))
     if runtime.store is not None:
-        settings = runtime.settings
-        limits = settings.penalty_limits(runtime.systems.systems)
-        collectors.append(
-            PenaltyOverdueCollector(runtime.store, settings.working_calendar(), limits)
-        )
+        calendar = runtime.settings.working_calendar()
+        collectors.append(PenaltyOverdueCollector(runtime.store, calendar, limits))
     app.include_router(metrics_router(scrape_registry(*collectors)))
     if runtime.journal is not None:
         app.include_router(messages_router(runtime.journal, caller=runtime.gatekeeper.identify))
     if runtime.operators is not None and runtime.ledger is not None:
-        app.include_router(centre_router(runtime.ledger, gate=runtime.operators))
+        app.include_router(centre_router(runtime.ledger, gate=runtime.operators, limits=limits))
     if runtime.operators is not None and runtime.observer is not None:
         app.include_router(
             dead_letters_router(lambda: runtime.broker, runtime.observer, gate=runtime.operators)

@@ -258,6 +258,15 @@ class HubSettings(BaseSettings):
             "scenario (centre.deadlines); default: the built-in ones."
         ),
     )
+    centre_scan_s: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "Seconds between two scans of the centre's ledger for due-soon reminders and "
+            "overdue escalations (centre.notices), in each worker running the collaboration "
+            "centre; each notice is sent once, whichever worker sends it. 0: none are sent."
+        ),
+    )
     shutdown_timeout_s: float = Field(
         default=20.0,
         gt=0,

@@ -10,7 +10,9 @@ The worker only runs things; what happens to a message is elsewhere:
   once (default 8, at most the prefetch: a delivery mostly waits for the target's answer);
 - the collaboration centre (a system with a `collaboration` section) consumes its queue the same
   way, through `centre.collaboration.CollaborationCentre`, and publishes what it derives through
-  the consumer's connection;
+  the consumer's connection; beside it a thread scans the ledger every `centre_scan_s` seconds
+  for due-soon reminders and overdue escalations (`centre.notices.NoticeScanner`), published
+  through the same connection;
 - pollers (inbound channels whose adapter is a poller) run one thread each, handing what they
   pull to the one inbound path, `Ingress.accept`.
 
@@ -41,6 +43,7 @@ from adapters.routing import Directory
 from bus import Broker, BrokerUnavailable, BusError, Delivery, Topology, TopologyError
 from centre.collaboration import CollaborationCentre
 from centre.ledger import LedgerObserver
+from centre.notices import NoticeScanner
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
 from mappings import SystemMappings, load_all
@@ -107,8 +110,8 @@ class Worker:
         each consumer thread opens its own.
       observer: counts and journals every delivery, breaker change and poll; default: one
         with the journal MonitorSettings names (closed when `run` returns).
-      clock: tells the default observer's ledger now (default: the wall clock; `jghub demo`
-        runs on simulated business time).
+      clock: tells the worker's ledger now, for its observer and the centre's reminders
+        (default: the wall clock; `jghub demo` runs on simulated business time).
     """
 
     settings: HubSettings
@@ -138,10 +141,9 @@ class Worker:
         self._own_journal: Journal | None = None
         if self.observer is None:
             self._own_journal = MonitorSettings().open_journal(self.store, self.settings.data_dir)
+        self.ledger = self.settings.ledger(self.store, self.systems.systems, clock=self.clock)
         self._observer = self.observer or LedgerObserver(
-            self.topology,
-            self._own_journal,
-            ledger=self.settings.ledger(self.store, self.systems.systems, clock=self.clock),
+            self.topology, self._own_journal, ledger=self.ledger
         )
         self.selected: list[SystemConfig] = self._select(self.targets)
         self.poller_channels = self._poller_channels() if self.pollers else []
@@ -184,7 +186,16 @@ class Worker:
                 directory=self.directory,
                 redaction=self.redaction,
             )
-            return CollaborationCentre(system, publisher, self.store, self.settings.data_dir)
+            # The ledger's rules set each task's deadline, so what the department is told is
+            # what the centre holds it to.
+            return CollaborationCentre(
+                system,
+                publisher,
+                self.store,
+                self.settings.data_dir,
+                deadlines=self.ledger.rules,
+                calendar=self.ledger.calendar,
+            )
         return build_egress(
             system,
             self.mappings.get(system.id),
@@ -215,6 +226,8 @@ class Worker:
                 # is set up by the first and would be busy for others opened at the same time.
                 consume = functools.partial(self._consume, target, stop, self._first_broker())
                 self._start(f"deliver-{target.name}", consume)
+                if isinstance(target, CollaborationCentre) and self.settings.centre_scan_s:
+                    self._start("centre-notices", self._notices(target, stop))
             if self.poller_channels:
                 self._start("pollers", lambda: self._poll(stop))
             log.info(
@@ -235,6 +248,13 @@ class Worker:
         if failures:
             first = failures[0].failure
             raise WorkerError("; ".join(f"{t.name}: {t.failure}" for t in failures)) from first
+
+    def _notices(self, centre: CollaborationCentre, stop: threading.Event) -> Callable[[], None]:
+        """The scan for the centre's reminders and escalations, publishing through the centre's
+        own path (attached to its consumer's connection: until then a scan's notices wait)."""
+        assert self.systems is not None
+        scanner = NoticeScanner(self.ledger, centre.publisher, centre.system, self.systems.systems)
+        return functools.partial(scanner.run, stop, self.settings.centre_scan_s)
 
     def _start(self, name: str, body: Callable[[], None]) -> None:
         record = _Thread(name, threading.Thread(name=name, daemon=True))

@@ -316,6 +316,7 @@ SCRAPED: dict[str, str] = {
     "jghub_centre_open": "gauge",
     "jghub_centre_overdue": "gauge",
     "jghub_centre_disposal_seconds": "histogram",
+    "jghub_centre_notices_total": "counter",
     "jghub_penalty_cases_overdue": "gauge",  # centre.penalties.PenaltyOverdueCollector
 }
 """Metrics collectors compute at scrape time from the broker, the build and the store (the

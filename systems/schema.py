@@ -358,6 +358,17 @@ class CollaborationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_deadline_days(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "deadline_days" in data:
+            raise ValueError(
+                "deadline_days is no longer read: a task's deadline follows the centre's "
+                "deadline rules (config/deadlines.yaml, task.by_type and task.by_scenario, "
+                "JGHUB_DEADLINES_FILE); remove it here and set the days there"
+            )
+        return data
+
     scenarios: dict[str, str] = Field(
         default_factory=dict,
         description=(
@@ -382,12 +393,6 @@ class CollaborationConfig(BaseModel):
             "The system that gets complaints of a scenario the table does not list; None: such "
             "a complaint is dead-lettered with its scenario named, for an operator to route."
         ),
-    )
-    deadline_days: int = Field(
-        default=15,
-        ge=1,
-        le=365,
-        description="Days from dispatch until a task is due (办理时限).",
     )
     source: str = Field(
         default="330000/ywxtzx",

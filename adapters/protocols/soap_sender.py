@@ -296,13 +296,13 @@ class SoapSender(Sender):
         options = self.settings
         target = self.system.id
         client, proxy, _ = self._service()
-        arguments = self._arguments(body, client, idempotency_key)
+        name = options.operations.get(envelope.spec.name, options.operation)
+        arguments = self._arguments(body, client, idempotency_key, name)
         headers = []
         if options.idempotency_header and not options.idempotency_parameter:
             element = etree.Element(options.idempotency_header)
             element.text = idempotency_key
             headers.append(element)
-        name = options.operations.get(envelope.spec.name, options.operation)
         operation = proxy[name]
         try:
             with client.settings(
@@ -351,7 +351,11 @@ class SoapSender(Sender):
                     detail=excerpt(str(result)),
                 )
 
-    def _arguments(self, body: bytes, client: Any, idempotency_key: str) -> dict[str, Any]:
+    def _arguments(
+        self, body: bytes, client: Any, idempotency_key: str, operation: str
+    ) -> dict[str, Any]:
+        """The call's parameters: fixed and secret ones, the key, and the document as the
+        string parameter or as the fields of `operation`'s body element."""
         options = self.settings
         arguments: dict[str, Any] = dict(options.parameters)
         for parameter, variable in options.secret_parameters.items():
@@ -367,7 +371,7 @@ class SoapSender(Sender):
         if options.document_as == "string":
             arguments[options.document_parameter] = self._document_text(body)
         else:
-            arguments.update(self._document_fields(body, client))
+            arguments.update(self._document_fields(body, client, operation))
         return arguments
 
     def _document_text(self, body: bytes) -> str:
@@ -381,7 +385,9 @@ class SoapSender(Sender):
                 f"rendered document for target {self.system.id} does not decode: {error}"
             ) from error
 
-    def _document_fields(self, body: bytes, client: Any) -> dict[str, Any]:
+    def _document_fields(self, body: bytes, client: Any, operation: str) -> dict[str, Any]:
+        """The rendered document read as `operation`'s body element (the operation the
+        envelope's dataset goes to: a target's tasks and notices take different elements)."""
         parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
         try:
             root = etree.fromstring(body, parser)
@@ -390,12 +396,12 @@ class SoapSender(Sender):
                 f"rendered document for target {self.system.id} is not XML: {error}"
             ) from error
         _, _, binding = self._service()
-        body_element = binding.get(self.settings.operation).input.body
+        body_element = binding.get(operation).input.body
         if body_element is None or etree.QName(root).text != body_element.qname.text:
             expected = body_element.qname.text if body_element is not None else "none"
             raise PermanentDeliveryError(
                 f"rendered document for target {self.system.id} has root {root.tag}; operation "
-                f"{self.settings.operation} takes {expected} (document_as element)"
+                f"{operation} takes {expected} (document_as element)"
             )
         value = body_element.parse(root, client.wsdl.types)
         return {name: value[name] for name in value}

@@ -1,7 +1,8 @@
 """`jghub centre`: what the disposal centre watches, read from the hub's store.
 
     jghub centre overdue [--department D]         ledger rows past due, not fed back
-    jghub centre show ID                          a warning's or task's rows and timeline
+    jghub centre show ID                          a warning's or task's rows (when reminded and
+                                                  escalated) and timeline (the notices too)
     jghub centre penalties overdue [--department D] [--on DAY]
                                                   penalty cases past their legal time limits
 
@@ -26,7 +27,7 @@ from rich.text import Text
 
 from centre.deadlines import DeadlinesFileError
 from centre.ledger import Ledger
-from centre.penalties import overdue_cases, today_in_shanghai
+from centre.penalties import PenaltyLimits, overdue_cases, today_in_shanghai
 from centre.workdays import CalendarFileError
 from hub.commands.journal import console
 from hub.commands.options import DataDir, SystemsFile, hub_settings
@@ -61,6 +62,16 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 @contextmanager
 def open_ledger(data_dir: Path | None, systems_file: Path | None) -> Iterator[Ledger]:
     """The hub's ledger; exit 2 saying why when the store or a configuration cannot be used."""
+    with open_centre(data_dir, systems_file) as (ledger, _):
+        yield ledger
+
+
+@contextmanager
+def open_centre(
+    data_dir: Path | None, systems_file: Path | None
+) -> Iterator[tuple[Ledger, PenaltyLimits]]:
+    """The hub's ledger and the penalty time limits its systems set; exit 2 saying why when the
+    store or a configuration cannot be used."""
     settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
     try:
         systems = load_systems(settings.systems_file).systems
@@ -69,7 +80,7 @@ def open_ledger(data_dir: Path | None, systems_file: Path | None) -> Iterator[Le
         console().print(Text.assemble(("cannot open the ledger: ", "red"), literal(error)))
         raise typer.Exit(2) from None
     try:
-        yield settings.ledger(store, systems)
+        yield settings.ledger(store, systems), settings.penalty_limits(systems)
     except (DeadlinesFileError, CalendarFileError) as error:
         console().print(Text.assemble(("cannot open the ledger: ", "red"), literal(error)))
         raise typer.Exit(2) from None
@@ -79,7 +90,8 @@ def open_ledger(data_dir: Path | None, systems_file: Path | None) -> Iterator[Le
 
 def _rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=title)
-    for name in ("kind", "item", "department", "state", "dispatched", "due", "flags"):
+    columns = ("kind", "item", "department", "state", "dispatched", "due", "reminded", "escalated")
+    for name in (*columns, "flags"):
         table.add_column(name)
     for row in rows:
         table.add_row(
@@ -89,6 +101,8 @@ def _rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
             literal(row["state"]),
             literal(row["dispatched_at"] or "-"),
             literal(row["due_at"] or row["due_error"] or "-"),
+            literal(row["reminded_at"] or "-"),
+            literal(row["escalated_at"] or "-"),
             literal(len(row["flags"]) or ""),
         )
     return table

@@ -177,30 +177,33 @@ ANSWERS = {"on_time": "on time", "late": "late", "return": "returns", "never": "
 def _print_loop(console: Console, loop: DisposalLoop) -> None:
     """The disposal loop per department, as the centre's ledger tells it."""
     table = Table(
-        title=f"Disposal loop per department (the centre's ledger, {_shown(loop.closed_at)})",
+        title=f"Disposal loop per department (the centre's scorecard, {_shown(loop.closed_at)})",
         title_justify="left",
         header_style="bold",
     )
-    table.add_column("department")
+    table.add_column("department", overflow="fold")  # wrapped, never cut: it is the answer
     table.add_column("system")
     table.add_column("kind")
     table.add_column("answers")
-    for column in ("items", "open", "overdue", "returned", "closed", "late"):
+    for column in ("items", "open", "overdue", "returned", "closed", "on time", "late"):
         table.add_column(column, justify="right")
-    for tally in loop.tallies:
-        system = loop.systems.get(tally.department, "?")
+    for score in loop.scores:
+        system = loop.systems.get(score.department, "?")
         behaviour = loop.behaviours.get(system)
-        answers = ANSWERS[behaviour.of(tally.kind)] if behaviour is not None else "-"
-        if loop.unanswerable.get((system, tally.kind)):
+        answers = ANSWERS[behaviour.of(score.kind)] if behaviour is not None else "-"
+        if loop.unanswerable.get((system, score.kind)):
             answers += " (no channel)"
-        counts = (tally.items, tally.open, tally.overdue, tally.returned, tally.closed, tally.late)
-        table.add_row(escape(tally.department), system, tally.kind, answers, *map(str, counts))
+        closed = score.rows - score.open
+        counts = (score.rows, score.open, score.overdue, score.returned, closed, score.on_time)
+        table.add_row(
+            escape(score.label), system, score.kind, answers, *map(str, (*counts, score.late))
+        )
     console.print(table)
     console.print(
-        f"Demo clock: the day of traffic ended {_shown(loop.day_ends)}; the loop is tallied at "
+        f"Demo clock: the day of traffic ended {_shown(loop.day_ends)}; the loop is scored at "
         f"{_shown(loop.closed_at)}, once every due time had passed. Open counts returned and "
-        "fed-back items waiting for their dispatcher; late ones were fed back after their due "
-        "time; tasks fed back are closed by the collaboration centre."
+        "fed-back items waiting for their dispatcher; on time and late say when items were fed "
+        "back; tasks fed back are closed by the collaboration centre."
     )
     refused = sum(loop.refused.values())
     console.print(

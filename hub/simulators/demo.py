@@ -21,8 +21,8 @@
    (`adapters.repeats`). The collaboration centre is a system of its own in the books: what it
    derived and published (a task per complaint, each step told to the platform, each close) is
    what it "sent", delivered onwards like any record.
-6. The disposal loop is tallied per department from the centre's ledger
-   (`Ledger.department_tallies`) at the moment every item's due time has passed: the demo's
+6. The disposal loop is scored per department from the centre's ledger (`centre.scorecard`'s
+   disposal figures) at the moment every item's due time has passed: the demo's
    clock (`hub.simulators.clock`) is business time, starting at the end of the day of traffic
    (the latest change time its warnings, complaints and events carry: their samples') and moved
    forward, never slept, so late answers and overdue items are what they would be.
@@ -46,7 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import bus
 from bus.routing import RoutingTable
-from centre.ledger import DepartmentTally, Ledger
+from centre.ledger import Ledger
+from centre.scorecard import DisposalScore, disposal_scores
 from hub.settings import HubSettings
 from hub.simulators.clients import PUSH_ADAPTERS, OutboxPuller, PushOutcome, SystemClient
 from hub.simulators.clock import DemoClock
@@ -189,18 +190,18 @@ class DisposalLoop:
     """The disposal loop as the centre's ledger tells it when the books close.
 
     Attributes:
-      tallies: per department and kind (`Ledger.department_tallies`).
-      systems: the system serving each department tallied, by the name the tally gives.
+      scores: the scorecard's disposal figures per department and kind.
+      systems: the system serving each department scored, by its key (credit code or name).
       behaviours: how each department system answered (by system id).
       unanswerable: items a department would have answered but has no channel for, by
         (system, kind).
       answers: the answers the departments pushed (each step a payload).
       refused: why the hub refused some of them, by reason (empty when all were accepted).
       day_ends: where the demo clock started: the end of the day of traffic.
-      closed_at: where it stood when the loop was tallied (every due time passed).
+      closed_at: where it stood when the loop was scored (every due time passed).
     """
 
-    tallies: list[DepartmentTally]
+    scores: list[DisposalScore]
     systems: dict[str, str]
     behaviours: dict[str, DepartmentBehaviour]
     unanswerable: Counter[tuple[str, str]]
@@ -258,7 +259,7 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> DemoRepo
                 running, landscape, books, baseline, options.settle_timeout_s, departments
             )
             departments.close()
-            loop = _tallied(ledger, clock, departments, landscape)
+            loop = _scored(ledger, clock, departments, landscape)
             quarantined = len(running.broker.quarantined(limit=100_000))
             for client, _, _ in schedule:
                 client.close()
@@ -312,25 +313,26 @@ def _ledger(settings: HubSettings, landscape: Landscape, clock: DemoClock) -> It
         store.close()
 
 
-def _tallied(
+def _scored(
     ledger: Ledger, clock: DemoClock, departments: Departments, landscape: Landscape
 ) -> DisposalLoop:
-    """Move the clock past every due time and every answer, then tally the loop."""
+    """Move the clock past every due time and every answer, then score the loop."""
     day_ends = clock()
     dues = [datetime.fromisoformat(row["due_at"]) for row in ledger.items(limit=100_000)
             if row["due_at"]]  # fmt: skip
     last = max([*dues, departments.latest or day_ends, day_ends])
     closed_at = clock.advance_to(last + timedelta(minutes=1))
-    tallies = ledger.department_tallies()
-    names = {d.name: s.id for s in landscape.systems.systems for d in s.departments}
+    with ledger.store.begin() as db:
+        scores = disposal_scores(db, closed_at.timestamp(), None)
+    systems = {score.department: departments.system_of(score.department) for score in scores}
     behaviours = {
         system: behaviour
-        for system in sorted(set(names.values()))
+        for system in sorted({s for s in systems.values() if s})
         if (behaviour := departments.behaviour(system)) is not None
     }
     return DisposalLoop(
-        tallies,
-        {t.department: names.get(t.department, "?") for t in tallies},
+        scores,
+        {department: system or "?" for department, system in systems.items()},
         behaviours,
         departments.unanswerable,
         departments.pushed,

@@ -77,8 +77,9 @@ class DepartmentBehaviour(BaseModel):
 
 
 DEMO_BEHAVIOURS: Mapping[str, DepartmentBehaviour] = {
-    # National warnings are due in 1-3 days by level; the market bureau feeds back after its
-    # inspection, two days late. Its complaint tasks (15 working days) it answers on time.
+    # National warnings carry their own deadline (处置时限, two weeks in the samples); the market
+    # bureau feeds back after its inspection and its case review, two days past it. Its
+    # complaint tasks (15 working days) it answers on time.
     "market-penalty": DepartmentBehaviour(warnings="late"),
     # A construction site's night work, dust and uncovered muck trucks: noise is the ecology
     # department's, muck transport the comprehensive law enforcement's; housing sends it back.

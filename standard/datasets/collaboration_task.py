@@ -30,6 +30,10 @@ ACCEPTED_STATUSES = frozenset({"2", "4", "5", "6"})
 RETURNED = "3"
 FED_BACK, CLOSED = "5", "6"
 FED_BACK_STATUSES = frozenset({FED_BACK, CLOSED})
+FEEDBACK = ("feedback_time", "feedback_result")
+"""What a fed-back (5) or closed (6) task carries: when and what was fed back."""
+JOINT_INSPECTION = "1"
+"""任务类型 1 联合检查: a task done by inspecting."""
 
 
 class CollaborationTask(StandardRecord):
@@ -107,7 +111,7 @@ class CollaborationTask(StandardRecord):
         if self.status in ACCEPTED_STATUSES:
             needed += ["accepted_time"]
         if self.status in FED_BACK_STATUSES:
-            needed += ["feedback_time", "feedback_result"]
+            needed += FEEDBACK
         if self.status == RETURNED:
             needed += ["return_reason"]
         for name in needed:

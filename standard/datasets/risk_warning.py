@@ -29,6 +29,10 @@ DisposalConclusionCode = Annotated[str, DictionaryCode("disposal_conclusion")]
 RECEIVED, DISPOSING, DISPOSED, FED_BACK, RETURNED = "2", "3", "4", "5", "7"
 FEEDBACK_STEPS = frozenset({RECEIVED, DISPOSING, DISPOSED, FED_BACK, RETURNED})
 CONCLUDING_STEPS = frozenset({DISPOSED, FED_BACK})
+DISPOSAL_REPORT = ("measures", "conclusion", "result")
+"""What a disposed or fed-back step says: what was done, concluded, and came of it."""
+CONFIRMED_AND_DISPOSED = "1"
+"""处置结论 1 风险属实已处置: the risk was real and the department disposed of it."""
 
 
 class RiskWarning(StandardRecord):
@@ -117,7 +121,7 @@ class RiskFeedback(StandardRecord):
     )
     def _disposal_reported(self) -> Iterator[Breach]:
         if self.step in CONCLUDING_STEPS:
-            for name in ("measures", "conclusion", "result"):
+            for name in DISPOSAL_REPORT:
                 if getattr(self, name) is None:
                     yield Breach(name, None, f"step {self.step} reports a disposal")
 

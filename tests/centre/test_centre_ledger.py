@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,12 +24,11 @@ from ledger_support import (
     wrap,
 )
 from operator_accounts import READER, write_operators
-from store_support import STORE_BACKENDS, fresh_store_url
 from typer.testing import CliRunner
 
 from centre.api import centre_router
 from centre.deadlines import Deadline, DeadlineRules, DeadlinesFileError, TaskDeadlines
-from centre.ledger import CentreCollector, Ledger
+from centre.ledger import RECORD_DEADLINE, CentreCollector, Ledger
 from centre.workdays import WorkingCalendar
 from hub import cli
 from monitor.operators import OperatorGate, load_operators
@@ -42,16 +40,6 @@ from store import Store, store_url
 MARKET_SYSTEM = "market-penalty"
 ECO_SYSTEM = "eco-env-penalty"
 TARGET = {"market-penalty": "market_penalty", "eco-env-penalty": "eco_env_penalty"}
-
-
-@pytest.fixture(params=STORE_BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    with fresh_store_url(request.param, tmp_path) as url:
-        opened = Store.open(url, migrate=True)
-        try:
-            yield opened
-        finally:
-            opened.close()
 
 
 @pytest.fixture
@@ -224,37 +212,6 @@ def test_ledger_overdue_with_an_injected_clock(ledger: Ledger, clock: Clock) -> 
     assert ledger.overdue_counts() == [("warning", MARKET["name"], 1)]
 
 
-def test_centre_department_tallies_for_the_demo_table(ledger: Ledger, clock: Clock) -> None:
-    # Market: a task fed back in time and closed by its dispatcher (the centre's system), a
-    # task returned, a red warning (1 day) fed back after 30 hours, a blue one (15 days) open.
-    publish(ledger, "collaboration", task("1", task_id="RW-ON-TIME"))
-    publish(ledger, MARKET_SYSTEM, task("5", at(30), task_id="RW-ON-TIME"))
-    publish(ledger, "collaboration", task("6", at(31), task_id="RW-ON-TIME"))
-    publish(ledger, "collaboration", task("1", task_id="RW-BACK"))
-    publish(ledger, MARKET_SYSTEM, task("3", at(2), task_id="RW-BACK"))
-    publish(ledger, "national", warning("YJ-RED", level="D"))
-    publish(ledger, MARKET_SYSTEM, feedback("5", at(30), warning_id="YJ-RED"))
-    publish(ledger, "national", warning("YJ-BLUE", level="A"))
-    # Ecology: a red warning nobody answers.
-    publish(ledger, "national", warning("YJ-SILENT", level="D", department=ECO))
-    clock.now = DISPATCHED + dt.timedelta(days=2)
-
-    def tallied() -> dict[tuple[str, str], tuple[int, ...]]:
-        return {
-            (t.department, t.kind): (t.items, t.open, t.overdue, t.returned, t.closed, t.late)
-            for t in ledger.department_tallies()
-        }
-
-    # (items, open, overdue, returned, closed, late)
-    assert tallied() == {
-        (MARKET["name"], "task"): (2, 1, 0, 1, 1, 0),
-        (MARKET["name"], "warning"): (2, 2, 0, 0, 0, 1),
-        (ECO["name"], "warning"): (1, 1, 1, 0, 0, 0),
-    }
-    clock.now = DISPATCHED + dt.timedelta(days=16)  # the blue warning's time is up too
-    assert tallied()[(MARKET["name"], "warning")] == (2, 2, 1, 0, 0, 1)
-
-
 def test_ledger_deadline_in_working_days_across_national_day(store: Store, clock: Clock) -> None:
     rules = DeadlineRules(task=TaskDeadlines(by_type={"1": Deadline(days=7, count="working")}))
     calendar = WorkingCalendar()
@@ -281,6 +238,24 @@ def test_ledger_deadline_past_the_calendar_is_flagged_not_a_crash(
     kept = row(ledger, "RW-1")
     assert kept["state"] == "dispatched" and kept["due_at"] is None
     assert "2027" in kept["due_error"]
+
+
+def test_ledger_deadline_the_dispatcher_set_on_the_record_wins_over_the_rules(
+    store: Store, clock: Clock
+) -> None:
+    """A warning's 处置时限 or a task's 办理时限 is what the department was told: the ledger
+    holds it to that, and falls back to the rules only where the dispatcher set none."""
+    ledger = ledger_of(store, clock, rules=DeadlineRules())
+    told = DISPATCHED + dt.timedelta(days=2, hours=3)
+    record = CollaborationTask.model_validate({**task("1").data, "deadline": told})
+    publish(ledger, "collaboration", wrap(record, DISPATCHED, Operation.INSERT))
+    publish(ledger, "collaboration", task("1", task_id="RW-2"))
+    with_deadline, without = row(ledger, "RW-1"), row(ledger, "RW-2")
+    assert with_deadline["due_rule"] == RECORD_DEADLINE
+    assert with_deadline["due_at"] == told.astimezone(dt.UTC).isoformat()
+    assert without["due_rule"] == "default: 15 calendar days"
+    clock.now = told + dt.timedelta(seconds=1)
+    assert [r["item_id"] for r in ledger.items(overdue=True)] == ["RW-1"]
 
 
 def test_ledger_task_deadline_by_complaint_scenario(store: Store, clock: Clock) -> None:

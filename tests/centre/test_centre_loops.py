@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,9 @@ from flows_harness import flows as flows  # the fixture: the landscape on each b
 
 from adapters.authorisation import WARNING_MATCH_RULE
 from centre.collaboration import ACCEPT_RANK, PROGRESS_RANK, RESULT_RANK, RETURN_RANK, Loop, Step
+from centre.deadlines import DeadlineRules
+from centre.ledger import RECORD_DEADLINE
+from centre.workdays import WorkingCalendar
 from hub.simulators.answers import Answers
 from mappings import SYSTEMS_ROOT
 from monitor.metrics import sample_total
@@ -282,3 +286,41 @@ def test_centre_loop_tells_later_steps_only() -> None:
     assert returned.returned_at == day + timedelta(hours=3)
     assert not returned.admits(result)  # the old assignment's result comes too late
     assert Loop.from_json(returned.to_json()) == returned
+
+
+def test_centre_task_deadline_follows_the_deadline_rules_and_the_ledger_holds_it(
+    flows: Flows,
+) -> None:
+    """The task the department receives carries the deadline the ledger holds it to: the
+    centre's rules (config/deadlines.yaml: a forwarded complaint, type 2, has 15 working days),
+    counted on the official calendar, not a flat number of calendar days."""
+    case, task_id = new_case()
+    pushed = flows.push("complaint-platform", "complaint_push", complaint_xml(case, "医疗美容"))
+    assert pushed.accepted == 1, pushed
+    wait_for(lambda: flows.received("health-penalty", task_id), f"{task_id} at health-penalty")
+    (delivered,) = flows.received("health-penalty", task_id)
+    sent = json.loads(delivered.body)
+    rules = DeadlineRules.load(Path("config/deadlines.yaml"))
+    chosen, rule = rules.rule("task", task_type="2", scenario="03")
+    assert (chosen, rule.count) == ("type 2", "working")
+    due = rule.due(ACCEPTED_AT, WorkingCalendar())
+    assert due - ACCEPTED_AT > timedelta(days=rule.days)  # weekends are not counted
+    assert [found for found in _values(sent, "blsx")] == [millis(due)], (
+        f"the task's 办理时限 at health-penalty: {sent}"
+    )
+    wait_for(lambda: flows.ledger().item(task_id), f"{task_id} in the ledger")
+    shown = flows.ledger().item(task_id)
+    assert shown is not None
+    (row,) = shown["rows"]
+    assert row["due_rule"] == RECORD_DEADLINE
+    assert row["due_at"] == due.astimezone(UTC).isoformat()
+
+
+def _values(document: Any, key: str) -> list[Any]:
+    """Every value of `key` anywhere in a JSON document."""
+    if isinstance(document, dict):
+        own = [document[key]] if key in document else []
+        return own + [v for value in document.values() for v in _values(value, key)]
+    if isinstance(document, list):
+        return [v for value in document for v in _values(value, key)]
+    return []

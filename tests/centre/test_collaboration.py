@@ -104,3 +104,10 @@ def test_centre_event_kinds_in_the_systems_file_name_the_line_of_a_system_withou
     (problem,) = [p for p in raised.value.problems if "event_kinds" in str(p)]
     assert "'nowhere' is not a configured system with `departments`" in str(problem)
     assert problem.line == wrong[: wrong.index('"09": nowhere')].count("\n") + 1
+
+
+def test_centre_deadline_days_is_refused_with_where_the_deadlines_are_now() -> None:
+    entry = centre({}, [CENTRE]).model_dump(exclude_none=True)
+    entry["collaboration"]["deadline_days"] = 15
+    with pytest.raises(ValidationError, match=r"config/deadlines\.yaml"):
+        SystemConfig.model_validate(entry)

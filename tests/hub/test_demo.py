@@ -55,10 +55,10 @@ def test_demo_on_the_embedded_bus_balances_its_books(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "bus.sqlite3").is_file()
 
 
-def _expected_tally(kind: str, answer: str, overdue: bool) -> tuple[int, ...]:
-    """(items, open, overdue, returned, closed, late) of one row a department answered so: a
-    task fed back is closed by the centre, its dispatcher; a warning fed back waits for its
-    issuer (national, whose format cannot say closed)."""
+def _expected_score(kind: str, answer: str, overdue: bool) -> tuple[int, ...]:
+    """(rows, open, overdue, returned, closed, on time, late) of one row a department answered
+    so: a task fed back is closed by the centre, its dispatcher; a warning fed back waits for
+    its issuer (national, whose format cannot say closed)."""
     fed_back = answer in ("on_time", "late")
     closed = fed_back and kind == "task"
     return (
@@ -67,6 +67,7 @@ def _expected_tally(kind: str, answer: str, overdue: bool) -> tuple[int, ...]:
         int(answer == "never" and overdue),
         int(answer == "return"),
         int(closed),
+        int(answer == "on_time"),
         int(answer == "late"),
     )
 
@@ -119,15 +120,18 @@ def test_demo_centre_loop_is_what_each_departments_behaviour_implies(tmp_path: P
             assert (late > timedelta(0)) == (answer == "late"), row
             if answer == "late":
                 assert abs(late - timedelta(days=behaviour.late_by_days)) < timedelta(minutes=2)
-        counts = _expected_tally(kind, answer, overdue=due < closed_at)
-        tally = expected.setdefault((row["department_name"], kind), [0] * 6)
-        tally[:] = [a + b for a, b in zip(tally, counts, strict=True)]
-    # The run shows every behaviour, and the closing table (one query) says what they imply.
+        counts = _expected_score(kind, answer, overdue=due < closed_at)
+        score = expected.setdefault((row["department"], kind), [0] * 7)
+        score[:] = [a + b for a, b in zip(score, counts, strict=True)]
+    # The run shows every behaviour, and the closing table (the scorecard's disposal figures,
+    # in SQL) says what they imply.
     assert exercised == {"on_time", "late", "return", "never"}
     assert {
-        (t.department, t.kind): [t.items, t.open, t.overdue, t.returned, t.closed, t.late]
-        for t in report.loop.tallies
-    } == expected
+        (s.department, s.kind): [
+            s.rows, s.open, s.overdue, s.returned, s.rows - s.open, s.on_time, s.late
+        ]
+        for s in report.loop.scores
+    } == expected  # fmt: skip
 
 
 @pytest.mark.slow

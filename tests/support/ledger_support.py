@@ -77,7 +77,9 @@ def feedback(
     warning_id: str = "YJ-1",
     department: dict[str, str] = MARKET,
     feedback_id: str | None = None,
+    **extra: Any,
 ) -> Envelope:
+    """Step `step` of `department` on the warning; `extra` fields (inspection_id ...) too."""
     fields: dict[str, Any] = {}
     if step in ("4", "5"):
         fields = {"measures": "现场检查", "conclusion": "1", "result": "已责令整改"}
@@ -91,6 +93,7 @@ def feedback(
             "department": department,
             "step_time": at,
             **fields,
+            **extra,
         }
     )
     return wrap(record, at, Operation.INSERT)
@@ -104,7 +107,9 @@ def task(
     assignees: list[dict[str, str]] | None = None,
     task_type: str = "1",
     source_record_id: str | None = None,
+    **extra: Any,
 ) -> Envelope:
+    """Task `task_id` at `status`, with the fields that status needs and `extra` ones."""
     fields: dict[str, Any] = {}
     if status == "2":
         fields["accepted_time"] = at
@@ -128,6 +133,7 @@ def task(
             **({"source_dataset": "complaint"} if source_record_id else {}),
             **({"source_record_id": source_record_id} if source_record_id else {}),
             **fields,
+            **extra,
         }
     )
     return wrap(record, at, Operation.INSERT if status == "1" else Operation.UPDATE)

@@ -103,6 +103,8 @@ class Hub:
     namespace: str
     data_dir: Path
     systems_file: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Further settings of its workers (e.g. database_url, centre_scan_s)."""
     brokers: list[Broker] = field(default_factory=list)
     stops: list[tuple[threading.Event, threading.Thread]] = field(default_factory=list)
 
@@ -113,6 +115,7 @@ class Hub:
             data_dir=self.data_dir,
             systems_file=self.systems_file,
             namespace=self.namespace,
+            **self.overrides,
         )
 
     @property
