@@ -60,7 +60,7 @@ from hub.systems import SystemsConfig, load_systems
 from mappings import SystemMappings, load_all
 from monitor.api import dead_letters_router, messages_router, metrics_router
 from monitor.journal import Journal
-from monitor.metrics import count_unauthenticated, scrape_registry
+from monitor.metrics import count_unauthenticated, scrape_registry, start_at_zero
 from monitor.observer import Observer
 from monitor.operators import OperatorGate
 from monitor.queues import BrokerQueueStats, QueueCollector
@@ -225,6 +225,9 @@ def build_runtime(
     config = systems if systems is not None else load_systems(settings.systems_file)
     folders = load_all(settings.mappings_root)
     mappings = config.bind_mappings(folders)
+    # Every series the configuration names starts at 0, so rate() and increase() see the first
+    # event (in multiprocess mode this process's files hold them: serve enabled it already).
+    start_at_zero(config.known_series(mappings))
     misconfigured = [str(problem) for problem in config.unrouted_channels(mappings)]
     for problem in misconfigured:
         log.warning("misconfigured: %s", problem)

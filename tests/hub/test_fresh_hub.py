@@ -1,0 +1,102 @@
+"""A fresh `jghub serve` on the shipped configuration, as an operator first meets it: every
+configured system's and target's metric series at 0, structured logs, /docs served offline, and
+an OpenAPI document naming how each channel authenticates and how large a body it takes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from serve_process import REPOSITORY, hub_environment, serve_process
+
+from hub.systems import SystemsConfig, load_systems
+
+SHIPPED = REPOSITORY / "config" / "systems.yaml"
+
+
+@dataclass
+class FreshHub:
+    """The running hub, the configuration it was started with, and its log file."""
+
+    base: str
+    config: SystemsConfig
+    log: IO[bytes]
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.base}{path}", timeout=30)
+
+
+@pytest.fixture(scope="module")
+def fresh_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreshHub]:
+    """`jghub serve` on the embedded bus and store, the shipped systems file, no secrets set
+    (each such system is refused until its secret is set; the hub is ready), JSON logs."""
+    data = tmp_path_factory.mktemp("fresh-hub")
+    env = hub_environment(
+        JGHUB_DATA_DIR=str(data / "var"),
+        JGHUB_SYSTEMS_FILE=str(SHIPPED),
+        JGHUB_LOG_FORMAT="json",
+    )
+    with (
+        (data / "serve.log").open("w+b") as log,
+        serve_process(env, log_level="info", log=log) as base,
+    ):
+        yield FreshHub(base, load_systems(SHIPPED), log)
+
+
+def _samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The scrape's jghub_ samples by name: (labels, value)."""
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("jghub_"):
+                found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+def test_every_configured_system_and_target_has_its_series_at_zero(fresh_hub: FreshHub) -> None:
+    samples = _samples(fresh_hub.get("/metrics").text)
+
+    def zero(name: str, **labels: str) -> list[dict[str, str]]:
+        matching = [
+            (found, value)
+            for found, value in samples.get(name, [])
+            if labels.items() <= found.items()
+        ]
+        assert matching, f"no {name} series with {labels}"
+        assert all(value == 0 for _, value in matching), (name, labels, matching)
+        return [found for found, _ in matching]
+
+    systems = fresh_hub.config.systems
+    for system in systems:
+        for channel in system.inbound:
+            where = {"system": system.id, "message_type": channel.message_type}
+            for name in (
+                "jghub_payloads_received_total",
+                "jghub_records_accepted_total",
+                "jghub_translation_seconds_count",
+            ):
+                zero(name, **where)
+            zero("jghub_published_total", system=system.id)
+            zero("jghub_publish_failures_total", system=system.id, reason="unroutable")
+        if system.auth.scheme != "internal":
+            zero("jghub_unauthenticated_total", channel=system.id, reason="bad-credential")
+    receiving = [system for system in systems if system.routes]
+    assert len(receiving) >= 10
+    for system in receiving:
+        target = system.target
+        delivered = zero("jghub_delivered_total", target=target)
+        if system.outbound is not None:
+            assert {found["dataset"] for found in delivered} >= set(system.outbound.render)
+        for tier in range(len(system.retry.tiers)):
+            zero("jghub_retried_total", target=target, tier=str(tier))
+        for stage in ("render", "deliver"):
+            for reason in ("permanent", "retries_exhausted"):
+                zero("jghub_dead_lettered_total", target=target, stage=stage, reason=reason)
+        zero("jghub_delivery_failures_total", target=target, kind="transient")
+        zero("jghub_replayed_total", target=target)
+    # `serve` runs no circuit breaker: the state is a worker's to tell.
+    assert "jghub_breaker_state" not in samples
