@@ -17,7 +17,7 @@ Routes:
   GET  /systems/{id}/outbox, POST .../ack the outbox of a system whose outbound adapter is outbox
                                           (routes a sender mounts: Sender.mount_target_routes)
   GET  /health   liveness        GET /ready   bus reachable, publisher up, topology declared,
-                                               mappings loaded
+                                               mappings loaded; queues without consumers
   GET  /metrics  Prometheus      GET /docs    OpenAPI (one tag per system)
   GET  /messages/{id}            where a system's own message has been (monitor.api)
   GET  /dead-letters[/{id}], POST /dead-letters/replay   operator accounts (HTTP Basic), with
@@ -95,6 +95,16 @@ class Readiness(BaseModel):
         )
     )
     problems: list[str] = Field(description="What is wrong, in words; empty when ready.")
+    degraded: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Target queues no consumer (jghub worker) reads, naming the target and its queue: "
+            "the hub still takes messages, which wait in the queue until a worker consumes "
+            "them, so it stays ready. An operator reads this list (and the JghubNoConsumers "
+            "alert); a load balancer reads only the status. RabbitMQ only: the embedded bus "
+            "cannot see other processes' consumers."
+        ),
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="What does not stop the hub but needs an operator (a system's missing secret).",
@@ -381,7 +391,8 @@ def create_app(
     )
     async def ready() -> JSONResponse:
         """Readiness: the bus answers, publishes get through, every target queue is declared,
-        the mappings are loaded."""
+        the mappings are loaded (200, else 503); target queues without a consumer are listed
+        under `degraded` and leave it 200."""
         problem = await run_in_threadpool(runtime.probe)
         report = await run_in_threadpool(
             lambda: check_readiness(
@@ -402,6 +413,7 @@ def create_app(
             ready=report.ready,
             checks=report.checks,
             problems=report.problems,
+            degraded=report.degraded,
             warnings=warnings,
             misconfigured=runtime.misconfigured,
         )
