@@ -78,6 +78,7 @@ def test_queues_no_consumer_reads_are_named_degraded_and_the_hub_stays_ready(
 ) -> None:
     buses = buses_for("rabbitmq", tmp_path)
     stop = threading.Event()
+    consuming: threading.Thread | None = None
     try:
         topology = buses.topology({"national": ["#"], "dept_scjg": ["penalty_case.#"]})
         broker = buses.open(topology)
@@ -105,6 +106,8 @@ def test_queues_no_consumer_reads_are_named_degraded_and_the_hub_stays_ready(
         assert line.startswith("dept_scjg: ") and topology.target_queue("dept_scjg") in line
     finally:
         stop.set()
+        if consuming is not None:
+            consuming.join(timeout=10)
         buses.cleanup()
 
 
