@@ -4,8 +4,10 @@ an OpenAPI document naming how each channel authenticates and how large a body i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import IO
 
 import httpx
@@ -100,3 +102,20 @@ def test_every_configured_system_and_target_has_its_series_at_zero(fresh_hub: Fr
         zero("jghub_replayed_total", target=target)
     # `serve` runs no circuit breaker: the state is a worker's to tell.
     assert "jghub_breaker_state" not in samples
+
+
+def test_json_logs_are_one_object_per_line(fresh_hub: FreshHub) -> None:
+    # An access line of the hub's own uvicorn, which takes the hub's formatter too.
+    assert fresh_hub.get("/nothing%0Aforged").status_code == 404
+    fresh_hub.log.seek(0)
+    lines = fresh_hub.log.read().decode("ascii").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records, "serve logged nothing at info"
+    for record in records:
+        assert {"time", "level", "logger", "message"} <= record.keys(), record
+        assert datetime.fromisoformat(record["time"]).utcoffset() == timedelta(0)
+    loggers = {record["logger"] for record in records}
+    assert {"hub.app", "uvicorn.access"} <= loggers, loggers
+    # The systems whose secrets are not set are named at WARNING.
+    unset = [r for r in records if r["level"] == "WARNING" and "is not set" in r["message"]]
+    assert len(unset) == len([s for s in fresh_hub.config.systems if s.auth.key_env])
