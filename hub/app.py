@@ -37,6 +37,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -322,7 +323,9 @@ def create_app(
             await run_in_threadpool(runtime.close)
 
     config = runtime.systems
-    app = FastAPI(
+    # /docs and /redoc with their scripts, styles and icon served by the hub itself (from
+    # fastapi-offline's copy of Swagger UI and ReDoc): the pages work where no CDN is reachable.
+    app = FastAPIOffline(
         title="jghub",
         version=__version__,
         summary="Integration hub of the provincial Internet + Supervision system.",

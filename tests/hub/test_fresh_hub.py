@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import IO
 
 import httpx
+import lxml.html
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from serve_process import REPOSITORY, hub_environment, serve_process
@@ -119,3 +120,20 @@ def test_json_logs_are_one_object_per_line(fresh_hub: FreshHub) -> None:
     # The systems whose secrets are not set are named at WARNING.
     unset = [r for r in records if r["level"] == "WARNING" and "is not set" in r["message"]]
     assert len(unset) == len([s for s in fresh_hub.config.systems if s.auth.key_env])
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_api_pages_load_everything_from_the_hub(fresh_hub: FreshHub, page: str) -> None:
+    answer = fresh_hub.get(page)
+    assert answer.status_code == 200
+    html = lxml.html.fromstring(answer.text)
+    assets = [*html.xpath("//script/@src"), *html.xpath("//link/@href")]
+    assert any(asset.endswith(".js") for asset in assets), assets
+    if page == "/docs":
+        assert any(asset.endswith(".css") for asset in assets), assets
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), f"{asset} is not the hub's"
+        served = fresh_hub.get(asset)
+        assert served.status_code == 200 and served.content, asset
+    # Nothing else in the page reaches out either (no CDN or font host named anywhere).
+    assert "http://" not in answer.text and "https://" not in answer.text
