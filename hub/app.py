@@ -47,6 +47,7 @@ from adapters import registry
 from adapters.base import AdapterContext, Closeable, InboundAdapter, Sender
 from adapters.errors import AdapterConfigError, RequestRefused
 from adapters.ingress import Ingress
+from adapters.openapi import SecurityScheme, security_schemes
 from adapters.redaction import Redaction, install_log_redaction
 from adapters.replay_cache import ReplayCache, StoredReplayCache
 from adapters.routing import Directory
@@ -423,7 +424,22 @@ def create_app(
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
     mount_monitor(app, runtime)
+    declare_security_schemes(app, security_schemes(config.systems))
     return app
+
+
+def declare_security_schemes(app: FastAPI, schemes: dict[str, SecurityScheme]) -> None:
+    """Add `schemes` to the OpenAPI document's components, beside those FastAPI found itself
+    (the operators' HTTPBasic): the channels name them in their `security`, but the gatekeeper
+    is no FastAPI dependency, so FastAPI cannot know them."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()  # built once and kept by FastAPI; adding again changes nothing
+        document.setdefault("components", {}).setdefault("securitySchemes", {}).update(schemes)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def answer_store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
@@ -459,7 +475,14 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
         )
     app.include_router(metrics_router(scrape_registry(*collectors)))
     if runtime.journal is not None:
-        app.include_router(messages_router(runtime.journal, caller=runtime.gatekeeper.identify))
+        app.include_router(
+            messages_router(
+                runtime.journal,
+                caller=runtime.gatekeeper.identify,
+                # Any system's credential: it sees only its own messages.
+                security=[{name: []} for name in security_schemes(runtime.systems.systems)],
+            )
+        )
     if runtime.operators is not None and runtime.ledger is not None:
         app.include_router(centre_router(runtime.ledger, gate=runtime.operators))
     if runtime.operators is not None and runtime.observer is not None:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import lxml.html
@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from serve_process import REPOSITORY, hub_environment, serve_process
 
+from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
 
 SHIPPED = REPOSITORY / "config" / "systems.yaml"
@@ -137,3 +138,51 @@ def test_the_api_pages_load_everything_from_the_hub(fresh_hub: FreshHub, page: s
         assert served.status_code == 200 and served.content, asset
     # Nothing else in the page reaches out either (no CDN or font host named anywhere).
     assert "http://" not in answer.text and "https://" not in answer.text
+
+
+def _what_authenticates(scheme: dict[str, Any]) -> tuple[str, ...]:
+    """A security scheme as the credential it asks a client for."""
+    if scheme["type"] == "apiKey":
+        return ("header", scheme["name"])
+    if scheme["type"] == "http":
+        return ("http", scheme["scheme"])
+    return (scheme["type"],)
+
+
+def test_openapi_names_each_channels_credential_and_body_limit(fresh_hub: FreshHub) -> None:
+    document = fresh_hub.get("/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    default_limit = HubSettings.model_fields["max_body_bytes"].default
+    pushes = 0
+    for system in fresh_hub.config.systems:
+        auth = system.auth
+        expected = {
+            "api_key": ("http", "bearer")
+            if auth.header.lower() == "authorization"
+            else ("header", auth.header),
+            "basic": ("http", "basic"),
+            "signed_app_key": ("header", "X-Sign"),
+        }.get(auth.scheme)
+        limit = system.max_body_bytes or default_limit
+        origin = "the system's max_body_bytes" if system.max_body_bytes else "the hub default"
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                if system.id not in operation.get("tags", []) or method != "post":
+                    continue
+                (requirement,) = operation["security"]
+                (name,) = requirement
+                assert _what_authenticates(schemes[name]) == expected, (path, name)
+                if auth.scheme == "signed_app_key":
+                    assert "md5(appKey + secret + requestTime)" in schemes[name]["description"]
+                if path.endswith("/outbox/ack"):
+                    continue
+                pushes += 1
+                description = operation["description"]
+                assert f"Body limit: {limit} bytes ({origin}" in description, path
+                (channel,) = [c for c in system.inbound if path.endswith(c.message_type)]
+                assert f"at most {channel.max_records} " in description, path
+    assert pushes >= 10
+    assert any(system.max_body_bytes for system in fresh_hub.config.systems)  # both kinds seen
+    # A system asks where its own message is with any system's credential.
+    messages = document["paths"]["/messages/{message_id}"]["get"]
+    assert {name for requirement in messages["security"] for name in requirement} == set(schemes)
