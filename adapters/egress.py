@@ -54,6 +54,9 @@ from systems import CLOUDEVENT, SENDER_KINDS, SystemConfig
 
 log = logging.getLogger("adapters.egress")
 
+STAGES = ("decode", "render", "deliver")
+"""Where the outbound path can fail a message (`NotDelivered.stage`): its dead letters' stages."""
+
 
 class NotDelivered(Exception):
     """A message that cannot be delivered now or ever, and how to settle it.

@@ -17,7 +17,7 @@ Routes:
   GET  /systems/{id}/outbox, POST .../ack the outbox of a system whose outbound adapter is outbox
                                           (routes a sender mounts: Sender.mount_target_routes)
   GET  /health   liveness        GET /ready   bus reachable, publisher up, topology declared,
-                                               mappings loaded
+                                               mappings loaded; queues without consumers
   GET  /metrics  Prometheus      GET /docs    OpenAPI (one tag per system)
   GET  /messages/{id}            where a system's own message has been (monitor.api)
   GET  /dead-letters[/{id}], POST /dead-letters/replay   operator accounts (HTTP Basic), with
@@ -39,6 +39,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -48,6 +49,7 @@ from adapters import registry
 from adapters.base import AdapterContext, Closeable, InboundAdapter, Sender
 from adapters.errors import AdapterConfigError, RequestRefused
 from adapters.ingress import Ingress
+from adapters.openapi import SecurityScheme, security_schemes
 from adapters.redaction import Redaction, install_log_redaction
 from adapters.replay_cache import ReplayCache, StoredReplayCache
 from adapters.routing import Directory
@@ -62,7 +64,7 @@ from hub.systems import SystemsConfig, load_systems
 from mappings import SystemMappings, load_all
 from monitor.api import dead_letters_router, messages_router, metrics_router
 from monitor.journal import Journal
-from monitor.metrics import count_unauthenticated, scrape_registry
+from monitor.metrics import count_unauthenticated, scrape_registry, start_at_zero
 from monitor.observer import Observer
 from monitor.operators import OperatorGate
 from monitor.queues import BrokerQueueStats, QueueCollector
@@ -97,6 +99,16 @@ class Readiness(BaseModel):
         )
     )
     problems: list[str] = Field(description="What is wrong, in words; empty when ready.")
+    degraded: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Target queues no consumer (jghub worker) reads, naming the target and its queue: "
+            "the hub still takes messages, which wait in the queue until a worker consumes "
+            "them, so it stays ready. An operator reads this list (and the JghubNoConsumers "
+            "alert); a load balancer reads only the status. RabbitMQ only: the embedded bus "
+            "cannot see other processes' consumers."
+        ),
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="What does not stop the hub but needs an operator (a system's missing secret).",
@@ -230,6 +242,9 @@ def build_runtime(
     config = systems if systems is not None else load_systems(settings.systems_file)
     folders = load_all(settings.mappings_root)
     mappings = config.bind_mappings(folders)
+    # Every series the configuration names starts at 0, so rate() and increase() see the first
+    # event (in multiprocess mode this process's files hold them: serve enabled it already).
+    start_at_zero(config.known_series(mappings))
     misconfigured = [str(problem) for problem in config.unrouted_channels(mappings)]
     for problem in misconfigured:
         log.warning("misconfigured: %s", problem)
@@ -316,7 +331,9 @@ def create_app(
             await run_in_threadpool(runtime.close)
 
     config = runtime.systems
-    app = FastAPI(
+    # /docs and /redoc with their scripts, styles and icon served by the hub itself (from
+    # fastapi-offline's copy of Swagger UI and ReDoc): the pages work where no CDN is reachable.
+    app = FastAPIOffline(
         title="jghub",
         version=__version__,
         summary="Integration hub of the provincial Internet + Supervision system.",
@@ -385,7 +402,8 @@ def create_app(
     )
     async def ready() -> JSONResponse:
         """Readiness: the bus answers, publishes get through, every target queue is declared,
-        the mappings are loaded."""
+        the mappings are loaded (200, else 503); target queues without a consumer are listed
+        under `degraded` and leave it 200."""
         problem = await run_in_threadpool(runtime.probe)
         report = await run_in_threadpool(
             lambda: check_readiness(
@@ -406,13 +424,29 @@ def create_app(
             ready=report.ready,
             checks=report.checks,
             problems=report.problems,
+            degraded=report.degraded,
             warnings=warnings,
             misconfigured=runtime.misconfigured,
         )
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
     mount_monitor(app, runtime)
+    declare_security_schemes(app, security_schemes(config.systems))
     return app
+
+
+def declare_security_schemes(app: FastAPI, schemes: dict[str, SecurityScheme]) -> None:
+    """Add `schemes` to the OpenAPI document's components, beside those FastAPI found itself
+    (the operators' HTTPBasic): the channels name them in their `security`, but the gatekeeper
+    is no FastAPI dependency, so FastAPI cannot know them."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()  # built once and kept by FastAPI; adding again changes nothing
+        document.setdefault("components", {}).setdefault("securitySchemes", {}).update(schemes)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def answer_store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
@@ -447,7 +481,14 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
         collectors.append(PenaltyOverdueCollector(runtime.store, calendar, limits))
     app.include_router(metrics_router(scrape_registry(*collectors)))
     if runtime.journal is not None:
-        app.include_router(messages_router(runtime.journal, caller=runtime.gatekeeper.identify))
+        app.include_router(
+            messages_router(
+                runtime.journal,
+                caller=runtime.gatekeeper.identify,
+                # Any system's credential: it sees only its own messages.
+                security=[{name: []} for name in security_schemes(runtime.systems.systems)],
+            )
+        )
     if runtime.operators is not None and runtime.ledger is not None:
         app.include_router(centre_router(runtime.ledger, gate=runtime.operators, limits=limits))
     if runtime.operators is not None and runtime.observer is not None:

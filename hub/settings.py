@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -136,6 +137,15 @@ class HubSettings(BaseSettings):
             "third of it while it polls). Exactly one worker on the store polls a channel; when "
             "it dies, another takes over after at most this plus a third of it, from the cursor "
             "in the store."
+        ),
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description=(
+            "How `serve` and `worker` write their log to stderr: text, one line per record "
+            "(time, level, logger, message); json, one JSON object per line with the keys "
+            "time (ISO 8601, UTC), level, logger and message (plus exc_info for a traceback), "
+            "for a log collector to read without parsing text."
         ),
     )
     ssl_certfile: Path | None = Field(

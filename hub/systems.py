@@ -23,19 +23,22 @@ against its adapter's Options model through the adapter registry (`OPTIONS_CHECK
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from adapters.registry import validate_options
+from adapters import egress
+from adapters.registry import adapter_class, validate_options
 from adapters.routing import ADDRESSED
 from bus import Target, Topology
+from bus.broker import HANDLER_STAGE
 from bus.routing import topics_overlap
 from mappings import MappingError, SystemMappings
 from mappings.yamlsource import YamlFile, load_yaml
+from monitor.metrics import ChannelSeries, KnownSeries, TargetSeries
 from systems import CLOUDEVENT, OPTIONS_CHECK, SystemConfig
 
 __all__ = [
@@ -192,6 +195,38 @@ class SystemsConfig(BaseModel):
             raise SystemsConfigError(problems)
         return bound
 
+    def known_series(
+        self, bound: Mapping[str, SystemMappings], *, breakers: Collection[str] = ()
+    ) -> KnownSeries:
+        """The metric series this configuration names ahead of any event, for
+        `monitor.metrics.start_at_zero`; `bound` is what `bind_mappings` returned, `breakers`
+        the targets whose circuit breakers the calling process runs."""
+        channels = [
+            ChannelSeries(system.id, channel.message_type, translation.dataset.name)
+            for system in self.systems
+            if system.id in bound
+            for channel in system.inbound
+            if (translation := bound[system.id].inbound.get(channel.message_type)) is not None
+        ]
+        sources = [
+            f"{system.id}/{channel.message_type}"
+            for system in self.systems
+            for channel in system.inbound
+            if adapter_class(channel.adapter).kind == "poller"
+        ]
+        return KnownSeries(
+            channels=tuple(channels),
+            systems=tuple(s.id for s in self.systems if s.auth.scheme != "internal"),
+            targets=tuple(
+                TargetSeries(s.target, _received_datasets(s), len(s.retry.tiers))
+                for s in self.systems
+                if s.routes
+            ),
+            sources=tuple(sources),
+            dead_letter_stages=(*egress.STAGES, HANDLER_STAGE),
+            breakers=tuple(breakers),
+        )
+
     def unrouted_channels(self, bound: Mapping[str, SystemMappings]) -> list[ConfigProblem]:
         """A misconfiguration for each inbound channel whose dataset no system's routes take.
 
@@ -267,6 +302,15 @@ class SystemsConfig(BaseModel):
         line, column = source.position(location) if source is not None else (None, None)
         file = source.path if source is not None else Path("<systems>")
         return ConfigProblem(file, line, column, _shown(location), reason)
+
+
+def _received_datasets(system: SystemConfig) -> tuple[str, ...]:
+    """The datasets `system` receives by name: its routes' literal first words and its render
+    table's entries (a wildcard route takes datasets nobody can list ahead)."""
+    named = {route.split(".")[0] for route in system.routes} - {"*", "#"}
+    if system.outbound is not None:
+        named |= set(system.outbound.render)
+    return tuple(sorted(named))
 
 
 def load_systems(path: Path | str) -> SystemsConfig:

@@ -48,6 +48,7 @@ from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
 from mappings import SystemMappings, load_all
 from monitor.journal import Journal
+from monitor.metrics import start_at_zero
 from monitor.observer import Observer
 from monitor.settings import MonitorSettings
 from store import Store
@@ -147,6 +148,8 @@ class Worker:
         )
         self.selected: list[SystemConfig] = self._select(self.targets)
         self.poller_channels = self._poller_channels() if self.pollers else []
+        breakers = [s.target for s in self.selected if s.collaboration is None]
+        start_at_zero(self.systems.known_series(self.mappings, breakers=breakers))
 
     # ------------------------------------------------------------------ configuration
 

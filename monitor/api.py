@@ -220,8 +220,14 @@ def operator_access(gate: OperatorGate, role: Role) -> Callable[..., Operator]:
     return admitted
 
 
-def messages_router(journal: Journal, *, caller: Callable[..., Any]) -> APIRouter:
-    """`GET /messages/{message_id}` for external systems (see the module docstring)."""
+def messages_router(
+    journal: Journal,
+    *,
+    caller: Callable[..., Any],
+    security: list[dict[str, list[str]]] | None = None,
+) -> APIRouter:
+    """`GET /messages/{message_id}` for external systems (see the module docstring);
+    `security` is the route's OpenAPI security, the ways `caller` identifies a system."""
     router = APIRouter(tags=["messages"])
 
     @router.get(
@@ -229,6 +235,7 @@ def messages_router(journal: Journal, *, caller: Callable[..., Any]) -> APIRoute
         response_model=MessageTrace,
         summary="Where a message has been",
         responses={404: {"description": "No such message sent by the calling system."}},
+        openapi_extra={"security": security} if security else None,
     )
     def trace(message_id: str, system: Annotated[str, Depends(caller)]) -> MessageTrace:
         """Every step of one of your messages (or of every record of one of your receipts)."""

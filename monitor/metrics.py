@@ -33,8 +33,10 @@ import platform
 import re
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 from prometheus_client import (
     CollectorRegistry,
@@ -391,6 +393,110 @@ bounded = _LabelBounds()
 """`bounded(metric, label, value)`: the value to use, or "other" once the label has had
 MAX_VALUES_PER_LABEL distinct values in this process (long values are cut, blanks become
 "unknown"). Use it for labels whose values come from failures rather than from configuration."""
+
+
+# -- series that exist before their first event --------------------------------------------------
+
+PUBLISH_FAILURE_REASONS = ("unroutable", "not_confirmed", "unavailable")
+UNAUTHENTICATED_REASONS = ("no-credential", "bad-credential", "forbidden", "too-many-failures")
+DELIVERY_FAILURE_KINDS = ("transient", "permanent")
+DEAD_LETTER_CAUSES = ("permanent", "retries_exhausted")
+POLL_OUTCOMES = ("ok", "failed")
+LEASE_CHANGES = ("taken", "taken_over", "lost", "released")
+JOURNAL_OUTCOMES = ("written", "failed", "late", "dropped")
+JOURNAL_REFUSALS = ("too-big", "constraint", "invalid-value")
+
+
+class ChannelSeries(NamedTuple):
+    """An inbound channel (push or poll) as its series are labelled."""
+
+    system: str
+    message_type: str
+    dataset: str
+
+
+class TargetSeries(NamedTuple):
+    """A target system's queue as its series are labelled: the datasets it receives and how
+    many retry tiers it has."""
+
+    name: str
+    datasets: tuple[str, ...]
+    retry_tiers: int
+
+
+@dataclass(frozen=True)
+class KnownSeries:
+    """The label values a hub's configuration names before anything happens.
+
+    Attributes:
+      channels: every inbound channel, with the dataset its mapping produces.
+      systems: the systems that authenticate (the `channel` label of jghub_unauthenticated).
+      targets: every target queue.
+      sources: the pollers' sources ("system/message type").
+      dead_letter_stages: where the outbound path dead-letters a message (decode, render, ...).
+      breakers: the targets whose circuit breaker this process runs (a worker's; `serve` runs
+        none, and a breaker's state is its worker's to tell).
+    """
+
+    channels: tuple[ChannelSeries, ...] = ()
+    systems: tuple[str, ...] = ()
+    targets: tuple[TargetSeries, ...] = ()
+    sources: tuple[str, ...] = ()
+    dead_letter_stages: tuple[str, ...] = ()
+    breakers: tuple[str, ...] = ()
+
+
+def start_at_zero(known: KnownSeries) -> None:
+    """Create every series `known` names, at 0, before its first event.
+
+    A labelled series exists only from its first observation: until then `rate()` and
+    `increase()` have no earlier sample, so the first dead letter of a target or the first
+    payload of a system never shows as an increase, and `absent()` cannot tell "none yet" from
+    "not scraped". Called by `serve` and `worker` at start (after `enable_multiprocess`).
+    Labels whose values come from failures and are not known ahead (a rejected record's rule, a
+    refused payload's kind) still start at their first event.
+    """
+    for channel in known.channels:
+        for by_type in (PAYLOADS_RECEIVED, RECORDS_ACCEPTED, TRANSLATION_SECONDS):
+            by_type.labels(channel.system, channel.message_type)
+        by_dataset = (PUBLISHED, RECORD_DELAY_SECONDS, OPTIONAL_FIELDS, OPTIONAL_FIELDS_FILLED)
+        for metric in by_dataset:
+            metric.labels(channel.system, channel.dataset)
+        for by_system in (DUPLICATES, UNMATCHED_FEEDBACK, PUBLISH_CONFIRM_SECONDS):
+            by_system.labels(channel.system)
+        for reason in PUBLISH_FAILURE_REASONS:
+            PUBLISH_FAILURES.labels(channel.system, reason)
+    for system in known.systems:
+        for reason in UNAUTHENTICATED_REASONS:
+            UNAUTHENTICATED.labels(system, reason)
+    for target in known.targets:
+        _target_at_zero(target, known.dead_letter_stages)
+    for source in known.sources:
+        for outcome in POLL_OUTCOMES:
+            POLLS.labels(source, outcome)
+        for change in LEASE_CHANGES:
+            POLLER_LEASE_CHANGES.labels(source, change)
+    for breaker in known.breakers:
+        BREAKER_STATE.labels(breaker).set(0)  # closed, as every breaker starts
+    for outcome in JOURNAL_OUTCOMES:
+        JOURNAL_ENTRIES.labels(outcome)
+    for reason in JOURNAL_REFUSALS:
+        JOURNAL_REFUSED.labels(reason)
+
+
+def _target_at_zero(target: TargetSeries, stages: Iterable[str]) -> None:
+    for metric in (DELIVERY_SECONDS, REPLAYED):
+        metric.labels(target.name)
+    for dataset in target.datasets:
+        DELIVERED.labels(target.name, dataset)
+        END_TO_END_SECONDS.labels(target.name, dataset)
+        for kind in DELIVERY_FAILURE_KINDS:
+            DELIVERY_FAILURES.labels(target.name, dataset, kind)
+    for tier in range(target.retry_tiers):
+        RETRIED.labels(target.name, str(tier))
+    for stage in stages:
+        for cause in DEAD_LETTER_CAUSES:
+            DEAD_LETTERED.labels(target.name, stage, cause)
 
 
 # -- several processes ---------------------------------------------------------------------------

@@ -11,6 +11,11 @@
 - **topology**: the hub declared its topology and every target's queue exists on the broker (a
   queue deleted by hand, or a topology never declared, shows here by name);
 - **mappings**: every configured system has its compiled mappings.
+
+A target queue that no consumer reads does not stop the hub from taking messages (they wait in
+the queue, durably, until a `jghub worker` consumes them), so it leaves the hub ready: the report
+lists it under `degraded`, naming the target and its queue. Only RabbitMQ tells consumers; the
+embedded broker cannot see other processes' consumers and lists none.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ class ReadinessReport:
 
     checks: dict[str, bool]
     problems: list[str] = field(default_factory=list)
+    degraded: list[str] = field(default_factory=list)
+    """Target queues no consumer reads, by target and queue name: ready all the same."""
 
     @property
     def ready(self) -> bool:
@@ -42,7 +49,8 @@ def check_readiness(
     mappings: Mapping[str, object],
     bus_problem: str | None = None,
 ) -> ReadinessReport:
-    """Check bus, publisher, topology and mappings (see the module docstring).
+    """Check bus, publisher, topology and mappings, and name the target queues no consumer
+    reads (see the module docstring).
 
     Parameters:
       broker: the hub's broker, None while it is not connected.
@@ -53,6 +61,7 @@ def check_readiness(
       bus_problem: why the hub is not connected, when it knows (shown instead of a generic text).
     """
     problems: list[str] = []
+    degraded: list[str] = []
     bus_ok = publisher_ok = topology_ok = False
     if broker is not None:
         publishing = broker.publishing_problem()
@@ -65,13 +74,8 @@ def check_readiness(
         bus_ok = True
         problems.append(f"topology: not declared yet ({bus_problem or 'declare pending'})")
     else:
-        missing: list[str] = []
         try:
-            for target in topology.targets:
-                try:
-                    broker.depth(target.name)
-                except TopologyError as error:
-                    missing.append(f"{target.name} ({error})")
+            missing, degraded = _target_queues(broker, topology)
             bus_ok = True
             topology_ok = not missing
             if missing:
@@ -90,4 +94,28 @@ def check_readiness(
             "mappings": not unmapped,
         },
         problems=problems,
+        degraded=degraded,
     )
+
+
+def _target_queues(broker: Broker, topology: Topology) -> tuple[list[str], list[str]]:
+    """(missing, unconsumed): the target queues absent from the broker, each with why, and
+    those present that no consumer reads, each with its queue's name. One read of every queue's
+    statistics; only when a queue is missing, one read per target to name each missing one."""
+    try:
+        stats = broker.queue_stats_many(target.name for target in topology.targets)
+    except TopologyError:
+        missing = []
+        for target in topology.targets:
+            try:
+                broker.depth(target.name)
+            except TopologyError as error:
+                missing.append(f"{target.name} ({error})")
+        return missing, []
+    unconsumed = [
+        f"{item.target}: no consumer reads queue {topology.target_queue(item.target)}; its "
+        "messages wait there until a jghub worker consumes it"
+        for item in stats
+        if item.consumers == 0
+    ]
+    return [], unconsumed

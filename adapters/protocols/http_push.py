@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from adapters.base import InboundAdapter
 from adapters.errors import IngressUnavailable, RequestRefused
 from adapters.ingress import IngressResult
+from adapters.openapi import body_limit_text, security_requirement
 from systems import ChannelConfig, SystemConfig
 
 if TYPE_CHECKING:
@@ -240,15 +241,18 @@ class HttpPush(InboundAdapter):
                     "content": {
                         media: {"schema": {"type": "string"}} for media in self.media_types
                     },
-                }
+                },
+                "security": security_requirement(system.auth),
             },
         )
 
     def describe(self, system: SystemConfig, channel: ChannelConfig) -> str:
-        """The endpoint's description in the OpenAPI document."""
+        """The endpoint's description in the OpenAPI document: what it takes, how much of it."""
+        gatekeeper = self.context.require_gatekeeper(self.name)
         return (
             f"{(type(self).__doc__ or '').strip().splitlines()[0]}\n\n"
-            f"Authentication: {system.auth.scheme}. Body limit: "
-            f"{system.max_body_bytes or 'the hub default'} bytes. Answers one entry per record "
-            "(accepted with its message id, or rejected with field, rule and location)."
+            f"Authentication: {system.auth.scheme}. {body_limit_text(gatekeeper, system)} "
+            f"Records per payload: at most {channel.max_records} (max_records). Answers one "
+            "entry per record (accepted with its message id, or rejected with field, rule and "
+            "location)."
         )

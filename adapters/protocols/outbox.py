@@ -64,6 +64,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adapters.base import AdapterContext, Closeable, Sender
 from adapters.errors import AdapterConfigError, BadRequest, TransientDeliveryError
+from adapters.openapi import security_requirement
 from adapters.protocols.http_push import REFUSALS
 from store import METADATA, Store, StoreError, upsert
 from systems import SystemConfig
@@ -670,6 +671,7 @@ def mount_outbox(
     refusals: dict[int | str, dict[str, Any]] = {
         k: v for k, v in REFUSALS.items() if k in (400, 401, 403, 413, 429)
     }
+    security = security_requirement(system.auth)
     app_or_router.add_api_route(
         f"/systems/{system_id}/outbox",
         pull,
@@ -683,6 +685,7 @@ def mount_outbox(
         tags=[system_id],
         response_model=OutboxPull,
         responses=refusals,
+        openapi_extra={"security": security},
     )
     app_or_router.add_api_route(
         f"/systems/{system_id}/outbox/ack",
@@ -698,6 +701,7 @@ def mount_outbox(
             "requestBody": {
                 "required": True,
                 "content": {"application/json": {"schema": OutboxAck.model_json_schema()}},
-            }
+            },
+            "security": security,
         },
     )

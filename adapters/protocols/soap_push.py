@@ -46,6 +46,7 @@ from adapters.base import InboundAdapter
 from adapters.credentials import WSSE_SECURITY, envelope_credentials
 from adapters.errors import AdapterConfigError, IngressUnavailable, RequestRefused, Unauthenticated
 from adapters.ingress import IngressResult
+from adapters.openapi import body_limit_text
 from adapters.protocols.soap_service import (
     SOAP11,
     SOAP12,
@@ -403,7 +404,8 @@ def _add_routes(app_or_router: FastAPI | APIRouter, endpoint: _Endpoint) -> None
         description=(
             "GET with the query `?wsdl` returns the service's WSDL, its address set to this "
             "path under the hub's public URL (JGHUB_PUBLIC_URL); POST SOAP 1.1 or 1.2 requests "
-            "to the same URL (see the WSDL)."
+            f"to the same URL (see the WSDL), authenticated ({system.auth.scheme}). "
+            f"{body_limit_text(endpoint.gatekeeper, system)}"
         ),
         tags=[system.id],
         response_class=Response,

@@ -45,7 +45,7 @@ def serve(
         data_dir=data_dir,
         database_migrate=migrate,
     )
-    configure_logging(log_level)
+    configure_logging(log_level, settings.log_format)
     with exit_2_on_configuration_error(error_console()):
         # This process answers /metrics for every hub process on the machine.
         pool_metrics(settings, answering=True)

@@ -6,8 +6,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
 from rich.markup import escape
 
@@ -54,16 +57,44 @@ class OneLineFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-def configure_logging(level: str) -> None:
-    """Log at `level` (debug, info ...) to stderr, each line with its time, level and logger,
-    values from senders escaped (`OneLineFormatter`); uvicorn's lines go the same way.
+class JsonLineFormatter(JsonFormatter):
+    """Each record as one JSON object on one line: time (ISO 8601, UTC), level, logger, message,
+    and exc_info when it carries a traceback. JSON escapes every control character (and, ASCII
+    only, every line separator), so a sender's newline cannot start a line of its own.
+
+    The traceback is the one `adapters.redaction` already stripped of secrets (`exc_text`):
+    python-json-logger would format `exc_info` anew and show them. uvicorn's `color_message`,
+    its message again with terminal colours, is left out.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
+        )
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        if record.exc_text:
+            message_dict["exc_info"] = record.exc_text
+        super().add_fields(log_data, record, message_dict)
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log at `level` (debug, info ...) to stderr, each record on one line: as text with its
+    time, level and logger, values from senders escaped (`OneLineFormatter`), or as JSON
+    (`JsonLineFormatter`, `log_format` "json"); uvicorn's lines go the same way.
 
     INFO is for state changes (started, stopped, a breaker opened, a connection lost or back);
     what happens to each message is at DEBUG, so the per-request lines of the HTTP client are
     kept for `--log-level debug` too.
     """
     handler = logging.StreamHandler()
-    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+    formatter = JsonLineFormatter() if log_format == "json" else OneLineFormatter(LOG_FORMAT)
+    handler.setFormatter(formatter)
     logging.basicConfig(level=level.upper(), handlers=[handler])
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         for name in PER_REQUEST_LOGGERS:

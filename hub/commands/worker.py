@@ -52,8 +52,8 @@ def worker(
     exits 2 before anything is consumed.
     """
     console = error_console()
-    configure_logging(log_level)
     settings = hub_settings(systems_file=systems_file, data_dir=data_dir, database_migrate=migrate)
+    configure_logging(log_level, settings.log_format)
     wanted = [name.strip() for name in targets.split(",") if name.strip()] if targets else None
     with exit_2_on_configuration_error(console, WorkerError):
         # `serve`, on this machine, answers /metrics for this process too.

@@ -53,6 +53,13 @@ def test_health_ready_metrics_and_docs(tmp_path: Path, backend: str) -> None:
         # The test systems' eco-env task feedback has no taker: reported, the hub still ready.
         (misconfigured,) = body.pop("misconfigured")
         assert "'task_feedback' of system 'eco-env-penalty'" in misconfigured
+        # No worker runs: on RabbitMQ every target queue is named unread, the hub still ready.
+        degraded = body.pop("degraded")
+        expected = [hub.topology.target_queue(t.name) for t in hub.topology.targets]
+        if backend == "rabbitmq":
+            assert [queue for queue in expected if queue in " ".join(degraded)] == expected
+        else:
+            assert degraded == []
         assert body == {
             "ready": True,
             "checks": {"bus": True, "publisher": True, "topology": True, "mappings": True},

@@ -6,6 +6,7 @@ here: the processes, threads, signals, competing workers and concurrency.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from loopback_target import LoopbackTarget
 from worker_harness import Hub, folders, numbered_events, open_hub, systems_yaml
 
 from hub.worker import Worker, WorkerError
+from monitor.metrics import BREAKER_STATE, HUB_REGISTRY
+from monitor.observer import Observer
 
 REPOSITORY = Path(__file__).parents[2]
 
@@ -37,6 +40,24 @@ def test_unknown_target_is_refused_before_anything_runs(hub: Hub, target: Loopba
     hub.configure(systems_yaml(target.url))
     with pytest.raises(WorkerError, match="no target system national"):
         Worker(hub.settings, targets=["national"], mapping_folders=folders())
+
+
+def test_a_worker_starts_its_targets_series_at_zero(hub: Hub, target: LoopbackTarget) -> None:
+    """Before its first message each breaker it runs says closed and each of its targets'
+    counters is there at 0, so rate() and increase() see the first event."""
+    hub.configure(systems_yaml(target.url, tiers=[0.1, 0.2]))
+    for name in ("grassroots_platform", "national"):
+        with contextlib.suppress(KeyError):
+            BREAKER_STATE.remove(name)
+    # An observer without a journal: the worker is built, not run, so only its store to close.
+    worker = Worker(hub.settings, mapping_folders=folders(), observer=Observer())
+    for system in worker.selected:
+        state = HUB_REGISTRY.get_sample_value("jghub_breaker_state", {"target": system.target})
+        assert state == 0, system.target
+        for tier in ("0", "1"):
+            retried = {"target": system.target, "tier": tier}
+            assert HUB_REGISTRY.get_sample_value("jghub_retried_total", retried) is not None
+    worker.store.close()
 
 
 def sigterm_worker(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,5 +68,56 @@ def test_a_queue_deleted_by_hand_is_named(tmp_path: Path) -> None:
         (problem,) = report.problems
         assert problem.startswith("topology: target queues missing: dept_scjg")
         assert topology.target_queue("dept_scjg") in problem
+    finally:
+        buses.cleanup()
+
+
+@pytest.mark.rabbitmq
+def test_queues_no_consumer_reads_are_named_degraded_and_the_hub_stays_ready(
+    tmp_path: Path,
+) -> None:
+    buses = buses_for("rabbitmq", tmp_path)
+    stop = threading.Event()
+    consuming: threading.Thread | None = None
+    try:
+        topology = buses.topology({"national": ["#"], "dept_scjg": ["penalty_case.#"]})
+        broker = buses.open(topology)
+        idle = check_readiness(broker, topology, declared=True, systems=[], mappings={})
+        assert idle.ready, idle.problems
+        assert len(idle.degraded) == 2
+        for target in ("national", "dept_scjg"):
+            (line,) = [line for line in idle.degraded if line.startswith(f"{target}: ")]
+            assert topology.target_queue(target) in line
+        # A worker starts reading national: only dept_scjg is left unread.
+        reader = buses.open(topology)
+        consuming = threading.Thread(
+            target=reader.consume, args=("national", lambda delivery: delivery.ack()),
+            kwargs={"stop": stop}, daemon=True,
+        )  # fmt: skip
+        consuming.start()
+        deadline = time.monotonic() + 10
+        while True:
+            report = check_readiness(broker, topology, declared=True, systems=[], mappings={})
+            if len(report.degraded) == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert report.ready
+        (line,) = report.degraded
+        assert line.startswith("dept_scjg: ") and topology.target_queue("dept_scjg") in line
+    finally:
+        stop.set()
+        if consuming is not None:
+            consuming.join(timeout=10)
+        buses.cleanup()
+
+
+def test_the_embedded_bus_names_no_queue_degraded(tmp_path: Path) -> None:
+    # It cannot see other processes' consumers, so it claims none missing rather than guess.
+    buses = buses_for("embedded", tmp_path)
+    try:
+        topology = buses.topology({"national": ["#"]})
+        broker = buses.open(topology)
+        report = check_readiness(broker, topology, declared=True, systems=[], mappings={})
+        assert report.ready and report.degraded == []
     finally:
         buses.cleanup()

@@ -5,12 +5,14 @@ not come from the Host header."""
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -181,9 +183,24 @@ logging.getLogger("centre.collaboration").debug("task %s: step %s noted", sys.ar
 """
 
 
-def _logged(task_number: str) -> list[str]:
+_LOG_AS_JSON = """
+import logging, sys
+from adapters.redaction import Redaction, install_log_redaction
+from hub.commands.startup import configure_logging
+configure_logging("debug", "json")
+install_log_redaction(Redaction(["known-secret-0815"]))
+log = logging.getLogger("centre.collaboration")
+log.debug("task %s: step %s noted", sys.argv[1], "fed_back")
+try:
+    raise RuntimeError("the target refused token known-secret-0815")
+except RuntimeError:
+    log.exception("delivery of task %s failed", sys.argv[1])
+"""
+
+
+def _logged(task_number: str, script: str = _LOG_A_TASK) -> list[str]:
     done = subprocess.run(
-        [sys.executable, "-c", _LOG_A_TASK, task_number],
+        [sys.executable, "-c", script, task_number],
         cwd=REPOSITORY,
         capture_output=True,
         text=True,
@@ -205,6 +222,18 @@ def test_an_ordinary_task_number_is_logged_as_it_is() -> None:
     assert line.endswith(
         "DEBUG centre.collaboration task RW-330100-2026-0001 嘉兴: step fed_back noted"
     )
+
+
+def test_json_logs_keep_a_forged_line_inside_its_record_and_redact_tracebacks() -> None:
+    forged = "RW-1\n2026-12-07 00:00:00,000 ERROR centre.collaboration task RW-2 overdue"
+    noted, failed = (json.loads(line) for line in _logged(forged, _LOG_AS_JSON))
+    assert noted["message"] == f"task {forged}: step fed_back noted"
+    assert (noted["level"], noted["logger"]) == ("DEBUG", "centre.collaboration")
+    assert datetime.fromisoformat(noted["time"]).utcoffset() == timedelta(0)
+    assert failed["level"] == "ERROR" and "RuntimeError" in failed["exc_info"]
+    # The traceback the redaction stripped, not one formatted anew with the secret in it.
+    assert "refused token ***" in failed["exc_info"]
+    assert "known-secret-0815" not in json.dumps(failed)
 
 
 def test_the_hub_formatter_is_on_the_root_handler_it_installs() -> None:

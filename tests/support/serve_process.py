@@ -10,6 +10,7 @@ asked to stop with SIGTERM when the block ends, and killed if it does not within
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -79,11 +80,18 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def serve_process(
-    env: dict[str, str], *, ready_timeout: float = 60.0, open_files: int | None = None
+    env: dict[str, str],
+    *,
+    ready_timeout: float = 60.0,
+    open_files: int | None = None,
+    log_level: str = "warning",
+    log: IO[bytes] | None = None,
 ) -> Iterator[str]:
     """Run `jghub serve` with `env` on a free port until the block ends; yield its base URL.
 
-    `open_files` lowers the process's soft limit of open files (RLIMIT_NOFILE)."""
+    `open_files` lowers the process's soft limit of open files (RLIMIT_NOFILE). Its log
+    (stderr, at `log_level`) goes to `log` when given (a file the test reads), else to a
+    temporary file shown only if it fails to start."""
 
     def limit_open_files() -> None:
         if open_files is not None:
@@ -94,16 +102,17 @@ def serve_process(
     command = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)]
     base = f"http://127.0.0.1:{port}"
     # Its log goes to a file, not a pipe: a pipe nobody reads would stall it once full.
-    with tempfile.TemporaryFile() as log:
+    with contextlib.ExitStack() as files:
+        written = log if log is not None else files.enter_context(tempfile.TemporaryFile())
         process = subprocess.Popen(
-            [*command, "--log-level", "warning"],
+            [*command, "--log-level", log_level],
             env=env,
             cwd=REPOSITORY,
-            stderr=log,
+            stderr=written,
             preexec_fn=limit_open_files,
         )
         try:
-            wait_ready(base, process, timeout=ready_timeout, log=log)
+            wait_ready(base, process, timeout=ready_timeout, log=written)
             yield base
         finally:
             stop(process)
