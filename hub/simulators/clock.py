@@ -6,6 +6,10 @@ deadline. So the hub's ledger reads "now" from this clock instead (`Ledger(clock
 stands at the end of the day of traffic while the hub delivers it, and the demo moves it forward,
 never back, to the moment the books are closed, when every item's due time has passed.
 
+The samples' times span weeks, so one clock cannot sit right after every dispatch: a task
+dispatched in April is stamped delivered at the day's end, after the answers its department
+dates from the dispatch (the ledger tolerates a delivery recorded late: it races the answers).
+
     clock = DemoClock(day_ends)          # the latest change time of the day's records
     Ledger(store, clock=clock)           # `now` for deliveries and for what is overdue
     clock.advance_to(closing)            # no sleeping for days
