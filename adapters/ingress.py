@@ -28,9 +28,9 @@ Every inbound adapter and poller hands its payloads to `Ingress.accept`:
    confirm is answered "failed" (send it again; targets drop duplicates by idempotency key).
 
 Releasing a quarantined payload runs it through the same path again (`accept(..., again=entry)`,
-see `adapters.release`): with the current mappings, under its first receipt id, the records an
-earlier release published answered as repeats, and nothing kept anew: the release settles the
-entry it came from.
+see `adapters.release`): with the current mappings, under its first receipt id, the records
+published before (when it was kept, or by an earlier release) answered as repeats, and nothing
+kept anew: the release settles the entry it came from.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -307,7 +307,7 @@ class Ingress:
         `max_records`: the most records the payload may hold (the channel's `max_records`);
         None: no limit (pollers, bounded by their page size). `again`: the quarantine entry
         this payload is released from (`adapters.release`): its receipt id is used again, the
-        records it released before are answered as repeats, and nothing is kept anew (the
+        records of it published before are answered as repeats, and nothing is kept anew (the
         answer names the entry when something still fails). The answer is returned only once
         the payload's journal entries are written (`IngressObserver.durable`): what a sender was
         told is in the journal.
@@ -508,8 +508,9 @@ class Ingress:
                 sent,
                 seen,
                 kind="records-rejected",
-                problems=_problems(answers),
+                problems=record_problems(answers),
                 rejected=[a.index for a in answers if a.status == "rejected"],
+                published={a.index: a.message_id for a in answers if a.status == "accepted"},
                 limited=False,
             )
         return IngressResult(
@@ -679,7 +680,8 @@ class Ingress:
         try:
             self.quarantine.make_room(len(sent.payload), sent.system)
         except QuarantineFull as full:
-            raise self._refused_for_room(sent, seen, full, _problems(answers), outgoing) from None
+            problems = record_problems(answers)
+            raise self._refused_for_room(sent, seen, full, problems, outgoing) from None
 
     def _keep(
         self,
@@ -689,6 +691,7 @@ class Ingress:
         kind: str,
         problems: Sequence[Problem],
         rejected: Sequence[int] = (),
+        published: Mapping[int, str | None] | None = None,
         reason: str | None = None,
         limited: bool,
     ) -> str:
@@ -714,6 +717,7 @@ class Ingress:
             content_type=self._content_type(sent),
             charset=sent.charset,
             reason=why,
+            published={i: m for i, m in (published or {}).items() if m},
         )
         try:
             return self.quarantine.keep(rejection, beyond_limit=not limited)
@@ -924,26 +928,29 @@ def _unroutable(key: str, reason: str) -> dict[str, Any]:
     }
 
 
-def _problems(answers: Sequence[RecordAnswer]) -> list[Problem]:
-    """The problems of the rejected records, as many as the quarantine keeps (of 30,000
-    rejected records, the first hundred)."""
+def record_problems(
+    answers: Sequence[RecordAnswer], statuses: Collection[str] = ("rejected",)
+) -> list[Problem]:
+    """The problems of the records answered with one of `statuses`, as many as the quarantine
+    keeps (of 30,000 rejected records, the first hundred)."""
     found = (
         Problem.of(answer.index, error)
         for answer in answers
-        if answer.status == "rejected"
+        if answer.status in statuses
         for error in answer.errors
     )
     return list(itertools.islice(found, MAX_PROBLEMS_KEPT))
 
 
 def _released_before(translation: Translation, again: QuarantineEntry | None) -> set[str]:
-    """The idempotency keys of the records an earlier release of `again` published."""
-    if again is None or not again.released_records:
+    """The idempotency keys of the records of `again` published before (when it was kept, or
+    by an earlier release)."""
+    if again is None or not again.published_records:
         return set()
     return {
         envelope.idempotencykey
         for index, envelope in _indexed(translation)
-        if index in again.released_records
+        if index in again.published_records
     }
 
 

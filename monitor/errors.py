@@ -12,8 +12,10 @@
     ├── QuarantineFull: keeping a payload would pass the quarantine's size limit (the sender is
     │   answered 503: the hub does not accept what it could not keep)
     ├── NotInQuarantine: no quarantine entry has this id (404)
-    └── NotHeld: the entry is not held any more (released, discarded), or is being released
-        right now, so it cannot be released or discarded (409)
+    ├── NotHeld: the entry is not held any more (released, discarded), or is being released
+    │   right now, so it cannot be released or discarded (409)
+    └── ReleaseNotNow: the bus cannot take a release's records now (unreachable, a target far
+        behind); nothing was published, the entry is held as before (503)
 
 A broken hash chain is not an exception: `Journal.verify` returns a report naming the first bad
 entry, because finding one is the normal outcome of the check, not a failure of it.
@@ -77,3 +79,12 @@ class NotHeld(MonitorError):
     """The quarantine entry cannot be released or discarded: it was settled already (the message
     says by whom, when and why), it is being released right now, or it holds nothing to
     translate."""
+
+
+class ReleaseNotNow(MonitorError):
+    """A release could not publish now: the bus is unreachable or a target is far behind. Nothing
+    was published and the entry is held as before; release it again after `retry_after` s."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -21,8 +21,9 @@ copied into the problems: they are in the payload, and a discarded entry keeps n
 
 **States.** `held` → `released` (a release published every record that had not been published
 before) or `discarded` (the operator's tombstone: who, why, when; the payload is dropped). A
-release whose records still fail leaves the entry held with the new reasons, and remembers the
-records it published, so the next release publishes only the others: each record once. While a
+release whose records still fail leaves the entry held with the new reasons. The entry remembers
+which of its records were published, when it was kept and by each release, so a release
+publishes only the others: each record once. While a
 release runs the entry is claimed for `RELEASE_CLAIM_S` seconds: a second release, or a
 discard, at the same time is refused (NotHeld) instead of publishing twice; the claim of a
 process that died expires.
@@ -128,7 +129,7 @@ QUARANTINE_ENTRY = Table(
     Column("size", BigInteger, nullable=False),
     Column("payload", LargeBinary),
     Column("state", String, nullable=False),
-    Column("released_records", Text, nullable=False),
+    Column("published_records", Text, nullable=False),
     Column("claimed_until", Double),
     Column("released_by", String),
     Column("released_why", Text),
@@ -139,7 +140,8 @@ QUARANTINE_ENTRY = Table(
     Index("ix_quarantine_entry_state_at", "state", "at"),
     Index("ix_quarantine_entry_system", "system"),
 )
-_LISTED = [column for column in QUARANTINE_ENTRY.c if column.name != "payload"]
+_KEPT = QUARANTINE_ENTRY.c.payload.is_not(None).label("payload_kept")
+_LISTED = [*(column for column in QUARANTINE_ENTRY.c if column.name != "payload"), _KEPT]
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,8 @@ class Rejection:
       content_type: the payload's media type, charset included when known.
       charset: the charset the transport declared, handed to the mapping again on release.
       reason: the reason in words; default: the problems' summary.
+      published: the payload's records that were published (index → message id): a release
+        publishes only the others.
     """
 
     system: str
@@ -242,6 +246,7 @@ class Rejection:
     rejected: int = 0
     charset: str | None = None
     reason: str | None = None
+    published: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -261,8 +266,9 @@ class QuarantineEntry:
     charset: str | None
     size: int
     state: State
+    payload_kept: bool
     payload: bytes | None = None
-    released_records: Mapping[int, str] = field(default_factory=dict)
+    published_records: Mapping[int, str] = field(default_factory=dict)
     released_by: str | None = None
     released_why: str | None = None
     released_at: datetime | None = None
@@ -466,7 +472,7 @@ class Quarantine:
         """The entry with its payload; NotInQuarantine when there is none."""
         with self.store.begin() as db:
             row = db.execute(
-                select(QUARANTINE_ENTRY).where(QUARANTINE_ENTRY.c.id == quarantine_id)
+                select(QUARANTINE_ENTRY, _KEPT).where(QUARANTINE_ENTRY.c.id == quarantine_id)
             ).first()
         if row is None:
             raise NotInQuarantine(f"the quarantine holds no entry {quarantine_id}")
@@ -557,19 +563,19 @@ class Quarantine:
         rejected: int,
     ) -> QuarantineEntry:
         """Record a release of a claimed entry: `published` (record index → message id) joins
-        the records released before; with `problems` left it stays held with them as its
+        the records published before; with `problems` left it stays held with them as its
         reasons, else it is released. The claim ends."""
         now = time.time()
         with self.store.begin() as db:
             earlier = db.execute(
-                select(QUARANTINE_ENTRY.c.released_records).where(
+                select(QUARANTINE_ENTRY.c.published_records).where(
                     QUARANTINE_ENTRY.c.id == quarantine_id
                 )
             ).scalar_one()
             records = {**json.loads(earlier), **{str(i): m for i, m in published.items()}}
             values: dict[str, Any] = {
                 "state": (State.HELD if problems else State.RELEASED).value,
-                "released_records": json.dumps(records),
+                "published_records": json.dumps(records),
                 "released_by": by,
                 "released_why": why,
                 "released_at": now,
@@ -710,7 +716,7 @@ def _row(quarantine_id: str, at: float, rejection: Rejection) -> dict[str, Any]:
         "size": len(rejection.payload),
         "payload": rejection.payload,
         "state": State.HELD.value,
-        "released_records": "{}",
+        "published_records": json.dumps({str(i): m for i, m in rejection.published.items()}),
     }
 
 
@@ -733,8 +739,9 @@ def _entry(row: RowMapping) -> QuarantineEntry:
         charset=row["charset"],
         size=row["size"],
         state=State(row["state"]),
+        payload_kept=bool(row["payload_kept"]),
         payload=row.get("payload"),
-        released_records={int(i): m for i, m in json.loads(row["released_records"]).items()},
+        published_records={int(i): m for i, m in json.loads(row["published_records"]).items()},
         released_by=row["released_by"],
         released_why=row["released_why"],
         released_at=moment("released_at"),

@@ -34,7 +34,7 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=True),
         sa.Column("state", sa.String(), nullable=False),
-        sa.Column("released_records", sa.Text(), nullable=False),
+        sa.Column("published_records", sa.Text(), nullable=False),
         sa.Column("claimed_until", sa.Double(), nullable=True),
         sa.Column("released_by", sa.String(), nullable=True),
         sa.Column("released_why", sa.Text(), nullable=True),
