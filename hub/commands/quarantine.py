@@ -23,7 +23,7 @@ from hub.app import build_runtime
 from hub.commands.dead import ActingAs, OlderThan, acting, fail, journalled
 from hub.commands.journal import console
 from hub.commands.options import DataDir, SystemsFile, hub_settings
-from hub.commands.startup import error_console, exit_2_on_configuration_error, pool_metrics
+from hub.commands.startup import error_console, exit_2_on_configuration_error
 from hub.settings import HubSettings
 from monitor import quarantine as kept
 from monitor.console_tables import local, problems_table, quarantine_table
@@ -178,7 +178,6 @@ def release(
     settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
     who = acting(acting_as)
     with exit_2_on_configuration_error(error_console()):
-        pool_metrics(settings, answering=False)
         runtime = build_runtime(settings)
     try:
         if not runtime.connect():
