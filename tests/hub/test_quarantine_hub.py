@@ -13,7 +13,8 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -81,16 +82,29 @@ def hub_settings(
         yield overrides
 
 
+Start = Callable[..., AbstractContextManager[RunningHub]]
+
+
 @pytest.fixture
-def hub(
+def start(
     wiring: tuple[str, str],
     hub_settings: dict[str, Any],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[RunningHub]:
-    with running_hub(
-        tmp_path, wiring[0], monkeypatch=monkeypatch, settings_overrides=hub_settings
-    ) as running:
+) -> Start:
+    """Starts the hub under test, with more settings overrides when given."""
+
+    def started(**more: Any) -> AbstractContextManager[RunningHub]:
+        overrides = {**hub_settings, **more}
+        return running_hub(tmp_path, wiring[0], monkeypatch=monkeypatch,
+                           settings_overrides=overrides)  # fmt: skip
+
+    return started
+
+
+@pytest.fixture
+def hub(start: Start) -> Iterator[RunningHub]:
+    with start() as running:
         yield running
 
 
@@ -234,15 +248,10 @@ def test_a_discard_keeps_a_tombstone_and_a_reader_can_do_neither(hub: RunningHub
 
 @pytest.mark.parametrize("wiring", COMBINATIONS, indirect=True)
 def test_a_full_quarantine_refuses_with_503_publishing_nothing(
-    wiring: tuple[str, str],
-    hub_settings: dict[str, Any],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    start: Start, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("JGHUB_QUARANTINE_MAX_BYTES", "4KiB")
-    with running_hub(
-        tmp_path, wiring[0], monkeypatch=monkeypatch, settings_overrides=hub_settings
-    ) as hub:
+    with start() as hub:
         before = _scraped(hub)
         payload, _ = _cases()
         assert len(payload) > 4096
@@ -281,10 +290,7 @@ def _scraped(hub: RunningHub) -> dict[str, float]:
 
 @pytest.mark.parametrize("wiring", COMBINATIONS, indirect=True)
 def test_an_old_bus_quarantine_is_taken_over_when_the_hub_starts(
-    wiring: tuple[str, str],
-    hub_settings: dict[str, Any],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    start: Start, wiring: tuple[str, str], tmp_path: Path
 ) -> None:
     # A hub from before the store left a rejected payload in the bus's quarantine queue.
     namespace = f"t{uuid.uuid4().hex[:12]}"
@@ -302,12 +308,7 @@ def test_an_old_bus_quarantine_is_taken_over_when_the_hub_starts(
             source="agri-penalty", headers={"system": "agri-penalty",
             "message_type": "case_records", "receipt_id": "r-before", "kind": "records-rejected"},
         )  # fmt: skip
-    with running_hub(
-        tmp_path,
-        wiring[0],
-        monkeypatch=monkeypatch,
-        settings_overrides={**hub_settings, "namespace": namespace},
-    ) as hub:
+    with start(namespace=namespace) as hub:
         shown = hub.client.get(f"/quarantine/{told}", auth=READER)
         assert shown.status_code == 200, shown.text
         assert (shown.json()["receipt"], shown.json()["state"]) == ("r-before", "held")
