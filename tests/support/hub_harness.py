@@ -191,10 +191,7 @@ class RunningHub:
 
     def quarantined(self) -> list[QuarantineEntry]:
         """What the hub's quarantine (in its store) holds, oldest first, payloads included."""
-        quarantine = self.runtime.quarantine
-        assert quarantine is not None
-        listed = quarantine.find(QuarantineQuery(limit=10_000))
-        return [quarantine.get(entry.id) for entry in listed]
+        return quarantined(self.app)
 
     def kept(self, quarantine_id: str | None) -> QuarantineEntry:
         """The quarantine entry a sender was answered with (with its payload)."""
@@ -202,6 +199,14 @@ class RunningHub:
         quarantine = self.runtime.quarantine
         assert quarantine is not None
         return quarantine.get(quarantine_id)
+
+
+def quarantined(app: FastAPI) -> list[QuarantineEntry]:
+    """What the quarantine of the hub `app` (in its store) holds, oldest first, with payloads."""
+    quarantine = runtime_of(app).quarantine
+    assert quarantine is not None
+    listed = quarantine.find(QuarantineQuery(limit=10_000))
+    return [quarantine.get(entry.id) for entry in listed]
 
 
 @contextmanager
