@@ -87,7 +87,7 @@ from monitor.dead_letters import Age, check_why, parse_age
 from monitor.errors import NotHeld, NotInQuarantine, QuarantineFull
 from monitor.journal import Step
 from monitor.observer import Observer
-from store import METADATA, Store, upsert
+from store import METADATA, Store, StoreError, upsert
 
 log = logging.getLogger("monitor.quarantine")
 
@@ -641,9 +641,16 @@ class Quarantine:
         return int(removed)
 
     def _prune_now_and_then(self, now: float) -> None:
-        if now - self._pruned_at >= PRUNE_EVERY_S:
-            self._pruned_at = now
+        """Prune at most every PRUNE_EVERY_S; a prune that fails is logged, never raised: what
+        was just kept or settled stands, and the next write tries again."""
+        if now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        try:
             self.prune(now)
+        except StoreError as error:
+            self._pruned_at = 0.0
+            log.warning("quarantine: settled entries past their age not removed yet: %s", error)
 
     # -- taking over the bus's quarantine ----------------------------------------------------
 
