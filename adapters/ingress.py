@@ -21,9 +21,11 @@ Every inbound adapter and poller hands its payloads to `Ingress.accept`:
    reasons (the whole payload once, so a fixed mapping or route can release it). Whether the
    quarantine has room is asked before anything is published: when it has none the payload is
    refused whole, IngressQuarantineFull (HTTP 503), since the hub would accept records of a
-   payload whose rejected rest it could not keep. On the bus's quarantine (a hub without a
-   store) the headers carry counts and bounded excerpts (`rejected_count`, `rejected_records`
-   as ranges such as "0-29999"), never one entry per record: headers travel in one AMQP frame.
+   payload whose rejected rest it could not keep (a record no route takes is known only from
+   the broker's answer, after publishing: that payload is kept even past the limit). On the
+   bus's quarantine (a hub without a store) the headers carry counts and bounded excerpts
+   (`rejected_count`, `rejected_records` as ranges such as "0-29999"), never one entry per
+   record: headers travel in one AMQP frame.
 5. A record is answered "accepted" only once the broker confirmed it; one the broker did not
    confirm is answered "failed" (send it again; targets drop duplicates by idempotency key).
 
