@@ -10,8 +10,10 @@ AdapterError
 │       connection); retried in process, then in the bus's retry tiers
 ├── IngressUnavailable: the bus did not confirm an inbound message; the sender should
 │   send again later (HTTP 503 with Retry-After)
-│   └── IngressOverloaded: a target the payload would reach holds more ready messages than
-│       its high-water mark (back-pressure); nothing was published (HTTP 503, Retry-After)
+│   ├── IngressOverloaded: a target the payload would reach holds more ready messages than
+│   │   its high-water mark (back-pressure); nothing was published (HTTP 503, Retry-After)
+│   └── IngressQuarantineFull: the quarantine has no room to keep what the hub would reject
+│       of the payload; nothing was published (HTTP 503, Retry-After)
 └── RequestRefused: an inbound request refused before any of its records was taken, with
     the HTTP status it answers
     ├── Unauthenticated (401): no credential, or one that no system owns
@@ -29,6 +31,9 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+QUARANTINE_FULL_RETRY_AFTER_S = 300
+"""Retry-After of a refusal for a full quarantine: room comes from an operator, not in seconds."""
 
 
 class AdapterError(Exception):
@@ -96,6 +101,21 @@ class IngressOverloaded(IngressUnavailable):
         self.target = target
         self.ready = ready
         self.mark = mark
+
+
+class IngressQuarantineFull(IngressUnavailable):
+    """The quarantine cannot keep what the hub would reject of the payload (its size limit).
+
+    Refused whole before anything was published: the hub does not accept part of a payload
+    whose rejected rest it could not keep. The reason names what would be rejected, so the
+    sender can correct it; sent again unchanged, it is taken once operators made room.
+    """
+
+    kind = "quarantine-full"
+    subcode = "QuarantineFull"
+
+    def __init__(self, message: str, *, retry_after: int = QUARANTINE_FULL_RETRY_AFTER_S) -> None:
+        super().__init__(message, retry_after=retry_after)
 
 
 class RequestRefused(AdapterError):

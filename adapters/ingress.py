@@ -7,8 +7,9 @@ Every inbound adapter and poller hands its payloads to `Ingress.accept`:
 
 1. The system's mapping translates the payload into envelopes and per-record errors.
 2. A payload that cannot be read at all (encoding, syntax, entity bombs, limits) goes to the
-   bus quarantine with its reason; the answer carries the reason and the quarantine id. A
-   payload holding more records than its channel takes (`max_records`, counted before any is
+   quarantine (`monitor.quarantine`, in the hub's store; without one, the bus's quarantine
+   queue) with its reason; the answer carries the reason and the quarantine id. A payload
+   holding more records than its channel takes (`max_records`, counted before any is
    translated) is quarantined the same way and refused whole: TooManyRecords (HTTP 413).
 3. The accepted envelopes are published in one `publish_many` (confirms pipelined), in binary
    mode of the CloudEvents AMQP binding, under `routing_key(envelope, system_id)`; every
@@ -17,11 +18,21 @@ Every inbound adapter and poller hands its payloads to `Ingress.accept`:
    confirms of its own (tests/adapters/test_ingress.py shows it), so single-record pushes are
    group-committed rather than paying a confirm round trip one after the other.
 4. Records the mapping rejected, and records no route wanted, are quarantined with their
-   reasons (the whole payload once, so a fixed mapping or route can replay it). Its headers
-   carry counts and bounded excerpts (`rejected_count`, `rejected_records` as ranges such as
-   "0-29999"), never one entry per record: headers travel in one AMQP frame.
+   reasons (the whole payload once, so a fixed mapping or route can release it). Whether the
+   quarantine has room is asked before anything is published: when it has none the payload is
+   refused whole, IngressQuarantineFull (HTTP 503), since the hub would accept records of a
+   payload whose rejected rest it could not keep (a record no route takes is known only from
+   the broker's answer, after publishing: that payload is kept even past the limit). On the
+   bus's quarantine (a hub without a store) the headers carry counts and bounded excerpts
+   (`rejected_count`, `rejected_records` as ranges such as "0-29999"), never one entry per
+   record: headers travel in one AMQP frame.
 5. A record is answered "accepted" only once the broker confirmed it; one the broker did not
    confirm is answered "failed" (send it again; targets drop duplicates by idempotency key).
+
+Releasing a quarantined payload runs it through the same path again (`accept(..., again=entry)`,
+see `adapters.release`): with the current mappings, under its first receipt id, the records
+published before (when it was kept, or by an earlier release) answered as repeats, and nothing
+kept anew: the release settles the entry it came from.
 """
 
 from __future__ import annotations
@@ -31,7 +42,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -41,6 +53,7 @@ from adapters.backpressure import BackPressure
 from adapters.errors import (
     AdapterConfigError,
     IngressOverloaded,
+    IngressQuarantineFull,
     IngressUnavailable,
     TooManyRecords,
 )
@@ -49,7 +62,7 @@ from adapters.repeats import AcceptedChanges
 from adapters.routing import Directory, Unaddressable, routing_key
 from adapters.stages import CaseStages, stage_refusals
 from bus import Broker, BrokerUnavailable, Outgoing, PublishFailed, PublishFailure
-from bus.message import QUARANTINE_REASON_MAX_CHARS, HeaderValue, clipped
+from bus.message import HeaderValue, clipped
 from mappings import (
     PayloadRejected,
     PayloadTooManyRecords,
@@ -57,12 +70,23 @@ from mappings import (
     Translation,
     TranslationError,
 )
+from monitor.errors import QuarantineFull
+from monitor.quarantine import (
+    MAX_PROBLEMS_KEPT,
+    Problem,
+    Quarantine,
+    QuarantineEntry,
+    Rejection,
+    summary,
+)
 from standard.envelope import Envelope
 
 log = logging.getLogger("adapters.ingress")
 
 REJECTED_EXCERPT_CHARS = 500
-"""Characters of the rejected records' ranges kept in the quarantine's `rejected_records`."""
+"""Characters of the rejected records' ranges kept in the bus quarantine's `rejected_records`."""
+REFUSAL_PROBLEMS_SHOWN = 3
+"""Problems a refusal for a full quarantine names (the sender learns what it would reject)."""
 
 
 class IngressObserver(Protocol):
@@ -100,6 +124,10 @@ class IngressObserver(Protocol):
 
     def held_back(
         self, seen: Any, *, outgoing: Sequence[Outgoing], target: str, reason: str
+    ) -> None: ...
+
+    def quarantine_full(
+        self, seen: Any, *, system: str, outgoing: Sequence[Outgoing] = (), reason: str
     ) -> None: ...
 
     def polled(self, source: str, *, ok: bool, lag_seconds: float | None = None) -> None: ...
@@ -214,6 +242,9 @@ class Ingress:
         the department it names.
       cases: each penalty case's last stage (`adapters.stages`): a record moving its case
         along no legal transition is rejected, naming both stages; None: not checked.
+      quarantine: where rejected payloads are kept (`monitor.quarantine`, in the hub's store,
+        bounded: a payload it has no room for is refused with IngressQuarantineFull); None:
+        the bus's quarantine queue, unbounded, as before the store.
 
     Every record is checked against the departments its sender serves before anything is
     published (`adapters.authorisation`): one in another department's name is rejected like
@@ -232,8 +263,10 @@ class Ingress:
         redaction: Redaction | None = None,
         warnings: WarningAddressees | None = None,
         cases: CaseStages | None = None,
+        quarantine: Quarantine | None = None,
     ) -> None:
         self._broker = broker
+        self.quarantine = quarantine
         self.redaction = redaction or Redaction()
         self.accepted = accepted
         self.mappings = dict(mappings)
@@ -269,11 +302,15 @@ class Ingress:
         *,
         charset: str | None = None,
         max_records: int | None = None,
+        again: QuarantineEntry | None = None,
     ) -> IngressResult:
         """Take one payload of `message_type` from `system_id`; answer per record.
 
         `max_records`: the most records the payload may hold (the channel's `max_records`);
-        None: no limit (pollers, bounded by their page size). The answer is returned only once
+        None: no limit (pollers, bounded by their page size). `again`: the quarantine entry
+        this payload is released from (`adapters.release`): its receipt id is used again, the
+        records of it published before are answered as repeats, and nothing is kept anew (the
+        answer names the entry when something still fails). The answer is returned only once
         the payload's journal entries are written (`IngressObserver.durable`): what a sender was
         told is in the journal.
 
@@ -285,21 +322,18 @@ class Ingress:
           IngressUnavailable: the broker could not be reached; nothing was accepted.
           IngressOverloaded: back-pressure, a target the records would reach is above its
             high-water mark; nothing was published (see adapters.backpressure).
+          IngressQuarantineFull: the quarantine has no room for what would be rejected of the
+            payload; nothing was published or kept.
         """
         try:
-            return self._accept(system_id, message_type, payload, charset, max_records)
+            sent = _Sent(system_id, message_type, payload, charset, again)
+            return self._accept(sent, max_records)
         finally:
             if self.observer is not None:
                 self.observer.durable()
 
-    def _accept(
-        self,
-        system_id: str,
-        message_type: str,
-        payload: bytes,
-        charset: str | None,
-        max_records: int | None,
-    ) -> IngressResult:
+    def _accept(self, sent: _Sent, max_records: int | None) -> IngressResult:
+        system_id, message_type, payload = sent.system, sent.message_type, sent.payload
         mapping = self.mappings.get(system_id)
         if mapping is None:
             raise AdapterConfigError(
@@ -311,7 +345,7 @@ class Ingress:
                 f"(mapped: {', '.join(sorted(mapping.inbound))})"
             )
         broker = self.broker
-        receipt = uuid.uuid4().hex
+        receipt = sent.receipt
         observer = self.observer
         seen = None
         if observer is not None:
@@ -319,19 +353,14 @@ class Ingress:
         started = time.perf_counter()
         try:
             translation = mapping.translate(
-                message_type, payload, charset=charset, max_records=max_records
+                message_type, payload, charset=sent.charset, max_records=max_records
             )
         except PayloadRejected as rejected:
             problem = PayloadProblem.model_validate(rejected.to_dict())
             why = self.redaction.text(str(rejected))
-            quarantine_id = self._quarantine(
-                payload,
-                why,
-                system_id,
-                message_type,
-                receipt,
-                charset,
-                kind=rejected.kind,
+            whole = Problem.of(None, {**problem.model_dump(), "message": why})
+            quarantine_id = self._keep(
+                sent, seen, kind=rejected.kind, problems=[whole], reason=why, limited=True
             )
             if observer is not None:
                 observer.refused(seen, kind=rejected.kind, reason=why, quarantine_id=quarantine_id)
@@ -356,7 +385,7 @@ class Ingress:
             )
 
         translation, unmatched = self._authorised(system_id, message_type, translation)
-        earlier = self._earlier(translation.envelopes)
+        earlier = self._earlier(translation.envelopes) | _released_before(translation, sent.again)
         translation = self._moved(system_id, message_type, translation, earlier)
         if observer is not None:
             observer.translated(
@@ -424,6 +453,8 @@ class Ingress:
                 published_answers.append(answer)
                 outgoing.append(outgoing_message(envelope, key, extra_headers))
 
+        if (translation.errors or unaddressed) and sent.again is None:
+            self._make_room(sent, answers, outgoing, seen)
         if self.backpressure is not None:
             self._hold_back_if_full(outgoing, seen)
         unroutable: list[str] = unaddressed
@@ -474,17 +505,15 @@ class Ingress:
             )
         kept: str | None = None
         if translation.errors or unroutable:
-            # Lazily: of 30,000 rejected records only the first few dozen reasons are kept.
-            reasons = itertools.chain(map(str, translation.errors), unroutable)
-            kept = self._quarantine(
-                payload,
-                _joined(reasons, len(translation.errors) + len(unroutable)),
-                system_id,
-                message_type,
-                receipt,
-                charset,
+            # Room was made before publishing: what was published must be kept with the rest.
+            kept = self._keep(
+                sent,
+                seen,
                 kind="records-rejected",
+                problems=record_problems(answers),
                 rejected=[a.index for a in answers if a.status == "rejected"],
+                published={a.index: a.message_id for a in answers if a.status == "accepted"},
+                limited=False,
             )
         return IngressResult(
             system=system_id,
@@ -639,41 +668,180 @@ class Ingress:
                 )
             raise
 
-    def _quarantine(
+    def _make_room(
+        self,
+        sent: _Sent,
+        answers: Sequence[RecordAnswer],
+        outgoing: Sequence[Outgoing],
+        seen: Any,
+    ) -> None:
+        """Make sure the quarantine can keep the payload before any of it is published; else
+        refuse it whole (IngressQuarantineFull), naming what it would reject."""
+        if self.quarantine is None:
+            return
+        try:
+            self.quarantine.make_room(len(sent.payload), sent.system)
+        except QuarantineFull as full:
+            problems = record_problems(answers)
+            raise self._refused_for_room(sent, seen, full, problems, outgoing) from None
+
+    def _keep(
+        self,
+        sent: _Sent,
+        seen: Any,
+        *,
+        kind: str,
+        problems: Sequence[Problem],
+        rejected: Sequence[int] = (),
+        published: Mapping[int, str | None] | None = None,
+        reason: str | None = None,
+        limited: bool,
+    ) -> str:
+        """Keep the payload with its problems; return its quarantine id (when it is being
+        released, the id of the entry it comes from: the release settles that one).
+
+        `limited`: refuse (IngressQuarantineFull) when the quarantine has no room; otherwise
+        room was made before the payload's records were published, and it is kept anyway.
+        """
+        if sent.again is not None:
+            return sent.again.id
+        why = self.redaction.text(reason or summary(problems, len(rejected)))
+        if self.quarantine is None:
+            return self._keep_on_bus(sent, why, kind=kind, rejected=rejected)
+        rejection = Rejection(
+            system=sent.system,
+            message_type=sent.message_type,
+            receipt=sent.receipt,
+            kind=kind,
+            problems=problems,
+            rejected=len(rejected),
+            payload=self.redaction.payload(sent.payload),
+            content_type=self._content_type(sent),
+            charset=sent.charset,
+            reason=why,
+            published={i: m for i, m in (published or {}).items() if m},
+        )
+        try:
+            return self.quarantine.keep(rejection, beyond_limit=not limited)
+        except QuarantineFull as full:
+            raise self._refused_for_room(sent, seen, full, problems, ()) from None
+
+    def _refused_for_room(
+        self,
+        sent: _Sent,
+        seen: Any,
+        full: QuarantineFull,
+        problems: Sequence[Problem],
+        outgoing: Sequence[Outgoing],
+    ) -> IngressQuarantineFull:
+        """The refusal of a payload the quarantine has no room for (counted, logged, and its
+        messages journalled as not published), naming what the hub would reject of it."""
+        shown = "; ".join(map(str, problems[:REFUSAL_PROBLEMS_SHOWN]))
+        if len(problems) > REFUSAL_PROBLEMS_SHOWN:
+            shown += f"; and {len(problems) - REFUSAL_PROBLEMS_SHOWN} more"
+        log.warning("ingress %s %s: %s", sent.system, sent.message_type, full)
+        if self.observer is not None:
+            self.observer.quarantine_full(
+                seen, system=sent.system, outgoing=outgoing, reason=str(full)
+            )
+        return IngressQuarantineFull(
+            f"the hub cannot keep what it would reject of this {sent.message_type} payload "
+            f"from {sent.system} ({self.redaction.text(shown)}): {full}; so nothing of it was "
+            "accepted. Correct what is rejected and send it again, or send it again later"
+        )
+
+    def keep_refused(
+        self, system_id: str, payload: bytes, *, kind: str, reason: str, content_type: str
+    ) -> str:
+        """Keep what a system sent that never became a payload of a message type (a refused
+        SOAP envelope), credentials redacted, to be read and discarded; its quarantine id.
+
+        Raises QuarantineFull (counted and logged) when the quarantine has no room: the sender
+        is refused anyway, with the reason; IngressUnavailable when the bus does not keep it.
+        """
+        why = self.redaction.text(reason)
+        kept = self.redaction.payload(payload)
+        if self.quarantine is None:
+            headers: dict[str, HeaderValue] = {"system": system_id, "kind": kind}
+            headers["content_type"] = content_type[:200]
+            return self._on_bus(kept, why, system_id, headers, what=f"{kind} request")
+        rejection = Rejection(
+            system=system_id,
+            message_type=None,
+            receipt=None,
+            kind=kind,
+            problems=[Problem(record=None, rule=kind, message=why)],
+            payload=kept,
+            content_type=content_type,
+        )
+        try:
+            return self.quarantine.keep(rejection)
+        except QuarantineFull as full:
+            log.warning("%s %s not kept: %s", system_id, kind, full)
+            if self.observer is not None:
+                self.observer.quarantine_full(None, system=system_id, reason=str(full))
+            raise
+
+    def _content_type(self, sent: _Sent) -> str:
+        """The kept payload's media type, from its mapping's format and the declared charset."""
+        syntax = self.mappings[sent.system].inbound_mapping(sent.message_type).mapping.format
+        media = "application/json" if syntax == "json" else "application/xml"
+        return f"{media}; charset={sent.charset}" if sent.charset else media
+
+    def _keep_on_bus(self, sent: _Sent, reason: str, *, kind: str, rejected: Sequence[int]) -> str:
+        """Keep the payload in the bus's quarantine queue (a hub without a store)."""
+        headers: dict[str, HeaderValue] = {
+            "system": sent.system,
+            "message_type": sent.message_type,
+            "receipt_id": sent.receipt,
+            "kind": kind,
+        }
+        if sent.charset:
+            headers["charset"] = sent.charset
+        if rejected:
+            headers["rejected_count"] = len(rejected)
+            headers["rejected_records"] = clipped(_ranges(rejected), REJECTED_EXCERPT_CHARS)
+        payload = self.redaction.payload(sent.payload)
+        what = f"{sent.message_type} payload"
+        return self._on_bus(payload, reason, sent.system, headers, what=what)
+
+    def _on_bus(
         self,
         payload: bytes,
         reason: str,
         system_id: str,
-        message_type: str,
-        receipt: str,
-        charset: str | None,
+        headers: dict[str, HeaderValue],
         *,
-        kind: str,
-        rejected: Sequence[int] = (),
+        what: str,
     ) -> str:
-        headers: dict[str, HeaderValue] = {
-            "system": system_id,
-            "message_type": message_type,
-            "receipt_id": receipt,
-            "kind": kind,
-        }
-        if charset:
-            headers["charset"] = charset
-        if rejected:
-            headers["rejected_count"] = len(rejected)
-            headers["rejected_records"] = clipped(_ranges(rejected), REJECTED_EXCERPT_CHARS)
         try:
-            return self.broker.quarantine(
-                self.redaction.payload(payload),
-                self.redaction.text(reason),
-                source=system_id,
-                headers=headers,
-            )
+            return self.broker.quarantine(payload, reason, source=system_id, headers=headers)
         except (BrokerUnavailable, PublishFailed) as error:
             raise IngressUnavailable(
-                f"the bus did not keep the refused {message_type} payload from {system_id}, "
-                f"so nothing of it was accepted; send it again later ({error})"
+                f"the bus did not keep the refused {what} from {system_id}, so nothing of it "
+                f"was accepted; send it again later ({error})"
             ) from error
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """One payload on its way through `Ingress.accept`.
+
+    Attributes: the sending system, its message type, the bytes, the transport's charset, and
+    `again`, the quarantine entry it is released from (None for a payload just received);
+    `receipt`, the id of the exchange: the entry's first one when it is released again.
+    """
+
+    system: str
+    message_type: str
+    payload: bytes
+    charset: str | None
+    again: QuarantineEntry | None
+    receipt: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        first = self.again.receipt if self.again is not None else None
+        object.__setattr__(self, "receipt", first or uuid.uuid4().hex)
 
 
 def outgoing_message(
@@ -762,17 +930,30 @@ def _unroutable(key: str, reason: str) -> dict[str, Any]:
     }
 
 
-def _joined(reasons: Iterable[str], problems: int) -> str:
-    """The reasons, one a line, as many as the quarantine keeps, then how many there were."""
-    room = QUARANTINE_REASON_MAX_CHARS - 100  # for the last line
-    kept: list[str] = []
-    for reason in reasons:
-        room -= len(reason) + 1
-        if room < 0:
-            kept.append(f"... ({problems} problems in all)")
-            break
-        kept.append(reason)
-    return "\n".join(kept)
+def record_problems(
+    answers: Sequence[RecordAnswer], statuses: Collection[str] = ("rejected",)
+) -> list[Problem]:
+    """The problems of the records answered with one of `statuses`, as many as the quarantine
+    keeps (of 30,000 rejected records, the first hundred)."""
+    found = (
+        Problem.of(answer.index, error)
+        for answer in answers
+        if answer.status in statuses
+        for error in answer.errors
+    )
+    return list(itertools.islice(found, MAX_PROBLEMS_KEPT))
+
+
+def _released_before(translation: Translation, again: QuarantineEntry | None) -> set[str]:
+    """The idempotency keys of the records of `again` published before (when it was kept, or
+    by an earlier release)."""
+    if again is None or not again.published_records:
+        return set()
+    return {
+        envelope.idempotencykey
+        for index, envelope in _indexed(translation)
+        if index in again.published_records
+    }
 
 
 def _ranges(indexes: Sequence[int]) -> str:

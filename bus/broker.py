@@ -314,6 +314,14 @@ class Broker(ABC):
         """What was quarantined, oldest first, without removing it."""
 
     @abstractmethod
+    def forget_quarantined(self, ids: Collection[str]) -> list[str]:
+        """Remove the quarantined payloads with these ids; return the ids removed.
+
+        For a hub that keeps its quarantine elsewhere (in its store) and has taken these over:
+        call it only once they are safe there. Ids not in the quarantine are ignored.
+        """
+
+    @abstractmethod
     def dead_letters(
         self,
         target: str | None = None,

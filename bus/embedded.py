@@ -815,6 +815,19 @@ class EmbeddedBroker(Broker):
             for row in rows
         ]
 
+    def forget_quarantined(self, ids: Collection[str]) -> list[str]:
+        ns = self._declared().namespace
+        wanted = list(dict.fromkeys(ids))
+        removed: list[str] = []
+        with self._transaction() as db:
+            for quarantine_id in wanted:
+                deleted = db.execute(
+                    "DELETE FROM quarantine WHERE ns = ? AND id = ?", (ns, quarantine_id)
+                )
+                if deleted.rowcount:
+                    removed.append(quarantine_id)
+        return removed
+
     def depth(self, target: str) -> int:
         ns = self._declared().namespace
         self._target(target)

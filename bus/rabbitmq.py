@@ -557,6 +557,26 @@ class RabbitBroker(Broker):
         with self._browsing:
             return self._admin.run(browse)[:limit]
 
+    def forget_quarantined(self, ids: Collection[str]) -> list[str]:
+        topology = self._declared()
+        wanted = frozenset(ids)
+        removed: list[str] = []
+
+        def drop(channel: Any) -> None:
+            # What is not acked here goes back, in its place, when the channel closes.
+            for tag, _method, properties, body in _browse(
+                channel, topology.quarantine_queue, self._scan
+            ):
+                kept = _quarantined(properties, dict(properties.headers or {}), body)
+                if kept.id in wanted:
+                    channel.basic_ack(tag)
+                    removed.append(kept.id)
+
+        # Not retried on a lost connection: an ack that went through must not be counted twice.
+        with self._browsing:
+            self._admin.run(drop, retry=False)
+        return removed
+
     @property
     def _scan(self) -> int:
         return self.options.browse_limit

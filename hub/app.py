@@ -22,6 +22,8 @@ Routes:
   GET  /messages/{id}            where a system's own message has been (monitor.api)
   GET  /dead-letters[/{id}], POST /dead-letters/replay   operator accounts (HTTP Basic), with
                                  JGHUB_OPERATORS_FILE set
+  GET  /quarantine[/{id}[/payload]], POST /quarantine/{id}/release|discard   the quarantine
+                                 (monitor.quarantine_api), operator accounts likewise
   GET  /centre/items[/{id}], /centre/scorecard   the disposal ledger and the per-department
                                  scorecard (centre.api), operator accounts likewise
 """
@@ -51,6 +53,7 @@ from adapters.errors import AdapterConfigError, RequestRefused
 from adapters.ingress import Ingress
 from adapters.openapi import SecurityScheme, security_schemes
 from adapters.redaction import Redaction, install_log_redaction
+from adapters.release import QuarantineRelease
 from adapters.replay_cache import ReplayCache, StoredReplayCache
 from adapters.routing import Directory
 from adapters.security import Gatekeeper
@@ -67,10 +70,12 @@ from monitor.journal import Journal
 from monitor.metrics import count_unauthenticated, scrape_registry, start_at_zero
 from monitor.observer import Observer
 from monitor.operators import OperatorGate
+from monitor.quarantine import Quarantine, QuarantineCollector
+from monitor.quarantine_api import quarantine_router
 from monitor.queues import BrokerQueueStats, QueueCollector
 from monitor.readiness import check_readiness
 from monitor.settings import MonitorSettings
-from store import Store, StoreUnavailable
+from store import Store, StoreError, StoreUnavailable
 from systems import SENDER_KINDS
 
 log = logging.getLogger("hub.app")
@@ -153,6 +158,12 @@ class HubRuntime:
     """The disposal centre's ledger, read by /centre/items and scraped for its metrics."""
     misconfigured: list[str] = field(default_factory=list)
     """Channels whose dataset no route takes (`SystemsConfig.unrouted_channels`), for /ready."""
+    quarantine: Quarantine | None = None
+    """Where ingress keeps rejected payloads (in the store), served by /quarantine."""
+    release: QuarantineRelease | None = None
+    """Releases quarantined payloads through this runtime's ingress."""
+    adopted: bool = False
+    """Whether the bus's old quarantine queue was taken into the store (once, at connect)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def connect(self) -> bool:
@@ -171,7 +182,20 @@ class HubRuntime:
             self.declared = True
             self.last_bus_error = None
             self.ingress.attach(self.broker)
+            self._adopt_bus_quarantine(self.broker)
             return True
+
+    def _adopt_bus_quarantine(self, broker: Broker) -> None:
+        """Take what a hub before the store left in the bus's quarantine queue into the store,
+        once; a failure is logged and tried again at the next connect."""
+        if self.quarantine is None or self.adopted:
+            return
+        try:
+            self.quarantine.adopt(broker)
+        except (BusError, StoreError) as error:
+            log.warning("the bus's quarantine queue was not taken over yet: %s", error)
+            return
+        self.adopted = True
 
     def probe(self) -> str | None:
         """None when the bus answers now, else why not (and the connection is dropped)."""
@@ -273,23 +297,29 @@ def build_runtime(
     journal = monitoring.open_journal(store, settings.data_dir)
     ledger = settings.ledger(store, config.systems, clock=clock)
     observer = LedgerObserver(topology, journal, ledger=ledger)
+    quarantine = monitoring.quarantine(store)
+    ingress = Ingress(
+        None,
+        mappings,
+        observer=observer,
+        directory=Directory(config.systems),
+        backpressure=settings.back_pressure(topology),
+        accepted=settings.accepted_changes(store),
+        redaction=redaction,
+        warnings=settings.warning_addressees(store),
+        cases=settings.case_stages(store, config.systems),
+        quarantine=quarantine,
+    )
+    release = QuarantineRelease(
+        ingress, quarantine, observer=observer, max_records=config.max_records()
+    )
     runtime = HubRuntime(
         settings=settings,
         systems=config,
         mappings=mappings,
         topology=topology,
         gatekeeper=gatekeeper,
-        ingress=Ingress(
-            None,
-            mappings,
-            observer=observer,
-            directory=Directory(config.systems),
-            backpressure=settings.back_pressure(topology),
-            accepted=settings.accepted_changes(store),
-            redaction=redaction,
-            warnings=settings.warning_addressees(store),
-            cases=settings.case_stages(store, config.systems),
-        ),
+        ingress=ingress,
         broker=broker,
         owns_broker=broker is None,
         monitoring=monitoring,
@@ -300,6 +330,8 @@ def build_runtime(
         operators=operators,
         ledger=ledger,
         misconfigured=misconfigured,
+        quarantine=quarantine,
+        release=release,
     )
     return runtime
 
@@ -468,9 +500,9 @@ def answer_store_unavailable(request: Request, error: StoreUnavailable) -> JSONR
 
 
 def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
-    """/metrics (queue depths read from the broker), GET /messages/{id} for each system's own
-    messages (when the journal is on), the dead-letter and centre routes (when operator accounts
-    are set)."""
+    """/metrics (queue depths read from the broker; the centre's and the quarantine's figures
+    from the store), GET /messages/{id} for each system's own messages (when the journal is on),
+    the dead-letter, quarantine and centre routes (when operator accounts are set)."""
     queues = BrokerQueueStats(lambda: runtime.broker, runtime.topology)
     collectors: list[Collector] = [QueueCollector(queues)]
     limits = runtime.settings.penalty_limits(runtime.systems.systems)
@@ -479,6 +511,8 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
     if runtime.store is not None:
         calendar = runtime.settings.working_calendar()
         collectors.append(PenaltyOverdueCollector(runtime.store, calendar, limits))
+    if runtime.quarantine is not None:
+        collectors.append(QuarantineCollector(runtime.quarantine))
     app.include_router(metrics_router(scrape_registry(*collectors)))
     if runtime.journal is not None:
         app.include_router(
@@ -494,6 +528,12 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
     if runtime.operators is not None and runtime.observer is not None:
         app.include_router(
             dead_letters_router(lambda: runtime.broker, runtime.observer, gate=runtime.operators)
+        )
+    if runtime.operators is not None and runtime.quarantine is not None:
+        app.include_router(
+            quarantine_router(
+                runtime.quarantine, runtime.release, runtime.observer, gate=runtime.operators
+            )
         )
 
 

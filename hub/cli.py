@@ -18,6 +18,7 @@ from hub.commands import journal as journal_commands
 from hub.commands import mappings as mappings_commands
 from hub.commands import operators as operators_commands
 from hub.commands import quality as quality_command
+from hub.commands import quarantine as quarantine_commands
 from hub.commands import serve as serve_command
 from hub.commands import simulate as simulate_command
 from hub.commands import standard as standard_commands
@@ -98,6 +99,7 @@ app.command("demo")(demo_command.demo)
 app.command("trace")(trace_command.trace)
 app.add_typer(journal_commands.app, name="journal")
 app.add_typer(dead_commands.app, name="dead")
+app.add_typer(quarantine_commands.app, name="quarantine")
 app.add_typer(operators_commands.app, name="operators")
 app.add_typer(db_commands.app, name="db")
 app.add_typer(centre_commands.app, name="centre")

@@ -121,6 +121,15 @@ class SystemsConfig(BaseModel):
         known = ", ".join(s.id for s in self.systems) or "none"
         raise KeyError(f"no system {system_id!r} in the systems configuration (known: {known})")
 
+    def max_records(self) -> dict[tuple[str, str], int]:
+        """The most records each pushed channel takes in one payload, by (system, message type):
+        what a release of a quarantined payload is held to again."""
+        return {
+            (system.id, channel.message_type): channel.max_records
+            for system in self.systems
+            for channel in system.inbound
+        }
+
     def topology(self, namespace: str) -> Topology:
         """The bus topology: one target per system that receives messages, with its routes."""
         return Topology(

@@ -139,9 +139,12 @@ class Worker:
         # start, before it takes a message.
         self.store: Store = self.settings.store()
         self.case_stages = self.settings.case_stages(self.store, self.systems.systems)
+        monitoring = MonitorSettings()
+        # The pollers' rejected pages are kept in the store's quarantine, bounded like pushes.
+        self.quarantine = monitoring.quarantine(self.store)
         self._own_journal: Journal | None = None
         if self.observer is None:
-            self._own_journal = MonitorSettings().open_journal(self.store, self.settings.data_dir)
+            self._own_journal = monitoring.open_journal(self.store, self.settings.data_dir)
         self.ledger = self.settings.ledger(self.store, self.systems.systems, clock=self.clock)
         self._observer = self.observer or LedgerObserver(
             self.topology, self._own_journal, ledger=self.ledger
@@ -326,6 +329,7 @@ class Worker:
                         redaction=self.redaction,
                         warnings=self.settings.warning_addressees(self.store),
                         cases=self.case_stages,
+                        quarantine=self.quarantine,
                     )
                     try:
                         self._run_pollers(ingress, stop)

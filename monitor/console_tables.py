@@ -1,5 +1,5 @@
-"""Tables an operator reads on the terminal (`jghub trace`, `dead`, `quality`): a message's trace,
-dead letters, the data-quality scorecard.
+"""Tables an operator reads on the terminal (`jghub trace`, `dead`, `quality`, `quarantine`): a
+message's trace, dead letters, the data-quality scorecard, quarantined payloads.
 
 Times are shown in Asia/Shanghai, where the province's operators work; ages and delays in the
 largest unit that keeps them readable (`3d 4h`, `12m 5s`). Every value that came from a system
@@ -20,6 +20,7 @@ from bus import DeadLetter
 from monitor.journal import Entry, Step
 from monitor.literal import literal
 from monitor.quality import SystemQuality
+from monitor.quarantine import QuarantineEntry
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 REASON_CHARS = 160
@@ -33,6 +34,8 @@ _STEP_STYLES = {
     Step.RETRIED: "yellow",
     Step.DEAD_LETTERED: "bold red",
     Step.REPLAYED: "magenta",
+    Step.RELEASED: "magenta",
+    Step.DISCARDED: "yellow",
 }
 
 
@@ -94,7 +97,7 @@ def trace_table(asked: str, entries: Sequence[Entry]) -> Table:
         reason = entry.reason or ""
         if entry.step is Step.RETRIED and "tier" in detail:
             reason = f"tier {detail['tier']}: {reason}"
-        if entry.step is Step.REPLAYED and "by" in detail:
+        if entry.step in (Step.REPLAYED, Step.RELEASED, Step.DISCARDED) and "by" in detail:
             reason = f"by {detail['by']}: {reason}"
         table.add_row(
             str(entry.seq),
@@ -172,5 +175,45 @@ def quality_table(scores: Sequence[SystemQuality], *, title: str) -> Table:
             str(figures.refused_payloads),
             literal(rules),
             literal(refusals, style="red" if refusals else ""),
+        )
+    return table
+
+
+def quarantine_table(found: Sequence[QuarantineEntry], *, title: str) -> Table:
+    """Quarantined payloads, oldest first: id, system, message type, when, age, state, size and
+    the first reason."""
+    now = datetime.now(UTC)
+    table = Table(title=title, title_justify="left")
+    for name in ("id", "system", "message type", "kept at (Shanghai)", "age", "state", "bytes",
+                 "reason"):  # fmt: skip
+        table.add_column(name, overflow="fold")
+    for entry in found:
+        table.add_row(
+            literal(entry.id),
+            literal(entry.system),
+            literal(entry.message_type or entry.kind),
+            local(entry.at),
+            duration((now - entry.at).total_seconds()),
+            entry.state.value,
+            str(entry.size),
+            literal(_cut(entry.reason.partition("\n")[0])),
+        )
+    return table
+
+
+def problems_table(entry: QuarantineEntry) -> Table:
+    """Why a quarantined payload was rejected: one row per problem kept."""
+    title = Text.assemble(f"{entry.rejected} record(s) rejected" if entry.rejected else "payload",
+                          " of ", literal(entry.id))  # fmt: skip
+    table = Table(title=title, title_justify="left")
+    for name in ("record", "field", "rule", "where", "message"):
+        table.add_column(name, overflow="fold")
+    for problem in entry.problems:
+        table.add_row(
+            "payload" if problem.record is None else str(problem.record + 1),
+            literal(problem.field),
+            literal(problem.rule),
+            literal(problem.location),
+            literal(_cut(problem.message, 400)),
         )
     return table

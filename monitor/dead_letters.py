@@ -16,8 +16,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bus import Broker, DeadLetter, Topology
 from monitor.errors import InvalidRequest, UnknownTarget
@@ -38,6 +39,15 @@ def parse_age(text: str) -> timedelta:
     return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2).lower()])
 
 
+def _parses_as_age(text: str) -> str:
+    parse_age(text)
+    return text
+
+
+Age = Annotated[str, AfterValidator(_parses_as_age)]
+"""An age as an operator writes it (30m, 2h, 7d), checked when a query is made."""
+
+
 class DeadLetterQuery(BaseModel):
     """Which dead letters: every filter given must hold."""
 
@@ -50,19 +60,12 @@ class DeadLetterQuery(BaseModel):
         default=None,
         description="Text the last failure's reason contains (case-sensitive), e.g. 'HTTP 503'.",
     )
-    older_than: str | None = Field(
+    older_than: Age | None = Field(
         default=None,
         description="Dead for at least this long: a number and s, m, h, d or w (30m, 2h, 7d).",
     )
     ids: list[str] | None = Field(default=None, description="Only these message ids.")
     limit: int = Field(default=1000, ge=1, le=100_000, description="Most dead letters listed.")
-
-    @field_validator("older_than")
-    @classmethod
-    def _age_parses(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_age(value)
-        return value
 
     @property
     def age(self) -> timedelta | None:
@@ -116,14 +119,20 @@ class ReplayPlan:
     by: str = ""
 
 
-def check_why(why: str | None) -> str:
-    """The operator's reason, stripped; InvalidRequest when it is missing or too short to mean
-    anything."""
+def check_why(
+    why: str | None,
+    *,
+    act: str = "a replay",
+    meaning: str = "why the messages should go again",
+    example: str = "target fixed its schema",
+) -> str:
+    """The operator's reason for `act`, stripped; InvalidRequest when it is missing or too short
+    to mean anything (the message says what it should say: `meaning`, e.g. `example`)."""
     text = (why or "").strip()
     if len(text) < MIN_WHY_CHARS:
         raise InvalidRequest(
-            f"a replay needs a reason of at least {MIN_WHY_CHARS} characters saying why the "
-            f'messages should go again (got {text!r}), e.g. --why "target fixed its schema"'
+            f"{act} needs a reason of at least {MIN_WHY_CHARS} characters saying {meaning} "
+            f'(got {text!r}), e.g. --why "{example}"'
         )
     return text
 

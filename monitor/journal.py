@@ -2,7 +2,8 @@
 
 Each step of a message — received, rejected, published (or not_published: the broker did not
 confirm it, the sender was told to send again), delivered, retried, dead-lettered, replayed — and
-every read of its payload body by an operator (operator_read, naming the account) — is one entry
+every read of its payload body by an operator (operator_read, naming the account), and an
+operator's release or discard of a quarantined payload (released, discarded) — is one entry
 naming the message, its receipt (the exchange it came in with), the source system, the target,
 the reason and the attempt:
 
@@ -131,6 +132,10 @@ class Step(StrEnum):
     REPLAYED = "replayed"
     OPERATOR_READ = "operator_read"
     """An operator read the message's payload body (detail: by, via)."""
+    RELEASED = "released"
+    """An operator released a quarantined payload (detail: quarantine_id, by, what came of it)."""
+    DISCARDED = "discarded"
+    """An operator discarded a quarantined payload (detail: quarantine_id, by)."""
 
 
 class JournalOptions(BaseModel):

@@ -152,6 +152,13 @@ BACKPRESSURE_REFUSED = Counter(
     ["system", "target"],
     registry=HUB_REGISTRY,
 )
+QUARANTINE_REFUSED = Counter(
+    "jghub_quarantine_refused",
+    "Payloads refused with 503, nothing published, because keeping what the hub would reject "
+    "of them would pass the quarantine's size limit (JGHUB_QUARANTINE_MAX_BYTES).",
+    ["system"],
+    registry=HUB_REGISTRY,
+)
 UNAUTHENTICATED = Counter(
     "jghub_unauthenticated",
     "Requests refused for their credential before anything of their body was kept: "
@@ -306,7 +313,7 @@ OBSERVED: tuple[MetricWrapperBase, ...] = (
     RECORD_DELAY_SECONDS, OPTIONAL_FIELDS, OPTIONAL_FIELDS_FILLED, BREAKER_STATE,
     POLLER_LAG_SECONDS, POLLER_LAST_SUCCESS, POLLS, POLLER_LEASE_HELD, POLLER_LEASE_CHANGES,
     JOURNAL_ENTRIES, JOURNAL_REFUSED,
-    BACKPRESSURE_REFUSED, UNAUTHENTICATED,
+    BACKPRESSURE_REFUSED, QUARANTINE_REFUSED, UNAUTHENTICATED,
 )  # fmt: skip
 """The metrics processes observe (the scrape-time ones are in `SCRAPED`)."""
 
@@ -320,10 +327,14 @@ SCRAPED: dict[str, str] = {
     "jghub_centre_disposal_seconds": "histogram",
     "jghub_centre_notices_total": "counter",
     "jghub_penalty_cases_overdue": "gauge",  # centre.penalties.PenaltyOverdueCollector
+    "jghub_quarantine_bytes": "gauge",  # monitor.quarantine.QuarantineCollector
+    "jghub_quarantine_entries": "gauge",
+    "jghub_quarantine_limit_bytes": "gauge",
+    "jghub_quarantine_aged_entries": "gauge",
 }
 """Metrics collectors compute at scrape time from the broker, the build and the store (the
-centre's ledger: `centre.ledger.CentreCollector`; penalty cases: `PenaltyOverdueCollector`), by
-name and type."""
+centre's ledger: `centre.ledger.CentreCollector`; penalty cases: `PenaltyOverdueCollector`; the
+quarantine: `monitor.quarantine.QuarantineCollector`), by name and type."""
 
 
 def defined_metrics() -> dict[str, str]:

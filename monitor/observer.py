@@ -357,6 +357,25 @@ class Observer:
                 seen, message, rule="backpressure", reason=reason, at=seen.at, target=target
             )
 
+    @_guarded
+    def quarantine_full(
+        self,
+        seen: Reception | None,
+        *,
+        system: str,
+        outgoing: Sequence[Outgoing] = (),
+        reason: str,
+    ) -> None:
+        """The quarantine could not keep what the hub would reject of a payload of `system`, so
+        it was refused whole before anything was published: counted, and each of its messages,
+        journalled as received, ends with a not_published entry saying why. `seen` is None for
+        what never became a payload of a message type (a refused SOAP envelope)."""
+        metrics.QUARANTINE_REFUSED.labels(system).inc()
+        if seen is None:
+            return
+        for message in outgoing:
+            self._not_published(seen, message, rule="quarantine-full", reason=reason, at=seen.at)
+
     def _not_published(
         self,
         seen: Reception,
@@ -488,6 +507,28 @@ class Observer:
             dead,
             reason=f"payload body read by {by}",
             detail={"by": by, "via": via, "what": "dead letter"},
+        )
+
+    @_guarded
+    def quarantine_act(
+        self,
+        step: Step,
+        *,
+        quarantine_id: str,
+        system: str | None,
+        receipt: str | None,
+        reason: str,
+        by: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Operator `by` read (operator_read), released or discarded the quarantined payload
+        `quarantine_id`; `reason` says why (a release's or a discard's reason)."""
+        self._record(
+            step,
+            receipt=receipt,
+            system=system,
+            reason=reason,
+            detail={**(detail or {}), "quarantine_id": quarantine_id, "by": by},
         )
 
     def _record_operator_act(

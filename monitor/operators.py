@@ -14,8 +14,11 @@ The accounts file (JGHUB_OPERATORS_FILE):
         secret_hash: "scrypt$32768$8$3$…"   # `jghub operators hash` prints it
 
 Roles: a `reader` lists and inspects dead letters (history, reasons, ids) but never sees a
-payload body; an `operator` also reads bodies and replays. Payloads carry personal data (names,
-ID numbers of parties to a penalty case), so reading one is an operator's act, journalled.
+dead letter's body; an `operator` also reads bodies and replays. Payloads carry personal data
+(names, ID numbers of parties to a penalty case), so reading one is an operator's act,
+journalled. The quarantine is the exception: finding what a sender got wrong is a reader's work,
+so a reader reads its payloads (each read journalled under the account); releasing and
+discarding them are an operator's (`monitor.quarantine_api`).
 
 Secrets are never stored: each account holds a self-describing scrypt hash
 `scrypt$N$r$p$salt$hash` (salt and hash base64, hashlib's scrypt from OpenSSL). The default

@@ -5,20 +5,24 @@ Every option has a default that works; where files go follows the hub's `data_di
     JGHUB_JOURNAL_ENABLED=false                  # metrics only
     JGHUB_JOURNAL__FLUSH_INTERVAL_S=0.5          # nested JournalOptions, double underscore
     JGHUB_OPERATORS_FILE=/etc/jghub/operators.yaml   # enables the dead-letter HTTP routes
+    JGHUB_QUARANTINE_MAX_BYTES=1GiB JGHUB_QUARANTINE_MAX_AGE=14d   # the quarantine's bounds
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import ByteSize, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from monitor.dead_letters import parse_age
 from monitor.errors import OperatorsFileError
 from monitor.journal import JOURNAL_FILE, Journal, JournalOptions
 from monitor.metrics import MULTIPROC_ENV
 from monitor.operators import OperatorGate, load_operators
+from monitor.quarantine import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Quarantine, QuarantineLimits
 from store import Store
 
 METRICS_FOLDER = "metrics"
@@ -79,6 +83,37 @@ class MonitorSettings(BaseSettings):
         ),
     )
 
+    quarantine_max_bytes: ByteSize = Field(
+        default=ByteSize(DEFAULT_MAX_BYTES),
+        gt=0,
+        description=(
+            "Most payload bytes the quarantine keeps (a number of bytes, or 512MiB, 2GB ...). "
+            "A rejected payload that would pass it is refused to its sender with 503, nothing "
+            "of it published: the hub does not accept what it could not keep."
+        ),
+        examples=["512MiB", "2GiB"],
+    )
+    quarantine_max_age: timedelta = Field(
+        default=DEFAULT_MAX_AGE,
+        description=(
+            "Released and discarded quarantine entries are removed this long after they were "
+            "settled (30d, 12h, or seconds); held ones older than this are kept, counted in "
+            "jghub_quarantine_aged_entries and logged until an operator releases or "
+            "discards them."
+        ),
+        examples=["30d", "7d"],
+    )
+
+    @field_validator("quarantine_max_age", mode="before")
+    @classmethod
+    def _age_with_unit(cls, value: object) -> object:
+        # "30d" as `jghub dead list --older-than` takes it, or seconds; ISO 8601 is pydantic's.
+        if not isinstance(value, str) or value.strip().upper().startswith("P"):
+            return value
+        if value.strip().replace(".", "", 1).isdigit():
+            return timedelta(seconds=float(value))
+        return parse_age(value)
+
     @field_validator("operators_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -124,6 +159,13 @@ class MonitorSettings(BaseSettings):
         return Journal(
             self.journal_store(store), self.journal, adopt=self.old_journal_path(data_dir)
         )
+
+    def quarantine(self, store: Store) -> Quarantine:
+        """The quarantine in `store`, with these settings' bounds."""
+        limits = QuarantineLimits(
+            max_bytes=int(self.quarantine_max_bytes), max_age=self.quarantine_max_age
+        )
+        return Quarantine(store, limits)
 
     def metrics_path(self, data_dir: Path) -> Path:
         """Where the multiprocess samples go for a hub whose data folder is `data_dir`."""

@@ -708,22 +708,16 @@ def _fault(fault: SoapFault, version: SoapVersion) -> Response:
 
 def _keep(endpoint: _Endpoint, body: bytes, fault: SoapFault, content_type: str | None) -> None:
     # Broken and hostile envelopes are kept like unreadable documents, so operators can see
-    # what a system sent; a bus that is down must not turn the fault into a crash. The
-    # envelope may carry the system's token or UsernameToken: it is kept without them.
-    headers: dict[str, str | int | float | bool] = {
-        "system": endpoint.system.id,
-        "kind": f"soap-{(fault.subcode or fault.code.value).lower()}",
-        "adapter": SoapPush.name,
-    }
-    if content_type:
-        headers["content_type"] = content_type[:200]
-    redaction = endpoint.ingress.redaction
+    # what a system sent; a bus or store that is down, or a full quarantine, must not turn the
+    # fault into a crash: the sender is answered the fault either way. The envelope may carry
+    # the system's token or UsernameToken: it is kept without them.
     try:
-        endpoint.ingress.broker.quarantine(
-            redaction.payload(body),
-            redaction.text(str(fault)),
-            source=endpoint.system.id,
-            headers=headers,
+        endpoint.ingress.keep_refused(
+            endpoint.system.id,
+            body,
+            kind=f"soap-{(fault.subcode or fault.code.value).lower()}",
+            reason=str(fault),
+            content_type=(content_type or "text/xml")[:200],
         )
     except Exception:
         log.exception("could not quarantine a refused SOAP request of %s", endpoint.system.id)

@@ -51,7 +51,8 @@ ActingAs = Annotated[
 ]
 
 
-def _fail(what: str, error: Exception, code: int = 2) -> typer.Exit:
+def fail(what: str, error: Exception, code: int = 2) -> typer.Exit:
+    """Say `what` failed and why (red, values shown as written); the exit to raise."""
     console().print(Text.assemble((what, "red"), ": ", literal(error)))
     return typer.Exit(code)
 
@@ -61,26 +62,27 @@ def _bus(settings: HubSettings) -> Iterator[tuple[Broker, SystemsConfig]]:
     try:
         systems = load_systems(settings.systems_file)
     except SystemsConfigError as error:
-        raise _fail("systems configuration", error) from None
+        raise fail("systems configuration", error) from None
     try:
         broker = bus.connect(settings.bus_url)
     except BusError as error:
-        raise _fail("bus unavailable", error, 3) from None
+        raise fail("bus unavailable", error, 3) from None
     with broker:
         try:
             # Declaring is idempotent; it also tells the broker the namespace to work in.
             broker.declare(systems.topology(settings.namespace))
         except BusError as error:
-            raise _fail("bus unavailable", error, 3) from None
+            raise fail("bus unavailable", error, 3) from None
         yield broker, systems
 
 
 @contextmanager
-def _journalled(
-    settings: HubSettings, systems: SystemsConfig, *, journalled: bool = True
+def journalled(
+    settings: HubSettings, systems: SystemsConfig | None, *, journalled: bool = True
 ) -> Iterator[Observer]:
     """An observer writing to the hub's journal (none when `journalled` is false or the journal
-    is off); exit 2 when the journal cannot be opened."""
+    is off), knowing the topology of `systems` when given; exit 2 when the journal cannot be
+    opened."""
     monitor_settings = MonitorSettings()
     try:
         journal = (
@@ -89,15 +91,16 @@ def _journalled(
             else None
         )
     except (JournalUnavailable, StoreError) as error:
-        raise _fail("journal unavailable", error) from None
+        raise fail("journal unavailable", error) from None
     try:
-        yield Observer(systems.topology(settings.namespace), journal)
+        topology = systems.topology(settings.namespace) if systems is not None else None
+        yield Observer(topology, journal)
     finally:
         if journal is not None:
             journal.close()
 
 
-def _acting(name: str | None) -> str:
+def acting(name: str | None) -> str:
     """Who the journal says acted: --as NAME, else the login name (kept beside it anyway)."""
     login = getpass.getuser()
     return login if not name or name == login else f"{name} (login {login})"
@@ -138,7 +141,7 @@ def _query(
             limit=limit,
         )
     except ValueError as error:
-        raise _fail("bad filter", error) from None
+        raise fail("bad filter", error) from None
 
 
 @app.command("list")
@@ -174,10 +177,10 @@ def show(
     Reading the body is journalled (operator_read) under --as NAME or the login name.
     """
     settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
-    with _bus(settings) as (broker, systems), _journalled(settings, systems) as observer:
+    with _bus(settings) as (broker, systems), journalled(settings, systems) as observer:
         found = dead_letters.show(broker, message_id)
         for dead in found:
-            observer.body_read(dead, by=_acting(acting_as), via="cli")
+            observer.body_read(dead, by=acting(acting_as), via="cli")
     out = console()
     if not found:
         out.print(Text.assemble("no dead letter ", literal(message_id)))
@@ -223,16 +226,16 @@ def replay(
     and moves nothing.
     """
     settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
-    who = _acting(acting_as)
+    who = acting(acting_as)
     with _bus(settings) as (broker, systems):
         query = _query(systems, target=target, reason=reason, older_than=older_than, ids=message_id)
-        with _journalled(settings, systems, journalled=not dry_run) as observer:
+        with journalled(settings, systems, journalled=not dry_run) as observer:
             try:
                 plan = dead_letters.replay(
                     broker, query, why=why, by=who, observer=observer, dry_run=dry_run
                 )
             except InvalidRequest as error:
-                raise _fail("replay refused", error) from None
+                raise fail("replay refused", error) from None
     out = console()
     if not plan.matched:
         out.print("no dead letters match; nothing to replay")

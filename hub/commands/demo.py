@@ -223,7 +223,8 @@ def _print_next(console: Console, report: DemoReport) -> None:
     console.print("[bold]Where to look next[/bold]")
     console.print(
         f"  • The run's bus: {escape(report.bus_url)} (namespace {report.namespace}); its "
-        f"quarantine keeps the {report.quarantined} refused payloads with their reasons."
+        f"store's quarantine keeps the {report.quarantined} refused payloads with their reasons "
+        f"(JGHUB_DATA_DIR={escape(str(report.data_dir))} jghub quarantine list)."
     )
     console.print(f"  • The run's files: {escape(str(report.data_dir))}")
     console.print(

@@ -64,6 +64,8 @@ from hub.simulators.targets import DeliveryLog, FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic, TrafficPayload
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
 from monitor.metrics import sample_total
+from monitor.quarantine import State
+from monitor.settings import MonitorSettings
 from systems import ChannelConfig, SystemConfig
 
 DEMO_BODY_LIMIT = 2 * 1024 * 1024
@@ -260,7 +262,9 @@ def run_demo(options: DemoOptions, progress: Progress | None = None) -> DemoRepo
             )
             departments.close()
             loop = _scored(ledger, clock, departments, landscape)
-            quarantined = len(running.broker.quarantined(limit=100_000))
+            # What ingress refused is kept in the store's quarantine (monitor.quarantine).
+            held = MonitorSettings().quarantine(ledger.store).usage().entries
+            quarantined = held.get(State.HELD, 0)
             for client, _, _ in schedule:
                 client.close()
     finally:

@@ -112,7 +112,7 @@ def test_a_payload_of_30000_rejected_records_is_quarantined_whole_with_its_reaso
     assert kept.body == payload
     assert kept.headers["rejected_count"] == records
     assert kept.headers["rejected_records"] == "0-29999"
-    assert kept.reason.startswith("agri-penalty case_records record 1 at records[0]")
+    assert kept.reason.startswith("record 1 at records[0]: envelope.operation: rule")
     assert "rule 'operation'" in kept.reason
     assert kept.reason.endswith(f"... ({records} problems in all)")
     assert broker.depth("cases") == 0

@@ -76,7 +76,7 @@ def test_a_declared_oversized_body_is_413_before_it_is_read(hub: RunningHub) -> 
     answer = received.decode()
     assert answer.startswith("HTTP/1.1 413"), answer
     assert "its limit is 2048 bytes" in answer
-    assert hub.broker().quarantined(1000) == []
+    assert hub.quarantined() == []
 
 
 def test_a_streamed_body_is_cut_off_at_the_limit(hub: RunningHub) -> None:
@@ -91,7 +91,7 @@ def test_a_streamed_body_is_cut_off_at_the_limit(hub: RunningHub) -> None:
     response = hub.client.post(THROTTLED, content=chunks(), headers=KEYED)
     assert response.status_code == 413
     assert "while being received" in response.json()["reason"]
-    assert hub.broker().quarantined(1000) == []
+    assert hub.quarantined() == []
 
 
 def test_the_rate_limit_answers_429_with_retry_after(hub: RunningHub) -> None:

@@ -451,6 +451,17 @@ def test_quarantine_keeps_body_reason_source_and_headers(under_test: BusUnderTes
     assert fresh.depth("national") == 0  # a quarantined payload never reaches a target
 
 
+def test_forgetting_quarantined_payloads_removes_only_those(under_test: BusUnderTest) -> None:
+    # A hub whose quarantine moved to its store takes the old queue over, then forgets it.
+    topology = under_test.topology({"national": ["penalty_case.#"]})
+    broker = under_test.open(topology)
+    kept = [broker.quarantine(f"<{n}/>".encode(), f"bad {n}", source="dept") for n in range(3)]
+    assert broker.forget_quarantined([kept[0], kept[2], "never-kept"]) == [kept[0], kept[2]]
+    (left,) = under_test.open(topology).quarantined()
+    assert (left.id, left.body, left.reason) == (kept[1], b"<1/>", "bad 1")
+    assert broker.forget_quarantined([kept[0]]) == []  # forgetting twice removes nothing
+
+
 def test_id_idempotency_key_and_headers_survive_every_move(under_test: BusUnderTest) -> None:
     topology = under_test.topology({"national": ["penalty_case.#"]}, retry_delays=[0.2])
     broker = under_test.open(topology)

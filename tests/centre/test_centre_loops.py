@@ -218,7 +218,7 @@ def test_centre_matches_warning_feedback_and_quarantines_feedback_on_an_unknown_
     refused = flows.push("market-penalty", "risk_feedback", feedback_on(stranger))
     assert (refused.accepted, refused.rejected) == (0, 3), refused
     assert set(refused.reasons) == {WARNING_MATCH_RULE}, refused.reasons
-    kept = [q for q in flows.running.broker.quarantined(limit=1000) if stranger in q.reason]
+    kept = [q for q in flows.quarantined() if stranger in q.reason]
     assert kept and all(WARNING_MATCH_RULE in q.reason for q in kept), kept
     assert sample_total("jghub_unmatched_feedback_total", system="market-penalty") == unmatched + 3
     assert flows.received("national", stranger) == []

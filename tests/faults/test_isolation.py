@@ -154,8 +154,8 @@ def test_a_big_payload_of_one_system_does_not_stall_another_systems_push(
             assert answer.status_code == 200, answer.text[:500]
             assert (found["accepted"], found["rejected"], found["failed"]) == (0, BIG_RECORDS, 0)
         # Kept whole either way, with its reason.
-        (kept,) = [q for q in line.broker().quarantined(10) if q.id == found["quarantine_id"]]
-        assert kept.body == _empty_records(BIG_RECORDS) and kept.reason
+        kept = line.kept(found["quarantine_id"])
+        assert kept.payload == _empty_records(BIG_RECORDS) and kept.reason
 
         if max_records is None:
             # Refused before translation, even 100,000 records leave serve's memory flat.

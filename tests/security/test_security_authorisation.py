@@ -126,7 +126,7 @@ def agri_push(flows: Flows, message_type: str, body: bytes) -> dict[str, Any]:
 
 def kept(flows: Flows, text: str) -> list[str]:
     """The quarantine's reasons that mention `text`."""
-    return [q.reason for q in flows.running.broker.quarantined(limit=1000) if text in q.reason]
+    return [q.reason for q in flows.quarantined() if text in q.reason]
 
 
 def anyone_got(flows: Flows, text: str) -> list[str]:

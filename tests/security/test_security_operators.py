@@ -267,12 +267,16 @@ def test_a_good_accounts_file_serves_the_routes_and_none_serves_none(
     monkeypatch.delenv("JGHUB_OPERATOR_KEY", raising=False)
     monkeypatch.delenv("JGHUB_OPERATORS_FILE", raising=False)
     paths = create_app(_settings(tmp_path)).openapi()["paths"]
-    assert not any(p.startswith("/dead-letters") for p in paths)
+    assert not any(p.startswith(("/dead-letters", "/quarantine")) for p in paths)
     monkeypatch.setenv("JGHUB_OPERATORS_FILE", str(write_operators(tmp_path)))
     paths = create_app(_settings(tmp_path)).openapi()["paths"]
     assert {"/dead-letters", "/dead-letters/replay", "/dead-letters/{message_id}"} <= paths.keys()
+    assert {"/quarantine", "/quarantine/{quarantine_id}", "/quarantine/{quarantine_id}/payload",
+            "/quarantine/{quarantine_id}/release", "/quarantine/{quarantine_id}/discard"} \
+        <= paths.keys()  # fmt: skip
     # The routes say how operators authenticate.
     assert paths["/dead-letters/replay"]["post"]["security"] == [{"HTTPBasic": []}]
+    assert paths["/quarantine/{quarantine_id}/release"]["post"]["security"] == [{"HTTPBasic": []}]
 
 
 def test_the_retired_shared_key_stops_the_hub_saying_what_to_do(

@@ -20,13 +20,15 @@ import adapters.replay_cache  # noqa: F401
 import centre.collaboration
 import centre.notices
 import centre.penalties  # noqa: F401
-import monitor.journal  # noqa: F401
+import monitor.journal
+import monitor.quarantine  # noqa: F401
 from store import METADATA, SchemaBehind, Store, StoreError, schema, store_url
 
 DECLARED = {"used_signature", "accepted_change", "warning_addressee", "centre_complaint"}
 DECLARED |= {"journal_entry", "journal_chain"}
 DECLARED |= {"outbox", "poller_lease"}
 DECLARED |= {"centre_item", "centre_event", "centre_notice"}
+DECLARED |= {"quarantine_entry"}
 
 
 def test_the_migrations_build_the_tables_the_rooms_declare(store: Store) -> None:

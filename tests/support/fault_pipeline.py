@@ -35,6 +35,8 @@ import bus
 from bus import Broker
 from hub.systems import SystemsConfig, parse_systems
 from mappings import SYSTEMS_ROOT
+from monitor.quarantine import Quarantine, QuarantineEntry
+from store import Store, store_url
 
 ECO_KEY, JSON_KEY = "fault-eco-key", "fault-json-key"
 
@@ -292,6 +294,11 @@ class Pipeline:
         worker = self._spawn("worker", "--no-pollers", "--log-level", "warning")
         self.workers.append(worker)
         return worker
+
+    def kept(self, quarantine_id: str) -> QuarantineEntry:
+        """The quarantine entry `quarantine_id` of the pipeline's hub, read from its store."""
+        url = store_url(self.env.get("JGHUB_DATABASE_URL"), Path(self.env["JGHUB_DATA_DIR"]))
+        return Quarantine(Store.open(url)).get(quarantine_id)
 
     def broker(self) -> Broker:
         """A broker of the test's own on the pipeline's namespace (depth, dead letters)."""

@@ -33,6 +33,7 @@ from hub.simulators.server import free_port
 from hub.simulators.targets import Delivered, FailurePlan
 from hub.simulators.traffic import SystemTraffic, TrafficPayload
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
+from monitor.quarantine import Quarantine, QuarantineEntry, QuarantineQuery
 from systems import SystemConfig
 
 DEPARTMENTS = (
@@ -63,6 +64,10 @@ class Flows:
     def ledger(self) -> Ledger:
         """The disposal ledger the hub and its worker keep (the embedded store of the run)."""
         return Ledger(embedded_store(self.data_dir))
+
+    def quarantined(self) -> list[QuarantineEntry]:
+        """What the hub's quarantine holds (in the embedded store of the run), oldest first."""
+        return Quarantine(embedded_store(self.data_dir)).find(QuarantineQuery(limit=10_000))
 
     def system(self, system_id: str) -> SystemConfig:
         return self.landscape.systems.system(system_id)

@@ -44,6 +44,7 @@ from hub.settings import HubSettings
 from hub.simulators.server import free_port
 from hub.systems import SystemsConfig, load_systems
 from mappings import SYSTEMS_ROOT
+from monitor.quarantine import QuarantineEntry, QuarantineQuery
 
 BACKENDS = ["embedded", "rabbitmq"]
 
@@ -187,6 +188,25 @@ class RunningHub:
 
     def depth(self, target: str) -> int:
         return self.brokers[0].depth(target) if self.brokers else self.broker().depth(target)
+
+    def quarantined(self) -> list[QuarantineEntry]:
+        """What the hub's quarantine (in its store) holds, oldest first, payloads included."""
+        return quarantined(self.app)
+
+    def kept(self, quarantine_id: str | None) -> QuarantineEntry:
+        """The quarantine entry a sender was answered with (with its payload)."""
+        assert quarantine_id, "the answer names no quarantine id"
+        quarantine = self.runtime.quarantine
+        assert quarantine is not None
+        return quarantine.get(quarantine_id)
+
+
+def quarantined(app: FastAPI) -> list[QuarantineEntry]:
+    """What the quarantine of the hub `app` (in its store) holds, oldest first, with payloads."""
+    quarantine = runtime_of(app).quarantine
+    assert quarantine is not None
+    listed = quarantine.find(QuarantineQuery(limit=10_000))
+    return [quarantine.get(entry.id) for entry in listed]
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 from broker_support import RABBITMQ_URL, drain, require_rabbitmq
+from hub_harness import quarantined
 from zeep import Client, Plugin
 from zeep.transports import Transport
 
@@ -27,6 +28,7 @@ from hub.app import create_app, runtime_of
 from hub.settings import HubSettings
 from hub.simulators.server import LoopbackServer, free_port
 from hub.systems import SystemsConfig, parse_systems
+from monitor.quarantine import QuarantineEntry
 
 SAMPLES = Path(__file__).resolve().parents[2] / "mappings" / "systems"
 
@@ -271,6 +273,10 @@ class SoapHub:
     def drain(self, system: str, count: int, *, timeout: float = 20.0) -> list[Message]:
         """Consume and ack `count` messages from `system`'s queue (fewer if none come in time)."""
         return drain(self.broker, self.target(system), count, timeout)
+
+    def quarantined(self) -> list[QuarantineEntry]:
+        """What the hub's quarantine (in its store) holds, oldest first, with payloads."""
+        return quarantined(self.app)
 
 
 _ENV = (*ENV_OF.values(), "JGHUB_TEST_SECRET_GRASSROOTS")

@@ -79,7 +79,7 @@ def test_a_gb2312_batch_is_accepted_and_reaches_the_target(hub: SoapHub, eco: ob
 def test_rejected_records_are_answered_per_record_and_quarantined(
     hub: SoapHub, eco: object
 ) -> None:
-    before = len(hub.broker.quarantined(limit=1000))
+    before = len(hub.quarantined())
     payload = (CASES / "invalid-records.xml").read_bytes()
     receipt = eco.service.ReceiveCaseBatch(batch=payload)  # type: ignore[attr-defined]
     assert (receipt.received, receipt.accepted, receipt.rejected) == (4, 1, 3)
@@ -90,8 +90,8 @@ def test_rejected_records_are_answered_per_record_and_quarantined(
         assert record.error and all(e.rule and e.message for e in record.error)
         assert any(e.field for e in record.error)
     assert receipt.quarantineId
-    kept = hub.broker.quarantined(limit=1000)
-    assert len(kept) == before + 1 and kept[-1].body == payload
+    kept = hub.quarantined()
+    assert len(kept) == before + 1 and kept[-1].payload == payload
     hub.drain("grassroots-platform", 1)
 
 
@@ -115,7 +115,7 @@ def test_task_feedback_goes_through_its_own_operation(hub: SoapHub, eco: object)
 def test_an_unreadable_document_is_a_client_fault_and_kept(
     hub: SoapHub, eco: object, sample: str, kind: str
 ) -> None:
-    before = len(hub.broker.quarantined(limit=1000))
+    before = len(hub.quarantined())
     with pytest.raises(Fault) as raised:
         eco.service.ReceiveCaseBatch(batch=(CASES / sample).read_bytes())  # type: ignore[attr-defined]
     fault = raised.value
@@ -123,7 +123,7 @@ def test_an_unreadable_document_is_a_client_fault_and_kept(
     assert kind in fault.message
     facts = {etree.QName(node).localname: node.text for node in fault.detail[0]}
     assert facts["kind"] == kind and facts["quarantineId"]
-    assert len(hub.broker.quarantined(limit=1000)) == before + 1
+    assert len(hub.quarantined()) == before + 1
     assert hub.broker.depth(hub.target("grassroots-platform")) == 0
 
 
@@ -190,7 +190,7 @@ def test_faults_travel_with_http_500_in_soap_11(hub: SoapHub) -> None:
     ).encode()
     understood = httpx.post(url, content=must, headers=headers)
     assert _fault_code(understood)[0] == "soap:MustUnderstand"
-    kept = [q for q in hub.broker.quarantined(limit=1000) if q.body == bomb]
+    kept = [q for q in hub.quarantined() if q.payload == bomb]
     assert kept and "DOCTYPE" in kept[0].reason
 
 
@@ -216,8 +216,8 @@ def test_more_records_than_the_channel_takes_is_a_fault_over_413_and_kept(
     assert "3 records, more than the 2" in fault.value.message
     facts = {child.tag.split("}")[1]: child.text for child in fault.value.detail[0]}
     assert (facts["records"], facts["maxRecords"]) == ("3", "2")
-    (kept,) = [q for q in hub.broker.quarantined(limit=1000) if q.id == facts["quarantineId"]]
-    assert kept.body == payload and kept.source == "capped-penalty"
+    (kept,) = [q for q in hub.quarantined() if q.id == facts["quarantineId"]]
+    assert kept.payload == payload and kept.system == "capped-penalty"
     # Over HTTP, the status of the other transport refusals (413, as for a body too large).
     response = httpx.post(
         hub.endpoint("capped-penalty"),

@@ -1,0 +1,156 @@
+"""Releasing a quarantined payload after a fix: translated again through the one inbound path,
+what passes now published with confirms and journalled, what still fails held with new reasons.
+
+    release = QuarantineRelease(ingress, quarantine, observer=observer, max_records=limits)
+    done = release.release("5c0f…", why="mapping fixed: fines in 元 now converted", by="ops-li")
+    done.published, done.rejected, done.entry.state      # 3, 0, State.RELEASED
+
+A release claims the entry (`Quarantine.claim`: an entry released or discarded before, or being
+released by someone else right now, is refused with NotHeld and nothing happens), hands its
+payload to `Ingress.accept(..., again=entry)` — the mappings, authorisation, penalty-case stages,
+routing, back-pressure, publisher confirms and journal of any pushed payload, under the receipt
+id the sender was first answered with — and settles the entry: released when every record went
+out, or held with the reasons that remain. Records published before — when the payload came,
+or by an earlier release — are not published again: each record goes out once. The act is
+journalled (`released`) under the quarantine id with who, why and what came of it, so
+`jghub trace ID` shows the refusal and every release.
+
+The mappings are those the process holds: `jghub quarantine release` loads them from disk when
+it runs; `serve` loaded them when it started, so restart it after deploying a mapping fix before
+releasing over HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from adapters.errors import AdapterConfigError, IngressUnavailable, TooManyRecords
+from adapters.ingress import Ingress, IngressResult, RecordAnswer, record_problems
+from monitor.dead_letters import check_why
+from monitor.errors import NotHeld, ReleaseNotNow
+from monitor.journal import Step
+from monitor.observer import Observer
+from monitor.quarantine import Problem, Quarantine, QuarantineEntry, Released
+
+
+class QuarantineRelease:
+    """Releases held payloads (see the module docstring); a `monitor.quarantine.Releaser`.
+
+    Parameters:
+      ingress: the inbound path, attached to a broker.
+      quarantine: where the entries are (the one `ingress` keeps in).
+      observer: journals each release (who, why, what came of it); None: not journalled.
+      max_records: the most records each (system, message type) channel takes in one payload,
+        applied again on release (`ChannelConfig.max_records`); a pair not named: no limit.
+    """
+
+    def __init__(
+        self,
+        ingress: Ingress,
+        quarantine: Quarantine,
+        *,
+        observer: Observer | None = None,
+        max_records: Mapping[tuple[str, str], int | None] | None = None,
+    ) -> None:
+        self.ingress = ingress
+        self.quarantine = quarantine
+        self.observer = observer
+        self.max_records = dict(max_records or {})
+
+    def release(self, quarantine_id: str, *, why: str, by: str) -> Released:
+        """Release the held entry `quarantine_id` on behalf of `by`, saying `why`.
+
+        Raises InvalidRequest (no reason), NotInQuarantine, NotHeld (released or discarded
+        before, being released now, nothing to translate, or its system no longer takes its
+        message type), or ReleaseNotNow when the bus cannot take the records now (unreachable,
+        back-pressure): then nothing was published and the entry stays held as it was.
+        """
+        reason = check_why(
+            why,
+            act="a release",
+            meaning="what was fixed so that the payload may go now",
+            example="mapping fixed: fines in 元 converted to 万元",
+        )
+        entry = self.quarantine.claim(quarantine_id)
+        try:
+            result = self._translated_again(entry)
+        except IngressUnavailable as error:
+            self.quarantine.unclaim(quarantine_id)
+            raise ReleaseNotNow(
+                f"{quarantine_id} was not released, nothing of it was published: {error}",
+                retry_after=error.retry_after,
+            ) from error
+        except BaseException:
+            self.quarantine.unclaim(quarantine_id)
+            raise
+        return self._settled(entry, result, reason=reason, by=by)
+
+    def _translated_again(self, entry: QuarantineEntry) -> IngressResult | TooManyRecords:
+        assert entry.message_type is not None and entry.payload is not None  # claim checked
+        try:
+            return self.ingress.accept(
+                entry.system,
+                entry.message_type,
+                entry.payload,
+                charset=entry.charset,
+                max_records=self.max_records.get((entry.system, entry.message_type)),
+                again=entry,
+            )
+        except TooManyRecords as refused:
+            return refused
+        except AdapterConfigError as error:
+            raise NotHeld(
+                f"{entry.id} cannot be translated now: {error}; configure the channel again, "
+                "or discard the entry"
+            ) from error
+
+    def _settled(
+        self,
+        entry: QuarantineEntry,
+        result: IngressResult | TooManyRecords,
+        *,
+        reason: str,
+        by: str,
+    ) -> Released:
+        answers: list[RecordAnswer] = []
+        if isinstance(result, TooManyRecords):
+            problems = [Problem(record=None, rule=result.kind, message=result.reason)]
+        elif result.payload_error is not None:
+            problems = [Problem.of(None, result.payload_error.model_dump())]
+        else:
+            answers = result.records
+            problems = record_problems(answers, statuses=("rejected", "failed"))
+        accepted = [a for a in answers if a.status == "accepted" and a.message_id]
+        settled = self.quarantine.settle_release(
+            entry.id,
+            by=by,
+            why=reason,
+            published={a.index: a.message_id for a in accepted if a.message_id},
+            problems=problems,
+            rejected=sum(a.status == "rejected" for a in answers),
+        )
+        done = Released(
+            entry=settled,
+            published=sum(not a.repeat for a in accepted),
+            repeated=sum(a.repeat for a in accepted),
+            rejected=sum(a.status == "rejected" for a in answers),
+            failed=sum(a.status == "failed" for a in answers),
+        )
+        if self.observer is not None:
+            self.observer.quarantine_act(
+                Step.RELEASED,
+                quarantine_id=entry.id,
+                system=entry.system,
+                receipt=entry.receipt,
+                reason=reason,
+                by=by,
+                detail={
+                    "state": settled.state.value,
+                    "published": done.published,
+                    "repeated": done.repeated,
+                    "rejected": done.rejected,
+                    "failed": done.failed,
+                },
+            )
+            self.observer.durable()
+        return done
