@@ -59,7 +59,7 @@ from hub import __version__
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
 from mappings import SystemMappings, load_all
-from monitor.api import dead_letters_router, messages_router, metrics_router
+from monitor.api import dead_letters_router, messages_router, metrics_router, search_router
 from monitor.journal import Journal
 from monitor.metrics import count_unauthenticated, scrape_registry
 from monitor.observer import Observer
@@ -429,8 +429,8 @@ def answer_store_unavailable(request: Request, error: StoreUnavailable) -> JSONR
 
 def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
     """/metrics (queue depths read from the broker), GET /messages/{id} for each system's own
-    messages (when the journal is on), the dead-letter and centre routes (when operator accounts
-    are set)."""
+    messages (when the journal is on), the search, dead-letter and centre routes (when operator
+    accounts are set)."""
     queues = BrokerQueueStats(lambda: runtime.broker, runtime.topology)
     collectors: list[Collector] = [QueueCollector(queues)]
     limits = runtime.settings.penalty_limits(runtime.systems.systems)
@@ -442,6 +442,8 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
     app.include_router(metrics_router(scrape_registry(*collectors)))
     if runtime.journal is not None:
         app.include_router(messages_router(runtime.journal, caller=runtime.gatekeeper.identify))
+    if runtime.operators is not None and runtime.journal is not None:
+        app.include_router(search_router(runtime.journal, gate=runtime.operators))
     if runtime.operators is not None and runtime.ledger is not None:
         app.include_router(centre_router(runtime.ledger, gate=runtime.operators, limits=limits))
     if runtime.operators is not None and runtime.observer is not None:
