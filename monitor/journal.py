@@ -24,6 +24,11 @@ hashed ones, `quarantine_id` and `business_key`, are indexed copies of what `det
 (`quarantine_id`, `subject`); verify checks each copy against its detail, so an edited copy is
 "edited" like any column.
 
+**Search keys.** Every key an entry names — message id, receipt, quarantine id, record key, and
+the credit codes and links its detail lists — is kept in `journal_key` in the transaction that
+appends the entry (`monitor.journal_keys`), partitioned and pruned by day like the entries;
+`monitor.search` reads it.
+
 **Many writers, many hosts: one global sequence.** Every `serve` and `worker` of every host
 appends to one chain. The chain head is one row (`journal_chain`: seq, hash, day); a batch takes
 it (`SELECT … FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite), chains its entries after
@@ -877,10 +882,11 @@ class Journal:
 
     def trace(self, key: str, *, system: str | None = None) -> list[Entry]:
         """Every step of the message with id `key`, by time; a receipt id gives every record of
-        that exchange, a quarantine id the payload kept, a business key (case number,
-        complaint id, task id, credit code: the record's subject) every message of that
-        record. With `system`, only what that source system sent ([] otherwise, so a sender
-        cannot learn that another system's message exists)."""
+        that exchange, a quarantine id the payload kept, a record key (case number, complaint
+        id, task id: the record's subject) every message of that record. With `system`, only
+        what that source system sent ([] otherwise, so a sender cannot learn that another
+        system's message exists). Credit codes and links to other records are searched by
+        `monitor.search`."""
         self.flush()
         e = JOURNAL_ENTRY.c
         named = (e.message_id, e.receipt, e.quarantine_id, e.business_key)
