@@ -24,10 +24,10 @@ hashed ones, `quarantine_id` and `business_key`, are indexed copies of what `det
 (`quarantine_id`, `subject`); verify checks each copy against its detail, so an edited copy is
 "edited" like any column.
 
-**Search keys.** Every key an entry names — message id, receipt, quarantine id, record key, and
-the credit codes and links its detail lists — is kept in `journal_key` in the transaction that
-appends the entry (`monitor.journal_keys`), partitioned and pruned by day like the entries;
-`monitor.search` reads it.
+**Search keys.** The credit codes and linked record keys an entry's detail lists are kept in
+`journal_key` in the transaction that appends the entry (`monitor.journal_keys`), partitioned
+and pruned by day like the entries; with the columns above they are what `monitor.search`
+looks keys up in.
 
 **Many writers, many hosts: one global sequence.** Every `serve` and `worker` of every host
 appends to one chain. The chain head is one row (`journal_chain`: seq, hash, day); a batch takes
@@ -361,9 +361,12 @@ JOURNAL_CHAIN = Table(
     Column("day", Date, nullable=True),
     Column("base_seq", BigInteger, nullable=False),
     Column("base_hash", String, nullable=False),
+    Column("keys_from", BigInteger, nullable=True),
 )
 """One row (id 1): the chain's head (newest seq, hash, day), which every batch locks and moves,
-and its base (the last pruned entry's seq and hash; 0 and GENESIS before any prune)."""
+its base (the last pruned entry's seq and hash; 0 and GENESIS before any prune), and the first
+entry whose record's credit codes and links were journalled (`keys_from`: 1 for a journal begun
+with them, the head's next entry when migration 0010 added them to an older one)."""
 
 _HASHED: tuple[str, ...] = ("seq", "at", "step", "message_id", "receipt", "system", "target")
 _HASHED += ("dataset", "reason", "attempt", "detail")
@@ -488,7 +491,7 @@ class Journal:
                 db.execute(
                     upsert(db, JOURNAL_CHAIN).on_conflict_do_nothing(index_elements=["id"]),
                     {"id": 1, "seq": 0, "hash": GENESIS, "day": None, "base_seq": 0,
-                     "base_hash": GENESIS},
+                     "base_hash": GENESIS, "keys_from": 1},
                 )  # fmt: skip
         except (OSError, StoreError, SQLAlchemyError) as exc:
             raise JournalUnavailable(
@@ -859,6 +862,8 @@ class Journal:
                     day=days[-1],
                     base_seq=int(base[0]),
                     base_hash=str(base[1]),
+                    # An old journal's records named no credit codes or links.
+                    keys_from=int(rows[-1][0]) + 1,
                 )
             )
         return True
@@ -1156,10 +1161,7 @@ def _rows(
     row.update(
         prev_hash=prev, hash=digest, day=day, quarantine_id=quarantine_id, business_key=business_key
     )
-    keys = entry_keys(
-        message_id=row["message_id"], receipt=row["receipt"], dataset=row["dataset"], detail=detail
-    )
-    return row, key_rows(keys, row["seq"], day)
+    return row, key_rows(entry_keys(detail), row["seq"], day)
 
 
 def _insert(db: Connection, rows: Iterable[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:

@@ -1,23 +1,24 @@
-"""The journal's search keys: every key an entry names, in an indexed table beside the chain.
+"""The journal's search keys: what an entry names, by kind, and the index of those its own
+columns do not hold.
 
 An entry names a message (its id), the exchange it came with (its receipt), a payload kept in
-the quarantine, and — from its detail — the record it is about: the record's key (its
-CloudEvents subject: a case number, a complaint, task, warning, event or notice id), the
-credit codes of the organisations in it and the keys of the records it links to (a task's
-source_record_id, a feedback's warning_id, a notice's item_id). Which fields are credit codes
-and links the standard says (`standard.references`); the observer writes what it finds into the
-detail of the entry that first sees the record (`received`), so the keys are part of the hashed
-entry, and `journal_key` is an index of what the entries say: the writer fills it in the
-transaction that appends the entries, and it can always be rebuilt from them
-(`monitor.search.reindex`).
+the quarantine, the record it is about (its key: the CloudEvents subject, a case number, a
+complaint, task, warning, event or notice id) — four keys `journal_entry` has always indexed
+in columns of its own — and, in the detail of the entry that first sees a record (`received`),
+the credit codes of the organisations in it and the keys of the records it links to (a task's
+source_record_id, a feedback's warning_id, a notice's item_id). Which fields those are the
+standard says (`standard.references`); the observer writes them into the detail, so they are
+hashed with the entry, and `journal_key` indexes them: the writer fills it in the transaction
+that appends the entries, and it can be rebuilt from them (`monitor.search.reindex`).
 
-    keys = entry_keys(message_id="m-1", receipt="r-1", dataset="complaint",
-                      detail={"subject": "TS33…", "credit_codes": {"respondent_credit_code": …}})
-    # [Key(MESSAGE, "m-1", None), Key(RECEIPT, "r-1", None), Key(RECORD, "TS33…", "complaint_id"),
-    #  Key(CREDIT_CODE, "9133…", "respondent_credit_code")]
+    entry_keys({"subject": "XT-TS33…", "credit_codes": {"dispatcher.credit_code": "1133…"},
+                "links": {"source_record_id": "TS33…"}})
+    # [Key(CREDIT_CODE, "1133…", "dispatcher.credit_code"), Key(LINK, "TS33…", "source_record_id")]
 
-On PostgreSQL the table is partitioned by day like `journal_entry`, and a day's keys go when
-its entries are pruned.
+The four the entry's columns hold are not copied here: a copy of them for every entry cost the
+journal's writer 40-50 % of its batched throughput (`bench/store.py`, measured), for lookups
+their own indexes answer as fast. On PostgreSQL the table is partitioned by day like
+`journal_entry`, and a day's keys go when its entries are pruned.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, Date, Index, PrimaryKeyConstraint, String, Table
 
-from standard.datasets import DATASETS
 from standard.errors import render_value
 from store import METADATA
 
@@ -57,17 +57,18 @@ class KeyKind(StrEnum):
 
 FOLLOWED = (KeyKind.RECORD, KeyKind.LINK)
 """The kinds that name one record: a search follows them from record to record."""
+INDEXED = (KeyKind.CREDIT_CODE, KeyKind.LINK)
+"""The kinds `journal_key` holds; the others are columns of `journal_entry`."""
 
 
 @dataclass(frozen=True)
 class Key:
-    """One key an entry names: its kind, its value, and the record's field it came from (the
-    key field for RECORD, a path such as ``assignees[0].credit_code`` for CREDIT_CODE and LINK;
-    None for the others)."""
+    """A credit code or link an entry names, and the record's field it came from (a path such
+    as ``assignees[0].credit_code``)."""
 
     kind: KeyKind
     value: str
-    field: str | None = None
+    field: str
 
 
 JOURNAL_KEY = Table(
@@ -78,7 +79,7 @@ JOURNAL_KEY = Table(
     Column("seq", BigInteger, nullable=False),
     # The entry's day: in the key because PostgreSQL partitions by it, as it does the entries.
     Column("day", Date, nullable=False),
-    Column("field", String),
+    Column("field", String, nullable=False),
     # value first: a search asks for one value (and kind), newest entries first.
     PrimaryKeyConstraint("value", "kind", "seq", "day", name="pk_journal_key"),
     Index("ix_journal_key_seq", "seq"),
@@ -89,34 +90,20 @@ JOURNAL_KEY = Table(
 """Every key of every entry; on PostgreSQL one partition per day (`journal_key_YYYYMMDD`)."""
 
 
-def entry_keys(
-    *, message_id: str | None, receipt: str | None, dataset: str | None, detail: Mapping[str, Any]
-) -> list[Key]:
-    """The keys an entry names, each (kind, value) once. `message_id` and `receipt` as the
-    entry stores them; values from `detail` are cut like ids (KEY_CHARS)."""
-    found: list[Key] = []
-    if message_id:
-        found.append(Key(KeyKind.MESSAGE, message_id))
-    if receipt:
-        found.append(Key(KeyKind.RECEIPT, receipt))
-    quarantine_id = detail.get("quarantine_id")
-    if quarantine_id is not None:
-        found.append(Key(KeyKind.QUARANTINE, stored_value(str(quarantine_id))))
-    subject = detail.get("subject")
-    if subject is not None:
-        spec = DATASETS.get(dataset or "")
-        key_field = spec.key_field if spec else None
-        found.append(Key(KeyKind.RECORD, stored_value(str(subject)), key_field))
-    found += _named(KeyKind.CREDIT_CODE, detail.get("credit_codes"))
-    found += _named(KeyKind.LINK, detail.get("links"))
+def entry_keys(detail: Mapping[str, Any]) -> list[Key]:
+    """The credit codes and links an entry's detail lists, each (kind, value) once, cut like
+    ids (KEY_CHARS)."""
+    listed = (
+        (KeyKind.CREDIT_CODE, detail.get("credit_codes")),
+        (KeyKind.LINK, detail.get("links")),
+    )
+    found = [
+        Key(kind, stored_value(str(value)), str(path))
+        for kind, by_path in listed
+        if isinstance(by_path, Mapping)
+        for path, value in by_path.items()
+    ]
     return _once(found)
-
-
-def _named(kind: KeyKind, by_path: object) -> list[Key]:
-    """The keys of a detail's {field path: value} (credit_codes, links)."""
-    if not isinstance(by_path, Mapping):
-        return []
-    return [Key(kind, stored_value(str(value)), str(path)) for path, value in by_path.items()]
 
 
 def _once(keys: Iterable[Key]) -> list[Key]:

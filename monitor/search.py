@@ -1,8 +1,9 @@
 """Search the journal by any key it keeps, and follow a record to the records derived from it.
 
-The journal indexes every key its entries name (`monitor.journal_keys`): message ids, receipts,
-quarantine ids, record keys (a case number, a complaint, task, warning, event or notice id),
-credit codes, and the keys of linked records. `search` finds the entries naming a key and, from
+The journal indexes every key its entries name: message ids, receipts, quarantine ids and
+record keys (a case number, a complaint, task, warning, event or notice id) in columns of
+`journal_entry`, the credit codes and the keys of linked records in `journal_key`
+(`monitor.journal_keys`). `search` finds the entries naming a key and, from
 a record, follows the links the standard declares both ways — a complaint to the task whose
 `source_record_id` names it, the task to its feedback and to the complaint's result (which names
 the task in `task_id`), a warning to its feedback, a task or warning to its notices — and
@@ -14,11 +15,13 @@ returns one timeline of every step of every message of those records, in time or
 
 A credit code, a receipt or a quarantine id lists the records it names without following their
 links (a department's credit code names thousands); search one of those records to follow it.
-Everything is bounded: each key is looked up on the index for its newest `limit` entries, at most
+Everything is bounded: each key is looked up on an index for its newest `limit` entries, at most
 `MAX_RECORDS` records are followed, the timeline holds at most `limit` steps, and the answer
 says where it stopped.
 
-Entries journalled before the index existed have no keys until `reindex` reads them.
+Entries journalled before migration 0010 named no credit codes or links: their records are found
+by their own keys and lead nowhere, and a search that meets them says so. `reindex` rebuilds
+`journal_key` from the entries' details (after a restore that lacked it).
 """
 
 from __future__ import annotations
@@ -30,9 +33,17 @@ from datetime import datetime
 from typing import Any, NamedTuple, Self
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, Select, delete, insert, null, select
 
-from monitor.journal import JOURNAL_ENTRY, Entry, Journal, Step, detail_data, entries_where
+from monitor.journal import (
+    JOURNAL_CHAIN,
+    JOURNAL_ENTRY,
+    Entry,
+    Journal,
+    Step,
+    detail_data,
+    entries_where,
+)
 from monitor.journal_keys import (
     FOLLOWED,
     JOURNAL_KEY,
@@ -52,6 +63,14 @@ REINDEX_BATCH = 5000
 """Entries indexed per transaction by `reindex`."""
 _IN_CHUNK = 500
 """Ids per IN (...) list: well under every backend's limit on bound parameters."""
+_E = JOURNAL_ENTRY.c
+_COLUMNS = {
+    KeyKind.MESSAGE: _E.message_id,
+    KeyKind.RECEIPT: _E.receipt,
+    KeyKind.QUARANTINE: _E.quarantine_id,
+    KeyKind.RECORD: _E.business_key,
+}
+"""The kinds an entry's own indexed columns hold (the others are in `journal_key`)."""
 
 
 class KeyMatch(BaseModel):
@@ -159,8 +178,8 @@ def search(journal: Journal, key: str, *, limit: int = DEFAULT_LIMIT) -> SearchR
         matched = walk.start(asked)
         walk.follow()
         steps = walk.timeline()
-        unindexed = _unindexed_below(db)
-    note = _unindexed_note(unindexed)
+        keys_from = db.execute(select(JOURNAL_CHAIN.c.keys_from)).scalar()
+    note = _before_keys(keys_from, steps, searched=bool(matched))
     if not matched:
         note = _not_found(key) + (f"; {note}" if note else "")
     return SearchResult(
@@ -178,16 +197,29 @@ def named_as(journal: Journal, key: str) -> list[KeyKind]:
     """The kinds of key `key` is to the journal's entries ([] when none names it): one index
     probe per kind, for a caller that only needs to know where to send the user."""
     journal.flush()
-    k = JOURNAL_KEY.c
     value = stored_value(key.strip())
     with journal.reading() as db:
-        return [
-            kind
-            for kind in KeyKind
-            if db.execute(
-                select(k.seq).where(k.value == value, k.kind == kind.value).limit(1)
-            ).first()
-        ]
+        return [kind for kind in KeyKind if db.execute(_naming(kind, value).limit(1)).first()]
+
+
+def _naming(kind: KeyKind, value: str) -> Select[Any]:
+    """The entries naming `value` as a `kind` key, newest first: (field, seq, message id,
+    dataset, record key). One index range: a value named by a million entries costs what one
+    named by ten does, once the limit is applied."""
+    column = _COLUMNS.get(kind)
+    if column is not None:
+        return (
+            select(null(), _E.seq, _E.message_id, _E.dataset, _E.business_key)
+            .where(column == value)
+            .order_by(_E.seq.desc())
+        )
+    k = JOURNAL_KEY.c
+    return (
+        select(k.field, k.seq, _E.message_id, _E.dataset, _E.business_key)
+        .join_from(JOURNAL_KEY, JOURNAL_ENTRY, (_E.seq == k.seq) & (_E.day == k.day))
+        .where(k.value == value, k.kind == kind.value)
+        .order_by(k.seq.desc())
+    )
 
 
 def _not_found(key: str) -> str:
@@ -277,24 +309,16 @@ class _Walk:
         self.records.setdefault((dataset, key), FoundRecord(dataset=dataset, key=key, how=how))
 
     def _lookup(self, value: str, kinds: Iterable[KeyKind]) -> list[_Hit]:
-        """The newest `limit` entries naming `value` as each of `kinds`: one index range each,
-        so that a value named by a million entries costs what one named by ten does."""
-        k, e = JOURNAL_KEY.c, JOURNAL_ENTRY.c
+        """The newest `limit` entries naming `value` as each of `kinds`."""
         hits: list[_Hit] = []
         for kind in kinds:
-            rows = self.db.execute(
-                select(k.field, k.seq, e.message_id, e.dataset, e.business_key)
-                .join_from(JOURNAL_KEY, JOURNAL_ENTRY, (e.seq == k.seq) & (e.day == k.day))
-                .where(k.value == value, k.kind == kind.value)
-                .order_by(k.seq.desc())
-                .limit(self.limit + 1)
-            ).all()
+            rows = self.db.execute(_naming(kind, value).limit(self.limit + 1)).all()
             if len(rows) > self.limit:
                 self.stopped.append(
                     f"{value} is the {kind} of more than {self.limit} entries: the newest "
                     f"{self.limit} are shown"
                 )
-            hits += [_Hit(kind, *row) for row in rows[: self.limit]]
+            hits += [_hit(kind, *row) for row in rows[: self.limit]]
         return hits
 
     def _links_of(self, hits: Sequence[_Hit]) -> list[tuple[str, str, str]]:
@@ -338,6 +362,20 @@ class _Walk:
         ]
 
 
+def _hit(
+    kind: KeyKind,
+    field: str | None,
+    seq: int,
+    message_id: str | None,
+    dataset: str | None,
+    record: str | None,
+) -> _Hit:
+    """A hit; a record key's field is its dataset's key field."""
+    if kind is KeyKind.RECORD and dataset in DATASETS:
+        field = DATASETS[dataset].key_field
+    return _Hit(kind, field, int(seq), message_id, dataset, record)
+
+
 def _matches(hits: Iterable[_Hit]) -> list[KeyMatch]:
     counted: dict[tuple[KeyKind, str | None, str | None], int] = {}
     for hit in hits:
@@ -376,27 +414,28 @@ def outcome(entry: Entry) -> str:
     return _OUTCOMES[entry.step](entry)
 
 
-# -- entries from before the index ---------------------------------------------------------------
+# -- entries from before the keys, and rebuilding the index ----------------------------------------
 
 
-def _unindexed_below(db: Connection) -> int | None:
-    """The newest entry older than every indexed one (None when there is none): entries up to
-    it were journalled before the index, or by a hub that did not yet keep it."""
-    first = db.execute(select(func.min(JOURNAL_KEY.c.seq))).scalar()
-    query = select(func.max(JOURNAL_ENTRY.c.seq))
-    if first is not None:
-        query = query.where(JOURNAL_ENTRY.c.seq < first)
-    found = db.execute(query).scalar()
-    return int(found) if found is not None else None
-
-
-def _unindexed_note(below: int | None) -> str | None:
-    if below is None:
+def _before_keys(
+    keys_from: int | None, steps: Sequence[TimelineStep], *, searched: bool
+) -> str | None:
+    """What to say of entries journalled before the records' credit codes and links were (None:
+    nothing to say): a search that met them could not follow their records, and one that found
+    nothing may be asking for a credit code or link named only there."""
+    if not keys_from or keys_from <= 1:
         return None
-    return (
-        f"journal entries up to #{below} were journalled before search keys were kept and are "
-        "not searched: `jghub search --reindex` indexes them"
-    )
+    then = f"journalled before entry #{keys_from}, when the journal kept no credit codes and links"
+    if not searched:
+        return (
+            f"entries {then}, are found only by message id, receipt, quarantine id and record key"
+        )
+    if any(step.seq < keys_from for step in steps):
+        return (
+            f"some of these records were {then}: they are found by their own keys and do not "
+            "lead to the records derived from them"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -413,27 +452,23 @@ def reindex(
     journal: Journal,
     *,
     batch: int = REINDEX_BATCH,
-    everything: bool = False,
+    below: int | None = None,
     progress: Callable[[ReindexReport], None] | None = None,
 ) -> ReindexReport:
-    """Index the keys of entries kept before the index existed: from the newest entry older
-    than every indexed one down to the oldest, `batch` entries per transaction, so that an
-    interrupted run resumes where it stopped and a search knows how far it got.
-
-    `everything`: index every entry again, newest first (after a hub that did not keep keys
-    wrote entries among indexed ones). `progress` hears the totals after each batch.
-    """
+    """Rebuild `journal_key` from the entries' details: newest first, `batch` entries per
+    transaction (each replacing the keys of its entries), down to the first entry that could
+    name any (`keys_from`). `below`: start below that seq (to resume a run that stopped, from
+    the `oldest` it reported). `progress` hears the totals after each batch. Entries written
+    meanwhile are keyed by their writers."""
     if batch < 1:
         raise ValueError(f"batch {batch} is not a positive number of entries")
     journal.flush()
-    below: int | None = None
-    if not everything:
-        with journal.reading() as db:
-            below = db.execute(select(func.min(JOURNAL_KEY.c.seq))).scalar()
+    with journal.reading() as db:
+        keys_from = db.execute(select(JOURNAL_CHAIN.c.keys_from)).scalar() or 1
     report = ReindexReport(0, 0, 0, None)
     while True:
         with journal.reading() as db:
-            rows = _older(db, below, batch)
+            rows = _older(db, below, keys_from, batch)
         if not rows:
             return report
         for day in sorted({row.day for row in rows}):
@@ -447,26 +482,20 @@ def reindex(
             progress(report)
 
 
-def _older(db: Connection, below: int | None, batch: int) -> list[Any]:
-    """The `batch` newest entries older than seq `below` (all when None), newest first."""
-    e = JOURNAL_ENTRY.c
-    query = select(e.seq, e.day, e.message_id, e.receipt, e.dataset, e.detail)
+def _older(db: Connection, below: int | None, keys_from: int, batch: int) -> list[Any]:
+    """The `batch` newest entries from `keys_from` and older than seq `below` (all when None),
+    newest first."""
+    query = select(_E.seq, _E.day, _E.detail).where(_E.seq >= keys_from)
     if below is not None:
-        query = query.where(e.seq < below)
-    return list(db.execute(query.order_by(e.seq.desc()).limit(batch)))
+        query = query.where(_E.seq < below)
+    return list(db.execute(query.order_by(_E.seq.desc()).limit(batch)))
 
 
 def _index(journal: Journal, rows: Sequence[Any]) -> int:
-    """Replace the keys of the entries `rows` by what they name; return how many."""
+    """Replace the keys of the entries `rows` by what their details name; return how many."""
     keys: list[dict[str, Any]] = []
     for row in rows:
-        named = entry_keys(
-            message_id=row.message_id,
-            receipt=row.receipt,
-            dataset=row.dataset,
-            detail=detail_data(row.detail),
-        )
-        keys += key_rows(named, int(row.seq), row.day)
+        keys += key_rows(entry_keys(detail_data(row.detail)), int(row.seq), row.day)
     k = JOURNAL_KEY.c
     with journal.store.begin() as db:
         db.execute(delete(JOURNAL_KEY).where(k.seq.between(rows[-1].seq, rows[0].seq)))

@@ -1,5 +1,5 @@
 """`jghub search KEY`: what the journal knows of a business key, following derived records;
-`jghub search --reindex`: index the keys of entries kept before the index existed."""
+`jghub search --reindex`: rebuild the index of credit codes and links from the entries."""
 
 from __future__ import annotations
 
@@ -41,14 +41,16 @@ def search_command(
         bool,
         typer.Option(
             "--reindex",
-            help="Index the keys of entries journalled before search keys were kept, newest "
-            "first, batch by batch (resumes where it stopped).",
+            help="Rebuild the index of the credit codes and links the entries name, newest "
+            "entries first, batch by batch (after restoring a journal without it).",
         ),
     ] = False,
-    everything: Annotated[
-        bool,
-        typer.Option("--all", help="With --reindex: index every entry again."),
-    ] = False,
+    below: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="With --reindex: start below this entry (to resume where a run stopped)."
+        ),
+    ] = None,
     batch: Annotated[
         int, typer.Option(min=1, help="With --reindex: entries per transaction.")
     ] = REINDEX_BATCH,
@@ -67,7 +69,7 @@ def search_command(
     with open_journal(data_dir) as journal:
         try:
             if key is None:
-                done = reindex(journal, batch=batch, everything=everything, progress=_progress)
+                done = reindex(journal, batch=batch, below=below, progress=_progress)
                 console().print(_reindexed(done))
                 return
             found = search(journal, key, limit=limit)
@@ -100,7 +102,7 @@ def _progress(report: ReindexReport) -> None:
 
 def _reindexed(report: ReindexReport) -> str:
     if not report.entries:
-        return "every journal entry is indexed already: nothing to do"
+        return "no journal entries that could name credit codes or links: nothing to index"
     return (
         f"indexed {report.entries} entries in {report.batches} batches: {report.keys} keys, "
         f"down to entry #{report.oldest}"

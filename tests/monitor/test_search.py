@@ -19,7 +19,7 @@ from monitor_support import operator_environment, outgoing
 from notice_support import fresh_notice
 from operator_accounts import READER, write_operators
 from sqlalchemy import delete, func, select, text
-from store_support import embedded_store, fresh_store_url
+from store_support import STORE_BACKENDS, embedded_store, fresh_store_url
 from typer.testing import CliRunner
 from worker_harness import folders
 
@@ -233,39 +233,75 @@ def _keys(store: Store) -> list[tuple[str, str, int, str | None]]:
         return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
-def test_search_reindex_fills_the_keys_of_entries_from_before_the_index(
-    journal: Journal, store: Store
-) -> None:
+def test_search_reindex_rebuilds_the_keys_from_the_entries(journal: Journal, store: Store) -> None:
     chain = _chain(journal)
     journal.flush()
     written = _keys(store)
-    assert written
-    # Entries from before the index: their keys are not there.
+    assert {kind for _, kind, _, _ in written} == {"credit_code", "link"}
+    # A journal restored without its key index: the records are found by their own keys, but
+    # neither credit codes nor links lead anywhere.
     with store.begin() as db:
         db.execute(delete(JOURNAL_KEY))
-    missing = search(journal, chain.case)
-    assert not missing.found and missing.note is not None
-    assert f"entries up to #{journal.count()} were journalled before" in missing.note
-    assert "jghub search --reindex" in missing.note
+    assert not search(journal, PARTY).found
+    assert _records(search(journal, chain.case)) == {("complaint", chain.case)}
     seen: list[int] = []
     done = reindex(journal, batch=4, progress=lambda report: seen.append(report.entries))
     assert done.entries == journal.count() and done.oldest == 1
     assert seen == [*range(4, journal.count(), 4), journal.count()]
     assert _keys(store) == written  # the same keys the writer wrote
-    assert _records(search(journal, chain.case)) >= {("collaboration_task", chain.task_id)}
-    assert reindex(journal).entries == 0  # resumes below the oldest indexed entry: done
-    assert reindex(journal, everything=True).keys == len(written)
+    assert ("collaboration_task", chain.task_id) in _records(search(journal, chain.case))
+    # Again: each batch replaces its entries' keys; `below` resumes a run that stopped.
+    assert reindex(journal).keys == len(written)
+    resumed = reindex(journal, batch=2, below=5)
+    assert (resumed.entries, resumed.oldest) == (4, 1)
     assert _keys(store) == written
 
 
-def test_search_reindex_resumes_where_it_stopped(journal: Journal, store: Store) -> None:
-    _chain(journal)
+def test_search_says_when_records_predate_their_keys(journal: Journal, store: Store) -> None:
+    # A complaint and its task journalled before migration 0010: no credit codes, no links.
+    old_case = f"TS{uuid.uuid4().hex[:16].upper()}"
+    for message_id, dataset, subject in (
+        ("old-complaint", "complaint", old_case),
+        ("old-task", "collaboration_task", f"XT-{old_case}"),
+    ):
+        journal.record(
+            Step.RECEIVED, message_id=message_id, receipt=f"r-{message_id}",
+            system="complaint-platform", dataset=dataset, detail={"subject": subject},
+        )  # fmt: skip
     journal.flush()
-    newest = journal.count()
-    with store.begin() as db:
-        db.execute(delete(JOURNAL_KEY).where(JOURNAL_KEY.c.seq <= newest - 3))
-    done = reindex(journal, batch=2)
-    assert done.entries == newest - 3 and done.oldest == 1
+    with store.begin() as db:  # what the migration does
+        db.execute(text("UPDATE journal_chain SET keys_from = seq + 1"))
+    chain = _chain(journal)
+    old = search(journal, old_case)
+    assert _records(old) == {("complaint", old_case)}
+    assert old.note is not None
+    assert "some of these records were journalled before entry #3" in old.note
+    assert "do not lead to the records derived from them" in old.note
+    assert search(journal, chain.case).note is None
+    unknown = search(journal, "TS-NOBODY-SENT-THIS").note
+    assert unknown is not None
+    assert "entries journalled before entry #3, when the journal kept no credit codes" in unknown
+
+
+@pytest.mark.parametrize("backend", STORE_BACKENDS)
+def test_search_keys_migration_marks_where_keys_begin(backend: str, tmp_path: Path) -> None:
+    with fresh_store_url(backend, tmp_path) as url:
+        store = Store(url)
+        try:
+            with store.begin() as db:
+                schema.upgrade(db, "0008")
+                db.execute(
+                    text(
+                        "INSERT INTO journal_chain (id, seq, hash, day, base_seq, base_hash) "
+                        "VALUES (1, 41, :hash, NULL, 0, :hash)"
+                    ),
+                    {"hash": "0" * 64},
+                )
+            store.upgrade()
+            with store.begin() as db:
+                assert db.execute(text("SELECT keys_from FROM journal_chain")).scalar() == 42
+        finally:
+            store.close()
 
 
 def test_search_keys_go_with_the_days_they_belong_to(store: Store) -> None:
@@ -298,23 +334,6 @@ def _key_partitions(store: Store) -> list[str]:
                 )
             ).scalars()
         )
-
-
-@pytest.mark.postgresql
-def test_search_index_migration_partitions_every_day_kept(tmp_path: Path) -> None:
-    with fresh_store_url("postgresql", tmp_path) as url:
-        store = Store(url)
-        try:
-            with store.begin() as db:
-                schema.upgrade(db, "0008")
-                db.exec_driver_sql(
-                    "CREATE TABLE journal_entry_20261029 PARTITION OF journal_entry "
-                    "FOR VALUES FROM ('2026-10-29') TO ('2026-10-30')"
-                )
-            store.upgrade()
-            assert _key_partitions(store) == ["journal_key_20261029"]
-        finally:
-            store.close()
 
 
 def test_search_over_http_for_readers(journal: Journal, tmp_path: Path) -> None:
@@ -363,10 +382,12 @@ def test_search_command_and_trace_sending_there(
     assert f"{PARTY} is the credit code of journalled records: `jghub search {PARTY}`" in output
     code, output = _run("search")
     assert code == 2 and "give a KEY to search, or --reindex" in output
-    code, output = _run("search", "--reindex")
-    assert code == 0 and "every journal entry is indexed already" in output
     with embedded_store(data).begin() as db:
         db.execute(delete(JOURNAL_KEY))
     code, output = _run("search", "--reindex", "--batch", "10")
     assert code == 0 and "indexed 10 entries" in output, output
     assert "batches" in output and "down to entry #1" in output
+    code, output = _run("search", PARTY)
+    assert code == 0 and chain.case in output
+    code, output = _run("search", "--reindex", "--below", "1")
+    assert code == 0 and "nothing to index" in output

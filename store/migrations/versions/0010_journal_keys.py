@@ -1,9 +1,11 @@
-"""The journal's search keys (monitor.journal_keys): every key an entry names, indexed by value;
-partitioned by day on PostgreSQL like the entries, with a partition for each day already kept.
+"""The journal's search keys (monitor.journal_keys): the credit codes and linked record keys the
+entries name, indexed by value; partitioned by day on PostgreSQL like the entries (the writers
+make each day's partition).
 
-Entries journalled before this table existed have no keys until `jghub search --reindex` reads
-them (batch by batch, newest first); the table is not filled here, so that migrating a large
-journal does not hold every hub's start.
+Entries journalled before it named no credit codes or links (the observer did not write them),
+so there is nothing to fill: they stay searchable by the keys `journal_entry` always indexed —
+message id, receipt, quarantine id, record key. `journal_chain.keys_from` notes the first entry
+after them, so that a search can say why an old record leads nowhere.
 
 Revision ID: 0010
 Revises: 0009
@@ -11,8 +13,6 @@ Create Date: 2026-12-07
 """
 
 from __future__ import annotations
-
-from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from alembic import op
@@ -31,32 +31,19 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("field", sa.String(), nullable=True),
+        sa.Column("field", sa.String(), nullable=False),
         sa.PrimaryKeyConstraint("value", "kind", "seq", "day", name="pk_journal_key"),
         # The writers create one partition per day (monitor.journal); SQLite ignores this.
         postgresql_partition_by="RANGE (day)",
         sqlite_with_rowid=False,
     )
     op.create_index("ix_journal_key_seq", "journal_key", ["seq"])
-    bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
-        return
-    # A partition for every day the journal holds, so that the reindex can fill old days.
-    days = bind.execute(
-        sa.text(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'journal_entry'::regclass"
-        )
-    ).scalars()
-    for name in sorted(days):
-        day = datetime.strptime(name.removeprefix("journal_entry_"), "%Y%m%d").date()
-        bind.execute(
-            sa.text(
-                f"CREATE TABLE journal_key_{day:%Y%m%d} PARTITION OF journal_key FOR VALUES "
-                f"FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
-            )
-        )
+    op.add_column("journal_chain", sa.Column("keys_from", sa.BigInteger(), nullable=True))
+    # A journal opened after this starts its row with keys_from 1 (monitor.journal).
+    op.execute("UPDATE journal_chain SET keys_from = seq + 1")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("journal_chain") as table:
+        table.drop_column("keys_from")
     op.drop_table("journal_key")  # with its partitions and index
