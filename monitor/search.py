@@ -215,8 +215,10 @@ def named_as(journal: Journal, key: str) -> list[KeyKind]:
 
 def _naming(kind: KeyKind, value: str) -> Select[Any]:
     """The entries naming `value` as a `kind` key, newest first: (field, seq, message id,
-    dataset, record key). One index range: a value named by a million entries costs what one
-    named by ten does, once the limit is applied."""
+    dataset, record key). Each on an index of the value: `journal_key`'s holds the entries in
+    order, so a department's credit code named a million times costs what one named ten times
+    does once the limit is applied; an entry's own columns hold a message's, a record's or a
+    payload's entries, a few, or a receipt's at most a payload's records."""
     column = _COLUMNS.get(kind)
     if column is not None:
         return (
