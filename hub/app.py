@@ -65,7 +65,7 @@ from hub import __version__
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
 from mappings import SystemMappings, load_all
-from monitor.api import dead_letters_router, messages_router, metrics_router
+from monitor.api import dead_letters_router, messages_router, metrics_router, search_router
 from monitor.journal import Journal
 from monitor.metrics import count_unauthenticated, scrape_registry, start_at_zero
 from monitor.observer import Observer
@@ -502,7 +502,7 @@ def answer_store_unavailable(request: Request, error: StoreUnavailable) -> JSONR
 def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
     """/metrics (queue depths read from the broker; the centre's and the quarantine's figures
     from the store), GET /messages/{id} for each system's own messages (when the journal is on),
-    the dead-letter, quarantine and centre routes (when operator accounts are set)."""
+    the search, dead-letter, quarantine and centre routes (when operator accounts are set)."""
     queues = BrokerQueueStats(lambda: runtime.broker, runtime.topology)
     collectors: list[Collector] = [QueueCollector(queues)]
     limits = runtime.settings.penalty_limits(runtime.systems.systems)
@@ -523,6 +523,8 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
                 security=[{name: []} for name in security_schemes(runtime.systems.systems)],
             )
         )
+    if runtime.operators is not None and runtime.journal is not None:
+        app.include_router(search_router(runtime.journal, gate=runtime.operators))
     if runtime.operators is not None and runtime.ledger is not None:
         app.include_router(centre_router(runtime.ledger, gate=runtime.operators, limits=limits))
     if runtime.operators is not None and runtime.observer is not None:

@@ -19,6 +19,7 @@ from hub.commands import mappings as mappings_commands
 from hub.commands import operators as operators_commands
 from hub.commands import quality as quality_command
 from hub.commands import quarantine as quarantine_commands
+from hub.commands import search as search_command
 from hub.commands import serve as serve_command
 from hub.commands import simulate as simulate_command
 from hub.commands import standard as standard_commands
@@ -97,6 +98,7 @@ app.command("worker")(worker_command.worker)
 app.command("simulate")(simulate_command.simulate)
 app.command("demo")(demo_command.demo)
 app.command("trace")(trace_command.trace)
+app.command("search")(search_command.search_command)
 app.add_typer(journal_commands.app, name="journal")
 app.add_typer(dead_commands.app, name="dead")
 app.add_typer(quarantine_commands.app, name="quarantine")

@@ -7,6 +7,7 @@ monitor does not decide who may see what:
     app.include_router(dead_letters_router(lambda: runtime.broker, observer,
                                            gate=OperatorGate(load_operators(path))))
     app.include_router(metrics_router(scrape_registry(QueueCollector(...))))
+    app.include_router(search_router(journal, gate=OperatorGate(load_operators(path))))
 
 - `GET /messages/{id}`: where a message (or every record of a receipt) has been. `caller` is a
   FastAPI dependency returning the authenticated system's id; a system sees only the messages it
@@ -16,6 +17,10 @@ monitor does not decide who may see what:
   monitor.operators). A `reader` lists and inspects; only an `operator` gets payload bodies and
   replays. The journal records every replay and every body read under the account's name; a
   request's own claims about who it is (the retired `X-Operator` header) are ignored.
+- `GET /search?q=KEY`: what the journal knows of any key (a case number, a complaint, task or
+  warning id, a credit code, a message id ...), following a record to those derived from it
+  (`monitor.search`), for operator accounts (`reader` or higher): it names records of every
+  system. A key nothing names is answered 200 with `found: false` and a note saying so.
 - `GET /metrics`: the registry's exposition, OpenMetrics when the scraper asks for it.
 
 Ids are path parameters of the `path` kind: a message id with `/` in it (sent as `/` or `%2F`)
@@ -37,50 +42,16 @@ from pydantic import BaseModel, Field
 from bus import Broker, BusError, DeadLetter
 from monitor import dead_letters
 from monitor.errors import InvalidRequest, JournalUnavailable, OperatorRefused, UnknownTarget
-from monitor.journal import Entry, Journal
+from monitor.journal import Journal
 from monitor.metrics import exposition
 from monitor.observer import Observer
 from monitor.operators import Operator, OperatorGate, Role
+from monitor.search import DEFAULT_LIMIT, MAX_LIMIT, SearchResult, TraceStep, search
 
 OPERATOR_REALM = "jghub operators"
 RETIRED_KEY_HEADER = "X-Operator-Key"
 """The shared key's header before named accounts: a request sending only it is told what to do."""
 BODY_PREVIEW_CHARS = 4000
-
-
-class TraceStep(BaseModel):
-    """One step of a message."""
-
-    seq: int = Field(description="Position in the journal's hash chain.")
-    at: datetime = Field(description="When it happened (UTC).")
-    step: str = Field(
-        description="received, rejected, published, not_published, delivered, retried, "
-        "dead_lettered, replayed or operator_read (an operator read its payload body)."
-    )
-    message_id: str | None = Field(description="The message (None for a refused record).")
-    receipt: str | None = Field(description="The receipt id of the exchange it came in with.")
-    system: str | None = Field(description="The source system.")
-    target: str | None = Field(description="The target system, for delivery steps.")
-    dataset: str | None = Field(description="The canonical dataset.")
-    reason: str | None = Field(description="Why: a rule broken, a failure, a replay's reason.")
-    attempt: int | None = Field(description="Delivery attempt, from 1.")
-    detail: dict[str, Any] = Field(description="Anything else recorded with the step.")
-
-    @classmethod
-    def of(cls, entry: Entry) -> Self:
-        return cls(
-            seq=entry.seq,
-            at=entry.at,
-            step=entry.step.value,
-            message_id=entry.message_id,
-            receipt=entry.receipt,
-            system=entry.system,
-            target=entry.target,
-            dataset=entry.dataset,
-            reason=entry.reason,
-            attempt=entry.attempt,
-            detail=entry.detail,
-        )
 
 
 class MessageTrace(BaseModel):
@@ -246,6 +217,40 @@ def messages_router(
         if not entries:
             raise HTTPException(404, f"no message or receipt {message_id} sent by {system}")
         return MessageTrace(id=message_id, steps=[TraceStep.of(e) for e in entries])
+
+    return router
+
+
+def search_router(journal: Journal, *, gate: OperatorGate) -> APIRouter:
+    """`GET /search?q=KEY` for operator accounts (see the module docstring)."""
+    router = APIRouter(tags=["operations"])
+    reader = operator_access(gate, Role.READER)
+
+    @router.get(
+        "/search",
+        response_model=SearchResult,
+        summary="Search the journal by any key, following derived records",
+    )
+    def searching(
+        who: Annotated[Operator, Depends(reader)],
+        q: Annotated[
+            str,
+            Query(
+                min_length=1,
+                max_length=200,
+                description="A case number, complaint, task, warning, event or notice id, a "
+                "credit code, a message id, a receipt or a quarantine id (matched exactly).",
+            ),
+        ],
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_LIMIT, description="Most steps, and entries per key.")
+        ] = DEFAULT_LIMIT,
+    ) -> SearchResult:
+        """The records the key leads to and every step of their messages, oldest first."""
+        try:
+            return search(journal, q, limit=limit)
+        except JournalUnavailable as error:
+            raise HTTPException(503, str(error)) from error
 
     return router
 

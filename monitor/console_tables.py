@@ -1,5 +1,6 @@
-"""Tables an operator reads on the terminal (`jghub trace`, `dead`, `quality`, `quarantine`): a
-message's trace, dead letters, the data-quality scorecard, quarantined payloads.
+"""Tables an operator reads on the terminal (`jghub trace`, `search`, `dead`, `quality`,
+`quarantine`): a message's trace, a search's records and timeline, dead letters, the data-quality
+scorecard, quarantined payloads.
 
 Times are shown in Asia/Shanghai, where the province's operators work; ages and delays in the
 largest unit that keeps them readable (`3d 4h`, `12m 5s`). Every value that came from a system
@@ -21,6 +22,7 @@ from monitor.journal import Entry, Step
 from monitor.literal import literal
 from monitor.quality import SystemQuality
 from monitor.quarantine import QuarantineEntry
+from monitor.search import SearchResult
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 REASON_CHARS = 160
@@ -110,6 +112,36 @@ def trace_table(asked: str, entries: Sequence[Entry]) -> Table:
             literal(_cut(reason)),
         )
     return table
+
+
+def search_tables(found: SearchResult) -> list[Table]:
+    """A search's answer: how the key matched and the records reached, then every step of
+    their messages, oldest first."""
+    records = Table(
+        title=Text.assemble("records reached from ", literal(found.key)), title_justify="left"
+    )
+    for name in ("dataset", "record", "how"):
+        records.add_column(name, overflow="fold")
+    for record in found.records:
+        records.add_row(literal(record.dataset), literal(record.key), literal(record.how))
+    timeline = Table(title="timeline", title_justify="left")
+    columns = ("#", "at (Shanghai)", "step", "system", "dataset", "record", "op", "outcome")
+    for name in (*columns, "message"):
+        timeline.add_column(name, overflow="fold")
+    for step in found.timeline:
+        outcome = step.outcome + (f": {step.reason}" if step.reason else "")
+        timeline.add_row(
+            str(step.seq),
+            local(step.at),
+            Text(step.step, style=_STEP_STYLES.get(Step(step.step), "")),
+            literal(step.system),
+            literal(step.dataset),
+            literal(step.record),
+            literal(step.operation),
+            literal(_cut(outcome)),
+            literal(step.message_id),
+        )
+    return [records, timeline]
 
 
 def dead_letters_table(found: Sequence[DeadLetter], *, title: str) -> Table:

@@ -25,6 +25,11 @@ hashed ones, `quarantine_id` and `business_key`, are indexed copies of what `det
 (`quarantine_id`, `subject`); verify checks each copy against its detail, so an edited copy is
 "edited" like any column.
 
+**Search keys.** The credit codes and linked record keys an entry's detail lists are kept in
+`journal_key` in the transaction that appends the entry (`monitor.journal_keys`), partitioned
+and pruned by day like the entries; with the columns above they are what `monitor.search`
+looks keys up in.
+
 **Many writers, many hosts: one global sequence.** Every `serve` and `worker` of every host
 appends to one chain. The chain head is one row (`journal_chain`: seq, hash, day); a batch takes
 it (`SELECT … FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite), chains its entries after
@@ -82,6 +87,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     Connection,
     Date,
     Index,
@@ -107,6 +113,7 @@ from sqlalchemy.exc import (
 
 from monitor import metrics
 from monitor.errors import JournalUnavailable
+from monitor.journal_keys import JOURNAL_KEY, KEY_CHARS, entry_keys, key_rows, stored
 from standard.errors import render_value
 from store import METADATA, Store, StoreError, StoreUnavailable, store_url, upsert
 
@@ -359,9 +366,12 @@ JOURNAL_CHAIN = Table(
     Column("day", Date, nullable=True),
     Column("base_seq", BigInteger, nullable=False),
     Column("base_hash", String, nullable=False),
+    Column("keys_from", BigInteger, nullable=True),
 )
 """One row (id 1): the chain's head (newest seq, hash, day), which every batch locks and moves,
-and its base (the last pruned entry's seq and hash; 0 and GENESIS before any prune)."""
+its base (the last pruned entry's seq and hash; 0 and GENESIS before any prune), and the first
+entry whose record's credit codes and links were journalled (`keys_from`: 1 for a journal begun
+with them, the head's next entry when migration 0010 added them to an older one)."""
 
 _HASHED: tuple[str, ...] = ("seq", "at", "step", "message_id", "receipt", "system", "target")
 _HASHED += ("dataset", "reason", "attempt", "detail")
@@ -386,19 +396,13 @@ def entry_hash(prev_hash: str, row: Iterable[Any]) -> str:
 
 # What one entry stores at most: a journal entry is evidence of a step, not a copy of what a
 # sender wrote. Longer values are cut (render_value: "… (N characters)") before they are chained.
-ID_CHARS = 200
+ID_CHARS = KEY_CHARS  # an id is a search key too: cut alike, so a search asks for what is kept
 REASON_CHARS = 2000
 DETAIL_CHARS = 16_384
 
 
 def _stored(text: str | None, limit: int) -> str | None:
-    """`text` as the journal keeps it: cut to `limit`, a lone surrogate (which no UTF-8 file can
-    hold; JSON's "\\ud800" makes one) and NUL (which PostgreSQL text cannot hold) written as
-    their escapes, so both backends keep the same characters."""
-    if text is None:
-        return None
-    cut = render_value(text, limit=limit).replace("\x00", "\\x00")
-    return cut.encode("utf-8", "backslashreplace").decode("utf-8")
+    return None if text is None else stored(text, limit)
 
 
 def _detail_text(detail: Mapping[str, Any] | None) -> str:
@@ -409,14 +413,17 @@ def _detail_text(detail: Mapping[str, Any] | None) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _copies(detail_text: str) -> tuple[str | None, str | None]:
-    """The (quarantine_id, business_key) indexed beside an entry: what its detail says."""
+def detail_data(detail_text: str) -> dict[str, Any]:
+    """An entry's detail as data ({} for one that is not a JSON object)."""
     try:
         detail = json.loads(detail_text)
     except ValueError:
-        return None, None
-    if not isinstance(detail, dict):
-        return None, None
+        return {}
+    return detail if isinstance(detail, dict) else {}
+
+
+def _copies(detail: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The (quarantine_id, business_key) indexed beside an entry: what its detail says."""
     found = detail.get("quarantine_id"), detail.get("subject")
     return (
         _stored(str(found[0]), ID_CHARS) if found[0] is not None else None,
@@ -450,8 +457,12 @@ def _refusal(error: BaseException) -> str:
     return "invalid-value"
 
 
-def _partition(day: date) -> str:
-    return f"journal_entry_{day:%Y%m%d}"
+PARTITIONED = ("journal_entry", "journal_key")
+"""The tables with a partition per day on PostgreSQL: the entries and their search keys."""
+
+
+def _partition(day: date, table: str = "journal_entry") -> str:
+    return f"{table}_{day:%Y%m%d}"
 
 
 class Journal:
@@ -485,7 +496,7 @@ class Journal:
                 db.execute(
                     upsert(db, JOURNAL_CHAIN).on_conflict_do_nothing(index_elements=["id"]),
                     {"id": 1, "seq": 0, "hash": GENESIS, "day": None, "base_seq": 0,
-                     "base_hash": GENESIS},
+                     "base_hash": GENESIS, "keys_from": 1},
                 )  # fmt: skip
         except (OSError, StoreError, SQLAlchemyError) as exc:
             raise JournalUnavailable(
@@ -677,7 +688,7 @@ class Journal:
                 self._append(db, notes)
             except _NeedPartition as missing:
                 try:
-                    self._make_partition(missing.day)
+                    self.make_partition(missing.day)
                 except Exception as exc:
                     log.error("journal: cannot make the partition of %s: %s", missing.day, exc)
                     time.sleep(backoff)
@@ -745,33 +756,41 @@ class Journal:
                     _stored(note.reason, REASON_CHARS), note.attempt, _detail_text(note.detail),
                 )  # fmt: skip
                 digest = entry_hash(prev, content)
-                rows.append(_row(content, prev, digest, day))
+                rows.append(_rows(content, prev, digest, day))
                 prev = digest
-            db.execute(insert(JOURNAL_ENTRY), rows)
+            _insert(db, rows)
             db.execute(update(JOURNAL_CHAIN).where(_CHAIN).values(seq=seq, hash=prev, day=day))
 
     @staticmethod
     def _has_partition(db: Connection, day: date) -> bool:
-        # Checked under the head's lock: prune drops partitions under it too.
-        found = db.execute(text("SELECT to_regclass(:name)"), {"name": _partition(day)})
-        return found.scalar() is not None
+        # Checked under the head's lock: prune drops partitions under it too. Both tables: a
+        # hub from before the search keys made only the entries' partition of its days.
+        return all(
+            db.execute(text("SELECT to_regclass(:name)"), {"name": _partition(day, table)})
+            .scalar() is not None
+            for table in PARTITIONED
+        )  # fmt: skip
 
-    def _make_partition(self, day: date) -> None:
-        """Create the partition of `day` (PostgreSQL), tolerating another writer doing it too."""
-        statement = (
-            f"CREATE TABLE IF NOT EXISTS {_partition(day)} PARTITION OF journal_entry "
-            f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
-        )
+    def make_partition(self, day: date) -> None:
+        """Create the partitions of `day` (PostgreSQL: its entries and their search keys),
+        tolerating another writer doing it too; nothing on SQLite, which has none."""
+        if not self._postgresql:
+            return
+        bounds = f"FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
         try:
             with self.store.begin() as db:
-                db.exec_driver_sql(statement)
+                for table in PARTITIONED:
+                    db.exec_driver_sql(
+                        f"CREATE TABLE IF NOT EXISTS {_partition(day, table)} PARTITION OF "
+                        f"{table} FOR VALUES {bounds}"
+                    )
         except (StoreError, SQLAlchemyError):
             # Two writers at once: IF NOT EXISTS does not stop the second one's catalogue insert
-            # failing. Fine if the partition is there now.
+            # failing. Fine if the partitions are there now.
             with self.store.begin() as db:
                 if not self._has_partition(db, day):
                     raise
-        log.info("journal: made the partition %s", _partition(day))
+        log.info("journal: made the partitions of %s", day)
 
     # -- adopting a journal from before the store -------------------------------------------------
 
@@ -798,9 +817,8 @@ class Journal:
         for row in rows:  # a day per entry, monotone in seq like the days of written batches
             at_day = datetime.fromisoformat(row[1]).astimezone(UTC).date()
             days.append(max(at_day, days[-1]) if days else at_day)
-        if self._postgresql:
-            for day in sorted(set(days)):
-                self._make_partition(day)
+        for day in sorted(set(days)):
+            self.make_partition(day)
         try:
             kept = self._adopt_unchanged(rows, days, base)
         except (StoreError, SQLAlchemyError) as exc:
@@ -839,10 +857,7 @@ class Journal:
                 return True
             for start in range(0, len(rows), 5000):
                 chunk = zip(rows[start : start + 5000], days[start : start + 5000], strict=True)
-                db.execute(
-                    insert(JOURNAL_ENTRY),
-                    [_row(row[:11], row[11], row[12], day) for row, day in chunk],
-                )
+                _insert(db, [_rows(row[:11], row[11], row[12], day) for row, day in chunk])
             db.execute(
                 update(JOURNAL_CHAIN)
                 .where(_CHAIN)
@@ -852,6 +867,8 @@ class Journal:
                     day=days[-1],
                     base_seq=int(base[0]),
                     base_hash=str(base[1]),
+                    # An old journal's records named no credit codes or links.
+                    keys_from=int(rows[-1][0]) + 1,
                 )
             )
         return True
@@ -859,7 +876,7 @@ class Journal:
     # -- reading ----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _reading(self, *, snapshot: bool = False) -> Iterator[Connection]:
+    def reading(self, *, snapshot: bool = False) -> Iterator[Connection]:
         """A read transaction; `snapshot`: every statement sees the same moment (the head row and
         the entries agree, whoever commits meanwhile)."""
         try:
@@ -875,24 +892,19 @@ class Journal:
 
     def trace(self, key: str, *, system: str | None = None) -> list[Entry]:
         """Every step of the message with id `key`, by time; a receipt id gives every record of
-        that exchange, a quarantine id the payload kept, a business key (case number,
-        complaint id, task id, credit code: the record's subject) every message of that
-        record. With `system`, only what that source system sent ([] otherwise, so a sender
-        cannot learn that another system's message exists)."""
+        that exchange, a quarantine id the payload kept, a record key (case number, complaint
+        id, task id: the record's subject) every message of that record. With `system`, only
+        what that source system sent ([] otherwise, so a sender cannot learn that another
+        system's message exists). Credit codes and links to other records are searched by
+        `monitor.search`."""
         self.flush()
         e = JOURNAL_ENTRY.c
-        query = select(*_READ).where(
-            or_(
-                e.message_id == key, e.receipt == key, e.quarantine_id == key, e.business_key == key
-            )
-        )
+        named = (e.message_id, e.receipt, e.quarantine_id, e.business_key)
+        wanted = [or_(*(column == key for column in named))]
         if system is not None:
-            query = query.where(e.system == system)
-        # In time order: processes append in batches, so a worker's entry may be chained before
-        # the entry serve recorded a moment earlier; `at` is when each step happened.
-        with self._reading() as db:
-            rows = db.execute(query.order_by(e.at, e.seq)).all()
-        return [_entry(row) for row in rows]
+            wanted.append(e.system == system)
+        with self.reading() as db:
+            return entries_where(db, *wanted)
 
     def entries(
         self,
@@ -924,19 +936,19 @@ class Journal:
         ):
             if wanted is not None:
                 query = query.where(column == wanted)
-        with self._reading() as db:
+        with self.reading() as db:
             result = db.execution_options(yield_per=1000).execute(query.order_by(e.seq))
             for row in result:
                 yield _entry(row)
 
     def head(self) -> ChainHead | None:
         """The newest entry's (seq, hash), to keep as an anchor; None for an empty journal."""
-        with self._reading() as db:
+        with self.reading() as db:
             row = db.execute(select(JOURNAL_CHAIN.c.seq, JOURNAL_CHAIN.c.hash).where(_CHAIN)).one()
         return ChainHead(int(row[0]), str(row[1])) if row[0] else None
 
     def count(self) -> int:
-        with self._reading() as db:
+        with self.reading() as db:
             return int(db.execute(select(func.count()).select_from(JOURNAL_ENTRY)).scalar_one())
 
     # -- checking and pruning ---------------------------------------------------------------------
@@ -947,7 +959,7 @@ class Journal:
         `anchor` is a (seq, hash) noted earlier from `head()`: the journal must still hold that
         entry unchanged, which also reveals entries deleted from the end since then.
         """
-        with self._reading(snapshot=True) as db:
+        with self.reading(snapshot=True) as db:
             chain = db.execute(select(JOURNAL_CHAIN).where(_CHAIN)).one()
             walk = _Walk(int(chain.base_seq), str(chain.base_hash))
             result = db.execution_options(yield_per=1000).execute(
@@ -982,7 +994,7 @@ class Journal:
 
         After a prune, deliveries of messages whose inbound entries were cut are not checked.
         """
-        with self._reading() as db:
+        with self.reading() as db:
             pruned = db.execute(select(JOURNAL_CHAIN.c.base_seq).where(_CHAIN)).scalar_one() > 0
             # A delivery without its publishing: "unconfirmed" when its arrival is journalled
             # (ingress writes `received` before it publishes, so only a publisher that died
@@ -1071,10 +1083,11 @@ class Journal:
         return None
 
     def prune(self, before: date) -> int:
-        """Drop the entries of every day before `before` (UTC dates of their batches); return
-        how many. Whole days: on PostgreSQL their partitions are dropped, on SQLite one range
-        delete. The chain stays verifiable: the last dropped entry's seq and hash become its
-        base. Safe while writers write: it holds the chain head's lock meanwhile."""
+        """Drop the entries of every day before `before` (UTC dates of their batches), and their
+        search keys; return how many entries. Whole days: on PostgreSQL their partitions are
+        dropped, on SQLite one range delete. The chain stays verifiable: the last dropped
+        entry's seq and hash become its base. Safe while writers write: it holds the chain
+        head's lock meanwhile."""
         self.flush()
         entry = JOURNAL_ENTRY.c
         try:
@@ -1096,6 +1109,7 @@ class Journal:
                         db.exec_driver_sql(f"DROP TABLE {name}")
                 else:
                     db.execute(JOURNAL_ENTRY.delete().where(entry.day < before))
+                    db.execute(JOURNAL_KEY.delete().where(JOURNAL_KEY.c.seq <= int(last[0])))
                 db.execute(
                     update(JOURNAL_CHAIN)
                     .where(_CHAIN)
@@ -1107,14 +1121,31 @@ class Journal:
 
     @staticmethod
     def _partitions(db: Connection, before: date) -> list[str]:
-        """The names of the day partitions of journal_entry whose day is before `before`."""
-        names = db.execute(
-            text(
-                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = 'journal_entry'::regclass"
-            )
-        ).scalars()
-        return sorted(name for name in names if name < _partition(before))
+        """The names of the day partitions of the entries and their keys before `before`."""
+        found = []
+        for table in PARTITIONED:
+            names = db.execute(
+                text(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = CAST(:table AS regclass)"
+                ),
+                {"table": table},
+            ).scalars()
+            found += sorted(name for name in names if name < _partition(before, table))
+        return found
+
+
+def entries_where(
+    db: Connection, *conditions: ColumnElement[bool], limit: int | None = None
+) -> list[Entry]:
+    """The entries meeting every condition (on `JOURNAL_ENTRY`'s columns), at most `limit`, in
+    time order: processes append in batches, so a worker's entry may be chained before the
+    entry serve recorded a moment earlier; `at` is when each step happened."""
+    e = JOURNAL_ENTRY.c
+    query = select(*_READ).where(*conditions).order_by(e.at, e.seq)
+    if limit is not None:
+        query = query.limit(limit)
+    return [_entry(row) for row in db.execute(query)]
 
 
 def _answer(flushes: list[_Flush]) -> None:
@@ -1124,14 +1155,30 @@ def _answer(flushes: list[_Flush]) -> None:
     flushes.clear()
 
 
-def _row(content: tuple[Any, ...], prev: str, digest: str, day: date) -> dict[str, Any]:
-    """The row of an entry whose hashed columns are `content`, with its copies of detail."""
-    quarantine_id, business_key = _copies(content[10])
+def _rows(
+    content: tuple[Any, ...], prev: str, digest: str, day: date
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The row of an entry whose hashed columns are `content`, with its copies of detail, and
+    the rows of its search keys."""
+    detail = detail_data(content[10])
+    quarantine_id, business_key = _copies(detail)
     row = dict(zip(_HASHED, content, strict=True))
     row.update(
         prev_hash=prev, hash=digest, day=day, quarantine_id=quarantine_id, business_key=business_key
     )
-    return row
+    return row, key_rows(entry_keys(detail), row["seq"], day)
+
+
+def _insert(db: Connection, rows: Iterable[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
+    """Insert entries and their search keys (from `_rows`) in `db`'s transaction."""
+    entries, keys = [], []
+    for entry, its_keys in rows:
+        entries.append(entry)
+        keys += its_keys
+    if entries:
+        db.execute(insert(JOURNAL_ENTRY), entries)
+    if keys:
+        db.execute(insert(JOURNAL_KEY), keys)
 
 
 class _Walk:
@@ -1155,7 +1202,7 @@ class _Walk:
         if entry_hash(prev_hash, row[:11]) != digest:
             self.broken = _edited(row, "its content does not match its hash")
             return False
-        if (row[14], row[15]) != _copies(row[10]):
+        if (row[14], row[15]) != _copies(detail_data(row[10])):
             self.broken = _edited(
                 row, "its indexed quarantine id or business key is not its detail's"
             )

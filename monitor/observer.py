@@ -261,6 +261,7 @@ class Observer:
                 "time": envelope.time.isoformat(),
                 "delay_s": round(delay, 3),
             }
+            detail.update(_named(envelope))
             counted = quality.completeness(envelope)
             if counted is not None:
                 filled, optional = counted
@@ -598,6 +599,21 @@ class Observer:
 def _receipt(headers: Mapping[str, HeaderValue]) -> str | None:
     value = headers.get(CORRELATION_HEADER)
     return value if isinstance(value, str) else None
+
+
+def _named(envelope: Envelope) -> dict[str, dict[str, str]]:
+    """What the record names besides itself, for its `received` entry: the credit codes of the
+    organisations in it and the keys of the records it links to, by field path, as the standard
+    declares them. The journal indexes them (monitor.journal_keys), so a search by a credit code
+    or a linked record's key finds the record; the later steps of its message are found by its
+    message id."""
+    found = envelope.spec.references(envelope.data)
+    named: dict[str, dict[str, str]] = {}
+    if found.credit_codes:
+        named["credit_codes"] = found.credit_codes
+    if found.links:
+        named["links"] = found.links
+    return named
 
 
 def _keyed(detail: dict[str, Any], message: Message | Outgoing) -> dict[str, Any]:

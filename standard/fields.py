@@ -8,6 +8,13 @@ stage on carries ``x-required-from-stage``. A field without a default is mandato
 ``field_meta(Model, "decision_date")`` reads it back as a ``FieldMeta``, together with the code
 dictionary that constrains the field (from its type's ``DictionaryCode`` annotation), so mappings,
 docs and error messages all use the same names.
+
+A field also says what it names besides its own record: ``links`` gives the datasets whose record
+key it holds (``x-links``: a task's ``source_record_id``, a feedback's ``warning_id``), and a code
+type carrying the ``SearchKey`` annotation (the unified social credit code) identifies an
+organisation, or does so only when a sibling field says so (``credit_code_when``, ``x-credit-code-
+when``: a party's certificate code when its certificate type is 001). ``standard.references``
+reads them to find what a record names.
 """
 
 from __future__ import annotations
@@ -16,13 +23,23 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from standard.dictionaries import DictionaryCode
+
+Marker = TypeVar("Marker")
+
+
+@dataclass(frozen=True)
+class SearchKey:
+    """Annotation marking a code type whose values identify an organisation in every record that
+    names it (``kind``: "credit_code"), so that all of them can be found by the code."""
+
+    kind: str
 
 
 def field(
@@ -39,6 +56,8 @@ def field(
     le: Any = None,
     required_from_stage: str | None = None,
     examples: Sequence[Any] | None = None,
+    links: Sequence[str] = (),
+    credit_code_when: tuple[str, str] | None = None,
 ) -> Any:
     """Declare a field: Chinese name ``zh``, English ``description``, national ``codes``.
 
@@ -55,6 +74,10 @@ def field(
         extra["x-legacy-codes"] = list(legacy_codes)
     if required_from_stage is not None:
         extra["x-required-from-stage"] = required_from_stage
+    if links:
+        extra["x-links"] = list(links)
+    if credit_code_when is not None:
+        extra["x-credit-code-when"] = {credit_code_when[0]: credit_code_when[1]}
     kwargs: dict[str, Any] = {
         "title": zh,
         "description": description,
@@ -84,6 +107,12 @@ class FieldMeta:
     dictionary: str | None
     max_length: int | None
     required_from_stage: str | None
+    links: tuple[str, ...] = ()
+    """The datasets whose record key this field holds (empty: it links nothing)."""
+    search_key: str | None = None
+    """What the field's values identify across records ("credit_code"), from its type."""
+    credit_code_when: tuple[str, str] | None = None
+    """(sibling field, code): the field holds a credit code only when the sibling has the code."""
 
 
 def _extra(info: FieldInfo) -> dict[str, Any]:
@@ -91,25 +120,28 @@ def _extra(info: FieldInfo) -> dict[str, Any]:
     return extra if isinstance(extra, dict) else {}
 
 
-def dictionary_of(annotation: Any) -> str | None:
-    """The dictionary constraining a type (looking inside Optional, list and Annotated)."""
+def marker_of(annotation: Any, kind: type[Marker]) -> Marker | None:
+    """The first annotation of class `kind` on a type (looking inside Optional, list and
+    Annotated)."""
     if typing.get_origin(annotation) is typing.Annotated:
         for marker in annotation.__metadata__:
-            if isinstance(marker, DictionaryCode):
-                return marker.name
-        return dictionary_of(annotation.__origin__)
+            if isinstance(marker, kind):
+                return marker
+        return marker_of(annotation.__origin__, kind)
     for arg in typing.get_args(annotation):
-        found = dictionary_of(arg)
+        found = marker_of(arg, kind)
         if found is not None:
             return found
     return None
 
 
-def _field_dictionary(info: FieldInfo) -> str | None:
+def _field_marker(info: FieldInfo, kind: type[Marker]) -> Marker | None:
+    """The annotation of class `kind` on a field: pydantic moves a bare Annotated type's
+    annotations to the field's metadata, and leaves them inside Optional or list."""
     for marker in info.metadata:
-        if isinstance(marker, DictionaryCode):
-            return marker.name
-    return dictionary_of(info.annotation)
+        if isinstance(marker, kind):
+            return marker
+    return marker_of(info.annotation, kind)
 
 
 def _max_length(info: FieldInfo) -> int | None:
@@ -128,6 +160,9 @@ def field_meta(model: type[BaseModel], name: str) -> FieldMeta:
         raise KeyError(f"{model.__name__} has no field {name!r}") from None
     extra = _extra(info)
     codes = tuple(extra.get("x-codes", ()))
+    dictionary = _field_marker(info, DictionaryCode)
+    search_key = _field_marker(info, SearchKey)
+    when = extra.get("x-credit-code-when")
     return FieldMeta(
         en=name,
         zh=str(extra.get("x-zh") or info.title or name),
@@ -135,9 +170,12 @@ def field_meta(model: type[BaseModel], name: str) -> FieldMeta:
         codes=codes,
         legacy_codes=tuple(extra.get("x-legacy-codes", ())),
         mandatory=info.is_required(),
-        dictionary=_field_dictionary(info),
+        dictionary=dictionary.name if dictionary is not None else None,
         max_length=_max_length(info),
         required_from_stage=extra.get("x-required-from-stage"),
+        links=tuple(extra.get("x-links", ())),
+        search_key=search_key.kind if search_key is not None else None,
+        credit_code_when=next(iter(when.items())) if when else None,
     )
 
 

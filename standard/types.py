@@ -50,6 +50,7 @@ from standard.checks import (
     check_org_code,
 )
 from standard.errors import StandardError, quoted, render_value
+from standard.fields import SearchKey
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CREDIT_CODE_PATTERN = r"^[0-9A-HJ-NPQRTUWXY]{18}$"
@@ -102,8 +103,10 @@ CreditCode = Annotated[
             "x-check": "GB 32100-2015 unified social credit code with check character",
         }
     ),
+    SearchKey("credit_code"),
 ]
-"""统一社会信用代码: 18 characters, GB 32100-2015, check character verified."""
+"""统一社会信用代码: 18 characters, GB 32100-2015, check character verified; it identifies an
+organisation in every record that names it (a search key)."""
 
 OrgCode = Annotated[
     str,

@@ -1,4 +1,6 @@
-"""`jghub trace ID`: where a message (or every record of a receipt) has been, from the journal."""
+"""`jghub trace ID`: where a message (or every record of a receipt or business key) has been,
+from the journal; a key it cannot trace (a credit code, a linked record's key) is sent to
+`jghub search`."""
 
 from __future__ import annotations
 
@@ -12,10 +14,17 @@ from hub.commands.journal import console, open_journal
 from hub.commands.options import DataDir
 from monitor.console_tables import trace_table
 from monitor.literal import literal
+from monitor.search import named_as
 
 
 def trace(
-    message_id: Annotated[str, typer.Argument(help="A message id or a receipt id.")],
+    message_id: Annotated[
+        str,
+        typer.Argument(
+            help="A message id, a receipt id, a quarantine id or a record key (case number, "
+            "complaint or task id)."
+        ),
+    ],
     system: Annotated[
         str | None, typer.Option(help="Only if this source system sent it (as a sender sees it).")
     ] = None,
@@ -25,10 +34,12 @@ def trace(
     """Where a message (or every record of a receipt) has been, step by step.
 
     Steps: received, rejected, published, delivered, retried, dead-lettered, replayed, with the
-    system, target, attempt and reason of each. Exit 1 when the journal has no such message.
+    system, target, attempt and reason of each. Exit 1 when the journal has no such message;
+    when the key is one `jghub search` finds (a credit code, a linked record's key), it says so.
     """
     with open_journal(data_dir) as journal:
         entries = journal.trace(message_id, system=system)
+        named = named_as(journal, message_id) if not entries and system is None else []
     if not entries:
         whose = f" sent by {system}" if system else ""
         console().print(
@@ -36,6 +47,13 @@ def trace(
             " in the journal",
             sep="",
         )
+        if named:
+            kinds = " and ".join(kind.value.replace("_", " ") for kind in named)
+            hint = Text.assemble(
+                literal(message_id), f" is the {kinds} of journalled records: `jghub search ",
+                literal(message_id), "` finds them and what they led to",
+            )  # fmt: skip
+            console().print(hint)
         raise typer.Exit(1)
     if as_json:
         for entry in entries:

@@ -1,9 +1,9 @@
 """The standard's datasets: a registry of every canonical record type, and ``validate``.
 
 ``DATASETS`` maps a dataset name to its ``DatasetSpec`` (Chinese name, versioned CloudEvents
-``type``, model, key field). ``validate("penalty_case", data)`` returns the validated model or
-raises ``RecordInvalid`` listing every violation with dataset, field (English and Chinese), rule
-and value.
+``type``, model, key field, and what a record names besides itself: ``references``).
+``validate("penalty_case", data)`` returns the validated model or raises ``RecordInvalid``
+listing every violation with dataset, field (English and Chinese), rule and value.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from standard.datasets.supervised_object import SupervisedObject
 from standard.datasets.supervision_item import SupervisionItem
 from standard.datasets.supervision_notice import SupervisionNotice
 from standard.errors import RecordInvalid, UnknownDataset, Violation
+from standard.references import References, all_links, linked_datasets, references
 
 TYPE_PREFIX = "gov.supervision."
 
@@ -66,6 +67,15 @@ class DatasetSpec:
             )
         return str(value)
 
+    def references(self, data: Mapping[str, Any]) -> References:
+        """The credit codes and links to other records in `data`, a record of this dataset as
+        JSON data (`standard.references`)."""
+        return references(self.model, data)
+
+    def linked_datasets(self, path: str) -> tuple[str, ...]:
+        """The datasets whose record key the field at `path` holds; () when it links nothing."""
+        return linked_datasets(self.model, path)
+
     @property
     def key_zh(self) -> str:
         """Chinese name of the key field."""
@@ -103,6 +113,20 @@ DATASETS: dict[str, DatasetSpec] = {
     )
 }
 _BY_TYPE: dict[str, DatasetSpec] = {spec.type: spec for spec in DATASETS.values()}
+
+
+def _check_links() -> None:
+    """A link naming no dataset is a typo in a model: it fails at import, not in a search."""
+    for spec in DATASETS.values():
+        for path, linked in all_links(spec.model):
+            if linked not in DATASETS:
+                raise ValueError(
+                    f"{spec.model.__name__}.{path} links {linked!r}, which is not a dataset "
+                    f"(known: {', '.join(DATASETS)})"
+                )
+
+
+_check_links()
 
 
 def dataset(name: str) -> DatasetSpec:
@@ -151,6 +175,7 @@ __all__ = [
     "PenaltyCase",
     "PenaltyPublication",
     "PenaltyStage",
+    "References",
     "RiskFeedback",
     "RiskWarning",
     "SupervisedObject",

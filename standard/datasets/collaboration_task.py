@@ -51,7 +51,11 @@ class CollaborationTask(StandardRecord):
         max_length=64,
     )
     source_record_id: str | None = field(
-        "来源记录编号", "Key of the record the task came from.", default=None, max_length=64
+        "来源记录编号",
+        "Key of the record the task came from (the dataset source_dataset names).",
+        default=None,
+        max_length=64,
+        links=("complaint", "grassroots_event", "risk_warning"),
     )
     dispatcher: DepartmentRef = field("派发单位", "Who dispatched the task.")
     assignees: list[DepartmentRef] = field(
@@ -77,10 +81,16 @@ class CollaborationTask(StandardRecord):
         "反馈结果", "What was done and found.", default=None, max_length=4000
     )
     inspection_ids: list[str] = field(
-        "关联检查行为编号", "Inspections made for the task.", default_factory=list
+        "关联检查行为编号",
+        "Inspections made for the task.",
+        default_factory=list,
+        links=("inspection",),
     )
     penalty_ids: list[str] = field(
-        "关联处罚行为编号", "Penalty cases opened for the task.", default_factory=list
+        "关联处罚行为编号",
+        "Penalty cases opened for the task.",
+        default_factory=list,
+        links=("penalty_case",),
     )
 
     @cross_field_rule("deadline after dispatch", "A task is due after it is dispatched.")

@@ -80,6 +80,7 @@ class Party(StandardRecord):
         "Credit code, organisation code or ID number, as the certificate type says.",
         codes=("administrative_cp_ui_code",),
         max_length=20,
+        credit_code_when=("certificate_type", CREDIT_CODE_CERTIFICATE),
     )
     legal_representative: str | None = field(
         "法定代表人", "Legal representative or person in charge.", default=None, max_length=50

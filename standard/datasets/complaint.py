@@ -78,6 +78,7 @@ class Complaint(StandardRecord):
         "Collaboration task it became (links collaboration_task.task_id).",
         default=None,
         max_length=64,
+        links=("collaboration_task",),
     )
 
     @cross_field_rule("acceptance not before receipt", "A complaint is accepted after receipt.")

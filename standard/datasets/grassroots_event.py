@@ -64,6 +64,7 @@ class GrassrootsEvent(StandardRecord):
         "Collaboration task it became (links collaboration_task).",
         default=None,
         max_length=64,
+        links=("collaboration_task",),
     )
 
     @cross_field_rule("coordinates together", "A position needs both longitude and latitude.")

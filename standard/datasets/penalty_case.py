@@ -239,6 +239,7 @@ class PenaltyCase(SupervisionAct):
         codes=("check_action_code",),
         default=None,
         max_length=50,
+        links=("inspection",),
     )
     party: Party = field("行政相对人", "The party the penalty is directed at.")
     region_code: RegionCode = field(

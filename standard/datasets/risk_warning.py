@@ -72,7 +72,10 @@ class RiskFeedback(StandardRecord):
 
     feedback_id: str = field("反馈编号", "Identifier of this feedback (record key).", max_length=64)
     warning_id: str = field(
-        "预警编号", "The warning fed back on (links risk_warning.warning_id).", max_length=64
+        "预警编号",
+        "The warning fed back on (links risk_warning.warning_id).",
+        max_length=64,
+        links=("risk_warning",),
     )
     step: WarningStatusCode = field(
         "反馈环节", "Step reported: 2 received, 3 disposing, 4 disposed, 5 fed back, 7 returned."
@@ -96,12 +99,14 @@ class RiskFeedback(StandardRecord):
         "Inspection made in response (links inspection).",
         default=None,
         max_length=50,
+        links=("inspection",),
     )
     penalty_id: str | None = field(
         "处罚行为编号",
         "Penalty case opened in response (links penalty_case).",
         default=None,
         max_length=50,
+        links=("penalty_case",),
     )
 
     @cross_field_rule(

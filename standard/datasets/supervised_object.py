@@ -13,6 +13,7 @@ from standard.datasets.base import (
     region_breaches,
 )
 from standard.datasets.common import (
+    CREDIT_CODE_CERTIFICATE,
     CertificateTypeCode,
     PartyCategoryCode,
     RiskLevelCode,
@@ -41,6 +42,7 @@ class SupervisedObject(StandardRecord):
         "证件号码",
         "Credit code, organisation code or ID number, per the certificate type.",
         max_length=20,
+        credit_code_when=("certificate_type", CREDIT_CODE_CERTIFICATE),
     )
     legal_representative: str | None = field(
         "法定代表人", "Legal representative or operator.", default=None, max_length=50

@@ -45,6 +45,7 @@ class SupervisionNotice(StandardRecord):
         "督办对象编号",
         "The warning_id or task_id the notice is about.",
         max_length=64,
+        links=("risk_warning", "collaboration_task"),
     )
     item_title: str | None = field(
         "督办对象标题", "Title of the warning or task.", default=None, max_length=200

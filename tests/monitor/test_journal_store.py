@@ -213,6 +213,8 @@ def test_an_old_journal_file_is_adopted_unchanged_then_another_chained_anew(
         report = journal.verify(anchor=old_head)
         assert report.ok and report.checked == 40
         assert [e.message_id for e in journal.trace("host-a-case-7")] == ["host-a-7"]
+        with store.begin() as db:  # its records named no credit codes or links (search says so)
+            assert db.execute(text("SELECT keys_from FROM journal_chain")).scalar() == 45
         journal.record(Step.PUBLISHED, message_id="host-a-44")
         journal.flush()
         assert journal.verify(anchor=old_head).ok

@@ -25,7 +25,7 @@ import monitor.quarantine  # noqa: F401
 from store import METADATA, SchemaBehind, Store, StoreError, schema, store_url
 
 DECLARED = {"used_signature", "accepted_change", "warning_addressee", "centre_complaint"}
-DECLARED |= {"journal_entry", "journal_chain"}
+DECLARED |= {"journal_entry", "journal_chain", "journal_key"}
 DECLARED |= {"outbox", "poller_lease"}
 DECLARED |= {"centre_item", "centre_event", "centre_notice"}
 DECLARED |= {"quarantine_entry"}
