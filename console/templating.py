@@ -14,6 +14,7 @@ Every value a page shows may come from a sender (ids, reasons, departments, payl
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import Request
@@ -42,6 +43,13 @@ def _shown(value: Any) -> Any:
     return visible(value) if isinstance(value, str) else value
 
 
+def shanghai(moment: datetime | str | None) -> str:
+    """A moment as Shanghai wall time; the ledger's ISO 8601 strings too; '—' for none."""
+    if moment is None or moment == "":
+        return "—"
+    return local(datetime.fromisoformat(moment) if isinstance(moment, str) else moment)
+
+
 def environment() -> Environment:
     """The console's Jinja2 environment: its templates, escaped, strict, with its filters."""
     env = Environment(
@@ -52,7 +60,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(local=local, duration=duration, percent=percent)
+    env.filters.update(local=shanghai, duration=duration, percent=percent)
     return env
 
 
