@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from monitor.console_tables import duration
 from monitor.errors import OperatorRefused
 from monitor.operators import Operator, OperatorGate
 
@@ -63,7 +64,7 @@ class FormTokens:
             name = self._signer(operator).loads(token, max_age=self.max_age_s)
         except SignatureExpired:
             raise CsrfRefused(
-                f"the form's token is older than {self.max_age_s // 3600} hours"
+                f"the form's token is older than {duration(self.max_age_s)}"
             ) from None
         except BadSignature:
             raise CsrfRefused("the form's token was not issued to this account") from None

@@ -25,8 +25,17 @@ from operator_accounts import OPERATOR, READER, write_operators
 from prometheus_client import CollectorRegistry, Gauge
 
 from bus import Delivery, Outgoing
+from console.csrf import CsrfRefused, FormTokens
 from monitor.journal import Step
 from monitor.metrics import scrape_registry
+from monitor.operators import (
+    Operator,
+    OperatorAccount,
+    OperatorAccounts,
+    OperatorGate,
+    Role,
+    hash_secret,
+)
 from monitor.overview import breaker_states
 from monitor.quality import quality_report
 
@@ -342,3 +351,30 @@ def test_console_overview_reads_each_breaker_as_the_workers_report_it() -> None:
         "credit": "half-open",
         "grassroots_platform": "closed",
     }
+
+
+def test_console_form_tokens_are_tied_to_the_account_its_secret_and_their_age() -> None:
+    def gate(**secrets: str) -> OperatorGate:
+        accounts = [
+            OperatorAccount(name=name, role=Role.OPERATOR, secret_hash=hash_secret(secret))
+            for name, secret in secrets.items()
+        ]
+        return OperatorGate(OperatorAccounts(operators=accounts))
+
+    both = gate(**{"ops-li": "li-secret-for-tests", "ops-zhao": "zhao-secret-for-tests"})
+    li, zhao = Operator("ops-li", Role.OPERATOR), Operator("ops-zhao", Role.OPERATOR)
+    tokens = FormTokens(both)
+    issued = tokens.issue(li)
+    tokens.check(li, issued)
+    with pytest.raises(CsrfRefused, match="not issued to this account"):
+        tokens.check(zhao, issued)
+    # A new secret (a new hash in the accounts file) voids the tokens issued before.
+    renewed = FormTokens(gate(**{"ops-li": "li-new-secret-for-tests"}))
+    with pytest.raises(CsrfRefused, match="not issued to this account") as refused:
+        renewed.check(li, issued)
+    assert refused.value.status == 403
+    stale = FormTokens(both, max_age_s=1)
+    old = stale.issue(li)
+    time.sleep(2.1)
+    with pytest.raises(CsrfRefused, match="older than"):
+        stale.check(li, old)
