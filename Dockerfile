@@ -20,6 +20,7 @@ COPY monitor ./monitor
 COPY systems ./systems
 COPY adapters ./adapters
 COPY centre ./centre
+COPY console ./console
 COPY hub ./hub
 # psycopg[binary] (the PostgreSQL driver) is a manylinux wheel carrying its own libpq: no
 # compiler and no libpq package in this slim image.

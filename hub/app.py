@@ -26,6 +26,7 @@ Routes:
                                  (monitor.quarantine_api), operator accounts likewise
   GET  /centre/items[/{id}], /centre/scorecard   the disposal ledger and the per-department
                                  scorecard (centre.api), operator accounts likewise
+  GET  /console[/...]            the operators' web console (console.pages), the same accounts
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ from adapters.security import Gatekeeper
 from bus import Broker, BusError, Topology
 from centre.api import centre_router
 from centre.ledger import CentreCollector, Ledger, LedgerObserver
-from centre.penalties import PenaltyOverdueCollector
+from centre.penalties import PenaltyLimits, PenaltyOverdueCollector
+from console import ConsoleSources, mount_console
 from hub import __version__
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
@@ -537,6 +539,31 @@ def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:
                 runtime.quarantine, runtime.release, runtime.observer, gate=runtime.operators
             )
         )
+    mount_operators_console(app, runtime, limits)
+
+
+def mount_operators_console(app: FastAPI, runtime: HubRuntime, limits: PenaltyLimits) -> None:
+    """/console, the operators' pages, behind the same accounts as the operators' routes (not
+    served without them)."""
+    if runtime.operators is None or runtime.observer is None or runtime.ledger is None:
+        return
+    known = {target.name for target in runtime.topology.targets}
+    sources = ConsoleSources(
+        gate=runtime.operators,
+        broker=lambda: runtime.broker,
+        topology=runtime.topology,
+        observer=runtime.observer,
+        journal=runtime.journal,
+        ledger=runtime.ledger,
+        limits=limits,
+        systems=[
+            (system.id, system.target if system.target in known else None)
+            for system in runtime.systems.systems
+        ],
+        # The hub's own series (the breakers' states), without the broker's and the store's.
+        metrics=scrape_registry(),
+    )
+    mount_console(app, sources)
 
 
 def _refuse_shadowed_routes(app: FastAPI) -> None:

@@ -30,7 +30,8 @@ reaches its message rather than another route or a 404.
 # routes' parameters as objects, and `caller` is a local of the router factory.
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, Self
 
@@ -39,7 +40,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 
-from bus import Broker, BusError, DeadLetter
+from bus import Broker, BusError, DeadLetter, Topology
 from monitor import dead_letters
 from monitor.errors import InvalidRequest, JournalUnavailable, OperatorRefused, UnknownTarget
 from monitor.journal import Journal
@@ -271,18 +272,10 @@ def dead_letters_router(
     operator = operator_access(gate, Role.OPERATOR)
 
     def connected() -> Broker:
-        found = broker()
-        if found is None:
-            raise HTTPException(503, "the hub is not connected to the bus; try again shortly")
-        return found
+        return connected_broker(broker)
 
     def target_named(given: str | None) -> str | None:
-        if given is None or observer.topology is None:
-            return given
-        try:
-            return dead_letters.target_named(observer.topology, given)
-        except UnknownTarget as error:
-            raise HTTPException(404, str(error)) from error
+        return target_asked(observer.topology, given)
 
     @router.get(
         "",
@@ -301,10 +294,8 @@ def dead_letters_router(
         query = _query(
             target=target_named(target), reason=reason, older_than=older_than, limit=limit
         )
-        try:
+        with bus_errors_answered():
             found = dead_letters.find(connected(), query)
-        except BusError as error:
-            raise HTTPException(503, f"{type(error).__name__}: {error}") from error
         return DeadLetterList(count=len(found), dead_letters=[DeadLetterView.of(d) for d in found])
 
     @router.post(
@@ -322,7 +313,7 @@ def dead_letters_router(
         fields = request.model_dump(exclude={"why", "dry_run"})
         fields["target"] = target_named(request.target)
         query = dead_letters.DeadLetterQuery.model_validate(fields)
-        try:
+        with bus_errors_answered():
             plan = dead_letters.replay(
                 connected(),
                 query,
@@ -331,11 +322,6 @@ def dead_letters_router(
                 observer=observer,
                 dry_run=request.dry_run,
             )
-        except InvalidRequest as error:
-            raise HTTPException(400, str(error)) from error
-        except BusError as error:
-            raise HTTPException(503, f"{type(error).__name__}: {error}") from error
-        observer.durable()
         return ReplayAnswer(
             dry_run=plan.dry_run,
             matched=[DeadLetterView.of(d) for d in plan.matched],
@@ -354,21 +340,56 @@ def dead_letters_router(
     def one(message_id: str, who: Annotated[Operator, Depends(reader)]) -> list[DeadLetterView]:
         """The dead letter(s) with this id: one per target its delivery failed for. An operator
         gets the body too, and the read is journalled under their name; a reader gets null."""
-        try:
-            found = dead_letters.show(connected(), message_id)
-        except BusError as error:
-            raise HTTPException(503, f"{type(error).__name__}: {error}") from error
-        if not found:
-            raise HTTPException(404, f"no dead letter {message_id}")
-        with_body = who.may(Role.OPERATOR)
-        if with_body:
-            for dead in found:
-                observer.body_read(dead, by=who.name, via="http")
-            # Journalled before the body leaves: a read the journal does not show never happened.
-            observer.durable()
-        return [DeadLetterView.of(d, with_body=with_body) for d in found]
+        return dead_letter_views(connected(), message_id, who, observer=observer, via="http")
 
     return router
+
+
+def connected_broker(broker: Callable[[], Broker | None]) -> Broker:
+    """The hub's broker; 503 while the hub is not connected to the bus."""
+    found = broker()
+    if found is None:
+        raise HTTPException(503, "the hub is not connected to the bus; try again shortly")
+    return found
+
+
+@contextmanager
+def bus_errors_answered() -> Iterator[None]:
+    """Answer what an operator asked wrongly 400 (a replay without a reason, an age that does
+    not parse) and a bus that fails 503, each saying why."""
+    try:
+        yield
+    except InvalidRequest as error:
+        raise HTTPException(400, str(error)) from error
+    except BusError as error:
+        raise HTTPException(503, f"{type(error).__name__}: {error}") from error
+
+
+def target_asked(topology: Topology | None, given: str | None) -> str | None:
+    """The bus target a request's `given` target (name or system id) means; 404 naming the
+    known targets when the hub delivers to no such target."""
+    if given is None or topology is None:
+        return given
+    try:
+        return dead_letters.target_named(topology, given)
+    except UnknownTarget as error:
+        raise HTTPException(404, str(error)) from error
+
+
+def dead_letter_views(
+    broker: Broker, message_id: str, who: Operator, *, observer: Observer, via: str
+) -> list[DeadLetterView]:
+    """The dead letter(s) `message_id` as `who` may see them: with their bodies for the operator
+    role, each read journalled (`via` says where: http, console) before it leaves; 404 when
+    there is none."""
+    with bus_errors_answered():
+        found = dead_letters.show(broker, message_id)
+    if not found:
+        raise HTTPException(404, f"no dead letter {message_id!r} (replayed already, or never dead)")
+    with_body = who.may(Role.OPERATOR)
+    if with_body:
+        dead_letters.read_bodies(found, by=who.name, via=via, observer=observer)
+    return [DeadLetterView.of(d, with_body=with_body) for d in found]
 
 
 def _query(**fields: Any) -> dead_letters.DeadLetterQuery:

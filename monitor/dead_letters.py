@@ -170,4 +170,16 @@ def replay(
                 replayed.append(dead.message.id)
                 if observer is not None:
                     observer.replayed(dead, why=reason, by=by, at=moving_at)
+    if observer is not None:
+        # Journalled before whoever asked hears of it: a replay the journal lacks never happened.
+        observer.durable()
     return ReplayPlan(matched=matched, replayed=replayed, why=reason, by=by)
+
+
+def read_bodies(found: Sequence[DeadLetter], *, by: str, via: str, observer: Observer) -> None:
+    """Journal that `by` reads the payload bodies of `found` (`via`: http, console, cli), and
+    return once that is written: a read the journal does not show never happened, so the
+    bodies leave only after this."""
+    for dead in found:
+        observer.body_read(dead, by=by, via=via)
+    observer.durable()

@@ -256,6 +256,8 @@ BREAKER_STATE = Gauge(
     multiprocess_mode="livemax",
     registry=HUB_REGISTRY,
 )
+BREAKER_LEVELS = {"closed": 0, "half-open": 1, "open": 2}
+"""Each breaker state's value in `jghub_breaker_state` (pybreaker's "half_open" is "half-open")."""
 POLLER_LAG_SECONDS = Gauge(
     "jghub_poller_lag_seconds",
     "How long ago a poller last read its source to the end: small while polls succeed, "

@@ -54,8 +54,6 @@ DEAD_LETTER_LOG_INTERVAL_S = 60.0
 
 P = ParamSpec("P")
 
-_BREAKER_LEVELS = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}
-
 
 @dataclass(frozen=True)
 class Reception:
@@ -502,7 +500,7 @@ class Observer:
 
     @_guarded
     def body_read(self, dead: DeadLetter, *, by: str, via: str) -> None:
-        """Operator `by` read the payload body of `dead` (`via`: "http" or "cli")."""
+        """Operator `by` read the payload body of `dead` (`via`: "http", "console" or "cli")."""
         self._record_operator_act(
             Step.OPERATOR_READ,
             dead,
@@ -561,7 +559,7 @@ class Observer:
     @_guarded
     def breaker_changed(self, target: str, old: object, new: object) -> None:
         """A target's circuit breaker changed state (closed, half-open, open)."""
-        level = _BREAKER_LEVELS.get(str(new).lower())
+        level = metrics.BREAKER_LEVELS.get(str(new).lower().replace("_", "-"))
         if level is None:
             log.warning("unknown breaker state %r of target %s", new, target)
             return

@@ -4,11 +4,12 @@ down the room order.
 Every import counts: at module level, inside functions, and under `if TYPE_CHECKING:`. A room
 imports only itself and the rooms before it:
 
-    standard → bus → store → mappings → monitor → systems → adapters → centre → hub
+    standard → bus → store → mappings → monitor → systems → adapters → centre → console → hub
 
 (`systems`, the systems file's schema, sits below the adapters because the adapters, the centre
 and the hub are all handed it; `store` knows no room above it: the rooms declare their tables on
-its metadata, and its migration scripts are explicit.)
+its metadata, and its migration scripts are explicit; `console`, the operators' web pages, reads
+the monitor and the centre, and the hub mounts it.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("standard", "bus", "store", "mappings", "monitor", "systems", "adapters", "centre", "hub")
+ROOMS = (
+    "standard", "bus", "store", "mappings", "monitor", "systems", "adapters", "centre", "console",
+    "hub",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -179,8 +179,7 @@ def show(
     settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
     with _bus(settings) as (broker, systems), journalled(settings, systems) as observer:
         found = dead_letters.show(broker, message_id)
-        for dead in found:
-            observer.body_read(dead, by=acting(acting_as), via="cli")
+        dead_letters.read_bodies(found, by=acting(acting_as), via="cli", observer=observer)
     out = console()
     if not found:
         out.print(Text.assemble("no dead letter ", literal(message_id)))

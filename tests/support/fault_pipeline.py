@@ -85,6 +85,8 @@ class Sink:
         """The CloudEvents `source` of each envelope id (who sent the record in)."""
         self.failed_answers = 0
         self.unreadable: list[bytes] = []
+        self.down_body = b"target down"
+        """What it answers with its 503s (a test may make it hostile)."""
         self.failing_until = 0.0
         self.outage_s = 0.0
         self.delay_s = 0.0
@@ -109,7 +111,7 @@ class Sink:
                 if time.monotonic() < owner.failing_until:
                     with owner.lock:
                         owner.failed_answers += 1
-                    self._answer(503, b"target down")
+                    self._answer(503, owner.down_body)
                     return
                 key = self.headers.get("Idempotency-Key", "")
                 try:
@@ -217,7 +219,8 @@ def fault_systems(
 
 
 class Pipeline:
-    """serve + workers as processes on RabbitMQ in a namespace of their own; cleaned up after."""
+    """serve + workers as processes on RabbitMQ in a namespace of their own (or, `bus_kind`
+    "embedded", on the embedded bus in the data folder); cleaned up after."""
 
     def __init__(
         self,
@@ -228,8 +231,11 @@ class Pipeline:
         settings: dict[str, str] | None = None,
         breaker_cooldown_s: float = 30.0,
         extra_systems: list[dict[str, Any]] | None = None,
+        bus_kind: str = "rabbitmq",
     ) -> None:
-        require_rabbitmq()
+        self.on_rabbitmq = bus_kind == "rabbitmq"
+        if self.on_rabbitmq:
+            require_rabbitmq()
         self.folder = folder
         self.sink = Sink()
         self.namespace = f"f{uuid.uuid4().hex[:10]}"
@@ -250,9 +256,12 @@ class Pipeline:
             "JGHUB_SYSTEMS_FILE": str(systems_file),
             "JGHUB_DATA_DIR": str(folder / "var"),
             "JGHUB_NAMESPACE": self.namespace,
-            "JGHUB_AMQP_URL": RABBITMQ_URL,
+            **({"JGHUB_AMQP_URL": RABBITMQ_URL} if self.on_rabbitmq else {}),
             **(settings or {}),
         }
+        self.bus_url = (
+            RABBITMQ_URL if self.on_rabbitmq else f"sqlite:///{folder / 'var/bus.sqlite3'}"
+        )
         self.workers: list[subprocess.Popen[bytes]] = []
         self.serve: subprocess.Popen[bytes] | None = None
         self.client: httpx.Client | None = None
@@ -284,7 +293,8 @@ class Pipeline:
         self.sink.close()
         if self._broker is not None:
             self._broker.close()
-        delete_namespace(self.topology_config, self.namespace)
+        if self.on_rabbitmq:
+            delete_namespace(self.topology_config, self.namespace)
 
     def _spawn(self, *arguments: str) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "hub.cli", *arguments]
@@ -303,7 +313,7 @@ class Pipeline:
     def broker(self) -> Broker:
         """A broker of the test's own on the pipeline's namespace (depth, dead letters)."""
         if self._broker is None:
-            self._broker = bus.connect(RABBITMQ_URL)
+            self._broker = bus.connect(self.bus_url)
             self._broker.declare(self.topology_config.topology(self.namespace))
         return self._broker
 

@@ -1,0 +1,302 @@
+"""The console's pages: thin routes over the functions the API and the `jghub` commands call.
+
+    mount_console(app, ConsoleSources(gate=..., broker=..., observer=..., journal=..., ...))
+
+    GET  /console                           the overview (?since=24h)
+    GET  /console/dead-letters              ?target=&reason=&older_than=&limit=
+    GET  /console/dead-letters/{id}         one dead letter's history (and body, for operators)
+    POST /console/dead-letters/replay       form: id (repeated), why, token (operators only)
+    GET  /console/centre                    ?kind=&state=&department=&overdue=true
+    GET  /console/centre/items/{id}         a warning's or task's rows and timeline
+    GET  /console/static/console.css        the one style sheet
+
+Every filter is in the query string, so an operator pastes a page's address into a ticket and
+whoever opens it sees the same selection. Everything is behind the operator accounts (HTTP
+Basic, `monitor.api.operator_access`): a reader sees every page but no payload body and no
+replay form, and a replay it posts anyway is refused (403) before anything is read. Errors are
+pages too, saying what was wrong, with the status the API would answer.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the Depends() and Form() objects.
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from bus import Broker, Topology
+from centre.ledger import STATES, Ledger
+from centre.penalties import PenaltyLimits
+from centre.scorecard import scorecard
+from console.csrf import CsrfRefused, FormTokens
+from console.templating import Pages
+from monitor import dead_letters
+from monitor.api import (
+    DeadLetterView,
+    bus_errors_answered,
+    connected_broker,
+    dead_letter_views,
+    operator_access,
+    target_asked,
+)
+from monitor.errors import InvalidRequest, JournalUnavailable
+from monitor.journal import Journal
+from monitor.observer import Observer
+from monitor.operators import Operator, OperatorGate, Role
+from monitor.overview import overview
+from monitor.queues import BrokerQueueStats
+
+PREFIX = "/console"
+STATIC = Path(__file__).parent / "static"
+KINDS = ("warning", "task")
+DEFAULT_WINDOW = "24h"
+MAX_REPLAY = 10_000
+"""The most dead letters one form replays (the most a list page shows)."""
+
+Text = Annotated[str | None, Query()]
+
+
+@dataclass(frozen=True)
+class ConsoleSources:
+    """What the console reads and acts through: the objects the API routes are handed.
+
+    Attributes:
+      gate: the operator accounts.
+      broker: the hub's broker, or None while it is not connected.
+      topology: the bus topology: the targets a filter may name, the queues read.
+      observer: journals replays and body reads.
+      journal: the journal (None: it is off).
+      ledger: the disposal centre's ledger.
+      limits: the penalty time limits the scorecard counts by.
+      systems: (system id, its target name or None), in the configuration's order.
+      metrics: the registry /metrics renders (the breakers' states are read from it).
+    """
+
+    gate: OperatorGate
+    broker: Callable[[], Broker | None]
+    topology: Topology
+    observer: Observer
+    journal: Journal | None
+    ledger: Ledger
+    limits: PenaltyLimits
+    systems: Sequence[tuple[str, str | None]]
+    metrics: CollectorRegistry
+
+
+def mount_console(app: FastAPI, sources: ConsoleSources) -> None:
+    """Serve the console's pages and style sheet on `app`, its errors as pages."""
+    pages = Pages()
+    app.include_router(console_router(sources, pages))
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="console-static")
+    install_error_pages(app, pages)
+
+
+def _given(value: str | None) -> str | None:
+    """A query value, with an empty one (a form's blank field) as not given."""
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def console_router(sources: ConsoleSources, pages: Pages) -> APIRouter:
+    """The console's routes (see the module docstring)."""
+    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+    reader = operator_access(sources.gate, Role.READER)
+    operator = operator_access(sources.gate, Role.OPERATOR)
+    tokens = FormTokens(sources.gate)
+    queues = BrokerQueueStats(sources.broker, sources.topology)
+
+    def page(request: Request, name: str, who: Operator, **context: Any) -> Response:
+        may_replay = who.may(Role.OPERATOR)
+        token = tokens.issue(who) if may_replay else ""
+        return pages.render(
+            request, name, {"who": who, "may_replay": may_replay, "token": token, **context}
+        )
+
+    def connected() -> Broker:
+        return connected_broker(sources.broker)
+
+    def target_named(given: str | None) -> str | None:
+        return target_asked(sources.topology, given)
+
+    @router.get("")
+    def overview_page(
+        request: Request, who: Annotated[Operator, Depends(reader)], since: Text = None
+    ) -> Response:
+        window = _given(since) or DEFAULT_WINDOW
+        try:
+            start = datetime.now(UTC) - dead_letters.parse_age(window)
+            found = overview(
+                sources.journal,
+                systems=sources.systems,
+                queues=queues,
+                metrics=sources.metrics,
+                since=start,
+            )
+        except InvalidRequest as error:
+            raise HTTPException(400, f"since: {error}") from error
+        except JournalUnavailable as error:
+            raise HTTPException(503, str(error)) from error
+        return page(request, "overview.html", who, window=window, found=found)
+
+    @router.get("/dead-letters")
+    def dead_letters_page(
+        request: Request,
+        who: Annotated[Operator, Depends(reader)],
+        target: Text = None,
+        reason: Text = None,
+        older_than: Text = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    ) -> Response:
+        asked = {
+            "target": target_named(_given(target)),
+            "reason": _given(reason),
+            "older_than": _given(older_than),
+        }
+        try:
+            query = dead_letters.DeadLetterQuery(**asked, limit=limit)
+        except ValueError as error:  # pydantic's ValidationError: an age that does not parse
+            raise HTTPException(400, str(error)) from error
+        with bus_errors_answered():
+            found = dead_letters.find(connected(), query)
+        targets = [target for _, target in sources.systems if target is not None]
+        return page(
+            request,
+            "dead_letters.html",
+            who,
+            asked=asked,
+            limit=limit,
+            found=[DeadLetterView.of(dead) for dead in found],
+            targets=targets,
+            now=datetime.now(UTC),
+        )
+
+    @router.post("/dead-letters/replay")
+    def replay(
+        request: Request,
+        who: Annotated[Operator, Depends(operator)],
+        ids: Annotated[list[str], Form(alias="id")] = [],  # noqa: B006 (FastAPI copies it)
+        target: Annotated[str, Form()] = "",
+        why: Annotated[str, Form()] = "",
+        token: Annotated[str, Form()] = "",
+    ) -> Response:
+        try:
+            tokens.check(who, token)
+        except CsrfRefused as refused:
+            raise HTTPException(refused.status, str(refused)) from None
+        if not ids:
+            raise HTTPException(400, "no dead letter was chosen: tick at least one and send again")
+        # Exactly what the operator saw: these ids (of this target, when the page had one).
+        query = dead_letters.DeadLetterQuery(
+            ids=ids, target=target_named(_given(target)), limit=MAX_REPLAY
+        )
+        with bus_errors_answered():
+            plan = dead_letters.replay(
+                connected(), query, why=why, by=who.name, observer=sources.observer
+            )
+        return page(
+            request,
+            "replayed.html",
+            who,
+            plan=plan,
+            matched=[DeadLetterView.of(dead) for dead in plan.matched],
+            asked=ids,
+        )
+
+    # Last of the dead-letter routes, and of the path kind: an id may hold "/".
+    @router.get("/dead-letters/{message_id:path}")
+    def dead_letter_page(
+        request: Request, message_id: str, who: Annotated[Operator, Depends(reader)]
+    ) -> Response:
+        found = dead_letter_views(
+            connected(), message_id, who, observer=sources.observer, via="console"
+        )
+        return page(request, "dead_letter.html", who, message_id=message_id, found=found)
+
+    @router.get("/centre")
+    def centre_page(
+        request: Request,
+        who: Annotated[Operator, Depends(reader)],
+        kind: Text = None,
+        state: Text = None,
+        department: Text = None,
+        overdue: bool = False,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    ) -> Response:
+        kind, state, department = _given(kind), _given(state), _given(department)
+        if kind is not None and kind not in KINDS:
+            raise HTTPException(400, f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        if state is not None and state not in STATES:
+            raise HTTPException(400, f"state {state!r} is not one of {', '.join(STATES)}")
+        rows = sources.ledger.items(
+            kind=kind, state=state, department=department, overdue=overdue, limit=limit
+        )
+        card = scorecard(sources.ledger, sources.limits, department)
+        asked = {"kind": kind, "state": state, "department": department, "overdue": overdue}
+        return page(
+            request,
+            "centre.html",
+            who,
+            asked=asked,
+            rows=rows,
+            limit=limit,
+            card=card,
+            kinds=KINDS,
+            states=STATES,
+        )
+
+    @router.get("/centre/items/{item_id:path}")
+    def centre_item_page(
+        request: Request, item_id: str, who: Annotated[Operator, Depends(reader)]
+    ) -> Response:
+        found = sources.ledger.item(item_id)
+        if found is None:
+            raise HTTPException(404, f"the ledger has no warning or task {item_id!r}")
+        return page(request, "centre_item.html", who, item=found)
+
+    return router
+
+
+def install_error_pages(app: FastAPI, pages: Pages) -> None:
+    """Answer the console's errors with a page saying what was wrong (the same status and
+    headers, WWW-Authenticate included); every other route keeps FastAPI's JSON answers."""
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        if not request.url.path.startswith(PREFIX):
+            return await http_exception_handler(request, error)
+        response = pages.render(
+            request,
+            "error.html",
+            {"status": error.status_code, "why": error.detail, "who": None},
+            status=error.status_code,
+        )
+        response.headers.update(error.headers or {})
+        return response
+
+    async def invalid_query(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        if not request.url.path.startswith(PREFIX):
+            return await request_validation_exception_handler(request, error)
+        why = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc'][1:])}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        return pages.render(
+            request, "error.html", {"status": 400, "why": why, "who": None}, status=400
+        )
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_query)

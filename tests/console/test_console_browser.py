@@ -1,0 +1,226 @@
+"""The console in a real browser: the machine's Chromium, driven by Playwright, clicks through
+every page of a real `jghub serve` and `jghub worker` on the embedded bus, replays what died
+while the target was down, and sees it delivered once the target is back.
+
+The hub is tests/support/fault_pipeline.py's: eco-env-penalty pushes XML case batches, national
+receives them at a loopback sink that answers 503 (with a hostile body) while it is down. The
+centre's ledger, in the same store, gets a warning and a task of ledger_support's. Screenshots
+of every page are kept in tests/artefacts/console/ (git-ignored) for a person to look at.
+
+Chromium is Debian's (/usr/bin/chromium, installed by .ci/run); Playwright never downloads a
+browser here. Without it the test skips saying why, and fails under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from broker_support import skip_or_fail
+from fault_pipeline import Pipeline
+from ledger_support import ECO, Clock, ledger_of, task, warning
+from operator_accounts import OPERATOR, READER, write_operators
+from serve_process import REPOSITORY
+
+from hub.settings import HubSettings
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = Path(os.environ.get("JGHUB_TEST_CHROMIUM", "/usr/bin/chromium"))
+ARTEFACTS = REPOSITORY / "tests" / "artefacts" / "console"
+HOSTILE_ANSWER = b"<script>alert('down')</script> national gateway down"
+WHY = "national gateway back <script>alert('why')</script>"
+TARGET = "national"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        skip_or_fail(f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as error:
+        skip_or_fail(f"playwright cannot be imported ({error}): pip install -e '.[dev]'")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def line(tmp_path: Path) -> Iterator[Pipeline]:
+    settings = {
+        "JGHUB_OPERATORS_FILE": str(write_operators(tmp_path)),
+        "JGHUB_JOURNAL__FLUSH_INTERVAL_S": "0.05",
+    }
+    with Pipeline(
+        tmp_path, tiers=[0.2], in_process_attempts=1, settings=settings, bus_kind="embedded"
+    ) as running:
+        running.sink.down_body = HOSTILE_ANSWER
+        running.sink.failing_until = time.monotonic() + 3600  # down until the test says
+        running.start_worker()
+        yield running
+
+
+def shot(page: Page, name: str) -> None:
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / f"{name}.png"), full_page=True)
+
+
+def wait_for(condition: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+def cells(page: Page, table: str, first: str) -> list[str]:
+    """The cells of the row of table `table` whose first cell is `first`."""
+    row = page.locator(f"table#{table} tbody tr", has=page.locator("td", has_text=first)).first
+    return [text.strip() for text in row.locator("td").all_inner_texts()]
+
+
+def fill_the_centre(line: Pipeline) -> None:
+    """A warning and a task, both overdue, for the market and the environment bureau, recorded
+    in the hub's own ledger (the store serve and worker use)."""
+    settings = HubSettings(data_dir=line.folder / "var", systems_file=line.folder / "systems.yaml")
+    store = settings.store()
+    try:
+        ledger = ledger_of(store, Clock(datetime.now(UTC)))
+        overdue = warning("YJ-2026-0042", level="A", issued=datetime.now(UTC) - timedelta(days=40))
+        for envelope in (overdue, task("1", task_id="RW-2026-0007", assignees=[ECO])):
+            ledger.record(ledger.steps_published("national", envelope))
+    finally:
+        store.close()
+
+
+def test_console_in_chromium_from_a_dead_letter_to_its_delivery(
+    browser: Browser, line: Pipeline
+) -> None:
+    pushed = line.push(0, 2)
+    assert pushed.status_code == 200 and pushed.json()["accepted"] == 2, pushed.text
+    broker = line.broker()
+    wait_for(lambda: len(broker.dead_letters(TARGET)) == 2)
+    fill_the_centre(line)
+
+    context = browser.new_context(
+        base_url=line.base, http_credentials={"username": OPERATOR[0], "password": OPERATOR[1]}
+    )
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    # The overview: what came in from eco-env-penalty, what died for national.
+    page.goto("/console")
+    assert page.title() == "Overview · jghub console"
+    assert cells(page, "systems", "eco-env-penalty")[1:3] == ["2", "2"]
+    national = cells(page, "systems", "national")
+    assert national[5:8] == ["0", "2", "2"]  # delivered, retried, dead-lettered (the journal)
+    assert national[10] == "2"  # dead now (the bus)
+    shot(page, "1-overview-target-down")
+
+    # Dead letters, by the link in the overview; the hostile answer shown as text.
+    page.get_by_role("link", name="2", exact=True).first.click()
+    page.wait_for_url("**/console/dead-letters?target=national")
+    reasons = page.locator("table#dead-letters td.reason").all_inner_texts()
+    assert len(reasons) == 2
+    assert all("<script>alert('down')</script>" in reason for reason in reasons)
+    shot(page, "2-dead-letters")
+
+    # Filter by reason and age: the filters are in the address, to paste into a ticket.
+    page.fill("input[name=reason]", "HTTP 503")
+    page.fill("input[name=older_than]", "1s")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**reason=HTTP+503**")
+    assert "older_than=1s" in page.url and "target=national" in page.url
+    assert page.locator("table#dead-letters tbody tr").count() == 2
+
+    # One dead letter's history and body (an operator's read, journalled).
+    first = page.locator("table#dead-letters tbody tr a").first
+    message_id = first.inner_text()
+    first.click()
+    page.wait_for_url(f"**/console/dead-letters/{message_id}")
+    history = page.locator("table.history tbody tr").all_inner_texts()
+    assert len(history) == 2 and all("HTTP 503" in row for row in history)
+    assert "F-0000000000" in page.locator("pre.body").inner_text() or "F-0000000001" in (
+        page.locator("pre.body").inner_text()
+    )
+    shot(page, "3-dead-letter-history")
+
+    # The target is back; replay both from the list, with a reason.
+    line.sink.failing_until = 0.0
+    page.go_back()
+    for box in page.locator("table#dead-letters input[type=checkbox]").all():
+        box.check()
+    page.fill("input[name=why]", WHY)
+    page.get_by_role("button", name="Replay").click()
+    page.wait_for_url("**/console/dead-letters/replay")
+    assert page.locator("#outcome").inner_text() == f"Replayed 2 of 2 asked by ops-li: {WHY}"
+    shot(page, "4-replayed")
+    wait_for(lambda: line.sink.unique == 2)
+
+    # Delivered, as the overview tells it from the journal.
+    def delivered() -> bool:
+        page.goto("/console?since=1h")
+        return cells(page, "systems", "national")[5] == "2"
+
+    wait_for(delivered, timeout=20)
+    national = cells(page, "systems", "national")
+    assert (national[8], national[10]) == ("2", "0")  # replayed 2, dead now 0
+    assert national[12] == "closed"  # the worker's breaker, through the pooled metrics
+    shot(page, "5-overview-delivered")
+
+    # The centre: the overdue warning, filtered, then its timeline.
+    page.get_by_role("link", name="Centre").click()
+    assert page.locator("table#items tbody tr").count() == 2
+    page.check("input[name=overdue]")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**overdue=true**")
+    assert page.locator("table#items tbody tr").count() == 2
+    page.select_option("select[name=kind]", "task")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**kind=task**")
+    assert page.locator("table#items tbody tr").count() == 1
+    assert page.locator("table#scorecard").is_visible()
+    shot(page, "6-centre-overdue")
+    page.get_by_role("link", name="RW-2026-0007").click()
+    page.wait_for_url("**/console/centre/items/RW-2026-0007")
+    assert "dispatched" in page.locator("table#timeline").inner_text()
+    assert ECO["name"] in page.locator("table#rows").inner_text()
+    shot(page, "7-centre-item")
+    assert dialogs == []  # no script of a sender or an operator ever ran
+    context.close()
+
+
+def test_console_in_chromium_a_reader_gets_no_replay_button(
+    browser: Browser, line: Pipeline
+) -> None:
+    pushed = line.push(0, 1)
+    assert pushed.status_code == 200, pushed.text
+    broker = line.broker()
+    wait_for(lambda: len(broker.dead_letters(TARGET)) == 1)
+    context = browser.new_context(
+        base_url=line.base, http_credentials={"username": READER[0], "password": READER[1]}
+    )
+    page = context.new_page()
+    page.goto("/console/dead-letters")
+    assert page.locator("table#dead-letters tbody tr").count() == 1
+    assert page.get_by_role("button", name="Replay").count() == 0
+    assert page.locator("header .who").inner_text() == "ops-wang · reader"
+    shot(page, "8-reader-dead-letters")
+    (dead,) = broker.dead_letters(TARGET)
+    posted = context.request.post(
+        "/console/dead-letters/replay",
+        form={"id": dead.message.id, "why": "the reader tries anyway", "token": "x"},
+    )
+    assert posted.status == 403
+    assert len(broker.dead_letters(TARGET)) == 1
+    context.close()
