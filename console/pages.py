@@ -353,14 +353,16 @@ def console_router(sources: ConsoleSources, pages: Pages) -> APIRouter:
                 kept(), quarantine_id, by=who.name, via="console", observer=sources.observer
             )
         shown = QuarantineEntryDetail.of(entry)
-        named = {problem.line for problem in entry.problems if problem.line is not None}
+        lines = shown.payload.splitlines()
         return page(
             request,
             "quarantine_entry.html",
             who,
             entry=shown,
-            lines=enumerate(shown.payload.splitlines(), start=1),
-            named=named,
+            lines=enumerate(lines, start=1),
+            named={_line_shown(problem.line, len(lines)) for problem in entry.problems},
+            line_shown=_line_shown,
+            last=len(lines),
             releasable=entry.releasable,
         )
 
@@ -424,6 +426,12 @@ def console_router(sources: ConsoleSources, pages: Pages) -> APIRouter:
         )
 
     return router
+
+
+def _line_shown(line: int | None, last: int) -> int | None:
+    """The payload line a reason's `line` marks: a parser that met the end of the input names
+    the line after the last one (an unclosed tag), so that is the last line shown."""
+    return None if line is None else min(line, last)
 
 
 def _centre_items(ledger: Ledger, found: SearchResult | None) -> set[str]:
