@@ -310,9 +310,11 @@ def test_console_in_chromium_quarantine_release_discard_and_search(
     wait_for(journalled, timeout=20)
     steps = page.locator("table#timeline tbody tr td:nth-child(5)").all_inner_texts()
     assert {"operator_read", "released", "discarded"} <= set(steps)
+    assert page.locator("#no-records").count() == 1  # a refused payload became no record
+    shot(page, "13-search-quarantine")
     page.get_by_role("link", name="quarantine entry").last.click()
     page.wait_for_url(f"**/console/quarantine/{entry}")
     assert page.locator("#state").inner_text() == "discarded"
-    shot(page, "13-search-quarantine")
+    assert page.locator("#payload-note").inner_text() == "the payload is no longer kept"
     assert dialogs == []
     context.close()
