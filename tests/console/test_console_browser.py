@@ -205,6 +205,19 @@ def test_console_in_chromium_from_a_dead_letter_to_its_delivery(
     assert "dispatched" in page.locator("table#timeline").inner_text()
     assert ECO["name"] in page.locator("table#rows").inner_text()
     shot(page, "7-centre-item")
+
+    # The message's timeline by search: its dead-lettered step links to its dead letter page.
+    page.get_by_role("link", name="Search").click()
+    page.fill("input[name=q]", message_id)
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**/console/search?q=**")
+    timeline = page.locator("table#timeline tbody tr")
+    steps = timeline.locator("td:nth-child(5)").all_inner_texts()
+    assert steps[0] == "received" and {"dead_lettered", "replayed", "delivered"} <= set(steps)
+    links = timeline.get_by_role("link", name="dead letter")
+    hrefs = {links.nth(n).get_attribute("href") for n in range(links.count())}
+    assert f"/console/dead-letters/{message_id}" in hrefs
+    shot(page, "7b-search-delivered")
     assert dialogs == []  # no script of a sender or an operator ever ran
     context.close()
 
