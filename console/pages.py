@@ -8,13 +8,19 @@
     POST /console/dead-letters/replay       form: id (repeated), why, token (operators only)
     GET  /console/centre                    ?kind=&state=&department=&overdue=true
     GET  /console/centre/items/{id}         a warning's or task's rows and timeline
+    GET  /console/quarantine                ?system=&reason=&state=&older_than=&limit=
+    GET  /console/quarantine/{id}           one entry: its reasons, its payload by line
+    POST /console/quarantine/{id}/release   form: why, token (operators only)
+    POST /console/quarantine/{id}/discard   form: why, token (operators only)
+    GET  /console/search                    ?q=KEY: the records found and their timeline
     GET  /console/static/console.css        the one style sheet
 
 Every filter is in the query string, so an operator pastes a page's address into a ticket and
 whoever opens it sees the same selection. Everything is behind the operator accounts (HTTP
-Basic, `monitor.api.operator_access`): a reader sees every page but no payload body and no
-replay form, and a replay it posts anyway is refused (403) before anything is read. Errors are
-pages too, saying what was wrong, with the status the API would answer.
+Basic, `monitor.api.operator_access`): a reader sees every page but no dead letter's body and
+no replay, release or discard form, and a form it posts anyway is refused (403) before anything
+is read; a quarantined payload it may read, as over the API, and the read is journalled. Errors
+are pages too, saying what was wrong, with the status the API would answer.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the Depends() and Form() objects.
@@ -23,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.exception_handlers import (
@@ -56,7 +62,21 @@ from monitor.journal import Journal
 from monitor.observer import Observer
 from monitor.operators import Operator, OperatorGate, Role
 from monitor.overview import overview
+from monitor.quarantine import (
+    Quarantine,
+    QuarantineQuery,
+    Releaser,
+    State,
+    discard,
+    read,
+)
+from monitor.quarantine_api import (
+    QuarantineEntryDetail,
+    QuarantineEntryView,
+    quarantine_errors_answered,
+)
 from monitor.queues import BrokerQueueStats
+from monitor.search import DEFAULT_LIMIT, MAX_LIMIT, SearchResult, search
 
 PREFIX = "/console"
 STATIC = Path(__file__).parent / "static"
@@ -66,6 +86,7 @@ MAX_REPLAY = 10_000
 """The most dead letters one form replays (the most a list page shows)."""
 
 Text = Annotated[str | None, Query()]
+Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 
 @dataclass(frozen=True)
@@ -82,6 +103,8 @@ class ConsoleSources:
       limits: the penalty time limits the scorecard counts by.
       systems: (system id, its target name or None), in the configuration's order.
       metrics: the registry /metrics renders (the breakers' states are read from it).
+      quarantine: the quarantined payloads (None: the hub keeps none).
+      release: releases held payloads (None: the hub is not connected to the bus).
     """
 
     gate: OperatorGate
@@ -93,6 +116,15 @@ class ConsoleSources:
     limits: PenaltyLimits
     systems: Sequence[tuple[str, str | None]]
     metrics: CollectorRegistry
+    quarantine: Quarantine | None = None
+    release: Releaser | None = None
+
+
+class OperatorsAct(NamedTuple):
+    """A release or discard form as sent: the operator (its token checked) and their reason."""
+
+    who: Operator
+    why: str
 
 
 def mount_console(app: FastAPI, sources: ConsoleSources) -> None:
@@ -124,6 +156,26 @@ def console_router(sources: ConsoleSources, pages: Pages) -> APIRouter:
         return pages.render(
             request, name, {"who": who, "may_replay": may_replay, "token": token, **context}
         )
+
+    def check_token(who: Operator, token: str) -> None:
+        try:
+            tokens.check(who, token)
+        except CsrfRefused as refused:
+            raise HTTPException(refused.status, str(refused)) from None
+
+    def act(
+        who: Annotated[Operator, Depends(operator)],
+        why: Annotated[str, Form()] = "",
+        token: Annotated[str, Form()] = "",
+    ) -> OperatorsAct:
+        """An operator's form to release or discard: who, with the token checked, and why."""
+        check_token(who, token)
+        return OperatorsAct(who, why)
+
+    def kept() -> Quarantine:
+        if sources.quarantine is None:
+            raise HTTPException(404, "this hub keeps no quarantine (it has no store)")
+        return sources.quarantine
 
     def connected() -> Broker:
         return connected_broker(sources.broker)
@@ -158,7 +210,7 @@ def console_router(sources: ConsoleSources, pages: Pages) -> APIRouter:
         target: Text = None,
         reason: Text = None,
         older_than: Text = None,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+        limit: Limit = 100,
     ) -> Response:
         asked = {
             "target": target_named(_given(target)),
@@ -192,10 +244,7 @@ def console_router(sources: ConsoleSources, pages: Pages) -> APIRouter:
         why: Annotated[str, Form()] = "",
         token: Annotated[str, Form()] = "",
     ) -> Response:
-        try:
-            tokens.check(who, token)
-        except CsrfRefused as refused:
-            raise HTTPException(refused.status, str(refused)) from None
+        check_token(who, token)
         if not ids:
             raise HTTPException(400, "no dead letter was chosen: tick at least one and send again")
         # Exactly what the operator saw: these ids (of this target, when the page had one).
@@ -233,7 +282,7 @@ def console_router(sources: ConsoleSources, pages: Pages) -> APIRouter:
         state: Text = None,
         department: Text = None,
         overdue: bool = False,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+        limit: Limit = 500,
     ) -> Response:
         kind, state, department = _given(kind), _given(state), _given(department)
         if kind is not None and kind not in KINDS:
@@ -266,7 +315,131 @@ def console_router(sources: ConsoleSources, pages: Pages) -> APIRouter:
             raise HTTPException(404, f"the ledger has no warning or task {item_id!r}")
         return page(request, "centre_item.html", who, item=found)
 
+    @router.get("/quarantine")
+    def quarantine_page(
+        request: Request,
+        who: Annotated[Operator, Depends(reader)],
+        system: Text = None,
+        reason: Text = None,
+        state: Text = None,
+        older_than: Text = None,
+        limit: Limit = 100,
+    ) -> Response:
+        asked = {
+            "system": _given(system),
+            "reason": _given(reason),
+            "state": _given(state),
+            "older_than": _given(older_than),
+        }
+        with quarantine_errors_answered():
+            found = kept().find(QuarantineQuery(**asked, limit=limit))
+        return page(
+            request,
+            "quarantine.html",
+            who,
+            asked=asked,
+            limit=limit,
+            found=[QuarantineEntryView.of(entry) for entry in found],
+            systems=[system for system, _ in sources.systems],
+            states=list(State),
+        )
+
+    @router.get("/quarantine/{quarantine_id}")
+    def quarantine_entry_page(
+        request: Request, quarantine_id: str, who: Annotated[Operator, Depends(reader)]
+    ) -> Response:
+        with quarantine_errors_answered():
+            entry = read(
+                kept(), quarantine_id, by=who.name, via="console", observer=sources.observer
+            )
+        shown = QuarantineEntryDetail.of(entry)
+        lines = shown.payload.splitlines()
+        return page(
+            request,
+            "quarantine_entry.html",
+            who,
+            entry=shown,
+            lines=enumerate(lines, start=1),
+            named={_line_shown(problem.line, len(lines)) for problem in entry.problems},
+            line_shown=_line_shown,
+            last=len(lines),
+            releasable=entry.releasable,
+        )
+
+    @router.post("/quarantine/{quarantine_id}/release")
+    def release(
+        request: Request, quarantine_id: str, asked: Annotated[OperatorsAct, Depends(act)]
+    ) -> Response:
+        kept()
+        if sources.release is None:
+            raise HTTPException(503, "the hub is not connected to the bus; try again shortly")
+        with quarantine_errors_answered():
+            done = sources.release.release(quarantine_id, why=asked.why, by=asked.who.name)
+        return page(
+            request,
+            "quarantine_acted.html",
+            asked.who,
+            entry=QuarantineEntryView.of(done.entry),
+            done=done,
+        )
+
+    @router.post("/quarantine/{quarantine_id}/discard")
+    def discarding(
+        request: Request, quarantine_id: str, asked: Annotated[OperatorsAct, Depends(act)]
+    ) -> Response:
+        with quarantine_errors_answered():
+            entry = discard(
+                kept(), quarantine_id, why=asked.why, by=asked.who.name, observer=sources.observer
+            )
+        return page(
+            request,
+            "quarantine_acted.html",
+            asked.who,
+            entry=QuarantineEntryView.of(entry),
+            done=None,
+        )
+
+    @router.get("/search")
+    def search_page(
+        request: Request,
+        who: Annotated[Operator, Depends(reader)],
+        q: Text = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    ) -> Response:
+        key = _given(q)
+        found: SearchResult | None = None
+        if key is not None:
+            if sources.journal is None:
+                raise HTTPException(503, "the journal is off: there is nothing to search")
+            try:
+                found = search(sources.journal, key, limit=limit)
+            except JournalUnavailable as error:
+                raise HTTPException(503, str(error)) from error
+        return page(
+            request,
+            "search.html",
+            who,
+            key=key,
+            limit=limit,
+            found=found,
+            centre_items=_centre_items(sources.ledger, found),
+        )
+
     return router
+
+
+def _line_shown(line: int | None, last: int) -> int | None:
+    """The payload line a reason's `line` marks: a parser that met the end of the input names
+    the line after the last one (an unclosed tag), so that is the last line shown."""
+    return None if line is None else min(line, last)
+
+
+def _centre_items(ledger: Ledger, found: SearchResult | None) -> set[str]:
+    """The keys of the records found that the centre's ledger holds (a warning, a task): the
+    search page links those to their centre page."""
+    if found is None:
+        return set()
+    return {record.key for record in found.records if ledger.item(record.key) is not None}
 
 
 def install_error_pages(app: FastAPI, pages: Pages) -> None:

@@ -562,6 +562,8 @@ def mount_operators_console(app: FastAPI, runtime: HubRuntime, limits: PenaltyLi
         ],
         # The hub's own series (the breakers' states), without the broker's and the store's.
         metrics=scrape_registry(),
+        quarantine=runtime.quarantine,
+        release=runtime.release,
     )
     mount_console(app, sources)
 

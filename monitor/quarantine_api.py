@@ -164,7 +164,7 @@ def quarantine_router(
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     ) -> QuarantineList:
         """Entries by system, reason, state and age, oldest first (no payloads)."""
-        with _answering():
+        with quarantine_errors_answered():
             query = QuarantineQuery(
                 system=system, reason=reason, state=state, older_than=older_than, limit=limit
             )
@@ -180,7 +180,7 @@ def quarantine_router(
     def one(quarantine_id: str, who: Annotated[Operator, Depends(reader)]) -> QuarantineEntryDetail:
         """The entry the sender was answered with this id: reasons, state, the payload decoded.
         The read is journalled under the account's name."""
-        with _answering():
+        with quarantine_errors_answered():
             entry = read(quarantine, quarantine_id, by=who.name, via="http", observer=observer)
         return QuarantineEntryDetail.of(entry)
 
@@ -195,7 +195,7 @@ def quarantine_router(
     )
     def payload(quarantine_id: str, who: Annotated[Operator, Depends(reader)]) -> Response:
         """The payload's bytes in their own content type, the read journalled."""
-        with _answering():
+        with quarantine_errors_answered():
             entry = read(quarantine, quarantine_id, by=who.name, via="http", observer=observer)
         if entry.payload is None:
             raise HTTPException(410, f"the payload of {quarantine_id} is no longer kept")
@@ -228,7 +228,7 @@ def quarantine_router(
         held with its new reasons. A second release of a released entry does nothing (409)."""
         if releaser is None:
             raise HTTPException(503, "the hub is not connected to the bus; try again shortly")
-        with _answering():
+        with quarantine_errors_answered():
             done = releaser.release(quarantine_id, why=asked.why, by=who.name)
         return ReleaseAnswer(
             entry=QuarantineEntryView.of(done.entry),
@@ -254,7 +254,7 @@ def quarantine_router(
         who: Annotated[Operator, Depends(operator)],
     ) -> QuarantineEntryView:
         """Drop the payload; who, why and when stay (journalled too)."""
-        with _answering():
+        with quarantine_errors_answered():
             entry = discard(
                 quarantine, quarantine_id, why=asked.why, by=who.name, observer=observer
             )
@@ -264,7 +264,7 @@ def quarantine_router(
 
 
 @contextmanager
-def _answering() -> Iterator[None]:
+def quarantine_errors_answered() -> Iterator[None]:
     """The quarantine's errors as HTTP answers (the store's outage is the app's 503)."""
     try:
         yield

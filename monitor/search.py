@@ -419,7 +419,13 @@ _OUTCOMES: dict[Step, Callable[[Entry], str]] = {
     Step.DEAD_LETTERED: lambda e: f"dead-lettered for {e.target}",
     Step.REPLAYED: lambda e: f"replayed to {e.target} by {e.detail.get('by')}",
     Step.OPERATOR_READ: lambda e: f"its body read by {e.detail.get('by')}",
+    Step.RELEASED: lambda e: (
+        f"released from the quarantine by {e.detail.get('by')}: "
+        f"{e.detail.get('published')} published, now {e.detail.get('state')}"
+    ),
+    Step.DISCARDED: lambda e: f"discarded from the quarantine by {e.detail.get('by')}",
 }
+"""Every step in words: a step missing here would make a search that meets it fail."""
 
 
 def outcome(entry: Entry) -> str:

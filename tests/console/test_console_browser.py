@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from broker_support import skip_or_fail
-from fault_pipeline import Pipeline
+from fault_pipeline import ECO_KEY, Pipeline, case_batch
 from ledger_support import ECO, Clock, ledger_of, task, warning
 from operator_accounts import OPERATOR, READER, write_operators
 from serve_process import REPOSITORY
@@ -30,13 +30,15 @@ from serve_process import REPOSITORY
 from hub.settings import HubSettings
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 CHROMIUM = Path(os.environ.get("JGHUB_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARTEFACTS = REPOSITORY / "tests" / "artefacts" / "console"
 HOSTILE_ANSWER = b"<script>alert('down')</script> national gateway down"
 WHY = "national gateway back <script>alert('why')</script>"
 TARGET = "national"
+RELEASE_WHY = "retried after the department's mapping review"
+DISCARD_WHY = "the department resent it whole <script>alert('why')</script>"
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +90,15 @@ def cells(page: Page, table: str, first: str) -> list[str]:
     return [text.strip() for text in row.locator("td").all_inner_texts()]
 
 
+def watched_page(context: BrowserContext) -> tuple[Page, list[str]]:
+    """A page of `context`, and the messages of every dialog a script on it opens (dismissed):
+    no script of a sender or an operator may ever run, so the list must stay empty."""
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    return page, dialogs
+
+
 def fill_the_centre(line: Pipeline) -> None:
     """A warning and a task, both overdue, for the market and the environment bureau, recorded
     in the hub's own ledger (the store serve and worker use)."""
@@ -114,9 +125,7 @@ def test_console_in_chromium_from_a_dead_letter_to_its_delivery(
     context = browser.new_context(
         base_url=line.base, http_credentials={"username": OPERATOR[0], "password": OPERATOR[1]}
     )
-    page = context.new_page()
-    dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page, dialogs = watched_page(context)
 
     # The overview: what came in from eco-env-penalty, what died for national.
     page.goto("/console")
@@ -196,6 +205,19 @@ def test_console_in_chromium_from_a_dead_letter_to_its_delivery(
     assert "dispatched" in page.locator("table#timeline").inner_text()
     assert ECO["name"] in page.locator("table#rows").inner_text()
     shot(page, "7-centre-item")
+
+    # The message's timeline by search: its dead-lettered step links to its dead letter page.
+    page.get_by_role("link", name="Search").click()
+    page.fill("input[name=q]", message_id)
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**/console/search?q=**")
+    timeline = page.locator("table#timeline tbody tr")
+    steps = timeline.locator("td:nth-child(5)").all_inner_texts()
+    assert steps[0] == "received" and {"dead_lettered", "replayed", "delivered"} <= set(steps)
+    links = timeline.get_by_role("link", name="dead letter")
+    hrefs = {links.nth(n).get_attribute("href") for n in range(links.count())}
+    assert f"/console/dead-letters/{message_id}" in hrefs
+    shot(page, "7b-search-delivered")
     assert dialogs == []  # no script of a sender or an operator ever ran
     context.close()
 
@@ -223,4 +245,89 @@ def test_console_in_chromium_a_reader_gets_no_replay_button(
     )
     assert posted.status == 403
     assert len(broker.dead_letters(TARGET)) == 1
+    context.close()
+
+
+def broken_batch() -> bytes:
+    """A case batch cut short (its last line opens a tag it never closes), with a script in it
+    that a page must show as text."""
+    whole = case_batch(0, 1)
+    return whole.replace(b"</cf:AJPC>", b"<script>alert('payload')</script>\n<cf:oops")
+
+
+def test_console_in_chromium_quarantine_release_discard_and_search(
+    browser: Browser, line: Pipeline
+) -> None:
+    assert line.client is not None
+    pushed = line.client.post(
+        "/systems/eco-env-penalty/xml/case_batch",
+        content=broken_batch(),
+        headers={"X-Api-Key": ECO_KEY, "Content-Type": "application/xml"},
+    )
+    assert pushed.status_code == 400, pushed.text
+    entry = pushed.json()["quarantine_id"]
+    context = browser.new_context(
+        base_url=line.base, http_credentials={"username": OPERATOR[0], "password": OPERATOR[1]}
+    )
+    page, dialogs = watched_page(context)
+
+    # The list, from the navigation, filtered to what is held.
+    page.goto("/console")
+    page.get_by_role("link", name="Quarantine").click()
+    page.wait_for_url("**/console/quarantine")
+    page.select_option("select[name=state]", "held")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**state=held**")
+    assert cells(page, "quarantine", entry)[2] == "eco-env-penalty"
+    shot(page, "9-quarantine-held")
+
+    # The entry: its reason, the line it names marked, the script shown as text.
+    page.get_by_role("link", name=entry).click()
+    page.wait_for_url(f"**/console/quarantine/{entry}")
+    (reason,) = page.locator("table#reasons tbody tr").all_inner_texts()
+    assert "malformed" in reason
+    marked = page.locator("table#payload tr.named").all_inner_texts()
+    assert len(marked) == 1 and "cf:oops" in marked[0], reason
+    assert "<script>alert('payload')</script>" in page.locator("table#payload").inner_text()
+    shot(page, "10-quarantine-entry")
+
+    # Released as it is: it still does not parse, so nothing goes out and it stays held.
+    page.fill("form#release input[name=why]", RELEASE_WHY)
+    page.get_by_role("button", name="Release: translate again and publish").click()
+    page.wait_for_url(f"**/console/quarantine/{entry}/release")
+    assert page.locator("#outcome").inner_text().startswith("Released by ops-li: 0 record(s)")
+    assert page.locator("#state").inner_text() == "held"
+    shot(page, "11-quarantine-release-still-held")
+
+    # Discarded with a reason: the payload is dropped, who and why stay.
+    page.goto(f"/console/quarantine/{entry}")
+    page.fill("form#discard input[name=why]", DISCARD_WHY)
+    page.get_by_role("button", name="Discard").click()
+    page.wait_for_url(f"**/console/quarantine/{entry}/discard")
+    assert page.locator("#state").inner_text() == "discarded"
+    assert page.locator("#why").inner_text() == DISCARD_WHY
+    assert not line.kept(entry).payload_kept
+    shot(page, "12-quarantine-discarded")
+
+    # Search by its id: the reads, the release and the discard, each linked back to the entry.
+    page.get_by_role("link", name="Search").click()
+    page.fill("input[name=q]", entry)
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**/console/search?q=**")
+
+    def journalled() -> bool:
+        page.reload()
+        steps = page.locator("table#timeline tbody tr td:nth-child(5)").all_inner_texts()
+        return "discarded" in steps
+
+    wait_for(journalled, timeout=20)
+    steps = page.locator("table#timeline tbody tr td:nth-child(5)").all_inner_texts()
+    assert {"operator_read", "released", "discarded"} <= set(steps)
+    assert page.locator("#no-records").count() == 1  # a refused payload became no record
+    shot(page, "13-search-quarantine")
+    page.get_by_role("link", name="quarantine entry").last.click()
+    page.wait_for_url(f"**/console/quarantine/{entry}")
+    assert page.locator("#state").inner_text() == "discarded"
+    assert page.locator("#payload-note").inner_text() == "the payload is no longer kept"
+    assert dialogs == []
     context.close()

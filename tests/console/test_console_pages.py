@@ -17,15 +17,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hub_harness import ECO_KEY, RunningHub, running_hub, sample
+from hub_harness import ECO_KEY, RunningHub, running_hub, sample, serving
 from ledger_support import ECO, MARKET, task, warning
 from lxml import html
 from monitor_support import consume
 from operator_accounts import OPERATOR, READER, write_operators
 from prometheus_client import CollectorRegistry, Gauge
+from quarantine_support import cases, copied_mappings, fix_case_source, push
 
 from bus import Delivery, Outgoing
 from console.csrf import CsrfRefused, FormTokens
+from hub.app import create_app
 from monitor.journal import Step
 from monitor.metrics import scrape_registry
 from monitor.operators import (
@@ -38,6 +40,8 @@ from monitor.operators import (
 )
 from monitor.overview import breaker_states
 from monitor.quality import quality_report
+from monitor.quarantine import State
+from standard.envelope import Envelope
 
 TARGET = "grassroots_platform"  # eco-env-penalty's penalty cases go to the grassroots outbox
 HOSTILE = '<script>alert("dead")</script>'
@@ -378,3 +382,178 @@ def test_console_form_tokens_are_tied_to_the_account_its_secret_and_their_age() 
     time.sleep(2.1)
     with pytest.raises(CsrfRefused, match="older than"):
         stale.check(li, old)
+
+
+# -- the quarantine and search pages --------------------------------------------------------------
+
+HOSTILE_PAYLOAD = (
+    b'{"records": [\n  {"caseInfo": {"caseNo": "<script>alert(\\"q\\")</script>"}},\n  {oops\n'
+)
+"""A payload that does not parse (line 3), carrying a script a page must show as text."""
+RELEASE_WHY = "mapping fixed: case source 10 maps to <b>其他</b>"
+
+
+@pytest.fixture
+def fixable_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningHub]:
+    """A hub whose mapping folders are copies, so a test can deploy a fix on disk."""
+    monkeypatch.setenv("JGHUB_OPERATORS_FILE", str(write_operators(tmp_path)))
+    monkeypatch.setenv("JGHUB_JOURNAL__FLUSH_INTERVAL_S", "0.05")
+    overrides = {"mappings_root": copied_mappings(tmp_path)}
+    with running_hub(
+        tmp_path, "embedded", monkeypatch=monkeypatch, settings_overrides=overrides
+    ) as running:
+        yield running
+
+
+def quarantined(hub: RunningHub, payload: bytes) -> str:
+    """Push `payload` as agri-penalty; the quarantine id its answer names."""
+    answer = push(hub.client, payload)
+    assert answer.json().get("quarantine_id"), answer.text
+    return str(answer.json()["quarantine_id"])
+
+
+def test_console_quarantine_shows_a_hostile_payload_as_text_with_its_line_marked(
+    fixable_hub: RunningHub,
+) -> None:
+    hub = fixable_hub
+    entry = quarantined(hub, HOSTILE_PAYLOAD)
+    listing = page(hub, "/console/quarantine", system="agri-penalty", state="held")
+    (row,) = rows(listing, "quarantine")
+    assert row[0] == entry and row[2] == "agri-penalty" and row[7] == "held"
+    assert rows(page(hub, "/console/quarantine", state="released"), "quarantine") == []
+    assert rows(page(hub, "/console/quarantine", reason="no such reason"), "quarantine") == []
+
+    answer = hub.client.get(f"/console/quarantine/{entry}", auth=READER)
+    assert answer.status_code == 200, answer.text
+    assert b"<script>alert" not in answer.content  # never as markup
+    document = html.fromstring(answer.text)
+    assert not document.xpath("//script")
+    lines = rows(document, "payload")
+    assert [number for number, _ in lines] == ["1", "2", "3", "4"][: len(lines)]
+    assert '"<script>alert(\\"q\\")</script>"' in lines[1][1]  # shown, as the text it is
+    (reason,) = rows(document, "reasons")
+    assert reason[3] == "malformed" and reason[0].startswith("payload at byte")
+    # The line the reason names is marked, and the reason links to it.
+    assert document.xpath("//table[@id='payload']//tr[@class='named']/@id") == [f"L{reason[1]}"]
+    assert document.xpath("//table[@id='reasons']//a/@href") == [f"#L{reason[1]}"]
+    # A reader has no form to act with; the download gives the bytes as kept.
+    assert not document.xpath("//form[@method='post']")
+    (download,) = document.xpath("//a[@id='download']/@href")
+    kept = hub.client.get(download, auth=READER)
+    assert kept.content == HOSTILE_PAYLOAD
+    assert kept.headers["content-type"].startswith("application/json")
+    journal = hub.runtime.journal
+    assert journal is not None
+    reads = [e for e in journal.trace(entry) if e.step is Step.OPERATOR_READ]
+    assert [(e.detail["by"], e.detail["via"]) for e in reads] == [
+        ("ops-wang", "console"),
+        ("ops-wang", "http"),
+    ]
+    missing = hub.client.get("/console/quarantine/never-given", auth=READER)
+    assert missing.status_code == 404 and "never-given" in missing.text
+    bad = hub.client.get("/console/quarantine", params={"older_than": "soon"}, auth=READER)
+    assert bad.status_code == 400 and "older_than" in bad.text
+
+
+def test_console_quarantine_refuses_a_reader_and_a_form_without_its_token(
+    fixable_hub: RunningHub,
+) -> None:
+    hub = fixable_hub
+    entry = quarantined(hub, cases()[0])
+    form = {"why": "the department resent it", "token": "x"}
+    for act in ("release", "discard"):
+        posted = hub.client.post(f"/console/quarantine/{entry}/{act}", data=form, auth=READER)
+        assert posted.status_code == 403, act
+        forged = hub.client.post(f"/console/quarantine/{entry}/{act}", data=form, auth=OPERATOR)
+        assert forged.status_code == 403 and "not issued to this account" in forged.text
+    assert hub.kept(entry).state is State.HELD and hub.kept(entry).payload_kept
+
+    shown = page(hub, f"/console/quarantine/{entry}", auth=OPERATOR)
+    assert shown.xpath("//form/@id") == ["release", "discard"]
+    short = {"why": "no", "token": token_of_form(shown, "discard")}
+    refused = hub.client.post(f"/console/quarantine/{entry}/discard", data=short, auth=OPERATOR)
+    assert refused.status_code == 400 and "a discard needs a reason" in refused.text
+    why = {"why": "the department resent it <i>fixed</i>", "token": token_of_form(shown, "discard")}
+    done = hub.client.post(f"/console/quarantine/{entry}/discard", data=why, auth=OPERATOR)
+    assert done.status_code == 200, done.text
+    outcome = html.fromstring(done.text)
+    assert outcome.get_element_by_id("state").text_content() == "discarded"
+    assert outcome.get_element_by_id("why").text_content() == why["why"]
+    assert not hub.kept(entry).payload_kept
+    again = hub.client.post(f"/console/quarantine/{entry}/discard", data=why, auth=OPERATOR)
+    assert again.status_code == 409 and "was discarded by ops-li" in again.text
+    # A discarded entry offers no form and no download.
+    assert not page(hub, f"/console/quarantine/{entry}", auth=OPERATOR).xpath(
+        "//form[@method='post'] | //a[@id='download']"
+    )
+
+
+def token_of_form(document: html.HtmlElement, form: str) -> str:
+    (token,) = document.xpath(f"//form[@id='{form}']/input[@name='token']/@value")
+    return str(token)
+
+
+def test_console_quarantine_release_after_a_fix_publishes_once(fixable_hub: RunningHub) -> None:
+    hub = fixable_hub
+    payload, case_number = cases()
+    entry = quarantined(hub, payload)
+    assert len(hub.drain(TARGET, 4)) == 4
+    (reason,) = rows(page(hub, f"/console/quarantine/{entry}"), "reasons")
+    assert reason[0].startswith("record 3") and reason[2] == "case_source"
+
+    # The fix is deployed and serve restarted: its mappings are those on disk now.
+    fix_case_source(hub.settings.mappings_root)
+    with serving(create_app(hub.settings)) as url, httpx.Client(base_url=url) as restarted:
+        shown = restarted.get(f"/console/quarantine/{entry}", auth=OPERATOR)
+        form = {"why": RELEASE_WHY, "token": token_of_form(html.fromstring(shown.text), "release")}
+        done = restarted.post(f"/console/quarantine/{entry}/release", data=form, auth=OPERATOR)
+        assert done.status_code == 200, done.text
+        outcome = html.fromstring(done.text)
+        assert outcome.get_element_by_id("outcome").text_content() == (
+            "Released by ops-li: 1 record(s) published, 4 published before, "
+            "0 still rejected, 0 not confirmed by the bus."
+        )
+        assert outcome.get_element_by_id("state").text_content() == "released"
+        assert outcome.get_element_by_id("why").text_content() == RELEASE_WHY
+        (message,) = hub.drain(TARGET, 1)
+        again = restarted.post(f"/console/quarantine/{entry}/release", data=form, auth=OPERATOR)
+        assert again.status_code == 409 and "was released by ops-li" in again.text
+    time.sleep(0.5)
+    assert hub.depth(TARGET) == 0  # published once
+    properties = {"content_type": message.content_type, "headers": message.headers}
+    assert Envelope.from_amqp(properties, message.body).subject == case_number
+    journal = hub.runtime.journal
+    assert journal is not None
+    (released,) = [e for e in journal.trace(entry) if e.step is Step.RELEASED]
+    assert (released.detail["by"], released.reason) == ("ops-li", RELEASE_WHY)
+
+
+def test_console_search_shows_the_records_and_links_each_step(fixable_hub: RunningHub) -> None:
+    hub = fixable_hub
+    payload, _ = cases()
+    answer = push(hub.client, payload).json()
+    entry, receipt = answer["quarantine_id"], answer["receipt_id"]
+    page(hub, f"/console/quarantine/{entry}")  # a read the journal keeps under the entry's id
+    journal = hub.runtime.journal
+    assert journal is not None
+    journal.flush()
+
+    by_receipt = page(hub, "/console/search", q=receipt)
+    assert by_receipt.xpath("//input[@name='q']/@value") == [receipt]
+    published = {cells[2] for cells in rows(by_receipt, "timeline") if cells[4] == "published"}
+    assert len(published) == 4
+    assert {cells[1] for cells in rows(by_receipt, "records")} >= published
+    # A record the search did not start from is searched by its link.
+    links = by_receipt.xpath("//table[@id='records']//a/@href")
+    assert {f"/console/search?q={key}" for key in published} <= set(links)
+    assert "rejected" in [cells[4] for cells in rows(by_receipt, "timeline")]
+
+    by_entry = page(hub, "/console/search", q=entry)
+    read = [cells for cells in rows(by_entry, "timeline") if cells[4] == "operator_read"]
+    assert len(read) == 1 and read[0][-1] == "quarantine entry"
+    assert by_entry.xpath("//table[@id='timeline']//a/@href") == [f"/console/quarantine/{entry}"]
+
+    nothing = page(hub, "/console/search", q="NO-SUCH-KEY")
+    assert "no journal entry names 'NO-SUCH-KEY'" in nothing.get_element_by_id("note").text
+    assert not nothing.xpath("//table")
+    assert page(hub, "/console/search").xpath("//input[@name='q']/@value") == [""]

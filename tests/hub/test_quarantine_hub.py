@@ -9,8 +9,6 @@ PostgreSQL. The hub's mapping folders are copies, so a test can fix one on disk.
 from __future__ import annotations
 
 import getpass
-import json
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,9 +19,10 @@ from typing import Any
 import httpx
 import pytest
 from broker_support import RABBITMQ_URL
-from hub_harness import AGRI_KEY, TEST_SYSTEMS, RunningHub, running_hub, sample, serving
+from hub_harness import TEST_SYSTEMS, RunningHub, running_hub, sample, serving
 from operator_accounts import OPERATOR, READER, write_operators
 from prometheus_client.parser import text_string_to_metric_families
+from quarantine_support import cases, copied_mappings, fix_case_source, push
 from store_support import fresh_store_url
 from typer.testing import CliRunner
 
@@ -31,18 +30,11 @@ import bus
 from hub.app import create_app
 from hub.cli import app as cli
 from hub.systems import load_systems
-from mappings import SYSTEMS_ROOT
 from monitor.journal import Step
 from monitor.quarantine import State
 from standard.envelope import Envelope
 
-PUSH = "/systems/agri-penalty/rest/case_records"
-AGRI = {"Content-Type": "application/json", "Authorization": f"Bearer {AGRI_KEY}"}
 TARGET = "grassroots_platform"  # penalty cases go to the grassroots platform's outbox
-FOLDERS = ("grassroots-platform", "eco-env-penalty", "complaint-platform", "housing-penalty",
-           "agri-penalty")  # fmt: skip
-FIX = "10,9,其他（新增来源）\n"
-"""The mapping fix: the department's new case-source code 10, mapped to the standard's 9."""
 
 COMBINATIONS = [
     pytest.param(("embedded", "sqlite"), id="embedded-sqlite"),
@@ -52,13 +44,6 @@ COMBINATIONS = [
         marks=[pytest.mark.rabbitmq, pytest.mark.postgresql],
     ),
 ]
-
-
-def _mappings(tmp_path: Path) -> Path:
-    root = tmp_path / "mappings"
-    for folder in FOLDERS:
-        shutil.copytree(SYSTEMS_ROOT / folder, root / folder)
-    return root
 
 
 @pytest.fixture
@@ -76,7 +61,7 @@ def hub_settings(
     monkeypatch.setenv("JGHUB_JOURNAL__FLUSH_INTERVAL_S", "0.05")
     monkeypatch.delenv("JGHUB_OPERATOR_KEY", raising=False)
     with fresh_store_url(wiring[1], tmp_path) as url:
-        overrides: dict[str, Any] = {"mappings_root": _mappings(tmp_path)}
+        overrides: dict[str, Any] = {"mappings_root": copied_mappings(tmp_path)}
         if wiring[1] == "postgresql":
             overrides.update(database_url=url, database_migrate=True)
         yield overrides
@@ -108,21 +93,6 @@ def hub(start: Start) -> Iterator[RunningHub]:
         yield running
 
 
-def _cases(unknown_source_at: int | None = 2) -> tuple[bytes, str | None]:
-    """The department's five valid cases, one of them with a case source its mapping does not
-    know yet (code 10); the payload and that case's number."""
-    document = json.loads(sample("agri-penalty", "case_records", "valid-records"))
-    if unknown_source_at is None:
-        return json.dumps(document, ensure_ascii=False).encode(), None
-    case = document["records"][unknown_source_at]["caseInfo"]
-    case["caseSource"] = "10"
-    return json.dumps(document, ensure_ascii=False).encode(), case["caseNo"].strip()
-
-
-def _push(client: httpx.Client, payload: bytes) -> httpx.Response:
-    return client.post(PUSH, content=payload, headers=AGRI)
-
-
 def _release(client: httpx.Client, quarantine_id: str, who: tuple[str, str]) -> httpx.Response:
     why = "mapping fixed: case source 10 maps to 其他"
     return client.post(f"/quarantine/{quarantine_id}/release", json={"why": why}, auth=who)
@@ -136,7 +106,7 @@ def _nothing_more(hub: RunningHub) -> None:
 @pytest.mark.parametrize("wiring", COMBINATIONS, indirect=True)
 def test_an_id_a_sender_was_given_can_be_looked_up(hub: RunningHub) -> None:
     broken = sample("agri-penalty", "case_records", "invalid-truncated")
-    answer = _push(hub.client, broken)
+    answer = push(hub.client, broken)
     assert answer.status_code == 400, answer.text
     quarantine_id = answer.json()["quarantine_id"]
 
@@ -174,8 +144,8 @@ def test_an_id_a_sender_was_given_can_be_looked_up(hub: RunningHub) -> None:
 def test_a_release_after_a_mapping_fix_publishes_once_and_journals_who_and_why(
     hub: RunningHub,
 ) -> None:
-    payload, case_number = _cases()
-    answer = _push(hub.client, payload).json()
+    payload, case_number = cases()
+    answer = push(hub.client, payload).json()
     assert (answer["accepted"], answer["rejected"]) == (4, 1), answer
     quarantine_id = answer["quarantine_id"]
     assert len(hub.drain(TARGET, 4)) == 4
@@ -191,8 +161,7 @@ def test_a_release_after_a_mapping_fix_publishes_once_and_journals_who_and_why(
     _nothing_more(hub)
 
     # The fix is deployed and serve restarted: its mappings are those on disk now.
-    table = hub.settings.mappings_root / "agri-penalty" / "tables" / "case_source.csv"
-    table.write_text(table.read_text(encoding="utf-8") + FIX, encoding="utf-8")
+    fix_case_source(hub.settings.mappings_root)
     with serving(create_app(hub.settings)) as url, httpx.Client(base_url=url) as restarted:
         done = _release(restarted, quarantine_id, OPERATOR)
         assert done.status_code == 200, done.text
@@ -225,8 +194,8 @@ def test_a_release_after_a_mapping_fix_publishes_once_and_journals_who_and_why(
 
 @pytest.mark.parametrize("wiring", COMBINATIONS, indirect=True)
 def test_a_discard_keeps_a_tombstone_and_a_reader_can_do_neither(hub: RunningHub) -> None:
-    payload, _ = _cases()
-    quarantine_id = _push(hub.client, payload).json()["quarantine_id"]
+    payload, _ = cases()
+    quarantine_id = push(hub.client, payload).json()["quarantine_id"]
     why = {"why": "the department resent it with the code it meant"}
     assert hub.client.post(f"/quarantine/{quarantine_id}/discard", json=why, auth=READER) \
         .status_code == 403  # fmt: skip
@@ -253,9 +222,9 @@ def test_a_full_quarantine_refuses_with_503_publishing_nothing(
     monkeypatch.setenv("JGHUB_QUARANTINE_MAX_BYTES", "4KiB")
     with start() as hub:
         before = _scraped(hub)
-        payload, _ = _cases()
+        payload, _ = cases()
         assert len(payload) > 4096
-        refused = _push(hub.client, payload)
+        refused = push(hub.client, payload)
         assert refused.status_code == 503, refused.text
         assert refused.headers["retry-after"] == "300"
         body = refused.json()
@@ -265,8 +234,8 @@ def test_a_full_quarantine_refuses_with_503_publishing_nothing(
         _nothing_more(hub)  # not the 4 good records either: the payload is refused whole
         assert hub.quarantined() == []
         # A payload with nothing to reject goes through whatever the quarantine holds.
-        good, _ = _cases(unknown_source_at=None)
-        assert _push(hub.client, good).json()["accepted"] == 5
+        good, _ = cases(unknown_source_at=None)
+        assert push(hub.client, good).json()["accepted"] == 5
         after = _scraped(hub)
     assert after["jghub_quarantine_refused_total"] - before["jghub_quarantine_refused_total"] == 1
     assert after["jghub_quarantine_limit_bytes"] == 4096
@@ -326,8 +295,8 @@ def test_the_quarantine_commands(hub: RunningHub, monkeypatch: pytest.MonkeyPatc
     ):
         monkeypatch.setenv(name, str(value))
     monkeypatch.setenv("COLUMNS", "250")
-    payload, _ = _cases()
-    quarantine_id = _push(hub.client, payload).json()["quarantine_id"]
+    payload, _ = cases()
+    quarantine_id = push(hub.client, payload).json()["quarantine_id"]
     assert len(hub.drain(TARGET, 4)) == 4
 
     code, output = _run("quarantine", "list", "--system", "agri-penalty", "--state", "held")
@@ -339,8 +308,7 @@ def test_the_quarantine_commands(hub: RunningHub, monkeypatch: pytest.MonkeyPatc
     assert code == 0 and target.read_bytes() == payload, output
     assert _run("quarantine", "show", "never-given")[0] == 1
 
-    table = hub.settings.mappings_root / "agri-penalty" / "tables" / "case_source.csv"
-    table.write_text(table.read_text(encoding="utf-8") + FIX, encoding="utf-8")
+    fix_case_source(hub.settings.mappings_root)
     why = "mapping fixed: case source 10"
     code, output = _run("quarantine", "release", quarantine_id, "--why", why)
     assert code == 0 and "released: published 1, 4 published before" in output, output

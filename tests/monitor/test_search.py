@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -203,6 +203,19 @@ def test_search_of_an_unknown_key_says_so(journal: Journal) -> None:
     assert "reindex" not in found.note  # every entry is indexed
     with pytest.raises(ValueError, match="limit 0 is not between 1 and"):
         search(journal, "x", limit=0)
+
+
+def test_search_says_every_step_in_words(journal: Journal) -> None:
+    """A quarantine id's timeline holds the operators' acts on it: each step has its words."""
+    chain = _chain(journal)
+    (step,) = [e for e in journal.trace(chain.messages["complaint"]) if e.step is Step.RECEIVED]
+    said = {kind: search_module.outcome(replace(step, step=kind)) for kind in Step}
+    assert len(set(said.values())) == len(Step)
+    acted = replace(step, step=Step.RELEASED, detail={"by": "ops-li", "published": 1,
+                                                      "state": "released"})  # fmt: skip
+    assert search_module.outcome(acted) == (
+        "released from the quarantine by ops-li: 1 published, now released"
+    )
 
 
 def test_search_is_bounded_and_says_where_it_stopped(
