@@ -577,11 +577,16 @@ class Ledger:
         db.execute(query)
 
     def _insert_event(self, db: Connection, step: Step, department: str, now: float) -> bool:
-        """Insert the event; False when it was recorded before (the same message again)."""
-        result = db.execute(
-            upsert(db, CENTRE_EVENT).on_conflict_do_nothing(
+        """Insert the event; False when it was recorded before (the same message again).
+
+        Told by the row RETURNING gives back, not by the rowcount, which psycopg reports as
+        nonzero for a conflicting insert that did nothing: every repeat was derived again."""
+        inserted = db.execute(
+            upsert(db, CENTRE_EVENT)
+            .on_conflict_do_nothing(
                 index_elements=["kind", "item_id", "department", "event", "message_id"]
-            ),
+            )
+            .returning(CENTRE_EVENT.c.message_id),
             {
                 "kind": step.kind,
                 "item_id": step.item_id,
@@ -592,8 +597,8 @@ class Ledger:
                 "recorded_at": now,
                 "detail": json.dumps(dict(step.detail), ensure_ascii=False, default=str),
             },
-        )
-        return bool(result.rowcount)
+        ).first()
+        return inserted is not None
 
     @staticmethod
     def _row(kind: str, item_id: str, department: str) -> tuple[Any, ...]:

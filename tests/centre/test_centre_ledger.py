@@ -24,11 +24,12 @@ from ledger_support import (
     wrap,
 )
 from operator_accounts import READER, write_operators
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from centre.api import centre_router
 from centre.deadlines import Deadline, DeadlineRules, DeadlinesFileError, TaskDeadlines
-from centre.ledger import RECORD_DEADLINE, CentreCollector, Ledger
+from centre.ledger import CENTRE_ITEM, RECORD_DEADLINE, CentreCollector, Ledger
 from centre.workdays import WorkingCalendar
 from hub import cli
 from monitor.operators import OperatorGate, load_operators
@@ -170,6 +171,26 @@ def test_ledger_feedback_before_delivery_and_repeats(ledger: Ledger) -> None:
     assert mine["delivered_at"] is not None
     events = [e["event"] for e in found["timeline"]]
     assert events.count("fed_back") == 1 and events.count("delivered") == 1
+
+
+def test_ledger_the_same_message_again_is_not_derived_again(store: Store, clock: Clock) -> None:
+    """A repeat is told by the event already kept, on both stores: its row is not derived
+    again (on PostgreSQL the insert's rowcount said otherwise, and every repeat was)."""
+    ledger = ledger_of(store, clock)
+    done = feedback("5", at(4))
+    publish(ledger, "national", warning())
+    publish(ledger, MARKET_SYSTEM, done)
+    derived_at = _updated_at(store)
+    clock.now = clock.now + dt.timedelta(hours=1)
+    publish(ledger, MARKET_SYSTEM, done)
+    assert _updated_at(store) == derived_at
+    publish(ledger, MARKET_SYSTEM, feedback("5", at(5), feedback_id="FK-YJ-1-again"))
+    assert _updated_at(store) > derived_at  # a new message is derived
+
+
+def _updated_at(store: Store) -> float:
+    with store.begin() as db:
+        return float(db.execute(select(CENTRE_ITEM.c.updated_at)).scalar_one())
 
 
 def test_ledger_steps_that_do_not_fit_are_kept_and_flagged(ledger: Ledger) -> None:
