@@ -28,6 +28,11 @@ def test_one_message_goes_out_in_the_next_turn_not_behind_another_callers_thousa
     publisher = broker._confirmed()
     link = broker._publisher_link
     assert link is not None and link.connected.wait(10)
+    # The connection opens before the publisher's channel: the channel's readiness pumps the
+    # outbox from the I/O thread whatever callbacks wait, so hold the thread only once it is
+    # ready, or the pump takes part of the large batch before the gate (CI saw 2000 never
+    # waiting at once).
+    assert wait_for(lambda: publisher._channel is not None)
     large = [Outgoing("penalty_case.330100.large", b"{}", message_id=f"L{n}") for n in range(2000)]
     single = Outgoing("penalty_case.330100.single", b"{}", message_id=f"S{uuid.uuid4().hex}")
 
