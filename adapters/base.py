@@ -24,7 +24,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -109,6 +109,10 @@ class Adapter(ABC):
     name: ClassVar[str]
     kind: ClassVar[AdapterKind]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    payload_format: ClassVar[Literal["xml", "json"] | None] = None
+    """The syntax of the payloads it hands to the system's mapping (an inbound adapter or
+    poller), which the mapping's `format` must be; None: whichever the mapping reads. The
+    systems loader refuses a channel whose mapping reads another."""
 
     def __init__(self, options: BaseModel, context: AdapterContext) -> None:
         self.options = options

@@ -168,13 +168,30 @@ class SystemsConfig(BaseModel):
                 continue
             bound[system.id] = folder
             for index, channel in enumerate(system.inbound):
-                if channel.message_type not in folder.inbound:
+                translation = folder.inbound.get(channel.message_type)
+                if translation is None:
                     problems.append(
                         self._problem(
                             (*at, "inbound", index, "message_type"),
                             f"mapping folder {folder.id!r} has no inbound message type "
                             f"{channel.message_type!r} (inbound: "
                             f"{', '.join(sorted(folder.inbound)) or 'none'})",
+                        )
+                    )
+                    continue
+                reads = adapter_class(channel.adapter).payload_format
+                if reads is not None and reads != translation.mapping.format:
+                    mapping = translation.document
+                    problems.append(
+                        self._problem(
+                            (*at, "inbound", index, "adapter"),
+                            f"adapter {channel.adapter} hands {reads.upper()} payloads to "
+                            f"mapping {mapping.path}:{mapping.position(('format',))[0]} "
+                            f"(message type {channel.message_type!r}), which reads "
+                            f"{translation.mapping.format.upper()} (format: "
+                            f"{translation.mapping.format}); use an adapter for "
+                            f"{translation.mapping.format.upper()} or a mapping of format "
+                            f"{reads}",
                         )
                     )
             if system.outbound is not None:

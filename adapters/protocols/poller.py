@@ -11,6 +11,14 @@ after the bus confirmed them — so a restart neither skips nor repeats a record
 - Sources filter on change time inclusively ("changed since"), so records at the cursor's time
   come again; those at or before the cursor (by time, then id) are dropped before the page goes
   to ingress. A record whose page was not confirmed comes again at the next poll.
+- An overlap window (`overlap_s`) asks from that long before the cursor instead, for sources
+  whose records appear late (a long transaction commits a record with an earlier change time
+  after others were read) or whose clock runs behind the hub's: the window's records are handed
+  over again, and ingress recognises those it published before as repeats (`adapters.repeats`).
+- A source whose records carry no change time (`timed` False) is asked from the start of the
+  last poll that read it to its end, less the overlap window: every record of its answer is
+  handed over, repeats recognised by ingress, and the cursor becomes that poll's start (the
+  hub's clock) once its last page was handed over.
 - Paging: when the cursor moved to a later time, the next request starts again at the first page
   "since" the new cursor (keyset paging, which does not skip records that change while we page);
   while it stays at the same time (many records changed at one instant) the poller follows the
@@ -46,7 +54,7 @@ import uuid
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -497,6 +505,30 @@ class PagedPollerOptions(BaseModel):
         ),
         examples=["2026-01-01T00:00:00+08:00"],
     )
+    time_format: str = Field(
+        default="epoch_millis",
+        description=(
+            "How the source writes times in the query: a pattern such as 'yyyy-MM-dd HH:mm:ss', "
+            "or epoch_millis, epoch_seconds, iso8601."
+        ),
+    )
+    record_time_format: str | None = Field(
+        default=None, description="How records carry their change time; default: time_format."
+    )
+    time_zone: str = Field(
+        default="Asia/Shanghai", description="Zone of local times without an offset."
+    )
+    overlap_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=86400,
+        description=(
+            "Seconds before the saved cursor each poll asks from again, for sources whose "
+            "records become visible after others with later change times (long transactions), "
+            "or whose clock differs from the hub's. Records in the window come again; ingress "
+            "recognises those it published before as repeats and publishes them once."
+        ),
+    )
     backoff_initial_s: float = Field(
         default=1.0, gt=0, le=3600, description="Wait after the first failed poll."
     )
@@ -517,10 +549,13 @@ class PagedPoller(Poller):
     """Base of pollers whose source pages records by change time (see the module docstring).
 
     A subclass implements `fetch(since, after)` → (Page, document) and `payload(document,
-    records)` → the bytes handed to ingress holding only `records`.
+    records)` → the bytes handed to ingress holding only `records`. One whose records carry no
+    change time sets `timed` False: its cursor is then the start of its last complete poll.
     """
 
     Options: ClassVar[type[BaseModel]] = PagedPollerOptions
+    timed: bool = True
+    """Whether the source's records carry their change time (see the module docstring)."""
 
     def __init__(self, options: BaseModel, context: AdapterContext) -> None:
         super().__init__(options, context)
@@ -531,6 +566,12 @@ class PagedPoller(Poller):
                 f"poller {self.name} of {context.system.id} was built without its channel"
             )
         self.message_type = context.channel.message_type
+        self.query_time = TimeFormat(options.time_format, options.time_zone)
+        """How the source reads times in a query."""
+        self.record_time = TimeFormat(
+            options.record_time_format or options.time_format, options.time_zone
+        )
+        """How its records carry their change time."""
         store = context.require_store(self.name)
         self.lease = PollerLease(
             store,
@@ -634,8 +675,12 @@ class PagedPoller(Poller):
             self.lease.release()
 
     def _read_pages(self, stop: threading.Event | None) -> int:
-        cursor = self.cursors.load() or Cursor(self.schedule.initial_since)
-        since = cursor.time
+        start = self.cursors.load() or Cursor(self.schedule.initial_since)
+        overlap = timedelta(seconds=self.schedule.overlap_s)
+        if not self.timed:
+            return self._read_untimed(start.time - overlap, stop)
+        cursor = start
+        since = floor = start.time - overlap
         after: Any | None = None
         handed = 0
         while stop is None or not stop.is_set():
@@ -645,14 +690,12 @@ class PagedPoller(Poller):
                 key=lambda r: Cursor.key(_known(r.time), r.record_id),
             )
             new = [r for r in timed if cursor.before(_known(r.time), r.record_id)]
-            unreadable = [r for r in page.records if r.time is None]
-            if new or unreadable:
-                handing = new + unreadable
-                result = self.ingress.accept(
-                    self.system.id, self.message_type, self.payload(document, handing)
-                )
-                self._check(result, len(handing))
-                handed += len(handing)
+            # The overlap window's records come again on purpose (until the first restart
+            # after the start cursor); ingress answers those it published before as repeats.
+            handing = timed if overlap and since == floor else list(new)
+            handing += [r for r in page.records if r.time is None]
+            if handing:
+                handed += self._hand_over(document, handing)
             if new:
                 last = new[-1]
                 cursor = Cursor(_known(last.time), last.record_id)
@@ -664,6 +707,30 @@ class PagedPoller(Poller):
             else:
                 after = page.next  # a run of records at one instant: step through its pages
         return handed
+
+    def _read_untimed(self, since: datetime, stop: threading.Event | None) -> int:
+        """A poll of a source whose records carry no change time: every page since `since`,
+        all handed over (ingress recognises repeats); the cursor becomes the poll's start once
+        the last page was handed over."""
+        began = datetime.now(UTC)
+        after: Any | None = None
+        handed = 0
+        while stop is None or not stop.is_set():
+            page, document = self.fetch(since, after)
+            if page.records:
+                handed += self._hand_over(document, page.records)
+            if page.next is None:
+                self.cursors.save(Cursor(began))
+                break
+            after = page.next
+        return handed
+
+    def _hand_over(self, document: Any, records: Sequence[SourceRecord]) -> int:
+        result = self.ingress.accept(
+            self.system.id, self.message_type, self.payload(document, records)
+        )
+        self._check(result, len(records))
+        return len(records)
 
     def _check(self, result: IngressResult, count: int) -> None:
         if result.failed:

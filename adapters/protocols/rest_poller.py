@@ -25,7 +25,6 @@ from adapters.protocols.poller import (
     PagedPollerOptions,
     SourceRecord,
     SourceUnavailable,
-    TimeFormat,
 )
 from mappings import value_at
 
@@ -138,19 +137,6 @@ class RestPollerOptions(PagedPollerOptions):
         default="pageSize", description="Query parameter with the page size."
     )
     first_page: int = Field(default=1, ge=0, description="Number of the first page (0 or 1).")
-    time_format: str = Field(
-        default="epoch_millis",
-        description=(
-            "How the source writes times in the query: a pattern such as 'yyyy-MM-dd HH:mm:ss', "
-            "or epoch_millis, epoch_seconds, iso8601."
-        ),
-    )
-    record_time_format: str | None = Field(
-        default=None, description="How records carry their change time; default: time_format."
-    )
-    time_zone: str = Field(
-        default="Asia/Shanghai", description="Zone of local times without an offset."
-    )
     records_path: str = Field(
         default="items",
         pattern=r"^[^.\s]+(\.[^.\s]+)*$",
@@ -209,15 +195,12 @@ class RestPoller(PagedPoller):
 
     name: ClassVar[str] = "rest_poller"
     Options: ClassVar[type[BaseModel]] = RestPollerOptions
+    payload_format: ClassVar[Literal["xml", "json"] | None] = "json"
 
     def __init__(self, options: BaseModel, context: AdapterContext) -> None:
         super().__init__(options, context)
         assert isinstance(options, RestPollerOptions)
         self.source: RestPollerOptions = options
-        self.query_time = TimeFormat(options.time_format, options.time_zone)
-        self.record_time = TimeFormat(
-            options.record_time_format or options.time_format, options.time_zone
-        )
         self._client = httpx.Client(
             timeout=httpx.Timeout(options.timeout_s, connect=options.connect_timeout_s),
             verify=options.verify_tls,

@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import requests
 from lxml import etree
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from adapters.base import AdapterContext, Sender
 from adapters.delivery import AnswerCheck, OutboundOptions, excerpt, status_error
@@ -41,32 +43,22 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DEFAULT_IDEMPOTENCY_HEADER = "{urn:jghub:soap}IdempotencyKey"
 
 
-class SoapSenderOptions(OutboundOptions):
-    """Which WSDL operation to call and where the document and the idempotency key go."""
+class WsdlCallOptions(BaseModel):
+    """Where a WSDL operation is called and with which fixed and secret parameters: what the
+    SOAP sender and the SOAP poller share."""
 
-    # No defaults for wsdl and operation: no value would work for every target, and a wrong
-    # one should fail when the configuration is loaded, not at the first message.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # No default for wsdl: no value would work for every system, and a wrong one should fail
+    # when the configuration is loaded, not at the first call.
     wsdl: str = Field(
         min_length=1,
         description=(
-            "The target's WSDL: an http(s) URL or a file path (required), read at start. A URL "
+            "The system's WSDL: an http(s) URL or a file path (required), read at start. A URL "
             "is fetched as written (no redirect is followed); a file's imports and includes "
             "are read only from files in its own folder."
         ),
         examples=["http://sthjt.example/PenaltyService.asmx?wsdl", "config/wsdl/market.wsdl"],
-    )
-    operation: str = Field(
-        min_length=1,
-        description="The WSDL operation that receives the document (required).",
-        examples=["ReceiveTask"],
-    )
-    operations: dict[str, str] = Field(
-        default_factory=dict,
-        description=(
-            "Dataset → the operation receiving it, for a target taking several datasets through "
-            "different operations; a dataset not listed goes to `operation`."
-        ),
-        examples=[{"collaboration_task": "ReceiveTaskXml", "risk_warning": "ReceiveWarningXml"}],
     )
     service: str | None = Field(
         default=None, description="WSDL service name; default: the WSDL's first service."
@@ -82,6 +74,72 @@ class SoapSenderOptions(OutboundOptions):
             "host); default: the address in the WSDL."
         ),
     )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Fixed values for the operation's other parameters (never secrets).",
+        examples=[{"sourceCode": "jghub"}],
+    )
+    secret_parameters: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Parameters filled from environment variables: parameter name → NAME of the "
+            "variable (e.g. the token an ASMX service wants)."
+        ),
+        examples=[{"token": "JGHUB_TARGET_TOKEN_MARKET"}],
+    )
+
+    @field_validator("secret_parameters")
+    @classmethod
+    def _variable_names(cls, value: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for parameter, variable in value.items():
+            if not re.fullmatch(ENV_NAME, variable):
+                raise ValueError(
+                    f"secret_parameters.{parameter}: {variable!r} is not an environment "
+                    "variable name"
+                )
+        return value
+
+    def arguments(self, system: str, adapter: str) -> dict[str, Any]:
+        """The fixed parameters and the secret ones read from the environment now;
+        AdapterConfigError naming the variable that is not set."""
+        arguments: dict[str, Any] = dict(self.parameters)
+        for parameter, variable in self.secret_parameters.items():
+            arguments[parameter] = secret_from(
+                variable, f"{adapter} of {system}", f"secret_parameters.{parameter}"
+            )
+        return arguments
+
+
+def secret_from(variable: str, who: str, option: str) -> str:
+    """The value of environment variable `variable`, which `who`'s `option` names;
+    AdapterConfigError when it is not set or empty."""
+    value = os.environ.get(variable)
+    if not value:
+        raise AdapterConfigError(
+            f"{who}: environment variable {variable} ({option}) is not set or empty"
+        )
+    return value
+
+
+class SoapSenderOptions(OutboundOptions, WsdlCallOptions):
+    """Which WSDL operation to call and where the document and the idempotency key go."""
+
+    # No default for operation: no value would work for every target.
+    operation: str = Field(
+        min_length=1,
+        description="The WSDL operation that receives the document (required).",
+        examples=["ReceiveTask"],
+    )
+    operations: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Dataset → the operation receiving it, for a target taking several datasets through "
+            "different operations; a dataset not listed goes to `operation`."
+        ),
+        examples=[{"collaboration_task": "ReceiveTaskXml", "risk_warning": "ReceiveWarningXml"}],
+    )
     document_as: Literal["string", "element"] = Field(
         default="string",
         description=(
@@ -94,19 +152,6 @@ class SoapSenderOptions(OutboundOptions):
         default="xmlDoc",
         min_length=1,
         description="The operation's string parameter taking the document (document_as string).",
-    )
-    parameters: dict[str, str] = Field(
-        default_factory=dict,
-        description="Fixed values for the operation's other parameters (never secrets).",
-        examples=[{"sourceCode": "jghub"}],
-    )
-    secret_parameters: dict[str, str] = Field(
-        default_factory=dict,
-        description=(
-            "Parameters filled from environment variables: parameter name → NAME of the "
-            "variable (e.g. the token an ASMX service wants)."
-        ),
-        examples=[{"token": "JGHUB_TARGET_TOKEN_MARKET"}],
     )
     idempotency_parameter: str | None = Field(
         default=None,
@@ -153,19 +198,6 @@ class SoapSenderOptions(OutboundOptions):
                 etree.QName(value)
             except ValueError as error:
                 raise ValueError(f"not an XML name in Clark notation: {error}") from None
-        return value
-
-    @field_validator("secret_parameters")
-    @classmethod
-    def _variable_names(cls, value: dict[str, str]) -> dict[str, str]:
-        import re
-
-        for parameter, variable in value.items():
-            if not re.fullmatch(ENV_NAME, variable):
-                raise ValueError(
-                    f"secret_parameters.{parameter}: {variable!r} is not an environment "
-                    "variable name"
-                )
         return value
 
     @model_validator(mode="after")
@@ -229,55 +261,19 @@ class SoapSender(Sender):
             return self._client, self._proxy, self._binding
 
     def _build(self) -> tuple[Any, Any, Any]:
-        import zeep
-        from zeep.exceptions import Error as ZeepError
-
         options = self.settings
-        target = self.system.id
-        wsdl, url, folder = _wsdl_sources(options.wsdl)
-        self._transport = _source_transport(
-            options.timeout_s, wsdl=options.wsdl, target=target, url=url, folder=folder
+        bound = bind_service(
+            options.wsdl,
+            service=options.service,
+            port=options.port,
+            address=options.address,
+            operations=(options.operation, *options.operations.values()),
+            timeout_s=options.timeout_s,
+            system=self.system.id,
+            adapter=self.name,
         )
-        try:
-            client = zeep.Client(wsdl, transport=self._transport)
-        except (requests.ConnectionError, requests.Timeout) as error:
-            raise TransientDeliveryError(
-                f"WSDL of target {target} cannot be loaded from {options.wsdl} "
-                f"({type(error).__name__}: {error})"
-            ) from error
-        except (OSError, ZeepError, etree.XMLSyntaxError, requests.RequestException) as error:
-            status = getattr(getattr(error, "response", None), "status_code", None)
-            if isinstance(status, int) and status >= 500:
-                raise TransientDeliveryError(
-                    f"WSDL of target {target} at {options.wsdl}: HTTP {status}", status=status
-                ) from error
-            raise PermanentDeliveryError(
-                f"WSDL of target {target} at {options.wsdl} cannot be used "
-                f"({type(error).__name__}: {error}); fix soap_sender options.wsdl"
-            ) from error
-        try:
-            chosen = _chosen_port(client.wsdl, options.service, options.port)
-        except ValueError as error:
-            raise PermanentDeliveryError(
-                f"WSDL of target {target} has no service {options.service!r} / port "
-                f"{options.port!r}: {error}; fix soap_sender options.service/port"
-            ) from error
-        if chosen is None:
-            raise PermanentDeliveryError(f"WSDL of target {target} declares no service")
-        service, port = chosen
-        binding = port.binding
-        if options.address is not None:
-            proxy = client.create_service(binding.name, options.address)
-        else:
-            proxy = client.bind(service.name, port.name)
-        operations = binding.all()
-        for wanted in (options.operation, *options.operations.values()):
-            if wanted not in operations:
-                raise PermanentDeliveryError(
-                    f"WSDL of target {target} has no operation {wanted!r} (operations: "
-                    f"{', '.join(sorted(operations))}); fix soap_sender options.operation(s)"
-                )
-        return client, proxy, binding
+        self._transport = bound.transport
+        return bound.client, bound.proxy, bound.binding
 
     # ------------------------------------------------------------------ delivering
 
@@ -357,15 +353,7 @@ class SoapSender(Sender):
         """The call's parameters: fixed and secret ones, the key, and the document as the
         string parameter or as the fields of `operation`'s body element."""
         options = self.settings
-        arguments: dict[str, Any] = dict(options.parameters)
-        for parameter, variable in options.secret_parameters.items():
-            value = os.environ.get(variable)
-            if not value:
-                raise AdapterConfigError(
-                    f"soap_sender of {self.system.id}: environment variable {variable} "
-                    f"(secret_parameters.{parameter}) is not set or empty"
-                )
-            arguments[parameter] = value
+        arguments = options.arguments(self.system.id, self.name)
         if options.idempotency_parameter:
             arguments[options.idempotency_parameter] = idempotency_key
         if options.document_as == "string":
@@ -423,6 +411,84 @@ class SoapSender(Sender):
         if local in self.settings.transient_fault_codes:
             return TransientDeliveryError(text, detail=detail)
         return PermanentDeliveryError(text, detail=detail)
+
+
+@dataclass(frozen=True)
+class BoundService:
+    """A WSDL read and bound: the zeep client, the proxy calling the chosen port (at `address`
+    if one was given), its binding and the transport (`_source_transport`) it sends through."""
+
+    client: Any
+    proxy: Any
+    binding: Any
+    transport: Any
+
+
+def bind_service(
+    wsdl: str,
+    *,
+    service: str | None,
+    port: str | None,
+    address: str | None,
+    operations: Iterable[str],
+    timeout_s: float,
+    system: str,
+    adapter: str,
+    role: str = "target",
+) -> BoundService:
+    """Read `wsdl` (only where it says: `_source_transport`) and bind its port, checking that
+    it has every one of `operations`.
+
+    Raises TransientDeliveryError when the WSDL cannot be reached now (connection, timeout,
+    HTTP 5xx), PermanentDeliveryError when it cannot be used as configured (named `adapter`'s
+    options to fix); `role` says what `system` is to the hub (target, source). Shared by the
+    SOAP sender and the SOAP poller.
+    """
+    import zeep
+    from zeep.exceptions import Error as ZeepError
+
+    where, url, folder = _wsdl_sources(wsdl)
+    transport = _source_transport(timeout_s, wsdl=wsdl, target=system, url=url, folder=folder)
+    try:
+        client = zeep.Client(where, transport=transport)
+    except (requests.ConnectionError, requests.Timeout) as error:
+        raise TransientDeliveryError(
+            f"WSDL of {role} {system} cannot be loaded from {wsdl} "
+            f"({type(error).__name__}: {error})"
+        ) from error
+    except (OSError, ZeepError, etree.XMLSyntaxError, requests.RequestException) as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if isinstance(status, int) and status >= 500:
+            raise TransientDeliveryError(
+                f"WSDL of {role} {system} at {wsdl}: HTTP {status}", status=status
+            ) from error
+        raise PermanentDeliveryError(
+            f"WSDL of {role} {system} at {wsdl} cannot be used ({type(error).__name__}: {error}); "
+            f"fix {adapter} options.wsdl"
+        ) from error
+    try:
+        chosen = _chosen_port(client.wsdl, service, port)
+    except ValueError as error:
+        raise PermanentDeliveryError(
+            f"WSDL of {role} {system} has no service {service!r} / port {port!r}: {error}; fix "
+            f"{adapter} options.service/port"
+        ) from error
+    if chosen is None:
+        raise PermanentDeliveryError(f"WSDL of {role} {system} declares no service")
+    found_service, found_port = chosen
+    binding = found_port.binding
+    if address is not None:
+        proxy = client.create_service(binding.name, address)
+    else:
+        proxy = client.bind(found_service.name, found_port.name)
+    declared = binding.all()
+    for wanted in operations:
+        if wanted not in declared:
+            raise PermanentDeliveryError(
+                f"WSDL of {role} {system} has no operation {wanted!r} (operations: "
+                f"{', '.join(sorted(declared))}); fix {adapter} options.operation(s)"
+            )
+    return BoundService(client, proxy, binding, transport)
 
 
 def _chosen_port(wsdl: Any, service: str | None, port: str | None) -> tuple[Any, Any] | None:

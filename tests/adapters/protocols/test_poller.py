@@ -21,14 +21,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from broker_support import RABBITMQ_URL, require_rabbitmq
+from poller_bus import Bus
 from store_support import embedded_store
 
-import bus
 from adapters.base import AdapterContext
 from adapters.ingress import Ingress
 from adapters.protocols.poller import CursorStore, PollerLease, SourceUnavailable
 from adapters.protocols.rest_poller import RestPoller
-from bus import Broker, Delivery, Message, Outgoing
+from bus import Broker, Message, Outgoing
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, parse_systems
 from hub.worker import Worker
@@ -201,41 +201,6 @@ def source() -> Iterator[PullSource]:
     running = PullSource()
     yield running
     running.close()
-
-
-class Bus:
-    def __init__(self, url: str, config: SystemsConfig) -> None:
-        self.url = url
-        self.namespace = f"test-poller-{uuid.uuid4().hex[:10]}"
-        self.topology = config.topology(self.namespace)
-        self.broker: Broker = bus.connect(url)
-        self.broker.declare(self.topology)
-
-    def drain(self, target: str = "national") -> list[Message]:
-        """Every message waiting in the target's queue, consumed and acknowledged."""
-        got: list[Message] = []
-        stop = threading.Event()
-        last = [time.monotonic()]
-
-        def handle(delivery: Delivery) -> None:
-            got.append(delivery.message)
-            last[0] = time.monotonic()
-            delivery.ack()
-
-        consumer = threading.Thread(
-            target=self.broker.consume, args=(target, handle), kwargs={"stop": stop}
-        )
-        consumer.start()
-        while time.monotonic() - last[0] < 0.5:
-            time.sleep(0.05)
-        stop.set()
-        consumer.join(timeout=10)
-        return got
-
-    def close(self) -> None:
-        if self.url.startswith("amqp"):
-            self.broker.delete_topology(self.topology)
-        self.broker.close()
 
 
 @pytest.fixture(params=["embedded", "rabbitmq"])
