@@ -16,9 +16,11 @@ One YAML file (`config/systems.yaml` by default, `JGHUB_SYSTEMS_FILE` to change 
 
 Validated when loaded: every problem is reported with file, line and field, including a channel
 option the adapter's Options model refuses and (with `bind_mappings`) a message type the
-system's mapping folder does not have. The entry models are the room `systems` (the adapters,
-the centre and the hub are handed them); this loader checks each channel's and sender's options
-against its adapter's Options model through the adapter registry (`OPTIONS_CHECK`).
+system's mapping folder does not have, or whose mapping reads another syntax (XML, JSON) than
+the channel's adapter hands over (`Adapter.payload_format`). The entry models are the room
+`systems` (the adapters, the centre and the hub are handed them); this loader checks each
+channel's and sender's options against its adapter's Options model through the adapter
+registry (`OPTIONS_CHECK`).
 """
 
 from __future__ import annotations
@@ -147,7 +149,9 @@ class SystemsConfig(BaseModel):
         An internal system (auth scheme internal) needs no folder: it renders nothing.
 
         Raises SystemsConfigError, with file and line, for a missing mapping folder, a channel
-        whose message type the folder has no inbound mapping for, or an outbound render entry
+        whose message type the folder has no inbound mapping for or whose mapping reads another
+        syntax than its adapter hands over (naming the mapping's file and line), or an outbound
+        render entry
         whose message type is not an outbound mapping of that dataset.
         """
         bound: dict[str, SystemMappings] = {}

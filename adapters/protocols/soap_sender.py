@@ -54,9 +54,10 @@ class WsdlCallOptions(BaseModel):
     wsdl: str = Field(
         min_length=1,
         description=(
-            "The system's WSDL: an http(s) URL or a file path (required), read at start. A URL "
-            "is fetched as written (no redirect is followed); a file's imports and includes "
-            "are read only from files in its own folder."
+            "The system's WSDL: an http(s) URL or a file path (required), read when the "
+            "worker starts (a sender) or at the first poll (a poller). A URL is fetched as "
+            "written (no redirect is followed); a file's imports and includes are read only "
+            "from files in its own folder."
         ),
         examples=["http://sthjt.example/PenaltyService.asmx?wsdl", "config/wsdl/market.wsdl"],
     )

@@ -4,7 +4,8 @@
 `...?wsdl`, its address rewritten to the server's) and answers QueryCases(token, since, pageNo,
 pageSize) as the department does: the cases whose UpdateTime is at or after `since`, ordered
 by (UpdateTime, RecId), a page at a time, as an XML document declared GB18030 inside the
-QueryCasesResult string, the whole SOAP answer encoded and declared GB18030. Cases are grown
+QueryCasesResult string, the whole SOAP answer encoded and declared GB18030 (QueryCasesXml
+answers the same CaseList as the body's element, document/literal). Cases are grown
 from the mapping's valid sample, each with its own RecId, CaseNo and UpdateTime.
 
 For tests of what goes wrong, the next answers can be a SOAP fault (`fault_next`), late
@@ -147,6 +148,9 @@ class CaseQuerySource:
         """(HTTP status, GB18030 SOAP answer) to one call."""
         envelope = etree.fromstring(body, etree.XMLParser(resolve_entities=False))
         query = envelope.find(f"{{{_SOAP}}}Body/{{{NAMESPACE}}}QueryCases")
+        as_element = query is None
+        if as_element:
+            query = envelope.find(f"{{{_SOAP}}}Body/{{{NAMESPACE}}}QueryCasesXml")
         if query is None:
             return 500, _fault("soap:Client", "unknown operation")
         parameters = {etree.QName(child).localname: child.text or "" for child in query}
@@ -168,18 +172,11 @@ class CaseQuerySource:
             return 500, _fault("soap:Server", "数据库连接超时，请稍后重试")
         if emptying:
             return 200, _response(None)
-        since = parameters.get("since", "")
-        chosen = [c for c in cases if c.update_time >= since]
-        number = int(parameters.get("pageNo") or 1)
-        size = int(parameters.get("pageSize") or 100_000)
-        page = chosen[(number - 1) * size : number * size]
-        document = (
-            '<?xml version="1.0" encoding="GB18030"?>\n'
-            f'<CaseList total="{len(chosen)}" pageNo="{number}">\n'
-            + "".join(f"  {c.xml}\n" for c in page)
-            + "</CaseList>\n"
+        if as_element:
+            return 200, _element_response(cases, parameters)
+        return 200, _response(
+            '<?xml version="1.0" encoding="GB18030"?>\n' + _case_list(cases, parameters)
         )
-        return 200, _response(document)
 
     def _refusal(
         self, envelope: Any, parameters: dict[str, str], authorization: str | None
@@ -196,6 +193,28 @@ class CaseQuerySource:
             if (user, password) != self.username_token:
                 return "WS-Security UsernameToken missing or wrong"
         return None
+
+
+def _case_list(cases: list[SourceCase], parameters: dict[str, str], xmlns: str = "") -> str:
+    """The page of `cases` the query's since, pageNo and pageSize ask for, as a CaseList."""
+    since = parameters.get("since", "")
+    chosen = [c for c in cases if c.update_time >= since]
+    number = int(parameters.get("pageNo") or 1)
+    size = int(parameters.get("pageSize") or 100_000)
+    page = chosen[(number - 1) * size : number * size]
+    return (
+        f'<CaseList{xmlns} total="{len(chosen)}" pageNo="{number}">\n'
+        + "".join(f"  {c.xml}\n" for c in page)
+        + "</CaseList>\n"
+    )
+
+
+def _element_response(cases: list[SourceCase], parameters: dict[str, str]) -> bytes:
+    """QueryCasesXml's answer: the CaseList as the response's child, in the service namespace."""
+    listing = _case_list(cases, parameters, xmlns=f' xmlns="{NAMESPACE}"')
+    return _envelope(
+        f'<QueryCasesXmlResponse xmlns="{NAMESPACE}">{listing}</QueryCasesXmlResponse>'
+    )
 
 
 def _response(document: str | None) -> bytes:

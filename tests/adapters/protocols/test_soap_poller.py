@@ -400,3 +400,40 @@ def test_a_json_poller_feeding_an_xml_mapping_is_refused_with_the_line(tmp_path:
     assert f"{systems_file}:6:" in message
     assert "adapter rest_poller hands JSON payloads" in message
     assert f"{SYSTEM}/case_query.yaml:" in message and "reads XML" in message
+
+
+def test_the_body_element_is_the_document_when_the_operation_answers_document_literal(
+    source: CaseQuerySource, tmp_path: Path
+) -> None:
+    from lxml import etree
+
+    spaces = {"w": "http://whlyzf.hangzhou.example/"}
+    options = options_for(
+        source,
+        operation="QueryCasesXml",
+        document_as="element",
+        document_parameter=None,
+        namespaces=spaces,
+        records_path="/w:QueryCasesXmlResponse/w:CaseList/w:Case",
+        record_time_path="w:UpdateTime",
+        record_id_path="w:RecId",
+        total_path="/w:QueryCasesXmlResponse/w:CaseList/@total",
+    )
+    source.add(grown_case(n, stamp(n), name="王䶮网咖") for n in range(5))
+    rig = Rig(tmp_path, parse_systems(systems(options)))
+    try:
+        poller = rig.poller()
+        page, document = poller.fetch(datetime(2026, 4, 8, 9, 1, tzinfo=SHANGHAI), None)
+        assert source.calls[-1]["since"] == stamp(1)
+        assert [r.record_id for r in page.records] == ["HZWL-000001", "HZWL-000002", "HZWL-000003"]
+        assert page.next == 2  # total 4 at three a page
+        payload = poller.payload(document, page.records[1:])
+        root = etree.fromstring(payload)
+        kept = root.xpath(
+            "/w:QueryCasesXmlResponse/w:CaseList/w:Case/w:RecId/text()", namespaces=spaces
+        )
+        assert kept == ["HZWL-000002", "HZWL-000003"]
+        assert root.xpath("string(//w:Party/w:Name)", namespaces=spaces) == "王䶮网咖"
+        poller.close()
+    finally:
+        rig.close()
