@@ -59,6 +59,7 @@ from hub.simulators.departments import (
 )
 from hub.simulators.landscape import Landscape, build_landscape
 from hub.simulators.server import LoopbackServer, free_port
+from hub.simulators.soap_source import CaseQuerySource
 from hub.simulators.sources import SimulatedSource
 from hub.simulators.targets import DeliveryLog, FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic, TrafficPayload
@@ -70,6 +71,8 @@ from systems import ChannelConfig, SystemConfig
 
 DEMO_BODY_LIMIT = 2 * 1024 * 1024
 """The hub's body limit during the demo: the oversized payloads exceed it."""
+POLLER_ADAPTERS = frozenset({"rest_poller", "soap_poller"})
+"""The pollers whose systems the demo simulates (their records count in its budget)."""
 
 
 class DemoOptions(BaseModel):
@@ -355,7 +358,7 @@ class RunningLandscape:
     broker: bus.Broker
     targets: dict[str, SimulatedTarget]
     pullers: dict[str, OutboxPuller]
-    sources: dict[str, SimulatedSource]
+    sources: dict[str, SimulatedSource | CaseQuerySource]
 
 
 @contextmanager
@@ -396,7 +399,7 @@ def running_landscape(
             )
             stack.enter_context(server)
             targets[system.id] = target
-        sources: dict[str, SimulatedSource] = {}
+        sources: dict[str, SimulatedSource | CaseQuerySource] = {}
         for system in landscape.systems.systems:
             if any(channel.adapter == "rest_poller" for channel in system.inbound):
                 source = SimulatedSource(
@@ -413,6 +416,12 @@ def running_landscape(
                     )
                 )
                 sources[system.id] = source
+            elif any(channel.adapter == "soap_poller" for channel in system.inbound):
+                answering = CaseQuerySource.serving(
+                    system, port=landscape.ports[system.id], records=per_channel
+                )
+                stack.callback(answering.close)
+                sources[system.id] = answering
         app = create_app(settings, systems=landscape.systems, clock=clock)
         hub = stack.enter_context(LoopbackServer(app, port=settings.port, name="hub"))
         stop = threading.Event()
@@ -465,7 +474,7 @@ def _records_per_channel(
     count = 0
     for system in landscape.systems.systems:
         for channel in system.inbound:
-            grown = channel.adapter in PUSH_ADAPTERS or channel.adapter == "rest_poller"
+            grown = channel.adapter in PUSH_ADAPTERS or channel.adapter in POLLER_ADAPTERS
             if grown and channel.message_type not in ANSWER_TYPES:
                 count += 1
     return max(1, options.records // max(1, count))

@@ -18,23 +18,28 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
+from zoneinfo import ZoneInfo
 
 from lxml import etree
 
 from mappings import SYSTEMS_ROOT
+from systems import SystemConfig
 
 WSDL = Path(__file__).parent / "wsdl" / "city-culture-enforcement.wsdl"
 SAMPLE = SYSTEMS_ROOT / "city-culture-enforcement" / "samples" / "case_query" / "valid-cases.xml"
 NAMESPACE = "http://whlyzf.hangzhou.example/"
 PATH = "/whlyzf/CaseQuery.asmx"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 _SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 _WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 
@@ -79,12 +84,16 @@ class CaseQuerySource:
         token: str | None = "city-token",
         basic: tuple[str, str] | None = None,
         username_token: tuple[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.token = token
         self.basic = basic
         self.username_token = username_token
         self.cases: list[SourceCase] = []
         self.calls: list[dict[str, str]] = []
+        self.served: set[str] = set()
+        """RecIds of the cases some answer held."""
         self.fault_next = 0
         self.delay_next = 0.0
         self.empty_next = 0
@@ -120,11 +129,33 @@ class CaseQuerySource:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the caller gave up waiting (a timeout test)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()
+
+    @classmethod
+    def serving(cls, system: SystemConfig, *, port: int, records: int) -> CaseQuerySource:
+        """The source a landscape's soap_poller channel of `system` reads, on `port`, holding
+        `records` cases changed a second apart over the last day; its token is the one the
+        channel sends (the variable its secret_parameters name)."""
+        channel = next(c for c in system.inbound if c.adapter == "soap_poller")
+        variable = channel.options.get("secret_parameters", {}).get("token")
+        source = cls(token=os.environ.get(variable) if variable else None, port=port)
+        start = datetime.now(UTC).astimezone(SHANGHAI) - timedelta(days=1)
+        source.add(
+            grown_case(n, (start + timedelta(seconds=n)).strftime("%Y-%m-%d %H:%M:%S"))
+            for n in range(records)
+        )
+        return source
+
+    def counts(self) -> dict[str, int]:
+        """records (held), served (answered to a poller), valid and served_valid (every case
+        grown from the valid sample is valid), as a demo reports a source."""
+        with self._lock:
+            records, served = len(self.cases), len(self.served)
+        return {"records": records, "served": served, "valid": records, "served_valid": served}
 
     @property
     def url(self) -> str:
@@ -172,6 +203,8 @@ class CaseQuerySource:
             return 500, _fault("soap:Server", "数据库连接超时，请稍后重试")
         if emptying:
             return 200, _response(None)
+        with self._lock:
+            self.served.update(c.rec_id for c in _page(cases, parameters)[1])
         if as_element:
             return 200, _element_response(cases, parameters)
         return 200, _response(
@@ -195,13 +228,20 @@ class CaseQuerySource:
         return None
 
 
-def _case_list(cases: list[SourceCase], parameters: dict[str, str], xmlns: str = "") -> str:
-    """The page of `cases` the query's since, pageNo and pageSize ask for, as a CaseList."""
+def _page(
+    cases: list[SourceCase], parameters: dict[str, str]
+) -> tuple[list[SourceCase], list[SourceCase], int]:
+    """(the cases since `since`, the page of them asked for, its number)."""
     since = parameters.get("since", "")
     chosen = [c for c in cases if c.update_time >= since]
     number = int(parameters.get("pageNo") or 1)
     size = int(parameters.get("pageSize") or 100_000)
-    page = chosen[(number - 1) * size : number * size]
+    return chosen, chosen[(number - 1) * size : number * size], number
+
+
+def _case_list(cases: list[SourceCase], parameters: dict[str, str], xmlns: str = "") -> str:
+    """The page of `cases` the query's since, pageNo and pageSize ask for, as a CaseList."""
+    chosen, page, number = _page(cases, parameters)
     return (
         f'<CaseList{xmlns} total="{len(chosen)}" pageNo="{number}">\n'
         + "".join(f"  {c.xml}\n" for c in page)

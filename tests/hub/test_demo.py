@@ -39,6 +39,7 @@ def _assert_books_balance(report: DemoReport) -> None:
     assert report.books["national"].retried + report.books["national"].dead_lettered > 0
     assert report.books["eco-env-penalty"].pulled == report.books["eco-env-penalty"].delivered
     assert report.books["emergency-penalty"].accepted > 0  # read by the pollers
+    assert report.books["city-culture-enforcement"].accepted > 0  # read by the SOAP poller
 
 
 @pytest.mark.slow
