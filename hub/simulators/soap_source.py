@@ -9,9 +9,10 @@ answers the same CaseList as the body's element, document/literal). Cases are gr
 from the mapping's valid sample, each with its own RecId, CaseNo and UpdateTime.
 
 For tests of what goes wrong, the next answers can be a SOAP fault (`fault_next`), late
-(`delay_next`, seconds), empty (`empty_next`: no QueryCasesResult) or given bytes
-(`raw_next`). It authenticates the way it is told: the token parameter, HTTP Basic
-(`basic`: user, password) or a WS-Security UsernameToken (`username_token`: user, password).
+(`delay_next`, seconds), empty (`empty_next`: no QueryCasesResult), given bytes
+(`raw_next`) or a redirect to another address (`redirect_next`). It authenticates the way it
+is told: the token parameter, HTTP Basic (`basic`: user, password) or a WS-Security
+UsernameToken (`username_token`: user, password).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class CaseQuerySource:
         self.delay_next = 0.0
         self.empty_next = 0
         self.raw_next: bytes | None = None
+        self.redirect_next: str | None = None
         self._lock = threading.Lock()
         owner = self
 
@@ -116,6 +118,14 @@ class CaseQuerySource:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with owner._lock:
+                    moved, owner.redirect_next = owner.redirect_next, None
+                if moved is not None:
+                    self.send_response(307)
+                    self.send_header("Location", moved)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 status, answer = owner.answer(body, self.headers.get("Authorization"))
                 self._send(status, answer, "text/xml; charset=GB18030")
 

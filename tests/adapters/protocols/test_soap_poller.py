@@ -229,6 +229,20 @@ def test_a_document_in_a_string_that_is_not_xml_is_a_source_failure_naming_it(
     poller.close()
 
 
+def test_a_redirect_is_not_followed(source: CaseQuerySource, rig: Rig) -> None:
+    elsewhere = CaseQuerySource()
+    try:
+        source.redirect_next = elsewhere.url
+        poller = rig.poller()
+        with pytest.raises(SourceUnavailable, match="307") as failed:
+            poller.poll_once()
+        assert elsewhere.url in str(failed.value)
+        assert elsewhere.calls == []  # nothing, the token least of all, went there
+        poller.close()
+    finally:
+        elsewhere.close()
+
+
 def test_an_empty_answer_is_an_empty_page(source: CaseQuerySource, rig: Rig) -> None:
     source.empty_next = 1
     poller = rig.poller()
