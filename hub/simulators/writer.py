@@ -143,7 +143,9 @@ class RecordWriter:
             reading = FUNCTIONS[name].parse_options(raw).model_dump(by_alias=True)
             writing_name, options = inverse(reading)
             writing = FUNCTIONS[writing_name]
-            steps.append(writing.build(writing.parse_options(options), self._context))
+            step = writing.build(writing.parse_options(options), self._context)
+            assert callable(step), f"{writing_name} reads the record; it has no inverse"
+            steps.append(step)
 
         def encode(value: Any) -> Any:
             for step in steps:
