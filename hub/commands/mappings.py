@@ -24,7 +24,12 @@ from mappings.language import (
     SystemSpec,
 )
 from mappings.payloads import PayloadLimits
-from mappings.samples import run_samples, translation_as_data, unread_source_fields
+from mappings.samples import (
+    ignore_warnings,
+    run_samples,
+    translation_as_data,
+    unread_source_fields,
+)
 from mappings.system import SYSTEMS_ROOT, SystemMappings, load_all, load_system
 from standard.envelope import Envelope
 
@@ -109,6 +114,11 @@ def test_command(
                 )
                 for field in fields:
                     console.print(f"         {escape(field)}")
+        for message_type, problems in ignore_warnings(mappings).items():
+            for problem in problems:
+                console.print(
+                    f"[yellow]ignore[/yellow] {mappings.id} {message_type}: {escape(problem)}"
+                )
     verdict = "[red]failed[/red]" if failures else "[green]passed[/green]"
     console.print(f"{total - failures} of {total} samples passed: {verdict}")
     if failures:
