@@ -559,17 +559,17 @@ def _check_assumptions(
                 where,
                 field=name,
             )
+        if name == key:
+            raise document.error(
+                f"'{name}' is the key of dataset '{mapping.dataset}'; a key is never assumed",
+                where,
+                field=name,
+            )
         if name in mapping.fields:
             line, _ = document.position(("fields", name))
             raise document.error(
                 f"'{name}' is both mapped from the source (fields, line {line}) and assumed; "
                 "a field the system sends is not assumed: remove one of them",
-                where,
-                field=name,
-            )
-        if name == key:
-            raise document.error(
-                f"'{name}' is the key of dataset '{mapping.dataset}'; a key is never assumed",
                 where,
                 field=name,
             )
@@ -615,7 +615,10 @@ def _check_amount_unit(
     for index, item in enumerate(rule.pipe):
         if not isinstance(item, dict) or set(item) != {"amount"}:
             continue
-        options = FUNCTIONS["amount"].parse_options(item["amount"])
+        try:
+            options = FUNCTIONS["amount"].parse_options(item["amount"])
+        except (ValidationError, ValueError):
+            return  # the compiler reports bad options where they are written
         assert isinstance(options, AmountOptions)
         into = unit_table().unit(options.into).name
         if into != expected:
