@@ -20,6 +20,14 @@ functions, then a *default*::
 Sources: `path` (XPath 1.0 for XML, JMESPath for JSON), `const`, `concat` (of rules),
 `when`/`then`/`else`, `each` (a list: one item per node or element of a path), `fields` (an
 object). A mapping without any rule keyword is shorthand for `{fields: ...}`.
+
+Beside its field rules an inbound mapping says what the system does not send and what it sends
+that nobody reads::
+
+    assume:                      # a value the system never sends, and why (carried in lineage)
+      case_source: {value: "9", why: the vendor's system has no 案件来源}
+    ignore:                      # source fields read by nobody on purpose
+      - {path: /Batch/@sender, reason: the sender is known from the channel}
 """
 
 from __future__ import annotations

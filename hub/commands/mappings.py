@@ -16,9 +16,11 @@ from rich.table import Table
 from mappings.errors import MappingEngineError, MappingError, PayloadRejected
 from mappings.functions import FUNCTIONS, MappingFunction
 from mappings.language import (
+    Assumption,
     Condition,
     EnvelopeRules,
     FieldRule,
+    Ignored,
     InboundMapping,
     OutboundMapping,
     SystemSpec,
@@ -264,6 +266,8 @@ def language_command() -> None:
         PayloadLimits,
         InboundMapping,
         EnvelopeRules,
+        Assumption,
+        Ignored,
         OutboundMapping,
         FieldRule,
         Condition,
