@@ -9,9 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from broker_support import drain
 from monitor_support import SAMPLES, value
 
-from mappings import load_system
+import bus
+from adapters.ingress import Ingress
+from adapters.routing import Directory
+from bus import Target, Topology
+from hub.systems import load_systems
+from mappings import load_all, load_system
 from monitor.journal import Journal, JournalOptions, Step
 from monitor.observer import Observer
 from monitor.quality import (
@@ -155,12 +161,6 @@ def test_assumed_values_are_counted_as_assumed_through_the_ingress(tmp_path: Pat
     """national's risk_warning assumes status (its push has none): on the embedded bus the
     published envelope names it in its lineage, the journal and the report count it as
     assumed, and completeness does not count it as sent."""
-    import bus
-    from adapters.ingress import Ingress
-    from adapters.routing import Directory
-    from bus import Target, Topology
-    from hub.systems import load_systems
-    from mappings import load_all
 
     system = "national"
     before = value(
@@ -188,8 +188,6 @@ def test_assumed_values_are_counted_as_assumed_through_the_ingress(tmp_path: Pat
             journal.flush()
             steps = journal.trace(result.receipt_id)
             report = quality_report(journal, since=datetime.now(UTC) - timedelta(minutes=5))
-        from broker_support import drain
-
         messages = drain(broker, "warnings", 2)
     finally:
         broker.close()
