@@ -312,3 +312,25 @@ def test_an_ignored_path_that_does_not_compile_fails_at_load(system_copy: Path) 
     error = _load_error(system_copy, "culture-penalty")
     assert (error.file, error.line) == (path, _line_of(path, "ignore:"))
     assert "XPath" in error.reason
+
+
+def test_amount_reads_its_unit_beside_the_amount_in_json(system_copy: Path) -> None:
+    _edit(
+        system_copy,
+        "agri-penalty/case_records.yaml",
+        "fine_amount: {path: decisionInfo.fineAmount, pipe: [trim, decimal]}",
+        "fine_amount: {path: decisionInfo.fineAmount, "
+        "pipe: [trim, {amount: {unit_path: decisionInfo.fineUnit, unit: 元}}]}",
+    )
+    system = load_system(system_copy / "agri-penalty")
+    path = SYSTEMS_ROOT / "agri-penalty/samples/case_records/valid-records.json"
+    body = json.loads(path.read_bytes())
+    body["records"][0]["decisionInfo"].update(fineAmount="0.8", fineUnit="万元")
+    body["records"][1]["decisionInfo"]["fineUnit"] = "千元"
+    body["records"][2]["decisionInfo"]["fineUnit"] = "USD"
+    result = system.translate("case_records", json.dumps(body, ensure_ascii=False).encode())
+    assert [e.data["fine_amount"] for e in result.envelopes[:2]] == ["8000.00", "62400000.00"]
+    (error,) = result.errors
+    assert (error.record_index, error.field, error.rule) == (2, "fine_amount", "amount unit")
+    assert error.source_path == "decisionInfo.fineUnit" and error.location == "records[2]"
+    assert "'USD' is not in the unit table" in error.message
