@@ -67,6 +67,12 @@ class RecordWriter:
         if rule is None:
             if value is None:
                 return
+            assumed = self.spec.assume.get(field)
+            if assumed is not None:
+                raise ValueError(
+                    f"{self.where}: {field} is not sent by the system but assumed "
+                    f"({assumed.value!r}: {assumed.why}); it cannot be written"
+                )
             raise ValueError(f"{self.where}: the mapping reads no field {field!r}")
         self._write(record, _rule(rule), value, field)
 
