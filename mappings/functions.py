@@ -581,12 +581,8 @@ def _known_unit(spelling: str) -> str:
     return spelling
 
 
-# An option naming a unit of money the unit table (mappings/units.yaml) knows.
-UnitName = Annotated[str, AfterValidator(_known_unit)]
-
-
 class AmountOptions(FunctionOptions):
-    unit: UnitName | None = Field(
+    unit: str | None = Field(
         default=None,
         description=(
             "The unit the system sends amounts in (元, 万元, 千元, 百万元, 亿元, 分 or a spelling "
@@ -600,13 +596,18 @@ class AmountOptions(FunctionOptions):
             "path) giving the unit with each amount, e.g. `cf:FKJE/@dw`."
         ),
     )
-    into: UnitName = Field(
+    into: str = Field(
         default="元",
         description=(
             "The unit to give: 元 for the standard's amounts (罚款金额 …), 万元 for 双公示's "
             "(`fine_wan_yuan` …); checked against the target field when the mapping is loaded."
         ),
     )
+
+    @field_validator("unit", "into")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        return None if value is None else _known_unit(value)
 
 
 @function(
