@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from mappings.errors import ValueProblem
-from mappings.functions import FUNCTIONS, BuildContext, OptionProblem, Step
+from mappings.functions import FUNCTIONS, BuildContext, OptionProblem, RecordStep, Step
 from mappings.language import Condition, FieldRule
 from mappings.paths import (
     JsonPath,
@@ -39,12 +40,14 @@ Format = Literal["xml", "json"]
 
 @dataclass(frozen=True)
 class CompiledPipe:
-    """The steps of a pipe, each with whether it takes a whole list."""
+    """The steps of a pipe, each with whether it takes a whole list. A step that reads the
+    record too (a RecordStep, such as `amount` with `unit_path`) is bound to the record's
+    context when the rule is evaluated."""
 
-    steps: tuple[tuple[Step, bool], ...]
+    steps: tuple[tuple[Step | RecordStep, bool], ...]
 
-    def __call__(self, value: Any) -> Any:
-        for step, whole_list in self.steps:
+    def __call__(self, value: Any, context: Any = None) -> Any:
+        for step, whole_list in self.bound(context):
             if value is None:
                 return None
             if type(value) is list and not whole_list:
@@ -52,6 +55,18 @@ class CompiledPipe:
             else:
                 value = step(value)
         return value
+
+    def bound(self, context: Any) -> tuple[tuple[Step, bool], ...]:
+        """The steps, those that read the record bound to `context`."""
+        return tuple(
+            (step.bind(context) if isinstance(step, RecordStep) else step, whole)
+            for step, whole in self.steps
+        )
+
+    @property
+    def reads_record(self) -> bool:
+        """True when a step reads the record beside the value."""
+        return any(isinstance(step, RecordStep) for step, _ in self.steps)
 
 
 def mapped_dataset(name: str, document: YamlFile) -> DatasetSpec:
@@ -123,11 +138,40 @@ class RuleCompiler:
         self.paths_read.append(compiled)
         return compiled
 
+    def check_path(self, text: str, location: Location) -> None:
+        """Raise a MappingError at `location` when `text` is not a path of this file's format;
+        unlike `path`, it does not count as read (`ignore:` names fields nobody reads)."""
+        try:
+            if self.syntax == "xml":
+                compile_xpath(text, self.namespaces)
+            else:
+                compile_jmespath(text)
+        except PathInvalid as error:
+            raise self.document.error(str(error), location) from None
+
+    def _option_path(
+        self, text: str, option: str, *, location: Location, field: str | None
+    ) -> Evaluate:
+        """A reader of a path a function's option names (`amount`'s `unit_path`)."""
+        try:
+            compiled: XmlPath | JsonPath = (
+                compile_xpath(text, self.namespaces)
+                if self.syntax == "xml"
+                else compile_jmespath(text)
+            )
+        except PathInvalid as error:
+            raise OptionProblem(str(error), option) from None
+        self.paths_read.append(compiled)
+        return compiled.reader
+
     # ------------------------------------------------------------------ pipes
 
     def pipe(self, items: Sequence[Any], location: Location, field: str | None) -> CompiledPipe:
         """Build each function of a pipe with its options."""
-        steps: list[tuple[Step, bool]] = []
+        steps: list[tuple[Step | RecordStep, bool]] = []
+        context = replace(
+            self.context, read_path=partial(self._option_path, location=location, field=field)
+        )
         for index, item in enumerate(items):
             here = (*location, index)
             if isinstance(item, str):
@@ -152,7 +196,7 @@ class RuleCompiler:
             option_location = here if raw is None or not isinstance(item, dict) else (*here, name)
             try:
                 options = function.parse_options(raw)
-                step = function.build(options, self.context)
+                step = function.build(options, context)
             except ValidationError as error:
                 problem = error.errors(include_url=False)[0]
                 where = tuple(part for part in problem["loc"] if isinstance(raw, dict))
@@ -319,12 +363,14 @@ def _combine(
 
         return with_default
 
-    steps = pipe.steps
+    reads_record = pipe.reads_record
+    plain_steps = pipe.bound(None)
 
     def piped(context: Any) -> Any:
         value = source(context)
         if value is None:
             return default
+        steps = pipe.bound(context) if reads_record else plain_steps
         try:
             for step, whole_list in steps:
                 if whole_list or type(value) is not list:

@@ -8,12 +8,18 @@ computes a string or boolean instead of selecting nodes (`p:A = '1'`) marks the 
 attribute names it mentions. JSON is followed by key path: a dotted JMESPath
 (`reporter.name`) marks exactly that path below its record, any other expression marks the
 field names it mentions.
+
+A mapping's `ignore:` names fields read by nobody on purpose, in the form this report writes
+them (from the payload's root); a field at or below an ignored path is not reported. An
+ignored path that no sample contains, or below which a rule reads a field, is reported in turn
+(`ignore_problems`): the list of what nobody reads must stay true as the mapping changes.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from lxml import etree
@@ -28,18 +34,58 @@ _QNAME_IN_XPATH = re.compile(r"@?(?:[^\W\d][\w.\-]*:)?[^\W\d][\w.\-]*")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
-def unread_fields(translation: InboundTranslation, payloads: Iterable[bytes]) -> list[str]:
-    """Generic paths of source fields present in `payloads` that the mapping never reads."""
-    unread: set[str] = set()
+@dataclass
+class Coverage:
+    """What the samples of one message type hold and what no rule reads, as generic paths."""
+
+    present: set[str] = field(default_factory=set)
+    unread: set[str] = field(default_factory=set)
+
+
+def coverage(translation: InboundTranslation, payloads: Iterable[bytes]) -> Coverage:
+    """The source fields present in `payloads`, and those the mapping's rules never read."""
+    found = Coverage()
     for payload in payloads:
         try:
             if translation.mapping.format == "xml":
-                unread |= _unread_xml(translation, payload)
+                present, unread = _unread_xml(translation, payload)
             else:
-                unread |= _unread_json(translation, payload)
+                present, unread = _unread_json(translation, payload)
         except PayloadRejected:
             continue  # invalid samples have no fields to report
-    return sorted(unread)
+        found.present |= present
+        found.unread |= unread
+    return found
+
+
+def unread_fields(translation: InboundTranslation, payloads: Iterable[bytes]) -> list[str]:
+    """Generic paths of source fields present in `payloads` that the mapping never reads and
+    does not ignore."""
+    ignored = [item.path for item in translation.mapping.ignore]
+    unread = coverage(translation, payloads).unread
+    return sorted(path for path in unread if not any(_below(path, top) for top in ignored))
+
+
+def ignore_problems(translation: InboundTranslation, payloads: Iterable[bytes]) -> list[str]:
+    """One line per `ignore:` entry that is not true of the samples: no sample contains the
+    field, or a rule reads it (or something below it)."""
+    found = coverage(translation, payloads)
+    problems: list[str] = []
+    for item in translation.mapping.ignore:
+        inside = sorted(path for path in found.present if _below(path, item.path))
+        if not inside:
+            problems.append(f"ignored {item.path}: no sample contains it")
+            continue
+        read = [path for path in inside if path not in found.unread]
+        if read:
+            shown = ", ".join(read[:3]) + (", ..." if len(read) > 3 else "")
+            problems.append(f"ignored {item.path}: a rule reads it ({shown})")
+    return problems
+
+
+def _below(path: str, top: str) -> bool:
+    top = top.strip()
+    return path == top or path.startswith((top + "/", top + ".", top + "[", top + "/@"))
 
 
 def _rules(translation: InboundTranslation) -> list[FieldRule]:
@@ -113,16 +159,17 @@ def _names(text: str, namespaces: dict[str, str]) -> set[str]:
     return found
 
 
-def _unread_xml(translation: InboundTranslation, payload: bytes) -> set[str]:
+def _unread_xml(translation: InboundTranslation, payload: bytes) -> tuple[set[str], set[str]]:
     mapping = translation.mapping
     root = parse_xml(payload, translation.system.limits)
     reads = _XmlReads(mapping.namespaces)
     records = reads.path(mapping.records, [root], as_value=False)
     if not records:
-        return set()  # not a payload of this message type: nothing to report
+        return set(), set()  # not a payload of this message type: nothing to report
     for rule in _rules(translation):
         reads.rule(rule, records)
     prefixes = {uri: prefix for prefix, uri in mapping.namespaces.items()}
+    present: set[str] = set()
     unread: set[str] = set()
     for element in root.iter(etree.Element):
         covered = any(node in reads.elements for node in _self_and_ancestors(element))
@@ -130,14 +177,19 @@ def _unread_xml(translation: InboundTranslation, payload: bytes) -> set[str]:
         # An empty element with attributes (<Party name=".."/>) carries only its attributes,
         # which are reported one by one below.
         carries_text = bool((element.text or "").strip()) or not element.attrib
-        if is_leaf and carries_text and not covered and _clark_name(element) not in reads.names:
-            unread.add(_generic(element, prefixes))
+        generic = _generic(element, prefixes)
+        if is_leaf and carries_text:
+            present.add(generic)
+            if not covered and _clark_name(element) not in reads.names:
+                unread.add(generic)
         for attribute in element.attrib:
             name = str(attribute)
+            path = f"{generic}/@{_prefixed(name, prefixes)}"
+            present.add(path)
             if covered or (element, name) in reads.attributes or "@" + name in reads.names:
                 continue
-            unread.add(f"{_generic(element, prefixes)}/@{_prefixed(name, prefixes)}")
-    return unread
+            unread.add(path)
+    return present, unread
 
 
 def _self_and_ancestors(element: Any) -> Iterable[Any]:
@@ -220,7 +272,7 @@ class _JsonReads:
         )
 
 
-def _unread_json(translation: InboundTranslation, payload: bytes) -> set[str]:
+def _unread_json(translation: InboundTranslation, payload: bytes) -> tuple[set[str], set[str]]:
     mapping = translation.mapping
     root = parse_json(payload, translation.system.limits)
     reads = _JsonReads()
@@ -232,12 +284,13 @@ def _unread_json(translation: InboundTranslation, payload: bytes) -> set[str]:
         PAYLOAD_ROOT.reset(token)
     record_prefix = reads.path(mapping.records, "", as_value=False)
     if record_prefix is None or found is None or found == []:
-        return set()  # not a payload of this message type: nothing to report
+        return set(), set()  # not a payload of this message type: nothing to report
     if isinstance(found, list):
         record_prefix += "[]"
     for rule in _rules(translation):
         reads.rule(rule, record_prefix)
-    return {leaf for leaf in _json_leaves(root, "") if not reads.covers(leaf)}
+    present = set(_json_leaves(root, ""))
+    return present, {leaf for leaf in present if not reads.covers(leaf)}
 
 
 def _json_leaves(value: Any, prefix: str) -> Iterable[str]:

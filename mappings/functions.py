@@ -37,6 +37,7 @@ from mappings.dateformats import (
 )
 from mappings.errors import ValueProblem
 from mappings.lookup_tables import CodeTable
+from mappings.units import MoneyUnit, UnitNotExact, UnitUnknown, unit_table
 from standard.errors import quoted
 from standard.types import (
     AmountNotExact,
@@ -48,6 +49,7 @@ from standard.types import (
 )
 
 Step = Callable[[Any], Any]
+"""A built function: value → value. A function that reads the record builds a RecordStep."""
 Direction = Literal["inbound", "outbound"]
 
 
@@ -59,10 +61,30 @@ class FunctionOptions(BaseModel):
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a function may consult when it is built: the system's code tables."""
+    """What a function may consult when it is built: the system's code tables and, for a
+    function that reads the record too (`amount`'s unit), a compiler of the mapping's paths."""
 
     tables: Mapping[str, CodeTable]
     system: str
+    read_path: Callable[[str, str], Callable[[Any], Any]] | None = None
+    """(path, option naming it) → a reader of the record context; OptionProblem if it does
+    not compile. None where the caller has no record (a function built on its own)."""
+
+
+@dataclass(frozen=True)
+class RecordStep:
+    """A step that also reads the record it works on: `apply(value, record context)`.
+
+    The compiler passes the context of the rule being evaluated (the record, or the item of an
+    `each`), so an option may name a path beside the value, as `amount`'s `unit_path` does.
+    """
+
+    apply: Callable[[Any, Any], Any]
+
+    def bind(self, record: Any) -> Step:
+        """This step for the values of one record (or item)."""
+        apply = self.apply
+        return lambda value: apply(value, record)
 
 
 class OptionProblem(ValueError):
@@ -86,7 +108,7 @@ class MappingFunction:
     primary: str | None
     whole_list: bool
     examples: tuple[str, ...]
-    builder: Callable[[Any, BuildContext], Step]
+    builder: Callable[[Any, BuildContext], Step | RecordStep]
 
     @property
     def summary(self) -> str:
@@ -109,12 +131,15 @@ class MappingFunction:
             )
         return self.options.model_validate({self.primary: raw})
 
-    def build(self, options: FunctionOptions, context: BuildContext) -> Step:
+    def build(self, options: FunctionOptions, context: BuildContext) -> Step | RecordStep:
         """The step that applies this function with `options`."""
         return self.builder(options, context)
 
 
 FUNCTIONS: dict[str, MappingFunction] = {}
+
+
+Builder = Callable[[OptionsT, BuildContext], Step | RecordStep]
 
 
 def function(
@@ -124,12 +149,10 @@ def function(
     primary: str | None = None,
     whole_list: bool = False,
     examples: tuple[str, ...] = (),
-) -> Callable[[Callable[[OptionsT, BuildContext], Step]], Callable[[OptionsT, BuildContext], Step]]:
+) -> Callable[[Builder[OptionsT]], Builder[OptionsT]]:
     """Register a function builder under `name`; its docstring is the function's documentation."""
 
-    def register(
-        builder: Callable[[OptionsT, BuildContext], Step],
-    ) -> Callable[[OptionsT, BuildContext], Step]:
+    def register(builder: Builder[OptionsT]) -> Builder[OptionsT]:
         if name in FUNCTIONS:
             raise ValueError(f"mapping function '{name}' is registered twice")
         if primary is not None and primary not in options.model_fields:
@@ -548,6 +571,109 @@ def _to_wan_yuan(options: NoOptions, context: BuildContext) -> Step:
         return _exact(yuan_to_wan_yuan, value, "to_wan_yuan")
 
     return step
+
+
+def _known_unit(spelling: str) -> str:
+    try:
+        unit_table().unit(spelling)
+    except UnitUnknown as error:
+        raise ValueError(str(error)) from None
+    return spelling
+
+
+class AmountOptions(FunctionOptions):
+    unit: str | None = Field(
+        default=None,
+        description=(
+            "The unit the system sends amounts in (元, 万元, 千元, 百万元, 亿元, 分 or a spelling "
+            "of one in mappings/units.yaml). With `unit_path`: the unit when that path gives none."
+        ),
+    )
+    unit_path: str | None = Field(
+        default=None,
+        description=(
+            "A path (relative to the record, or to the item of an `each`, like the field's own "
+            "path) giving the unit with each amount, e.g. `cf:FKJE/@dw`."
+        ),
+    )
+    into: str = Field(
+        default="元",
+        description=(
+            "The unit to give: 元 for the standard's amounts (罚款金额 …), 万元 for 双公示's "
+            "(`fine_wan_yuan` …); checked against the target field when the mapping is loaded."
+        ),
+    )
+
+    @field_validator("unit", "into")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        return None if value is None else _known_unit(value)
+
+
+@function(
+    "amount",
+    AmountOptions,
+    primary="unit",
+    examples=(
+        "{amount: 万元}",
+        "{amount: {unit: 元, into: 万元}}",
+        "{path: cf:FKJE, pipe: [trim, {amount: {unit_path: cf:FKJE/@dw}}]}",
+    ),
+)
+def _amount(options: AmountOptions, context: BuildContext) -> Step | RecordStep:
+    """Read an exact amount of money in its unit and convert it into 元 (or 万元), exactly.
+
+    The unit is a constant (`{amount: 万元}`) or read with each amount from a path
+    (`{amount: {unit_path: '@dw'}}`), and must be in the unit table (mappings/units.yaml:
+    元, 万元, 千元, 百万元, 亿元, 分 and their spellings). An unknown or missing unit is an error
+    naming it and the path it was read from; so is an amount that is not a whole number of 分.
+    Text is read as an exact decimal first, never through binary floating point.
+    """
+    table = unit_table()
+    into = table.unit(options.into).name
+    fixed = table.unit(options.unit) if options.unit is not None else None
+    rule = "amount"
+
+    def convert(value: Any, unit: MoneyUnit) -> Decimal:
+        amount = _to_decimal(value, rule)
+        try:
+            return table.convert(amount, unit, into)
+        except UnitNotExact as error:
+            raise ValueProblem(rule, str(error), value) from None
+
+    if options.unit_path is None:
+        if fixed is None:
+            raise OptionProblem("give `unit` (a constant unit) or `unit_path` (where it is sent)")
+        unit = fixed
+
+        def step(value: Any) -> Any:
+            return convert(value, unit)
+
+        return step
+    if context.read_path is None:
+        raise OptionProblem("`unit_path` needs a record to read; use it in a mapping", "unit_path")
+    path = options.unit_path
+    read_unit = context.read_path(path, "unit_path")
+
+    def with_unit(value: Any, record: Any) -> Any:
+        spelling = read_unit(record)
+        if spelling is None or (isinstance(spelling, str) and not spelling.strip()):
+            if fixed is None:
+                problem = ValueProblem(
+                    "amount unit", f"no unit at {path} for the amount {quoted(value)}", value
+                )
+                problem.source_path = path
+                raise problem
+            return convert(value, fixed)
+        try:
+            unit = table.unit(_text(spelling, "amount unit"))
+        except UnitUnknown as error:
+            problem = ValueProblem("amount unit", f"{error} (read from {path})", spelling)
+            problem.source_path = path
+            raise problem from None
+        return convert(value, unit)
+
+    return RecordStep(with_unit)
 
 
 class TextOptions(FunctionOptions):

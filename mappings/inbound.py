@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Annotated, Any, get_args
 
 from lxml import etree
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mappings.compiler import Evaluate, RuleCompiler, Sealed, mapped_dataset
 from mappings.errors import (
@@ -30,7 +31,7 @@ from mappings.errors import (
     TranslationError,
     ValueProblem,
 )
-from mappings.functions import FUNCTIONS, BuildContext, LookupOptions
+from mappings.functions import FUNCTIONS, AmountOptions, BuildContext, LookupOptions
 from mappings.language import FieldRule, InboundMapping, SystemSpec
 from mappings.paths import (
     PAYLOAD_ROOT,
@@ -41,6 +42,7 @@ from mappings.paths import (
     compile_xpath,
 )
 from mappings.payloads import parse_json, parse_xml
+from mappings.units import unit_table
 from mappings.yamlsource import YamlFile
 from standard.datasets.base import StandardRecord, violations_from
 from standard.dictionaries import dictionary
@@ -114,7 +116,21 @@ class InboundTranslation(Sealed):
         compiler = RuleCompiler(document, mapping.format, mapping.namespaces, context)
         self._compiler = compiler
         self.records_path = compiler.path(mapping.records, ("records",), None)
-        _check_target_fields(model, mapping.fields, document, ("fields",), context)
+        _check_target_fields(
+            model, mapping.fields, document, ("fields",), context, assumed=set(mapping.assume)
+        )
+        self._assumed = _check_assumptions(mapping, model, self.dataset.key_field, document)
+        self._assumed_lineage = (
+            json.dumps(
+                {name: rule.why for name, rule in mapping.assume.items()},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+            if mapping.assume
+            else None
+        )
+        for index, ignored in enumerate(mapping.ignore):
+            compiler.check_path(ignored.path, ("ignore", index, "path"))
         self._fields: tuple[tuple[str, Evaluate], ...] = compiler.fields(
             mapping.fields, ("fields",)
         )
@@ -236,6 +252,8 @@ class InboundTranslation(Sealed):
                 continue
             if value is not None:
                 data[name] = value
+        if operation != "delete":
+            data.update(self._assumed)
         time = self._envelope_value(self._time, context, "time", problems)
         if time is not None and not (isinstance(time, datetime) and time.tzinfo is not None):
             problems.append(
@@ -308,7 +326,12 @@ class InboundTranslation(Sealed):
         }
         try:
             if isinstance(content, StandardRecord):
-                return Envelope.wrap(content, operation=operation, **attributes)
+                return Envelope.wrap(
+                    content,
+                    operation=operation,
+                    lineageassumed=self._assumed_lineage,
+                    **attributes,
+                )
             return Envelope.wrap_delete(self.dataset.name, content, **attributes)
         except RecordInvalid as invalid:
             return self._errors(record, [], _envelope_violations(invalid))
@@ -488,6 +511,7 @@ def _check_target_fields(
     document: YamlFile,
     location: tuple[str | int, ...],
     context: BuildContext,
+    assumed: set[str] | None = None,
 ) -> None:
     known = model.model_fields
     for name, rule in rules.items():
@@ -498,6 +522,7 @@ def _check_target_fields(
                 field=name,
             )
         _check_lookup_codes(model, name, rule, document, (*location, name), context)
+        _check_amount_unit(known[name].annotation, name, rule, document, (*location, name))
         nested_rules = rule.fields
         if nested_rules is None:
             continue
@@ -509,13 +534,113 @@ def _check_target_fields(
                 field=name,
             )
         _check_target_fields(nested, nested_rules, document, (*location, name, "fields"), context)
-    missing = [name for name, info in known.items() if info.is_required() and name not in rules]
+    given = set(rules) | (assumed or set())
+    missing = [name for name, info in known.items() if info.is_required() and name not in given]
     if missing:
         raise document.error(
             f"mandatory field{'s' if len(missing) > 1 else ''} of {model.__name__} not computed: "
             f"{', '.join(missing)}",
             location,
         )
+
+
+def _check_assumptions(
+    mapping: InboundMapping, model: type[StandardRecord], key: str, document: YamlFile
+) -> dict[str, Any]:
+    """The assumed values, each checked: a field of the dataset, not mapped from the source
+    too, not the key, and a value the field accepts."""
+    known = model.model_fields
+    values: dict[str, Any] = {}
+    for name, assumption in mapping.assume.items():
+        where = ("assume", name)
+        if name not in known:
+            raise document.error(
+                f"dataset model {model.__name__} has no field '{name}'{_close(name, list(known))}",
+                where,
+                field=name,
+            )
+        if name == key:
+            raise document.error(
+                f"'{name}' is the key of dataset '{mapping.dataset}'; a key is never assumed",
+                where,
+                field=name,
+            )
+        if name in mapping.fields:
+            line, _ = document.position(("fields", name))
+            raise document.error(
+                f"'{name}' is both mapped from the source (fields, line {line}) and assumed; "
+                "a field the system sends is not assumed: remove one of them",
+                where,
+                field=name,
+            )
+        info = known[name]
+        annotation: Any = (
+            Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        )
+        try:
+            TypeAdapter(annotation).validate_python(assumption.value)
+        except ValidationError as error:
+            problem = error.errors(include_url=False)[0]
+            raise document.error(
+                f"the assumed value {assumption.value!r} is not a valid '{name}': {problem['msg']}",
+                (*where, "value"),
+                field=name,
+            ) from None
+        dictionary_name = field_meta(model, name).dictionary
+        if dictionary_name is not None:
+            allowed = dictionary(dictionary_name)
+            codes = assumption.value if isinstance(assumption.value, list) else [assumption.value]
+            if not all(str(code) in allowed for code in codes):
+                raise document.error(
+                    f"the assumed value {assumption.value!r} is not a code of the standard's "
+                    f"dictionary '{dictionary_name}' (codes: {', '.join(allowed.codes())})",
+                    (*where, "value"),
+                    field=name,
+                )
+        values[name] = assumption.value
+    return values
+
+
+def _check_amount_unit(
+    annotation: Any,
+    name: str,
+    rule: FieldRule,
+    document: YamlFile,
+    location: tuple[str | int, ...],
+) -> None:
+    """An `amount` that feeds a money field must give that field's unit (元 or 万元)."""
+    expected = _money_unit(annotation)
+    if expected is None:
+        return
+    for index, item in enumerate(rule.pipe):
+        if not isinstance(item, dict) or set(item) != {"amount"}:
+            continue
+        try:
+            options = FUNCTIONS["amount"].parse_options(item["amount"])
+        except (ValidationError, ValueError):
+            return  # the compiler reports bad options where they are written
+        assert isinstance(options, AmountOptions)
+        into = unit_table().unit(options.into).name
+        if into != expected:
+            raise document.error(
+                f"function 'amount' gives {into}, but '{name}' holds {expected}; "
+                f"write `into: {expected}`",
+                (*location, "pipe", index),
+                field=name,
+            )
+
+
+def _money_unit(annotation: Any) -> str | None:
+    """元 or 万元 when `annotation` is one of the standard's money types (by its `x-unit`)."""
+    for metadata in getattr(annotation, "__metadata__", ()):
+        schema = getattr(metadata, "json_schema", None)
+        if isinstance(schema, dict) and isinstance(schema.get("x-unit"), str):
+            return str(schema["x-unit"]).split(" ", 1)[0]
+    for argument in get_args(annotation):
+        found = _money_unit(argument)
+        if found is not None:
+            return found
+    return None
 
 
 def _check_lookup_codes(

@@ -20,6 +20,14 @@ functions, then a *default*::
 Sources: `path` (XPath 1.0 for XML, JMESPath for JSON), `const`, `concat` (of rules),
 `when`/`then`/`else`, `each` (a list: one item per node or element of a path), `fields` (an
 object). A mapping without any rule keyword is shorthand for `{fields: ...}`.
+
+Beside its field rules an inbound mapping says what the system does not send and what it sends
+that nobody reads::
+
+    assume:                      # a value the system never sends, and why (carried in lineage)
+      case_source: {value: "9", why: the vendor's system has no 案件来源}
+    ignore:                      # source fields read by nobody on purpose
+      - {path: /Batch/@sender, reason: the sender is known from the channel}
 """
 
 from __future__ import annotations
@@ -216,6 +224,46 @@ class EnvelopeRules(_Strict):
     )
 
 
+class Ignored(_Strict):
+    """A source field that no rule reads, on purpose: its path and why (`jghub mappings test`
+    no longer reports it as unread)."""
+
+    path: str = Field(
+        description=(
+            "The field as the unread report writes it, from the payload's root: an XPath such "
+            "as `/CaseData/@sender` (with the mapping's prefixes) or a JMESPath such as "
+            "`data.cases[].dsr.lxdh`. Everything inside it is ignored too."
+        )
+    )
+    reason: str = Field(default="", description="Why nobody reads it (optional).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str) else data
+
+
+class Assumption(_Strict):
+    """A value the mapping assumes for a field the system does not send, and why."""
+
+    value: Any = Field(description="The value the field gets, as a rule's `const` would give.")
+    why: str = Field(
+        min_length=1,
+        description=(
+            "Why the value is assumed: what the system does not send and on what the value "
+            "rests. Carried in every record's lineage (`lineageassumed`)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _has_value(self) -> Assumption:
+        if "value" not in self.model_fields_set or self.value is None:
+            raise ValueError("an assumption needs a `value`")
+        if not self.why.strip():
+            raise ValueError("`why` must say why the value is assumed")
+        return self
+
+
 class InboundMapping(_Strict):
     """Translate one inbound message type of the system into records of one dataset."""
 
@@ -248,6 +296,22 @@ class InboundMapping(_Strict):
     )
     fields: dict[str, FieldRule] = Field(
         description="The dataset's fields (English names) and the rule computing each."
+    )
+    assume: dict[str, Assumption] = Field(
+        default_factory=dict,
+        description=(
+            "Fields the system does not send, with the value assumed and `why` (mandatory). "
+            "The record gets the value, its lineage names the field and the reason, and data "
+            "quality counts it as assumed, never as sent. A field is either mapped or assumed."
+        ),
+    )
+    ignore: list[Ignored] = Field(
+        default_factory=list,
+        description=(
+            "Source fields no rule reads, on purpose: a path (as the unread report writes it) "
+            "or `{path, reason}`. `jghub mappings test` no longer reports them as unread, and "
+            "warns about an ignored path that a rule reads or no sample contains."
+        ),
     )
 
 

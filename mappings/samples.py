@@ -27,7 +27,7 @@ from typing import Any
 
 from lxml import etree
 
-from mappings.coverage import unread_fields
+from mappings.coverage import ignore_problems, unread_fields
 from mappings.errors import MappingEngineError, PayloadRejected
 from mappings.inbound import InboundTranslation, Translation
 from mappings.outbound import OutboundRendering
@@ -92,6 +92,19 @@ def unread_source_fields(system: SystemMappings) -> dict[str, list[str]]:
         folder = system.folder / "samples" / message_type
         payloads = [path.read_bytes() for path in sorted(folder.glob("*")) if path.is_file()]
         report[message_type] = unread_fields(translation, payloads)
+    return report
+
+
+def ignore_warnings(system: SystemMappings) -> dict[str, list[str]]:
+    """Per inbound message type, its `ignore:` entries that its samples belie: an ignored field
+    no sample contains, or one a rule reads."""
+    report: dict[str, list[str]] = {}
+    for message_type, translation in system.inbound.items():
+        if not translation.mapping.ignore:
+            continue
+        folder = system.folder / "samples" / message_type
+        payloads = [path.read_bytes() for path in sorted(folder.glob("*")) if path.is_file()]
+        report[message_type] = ignore_problems(translation, payloads)
     return report
 
 

@@ -184,18 +184,18 @@ def quality_table(scores: Sequence[SystemQuality], *, title: str) -> Table:
     table = Table(title=title, title_justify="left")
     columns = (
         "system", "accepted", "rejected", "accuracy", "completeness", "delay p50", "delay p90",
-        "refused payloads", "top rejection rules", "refused by hub",
+        "refused payloads", "top rejection rules", "refused by hub", "assumed (not sent)",
     )  # fmt: skip
+    left = ("system", "top rejection rules", "refused by hub", "assumed (not sent)")
     for name in columns:
-        justify = (
-            "right" if name not in ("system", "top rejection rules", "refused by hub") else "left"
-        )
+        justify = "left" if name in left else "right"
         table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for figures in scores:
         accuracy = figures.accuracy
         style = "" if accuracy is None or accuracy >= 0.9 else "red"
         rules = ", ".join(f"{rule} ×{n}" for rule, n in figures.rejections.most_common(3))
         refusals = ", ".join(f"{rule} ×{n}" for rule, n in figures.refusals.most_common(3))
+        assumed = ", ".join(f"{name} ×{n}" for name, n in figures.assumed.most_common(3))
         table.add_row(
             literal(figures.system),
             str(figures.accepted),
@@ -207,6 +207,7 @@ def quality_table(scores: Sequence[SystemQuality], *, title: str) -> Table:
             str(figures.refused_payloads),
             literal(rules),
             literal(refusals, style="red" if refusals else ""),
+            literal(assumed, style="yellow" if assumed else ""),
         )
     return table
 

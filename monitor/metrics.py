@@ -247,6 +247,14 @@ OPTIONAL_FIELDS_FILLED = Counter(
     registry=HUB_REGISTRY,
 )
 
+ASSUMED_VALUES = Counter(
+    "jghub_assumed_values",
+    "Values of accepted records that the source did not send and its mapping assumed "
+    "(`assume:`), per field: never counted as sent.",
+    ["system", "dataset", "field"],
+    registry=HUB_REGISTRY,
+)
+
 # -- health of the moving parts ------------------------------------------------------------------
 
 BREAKER_STATE = Gauge(

@@ -260,6 +260,11 @@ class Observer:
                 "delay_s": round(delay, 3),
             }
             detail.update(_named(envelope))
+            assumed = sorted(envelope.assumed())
+            if assumed:
+                detail["assumed"] = assumed
+                for name in assumed:
+                    metrics.ASSUMED_VALUES.labels(system, dataset, name).inc()
             counted = quality.completeness(envelope)
             if counted is not None:
                 filled, optional = counted

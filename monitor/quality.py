@@ -8,6 +8,9 @@
   left out.
 - **Accuracy**: accepted records against records rejected for their content, with the rules
   that rejected them.
+- **Assumed**: values the source did not send and its mapping assumed (`assume:`, named in the
+  envelope's `lineageassumed`): counted per field, apart from what was sent. An assumed optional
+  field does not count as filled in completeness.
 
 "Accepted" counts what the sender was told: a record that was translated and then answered
 rejected or failed by the hub (no route takes it, back-pressure, the broker did not confirm:
@@ -57,7 +60,9 @@ def completeness(envelope: Envelope) -> tuple[int, int] | None:
     if envelope.operation is Operation.DELETE:
         return None
     names = optional_fields(envelope.spec.name)
-    return sum(_filled(envelope.data.get(name)) for name in names), len(names)
+    assumed = envelope.assumed()
+    filled = sum(_filled(envelope.data.get(name)) for name in names if name not in assumed)
+    return filled, len(names)
 
 
 def delay_seconds(envelope: Envelope, arrived_at: datetime) -> float:
@@ -90,6 +95,8 @@ class SystemQuality:
       delays: timeliness of accepted records, seconds, sorted.
       filled: optional fields filled in accepted records (inserts and updates).
       optional: optional fields those records could have filled.
+      assumed_records: accepted records with at least one assumed value (not sent).
+      assumed: assumed values by field.
     """
 
     system: str
@@ -102,6 +109,8 @@ class SystemQuality:
     delays: list[float] = field(default_factory=list)
     filled: int = 0
     optional: int = 0
+    assumed_records: int = 0
+    assumed: Counter[str] = field(default_factory=Counter)
 
     @property
     def accuracy(self) -> float | None:
@@ -166,6 +175,10 @@ def score(entries: Iterable[Entry]) -> list[SystemQuality]:
         if isinstance(detail.get("optional"), int) and isinstance(detail.get("filled"), int):
             figures.filled += detail["filled"]
             figures.optional += detail["optional"]
+        assumed = detail.get("assumed")
+        if isinstance(assumed, list) and assumed:
+            figures.assumed_records += 1
+            figures.assumed.update(str(name) for name in assumed)
     for figures in systems.values():
         figures.delays.sort()
     return sorted(systems.values(), key=lambda f: f.system)

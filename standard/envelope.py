@@ -24,6 +24,9 @@ Extensions (lowercase alphanumerics, as CloudEvents requires):
 - ``lineagedigest``: sha256 (hex) of the raw payload the record was translated from.
 - ``lineagesystem``: the external system that sent the payload.
 - ``lineagelocation``: where in the payload the record was (XPath or JSON path).
+- ``lineageassumed``: the fields the source did not send and the mapping assumed (its
+  ``assume:``), as a JSON object in text, field → why: ``{"case_source":"the vendor ..."}``.
+  Absent when every field was sent. (A CloudEvents attribute is a string, never an object.)
 - ``batchno``: the sender's batch number, date and 5-digit sequence: ``2019041100002``.
 
 Two encodings: structured mode (``to_json``/``from_json``, media type
@@ -189,6 +192,14 @@ class Envelope(BaseModel):
     lineagelocation: str | None = Field(
         default=None, max_length=500, description="XPath or JSON path of the record in it."
     )
+    lineageassumed: str | None = Field(
+        default=None,
+        max_length=4000,
+        description=(
+            "Fields the source did not send and the mapping assumed: a JSON object in text, "
+            "field → why."
+        ),
+    )
     batchno: str | None = Field(
         default=None,
         pattern=r"^[0-9]{13}$",
@@ -226,6 +237,28 @@ class Envelope(BaseModel):
                 event_id(key) if isinstance(key, str) and len(key) == 64 else str(uuid.uuid4())
             )
         return values
+
+    @field_validator("lineageassumed")
+    @classmethod
+    def _assumed_object(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            found = json.loads(value)
+        except json.JSONDecodeError:
+            found = None
+        if not isinstance(found, dict) or not all(
+            isinstance(key, str) and isinstance(why, str) for key, why in found.items()
+        ):
+            raise PydanticCustomError(
+                "code_check",
+                "{message}",
+                {
+                    "rule": "assumed fields",
+                    "message": "lineageassumed must be a JSON object of field → why, as text",
+                },
+            )
+        return value
 
     @field_validator("batchno")
     @classmethod
@@ -284,6 +317,7 @@ class Envelope(BaseModel):
         lineagelocation: str | None = None,
         batchno: str | None = None,
         time_from_source: bool = True,
+        lineageassumed: str | None = None,
     ) -> Envelope:
         """Wrap a validated record; ``time`` is when it changed. A delete keeps only the key.
 
@@ -302,7 +336,15 @@ class Envelope(BaseModel):
             correlationid=correlationid, lineagedigest=lineagedigest,
             lineagesystem=lineagesystem, lineagelocation=lineagelocation, batchno=batchno,
             time_from_source=time_from_source,
+            lineageassumed=lineageassumed if op is not Operation.DELETE else None,
         )  # fmt: skip
+
+    def assumed(self) -> dict[str, str]:
+        """The fields the mapping assumed (``lineageassumed``), field → why; empty when none."""
+        if not self.lineageassumed:
+            return {}
+        found: dict[str, str] = json.loads(self.lineageassumed)  # checked when validated
+        return found
 
     @classmethod
     def wrap_delete(

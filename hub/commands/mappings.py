@@ -16,15 +16,22 @@ from rich.table import Table
 from mappings.errors import MappingEngineError, MappingError, PayloadRejected
 from mappings.functions import FUNCTIONS, MappingFunction
 from mappings.language import (
+    Assumption,
     Condition,
     EnvelopeRules,
     FieldRule,
+    Ignored,
     InboundMapping,
     OutboundMapping,
     SystemSpec,
 )
 from mappings.payloads import PayloadLimits
-from mappings.samples import run_samples, translation_as_data, unread_source_fields
+from mappings.samples import (
+    ignore_warnings,
+    run_samples,
+    translation_as_data,
+    unread_source_fields,
+)
 from mappings.system import SYSTEMS_ROOT, SystemMappings, load_all, load_system
 from standard.envelope import Envelope
 
@@ -109,6 +116,11 @@ def test_command(
                 )
                 for field in fields:
                     console.print(f"         {escape(field)}")
+        for message_type, problems in ignore_warnings(mappings).items():
+            for problem in problems:
+                console.print(
+                    f"[yellow]ignore[/yellow] {mappings.id} {message_type}: {escape(problem)}"
+                )
     verdict = "[red]failed[/red]" if failures else "[green]passed[/green]"
     console.print(f"{total - failures} of {total} samples passed: {verdict}")
     if failures:
@@ -254,6 +266,8 @@ def language_command() -> None:
         PayloadLimits,
         InboundMapping,
         EnvelopeRules,
+        Assumption,
+        Ignored,
         OutboundMapping,
         FieldRule,
         Condition,

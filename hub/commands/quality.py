@@ -46,6 +46,8 @@ def quality(
 
     Timeliness (时效性): delay from a record's own change time to its arrival (median and p90).
 
+    Assumed: values the sender did not send and its mapping assumed (`assume:`), by field.
+
     The scorecard, per department and kind (warning, task), as of now: rows due so far (fed back
     or past their due time), on time, late, overdue and the on-time share; median time from
     dispatch to feedback; feedback complete (the result the standard expects); rows returned.

@@ -67,6 +67,12 @@ class RecordWriter:
         if rule is None:
             if value is None:
                 return
+            assumed = self.spec.assume.get(field)
+            if assumed is not None:
+                raise ValueError(
+                    f"{self.where}: {field} is not sent by the system but assumed "
+                    f"({assumed.value!r}: {assumed.why}); it cannot be written"
+                )
             raise ValueError(f"{self.where}: the mapping reads no field {field!r}")
         self._write(record, _rule(rule), value, field)
 
@@ -143,7 +149,9 @@ class RecordWriter:
             reading = FUNCTIONS[name].parse_options(raw).model_dump(by_alias=True)
             writing_name, options = inverse(reading)
             writing = FUNCTIONS[writing_name]
-            steps.append(writing.build(writing.parse_options(options), self._context))
+            step = writing.build(writing.parse_options(options), self._context)
+            assert callable(step), f"{writing_name} reads the record; it has no inverse"
+            steps.append(step)
 
         def encode(value: Any) -> Any:
             for step in steps:

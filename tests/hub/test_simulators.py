@@ -167,10 +167,10 @@ def test_demo_answers_refuse_what_a_mapping_cannot_say_backwards_naming_the_fiel
     answers = Answers(MAPPINGS["market-penalty"], dispatcher=CENTRE)
     with pytest.raises(ValueError, match="no task feedback step 'closed'"):
         answers.task("closed", "XT-1")
-    # The national system's warnings carry no status of their own (a constant 1): nobody can
+    # The national system's warnings carry no status of their own (assumed 1): nobody can
     # write a closed warning (status 6) in its format, and the writer says so, not guesses.
     writer = RecordWriter(MAPPINGS["national"], "risk_warning")
-    with pytest.raises(ValueError, match="status is read by a `const` rule"):
+    with pytest.raises(ValueError, match="status is not sent by the system but assumed"):
         writer.write({}, "status", "6")
     with pytest.raises(ValueError, match="reads no field 'step'"):
         writer.write({}, "step", "5")

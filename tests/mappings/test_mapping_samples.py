@@ -169,3 +169,25 @@ def test_the_language_reference_is_printed_from_the_models() -> None:
     for key in ("message_type", "records", "namespaces", "record_id", "template", "separator"):
         assert key in result.output
     assert "FieldRule" in result.output and "exactly one source" in result.output
+
+
+def test_ignore_warnings_are_printed_and_do_not_fail_the_samples(system_copy: Path) -> None:
+    mapping = system_copy / "culture-penalty/case_data.yaml"
+    text = mapping.read_text(encoding="utf-8")
+    mapping.write_text(
+        text.replace(
+            "fields:\n",
+            "ignore:\n  - {path: /CaseData/@sender, reason: known from the channel}\n"
+            "  - /CaseData/Case/@fine\n  - /CaseData/@checksum\nfields:\n",
+            1,
+        ),
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["mappings", "test", "culture-penalty", "--root", str(system_copy)])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "/CaseData/@sender" not in output.split("unread culture-penalty case_data")[1][:200]
+    assert (
+        "ignore culture-penalty case_data: ignored /CaseData/Case/@fine: a rule reads it" in output
+    )
+    assert "ignore culture-penalty case_data: ignored /CaseData/@checksum: no sample" in output

@@ -136,6 +136,21 @@ def test_quality_reports_per_system(hub_env: Path) -> None:
     assert code == 2 and "bad --since" in output
 
 
+def test_quality_shows_assumed_values_apart(hub_env: Path) -> None:
+    with _journal(hub_env) as journal:
+        for n in range(2):
+            journal.record(
+                Step.RECEIVED, message_id=f"w{n}", system="national",
+                detail={"delay_s": 60.0, "assumed": ["status"]},
+            )  # fmt: skip
+        journal.record(Step.RECEIVED, message_id="w2", system="national", detail={"delay_s": 1.0})
+    code, output = _run("quality", "--since", "1h")
+    assert code == 0, output
+    assert "assumed (not sent)" in " ".join(output.split())
+    row = next(line for line in output.splitlines() if "national" in line)
+    assert "status ×2" in row, row
+
+
 def test_dead_list_show_and_replay(hub_env: Path) -> None:
     systems = load_systems(hub_env.parent / "systems.yaml")
     settings = HubSettings()

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from broker_support import drain
 from monitor_support import SAMPLES, value
 
-from mappings import load_system
+import bus
+from adapters.ingress import Ingress
+from adapters.routing import Directory
+from bus import Target, Topology
+from hub.systems import load_systems
+from mappings import load_all, load_system
 from monitor.journal import Journal, JournalOptions, Step
 from monitor.observer import Observer
 from monitor.quality import (
@@ -148,3 +155,73 @@ def test_translated_payload_feeds_metrics_journal_and_report(tmp_path: Path) -> 
     assert (figures.system, figures.accepted, figures.rejected) == (system, 1, 3)
     assert figures.accuracy == 0.25
     assert figures.completeness == pytest.approx(4 / 34)
+
+
+def test_assumed_values_are_counted_as_assumed_through_the_ingress(tmp_path: Path) -> None:
+    """national's risk_warning assumes status (its push has none): on the embedded bus the
+    published envelope names it in its lineage, the journal and the report count it as
+    assumed, and completeness does not count it as sent."""
+
+    system = "national"
+    before = value(
+        "jghub_assumed_values_total", system=system, dataset="risk_warning", field="status"
+    )
+    broker = bus.connect(f"sqlite:///{tmp_path / 'bus.sqlite3'}")
+    topology = Topology(
+        namespace=f"t{uuid.uuid4().hex[:12]}",
+        targets=[Target(name="warnings", routes=["risk_warning.#"])],
+    )
+    broker.declare(topology)
+    payload = (SAMPLES / "national/samples/risk_warning/valid-warnings.json").read_bytes()
+    try:
+        with Journal(tmp_path / "j.sqlite3", JournalOptions(flush_interval_s=0.01)) as journal:
+            # The configured systems serve the departments the warnings name.
+            directory = Directory(load_systems(SAMPLES.parents[1] / "config/systems.yaml").systems)
+            ingress = Ingress(
+                broker,
+                {system: load_all()[system]},
+                observer=Observer(journal=journal),
+                directory=directory,
+            )
+            result = ingress.accept(system, "risk_warning", payload)
+            assert (result.accepted, result.rejected, result.failed) == (2, 0, 0)
+            journal.flush()
+            steps = journal.trace(result.receipt_id)
+            report = quality_report(journal, since=datetime.now(UTC) - timedelta(minutes=5))
+        messages = drain(broker, "warnings", 2)
+    finally:
+        broker.close()
+
+    assert len(messages) == 2
+    for message in messages:
+        envelope = Envelope.from_amqp(
+            {"content_type": message.content_type, "headers": message.headers}, message.body
+        )
+        assert envelope.data["status"] == "1"
+        assert list(envelope.assumed()) == ["status"]
+        assert "carries no 预警状态" in envelope.assumed()["status"]
+    received = [step for step in steps if step.step is Step.RECEIVED]
+    assert [step.detail.get("assumed") for step in received] == [["status"], ["status"]]
+    (figures,) = [f for f in report if f.system == system]
+    assert figures.accepted == 2
+    assert (figures.assumed_records, dict(figures.assumed)) == (2, {"status": 2})
+    after = value(
+        "jghub_assumed_values_total", system=system, dataset="risk_warning", field="status"
+    )
+    assert after - before == 2
+
+
+def test_an_assumed_optional_field_is_not_counted_as_filled() -> None:
+    record = validate(
+        "grassroots_event", {**MANDATORY, "township": "古荡街道", "address": "学院路"}
+    )
+    sent = Envelope.wrap(record, source="330000/jczl", operation="insert", time=CHANGED)
+    assumed = Envelope.wrap(
+        record,
+        source="330000/jczl",
+        operation="insert",
+        time=CHANGED,
+        lineageassumed=json.dumps({"township": "the platform sends no township"}),
+    )
+    assert completeness(sent) == (2, 10)
+    assert completeness(assumed) == (1, 10)
