@@ -66,6 +66,7 @@ from bus.message import HeaderValue, clipped
 from mappings import (
     PayloadRejected,
     PayloadTooManyRecords,
+    RecordKeys,
     SystemMappings,
     Translation,
     TranslationError,
@@ -77,6 +78,7 @@ from monitor.quarantine import (
     Quarantine,
     QuarantineEntry,
     Rejection,
+    new_quarantine_id,
     summary,
 )
 from standard.envelope import Envelope
@@ -110,6 +112,8 @@ class IngressObserver(Protocol):
         seconds: float,
         envelopes: Sequence[Envelope],
         errors: Sequence[TranslationError],
+        read: Mapping[int, RecordKeys] | None = None,
+        quarantine_id: str | None = None,
     ) -> None: ...
 
     def published(
@@ -387,12 +391,17 @@ class Ingress:
         translation, unmatched = self._authorised(system_id, message_type, translation)
         earlier = self._earlier(translation.envelopes) | _released_before(translation, sent.again)
         translation = self._moved(system_id, message_type, translation, earlier)
+        # The id the rejected records will be kept under, known before they are journalled so
+        # their entries name it (the bus's quarantine names its own ids only when it keeps).
+        planned = self._planned_id(sent)
         if observer is not None:
             observer.translated(
                 seen,
                 seconds=time.perf_counter() - started,
                 envelopes=translation.envelopes,
                 errors=translation.errors,
+                read=translation.read,
+                quarantine_id=planned if translation.errors else None,
             )
         extra_headers = seen.headers if seen is not None else None
         errors_by_record: dict[int, list[TranslationError]] = {}
@@ -509,6 +518,7 @@ class Ingress:
             kept = self._keep(
                 sent,
                 seen,
+                quarantine_id=planned,
                 kind="records-rejected",
                 problems=record_problems(answers),
                 rejected=[a.index for a in answers if a.status == "rejected"],
@@ -685,11 +695,20 @@ class Ingress:
             problems = record_problems(answers)
             raise self._refused_for_room(sent, seen, full, problems, outgoing) from None
 
+    def _planned_id(self, sent: _Sent) -> str | None:
+        """The quarantine id what is rejected of `sent` will be kept under: the entry it is
+        released from, a new id when the store keeps the quarantine, None (not known yet) when
+        the bus does."""
+        if sent.again is not None:
+            return sent.again.id
+        return None if self.quarantine is None else new_quarantine_id()
+
     def _keep(
         self,
         sent: _Sent,
         seen: Any,
         *,
+        quarantine_id: str | None = None,
         kind: str,
         problems: Sequence[Problem],
         rejected: Sequence[int] = (),
@@ -700,6 +719,7 @@ class Ingress:
         """Keep the payload with its problems; return its quarantine id (when it is being
         released, the id of the entry it comes from: the release settles that one).
 
+        `quarantine_id`: the id to keep it under (`_planned_id`; None: a new one).
         `limited`: refuse (IngressQuarantineFull) when the quarantine has no room; otherwise
         room was made before the payload's records were published, and it is kept anyway.
         """
@@ -722,7 +742,9 @@ class Ingress:
             published={i: m for i, m in (published or {}).items() if m},
         )
         try:
-            return self.quarantine.keep(rejection, beyond_limit=not limited)
+            return self.quarantine.keep(
+                rejection, beyond_limit=not limited, quarantine_id=quarantine_id
+            )
         except QuarantineFull as full:
             raise self._refused_for_room(sent, seen, full, problems, ()) from None
 
@@ -887,6 +909,10 @@ def _refused(
     return Translation(
         envelopes=[envelope for index, envelope in records if index not in refused],
         errors=sorted([*translation.errors, *refusals], key=lambda e: e.record_index),
+        read={
+            **translation.read,
+            **{index: RecordKeys.of(envelope) for index, envelope in records if index in refused},
+        },
     )
 
 

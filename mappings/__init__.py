@@ -44,7 +44,7 @@ from mappings.errors import (
     TranslationError,
     UnknownMessageType,
 )
-from mappings.inbound import Translation
+from mappings.inbound import RecordKeys, Translation
 from mappings.paths import value_at
 from mappings.payloads import PayloadLimits, parse_xml
 from mappings.system import SYSTEMS_ROOT, SystemMappings, load_all, load_system
@@ -65,6 +65,7 @@ __all__ = [
     "PayloadTooDeep",
     "PayloadTooLarge",
     "PayloadTooManyRecords",
+    "RecordKeys",
     "RenderError",
     "SystemMappings",
     "Translation",

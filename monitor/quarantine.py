@@ -200,6 +200,11 @@ class Problem:
         }
 
 
+def new_quarantine_id() -> str:
+    """A new quarantine id: 32 hex digits, random (the id a sender is told)."""
+    return uuid.uuid4().hex
+
+
 def summary(problems: Sequence[Problem], total: int | None = None) -> str:
     """The problems, one a line, as many as a reason keeps, then how many there were."""
     room = QUARANTINE_REASON_MAX_CHARS - 100  # for the last line
@@ -392,14 +397,17 @@ class Quarantine:
 
     # -- keeping ------------------------------------------------------------------------------
 
-    def keep(self, rejection: Rejection, *, beyond_limit: bool = False) -> str:
-        """Keep `rejection`; return its new quarantine id.
+    def keep(
+        self, rejection: Rejection, *, beyond_limit: bool = False, quarantine_id: str | None = None
+    ) -> str:
+        """Keep `rejection`; return its quarantine id: `quarantine_id` when given (ingress names
+        it in the journal before keeping, `new_quarantine_id`), else a new one.
 
         Raises QuarantineFull when its payload would pass the size limit, unless
         `beyond_limit` (ingress checked the room with `make_room` before it published the
         payload's good records: what is published must be kept).
         """
-        quarantine_id = uuid.uuid4().hex
+        quarantine_id = quarantine_id or new_quarantine_id()
         now = time.time()
         with self._locked() as db:
             if not beyond_limit:

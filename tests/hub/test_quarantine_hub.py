@@ -141,6 +141,35 @@ def test_an_id_a_sender_was_given_can_be_looked_up(hub: RunningHub) -> None:
 
 
 @pytest.mark.parametrize("wiring", COMBINATIONS, indirect=True)
+def test_a_rejected_record_is_found_at_once_by_its_quarantine_id_and_its_case_number(
+    hub: RunningHub,
+) -> None:
+    payload, case_number = cases()
+    answer = push(hub.client, payload).json()
+    assert (answer["accepted"], answer["rejected"]) == (4, 1), answer
+    quarantine_id, receipt = answer["quarantine_id"], answer["receipt_id"]
+    assert case_number is not None
+
+    for key in (quarantine_id, case_number):
+        found = hub.client.get("/search", params={"q": key}, auth=READER)
+        assert found.status_code == 200, found.text
+        result = found.json()
+        assert result["found"], result
+        assert [(r["key"], r["dataset"]) for r in result["records"]] == [
+            (case_number, "penalty_case")
+        ], result["records"]
+        (step,) = result["timeline"]
+        assert (step["step"], step["system"], step["receipt"]) == ("rejected", "agri-penalty",
+                                                                    receipt)  # fmt: skip
+        assert "case_source" in step["reason"]
+    # Nobody acted on it: the refusal's own entry names both keys.
+    assert (
+        hub.client.get(f"/search?q={quarantine_id}", auth=READER).json()["matched"][0]["kind"]
+        == "quarantine"
+    )
+
+
+@pytest.mark.parametrize("wiring", COMBINATIONS, indirect=True)
 def test_a_release_after_a_mapping_fix_publishes_once_and_journals_who_and_why(
     hub: RunningHub,
 ) -> None:
