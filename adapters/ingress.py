@@ -307,6 +307,7 @@ class Ingress:
         charset: str | None = None,
         max_records: int | None = None,
         again: QuarantineEntry | None = None,
+        mapping: SystemMappings | None = None,
     ) -> IngressResult:
         """Take one payload of `message_type` from `system_id`; answer per record.
 
@@ -316,7 +317,8 @@ class Ingress:
         records of it published before are answered as repeats, and nothing is kept anew (the
         answer names the entry when something still fails). The answer is returned only once
         the payload's journal entries are written (`IngressObserver.durable`): what a sender was
-        told is in the journal.
+        told is in the journal. `mapping`: the system's mappings to translate with instead of
+        those ingress was built with (a release re-reads them from disk, `adapters.release`).
 
         Raises:
           AdapterConfigError: the system or message type is not configured (a hub bug or
@@ -330,7 +332,7 @@ class Ingress:
             payload; nothing was published or kept.
         """
         try:
-            sent = _Sent(system_id, message_type, payload, charset, again)
+            sent = _Sent(system_id, message_type, payload, charset, again, mapping)
             return self._accept(sent, max_records)
         finally:
             if self.observer is not None:
@@ -338,7 +340,7 @@ class Ingress:
 
     def _accept(self, sent: _Sent, max_records: int | None) -> IngressResult:
         system_id, message_type, payload = sent.system, sent.message_type, sent.payload
-        mapping = self.mappings.get(system_id)
+        mapping = sent.mapping or self.mappings.get(system_id)
         if mapping is None:
             raise AdapterConfigError(
                 f"ingress knows no system {system_id!r} (known: {', '.join(self.mappings)})"
@@ -851,7 +853,8 @@ class _Sent:
 
     Attributes: the sending system, its message type, the bytes, the transport's charset, and
     `again`, the quarantine entry it is released from (None for a payload just received);
-    `receipt`, the id of the exchange: the entry's first one when it is released again.
+    `receipt`, the id of the exchange: the entry's first one when it is released again;
+    `mapping`, the system's mappings to use instead of ingress's own (None: its own).
     """
 
     system: str
@@ -859,6 +862,7 @@ class _Sent:
     payload: bytes
     charset: str | None
     again: QuarantineEntry | None
+    mapping: SystemMappings | None = None
     receipt: str = field(init=False)
 
     def __post_init__(self) -> None:

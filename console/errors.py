@@ -14,7 +14,7 @@ whatever those become.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +108,7 @@ def error_page(
     request: Request,
     status: int,
     why: str,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     """The error page: the console's layout, `why`, what to do, with `status` and `headers`."""
     advice = ADVICE.get(status, OTHER)
