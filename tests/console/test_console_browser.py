@@ -433,3 +433,30 @@ def test_console_in_chromium_release_after_a_mapping_fix_on_disk(
     assert dialogs == []
     context.close()
 
+
+def test_console_in_chromium_search_links_to_the_centres_items(
+    browser: Browser, line: Pipeline
+) -> None:
+    fill_the_centre(line)
+    context = browser.new_context(
+        base_url=line.base, http_credentials={"username": READER[0], "password": READER[1]}
+    )
+    page, dialogs = watched_page(context)
+    for item, kind in (("RW-2026-0007", "collaboration_task"), ("YJ-2026-0042", "risk_warning")):
+        page.goto("/console/search")
+        page.fill("input[name=q]", item)
+        page.get_by_role("button", name="Search").click()
+        page.wait_for_url("**/console/search?q=**")
+        assert cells(page, "records", item)[0] == kind
+        link = page.locator("table#records").get_by_role("link", name=item, exact=True)
+        assert link.get_attribute("href") == f"/console/centre/items/{item}"
+        steps = page.locator("table#timeline").get_by_role("link", name="centre item")
+        assert steps.count() >= 2  # received and published, each linked to the item
+        shot(page, f"17-search-centre-{kind}")
+        link.click()
+        page.wait_for_url(f"**/console/centre/items/{item}")
+        assert item in page.locator("h1").inner_text()
+        assert page.locator("table#rows tbody tr").count() >= 1
+        shot(page, f"18-centre-item-from-search-{kind}")
+    assert dialogs == []
+    context.close()
