@@ -66,6 +66,7 @@ from bus.message import HeaderValue, clipped
 from mappings import (
     PayloadRejected,
     PayloadTooManyRecords,
+    RecordKeys,
     SystemMappings,
     Translation,
     TranslationError,
@@ -77,6 +78,7 @@ from monitor.quarantine import (
     Quarantine,
     QuarantineEntry,
     Rejection,
+    new_quarantine_id,
     summary,
 )
 from standard.envelope import Envelope
@@ -110,6 +112,8 @@ class IngressObserver(Protocol):
         seconds: float,
         envelopes: Sequence[Envelope],
         errors: Sequence[TranslationError],
+        read: Mapping[int, RecordKeys] | None = None,
+        quarantine_id: str | None = None,
     ) -> None: ...
 
     def published(
@@ -303,6 +307,7 @@ class Ingress:
         charset: str | None = None,
         max_records: int | None = None,
         again: QuarantineEntry | None = None,
+        mapping: SystemMappings | None = None,
     ) -> IngressResult:
         """Take one payload of `message_type` from `system_id`; answer per record.
 
@@ -312,7 +317,8 @@ class Ingress:
         records of it published before are answered as repeats, and nothing is kept anew (the
         answer names the entry when something still fails). The answer is returned only once
         the payload's journal entries are written (`IngressObserver.durable`): what a sender was
-        told is in the journal.
+        told is in the journal. `mapping`: the system's mappings to translate with instead of
+        those ingress was built with (a release re-reads them from disk, `adapters.release`).
 
         Raises:
           AdapterConfigError: the system or message type is not configured (a hub bug or
@@ -326,7 +332,7 @@ class Ingress:
             payload; nothing was published or kept.
         """
         try:
-            sent = _Sent(system_id, message_type, payload, charset, again)
+            sent = _Sent(system_id, message_type, payload, charset, again, mapping)
             return self._accept(sent, max_records)
         finally:
             if self.observer is not None:
@@ -334,7 +340,7 @@ class Ingress:
 
     def _accept(self, sent: _Sent, max_records: int | None) -> IngressResult:
         system_id, message_type, payload = sent.system, sent.message_type, sent.payload
-        mapping = self.mappings.get(system_id)
+        mapping = sent.mapping or self.mappings.get(system_id)
         if mapping is None:
             raise AdapterConfigError(
                 f"ingress knows no system {system_id!r} (known: {', '.join(self.mappings)})"
@@ -387,12 +393,17 @@ class Ingress:
         translation, unmatched = self._authorised(system_id, message_type, translation)
         earlier = self._earlier(translation.envelopes) | _released_before(translation, sent.again)
         translation = self._moved(system_id, message_type, translation, earlier)
+        # The id the rejected records will be kept under, known before they are journalled so
+        # their entries name it (the bus's quarantine names its own ids only when it keeps).
+        planned = self._planned_id(sent)
         if observer is not None:
             observer.translated(
                 seen,
                 seconds=time.perf_counter() - started,
                 envelopes=translation.envelopes,
                 errors=translation.errors,
+                read=translation.read,
+                quarantine_id=planned if translation.errors else None,
             )
         extra_headers = seen.headers if seen is not None else None
         errors_by_record: dict[int, list[TranslationError]] = {}
@@ -509,6 +520,7 @@ class Ingress:
             kept = self._keep(
                 sent,
                 seen,
+                quarantine_id=planned,
                 kind="records-rejected",
                 problems=record_problems(answers),
                 rejected=[a.index for a in answers if a.status == "rejected"],
@@ -685,11 +697,20 @@ class Ingress:
             problems = record_problems(answers)
             raise self._refused_for_room(sent, seen, full, problems, outgoing) from None
 
+    def _planned_id(self, sent: _Sent) -> str | None:
+        """The quarantine id what is rejected of `sent` will be kept under: the entry it is
+        released from, a new id when the store keeps the quarantine, None (not known yet) when
+        the bus does."""
+        if sent.again is not None:
+            return sent.again.id
+        return None if self.quarantine is None else new_quarantine_id()
+
     def _keep(
         self,
         sent: _Sent,
         seen: Any,
         *,
+        quarantine_id: str | None = None,
         kind: str,
         problems: Sequence[Problem],
         rejected: Sequence[int] = (),
@@ -700,6 +721,7 @@ class Ingress:
         """Keep the payload with its problems; return its quarantine id (when it is being
         released, the id of the entry it comes from: the release settles that one).
 
+        `quarantine_id`: the id to keep it under (`_planned_id`; None: a new one).
         `limited`: refuse (IngressQuarantineFull) when the quarantine has no room; otherwise
         room was made before the payload's records were published, and it is kept anyway.
         """
@@ -722,7 +744,9 @@ class Ingress:
             published={i: m for i, m in (published or {}).items() if m},
         )
         try:
-            return self.quarantine.keep(rejection, beyond_limit=not limited)
+            return self.quarantine.keep(
+                rejection, beyond_limit=not limited, quarantine_id=quarantine_id
+            )
         except QuarantineFull as full:
             raise self._refused_for_room(sent, seen, full, problems, ()) from None
 
@@ -829,7 +853,8 @@ class _Sent:
 
     Attributes: the sending system, its message type, the bytes, the transport's charset, and
     `again`, the quarantine entry it is released from (None for a payload just received);
-    `receipt`, the id of the exchange: the entry's first one when it is released again.
+    `receipt`, the id of the exchange: the entry's first one when it is released again;
+    `mapping`, the system's mappings to use instead of ingress's own (None: its own).
     """
 
     system: str
@@ -837,6 +862,7 @@ class _Sent:
     payload: bytes
     charset: str | None
     again: QuarantineEntry | None
+    mapping: SystemMappings | None = None
     receipt: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -887,6 +913,10 @@ def _refused(
     return Translation(
         envelopes=[envelope for index, envelope in records if index not in refused],
         errors=sorted([*translation.errors, *refusals], key=lambda e: e.record_index),
+        read={
+            **translation.read,
+            **{index: RecordKeys.of(envelope) for index, envelope in records if index in refused},
+        },
     )
 
 

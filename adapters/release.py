@@ -15,22 +15,47 @@ or by an earlier release — are not published again: each record goes out once.
 journalled (`released`) under the quarantine id with who, why and what came of it, so
 `jghub trace ID` shows the refusal and every release.
 
-The mappings are those the process holds: `jghub quarantine release` loads them from disk when
-it runs; `serve` loaded them when it started, so restart it after deploying a mapping fix before
-releasing over HTTP.
+A release translates with the system's mapping **as it is on disk when the release runs**
+(`reload`, given by the hub: it loads the folder with the checks `serve` makes when it starts),
+so "release after a mapping fix" needs no restart. The answer says which version was used (its
+digest and modification time) and whether the process still translates new pushes with an older
+one. A mapping on disk that does not load refuses the release (MappingNotLoadable), naming the
+folder, its version and the error: nothing is published, the entry stays held.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from adapters.errors import AdapterConfigError, IngressUnavailable, TooManyRecords
 from adapters.ingress import Ingress, IngressResult, RecordAnswer, record_problems
+from mappings import MappingVersion, SystemMappings
 from monitor.dead_letters import check_why
 from monitor.errors import NotHeld, ReleaseNotNow
 from monitor.journal import Step
 from monitor.observer import Observer
 from monitor.quarantine import Problem, Quarantine, QuarantineEntry, Released
+
+
+@dataclass(frozen=True)
+class MappingOnDisk:
+    """A system's mappings as a release re-read them, and which versions are in play.
+
+    Attributes:
+      mappings: the system's compiled mappings, loaded from disk now and checked as at start.
+      version: the version of the folder they were loaded from.
+      serving: the version the process translates new payloads with (None: unknown).
+    """
+
+    mappings: SystemMappings
+    version: MappingVersion
+    serving: MappingVersion | None
+
+
+MappingReload = Callable[[str], MappingOnDisk]
+"""Loads a system's mapping from disk by system id; raises MappingNotLoadable when it does not
+load (the hub's `hub.mapping_reload.DiskMappings`)."""
 
 
 class QuarantineRelease:
@@ -42,6 +67,8 @@ class QuarantineRelease:
       observer: journals each release (who, why, what came of it); None: not journalled.
       max_records: the most records each (system, message type) channel takes in one payload,
         applied again on release (`ChannelConfig.max_records`); a pair not named: no limit.
+      reload: re-reads the system's mapping from disk for each release (None: translate with
+        the mappings `ingress` holds).
     """
 
     def __init__(
@@ -51,19 +78,22 @@ class QuarantineRelease:
         *,
         observer: Observer | None = None,
         max_records: Mapping[tuple[str, str], int | None] | None = None,
+        reload: MappingReload | None = None,
     ) -> None:
         self.ingress = ingress
         self.quarantine = quarantine
         self.observer = observer
         self.max_records = dict(max_records or {})
+        self.reload = reload
 
     def release(self, quarantine_id: str, *, why: str, by: str) -> Released:
         """Release the held entry `quarantine_id` on behalf of `by`, saying `why`.
 
         Raises InvalidRequest (no reason), NotInQuarantine, NotHeld (released or discarded
         before, being released now, nothing to translate, or its system no longer takes its
-        message type), or ReleaseNotNow when the bus cannot take the records now (unreachable,
-        back-pressure): then nothing was published and the entry stays held as it was.
+        message type), MappingNotLoadable (the system's mapping on disk does not load), or
+        ReleaseNotNow when the bus cannot take the records now (unreachable, back-pressure):
+        then nothing was published and the entry stays held as it was.
         """
         reason = check_why(
             why,
@@ -73,7 +103,8 @@ class QuarantineRelease:
         )
         entry = self.quarantine.claim(quarantine_id)
         try:
-            result = self._translated_again(entry)
+            on_disk = self.reload(entry.system) if self.reload is not None else None
+            result = self._translated_again(entry, on_disk)
         except IngressUnavailable as error:
             self.quarantine.unclaim(quarantine_id)
             raise ReleaseNotNow(
@@ -83,9 +114,11 @@ class QuarantineRelease:
         except BaseException:
             self.quarantine.unclaim(quarantine_id)
             raise
-        return self._settled(entry, result, reason=reason, by=by)
+        return self._settled(entry, result, on_disk, reason=reason, by=by)
 
-    def _translated_again(self, entry: QuarantineEntry) -> IngressResult | TooManyRecords:
+    def _translated_again(
+        self, entry: QuarantineEntry, on_disk: MappingOnDisk | None
+    ) -> IngressResult | TooManyRecords:
         assert entry.message_type is not None and entry.payload is not None  # claim checked
         try:
             return self.ingress.accept(
@@ -95,6 +128,7 @@ class QuarantineRelease:
                 charset=entry.charset,
                 max_records=self.max_records.get((entry.system, entry.message_type)),
                 again=entry,
+                mapping=on_disk.mappings if on_disk is not None else None,
             )
         except TooManyRecords as refused:
             return refused
@@ -108,6 +142,7 @@ class QuarantineRelease:
         self,
         entry: QuarantineEntry,
         result: IngressResult | TooManyRecords,
+        on_disk: MappingOnDisk | None,
         *,
         reason: str,
         by: str,
@@ -135,7 +170,10 @@ class QuarantineRelease:
             repeated=sum(a.repeat for a in accepted),
             rejected=sum(a.status == "rejected" for a in answers),
             failed=sum(a.status == "failed" for a in answers),
+            mapping=on_disk.version if on_disk is not None else None,
+            serving=on_disk.serving if on_disk is not None else None,
         )
+        used = {} if done.mapping is None else {"mapping": done.mapping.digest}
         if self.observer is not None:
             self.observer.quarantine_act(
                 Step.RELEASED,
@@ -150,6 +188,7 @@ class QuarantineRelease:
                     "repeated": done.repeated,
                     "rejected": done.rejected,
                     "failed": done.failed,
+                    **used,
                 },
             )
             self.observer.durable()

@@ -29,9 +29,12 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # Run as a script, this file's folder comes first on sys.path; keep it from shadowing packages.
 _HERE = Path(__file__).resolve().parent
@@ -198,6 +201,34 @@ def postgresql_database(admin_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(**connect) as db:
             db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def add_postgresql_option(parser: argparse.ArgumentParser) -> None:
+    """The benches' --postgresql option: the database their own PostgreSQL database is made from."""
+    parser.add_argument(
+        "--postgresql",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a PostgreSQL database to create the bench's own database from",
+    )
+
+
+def on_each_store(measure: Callable[[Store], T], admin_url: str) -> dict[str, T | None]:
+    """`measure` run on a fresh SQLite store and on a fresh PostgreSQL database made through
+    `admin_url` (dropped after): {"sqlite": ..., "postgresql": ...}, PostgreSQL's None when it
+    does not answer (the reason printed)."""
+    found: dict[str, T | None] = {"sqlite": None, "postgresql": None}
+    with tempfile.TemporaryDirectory() as folder:
+        sqlite = Store.open(store_url(None, Path(folder)))
+        found["sqlite"] = measure(sqlite)
+        sqlite.close()
+    try:
+        with postgresql_database(admin_url) as url:
+            postgresql = Store.open(store_url(url, Path(".")), migrate=True)
+            found["postgresql"] = measure(postgresql)
+            postgresql.close()
+    except psycopg.OperationalError as error:
+        print(f"PostgreSQL does not answer ({str(error).strip()}): its figures are null")
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,8 @@ whoever opens it sees the same selection. Everything is behind the operator acco
 Basic, `monitor.api.operator_access`): a reader sees every page but no dead letter's body and
 no replay, release or discard form, and a form it posts anyway is refused (403) before anything
 is read; a quarantined payload it may read, as over the API, and the read is journalled. Errors
-are pages too, saying what was wrong, with the status the API would answer.
+are pages too (`console.errors`), saying what was wrong and what to do, with the status the API
+would answer.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the Depends() and Form() objects.
@@ -32,14 +33,8 @@ from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
-from fastapi.exception_handlers import (
-    http_exception_handler,
-    request_validation_exception_handler,
-)
-from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from bus import Broker, Topology
@@ -47,6 +42,7 @@ from centre.ledger import STATES, Ledger
 from centre.penalties import PenaltyLimits
 from centre.scorecard import scorecard
 from console.csrf import CsrfRefused, FormTokens
+from console.errors import error_pages
 from console.templating import Pages
 from monitor import dead_letters
 from monitor.api import (
@@ -57,7 +53,7 @@ from monitor.api import (
     operator_access,
     target_asked,
 )
-from monitor.errors import InvalidRequest, JournalUnavailable
+from monitor.errors import InvalidRequest
 from monitor.journal import Journal
 from monitor.observer import Observer
 from monitor.operators import Operator, OperatorGate, Role
@@ -130,9 +126,9 @@ class OperatorsAct(NamedTuple):
 def mount_console(app: FastAPI, sources: ConsoleSources) -> None:
     """Serve the console's pages and style sheet on `app`, its errors as pages."""
     pages = Pages()
-    app.include_router(console_router(sources, pages))
+    # The style sheet first: the router's last route answers every other /console address.
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="console-static")
-    install_error_pages(app, pages)
+    app.include_router(console_router(sources, pages))
 
 
 def _given(value: str | None) -> str | None:
@@ -144,7 +140,7 @@ def _given(value: str | None) -> str | None:
 
 def console_router(sources: ConsoleSources, pages: Pages) -> APIRouter:
     """The console's routes (see the module docstring)."""
-    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+    router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=error_pages(pages))
     reader = operator_access(sources.gate, Role.READER)
     operator = operator_access(sources.gate, Role.OPERATOR)
     tokens = FormTokens(sources.gate)
@@ -199,8 +195,6 @@ def console_router(sources: ConsoleSources, pages: Pages) -> APIRouter:
             )
         except InvalidRequest as error:
             raise HTTPException(400, f"since: {error}") from error
-        except JournalUnavailable as error:
-            raise HTTPException(503, str(error)) from error
         return page(request, "overview.html", who, window=window, found=found)
 
     @router.get("/dead-letters")
@@ -411,10 +405,7 @@ def console_router(sources: ConsoleSources, pages: Pages) -> APIRouter:
         if key is not None:
             if sources.journal is None:
                 raise HTTPException(503, "the journal is off: there is nothing to search")
-            try:
-                found = search(sources.journal, key, limit=limit)
-            except JournalUnavailable as error:
-                raise HTTPException(503, str(error)) from error
+            found = search(sources.journal, key, limit=limit)
         return page(
             request,
             "search.html",
@@ -424,6 +415,10 @@ def console_router(sources: ConsoleSources, pages: Pages) -> APIRouter:
             found=found,
             centre_items=_centre_items(sources.ledger, found),
         )
+
+    @router.api_route("/{unknown:path}", methods=["GET", "POST"])
+    def no_such_page(unknown: str, who: Annotated[Operator, Depends(reader)]) -> Response:
+        raise HTTPException(404, f"the console has no page /console/{unknown}")
 
     return router
 
@@ -440,36 +435,3 @@ def _centre_items(ledger: Ledger, found: SearchResult | None) -> set[str]:
     if found is None:
         return set()
     return {record.key for record in found.records if ledger.item(record.key) is not None}
-
-
-def install_error_pages(app: FastAPI, pages: Pages) -> None:
-    """Answer the console's errors with a page saying what was wrong (the same status and
-    headers, WWW-Authenticate included); every other route keeps FastAPI's JSON answers."""
-
-    async def http_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, StarletteHTTPException)
-        if not request.url.path.startswith(PREFIX):
-            return await http_exception_handler(request, error)
-        response = pages.render(
-            request,
-            "error.html",
-            {"status": error.status_code, "why": error.detail, "who": None},
-            status=error.status_code,
-        )
-        response.headers.update(error.headers or {})
-        return response
-
-    async def invalid_query(request: Request, error: Exception) -> Response:
-        assert isinstance(error, RequestValidationError)
-        if not request.url.path.startswith(PREFIX):
-            return await request_validation_exception_handler(request, error)
-        why = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc'][1:])}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        return pages.render(
-            request, "error.html", {"status": 400, "why": why, "who": None}, status=400
-        )
-
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, invalid_query)

@@ -64,6 +64,7 @@ from centre.ledger import CentreCollector, Ledger, LedgerObserver
 from centre.penalties import PenaltyLimits, PenaltyOverdueCollector
 from console import ConsoleSources, mount_console
 from hub import __version__
+from hub.mapping_reload import DiskMappings
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, load_systems
 from mappings import SystemMappings, load_all
@@ -313,7 +314,11 @@ def build_runtime(
         quarantine=quarantine,
     )
     release = QuarantineRelease(
-        ingress, quarantine, observer=observer, max_records=config.max_records()
+        ingress,
+        quarantine,
+        observer=observer,
+        max_records=config.max_records(),
+        reload=DiskMappings(settings.mappings_root, config, folders),
     )
     runtime = HubRuntime(
         settings=settings,

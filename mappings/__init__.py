@@ -44,10 +44,17 @@ from mappings.errors import (
     TranslationError,
     UnknownMessageType,
 )
-from mappings.inbound import Translation
+from mappings.inbound import RecordKeys, Translation
 from mappings.paths import value_at
 from mappings.payloads import PayloadLimits, parse_xml
-from mappings.system import SYSTEMS_ROOT, SystemMappings, load_all, load_system
+from mappings.system import (
+    SYSTEMS_ROOT,
+    MappingVersion,
+    SystemMappings,
+    load_all,
+    load_system,
+    mapping_version,
+)
 
 __all__ = [
     "EPOCH_NAMES",
@@ -57,6 +64,7 @@ __all__ = [
     "MalformedPayload",
     "MappingEngineError",
     "MappingError",
+    "MappingVersion",
     "NoRecords",
     "NumberOutOfBoundsPayload",
     "PatternInvalid",
@@ -65,6 +73,7 @@ __all__ = [
     "PayloadTooDeep",
     "PayloadTooLarge",
     "PayloadTooManyRecords",
+    "RecordKeys",
     "RenderError",
     "SystemMappings",
     "Translation",
@@ -78,6 +87,7 @@ __all__ = [
     "from_epoch",
     "load_all",
     "load_system",
+    "mapping_version",
     "parse_xml",
     "to_epoch",
     "value_at",

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+<<<<<<< HEAD
 import json
+=======
+import logging
+>>>>>>> console-finish
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,7 +53,10 @@ from standard.dictionaries import dictionary
 from standard.envelope import Envelope
 from standard.errors import RecordInvalid, Violation, quoted
 from standard.fields import field_meta, model_in, path_parts, zh_path
+from standard.references import references
 from standard.types import SHANGHAI
+
+log = logging.getLogger(__name__)
 
 OPERATIONS = {
     "insert": "insert",
@@ -62,11 +69,31 @@ OPERATIONS = {
 
 
 @dataclass(frozen=True)
+class RecordKeys:
+    """What could be read of a rejected record before it failed, for the journal to find it by:
+    its dataset, its record key (a case number, a complaint id; None when it could not be read)
+    and the credit codes and linked records' keys it names, by field path."""
+
+    dataset: str
+    key: str | None = None
+    credit_codes: dict[str, str] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, envelope: Envelope) -> RecordKeys:
+        """The keys of a record that was translated and then refused (by the hub's rules)."""
+        found = envelope.spec.references(envelope.data)
+        return cls(envelope.spec.name, envelope.subject, found.credit_codes, found.links)
+
+
+@dataclass(frozen=True)
 class Translation:
-    """What became of a payload: one envelope per good record, the errors of the bad ones."""
+    """What became of a payload: one envelope per good record, the errors of the bad ones, and
+    what could be read of each bad one (`read`, by its index: best effort, maybe missing)."""
 
     envelopes: list[Envelope] = field(default_factory=list)
     errors: list[TranslationError] = field(default_factory=list)
+    read: dict[int, RecordKeys] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -179,9 +206,11 @@ class InboundTranslation(Sealed):
         token = PAYLOAD_ROOT.set(root)
         try:
             for record in records:
-                outcome = self._translate_record(record, origin)
+                data: dict[str, Any] = {}
+                outcome = self._translate_record(record, origin, data)
                 if isinstance(outcome, list):
                     errors.extend(outcome)
+                    translation.read[record.index] = self._keys_read(data)
                 else:
                     envelopes.append(outcome)
         finally:
@@ -225,9 +254,24 @@ class InboundTranslation(Sealed):
             )
         return root, records
 
+    def _keys_read(self, data: dict[str, Any]) -> RecordKeys:
+        """The keys of a rejected record from the fields read before it failed (`data`). Best
+        effort: a value of the wrong shape names nothing, and nothing here fails the record's
+        rejection."""
+        key = _text_or_none(data.get(self.dataset.key_field))
+        found = RecordKeys(self.dataset.name, key or None)
+        try:
+            named = references(self._model, data)
+        except Exception:  # a half-read record of any shape: its key is enough
+            log.debug("no references read from a rejected %s record", self.dataset.name)
+            return found
+        return dataclasses.replace(found, credit_codes=named.credit_codes, links=named.links)
+
     def _translate_record(
-        self, record: _Record, origin: _Origin
+        self, record: _Record, origin: _Origin, data: dict[str, Any]
     ) -> Envelope | list[TranslationError]:
+        """One record's envelope, or its errors; `data` (empty when called) is left holding the
+        canonical fields read, so a rejected record's keys can be told (`_keys_read`)."""
         # The child index lives as long as the record is being translated, not the whole batch.
         context = RecordElement(record.context) if self._xml else record.context
         problems: list[tuple[str, ValueProblem]] = []
@@ -239,7 +283,6 @@ class InboundTranslation(Sealed):
         if problems:
             # Without its operation a record cannot be checked: a delete needs only its key.
             return self._errors(record, problems, [])
-        data: dict[str, Any] = {}
         if operation == "delete":
             fields: tuple[tuple[str, Evaluate], ...] = ((self.dataset.key_field, self._key),)
         else:

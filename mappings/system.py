@@ -13,9 +13,10 @@ at the first message.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -139,6 +140,43 @@ def load_system(path: Path | str) -> SystemMappings:
         MappingProxyType(inbound),
         MappingProxyType(outbound),
     )
+
+
+@dataclass(frozen=True)
+class MappingVersion:
+    """Which version of a system folder's mappings was loaded: what an operator compares.
+
+    Attributes:
+      folder: the system folder's name.
+      digest: SHA-256 of every file loading reads (system.yaml, the mapping files, the code
+        tables: each file's name and bytes), hex; samples and expected results are not in it.
+      modified: the newest modification time among those files (UTC).
+    """
+
+    folder: str
+    digest: str
+    modified: datetime
+
+    @property
+    def short(self) -> str:
+        """The digest's first 12 hex digits, as pages and terminals show it."""
+        return self.digest[:12]
+
+
+def mapping_version(path: Path | str) -> MappingVersion:
+    """The version of the system folder at `path` as it is on disk now (see MappingVersion)."""
+    folder = Path(path)
+    read = [folder / SYSTEM_FILE, *sorted(folder.glob("*.y*ml")), *sorted(folder.glob("tables/*"))]
+    digest = hashlib.sha256()
+    newest = 0.0
+    for file in dict.fromkeys(read):  # system.yaml matches the glob too: once
+        if not file.is_file():
+            continue
+        digest.update(file.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(file.read_bytes() + b"\0")
+        newest = max(newest, file.stat().st_mtime)
+    modified = datetime.fromtimestamp(newest, UTC)
+    return MappingVersion(folder.name, digest.hexdigest(), modified)
 
 
 def load_all(root: Path | str | None = None) -> dict[str, SystemMappings]:

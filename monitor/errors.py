@@ -14,8 +14,10 @@
     ├── NotInQuarantine: no quarantine entry has this id (404)
     ├── NotHeld: the entry is not held any more (released, discarded), or is being released
     │   right now, so it cannot be released or discarded (409)
-    └── ReleaseNotNow: the bus cannot take a release's records now (unreachable, a target far
-        behind); nothing was published, the entry is held as before (503)
+    ├── ReleaseNotNow: the bus cannot take a release's records now (unreachable, a target far
+    │   behind); nothing was published, the entry is held as before (503)
+    └── MappingNotLoadable: the system's mapping on disk, which a release translates with, does
+        not load (the check `serve` makes when it starts); nothing was released (409)
 
 A broken hash chain is not an exception: `Journal.verify` returns a report naming the first bad
 entry, because finding one is the normal outcome of the check, not a failure of it.
@@ -88,3 +90,9 @@ class ReleaseNotNow(MonitorError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class MappingNotLoadable(MonitorError):
+    """A release was refused because the system's mapping on disk does not load now (a mapping
+    file or code table being edited, or broken): the message names the folder, its version and
+    the load error. Nothing was published and the entry is held as before."""

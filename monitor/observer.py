@@ -36,7 +36,7 @@ from typing import Any, ParamSpec
 from bus import Delivery, Handler, Message, Outgoing, PublishFailure, Topology
 from bus.broker import run_handler
 from bus.message import DeadLetter, HeaderValue
-from mappings import TranslationError
+from mappings import RecordKeys, TranslationError
 from monitor import metrics, quality
 from monitor.journal import Journal, Step
 from standard.envelope import AMQP_PREFIX, Envelope
@@ -242,8 +242,14 @@ class Observer:
         seconds: float,
         envelopes: Sequence[Envelope],
         errors: Sequence[TranslationError],
+        read: Mapping[int, RecordKeys] | None = None,
+        quarantine_id: str | None = None,
     ) -> None:
-        """The payload was translated: good records became `envelopes`, bad ones `errors`."""
+        """The payload was translated: good records became `envelopes`, bad ones `errors`.
+
+        A bad record's entry names the quarantine id it is kept under and what could be read of
+        it (`read`, by record index: its key as `subject`, its credit codes and links), so a
+        search finds the refusal by the id its sender was told or by its case number at once."""
         system, message_type = seen.system, seen.message_type
         metrics.TRANSLATION_SECONDS.labels(system, message_type).observe(seconds)
         if envelopes:
@@ -287,17 +293,20 @@ class Observer:
             rule = problems[0].rule
             label = metrics.bounded("jghub_records_rejected", "reason", rule)
             metrics.RECORDS_REJECTED.labels(system, message_type, label).inc()
+            keys = (read or {}).get(index)
             self._record(
                 Step.REJECTED,
                 receipt=seen.receipt,
                 system=system,
                 reason=str(problems[0]),
+                dataset=keys.dataset if keys is not None else None,
                 detail={
                     "message_type": message_type,
                     "index": index,
                     "rule": rule,
                     "rules": sorted({p.rule for p in problems}),
                     "errors": [p.to_dict() for p in problems[:MAX_ERRORS_KEPT]],
+                    **_rejected_keys(keys, quarantine_id),
                 },
                 at=seen.at,
             )
@@ -616,6 +625,23 @@ def _named(envelope: Envelope) -> dict[str, dict[str, str]]:
         named["credit_codes"] = found.credit_codes
     if found.links:
         named["links"] = found.links
+    return named
+
+
+def _rejected_keys(keys: RecordKeys | None, quarantine_id: str | None) -> dict[str, Any]:
+    """What a rejected record's entry names besides its problems: the quarantine id it is kept
+    under and, as far as they could be read, its key (`subject`), credit codes and links."""
+    named: dict[str, Any] = {}
+    if quarantine_id is not None:
+        named["quarantine_id"] = quarantine_id
+    if keys is None:
+        return named
+    if keys.key is not None:
+        named["subject"] = keys.key
+    if keys.credit_codes:
+        named["credit_codes"] = keys.credit_codes
+    if keys.links:
+        named["links"] = keys.links
     return named
 
 

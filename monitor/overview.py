@@ -11,6 +11,8 @@ takes it, so the console never counts differently from the terminal:
   journal over the window, the figures `jghub quality` prints;
 - out (delivered, retried, dead-lettered, replayed): the journal's delivery steps over the window,
   per target, the steps `jghub trace` shows one message at a time;
+- both aggregated by the database (`monitor.journal_figures`), not read entry by entry:
+  `quality.score` and `delivery_counts` are the readings they must agree with;
 - waiting now (ready, in flight, retrying, dead) and consumers: the broker, through
   `BrokerQueueStats`, as /metrics reads them;
 - each target's breaker: `jghub_breaker_state`, which only the worker running a breaker knows,
@@ -31,12 +33,11 @@ from prometheus_client import CollectorRegistry
 
 from bus import BusError, QueueStats
 from monitor.journal import Journal, Step
+from monitor.journal_figures import OUT_STEPS, delivery_figures, quality_figures
 from monitor.metrics import BREAKER_LEVELS
-from monitor.quality import SystemQuality, quality_report
+from monitor.quality import SystemQuality
 from monitor.queues import BrokerQueueStats
 
-OUT_STEPS = (Step.DELIVERED, Step.RETRIED, Step.DEAD_LETTERED, Step.REPLAYED)
-"""The journal steps of a delivery the overview counts per target."""
 BREAKER_METRIC = "jghub_breaker_state"
 _BREAKER_NAMES = {level: name for name, level in BREAKER_LEVELS.items()}
 
@@ -129,8 +130,8 @@ def overview(
     if journal is None:
         problems.append("the journal is off: no figures of what came in or went out")
     else:
-        scores = quality_report(journal, since=since)
-        delivered = delivery_counts(journal, since=since)
+        scores = quality_figures(journal, since=since)
+        delivered = delivery_figures(journal, since=since)
     waiting: dict[str, QueueStats] = {}
     try:
         waiting = {stats.target: stats for stats in queues.read()}

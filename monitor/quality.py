@@ -111,6 +111,9 @@ class SystemQuality:
     optional: int = 0
     assumed_records: int = 0
     assumed: Counter[str] = field(default_factory=Counter)
+    delay_quantiles: dict[float, float | None] | None = None
+    """The delay quantiles (QUANTILES) when the database picked them (`monitor.journal_figures`:
+    `delays` is then empty); None: computed from `delays`."""
 
     @property
     def accuracy(self) -> float | None:
@@ -123,15 +126,23 @@ class SystemQuality:
         """Optional fields filled / optional fields; None when no record counted."""
         return self.filled / self.optional if self.optional else None
 
+    def delay_quantile(self, q: float) -> float | None:
+        """The delay's q-quantile (one of QUANTILES), seconds; None without delays."""
+        if self.delay_quantiles is not None:
+            return self.delay_quantiles.get(q)
+        return quantile(self.delays, q)
+
     @property
     def delay_median(self) -> float | None:
-        return quantile(self.delays, 0.5)
+        return self.delay_quantile(0.5)
 
     @property
     def delay_p90(self) -> float | None:
-        return quantile(self.delays, 0.9)
+        return self.delay_quantile(0.9)
 
 
+QUANTILES = (0.5, 0.9)
+"""The delay quantiles reported: the median and the 90th percentile."""
 QUALITY_STEPS = (Step.RECEIVED, Step.REJECTED, Step.NOT_PUBLISHED)
 """The journal steps the figures come from."""
 

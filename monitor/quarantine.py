@@ -83,6 +83,7 @@ from bus import Broker, Quarantined
 from bus.message import QUARANTINE_REASON_MAX_CHARS, clipped
 from mappings.decoding import Syntax, decode_payload
 from mappings.errors import EncodingMismatch
+from mappings.system import MappingVersion
 from monitor.dead_letters import Age, check_why, parse_age
 from monitor.errors import NotHeld, NotInQuarantine, QuarantineFull
 from monitor.journal import Step
@@ -198,6 +199,11 @@ class Problem:
             "location": self.location,
             "line": self.line,
         }
+
+
+def new_quarantine_id() -> str:
+    """A new quarantine id: 32 hex digits, random (the id a sender is told)."""
+    return uuid.uuid4().hex
 
 
 def summary(problems: Sequence[Problem], total: int | None = None) -> str:
@@ -361,6 +367,10 @@ class Released:
         not published again.
       rejected: records that still fail (the entry stays held with their reasons).
       failed: records the bus did not confirm (released again, they go out then).
+      mapping: the version of the system's mapping the release translated with, read from
+        disk when it ran (None: the mappings the process started with).
+      serving: the version the process translates new payloads with (loaded when it started);
+        when it differs from `mapping`, new pushes still use the old one until a restart.
     """
 
     entry: QuarantineEntry
@@ -368,6 +378,36 @@ class Released:
     repeated: int
     rejected: int
     failed: int
+    mapping: MappingVersion | None = None
+    serving: MappingVersion | None = None
+
+    @property
+    def mapping_used(self) -> str | None:
+        """Which mapping the release translated with, in words (None: the process's own)."""
+        used = self.mapping
+        if used is None:
+            return None
+        said = (
+            f"translated with the mapping {used.folder} on disk, version {used.short} "
+            f"(changed {used.modified:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+        if self.serving_older:
+            assert self.serving is not None
+            said += (
+                f"; new payloads are still translated with version {self.serving.short}, "
+                "loaded when this hub process started: restart it to apply the fix to them"
+            )
+        return said
+
+    @property
+    def serving_older(self) -> bool:
+        """Whether the process still translates new payloads with another version than the
+        one this release used (a mapping fix not yet deployed by a restart)."""
+        return (
+            self.mapping is not None
+            and self.serving is not None
+            and self.mapping.digest != self.serving.digest
+        )
 
 
 class Releaser(Protocol):
@@ -392,14 +432,17 @@ class Quarantine:
 
     # -- keeping ------------------------------------------------------------------------------
 
-    def keep(self, rejection: Rejection, *, beyond_limit: bool = False) -> str:
-        """Keep `rejection`; return its new quarantine id.
+    def keep(
+        self, rejection: Rejection, *, beyond_limit: bool = False, quarantine_id: str | None = None
+    ) -> str:
+        """Keep `rejection`; return its quarantine id: `quarantine_id` when given (ingress names
+        it in the journal before keeping, `new_quarantine_id`), else a new one.
 
         Raises QuarantineFull when its payload would pass the size limit, unless
         `beyond_limit` (ingress checked the room with `make_room` before it published the
         payload's good records: what is published must be kept).
         """
-        quarantine_id = uuid.uuid4().hex
+        quarantine_id = quarantine_id or new_quarantine_id()
         now = time.time()
         with self._locked() as db:
             if not beyond_limit:

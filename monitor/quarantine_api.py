@@ -25,14 +25,22 @@ from typing import Annotated, Any, Self
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
+from mappings import MappingVersion
 from monitor.api import operator_access
-from monitor.errors import InvalidRequest, NotHeld, NotInQuarantine, ReleaseNotNow
+from monitor.errors import (
+    InvalidRequest,
+    MappingNotLoadable,
+    NotHeld,
+    NotInQuarantine,
+    ReleaseNotNow,
+)
 from monitor.observer import Observer
 from monitor.operators import Operator, OperatorGate, Role
 from monitor.quarantine import (
     Quarantine,
     QuarantineEntry,
     QuarantineQuery,
+    Released,
     Releaser,
     State,
     discard,
@@ -131,6 +139,20 @@ class OperatorsReason(BaseModel):
     why: str = Field(description="Why, in words (at least 5 characters).")
 
 
+class MappingVersionView(BaseModel):
+    """A version of a system's mapping folder (`mappings.MappingVersion`)."""
+
+    folder: str = Field(description="The system's mapping folder.")
+    digest: str = Field(description="SHA-256 of the files loading reads, hex.")
+    modified: datetime = Field(description="The newest of those files' modification times.")
+
+    @classmethod
+    def of(cls, version: MappingVersion | None) -> Self | None:
+        if version is None:
+            return None
+        return cls(folder=version.folder, digest=version.digest, modified=version.modified)
+
+
 class ReleaseAnswer(BaseModel):
     """What a release did."""
 
@@ -139,6 +161,31 @@ class ReleaseAnswer(BaseModel):
     repeated: int = Field(description="Records published before, not published again.")
     rejected: int = Field(description="Records that still fail: the entry stays held.")
     failed: int = Field(description="Records the bus did not confirm: release it again.")
+    mapping: MappingVersionView | None = Field(
+        default=None,
+        description="The version of the system's mapping the release translated with, read from "
+        "disk when it ran.",
+    )
+    serving: MappingVersionView | None = Field(
+        default=None,
+        description="The version this hub process translates new payloads with (loaded when it "
+        "started); when it differs, restart the process to apply the fix to new payloads.",
+    )
+    mapping_used: str | None = Field(default=None, description="Both, in words.")
+
+    @classmethod
+    def of(cls, done: Released) -> Self:
+        """The answer to a release that did `done`."""
+        return cls(
+            entry=QuarantineEntryView.of(done.entry),
+            published=done.published,
+            repeated=done.repeated,
+            rejected=done.rejected,
+            failed=done.failed,
+            mapping=MappingVersionView.of(done.mapping),
+            serving=MappingVersionView.of(done.serving),
+            mapping_used=done.mapping_used,
+        )
 
 
 def quarantine_router(
@@ -214,7 +261,10 @@ def quarantine_router(
         responses={
             403: {"description": "The account is a reader."},
             404: {"description": "No such entry."},
-            409: {"description": "Not held (released or discarded before), or being released."},
+            409: {
+                "description": "Not held (released or discarded before), or being released; or "
+                "the system's mapping on disk does not load."
+            },
             503: {"description": "The bus cannot take its records now; nothing was published."},
         },
     )
@@ -223,20 +273,16 @@ def quarantine_router(
         asked: OperatorsReason,
         who: Annotated[Operator, Depends(operator)],
     ) -> ReleaseAnswer:
-        """Translate the payload again with the mappings `serve` holds, publish what passes
-        (confirmed, journalled with the account's name and the reason); what still fails stays
-        held with its new reasons. A second release of a released entry does nothing (409)."""
+        """Translate the payload again with the system's mapping as it is on disk now (loaded
+        and checked as at start; the answer names its version), publish what passes (confirmed,
+        journalled with the account's name and the reason); what still fails stays held with
+        its new reasons. A second release of a released entry does nothing (409); a mapping on
+        disk that does not load refuses the release (409, saying why)."""
         if releaser is None:
             raise HTTPException(503, "the hub is not connected to the bus; try again shortly")
         with quarantine_errors_answered():
             done = releaser.release(quarantine_id, why=asked.why, by=who.name)
-        return ReleaseAnswer(
-            entry=QuarantineEntryView.of(done.entry),
-            published=done.published,
-            repeated=done.repeated,
-            rejected=done.rejected,
-            failed=done.failed,
-        )
+        return ReleaseAnswer.of(done)
 
     @router.post(
         "/{quarantine_id}/discard",
@@ -270,7 +316,7 @@ def quarantine_errors_answered() -> Iterator[None]:
         yield
     except NotInQuarantine as error:
         raise HTTPException(404, str(error)) from error
-    except NotHeld as error:
+    except (NotHeld, MappingNotLoadable) as error:
         raise HTTPException(409, str(error)) from error
     except ReleaseNotNow as error:
         raise HTTPException(503, str(error), {"Retry-After": str(error.retry_after)}) from error

@@ -4,8 +4,9 @@ its store with their reasons, and what operators do with them.
 Like `jghub dead`, these commands act as whoever runs them: `show` and `download` (which read a
 payload), `release` and `discard` are journalled under the login name, or as "NAME (login
 LOGIN)" with `--as NAME`. `release` loads the systems file and the mappings from disk when it
-runs, so it translates with the mappings as they are now (a running `serve` holds those it
-started with), and publishes through the same inbound path as `serve`.
+runs, so it translates with the mappings as they are now (as a release over HTTP or the console
+does: `hub.mapping_reload`), prints which version of the system's mapping it used, and publishes
+through the same inbound path as `serve`. A mapping that does not load refuses it (exit 1).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from hub.commands.startup import error_console, exit_2_on_configuration_error
 from hub.settings import HubSettings
 from monitor import quarantine as kept
 from monitor.console_tables import local, problems_table, quarantine_table
-from monitor.errors import InvalidRequest, NotHeld, NotInQuarantine, ReleaseNotNow
+from monitor.errors import (
+    InvalidRequest,
+    MappingNotLoadable,
+    NotHeld,
+    NotInQuarantine,
+    ReleaseNotNow,
+)
 from monitor.literal import literal
 from monitor.quarantine import Quarantine, QuarantineEntry, QuarantineQuery, State
 from monitor.settings import MonitorSettings
@@ -64,7 +71,7 @@ def _settling(what: str) -> Iterator[None]:
     held, 2 for a request that breaks a rule, 3 when the bus cannot take a release now."""
     try:
         yield
-    except (NotInQuarantine, NotHeld) as error:
+    except (NotInQuarantine, NotHeld, MappingNotLoadable) as error:
         raise fail(f"{what} refused", error, 1) from None
     except InvalidRequest as error:
         raise fail(f"{what} refused", error) from None
@@ -173,7 +180,8 @@ def release(
     """Translate a held payload again with the mappings on disk now and publish what passes,
     through the same inbound path as `serve` (confirmed by the bus, journalled with --why and
     who asked). What still fails stays held with its new reasons; records published before are
-    not published again. Exit 1 when not held (a second release does nothing), 3 when the bus
+    not published again. Prints the version of the system's mapping used. Exit 1 when not held
+    (a second release does nothing) or when the mapping on disk does not load, 3 when the bus
     cannot take the records now."""
     settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
     who = acting(acting_as)
@@ -197,6 +205,8 @@ def release(
             literal(why.strip()),
         )
     )
+    if done.mapping_used is not None:
+        out.print(done.mapping_used)
     if done.entry.state is State.HELD:
         out.print(problems_table(done.entry))
 

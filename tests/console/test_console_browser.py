@@ -14,6 +14,7 @@ browser here. Without it the test skips saying why, and fails under CI=true.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,10 +25,14 @@ import pytest
 from broker_support import skip_or_fail
 from fault_pipeline import ECO_KEY, Pipeline, case_batch
 from ledger_support import ECO, Clock, ledger_of, task, warning
+from monitor_support import outgoing
 from operator_accounts import OPERATOR, READER, write_operators
 from serve_process import REPOSITORY
 
 from hub.settings import HubSettings
+from mappings import SYSTEMS_ROOT
+from monitor.journal import Journal, JournalOptions
+from monitor.observer import Observer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
@@ -101,14 +106,23 @@ def watched_page(context: BrowserContext) -> tuple[Page, list[str]]:
 
 def fill_the_centre(line: Pipeline) -> None:
     """A warning and a task, both overdue, for the market and the environment bureau, recorded
-    in the hub's own ledger (the store serve and worker use)."""
+    in the hub's own ledger (the store serve and worker use) and journalled as national's
+    messages, received and published, as the hub journals what it takes in."""
     settings = HubSettings(data_dir=line.folder / "var", systems_file=line.folder / "systems.yaml")
     store = settings.store()
     try:
         ledger = ledger_of(store, Clock(datetime.now(UTC)))
         overdue = warning("YJ-2026-0042", level="A", issued=datetime.now(UTC) - timedelta(days=40))
-        for envelope in (overdue, task("1", task_id="RW-2026-0007", assignees=[ECO])):
+        envelopes = (overdue, task("1", task_id="RW-2026-0007", assignees=[ECO]))
+        for envelope in envelopes:
             ledger.record(ledger.steps_published("national", envelope))
+        with Journal(store, JournalOptions(flush_interval_s=0.01)) as journal:
+            observer = Observer(journal=journal)
+            for envelope in envelopes:
+                seen = observer.received("national", "push", receipt=envelope.id, size=1)
+                observer.translated(seen, seconds=0.001, envelopes=[envelope], errors=[])
+                message = outgoing(envelope, "national")
+                observer.published(seen, seconds=0.0, outgoing=[message])
     finally:
         store.close()
 
@@ -329,5 +343,120 @@ def test_console_in_chromium_quarantine_release_discard_and_search(
     page.wait_for_url(f"**/console/quarantine/{entry}")
     assert page.locator("#state").inner_text() == "discarded"
     assert page.locator("#payload-note").inner_text() == "the payload is no longer kept"
+    assert dialogs == []
+    context.close()
+
+
+NEW_SOURCE = "WXYG"
+"""A case source the department started sending before its mapping knew it (satellite imagery)."""
+
+
+@pytest.fixture
+def fixable_line(tmp_path: Path) -> Iterator[Pipeline]:
+    """The pipeline with a copy of the mappings (a test fixes one on disk) and national up."""
+    mappings = tmp_path / "mappings"
+    shutil.copytree(SYSTEMS_ROOT, mappings)
+    settings = {
+        "JGHUB_OPERATORS_FILE": str(write_operators(tmp_path)),
+        "JGHUB_JOURNAL__FLUSH_INTERVAL_S": "0.05",
+        "JGHUB_MAPPINGS_ROOT": str(mappings),
+    }
+    with Pipeline(tmp_path, tiers=[0.2], settings=settings, bus_kind="embedded") as running:
+        running.start_worker()
+        yield running
+
+
+def test_console_in_chromium_release_after_a_mapping_fix_on_disk(
+    browser: Browser, fixable_line: Pipeline
+) -> None:
+    line = fixable_line
+    assert line.client is not None
+    batch = case_batch(0, 2).decode("gb18030")
+    first, rest = batch.split("</cf:AJ>", 1)
+    unknown = first.replace("<cf:AJLY>JCJC</cf:AJLY>", f"<cf:AJLY>{NEW_SOURCE}</cf:AJLY>")
+    assert unknown != first
+    pushed = line.client.post(
+        "/systems/eco-env-penalty/xml/case_batch",
+        content=(unknown + "</cf:AJ>" + rest).encode("gb18030"),
+        headers={"X-Api-Key": ECO_KEY, "Content-Type": "application/xml"},
+    )
+    assert pushed.status_code == 200, pushed.text
+    answer = pushed.json()
+    assert (answer["accepted"], answer["rejected"]) == (1, 1), answer
+    entry, case_number = answer["quarantine_id"], "F-0000000000"
+    wait_for(lambda: line.sink.unique == 1)  # the good record went out
+
+    # The department's new code is added to the mapping's table on disk; serve is not restarted.
+    table = Path(line.env["JGHUB_MAPPINGS_ROOT"]) / "eco-env-penalty" / "tables" / "case_source.csv"
+    table.write_text(
+        table.read_text(encoding="utf-8") + f"{NEW_SOURCE},8,卫星遥感监测发现\n", encoding="utf-8"
+    )
+
+    context = browser.new_context(
+        base_url=line.base, http_credentials={"username": OPERATOR[0], "password": OPERATOR[1]}
+    )
+    page, dialogs = watched_page(context)
+    page.goto(f"/console/quarantine/{entry}")
+    (reason,) = page.locator("table#reasons tbody tr").all_inner_texts()
+    assert "case_source" in reason and NEW_SOURCE in reason
+    shot(page, "14-quarantine-unknown-code")
+    page.fill("form#release input[name=why]", f"case_source table: code {NEW_SOURCE} added")
+    page.get_by_role("button", name="Release: translate again and publish").click()
+    page.wait_for_url(f"**/console/quarantine/{entry}/release")
+    outcome = page.locator("#outcome").inner_text()
+    assert outcome.startswith("Released by ops-li: 1 record(s) published, 1 published before,")
+    assert page.locator("#state").inner_text() == "released"
+    used = page.locator("#mapping").inner_text()
+    assert "translated with the mapping eco-env-penalty on disk, version" in used
+    assert "restart it to apply the fix" in used  # serve still pushes with what it started with
+    shot(page, "15-quarantine-released-after-fix")
+    wait_for(lambda: line.sink.unique == 2)  # and national received it
+
+    # Search by the case number: the refusal, then the message it became, delivered.
+    page.get_by_role("link", name="Search").click()
+    page.fill("input[name=q]", case_number)
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**/console/search?q=**")
+
+    def delivered() -> bool:
+        page.reload()
+        steps = page.locator("table#timeline tbody tr td:nth-child(5)").all_inner_texts()
+        return "delivered" in steps
+
+    wait_for(delivered, timeout=20)
+    # (The other record of the batch names the same inspection, so the search reaches it too.)
+    rows = page.locator("table#timeline tbody tr", has=page.locator("td", has_text=case_number))
+    steps = rows.locator("td:nth-child(5)").all_inner_texts()
+    assert steps == ["rejected", "received", "published", "delivered"], steps
+    assert cells(page, "records", case_number)[2] == "searched"
+    shot(page, "16-search-released-record")
+    assert dialogs == []
+    context.close()
+
+
+def test_console_in_chromium_search_links_to_the_centres_items(
+    browser: Browser, line: Pipeline
+) -> None:
+    fill_the_centre(line)
+    context = browser.new_context(
+        base_url=line.base, http_credentials={"username": READER[0], "password": READER[1]}
+    )
+    page, dialogs = watched_page(context)
+    for item, kind in (("RW-2026-0007", "collaboration_task"), ("YJ-2026-0042", "risk_warning")):
+        page.goto("/console/search")
+        page.fill("input[name=q]", item)
+        page.get_by_role("button", name="Search").click()
+        page.wait_for_url("**/console/search?q=**")
+        assert cells(page, "records", item)[0] == kind
+        link = page.locator("table#records").get_by_role("link", name=item, exact=True)
+        assert link.get_attribute("href") == f"/console/centre/items/{item}"
+        steps = page.locator("table#timeline").get_by_role("link", name="centre item")
+        assert steps.count() >= 2  # received and published, each linked to the item
+        shot(page, f"17-search-centre-{kind}")
+        link.click()
+        page.wait_for_url(f"**/console/centre/items/{item}")
+        assert item in page.locator("h1").inner_text()
+        assert page.locator("table#rows tbody tr").count() >= 1
+        shot(page, f"18-centre-item-from-search-{kind}")
     assert dialogs == []
     context.close()

@@ -551,7 +551,11 @@ def test_console_search_shows_the_records_and_links_each_step(fixable_hub: Runni
     by_entry = page(hub, "/console/search", q=entry)
     read = [cells for cells in rows(by_entry, "timeline") if cells[4] == "operator_read"]
     assert len(read) == 1 and read[0][-1] == "quarantine entry"
-    assert by_entry.xpath("//table[@id='timeline']//a/@href") == [f"/console/quarantine/{entry}"]
+    # The refusal names the entry too (and the rejected record's case number): both link to it.
+    assert [cells[4] for cells in rows(by_entry, "timeline")] == ["rejected", "operator_read"]
+    assert (
+        by_entry.xpath("//table[@id='timeline']//a/@href") == [f"/console/quarantine/{entry}"] * 2
+    )
 
     nothing = page(hub, "/console/search", q="NO-SUCH-KEY")
     assert "no journal entry names 'NO-SUCH-KEY'" in nothing.get_element_by_id("note").text

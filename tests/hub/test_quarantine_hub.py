@@ -30,6 +30,7 @@ import bus
 from hub.app import create_app
 from hub.cli import app as cli
 from hub.systems import load_systems
+from mappings import mapping_version
 from monitor.journal import Step
 from monitor.quarantine import State
 from standard.envelope import Envelope
@@ -141,6 +142,35 @@ def test_an_id_a_sender_was_given_can_be_looked_up(hub: RunningHub) -> None:
 
 
 @pytest.mark.parametrize("wiring", COMBINATIONS, indirect=True)
+def test_a_rejected_record_is_found_at_once_by_its_quarantine_id_and_its_case_number(
+    hub: RunningHub,
+) -> None:
+    payload, case_number = cases()
+    answer = push(hub.client, payload).json()
+    assert (answer["accepted"], answer["rejected"]) == (4, 1), answer
+    quarantine_id, receipt = answer["quarantine_id"], answer["receipt_id"]
+    assert case_number is not None
+
+    for key in (quarantine_id, case_number):
+        found = hub.client.get("/search", params={"q": key}, auth=READER)
+        assert found.status_code == 200, found.text
+        result = found.json()
+        assert result["found"], result
+        assert [(r["key"], r["dataset"]) for r in result["records"]] == [
+            (case_number, "penalty_case")
+        ], result["records"]
+        (step,) = result["timeline"]
+        assert (step["step"], step["system"], step["receipt"]) == ("rejected", "agri-penalty",
+                                                                    receipt)  # fmt: skip
+        assert "case_source" in step["reason"]
+    # Nobody acted on it: the refusal's own entry names both keys.
+    assert (
+        hub.client.get(f"/search?q={quarantine_id}", auth=READER).json()["matched"][0]["kind"]
+        == "quarantine"
+    )
+
+
+@pytest.mark.parametrize("wiring", COMBINATIONS, indirect=True)
 def test_a_release_after_a_mapping_fix_publishes_once_and_journals_who_and_why(
     hub: RunningHub,
 ) -> None:
@@ -190,6 +220,51 @@ def test_a_release_after_a_mapping_fix_publishes_once_and_journals_who_and_why(
     assert steps[:2] == [Step.RECEIVED, Step.PUBLISHED]
     entry = hub.kept(quarantine_id)
     assert entry.state is State.RELEASED and len(entry.published_records) == 5
+
+
+@pytest.mark.parametrize("wiring", COMBINATIONS, indirect=True)
+def test_a_release_reads_the_mapping_on_disk_without_a_restart_and_says_which(
+    hub: RunningHub,
+) -> None:
+    payload, case_number = cases()
+    answer = push(hub.client, payload).json()
+    quarantine_id = answer["quarantine_id"]
+    assert len(hub.drain(TARGET, 4)) == 4
+    folder = hub.settings.mappings_root / "agri-penalty"
+    table = folder / "tables" / "case_source.csv"
+    before = table.read_text(encoding="utf-8")
+
+    # A mapping being edited badly on disk refuses the release, saying why; nothing happens.
+    table.write_text("this is not,a code table\n", encoding="utf-8")
+    refused = _release(hub.client, quarantine_id, OPERATOR)
+    assert refused.status_code == 409, refused.text
+    said = refused.json()["detail"]
+    assert f"the mapping of agri-penalty on disk ({folder}" in said and "does not load" in said
+    assert "case_source.csv" in said and "jghub mappings test agri-penalty" in said
+    assert hub.kept(quarantine_id).state is State.HELD
+    _nothing_more(hub)
+
+    # Fixed on disk: this serve releases with it at once, and says it serves pushes with the old.
+    table.write_text(before, encoding="utf-8")
+    fix_case_source(hub.settings.mappings_root)
+    done = _release(hub.client, quarantine_id, OPERATOR)
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert (body["published"], body["repeated"], body["entry"]["state"]) == (1, 4, "released")
+    used, serving = body["mapping"], body["serving"]
+    assert used["folder"] == serving["folder"] == "agri-penalty"
+    assert used["digest"] == mapping_version(folder).digest != serving["digest"]
+    assert f"version {used['digest'][:12]}" in body["mapping_used"]
+    assert "restart it to apply the fix" in body["mapping_used"]
+    (message,) = hub.drain(TARGET, 1)
+    envelope = Envelope.from_amqp(
+        {"content_type": message.content_type, "headers": message.headers}, message.body
+    )
+    assert envelope.subject == case_number and envelope.data["case_source"] == "9"
+    journal = hub.runtime.journal
+    assert journal is not None
+    (released,) = [e for e in journal.trace(quarantine_id) if e.step is Step.RELEASED]
+    assert released.detail["mapping"] == used["digest"]
 
 
 @pytest.mark.parametrize("wiring", COMBINATIONS, indirect=True)
@@ -312,6 +387,7 @@ def test_the_quarantine_commands(hub: RunningHub, monkeypatch: pytest.MonkeyPatc
     why = "mapping fixed: case source 10"
     code, output = _run("quarantine", "release", quarantine_id, "--why", why)
     assert code == 0 and "released: published 1, 4 published before" in output, output
+    assert "translated with the mapping agri-penalty on disk, version" in output, output
     assert len(hub.drain(TARGET, 1)) == 1
     code, output = _run("quarantine", "release", quarantine_id, "--why", why)
     assert code == 1 and "was released by" in output, output

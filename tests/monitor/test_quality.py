@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from broker_support import drain
+from journal_seed import seeded_entries
 from monitor_support import SAMPLES, value
 
 import bus
@@ -19,8 +20,11 @@ from bus import Target, Topology
 from hub.systems import load_systems
 from mappings import load_all, load_system
 from monitor.journal import Journal, JournalOptions, Step
+from monitor.journal_figures import delivery_figures, quality_figures
 from monitor.observer import Observer
+from monitor.overview import delivery_counts
 from monitor.quality import (
+    SystemQuality,
     completeness,
     delay_seconds,
     optional_fields,
@@ -30,6 +34,7 @@ from monitor.quality import (
 )
 from standard.datasets import validate
 from standard.envelope import Envelope
+from store import Store
 
 CHANGED = datetime(2026, 6, 18, 22, 35, tzinfo=UTC)
 
@@ -225,3 +230,31 @@ def test_an_assumed_optional_field_is_not_counted_as_filled() -> None:
     )
     assert completeness(sent) == (2, 10)
     assert completeness(assumed) == (1, 10)
+
+
+@pytest.mark.parametrize(("count", "offset_s"), [(3_000, 30.0), (1_000, 0.0)])
+def test_the_databases_aggregates_answer_what_reading_the_journal_answers(
+    store: Store, count: int, offset_s: float
+) -> None:
+    start = datetime.now(UTC) - timedelta(hours=1)
+    with Journal(store, JournalOptions(flush_interval_s=0.01)) as journal:
+        for entry in seeded_entries(count, start=start):
+            journal.record(**entry)
+        assert journal.flush(timeout=None)
+        since = start + timedelta(seconds=offset_s)  # some entries fall before the window
+        until = start + timedelta(seconds=count * 0.05 - 10)  # and some after it
+        for window in ({"since": since}, {"since": since, "until": until}):
+            expected = quality_report(journal, **window)
+            found = quality_figures(journal, **window)
+            assert [_figures(q) for q in found] == [_figures(q) for q in expected]
+            assert delivery_figures(journal, **window) == delivery_counts(journal, **window)
+    assert any(q.refused_records and q.refused_payloads and q.rejected for q in expected)
+    assert all(q.delay_median is not None for q in expected)
+
+
+def _figures(quality: SystemQuality) -> tuple[object, ...]:
+    return (
+        quality.system, quality.accepted, quality.rejected, quality.refused_payloads,
+        quality.refused_records, dict(quality.refusals), dict(quality.rejections),
+        quality.filled, quality.optional, quality.delay_median, quality.delay_p90,
+    )  # fmt: skip

@@ -1,0 +1,296 @@
+"""The journal's figures over a window, aggregated by the database (SQLite and PostgreSQL).
+
+    scores = quality_figures(journal, since=day_ago)       # the figures of `quality_report`
+    steps = delivery_figures(journal, since=day_ago)       # the counts of `delivery_counts`
+
+The operators' console shows, per system, what came in (accepted, rejected, refused by the hub,
+with rules, completeness and delays) and, per target, what went out (delivered, retried,
+dead-lettered, replayed) over a window of a day or a week: hundreds of thousands of entries.
+`monitor.quality.score` and `monitor.overview.delivery_counts` read every entry of the window
+into Python and parse its detail; these ask the database for the aggregates and move only them:
+counts grouped by system and rule or by target and step, sums of the completeness fields, and
+the two delay quantiles picked by rank with a window function. They answer exactly what the
+Python readings answer (a test compares both on a seeded journal of each store;
+`bench/console_overview.py` measures both). Detail fields are read with the backend's JSON
+functions (SQLite `json_extract`, PostgreSQL `jsonb`).
+
+Two differences, on entries the hub never writes: a `received` entry without a receipt or a
+message id is never refused here (SQL's NULL equals nothing), where the Python reading would
+match it with a `not_published` entry missing the same; and a JSON true or false where a
+completeness count or a delay belongs counts as 1 or 0 in Python (a bool is an int) and on
+SQLite (json_extract makes it one), not on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from monitor.journal import JOURNAL_ENTRY, Journal, Step, timestamp
+from monitor.quality import QUANTILES, SystemQuality
+
+_E = JOURNAL_ENTRY.c
+OUT_STEPS = (Step.DELIVERED, Step.RETRIED, Step.DEAD_LETTERED, Step.REPLAYED)
+"""The journal steps of a delivery the overview counts per target."""
+Figures = Callable[[str], SystemQuality]
+"""A system's figures, made when first asked for."""
+
+
+def quality_figures(
+    journal: Journal, *, since: datetime, until: datetime | None = None
+) -> list[SystemQuality]:
+    """Quality per source system between `since` and `until`, as `quality_report` computes it
+    (its `delays` left empty: the quantiles are in `delay_quantiles`)."""
+    with journal.reading() as db:
+        window = _window(since, until)
+        systems: dict[str, SystemQuality] = {}
+
+        def figures(system: str) -> SystemQuality:
+            found = systems.get(system)
+            if found is None:
+                found = systems[system] = SystemQuality(system, delay_quantiles={})
+            return found
+
+        _rejections(db, window, figures)
+        _receptions(db, window, figures)
+    return sorted(systems.values(), key=lambda f: f.system)
+
+
+def delivery_figures(
+    journal: Journal, *, since: datetime, until: datetime | None = None
+) -> dict[str, Counter[Step]]:
+    """Per target, how many delivery steps of each kind the window holds (`delivery_counts`)."""
+    query = (
+        select(_E.target, _E.step, func.count())
+        .where(*_window(since, until, sources=False))
+        .where(_E.step.in_([s.value for s in OUT_STEPS]), _E.target.is_not(None))
+        .group_by(_E.target, _E.step)
+    )
+    counts: dict[str, Counter[Step]] = {}
+    with journal.reading() as db:
+        for target, step, n in db.execute(query):
+            counts.setdefault(str(target), Counter())[Step(step)] += int(n)
+    return counts
+
+
+class _Entries:
+    """The window's entries of one step, each one's detail parsed once (PostgreSQL: as jsonb,
+    in a subquery the planner keeps, so the fields read from it do not parse it again), and
+    expressions on the fields of that detail.
+
+    Attributes: `table`, the subquery; `c`, its columns (system, receipt, message_id, seq,
+    detail).
+    """
+
+    def __init__(self, db: Connection, window: list[ColumnElement[bool]], step: Step) -> None:
+        self.postgresql = db.dialect.name == "postgresql"
+        detail = cast(_E.detail, JSONB) if self.postgresql else _E.detail
+        query = select(_E.system, _E.receipt, _E.message_id, _E.seq, detail.label("detail"))
+        query = query.where(*window, _E.step == step.value)
+        if self.postgresql:
+            query = query.offset(0)  # not pulled up into the query using it
+        self.table = query.subquery()
+        self.c = self.table.c
+
+    def _json(self, name: str) -> ColumnElement[Any]:
+        return self.c.detail[name]
+
+    def text(self, name: str) -> ColumnElement[str]:
+        """The field as text: a string as it is, a number as its digits, missing as NULL."""
+        if self.postgresql:
+            return self._json(name).astext
+        return cast(func.json_extract(self.c.detail, f"$.{name}"), String)
+
+    def kind(self, name: str) -> ColumnElement[str]:
+        """The field's JSON type: number (integer, real on SQLite), string, true, false ..."""
+        if self.postgresql:
+            return func.jsonb_typeof(self._json(name))
+        return func.json_type(self.c.detail, f"$.{name}")
+
+    def raw(self, name: str) -> ColumnElement[Any]:
+        """The field's value: PostgreSQL's jsonb value; SQLite's SQL value (an integer, a real,
+        text; true as 1), which `is_integer`, `is_number` and `number` take."""
+        if self.postgresql:
+            return self._json(name)
+        return func.json_extract(self.c.detail, f"$.{name}")
+
+    def is_number(self, value: ColumnElement[Any]) -> ColumnElement[bool]:
+        """Whether a `raw` value is a number (SQLite: true and false too, as Python's int)."""
+        if self.postgresql:
+            return func.jsonb_typeof(value) == "number"
+        return func.typeof(value).in_(("integer", "real"))
+
+    def is_integer(self, value: ColumnElement[Any]) -> ColumnElement[bool]:
+        """Whether a `raw` value is an integer (SQLite: true and false too, as Python's int)."""
+        if self.postgresql:
+            return and_(self.is_number(value), ~cast(value, String).contains("."))
+        return func.typeof(value) == "integer"
+
+    def number(self, value: ColumnElement[Any]) -> ColumnElement[float]:
+        """A `raw` number as a float."""
+        if self.postgresql:
+            return cast(cast(value, String), Float)
+        return cast(value, Float)
+
+    def truthy(self, name: str) -> ColumnElement[bool]:
+        """Whether the field is JSON true (the only truthy value the journal writes there)."""
+        if self.postgresql:
+            return and_(self.kind(name) == "boolean", self.text(name) == "true")
+        return self.kind(name) == "true"
+
+    def rule(self) -> ColumnElement[str]:
+        """The entry's rule, "unknown" when it names none (as `quality.score` says it)."""
+        return func.coalesce(func.nullif(self.text("rule"), ""), "unknown")
+
+
+def _window(
+    since: datetime, until: datetime | None, *, sources: bool = True
+) -> list[ColumnElement[bool]]:
+    """The entries between `since` and `until`; `sources`: only those naming their system."""
+    conditions = [_E.at >= timestamp(since)]
+    if sources:
+        conditions.append(_E.system.is_not(None))
+    if until is not None:
+        conditions.append(_E.at < timestamp(until))
+    return conditions
+
+
+def _rejections(db: Connection, window: list[ColumnElement[bool]], figures: Figures) -> None:
+    """Records rejected for their content (by rule) and payloads refused, per system."""
+    entries = _Entries(db, window, Step.REJECTED)
+    # Grouped outside: PostgreSQL sees two JSON expressions with parameters as two expressions.
+    rejected = select(
+        entries.c.system, entries.truthy("payload").label("whole"), entries.rule().label("rule")
+    ).subquery()
+    r = rejected.c
+    query = select(r.system, r.whole, r.rule, func.count()).group_by(r.system, r.whole, r.rule)
+    for system, whole, rule, n in db.execute(query):
+        found = figures(str(system))
+        if whole:
+            found.refused_payloads += int(n)
+        else:
+            found.rejected += int(n)
+            found.rejections[str(rule)] += int(n)
+
+
+def _receptions(db: Connection, window: list[ColumnElement[bool]], figures: Figures) -> None:
+    """Records received, accepted or refused by the hub (the rule of the newest `not_published`
+    entry of their receipt and message), with the completeness sums and the delay quantiles of
+    the accepted. One statement, so each received entry's detail is parsed once: a CTE of their
+    fields, aggregated by (system, rule) and, UNION ALL, the accepted delays at the ranks the
+    quantiles pick (nearest rank, as `quality.quantile`)."""
+    not_published = _Entries(db, window, Step.NOT_PUBLISHED)
+    n = not_published.c
+    refusals = select(
+        n.receipt,
+        n.message_id,
+        not_published.rule().label("rule"),
+        func.row_number()
+        .over(partition_by=(n.receipt, n.message_id), order_by=n.seq.desc())
+        .label("newest"),
+    ).subquery()
+    refused = (
+        select(refusals.c.receipt, refusals.c.message_id, refusals.c.rule)
+        .where(refusals.c.newest == 1)
+        .subquery()
+    )
+    received = _Entries(db, window, Step.RECEIVED)
+    r = received.c
+    fields = (
+        select(
+            r.system.label("system"),
+            refused.c.rule.label("rule"),
+            received.raw("filled").label("filled"),
+            received.raw("optional").label("optional"),
+            received.raw("delay_s").label("delay"),
+        )
+        .select_from(
+            received.table.outerjoin(
+                refused, and_(r.receipt == refused.c.receipt, r.message_id == refused.c.message_id)
+            )
+        )
+        .cte("received_fields")
+        .prefix_with("MATERIALIZED")  # each detail's fields read once, for both parts below
+    )
+    raw = fields.c
+    both = and_(received.is_integer(raw.filled), received.is_integer(raw.optional))
+    f = (
+        select(
+            raw.system,
+            raw.rule,
+            case((both, cast(received.number(raw.filled), Integer)), else_=0).label("filled"),
+            case((both, cast(received.number(raw.optional), Integer)), else_=0).label("optional"),
+            case((received.is_number(raw.delay), received.number(raw.delay))).label("delay"),
+        )
+        .subquery()
+        .c
+    )
+    counts = select(
+        f.system, f.rule, func.count(), func.sum(f.filled), func.sum(f.optional),
+        null().label("rank"), null().label("delay"),
+    ).group_by(f.system, f.rule)  # fmt: skip
+    ranked = (
+        select(
+            f.system,
+            f.delay,
+            func.row_number().over(partition_by=f.system, order_by=f.delay).label("rank"),
+            func.count().over(partition_by=f.system).label("n"),
+        )
+        .where(f.rule.is_(None), f.delay.is_not(None))
+        .subquery()
+    )
+    k = ranked.c
+    at_ranks = select(
+        k.system, null(), k.n, null(), null(), k.rank, k.delay
+    ).where(or_(*(k.rank == _ceiling(db, q, k.n) for q in QUANTILES)))  # fmt: skip
+    delays: dict[str, dict[int, float]] = {}
+    with_delay: dict[str, int] = {}
+    for system, rule, count, filled_n, optional_n, rank, delay in db.execute(
+        counts.union_all(at_ranks)
+    ):
+        found = figures(str(system))
+        if rank is not None:  # a delay at a rank; `count` holds how many delays there are
+            delays.setdefault(found.system, {})[int(rank)] = float(delay)
+            with_delay[found.system] = int(count)
+        elif rule is not None:
+            found.refused_records += int(count)
+            found.refusals[str(rule)] += int(count)
+        else:
+            found.accepted += int(count)
+            found.filled += int(filled_n or 0)
+            found.optional += int(optional_n or 0)
+    for system, by_rank in delays.items():
+        count = with_delay[system]
+        figures(system).delay_quantiles = {
+            q: by_rank.get(max(1, math.ceil(q * count))) for q in QUANTILES
+        }
+
+
+def _ceiling(db: Connection, q: float, n: ColumnElement[int]) -> ColumnElement[int]:
+    """ceil(q * n) computed in double precision, as Python's `math.ceil(q * n)` is (SQLite
+    has no ceil() unless built with its math functions)."""
+    x = literal(q, Float) * cast(n, Float)
+    if db.dialect.name == "postgresql":
+        return cast(func.ceil(x), Integer)
+    whole = cast(x, Integer)
+    return whole + case((x > whole, 1), else_=0)
