@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-<<<<<<< HEAD
 import json
-=======
 import logging
->>>>>>> console-finish
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
