@@ -40,7 +40,7 @@ from adapters.errors import AdapterConfigError
 from adapters.ingress import Ingress
 from adapters.redaction import Redaction, install_log_redaction
 from adapters.routing import Directory
-from bus import Broker, BrokerUnavailable, BusError, Delivery, Topology, TopologyError
+from bus import Broker, BrokerUnavailable, BusError, Delivery, Topology, TopologyError, queue_word
 from centre.collaboration import CollaborationCentre
 from centre.ledger import LedgerObserver
 from centre.notices import NoticeScanner
@@ -151,7 +151,7 @@ class Worker:
         )
         self.selected: list[SystemConfig] = self._select(self.targets)
         self.poller_channels = self._poller_channels() if self.pollers else []
-        breakers = [s.target for s in self.selected if s.collaboration is None]
+        breakers = [s.id for s in self.selected if s.collaboration is None]
         start_at_zero(self.systems.known_series(self.mappings, breakers=breakers))
 
     # ------------------------------------------------------------------ configuration
@@ -161,15 +161,16 @@ class Worker:
         receiving = [s for s in self.systems.systems if s.routes]
         if wanted is None:
             return receiving
-        by_name = {s.id: s for s in receiving} | {s.target: s for s in receiving}
-        unknown = sorted(set(wanted) - set(by_name))
+        # A system's id, or the target name it had before targets took their system's id.
+        by_word = {queue_word(s.id): s for s in receiving}
+        unknown = sorted(name for name in wanted if queue_word(name) not in by_word)
         if unknown:
             known = ", ".join(s.id for s in receiving) or "none"
             raise WorkerError(
                 f"no target system {', '.join(unknown)} in {self.settings.systems_file} "
                 f"(systems that receive messages: {known})"
             )
-        chosen = {by_name[name].id for name in wanted}
+        chosen = {by_word[queue_word(name)].id for name in wanted}
         return [s for s in receiving if s.id in chosen]
 
     def _poller_channels(self) -> list[tuple[SystemConfig, int]]:

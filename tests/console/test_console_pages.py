@@ -43,7 +43,7 @@ from monitor.quality import quality_report
 from monitor.quarantine import State
 from standard.envelope import Envelope
 
-TARGET = "grassroots_platform"  # eco-env-penalty's penalty cases go to the grassroots outbox
+TARGET = "grassroots-platform"  # eco-env-penalty's penalty cases go to the grassroots outbox
 HOSTILE = '<script>alert("dead")</script>'
 WHY = "target fixed its schema <b>really</b>"
 
@@ -158,7 +158,7 @@ def test_console_dead_letters_filter_by_target_reason_and_age_in_the_address(
     why = html.fromstring(bad_age.text).get_element_by_id("why").text_content()
     assert "'soon' is not a number followed by s, m, h, d or w" in why
     unknown = hub.client.get("/console/dead-letters", params={"target": "nowhere"}, auth=READER)
-    assert unknown.status_code == 404 and "grassroots_platform" in unknown.text
+    assert unknown.status_code == 404 and "grassroots-platform" in unknown.text
 
 
 def test_console_reader_sees_no_body_and_no_replay_and_is_refused_if_it_posts(
@@ -348,12 +348,12 @@ def test_console_pages_keep_their_filters_in_links(hub: RunningHub) -> None:
 def test_console_overview_reads_each_breaker_as_the_workers_report_it() -> None:
     registry = CollectorRegistry()
     gauge = Gauge("jghub_breaker_state", "as the hub's", ["target"], registry=registry)
-    for target, level in (("national", 2), ("credit", 1), ("grassroots_platform", 0)):
+    for target, level in (("national", 2), ("credit", 1), ("grassroots-platform", 0)):
         gauge.labels(target).set(level)
     assert breaker_states(registry) == {
         "national": "open",
         "credit": "half-open",
-        "grassroots_platform": "closed",
+        "grassroots-platform": "closed",
     }
 
 

@@ -20,7 +20,7 @@ from hub.settings import HubSettings
 from hub.systems import load_systems
 from monitor.journal import Journal, JournalOptions, Step
 
-TARGET = "grassroots_platform"
+TARGET = "grassroots-platform"
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from monitor.operators import (
     hash_secret,
 )
 
-TARGET = "grassroots_platform"  # eco-env-penalty's penalty cases go to the grassroots outbox
+TARGET = "grassroots-platform"  # eco-env-penalty's penalty cases go to the grassroots outbox
 ROUTING_KEY = "penalty_case.330100.eco-env-penalty"
 ODD_IDS = ["case/2026/0001", "folder/", "with space", "处罚/案件 1"]
 
@@ -147,7 +147,7 @@ def test_replay_to_an_unknown_target_is_404_naming_the_known_ones(hub: RunningHu
     unknown = _replay(hub, OPERATOR, target="nobody")
     assert unknown.status_code == 404
     assert unknown.json()["detail"] == (
-        "no target 'nobody': the hub delivers to eco_env_penalty, grassroots_platform"
+        "no target 'nobody': the hub delivers to eco-env-penalty, grassroots-platform"
     )
     assert hub.client.get("/dead-letters?target=nobody", auth=OPERATOR).status_code == 404
     # A known target, by its bus name or by its system's id, is replayed.
