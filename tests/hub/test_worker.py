@@ -42,6 +42,18 @@ def test_unknown_target_is_refused_before_anything_runs(hub: Hub, target: Loopba
         Worker(hub.settings, targets=["national"], mapping_folders=folders())
 
 
+def test_a_worker_takes_a_target_by_its_id_or_the_name_it_had_with_underscores(
+    hub: Hub, target: LoopbackTarget
+) -> None:
+    hub.configure(systems_yaml(target.url))
+    for spelt in ("grassroots-platform", "grassroots_platform"):
+        worker = Worker(
+            hub.settings, targets=[spelt], mapping_folders=folders(), observer=Observer()
+        )
+        assert [system.id for system in worker.selected] == ["grassroots-platform"]
+        worker.store.close()
+
+
 def test_a_worker_starts_its_targets_series_at_zero(hub: Hub, target: LoopbackTarget) -> None:
     """Before its first message each breaker it runs says closed and each of its targets'
     counters is there at 0, so rate() and increase() see the first event."""
