@@ -125,8 +125,8 @@ class Egress:
 
     @property
     def name(self) -> str:
-        """Its target (queue) name on the bus."""
-        return self.system.target
+        """Its target name on the bus: its system's id."""
+        return self.system.id
 
     @property
     def concurrency(self) -> int:
@@ -258,11 +258,11 @@ def build_egress(
     shared = options if isinstance(options, OutboundOptions) else OutboundOptions()
     breaker_options = getattr(options, "breaker", None)
     breaker = CircuitBreaker(
-        system.target,
+        system.id,
         breaker_options if isinstance(breaker_options, BreakerOptions) else BreakerOptions(),
         on_change=on_breaker_change,
     )
-    on_breaker_change(system.target, breaker.state, breaker.state)
+    on_breaker_change(system.id, breaker.state, breaker.state)
     delivery = TargetDelivery(
         sender,
         attempts=system.retry.in_process_attempts,

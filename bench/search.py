@@ -94,7 +94,7 @@ class Landscape:
         yield from self.message("collaboration_task", task, "collaboration", "department")
         yield from self.message("collaboration_task", task, "department", "collaboration", "u")
         result = {**complaint, "task_id": task_id, "handling_department": unit}
-        yield from self.message("complaint", result, "collaboration", "complaint_platform", "u")
+        yield from self.message("complaint", result, "collaboration", "complaint-platform", "u")
         self.keys["case"].append(case)
         self.keys["task"].append(task_id)
         self.keys["party"].append(party)

@@ -17,7 +17,7 @@ from bus.errors import (
     Unroutable,
 )
 from bus.message import DeadLetter, Failure, Message, Outgoing, Quarantined
-from bus.topology import Target, Topology
+from bus.topology import Target, Topology, queue_word
 from bus.urls import node_urls
 
 DEFAULT_URL = "sqlite:///var/bus.sqlite3"
@@ -47,6 +47,7 @@ __all__ = [
     "Unroutable",
     "connect",
     "node_urls",
+    "queue_word",
 ]
 
 

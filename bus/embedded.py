@@ -3,6 +3,8 @@
 One process (or a few on one machine) share a WAL-mode SQLite file. A message is one row per
 target queue; moving it (retry tier, dead letters, replay) is one transaction, so nothing is lost
 or doubled in between. Publishing returns after the transaction commits: that is the confirm.
+Rows name their target queue as RabbitMQ's queue names do, by `queue_word` (the target's name with
+'-' read as '_'): what a hub wrote before targets took their system's id is still found.
 
 Crash safety: a consumer marks the rows it took with its session id. Each open Broker holds an
 exclusive `flock` on `<file>.sessions/<session>.lock`; the operating system drops it when the
@@ -58,7 +60,7 @@ from bus.message import (
     utc_now,
 )
 from bus.routing import RoutingTable
-from bus.topology import Target, Topology
+from bus.topology import Target, Topology, queue_word
 
 log = logging.getLogger("bus.embedded")
 
@@ -358,11 +360,11 @@ class EmbeddedBroker(Broker):
                     "INSERT INTO targets (ns, name, retry_delays, prefetch) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (ns, name) DO UPDATE SET retry_delays = excluded.retry_delays, "
                     "prefetch = excluded.prefetch",
-                    (ns, target.name, json.dumps(target.retry_delays), target.prefetch),
+                    (ns, queue_word(target.name), json.dumps(target.retry_delays), target.prefetch),
                 )
                 db.executemany(
                     "INSERT OR IGNORE INTO bindings (ns, target, pattern) VALUES (?, ?, ?)",
-                    [(ns, target.name, pattern) for pattern in target.routes],
+                    [(ns, queue_word(target.name), pattern) for pattern in target.routes],
                 )
             rows = db.execute("SELECT target, pattern FROM bindings WHERE ns = ?", (ns,)).fetchall()
         bindings: dict[str, list[str]] = {}
@@ -539,7 +541,7 @@ class EmbeddedBroker(Broker):
                     f"UPDATE queued SET owner = ? WHERE seq IN (SELECT seq FROM queued "
                     "WHERE ns = ? AND target = ? AND owner IS NULL ORDER BY seq LIMIT ?) "
                     f"RETURNING {_MESSAGE_COLUMNS}, redelivered, seq",
-                    (self.session, ns, target.name, limit),
+                    (self.session, ns, queue_word(target.name), limit),
                 ).fetchall()
             del self._pending_acks[:acked]
         # RETURNING gives no order; the queue's order is seq.
@@ -652,7 +654,13 @@ class EmbeddedBroker(Broker):
             db.execute(
                 f"INSERT INTO dead (ns, target, dead_at, reason, {_MESSAGE_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (delivery.ns, target.name, time.time(), reason, *_message_values(failed)),
+                (
+                    delivery.ns,
+                    queue_word(target.name),
+                    time.time(),
+                    reason,
+                    *_message_values(failed),
+                ),
             )
 
     def _settle_postpone(self, delivery: _EmbeddedDelivery, reason: str, stage: str) -> None:
@@ -672,7 +680,7 @@ class EmbeddedBroker(Broker):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     delivery.ns,
-                    target.name,
+                    queue_word(target.name),
                     tier,
                     time.time() + target.retry_delays[tier],
                     *_message_values(message),
@@ -715,7 +723,7 @@ class EmbeddedBroker(Broker):
         parameters: list[Any] = [self._declared().namespace]
         if target is not None:
             clauses.append("target = ?")
-            parameters.append(target)
+            parameters.append(queue_word(target))
         if reason is not None:
             clauses.append("instr(reason, ?) > 0")
             parameters.append(reason)
@@ -741,7 +749,8 @@ class EmbeddedBroker(Broker):
             f"SELECT {_MESSAGE_COLUMNS}, target FROM dead WHERE {where} ORDER BY rowid LIMIT ?",
             [*parameters, limit],
         )
-        return [DeadLetter.of(row[9], _message_from(row)) for row in rows]
+        named = self._declared().target_name
+        return [DeadLetter.of(named(row[9]), _message_from(row)) for row in rows]
 
     def replay(
         self,
@@ -830,18 +839,19 @@ class EmbeddedBroker(Broker):
 
     def depth(self, target: str) -> int:
         ns = self._declared().namespace
-        self._target(target)
+        word = queue_word(self._target(target).name)
         with self._transaction() as db:
             self._release_due(db, time.time())
             (count,) = db.execute(
                 "SELECT COUNT(*) FROM queued WHERE ns = ? AND target = ? AND owner IS NULL",
-                (ns, target),
+                (ns, word),
             ).fetchone()
         return int(count)
 
     def queue_stats(self, target: str) -> QueueStats:
         ns = self._declared().namespace
-        self._target(target)
+        name = self._target(target).name
+        word = queue_word(name)
         with self._lock:
             with self._transaction() as db:
                 # Acks are committed in groups; commit them so acked rows do not count in flight.
@@ -850,17 +860,17 @@ class EmbeddedBroker(Broker):
                 ready, in_flight = db.execute(
                     "SELECT COUNT(*) FILTER (WHERE owner IS NULL), COUNT(*) FILTER (WHERE owner "
                     "IS NOT NULL) FROM queued WHERE ns = ? AND target = ?",
-                    (ns, target),
+                    (ns, word),
                 ).fetchone()
                 (retrying,) = db.execute(
-                    "SELECT COUNT(*) FROM delayed WHERE ns = ? AND target = ?", (ns, target)
+                    "SELECT COUNT(*) FROM delayed WHERE ns = ? AND target = ?", (ns, word)
                 ).fetchone()
                 (dead,) = db.execute(
-                    "SELECT COUNT(*) FROM dead WHERE ns = ? AND target = ?", (ns, target)
+                    "SELECT COUNT(*) FROM dead WHERE ns = ? AND target = ?", (ns, word)
                 ).fetchone()
             del self._pending_acks[:acked]
         return QueueStats(
-            target=target,
+            target=name,
             ready=int(ready),
             in_flight=int(in_flight),
             consumers=None,

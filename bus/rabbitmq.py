@@ -1,6 +1,8 @@
 """The RabbitMQ backend (pika): quorum queues, confirms, retry tiers, dead letters and replay.
 
-What it declares (names from `bus.topology`):
+What it declares (names from `bus.topology`; `t` is the target's name with '-' read as '_',
+`eco_env_penalty` for the target `eco-env-penalty`, as queues were named before targets took
+their system's id, so a running broker's queues keep their messages across the upgrade):
 
     f"{ns}.canonical"       durable topic exchange; publishers write here with mandatory=True
     f"{ns}.target.{t}"      durable quorum queue per target, bound by the target's routes;

@@ -3,11 +3,19 @@
 Names (one namespace per deployment; tests use a unique one each):
 
     exchange   f"{ns}.canonical"        topic exchange every publisher writes to
-    queue      f"{ns}.target.{t}"       one per target system, bound with the target's routes
-    retry tier f"{ns}.retry.{t}.{i}"    message TTL = retry_delays[i], dead-lettering back to the
+    queue      f"{ns}.target.{q}"       one per target system, bound with the target's routes
+    retry tier f"{ns}.retry.{q}.{i}"    message TTL = retry_delays[i], dead-lettering back to the
                                         target queue
-    dead       f"{ns}.dead.{t}"         what failed for good, with its whole history
+    dead       f"{ns}.dead.{q}"         what failed for good, with its whole history
     quarantine f"{ns}.quarantine"       inbound payloads rejected before they became messages
+
+A target is named by the id of the system it is (`eco-env-penalty`) everywhere a user sees or
+types it; its queues carry `q = queue_word(name)`, the name with '-' read as '_'
+(`jghub.target.eco_env_penalty`). Queue names were made that way before target names allowed
+'-', and a queue keeps its name so that the messages it holds on a running broker are still
+consumed after an upgrade. Two targets whose queue words meet are refused (`Topology`), and
+`Topology.target` finds a target by either spelling: an operator who types `eco_env_penalty`
+gets the target `eco-env-penalty`.
 
 Routing keys are "dataset.region.source" (e.g. "penalty_case.330100.dept_scjg"), so a route
 pattern such as "penalty_case.#", "*.330100.*" or "complaint.*.complaint_platform" picks messages
@@ -24,8 +32,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bus.errors import TopologyError
 from bus.routing import check_pattern
 
-TARGET_NAME_PATTERN = r"^[a-z0-9_]+$"
+TARGET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+
+
+def queue_word(target: str) -> str:
+    """The word a target's queue names carry: its name with '-' read as '_' (see the module
+    docstring); the same for both spellings of one target."""
+    return target.replace("-", "_")
 
 
 class Target(BaseModel):
@@ -34,10 +48,13 @@ class Target(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(
-        description="Target system id, used in queue names, e.g. 'national' or 'dept_scjg'.",
+        description=(
+            "The id of the system it is, e.g. 'national' or 'eco-env-penalty'; its queue names "
+            "carry it with '-' read as '_' (see queue_word)."
+        ),
         pattern=TARGET_NAME_PATTERN,
         max_length=64,
-        examples=["national", "dept_scjg", "grassroots"],
+        examples=["national", "eco-env-penalty", "dept_scjg"],
     )
     routes: list[str] = Field(
         description=(
@@ -122,6 +139,15 @@ class Topology(BaseModel):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"target names must be unique; repeated: {repeated}")
+        by_word: dict[str, list[str]] = {}
+        for name in names:
+            by_word.setdefault(queue_word(name), []).append(name)
+        meeting = [f"{' and '.join(n)} (both {w!r})" for w, n in by_word.items() if len(n) > 1]
+        if meeting:
+            raise ValueError(
+                "two targets would share queues, their names being the same with '-' read as "
+                f"'_': {'; '.join(meeting)}; rename one of them"
+            )
         return self
 
     @classmethod
@@ -138,30 +164,42 @@ class Topology(BaseModel):
             raise TopologyError(f"invalid bus topology: {problems}") from exc
 
     def target(self, name: str) -> Target:
-        """The target called `name`; TopologyError if the topology has none."""
-        for target in self.targets:
-            if target.name == name:
-                return target
-        known = ", ".join(t.name for t in self.targets) or "none"
-        raise TopologyError(
-            f"unknown target {name!r} in namespace {self.namespace!r}; known targets: {known}"
-        )
+        """The target called `name`, or `name` with '-' and '_' taken as one (`eco_env_penalty`
+        finds `eco-env-penalty`: the name targets had before they took their system's id);
+        TopologyError naming the known targets if the topology has none."""
+        found = self._spelt(name)
+        if found is None:
+            known = ", ".join(sorted(t.name for t in self.targets)) or "none"
+            raise TopologyError(
+                f"unknown target {name!r} in namespace {self.namespace!r}; known targets: {known}"
+            )
+        return found
+
+    def target_name(self, stored: str) -> str:
+        """The name of the target `stored` names in either spelling (see `target`), or `stored`
+        itself for a target this topology lacks (one removed from the configuration since)."""
+        found = self._spelt(stored)
+        return stored if found is None else found.name
+
+    def _spelt(self, name: str) -> Target | None:
+        word = queue_word(name)
+        return next((t for t in self.targets if queue_word(t.name) == word), None)
 
     # Names. Both backends use these, so a queue seen in the RabbitMQ management UI and a
-    # row in the embedded store carry the same name.
+    # row in the embedded store carry the same name. `target` may be spelt either way.
 
     @property
     def exchange(self) -> str:
         return f"{self.namespace}.canonical"
 
     def target_queue(self, target: str) -> str:
-        return f"{self.namespace}.target.{target}"
+        return f"{self.namespace}.target.{queue_word(target)}"
 
     def retry_queue(self, target: str, tier: int) -> str:
-        return f"{self.namespace}.retry.{target}.{tier}"
+        return f"{self.namespace}.retry.{queue_word(target)}.{tier}"
 
     def dead_queue(self, target: str) -> str:
-        return f"{self.namespace}.dead.{target}"
+        return f"{self.namespace}.dead.{queue_word(target)}"
 
     @property
     def quarantine_queue(self) -> str:

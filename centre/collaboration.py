@@ -162,8 +162,8 @@ class CollaborationCentre:
 
     @property
     def name(self) -> str:
-        """Its queue (target) name on the bus."""
-        return self.system.target
+        """Its target name on the bus: its system's id."""
+        return self.system.id
 
     @property
     def concurrency(self) -> int:

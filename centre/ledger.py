@@ -971,10 +971,5 @@ def _bucket(bound: float) -> str:
 
 
 def departments_by_system(systems: Iterable[Any]) -> dict[str, list[dict[str, str]]]:
-    """The departments each configured system serves, by its id and by its target name."""
-    found: dict[str, list[dict[str, str]]] = {}
-    for system in systems:
-        served = [department_ref(d) for d in system.departments]
-        found[system.id] = served
-        found[system.target] = served
-    return found
+    """The departments each configured system serves, by its id (its target name too)."""
+    return {system.id: [department_ref(d) for d in system.departments] for system in systems}

@@ -562,7 +562,7 @@ def mount_operators_console(app: FastAPI, runtime: HubRuntime, limits: PenaltyLi
         ledger=runtime.ledger,
         limits=limits,
         systems=[
-            (system.id, system.target if system.target in known else None)
+            (system.id, system.id if system.id in known else None)
             for system in runtime.systems.systems
         ],
         # The hub's own series (the breakers' states), without the broker's and the store's.

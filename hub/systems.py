@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from adapters import egress
 from adapters.registry import adapter_class, validate_options
 from adapters.routing import ADDRESSED
-from bus import Target, Topology
+from bus import Target, Topology, queue_word
 from bus.broker import HANDLER_STAGE
 from bus.routing import topics_overlap
 from mappings import MappingError, SystemMappings
@@ -96,7 +96,7 @@ class SystemsConfig(BaseModel):
     def _unique(self) -> SystemsConfig:
         for label, values in (
             ("system ids", [s.id for s in self.systems]),
-            ("target names (ids with '-' read as '_')", [s.target for s in self.systems]),
+            ("queue names (ids with '-' read as '_')", [queue_word(s.id) for s in self.systems]),
             ("app keys", [s.auth.app_key for s in self.systems if s.auth.app_key]),
             ("basic user names", [s.auth.username for s in self.systems if s.auth.username]),
             (
@@ -137,7 +137,7 @@ class SystemsConfig(BaseModel):
         return Topology(
             namespace=namespace,
             targets=[
-                Target(name=s.target, routes=list(s.routes), retry_delays=list(s.retry.tiers))
+                Target(name=s.id, routes=list(s.routes), retry_delays=list(s.retry.tiers))
                 for s in self.systems
                 if s.routes
             ],
@@ -248,7 +248,7 @@ class SystemsConfig(BaseModel):
             channels=tuple(channels),
             systems=tuple(s.id for s in self.systems if s.auth.scheme != "internal"),
             targets=tuple(
-                TargetSeries(s.target, _received_datasets(s), len(s.retry.tiers))
+                TargetSeries(s.id, _received_datasets(s), len(s.retry.tiers))
                 for s in self.systems
                 if s.routes
             ),

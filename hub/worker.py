@@ -102,8 +102,8 @@ class Worker:
     Parameters:
       settings: where the bus, data folder, systems file and mappings are.
       systems: the systems configuration; default: loaded from `settings.systems_file`.
-      targets: consume only these systems' queues (ids or target names); default: every system
-        with routes (an outbound or a collaboration section).
+      targets: consume only these systems' queues (ids; the old names with '_' for '-' find
+        them too); default: every system with routes (an outbound or a collaboration section).
       pollers: run the configured pollers (default True).
       mapping_folders: the compiled mapping folders by folder name (`mappings.load_all()`);
         default: loaded from `settings.mappings_root` (pass them to share one compilation).
@@ -151,7 +151,7 @@ class Worker:
         )
         self.selected: list[SystemConfig] = self._select(self.targets)
         self.poller_channels = self._poller_channels() if self.pollers else []
-        breakers = [s.target for s in self.selected if s.collaboration is None]
+        breakers = [s.id for s in self.selected if s.collaboration is None]
         start_at_zero(self.systems.known_series(self.mappings, breakers=breakers))
 
     # ------------------------------------------------------------------ configuration
@@ -161,15 +161,17 @@ class Worker:
         receiving = [s for s in self.systems.systems if s.routes]
         if wanted is None:
             return receiving
-        by_name = {s.id: s for s in receiving} | {s.target: s for s in receiving}
-        unknown = sorted(set(wanted) - set(by_name))
+        by_id = {s.id for s in receiving}
+        # A system's id, or the target name it had before (see Topology.target).
+        named = {name: self.topology.target_name(name) for name in wanted}
+        unknown = sorted(name for name, target in named.items() if target not in by_id)
         if unknown:
             known = ", ".join(s.id for s in receiving) or "none"
             raise WorkerError(
                 f"no target system {', '.join(unknown)} in {self.settings.systems_file} "
                 f"(systems that receive messages: {known})"
             )
-        chosen = {by_name[name].id for name in wanted}
+        chosen = set(named.values())
         return [s for s in receiving if s.id in chosen]
 
     def _poller_channels(self) -> list[tuple[SystemConfig, int]]:

@@ -366,8 +366,8 @@ def bus_errors_answered() -> Iterator[None]:
 
 
 def target_asked(topology: Topology | None, given: str | None) -> str | None:
-    """The bus target a request's `given` target (name or system id) means; 404 naming the
-    known targets when the hub delivers to no such target."""
+    """The target a request's `given` names (its system id, or the old name with '_' for '-');
+    404 naming the known targets when the hub delivers to no such target."""
     if given is None or topology is None:
         return given
     try:

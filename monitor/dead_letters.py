@@ -20,7 +20,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from bus import Broker, DeadLetter, Topology
+from bus import Broker, DeadLetter, Topology, TopologyError
 from monitor.errors import InvalidRequest, UnknownTarget
 from monitor.observer import Observer
 
@@ -73,15 +73,13 @@ class DeadLetterQuery(BaseModel):
 
 
 def target_named(topology: Topology, given: str) -> str:
-    """The bus target `given` names: a target name, or the id of the system it is ("-" read as
-    "_"); UnknownTarget naming the known targets otherwise."""
-    known = [t.name for t in topology.targets]
-    for name in (given, given.replace("-", "_")):
-        if name in known:
-            return name
-    raise UnknownTarget(
-        f"no target {given!r}: the hub delivers to {', '.join(sorted(known)) or 'no system'}"
-    )
+    """The target `given` names: the id of the system it is, or the name with '_' for '-' it had
+    before (see `Topology.target`); UnknownTarget naming the known targets otherwise."""
+    try:
+        return topology.target(given).name
+    except TopologyError:
+        known = ", ".join(sorted(t.name for t in topology.targets)) or "no system"
+        raise UnknownTarget(f"no target {given!r}: the hub delivers to {known}") from None
 
 
 def find(broker: Broker, query: DeadLetterQuery) -> list[DeadLetter]:

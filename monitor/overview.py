@@ -31,7 +31,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry
 
-from bus import BusError, QueueStats
+from bus import BusError, QueueStats, queue_word
 from monitor.journal import Journal, Step
 from monitor.journal_figures import OUT_STEPS, delivery_figures, quality_figures
 from monitor.metrics import BREAKER_LEVELS
@@ -93,11 +93,13 @@ class Overview:
 def delivery_counts(
     journal: Journal, *, since: datetime, until: datetime | None = None
 ) -> dict[str, Counter[Step]]:
-    """Per target, how many delivery steps of each kind the journal holds in the window."""
+    """Per target, how many delivery steps of each kind the journal holds in the window, keyed
+    by the target's `queue_word`: entries journalled before targets took their system's id name
+    it with '_' for '-', and count for it all the same."""
     counts: dict[str, Counter[Step]] = {}
     for entry in journal.entries(since=since, until=until, steps=OUT_STEPS):
         if entry.target is not None:
-            counts.setdefault(entry.target, Counter())[entry.step] += 1
+            counts.setdefault(queue_word(entry.target), Counter())[entry.step] += 1
     return counts
 
 
@@ -157,7 +159,7 @@ def _row(
     row = SystemRow(system, target, quality)
     if target is None:
         return row
-    steps = delivered.get(target, Counter())
+    steps = delivered.get(queue_word(target), Counter())
     row.delivered = steps[Step.DELIVERED]
     row.retried = steps[Step.RETRIED]
     row.dead_lettered = steps[Step.DEAD_LETTERED]

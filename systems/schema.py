@@ -594,8 +594,3 @@ class SystemConfig(BaseModel):
     def mapping_id(self) -> str:
         """The folder of its mappings."""
         return self.mapping or self.id
-
-    @property
-    def target(self) -> str:
-        """Its target name on the bus (queue names allow no '-', so they become '_')."""
-        return self.id.replace("-", "_")

@@ -16,14 +16,14 @@ import typer
 from rich.text import Text
 
 import bus
-from bus import Broker, BusError
+from bus import Broker, BusError, Topology
 from hub.commands.journal import console
 from hub.commands.options import DataDir, SystemsFile, hub_settings
 from hub.settings import HubSettings
 from hub.systems import SystemsConfig, SystemsConfigError, load_systems
 from monitor import dead_letters
 from monitor.console_tables import dead_letters_table, history_table, local
-from monitor.errors import InvalidRequest, JournalUnavailable
+from monitor.errors import InvalidRequest, JournalUnavailable, UnknownTarget
 from monitor.literal import literal
 from monitor.observer import Observer
 from monitor.settings import MonitorSettings
@@ -35,7 +35,8 @@ app = typer.Typer(
 )
 
 Target = Annotated[
-    str | None, typer.Option(help="The target system whose deliveries failed (id or queue name).")
+    str | None,
+    typer.Option(help="The target system whose deliveries failed (its id; '_' for '-' also does)."),
 ]
 Reason = Annotated[
     str | None, typer.Option(help="Text the last failure's reason contains, e.g. 'HTTP 503'.")
@@ -58,7 +59,7 @@ def fail(what: str, error: Exception, code: int = 2) -> typer.Exit:
 
 
 @contextmanager
-def _bus(settings: HubSettings) -> Iterator[tuple[Broker, SystemsConfig]]:
+def _bus(settings: HubSettings) -> Iterator[tuple[Broker, SystemsConfig, Topology]]:
     try:
         systems = load_systems(settings.systems_file)
     except SystemsConfigError as error:
@@ -67,13 +68,14 @@ def _bus(settings: HubSettings) -> Iterator[tuple[Broker, SystemsConfig]]:
         broker = bus.connect(settings.bus_url)
     except BusError as error:
         raise fail("bus unavailable", error, 3) from None
+    topology = systems.topology(settings.namespace)
     with broker:
         try:
             # Declaring is idempotent; it also tells the broker the namespace to work in.
-            broker.declare(systems.topology(settings.namespace))
+            broker.declare(topology)
         except BusError as error:
             raise fail("bus unavailable", error, 3) from None
-        yield broker, systems
+        yield broker, systems, topology
 
 
 @contextmanager
@@ -106,25 +108,18 @@ def acting(name: str | None) -> str:
     return login if not name or name == login else f"{name} (login {login})"
 
 
-def _target(systems: SystemsConfig, given: str | None) -> str | None:
-    """The bus target name of a system id or target name; exit 2 naming the known ones."""
+def _target(topology: Topology, given: str | None) -> str | None:
+    """The target `given` names (see `dead_letters.target_named`); exit 2 naming the known ones."""
     if given is None:
         return None
-    known = {s.id: s.target for s in systems.systems if s.routes}
-    known.update({t: t for t in list(known.values())})
-    if given not in known:
-        names = ", ".join(sorted(s.id for s in systems.systems if s.routes)) or "none"
-        console().print(
-            Text.assemble(("unknown target", "red"), " ", literal(given)),
-            f"; systems receiving: {names}",
-            sep="",
-        )
-        raise typer.Exit(2)
-    return known[given]
+    try:
+        return dead_letters.target_named(topology, given)
+    except UnknownTarget as error:
+        raise fail("unknown target", error) from None
 
 
 def _query(
-    systems: SystemsConfig,
+    topology: Topology,
     *,
     target: str | None,
     reason: str | None,
@@ -134,7 +129,7 @@ def _query(
 ) -> dead_letters.DeadLetterQuery:
     try:
         return dead_letters.DeadLetterQuery(
-            target=_target(systems, target),
+            target=_target(topology, target),
             reason=reason,
             older_than=older_than,
             ids=ids or None,
@@ -155,8 +150,8 @@ def list_command(
 ) -> None:
     """List dead letters, oldest first: id, target, when, age, tries, last reason."""
     settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
-    with _bus(settings) as (broker, systems):
-        query = _query(systems, target=target, reason=reason, older_than=older_than, limit=limit)
+    with _bus(settings) as (broker, _, topology):
+        query = _query(topology, target=target, reason=reason, older_than=older_than, limit=limit)
         found = dead_letters.find(broker, query)
     out = console()
     if not found:
@@ -177,7 +172,7 @@ def show(
     Reading the body is journalled (operator_read) under --as NAME or the login name.
     """
     settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
-    with _bus(settings) as (broker, systems), journalled(settings, systems) as observer:
+    with _bus(settings) as (broker, systems, _), journalled(settings, systems) as observer:
         found = dead_letters.show(broker, message_id)
         dead_letters.read_bodies(found, by=acting(acting_as), via="cli", observer=observer)
     out = console()
@@ -226,8 +221,10 @@ def replay(
     """
     settings = hub_settings(data_dir=data_dir, systems_file=systems_file)
     who = acting(acting_as)
-    with _bus(settings) as (broker, systems):
-        query = _query(systems, target=target, reason=reason, older_than=older_than, ids=message_id)
+    with _bus(settings) as (broker, systems, topology):
+        query = _query(
+            topology, target=target, reason=reason, older_than=older_than, ids=message_id
+        )
         with journalled(settings, systems, journalled=not dry_run) as observer:
             try:
                 plan = dead_letters.replay(

@@ -585,9 +585,7 @@ def _delivery_counts(landscape: Landscape) -> dict[tuple[str, str], float]:
     counts: dict[tuple[str, str], float] = {}
     for system in landscape.systems.systems:
         for outcome in ("delivered", "retried", "dead_lettered"):
-            counts[(system.id, outcome)] = sample_total(
-                f"jghub_{outcome}_total", target=system.target
-            )
+            counts[(system.id, outcome)] = sample_total(f"jghub_{outcome}_total", target=system.id)
         counts[(system.id, "published")] = sample_total("jghub_published_total", system=system.id)
         counts[(system.id, "repeated")] = sample_total("jghub_duplicates_total", system=system.id)
     return counts
@@ -653,7 +651,7 @@ def _settle(
     for system in landscape.systems.systems:
         if system.outbound is None:
             continue
-        for letter in running.broker.dead_letters(system.target, limit=100_000):
+        for letter in running.broker.dead_letters(system.id, limit=100_000):
             books[system.id].dead_reasons[_short(letter.reason)] += 1
     return served and settled and pulled
 

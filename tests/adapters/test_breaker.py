@@ -57,7 +57,7 @@ def breaker_and_sender(
     target: LoopbackTarget, tmp_path: Path, transitions: Transitions, failures: int = 3
 ) -> tuple[CircuitBreaker, RestSender]:
     breaker = CircuitBreaker(
-        "grassroots_platform",
+        "grassroots-platform",
         BreakerOptions(failures=failures, cooldown_s=COOLDOWN),
         on_change=transitions,
     )
@@ -89,12 +89,12 @@ def test_opens_after_consecutive_transient_failures_and_then_stops_calling(
         call(breaker, sender, envelope)
     assert not isinstance(tripping.value, BreakerOpen) and tripping.value.status == 503
     assert breaker.state is BreakerState.OPEN
-    assert transitions.seen == [("grassroots_platform", BreakerState.CLOSED, BreakerState.OPEN)]
+    assert transitions.seen == [("grassroots-platform", BreakerState.CLOSED, BreakerState.OPEN)]
     with pytest.raises(BreakerOpen) as open_error:
         call(breaker, sender, envelope)
     assert len(target.requests) == 3  # not called while open
     assert 0 < open_error.value.retry_in <= COOLDOWN
-    assert "circuit breaker of target 'grassroots_platform' is open" in str(open_error.value)
+    assert "circuit breaker of target 'grassroots-platform' is open" in str(open_error.value)
     # The wait is a field, not part of the text that reasons and dead letters carry.
     assert "next trial" not in str(open_error.value)
 
@@ -266,7 +266,7 @@ def test_a_delivery_begun_while_closed_is_not_taken_for_the_trial(late_failure: 
     # the trial.
     transitions = Transitions()
     breaker = CircuitBreaker(
-        "grassroots_platform",
+        "grassroots-platform",
         BreakerOptions(failures=1, cooldown_s=COOLDOWN),
         on_change=transitions,
     )

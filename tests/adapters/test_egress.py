@@ -59,7 +59,7 @@ def test_delivers_each_event_rendered_with_its_idempotency_key(
     ids = hub.push_events()
     hub.start_worker()
     got = target.wait_for(3)
-    hub.wait(lambda: hub.brokers[0].depth("grassroots_platform") == 0)
+    hub.wait(lambda: hub.brokers[0].depth("grassroots-platform") == 0)
     hub.stop_workers()
     bodies = [json.loads(r.body) for r in got]
     assert sorted(b["eventId"] for b in bodies) == sorted(
@@ -68,7 +68,7 @@ def test_delivers_each_event_rendered_with_its_idempotency_key(
     assert all(r.header("Content-Type") == "application/json; charset=utf-8" for r in got)
     keys = [r.header("Idempotency-Key") for r in got]
     assert len(set(keys)) == 3 and all(k and len(k) == 64 for k in keys)
-    assert hub.brokers[0].dead_letters("grassroots_platform") == []
+    assert hub.brokers[0].dead_letters("grassroots-platform") == []
     assert len(ids) == 3
 
 
@@ -80,8 +80,8 @@ def test_a_4xx_goes_to_the_dead_letters_at_once_with_status_and_body(
     ids = hub.push_events()
     hub.start_worker()
     broker = hub.brokers[0]
-    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 3)
-    dead = broker.dead_letters("grassroots_platform")
+    hub.wait(lambda: len(broker.dead_letters("grassroots-platform")) == 3)
+    dead = broker.dead_letters("grassroots-platform")
     assert sorted(d.message.id for d in dead) == sorted(ids)
     for letter in dead:
         assert "HTTP 422" in letter.reason and "事件不存在" in letter.reason
@@ -101,9 +101,9 @@ def test_5xx_is_retried_then_delivered_when_the_target_recovers(
     hub.start_worker()
     hub.wait(lambda: len({r.header("Idempotency-Key") for r in target.requests[4:]}) == 3)
     broker = hub.brokers[0]
-    hub.wait(lambda: broker.depth("grassroots_platform") == 0)
+    hub.wait(lambda: broker.depth("grassroots-platform") == 0)
     hub.stop_workers()
-    assert broker.dead_letters("grassroots_platform") == []
+    assert broker.dead_letters("grassroots-platform") == []
     failed_keys = [r.header("Idempotency-Key") for r in target.requests[:4]]
     delivered_keys = [r.header("Idempotency-Key") for r in target.requests[4:]]
     # The retried message was delivered with the key it had on its failed attempts.
@@ -134,13 +134,13 @@ def test_an_open_breaker_parks_messages_without_spending_their_tiers(
     target.always(200, build=deliver)
 
     def dead_keys() -> set[str]:
-        return {d.message.idempotency_key for d in broker.dead_letters("grassroots_platform")}
+        return {d.message.idempotency_key for d in broker.dead_letters("grassroots-platform")}
 
     hub.wait(lambda: len(delivered | dead_keys()) == 3)
     hub.stop_workers()
     tried = {r.header("Idempotency-Key") for r in target.requests}
     assert len(tried) == 3  # every message reached the target
-    for letter in broker.dead_letters("grassroots_platform"):
+    for letter in broker.dead_letters("grassroots-platform"):
         # Dead only after its own attempts failed (1 in process x 2: the first and its tier).
         assert letter.message.idempotency_key not in delivered
         assert [f.attempt for f in letter.message.history] == [1, 2]
@@ -159,9 +159,9 @@ def test_a_failed_trial_is_dead_lettered_with_the_targets_answer(
     ids = hub.push_events()
     hub.start_worker()
     broker = hub.brokers[0]
-    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 3)
+    hub.wait(lambda: len(broker.dead_letters("grassroots-platform")) == 3)
     hub.stop_workers()
-    dead = broker.dead_letters("grassroots_platform")
+    dead = broker.dead_letters("grassroots-platform")
     assert sorted(d.message.id for d in dead) == sorted(ids)
     for letter in dead:
         assert [f.attempt for f in letter.message.history] == [1, 2]
@@ -189,14 +189,14 @@ def test_a_postponed_message_keeps_no_passing_wait_in_its_reason(
     hub.push_events()
     hub.start_worker()
     broker = hub.brokers[0]
-    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 3)
+    hub.wait(lambda: len(broker.dead_letters("grassroots-platform")) == 3)
     hub.stop_workers()
-    reasons = sorted(d.reason for d in broker.dead_letters("grassroots_platform"))
+    reasons = sorted(d.reason for d in broker.dead_letters("grassroots-platform"))
     assert len(target.requests) == 1  # the first opened the breaker; the others were refused
     tried, *refused = sorted(reasons, key=lambda reason: "HTTP 500" not in reason)
     assert "HTTP 500: down" in tried
     for reason in refused:
-        assert "circuit breaker of target 'grassroots_platform' is open" in reason
+        assert "circuit breaker of target 'grassroots-platform' is open" in reason
         assert "next trial" not in reason and not re.search(r"\d+(\.\d+)?s\b", reason), reason
 
 
@@ -207,8 +207,8 @@ def test_undecodable_messages_and_canonical_events(hub: Hub, target: LoopbackTar
     hub.push_events()
     hub.start_worker()
     got = target.wait_for(3)
-    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 1)
-    (dead,) = broker.dead_letters("grassroots_platform")
+    hub.wait(lambda: len(broker.dead_letters("grassroots-platform")) == 1)
+    (dead,) = broker.dead_letters("grassroots-platform")
     assert dead.message.id == junk and "not a canonical envelope" in dead.reason
     assert dead.message.history[-1].stage == "decode"
     # Rendered as `cloudevent`: the canonical CloudEvent goes out.
@@ -228,8 +228,8 @@ def test_a_dataset_without_a_render_entry_is_dead_lettered(
     broker = hub.broker()
     hub.push_events()
     hub.start_worker()
-    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 3)
-    for dead in broker.dead_letters("grassroots_platform"):
+    hub.wait(lambda: len(broker.dead_letters("grassroots-platform")) == 3)
+    for dead in broker.dead_letters("grassroots-platform"):
         assert dead.message.history[-1].stage == "render"
         assert "grassroots-platform has no rendering for dataset grassroots_event" in dead.reason
     assert target.requests == []

@@ -156,9 +156,9 @@ def test_a_batch_pushed_twice_reaches_its_target_once_and_the_repeat_is_counted(
         assert not any(record["repeat"] for record in first_records)
         assert all(record["repeat"] for record in second_records)
         assert [r["message_id"] for r in first_records] == [r["message_id"] for r in second_records]
-        delivered = hub.drain("grassroots_platform", 5)
+        delivered = hub.drain("grassroots-platform", 5)
         assert sorted(m.id for m in delivered) == sorted(
             str(r["message_id"]) for r in first_records
         )
-        assert hub.depth("grassroots_platform") == 0  # nothing of the second push was published
+        assert hub.depth("grassroots-platform") == 0  # nothing of the second push was published
         assert duplicates(hub, "agri-penalty") - counted == 5

@@ -141,7 +141,7 @@ def test_a_bearer_key_in_authorization(hub: RunningHub) -> None:
     response = hub.client.post(push, content=body, headers=bearer)
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 5
-    assert len(hub.drain("grassroots_platform", 5)) == 5
+    assert len(hub.drain("grassroots-platform", 5)) == 5
     # A key is accepted only in the header its system is configured with (changed on purpose:
     # X-Api-Key used to take every api_key system's key; tests/security covers the rule).
     assert hub.client.post(push, content=body, headers={"X-Api-Key": AGRI_KEY}).status_code == 401
@@ -163,7 +163,7 @@ def test_a_key_in_authorization_without_bearer_gets_a_hint(hub: RunningHub) -> N
         reason = refused.json()["reason"]
         assert "Authorization: Bearer <key>" in reason, reason
         assert AGRI_KEY not in reason  # the hint never repeats what may be a key
-    assert hub.depth("grassroots_platform") == 0
+    assert hub.depth("grassroots-platform") == 0
 
 
 # -- the gatekeeper's parts -------------------------------------------------------------------
@@ -370,7 +370,7 @@ def test_a_client_certificate_names_its_system(tmp_path: Path) -> None:
         accepted = hub.client.post(push, content=body)
         assert accepted.status_code == 200, accepted.text
         assert accepted.json()["accepted"] == 3
-        assert len(hub.drain("grassroots_platform", 3)) == 3
+        assert len(hub.drain("grassroots-platform", 3)) == 3
         for name in (None, "stranger"):
             with httpx.Client(base_url=hub.base_url, verify=client(name)) as other:
                 refused = other.post(push, content=body)

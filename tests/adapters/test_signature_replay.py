@@ -32,7 +32,7 @@ WINDOW_S = 6
 """The grassroots platform's max_clock_skew_s here: short, so that the test sees it pass."""
 PUSH = "/systems/grassroots-platform/rest/event_report"
 JSON = {"Content-Type": "application/json"}
-TARGET = "eco_env_penalty"  # grassroots events go to eco-env-penalty's outbox queue
+TARGET = "eco-env-penalty"  # grassroots events go to eco-env-penalty's outbox queue
 REPLAYED = "signature already used within its window"
 
 

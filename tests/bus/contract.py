@@ -95,6 +95,21 @@ def ack(delivery: Delivery) -> None:
     delivery.ack()
 
 
+def spread(*, waiting: str, dead: str) -> Settle:
+    """Settle each delivery by its id: `waiting` to a retry tier, `dead` to the dead letters,
+    every other one requeued: something in each place a broker keeps messages."""
+
+    def settle(delivery: Delivery) -> None:
+        if delivery.message.id == waiting:
+            delivery.retry("HTTP 503", "deliver")
+        elif delivery.message.id == dead:
+            delivery.dead_letter("HTTP 400", "deliver")
+        else:
+            delivery.requeue()
+
+    return settle
+
+
 def collect(
     broker: Broker,
     target: str,

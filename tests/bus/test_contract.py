@@ -14,6 +14,7 @@ from contract import (
     collect_all,
     ids,
     nothing_arrives,
+    spread,
     start_consumer_process,
     wait_for,
 )
@@ -24,6 +25,8 @@ from bus import (
     Outgoing,
     PublishFailed,
     SettleError,
+    Target,
+    Topology,
     TopologyError,
     Unroutable,
 )
@@ -746,3 +749,42 @@ def test_concurrent_handlers_overlap_and_settle_each_delivery_once(
     assert len(dead) == 20
     # Every ack reached the broker: a new consumer finds nothing left.
     assert nothing_arrives(under_test.open(topology), "national") == []
+
+
+def test_what_a_target_held_under_its_old_name_is_consumed_listed_and_replayed_under_its_id(
+    under_test: BusUnderTest,
+) -> None:
+    """Before targets took their system's id, `eco-env-penalty` was the target `eco_env_penalty`;
+    what a running broker holds under that name is found after the upgrade, without a rename."""
+    routes = {"eco_env_penalty": ["penalty_case.#"]}
+    before = under_test.topology(routes, retry_delays=[0.3])
+    old = under_test.open(before)
+    key = "penalty_case.330100.eco-env-penalty"
+    queued, waiting, dead = (old.publish(Outgoing(key, body)) for body in (b"q", b"w", b"d"))
+    collect_all(old, "eco_env_penalty", 3, settle=spread(waiting=waiting, dead=dead), prefetch=3)
+    old.close()
+
+    after = Topology(
+        namespace=before.namespace,
+        targets=[Target(name="eco-env-penalty", routes=["penalty_case.#"], retry_delays=[0.3])],
+    )
+    assert after.target_queue("eco-env-penalty") == before.target_queue("eco_env_penalty")
+    broker = under_test.open(after)
+    for spelt in (None, "eco-env-penalty", "eco_env_penalty"):
+        listed = broker.dead_letters(spelt)
+        assert [(d.message.id, d.target) for d in listed] == [(dead, "eco-env-penalty")], spelt
+    assert wait_for(lambda: broker.queue_stats("eco_env_penalty").ready >= 1)
+    assert broker.queue_stats("eco_env_penalty").target == "eco-env-penalty"
+    fresh = broker.publish(Outgoing(key, b"after the upgrade"))
+    targets: list[str] = []
+
+    def ack_noting(delivery: Delivery) -> None:
+        targets.append(delivery.target)
+        delivery.ack()
+
+    got = collect_all(broker, "eco-env-penalty", 3, settle=ack_noting, timeout=10)
+    assert sorted(ids(got)) == sorted([queued, waiting, fresh])
+    assert set(targets) == {"eco-env-penalty"}
+    assert broker.replay("eco-env-penalty") == [dead]
+    assert ids(collect_all(broker, "eco-env-penalty", 1)) == [dead]
+    assert nothing_arrives(broker, "eco_env_penalty") == []

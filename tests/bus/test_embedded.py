@@ -9,7 +9,15 @@ import time
 from pathlib import Path
 
 import pytest
-from contract import BusUnderTest, collect, collect_all, ids, start_consumer_process, wait_for
+from contract import (
+    BusUnderTest,
+    collect,
+    collect_all,
+    ids,
+    spread,
+    start_consumer_process,
+    wait_for,
+)
 
 import bus
 from bus import Delivery, Outgoing, PublishFailed, SettleError
@@ -26,16 +34,7 @@ def test_everything_survives_closing_and_reopening_the_file(embedded: BusUnderTe
     queued = broker.publish_many([Outgoing("penalty_case.1.a", str(i).encode()) for i in range(5)])
     waiting = broker.publish(Outgoing("penalty_case.1.b", b"to the tier"))
     dead = broker.publish(Outgoing("penalty_case.1.c", b"to the dead"))
-
-    def settle(delivery: Delivery) -> None:
-        if delivery.message.id == waiting:
-            delivery.retry("timeout", "deliver")
-        elif delivery.message.id == dead:
-            delivery.dead_letter("rejected", "deliver")
-        else:
-            delivery.requeue()
-
-    collect_all(broker, "national", 7, settle=settle, prefetch=7)
+    collect_all(broker, "national", 7, settle=spread(waiting=waiting, dead=dead), prefetch=7)
     quarantined = broker.quarantine(b"<bad", "malformed", source="dept")
     broker.close()
 

@@ -80,6 +80,34 @@ def test_unknown_target_lists_the_known_ones() -> None:
         topology.target("nowhere")
 
 
+def test_a_target_is_named_by_its_system_id_and_its_queues_by_the_old_underscore_name() -> None:
+    topology = Topology(targets=[Target(name="eco-env-penalty", routes=["#"])])
+    for spelt in ("eco-env-penalty", "eco_env_penalty"):
+        assert topology.target(spelt).name == "eco-env-penalty"
+        assert topology.target_name(spelt) == "eco-env-penalty"
+        assert topology.target_queue(spelt) == "jghub.target.eco_env_penalty"
+        assert topology.retry_queue(spelt, 1) == "jghub.retry.eco_env_penalty.1"
+        assert topology.dead_queue(spelt) == "jghub.dead.eco_env_penalty"
+    assert topology.target_name("gone_system") == "gone_system"  # removed since: as stored
+    with pytest.raises(TopologyError, match=r"unknown target 'eco'.*known targets: eco-env-pen"):
+        topology.target("eco")
+
+
+def test_two_targets_whose_queue_names_would_meet_are_refused() -> None:
+    with pytest.raises(TopologyError) as raised:
+        Topology.parse(
+            {
+                "targets": [
+                    {"name": "eco-env-penalty", "routes": ["a"]},
+                    {"name": "national", "routes": ["b"]},
+                    {"name": "eco_env_penalty", "routes": ["c"]},
+                ]
+            }
+        )
+    assert "two targets would share queues" in str(raised.value)
+    assert "eco-env-penalty and eco_env_penalty (both 'eco_env_penalty')" in str(raised.value)
+
+
 def test_retry_tier_after_each_failure_then_none() -> None:
     target = Target(name="t", routes=["#"], retry_delays=[1, 2, 3])
     assert [target.retry_tier(n) for n in (1, 2, 3, 4, 5)] == [0, 1, 2, None, None]

@@ -174,3 +174,26 @@ def test_a_missing_retry_tier_stops_the_consumer_and_keeps_the_message(
     assert wait_for(lambda: broker.depth("national") == 1)
     kept = collect_all(broker, "national", 1)
     assert [(m.id, m.attempts, m.redelivered) for m in kept] == [(sent, 0, True)]
+
+
+def test_a_hyphenated_target_keeps_the_queue_names_it_had_with_underscores(
+    rabbit: BusUnderTest,
+) -> None:
+    """The target `eco-env-penalty` reads and writes the queues `eco_env_penalty` had, so a
+    running broker's messages are consumed after the upgrade; no queue with a '-' appears."""
+    topology = rabbit.topology({"eco-env-penalty": ["penalty_case.#"]}, retry_delays=(0.2,))
+    broker = rabbit.open(topology)
+    broker.publish(Outgoing("penalty_case.330100.eco-env-penalty", b"x"))
+    ns = topology.namespace
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    try:
+        channel = connection.channel()
+        ready = channel.queue_declare(f"{ns}.target.eco_env_penalty", passive=True)
+        assert ready.method.message_count == 1
+        for name in (f"{ns}.retry.eco_env_penalty.0", f"{ns}.dead.eco_env_penalty"):
+            channel.queue_declare(name, passive=True)
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):
+            channel.queue_declare(f"{ns}.target.eco-env-penalty", passive=True)
+    finally:
+        connection.close()
+    assert broker.queue_stats("eco-env-penalty").target == "eco-env-penalty"

@@ -40,7 +40,6 @@ from store import Store, store_url
 
 MARKET_SYSTEM = "market-penalty"
 ECO_SYSTEM = "eco-env-penalty"
-TARGET = {"market-penalty": "market_penalty", "eco-env-penalty": "eco_env_penalty"}
 
 
 @pytest.fixture
@@ -58,7 +57,7 @@ def publish(ledger: Ledger, system: str, envelope: Envelope) -> None:
 
 
 def deliver(ledger: Ledger, system: str, envelope: Envelope) -> None:
-    ledger.record(ledger.steps_delivered(TARGET[system], envelope))
+    ledger.record(ledger.steps_delivered(system, envelope))
 
 
 def row(ledger: Ledger, item_id: str, department: dict[str, str] = MARKET) -> dict:

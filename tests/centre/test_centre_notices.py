@@ -51,7 +51,7 @@ BACKENDS = [
     pytest.param("rabbitmq", id="rabbitmq", marks=[pytest.mark.rabbitmq, pytest.mark.postgresql]),
 ]
 STORE_BACKEND = {"embedded": "sqlite", "rabbitmq": "postgresql"}
-TARGET = "market_penalty"
+TARGET = "market-penalty"
 NOTICE_ROUTE = "supervision_notice.*.*.market-penalty"
 
 

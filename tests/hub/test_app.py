@@ -304,7 +304,7 @@ def test_serve_declares_the_topology_takes_pushes_and_stops_gracefully(tmp_path:
     topology = load_systems(systems).topology("servetest")
     with bus.connect(f"sqlite:///{tmp_path / 'var' / 'bus.sqlite3'}") as broker:
         broker.declare(topology)
-        assert broker.depth("grassroots_platform") == 3
+        assert broker.depth("grassroots-platform") == 3
 
 
 IDLE_S = 5.0

@@ -91,7 +91,7 @@ def test_every_configured_system_and_target_has_its_series_at_zero(fresh_hub: Fr
     receiving = [system for system in systems if system.routes]
     assert len(receiving) >= 10
     for system in receiving:
-        target = system.target
+        target = system.id
         delivered = zero("jghub_delivered_total", target=target)
         if system.outbound is not None:
             assert {found["dataset"] for found in delivered} >= set(system.outbound.render)
@@ -104,6 +104,25 @@ def test_every_configured_system_and_target_has_its_series_at_zero(fresh_hub: Fr
         zero("jghub_replayed_total", target=target)
     # `serve` runs no circuit breaker: the state is a worker's to tell.
     assert "jghub_breaker_state" not in samples
+
+
+def test_every_target_label_is_a_configured_system_id(fresh_hub: FreshHub) -> None:
+    """A target is named by its system's id (`eco-env-penalty`), never by the name with '_' for
+    '-' its queues carry (`eco_env_penalty`)."""
+    samples = _samples(fresh_hub.get("/metrics").text)
+    named = {
+        (name, labels["target"])
+        for name, found in samples.items()
+        for labels, _ in found
+        if "target" in labels
+    }
+    receiving = {system.id for system in fresh_hub.config.systems if system.routes}
+    assert {target for _, target in named} == receiving
+    underscored = {system_id.replace("-", "_") for system_id in receiving} - receiving
+    assert len(underscored) >= 10  # the shipped ids are hyphenated
+    assert not {(name, t) for name, t in named if t in underscored}
+    # The queue series, read from the broker by queue name, too.
+    assert {t for name, t in named if name == "jghub_queue_messages"} == receiving
 
 
 def test_json_logs_are_one_object_per_line(fresh_hub: FreshHub) -> None:

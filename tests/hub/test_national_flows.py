@@ -279,7 +279,7 @@ def test_a_flaky_national_endpoint_ends_every_message_delivered_once_or_dead_let
         pushed = push_batches(line, mappings, records=12)
         accepted = {mid for p in pushed for mid in p.outcome.message_ids}
         keys = {e.idempotencykey for p in pushed for e in p.envelopes}
-        target = line.landscape.systems.system(NATIONAL).target
+        target = NATIONAL
 
         def settled() -> bool:
             dead = line.broker.dead_letters(target, limit=10_000)

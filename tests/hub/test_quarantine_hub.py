@@ -35,7 +35,7 @@ from monitor.journal import Step
 from monitor.quarantine import State
 from standard.envelope import Envelope
 
-TARGET = "grassroots_platform"  # penalty cases go to the grassroots platform's outbox
+TARGET = "grassroots-platform"  # penalty cases go to the grassroots platform's outbox
 
 COMBINATIONS = [
     pytest.param(("embedded", "sqlite"), id="embedded-sqlite"),

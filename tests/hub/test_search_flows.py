@@ -51,9 +51,9 @@ def test_search_of_a_complaint_leads_to_its_task_feedback_and_result(flows: Flow
     ]
     delivered = [
         ("delivered", "complaint", "complaint-platform", "collaboration"),
-        ("delivered", "collaboration_task", "collaboration", "health_penalty"),
+        ("delivered", "collaboration_task", "collaboration", "health-penalty"),
         ("delivered", "collaboration_task", "health-penalty", "collaboration"),
-        ("delivered", "complaint", "collaboration", "complaint_platform"),
+        ("delivered", "complaint", "collaboration", "complaint-platform"),
     ]
     wait_for(
         lambda: set(received + delivered) <= set(_steps(_search(flows, case))),

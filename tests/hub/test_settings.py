@@ -60,11 +60,11 @@ def test_the_shipped_configuration_loads_and_fits_the_shipped_mappings() -> None
     topology = config.topology("jghub")
     assert isinstance(topology, Topology)
     assert {target.name for target in topology.targets} == {
-        system.target for system in config.systems if system.routes
+        system.id for system in config.systems if system.routes
     }
     for system in config.systems:
         if system.routes:
-            target = topology.target(system.target)
+            target = topology.target(system.id)
             assert target.routes == system.routes
             assert target.retry_delays == system.retry.tiers
 
@@ -145,6 +145,15 @@ def test_auth_schemes_need_their_parts(tmp_path: Path) -> None:
 def test_repeated_ids_and_credentials_are_refused(tmp_path: Path) -> None:
     text = HEAD + HEAD.removeprefix("systems:\n")
     assert "system ids must be unique; repeated: eco-env-penalty" in problems(tmp_path, text)[0]
+
+
+def test_two_ids_whose_queue_names_would_meet_are_refused(tmp_path: Path) -> None:
+    text = HEAD + HEAD.removeprefix("systems:\n").replace("eco-env-penalty", "eco_env_penalty")
+    found = problems(tmp_path, text)
+    assert (
+        "queue names (ids with '-' read as '_') must be unique; repeated: eco_env_penalty"
+        in (found[0])
+    )
 
 
 def test_several_problems_are_reported_together(tmp_path: Path) -> None:

@@ -115,10 +115,10 @@ def test_a_delivery_into_the_outbox_waits_for_the_store_without_spending_a_tier(
 
         # Three rounds of three: the store is down, each message waits in the tier and comes
         # back, its attempts unchanged.
-        broker.consume(system.target, handle, stop=stop)
+        broker.consume(system.id, handle, stop=stop)
         assert {attempts for _, attempts in seen} == {0}
         assert len({message_id for message_id, _ in seen}) == 3
-        assert broker.dead_letters(system.target) == []
+        assert broker.dead_letters(system.id) == []
         create_database(url)
         Store(url).upgrade()
         outbox = StoredOutbox(store)
@@ -129,7 +129,7 @@ def test_a_delivery_into_the_outbox_waits_for_the_store_without_spending_a_tier(
             if outbox.pending(system.id) == 3:
                 stop.set()
 
-        broker.consume(system.target, deliver, stop=stop)
+        broker.consume(system.id, deliver, stop=stop)
         assert outbox.pending(system.id) == 3  # every message, once the store is back
         egress.close()
         store.close()

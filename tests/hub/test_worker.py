@@ -42,20 +42,32 @@ def test_unknown_target_is_refused_before_anything_runs(hub: Hub, target: Loopba
         Worker(hub.settings, targets=["national"], mapping_folders=folders())
 
 
+def test_a_worker_takes_a_target_by_its_id_or_the_name_it_had_with_underscores(
+    hub: Hub, target: LoopbackTarget
+) -> None:
+    hub.configure(systems_yaml(target.url))
+    for spelt in ("grassroots-platform", "grassroots_platform"):
+        worker = Worker(
+            hub.settings, targets=[spelt], mapping_folders=folders(), observer=Observer()
+        )
+        assert [system.id for system in worker.selected] == ["grassroots-platform"]
+        worker.store.close()
+
+
 def test_a_worker_starts_its_targets_series_at_zero(hub: Hub, target: LoopbackTarget) -> None:
     """Before its first message each breaker it runs says closed and each of its targets'
     counters is there at 0, so rate() and increase() see the first event."""
     hub.configure(systems_yaml(target.url, tiers=[0.1, 0.2]))
-    for name in ("grassroots_platform", "national"):
+    for name in ("grassroots-platform", "national"):
         with contextlib.suppress(KeyError):
             BREAKER_STATE.remove(name)
     # An observer without a journal: the worker is built, not run, so only its store to close.
     worker = Worker(hub.settings, mapping_folders=folders(), observer=Observer())
     for system in worker.selected:
-        state = HUB_REGISTRY.get_sample_value("jghub_breaker_state", {"target": system.target})
-        assert state == 0, system.target
+        state = HUB_REGISTRY.get_sample_value("jghub_breaker_state", {"target": system.id})
+        assert state == 0, system.id
         for tier in ("0", "1"):
-            retried = {"target": system.target, "tier": tier}
+            retried = {"target": system.id, "tier": tier}
             assert HUB_REGISTRY.get_sample_value("jghub_retried_total", retried) is not None
     worker.store.close()
 
@@ -100,11 +112,11 @@ def test_sigterm_with_a_message_in_flight_loses_nothing(hub: Hub, target: Loopba
     delivered_before = len(target.requests)
     assert 1 <= delivered_before < 3  # it stopped taking messages after the one in hand
     broker = hub.brokers[0]
-    assert broker.dead_letters("grassroots_platform") == []
+    assert broker.dead_letters("grassroots-platform") == []
     # A new worker delivers what is left; every event arrives, none is lost.
     hub.start_worker()
     hub.wait(lambda: len({r.header("Idempotency-Key") for r in target.requests}) == 3)
-    hub.wait(lambda: broker.depth("grassroots_platform") == 0)
+    hub.wait(lambda: broker.depth("grassroots-platform") == 0)
     hub.stop_workers()
     keys = {r.header("Idempotency-Key") for r in target.requests}
     assert len(keys) == 3 and len(ids) == 3
@@ -117,7 +129,7 @@ def test_two_workers_compete_for_one_queue(hub: Hub, target: LoopbackTarget) -> 
     hub.start_worker()
     hub.start_worker()
     got = target.wait_for(3)
-    hub.wait(lambda: hub.brokers[0].depth("grassroots_platform") == 0)
+    hub.wait(lambda: hub.brokers[0].depth("grassroots-platform") == 0)
     hub.stop_workers()
     keys = [r.header("Idempotency-Key") for r in got]
     assert len(keys) == len(set(keys)) == len(ids) == 3  # each delivered once
@@ -133,7 +145,7 @@ def test_deliveries_to_one_target_overlap_up_to_its_concurrency(
     target.wait_in_flight(4)
     target.release()
     got = target.wait_for(12)
-    hub.wait(lambda: hub.brokers[0].depth("grassroots_platform") == 0)
+    hub.wait(lambda: hub.brokers[0].depth("grassroots-platform") == 0)
     hub.stop_workers()
     assert target.max_in_flight == 4  # four at once, never more than configured
     keys = [r.header("Idempotency-Key") for r in got]
@@ -154,16 +166,16 @@ def test_concurrent_deliveries_are_each_settled_exactly_once(
     hub.start_worker()
     broker = hub.brokers[0]
     target.wait_for(45, timeout=30)
-    hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 5)
-    hub.wait(lambda: broker.depth("grassroots_platform") == 0)
+    hub.wait(lambda: len(broker.dead_letters("grassroots-platform")) == 5)
+    hub.wait(lambda: broker.depth("grassroots-platform") == 0)
     hub.stop_workers()
     # Stopped: anything held unacknowledged would be back in the queue now.
-    assert broker.depth("grassroots_platform") == 0
+    assert broker.depth("grassroots-platform") == 0
     keys = [r.header("Idempotency-Key") for r in target.requests]
     refused, busy, accepted = keys[:5], keys[5:10], keys[10:]
     assert len(set(accepted)) == len(accepted) == 35  # each delivered once, none twice
     assert set(busy) <= set(accepted) and not set(refused) & set(accepted)
-    dead = broker.dead_letters("grassroots_platform")
+    dead = broker.dead_letters("grassroots-platform")
     assert sorted(d.message.idempotency_key for d in dead) == sorted(refused)
     assert len(ids) == 40 and len(target.requests) == 45
 
@@ -181,8 +193,8 @@ def test_the_worker_logs_state_changes_not_every_message(hub: Hub, target: Loopb
 
     def settled() -> None:
         target.wait_for(4 + 5 + 15, timeout=30)
-        hub.wait(lambda: len(broker.dead_letters("grassroots_platform")) == 5)
-        hub.wait(lambda: broker.depth("grassroots_platform") == 0)
+        hub.wait(lambda: len(broker.dead_letters("grassroots-platform")) == 5)
+        hub.wait(lambda: broker.depth("grassroots-platform") == 0)
 
     log = sigterm_worker(hub, settled, log_level="info")
     started = next(n for n, line in enumerate(log) if "worker started" in line)
@@ -217,11 +229,11 @@ def test_stop_finishes_the_deliveries_in_flight_and_gives_back_the_rest(
         target.release()
     assert len(target.requests) == 4  # nothing new was started after stop
     broker = hub.brokers[0]
-    assert broker.depth("grassroots_platform") == 8  # the four were acked, the rest given back
-    assert broker.dead_letters("grassroots_platform") == []
+    assert broker.depth("grassroots-platform") == 8  # the four were acked, the rest given back
+    assert broker.dead_letters("grassroots-platform") == []
     hub.start_worker()
     hub.wait(lambda: len(target.requests) == 12)
-    hub.wait(lambda: broker.depth("grassroots_platform") == 0)
+    hub.wait(lambda: broker.depth("grassroots-platform") == 0)
     hub.stop_workers()
     keys = [r.header("Idempotency-Key") for r in target.requests]
     assert len(set(keys)) == 12  # the four finished before the stop were not delivered again

@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bus import Outgoing
 from hub.worker import Worker
 
-TARGET = "grassroots_platform"  # eco-env-penalty's penalty cases go to the grassroots outbox
+TARGET = "grassroots-platform"  # eco-env-penalty's penalty cases go to the grassroots outbox
 
 
 def _grassroots_headers() -> dict[str, str]:

@@ -20,7 +20,7 @@ from hub.settings import HubSettings
 from hub.systems import load_systems
 from monitor.journal import Journal, JournalOptions, Step
 
-TARGET = "grassroots_platform"
+TARGET = "grassroots-platform"
 
 
 @pytest.fixture
@@ -169,8 +169,13 @@ def test_dead_list_show_and_replay(hub_env: Path) -> None:
     code, output = _run("dead", "list", "--target", "grassroots-platform")
     assert code == 0, output
     assert message_id in output and "HTTP 400 from grassroots" in output
+    # The name with '_' it had before targets took their system's id still finds it, by its id.
+    code, output = _run("dead", "list", "--target", "grassroots_platform")
+    assert code == 0 and message_id in output, output
+    assert "grassroots-platform" in output and "grassroots_platform" not in output
     code, output = _run("dead", "list", "--target", "nobody")
     assert code == 2 and "unknown target" in output
+    assert "no target 'nobody': the hub delivers to grassroots-platform" in output
     code, output = _run("dead", "show", message_id)
     assert code == 0 and "field xm missing" in output and '{"case": 1}' in output
 

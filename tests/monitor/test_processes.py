@@ -25,7 +25,7 @@ from hub_harness import ECO_KEY, SECRETS, TEST_SYSTEMS, sample
 from lxml import etree
 from prometheus_client.parser import text_string_to_metric_families
 
-TARGET = "grassroots_platform"
+TARGET = "grassroots-platform"
 DELIVERED = ("jghub_delivered_total", (("dataset", "penalty_case"), ("target", TARGET)))
 BREAKER = ("jghub_breaker_state", (("target", TARGET),))
 

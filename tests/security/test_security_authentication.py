@@ -234,7 +234,7 @@ def test_a_signed_body_is_read_from_its_first_bytes(hub: RunningHub) -> None:
     )
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["accepted"] == 3
-    hub.drain("eco_env_penalty", 3)
+    hub.drain("eco-env-penalty", 3)
 
 
 def test_a_signature_past_the_bound_is_refused_and_the_headers_still_carry_it(
@@ -253,7 +253,7 @@ def test_a_signature_past_the_bound_is_refused_and_the_headers_still_carry_it(
         GRASSROOTS_PUSH, content=body, headers={**headers, "Content-Type": "application/json"}
     )
     assert accepted.status_code == 200, accepted.text
-    hub.drain("eco_env_penalty", 3)
+    hub.drain("eco-env-penalty", 3)
 
 
 # -- 2c: rate limit after authentication; failed authentication limited per address ------------

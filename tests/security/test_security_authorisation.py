@@ -363,7 +363,7 @@ def test_the_centre_takes_a_tasks_result_only_from_its_assignee_even_past_ingres
         )
         assert complaint.accepted == 1, complaint
         hub.start_worker(targets=["collaboration"], pollers=False)
-        hub.wait(lambda: broker.depth("market_penalty") == 1)  # the task, dispatched
+        hub.wait(lambda: broker.depth("market-penalty") == 1)  # the task, dispatched
 
         # Straight onto the bus, past ingress's check: agri's "result" of market's task.
         forged = translated(
@@ -392,8 +392,8 @@ def test_the_centre_takes_a_tasks_result_only_from_its_assignee_even_past_ingres
         broker.publish(
             outgoing_message(market, "collaboration_task.330106.market-penalty.collaboration")
         )
-        hub.wait(lambda: broker.depth("complaint_platform") == 1)
-        (result,) = drain(broker, "complaint_platform", 1)
+        hub.wait(lambda: broker.depth("complaint-platform") == 1)
+        (result,) = drain(broker, "complaint-platform", 1)
         assert answers.result.encode() in result.body and FORGED.encode() not in result.body
         assert len(dead()) == 1
 

@@ -34,7 +34,7 @@ from hub.systems import load_systems
 from monitor.journal import Journal, JournalOptions, Step
 from monitor.literal import literal, visible
 
-TARGET = "grassroots_platform"
+TARGET = "grassroots-platform"
 
 # Complaint ids as a hostile sender writes them, and what the tools must print for each.
 HOSTILE_IDS = {

@@ -35,7 +35,7 @@ from monitor.operators import (
     hash_secret,
 )
 
-TARGET = "grassroots_platform"  # eco-env-penalty's penalty cases go to the grassroots outbox
+TARGET = "grassroots-platform"  # eco-env-penalty's penalty cases go to the grassroots outbox
 ROUTING_KEY = "penalty_case.330100.eco-env-penalty"
 ODD_IDS = ["case/2026/0001", "folder/", "with space", "处罚/案件 1"]
 
@@ -147,12 +147,19 @@ def test_replay_to_an_unknown_target_is_404_naming_the_known_ones(hub: RunningHu
     unknown = _replay(hub, OPERATOR, target="nobody")
     assert unknown.status_code == 404
     assert unknown.json()["detail"] == (
-        "no target 'nobody': the hub delivers to eco_env_penalty, grassroots_platform"
+        "no target 'nobody': the hub delivers to eco-env-penalty, grassroots-platform"
     )
     assert hub.client.get("/dead-letters?target=nobody", auth=OPERATOR).status_code == 404
-    # A known target, by its bus name or by its system's id, is replayed.
-    by_system_id = _replay(hub, OPERATOR, target="grassroots-platform", dry_run=True)
-    assert [d["message_id"] for d in by_system_id.json()["matched"]] == ["m-target-1"]
+    # A known target, by its system's id or by the name with '_' it had before, is replayed;
+    # either way it is named by its id.
+    listed = hub.client.get("/dead-letters?target=grassroots_platform", auth=OPERATOR).json()
+    assert [(d["message_id"], d["target"]) for d in listed["dead_letters"]] == [
+        ("m-target-1", "grassroots-platform")
+    ]
+    by_old_name = _replay(hub, OPERATOR, target="grassroots_platform", dry_run=True)
+    assert [(d["message_id"], d["target"]) for d in by_old_name.json()["matched"]] == [
+        ("m-target-1", "grassroots-platform")
+    ]
     done = _replay(hub, OPERATOR, target=TARGET)
     assert done.status_code == 200 and done.json()["replayed"] == ["m-target-1"]
 

@@ -191,7 +191,6 @@ def test_no_secret_at_rest_after_quarantine_dead_letters_journal_and_logs(
             ).json()
             assert good["accepted"] >= 1, good
             # 4. the worker delivers them: the target refuses, they are dead letters.
-            config = load_systems(hub.settings.systems_file)
             worker = Worker(
                 hub.settings, targets=["eco-env-penalty"], pollers=False,
                 mapping_folders=folders(),
@@ -200,7 +199,7 @@ def test_no_secret_at_rest_after_quarantine_dead_letters_journal_and_logs(
             thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
             thread.start()
             broker = hub.broker()
-            queue = config.system("eco-env-penalty").target
+            queue = "eco-env-penalty"
             try:
                 wait_for(lambda: len(broker.dead_letters(queue)) >= good["accepted"])
             finally:

@@ -3,7 +3,7 @@
     with running_hub(tmp_path, "embedded") as hub:
         answer = hub.client.post("/systems/eco-env-penalty/xml/case_batch", content=xml,
                                  headers={"X-Api-Key": ECO_KEY})
-        messages = hub.drain("grassroots_platform", 3)
+        messages = hub.drain("grassroots-platform", 3)
 
 The test systems (TEST_SYSTEMS) use the shipped mapping folders:
   grassroots-platform  signed app key in the JSON body; REST push event_report; receives

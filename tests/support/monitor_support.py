@@ -75,7 +75,7 @@ systems:
     outbound: {adapter: outbox, render: {penalty_case: cloudevent}}
     routes: ["penalty_case.#"]
 """
-"""One system receiving penalty cases (target grassroots_platform): for the operators' commands."""
+"""One system receiving penalty cases (target grassroots-platform): for the operators' commands."""
 
 
 def operator_environment(

@@ -24,7 +24,7 @@ from zeep.transports import Transport
 
 import bus
 from bus import Broker, Message
-from hub.app import create_app, runtime_of
+from hub.app import create_app
 from hub.settings import HubSettings
 from hub.simulators.server import LoopbackServer, free_port
 from hub.systems import SystemsConfig, parse_systems
@@ -267,12 +267,9 @@ class SoapHub:
             f"{self.endpoint(system)}?wsdl", transport=transport, plugins=plugins or [], wsse=wsse
         )
 
-    def target(self, system: str) -> str:
-        return runtime_of(self.app).systems.system(system).target
-
     def drain(self, system: str, count: int, *, timeout: float = 20.0) -> list[Message]:
         """Consume and ack `count` messages from `system`'s queue (fewer if none come in time)."""
-        return drain(self.broker, self.target(system), count, timeout)
+        return drain(self.broker, system, count, timeout)
 
     def quarantined(self) -> list[QuarantineEntry]:
         """What the hub's quarantine (in its store) holds, oldest first, with payloads."""

@@ -228,7 +228,6 @@ class TwoHosts:
 
     def dead_letters(self, system: str) -> set[str]:
         """The ids of the messages dead-lettered for `system`."""
-        target = self.config.system(system).target
         with bus.connect(RABBITMQ_URL) as broker:
             broker.declare(self.config.topology(self.namespace))
-            return {letter.message.id for letter in broker.dead_letters(target, limit=100_000)}
+            return {letter.message.id for letter in broker.dead_letters(system, limit=100_000)}

@@ -591,7 +591,7 @@ def test_a_cursor_paged_api_with_an_oauth_form_token(
 
         first = poller()
         assert first.poll_once() == 7
-        got = case_numbers(wire.drain("hrss_penalty"))
+        got = case_numbers(wire.drain("hrss-penalty"))
         assert got == [f"330326RS2026{n:06d}" for n in range(7)]
         assert source.queries[0]["since"] == "0" and "cursor" not in source.queries[0]
         assert any("cursor" in q for q in source.queries)  # the run of equal times was paged
@@ -599,7 +599,7 @@ def test_a_cursor_paged_api_with_an_oauth_form_token(
         source.items += [penalty(7, EPOCH_START + 180), penalty(8, EPOCH_START + 240)]
         second = poller()  # a restarted worker: the cursor file says where to go on
         assert second.poll_once() == 2
-        assert case_numbers(wire.drain("hrss_penalty")) == [
+        assert case_numbers(wire.drain("hrss-penalty")) == [
             "330326RS2026000007",
             "330326RS2026000008",
         ]

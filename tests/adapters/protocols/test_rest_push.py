@@ -45,7 +45,7 @@ def test_a_valid_batch_is_answered_per_record_and_consumable(hub: RunningHub) ->
     assert (answer["accepted"], answer["rejected"], answer["failed"]) == (3, 0, 0)
     assert [record["status"] for record in answer["records"]] == ["accepted"] * 3
     sent = {record["message_id"]: record for record in answer["records"]}
-    messages = hub.drain("eco_env_penalty", 3)
+    messages = hub.drain("eco-env-penalty", 3)
     assert {message.id for message in messages} == set(sent)
     for message in messages:
         envelope = Envelope.from_amqp(
@@ -73,7 +73,7 @@ def test_an_invalid_record_is_rejected_with_field_rule_and_location(hub: Running
     assert len(kept) == 1 and kept[0].payload == payload.replace(sign.encode(), b"***")
     assert "reported_time" in kept[0].reason
     accepted = [record["message_id"] for record in answer["records"] if record["message_id"]]
-    assert [m.id for m in hub.drain("eco_env_penalty", len(accepted))] == accepted
+    assert [m.id for m in hub.drain("eco-env-penalty", len(accepted))] == accepted
 
 
 def test_malformed_json_signed_in_its_body_cannot_be_authenticated(hub: RunningHub) -> None:
@@ -111,13 +111,13 @@ def test_a_signed_payload_the_mapping_cannot_read_is_a_400(hub: RunningHub) -> N
 
 
 def test_a_wrong_signature_is_401_and_nothing_is_published(hub: RunningHub) -> None:
-    depth = hub.depth("eco_env_penalty")
+    depth = hub.depth("eco-env-penalty")
     body = signed(sample(*EVENTS, "valid-events"), secret="not-the-secret")
     response = hub.client.post(PUSH, content=body, headers=JSON)
     assert response.status_code == 401
     assert response.json()["error"] == "unauthenticated"
     assert "sign does not match" in response.json()["reason"]
-    assert hub.depth("eco_env_penalty") == depth
+    assert hub.depth("eco-env-penalty") == depth
 
 
 def test_a_stale_request_time_is_401(hub: RunningHub) -> None:
@@ -134,7 +134,7 @@ def test_no_credential_is_401(hub: RunningHub) -> None:
 
 
 def test_another_systems_channel_is_403_and_nothing_is_published(hub: RunningHub) -> None:
-    depth = hub.depth("eco_env_penalty")
+    depth = hub.depth("eco-env-penalty")
     body = signed(sample(*EVENTS, "valid-events"))
     response = hub.client.post(PUSH, content=body, headers={**JSON, "X-Api-Key": ECO_KEY})
     assert response.status_code == 403
@@ -142,7 +142,7 @@ def test_another_systems_channel_is_403_and_nothing_is_published(hub: RunningHub
     # Whose the key is stays unsaid (tests/security/test_security_authentication.py).
     assert "not for this channel" in response.json()["reason"]
     assert "eco-env-penalty" not in response.json()["reason"]
-    assert hub.depth("eco_env_penalty") == depth
+    assert hub.depth("eco-env-penalty") == depth
 
 
 def test_more_records_than_the_channel_takes_is_413_with_the_numbers_and_kept(
@@ -151,7 +151,7 @@ def test_more_records_than_the_channel_takes_is_413_with_the_numbers_and_kept(
     # Issue 12: 30,000 empty records (120 KB) to agri-penalty; its channel takes the default
     # 10,000. Refused whole before any record is translated or published.
     payload = json.dumps({"batchNo": "2026021500004", "records": [{}] * 30_000}).encode()
-    depth = hub.depth("grassroots_platform")
+    depth = hub.depth("grassroots-platform")
     refused_before = _refused(hub, "agri-penalty", "case_records", "too-many-records")
     response = hub.client.post(
         "/systems/agri-penalty/rest/case_records",
@@ -166,7 +166,7 @@ def test_more_records_than_the_channel_takes_is_413_with_the_numbers_and_kept(
     assert "payloads of at most 10000 records" in answer["reason"]
     (kept,) = [q for q in hub.quarantined() if q.id == answer["quarantine_id"]]
     assert kept.payload == payload and "too-many-records" in kept.reason
-    assert hub.depth("grassroots_platform") == depth
+    assert hub.depth("grassroots-platform") == depth
     # Counted and journalled like the other refused payloads.
     refused = _refused(hub, "agri-penalty", "case_records", "too-many-records")
     assert refused == refused_before + 1
@@ -200,7 +200,7 @@ def test_signing_in_headers_works_as_in_the_body(hub: RunningHub) -> None:
     response = hub.client.post(PUSH, content=sample(*EVENTS, "valid-events"), headers=headers)
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 3
-    assert len(hub.drain("eco_env_penalty", 3)) == 3
+    assert len(hub.drain("eco-env-penalty", 3)) == 3
 
 
 EVENTS = ("grassroots-platform", "event_report")

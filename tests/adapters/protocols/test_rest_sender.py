@@ -168,7 +168,7 @@ def delivery(rest: RestSender, attempts: int = 3, failures: int = 5) -> TargetDe
     return TargetDelivery(
         rest,
         attempts=attempts,
-        breaker=CircuitBreaker("grassroots_platform", BreakerOptions(failures=failures)),
+        breaker=CircuitBreaker("grassroots-platform", BreakerOptions(failures=failures)),
         backoff_initial_s=0.01,
         backoff_max_s=0.05,
     )
@@ -223,7 +223,7 @@ def test_a_stop_request_cuts_the_backoff_short(
     guarded = TargetDelivery(
         sender(tmp_path, url=target.url),
         attempts=10,
-        breaker=CircuitBreaker("grassroots_platform"),
+        breaker=CircuitBreaker("grassroots-platform"),
         backoff_initial_s=30,
         backoff_max_s=30,
         stop=stop,

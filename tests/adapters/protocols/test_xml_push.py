@@ -60,7 +60,7 @@ def test_a_gb2312_batch_is_answered_in_xml_and_consumable(hub: RunningHub) -> No
     records = answer.findall("records/record")
     assert [r.get("status") for r in records] == ["accepted"] * 3
     ids = {r.findtext("message_id") for r in records}
-    messages = hub.drain("grassroots_platform", 3)
+    messages = hub.drain("grassroots-platform", 3)
     assert {m.id for m in messages} == ids
     names = set()
     for message in messages:
@@ -76,7 +76,7 @@ def test_the_transport_charset_is_used_when_the_document_names_none(hub: Running
     answer = post(hub, sample(*CASES, "valid-charset-from-transport"), charset="gbk")
     assert answer.get("http-status") == "200", etree.tostring(answer)
     assert answer.findtext("accepted") == "1"
-    assert len(hub.drain("grassroots_platform", 1)) == 1
+    assert len(hub.drain("grassroots-platform", 1)) == 1
 
 
 def test_rejected_records_carry_field_rule_and_line(hub: RunningHub) -> None:
@@ -90,7 +90,7 @@ def test_rejected_records_carry_field_rule_and_line(hub: RunningHub) -> None:
     assert (first.findtext("location") or "").startswith("(/cf:AJPC/cf:AJ)[")
     quarantine_id = answer.findtext("quarantine_id")
     assert any(q.id == quarantine_id for q in hub.quarantined())
-    assert len(hub.drain("grassroots_platform", 1)) == 1
+    assert len(hub.drain("grassroots-platform", 1)) == 1
 
 
 @pytest.mark.parametrize(
@@ -106,34 +106,34 @@ def test_rejected_records_carry_field_rule_and_line(hub: RunningHub) -> None:
 def test_hostile_or_broken_documents_are_400_and_kept(
     hub: RunningHub, name: str, kind: str
 ) -> None:
-    depth = hub.depth("grassroots_platform")
+    depth = hub.depth("grassroots-platform")
     answer = post(hub, sample(*CASES, name))
     assert answer.get("http-status") == "400"
     assert answer.findtext("payload_error/kind") == kind
     assert answer.findtext("accepted") == "0"
     assert any(q.id == answer.findtext("quarantine_id") for q in hub.quarantined())
-    assert hub.depth("grassroots_platform") == depth
+    assert hub.depth("grassroots-platform") == depth
 
 
 def test_a_wrong_key_is_401_in_xml_and_nothing_is_published(hub: RunningHub) -> None:
     # The channel answers XML (its default): a refusal before the payload is read is XML too,
     # since a system that reads only XML cannot read a JSON refusal.
-    depth = hub.depth("grassroots_platform")
+    depth = hub.depth("grassroots-platform")
     refusal = post(hub, sample(*CASES, "valid-batch"), key="guessed")
     assert refusal.tag == "Refusal"
     assert (refusal.get("http-status"), refusal.findtext("status")) == ("401", "401")
     assert refusal.findtext("error") == "unauthenticated"
     assert refusal.findtext("reason") == "the X-Api-Key header matches no configured system's key"
-    assert hub.depth("grassroots_platform") == depth
+    assert hub.depth("grassroots-platform") == depth
 
 
 def test_another_systems_key_is_403_in_xml(hub: RunningHub) -> None:
-    depth = hub.depth("grassroots_platform")
+    depth = hub.depth("grassroots-platform")
     refusal = post(hub, sample(*CASES, "valid-batch"), key=THROTTLED_KEY)
     assert (refusal.tag, refusal.get("http-status")) == ("Refusal", "403")
     assert refusal.findtext("error") == "forbidden"
     assert "not for this channel" in (refusal.findtext("reason") or "")
-    assert hub.depth("grassroots_platform") == depth
+    assert hub.depth("grassroots-platform") == depth
 
 
 def test_a_channel_answering_json(hub: RunningHub) -> None:
@@ -162,7 +162,7 @@ def test_a_system_token_header_and_its_own_receipt(hub: RunningHub) -> None:
     assert [(i.get("seq"), i.get("accepted")) for i in items] == [
         (str(n), "true") for n in range(1, 6)
     ]
-    messages = hub.drain("eco_env_penalty", 5)
+    messages = hub.drain("eco-env-penalty", 5)
     assert {m.id for m in messages} == {i.get("id") for i in items}
     wrong = hub.client.post(push, content=body, headers={**headers, "X-Tsjb-Token": "guess"})
     assert wrong.status_code == 401
@@ -190,7 +190,7 @@ def test_basic_authentication_and_a_gbk_receipt(hub: RunningHub) -> None:
     assert [(r.get("XH"), r.get("ZT"), r.get("MSG")) for r in result.findall("ROW")] == [
         (str(n), "0", "") for n in range(1, 5)
     ]
-    assert len(hub.drain("grassroots_platform", 4)) == 4
+    assert len(hub.drain("grassroots-platform", 4)) == 4
     invalid = sample("housing-penalty", "publication_batch", "invalid-records")
     answer = hub.client.post(
         push, content=invalid, headers=headers, auth=(HOUSING_USER, HOUSING_PASSWORD)
