@@ -46,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from bus import queue_word
 from monitor.journal import JOURNAL_ENTRY, Journal, Step, timestamp
 from monitor.quality import QUANTILES, SystemQuality
 
@@ -79,7 +80,9 @@ def quality_figures(
 def delivery_figures(
     journal: Journal, *, since: datetime, until: datetime | None = None
 ) -> dict[str, Counter[Step]]:
-    """Per target, how many delivery steps of each kind the window holds (`delivery_counts`)."""
+    """Per target, how many delivery steps of each kind the window holds (`delivery_counts`),
+    keyed by the target's `queue_word`, so entries journalled under the target's old name (its
+    system id with '_' for '-') count for it all the same."""
     query = (
         select(_E.target, _E.step, func.count())
         .where(*_window(since, until, sources=False))
@@ -89,7 +92,7 @@ def delivery_figures(
     counts: dict[str, Counter[Step]] = {}
     with journal.reading() as db:
         for target, step, n in db.execute(query):
-            counts.setdefault(str(target), Counter())[Step(step)] += int(n)
+            counts.setdefault(queue_word(str(target)), Counter())[Step(step)] += int(n)
     return counts
 
 
