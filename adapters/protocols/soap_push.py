@@ -47,6 +47,7 @@ from adapters.credentials import WSSE_SECURITY, envelope_credentials
 from adapters.errors import AdapterConfigError, IngressUnavailable, RequestRefused, Unauthenticated
 from adapters.ingress import IngressResult
 from adapters.openapi import body_limit_text
+from adapters.problems import ChannelAnswer
 from adapters.protocols.soap_service import (
     SOAP11,
     SOAP12,
@@ -83,6 +84,10 @@ _REFUSAL_SUBCODES = {
     "rate-limited": "RateLimited",
     "bad-request": "BadRequest",
     "timeout": "Timeout",
+    "method-not-allowed": "MethodNotAllowed",
+    "not-found": "NotFound",
+    "store-unavailable": "StoreUnavailable",
+    "internal-error": "InternalError",
 }
 _TRANSPORT_STATUSES = frozenset({408, 413, 429})
 
@@ -338,6 +343,13 @@ class SoapPush(InboundAdapter):
             channel.max_records,
         )
 
+    def error_answers(
+        self, system: SystemConfig, channel: ChannelConfig
+    ) -> dict[str, ChannelAnswer]:
+        # The POST route answers its own faults; this covers what the app's handlers answer on
+        # the service's path (another method, the store's outage).
+        return {self.route_path(system): refusal_as_fault}
+
     def _operation(
         self, service: SoapService, system: SystemConfig, channel: ChannelConfig
     ) -> SoapOperation:
@@ -423,7 +435,7 @@ def _add_routes(app_or_router: FastAPI | APIRouter, endpoint: _Endpoint) -> None
 async def _call(endpoint: _Endpoint, request: Request) -> Response:
     owner = endpoint.system.id
     content_type = request.headers.get("content-type")
-    version = SOAP12 if "application/soap+xml" in (content_type or "").lower() else SOAP11
+    version = _version_of(content_type)
     try:
         admission = await endpoint.gatekeeper.admit(
             request,
@@ -462,7 +474,7 @@ def _answer(
     limits = PayloadLimits(
         max_bytes=endpoint.gatekeeper.body_limit(owner), max_depth=ENVELOPE_MAX_DEPTH
     )
-    version = SOAP12 if "application/soap+xml" in (content_type or "").lower() else SOAP11
+    version = _version_of(content_type)
     try:
         request = endpoint.service.parse_request(
             body,
@@ -681,6 +693,16 @@ def _record_error(problem: Mapping[str, Any]) -> dict[str, Any]:
 
 def _refusal_fault(refused: RequestRefused) -> SoapFault:
     status = refused.status if refused.status in _TRANSPORT_STATUSES else None
+    if refused.status >= 500:
+        # The hub's side (its store, the bus, itself): a Receiver/Server fault, with the status
+        # and Retry-After a sender reads to send again later.
+        return SoapFault(
+            FaultCode.RECEIVER,
+            refused.reason,
+            subcode=_REFUSAL_SUBCODES.get(refused.kind, "Unavailable"),
+            status=refused.status,
+            headers=refused.headers,
+        )
     return SoapFault(
         FaultCode.SENDER,
         refused.reason,
@@ -695,6 +717,16 @@ def _refusal_fault(refused: RequestRefused) -> SoapFault:
 def _camel(name: str) -> str:
     first, *rest = name.split("_")
     return first + "".join(word.capitalize() for word in rest)
+
+
+def refusal_as_fault(request: Request, refused: RequestRefused) -> Response:
+    """A request refused whole on a SOAP path outside the SOAP call (a method other than GET
+    and POST, the store's outage) as a fault in the request's SOAP version."""
+    return _fault(_refusal_fault(refused), _version_of(request.headers.get("content-type")))
+
+
+def _version_of(content_type: str | None) -> SoapVersion:
+    return SOAP12 if "application/soap+xml" in (content_type or "").lower() else SOAP11
 
 
 def _fault(fault: SoapFault, version: SoapVersion) -> Response:
