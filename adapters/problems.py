@@ -39,9 +39,11 @@ from fastapi.exception_handlers import (
     request_validation_exception_handler,
 )
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Match
 
 from adapters.errors import IngressUnavailable, PayloadUnreadable, RequestRefused
 from store import StoreUnavailable
@@ -263,6 +265,29 @@ def _refusal(
     return refused
 
 
+def _detail_of(request: Request, error: StarletteHTTPException) -> str:
+    """The HTTPException's detail; for the router's bare "Not Found" and "Method Not Allowed",
+    what was asked and what to do instead."""
+    where = f"{request.method} {request.url.path}"
+    if error.status_code == 404 and error.detail == "Not Found":
+        return f"no route answers {where}; the hub's routes are listed at /docs"
+    allowed = (error.headers or {}).get("Allow")
+    if error.status_code == 405 and error.detail == "Method Not Allowed" and allowed:
+        return f"{request.url.path} does not take {request.method}; it takes {allowed}"
+    return str(error.detail)
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method some route of the app takes at the request's path: Starlette's Allow
+    names only those of the first route matching it (a SOAP service's GET, not its POST)."""
+    methods: set[str] = set()
+    for context in iter_route_contexts(request.app.routes):
+        match, _ = context.matches({**request.scope, "method": "*"})
+        if match is not Match.NONE:
+            methods.update(context.methods or ())
+    return ", ".join(sorted(methods)) or None
+
+
 def _validation_errors(error: RequestValidationError) -> list[ProblemError]:
     return [
         ProblemError(
@@ -318,15 +343,20 @@ def install_problem_handlers(
             shown = await earlier(request, error, StarletteHTTPException)
             if shown is not None:
                 return shown
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        error = StarletteHTTPException(error.status_code, error.detail, headers)
+        detail = _detail_of(request, error)
         refusal = _refusal(
-            str(error.detail),
+            detail,
             error.status_code,
             problem_type_of_status(error.status_code).name,
             error.headers,
         )
         problem = Problem.of(
             problem_type_of_status(error.status_code),
-            str(error.detail),
+            detail,
             request.url.path,
             status=error.status_code,
             retry_after=retry_after_of(error.headers),

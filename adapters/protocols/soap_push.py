@@ -89,7 +89,7 @@ _REFUSAL_SUBCODES = {
     "store-unavailable": "StoreUnavailable",
     "internal-error": "InternalError",
 }
-_TRANSPORT_STATUSES = frozenset({408, 413, 429})
+_TRANSPORT_STATUSES = frozenset({405, 408, 413, 429})
 
 
 class SoapPushOptions(BaseModel):
