@@ -265,6 +265,17 @@ def _refusal(
     return refused
 
 
+def store_unavailable_refusal(request: Request) -> RequestRefused:
+    """A request the hub's store failed (503, Retry-After), saying what and where: never the
+    database's address, which stays in the log."""
+    detail = (
+        f"the hub's store (its database) does not answer, so {request.method} "
+        f"{request.url.path} was not served; nothing of it was kept: send it again later"
+    )
+    headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
+    return _refusal(detail, 503, "store-unavailable", headers)
+
+
 def _detail_of(request: Request, error: StarletteHTTPException) -> str:
     """The HTTPException's detail; for the router's bare "Not Found" and "Method Not Allowed",
     what was asked and what to do instead."""
@@ -387,14 +398,9 @@ def install_problem_handlers(
         # The database's address stays in the log; the caller learns what failed and where,
         # not how the hub is wired.
         log.warning("%s %s: %s", request.method, request.url.path, error)
-        detail = (
-            f"the hub's store (its database) does not answer, so {request.method} "
-            f"{request.url.path} was not served; nothing of it was kept: send it again later"
-        )
-        headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
-        refusal = _refusal(detail, 503, "store-unavailable", headers)
+        refusal = store_unavailable_refusal(request)
         problem = Problem.of(
-            "store-unavailable", detail, request.url.path, retry_after=STORE_RETRY_AFTER_S
+            "store-unavailable", refusal.reason, request.url.path, retry_after=STORE_RETRY_AFTER_S
         )
         return await refused(request, refusal, problem)
 

@@ -21,7 +21,10 @@ Everything that goes wrong is a SOAP fault (see `adapters.protocols.soap_service
 faults with a subcode for a refused credential (Authentication, Forbidden), a wrong SOAPAction
 (WrongAction), an unknown operation (UnknownOperation), a broken envelope (MalformedEnvelope), a
 document that cannot be read (PayloadRejected); Receiver/Server faults over HTTP 503 with
-Retry-After when the bus cannot be reached (BusUnavailable) or a target is behind (BackPressure).
+Retry-After when the bus cannot be reached (BusUnavailable), a target is behind (BackPressure) or
+the hub's store does not answer (StoreUnavailable). What the app answers on the service's path
+outside the call (another method than GET and POST: MethodNotAllowed, over 405) is a fault too
+(`error_answers`), never JSON.
 Envelopes and documents of an authenticated system refused for their content are kept in the
 quarantine. The POST endpoints
 stay out of the OpenAPI document: their contract is the WSDL, and SOAP answers faults with 500,
@@ -47,7 +50,7 @@ from adapters.credentials import WSSE_SECURITY, envelope_credentials
 from adapters.errors import AdapterConfigError, IngressUnavailable, RequestRefused, Unauthenticated
 from adapters.ingress import IngressResult
 from adapters.openapi import body_limit_text
-from adapters.problems import ChannelAnswer
+from adapters.problems import ChannelAnswer, store_unavailable_refusal
 from adapters.protocols.soap_service import (
     SOAP11,
     SOAP12,
@@ -64,6 +67,7 @@ from adapters.protocols.soap_service import (
 from adapters.security import Gatekeeper
 from mappings import PayloadLimits, encode_as_declared
 from standard.errors import quoted
+from store import StoreUnavailable
 from systems import ChannelConfig, SystemConfig
 
 if TYPE_CHECKING:
@@ -452,6 +456,9 @@ async def _call(endpoint: _Endpoint, request: Request) -> Response:
         return _fault(_refusal_fault(refused), version)
     except SoapFault as fault:
         return _fault(fault, version)
+    except StoreUnavailable as error:
+        log.warning("SOAP request of %s: %s", owner, error)
+        return _fault(_refusal_fault(store_unavailable_refusal(request)), version)
     except Exception:
         log.exception("SOAP request of %s failed", owner)
         return _fault(
