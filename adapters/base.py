@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from fastapi import APIRouter, FastAPI
 
     from adapters.ingress import Ingress
+    from adapters.problems import ChannelAnswer
     from adapters.security import Gatekeeper
     from standard.envelope import Envelope
 
@@ -140,6 +141,14 @@ class InboundAdapter(Adapter):
         ingress: Ingress,
     ) -> None:
         """Add this channel's routes; each request goes through the gatekeeper, then ingress."""
+
+    def error_answers(
+        self, system: SystemConfig, channel: ChannelConfig
+    ) -> dict[str, ChannelAnswer]:
+        """The channel's paths that answer a request refused whole in the channel's own format
+        (an XML refusal, a SOAP fault), with how; empty (the default): problem documents, as
+        JSON channels and the hub's own APIs answer (adapters.problems)."""
+        return {}
 
 
 class Poller(Adapter):

@@ -24,7 +24,13 @@ AdapterError
     ├── RateLimited (429): the system's token bucket is empty, or the client address failed
     │   to authenticate too often; `retry_after` seconds
     ├── RequestTimedOut (408): the body did not arrive within the hub's time limit
-    └── BadRequest (400): a request the hub cannot use at all (not the payload's records)
+    ├── BadRequest (400): a request the hub cannot use at all (not the payload's records)
+    └── PayloadUnreadable (400, or 413 when too large to parse): the payload was read but could
+        not be understood at all (malformed, wrong encoding, forbidden markup, no records);
+        it is kept in the quarantine
+
+How each is answered is the channel's: a problem document (adapters.problems) on JSON channels
+and the hub's own APIs, the channel's XML refusal or a SOAP fault on XML and SOAP channels.
 """
 
 from __future__ import annotations
@@ -139,10 +145,6 @@ class RequestRefused(AdapterError):
         self.headers: dict[str, str] = {}
         self.facts: dict[str, Any] = {}
 
-    def to_dict(self) -> dict[str, Any]:
-        """The refusal as plain data, the body of the HTTP answer."""
-        return {"error": self.kind, "status": self.status, "reason": self.reason, **self.facts}
-
 
 class BadRequest(RequestRefused):
     """A request the hub cannot use at all (e.g. a charset nobody knows)."""
@@ -216,3 +218,35 @@ class RateLimited(RequestRefused):
         self.retry_after = retry_after
         # Retry-After takes whole seconds; rounding up never invites a request that would fail.
         self.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+
+
+class PayloadUnreadable(RequestRefused):
+    """The payload could not be read at all: no record of it was taken (HTTP 400; 413 when it is
+    too large to parse). It is kept in the quarantine.
+
+    `reason` says it all in words; `kind` is the reader's rule (malformed, encoding,
+    forbidden-markup, no-records, too-large ...), `message` its words, `where` the place;
+    `facts`: receipt_id, quarantine_id, and errors (one {where, rule, message}, with the `place`:
+    line, column, offset where known).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        kind: str,
+        message: str,
+        where: str,
+        place: dict[str, int | None],
+        receipt_id: str,
+        quarantine_id: str | None,
+        system: str | None = None,
+    ) -> None:
+        super().__init__(reason, system=system)
+        self.kind = kind
+        self.status = 413 if kind == "too-large" else 400
+        self.facts.update(
+            receipt_id=receipt_id,
+            quarantine_id=quarantine_id,
+            errors=[{"where": where, "rule": kind, "message": message, **place}],
+        )

@@ -6,6 +6,7 @@ terms of OpenAPI 3.1, so that a client generated from `/openapi.json` knows what
     schemes = security_schemes(config.systems)        # components.securitySchemes
     route = {..., "security": security_requirement(system.auth)}
     description = body_limit_text(gatekeeper, system)   # "Body limit: 33554432 bytes (...)"
+    declare_problems(document, own_format={"/systems/x/xml/y"})   # errors: problem documents
 
 One scheme per way of authenticating, shared by the systems that use it: an API key in a named
 header (`ApiKey-<header>`), a key as `Authorization: Bearer` (`BearerKey`), HTTP Basic of a
@@ -17,9 +18,10 @@ carries the signature (X-Sign) and described in full.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from typing import TYPE_CHECKING, Any
 
+from adapters.problems import PROBLEM_MEDIA_TYPE, Problem
 from systems import AuthConfig, SystemConfig
 
 if TYPE_CHECKING:
@@ -100,3 +102,45 @@ def body_limit_text(gatekeeper: Gatekeeper, system: SystemConfig) -> str:
         else "the hub default, JGHUB_MAX_BODY_BYTES"
     )
     return f"Body limit: {limit} bytes ({origin}); a larger body is refused with 413."
+
+
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+_RESULTS = frozenset({"IngressResult", "Readiness"})
+"""Schemas of answers that report rather than refuse, kept under an error status: a push's
+per-record answer when some records were not confirmed (503), /ready's report (503)."""
+
+
+def declare_problems(document: dict[str, Any], *, own_format: Set[str] = frozenset()) -> None:
+    """Declare in `document` that every operation answers its errors with a problem document:
+    the Problem schema in the components; each 4xx and 5xx response of an operation as
+    application/problem+json (FastAPI's 422 included), and 4XX and 5XX for the rest. The paths
+    in `own_format` (XML and SOAP channels: their refusals are XML, their WSDL) are left alone."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schema.pop("$defs", {}))
+    schemas["Problem"] = schema
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}}
+    for path, operations in document.get("paths", {}).items():
+        if path in own_format:
+            continue
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for status, response in responses.items():
+                if not status.startswith(("4", "5")):
+                    continue
+                content = response.setdefault("content", {})
+                shown = str(content.get("application/json", {}).get("schema", {}).get("$ref", ""))
+                if shown.rpartition("/")[2] in _RESULTS:
+                    continue  # a report, as declared (a push's 503 declares both itself)
+                content.pop("application/json", None)
+                content.update(problem)
+                if status == "422":
+                    response["description"] = "The request's parameters break a rule."
+            responses.setdefault(
+                "4XX", {"description": "Refused: a problem document.", "content": problem}
+            )
+            responses.setdefault(
+                "5XX", {"description": "The hub failed: a problem document.", "content": problem}
+            )

@@ -8,8 +8,12 @@ any of them fails at once with file, line and field. Connecting to the bus happe
 starts (its lifespan): it declares the topology; until that worked, pushes answer 503 and
 `/ready` says why, while `/health` already answers (the process is alive). A lost RabbitMQ
 connection is retried in the background. A request the store fails while it is served (the
-database stopped answering: `store.StoreUnavailable`) answers 503 with Retry-After and a JSON
-body saying what and where, never a 500.
+database stopped answering: `store.StoreUnavailable`) answers 503 with Retry-After saying what
+and where, never a 500.
+
+Errors: every JSON route answers a problem document (RFC 9457, application/problem+json); XML
+and SOAP channels answer in their own format (an XML refusal or receipt, a SOAP fault); the
+console answers pages. One set of handlers decides, by the path's channel (adapters.problems).
 
 Routes:
   POST /systems/{id}/rest/{message type}  REST push (adapter rest_push), per configured channel
@@ -34,13 +38,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client.registry import Collector
@@ -50,9 +54,10 @@ from starlette.concurrency import run_in_threadpool
 import bus
 from adapters import registry
 from adapters.base import AdapterContext, Closeable, InboundAdapter, Sender
-from adapters.errors import AdapterConfigError, RequestRefused
+from adapters.errors import AdapterConfigError
 from adapters.ingress import Ingress
-from adapters.openapi import SecurityScheme, security_schemes
+from adapters.openapi import SecurityScheme, declare_problems, security_schemes
+from adapters.problems import ChannelAnswers, install_problem_handlers
 from adapters.redaction import Redaction, install_log_redaction
 from adapters.release import QuarantineRelease
 from adapters.replay_cache import ReplayCache, StoredReplayCache
@@ -63,6 +68,7 @@ from centre.api import centre_router
 from centre.ledger import CentreCollector, Ledger, LedgerObserver
 from centre.penalties import PenaltyLimits, PenaltyOverdueCollector
 from console import ConsoleSources, mount_console
+from console.pages import PREFIX as CONSOLE_PREFIX
 from hub import __version__
 from hub.mapping_reload import DiskMappings
 from hub.settings import HubSettings
@@ -78,14 +84,12 @@ from monitor.quarantine_api import quarantine_router
 from monitor.queues import BrokerQueueStats, QueueCollector
 from monitor.readiness import check_readiness
 from monitor.settings import MonitorSettings
-from store import Store, StoreError, StoreUnavailable
+from store import Store, StoreError
 from systems import SENDER_KINDS
 
 log = logging.getLogger("hub.app")
 
 RECONNECT_INTERVAL_S = 5.0
-STORE_RETRY_AFTER_S = 5
-"""Retry-After (seconds) of a 503 answered while the store does not answer."""
 
 
 class Health(BaseModel):
@@ -394,14 +398,7 @@ def create_app(
     )
     app.state.runtime = runtime
 
-    @app.exception_handler(RequestRefused)
-    async def refused(request: Request, error: RequestRefused) -> JSONResponse:
-        return JSONResponse(error.to_dict(), status_code=error.status, headers=error.headers)
-
-    @app.exception_handler(StoreUnavailable)
-    async def store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
-        return answer_store_unavailable(request, error)
-
+    channels = ChannelAnswers()
     for system in config.systems:
         context = AdapterContext(
             system=system,
@@ -419,6 +416,8 @@ def create_app(
             # Pollers run in the worker; only push adapters have routes.
             if isinstance(adapter, InboundAdapter):
                 adapter.mount(app, system, channel, runtime.ingress)
+                for path, answer in adapter.error_answers(system, channel).items():
+                    channels.add(path, answer)
         if system.outbound is not None:
             # A sender says what it mounts: the outbox serves its system's pulls.
             sender = registry.adapter_class(system.outbound.adapter, kinds=SENDER_KINDS)
@@ -470,40 +469,29 @@ def create_app(
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
     mount_monitor(app, runtime)
-    declare_security_schemes(app, security_schemes(config.systems))
+    # Last: the console's error pages, installed with it, stay its own.
+    install_problem_handlers(app, channels, kept_prefixes=(CONSOLE_PREFIX,))
+    declare_security_schemes(app, security_schemes(config.systems), own_format=channels.by_path)
     return app
 
 
-def declare_security_schemes(app: FastAPI, schemes: dict[str, SecurityScheme]) -> None:
+def declare_security_schemes(
+    app: FastAPI, schemes: dict[str, SecurityScheme], *, own_format: Iterable[str] = ()
+) -> None:
     """Add `schemes` to the OpenAPI document's components, beside those FastAPI found itself
     (the operators' HTTPBasic): the channels name them in their `security`, but the gatekeeper
-    is no FastAPI dependency, so FastAPI cannot know them."""
+    is no FastAPI dependency, so FastAPI cannot know them. Declare the problem documents every
+    route answers errors with, but on the paths in `own_format` (XML and SOAP channels)."""
     generate = app.openapi
+    paths = frozenset(own_format)
 
     def openapi() -> dict[str, Any]:
         document = generate()  # built once and kept by FastAPI; adding again changes nothing
         document.setdefault("components", {}).setdefault("securitySchemes", {}).update(schemes)
+        declare_problems(document, own_format=paths)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def answer_store_unavailable(request: Request, error: StoreUnavailable) -> JSONResponse:
-    """503 with Retry-After for a request the hub's store failed (the replay cache, the accepted
-    changes, the outbox ...): the caller sends again later. The database's address stays in the
-    log; the caller learns what failed and where, not how the hub is wired."""
-    log.warning("%s %s: %s", request.method, request.url.path, error)
-    body = {
-        "error": "store-unavailable",
-        "status": 503,
-        "reason": (
-            "the hub's store (its database) does not answer, so this request was not served; "
-            "nothing of it was kept: send it again later"
-        ),
-        "where": f"{request.method} {request.url.path}",
-    }
-    headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
-    return JSONResponse(body, status_code=503, headers=headers)
 
 
 def mount_monitor(app: FastAPI, runtime: HubRuntime) -> None:

@@ -21,7 +21,10 @@ Everything that goes wrong is a SOAP fault (see `adapters.protocols.soap_service
 faults with a subcode for a refused credential (Authentication, Forbidden), a wrong SOAPAction
 (WrongAction), an unknown operation (UnknownOperation), a broken envelope (MalformedEnvelope), a
 document that cannot be read (PayloadRejected); Receiver/Server faults over HTTP 503 with
-Retry-After when the bus cannot be reached (BusUnavailable) or a target is behind (BackPressure).
+Retry-After when the bus cannot be reached (BusUnavailable), a target is behind (BackPressure) or
+the hub's store does not answer (StoreUnavailable). What the app answers on the service's path
+outside the call (another method than GET and POST: MethodNotAllowed, over 405) is a fault too
+(`error_answers`), never JSON.
 Envelopes and documents of an authenticated system refused for their content are kept in the
 quarantine. The POST endpoints
 stay out of the OpenAPI document: their contract is the WSDL, and SOAP answers faults with 500,
@@ -47,6 +50,7 @@ from adapters.credentials import WSSE_SECURITY, envelope_credentials
 from adapters.errors import AdapterConfigError, IngressUnavailable, RequestRefused, Unauthenticated
 from adapters.ingress import IngressResult
 from adapters.openapi import body_limit_text
+from adapters.problems import ChannelAnswer, store_unavailable_refusal
 from adapters.protocols.soap_service import (
     SOAP11,
     SOAP12,
@@ -63,6 +67,7 @@ from adapters.protocols.soap_service import (
 from adapters.security import Gatekeeper
 from mappings import PayloadLimits, encode_as_declared
 from standard.errors import quoted
+from store import StoreUnavailable
 from systems import ChannelConfig, SystemConfig
 
 if TYPE_CHECKING:
@@ -83,8 +88,12 @@ _REFUSAL_SUBCODES = {
     "rate-limited": "RateLimited",
     "bad-request": "BadRequest",
     "timeout": "Timeout",
+    "method-not-allowed": "MethodNotAllowed",
+    "not-found": "NotFound",
+    "store-unavailable": "StoreUnavailable",
+    "internal-error": "InternalError",
 }
-_TRANSPORT_STATUSES = frozenset({408, 413, 429})
+_TRANSPORT_STATUSES = frozenset({405, 408, 413, 429})
 
 
 class SoapPushOptions(BaseModel):
@@ -338,6 +347,13 @@ class SoapPush(InboundAdapter):
             channel.max_records,
         )
 
+    def error_answers(
+        self, system: SystemConfig, channel: ChannelConfig
+    ) -> dict[str, ChannelAnswer]:
+        # The POST route answers its own faults; this covers what the app's handlers answer on
+        # the service's path (another method, the store's outage).
+        return {self.route_path(system): refusal_as_fault}
+
     def _operation(
         self, service: SoapService, system: SystemConfig, channel: ChannelConfig
     ) -> SoapOperation:
@@ -423,7 +439,7 @@ def _add_routes(app_or_router: FastAPI | APIRouter, endpoint: _Endpoint) -> None
 async def _call(endpoint: _Endpoint, request: Request) -> Response:
     owner = endpoint.system.id
     content_type = request.headers.get("content-type")
-    version = SOAP12 if "application/soap+xml" in (content_type or "").lower() else SOAP11
+    version = _version_of(content_type)
     try:
         admission = await endpoint.gatekeeper.admit(
             request,
@@ -440,6 +456,9 @@ async def _call(endpoint: _Endpoint, request: Request) -> Response:
         return _fault(_refusal_fault(refused), version)
     except SoapFault as fault:
         return _fault(fault, version)
+    except StoreUnavailable as error:
+        log.warning("SOAP request of %s: %s", owner, error)
+        return _fault(_refusal_fault(store_unavailable_refusal(request)), version)
     except Exception:
         log.exception("SOAP request of %s failed", owner)
         return _fault(
@@ -462,7 +481,7 @@ def _answer(
     limits = PayloadLimits(
         max_bytes=endpoint.gatekeeper.body_limit(owner), max_depth=ENVELOPE_MAX_DEPTH
     )
-    version = SOAP12 if "application/soap+xml" in (content_type or "").lower() else SOAP11
+    version = _version_of(content_type)
     try:
         request = endpoint.service.parse_request(
             body,
@@ -681,6 +700,16 @@ def _record_error(problem: Mapping[str, Any]) -> dict[str, Any]:
 
 def _refusal_fault(refused: RequestRefused) -> SoapFault:
     status = refused.status if refused.status in _TRANSPORT_STATUSES else None
+    if refused.status >= 500:
+        # The hub's side (its store, the bus, itself): a Receiver/Server fault, with the status
+        # and Retry-After a sender reads to send again later.
+        return SoapFault(
+            FaultCode.RECEIVER,
+            refused.reason,
+            subcode=_REFUSAL_SUBCODES.get(refused.kind, "Unavailable"),
+            status=refused.status,
+            headers=refused.headers,
+        )
     return SoapFault(
         FaultCode.SENDER,
         refused.reason,
@@ -695,6 +724,16 @@ def _refusal_fault(refused: RequestRefused) -> SoapFault:
 def _camel(name: str) -> str:
     first, *rest = name.split("_")
     return first + "".join(word.capitalize() for word in rest)
+
+
+def refusal_as_fault(request: Request, refused: RequestRefused) -> Response:
+    """A request refused whole on a SOAP path outside the SOAP call (a method other than GET
+    and POST, the store's outage) as a fault in the request's SOAP version."""
+    return _fault(_refusal_fault(refused), _version_of(request.headers.get("content-type")))
+
+
+def _version_of(content_type: str | None) -> SoapVersion:
+    return SOAP12 if "application/soap+xml" in (content_type or "").lower() else SOAP11
 
 
 def _fault(fault: SoapFault, version: SoapVersion) -> Response:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import string
 from typing import Any, ClassVar, Literal
 
+from fastapi import Request
 from fastapi.responses import Response
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from adapters.errors import RequestRefused
 from adapters.ingress import IngressResult, PayloadProblem, RecordAnswer
-from adapters.protocols.http_push import HttpPush, RefusalBody
+from adapters.protocols.http_push import HttpPush, RefusalBody, refusal_body
 
 XML_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 RECORD_FIELDS = frozenset(
@@ -329,15 +331,15 @@ class XmlPush(HttpPush):
             headers=headers,
         )
 
-    def refuse(self, refusal: RefusalBody, headers: dict[str, str] | None) -> Response:
+    def refuse(self, request: Request, refused: RequestRefused) -> Response:
         receipt = self._receipt()
         if receipt is None:
-            return super().refuse(refusal, headers)
+            return super().refuse(request, refused)
         return Response(
-            receipt.render_refusal(refusal),
-            status_code=refusal.status,
+            receipt.render_refusal(refusal_body(refused)),
+            status_code=refused.status,
             media_type=f"application/xml; charset={receipt.encoding}",
-            headers=headers,
+            headers=refused.headers or None,
         )
 
     def _receipt(self) -> Receipt | None:

@@ -169,8 +169,8 @@ class SystemClient:
             answer = response.json()
         except ValueError:
             return _refused(outcome, f"http-{response.status_code}")
-        if "error" in answer and "records" not in answer:
-            return _refused(outcome, str(answer.get("error")))
+        if response.headers.get("content-type", "").startswith("application/problem+json"):
+            return _from_problem(answer, outcome)
         return _from_result(answer, outcome)
 
     def _signed(self, body: bytes) -> tuple[bytes, dict[str, str]]:
@@ -531,10 +531,16 @@ def _reasons(records: list[dict[str, Any]]) -> list[str]:
     return reasons
 
 
+def _from_problem(problem: dict[str, Any], outcome: PushOutcome) -> PushOutcome:
+    """A push refused whole: its problem type's name (urn:jghub:problem:NAME), or for a payload
+    that could not be read "payload KIND", as the XML answers say."""
+    errors = problem.get("errors")
+    if errors and problem.get("quarantine_id"):  # read and kept, but not understood
+        return _refused(outcome, f"payload {errors[0].get('rule')}")
+    return _refused(outcome, str(problem.get("type", "")).rpartition(":")[2])
+
+
 def _from_result(answer: dict[str, Any], outcome: PushOutcome) -> PushOutcome:
-    problem = answer.get("payload_error")
-    if problem:
-        return _refused(outcome, f"payload {problem.get('kind')}")
     records = answer.get("records") or []
     outcome.accepted = int(answer.get("accepted", 0))
     outcome.rejected = int(answer.get("rejected", 0))

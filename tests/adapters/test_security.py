@@ -90,7 +90,7 @@ def test_a_streamed_body_is_cut_off_at_the_limit(hub: RunningHub) -> None:
     # No Content-Length (chunked): the limit is enforced while counting the bytes.
     response = hub.client.post(THROTTLED, content=chunks(), headers=KEYED)
     assert response.status_code == 413
-    assert "while being received" in response.json()["reason"]
+    assert "while being received" in response.json()["detail"]
     assert hub.quarantined() == []
 
 
@@ -99,7 +99,7 @@ def test_the_rate_limit_answers_429_with_retry_after(hub: RunningHub) -> None:
     assert [r.status_code for r in statuses[:3]] == [400, 400, 400]  # burst 3, then empty
     refused = statuses[3]
     assert refused.status_code == 429
-    assert refused.json()["error"] == "rate-limited"
+    assert refused.json()["type"] == "urn:jghub:problem:rate-limited"
     # per_second 0.05: the next token is 20 s away (less the time the first calls took).
     assert 15 <= int(refused.headers["Retry-After"]) <= 20
 
@@ -129,7 +129,7 @@ def test_message_traces_identify_the_caller_within_its_rate_limit(hub: RunningHu
     assert [a.status_code for a in answers[:3]] == [404, 404, 404]  # burst 3, then empty
     assert answers[3].status_code == 429 and int(answers[3].headers["Retry-After"]) >= 1
     anonymous = hub.client.get("/messages/no-such-message")
-    assert anonymous.status_code == 401 and "X-Api-Key" in anonymous.json()["reason"]
+    assert anonymous.status_code == 401 and "X-Api-Key" in anonymous.json()["detail"]
     unknown = hub.client.get("/messages/no-such-message", headers={"X-Api-Key": "nobody's"})
     assert unknown.status_code == 401
 
@@ -147,7 +147,7 @@ def test_a_bearer_key_in_authorization(hub: RunningHub) -> None:
     assert hub.client.post(push, content=body, headers={"X-Api-Key": AGRI_KEY}).status_code == 401
     wrong = hub.client.post(push, content=body, headers={"Authorization": "Bearer guessed"})
     assert wrong.status_code == 401
-    assert "Authorization header matches no configured system" in wrong.json()["reason"]
+    assert "Authorization header matches no configured system" in wrong.json()["detail"]
     elsewhere = hub.client.post(THROTTLED, content=b"{}", headers=bearer)
     assert elsewhere.status_code == 403
 
@@ -160,7 +160,7 @@ def test_a_key_in_authorization_without_bearer_gets_a_hint(hub: RunningHub) -> N
             push, content=body, headers={"Authorization": value, "Content-Type": "application/json"}
         )
         assert refused.status_code == 401
-        reason = refused.json()["reason"]
+        reason = refused.json()["detail"]
         assert "Authorization: Bearer <key>" in reason, reason
         assert AGRI_KEY not in reason  # the hint never repeats what may be a key
     assert hub.depth("grassroots-platform") == 0

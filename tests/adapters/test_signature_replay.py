@@ -117,9 +117,9 @@ def test_a_signature_used_on_one_serve_is_refused_on_both_whatever_the_body(
         refused = client.post(PUSH, content=replay, headers=JSON)
         assert refused.status_code == 401, refused.text
         answer = refused.json()
-        assert answer["error"] == "unauthenticated"
-        assert REPLAYED in answer["reason"]
-        assert "sign each request with a fresh requestTime" in answer["reason"]
+        assert answer["type"] == "urn:jghub:problem:unauthenticated"
+        assert REPLAYED in answer["detail"]
+        assert "sign each request with a fresh requestTime" in answer["detail"]
     assert serves.published() == before + 3  # the first request's records, nothing more
 
 
@@ -142,7 +142,7 @@ def test_the_cache_forgets_a_signature_once_its_window_has_passed(serves: TwoSer
         # Past its window the signature is refused by the clock check, no longer by the cache.
         late = serves.second.post(PUSH, content=body, headers=JSON)
         assert late.status_code == 401
-        assert "away from the hub's clock" in late.json()["reason"]
+        assert "away from the hub's clock" in late.json()["detail"]
         fresh = serves.second.post(PUSH, content=signed(_events()), headers=JSON)
         assert fresh.status_code == 200, fresh.text
         # Only the fresh signature is remembered: every older one was past its window.

@@ -81,8 +81,8 @@ def test_a_slow_target_pushes_back_as_503_and_loses_nothing(tmp_path: Path) -> N
             time.sleep(0.05)
         assert refusal is not None, f"no push was refused after {sent} records"
         body = refusal.json()
-        assert body["error"] == "backpressure" and body["status"] == 503
-        assert "national" in body["reason"] and str(MARK) in body["reason"]
+        assert body["type"] == "urn:jghub:problem:back-pressure" and body["status"] == 503
+        assert "national" in body["detail"] and str(MARK) in body["detail"]
         assert refusal.headers["Retry-After"] == "2"
 
         # The SOAP channel of the same system: a Server fault over HTTP 503 with Retry-After.

@@ -159,7 +159,7 @@ def test_openapi_has_a_tag_per_system_and_answer_models(tmp_path: Path) -> None:
         "/OutboxPull"
     )
     assert "/systems/throttled-platform/outbox" not in document["paths"]
-    for name in ("IngressResult", "RecordAnswer", "OutboxPull", "RefusalBody"):
+    for name in ("IngressResult", "RecordAnswer", "OutboxPull", "Problem", "ProblemError"):
         for field, spec in document["components"]["schemas"][name]["properties"].items():
             assert spec.get("description"), f"{name}.{field} has no description"
 

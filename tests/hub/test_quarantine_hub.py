@@ -303,9 +303,9 @@ def test_a_full_quarantine_refuses_with_503_publishing_nothing(
         assert refused.status_code == 503, refused.text
         assert refused.headers["retry-after"] == "300"
         body = refused.json()
-        assert body["error"] == "quarantine-full"
-        assert "record 3 at records[2]: case_source: rule 'lookup case_source'" in body["reason"]
-        assert "limit of 4096 bytes (JGHUB_QUARANTINE_MAX_BYTES)" in body["reason"]
+        assert body["type"] == "urn:jghub:problem:quarantine-full"
+        assert "record 3 at records[2]: case_source: rule 'lookup case_source'" in body["detail"]
+        assert "limit of 4096 bytes (JGHUB_QUARANTINE_MAX_BYTES)" in body["detail"]
         _nothing_more(hub)  # not the 4 good records either: the payload is refused whole
         assert hub.quarantined() == []
         # A payload with nothing to reject goes through whatever the quarantine holds.

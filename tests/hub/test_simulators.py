@@ -353,7 +353,7 @@ def test_a_signed_request_is_accepted_and_an_unsigned_one_refused(
         headers={"Content-Type": "application/json"},
     )
     assert unsigned.status_code == 401
-    assert unsigned.json()["error"] == "unauthenticated"
+    assert unsigned.json()["type"] == "urn:jghub:problem:unauthenticated"
 
 
 def test_an_outbox_is_pulled_and_acknowledged(hub: tuple[str, bus.Broker]) -> None:

@@ -74,10 +74,11 @@ def test_an_absurd_json_number_is_refused_whole_with_a_short_error_and_kept(
     response = hub.client.post(AGRI_PUSH, content=payload, headers=AGRI_HEADERS)
     assert response.status_code == 400, response.text[:SHORT]
     assert len(response.content) < 2 * SHORT
-    error = response.json()["payload_error"]
-    assert error["kind"] == "number-out-of-bounds"
-    assert why in error["reason"] and "number bounds" in error["reason"]
-    assert len(error["reason"]) < SHORT
+    assert response.headers["content-type"] == "application/problem+json"
+    (error,) = response.json()["errors"]
+    assert error["rule"] == "number-out-of-bounds"
+    assert why in error["message"] and "number bounds" in error["message"]
+    assert len(error["message"]) < SHORT
     # Where: the line of "fineAmount" in the sample.
     line = payload[: payload.index(b'"fineAmount"')].count(b"\n") + 1
     assert error["line"] == line and error["column"] > 1

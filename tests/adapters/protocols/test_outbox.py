@@ -137,7 +137,7 @@ def test_pull_ack_and_lease_expiry_over_http(tmp_path: Path, backend: str) -> No
         acked = hub.client.post(f"{pull}/ack", headers=keyed, json=by_cursor)
         assert acked.json() == {"acknowledged": 1, "pending": 0}
         bad = hub.client.post(f"{pull}/ack", headers=keyed, json={"cursor": 3})
-        assert bad.status_code == 400 and "lease_id" in bad.json()["reason"]
+        assert bad.status_code == 400 and "lease_id" in bad.json()["detail"]
         # Systems without an outbox have no such endpoint.
         assert hub.client.get("/systems/throttled-platform/outbox").status_code == 404
 

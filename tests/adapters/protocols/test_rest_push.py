@@ -91,9 +91,11 @@ def test_malformed_json_signed_in_headers_is_a_400_with_the_reason_and_kept(
     body = sample(*EVENTS, "valid-events")[:-40]
     response = hub.client.post(PUSH, content=body, headers={**JSON, **header_signature()})
     assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
     answer = response.json()
-    assert answer["payload_error"]["kind"] == "malformed"
-    assert answer["payload_error"]["line"] is not None
+    assert answer["type"] == "urn:jghub:problem:payload-unreadable" and answer["instance"] == PUSH
+    (error,) = answer["errors"]
+    assert error["rule"] == "malformed" and error["where"].startswith("line ")
     kept = [q for q in hub.quarantined() if q.id == answer["quarantine_id"]]
     # Kept as sent but for the sample's `sign` member (adapters.redaction), broken JSON or not.
     assert len(kept) == 1 and kept[0].payload == Redaction().payload(body) != body
@@ -106,8 +108,8 @@ def test_a_signed_payload_the_mapping_cannot_read_is_a_400(hub: RunningHub) -> N
     response = hub.client.post(PUSH, content=json.dumps(document).encode(), headers=JSON)
     assert response.status_code == 400
     answer = response.json()
-    assert answer["payload_error"]["kind"] == "no-records"
-    assert answer["quarantine_id"]
+    assert answer["errors"][0]["rule"] == "no-records"
+    assert answer["quarantine_id"] and answer["receipt_id"]
 
 
 def test_a_wrong_signature_is_401_and_nothing_is_published(hub: RunningHub) -> None:
@@ -115,8 +117,8 @@ def test_a_wrong_signature_is_401_and_nothing_is_published(hub: RunningHub) -> N
     body = signed(sample(*EVENTS, "valid-events"), secret="not-the-secret")
     response = hub.client.post(PUSH, content=body, headers=JSON)
     assert response.status_code == 401
-    assert response.json()["error"] == "unauthenticated"
-    assert "sign does not match" in response.json()["reason"]
+    assert response.json()["type"] == "urn:jghub:problem:unauthenticated"
+    assert "sign does not match" in response.json()["detail"]
     assert hub.depth("eco-env-penalty") == depth
 
 
@@ -124,13 +126,13 @@ def test_a_stale_request_time_is_401(hub: RunningHub) -> None:
     body = signed(sample(*EVENTS, "valid-events"), at=time.time() - 3600)
     response = hub.client.post(PUSH, content=body, headers=JSON)
     assert response.status_code == 401
-    assert "away from the hub's clock" in response.json()["reason"]
+    assert "away from the hub's clock" in response.json()["detail"]
 
 
 def test_no_credential_is_401(hub: RunningHub) -> None:
     response = hub.client.post(PUSH, content=sample(*EVENTS, "valid-events")[:0] + b"{}")
     assert response.status_code == 401
-    assert "no credential" in response.json()["reason"]
+    assert "no credential" in response.json()["detail"]
 
 
 def test_another_systems_channel_is_403_and_nothing_is_published(hub: RunningHub) -> None:
@@ -138,10 +140,10 @@ def test_another_systems_channel_is_403_and_nothing_is_published(hub: RunningHub
     body = signed(sample(*EVENTS, "valid-events"))
     response = hub.client.post(PUSH, content=body, headers={**JSON, "X-Api-Key": ECO_KEY})
     assert response.status_code == 403
-    assert response.json()["error"] == "forbidden"
+    assert response.json()["type"] == "urn:jghub:problem:forbidden"
     # Whose the key is stays unsaid (tests/security/test_security_authentication.py).
-    assert "not for this channel" in response.json()["reason"]
-    assert "eco-env-penalty" not in response.json()["reason"]
+    assert "not for this channel" in response.json()["detail"]
+    assert "eco-env-penalty" not in response.json()["detail"]
     assert hub.depth("eco-env-penalty") == depth
 
 
@@ -160,10 +162,10 @@ def test_more_records_than_the_channel_takes_is_413_with_the_numbers_and_kept(
     )
     assert response.status_code == 413, response.text
     answer = response.json()
-    assert answer["error"] == "too-many-records" and answer["status"] == 413
+    assert answer["type"] == "urn:jghub:problem:too-many-records" and answer["status"] == 413
     assert (answer["records"], answer["max_records"]) == (30_000, 10_000)
-    assert "30000 records, more than the 10000" in answer["reason"]
-    assert "payloads of at most 10000 records" in answer["reason"]
+    assert "30000 records, more than the 10000" in answer["detail"]
+    assert "payloads of at most 10000 records" in answer["detail"]
     (kept,) = [q for q in hub.quarantined() if q.id == answer["quarantine_id"]]
     assert kept.payload == payload and "too-many-records" in kept.reason
     assert hub.depth("grassroots-platform") == depth
