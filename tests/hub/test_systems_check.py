@@ -118,16 +118,30 @@ def test_a_broken_copy_lists_every_problem_with_its_line_and_rule(tmp_path: Path
     code, output = check(str(broken))
     assert code == 1
     lines = output.strip().splitlines()
+    # Each rule's line, and the names its message must give (the system or mapping, the type).
     expected = {
-        "payload-format": (line_of(broken, "message_type: case_data}"), "adapter rest_push"),
-        "channel-message-type": (line_of(broken, "case_psuh"), "'case_psuh'"),
-        "adapter": (line_of(broken, "ReportCasez"), "has no operation 'ReportCasez'"),
-        "render-message-type": (line_of(broken, "handling_resul}"), "'handling_resul'"),
+        "payload-format": (
+            line_of(broken, "message_type: case_data}"),
+            ("adapter rest_push", "culture-penalty/case_data.yaml:"),
+        ),
+        "channel-message-type": (
+            line_of(broken, "case_psuh"),
+            ("'health-penalty'", "'case_psuh'"),
+        ),
+        "adapter": (
+            line_of(broken, "ReportCasez"),
+            ("natres-penalty", "has no operation 'ReportCasez'"),
+        ),
+        "render-message-type": (
+            line_of(broken, "handling_resul}"),
+            ("'complaint-platform'", "'handling_resul'"),
+        ),
     }
     for rule, (line, words) in expected.items():
         found = [text for text in lines if f"[{rule}]" in text]
         assert len(found) == 1, (rule, lines)
-        assert found[0].startswith(f"{broken}:{line}:") and words in found[0], found[0]
+        assert found[0].startswith(f"{broken}:{line}:"), found[0]
+        assert all(word in found[0] for word in words), found[0]
     assert lines[-1].startswith(f"{broken}: 4 problems, 0 notes")
 
     report = json.loads(check(str(broken), "--json")[1])
