@@ -23,6 +23,7 @@ from hub.commands import search as search_command
 from hub.commands import serve as serve_command
 from hub.commands import simulate as simulate_command
 from hub.commands import standard as standard_commands
+from hub.commands import systems as systems_commands
 from hub.commands import trace as trace_command
 from hub.commands import worker as worker_command
 
@@ -93,6 +94,7 @@ def _root(
 app.add_typer(standard_commands.app, name="standard")
 app.add_typer(mappings_commands.app, name="mappings")
 app.add_typer(adapters_commands.app, name="adapters")
+app.add_typer(systems_commands.app, name="systems")
 app.command("serve")(serve_command.serve)
 app.command("worker")(worker_command.worker)
 app.command("simulate")(simulate_command.simulate)

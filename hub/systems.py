@@ -61,6 +61,8 @@ class ConfigProblem:
     column: int | None
     field: str
     reason: str
+    rule: str = ""
+    """A short name of the rule broken (e.g. payload-format), for `jghub systems check`."""
 
     def __str__(self) -> str:
         where = str(self.file)
@@ -167,6 +169,7 @@ class SystemsConfig(BaseModel):
                     self._problem(
                         (*at, "mapping" if system.mapping else "id"),
                         f"no mapping folder {system.mapping_id!r} (folders: {known})",
+                        rule="mapping-folder",
                     )
                 )
                 continue
@@ -180,6 +183,7 @@ class SystemsConfig(BaseModel):
                             f"mapping folder {folder.id!r} has no inbound message type "
                             f"{channel.message_type!r} (inbound: "
                             f"{', '.join(sorted(folder.inbound)) or 'none'})",
+                            rule="channel-message-type",
                         )
                     )
                     continue
@@ -196,6 +200,7 @@ class SystemsConfig(BaseModel):
                             f"{translation.mapping.format}); use an adapter for "
                             f"{translation.mapping.format.upper()} or a mapping of format "
                             f"{reads}",
+                            rule="payload-format",
                         )
                     )
             if system.outbound is not None:
@@ -211,6 +216,7 @@ class SystemsConfig(BaseModel):
                                 f"mapping folder {folder.id!r} has no outbound message type "
                                 f"{message_type!r} (outbound: "
                                 f"{', '.join(sorted(folder.outbound)) or 'none'})",
+                                rule="render-message-type",
                             )
                         )
                     elif rendering.dataset.name != dataset:
@@ -219,6 +225,7 @@ class SystemsConfig(BaseModel):
                                 where,
                                 f"outbound message type {message_type!r} renders dataset "
                                 f"{rendering.dataset.name!r}, not {dataset!r}",
+                                rule="render-dataset",
                             )
                         )
         if problems:
@@ -291,6 +298,7 @@ class SystemsConfig(BaseModel):
                         f"dataset {dataset!r}, which no system's routes take (its keys: "
                         f"{' or '.join(keys)}); add a route such as '{dataset}.#' to the "
                         "system that should receive it, or remove the channel",
+                        rule="unrouted-channel",
                     )
                 )
         return problems
@@ -298,17 +306,27 @@ class SystemsConfig(BaseModel):
     def check_routes(self) -> None:
         """Raise SystemsConfigError (file:line of each route) for routes selecting a dataset
         their system's outbound.render does not list: they could only feed the dead letters."""
-        problems = [
-            self._problem(("systems", position, "routes", index), reason)
+        problems = self.route_problems()
+        if problems:
+            raise SystemsConfigError(problems)
+
+    def route_problems(self) -> list[ConfigProblem]:
+        """What `check_routes` refuses, as a list."""
+        return [
+            self._problem(("systems", position, "routes", index), reason, rule="route-unrendered")
             for position, system in enumerate(self.systems)
             for index, reason in system.unrendered_routes()
         ]
-        if problems:
-            raise SystemsConfigError(problems)
 
     def check_collaboration(self) -> None:
         """Raise SystemsConfigError (file:line of each) for a collaboration centre whose scenario
         table names a system that serves no department: its complaints could not be addressed."""
+        problems = self.collaboration_problems()
+        if problems:
+            raise SystemsConfigError(problems)
+
+    def collaboration_problems(self) -> list[ConfigProblem]:
+        """What `check_collaboration` refuses, as a list."""
         serving = {s.id for s in self.systems if s.departments}
         problems = []
         for position, system in enumerate(self.systems):
@@ -320,18 +338,20 @@ class SystemsConfig(BaseModel):
                     ("systems", position, "collaboration", *where),
                     f"{target!r} is not a configured system with `departments`: its tasks "
                     "could not be addressed",
+                    rule="collaboration-system",
                 )
                 for where, target in table.named_systems()
                 if target not in serving
             ]
-        if problems:
-            raise SystemsConfigError(problems)
+        return problems
 
-    def _problem(self, location: tuple[str | int, ...], reason: str) -> ConfigProblem:
+    def _problem(
+        self, location: tuple[str | int, ...], reason: str, *, rule: str = ""
+    ) -> ConfigProblem:
         source = self._source
         line, column = source.position(location) if source is not None else (None, None)
         file = source.path if source is not None else Path("<systems>")
-        return ConfigProblem(file, line, column, _shown(location), reason)
+        return ConfigProblem(file, line, column, _shown(location), reason, rule)
 
 
 def _received_datasets(system: SystemConfig) -> tuple[str, ...]:
@@ -350,7 +370,7 @@ def load_systems(path: Path | str) -> SystemsConfig:
         document = load_yaml(file)
     except MappingError as error:
         raise SystemsConfigError(
-            [ConfigProblem(file, error.line, error.column, "", error.reason)]
+            [ConfigProblem(file, error.line, error.column, "", error.reason, "yaml")]
         ) from None
     return parse_systems(document.data if document.data is not None else {}, document)
 
@@ -374,11 +394,17 @@ def parse_systems(data: Any, document: YamlFile | None = None) -> SystemsConfig:
                 item["input"], dict | list
             ):
                 message += f" (got {item['input']!r})"
-            problems.append(ConfigProblem(file, line, column, _shown(location), message))
+            problems.append(
+                ConfigProblem(
+                    file, line, column, _shown(location), message, f"schema:{item['type']}"
+                )
+            )
         raise SystemsConfigError(problems) from None
     config._source = document
-    config.check_routes()
-    config.check_collaboration()
+    # Both checks' problems at once: a user fixes them in one pass, not one check at a time.
+    problems = config.route_problems() + config.collaboration_problems()
+    if problems:
+        raise SystemsConfigError(problems)
     return config
 
 

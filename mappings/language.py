@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mappings.payloads import PayloadLimits
 
@@ -363,6 +363,10 @@ class MappingFile(BaseModel):
     spec: MappingSpec
 
 
+FlowName = Literal["penalty_case", "collaboration_task", "risk_warning", "supervision_notice"]
+"""A flow of the hub a system may take part in (`SystemSpec.flows`, `mappings.flows`)."""
+
+
 class SystemSpec(_Strict):
     """`system.yaml`: who the system is and the limits its payloads must respect."""
 
@@ -383,3 +387,26 @@ class SystemSpec(_Strict):
     limits: PayloadLimits = Field(
         default_factory=PayloadLimits, description="Size and depth limits of its payloads."
     )
+    flows: list[FlowName] = Field(
+        default_factory=list,
+        description=(
+            "The hub's flows the system takes part in, each demanding its mappings "
+            "(`mappings.flows`): penalty_case (sends penalty cases or their publications: an "
+            "inbound mapping of penalty_case or penalty_publication), collaboration_task "
+            "(takes collaboration tasks and answers them: an outbound and an inbound mapping of "
+            "collaboration_task), risk_warning (takes risk warnings and answers them: an "
+            "outbound mapping of risk_warning, an inbound one of risk_feedback), "
+            "supervision_notice (takes the centre's 督办通知: an outbound mapping of "
+            "supervision_notice). A department that documents only its cases lists "
+            "[penalty_case]; `jghub systems check` and the contract tests demand no more."
+        ),
+        examples=[["penalty_case", "collaboration_task", "risk_warning", "supervision_notice"]],
+    )
+
+    @field_validator("flows")
+    @classmethod
+    def _flows_once(cls, flows: list[str]) -> list[str]:
+        repeated = sorted({flow for flow in flows if flows.count(flow) > 1})
+        if repeated:
+            raise ValueError(f"flows repeat {', '.join(repeated)}")
+        return flows

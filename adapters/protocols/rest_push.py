@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,3 +40,5 @@ class RestPush(HttpPush):
     Options: ClassVar[type[BaseModel]] = RestPushOptions
     media_types: ClassVar[tuple[str, ...]] = ("application/json",)
     path_kind: ClassVar[str] = "rest"
+    # The body goes to the mapping unchanged, and the endpoint says it takes JSON.
+    payload_format: ClassVar[Literal["xml", "json"] | None] = "json"

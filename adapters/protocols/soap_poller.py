@@ -232,6 +232,11 @@ class SoapPoller(PagedPoller):
 
     # ------------------------------------------------------------------ the zeep client
 
+    def bind_wsdl(self) -> None:
+        """Read and bind the WSDL now (`jghub systems check`; polls do it at the first poll):
+        SourceUnavailable saying why when it cannot be read or used as configured."""
+        self._service()
+
     def _service(self) -> BoundService:
         """The bound WSDL, read at the first poll (a system down at start is a failed poll)."""
         with self._lock:

@@ -37,7 +37,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
@@ -260,6 +260,9 @@ class SoapPush(InboundAdapter):
 
     name: ClassVar[str] = "soap_push"
     Options: ClassVar[type[BaseModel]] = SoapPushOptions
+    # Whichever way the operation carries it (string, base64Binary, the Body's element), what
+    # reaches the mapping is an XML document (`_document`).
+    payload_format: ClassVar[Literal["xml", "json"] | None] = "xml"
 
     @property
     def soap_options(self) -> SoapPushOptions:

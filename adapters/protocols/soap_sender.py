@@ -254,6 +254,11 @@ class SoapSender(Sender):
         except TransientDeliveryError as error:
             log.warning("%s; it is read again at the first delivery", error)
 
+    def bind_wsdl(self) -> None:
+        """Read and bind the WSDL now (`jghub systems check`): PermanentDeliveryError when it
+        cannot be used as configured, TransientDeliveryError when it cannot be reached."""
+        self._service()
+
     def _service(self) -> tuple[Any, Any, Any]:
         """The zeep client, the service proxy that calls the target and the proxy's binding."""
         with self._lock:

@@ -317,6 +317,7 @@ class XmlPush(HttpPush):
     Options: ClassVar[type[BaseModel]] = XmlPushOptions
     media_types: ClassVar[tuple[str, ...]] = ("application/xml", "text/xml")
     path_kind: ClassVar[str] = "xml"
+    payload_format: ClassVar[Literal["xml", "json"] | None] = "xml"
 
     def answer(
         self, result: IngressResult, status: int, headers: dict[str, str] | None

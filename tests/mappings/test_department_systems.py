@@ -1,7 +1,8 @@
 """Department penalty systems: what is peculiar to each one's payloads.
 
 The department contract (cases in, tasks and warnings out, feedback in; samples of three kinds of
-bad input) is checked for all ten in test_system_contract.py.
+bad input) is checked for every configured system, by the flows it lists, in
+test_system_contract.py.
 """
 
 from __future__ import annotations
