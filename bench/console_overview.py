@@ -61,7 +61,8 @@ def bench_store_module() -> ModuleType:
 def figures_of(scores: list[SystemQuality]) -> list[tuple[object, ...]]:
     return [
         (q.system, q.accepted, q.rejected, q.refused_payloads, q.refused_records,
-         dict(q.refusals), dict(q.rejections), q.filled, q.optional, q.delay_median, q.delay_p90)
+         dict(q.refusals), dict(q.rejections), q.filled, q.optional, q.delay_median, q.delay_p90,
+         q.assumed_records, dict(q.assumed))
         for q in scores
     ]  # fmt: skip
 
