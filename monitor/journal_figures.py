@@ -63,12 +63,17 @@ Figures = Callable[[str], SystemQuality]
 
 
 def quality_figures(
-    journal: Journal, *, since: datetime, until: datetime | None = None
+    journal: Journal,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    system: str | None = None,
 ) -> list[SystemQuality]:
-    """Quality per source system between `since` and `until`, as `quality_report` computes it
-    (its `delays` left empty: the quantiles are in `delay_quantiles`)."""
+    """Quality per source system (or only `system`) between `since` and `until`, as
+    `quality_report` computes it (its `delays` left empty: the quantiles are in
+    `delay_quantiles`)."""
     with journal.reading() as db:
-        window = _window(since, until)
+        window = _window(since, until, system=system)
         systems: dict[str, SystemQuality] = {}
 
         def figures(system: str) -> SystemQuality:
@@ -192,11 +197,14 @@ class _Entries:
 
 
 def _window(
-    since: datetime, until: datetime | None, *, sources: bool = True
+    since: datetime, until: datetime | None, *, sources: bool = True, system: str | None = None
 ) -> list[ColumnElement[bool]]:
-    """The entries between `since` and `until`; `sources`: only those naming their system."""
+    """The entries between `since` and `until`; `sources`: only those naming their system
+    (`system`: only that one's)."""
     conditions = [_E.at >= timestamp(since)]
-    if sources:
+    if system is not None:
+        conditions.append(_E.system == system)
+    elif sources:
         conditions.append(_E.system.is_not(None))
     if until is not None:
         conditions.append(_E.at < timestamp(until))

@@ -249,6 +249,8 @@ def test_the_databases_aggregates_answer_what_reading_the_journal_answers(
             found = quality_figures(journal, **window)
             assert [_figures(q) for q in found] == [_figures(q) for q in expected]
             assert delivery_figures(journal, **window) == delivery_counts(journal, **window)
+        (one,) = quality_figures(journal, since=since, system="national")
+        assert _figures(one) == _figures(*quality_report(journal, since=since, system="national"))
     assert any(q.refused_records and q.refused_payloads and q.rejected for q in expected)
     assert all(q.delay_median is not None for q in expected)
     # Assumed values both in accepted records (counted) and in records the hub refused (not).
