@@ -8,9 +8,9 @@ SQLite and PostgreSQL in the same run.
 
 Each backend gets a fresh store (SQLite: a temporary file; PostgreSQL: a database created through
 the --postgresql URL's database and dropped after) and a journal of --entries entries written by
-the journal's writer (tests/support/journal_seed.py: received records with delays and
-completeness, records refused by the hub, rejected records and payloads, delivery steps over
-several systems and targets). Both ways are timed over the whole journal as the window (--runs
+the journal's writer (tests/support/journal_seed.py: received records with delays, completeness
+and assumed fields, records refused by the hub, rejected records and payloads, delivery steps
+over several systems and targets). Both ways are timed over the whole journal as the window (--runs
 each, the median kept), and their figures must be equal (the bench stops otherwise). PostgreSQL's
 table is ANALYZEd after the writing, as autovacuum soon does to a table of that size.
 
