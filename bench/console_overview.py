@@ -8,9 +8,9 @@ SQLite and PostgreSQL in the same run.
 
 Each backend gets a fresh store (SQLite: a temporary file; PostgreSQL: a database created through
 the --postgresql URL's database and dropped after) and a journal of --entries entries written by
-the journal's writer (tests/support/journal_seed.py: received records with delays and
-completeness, records refused by the hub, rejected records and payloads, delivery steps over
-several systems and targets). Both ways are timed over the whole journal as the window (--runs
+the journal's writer (tests/support/journal_seed.py: received records with delays, completeness
+and assumed fields, records refused by the hub, rejected records and payloads, delivery steps
+over several systems and targets). Both ways are timed over the whole journal as the window (--runs
 each, the median kept), and their figures must be equal (the bench stops otherwise). PostgreSQL's
 table is ANALYZEd after the writing, as autovacuum soon does to a table of that size.
 
@@ -61,7 +61,8 @@ def bench_store_module() -> ModuleType:
 def figures_of(scores: list[SystemQuality]) -> list[tuple[object, ...]]:
     return [
         (q.system, q.accepted, q.rejected, q.refused_payloads, q.refused_records,
-         dict(q.refusals), dict(q.rejections), q.filled, q.optional, q.delay_median, q.delay_p90)
+         dict(q.refusals), dict(q.rejections), q.filled, q.optional, q.delay_median, q.delay_p90,
+         q.assumed_records, dict(q.assumed))
         for q in scores
     ]  # fmt: skip
 

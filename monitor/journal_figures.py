@@ -4,21 +4,25 @@
     steps = delivery_figures(journal, since=day_ago)       # the counts of `delivery_counts`
 
 The operators' console shows, per system, what came in (accepted, rejected, refused by the hub,
-with rules, completeness and delays) and, per target, what went out (delivered, retried,
-dead-lettered, replayed) over a window of a day or a week: hundreds of thousands of entries.
-`monitor.quality.score` and `monitor.overview.delivery_counts` read every entry of the window
-into Python and parse its detail; these ask the database for the aggregates and move only them:
-counts grouped by system and rule or by target and step, sums of the completeness fields, and
-the two delay quantiles picked by rank with a window function. They answer exactly what the
-Python readings answer (a test compares both on a seeded journal of each store;
+with rules, completeness, delays and values assumed, not sent) and, per target, what went out
+(delivered, retried, dead-lettered, replayed) over a window of a day or a week: hundreds of
+thousands of entries. `monitor.quality.score` and `monitor.overview.delivery_counts` read every
+entry of the window into Python and parse its detail; these ask the database for the aggregates
+and move only them: counts grouped by system and rule or by target and step, sums of the
+completeness fields, the accepted records' assumed fields counted by name (the elements of the
+detail's `assumed` array: SQLite `json_each`, PostgreSQL `jsonb_array_elements_text`), and the
+two delay quantiles picked by rank with a window function. They answer exactly what the Python
+readings answer (a test compares both on a seeded journal of each store;
 `bench/console_overview.py` measures both). Detail fields are read with the backend's JSON
-functions (SQLite `json_extract`, PostgreSQL `jsonb`).
+functions (SQLite `json_extract` and `->`, PostgreSQL `jsonb`).
 
-Two differences, on entries the hub never writes: a `received` entry without a receipt or a
+Three differences, on entries the hub never writes: a `received` entry without a receipt or a
 message id is never refused here (SQL's NULL equals nothing), where the Python reading would
-match it with a `not_published` entry missing the same; and a JSON true or false where a
+match it with a `not_published` entry missing the same; a JSON true or false where a
 completeness count or a delay belongs counts as 1 or 0 in Python (a bool is an int) and on
-SQLite (json_extract makes it one), not on PostgreSQL.
+SQLite (json_extract makes it one), not on PostgreSQL; and an element of `assumed` that is not
+a string (the hub writes field names) is named by the database's text of it here (a JSON null
+not at all), by Python's `str` there.
 """
 
 from __future__ import annotations
@@ -43,8 +47,10 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from bus import queue_word
 from monitor.journal import JOURNAL_ENTRY, Journal, Step, timestamp
@@ -58,12 +64,17 @@ Figures = Callable[[str], SystemQuality]
 
 
 def quality_figures(
-    journal: Journal, *, since: datetime, until: datetime | None = None
+    journal: Journal,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    system: str | None = None,
 ) -> list[SystemQuality]:
-    """Quality per source system between `since` and `until`, as `quality_report` computes it
-    (its `delays` left empty: the quantiles are in `delay_quantiles`)."""
+    """Quality per source system (or only `system`) between `since` and `until`, as
+    `quality_report` computes it (its `delays` left empty: the quantiles are in
+    `delay_quantiles`)."""
     with journal.reading() as db:
-        window = _window(since, until)
+        window = _window(since, until, system=system)
         systems: dict[str, SystemQuality] = {}
 
         def figures(system: str) -> SystemQuality:
@@ -155,6 +166,28 @@ class _Entries:
             return cast(cast(value, String), Float)
         return cast(value, Float)
 
+    def listed(self, name: str) -> ColumnElement[Any]:
+        """The field as JSON, for `length` and `elements`: PostgreSQL's jsonb value; SQLite's
+        JSON text (its `->`: a string quoted, so it is read as JSON again)."""
+        if self.postgresql:
+            return self._json(name)
+        return self.c.detail.op("->", return_type=String)(f"$.{name}")
+
+    def length(self, value: ColumnElement[Any]) -> ColumnElement[int]:
+        """How many elements a `listed` value holds: 0 when it is missing or not an array."""
+        if self.postgresql:
+            array = func.jsonb_typeof(value) == "array"
+            return case((array, func.jsonb_array_length(value)), else_=0)
+        return func.coalesce(func.json_array_length(value), 0)  # 0 for a non-array
+
+    def elements(self, value: ColumnElement[Any]) -> TableValuedAlias:
+        """The elements of a `listed` array as text (column `value`); none when it is not one."""
+        if self.postgresql:
+            array = case((func.jsonb_typeof(value) == "array", value))
+            return func.jsonb_array_elements_text(array).table_valued("value")
+        array = case((func.json_type(value) == "array", value))
+        return func.json_each(array).table_valued("value")
+
     def truthy(self, name: str) -> ColumnElement[bool]:
         """Whether the field is JSON true (the only truthy value the journal writes there)."""
         if self.postgresql:
@@ -167,11 +200,14 @@ class _Entries:
 
 
 def _window(
-    since: datetime, until: datetime | None, *, sources: bool = True
+    since: datetime, until: datetime | None, *, sources: bool = True, system: str | None = None
 ) -> list[ColumnElement[bool]]:
-    """The entries between `since` and `until`; `sources`: only those naming their system."""
+    """The entries between `since` and `until`; `sources`: only those naming their system
+    (`system`: only that one's)."""
     conditions = [_E.at >= timestamp(since)]
-    if sources:
+    if system is not None:
+        conditions.append(_E.system == system)
+    elif sources:
         conditions.append(_E.system.is_not(None))
     if until is not None:
         conditions.append(_E.at < timestamp(until))
@@ -199,9 +235,10 @@ def _rejections(db: Connection, window: list[ColumnElement[bool]], figures: Figu
 def _receptions(db: Connection, window: list[ColumnElement[bool]], figures: Figures) -> None:
     """Records received, accepted or refused by the hub (the rule of the newest `not_published`
     entry of their receipt and message), with the completeness sums and the delay quantiles of
-    the accepted. One statement, so each received entry's detail is parsed once: a CTE of their
-    fields, aggregated by (system, rule) and, UNION ALL, the accepted delays at the ranks the
-    quantiles pick (nearest rank, as `quality.quantile`)."""
+    the accepted and their assumed fields. One statement, so each received entry's detail is
+    parsed once: a CTE of their fields, aggregated by (system, rule) and, UNION ALL, the
+    accepted delays at the ranks the quantiles pick (nearest rank, as `quality.quantile`) and
+    the accepted records' assumed fields by name (a row per system and field)."""
     not_published = _Entries(db, window, Step.NOT_PUBLISHED)
     n = not_published.c
     refusals = select(
@@ -226,6 +263,7 @@ def _receptions(db: Connection, window: list[ColumnElement[bool]], figures: Figu
             received.raw("filled").label("filled"),
             received.raw("optional").label("optional"),
             received.raw("delay_s").label("delay"),
+            received.listed("assumed").label("assumed"),
         )
         .select_from(
             received.table.outerjoin(
@@ -233,7 +271,7 @@ def _receptions(db: Connection, window: list[ColumnElement[bool]], figures: Figu
             )
         )
         .cte("received_fields")
-        .prefix_with("MATERIALIZED")  # each detail's fields read once, for both parts below
+        .prefix_with("MATERIALIZED")  # each detail's fields read once, for the parts below
     )
     raw = fields.c
     both = and_(received.is_integer(raw.filled), received.is_integer(raw.optional))
@@ -244,13 +282,14 @@ def _receptions(db: Connection, window: list[ColumnElement[bool]], figures: Figu
             case((both, cast(received.number(raw.filled), Integer)), else_=0).label("filled"),
             case((both, cast(received.number(raw.optional), Integer)), else_=0).label("optional"),
             case((received.is_number(raw.delay), received.number(raw.delay))).label("delay"),
+            case((received.length(raw.assumed) > 0, 1), else_=0).label("assumed"),
         )
         .subquery()
         .c
     )
     counts = select(
         f.system, f.rule, func.count(), func.sum(f.filled), func.sum(f.optional),
-        null().label("rank"), null().label("delay"),
+        func.sum(f.assumed), null().label("rank"), null().label("delay"), null().label("field"),
     ).group_by(f.system, f.rule)  # fmt: skip
     ranked = (
         select(
@@ -264,15 +303,26 @@ def _receptions(db: Connection, window: list[ColumnElement[bool]], figures: Figu
     )
     k = ranked.c
     at_ranks = select(
-        k.system, null(), k.n, null(), null(), k.rank, k.delay
+        k.system, null(), k.n, null(), null(), null(), k.rank, k.delay, null()
     ).where(or_(*(k.rank == _ceiling(db, q, k.n) for q in QUANTILES)))  # fmt: skip
+    names = received.elements(raw.assumed)
+    assumed = (
+        select(raw.system, null(), func.count(), null(), null(), null(), null(), null(),
+               cast(names.c.value, String).label("field"))
+        .select_from(fields)
+        .join(names, true())
+        .where(raw.rule.is_(None), names.c.value.is_not(None))
+        .group_by(raw.system, names.c.value)
+    )  # fmt: skip
     delays: dict[str, dict[int, float]] = {}
     with_delay: dict[str, int] = {}
-    for system, rule, count, filled_n, optional_n, rank, delay in db.execute(
-        counts.union_all(at_ranks)
+    for system, rule, count, filled_n, optional_n, assumed_n, rank, delay, name in db.execute(
+        counts.union_all(at_ranks, assumed)
     ):
         found = figures(str(system))
-        if rank is not None:  # a delay at a rank; `count` holds how many delays there are
+        if name is not None:  # an assumed field; `count`: how often accepted records assumed it
+            found.assumed[str(name)] += int(count)
+        elif rank is not None:  # a delay at a rank; `count` holds how many delays there are
             delays.setdefault(found.system, {})[int(rank)] = float(delay)
             with_delay[found.system] = int(count)
         elif rule is not None:
@@ -282,6 +332,7 @@ def _receptions(db: Connection, window: list[ColumnElement[bool]], figures: Figu
             found.accepted += int(count)
             found.filled += int(filled_n or 0)
             found.optional += int(optional_n or 0)
+            found.assumed_records += int(assumed_n or 0)
     for system, by_rank in delays.items():
         count = with_delay[system]
         figures(system).delay_quantiles = {

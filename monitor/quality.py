@@ -19,7 +19,8 @@ with its rule, and left out of accuracy, which judges the sender's data, not the
 configuration (issue #15: a 双公示 batch no route took showed 100% accepted).
 
 The same figures feed Prometheus as records arrive (`monitor.observer`) and a report computed
-from the journal over any window (`quality_report`, `jghub quality`).
+from the journal over any window (`quality_report`, the reference; `jghub quality` and the
+console's Overview ask the database for the same figures, `monitor.journal_figures`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`jghub quality`: timeliness, completeness and accuracy per source system, from the journal;
-then the disposal scorecard per department, from the centre's ledger."""
+"""`jghub quality`: timeliness, completeness and accuracy per source system, from the journal
+(aggregated by the database, the figures the console's Overview shows); then the disposal
+scorecard per department, from the centre's ledger."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from hub.commands.options import DataDir, SystemsFile
 from monitor.console_tables import duration, local, percent, quality_table
 from monitor.dead_letters import parse_age
 from monitor.errors import InvalidRequest
+from monitor.journal_figures import quality_figures
 from monitor.literal import literal
-from monitor.quality import quality_report
 
 ON_TIME_TARGET = 0.9
 """An on-time share below this is shown in red."""
@@ -60,7 +61,7 @@ def quality(
         out.print(f"[red]bad --since[/red]: {escape(str(error))}")
         raise typer.Exit(2) from None
     with open_journal(data_dir) as journal:
-        scores = quality_report(journal, since=datetime.now(UTC) - window, system=system)
+        scores = quality_figures(journal, since=datetime.now(UTC) - window, system=system)
     if scores:
         out.print(quality_table(scores, title=f"data quality, last {since}"))
     else:

@@ -28,7 +28,7 @@ from quarantine_support import cases, copied_mappings, fix_case_source, push
 from bus import Delivery, Outgoing
 from console.csrf import CsrfRefused, FormTokens
 from hub.app import create_app
-from monitor.journal import Step
+from monitor.journal import Journal, Step
 from monitor.metrics import scrape_registry
 from monitor.operators import (
     Operator,
@@ -277,8 +277,10 @@ def test_console_overview_shows_the_figures_of_jghub_quality_and_the_bus(hub: Ru
     # A delivery journalled before targets took their system's id names it with '_': it counts.
     journal.record(Step.DELIVERED, message_id="m-before", target="grassroots_platform")
     journal.record(Step.DELIVERED, message_id="m-after", target="grassroots-platform")
+    record_assumed_values(journal)
     journal.flush()
     (expected,) = quality_report(journal, since=since, system="eco-env-penalty")
+    (assumed,) = quality_report(journal, since=since, system="agri-penalty")
     document = page(hub, "/console", since="5m")
     systems = {cells[0]: cells[1:] for cells in rows(document, "systems")}
     assert list(systems) == [
@@ -297,9 +299,29 @@ def test_console_overview_shows_the_figures_of_jghub_quality_and_the_bus(hub: Ru
     assert "receives nothing" in systems["throttled-platform"][4]
     quality = {cells[0]: cells for cells in rows(document, "quality")}
     assert quality["eco-env-penalty"][3] == "25.0%"
-    assert "mandatory ×1" in quality["eco-env-penalty"][8]
+    assert "mandatory ×1" in quality["eco-env-penalty"][9]
+    # Assumed (not sent), beside completeness: only the accepted records' fields, as `score`.
+    assert quality["eco-env-penalty"][5] == ""
+    assert (assumed.assumed_records, dict(assumed.assumed)) == (2, {"status": 2, "case_source": 1})
+    (cell,) = document.xpath("//table[@id='quality']/tbody/tr[td[1]='agri-penalty']/td[6]")
+    assert [tag.text for tag in cell.xpath("./span")] == ["status ×2", "case_source ×1"]
+    assert cell.get("title") == "2 accepted records with values assumed"
     bad = hub.client.get("/console", params={"since": "yesterday"}, auth=READER)
     assert bad.status_code == 400 and "since:" in bad.text
+
+
+def record_assumed_values(journal: Journal) -> None:
+    """agri-penalty's records as the observer journals them when its mapping assumes fields: two
+    accepted, one the hub refused afterwards (its assumed field is not counted)."""
+    for n, assumed in enumerate((["status"], ["case_source", "status"], ["township"])):
+        journal.record(
+            Step.RECEIVED, message_id=f"m-assumed-{n}", receipt="r-assumed", system="agri-penalty",
+            dataset="penalty_case", detail={"subject": f"K-{n}", "assumed": assumed},
+        )  # fmt: skip
+    journal.record(
+        Step.NOT_PUBLISHED, message_id="m-assumed-2", receipt="r-assumed", system="agri-penalty",
+        reason="no route", detail={"rule": "unroutable"},
+    )  # fmt: skip
 
 
 def test_console_centre_lists_rows_by_filter_with_the_scorecard(hub: RunningHub) -> None:

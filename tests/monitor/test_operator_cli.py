@@ -144,11 +144,23 @@ def test_quality_shows_assumed_values_apart(hub_env: Path) -> None:
                 detail={"delay_s": 60.0, "assumed": ["status"]},
             )  # fmt: skip
         journal.record(Step.RECEIVED, message_id="w2", system="national", detail={"delay_s": 1.0})
-    code, output = _run("quality", "--since", "1h")
+        journal.record(
+            Step.RECEIVED, message_id="w3", system="agri-penalty", detail={"assumed": ["status"]}
+        )
+        journal.record(
+            Step.RECEIVED, message_id="w4", receipt="r4", system="national",
+            detail={"assumed": ["township"]},
+        )  # fmt: skip
+        journal.record(
+            Step.NOT_PUBLISHED, message_id="w4", receipt="r4", system="national",
+            detail={"rule": "unroutable"},
+        )  # fmt: skip
+    code, output = _run("quality", "--since", "1h", "--system", "national")
     assert code == 0, output
     assert "assumed (not sent)" in " ".join(output.split())
     row = next(line for line in output.splitlines() if "national" in line)
-    assert "status ×2" in row, row
+    assert "status ×2" in row and "township" not in row, row  # refused by the hub: not counted
+    assert "agri-penalty" not in output
 
 
 def test_dead_list_show_and_replay(hub_env: Path) -> None:

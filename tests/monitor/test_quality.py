@@ -237,8 +237,9 @@ def test_the_databases_aggregates_answer_what_reading_the_journal_answers(
     store: Store, count: int, offset_s: float
 ) -> None:
     start = datetime.now(UTC) - timedelta(hours=1)
+    seeded = list(seeded_entries(count, start=start))
     with Journal(store, JournalOptions(flush_interval_s=0.01)) as journal:
-        for entry in seeded_entries(count, start=start):
+        for entry in seeded:
             journal.record(**entry)
         assert journal.flush(timeout=None)
         since = start + timedelta(seconds=offset_s)  # some entries fall before the window
@@ -248,8 +249,18 @@ def test_the_databases_aggregates_answer_what_reading_the_journal_answers(
             found = quality_figures(journal, **window)
             assert [_figures(q) for q in found] == [_figures(q) for q in expected]
             assert delivery_figures(journal, **window) == delivery_counts(journal, **window)
+        (one,) = quality_figures(journal, since=since, system="national")
+        assert _figures(one) == _figures(*quality_report(journal, since=since, system="national"))
     assert any(q.refused_records and q.refused_payloads and q.rejected for q in expected)
     assert all(q.delay_median is not None for q in expected)
+    # Assumed values both in accepted records (counted) and in records the hub refused (not).
+    assert all(q.assumed_records and q.assumed for q in expected)
+    refused = {(e["receipt"], e["message_id"]) for e in seeded if e["step"] is Step.NOT_PUBLISHED}
+    assert any(
+        e["detail"].get("assumed") and (e["receipt"], e["message_id"]) in refused
+        for e in seeded
+        if e["step"] is Step.RECEIVED
+    )
 
 
 def _figures(quality: SystemQuality) -> tuple[object, ...]:
@@ -257,4 +268,5 @@ def _figures(quality: SystemQuality) -> tuple[object, ...]:
         quality.system, quality.accepted, quality.rejected, quality.refused_payloads,
         quality.refused_records, dict(quality.refusals), dict(quality.rejections),
         quality.filled, quality.optional, quality.delay_median, quality.delay_p90,
+        quality.assumed_records, dict(quality.assumed),
     )  # fmt: skip

@@ -5,9 +5,11 @@ aggregates (`monitor.journal_figures`) answer what the Python readings answer, a
         journal.record(**entry)
 
 Several systems and targets; `received` entries with delays (integers and fractions),
-completeness fields (some missing, some not integers), records refused by the hub afterwards
-(`not_published`, some twice with another rule, some with no rule), records rejected by rule
-(empty rule, no rule), refused payloads, and delivery steps with and without a source system.
+completeness fields (some missing, some not integers), assumed fields (the `assumed` list a
+mapping's `assume:` makes; some empty, some not a list: neither counted), records refused by the
+hub afterwards (`not_published`, some twice with another rule, some with no rule; some of them
+with assumed fields), records rejected by rule (empty rule, no rule), refused payloads, and
+delivery steps with and without a source system.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from monitor.journal import Step
 
 SYSTEMS = ("eco-env-penalty", "agri-penalty", "complaint-platform", "national", "grassroots")
 TARGETS = ("national", "grassroots_platform", "market_penalty")
+ASSUMABLE = ("status", "township", "case_source")
 OUT = (Step.DELIVERED, Step.RETRIED, Step.DEAD_LETTERED, Step.REPLAYED)
 
 
 def seeded_entries(count: int, *, start: datetime, seed: int = 16) -> Iterator[dict[str, Any]]:
     """`count` entries, one every 50 ms from `start`, as keyword arguments of Journal.record."""
     rng = random.Random(seed)
+    # Its own draws, so the rest of the journal is what it was before assumed values.
+    assumptions = random.Random(seed + 1)
     received: list[tuple[str, str, str]] = []  # (system, receipt, message id)
     for n in range(count):
         at = start + timedelta(milliseconds=50 * n)
@@ -42,6 +47,11 @@ def seeded_entries(count: int, *, start: datetime, seed: int = 16) -> Iterator[d
                 detail.update(filled=rng.randint(0, 12), optional=12)
             elif rng.random() < 0.5:
                 detail.update(filled=1.5, optional=12)  # not counted: not an integer
+            draw_assumed = assumptions.random()
+            if draw_assumed < 0.3:
+                detail["assumed"] = sorted(assumptions.sample(ASSUMABLE, assumptions.randint(1, 2)))
+            elif draw_assumed < 0.35:
+                detail["assumed"] = assumptions.choice(([], "status", {"status": "why"}))
             message_id = f"m-{n}"
             received.append((system, receipt, message_id))
             yield {"step": Step.RECEIVED, "message_id": message_id, "receipt": receipt,
