@@ -939,7 +939,7 @@ def _group_lines(
 ) -> list[str]:
     mandatory = any(target.mandatory for target in group)
     if any("[]" in target.path for target in group):
-        lines = []
+        lines = _list_rule(top, group, chosen) if mandatory else []
         for target in group:
             for leaf, best in chosen.get(target.path, []):
                 sub = target.path.rsplit(".", 1)[-1]
@@ -959,6 +959,30 @@ def _group_lines(
     if not mandatory:
         body = [line if line.lstrip().startswith("#") else "  # " + line.lstrip() for line in body]
     return [header, *body]
+
+
+def _list_rule(
+    top: str, group: list[Target], chosen: dict[str, list[tuple[Leaf, Suggestion]]]
+) -> list[str]:
+    """An active `each` rule for a mandatory list of objects, so the file loads."""
+    base: str | None = None
+    parts = []
+    for target in group:
+        pairs = chosen.get(target.path, [])
+        sub = target.path.rsplit(".", 1)[-1]
+        if pairs and (base is None or pairs[0][0].group == base):
+            leaf = pairs[0][0]
+            base = leaf.group or leaf.path
+            relative = leaf.path.removeprefix(base).lstrip("/.").removeprefix("[]").lstrip(".")
+            itself = "@" if "/" not in base and ":" not in base else "."  # JMESPath or XPath
+            parts.append(f"{sub}: {_flow(relative or itself)}")
+        elif target.mandatory:
+            parts.append(f"{sub}: TODO_{sub}")
+    source = _flow(base) if base else f"TODO_{top}"
+    return [
+        f"  {top}: {{each: {source}, fields: {{{', '.join(parts)}}}}}  # active: mandatory, "
+        "check it (TODO_ paths: no leaf looks like the field)"
+    ]
 
 
 def _leaf_lines(

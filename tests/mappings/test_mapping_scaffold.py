@@ -1,4 +1,4 @@
-"""`jghub mappings scaffold`: a loadable system folder from samples, and suggestions that are right."""
+"""`jghub mappings scaffold`: a loadable system folder from samples, with right suggestions."""
 
 from __future__ import annotations
 
