@@ -92,6 +92,8 @@ _ZH_ALIASES = (
 )
 # Below this score a leaf's best field is only a guess; the folder says so.
 CONFIDENT = 0.6
+# A mandatory field that is no leaf's best takes the leaf fitting it best from this score on.
+FALLBACK = 0.45
 
 
 # --------------------------------------------------------------------------- targets
@@ -608,19 +610,21 @@ def _name_score(leaf: Leaf, target: Target) -> tuple[float, str]:
     return best, why
 
 
+def score(leaf: Leaf, target: Target) -> Suggestion:
+    """How likely `leaf` feeds `target`: 0.7 of the name score, 0.3 of the shape's fit."""
+    shape = leaf.shape
+    name, why = _name_score(leaf, target)
+    value = 0.7 * name + 0.3 * _fit(shape, target.kind, leaf.values)
+    if target.path.startswith("envelope.") and leaf.group is not None:
+        value *= 0.5
+    if "[]" in target.path and leaf.group is None:
+        value *= 0.7
+    return Suggestion(target, round(value, 3), f"{why}; shape {shape.kind}")
+
+
 def suggest(leaf: Leaf, dataset: str, top: int = 4) -> list[Suggestion]:
     """The best fields for `leaf`, best first."""
-    shape = leaf.shape
-    scored = []
-    for target in targets(dataset):
-        name, why = _name_score(leaf, target)
-        fit = _fit(shape, target.kind, leaf.values)
-        score = 0.7 * name + 0.3 * fit
-        if target.path.startswith("envelope.") and leaf.group is not None:
-            score *= 0.5
-        if "[]" in target.path and leaf.group is None:
-            score *= 0.7
-        scored.append(Suggestion(target, round(score, 3), f"{why}; shape {shape.kind}"))
+    scored = [score(leaf, target) for target in targets(dataset)]
     scored.sort(key=lambda item: -item.score)
     return scored[:top]
 
@@ -644,7 +648,8 @@ def pipe_for(leaf: Leaf, target: Target) -> list[Any]:
     shape = leaf.shape
     pipe: list[Any] = ["trim"]
     if target.kind in ("date", "datetime") and shape.pattern:
-        pipe.append({target.kind: shape.pattern})
+        timed = shape.kind == "datetime"  # the `date` function refuses a time of day
+        pipe.append({"datetime" if timed else target.kind: shape.pattern})
     elif target.kind == "amount":
         pipe.append({"decimal": {"grouping": ","}} if shape.grouping else "decimal")
     elif target.kind == "bool":
@@ -665,7 +670,7 @@ def _flow(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{key}: {_flow(item)}" for key, item in value.items()) + "}"
     text = str(value)
-    if re.fullmatch(r"[A-Za-z_][\w:./@\-\[\]]*", text) and not text.startswith("@"):
+    if re.fullmatch(r"[A-Za-z_][\w:./@\-]*", text):
         return text
     return json.dumps(text, ensure_ascii=False)
 
@@ -863,6 +868,15 @@ def mapping_yaml(plan: MessagePlan) -> str:
         chosen.setdefault(best.target.path, []).append((leaf, best))
     for pairs in chosen.values():
         pairs.sort(key=lambda pair: -pair[1].score)
+    for target in targets(dataset):
+        if target.mandatory and target.path not in chosen and sample.leaves:
+            # A mandatory field nobody's top choice: the leaf that fits it best, if one does.
+            found = max(
+                ((score(leaf, target), leaf) for leaf in sample.leaves),
+                key=lambda pair: pair[0].score,
+            )
+            if found[0].score >= FALLBACK:
+                chosen[target.path] = [(found[1], found[0])]
     spec = DATASETS[dataset]
     guessed = (
         f"  # guessed (mean best score {plan.dataset_score:.2f}): check, or pass --dataset"

@@ -20,18 +20,21 @@ TOP1_FLOOR = 0.72
 TOP3_FLOOR = 0.85
 
 
-def _inbound_cases() -> list[tuple[str, str, str, list[Path]]]:
+def _inbound_cases() -> list[tuple[str, str, str, str | None, list[Path]]]:
+    """Each shipped inbound message type's valid samples, grouped by the transport's charset
+    their expected files give (None: the payload says its own)."""
     cases = []
     for system in load_all().values():
         for message_type, translation in system.inbound.items():
             folder = system.folder / "samples" / message_type
-            valid = [
-                path
-                for path in sorted(folder.glob("valid*"))
-                if "charset" not in path.name  # these need the transport's charset
-            ]
-            if valid:
-                cases.append((system.id, message_type, translation.mapping.dataset, valid))
+            by_charset: dict[str | None, list[Path]] = {}
+            for path in sorted(folder.glob("valid*")):
+                expected = system.folder / "expected" / message_type / f"{path.stem}.json"
+                given = json.loads(expected.read_text(encoding="utf-8")).get("input") or {}
+                by_charset.setdefault(given.get("charset"), []).append(path)
+            for charset, paths in by_charset.items():
+                dataset = translation.mapping.dataset
+                cases.append((system.id, message_type, dataset, charset, paths))
     return cases
 
 
@@ -42,11 +45,20 @@ def test_suggestions_name_the_field_the_shipped_mappings_fill() -> None:
     assert result.share(3) >= TOP3_FLOOR, result.misses[:20]
 
 
-@pytest.mark.parametrize(("system", "message_type", "dataset", "samples"), _inbound_cases())
+@pytest.mark.parametrize(
+    ("system", "message_type", "dataset", "charset", "samples"), _inbound_cases()
+)
 def test_scaffold_of_every_shipped_message_type_loads_and_is_tested(
-    tmp_path: Path, system: str, message_type: str, dataset: str, samples: list[Path]
+    tmp_path: Path,
+    system: str,
+    message_type: str,
+    dataset: str,
+    charset: str | None,
+    samples: list[Path],
 ) -> None:
     args = ["mappings", "scaffold", "new-system", *map(str, samples), "--root", str(tmp_path)]
+    if charset is not None:
+        args += ["--charset", charset]
     result = runner.invoke(app, [*args, "--type", message_type, "--dataset", dataset])
     assert result.exit_code == 0, result.output
     folder = tmp_path / "new-system"
@@ -58,7 +70,11 @@ def test_scaffold_of_every_shipped_message_type_loads_and_is_tested(
     # Before editing: the test runs and says the expected results are still to be written.
     tested = runner.invoke(app, ["mappings", "test", "new-system", "--root", str(tmp_path)])
     assert tested.exit_code == 1
-    assert "run with --update" in tested.output
+    assert f"FAILED new-system {message_type}" in tested.output
+    if charset is None:
+        assert "run with --update" in tested.output
+    else:  # the expected file holds the transport's charset and nothing else yet
+        assert f'"charset": "{charset}"' in tested.output
     updated = runner.invoke(
         app, ["mappings", "test", "new-system", "--root", str(tmp_path), "--update"]
     )
