@@ -110,6 +110,7 @@ class Target:
     words: frozenset[str]
     mandatory: bool
     dictionary: str | None = None
+    described: frozenset[str] = frozenset()
 
     @property
     def top(self) -> str:
@@ -212,7 +213,7 @@ def _collect(
                 out,
             )
             continue
-        words = _words_of(name.replace("_", " ")) | _words_of(meta.description)
+        words = _words_of(path.replace("_", " ").replace("[]", ""))
         out.append(
             Target(
                 path=path,
@@ -220,6 +221,7 @@ def _collect(
                 kind=_kind(info, name, meta.dictionary),
                 keys=_name_keys(path, [*zh_parents, meta.zh], meta.codes),
                 words=frozenset(words),
+                described=frozenset(_words_of(meta.description)),
                 mandatory=required and meta.mandatory,
                 dictionary=meta.dictionary,
             )
@@ -576,6 +578,23 @@ def _normal(text: str) -> str:
     return re.sub(r"[^0-9a-z]", "", text.lower())
 
 
+def _word_score(text: str, target: Target) -> tuple[float, list[str]]:
+    """The share of the name's words found in the field's name (1) or description (0.6)."""
+    words = [word.lower() for word in _WORDS.findall(text)]
+    if not words:
+        return 0.0, []
+    total, matched = 0.0, []
+    for word in words:
+        spellings = {word, *_SYNONYMS.get(word, ())}
+        if spellings & target.words:
+            total += 1.0
+            matched.append(word)
+        elif spellings & target.described:
+            total += 0.6
+            matched.append(word)
+    return 0.85 * total / len(words), matched
+
+
 def _name_score(leaf: Leaf, target: Target) -> tuple[float, str]:
     names = [name for name in leaf.names if name]
     own = names[-1] if names else ""
@@ -593,20 +612,21 @@ def _name_score(leaf: Leaf, target: Target) -> tuple[float, str]:
             score = 0.9 * SequenceMatcher(None, text, target.zh).ratio()
         if score > best:
             best, why = score, f"名 {text}~{target.zh}"
-    for text in candidates:
+    for index, text in enumerate(candidates):
+        # A child's own name matches less surely than its parent's and its own together
+        # (Organ/Name is an organ's name before it is any name).
+        weight = 0.8 if index == 0 and len(candidates) > 1 else 1.0
         normal = _normal(text)
         if not normal:
             continue
         for key in target.keys:
-            score = 1.0 if normal == key else SequenceMatcher(None, normal, key).ratio()
+            score = weight * (1.0 if normal == key else SequenceMatcher(None, normal, key).ratio())
             if score > best:
                 best, why = score, f"name {normal}~{key}"
-        words = _words_of(text)
-        if words:
-            overlap = len(words & target.words) / len(words)
-            score = 0.85 * overlap
-            if score > best:
-                best, why = score, f"words {'/'.join(sorted(words & target.words))}"
+        score, matched = _word_score(text, target)
+        score *= weight
+        if score > best:
+            best, why = score, f"words {'/'.join(matched)}"
     return best, why
 
 

@@ -14,10 +14,10 @@ from mappings.system import SYSTEMS_ROOT, load_all, load_system
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
-# Measured on the shipped systems when the suggester was written: top-1 0.80, top-3 0.92 of
+# Measured on the shipped systems when the suggester was written: top-1 0.848, top-3 0.927 of
 # 1,062 mapped source fields. The floors leave a margin for new systems with odd names.
-TOP1_FLOOR = 0.72
-TOP3_FLOOR = 0.85
+TOP1_FLOOR = 0.78
+TOP3_FLOOR = 0.87
 
 
 def _inbound_cases() -> list[tuple[str, str, str, str | None, list[Path]]]:
