@@ -706,6 +706,9 @@ class Evaluation:
     top1: int = 0
     top3: int = 0
     misses: list[str] = field(default_factory=list)
+    message_types: int = 0
+    datasets_guessed: int = 0
+    """Message types whose dataset `guess_dataset` names right from their valid samples."""
 
     def share(self, top: int = 1) -> float:
         hits = self.top1 if top == 1 else self.top3
@@ -785,9 +788,11 @@ def evaluate(root: Path | None = None) -> Evaluation:
             truth = shipped_truth(mapping)
             folder = system.folder / "samples" / message_type
             seen: set[str] = set()
+            read: list[Sample] = []
             for sample_path in sorted(folder.glob("valid*")):
                 charset = _expected_charset(system.folder, message_type, sample_path)
                 sample = read_sample(sample_path.read_bytes(), charset=charset)
+                read.append(sample)
                 leaves = sample_truth_paths(sample)
                 for path, fields_filled in sorted(truth.items()):
                     leaf = leaves.get(path)
@@ -805,6 +810,10 @@ def evaluate(root: Path | None = None) -> Evaluation:
                             f"{system.id}/{message_type} {leaf.path}: "
                             f"{'/'.join(sorted(fields_filled))} ≠ {', '.join(suggestions)}"
                         )
+            if read:
+                result.message_types += 1
+                if guess_dataset(merge_samples(read))[0] == mapping.dataset:
+                    result.datasets_guessed += 1
     return result
 
 

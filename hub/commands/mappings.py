@@ -370,6 +370,12 @@ def scaffold_command(
             f"{folder} exists; choose another id or pass --force to write into it",
             param_hint="SYSTEM",
         )
+    if message_type is not None and not re.fullmatch(r"[a-z][a-z0-9_.-]*", message_type):
+        raise typer.BadParameter(
+            "a message type is lower-case letters, digits, '_', '.' and '-', starting with a "
+            "letter",
+            param_hint="--type",
+        )
     if dataset is not None and dataset not in DATASETS:
         raise typer.BadParameter(
             f"the standard has no dataset '{dataset}' (it has: {', '.join(sorted(DATASETS))})",

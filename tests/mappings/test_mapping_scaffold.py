@@ -43,6 +43,9 @@ def test_suggestions_name_the_field_the_shipped_mappings_fill() -> None:
     assert result.fields > 900
     assert result.share(1) >= TOP1_FLOOR, result.misses[:20]
     assert result.share(3) >= TOP3_FLOOR, result.misses[:20]
+    # 39 of 40 when written (national's catalogue_update reads as a penalty case).
+    assert result.message_types >= 40
+    assert result.datasets_guessed >= result.message_types - 3
 
 
 @pytest.mark.parametrize(
@@ -126,6 +129,13 @@ def test_bad_sample_and_unknown_dataset_are_refused_with_the_reason(tmp_path: Pa
     )
     assert unknown.exit_code == 2
     assert "no dataset 'nope'" in unknown.output
+    bad_type = runner.invoke(
+        app,
+        ["mappings", "scaffold", "z", str(good), "--type", "Case Records", "--root", str(tmp_path)],
+    )
+    assert bad_type.exit_code == 2
+    assert "a message type is lower-case" in bad_type.output
+    assert not (tmp_path / "z").exists()
 
 
 GB18030_XML = """<?xml version="1.0" encoding="GB18030"?>
