@@ -40,6 +40,7 @@ from mappings.language import FieldRule, InboundMapping
 from mappings.payloads import PayloadLimits, parse_json, parse_xml
 from standard.checks import CheckFailure, check_credit_code, check_id_number, check_region
 from standard.datasets import DATASETS
+from standard.dictionaries import dictionary
 from standard.fields import field_meta, model_in
 
 # Date and time patterns tried on values, most specific first (Java letters, as mappings say them).
@@ -93,7 +94,7 @@ _ZH_ALIASES = (
 # Below this score a leaf's best field is only a guess; the folder says so.
 CONFIDENT = 0.6
 # A mandatory field that is no leaf's best takes the leaf fitting it best from this score on.
-FALLBACK = 0.45
+FALLBACK = 0.55
 
 
 # --------------------------------------------------------------------------- targets
@@ -897,12 +898,14 @@ def mapping_yaml(plan: MessagePlan) -> str:
         chosen.setdefault(best.target.path, []).append((leaf, best))
     for pairs in chosen.values():
         pairs.sort(key=lambda pair: -pair[1].score)
-    for target in targets(dataset):
-        if target.mandatory and target.path not in chosen and sample.leaves:
-            # A mandatory field nobody's top choice: the leaf that fits it best, if one does.
+    mandatory = [target for target in targets(dataset) if target.mandatory]
+    used = {chosen[target.path][0][0].path for target in mandatory if target.path in chosen}
+    free = [leaf for leaf in sample.leaves if leaf.path not in used]
+    for target in mandatory:
+        if target.path not in chosen and free:
+            # A mandatory field nobody's top choice: the free leaf that fits it best, if one does.
             found = max(
-                ((score(leaf, target), leaf) for leaf in sample.leaves),
-                key=lambda pair: pair[0].score,
+                ((score(leaf, target), leaf) for leaf in free), key=lambda pair: pair[0].score
             )
             if found[0].score >= FALLBACK:
                 chosen[target.path] = [(found[1], found[0])]
@@ -1042,9 +1045,7 @@ def _leaf_lines(
     guess = "" if best.score >= CONFIDENT else ", a guess"
     note = "active: mandatory, check it" if active else f"{best.target.zh}"
     rule = _operation_rule(leaf) if name == "operation" else rule_text(leaf, best.target)
-    hint = ""
-    if best.target.dictionary:
-        hint = f"; codes of dictionary {best.target.dictionary}: add a lookup if they differ"
+    hint = _dictionary_hint(leaf, best.target)
     others = ", ".join(f"{s.target.path} {s.score:.2f}" for s in ranked[1:])
     indent = prefix[: len(prefix) - len(prefix.lstrip())]
     return [
@@ -1052,6 +1053,23 @@ def _leaf_lines(
         f"{prefix}{name}: {rule}  # {note} {best.score:.2f} ({best.why}{guess}){hint}",
         f"{indent}#     runners-up: {others}",
     ]
+
+
+def _dictionary_hint(leaf: Leaf, target: Target) -> str:
+    """For a coded field: whether the samples' values are the standard's codes, and if not,
+    which codes the table the engineer writes must give."""
+    if target.dictionary is None:
+        return ""
+    codes = dictionary(target.dictionary)
+    if leaf.values and all(value in codes for value in leaf.values):
+        return f"; the values are codes of the standard's {target.dictionary}"
+    listed = ", ".join(f"{entry.code} {entry.zh}" for entry in list(codes)[:8])
+    more = ", …" if len(codes) > 8 else ""
+    return (
+        f"; the system's codes differ from the standard's {target.dictionary} ({listed}{more}):"
+        f" write tables/{target.dictionary}.csv (source,standard) and add {{lookup: "
+        f"{target.dictionary}}}"
+    )
 
 
 def _operation_rule(leaf: Leaf) -> str:
