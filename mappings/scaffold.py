@@ -500,8 +500,11 @@ def _shape_of(value: str) -> Shape:
         except ValueError:
             continue
         return Shape("datetime" if pattern.has_time else "date", text)
+    # Instants as integers: 2017-07 to 2033-05 in milliseconds or seconds.
     if re.fullmatch(r"1[5-9]\d{11}", value):
         return Shape("datetime", "epoch_millis")
+    if re.fullmatch(r"1[5-9]\d{8}", value):
+        return Shape("datetime", "epoch_seconds")
     try:
         datetime.fromisoformat(value)
         if "T" in value:
@@ -670,6 +673,8 @@ def pipe_for(leaf: Leaf, target: Target) -> list[Any]:
     pipe: list[Any] = ["trim"]
     if target.kind in ("date", "datetime") and shape.pattern:
         timed = shape.kind == "datetime"  # the `date` function refuses a time of day
+        if shape.pattern in ("epoch_millis", "epoch_seconds", "iso8601"):
+            pipe = []  # an integer or ISO text: the datetime function reads it as it is
         pipe.append({"datetime" if timed else target.kind: shape.pattern})
     elif target.kind == "amount":
         pipe.append({"decimal": {"grouping": ","}} if shape.grouping else "decimal")
