@@ -32,7 +32,18 @@ from mappings.samples import (
     translation_as_data,
     unread_source_fields,
 )
+from mappings.scaffold import (
+    CONFIDENT,
+    MessagePlan,
+    guess_dataset,
+    mapping_yaml,
+    merge_samples,
+    read_sample,
+    suggest,
+    system_yaml,
+)
 from mappings.system import SYSTEMS_ROOT, SystemMappings, load_all, load_system
+from standard.datasets import DATASETS
 from standard.envelope import Envelope
 
 app = typer.Typer(
@@ -309,3 +320,135 @@ def _default(value: Any) -> str:
     if value is PydanticUndefined:
         return "required"
     return json.dumps(value, ensure_ascii=False)
+
+
+@app.command("scaffold")
+def scaffold_command(
+    system: Annotated[str, typer.Argument(help="The new system's id (its folder name).")],
+    samples: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Sample payloads (JSON or XML); their folder or name gives the message type.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    message_type: Annotated[
+        str | None,
+        typer.Option(
+            "--type", "-t", help="Message type of every sample (default: from each file)."
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", "-d", help="The standard's dataset (default: guessed)."),
+    ] = None,
+    charset: Annotated[
+        str | None,
+        typer.Option("--charset", help="The charset the transport declares for the samples."),
+    ] = None,
+    root: RootOption = SYSTEMS_ROOT,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into an existing system folder.")
+    ] = False,
+) -> None:
+    """Write a system folder from sample payloads: system.yaml, one mapping per message type
+    listing every leaf with the canonical field it most likely feeds, and the samples.
+
+    The mapping loads as written (the dataset's mandatory fields get the best-scoring leaf);
+    `jghub mappings test SYSTEM` then says what is missing, and `--update` writes expected/.
+    """
+    console = _console()
+    folder = root / system
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", system):
+        raise typer.BadParameter(
+            "a system id is lower-case letters, digits and dashes, starting with a letter",
+            param_hint="SYSTEM",
+        )
+    if folder.exists() and not force:
+        raise typer.BadParameter(
+            f"{folder} exists; choose another id or pass --force to write into it",
+            param_hint="SYSTEM",
+        )
+    if message_type is not None and not re.fullmatch(r"[a-z][a-z0-9_.-]*", message_type):
+        raise typer.BadParameter(
+            "a message type is lower-case letters, digits, '_', '.' and '-', starting with a "
+            "letter",
+            param_hint="--type",
+        )
+    if dataset is not None and dataset not in DATASETS:
+        raise typer.BadParameter(
+            f"the standard has no dataset '{dataset}' (it has: {', '.join(sorted(DATASETS))})",
+            param_hint="--dataset",
+        )
+    plans = _scaffold_plans(samples, message_type, dataset, charset)
+    (folder / "expected").mkdir(parents=True, exist_ok=True)
+    (folder / "system.yaml").write_text(system_yaml(system, plans), encoding="utf-8")
+    for plan in plans:
+        (folder / f"{plan.message_type}.yaml").write_text(mapping_yaml(plan), encoding="utf-8")
+        target = folder / "samples" / plan.message_type
+        target.mkdir(parents=True, exist_ok=True)
+        for file in plan.files:
+            (target / file.name).write_bytes(file.read_bytes())
+            if charset is not None:
+                # The transport's charset travels in the expected file; --update keeps it.
+                expected = folder / "expected" / plan.message_type / f"{file.stem}.json"
+                expected.parent.mkdir(parents=True, exist_ok=True)
+                expected.write_text(
+                    json.dumps({"input": {"charset": charset}}, indent=2) + "\n", encoding="utf-8"
+                )
+        confident = sum(
+            1 for leaf in plan.sample.leaves if suggest(leaf, plan.dataset, 1)[0].score >= CONFIDENT
+        )
+        guess = f" (guessed, mean score {plan.dataset_score:.2f})" if plan.dataset_guessed else ""
+        console.print(
+            f"[green]wrote[/green]  {escape(str(folder / plan.message_type))}.yaml: "
+            f"{plan.sample.format}, records {escape(plan.sample.records)} "
+            f"({plan.sample.records_found} in the samples), dataset {plan.dataset}{guess}, "
+            f"{len(plan.sample.leaves)} leaves, {confident} with a confident suggestion"
+        )
+    try:
+        load_system(folder)
+    except MappingError as error:  # a scaffold that does not load is a bug: say so plainly
+        console.print(f"[red]the scaffold does not load[/red] {escape(str(error))}")
+        raise typer.Exit(1) from None
+    console.print(
+        f"next: edit {escape(str(folder))}, then `jghub mappings test {system}"
+        + (f" --root {escape(str(root))}" if root != SYSTEMS_ROOT else "")
+        + "`"
+    )
+
+
+def _scaffold_plans(
+    files: list[Path], message_type: str | None, dataset: str | None, charset: str | None
+) -> list[MessagePlan]:
+    by_type: dict[str, list[Path]] = {}
+    for file in files:
+        by_type.setdefault(message_type or _type_of(file), []).append(file)
+    plans = []
+    for name, paths in by_type.items():
+        read = []
+        for path in paths:
+            try:
+                read.append(read_sample(path.read_bytes(), charset=charset))
+            except PayloadRejected as rejected:
+                raise typer.BadParameter(f"{path}: {rejected}", param_hint="SAMPLE") from None
+        sample = merge_samples(read)
+        if not sample.leaves:
+            raise typer.BadParameter(f"{paths[0]}: the sample holds no values", param_hint="SAMPLE")
+        chosen, score = (dataset, 0.0) if dataset else guess_dataset(sample)
+        plans.append(MessagePlan(name, sample, chosen, dataset is None, score, paths))
+    return plans
+
+
+def _type_of(file: Path) -> str:
+    """The message type a sample's place says: its folder under samples/, else its name."""
+    candidates = [file.parent.name] if file.parent.parent.name == "samples" else []
+    candidates.append(re.sub(r"^(valid|invalid)[-_]", "", file.stem))
+    for candidate in candidates:
+        name = re.sub(r"[^a-z0-9_.-]+", "_", candidate.lower()).strip("_.-")
+        if re.fullmatch(r"[a-z][a-z0-9_.-]*", name):
+            return name
+    raise typer.BadParameter(
+        f"cannot tell the message type of {file}; pass --type", param_hint="--type"
+    )
