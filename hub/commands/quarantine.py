@@ -21,7 +21,7 @@ import typer
 from rich.text import Text
 
 from hub.app import build_runtime
-from hub.commands.dead import ActingAs, OlderThan, acting, fail, journalled
+from hub.commands.dead import ActingAs, acting, fail, journalled
 from hub.commands.journal import console
 from hub.commands.options import DataDir, SystemsFile, hub_settings
 from hub.commands.startup import error_console, exit_2_on_configuration_error
@@ -50,6 +50,8 @@ QuarantineId = Annotated[
     str, typer.Argument(help="The quarantine id (the one the sender was answered with).")
 ]
 Why = Annotated[str, typer.Option(help="Why, in words; recorded in the journal.")]
+
+HeldFor = Annotated[str | None, typer.Option(help="Kept for at least this long: 30m, 2h, 7d ...")]
 
 
 @contextmanager
@@ -86,7 +88,7 @@ def list_command(
         str | None, typer.Option(help="Text the reasons contain (any case), e.g. 'wan_yuan'.")
     ] = None,
     state: Annotated[State | None, typer.Option(help="held, released or discarded.")] = None,
-    older_than: OlderThan = None,
+    older_than: HeldFor = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Most entries listed.")] = 100,
     data_dir: DataDir = None,
 ) -> None:
