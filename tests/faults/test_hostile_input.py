@@ -130,12 +130,14 @@ def test_every_hostile_payload_is_refused_with_a_reason_and_nothing_reaches_the_
 
 
 def _reason(text: str) -> str:
-    """The refusal's reason from a JSON answer or a SOAP fault."""
+    """The refusal's reason from a problem document (JSON channels), a per-record receipt or a
+    SOAP fault."""
     try:
         document = json.loads(text)
     except ValueError:
         return text if "faultstring" in text or "Reason" in text else ""
-    if document.get("payload_error"):
-        problem = document["payload_error"]
-        return f"{problem['kind']}: {problem['reason']}"
-    return str(document.get("reason") or document.get("records") or "")
+    if str(document.get("type", "")).startswith("urn:jghub:problem:"):
+        return (
+            f"{document['type']}: {document.get('detail') or ''}" if document.get("detail") else ""
+        )
+    return str(document.get("records") or "")
