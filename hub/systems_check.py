@@ -29,6 +29,7 @@ from mappings import MappingError, SystemMappings, load_system
 from mappings.flows import flow_gaps
 from mappings.system import SYSTEM_FILE
 from mappings.yamlsource import load_yaml
+from store import Store
 
 __all__ = ["CheckReport", "Finding", "check_systems"]
 
@@ -197,9 +198,29 @@ def _adapters(
     app = FastAPI()
     gatekeeper = Gatekeeper(config.systems, default_max_body_bytes=1, require_secrets=False)
     ingress = Ingress(None, bound)
+    # Pollers keep their cursors and leases on the store and refuse to be built without one:
+    # an in-memory SQLite store, never connected to (building an adapter reads nothing).
+    store = Store("sqlite://")
+    try:
+        yield from _built(config, app, gatekeeper, ingress, store, fetch=fetch)
+    finally:
+        store.close()
+
+
+def _built(
+    config: SystemsConfig,
+    app: FastAPI,
+    gatekeeper: Gatekeeper,
+    ingress: Ingress,
+    store: Store,
+    *,
+    fetch: bool,
+) -> Iterator[Finding]:
     owners: dict[tuple[str, str], str] = {}
     for position, system in enumerate(config.systems):
-        context = AdapterContext(system=system, data_dir=Path("."), gatekeeper=gatekeeper)
+        context = AdapterContext(
+            system=system, data_dir=Path("."), gatekeeper=gatekeeper, store=store
+        )
         for index, channel in enumerate(system.inbound):
             at: tuple[str | int, ...] = ("systems", position, "inbound", index)
             try:

@@ -219,3 +219,26 @@ def test_a_schema_mistake_is_listed_and_a_missing_file_is_a_usage_error(tmp_path
     assert f"{systems_file}:7:5: [schema:extra_forbidden] systems[0].colour" in output
     code, output = check(str(tmp_path / "absent.yaml"))
     assert code == 2 and "does not exist" in output
+
+
+def test_a_poller_channel_is_checked_like_any_other(tmp_path: Path) -> None:
+    """The shipped file with city-culture-enforcement's soap_poller channel uncommented, as the
+    README's walkthrough tells: clean, its WSDL address a note (pollers need the store to be
+    built; the check must not refuse every poller for lacking one)."""
+    lines = SHIPPED.read_text(encoding="utf-8").splitlines(keepends=True)
+    city = lines.index("  - id: city-culture-enforcement\n")
+    start = next(n for n in range(city, len(lines)) if lines[n].startswith("  #   inbound:"))
+    end = next(
+        (n for n in range(start, len(lines)) if not lines[n].startswith("  #  ")), len(lines)
+    )
+    for n in range(start, end):
+        lines[n] = lines[n].replace("# ", "", 1)  # what uncommenting it by hand does
+    systems_file = tmp_path / "systems.yaml"
+    systems_file.write_text("".join(lines), encoding="utf-8")
+    assert "adapter: soap_poller" in systems_file.read_text(encoding="utf-8")
+    code, output = check(str(systems_file))
+    assert code == 0, output
+    (note,) = [text for text in output.splitlines() if "[wsdl-not-fetched]" in text]
+    assert "whlyzf.hangzhou.example" in note
+    assert "without the store" not in output
+    assert output.strip().splitlines()[-1].startswith(f"{systems_file}: clean, 1 note")
