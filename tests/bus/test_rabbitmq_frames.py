@@ -160,7 +160,11 @@ def test_a_link_the_broker_keeps_dropping_backs_off_with_jitter(
         if record.getMessage().startswith("link frames: no usable connection")
     ]
     assert len(waits) >= 5, caplog.text[-2000:]
-    assert "FRAME_ERROR" in link.error or "FRAME_ERROR" in link.refused
+    # A connection that has just opened (again) has cleared the last error until the broker
+    # refuses its frame: read the reason while the link waits between attempts.
+    assert wait_for(
+        lambda: "FRAME_ERROR" in link.error or "FRAME_ERROR" in link.refused, timeout=10
+    ), (link.error, link.refused)
     # Exponential: the fourth wait is at least 0.4 s, the first at most 0.1 s; bounded by the
     # link's max_backoff (2 s); half of each wait is random, so they are not all alike.
     assert waits[0] <= 0.1 < 0.4 <= waits[3]
