@@ -18,6 +18,7 @@ COPY store ./store
 COPY mappings ./mappings
 COPY monitor ./monitor
 COPY systems ./systems
+COPY reference ./reference
 COPY adapters ./adapters
 COPY centre ./centre
 COPY console ./console

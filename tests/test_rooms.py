@@ -4,12 +4,14 @@ down the room order.
 Every import counts: at module level, inside functions, and under `if TYPE_CHECKING:`. A room
 imports only itself and the rooms before it:
 
-    standard → bus → store → mappings → monitor → systems → adapters → centre → console → hub
+    standard → bus → store → mappings → monitor → systems → reference → adapters → centre
+    → console → hub
 
 (`systems`, the systems file's schema, sits below the adapters because the adapters, the centre
-and the hub are all handed it; `store` knows no room above it: the rooms declare their tables on
-its metadata, and its migration scripts are explicit; `console`, the operators' web pages, reads
-the monitor and the centre, and the hub mounts it.)
+and the hub are all handed it; `reference`, the reference lists and the cross-checks on them,
+sits below the adapters, whose ingress runs the checks; `store` knows no room above it: the
+rooms declare their tables on its metadata, and its migration scripts are explicit; `console`,
+the operators' web pages, reads the monitor and the centre, and the hub mounts it.)
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ROOMS = (
-    "standard", "bus", "store", "mappings", "monitor", "systems", "adapters", "centre", "console",
-    "hub",
+    "standard", "bus", "store", "mappings", "monitor", "systems", "reference", "adapters", "centre",
+    "console", "hub",
 )  # fmt: skip
 
 
