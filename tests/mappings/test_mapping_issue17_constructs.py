@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from mapping_support import edit, line_of, load_error
 
 from mappings.coverage import ignore_problems, unread_fields
 from mappings.errors import MappingError
@@ -15,28 +16,6 @@ from mappings.units import UnitNotExact, UnitUnknown, unit_table
 
 CULTURE_CASES = "culture-penalty/case_data.yaml"
 WARNINGS = "national/risk_warning.yaml"
-
-
-def _edit(root: Path, relative: str, old: str, new: str) -> Path:
-    path = root / relative
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {relative}"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
-    return path
-
-
-def _line_of(path: Path, fragment: str) -> int:
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if fragment in line:
-            return number
-    raise AssertionError(f"{fragment!r} not in {path}")
-
-
-def _load_error(root: Path, system: str) -> MappingError:
-    with pytest.raises(MappingError) as caught:
-        load_system(root / system)
-    return caught.value
-
 
 # --------------------------------------------------------------------------- the unit table
 
@@ -100,7 +79,7 @@ def _culture_payload(fine: str) -> bytes:
 
 
 def test_amount_reads_its_unit_from_an_attribute(system_copy: Path) -> None:
-    _edit(
+    edit(
         system_copy,
         CULTURE_CASES,
         'fine_amount: {path: "@fine", pipe: [trim, decimal]}',
@@ -128,7 +107,7 @@ def test_amount_reads_its_unit_from_an_attribute(system_copy: Path) -> None:
 
 
 def test_amount_with_a_unit_path_falls_back_to_its_unit(system_copy: Path) -> None:
-    _edit(
+    edit(
         system_copy,
         CULTURE_CASES,
         'fine_amount: {path: "@fine", pipe: [trim, decimal]}',
@@ -149,38 +128,38 @@ def test_a_shipped_system_reads_its_wan_yuan_with_amount() -> None:
 
 
 def test_an_unknown_constant_unit_fails_at_load(system_copy: Path) -> None:
-    path = _edit(
+    path = edit(
         system_copy,
         CULTURE_CASES,
         'fine_amount: {path: "@fine", pipe: [trim, decimal]}',
         'fine_amount: {path: "@fine", pipe: [trim, {amount: 美金}]}',
     )
-    error = _load_error(system_copy, "culture-penalty")
-    assert (error.file, error.line, error.field) == (path, _line_of(path, "美金"), "fine_amount")
+    error = load_error(system_copy, "culture-penalty")
+    assert (error.file, error.line, error.field) == (path, line_of(path, "美金"), "fine_amount")
     assert "'美金' is not in the unit table" in error.reason
 
 
 def test_amount_into_the_wrong_unit_for_the_field_fails_at_load(system_copy: Path) -> None:
-    path = _edit(
+    path = edit(
         system_copy,
         "housing-penalty/publication_batch.yaml",
         "fine_wan_yuan: {path: CF_NR_FK, pipe: [trim, decimal]}",
         "fine_wan_yuan: {path: CF_NR_FK, pipe: [trim, {amount: 万元}]}",
     )
-    error = _load_error(system_copy, "housing-penalty")
-    assert (error.line, error.field) == (_line_of(path, "{amount: 万元}"), "fine_wan_yuan")
+    error = load_error(system_copy, "housing-penalty")
+    assert (error.line, error.field) == (line_of(path, "{amount: 万元}"), "fine_wan_yuan")
     assert "gives 元, but 'fine_wan_yuan' holds 万元; write `into: 万元`" in error.reason
 
 
 def test_a_unit_path_that_does_not_compile_fails_at_load(system_copy: Path) -> None:
-    path = _edit(
+    path = edit(
         system_copy,
         CULTURE_CASES,
         'fine_amount: {path: "@fine", pipe: [trim, decimal]}',
         'fine_amount: {path: "@fine", pipe: [trim, {amount: {unit_path: "@fine["}}]}',
     )
-    error = _load_error(system_copy, "culture-penalty")
-    assert (error.file, error.line) == (path, _line_of(path, '"@fine["'))
+    error = load_error(system_copy, "culture-penalty")
+    assert (error.file, error.line) == (path, line_of(path, '"@fine["'))
     assert "function 'amount'" in error.reason and "XPath" in error.reason
 
 
@@ -204,13 +183,13 @@ def test_an_assumed_field_is_filled_and_named_in_the_lineage() -> None:
 
 
 def test_a_field_both_mapped_and_assumed_is_refused_at_load(system_copy: Path) -> None:
-    path = _edit(
+    path = edit(
         system_copy,
         WARNINGS,
         "  issued_time: {path: warning_time,",
         "  status: {path: warning_status}\n  issued_time: {path: warning_time,",
     )
-    error = _load_error(system_copy, "national")
+    error = load_error(system_copy, "national")
     assert error.file == path
     assumed_line = [
         number
@@ -219,7 +198,7 @@ def test_a_field_both_mapped_and_assumed_is_refused_at_load(system_copy: Path) -
     ]
     assert error.line == assumed_line[0]
     assert error.field == "status"
-    mapped_line = _line_of(path, "status: {path: warning_status}")
+    mapped_line = line_of(path, "status: {path: warning_status}")
     assert f"both mapped from the source (fields, line {mapped_line}) and assumed" in error.reason
     assert f"risk_warning.yaml:{error.line}:" in str(error)
 
@@ -245,20 +224,20 @@ def test_a_bad_assumption_fails_at_load(system_copy: Path, replacement: str, mes
     text = path.read_text(encoding="utf-8")
     start = text.index('    value: "1"')
     path.write_text(text[:start] + replacement + "\n", encoding="utf-8")
-    error = _load_error(system_copy, "national")
+    error = load_error(system_copy, "national")
     assert error.file == path and error.line is not None
     assert message in str(error)
 
 
 def test_the_key_is_never_assumed(system_copy: Path) -> None:
-    path = _edit(
+    path = edit(
         system_copy,
         WARNINGS,
         "assume:\n",
         "assume:\n  warning_id: {value: W1, why: a guess}\n",
     )
-    error = _load_error(system_copy, "national")
-    assert error.line == _line_of(path, "warning_id: {value: W1")
+    error = load_error(system_copy, "national")
+    assert error.line == line_of(path, "warning_id: {value: W1")
     assert "a key is never assumed" in error.reason
 
 
@@ -271,7 +250,7 @@ def _culture_samples() -> list[bytes]:
 
 
 def test_ignored_fields_are_not_reported_as_unread(system_copy: Path) -> None:
-    _edit(
+    edit(
         system_copy,
         CULTURE_CASES,
         "fields:\n",
@@ -284,7 +263,7 @@ def test_ignored_fields_are_not_reported_as_unread(system_copy: Path) -> None:
 
 
 def test_an_ignored_path_that_is_read_or_absent_is_reported(system_copy: Path) -> None:
-    _edit(
+    edit(
         system_copy,
         CULTURE_CASES,
         "fields:\n",
@@ -308,14 +287,14 @@ def test_ignore_in_json_covers_everything_below_it() -> None:
 
 
 def test_an_ignored_path_that_does_not_compile_fails_at_load(system_copy: Path) -> None:
-    path = _edit(system_copy, CULTURE_CASES, "fields:\n", "ignore: ['/CaseData/@']\nfields:\n")
-    error = _load_error(system_copy, "culture-penalty")
-    assert (error.file, error.line) == (path, _line_of(path, "ignore:"))
+    path = edit(system_copy, CULTURE_CASES, "fields:\n", "ignore: ['/CaseData/@']\nfields:\n")
+    error = load_error(system_copy, "culture-penalty")
+    assert (error.file, error.line) == (path, line_of(path, "ignore:"))
     assert "XPath" in error.reason
 
 
 def test_amount_reads_its_unit_beside_the_amount_in_json(system_copy: Path) -> None:
-    _edit(
+    edit(
         system_copy,
         "agri-penalty/case_records.yaml",
         "fine_amount: {path: decisionInfo.fineAmount, pipe: [trim, decimal]}",
