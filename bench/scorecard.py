@@ -31,7 +31,6 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,12 +42,11 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-import psycopg  # noqa: E402
 
 from centre.ledger import CENTRE_EVENT, CENTRE_ITEM, OPEN_STATES, OVERDUE_STATES, Ledger  # noqa: E402
 from centre.penalties import PenaltyLimits  # noqa: E402
 from centre.scorecard import disposal_scores, scorecard  # noqa: E402
-from store import Store, store_url  # noqa: E402
+from store import Store  # noqa: E402
 
 NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
 DAY = 86400.0
@@ -214,31 +212,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=10_000, help="ledger rows per backend")
     parser.add_argument("--departments", type=int, default=40, help="departments they go to")
     parser.add_argument("--repeat", type=int, default=5, help="measurements of each way")
-    parser.add_argument(
-        "--postgresql",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="a PostgreSQL database to create the bench's own database from",
-    )
+    stores = bench_store_module()
+    stores.add_postgresql_option(parser)
     options = parser.parse_args(argv)
     rows = ledger_rows(options.rows, options.departments)
     figures: dict[str, Any] = {
         "rows": options.rows,
         "departments": options.departments,
         "repeat": options.repeat,
-        "sqlite": None,
-        "postgresql": None,
     }
-    with tempfile.TemporaryDirectory() as folder:
-        sqlite = Store.open(store_url(None, Path(folder)))
-        figures["sqlite"] = measure(sqlite, rows, options.repeat)
-        sqlite.close()
-    try:
-        with bench_store_module().postgresql_database(options.postgresql) as url:
-            postgresql = Store.open(store_url(url, Path(".")), migrate=True)
-            figures["postgresql"] = measure(postgresql, rows, options.repeat)
-            postgresql.close()
-    except psycopg.OperationalError as error:
-        print(f"PostgreSQL does not answer ({str(error).strip()}): its figures are null")
+    figures.update(
+        stores.on_each_store(lambda store: measure(store, rows, options.repeat), options.postgresql)
+    )
     if figures["postgresql"] is not None:
         for name in ("sql_ms", "reference_ms"):
             ratio = figures["postgresql"][name] / figures["sqlite"][name]

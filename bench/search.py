@@ -32,7 +32,6 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,14 +45,13 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-import psycopg  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from monitor.journal import Journal, JournalOptions, Step  # noqa: E402
 from monitor.journal_keys import JOURNAL_KEY  # noqa: E402
 from monitor.search import search  # noqa: E402
 from standard.datasets import DATASETS  # noqa: E402
-from store import Store, store_url  # noqa: E402
+from store import Store  # noqa: E402
 
 START = datetime(2026, 3, 2, 1, tzinfo=UTC)
 CENTRE = "11330000MB1P273395"
@@ -233,31 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--departments", type=int, default=40, help="departments")
     parser.add_argument("--keys", type=int, default=20, help="keys searched of each kind")
     parser.add_argument("--scans", type=int, default=3, help="full scans for the reference")
-    parser.add_argument(
-        "--postgresql",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="a PostgreSQL database to create the bench's own database from",
-    )
+    stores = bench_store_module()
+    stores.add_postgresql_option(parser)
     options = parser.parse_args(argv)
     figures: dict[str, Any] = {
         "entries": options.entries,
         "departments": options.departments,
         "keys": options.keys,
         "scans": options.scans,
-        "sqlite": None,
-        "postgresql": None,
     }
-    with tempfile.TemporaryDirectory() as folder:
-        sqlite = Store.open(store_url(None, Path(folder)))
-        figures["sqlite"] = measure(sqlite, options)
-        sqlite.close()
-    try:
-        with bench_store_module().postgresql_database(options.postgresql) as url:
-            postgresql = Store.open(store_url(url, Path(".")), migrate=True)
-            figures["postgresql"] = measure(postgresql, options)
-            postgresql.close()
-    except psycopg.OperationalError as error:
-        print(f"PostgreSQL does not answer ({str(error).strip()}): its figures are null")
+    figures.update(stores.on_each_store(lambda store: measure(store, options), options.postgresql))
     if figures["postgresql"] is not None:
         for name in ("search_case_ms", "scan_ms"):
             ratio = figures["postgresql"][name] / figures["sqlite"][name]
