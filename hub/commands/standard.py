@@ -46,8 +46,14 @@ def _describe_id_number(value: str) -> str:
 
 
 def _describe_region(value: str, on: datetime.date | None) -> str:
-    region = checks.check_region(value, on=on)
-    return f"region {region.code} {_region_row(region, on or datetime.date.today())}"
+    day = on or datetime.date.today()
+    region = checks.check_region(value, on=day)
+    province = codetables.regions().versions(f"{value[:2]}0000")[-1]
+    known = province.known_until
+    beyond = (
+        f"; the table knows {province.name} to {known}" if known is not None and day > known else ""
+    )
+    return f"region {region.code} {_region_row(region, day)}{beyond}"
 
 
 def _region_row(region: codetables.Region, day: datetime.date) -> str:

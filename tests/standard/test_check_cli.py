@@ -28,7 +28,12 @@ runner = CliRunner()
         ),
         (
             ["region", "330113"],
-            "valid: region 330113 临平区 (county in 浙江省 杭州市), valid from 2021-04-09",
+            "valid: region 330113 临平区 (county in 浙江省 杭州市), valid from 2021-04-09; "
+            "the table knows 浙江省 to 2021-04-09",
+        ),
+        (
+            ["region", "310101", "--on", "2020-12-31"],
+            "valid: region 310101 黄浦区 (county in 上海市), valid from 1980-01-01 or earlier",
         ),
         (
             ["region", "330103", "--on", "2021-04-08"],
@@ -37,7 +42,8 @@ runner = CliRunner()
         ),
         (
             ["region", "310101", "--on", "2026-04-03"],
-            "valid: region 310101 黄浦区 (county in 上海市), valid from 1980-01-01 or earlier",
+            "valid: region 310101 黄浦区 (county in 上海市), valid from 1980-01-01 or earlier; "
+            "the table knows 上海市 to 2020-12-31",
         ),
         (
             ["industry", "C1311"],
