@@ -472,7 +472,7 @@ def _unknown_region(table: codetables.RegionTable, value: str, day: datetime.dat
             value,
             "code table coverage",
             f"the code table holds no prefectures or counties of {code} {province.name}: "
-            "its sources (MCA's year-end lists, GB/T 2260) give only the province",
+            "the MCA year-end lists it is built from give none",
         )
     if day > province.known_until:
         return CheckFailure(
