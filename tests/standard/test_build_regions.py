@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
+import io
 
 from standard import build_regions
 from standard.codetables import load_regions
@@ -15,6 +17,30 @@ def test_rebuilding_gives_the_committed_file_byte_for_byte() -> None:
     rebuilt = build_regions.build(build_regions.source_timeline(), curated)
     assert rebuilt == (build_regions.TABLES / "regions.csv").read_text(encoding="utf-8")
     assert build_regions.main(["--check"]) == 0
+
+
+def test_the_curated_days_fall_in_the_years_the_lists_allow() -> None:
+    # A notice's day of creation lies in the year of the first list holding the code; its day
+    # of abolition in the year after the last list holding it (or after 2020 if still listed).
+    listed = build_regions.source_rows(build_regions.source_timeline())
+    curated = (build_regions.TABLES / "regions_curated.csv").read_text(encoding="utf-8")
+    checked = 0
+    for row in csv.DictReader(io.StringIO(curated)):
+        if row["level"] == "province":
+            continue  # Zhejiang's known_until, and Taiwan's codes, which no list divides
+        lists = listed.get(row["code"])
+        if lists is None:  # created after the last list (临平区, 钱塘区)
+            assert row["valid_from"] > "2020-12-31", row
+            continue
+        first, last = (int(year) for year in lists[-1]["mca_lists"].split("-"))
+        if row["valid_from"]:
+            assert int(row["valid_from"][:4]) == first, row
+            checked += 1
+        if row["valid_to"]:
+            ended = datetime.date.fromisoformat(row["valid_to"]) + datetime.timedelta(days=1)
+            assert ended.year == last + 1, row
+            checked += 1
+    assert checked == 18
 
 
 def _entry(name: str, start: int | str, end: int | str) -> dict[str, object]:
