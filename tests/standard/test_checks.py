@@ -437,35 +437,76 @@ def test_region_accepts_a_datetime_as_the_day() -> None:
 
 
 def test_every_table_row_is_valid_exactly_in_its_period() -> None:
+    # Outside its period a code is refused, or (renamed between two lists) is its other row.
     table = codetables.regions()
     for region in table.all():
         assert check_region(region.code, on=region.valid_from) == region
         if region.valid_to is not None:
             assert check_region(region.code, on=region.valid_to) == region
-            with pytest.raises(CheckFailure):
-                check_region(region.code, on=region.valid_to + datetime.timedelta(days=1))
+            _refused_or_other_row(region, region.valid_to + datetime.timedelta(days=1))
         if region.valid_from > table.horizon:
-            with pytest.raises(CheckFailure):
-                check_region(region.code, on=region.valid_from - datetime.timedelta(days=1))
+            _refused_or_other_row(region, region.valid_from - datetime.timedelta(days=1))
+
+
+def _refused_or_other_row(region: codetables.Region, day: datetime.date) -> None:
+    try:
+        other = check_region(region.code, on=day)
+    except CheckFailure:
+        return
+    assert other != region and other.code == region.code
 
 
 def test_zhejiang_has_its_90_current_county_level_divisions() -> None:
-    counties = [r for r in codetables.regions().all() if r.level == "county" and r.valid_to is None]
+    counties = [
+        r
+        for r in codetables.regions().all()
+        if r.code[:2] == "33" and r.level == "county" and r.valid_to is None
+    ]
     assert len(counties) == 90
     assert {r.code for r in counties} >= {"330113", "330114", "330383", "331083"}
 
 
+def test_every_province_has_its_counties_from_the_year_end_lists() -> None:
+    # Issue #17 item 6: a joint task with a Shanghai department (310101) was refused.
+    assert check_region("310101", on=datetime.date(2026, 4, 3)).name == "黄浦区"
+    assert check_region("110105").name == "朝阳区"
+    assert check_region("650102").name == "天山区"
+    assert check_region("110105").parent == "110000"  # 市辖区 is a grouping, not a division
+
+
+def test_year_end_list_rows_are_lenient_and_say_so() -> None:
+    # 崇明县 310230 is in MCA's 2015 year-end list, not 2016's; 崇明区 310151 first in 2016's.
+    assert check_region("310230", on=datetime.date(2016, 12, 31)).name == "崇明县"
+    assert check_region("310151", on=datetime.date(2016, 1, 1)).name == "崇明区"
+    failure = _fails(lambda v: check_region(v, on=datetime.date(2017, 1, 1)), "310230")
+    assert failure.rule == "GB/T 2260 validity"
+    assert "崇明县 is listed in MCA's 2015 year-end list, not in 2016's" in failure.message
+    assert "to 2016-12-31 at the latest, so it is not valid on 2017-01-01" in failure.message
+    failure = _fails(lambda v: check_region(v, on=datetime.date(2015, 12, 31)), "310151")
+    assert "崇明区 is first listed in MCA's 2016 year-end list, not in 2015's" in failure.message
+
+
 def test_region_outside_coverage_horizon_and_table() -> None:
-    failure = _fails(check_region, "110105")
-    assert failure.rule == "code table coverage"
-    assert "330000 浙江省" in failure.message
-    assert "110000 北京市" in failure.message
-    assert check_region("110000").name == "北京市"
+    for code in ("810101", "820101", "710101", "830101"):
+        failure = _fails(check_region, code)
+        assert failure.rule == "code table coverage"
+        assert "holds no prefectures or counties of" in failure.message
+    assert check_region("810000").name == "香港特别行政区"
     assert "is not a province code" in _fails(check_region, "990101").message
-    assert "not in the GB/T 2260 code table" in _fails(check_region, "330199").message
-    failure = _fails(lambda v: check_region(v, on=datetime.date(2000, 1, 1)), "330102")
+    # An unknown code on a day the table knows its province is wrong; later, it may be new.
+    failure = _fails(lambda v: check_region(v, on=datetime.date(2020, 6, 1)), "310199")
+    assert failure.rule == "GB/T 2260 code table"
+    assert "not in the GB/T 2260 code table" in failure.message
+    failure = _fails(lambda v: check_region(v, on=datetime.date(2021, 6, 1)), "310199")
+    assert failure.rule == "code table coverage"
+    assert "knows 310000 上海市's prefectures and counties up to 2020-12-31" in failure.message
+    assert "cannot vouch for it on 2021-06-01" in failure.message
+    failure = _fails(lambda v: check_region(v, on=datetime.date(2021, 4, 9)), "330199")
+    assert failure.rule == "GB/T 2260 code table"
+    failure = _fails(lambda v: check_region(v, on=datetime.date(1979, 12, 31)), "330102")
     assert failure.rule == "code table horizon"
-    assert "records no history before 2013-01-01" in failure.message
+    assert "records no history before 1980-01-01" in failure.message
+    assert "MCA's 1980 year-end list" in failure.message
     assert "full-width character '３'" in _fails(check_region, "３30100").message
 
 

@@ -14,17 +14,27 @@ from standard.codetables import (
     load_regions,
 )
 
-REGION_HEADER = "code,name,level,parent,valid_from,valid_to,replaced_by,source\n"
-ZHEJIANG = "330000,浙江省,province,,2013-01-01,,,\n"
-HANGZHOU = "330100,杭州市,prefecture,330000,2013-01-01,,,\n"
+REGION_HEADER = "code,name,level,parent,valid_from,valid_to,replaced_by,known_until,source\n"
+ZHEJIANG = "330000,浙江省,province,,2013-01-01,,,2020-12-31,\n"
+HANGZHOU = "330100,杭州市,prefecture,330000,2013-01-01,,,,\n"
 
 
 def test_packaged_tables_load_once() -> None:
     assert codetables.regions() is codetables.regions()
     assert codetables.industries() is codetables.industries()
     assert codetables.credit_code_kinds() is codetables.credit_code_kinds()
-    assert codetables.regions().horizon == datetime.date(2013, 1, 1)
-    assert codetables.regions().county_coverage == frozenset({"330000"})
+    assert codetables.regions().horizon == datetime.date(1980, 1, 1)
+    # Every province but Hong Kong, Macau and Taiwan (twice: 710000, and 830000 of permits).
+    coverage = codetables.regions().county_coverage
+    assert len(coverage) == 31 and {"310000", "330000", "650000"} <= coverage
+    assert not coverage & {"710000", "810000", "820000", "830000"}
+
+
+def test_each_province_says_how_far_it_is_known() -> None:
+    table = codetables.regions()
+    assert table.versions("330000")[-1].known_until == datetime.date(2021, 4, 9)
+    assert table.versions("310000")[-1].known_until == datetime.date(2020, 12, 31)
+    assert table.versions("810000")[-1].known_until is None
 
 
 def test_every_region_row_names_its_source() -> None:
@@ -32,9 +42,30 @@ def test_every_region_row_names_its_source() -> None:
         assert region.source, region.code
 
 
+def test_lists_rows_say_which_lists_hold_them() -> None:
+    table = codetables.regions()
+    (county,) = table.versions("310230")  # 崇明县: in the 1982 to 2015 lists
+    assert (county.first_list, county.last_list) == (1982, 2015)
+    assert (county.valid_from, county.valid_to) == (
+        datetime.date(1982, 1, 1),
+        datetime.date(2016, 12, 31),
+    )
+    assert "MCA year-end lists" in county.source and "lenient" in county.source
+    (district,) = table.versions("310151")
+    assert district.valid_from == datetime.date(2016, 1, 1) and district.valid_to is None
+    # 湘潭 and 邵阳 swapped codes in the 1982 and 1983 lists: renames meet day to day.
+    names = [(r.name, r.valid_from.year, r.valid_to) for r in table.versions("430300")]
+    assert names == [
+        ("湘潭市", 1980, datetime.date(1981, 12, 31)),
+        ("邵阳市", 1982, datetime.date(1983, 12, 31)),
+        ("湘潭市", 1984, None),
+    ]
+
+
 def test_every_abolished_zhejiang_code_names_its_successors() -> None:
     table = codetables.regions()
-    abolished = [r for r in table.all() if r.valid_to is not None]
+    # The rows with exact dates, from notices (regions_curated.csv), not from the year-end lists.
+    abolished = [r for r in table.all() if r.valid_to is not None and not r.mca_lists[5:]]
     assert {r.code for r in abolished} == {
         "330103",
         "330104",
@@ -67,6 +98,7 @@ def test_a_valid_minimal_region_table() -> None:
     table = load_regions(REGION_HEADER + ZHEJIANG + HANGZHOU, "t.csv")
     assert table.on("330100", datetime.date(2020, 1, 1)) is not None
     assert table.horizon == datetime.date(2013, 1, 1)
+    assert table.county_coverage == frozenset({"330000"})
 
 
 @pytest.mark.parametrize(
@@ -78,11 +110,21 @@ def test_a_valid_minimal_region_table() -> None:
         (ZHEJIANG + "330100,杭州市,prefecture,330000,2020-01-01,2019-01-01,,\n", 3, "before"),
         (ZHEJIANG + "330102,上城区,county,330100,2013-01-01,,,\n", 3, "parent 330100 is not"),
         (ZHEJIANG + HANGZHOU + HANGZHOU, 4, "overlapping validity periods"),
-        (ZHEJIANG + "330100,杭州市,prefecture,330000,2013-01-01,,,,extra\n", 3, "more cells"),
+        (ZHEJIANG + "330100,杭州市,prefecture,330000,2013-01-01,,,,,extra\n", 3, "more cells"),
         (
-            ZHEJIANG + HANGZHOU + "330103,下城区,county,330100,2013-01-01,,330105,\n",
+            ZHEJIANG + HANGZHOU + "330103,下城区,county,330100,2013-01-01,,330105,,\n",
             4,
             "successor 330105 is not listed",
+        ),
+        (
+            "330000,浙江省,province,,2013-01-01,,,,\n" + HANGZHOU,
+            3,
+            "province 330000 is not listed with a known_until",
+        ),
+        (
+            ZHEJIANG + "330100,杭州市,prefecture,330000,2013-01-01,,,2020-12-31,\n",
+            3,
+            "provinces only",
         ),
     ],
 )
