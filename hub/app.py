@@ -315,6 +315,7 @@ def build_runtime(
         redaction=redaction,
         warnings=settings.warning_addressees(store),
         cases=settings.case_stages(store, config.systems),
+        checks=settings.cross_checks(store),
         quarantine=quarantine,
     )
     release = QuarantineRelease(

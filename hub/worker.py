@@ -139,6 +139,7 @@ class Worker:
         # start, before it takes a message.
         self.store: Store = self.settings.store()
         self.case_stages = self.settings.case_stages(self.store, self.systems.systems)
+        self.checks = self.settings.cross_checks(self.store)  # a bad rules file stops it here
         monitoring = MonitorSettings()
         # The pollers' rejected pages are kept in the store's quarantine, bounded like pushes.
         self.quarantine = monitoring.quarantine(self.store)
@@ -331,6 +332,7 @@ class Worker:
                         redaction=self.redaction,
                         warnings=self.settings.warning_addressees(self.store),
                         cases=self.case_stages,
+                        checks=self.checks,
                         quarantine=self.quarantine,
                     )
                     try:

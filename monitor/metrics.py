@@ -255,6 +255,15 @@ ASSUMED_VALUES = Counter(
     registry=HUB_REGISTRY,
 )
 
+RULE_RECORDS = Counter(
+    "jghub_rule_findings",
+    "Accuracy beyond format: records a cross-check (reference.rules) rejected (disposition "
+    "reject), let through with a warning (warn), or could not judge because a reference list it "
+    "needs was never fed (unchecked); per sending system and rule, one per record.",
+    ["system", "rule", "disposition"],
+    registry=HUB_REGISTRY,
+)
+
 # -- health of the moving parts ------------------------------------------------------------------
 
 BREAKER_STATE = Gauge(
