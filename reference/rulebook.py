@@ -94,7 +94,9 @@ def _parse(document: YamlFile) -> Rulebook:
             problem("must map rule names to reject, warn or off", *location)
             return {}
         found: dict[str, Disposition] = {}
-        for name, disposition in value.items():
+        for name, written in value.items():
+            # YAML 1.1 reads an unquoted `off` as false: taken for what was written.
+            disposition = "off" if written is False else written
             if name not in RULES:
                 problem(f"no rule is named {name!r} (rules: {', '.join(RULES)})", *location, name)
             elif disposition not in DISPOSITIONS:
