@@ -43,8 +43,8 @@ def rule_refusals(
     warnings: dict[str, list[dict[str, object]]] = {}
     unchecked: dict[str, tuple[str, ...]] = {}
     rejected: Counter[str] = Counter()
-    for index, envelope in records:
-        verdict = checks.judge(sender, envelope)
+    verdicts = checks.verdicts(sender, [envelope for _, envelope in records])
+    for (index, envelope), verdict in zip(records, verdicts, strict=True):
         if verdict.rejections:
             rejected.update({finding.rule for finding in verdict.rejections})
             refusals += [

@@ -21,15 +21,15 @@ dispositions select: a rule whose lists were never fed says "not checked" instea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from mappings import MappingError
 from mappings.yamlsource import YamlFile, load_yaml
-from reference.lists import ReferenceLists
-from reference.rules import DISPOSITIONS, RULES, Disposition, Rule, RuleFinding
+from reference.lists import LIST_DATASETS, ListName, ReferenceLists
+from reference.rules import DISPOSITIONS, RULES, Disposition, Rule, RuleFinding, record_day
 from standard.envelope import Envelope, Operation
 
 SECTIONS = ("rules", "systems")
@@ -161,6 +161,16 @@ class CrossChecks:
 
     def judge(self, system: str, envelope: Envelope) -> Verdict:
         """The verdict on one record of `system` (a delete, carrying only its key, is clean)."""
+        (verdict,) = self.verdicts(system, [envelope])
+        return verdict
+
+    def verdicts(self, system: str, envelopes: Sequence[Envelope]) -> list[Verdict]:
+        """The verdict on each of `envelopes`, records of `system` (one payload's): which lists
+        were fed is asked once for all of them."""
+        fed = {name for name in LIST_DATASETS if self.lists.loaded(name)}
+        return [self._verdict(system, envelope, fed) for envelope in envelopes]
+
+    def _verdict(self, system: str, envelope: Envelope, fed: Set[ListName]) -> Verdict:
         if envelope.operation is Operation.DELETE:
             return CLEAN
         dataset = envelope.spec.name
@@ -170,11 +180,13 @@ class CrossChecks:
         rejections: list[RuleFinding] = []
         warnings: list[RuleFinding] = []
         unchecked: list[str] = []
+        data = envelope.data
+        day = record_day(dataset, data)  # read once for every rule
         for rule, disposition in chosen:
-            if not all(self.lists.loaded(name) for name in rule.needs):
+            if not all(name in fed for name in rule.needs):
                 unchecked.append(rule.name)
                 continue
-            found = rule.judge(dataset, envelope.data, self.lists)
+            found = rule.judge(dataset, data, self.lists, day=day)
             (rejections if disposition == "reject" else warnings).extend(found)
         if not (rejections or warnings or unchecked):
             return CLEAN

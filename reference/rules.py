@@ -79,10 +79,16 @@ class Rule:
     check: Check
 
     def judge(
-        self, dataset: str, data: Mapping[str, Any], lists: ReferenceLists
+        self,
+        dataset: str,
+        data: Mapping[str, Any],
+        lists: ReferenceLists,
+        *,
+        day: Day | None = None,
     ) -> list[RuleFinding]:
-        """The findings of this rule on one record of `dataset` (its lists are loaded)."""
-        day = record_day(dataset, data)
+        """The findings of this rule on one record of `dataset` (its lists are loaded);
+        `day`: the record's day, when the caller read it already (`record_day`)."""
+        day = day or record_day(dataset, data)
         return [
             RuleFinding(self.name, path, value, f"{self.name}: {message}")
             for path, value, message in self.check(data, day, lists)

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from hub_harness import RunningHub, running_hub
 from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
 
 from hub.app import runtime_of
 from mappings import SYSTEMS_ROOT
+from monitor.console_tables import quality_table
 from monitor.journal import Step
 from monitor.journal_figures import quality_figures
 from monitor.quality import quality_report
@@ -157,3 +159,8 @@ def test_certificate_x_is_refused_when_the_officers_are_loaded_and_warned_where_
             assert (found.warnings, found.unchecked, found.rejections, found.accepted) == (
                 expected.warnings, expected.unchecked, expected.rejections, expected.accepted
             )  # fmt: skip
+        # As `jghub quality` and the console's overview print them.
+        shown = Console(record=True, width=600)
+        shown.print(quality_table(list(figures.values()), title="quality"))
+        text = shown.export_text()
+        assert f"{RULE} ×1" in text and "catalogue-item-in-force ×" in text
