@@ -5,7 +5,8 @@ Every inbound adapter and poller hands its payloads to `Ingress.accept`:
     result = ingress.accept("grassroots-platform", "event_report", body, charset="utf-8")
     result.records   # one answer per record: accepted (with its message id) or rejected
 
-1. The system's mapping translates the payload into envelopes and per-record errors.
+1. The system's mapping translates the payload into envelopes and per-record errors; the
+   records a cross-check set to reject finds wrong join those errors (`adapters.crosschecks`).
 2. A payload that cannot be read at all (encoding, syntax, entity bombs, limits) goes to the
    quarantine (`monitor.quarantine`, in the hub's store; without one, the bus's quarantine
    queue) with its reason; the answer carries the reason and the quarantine id. A payload
