@@ -387,10 +387,14 @@ class HubSettings(BaseSettings):
         del store  # the store-backed lists will read it
         return InMemoryLists()
 
-    def cross_checks(self, store: Store) -> CrossChecks:
-        """The cross-checks of `rules_file` on the reference lists in `store` (RulesFileError:
-        the file, the line and the rule)."""
-        return CrossChecks(Rulebook.load(self.rules_file), self.reference_lists(store))
+    def rulebook(self) -> Rulebook:
+        """The cross-checks' dispositions in `rules_file` (RulesFileError: the file, the line
+        and the rule)."""
+        return Rulebook.load(self.rules_file)
+
+    def cross_checks(self, store: Store, rulebook: Rulebook) -> CrossChecks:
+        """The cross-checks of `rulebook` on the reference lists in `store`."""
+        return CrossChecks(rulebook, self.reference_lists(store))
 
     def case_stages(self, store: Store, systems: Sequence[SystemConfig]) -> StoredCaseStages:
         """Each penalty case's last stage (`centre.penalties`), in `store`: a record moving

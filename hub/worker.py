@@ -139,7 +139,8 @@ class Worker:
         # start, before it takes a message.
         self.store: Store = self.settings.store()
         self.case_stages = self.settings.case_stages(self.store, self.systems.systems)
-        self.checks = self.settings.cross_checks(self.store)  # a bad rules file stops it here
+        self.rulebook = self.settings.rulebook()  # a wrong rules file stops the worker here
+        self.checks = self.settings.cross_checks(self.store, self.rulebook)
         monitoring = MonitorSettings()
         # The pollers' rejected pages are kept in the store's quarantine, bounded like pushes.
         self.quarantine = monitoring.quarantine(self.store)
@@ -153,7 +154,9 @@ class Worker:
         self.selected: list[SystemConfig] = self._select(self.targets)
         self.poller_channels = self._poller_channels() if self.pollers else []
         breakers = [s.id for s in self.selected if s.collaboration is None]
-        start_at_zero(self.systems.known_series(self.mappings, breakers=breakers))
+        start_at_zero(
+            self.systems.known_series(self.mappings, breakers=breakers, rulebook=self.rulebook)
+        )
 
     # ------------------------------------------------------------------ configuration
 

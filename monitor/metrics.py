@@ -466,6 +466,7 @@ class KnownSeries:
       dead_letter_stages: where the outbound path dead-letters a message (decode, render, ...).
       breakers: the targets whose circuit breaker this process runs (a worker's; `serve` runs
         none, and a breaker's state is its worker's to tell).
+      rule_findings: (system, rule, disposition) of each cross-check a channel's records meet.
     """
 
     channels: tuple[ChannelSeries, ...] = ()
@@ -474,6 +475,7 @@ class KnownSeries:
     sources: tuple[str, ...] = ()
     dead_letter_stages: tuple[str, ...] = ()
     breakers: tuple[str, ...] = ()
+    rule_findings: tuple[tuple[str, str, str], ...] = ()
 
 
 def start_at_zero(known: KnownSeries) -> None:
@@ -506,6 +508,8 @@ def start_at_zero(known: KnownSeries) -> None:
             POLLS.labels(source, outcome)
         for change in LEASE_CHANGES:
             POLLER_LEASE_CHANGES.labels(source, change)
+    for system, rule, disposition in known.rule_findings:
+        RULE_RECORDS.labels(system, rule, disposition)
     for breaker in known.breakers:
         BREAKER_STATE.labels(breaker).set(0)  # closed, as every breaker starts
     for outcome in JOURNAL_OUTCOMES:

@@ -21,7 +21,7 @@ dispositions select: a rule whose lists were never fed says "not checked" instea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -67,6 +67,21 @@ class Rulebook:
         """What `rule`'s findings do to a record of `system`."""
         own = self.overrides.get(system, {})
         return own.get(rule, self.dispositions[rule])
+
+    def series(self, channels: Iterable[tuple[str, str]]) -> list[tuple[str, str, str]]:
+        """(system, rule, disposition) of each rule that judges the records of `channels`
+        ((system, dataset) pairs), with "unchecked" for a rule needing a list: the series of
+        `jghub_rule_findings_total` a hub with these channels may count."""
+        found: dict[tuple[str, str, str], None] = {}
+        for system, dataset in channels:
+            for rule in RULES.values():
+                disposition = self.disposition(system, rule.name)
+                if dataset not in rule.datasets or disposition == "off":
+                    continue
+                found[(system, rule.name, disposition)] = None
+                if rule.needs:
+                    found[(system, rule.name, "unchecked")] = None
+        return list(found)
 
     @classmethod
     def load(cls, path: Path | None) -> Rulebook:

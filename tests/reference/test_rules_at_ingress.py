@@ -138,6 +138,9 @@ def test_certificate_x_is_refused_when_the_officers_are_loaded_and_warned_where_
         counted = findings_counted(hub)
         assert counted[("hrss-penalty", RULE, "reject")] == 1
         assert counted[("hrss-county", RULE, "warn")] == 1
+        # Every series the configuration names started at 0 (none of these warned).
+        assert counted[("hrss-penalty", "random-inspection-has-plan", "warn")] == 0
+        assert counted[("hrss-county", RULE, "unchecked")] == 0
         # The catalogue was never fed: every inspection accepted is "not checked" for it.
         assert counted[("hrss-penalty", "catalogue-item-in-force", "unchecked")] >= 3
 

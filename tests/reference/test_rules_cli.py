@@ -3,6 +3,9 @@ checks the rules file with the systems file."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +56,26 @@ def test_systems_check_lists_the_rules_files_problems_and_unknown_systems(
     assert f"{rules}:2: note: [rules-file] systems.hrss-penalti: the systems file" in output
     code, output = run("rules", env={"COLUMNS": "400"})
     assert code == 0 and "hrss-penalti: warn" in output
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_serve_and_worker_refuse_to_start_on_a_wrong_rules_file(
+    command: str, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  inspector-certificate-valid: refuse\n", encoding="utf-8")
+    process = subprocess.run(
+        [sys.executable, "-m", "hub.cli", command, "--systems", str(SHIPPED)],
+        env={
+            **os.environ,
+            "JGHUB_DATA_DIR": str(tmp_path / "var"),
+            "JGHUB_AMQP_URL": "",
+            "JGHUB_RULES_FILE": str(rules),
+            "JGHUB_PORT": "0",
+        },
+        capture_output=True,
+        timeout=120,
+    )
+    text = process.stderr.decode()
+    assert process.returncode == 2, text
+    assert "cannot start" in text and f"{rules}:2:3:" in text and "'refuse'" in text
