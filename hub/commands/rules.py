@@ -27,7 +27,7 @@ def rules(
         ),
     ] = None,
 ) -> None:
-    """List every cross-check: its name, its disposition (the default in brackets when the
+    """List every cross-check: its name, its disposition (the default in parentheses when the
     file changes it), the systems the file gives another one, the datasets it judges, the
     reference lists it needs, and its statement.
 
