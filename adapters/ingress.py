@@ -5,7 +5,8 @@ Every inbound adapter and poller hands its payloads to `Ingress.accept`:
     result = ingress.accept("grassroots-platform", "event_report", body, charset="utf-8")
     result.records   # one answer per record: accepted (with its message id) or rejected
 
-1. The system's mapping translates the payload into envelopes and per-record errors.
+1. The system's mapping translates the payload into envelopes and per-record errors; the
+   records a cross-check set to reject finds wrong join those errors (`adapters.crosschecks`).
 2. A payload that cannot be read at all (encoding, syntax, entity bombs, limits) goes to the
    quarantine (`monitor.quarantine`, in the hub's store; without one, the bus's quarantine
    queue) with its reason; the answer carries the reason and the quarantine id. A payload
@@ -50,6 +51,7 @@ from pydantic import BaseModel, Field
 
 from adapters.authorisation import Authorisation, WarningAddressees
 from adapters.backpressure import BackPressure
+from adapters.crosschecks import rule_refusals
 from adapters.errors import (
     AdapterConfigError,
     IngressOverloaded,
@@ -72,6 +74,7 @@ from mappings import (
     TranslationError,
 )
 from monitor.errors import QuarantineFull
+from monitor.quality import RuleOutcome
 from monitor.quarantine import (
     MAX_PROBLEMS_KEPT,
     Problem,
@@ -81,6 +84,7 @@ from monitor.quarantine import (
     new_quarantine_id,
     summary,
 )
+from reference.rulebook import CrossChecks
 from standard.envelope import Envelope
 
 log = logging.getLogger("adapters.ingress")
@@ -114,6 +118,7 @@ class IngressObserver(Protocol):
         errors: Sequence[TranslationError],
         read: Mapping[int, RecordKeys] | None = None,
         quarantine_id: str | None = None,
+        rules: RuleOutcome | None = None,
     ) -> None: ...
 
     def published(
@@ -246,6 +251,9 @@ class Ingress:
         the department it names.
       cases: each penalty case's last stage (`adapters.stages`): a record moving its case
         along no legal transition is rejected, naming both stages; None: not checked.
+      checks: the cross-checks against the reference lists (`adapters.crosschecks`): a record
+        a rule set to reject finds wrong is rejected, naming the rule; warnings are journalled
+        and counted; None: not checked.
       quarantine: where rejected payloads are kept (`monitor.quarantine`, in the hub's store,
         bounded: a payload it has no room for is refused with IngressQuarantineFull); None:
         the bus's quarantine queue, unbounded, as before the store.
@@ -267,6 +275,7 @@ class Ingress:
         redaction: Redaction | None = None,
         warnings: WarningAddressees | None = None,
         cases: CaseStages | None = None,
+        checks: CrossChecks | None = None,
         quarantine: Quarantine | None = None,
     ) -> None:
         self._broker = broker
@@ -278,6 +287,7 @@ class Ingress:
         self.directory = directory or Directory([])
         self.authorisation = Authorisation(self.directory, warnings)
         self.cases = cases
+        self.checks = checks
         self.backpressure = backpressure
         if backpressure is not None:
             backpressure.attach(broker)
@@ -392,6 +402,7 @@ class Ingress:
 
         translation, unmatched = self._authorised(system_id, message_type, translation)
         earlier = self._earlier(translation.envelopes) | _released_before(translation, sent.again)
+        translation, checked = self._cross_checked(system_id, message_type, translation, earlier)
         translation = self._moved(system_id, message_type, translation, earlier)
         # The id the rejected records will be kept under, known before they are journalled so
         # their entries name it (the bus's quarantine names its own ids only when it keeps).
@@ -404,6 +415,7 @@ class Ingress:
                 errors=translation.errors,
                 read=translation.read,
                 quarantine_id=planned if translation.errors else None,
+                rules=checked,
             )
         extra_headers = seen.headers if seen is not None else None
         errors_by_record: dict[int, list[TranslationError]] = {}
@@ -605,9 +617,21 @@ class Ingress:
         if self.cases is None:
             return translation
         records = _indexed(translation)
-        fresh = [(i, env) for i, env in records if env.idempotencykey not in earlier]
-        refusals = stage_refusals(self.cases, system_id, message_type, fresh)
+        refusals = stage_refusals(self.cases, system_id, message_type, _fresh(records, earlier))
         return _refused(translation, records, refusals)
+
+    def _cross_checked(
+        self, system_id: str, message_type: str, translation: Translation, earlier: set[str]
+    ) -> tuple[Translation, RuleOutcome | None]:
+        """`translation` with the records a rejecting cross-check finds wrong moved to its
+        errors (`adapters.crosschecks`), and what the checks said of the rest. Repeats
+        (`earlier`) are not asked: they were judged when first accepted."""
+        if self.checks is None:
+            return translation, None
+        records = _indexed(translation)
+        fresh = _fresh(records, earlier)
+        refusals, outcome = rule_refusals(self.checks, system_id, message_type, fresh)
+        return _refused(translation, records, refusals), outcome
 
     def _flag_unmatched(self, system_id: str, unmatched: Sequence[Envelope], seen: Any) -> None:
         """Warning feedback on warnings the hub never routed: rejected and quarantined with the
@@ -918,6 +942,13 @@ def _refused(
             **{index: RecordKeys.of(envelope) for index, envelope in records if index in refused},
         },
     )
+
+
+def _fresh(
+    records: Sequence[tuple[int, Envelope]], earlier: set[str]
+) -> list[tuple[int, Envelope]]:
+    """Those of `records` not published before (their idempotency key not in `earlier`)."""
+    return [(index, env) for index, env in records if env.idempotencykey not in earlier]
 
 
 def _confirmed(envelopes: Sequence[Envelope], answers: Sequence[RecordAnswer]) -> list[Envelope]:

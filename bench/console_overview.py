@@ -9,10 +9,11 @@ SQLite and PostgreSQL in the same run.
 Each backend gets a fresh store (SQLite: a temporary file; PostgreSQL: a database created through
 the --postgresql URL's database and dropped after) and a journal of --entries entries written by
 the journal's writer (tests/support/journal_seed.py: received records with delays, completeness
-and assumed fields, records refused by the hub, rejected records and payloads, delivery steps
-over several systems and targets). Both ways are timed over the whole journal as the window (--runs
-each, the median kept), and their figures must be equal (the bench stops otherwise). PostgreSQL's
-table is ANALYZEd after the writing, as autovacuum soon does to a table of that size.
+and assumed fields and the cross-checks' warnings and "not checked", records refused by the
+hub, rejected records and payloads, delivery steps over several systems and targets). Both
+ways are timed over the whole journal as the window (--runs each, the median kept), and their
+figures must be equal (the bench stops otherwise). PostgreSQL's table is ANALYZEd after the
+writing, as autovacuum soon does to a table of that size.
 
 Prints the figures per backend and the ratios reference / SQL, then, as the last line, one JSON
 object with every figure. Without PostgreSQL its figures are null and the reason is printed.
@@ -62,7 +63,7 @@ def figures_of(scores: list[SystemQuality]) -> list[tuple[object, ...]]:
     return [
         (q.system, q.accepted, q.rejected, q.refused_payloads, q.refused_records,
          dict(q.refusals), dict(q.rejections), q.filled, q.optional, q.delay_median, q.delay_p90,
-         q.assumed_records, dict(q.assumed))
+         q.assumed_records, dict(q.assumed), dict(q.warnings), dict(q.unchecked))
         for q in scores
     ]  # fmt: skip
 

@@ -275,7 +275,8 @@ def build_runtime(
     mappings = config.bind_mappings(folders)
     # Every series the configuration names starts at 0, so rate() and increase() see the first
     # event (in multiprocess mode this process's files hold them: serve enabled it already).
-    start_at_zero(config.known_series(mappings))
+    rulebook = settings.rulebook()
+    start_at_zero(config.known_series(mappings, rulebook=rulebook))
     misconfigured = [str(problem) for problem in config.unrouted_channels(mappings)]
     for problem in misconfigured:
         log.warning("misconfigured: %s", problem)
@@ -315,6 +316,7 @@ def build_runtime(
         redaction=redaction,
         warnings=settings.warning_addressees(store),
         cases=settings.case_stages(store, config.systems),
+        checks=settings.cross_checks(store, rulebook),
         quarantine=quarantine,
     )
     release = QuarantineRelease(

@@ -26,11 +26,14 @@ from centre.ledger import Ledger, departments_by_system
 from centre.penalties import PenaltyLimits, StoredCaseStages
 from centre.workdays import WorkingCalendar
 from mappings import SYSTEMS_ROOT
+from reference.lists import InMemoryLists, ReferenceLists
+from reference.rulebook import CrossChecks, Rulebook
 from store import Store, store_url
 from systems import SystemConfig
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_SYSTEMS_FILE = REPOSITORY / "config" / "systems.yaml"
+DEFAULT_RULES_FILE = REPOSITORY / "config" / "rules.yaml"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
@@ -82,6 +85,13 @@ class HubSettings(BaseSettings):
     systems_file: Path = Field(
         default=DEFAULT_SYSTEMS_FILE,
         description="The systems configuration (YAML): who is connected and how.",
+    )
+    rules_file: Path | None = Field(
+        default=DEFAULT_RULES_FILE,
+        description=(
+            "YAML file of the cross-checks' dispositions (reject, warn or off, per rule and per "
+            "system; `reference.rulebook`); empty: every rule's default."
+        ),
     )
     calendar_file: Path | None = Field(
         default=None,
@@ -288,6 +298,11 @@ class HubSettings(BaseSettings):
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
 
+    @field_validator("rules_file", mode="before")
+    @classmethod
+    def _blank_is_defaults(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("public_url")
     @classmethod
     def _public_url_is_a_base(cls, value: str | None) -> str | None:
@@ -364,6 +379,22 @@ class HubSettings(BaseSettings):
             departments=departments_by_system(systems),
             clock=clock,
         )
+
+    def reference_lists(self, store: Store) -> ReferenceLists:
+        """The reference lists the cross-checks read. Empty in-memory lists until the store
+        keeps them: every rule needing a list then says "not checked". The one seam for the
+        store-backed lists (`reference.lists`), shared by `serve` and the pollers."""
+        del store  # the store-backed lists will read it
+        return InMemoryLists()
+
+    def rulebook(self) -> Rulebook:
+        """The cross-checks' dispositions in `rules_file` (RulesFileError: the file, the line
+        and the rule)."""
+        return Rulebook.load(self.rules_file)
+
+    def cross_checks(self, store: Store, rulebook: Rulebook) -> CrossChecks:
+        """The cross-checks of `rulebook` on the reference lists in `store`."""
+        return CrossChecks(rulebook, self.reference_lists(store))
 
     def case_stages(self, store: Store, systems: Sequence[SystemConfig]) -> StoredCaseStages:
         """Each penalty case's last stage (`centre.penalties`), in `store`: a record moving

@@ -41,6 +41,7 @@ from bus.routing import topics_overlap
 from mappings import MappingError, SystemMappings
 from mappings.yamlsource import YamlFile, load_yaml
 from monitor.metrics import ChannelSeries, KnownSeries, TargetSeries
+from reference.rulebook import Rulebook
 from systems import CLOUDEVENT, OPTIONS_CHECK, SystemConfig
 
 __all__ = [
@@ -233,11 +234,16 @@ class SystemsConfig(BaseModel):
         return bound
 
     def known_series(
-        self, bound: Mapping[str, SystemMappings], *, breakers: Collection[str] = ()
+        self,
+        bound: Mapping[str, SystemMappings],
+        *,
+        breakers: Collection[str] = (),
+        rulebook: Rulebook | None = None,
     ) -> KnownSeries:
         """The metric series this configuration names ahead of any event, for
         `monitor.metrics.start_at_zero`; `bound` is what `bind_mappings` returned, `breakers`
-        the targets whose circuit breakers the calling process runs."""
+        the targets whose circuit breakers the calling process runs, `rulebook` the
+        cross-checks' dispositions (None: their series start at their first event)."""
         channels = [
             ChannelSeries(system.id, channel.message_type, translation.dataset.name)
             for system in self.systems
@@ -262,6 +268,9 @@ class SystemsConfig(BaseModel):
             sources=tuple(sources),
             dead_letter_stages=(*egress.STAGES, HANDLER_STAGE),
             breakers=tuple(breakers),
+            rule_findings=tuple(
+                rulebook.series((c.system, c.dataset) for c in channels) if rulebook else ()
+            ),
         )
 
     def unrouted_channels(self, bound: Mapping[str, SystemMappings]) -> list[ConfigProblem]:

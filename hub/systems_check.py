@@ -29,6 +29,7 @@ from mappings import MappingError, SystemMappings, load_system
 from mappings.flows import flow_gaps
 from mappings.system import SYSTEM_FILE
 from mappings.yamlsource import load_yaml
+from reference.rulebook import Rulebook, RulesFileError
 from store import Store
 
 __all__ = ["CheckReport", "Finding", "check_systems"]
@@ -108,17 +109,23 @@ class CheckReport:
         }
 
 
-def check_systems(path: Path, mappings_root: Path, *, fetch: bool = False) -> CheckReport:
-    """Check the systems file at `path` against the mapping folders under `mappings_root`.
+def check_systems(
+    path: Path, mappings_root: Path, *, fetch: bool = False, rules_file: Path | None = None
+) -> CheckReport:
+    """Check the systems file at `path` against the mapping folders under `mappings_root`,
+    and the cross-checks' rules file `rules_file` (None: not checked) against both.
 
     `fetch`: read the WSDLs given as URLs too (the only network the check may use).
     """
     report = CheckReport(path)
+    rulebook = _rulebook(rules_file, report)
     try:
         config = load_systems(path)
     except SystemsConfigError as error:
         report.findings += [_from_config(problem) for problem in error.problems]
         return report  # without a valid file there is nothing to bind
+    if rulebook is not None:
+        report.findings += list(_unknown_rule_systems(rulebook, config))
     report.systems = len(config.systems)
     report.channels = sum(len(s.inbound) for s in config.systems)
     folders, failed = _load_folders(config, mappings_root, report)
@@ -151,6 +158,36 @@ def _from_config(problem: ConfigProblem) -> Finding:
         problem.rule or "config",
         subject + problem.reason,
     )
+
+
+def _rulebook(path: Path | None, report: CheckReport) -> Rulebook | None:
+    """The rulebook of `path`, as serve and worker load it; its problems go to `report`."""
+    if path is None:
+        return None
+    try:
+        return Rulebook.load(path)
+    except RulesFileError as error:
+        report.findings += [
+            Finding(p.file, p.line, p.column, "rules-file", _mapping_reason(p))
+            for p in error.problems
+        ]
+        return None
+
+
+def _unknown_rule_systems(rulebook: Rulebook, config: SystemsConfig) -> Iterator[Finding]:
+    """A note per system the rules file gives dispositions to that the systems file lacks
+    (its dispositions judge nothing: a typo, or a system since removed)."""
+    known = {system.id for system in config.systems}
+    for system in sorted(set(rulebook.overrides) - known):
+        yield Finding(
+            rulebook.file,
+            rulebook.override_lines.get(system),
+            None,
+            "rules-file",
+            f"systems.{system}: the systems file has no system {system!r}; its dispositions "
+            "apply to nothing",
+            severity="note",
+        )
 
 
 def _load_folders(

@@ -139,6 +139,8 @@ class Worker:
         # start, before it takes a message.
         self.store: Store = self.settings.store()
         self.case_stages = self.settings.case_stages(self.store, self.systems.systems)
+        self.rulebook = self.settings.rulebook()  # a wrong rules file stops the worker here
+        self.checks = self.settings.cross_checks(self.store, self.rulebook)
         monitoring = MonitorSettings()
         # The pollers' rejected pages are kept in the store's quarantine, bounded like pushes.
         self.quarantine = monitoring.quarantine(self.store)
@@ -152,7 +154,9 @@ class Worker:
         self.selected: list[SystemConfig] = self._select(self.targets)
         self.poller_channels = self._poller_channels() if self.pollers else []
         breakers = [s.id for s in self.selected if s.collaboration is None]
-        start_at_zero(self.systems.known_series(self.mappings, breakers=breakers))
+        start_at_zero(
+            self.systems.known_series(self.mappings, breakers=breakers, rulebook=self.rulebook)
+        )
 
     # ------------------------------------------------------------------ configuration
 
@@ -331,6 +335,7 @@ class Worker:
                         redaction=self.redaction,
                         warnings=self.settings.warning_addressees(self.store),
                         cases=self.case_stages,
+                        checks=self.checks,
                         quarantine=self.quarantine,
                     )
                     try:

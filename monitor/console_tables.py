@@ -185,8 +185,10 @@ def quality_table(scores: Sequence[SystemQuality], *, title: str) -> Table:
     columns = (
         "system", "accepted", "rejected", "accuracy", "completeness", "delay p50", "delay p90",
         "refused payloads", "top rejection rules", "refused by hub", "assumed (not sent)",
+        "cross-check warnings", "not checked",
     )  # fmt: skip
-    left = ("system", "top rejection rules", "refused by hub", "assumed (not sent)")
+    left = ("system", "top rejection rules", "refused by hub", "assumed (not sent)",
+            "cross-check warnings", "not checked")  # fmt: skip
     for name in columns:
         justify = "left" if name in left else "right"
         table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
@@ -196,6 +198,8 @@ def quality_table(scores: Sequence[SystemQuality], *, title: str) -> Table:
         rules = ", ".join(f"{rule} ×{n}" for rule, n in figures.rejections.most_common(3))
         refusals = ", ".join(f"{rule} ×{n}" for rule, n in figures.refusals.most_common(3))
         assumed = ", ".join(f"{name} ×{n}" for name, n in figures.assumed.most_common(3))
+        warnings = ", ".join(f"{rule} ×{n}" for rule, n in figures.warnings.most_common(3))
+        unchecked = ", ".join(f"{rule} ×{n}" for rule, n in figures.unchecked.most_common(3))
         table.add_row(
             literal(figures.system),
             str(figures.accepted),
@@ -208,6 +212,8 @@ def quality_table(scores: Sequence[SystemQuality], *, title: str) -> Table:
             literal(rules),
             literal(refusals, style="red" if refusals else ""),
             literal(assumed, style="yellow" if assumed else ""),
+            literal(warnings, style="yellow" if warnings else ""),
+            literal(unchecked),
         )
     return table
 

@@ -50,7 +50,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.sql.selectable import Select, TableValuedAlias
 
 from bus import queue_word
 from monitor.journal import JOURNAL_ENTRY, Journal, Step, timestamp
@@ -59,6 +59,9 @@ from monitor.quality import QUANTILES, SystemQuality
 _E = JOURNAL_ENTRY.c
 OUT_STEPS = (Step.DELIVERED, Step.RETRIED, Step.DEAD_LETTERED, Step.REPLAYED)
 """The journal steps of a delivery the overview counts per target."""
+LISTED = ("assumed", "warnings", "unchecked")
+"""The arrays of names in a received entry's detail counted by name: the fields assumed, the
+cross-checks that warned, those that could not judge (`monitor.quality.score`)."""
 Figures = Callable[[str], SystemQuality]
 """A system's figures, made when first asked for."""
 
@@ -263,7 +266,7 @@ def _receptions(db: Connection, window: list[ColumnElement[bool]], figures: Figu
             received.raw("filled").label("filled"),
             received.raw("optional").label("optional"),
             received.raw("delay_s").label("delay"),
-            received.listed("assumed").label("assumed"),
+            *(received.listed(name).label(name) for name in LISTED),
         )
         .select_from(
             received.table.outerjoin(
@@ -290,6 +293,7 @@ def _receptions(db: Connection, window: list[ColumnElement[bool]], figures: Figu
     counts = select(
         f.system, f.rule, func.count(), func.sum(f.filled), func.sum(f.optional),
         func.sum(f.assumed), null().label("rank"), null().label("delay"), null().label("field"),
+        null().label("listed"),
     ).group_by(f.system, f.rule)  # fmt: skip
     ranked = (
         select(
@@ -303,25 +307,28 @@ def _receptions(db: Connection, window: list[ColumnElement[bool]], figures: Figu
     )
     k = ranked.c
     at_ranks = select(
-        k.system, null(), k.n, null(), null(), null(), k.rank, k.delay, null()
+        k.system, null(), k.n, null(), null(), null(), k.rank, k.delay, null(), null()
     ).where(or_(*(k.rank == _ceiling(db, q, k.n) for q in QUANTILES)))  # fmt: skip
-    names = received.elements(raw.assumed)
-    assumed = (
-        select(raw.system, null(), func.count(), null(), null(), null(), null(), null(),
-               cast(names.c.value, String).label("field"))
-        .select_from(fields)
-        .join(names, true())
-        .where(raw.rule.is_(None), names.c.value.is_not(None))
-        .group_by(raw.system, names.c.value)
-    )  # fmt: skip
+
+    def named(listed: str) -> Select[Any]:
+        """The accepted records' names in their detail's `listed` array, counted by name."""
+        names = received.elements(raw[listed])
+        return (
+            select(raw.system, null(), func.count(), null(), null(), null(), null(), null(),
+                   cast(names.c.value, String).label("field"), literal(listed, String))
+            .select_from(fields)
+            .join(names, true())
+            .where(raw.rule.is_(None), names.c.value.is_not(None))
+            .group_by(raw.system, names.c.value)
+        )  # fmt: skip
+
     delays: dict[str, dict[int, float]] = {}
     with_delay: dict[str, int] = {}
-    for system, rule, count, filled_n, optional_n, assumed_n, rank, delay, name in db.execute(
-        counts.union_all(at_ranks, assumed)
-    ):
+    rows = db.execute(counts.union_all(at_ranks, *(named(listed) for listed in LISTED)))
+    for system, rule, count, filled_n, optional_n, assumed_n, rank, delay, name, listed in rows:
         found = figures(str(system))
-        if name is not None:  # an assumed field; `count`: how often accepted records assumed it
-            found.assumed[str(name)] += int(count)
+        if name is not None:  # a name in an array; `count`: how many accepted records have it
+            _named_counts(found, str(listed))[str(name)] += int(count)
         elif rank is not None:  # a delay at a rank; `count` holds how many delays there are
             delays.setdefault(found.system, {})[int(rank)] = float(delay)
             with_delay[found.system] = int(count)
@@ -338,6 +345,13 @@ def _receptions(db: Connection, window: list[ColumnElement[bool]], figures: Figu
         figures(system).delay_quantiles = {
             q: by_rank.get(max(1, math.ceil(q * count))) for q in QUANTILES
         }
+
+
+def _named_counts(found: SystemQuality, listed: str) -> Counter[str]:
+    """The counter of `found` that the names of the received entries' `listed` array go to."""
+    return {"assumed": found.assumed, "warnings": found.warnings, "unchecked": found.unchecked}[
+        listed
+    ]
 
 
 def _ceiling(db: Connection, q: float, n: ColumnElement[int]) -> ColumnElement[int]:

@@ -255,6 +255,15 @@ ASSUMED_VALUES = Counter(
     registry=HUB_REGISTRY,
 )
 
+RULE_RECORDS = Counter(
+    "jghub_rule_findings",
+    "Accuracy beyond format: records a cross-check (reference.rules) rejected (disposition "
+    "reject), let through with a warning (warn), or could not judge because a reference list it "
+    "needs was never fed (unchecked); per sending system and rule, one per record.",
+    ["system", "rule", "disposition"],
+    registry=HUB_REGISTRY,
+)
+
 # -- health of the moving parts ------------------------------------------------------------------
 
 BREAKER_STATE = Gauge(
@@ -457,6 +466,7 @@ class KnownSeries:
       dead_letter_stages: where the outbound path dead-letters a message (decode, render, ...).
       breakers: the targets whose circuit breaker this process runs (a worker's; `serve` runs
         none, and a breaker's state is its worker's to tell).
+      rule_findings: (system, rule, disposition) of each cross-check a channel's records meet.
     """
 
     channels: tuple[ChannelSeries, ...] = ()
@@ -465,6 +475,7 @@ class KnownSeries:
     sources: tuple[str, ...] = ()
     dead_letter_stages: tuple[str, ...] = ()
     breakers: tuple[str, ...] = ()
+    rule_findings: tuple[tuple[str, str, str], ...] = ()
 
 
 def start_at_zero(known: KnownSeries) -> None:
@@ -497,6 +508,8 @@ def start_at_zero(known: KnownSeries) -> None:
             POLLS.labels(source, outcome)
         for change in LEASE_CHANGES:
             POLLER_LEASE_CHANGES.labels(source, change)
+    for system, rule, disposition in known.rule_findings:
+        RULE_RECORDS.labels(system, rule, disposition)
     for breaker in known.breakers:
         BREAKER_STATE.labels(breaker).set(0)  # closed, as every breaker starts
     for outcome in JOURNAL_OUTCOMES:

@@ -244,12 +244,15 @@ class Observer:
         errors: Sequence[TranslationError],
         read: Mapping[int, RecordKeys] | None = None,
         quarantine_id: str | None = None,
+        rules: quality.RuleOutcome | None = None,
     ) -> None:
         """The payload was translated: good records became `envelopes`, bad ones `errors`.
 
         A bad record's entry names the quarantine id it is kept under and what could be read of
         it (`read`, by record index: its key as `subject`, its credit codes and links), so a
-        search finds the refusal by the id its sender was told or by its case number at once."""
+        search finds the refusal by the id its sender was told or by its case number at once.
+        `rules`: what the cross-checks said (a good record's entry carries its warnings and the
+        rules that could not judge it; the records they rejected are among `errors`)."""
         system, message_type = seen.system, seen.message_type
         metrics.TRANSLATION_SECONDS.labels(system, message_type).observe(seconds)
         if envelopes:
@@ -277,6 +280,8 @@ class Observer:
                 metrics.OPTIONAL_FIELDS.labels(system, dataset).inc(optional)
                 metrics.OPTIONAL_FIELDS_FILLED.labels(system, dataset).inc(filled)
                 detail.update(filled=filled, optional=optional)
+            if rules is not None:
+                detail.update(_checked(system, envelope.id, rules))
             self._record(
                 Step.RECEIVED,
                 message_id=envelope.id,
@@ -286,6 +291,8 @@ class Observer:
                 detail=detail,
                 at=seen.at,
             )
+        for rule, count in (rules.rejected if rules is not None else {}).items():
+            metrics.RULE_RECORDS.labels(system, rule, "reject").inc(count)
         by_record: dict[int, list[TranslationError]] = {}
         for error in errors:
             by_record.setdefault(error.record_index, []).append(error)
@@ -626,6 +633,24 @@ def _named(envelope: Envelope) -> dict[str, dict[str, str]]:
     if found.links:
         named["links"] = found.links
     return named
+
+
+def _checked(system: str, message_id: str, rules: quality.RuleOutcome) -> dict[str, Any]:
+    """What the cross-checks said of an accepted record, for its `received` entry (counted as
+    they are journalled): the rules that warned (`warnings`, with their `findings`, as many as
+    MAX_ERRORS_KEPT) and those that could not judge it (`unchecked`)."""
+    found: dict[str, Any] = {}
+    findings = rules.warnings.get(message_id) or ()
+    if findings:
+        found["warnings"] = sorted({str(finding["rule"]) for finding in findings})
+        found["findings"] = [dict(finding) for finding in findings[:MAX_ERRORS_KEPT]]
+    unchecked = rules.unchecked.get(message_id) or ()
+    if unchecked:
+        found["unchecked"] = sorted(unchecked)
+    for name, disposition in (("warnings", "warn"), ("unchecked", "unchecked")):
+        for rule in found.get(name, ()):
+            metrics.RULE_RECORDS.labels(system, rule, disposition).inc()
+    return found
 
 
 def _rejected_keys(keys: RecordKeys | None, quarantine_id: str | None) -> dict[str, Any]:

@@ -11,6 +11,10 @@
 - **Assumed**: values the source did not send and its mapping assumed (`assume:`, named in the
   envelope's `lineageassumed`): counted per field, apart from what was sent. An assumed optional
   field does not count as filled in completeness.
+- **Cross-checks** (`reference.rules`): a rule set to reject refuses the record, counted under
+  its rule with the other rejections; a rule set to warn lets it through, counted here per rule
+  among the accepted records (`warnings`); a rule that could not judge an accepted record
+  because a reference list it needs was never fed counts it "not checked" (`unchecked`).
 
 "Accepted" counts what the sender was told: a record that was translated and then answered
 rejected or failed by the hub (no route takes it, back-pressure, the broker did not confirm:
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -98,6 +102,8 @@ class SystemQuality:
       optional: optional fields those records could have filled.
       assumed_records: accepted records with at least one assumed value (not sent).
       assumed: assumed values by field.
+      warnings: accepted records a cross-check warned about, by rule.
+      unchecked: accepted records a cross-check could not judge (its list never fed), by rule.
     """
 
     system: str
@@ -112,6 +118,8 @@ class SystemQuality:
     optional: int = 0
     assumed_records: int = 0
     assumed: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    unchecked: Counter[str] = field(default_factory=Counter)
     delay_quantiles: dict[float, float | None] | None = None
     """The delay quantiles (QUANTILES) when the database picked them (`monitor.journal_figures`:
     `delays` is then empty); None: computed from `delays`."""
@@ -140,6 +148,20 @@ class SystemQuality:
     @property
     def delay_p90(self) -> float | None:
         return self.delay_quantile(0.9)
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """What the cross-checks said of a payload's records, for the journal and the counters.
+
+    Attributes: `warnings`, by message id, the findings that warn (as data, each naming its
+    rule); `unchecked`, by message id, the rules that could not judge the record; `rejected`,
+    by rule, how many records its findings rejected.
+    """
+
+    warnings: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    unchecked: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    rejected: Mapping[str, int] = field(default_factory=dict)
 
 
 QUANTILES = (0.5, 0.9)
@@ -191,6 +213,10 @@ def score(entries: Iterable[Entry]) -> list[SystemQuality]:
         if isinstance(assumed, list) and assumed:
             figures.assumed_records += 1
             figures.assumed.update(str(name) for name in assumed)
+        for name, counter in (("warnings", figures.warnings), ("unchecked", figures.unchecked)):
+            rules = detail.get(name)
+            if isinstance(rules, list):
+                counter.update(str(rule) for rule in rules)
     for figures in systems.values():
         figures.delays.sort()
     return sorted(systems.values(), key=lambda f: f.system)

@@ -22,12 +22,15 @@ from monitor.errors import MonitorError
 from monitor.literal import visible
 from monitor.metrics import clear_stale, enable_multiprocess
 from monitor.settings import MonitorSettings
+from reference.rulebook import RulesFileError
 from store import StoreError
 
-# What a mistake in the systems file, a mapping, an adapter's options or the monitor's settings
-# raises while a process starts; and a store that does not answer or whose schema is behind.
+# What a mistake in the systems file, a mapping, an adapter's options, the monitor's settings or
+# the cross-checks' rules file raises while a process starts; and a store that does not answer
+# or whose schema is behind.
 CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (
     SystemsConfigError,
+    RulesFileError,
     MappingError,
     AdapterConfigError,
     MonitorError,

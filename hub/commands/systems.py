@@ -41,16 +41,20 @@ def check_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Load the systems file and every mapping folder it names, and apply every check serve
-    and worker apply when they start, without starting anything: no port, bus, store or
-    network (a WSDL given as a URL is not fetched unless --fetch).
+    """Load the systems file and every mapping folder it names, and the cross-checks' rules
+    file (JGHUB_RULES_FILE), and apply every check serve and worker apply when they start,
+    without starting anything: no port, bus, store or network (a WSDL given as a URL is not
+    fetched unless --fetch).
 
     Prints every problem, each with file:line and the rule broken, then a one-line summary.
     Exit status 0 when clean, 1 with problems, 2 on a usage error.
     """
     settings = HubSettings()
     report = check_systems(
-        file or settings.systems_file, mappings or settings.mappings_root, fetch=fetch
+        file or settings.systems_file,
+        mappings or settings.mappings_root,
+        fetch=fetch,
+        rules_file=settings.rules_file,
     )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))

@@ -261,6 +261,13 @@ def test_the_databases_aggregates_answer_what_reading_the_journal_answers(
         for e in seeded
         if e["step"] is Step.RECEIVED
     )
+    # The cross-checks' warnings and "not checked", per rule, of accepted records only.
+    assert all(q.warnings and q.unchecked for q in expected)
+    assert any(
+        e["detail"].get("warnings") and (e["receipt"], e["message_id"]) in refused
+        for e in seeded
+        if e["step"] is Step.RECEIVED
+    )
 
 
 def _figures(quality: SystemQuality) -> tuple[object, ...]:
@@ -268,5 +275,6 @@ def _figures(quality: SystemQuality) -> tuple[object, ...]:
         quality.system, quality.accepted, quality.rejected, quality.refused_payloads,
         quality.refused_records, dict(quality.refusals), dict(quality.rejections),
         quality.filled, quality.optional, quality.delay_median, quality.delay_p90,
-        quality.assumed_records, dict(quality.assumed),
+        quality.assumed_records, dict(quality.assumed), dict(quality.warnings),
+        dict(quality.unchecked),
     )  # fmt: skip

@@ -6,7 +6,8 @@ aggregates (`monitor.journal_figures`) answer what the Python readings answer, a
 
 Several systems and targets; `received` entries with delays (integers and fractions),
 completeness fields (some missing, some not integers), assumed fields (the `assumed` list a
-mapping's `assume:` makes; some empty, some not a list: neither counted), records refused by the
+mapping's `assume:` makes; some empty, some not a list: neither counted), the cross-checks that
+warned and those that could not judge (`warnings`, `unchecked`), records refused by the
 hub afterwards (`not_published`, some twice with another rule, some with no rule; some of them
 with assumed fields), records rejected by rule (empty rule, no rule), refused payloads, and
 delivery steps with and without a source system.
@@ -24,6 +25,7 @@ from monitor.journal import Step
 SYSTEMS = ("eco-env-penalty", "agri-penalty", "complaint-platform", "national", "grassroots")
 TARGETS = ("national", "grassroots_platform", "market_penalty")
 ASSUMABLE = ("status", "township", "case_source")
+CHECKS = ("catalogue-item-in-force", "inspector-certificate-valid", "random-inspection-has-plan")
 OUT = (Step.DELIVERED, Step.RETRIED, Step.DEAD_LETTERED, Step.REPLAYED)
 
 
@@ -32,6 +34,7 @@ def seeded_entries(count: int, *, start: datetime, seed: int = 16) -> Iterator[d
     rng = random.Random(seed)
     # Its own draws, so the rest of the journal is what it was before assumed values.
     assumptions = random.Random(seed + 1)
+    checks = random.Random(seed + 2)
     received: list[tuple[str, str, str]] = []  # (system, receipt, message id)
     for n in range(count):
         at = start + timedelta(milliseconds=50 * n)
@@ -52,6 +55,9 @@ def seeded_entries(count: int, *, start: datetime, seed: int = 16) -> Iterator[d
                 detail["assumed"] = sorted(assumptions.sample(ASSUMABLE, assumptions.randint(1, 2)))
             elif draw_assumed < 0.35:
                 detail["assumed"] = assumptions.choice(([], "status", {"status": "why"}))
+            for listed in ("warnings", "unchecked"):
+                if checks.random() < 0.2:
+                    detail[listed] = sorted(checks.sample(CHECKS, checks.randint(1, 2)))
             message_id = f"m-{n}"
             received.append((system, receipt, message_id))
             yield {"step": Step.RECEIVED, "message_id": message_id, "receipt": receipt,
