@@ -10,6 +10,9 @@ sender will call and speaks what that sender speaks:
   parameters (`secret_parameters`), answering per its WSDL (ASMX <Result> text or code/message);
 - `outbox`: nothing listens; the system pulls (see `hub.simulators.clients.OutboxPuller`).
 
+A `rest_sender` with a `batch_url` also takes batches there and answers record by record
+(`SimulatedTarget._batch_answer`); each record is logged alone, with the key it carries.
+
 Every delivery is logged with its idempotency key, so duplicates (a retry after a timeout whose
 first attempt did arrive) are visible. A `FailurePlan` makes a target flaky: a share of 5xx (or
 SOAP Receiver faults), of 4xx (Client faults: content refused), of answers held past the sender's
@@ -270,6 +273,7 @@ class SimulatedTarget:
             items = next((v for v in document.values() if isinstance(v, list)), [])
             records = [(i.get("hubKey"), json.dumps(i, ensure_ascii=False)) for i in items]
         results: list[tuple[int, bool]] = []
+        content_type = request.headers.get("content-type", "")
         for index, (key, text) in enumerate(records):
             fate = self._record_fate(text)
             self.log.add(
@@ -277,7 +281,7 @@ class SimulatedTarget:
                     self.system.id,
                     request.url.path,
                     key,
-                    "record",
+                    content_type,
                     text.encode(),
                     fate,
                     time.time(),
