@@ -4,12 +4,16 @@ egress → the simulated national gateway's batch upload, which answers record b
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fault_pipeline import case_batch, fault_systems
+from serve_process import REPOSITORY, stop
 from worker_harness import Hub, folders, open_hub
 
 from adapters.ingress import Ingress
@@ -161,3 +165,41 @@ def test_two_changes_of_a_record_reach_the_target_in_order(
     assert len(seen) == 12
     for versions in seen.values():
         assert MARK not in versions[0] and MARK in versions[1]
+
+
+@pytest.mark.rabbitmq
+def test_a_worker_killed_mid_batch_leaves_its_records_to_the_next(tmp_path: Path) -> None:
+    # National holds each answer 2 s: the first worker's batch of 10 is in flight, 20 messages
+    # in hand, when it is killed. RabbitMQ gives the unsettled messages back; the next worker
+    # delivers every record (national drops repeats by each record's hubKey).
+    with open_hub("rabbitmq", tmp_path) as hub:
+        port = free_port()
+        config = hub.configure(batching_systems(port, max_records=10, max_wait_ms=300))
+        target = SimulatedTarget(config.system("national"), FailurePlan(delay_s=2.0))
+        with LoopbackServer(target.app, port=port, name="national"):
+            ids = push(hub, 0, 30)
+            broker = hub.brokers[0]
+            first = start_worker(hub)
+            try:
+                hub.wait(lambda: broker.depth("national") <= 10)  # 20 in hand, a batch sent
+                time.sleep(0.3)
+            finally:
+                first.kill()
+                first.wait(timeout=10)
+            hub.wait(lambda: broker.depth("national") == 30)  # nothing was acked: all back
+            target.set_plan(FailurePlan())
+            second = start_worker(hub)
+            try:
+                hub.wait(lambda: len({r["hubKey"] for r in records(target)}) == 30, timeout=60)
+                hub.wait(lambda: broker.depth("national") == 0)
+            finally:
+                stop(second)
+            assert broker.dead_letters("national") == []
+            keys = {r["hubKey"] for r in records(target)}
+            assert len(keys) == len(ids) == 30
+
+
+def start_worker(hub: Hub) -> subprocess.Popen[bytes]:
+    """`jghub worker` as a process of its own on `hub`'s bus and systems file."""
+    command = [sys.executable, "-m", "hub.cli", "worker", "--no-pollers", "--log-level", "warning"]
+    return subprocess.Popen(command, env=hub.env, cwd=REPOSITORY)
