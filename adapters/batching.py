@@ -2,9 +2,9 @@
 
 A batching egress (`outbound.batch`) is consumed with one handler thread per message in hand
 (twice `max_records`, the prefetch as well). Each thread hands its delivery to the `Batcher` of
-its message type and waits there until its batch was sent and the delivery settled, so the bus's
-contract holds unchanged: a handler settles its delivery before it returns, and each delivery is
-journalled, counted and dead-lettered alone.
+its message type, waits there until its batch was sent, and settles its delivery as the answer
+says, so the bus's contract holds unchanged: a handler settles its delivery before it returns,
+and each delivery is journalled, counted and dead-lettered alone.
 
 A batch is closed when it holds `max_records` deliveries, or when its first delivery has waited
 `max_wait_s`; the thread that closes it sends it. Closed batches are sent one at a time, in the
@@ -23,12 +23,18 @@ from bus import Delivery
 from standard.envelope import Envelope
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Pending:
-    """One delivery waiting in a batch, with the envelope it carries (decoded once)."""
+    """One delivery waiting in a batch, with the envelope it carries (decoded once).
+
+    `settle` is what the batch's sender decided for it (ack, retry, dead letter); the handler
+    thread waiting for the batch runs it, so a batch's records are settled side by side, as
+    deliveries one a request are, rather than one after the other by the sending thread.
+    """
 
     delivery: Delivery
     envelope: Envelope
+    settle: Callable[[], None] | None = None
 
 
 @dataclass(eq=False)
@@ -42,8 +48,8 @@ class Batcher:
     """Batches of one message type for one target: collected, closed, sent in order.
 
     Parameters:
-      send: sends one batch and settles each of its deliveries (called in a handler thread,
-        never two at once).
+      send: sends one batch and decides how each of its deliveries is settled (`Pending.settle`;
+        called in a handler thread, never two at once).
       max_records: most deliveries in a batch.
       max_wait_s: longest the first delivery of a batch waits for it to fill.
     """
@@ -78,6 +84,8 @@ class Batcher:
         if closer:
             self._send_through(batch)
         batch.done.wait()
+        if pending.settle is not None:  # None: the sender failed; the bus retries it
+            pending.settle()
 
     def _close(self, batch: _Batch) -> None:
         """Close `batch` (under the lock): no more members; it queues to be sent."""

@@ -40,6 +40,7 @@ events (the centre) decodes and settles with the same two functions.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -261,6 +262,10 @@ class Egress:
 
     # ------------------------------------------------------------------ batches
 
+    def _decide(self, member: Pending, failure: NotDelivered) -> None:
+        """Settle `member` as `failure` says, in its own handler thread (`Pending.settle`)."""
+        member.settle = functools.partial(self._settle, member.delivery, failure)
+
     def _batcher(self, envelope: Envelope) -> Batcher | None:
         """The Batcher of `envelope`'s message type, or None: it goes one a request (no
         `outbound.batch`, or the canonical event). NotDelivered when it has no rendering."""
@@ -282,8 +287,8 @@ class Egress:
             return batcher
 
     def send_batch(self, message_type: str, members: Sequence[Pending]) -> None:
-        """Render, send and settle one batch: each record is acked, dead-lettered or retried
-        alone, as the target's answer names its result.
+        """Render and send one batch, and decide how each record is settled (`Pending.settle`):
+        acked, dead-lettered or retried alone, as the target's answer names its result.
 
         - a record that cannot be rendered is dead-lettered alone; the others go on;
         - the whole request failing transiently (5xx, timeout) retries every record through
@@ -304,9 +309,7 @@ class Egress:
             try:
                 parts.append(rendering.render_part(member.envelope))
             except (MappingEngineError, StandardError) as error:
-                self._settle(
-                    member.delivery, self._not_rendered(member.envelope, message_type, error)
-                )
+                self._decide(member, self._not_rendered(member.envelope, message_type, error))
                 continue
             kept.append(member)
         if not kept:
@@ -330,22 +333,22 @@ class Egress:
                     self._one_by_one(member)
                 return
             for member in kept:
-                self._settle(member.delivery, failure)
+                self._decide(member, failure)
             return
-        self._settle_results(rendering, batch_key, kept, answer)
+        self._decide_results(rendering, batch_key, kept, answer)
         log.debug(
             "sent batch %s of %d to %s in %d attempt(s)",
             batch_key, len(kept), self.system.id, attempts,
         )  # fmt: skip
 
-    def _settle_results(
+    def _decide_results(
         self,
         rendering: OutboundRendering,
         batch_key: str,
         kept: Sequence[Pending],
         answer: bytes,
     ) -> None:
-        """Settle each record of a sent batch as the target's answer names its result."""
+        """Decide each record of a sent batch as the target's answer names its result."""
         target = self.system.id
         try:
             results = rendering.read_results(answer, len(kept))
@@ -357,13 +360,13 @@ class Egress:
                 f"whole batch is sent again: {error}",
             )
             for member in kept:
-                self._settle(member.delivery, failure)
+                self._decide(member, failure)
             return
         for member, result in zip(kept, results, strict=True):
             subject = member.envelope.subject
             if result is None:
-                self._settle(
-                    member.delivery,
+                self._decide(
+                    member,
                     NotDelivered(
                         "retry",
                         "deliver",
@@ -372,10 +375,10 @@ class Egress:
                     ),
                 )
             elif result.taken:
-                member.delivery.ack()
+                member.settle = member.delivery.ack
             else:
-                self._settle(
-                    member.delivery,
+                self._decide(
+                    member,
                     NotDelivered(
                         "dead_letter",
                         "deliver",
@@ -390,9 +393,9 @@ class Egress:
             body, content_type_ = self.render(member.envelope)
             self.deliver(member.delivery.message, member.envelope, body, content_type_)
         except NotDelivered as failure:
-            self._settle(member.delivery, failure)
+            self._decide(member, failure)
             return
-        member.delivery.ack()
+        member.settle = member.delivery.ack
 
     def attach(self, broker: Broker | None) -> None:
         """Nothing to connect: a sender talks to its target, not to the bus."""
