@@ -97,6 +97,14 @@ def test_a_refused_record_is_dead_lettered_alone_and_the_rest_acked(
     assert len({r["hubKey"] for r in taken}) == 9
     requests = [i for i in national.log.items() if i.operation != BATCH_PATH]
     assert requests == []
+    # Replayed alone once national takes it, the refused record goes in a batch of its own.
+    national.set_plan(FailurePlan())
+    assert broker.replay("national", ids=[dead.message.id]) == [dead.message.id]
+    hub.start_worker()
+    hub.wait(lambda: len(records(national)) == 10)
+    hub.stop_workers()
+    assert "F-0000000003" in json.dumps(records(national)[-1], ensure_ascii=False)
+    assert broker.dead_letters("national") == []
 
 
 def test_max_wait_sends_a_batch_that_did_not_fill(hub: Hub, national: SimulatedTarget) -> None:
