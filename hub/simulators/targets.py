@@ -81,9 +81,13 @@ class FailurePlan(BaseModel):
     refuse_containing: str | None = Field(
         default=None,
         description=(
-            "Batches: refuse (per record, code 422) each record whose text contains this, so a "
-            "test chooses which records are refused."
+            "Refuse (422; in a batch, that record's code 422) each record whose text contains "
+            "this (REST), so a test chooses which records are refused."
         ),
+    )
+    refuse_batches: bool = Field(
+        default=False,
+        description="Batches: answer every batch request 422 whole (the upload refused).",
     )
     unanswered_share: float = Field(
         default=0.0,
@@ -235,8 +239,14 @@ class SimulatedTarget:
                 self._record(request, body, request.url.path, "unauthorized")
                 return JSONResponse({"code": "401", "msg": "bad key"}, status_code=401)
             fate = self._draw()
+            refused = self.plan.refuse_containing
+            if refused and request.url.path != batch_path and refused.encode() in body:
+                fate = "rejected"
             await self._misbehave(fate)
             if request.url.path == batch_path and fate in ("accepted", "rejected"):
+                if self.plan.refuse_batches:
+                    self._record(request, body, request.url.path, "rejected")
+                    return JSONResponse({"code": "422", "msg": "batch refused"}, status_code=422)
                 return self._batch_answer(request, body, success)
             self._record(request, body, request.url.path, fate)
             if fate == "error":

@@ -131,6 +131,22 @@ def test_a_503_retries_the_whole_batch_until_it_is_taken(
     assert len({r["hubKey"] for r in records(national)}) == 5
 
 
+def test_a_batch_refused_whole_is_sent_again_one_record_a_request(
+    hub: Hub, national: SimulatedTarget
+) -> None:
+    national.set_plan(FailurePlan(refuse_batches=True, refuse_containing="F-0000000002"))
+    push(hub, 0, 4)
+    hub.start_worker()
+    broker = hub.brokers[0]
+    hub.wait(lambda: len(broker.dead_letters("national")) == 1)
+    hub.wait(lambda: broker.depth("national") == 0)
+    hub.stop_workers()
+    alone = [i for i in national.log.items() if i.operation == "/jgxw/api/v1/punish"]
+    assert len(alone) == 4 and sum(i.outcome == "accepted" for i in alone) == 3
+    (dead,) = broker.dead_letters("national")
+    assert "HTTP 422" in dead.reason and "batch refused" not in dead.reason
+
+
 def test_a_partial_answer_sends_the_unnamed_records_again(
     hub: Hub, national: SimulatedTarget
 ) -> None:
