@@ -47,7 +47,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from adapters import registry
 from adapters.base import AdapterContext, Sender
@@ -57,7 +57,13 @@ from adapters.delivery import DeliveryFailed, OutboundOptions, TargetDelivery
 from adapters.errors import AdapterError
 from adapters.redaction import Redaction
 from bus import Broker, Delivery, Message
-from mappings import BatchAnswerError, MappingEngineError, OutboundRendering, SystemMappings
+from mappings import (
+    BatchAnswerError,
+    MappingEngineError,
+    OutboundRendering,
+    RecordPart,
+    SystemMappings,
+)
 from standard.envelope import STRUCTURED_CONTENT_TYPE, Envelope
 from standard.errors import StandardError
 from store import Store, StoreUnavailable
@@ -304,7 +310,7 @@ class Egress:
         assert self.mappings is not None
         rendering = self.mappings.outbound_mapping(message_type)
         kept: list[Pending] = []
-        parts: list[bytes | Any] = []
+        parts: list[RecordPart] = []
         for member in sorted(members, key=lambda m: m.delivery.message.published_at):
             try:
                 parts.append(rendering.render_part(member.envelope))

@@ -45,7 +45,7 @@ from mappings.errors import (
     UnknownMessageType,
 )
 from mappings.inbound import RecordKeys, Translation
-from mappings.outbound import BatchAnswerError, OutboundRendering
+from mappings.outbound import BatchAnswerError, OutboundRendering, RecordPart
 from mappings.paths import value_at
 from mappings.payloads import PayloadLimits, parse_xml
 from mappings.system import (
@@ -77,6 +77,7 @@ __all__ = [
     "PayloadTooLarge",
     "PayloadTooManyRecords",
     "RecordKeys",
+    "RecordPart",
     "RenderError",
     "SystemMappings",
     "Translation",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, TypeAlias
 
 from lxml import etree
 from pydantic import BaseModel, ValidationError
@@ -46,6 +46,10 @@ from standard.envelope import Envelope
 from standard.errors import RecordInvalid, quoted
 
 _NAME = r"[^\W\d][\w.\-]*"
+
+RecordPart: TypeAlias = bytes | etree._Element
+"""One record's share of a batch (`OutboundRendering.render_part`): its JSON, or its XML
+document element."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +194,7 @@ class OutboundRendering(Sealed):
         """Whether the mapping says how to wrap records into a batch (its `batch` section)."""
         return self._batch is not None
 
-    def render_part(self, envelope: Envelope) -> bytes | etree._Element:
+    def render_part(self, envelope: Envelope) -> RecordPart:
         """One record's share of a batch: its JSON object, or its XML document element.
 
         RenderError when the record cannot be rendered: it is refused alone, the batch goes on.
@@ -202,7 +206,7 @@ class OutboundRendering(Sealed):
         return root
 
     def render_batch(
-        self, parts: Sequence[bytes | etree._Element], keys: Sequence[str], batch_key: str
+        self, parts: Sequence[RecordPart], keys: Sequence[str], batch_key: str
     ) -> bytes:
         """The body of one batch request: `parts` (from `render_part`) in order, each with its
         record's idempotency key in `keys`, wrapped as the mapping's `batch` section says."""
@@ -389,7 +393,7 @@ class _CompiledBatch:
     def body(
         self,
         rendering: OutboundRendering,
-        parts: Sequence[bytes | etree._Element],
+        parts: Sequence[RecordPart],
         keys: Sequence[str],
         context: dict[str, Any],
     ) -> bytes:
@@ -417,7 +421,7 @@ class _CompiledBatch:
                 root.append(child)
         return etree.tostring(root, xml_declaration=True, encoding=rendering.mapping.encoding)
 
-    def _keyed_json(self, part: bytes | etree._Element, key: str) -> bytes:
+    def _keyed_json(self, part: RecordPart, key: str) -> bytes:
         assert isinstance(part, bytes)
         if self.spec.record_key is None:
             return part
