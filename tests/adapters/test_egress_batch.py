@@ -17,6 +17,7 @@ from serve_process import REPOSITORY, stop
 from worker_harness import Hub, folders, open_hub
 
 from adapters.ingress import Ingress
+from bus import Outgoing
 from hub.simulators.server import LoopbackServer, free_port
 from hub.simulators.targets import FailurePlan, SimulatedTarget
 from hub.systems import load_systems
@@ -105,6 +106,35 @@ def test_a_refused_record_is_dead_lettered_alone_and_the_rest_acked(
     hub.stop_workers()
     assert "F-0000000003" in json.dumps(records(national)[-1], ensure_ascii=False)
     assert broker.dead_letters("national") == []
+
+
+def test_a_record_that_cannot_be_rendered_is_dead_lettered_alone(
+    hub: Hub, national: SimulatedTarget
+) -> None:
+    (good, *_) = folders()["eco-env-penalty"].translate("case_batch", case_batch(0, 1)).envelopes
+    # Its record keeps only its key: the envelope decodes, the record cannot be rendered.
+    broken = good.model_copy(
+        update={"id": "broken-1", "idempotencykey": "b" * 64, "data": {"penalty_id": good.subject}}
+    )
+    properties, body = broken.to_amqp()
+    hub.broker().publish(
+        Outgoing(
+            routing_key="penalty_case.330100.eco-env-penalty",
+            body=body,
+            headers=properties["headers"],
+            message_id=broken.id,
+            idempotency_key=broken.idempotencykey,
+        )
+    )
+    push(hub, 1, 3)
+    hub.start_worker()
+    broker = hub.brokers[0]
+    hub.wait(lambda: len(records(national)) == 3 and len(broker.dead_letters("national")) == 1)
+    hub.stop_workers()
+    (dead,) = broker.dead_letters("national")
+    assert dead.message.id == "broken-1"
+    assert dead.message.history[-1].stage == "render"
+    assert "cannot be rendered as penalty_record" in dead.reason
 
 
 def test_max_wait_sends_a_batch_that_did_not_fill(hub: Hub, national: SimulatedTarget) -> None:
