@@ -199,3 +199,15 @@ class Sender(Adapter):
         The target must be able to drop a duplicate by `idempotency_key`: a delivery may be
         repeated after a crash or a retry.
         """
+
+    batches: ClassVar[bool] = False
+    """Whether `send_batch` works: the sender can carry a target's batch requests."""
+
+    def send_batch(self, body: bytes, *, content_type: str, idempotency_key: str) -> bytes:
+        """Send one batch request `body` and return the target's answer, whose per-record
+        results the mapping reads; raise as `deliver` does when the whole request failed.
+
+        Only for senders with `batches` True (the systems file refuses `outbound.batch` for
+        the others).
+        """
+        raise NotImplementedError(f"sender {self.name} cannot send batches")

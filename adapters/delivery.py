@@ -21,8 +21,8 @@ refusal. A stop event cuts the waits short, so a worker shuts down promptly.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jmespath
 from jmespath.exceptions import JMESPathError
@@ -42,6 +42,8 @@ from standard.errors import quoted, render_value
 if TYPE_CHECKING:
     from adapters.base import Sender
     from standard.envelope import Envelope
+
+T = TypeVar("T")
 
 TRANSIENT_CLIENT_STATUSES = frozenset({408, 425, 429})
 DETAIL_CHARS = 300
@@ -260,26 +262,45 @@ class TargetDelivery:
         The same `idempotency_key` goes with every attempt, so a target that got an attempt we
         count as failed (a timeout after it stored the body) drops the repeat.
         """
+
+        def call() -> None:
+            self.sender.deliver(
+                body, content_type=content_type, idempotency_key=idempotency_key, envelope=envelope
+            )
+
+        return self._attempts(call)[1]
+
+    def send_batch(
+        self, body: bytes, *, content_type: str, idempotency_key: str
+    ) -> tuple[bytes, int]:
+        """Send one batch request as `deliver` sends a record (breaker, in-process retries of
+        the whole request); the target's answer and the attempts it took, or DeliveryFailed."""
+
+        def call() -> bytes:
+            return self.sender.send_batch(
+                body, content_type=content_type, idempotency_key=idempotency_key
+            )
+
+        return self._attempts(call)
+
+    def _attempts(self, send: Callable[[], T]) -> tuple[T, int]:
+        """Call `send` behind the breaker until it succeeds, fails for good or the attempts
+        run out; what it returned and the attempts made, or DeliveryFailed."""
         made = 0
         last: DeliveryError | None = None  # what the target itself last answered
 
-        def attempt() -> None:
+        def attempt() -> T:
             nonlocal made, last
             if last is not None and self._stop.is_set():
                 raise last  # shutting down: the wait was cut short, do not call again
 
-            def call() -> None:
+            def call() -> T:
                 nonlocal made
                 made += 1
-                self.sender.deliver(
-                    body,
-                    content_type=content_type,
-                    idempotency_key=idempotency_key,
-                    envelope=envelope,
-                )
+                return send()
 
             try:
-                self.breaker.call(call)
+                return self.breaker.call(call)
             except BreakerOpen:
                 raise
             except DeliveryError as error:
@@ -301,7 +322,7 @@ class TargetDelivery:
             reraise=True,
         )
         try:
-            retrying(attempt)
+            result = retrying(attempt)
         except BreakerOpen as refused:
             if last is None:
                 raise DeliveryFailed(refused, made) from refused
@@ -310,4 +331,4 @@ class TargetDelivery:
             raise DeliveryFailed(last, made, breaker_opened=True) from last
         except DeliveryError as error:
             raise DeliveryFailed(error, made) from error
-        return made
+        return result, made

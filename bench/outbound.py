@@ -1,7 +1,7 @@
 """Outbound delivery: the worker (bus → render → REST sender → ack) against a plain HTTP loop.
 
     python bench/outbound.py [--messages 2000] [--no-rabbitmq] [--concurrency 1,8]
-                             [--latency-ms 0]
+                             [--latency-ms 0] [--batch 100]
 
 Measures, in the same run, against one loopback HTTP target answering 200 (at once, or after
 --latency-ms, as a real target's processing and network would):
@@ -10,7 +10,11 @@ Measures, in the same run, against one loopback HTTP target answering 200 (at on
 - worker on the embedded bus: the envelopes published with `publish_many`, then a `Worker`
   started; timed from its start until the target has received every message;
 - the same on RabbitMQ (skipped when it does not answer, or with --no-rabbitmq);
-- each worker run once per --concurrency value (the target's `outbound.concurrency`).
+- each worker run once per --concurrency value (the target's `outbound.concurrency`);
+- with --batch N, penalty cases to national's gateway, on each bus: one request per record
+  (concurrency 8) and then `outbound.batch` {max_records: N, max_wait_ms: 50} to its batch
+  upload, which answers each record's result; `batch_vs_single` is the second's rate over the
+  first's (the same records, the same sink, the same run).
 
 Prints one line per figure with its ratio to the reference, the process's peak RSS, then, as
 the last line, one JSON object with every figure.
@@ -49,6 +53,8 @@ from standard.envelope import Envelope  # noqa: E402
 
 URL = os.environ.get("JGHUB_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 SAMPLE = SYSTEMS_ROOT / "grassroots-platform/samples/event_report/valid-events.json"
+CASES = SYSTEMS_ROOT / "eco-env-penalty/samples/case_batch/valid-batch.xml"
+BATCH_PATH = "/punish/batch"
 
 
 class Target:
@@ -69,22 +75,28 @@ class Target:
                 return
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.rfile.read(int(self.headers["Content-Length"]))
                 if latency:
                     time.sleep(latency)
+                records, answer = 1, b"{}"
+                if self.path.endswith(BATCH_PATH):  # national's batch upload: a result each
+                    records = len(json.loads(body)["data"])
+                    results = [{"index": n, "code": "0"} for n in range(records)]
+                    answer = json.dumps({"code": "0", "results": results}).encode()
                 self.send_response(200)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                self.wfile.write(answer)
                 with owner._lock:
-                    owner.count += 1
+                    owner.count += records
                     if owner.count >= owner.expected:
                         owner.done.set()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/feedback"
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{self.base}/feedback"
 
     def expect(self, count: int) -> None:
         self.count, self.expected = 0, count
@@ -105,6 +117,42 @@ def envelopes(count: int) -> list[Envelope]:
     translation = system.translate("event_report", json.dumps(document).encode())
     assert not translation.errors, translation.errors[:3]
     return list(translation.envelopes)
+
+
+def cases(count: int) -> list[Envelope]:
+    """`count` distinct penalty cases: the eco-env sample's first, under new ids and keys."""
+    system = load_system(SYSTEMS_ROOT / "eco-env-penalty")
+    translation = system.translate("case_batch", CASES.read_bytes())
+    assert not translation.errors, translation.errors[:3]
+    model = translation.envelopes[0]
+    return [
+        model.model_copy(update={"id": f"bench-{n:08d}", "idempotencykey": f"{n:064d}"})
+        for n in range(count)
+    ]
+
+
+def national(target: Target, batch: int | None) -> SystemsConfig:
+    """National taking penalty cases one a request (8 at a time), or in batches of `batch`."""
+    outbound: dict[str, Any] = {
+        "adapter": "rest_sender",
+        "render": {"penalty_case": "penalty_record"},
+        "options": {"url": f"{target.base}/punish", "batch_url": f"{target.base}{BATCH_PATH}"},
+    }
+    if batch is not None:
+        outbound["batch"] = {"max_records": batch, "max_wait_ms": 50}
+    return parse_systems(
+        {
+            "systems": [
+                {
+                    "id": "national",
+                    "name_zh": "国家互联网+监管系统",
+                    "auth": {"scheme": "api_key", "key_env": "JGHUB_BENCH_UNUSED"},
+                    "outbound": outbound,
+                    "routes": ["penalty_case.#"],
+                }
+            ]
+        }
+    )
 
 
 def systems(target_url: str, concurrency: int) -> SystemsConfig:
@@ -146,10 +194,10 @@ def reference(target: Target, batch: list[Envelope]) -> float:
 
 
 def worker_rate(
-    target: Target, batch: list[Envelope], url: str, data_dir: Path, concurrency: int
+    target: Target, batch: list[Envelope], url: str, data_dir: Path, config: SystemsConfig
 ) -> float:
-    """msgs/s of a Worker delivering `batch` from the bus at `url`, `concurrency` at a time."""
-    config = systems(target.url, concurrency)
+    """msgs/s of a Worker delivering `batch` from the bus at `url` to the one target `config`
+    has."""
     namespace = f"bench-outbound-{uuid.uuid4().hex[:8]}"
     topology = config.topology(namespace)
     broker = bus.connect(url)
@@ -160,7 +208,7 @@ def worker_rate(
             properties, body = envelope.to_amqp()
             outgoing.append(
                 Outgoing(
-                    routing_key="grassroots_event.330106.grassroots-platform",
+                    routing_key=f"{envelope.spec.name}.330106.bench",
                     body=body,
                     headers=properties["headers"],
                     message_id=envelope.id,
@@ -191,6 +239,26 @@ def worker_rate(
         broker.close()
 
 
+def batching(
+    figures: dict[str, Any],
+    target: Target,
+    url: str,
+    data_dir: Path,
+    label: str,
+    options: argparse.Namespace,
+) -> None:
+    """National's penalty cases one a request, then in batches; their rates and ratio."""
+    records = cases(options.messages)
+    single = worker_rate(target, records, url, data_dir, national(target, None))
+    batched = worker_rate(target, records, url, data_dir, national(target, options.batch))
+    figures[f"single_{label}_msgs_s"] = single
+    figures[f"batch_{label}_msgs_s"] = batched
+    figures[f"batch_vs_single_{label}"] = batched / single
+    print(f"{f'national on {label}, one a request (c8)':<40} {single:10.0f} msgs/s")
+    shown = f"national on {label}, batches of {options.batch}"
+    print(f"{shown:<40} {batched:10.0f} msgs/s  batch_vs_single {batched / single:.2f}")
+
+
 def rabbitmq_answers() -> bool:
     try:
         with socket.create_connection(("127.0.0.1", 5672), timeout=1):
@@ -207,11 +275,18 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency", default="1,8", help="outbound.concurrency values to run, e.g. 1,4,8"
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="the target's answer time")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="also national one a request vs batches of N"
+    )
     options = parser.parse_args(argv)
     batch = envelopes(options.messages)
     target = Target(options.latency_ms / 1000)
     levels = [int(level) for level in options.concurrency.split(",")]
-    figures: dict[str, Any] = {"messages": options.messages, "latency_ms": options.latency_ms}
+    figures: dict[str, Any] = {
+        "messages": options.messages,
+        "latency_ms": options.latency_ms,
+        "batch": options.batch,
+    }
     figures["reference_msgs_s"] = reference(target, batch)
     print(f"{'reference: render + POST loop':<40} {figures['reference_msgs_s']:10.0f} msgs/s")
     with tempfile.TemporaryDirectory() as folder:
@@ -221,13 +296,15 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(("rabbitmq", URL))
         for label, url in runs:
             for level in levels:
-                rate = worker_rate(target, batch, url, Path(folder), level)
+                rate = worker_rate(target, batch, url, Path(folder), systems(target.url, level))
                 ratio = rate / figures["reference_msgs_s"]
                 name = f"{label}_c{level}"
                 figures[f"worker_{name}_msgs_s"] = rate
                 figures[f"worker_{name}_ratio"] = ratio
                 shown = f"worker on {label}, concurrency {level}"
                 print(f"{shown:<40} {rate:10.0f} msgs/s  ratio {ratio:.2f}")
+            if options.batch:
+                batching(figures, target, url, Path(folder), label, options)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures["peak_rss_mib"] = peak
     print(f"{'peak RSS':<40} {peak:10.1f} MiB")

@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from adapters import egress
-from adapters.registry import adapter_class, validate_options
+from adapters.registry import adapter_class, adapters, validate_options
 from adapters.routing import ADDRESSED
 from bus import Target, Topology, queue_word
 from bus.broker import HANDLER_STAGE
@@ -140,7 +140,12 @@ class SystemsConfig(BaseModel):
         return Topology(
             namespace=namespace,
             targets=[
-                Target(name=s.id, routes=list(s.routes), retry_delays=list(s.retry.tiers))
+                Target(
+                    name=s.id,
+                    routes=list(s.routes),
+                    retry_delays=list(s.retry.tiers),
+                    **_batch_prefetch(s),
+                )
                 for s in self.systems
                 if s.routes
             ],
@@ -204,6 +209,8 @@ class SystemsConfig(BaseModel):
                             rule="payload-format",
                         )
                     )
+            if system.outbound is not None and system.outbound.batch is not None:
+                problems += self._batch_problems(at, system, folder)
             if system.outbound is not None:
                 for dataset, message_type in system.outbound.render.items():
                     where = (*at, "outbound", "render", dataset)
@@ -232,6 +239,41 @@ class SystemsConfig(BaseModel):
         if problems:
             raise SystemsConfigError(problems)
         return bound
+
+    def _batch_problems(
+        self, at: tuple[str | int, ...], system: SystemConfig, folder: SystemMappings
+    ) -> list[ConfigProblem]:
+        """Why `system`'s `outbound.batch` cannot work: a sender that carries no batches, or a
+        rendered message type whose mapping does not say how to wrap a batch (with its line)."""
+        outbound = system.outbound
+        assert outbound is not None
+        where = (*at, "outbound", "batch")
+        if not getattr(adapter_class(outbound.adapter), "batches", False):
+            return [
+                self._problem(
+                    where,
+                    f"sender {outbound.adapter} cannot send batches (senders that can: "
+                    f"{', '.join(_batching_senders()) or 'none'}); remove outbound.batch",
+                    rule="batch-sender",
+                )
+            ]
+        problems: list[ConfigProblem] = []
+        for dataset, message_type in outbound.render.items():
+            rendering = folder.outbound.get(message_type)
+            if message_type == CLOUDEVENT or rendering is None or rendering.batches:
+                continue  # events go one a request; an unknown type is reported below
+            mapping = rendering.document
+            problems.append(
+                self._problem(
+                    (*at, "outbound", "render", dataset),
+                    f"outbound message type {message_type!r} cannot be sent in batches: mapping "
+                    f"{mapping.path}:{mapping.position(('message_type',))[0]} has no `batch` "
+                    "section (how records are wrapped and how the answer names each result); "
+                    "add one or remove outbound.batch",
+                    rule="batch-mapping",
+                )
+            )
+        return problems
 
     def known_series(
         self,
@@ -361,6 +403,18 @@ class SystemsConfig(BaseModel):
         line, column = source.position(location) if source is not None else (None, None)
         file = source.path if source is not None else Path("<systems>")
         return ConfigProblem(file, line, column, _shown(location), reason, rule)
+
+
+def _batching_senders() -> list[str]:
+    return sorted(name for name, cls in adapters().items() if getattr(cls, "batches", False))
+
+
+def _batch_prefetch(system: SystemConfig) -> dict[str, int]:
+    """A batching target's prefetch: the messages its worker holds (>= max_records), so a
+    batch can fill; others keep the topology's default."""
+    if system.outbound is None or system.outbound.batch is None:
+        return {}
+    return {"prefetch": system.outbound.batch.in_hand}
 
 
 def _received_datasets(system: SystemConfig) -> tuple[str, ...]:

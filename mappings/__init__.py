@@ -45,6 +45,7 @@ from mappings.errors import (
     UnknownMessageType,
 )
 from mappings.inbound import RecordKeys, Translation
+from mappings.outbound import BatchAnswerError, OutboundRendering, RecordPart
 from mappings.paths import value_at
 from mappings.payloads import PayloadLimits, parse_xml
 from mappings.system import (
@@ -59,6 +60,7 @@ from mappings.system import (
 __all__ = [
     "EPOCH_NAMES",
     "SYSTEMS_ROOT",
+    "BatchAnswerError",
     "EncodingMismatch",
     "ForbiddenMarkup",
     "MalformedPayload",
@@ -67,6 +69,7 @@ __all__ = [
     "MappingVersion",
     "NoRecords",
     "NumberOutOfBoundsPayload",
+    "OutboundRendering",
     "PatternInvalid",
     "PayloadLimits",
     "PayloadRejected",
@@ -74,6 +77,7 @@ __all__ = [
     "PayloadTooLarge",
     "PayloadTooManyRecords",
     "RecordKeys",
+    "RecordPart",
     "RenderError",
     "SystemMappings",
     "Translation",

@@ -315,6 +315,86 @@ class InboundMapping(_Strict):
     )
 
 
+class BatchResults(_Strict):
+    """How a target's answer to a batch names each record's result.
+
+    Paths read the answer in the mapping's own format: JMESPath over a JSON answer, XPath 1.0
+    (in the mapping's namespaces) over an XML one. `each` selects the results; the others are
+    read on one result.
+    """
+
+    each: str = Field(
+        description="Path over the whole answer to the list of per-record results.",
+        examples=["results", "/r:Results/r:Result"],
+    )
+    index: str | None = Field(
+        default=None,
+        description=(
+            "Path in a result to the position of its record in the batch (counted from "
+            "`first_index`). Absent: the results follow the records' order, one each."
+        ),
+        examples=["index", "@XH"],
+    )
+    first_index: Literal[0, 1] = Field(
+        default=0, description="The position `index` gives the batch's first record."
+    )
+    success: str = Field(
+        description="Path in a result to the value saying the record was taken.",
+        examples=["code", "r:Code"],
+    )
+    values: list[str] = Field(
+        min_length=1,
+        description=(
+            "Values of `success` meaning taken (compared as text); any other value is the "
+            "target refusing that record, which is dead-lettered alone."
+        ),
+        examples=[["0"], ["true"]],
+    )
+    message: str | None = Field(
+        default=None,
+        description="Path in a result to the target's reason, quoted in a refused record's.",
+        examples=["message", "r:Message"],
+    )
+
+
+class BatchRendering(_Strict):
+    """How records rendered one by one are wrapped into one batch request, and its answer read.
+
+    JSON: the body is the object `template` renders, with the records' list under `records`.
+    XML: the body's document element is `root` (default: the mapping's own); the elements of
+    `template` come first, then each record's rendering without its document element (its
+    children), so a batch of `<YJXF><YJ/></YJXF>` records is `<YJXF><YJ/><YJ/>...</YJXF>`.
+    Template paths are JMESPath over the batch: `count` (records in it), `batch_key` (its
+    idempotency key) and `time` (when it was made, ISO 8601).
+    """
+
+    records: str | None = Field(
+        default=None,
+        pattern=r"^[^.\s]+$",
+        description="JSON: the key of the body holding the list of records (required there).",
+        examples=["data"],
+    )
+    root: str | None = Field(
+        default=None,
+        description="XML: the batch document element (a prefixed name); default: `root`.",
+    )
+    template: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The batch's own fields beside its records, as in an outbound `template`.",
+        examples=[{"batchNo": "batch_key", "count": "count"}],
+    )
+    record_key: str | None = Field(
+        default=None,
+        description=(
+            "Name of the key (JSON) or attribute (XML, on each element a record contributes) "
+            "carrying each record's idempotency key, so the target can drop a record it already "
+            "took when the batch comes again."
+        ),
+        examples=["hubKey"],
+    )
+    results: BatchResults = Field(description="How the answer names each record's result.")
+
+
 class OutboundMapping(_Strict):
     """Render records of one dataset into a payload of the system (a reverse mapping)."""
 
@@ -345,12 +425,29 @@ class OutboundMapping(_Strict):
         )
     )
 
+    batch: BatchRendering | None = Field(
+        default=None,
+        description=(
+            "How several records go in one request, for a target configured with "
+            "`outbound.batch`; without it the message type is delivered one record a request."
+        ),
+    )
+
     @model_validator(mode="after")
     def _xml_has_root(self) -> OutboundMapping:
         if self.format == "xml" and not self.root:
             raise ValueError("an XML rendering needs a `root` element")
         if self.format == "json" and self.root:
             raise ValueError("`root` is for XML renderings")
+        if self.batch is not None:
+            if self.format == "json" and (self.batch.records is None or self.batch.root):
+                raise ValueError(
+                    "a JSON batch names its records' key (`batch.records`) and no `batch.root`"
+                )
+            if self.format == "xml" and self.batch.records is not None:
+                raise ValueError(
+                    "an XML batch puts its records under `batch.root`; `batch.records` is for JSON"
+                )
         return self
 
 

@@ -11,27 +11,45 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, TypeAlias
 
 from lxml import etree
 from pydantic import BaseModel, ValidationError
 
 from mappings.compiler import Evaluate, RuleCompiler, Sealed, mapped_dataset
-from mappings.errors import RenderError, ValueProblem
+from mappings.errors import MappingEngineError, RenderError, ValueProblem
 from mappings.functions import BuildContext
-from mappings.language import RULE_KEYWORDS, FieldRule, OutboundMapping, SystemSpec
-from mappings.paths import JsonPath
+from mappings.language import (
+    RULE_KEYWORDS,
+    BatchRendering,
+    FieldRule,
+    OutboundMapping,
+    SystemSpec,
+)
+from mappings.paths import (
+    JsonPath,
+    PathInvalid,
+    XmlPath,
+    compile_jmespath,
+    compile_xpath,
+    xpath_value,
+)
+from mappings.payloads import parse_json, parse_xml
 from mappings.yamlsource import Location, YamlFile
 from standard.datasets import DatasetSpec
 from standard.envelope import Envelope
 from standard.errors import RecordInvalid, quoted
 
 _NAME = r"[^\W\d][\w.\-]*"
+
+RecordPart: TypeAlias = bytes | etree._Element
+"""One record's share of a batch (`OutboundRendering.render_part`): its JSON, or its XML
+document element."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,9 @@ class OutboundRendering(Sealed):
             assert mapping.root is not None
             self._root_tag = self._clark(mapping.root, ("root",))
         self._nodes = self._template(mapping.template, ("template",), "")
+        self._batch = (
+            _CompiledBatch.compile(self, mapping.batch) if mapping.batch is not None else None
+        )
         try:
             "".encode(mapping.encoding)
         except LookupError:
@@ -165,6 +186,44 @@ class OutboundRendering(Sealed):
         root = etree.Element(self._root_tag, nsmap=self._nsmap())
         self._xml_children(root, self._nodes, context)
         return etree.tostring(root, xml_declaration=True, encoding=self.mapping.encoding)
+
+    # ------------------------------------------------------------------ batches
+
+    @property
+    def batches(self) -> bool:
+        """Whether the mapping says how to wrap records into a batch (its `batch` section)."""
+        return self._batch is not None
+
+    def render_part(self, envelope: Envelope) -> RecordPart:
+        """One record's share of a batch: its JSON object, or its XML document element.
+
+        RenderError when the record cannot be rendered: it is refused alone, the batch goes on.
+        """
+        if self.mapping.format == "json":
+            return self.render(envelope)
+        root = etree.Element(self._root_tag, nsmap=self._nsmap())
+        self._xml_children(root, self._nodes, self._context(envelope))
+        return root
+
+    def render_batch(
+        self, parts: Sequence[RecordPart], keys: Sequence[str], batch_key: str
+    ) -> bytes:
+        """The body of one batch request: `parts` (from `render_part`) in order, each with its
+        record's idempotency key in `keys`, wrapped as the mapping's `batch` section says."""
+        batch = self._batch
+        assert batch is not None, f"{self.message_type} has no batch section"
+        context = {"count": len(parts), "batch_key": batch_key, "time": _now_iso()}
+        return batch.body(self, parts, keys, context)
+
+    def read_results(self, answer: bytes, count: int) -> list[RecordResult | None]:
+        """Each record's result in the target's `answer` to a batch of `count` records, in the
+        batch's order; None for a record the answer does not name (a partial answer).
+
+        BatchAnswerError when the answer cannot be read as the `batch.results` section says.
+        """
+        batch = self._batch
+        assert batch is not None, f"{self.message_type} has no batch section"
+        return batch.results(self, answer, count)
 
     def _nsmap(self) -> dict[str | None, str]:
         return {(prefix or None): uri for prefix, uri in self._namespaces.items()}
@@ -265,6 +324,181 @@ class OutboundRendering(Sealed):
         return RenderError(
             reason, system=self.system.id, message_type=self.message_type, target=target
         )
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """What a target answered for one record of a batch: taken, or refused and why."""
+
+    taken: bool
+    reason: str = ""
+
+
+class BatchAnswerError(MappingEngineError, ValueError):
+    """A target's answer to a batch cannot be read as its mapping's `batch.results` says."""
+
+
+@dataclass(frozen=True)
+class _CompiledBatch:
+    """A mapping's `batch` section, compiled: the batch's own fields and the results' paths."""
+
+    spec: BatchRendering
+    nodes: tuple[_Node, ...]
+    root_tag: str | None
+    each: JsonPath | XmlPath
+    index: JsonPath | XmlPath | None
+    success: JsonPath | XmlPath
+    message: JsonPath | XmlPath | None
+
+    @classmethod
+    def compile(cls, rendering: OutboundRendering, spec: BatchRendering) -> _CompiledBatch:
+        document = rendering.document
+        nodes = (
+            rendering._template(spec.template, ("batch", "template"), "batch")
+            if spec.template
+            else ()
+        )
+        root_tag = None
+        if rendering.mapping.format == "xml":
+            root = spec.root or rendering.mapping.root
+            assert root is not None
+            root_tag = rendering._clark(root, ("batch", "root"))
+        namespaces = dict(rendering.mapping.namespaces)
+        namespaces.pop("", None)  # XPath 1.0 has no default namespace: prefix every name
+
+        def path(text: str | None, name: str) -> JsonPath | XmlPath | None:
+            if text is None:
+                return None
+            try:
+                if rendering.mapping.format == "json":
+                    return compile_jmespath(text)
+                return compile_xpath(text, namespaces)
+            except PathInvalid as error:
+                raise document.error(str(error), ("batch", "results", name)) from None
+
+        results = spec.results
+        each = path(results.each, "each")
+        success = path(results.success, "success")
+        assert each is not None and success is not None
+        return cls(
+            spec,
+            nodes,
+            root_tag,
+            each,
+            path(results.index, "index"),
+            success,
+            path(results.message, "message"),
+        )
+
+    def body(
+        self,
+        rendering: OutboundRendering,
+        parts: Sequence[RecordPart],
+        keys: Sequence[str],
+        context: dict[str, Any],
+    ) -> bytes:
+        """The batch request's body: `parts` wrapped with the batch's own fields."""
+        if self.root_tag is None:
+            # Each part is already JSON (rendered, and checked for inexact numbers, alone): the
+            # batch splices them in rather than parsing and writing every record twice.
+            assert self.spec.records is not None
+            own = rendering._json_object(self.nodes, context) or {}
+            own.pop(self.spec.records, None)
+            head = json.dumps(
+                own, ensure_ascii=False, separators=(",", ":"), default=rendering._json_value
+            ).encode("utf-8")
+            name = json.dumps(self.spec.records, ensure_ascii=False).encode("utf-8")
+            opening = head[:-1] + (b"," if own else b"") + name + b":["
+            keyed = [self._keyed_json(part, key) for part, key in zip(parts, keys, strict=True)]
+            return opening + b",".join(keyed) + b"]}"
+        root = etree.Element(self.root_tag, nsmap=rendering._nsmap())
+        rendering._xml_children(root, self.nodes, context)
+        for part, key in zip(parts, keys, strict=True):
+            assert isinstance(part, etree._Element)
+            for child in list(part):
+                if self.spec.record_key is not None:
+                    child.set(self.spec.record_key, key)
+                root.append(child)
+        return etree.tostring(root, xml_declaration=True, encoding=rendering.mapping.encoding)
+
+    def _keyed_json(self, part: RecordPart, key: str) -> bytes:
+        assert isinstance(part, bytes)
+        if self.spec.record_key is None:
+            return part
+        field = json.dumps({self.spec.record_key: key}, ensure_ascii=False).encode("utf-8")
+        if part in (b"null", b"{}"):
+            return field
+        return field[:-1] + b"," + part[1:]
+
+    def results(
+        self, rendering: OutboundRendering, answer: bytes, count: int
+    ) -> list[RecordResult | None]:
+        spec = self.spec.results
+        where = f"{rendering.system.id} {rendering.message_type} batch.results"
+        try:
+            if rendering.mapping.format == "json":
+                document: Any = parse_json(answer, rendering.system.limits)
+            else:
+                document = parse_xml(answer, rendering.system.limits)
+        except (MappingEngineError, ValueError) as error:
+            raise BatchAnswerError(f"{where}: the answer cannot be parsed: {error}") from None
+        found = self.each.evaluate(document)
+        if found is None or isinstance(found, str | int | float | bool):
+            raise BatchAnswerError(
+                f"{where}: `each` ({spec.each}) selects no list of results in the answer"
+            )
+        items = found if isinstance(found, list) else [found]
+        outcomes: list[RecordResult | None] = [None] * count
+        for position, item in enumerate(items):
+            at = position
+            if self.index is not None:
+                shown = _text(self._read(self.index, item))
+                try:
+                    at = int(shown) - spec.first_index
+                except ValueError:
+                    raise BatchAnswerError(
+                        f"{where}: result {position}'s `index` ({spec.index}) is "
+                        f"{quoted(shown)}, not a position"
+                    ) from None
+            if not 0 <= at < count:
+                raise BatchAnswerError(
+                    f"{where}: result {position} names record {at + spec.first_index}, but the "
+                    f"batch had {count} (counted from {spec.first_index})"
+                )
+            said = _text(self._read(self.success, item))
+            if said in spec.values:
+                outcomes[at] = RecordResult(True)
+                continue
+            message = _text(self._read(self.message, item)) if self.message else ""
+            because = f" ({message})" if message else ""
+            outcomes[at] = RecordResult(
+                False,
+                f"`{spec.success}` is {quoted(said)}, not one of {spec.values}{because}",
+            )
+        return outcomes
+
+    @staticmethod
+    def _read(path: JsonPath | XmlPath | None, item: Any) -> Any:
+        if path is None:
+            return None
+        if isinstance(path, XmlPath):
+            if not isinstance(item, etree._Element):
+                return None
+            return xpath_value(path.evaluate(item))
+        return path.evaluate(item)
+
+
+def _text(value: Any) -> str:
+    """A result's value compared as text: JSON true/false as written, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 class _Inexact(ValueError):

@@ -293,6 +293,41 @@ DEFAULT_DELIVERY_CONCURRENCY = 8
 20 ms, 8 at a time delivered 6-7 times as many messages per second as one at a time
 (bench/outbound.py --latency-ms 20)."""
 
+MAX_BATCH_RECORDS = 500
+"""Most records `outbound.batch` puts in one request: a worker holds a thread for each record
+in hand (twice a batch), waiting for its batch's answer."""
+
+
+class OutboundBatch(BaseModel):
+    """Several records to the system in one request (a target that accepts batches)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_records: int = Field(
+        ge=2,
+        le=MAX_BATCH_RECORDS,
+        description=(
+            "Most records in one request. A worker holds up to twice as many messages of the "
+            "queue (its prefetch and handler threads), so one batch fills while the one before "
+            "it is sent."
+        ),
+        examples=[100],
+    )
+    max_wait_ms: int = Field(
+        ge=1,
+        le=60_000,
+        description=(
+            "Longest a record waits for its batch to fill: a batch is sent when it holds "
+            "max_records or when its first record has waited this long."
+        ),
+        examples=[200],
+    )
+
+    @property
+    def in_hand(self) -> int:
+        """Messages a worker holds at once: this batch filling and the one being sent."""
+        return 2 * self.max_records
+
 
 class OutboundConfig(BaseModel):
     """How messages reach the system: a sender adapter and which payload to render per dataset."""
@@ -328,6 +363,23 @@ class OutboundConfig(BaseModel):
             "delivers; 1 delivers one after the other, in queue order."
         ),
     )
+
+    batch: OutboundBatch | None = Field(
+        default=None,
+        description=(
+            "Deliver up to max_records records in one request, for a target that takes batches "
+            "(its sender must carry them and each outbound message type it renders must have a "
+            "`batch` section; `cloudevent` entries still go one a request). Each record is "
+            "settled alone: the target's answer names each record's result. Replaces "
+            "`concurrency`: the batch fixes how many messages a worker holds."
+        ),
+        examples=[{"max_records": 100, "max_wait_ms": 200}],
+    )
+
+    @property
+    def in_hand(self) -> int:
+        """Deliveries a worker handles at once: `concurrency`, or twice a batch."""
+        return self.batch.in_hand if self.batch is not None else self.concurrency
 
     @model_validator(mode="after")
     def _options_fit_adapter(self, info: ValidationInfo) -> OutboundConfig:

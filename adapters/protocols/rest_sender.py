@@ -38,6 +38,15 @@ class RestSenderOptions(OutboundOptions):
         examples=["https://gateway.example.gov.cn/api/v1/feedback"],
     )
     method: Literal["POST", "PUT"] = Field(default="POST", description="HTTP method.")
+    batch_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description=(
+            "Where batch requests go, for a system with `outbound.batch` (the target's batch "
+            "upload); default: `url`."
+        ),
+        examples=["https://gateway.example.gov.cn/api/v1/batch"],
+    )
     idempotency_header: str = Field(
         default="Idempotency-Key",
         min_length=1,
@@ -102,6 +111,7 @@ class RestSender(Sender):
 
     name: ClassVar[str] = "rest_sender"
     Options: ClassVar[type[BaseModel]] = RestSenderOptions
+    batches: ClassVar[bool] = True
 
     def __init__(self, options: BaseModel, context: AdapterContext) -> None:
         super().__init__(options, context)
@@ -153,12 +163,25 @@ class RestSender(Sender):
         idempotency_key: str,
         envelope: Envelope,
     ) -> None:
+        self._check_answer(self._send(self.settings.url, body, content_type, idempotency_key))
+
+    def send_batch(self, body: bytes, *, content_type: str, idempotency_key: str) -> bytes:
+        """POST a batch to `batch_url` (else `url`); the answer's body, for its results."""
+        url = self.settings.batch_url or self.settings.url
+        answer = self._send(url, body, content_type, idempotency_key)
+        self._check_answer(answer)
+        return answer.content
+
+    def _send(
+        self, url: str, body: bytes, content_type: str, idempotency_key: str
+    ) -> httpx.Response:
+        """Send `body` to `url`; the answer when its status says delivered, else raise."""
         options = self.settings
         target = self.system.id
         try:
             answer = self._http().request(
                 options.method,
-                options.url,
+                url,
                 content=body,
                 headers={
                     "Content-Type": content_type,
@@ -167,12 +190,12 @@ class RestSender(Sender):
             )
         except httpx.TimeoutException as error:
             raise TransientDeliveryError(
-                f"target {target} did not answer {options.method} {options.url} in time "
+                f"target {target} did not answer {options.method} {url} in time "
                 f"({type(error).__name__}: {error})"
             ) from error
         except httpx.TransportError as error:
             raise TransientDeliveryError(
-                f"target {target} unreachable at {options.url} ({type(error).__name__}: {error})"
+                f"target {target} unreachable at {url} ({type(error).__name__}: {error})"
             ) from error
         failure = status_error(
             answer.status_code,
@@ -183,7 +206,7 @@ class RestSender(Sender):
         )
         if failure is not None:
             raise failure
-        self._check_answer(answer)
+        return answer
 
     def _check_answer(self, answer: httpx.Response) -> None:
         check = self.settings.answer_check

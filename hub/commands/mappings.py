@@ -17,6 +17,8 @@ from mappings.errors import MappingEngineError, MappingError, PayloadRejected
 from mappings.functions import FUNCTIONS, MappingFunction
 from mappings.language import (
     Assumption,
+    BatchRendering,
+    BatchResults,
     Condition,
     EnvelopeRules,
     FieldRule,
@@ -280,6 +282,8 @@ def language_command() -> None:
         Assumption,
         Ignored,
         OutboundMapping,
+        BatchRendering,
+        BatchResults,
         FieldRule,
         Condition,
     ):

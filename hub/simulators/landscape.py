@@ -63,8 +63,13 @@ def build_landscape(
     *,
     template: Path = LANDSCAPE_FILE,
     host: str = "127.0.0.1",
+    batching: bool = False,
 ) -> Landscape:
-    """The landscape for the systems in `mappings` (folders by id), with free ports and keys."""
+    """The landscape for the systems in `mappings` (folders by id), with free ports and keys.
+
+    `batching`: keep the `outbound.batch` sections (a backfill's batch uploads); without it
+    every target gets one record a request, as the demo's flows are written for.
+    """
     text = template.read_text(encoding="utf-8")
     environment: dict[str, str] = {}
     ports: dict[str, int] = {}
@@ -80,14 +85,17 @@ def build_landscape(
         return name
 
     data = yaml.safe_load(_PLACEHOLDER.sub(fill, text))
-    kept = [_fitted(entry, mappings) for entry in data.get("systems", [])]
+    kept = [_fitted(entry, mappings, batching) for entry in data.get("systems", [])]
     config = parse_systems({"systems": [entry for entry in kept if entry]})
     config.check_routes()
     return Landscape(config, environment, ports)
 
 
-def _fitted(entry: dict[str, Any], mappings: Mapping[str, SystemMappings]) -> dict[str, Any] | None:
-    """`entry` without what its mapping folder lacks; None when there is no folder."""
+def _fitted(
+    entry: dict[str, Any], mappings: Mapping[str, SystemMappings], batching: bool
+) -> dict[str, Any] | None:
+    """`entry` without what its mapping folder lacks (nor its batch section unless
+    `batching`); None when there is no folder."""
     if entry.get("auth", {}).get("scheme") == "internal":
         return entry  # inside the hub: no mapping folder to fit
     folder = mappings.get(str(entry.get("mapping") or entry["id"]))
@@ -105,5 +113,7 @@ def _fitted(entry: dict[str, Any], mappings: Mapping[str, SystemMappings]) -> di
             for dataset, message_type in (outbound.get("render") or {}).items()
             if message_type in folder.outbound or message_type == CLOUDEVENT
         }
+        if not batching:
+            outbound.pop("batch", None)
         entry["outbound"] = outbound
     return entry

@@ -10,6 +10,9 @@ sender will call and speaks what that sender speaks:
   parameters (`secret_parameters`), answering per its WSDL (ASMX <Result> text or code/message);
 - `outbox`: nothing listens; the system pulls (see `hub.simulators.clients.OutboxPuller`).
 
+A `rest_sender` with a `batch_url` also takes batches there and answers record by record
+(`SimulatedTarget._batch_answer`); each record is logged alone, with the key it carries.
+
 Every delivery is logged with its idempotency key, so duplicates (a retry after a timeout whose
 first attempt did arrive) are visible. A `FailurePlan` makes a target flaky: a share of 5xx (or
 SOAP Receiver faults), of 4xx (Client faults: content refused), of answers held past the sender's
@@ -20,6 +23,7 @@ timeout, and a delay on every answer. It can be changed while running: POST a pl
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import threading
@@ -32,6 +36,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.protocols.soap_service import FaultCode, SoapFault, SoapService, fault_response_body
@@ -72,6 +77,23 @@ class FailurePlan(BaseModel):
     )
     delay_s: float = Field(
         default=0.0, ge=0, description="Delay before every answer, in seconds (a slow target)."
+    )
+    refuse_containing: str | None = Field(
+        default=None,
+        description=(
+            "Refuse (422; in a batch, that record's code 422) each record whose text contains "
+            "this (REST), so a test chooses which records are refused."
+        ),
+    )
+    refuse_batches: bool = Field(
+        default=False,
+        description="Batches: answer every batch request 422 whole (the upload refused).",
+    )
+    unanswered_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Batches: share of records the answer leaves out (a partial answer).",
     )
     seed: int = Field(default=0, description="Seed of the draws, for repeatable runs.")
 
@@ -208,6 +230,8 @@ class SimulatedTarget:
         key_env = self._options.get("api_key_env")
         key_header = str(self._options.get("api_key_header") or "X-Api-Key")
         success = _success_answer(self._options.get("answer_check"))
+        batch_url = self._options.get("batch_url")
+        batch_path = urlsplit(str(batch_url)).path if batch_url else None
 
         async def receive(request: Request) -> Response:
             body = await request.body()
@@ -215,7 +239,15 @@ class SimulatedTarget:
                 self._record(request, body, request.url.path, "unauthorized")
                 return JSONResponse({"code": "401", "msg": "bad key"}, status_code=401)
             fate = self._draw()
+            refused = self.plan.refuse_containing
+            if refused and request.url.path != batch_path and refused.encode() in body:
+                fate = "rejected"
             await self._misbehave(fate)
+            if request.url.path == batch_path and fate in ("accepted", "rejected"):
+                if self.plan.refuse_batches:
+                    self._record(request, body, request.url.path, "rejected")
+                    return JSONResponse({"code": "422", "msg": "batch refused"}, status_code=422)
+                return self._batch_answer(request, body, success)
             self._record(request, body, request.url.path, fate)
             if fate == "error":
                 return JSONResponse({"code": "503", "msg": "busy, try later"}, status_code=503)
@@ -226,6 +258,82 @@ class SimulatedTarget:
         self.app.add_api_route(
             "/{anything:path}", receive, methods=["POST", "PUT"], include_in_schema=False
         )
+
+    # ------------------------------------------------------------------ batches
+
+    def _batch_answer(self, request: Request, body: bytes, success: dict[str, Any]) -> Response:
+        """Answer a batch upload record by record, logging each record by its `hubKey`.
+
+        JSON: the records are the body's first list; the answer is `success` with
+        `results: [{index, code, message}]`, counted from 0. XML: the records are the document
+        element's children carrying @hubKey; the answer is
+        `<Results><Result index="n"><Code/><Message/></Result></Results>`, counted from 1.
+        A record is refused when the plan's `refuse_containing` is in it or by `reject_share`,
+        and left out of the answer by `unanswered_share`.
+        """
+        xml = "xml" in request.headers.get("content-type", "")
+        records: list[tuple[str | None, str]] = []
+        if xml:
+            root = etree.fromstring(body, parser=etree.XMLParser(resolve_entities=False))
+            for child in root:
+                if child.get("hubKey") is not None:
+                    records.append((child.get("hubKey"), etree.tostring(child, encoding="unicode")))
+        else:
+            document = json.loads(body)
+            items = next((v for v in document.values() if isinstance(v, list)), [])
+            records = [(i.get("hubKey"), json.dumps(i, ensure_ascii=False)) for i in items]
+        results: list[tuple[int, bool]] = []
+        content_type = request.headers.get("content-type", "")
+        for index, (key, text) in enumerate(records):
+            fate = self._record_fate(text)
+            self.log.add(
+                Delivered(
+                    self.system.id,
+                    request.url.path,
+                    key,
+                    content_type,
+                    text.encode(),
+                    fate,
+                    time.time(),
+                )
+            )
+            if fate != "unanswered":
+                results.append((index, fate == "accepted"))
+        if xml:
+            answer = etree.Element("Results")
+            for index, taken in results:
+                result = etree.SubElement(answer, "Result", index=str(index + 1))
+                etree.SubElement(result, "Code").text = "0" if taken else "422"
+                etree.SubElement(result, "Message").text = "received" if taken else "refused"
+            return Response(
+                etree.tostring(answer, xml_declaration=True, encoding="utf-8"),
+                media_type="application/xml; charset=utf-8",
+            )
+        return JSONResponse(
+            dict(
+                success,
+                results=[
+                    {
+                        "index": index,
+                        "code": "0" if taken else "422",
+                        "message": "received" if taken else "content refused",
+                    }
+                    for index, taken in results
+                ],
+            )
+        )
+
+    def _record_fate(self, text: str) -> str:
+        with self._draw_lock:
+            plan = self.plan
+            roll = self._random.random()
+        if plan.refuse_containing and plan.refuse_containing in text:
+            return "rejected"
+        if roll < plan.reject_share:
+            return "rejected"
+        if roll < plan.reject_share + plan.unanswered_share:
+            return "unanswered"
+        return "accepted"
 
     # ------------------------------------------------------------------ SOAP
 
