@@ -315,21 +315,32 @@ def _out_of_bounds(shown: str, why: str, text: str | None) -> NumberOutOfBounds:
 
 def check_number_bounds(number: Decimal | int, text: str | None = None) -> None:
     """Raise NumberOutOfBounds unless `number` is finite and within NUMBER_BOUNDS."""
-    shown = quoted(text) if text is not None else render_value(number)
+    # Every amount of every record passes here: the number is written out for the message only
+    # when there is one, and its digits are read once.
     if isinstance(number, int):
         if abs(number) >= 10 ** (MAX_NUMBER_EXPONENT + 1):
-            raise _out_of_bounds(shown, f"it is {MAX_NUMBER_EXPONENT + 1} digits or longer", text)
+            why = f"it is {MAX_NUMBER_EXPONENT + 1} digits or longer"
+            raise _out_of_bounds(_shown_number(number, text), why, text)
         return
     if not number.is_finite():
-        raise _out_of_bounds(shown, "it is not a finite number", text)
-    digits = len(number.as_tuple().digits)
+        raise _out_of_bounds(_shown_number(number, text), "it is not a finite number", text)
+    parts = number.as_tuple()
+    digits = len(parts.digits)
     if digits > MAX_NUMBER_DIGITS:
-        raise _out_of_bounds(shown, f"it has {digits} significant digits", text)
+        raise _out_of_bounds(
+            _shown_number(number, text), f"it has {digits} significant digits", text
+        )
     if number and number.adjusted() > MAX_NUMBER_EXPONENT:
-        raise _out_of_bounds(shown, f"its first digit stands for 10^{number.adjusted()}", text)
-    exponent = int(number.as_tuple().exponent)
+        why = f"its first digit stands for 10^{number.adjusted()}"
+        raise _out_of_bounds(_shown_number(number, text), why, text)
+    exponent = int(parts.exponent)
     if exponent < -MAX_NUMBER_EXPONENT:
-        raise _out_of_bounds(shown, f"its last digit stands for 10^{exponent}", text)
+        why = f"its last digit stands for 10^{exponent}"
+        raise _out_of_bounds(_shown_number(number, text), why, text)
+
+
+def _shown_number(number: Decimal | int, text: str | None) -> str:
+    return quoted(text) if text is not None else render_value(number)
 
 
 def bounded_number(text: str) -> Decimal:

@@ -57,13 +57,16 @@ class PenaltyStage(StrEnum):
     @property
     def order(self) -> int:
         """Position on the main line, 0 (lead registered) to 5 (archived)."""
-        return list(PenaltyStage).index(self)
+        # Read from a table made once: every record's stage rule asks, and listing the enum
+        # each time cost a third of the penalty case's cross-field rules.
+        return STAGE_ORDER[self]
 
     def can_move_to(self, target: PenaltyStage) -> bool:
         """Whether a case in this stage may move to ``target`` (staying put is no move)."""
         return target in NEXT_STAGES[self]
 
 
+STAGE_ORDER: dict[PenaltyStage, int] = {stage: index for index, stage in enumerate(PenaltyStage)}
 STAGE_ZH: dict[PenaltyStage, str] = {
     PenaltyStage.LEAD_REGISTERED: "案源登记",
     PenaltyStage.INVESTIGATION: "调查取证",
