@@ -26,6 +26,7 @@ from centre.ledger import Ledger, departments_by_system
 from centre.penalties import PenaltyLimits, StoredCaseStages
 from centre.workdays import WorkingCalendar
 from mappings import SYSTEMS_ROOT
+from reference.stored import StoreLists
 from store import Store, store_url
 from systems import SystemConfig
 
@@ -277,6 +278,17 @@ class HubSettings(BaseSettings):
             "centre; each notice is sent once, whichever worker sends it. 0: none are sent."
         ),
     )
+    reference_refresh_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description=(
+            "Seconds a process answers the reference lists' lookups (catalogue items, "
+            "certificates, supervised objects) from its own cache before it looks for the "
+            "changes other hosts wrote (one query of three version numbers): the bound on how "
+            "stale its checks may be. 0: look before every lookup."
+        ),
+    )
     shutdown_timeout_s: float = Field(
         default=20.0,
         gt=0,
@@ -364,6 +376,11 @@ class HubSettings(BaseSettings):
             departments=departments_by_system(systems),
             clock=clock,
         )
+
+    def reference_lists(self, store: Store) -> StoreLists:
+        """The reference lists in `store` (`reference.stored`), refreshed every
+        `reference_refresh_s`: one per process, shared by its threads."""
+        return StoreLists(store, refresh_s=self.reference_refresh_s)
 
     def case_stages(self, store: Store, systems: Sequence[SystemConfig]) -> StoredCaseStages:
         """Each penalty case's last stage (`centre.penalties`), in `store`: a record moving
