@@ -1,7 +1,8 @@
 """The reference lists fed through the bus (embedded and RabbitMQ) by the worker: the national
 catalogue's changes, accepted by the real ingress as national's poller hands them over, reach
 the store's lists; newer wins, a late change is counted, a delete removes; a record of another
-dataset is dead-lettered saying why; a delivery is acknowledged once its row is committed."""
+dataset is dead-lettered saying why; a delivery is acknowledged once its row is committed. And a
+catalogue pulled over HTTP by national's rest_poller from its simulated gateway."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from worker_harness import EVENTS, Hub, folders, open_hub
 
 from adapters.ingress import Ingress
+from hub.simulators.server import LoopbackServer, free_port
+from hub.simulators.sources import SimulatedSource
 from hub.systems import load_systems
 from mappings import SYSTEMS_ROOT
 from reference.stored import StoreLists
@@ -111,3 +114,53 @@ def test_a_record_of_another_dataset_is_dead_lettered_saying_why(hub: Hub) -> No
 
 def _late_ignored(lists: StoreLists) -> int:
     return next(s.late_ignored for s in lists.status() if s.name == "catalogue")
+
+
+def test_a_catalogue_pulled_through_nationals_poller_reaches_the_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JGHUB_TEST_GATEWAY_KEY", "gateway-key")
+    port = free_port()
+    config = systems(["supervision_item.#"])
+    config["systems"][0]["inbound"] = [
+        {
+            "adapter": "rest_poller",
+            "message_type": "catalogue_update",
+            "options": {
+                "url": f"http://127.0.0.1:{port}/jgsx/api/v1/catalogue/changes",
+                "since_param": "updatedSince",
+                "time_format": "yyyyMMddHHmmss",
+                "record_time_format": "yyyy-MM-dd HH:mm:ss",
+                "page_param": "pageNo",
+                "page_size_param": "pageSize",
+                "page_size": 2,
+                "records_path": "data",
+                "total_path": "total",
+                "record_time_path": "update_time",
+                "record_id_path": "supervise_item_implement_code",
+                "answer_check": {"path": "code", "success": ["0"], "message_path": "message"},
+                "api_key_env": "JGHUB_TEST_GATEWAY_KEY",
+                "api_key_header": "X-Gateway-Token",
+                "interval_s": 0.2,
+                "initial_since": "2020-01-01T00:00:00+08:00",
+            },
+        }
+    ]
+    codes = ["33000000302015", "33000000302031", "33000000401003", "33000000401017"]
+    items = [{"catalogue_code": code, "name": f"事项 {code}", "status": "1"} for code in codes]
+    items[-1]["status"] = "3"
+    with open_hub("embedded", tmp_path) as hub:
+        loaded = hub.configure(config)
+        source = SimulatedSource(
+            loaded.system("national"),
+            folders()["national"],
+            records=0,
+            fixed={"catalogue_update": items},
+        )
+        with LoopbackServer(source.app, host=source.host, port=source.port):
+            hub.start_worker(pollers=True)
+            lists = StoreLists(hub.settings.store(), refresh_s=0)
+            hub.wait(lambda: all(lists.catalogue_item(code) for code in codes), timeout=60)
+    repealed = lists.catalogue_item(codes[-1])
+    assert repealed is not None and repealed.status == "3"
+    assert source.counts()["served"] == 4
