@@ -236,6 +236,9 @@ class StoreLists:
         bound on how stale a host's answer may be. 0: look before every lookup.
       capacity: keys cached per list.
       clock: the monotonic clock the refresh is timed by (tests pass their own).
+
+    A lookup the cache cannot answer, and a due refresh, read the store: StoreUnavailable when
+    it does not answer (the caller decides whether a record waits or goes "not checked").
     """
 
     def __init__(
