@@ -4,6 +4,8 @@ interval, not before it is due (a clock the test turns)."""
 
 from __future__ import annotations
 
+import random
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import pytest
@@ -139,3 +141,22 @@ def test_the_cache_keeps_at_most_its_capacity(store: Store) -> None:
     for number in range(5):
         lists.officer(f"浙A{number:010d}")
     assert len(lists._caches["officers"].entries) == 2
+
+
+def test_two_writers_at_once_leave_the_newest_change(store: Store) -> None:
+    # Two workers feeding the same certificate, their changes arriving in no particular order.
+    times = [f"2026-03-01T09:{minute:02d}:00+08:00" for minute in range(30)]
+    random.Random(17).shuffle(times)
+    changes = [
+        change("enforcement_officer", at, status=str(n % 3 + 1)) for n, at in enumerate(times)
+    ]
+    newest = max(changes, key=lambda envelope: envelope.time)
+    writers = [StoreLists(store, refresh_s=0), StoreLists(store, refresh_s=0)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(lambda n: writers[n % 2].apply(changes[n]), range(len(changes))))
+    officer = writers[0].officer(CERTIFICATE)
+    assert officer is not None and officer.status == newest.data["status"]
+    assert officer.updated_time == newest.time
+    (officers,) = [s for s in writers[0].status() if s.name == "officers"]
+    assert officers.late_ignored == outcomes.count("late") > 0
+    assert officers.version == outcomes.count("applied")
