@@ -139,8 +139,8 @@ def show(
         typer.echo(json.dumps(document, ensure_ascii=False, indent=2))
         return
     state = "deleted" if found.deleted else "held"
-    heading = Text.assemble((f"{name.value} ", "bold"), literal(key))
-    console().print(heading, f": {state}, changed {document['updated_time']}")
+    changed = f": {state}, changed {document['updated_time']}"
+    console().print(Text.assemble((f"{name.value} ", "bold"), literal(key), changed))
     if found.record is not None:
         table = Table(show_header=False)
         for field_name, value in found.record.items():
