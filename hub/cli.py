@@ -19,6 +19,7 @@ from hub.commands import mappings as mappings_commands
 from hub.commands import operators as operators_commands
 from hub.commands import quality as quality_command
 from hub.commands import quarantine as quarantine_commands
+from hub.commands import reference as reference_commands
 from hub.commands import rules as rules_command
 from hub.commands import search as search_command
 from hub.commands import serve as serve_command
@@ -108,6 +109,7 @@ app.add_typer(quarantine_commands.app, name="quarantine")
 app.add_typer(operators_commands.app, name="operators")
 app.add_typer(db_commands.app, name="db")
 app.add_typer(centre_commands.app, name="centre")
+app.add_typer(reference_commands.app, name="reference")
 app.command("quality")(quality_command.quality)
 app.command("rules")(rules_command.rules)
 

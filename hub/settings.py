@@ -26,8 +26,8 @@ from centre.ledger import Ledger, departments_by_system
 from centre.penalties import PenaltyLimits, StoredCaseStages
 from centre.workdays import WorkingCalendar
 from mappings import SYSTEMS_ROOT
-from reference.lists import InMemoryLists, ReferenceLists
 from reference.rulebook import CrossChecks, Rulebook
+from reference.stored import StoreLists
 from store import Store, store_url
 from systems import SystemConfig
 
@@ -287,6 +287,17 @@ class HubSettings(BaseSettings):
             "centre; each notice is sent once, whichever worker sends it. 0: none are sent."
         ),
     )
+    reference_refresh_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description=(
+            "Seconds a process answers the reference lists' lookups (catalogue items, "
+            "certificates, supervised objects) from its own cache before it looks for the "
+            "changes other hosts wrote (one query of three version numbers): the bound on how "
+            "stale its checks may be. 0: look before every lookup."
+        ),
+    )
     shutdown_timeout_s: float = Field(
         default=20.0,
         gt=0,
@@ -380,12 +391,11 @@ class HubSettings(BaseSettings):
             clock=clock,
         )
 
-    def reference_lists(self, store: Store) -> ReferenceLists:
-        """The reference lists the cross-checks read. Empty in-memory lists until the store
-        keeps them: every rule needing a list then says "not checked". The one seam for the
-        store-backed lists (`reference.lists`), shared by `serve` and the pollers."""
-        del store  # the store-backed lists will read it
-        return InMemoryLists()
+    def reference_lists(self, store: Store) -> StoreLists:
+        """The reference lists in `store` (`reference.stored`), refreshed every
+        `reference_refresh_s`: one per process, shared by its threads; the cross-checks read
+        them."""
+        return StoreLists(store, refresh_s=self.reference_refresh_s)
 
     def rulebook(self) -> Rulebook:
         """The cross-checks' dispositions in `rules_file` (RulesFileError: the file, the line

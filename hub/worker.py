@@ -13,6 +13,8 @@ The worker only runs things; what happens to a message is elsewhere:
   the consumer's connection; beside it a thread scans the ledger every `centre_scan_s` seconds
   for due-soon reminders and overdue escalations (`centre.notices.NoticeScanner`), published
   through the same connection;
+- the reference lists' feed (a system with a `reference` section) consumes its queue the same
+  way, through `reference.feed.ReferenceFeed`, writing each change into the store's lists;
 - pollers (inbound channels whose adapter is a poller) run one thread each, handing what they
   pull to the one inbound path, `Ingress.accept`.
 
@@ -51,6 +53,7 @@ from monitor.journal import Journal
 from monitor.metrics import start_at_zero
 from monitor.observer import Observer
 from monitor.settings import MonitorSettings
+from reference.feed import ReferenceFeed
 from store import Store
 from systems import AdapterKind, SystemConfig
 
@@ -66,7 +69,7 @@ class WorkerError(Exception):
 
 
 class QueueConsumer(Protocol):
-    """What consumes one target's queue: an egress, or the centre."""
+    """What consumes one target's queue: an egress, the centre, or the reference lists' feed."""
 
     @property
     def name(self) -> str:
@@ -103,7 +106,8 @@ class Worker:
       settings: where the bus, data folder, systems file and mappings are.
       systems: the systems configuration; default: loaded from `settings.systems_file`.
       targets: consume only these systems' queues (ids; the old names with '_' for '-' find
-        them too); default: every system with routes (an outbound or a collaboration section).
+        them too); default: every system with routes (an outbound, a collaboration or a
+        reference section).
       pollers: run the configured pollers (default True).
       mapping_folders: the compiled mapping folders by folder name (`mappings.load_all()`);
         default: loaded from `settings.mappings_root` (pass them to share one compilation).
@@ -153,7 +157,7 @@ class Worker:
         )
         self.selected: list[SystemConfig] = self._select(self.targets)
         self.poller_channels = self._poller_channels() if self.pollers else []
-        breakers = [s.id for s in self.selected if s.collaboration is None]
+        breakers = [s.id for s in self.selected if s.outbound is not None]
         start_at_zero(
             self.systems.known_series(self.mappings, breakers=breakers, rulebook=self.rulebook)
         )
@@ -188,7 +192,10 @@ class Worker:
         return found
 
     def build_target(self, system: SystemConfig, stop: threading.Event) -> QueueConsumer:
-        """What consumes `system`'s queue: the centre, or its egress (sender, breaker, retries)."""
+        """What consumes `system`'s queue: the centre, the reference lists' feed, or its egress
+        (sender, breaker, retries)."""
+        if system.reference is not None:
+            return ReferenceFeed(system, self.settings.reference_lists(self.store))
         if system.collaboration is not None:
             # Connected to the consumer's broker when it consumes (attach).
             publisher = Ingress(

@@ -488,6 +488,27 @@ class CollaborationConfig(BaseModel):
         return table
 
 
+REFERENCE_DATASETS = ("supervision_item", "enforcement_officer", "supervised_object")
+"""The datasets the reference lists are fed from (`reference.lists.LIST_DATASETS`)."""
+
+
+class ReferenceConfig(BaseModel):
+    """The reference lists' feed: the system whose queue the worker takes into the store's
+    catalogue, officer and object lists (`reference.stored`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description=(
+            "Changes of its queue a worker writes at once (at most the queue's prefetch); each "
+            "is one short durable transaction, and writers of one list wait for each other."
+        ),
+    )
+
+
 class SystemConfig(BaseModel):
     """One connected external system: who it is, how it authenticates, its channels, its routes."""
 
@@ -534,13 +555,21 @@ class SystemConfig(BaseModel):
             "on its tasks) and publishes the tasks and results it derives. Instead of outbound."
         ),
     )
+    reference: ReferenceConfig | None = Field(
+        default=None,
+        description=(
+            "Makes this internal system (auth scheme internal) the feed of the reference lists: "
+            "the worker writes the catalogue items, enforcement officers and supervised objects "
+            "its routes select into the store. Instead of outbound."
+        ),
+    )
     routes: list[str] = Field(
         default_factory=list,
         description=(
             "AMQP topic patterns over routing keys 'dataset.region.source', or "
             "'dataset.region.source.addressee' for a record addressed to one system, selecting "
             "what the system receives (e.g. 'collaboration_task.*.*.market-penalty', "
-            "'penalty_case.#', '*.330100.*'). Needs `outbound` (or `collaboration`)."
+            "'penalty_case.#', '*.330100.*'). Needs `outbound` (or `collaboration`, `reference`)."
         ),
     )
     retry: RetryPolicy = Field(
@@ -576,7 +605,8 @@ class SystemConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> SystemConfig:
-        receives = self.outbound is not None or self.collaboration is not None
+        consumers = (self.outbound, self.collaboration, self.reference)
+        receives = any(section is not None for section in consumers)
         if self.routes and not receives:
             raise ValueError("routes need an outbound section saying how messages are delivered")
         if receives and not self.routes:
@@ -594,6 +624,24 @@ class SystemConfig(BaseModel):
                 raise ValueError(
                     "the collaboration centre needs `departments` (its own first): it is the "
                     "dispatcher of its tasks, and their feedback comes back addressed to it"
+                )
+        if self.reference is not None:
+            if self.auth.scheme != "internal":
+                raise ValueError(
+                    "the reference lists' feed runs inside the hub: auth scheme internal"
+                )
+            if self.outbound is not None or self.collaboration is not None:
+                raise ValueError(
+                    "the reference lists' feed writes what it reads into the store: no outbound "
+                    "or collaboration section"
+                )
+            others = sorted(
+                {route.split(".")[0] for route in self.routes} - {"*", "#", *REFERENCE_DATASETS}
+            )
+            if others:
+                raise ValueError(
+                    f"the reference lists are fed from {', '.join(REFERENCE_DATASETS)}; routes "
+                    f"select {', '.join(others)}, which they do not take"
                 )
         if self.auth.scheme == "internal":
             if self.inbound:

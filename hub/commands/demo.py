@@ -228,6 +228,10 @@ def _print_next(console: Console, report: DemoReport) -> None:
     )
     console.print(f"  • The run's files: {escape(str(report.data_dir))}")
     console.print(
+        "  • The reference lists it fed (catalogue, officers, objects): "
+        f"JGHUB_DATA_DIR={escape(str(report.data_dir))} jghub reference status"
+    )
+    console.print(
         "  • Run the hub for real: jghub serve and jghub worker (config/systems.yaml; "
         "JGHUB_AMQP_URL for RabbitMQ); OpenAPI at /docs, metrics at /metrics, SOAP WSDLs at "
         "/systems/<id>/soap?wsdl."

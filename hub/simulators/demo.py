@@ -7,7 +7,11 @@
 2. The simulated receivers listen (the national system flaky: a share of 5xx, of refusals and
    of answers held past the sender's timeout); the hub serves on a loopback port and the worker
    delivers, both on the embedded bus in a new data folder (or on RabbitMQ with `amqp_url`).
-3. Every system pushes batches grown from its samples through its own protocol, with spoiled
+3. The reference lists are fed first: the national catalogue's and the provincial platform's
+   simulators serve the catalogue items and certificates the traffic names, a few of them wrong
+   on purpose (`hub.simulators.roster`), and the run waits until the store holds them, so the
+   checks judge the traffic against full lists. Then every system pushes batches grown from its
+   samples through its own protocol, with spoiled
    records, its hostile samples (entity bombs, external entities, broken documents, wrong
    encodings) and one body over the size limit; systems with an outbox pull it.
 4. The departments answer what they received (`hub.simulators.departments`), each as its
@@ -58,6 +62,7 @@ from hub.simulators.departments import (
     Departments,
 )
 from hub.simulators.landscape import Landscape, build_landscape
+from hub.simulators.roster import Roster, demo_roster
 from hub.simulators.server import LoopbackServer, free_port
 from hub.simulators.soap_source import CaseQuerySource
 from hub.simulators.sources import SimulatedSource
@@ -67,6 +72,7 @@ from mappings import SYSTEMS_ROOT, SystemMappings, load_all
 from monitor.metrics import sample_total
 from monitor.quarantine import State
 from monitor.settings import MonitorSettings
+from reference.lists import ListName
 from systems import ChannelConfig, SystemConfig
 
 DEMO_BODY_LIMIT = 2 * 1024 * 1024
@@ -400,15 +406,28 @@ def running_landscape(
             stack.enter_context(server)
             targets[system.id] = target
         sources: dict[str, SimulatedSource | CaseQuerySource] = {}
+        roster = demo_roster(mappings)
+        listed = {
+            "supervision_item": roster.catalogue_records(),
+            "enforcement_officer": roster.officer_records(),
+        }
         for system in landscape.systems.systems:
             if any(channel.adapter == "rest_poller" for channel in system.inbound):
+                folder = mappings[system.mapping_id]
+                fixed = {
+                    channel.message_type: listed[dataset]
+                    for channel in system.inbound
+                    if (dataset := folder.inbound_mapping(channel.message_type).dataset.name)
+                    in listed
+                }
                 source = SimulatedSource(
                     system,
-                    mappings[system.mapping_id],
+                    folder,
                     records=per_channel,
                     invalid_share=options.invalid_share,
                     seed=options.seed,
                     silent=ANSWER_TYPES,
+                    fixed=fixed,
                 )
                 stack.enter_context(
                     LoopbackServer(
@@ -434,6 +453,8 @@ def running_landscape(
             thread.join(timeout=30)
 
         stack.callback(stop_worker)
+        if any(system.reference is not None for system in landscape.systems.systems):
+            _wait_for_lists(settings, roster, options.settle_timeout_s)
         pullers: dict[str, OutboxPuller] = {}
         for system in landscape.systems.systems:
             if system.outbound is not None and system.outbound.adapter == "outbox":
@@ -451,6 +472,23 @@ def running_landscape(
 
 
 Scheduled = tuple[SystemClient, ChannelConfig, TrafficPayload]
+
+
+def _wait_for_lists(settings: HubSettings, roster: Roster, timeout_s: float) -> None:
+    """Wait until the store's lists hold the roster's catalogue and certificates (the worker's
+    pollers read them from the simulators); give up after `timeout_s`, the checks then judging
+    part of the traffic as 'not checked'."""
+    lists = settings.reference_lists(settings.store())
+    wanted: dict[ListName, int] = {
+        "catalogue": len(roster.catalogue),
+        "officers": len(roster.officers),
+    }
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = {status.name: status.rows for status in lists.status()}
+        if all(rows.get(name, 0) >= count for name, count in wanted.items()):
+            return
+        time.sleep(0.1)
 
 
 def _routable(

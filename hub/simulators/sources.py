@@ -7,7 +7,10 @@ parameters, pages shaped like the system's sample page (records at `records_path
 exchanging client credentials for a token, and error answers (HTTP 200 with an error code) when
 the token is wrong. Records are grown from the samples (`hub.simulators.traffic`), each given
 its own change time a second apart, so paging by change time is exercised; every record is
-judged once by the system's mapping, so the source knows how many the hub must accept.
+judged once by the system's mapping, so the source knows how many the hub must accept. A list a
+system keeps rather than grows (the demo's catalogue and certificates, `hub.simulators.roster`)
+is served as given instead (`fixed`): each record written from its canonical values into a
+template record of the folder, keeping its own id.
 
 `served` tracks which records a poller has fetched; `add(n)` adds newer records while it runs.
 `reads` logs every page asked for: by whom (the API key it came with; `api_keys` lets several
@@ -23,7 +26,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -95,6 +98,9 @@ class SimulatedSource:
         the one in that environment variable.
       silent: message types it grows no records for: their pages stay empty (a department's
         feedback, which it gives only on what it received).
+      fixed: message type → the records it serves, as canonical values (field → value), in
+        place of grown ones; each is written on a copy of the first template record like it
+        (same status), keeps its own id, and is served once.
     """
 
     def __init__(
@@ -107,9 +113,11 @@ class SimulatedSource:
         seed: int = 0,
         api_keys: Collection[str] | None = None,
         silent: Collection[str] = (),
+        fixed: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     ) -> None:
         self.system = system
-        self.silent = frozenset(silent)
+        self.fixed = dict(fixed or {})
+        self.silent = frozenset(silent) | frozenset(self.fixed)
         self.api_keys = None if api_keys is None else frozenset(api_keys)
         self.reads: list[SourceRead] = []
         self.mappings = mappings
@@ -149,6 +157,8 @@ class SimulatedSource:
                 "one simulated source serves one address"
             )
         self.host, self.port = addresses.pop()
+        for message_type, wanted in self.fixed.items():
+            self._serve_fixed(self.feeds[message_type], wanted)
         self.add(records)
 
     # ------------------------------------------------------------------ records
@@ -160,22 +170,31 @@ class SimulatedSource:
             if feed.channel.message_type in self.silent:
                 continue
             payload = feed.traffic.batch(count, invalid_share=self.invalid_share)
-            document = json.loads(payload.body)
-            found = value_at(document, feed.options.records_path) or []
-            with self._lock:
-                for item in found:
-                    self._clock += timedelta(seconds=1)
-                    _put_path(
-                        item, feed.options.record_time_path, feed.record_time.format(self._clock)
-                    )
-                    # The source's own row id: unique and increasing, as a database's would be.
+            # A record whose id is its key (the national catalogue's code) keeps the varied key.
+            renumber = feed.options.record_id_path != feed.traffic.key_path
+            self._take(feed, _records_of(feed, payload.body), renumber=renumber)
+
+    def _serve_fixed(self, feed: _Feed, wanted: Sequence[Mapping[str, Any]]) -> None:
+        for values in wanted:
+            like = [{"status": values["status"]}] if "status" in values else [{}]
+            payload = feed.traffic.record(values, like=[*like, {}])
+            self._take(feed, _records_of(feed, payload.body), renumber=False)
+
+    def _take(self, feed: _Feed, found: list[Any], *, renumber: bool) -> None:
+        """Serve `found` (raw records), each changed a second after the last record so far;
+        `renumber`: given the source's next row id, as a database would."""
+        with self._lock:
+            for item in found:
+                self._clock += timedelta(seconds=1)
+                _put_path(item, feed.options.record_time_path, feed.record_time.format(self._clock))
+                record_id: Any = jmespath.search(feed.options.record_id_path, item)
+                if renumber:
                     self._serial += 1
-                    raw_id = jmespath.search(feed.options.record_id_path, item)
-                    record_id: Any = self._serial if isinstance(raw_id, int) else str(self._serial)
+                    record_id = self._serial if isinstance(record_id, int) else str(self._serial)
                     _put_path(item, feed.options.record_id_path, record_id)
-                    feed.records.append(
-                        _Record(self._clock, str(record_id), item, self._judge(feed, item))
-                    )
+                feed.records.append(
+                    _Record(self._clock, str(record_id), item, self._judge(feed, item))
+                )
 
     def _judge(self, feed: _Feed, item: Any) -> bool:
         page = copy.deepcopy(feed.template)
@@ -289,6 +308,12 @@ class SimulatedSource:
 
         if not any(getattr(r, "path", None) == path for r in self.app.routes):
             self.app.add_api_route(path, issue, methods=["POST"], include_in_schema=False)
+
+
+def _records_of(feed: _Feed, body: bytes) -> list[Any]:
+    """The raw records of a payload the feed's traffic generated."""
+    found = value_at(json.loads(body), feed.options.records_path)
+    return found if isinstance(found, list) else []
 
 
 def _numeric(value: str) -> tuple[int, int | str]:

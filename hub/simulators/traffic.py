@@ -169,6 +169,11 @@ class SystemTraffic:
         self._answers = 0
         self._examples: list[tuple[_Template, int, Mapping[str, Any]]] | None = None
 
+    @property
+    def key_path(self) -> str | None:
+        """Where a record carries its key (None: not at a simple path); varied in every clone."""
+        return self._key_path
+
     # ------------------------------------------------------------------ payloads
 
     def batch(self, size: int, *, invalid_share: float = 0.0) -> TrafficPayload:

@@ -21,8 +21,10 @@ from hub.simulators.clients import PUSH_ADAPTERS
 from hub.simulators.demo import DemoOptions, DemoReport, run_demo
 from hub.simulators.departments import KINDS, DepartmentBehaviour
 from hub.simulators.landscape import build_landscape
+from hub.simulators.roster import demo_roster
 from mappings import load_all
 from monitor.metrics import sample_total
+from reference.stored import StoreLists
 
 
 def _assert_books_balance(report: DemoReport) -> None:
@@ -40,6 +42,12 @@ def _assert_books_balance(report: DemoReport) -> None:
     assert report.books["eco-env-penalty"].pulled == report.books["eco-env-penalty"].delivered
     assert report.books["emergency-penalty"].accepted > 0  # read by the pollers
     assert report.books["city-culture-enforcement"].accepted > 0  # read by the SOAP poller
+    # The reference lists were fed from their two sources through the worker's feed.
+    fed = (
+        report.books["national-catalogue"].accepted
+        + report.books["provincial-supervision"].accepted
+    )
+    assert fed > 0 and report.books["reference-lists"].delivered == fed
 
 
 @pytest.mark.slow
@@ -54,6 +62,16 @@ def test_demo_on_the_embedded_bus_balances_its_books(tmp_path: Path) -> None:
     _assert_books_balance(report)
     assert report.bus_url.startswith("sqlite:")
     assert (tmp_path / "demo" / "bus.sqlite3").is_file()
+    # The lists hold what the traffic names, wrong on purpose in a few places.
+    lists = StoreLists(embedded_store(tmp_path / "demo"), refresh_s=0)
+    roster = demo_roster(load_all())
+    rows = {status.name: status.rows for status in lists.status()}
+    assert rows["catalogue"] == len(roster.catalogue) and rows["officers"] == len(roster.officers)
+    assert rows["objects"] > 0
+    (unlisted,) = roster.unlisted
+    assert lists.catalogue_item(unlisted) is None
+    statuses = {lists.officer(number).status for number in roster.officers}  # type: ignore[union-attr]
+    assert statuses == {"1", "3"}
 
 
 def _expected_score(kind: str, answer: str, overdue: bool) -> tuple[int, ...]:

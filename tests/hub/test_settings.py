@@ -245,6 +245,26 @@ def test_an_internal_system_has_no_inbound_channel_and_renders_nothing(tmp_path:
     assert "render complaint as cloudevent" in found
 
 
+def test_the_reference_feed_is_internal_takes_only_the_lists_datasets_and_one_consumer(
+    tmp_path: Path,
+) -> None:
+    head = "systems:\n  - id: reference-lists\n    name_zh: 监管基础名录\n    reference: {}\n"
+    internal = "    auth: {scheme: internal}\n"
+    (found,) = problems(tmp_path, head + internal + "    routes: ['complaint.#']\n")
+    assert "fed from supervision_item, enforcement_officer, supervised_object" in found
+    assert "routes select complaint" in found and ":2:" in found
+    keyed = "    auth: {scheme: api_key, key_env: K}\n    routes: ['supervision_item.#']\n"
+    (found,) = problems(tmp_path, head + keyed)
+    assert "the reference lists' feed runs inside the hub: auth scheme internal" in found
+    both = "    outbound: {adapter: outbox, render: {supervision_item: cloudevent}}\n"
+    (found,) = problems(tmp_path, head + internal + both + "    routes: ['supervision_item.#']\n")
+    assert "no outbound or collaboration section" in found
+    # The legitimate twin loads.
+    path = tmp_path / "systems.yaml"
+    path.write_text(head + internal + "    routes: ['supervision_item.#']\n", encoding="utf-8")
+    assert load_systems(path).system("reference-lists").reference is not None
+
+
 def test_a_scenario_table_naming_a_system_without_departments_is_refused_with_its_line(
     tmp_path: Path,
 ) -> None:

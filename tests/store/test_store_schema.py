@@ -22,6 +22,7 @@ import centre.notices
 import centre.penalties  # noqa: F401
 import monitor.journal
 import monitor.quarantine  # noqa: F401
+import reference.stored  # noqa: F401
 from store import METADATA, SchemaBehind, Store, StoreError, schema, store_url
 
 DECLARED = {"used_signature", "accepted_change", "warning_addressee", "centre_complaint"}
@@ -29,6 +30,7 @@ DECLARED |= {"journal_entry", "journal_chain", "journal_key"}
 DECLARED |= {"outbox", "poller_lease"}
 DECLARED |= {"centre_item", "centre_event", "centre_notice"}
 DECLARED |= {"quarantine_entry"}
+DECLARED |= {"reference_catalogue", "reference_officer", "reference_object", "reference_list"}
 
 
 def test_the_migrations_build_the_tables_the_rooms_declare(store: Store) -> None:
