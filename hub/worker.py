@@ -54,6 +54,7 @@ from monitor.metrics import start_at_zero
 from monitor.observer import Observer
 from monitor.settings import MonitorSettings
 from reference.feed import ReferenceFeed
+from reference.rulebook import CrossChecks
 from store import Store
 from systems import AdapterKind, SystemConfig
 
@@ -144,7 +145,9 @@ class Worker:
         self.store: Store = self.settings.store()
         self.case_stages = self.settings.case_stages(self.store, self.systems.systems)
         self.rulebook = self.settings.rulebook()  # a wrong rules file stops the worker here
-        self.checks = self.settings.cross_checks(self.store, self.rulebook)
+        # One copy of the lists per process: what the feed writes, the checks see at once.
+        self.lists = self.settings.reference_lists(self.store)
+        self.checks = CrossChecks(self.rulebook, self.lists)
         monitoring = MonitorSettings()
         # The pollers' rejected pages are kept in the store's quarantine, bounded like pushes.
         self.quarantine = monitoring.quarantine(self.store)
@@ -195,7 +198,7 @@ class Worker:
         """What consumes `system`'s queue: the centre, the reference lists' feed, or its egress
         (sender, breaker, retries)."""
         if system.reference is not None:
-            return ReferenceFeed(system, self.settings.reference_lists(self.store))
+            return ReferenceFeed(system, self.lists)
         if system.collaboration is not None:
             # Connected to the consumer's broker when it consumes (attach).
             publisher = Ingress(
