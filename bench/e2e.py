@@ -801,7 +801,7 @@ def backfill_document(
                 "auth": {"scheme": "api_key", "key_env": key_env(feed.system)},
                 "inbound": [
                     {
-                        "adapter": f"{feed.syntax.replace('json', 'rest')}_push",
+                        "adapter": "xml_push" if feed.syntax == "xml" else "rest_push",
                         "message_type": feed.message_type,
                         "options": options,
                     }
