@@ -865,7 +865,7 @@ def backfill(
 ) -> dict[str, Any]:
     """Run one backfill (`_backfill_main`'s job), its progress on stderr every 2 s; its figures:
     records accepted and arrived, seconds pushing (first push → last answer), draining (last
-    answer → last arrival) and in all, records/s end to end."""
+    answer → last arrival) and in all, records/s into ingress and end to end."""
     context = multiprocessing.get_context("fork")
     accepted = context.Value("q", 0)
     out = folder / f"backfill-{label}.json"
@@ -907,6 +907,7 @@ def backfill(
         "refused": sum(1 for stamp in stamps if stamp[5] != 200),
         "arrived": arrived,
         "push_s": last_answer - first_push,
+        "ingress_records_per_s": accepted.value / (last_answer - first_push),
         "drain_s": drained - last_answer,
         "total_s": drained - first_push,
         "records_per_s": arrived / (drained - first_push),
