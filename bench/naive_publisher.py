@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from adapters.routing import routing_key  # noqa: E402
 from mappings import SYSTEMS_ROOT, SystemMappings, load_system  # noqa: E402
+from standard.envelope import Envelope  # noqa: E402
 
 URL = os.environ.get("JGHUB_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 EXCHANGE = os.environ.get("JGHUB_BENCH_NAIVE_EXCHANGE", "naive.canonical")
@@ -72,8 +74,19 @@ async def push(system_id: str, message_type: str, request: Request) -> Response:
 
 def _publish(system_id: str, message_type: str, body: bytes) -> tuple[int, int]:
     translation = _system(system_id).translate(message_type, body)
+    try:
+        _publish_each(translation.envelopes, system_id)
+    except pika.exceptions.AMQPConnectionError:
+        # A BlockingConnection answers the broker's heartbeats only while it is used, so the
+        # broker drops one a pool thread left idle: publish again on a new one.
+        _local.channel = None
+        _publish_each(translation.envelopes, system_id)
+    return len(translation.envelopes), len(translation.errors)
+
+
+def _publish_each(envelopes: Sequence[Envelope], system_id: str) -> None:
     channel = _channel()
-    for envelope in translation.envelopes:
+    for envelope in envelopes:
         properties, data = envelope.to_amqp()
         channel.basic_publish(
             EXCHANGE,
@@ -87,7 +100,6 @@ def _publish(system_id: str, message_type: str, body: bytes) -> tuple[int, int]:
             ),
             mandatory=True,
         )
-    return len(translation.envelopes), len(translation.errors)
 
 
 @app.get("/ready")
