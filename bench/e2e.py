@@ -1170,8 +1170,6 @@ def main(argv: list[str] | None = None) -> int:
         "workers": options.workers,
         "duration_s": duration,
         "store": "postgresql" if options.database_url else "sqlite",
-        "backfill_records": options.backfill,
-        "backfill_batching": BACKFILL_BATCH if batching else None,
         "load_average": os.getloadavg()[0],
     }
     if options.compare_stores:
@@ -1179,6 +1177,8 @@ def main(argv: list[str] | None = None) -> int:
         compare_stores(options, figures)
         print(rounded(figures))
         return 0
+    figures["backfill_records"] = options.backfill
+    figures["backfill_batching"] = BACKFILL_BATCH if batching else None
 
     if not options.no_mapping_bench:
         figures["engine_vs_bare"] = engine_vs_bare()
