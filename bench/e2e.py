@@ -1,29 +1,47 @@
 """End to end on the local RabbitMQ: push over HTTP → translate → bus → worker → HTTP sink.
 
-    python bench/e2e.py [--duration 60] [--concurrency 4] [--workers 1] [--soak]
+    python bench/e2e.py [--backfill 5000] [--duration 20] [--concurrency 4] [--workers 1]
+                        [--batching auto|on|off] [--soak] [--no-mapping-bench]
                         [--database-url postgresql://...] [--compare-stores]
 
-Every figure is measured in the same run, on the same machine and broker:
-- raw reference: `bench/bus.py`'s raw pika functions (pipelined publisher confirms into a
-  quorum queue, then consume-and-ack of the same messages), msgs/s;
-- naive reference: `bench/naive_publisher.py` (FastAPI, one pika BlockingConnection per thread,
-  each request published and its confirm awaited) under uvicorn, driven by the same client as
-  the hub, req/s;
-- the hub: `jghub serve` and `jghub worker` as real processes; department XML batches of
-  --batch records (eco-env-penalty case batches, GB18030 bytes declared GB2312) pushed for
-  --duration seconds; the worker delivers each record to a local HTTP sink (its own process).
-  Reported: records/s accepted at ingress and records/s arrived at the sink (end to end, from
-  the first push to the last arrival), latency push → sink p50/p95/p99; a paced phase at half
-  the sustained rate with its own percentiles; single-record pushes, req/s;
-- ratios: hub batch records/s ÷ raw publish msgs/s (`batch_vs_raw`), hub single req/s ÷ naive
-  req/s (`single_vs_naive`); peak RSS of the serve and worker processes (/proc VmHWM);
-- --soak: the batch phase runs 10 minutes; RSS after the first minute against RSS at the end;
-- the store: the hub runs on the embedded SQLite store of its data folder, or on
-  --database-url (migrated once with `jghub db upgrade` before the processes start).
-  --compare-stores runs only the batch phase (after its warm-up), twice in the same run: on the
-  embedded store, then on a fresh PostgreSQL database (created through --postgresql-admin-url,
-  dropped after), and reports records/s end to end for both and `postgresql_vs_sqlite`
-  (target: PostgreSQL ≥ 0.8× SQLite, issue #14).
+Every figure is a ratio against a reference measured in the same run, on the same machine and
+broker (issue #18):
+- `naive`: the same work done plainly. `bench/naive_publisher.py` (FastAPI under uvicorn)
+  translates each payload with the same mappings as the hub and publishes each record with a
+  BlockingConnection confirm; `bench/naive_consumer.py` (one pika consumer) renders each record
+  for the target and POSTs it with one synchronous HTTP client. Driven by the same client as the
+  hub, delivering to the same sink.
+- `stages`: each stage alone on this machine: the mappings translating the backfill's payloads
+  in one process; raw pika publishing (pipelined confirms into a quorum queue) then consuming
+  the same messages (`bench/bus.py`'s functions), the slower of the two; the sink taking the
+  target's rendered records from the worker's number of threads.
+- the hub: `jghub serve` and `jghub worker` as real processes, delivering to a loopback HTTP
+  sink (its own process) as the national system.
+
+Phases and figures (the targets are issue #18's; the last line carries each beside its figure):
+- backfill: --backfill records from ten departments (every shipped department system with a
+  penalty-case message type: its valid sample's first record, repeated with fresh record ids and
+  case numbers, in its own format and encoding, pushed in batches of --batch to its own endpoint,
+  departments interleaved) to national, once through the naive reference and once through the
+  hub; progress on stderr, then the push time, the time to drain (last push answered → last
+  record at the sink) and records/s end to end. `backfill_vs_naive` (≥ 4) is the hub's rate over
+  the naive one; `pipeline_efficiency` (≥ 0.6) is the hub's over the slowest stage alone.
+  National's deliveries are batched (`outbound.batch`) when the systems file accepts the option
+  (--batching auto), one record per request otherwise;
+- batch: eco-env-penalty case batches of --batch records for --duration seconds (--soak: 10
+  minutes, RSS after the first minute against RSS at the end); peak RSS of serve and worker;
+- single: one-record pushes for --single-duration seconds, closed loop, the hub and the naive
+  reference (`single_vs_naive`, ≥ 1.2); then single pushes paced at half the hub's sustained
+  single rate, latency push → sink (`single_p99_ms`, ≤ 50);
+- `engine_vs_bare` (≥ 0.6): read from `bench/mapping.py --quick`, run as a subprocess (its last
+  line), when that bench reports it.
+
+The store: the hub runs on the embedded SQLite store of its data folder, or on --database-url
+(migrated once with `jghub db upgrade` before the processes start). --compare-stores runs only
+the batch phase (after its warm-up), twice in the same run: on the embedded store, then on a
+fresh PostgreSQL database (created through --postgresql-admin-url, dropped after), and reports
+records/s end to end for both and `postgresql_vs_sqlite` (target: PostgreSQL ≥ 0.8× SQLite,
+issue #14).
 
 The load generator runs in its own process (httpx, one connection per thread, --concurrency
 threads), so it does not take the hub's interpreter. The last line is one JSON object with every
@@ -37,6 +55,7 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import queue
 import re
 import socket
 import statistics
@@ -48,6 +67,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -58,22 +78,42 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import httpx  # noqa: E402
 import pika  # noqa: E402
+import yaml  # noqa: E402
+from lxml import etree  # noqa: E402
 
 import bus  # noqa: E402
 from bus.rabbitmq import RabbitOptions  # noqa: E402
 from hub.systems import parse_systems  # noqa: E402
 from mappings import SYSTEMS_ROOT, load_system  # noqa: E402
+from mappings.decoding import decode_payload  # noqa: E402
+from mappings.inbound import InboundTranslation  # noqa: E402
+from mappings.paths import compile_xpath  # noqa: E402
+from mappings.payloads import PayloadLimits, parse_xml  # noqa: E402
+from mappings.system import load_all  # noqa: E402
+from systems.schema import OutboundConfig  # noqa: E402
 
 URL = os.environ.get("JGHUB_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 SOURCE = "eco-env-penalty"
-KEY_ENV, KEY = "JGHUB_BENCH_KEY_ECO", "bench-eco-key"
+
+
+def key_env(system_id: str) -> str:
+    """The environment variable a bench system's API key is read from."""
+    return "JGHUB_BENCH_KEY_" + system_id.upper().replace("-", "_")
+
+
+def api_key(system_id: str) -> str:
+    """A bench system's API key (a key names its system, so each has its own)."""
+    return f"bench-key-{system_id}"
+
+
+KEY_ENV, KEY = key_env(SOURCE), api_key(SOURCE)
 PUSH_PATH = f"/systems/{SOURCE}/xml/case_batch"
 SOAK_S = 600
 
 
-def _load_bench_bus() -> Any:
-    """bench/bus.py as a module (its raw pika functions are the reference; reused, not copied)."""
-    spec = importlib.util.spec_from_file_location("bench_bus", _HERE / "bus.py")
+def _bench_module(name: str) -> Any:
+    """bench/<name>.py as a module (bus.py's raw pika functions are the reference, reused)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", _HERE / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -104,13 +144,190 @@ def record_id(number: int) -> str:
     return f"E2E-{number:012d}"
 
 
+# --- the backfill's payloads: ten departments' samples, replicated with fresh keys -------------
+
+_ID, _CASE = "@@RECORD-ID@@", "@@CASE-NUMBER@@"
+_START, _END = "@@RECORD-START@@", "@@RECORD-END@@"
+SHIPPED_SYSTEMS = _HERE.parent / "config" / "systems.yaml"
+
+
+def _fresh(value: str, number: int) -> str:
+    """`value` with its last run of digits replaced by `number` (at least 9 digits wide)."""
+    runs = list(re.finditer(r"\d+", value))
+    if not runs:
+        return f"{value}{number:09d}"
+    last = runs[-1]
+    return f"{value[: last.start()]}{number:0{max(9, len(last.group()))}d}{value[last.end() :]}"
+
+
+@dataclass(frozen=True)
+class DepartmentFeed:
+    """One department's valid sample as a template: its first record, repeated with fresh keys.
+
+    Each copy gets a new record id (the source's own id, which the envelope id and idempotency
+    key come from) and a new case number, so each is a new change of a new case: ingress neither
+    answers it as a repeat nor finds its case already at a later stage. The rest of the record,
+    the payload's wrapper, namespaces and encoding stay the department's own.
+    """
+
+    system: str
+    message_type: str
+    syntax: str
+    encoding: str
+    head: str
+    record: str
+    tail: str
+    record_id: str | int
+    case_number: str
+
+    @property
+    def path(self) -> str:
+        """The hub's push endpoint for the message type (xml_push or rest_push)."""
+        kind = "xml" if self.syntax == "xml" else "rest"
+        return f"/systems/{self.system}/{kind}/{self.message_type}"
+
+    def payload(self, first: int, count: int) -> bytes:
+        """A batch of `count` records numbered from `first`."""
+        records = [
+            self.record.replace(
+                _ID, str(n) if isinstance(self.record_id, int) else _fresh(self.record_id, n)
+            ).replace(_CASE, _fresh(self.case_number, n))
+            for n in range(first, first + count)
+        ]
+        separator = "\n" if self.syntax == "xml" else ","
+        return (self.head + separator.join(records) + self.tail).encode(self.encoding)
+
+
+def department_feeds() -> list[DepartmentFeed]:
+    """Every shipped department system with a penalty-case message type (national excluded)."""
+    department_systems = _bench_module("department_systems")
+    feeds = []
+    for system_id, system in load_all().items():
+        for message_type, translation in system.inbound.items():
+            if system_id == "national" or translation.dataset.name != "penalty_case":
+                continue
+            sample = department_systems._valid_sample(system_id, message_type)
+            build = _xml_feed if translation.mapping.format == "xml" else _json_feed
+            feeds.append(build(translation, sample))
+    return feeds
+
+
+def _keys(translation: InboundTranslation, sample: bytes, values: list[str]) -> tuple[str, str]:
+    """(the record id, the case number) among the first record's `values`.
+
+    The case number is the record's penalty_id; the record id is the value the envelope id
+    starts from (it may add a time, as '10231@2026-03-05 10:12:30' does).
+    """
+    envelope = translation.translate(sample).envelopes[0]
+    case_number, envelope_id = envelope.data["penalty_id"], envelope.id
+    inside = [v for v in values if v != case_number and len(v) >= 3 and v in envelope_id]
+    if case_number not in values or not inside:
+        raise SystemExit(
+            f"{translation.system.id}: its sample's record id or case number not found"
+        )
+    return min(inside, key=lambda v: (envelope_id.index(v), -len(v))), case_number
+
+
+def _xml_feed(translation: InboundTranslation, sample: bytes) -> DepartmentFeed:
+    decoded = decode_payload(sample, "xml")
+    root = parse_xml(sample, PayloadLimits())
+    mapping = translation.mapping
+    first, *others = compile_xpath(mapping.records, mapping.namespaces).nodes(root)
+    for other in others:
+        other.getparent().remove(other)
+    texts = [(e, None, (e.text or "").strip()) for e in first.iter() if isinstance(e.tag, str)]
+    attributes = [(e, name, value) for e in first.iter() for name, value in e.attrib.items()]
+    record_id, case_number = _keys(translation, sample, [v for *_, v in texts + attributes])
+    for element, name, value in texts + attributes:
+        marker = {record_id: _ID, case_number: _CASE}.get(value)
+        if marker and name is None:
+            element.text = marker
+        elif marker:
+            element.set(name, marker)
+    first.addprevious(etree.Comment(_START))
+    first.addnext(etree.Comment(_END))
+    head, rest = etree.tostring(root, encoding="unicode").split(f"<!--{_START}-->")
+    record, tail = rest.split(f"<!--{_END}-->")
+    declaration = re.match(r"\s*<\?xml[^>]*\?>\s*", decoded.text)
+    return DepartmentFeed(
+        system=translation.system.id,
+        message_type=translation.message_type,
+        syntax="xml",
+        encoding=decoded.encoding,
+        head=(declaration.group() if declaration else "") + head,
+        record=record,
+        tail=tail,
+        record_id=record_id,
+        case_number=case_number,
+    )
+
+
+def _json_feed(translation: InboundTranslation, sample: bytes) -> DepartmentFeed:
+    decoded = decode_payload(sample, "json")
+    document = json.loads(decoded.text)
+    holder = document
+    *parents, last = translation.mapping.records.split(".")
+    for key in parents:
+        holder = holder[key]
+    first = holder[last][0]
+    leaves = list(_json_leaves(first))
+    record_id, case_number = _keys(translation, sample, [str(v).strip() for *_, v in leaves])
+    numeric = False
+    for container, key, value in leaves:
+        if str(value).strip() == record_id:
+            container[key], numeric = _ID, isinstance(value, int)
+        elif str(value).strip() == case_number:
+            container[key] = _CASE
+    holder[last] = [_START]
+    head, tail = json.dumps(document, ensure_ascii=False).split(json.dumps(_START))
+    record = json.dumps(first, ensure_ascii=False)
+    return DepartmentFeed(
+        system=translation.system.id,
+        message_type=translation.message_type,
+        syntax="json",
+        encoding=decoded.encoding,
+        head=head,
+        record=record.replace(json.dumps(_ID), _ID) if numeric else record,
+        tail=tail,
+        record_id=int(record_id) if numeric else record_id,
+        case_number=case_number,
+    )
+
+
+def _json_leaves(value: Any) -> Iterator[tuple[Any, Any, str | int]]:
+    """(container, key, value) of every string or integer in a JSON value."""
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(item, dict | list):
+            yield from _json_leaves(item)
+        elif isinstance(item, str | int) and not isinstance(item, bool):
+            yield value, key, item
+
+
 # --- the sink ---------------------------------------------------------------------------------
 
 
+def arrival_ids(document: Any) -> list[str]:
+    """The envelope ids in a delivered body: a CloudEvent's `id`, national's `cd_id`, for one
+    record or for a batch of them (a list, or an object holding one)."""
+    if isinstance(document, list):
+        return [found for item in document for found in arrival_ids(item)]
+    if not isinstance(document, dict):
+        return []
+    for name in ("cd_id", "id"):
+        if isinstance(document.get(name), str):
+            return [document[name]]
+    return [found for item in document.values() for found in arrival_ids(item)]
+
+
 def _sink_main(port_out: Any, stop: Any, dump_to: str) -> None:
-    """A loopback HTTP target (own process) noting each envelope id's first arrival."""
+    """A loopback HTTP target (own process) noting each record's first arrival.
+
+    It answers as national's gateway does: {"code": "0"}, with a result per record (`results`,
+    each taken) for its batch upload.
+    """
     arrivals: dict[str, float] = {}
-    counts = {"received": 0, "duplicates": 0}
+    counts: dict[str, float] = {"received": 0, "duplicates": 0, "last_arrival": 0.0}
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -128,14 +345,18 @@ def _sink_main(port_out: Any, stop: Any, dump_to: str) -> None:
         def do_POST(self) -> None:
             data = self.rfile.read(int(self.headers["Content-Length"]))
             now = time.monotonic()
-            envelope_id = json.loads(data)["id"]
+            envelope_ids = arrival_ids(json.loads(data))
             with lock:
-                counts["received"] += 1
-                if envelope_id in arrivals:
-                    counts["duplicates"] += 1
-                else:
-                    arrivals[envelope_id] = now
-            self._answer(b"{}")
+                for envelope_id in envelope_ids:
+                    counts["received"] += 1
+                    if envelope_id in arrivals:
+                        counts["duplicates"] += 1
+                    else:
+                        arrivals[envelope_id] = counts["last_arrival"] = now
+            taken = [
+                {"index": i, "code": "0", "message": "success"} for i in range(len(envelope_ids))
+            ]
+            self._answer(json.dumps({"code": "0", "message": "success", "results": taken}).encode())
 
         def _answer(self, body: bytes) -> None:
             self.send_response(200)
@@ -175,11 +396,12 @@ def sink_process(folder: Path) -> Iterator[tuple[str, Path]]:
 def _drive_main(job: dict[str, Any], out: str) -> None:
     """Push for `job["duration"]` seconds from `job["concurrency"]` threads; write the results.
 
-    Closed loop (each thread sends its next request when the last is answered) unless
+    Bodies are `job["payload"](first, count)` (default: `case_batch`). Closed loop (each thread
+    sends its next request when the last is answered) unless
     `job["rate"]` (requests/s over all threads) is set: then each thread sends on a fixed
     schedule, late sends going at once (the latency includes any queueing at the hub).
     """
-    per_request = job["records"]
+    per_request, payload = job["records"], job.get("payload", case_batch)
     stamps: list[list[Any]] = [[] for _ in range(job["concurrency"])]
     deadline = time.monotonic() + job["duration"]
 
@@ -194,7 +416,7 @@ def _drive_main(job: dict[str, Any], out: str) -> None:
                     if pause > 0:
                         time.sleep(pause)
                     due += interval
-                body = case_batch(number, per_request)
+                body = payload(number, per_request)
                 sent = time.monotonic()
                 answer = client.post(job["path"], content=body, headers=job["headers"])
                 answered = time.monotonic()
@@ -269,8 +491,27 @@ def memory_kib(pid: int) -> tuple[int, int]:
     return fields.get("VmRSS", 0), fields.get("VmHWM", 0)
 
 
+def national_system(sink_url: str, batch: dict[str, int] | None = None) -> dict[str, Any]:
+    """National, receiving penalty cases at the sink as its gateway's penalty_record, in
+    batches (`outbound.batch`) when `batch` is given."""
+    outbound: dict[str, Any] = {
+        "adapter": "rest_sender",
+        "render": {"penalty_case": "penalty_record"},
+        "options": {"url": sink_url},
+    }
+    if batch:
+        outbound["batch"] = batch
+    return {
+        "id": "national",
+        "name_zh": '国家"互联网+监管"系统',
+        "auth": {"scheme": "api_key", "key_env": "JGHUB_BENCH_KEY_NATIONAL"},
+        "outbound": outbound,
+        "routes": ["penalty_case.#"],
+    }
+
+
 def systems_document(sink_url: str) -> dict[str, Any]:
-    """The department pushing case batches, and a target delivering penalty cases to the sink."""
+    """The department pushing case batches, and national delivering penalty cases to the sink."""
     return {
         "systems": [
             {
@@ -286,17 +527,7 @@ def systems_document(sink_url: str) -> dict[str, Any]:
                 ],
                 "rate_limit": {"per_second": 1e6, "burst": 1_000_000},
             },
-            {
-                "id": "national",
-                "name_zh": '国家"互联网+监管"系统',
-                "auth": {"scheme": "api_key", "key_env": "JGHUB_BENCH_KEY_NATIONAL"},
-                "outbound": {
-                    "adapter": "rest_sender",
-                    "render": {"penalty_case": "cloudevent"},
-                    "options": {"url": sink_url},
-                },
-                "routes": ["penalty_case.#"],
-            },
+            national_system(sink_url),
         ]
     }
 
@@ -408,12 +639,15 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": at(50), "p95": at(95), "p99": at(99)}
 
 
-def wait_for_sink(sink_url: str, expected: int, timeout: float) -> dict[str, int]:
-    """Sink counts once `expected` distinct records arrived (or `timeout` passed)."""
-    deadline = time.monotonic() + timeout
+def wait_for_sink(sink_url: str, expected: int, timeout: float) -> dict[str, Any]:
+    """Sink counts once `expected` distinct records arrived, or once none arrived for `timeout`
+    seconds; `last_arrival` is when the last of them arrived (time.monotonic, any process)."""
+    seen, stalled_since = -1, time.monotonic()
     while True:
-        counts: dict[str, int] = httpx.get(sink_url, timeout=5).json()
-        if counts["unique"] >= expected or time.monotonic() > deadline:
+        counts: dict[str, Any] = httpx.get(sink_url, timeout=5).json()
+        if counts["unique"] != seen:
+            seen, stalled_since = counts["unique"], time.monotonic()
+        if counts["unique"] >= expected or time.monotonic() - stalled_since > timeout:
             return counts
         time.sleep(0.2)
 
@@ -428,13 +662,15 @@ def hub_phase(
     concurrency: int,
     duration: float,
     rate: float | None = None,
-) -> tuple[list[list[Any]], dict[str, int]]:
-    """Push batches of `records` and wait until the sink has every accepted record."""
+    path: str = PUSH_PATH,
+) -> tuple[list[list[Any]], dict[str, Any]]:
+    """Push eco-env-penalty batches of `records` to `path` (the hub's endpoint, or the naive
+    publisher's) and wait until the sink has every accepted record."""
     before = httpx.get(sink_url, timeout=5).json()["unique"]
     stamps = drive(
         {
             "base": base,
-            "path": PUSH_PATH,
+            "path": path,
             "headers": {"X-Api-Key": KEY, "Content-Type": "application/xml"},
             "records": records,
             "first": first,
@@ -446,9 +682,7 @@ def hub_phase(
         folder,
     )
     accepted = sum(stamp[4] for stamp in stamps)
-    counts = wait_for_sink(sink_url, before + accepted, timeout=max(120.0, duration * 2))
-    counts["drained_at"] = time.monotonic()  # type: ignore[assignment]
-    return stamps, counts
+    return stamps, wait_for_sink(sink_url, before + accepted, timeout=120.0)
 
 
 def summarise(
@@ -542,79 +776,371 @@ def compare_stores(options: argparse.Namespace, figures: dict[str, Any]) -> None
     print(f"postgresql_vs_sqlite {figures['postgresql_vs_sqlite']:.3f} (target 0.8)", flush=True)
 
 
-def naive_rate(folder: Path, concurrency: int, duration: float) -> float:
-    """req/s of the naive FastAPI publisher (own uvicorn process), one record per request."""
+# --- the backfill -----------------------------------------------------------------------------
+
+BACKFILL_BATCH = {"max_records": 100, "max_wait_ms": 20}
+"""National's `outbound.batch` when the systems file takes the option. The hub's single-record
+phases run on the same configuration, so a single record may wait up to max_wait_ms for its batch:
+part of `single_p99_ms`, hence a short wait."""
+
+
+def batching_available() -> bool:
+    """Whether this tree's systems file takes `outbound.batch` (issue #18 item 1): the switch
+    `--batching auto` follows, so the backfill batches as soon as the option is merged."""
+    return "batch" in OutboundConfig.model_fields
+
+
+def backfill_document(
+    feeds: list[DepartmentFeed], sink_url: str, batch: dict[str, int] | None
+) -> dict[str, Any]:
+    """The departments of `feeds`, each pushing its own payloads to its own endpoint (xml_push or
+    rest_push, whatever its shipped transport; same mapping, same departments), and national."""
+    shipped = yaml.safe_load(SHIPPED_SYSTEMS.read_text(encoding="utf-8"))["systems"]
+    known = {system["id"]: system for system in shipped}
+    systems: list[dict[str, Any]] = []
+    for feed in feeds:
+        options = {"answer": "json"} if feed.syntax == "xml" else {}
+        systems.append(
+            {
+                "id": feed.system,
+                "name_zh": known[feed.system]["name_zh"],
+                "departments": known[feed.system].get("departments", []),
+                "auth": {"scheme": "api_key", "key_env": key_env(feed.system)},
+                "inbound": [
+                    {
+                        "adapter": "xml_push" if feed.syntax == "xml" else "rest_push",
+                        "message_type": feed.message_type,
+                        "options": options,
+                    }
+                ],
+                "rate_limit": {"per_second": 1e6, "burst": 1_000_000},
+            }
+        )
+    return {"systems": [*systems, national_system(sink_url, batch)]}
+
+
+def backfill_chunks(feeds: int, records: int, batch: int, first: int) -> list[list[int]]:
+    """[feed index, first record number, count] per payload, departments taking turns."""
+    return [
+        [n % feeds, first + start, min(batch, records - start)]
+        for n, start in enumerate(range(0, records, batch))
+    ]
+
+
+def _backfill_main(job: dict[str, Any], out: str, accepted: Any) -> None:
+    """Push `job["chunks"]` from `job["concurrency"]` threads, each sending the next payload once
+    its last was answered; a payload refused for back-pressure or rate (503, 429) is sent again
+    after its Retry-After, as a department's client would. `accepted` counts accepted records."""
+    feeds: list[DepartmentFeed] = job["feeds"]
+    chunks: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
+    for chunk in job["chunks"]:
+        chunks.put(chunk)
+    stamps: list[list[Any]] = []
+
+    def thread() -> None:
+        with httpx.Client(base_url=job["base"], timeout=300) as client:
+            while True:
+                try:
+                    index, first, count = chunks.get_nowait()
+                except queue.Empty:
+                    return
+                feed, body = feeds[index], feeds[index].payload(first, count)
+                sent = time.monotonic()
+                answer = client.post(job["path"](feed), content=body, headers=job["headers"](feed))
+                while answer.status_code in (429, 503):
+                    time.sleep(float(answer.headers.get("Retry-After", "1")))
+                    answer = client.post(
+                        job["path"](feed), content=body, headers=job["headers"](feed)
+                    )
+                taken = answer.json()["accepted"] if answer.status_code == 200 else 0
+                with accepted.get_lock():
+                    accepted.value += taken
+                stamps.append(
+                    [index, first, count, sent, time.monotonic(), answer.status_code, taken]
+                )
+
+    threads = [threading.Thread(target=thread) for _ in range(job["concurrency"])]
+    for started in threads:
+        started.start()
+    for started in threads:
+        started.join()
+    Path(out).write_text(json.dumps(stamps))
+
+
+def backfill(
+    label: str, job: dict[str, Any], sink_url: str, folder: Path, records: int
+) -> dict[str, Any]:
+    """Run one backfill (`_backfill_main`'s job), its progress on stderr every 2 s; its figures:
+    records accepted and arrived, seconds pushing (first push → last answer), draining (last
+    answer → last arrival) and in all, records/s into ingress and end to end."""
+    context = multiprocessing.get_context("fork")
+    accepted = context.Value("q", 0)
+    out = folder / f"backfill-{label}.json"
+    before = httpx.get(sink_url, timeout=5).json()["unique"]
+    started = time.monotonic()
+    process = context.Process(target=_backfill_main, args=(job, str(out), accepted))
+    process.start()
+    done = threading.Event()
+
+    def progress() -> None:
+        while not done.wait(2.0):
+            arrived = httpx.get(sink_url, timeout=5).json()["unique"] - before
+            elapsed = time.monotonic() - started
+            print(
+                f"backfill {label}: {elapsed:6.0f} s, {accepted.value:,} of {records:,} accepted, "
+                f"{arrived:,} at the sink ({arrived / elapsed:,.0f} records/s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    reporter = threading.Thread(target=progress, daemon=True)
+    reporter.start()
+    try:
+        process.join()
+        if process.exitcode != 0:
+            raise RuntimeError(f"the {label} backfill's load generator failed")
+        stamps = json.loads(out.read_text())
+        counts = wait_for_sink(sink_url, before + accepted.value, timeout=120.0)
+    finally:
+        done.set()
+        reporter.join()
+    first_push = min(stamp[3] for stamp in stamps)
+    last_answer = max(stamp[4] for stamp in stamps)
+    arrived = counts["unique"] - before
+    drained = max(counts["last_arrival"], last_answer)
+    figures = {
+        "accepted": accepted.value,
+        "rejected": sum(stamp[2] - stamp[6] for stamp in stamps if stamp[5] == 200),
+        "refused": sum(1 for stamp in stamps if stamp[5] != 200),
+        "arrived": arrived,
+        "push_s": last_answer - first_push,
+        "ingress_records_per_s": accepted.value / (last_answer - first_push),
+        "drain_s": drained - last_answer,
+        "total_s": drained - first_push,
+        "records_per_s": arrived / (drained - first_push),
+    }
+    print(
+        f"backfill {label}: {arrived:,} of {records:,} records at the sink in "
+        f"{figures['total_s']:.1f} s ({figures['records_per_s']:,.0f} records/s): pushed in "
+        f"{figures['push_s']:.1f} s, drained {figures['drain_s']:.1f} s after the last push",
+        flush=True,
+    )
+    return figures
+
+
+def backfill_job(
+    base: str, feeds: list[DepartmentFeed], chunks: list[list[int]], concurrency: int, naive: bool
+) -> dict[str, Any]:
+    """The load generator's job: to the hub's endpoints with each department's key, or to the
+    naive publisher's."""
+
+    def path(feed: DepartmentFeed) -> str:
+        return f"/push/{feed.system}/{feed.message_type}" if naive else feed.path
+
+    def headers(feed: DepartmentFeed) -> dict[str, str]:
+        kind = "application/xml" if feed.syntax == "xml" else "application/json"
+        return {"X-Api-Key": api_key(feed.system), "Content-Type": kind}
+
+    return {
+        "base": base,
+        "feeds": feeds,
+        "chunks": chunks,
+        "concurrency": concurrency,
+        "path": path,
+        "headers": headers,
+    }
+
+
+def measured_backfill(
+    label: str,
+    base: str,
+    feeds: list[DepartmentFeed],
+    options: argparse.Namespace,
+    sink_url: str,
+    folder: Path,
+    first: int,
+) -> dict[str, Any]:
+    """One record from each department first (each mapping's first use, the first connections),
+    then the backfill of `options.backfill` records numbered from `first`; its figures. `label`
+    "naive" pushes to the naive publisher, any other to the hub."""
+    naive, warm_up = label == "naive", len(feeds)
+    chunks = backfill_chunks(len(feeds), warm_up, 1, first - warm_up)
+    job = backfill_job(base, feeds, chunks, options.concurrency, naive=naive)
+    backfill(f"{label} warm-up", job, sink_url, folder, warm_up)
+    chunks = backfill_chunks(len(feeds), options.backfill, options.batch, first)
+    job = backfill_job(base, feeds, chunks, options.concurrency, naive=naive)
+    return backfill(label, job, sink_url, folder, options.backfill)
+
+
+# --- the naive reference and the stages alone ---------------------------------------------------
+
+
+@contextmanager
+def naive_reference(sink_url: str) -> Iterator[str]:
+    """`bench/naive_publisher.py` under uvicorn and `bench/naive_consumer.py`, each its own
+    process, on a fresh exchange and quorum queue bound as the hub binds national; yields the
+    publisher's URL."""
     namespace = f"naive{uuid.uuid4().hex[:8]}"
-    exchange, queue = f"{namespace}.canonical", f"{namespace}.target"
+    exchange, queue_name = f"{namespace}.canonical", f"{namespace}.national"
     setup = pika.BlockingConnection(pika.URLParameters(URL))
     channel = setup.channel()
     channel.exchange_declare(exchange, "topic", durable=True)
-    channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
-    channel.queue_bind(queue, exchange, "penalty_case.#")
+    channel.queue_declare(queue_name, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_bind(queue_name, exchange, "penalty_case.#")
     port = free_port()
-    env = {
-        **os.environ,
-        "JGHUB_BENCH_AMQP_URL": URL,
-        "JGHUB_BENCH_NAIVE_EXCHANGE": exchange,
-    }
+    env = {**os.environ, "JGHUB_BENCH_AMQP_URL": URL, "JGHUB_BENCH_NAIVE_EXCHANGE": exchange}
     command = [sys.executable, "-m", "uvicorn", "naive_publisher:app", "--app-dir", str(_HERE)]
-    server = subprocess.Popen(
+    publisher = subprocess.Popen(
         [*command, "--port", str(port), "--log-level", "warning"], env=env, cwd=_HERE.parent
+    )
+    consumer = subprocess.Popen(
+        [sys.executable, str(_HERE / "naive_consumer.py"), queue_name, sink_url],
+        env=env,
+        cwd=_HERE.parent,
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_ready(f"{base}/ready", server, "the naive publisher")
-        stamps = drive(
-            {
-                "base": base,
-                "path": "/publish",
-                "headers": {"Content-Type": "application/xml"},
-                "records": 1,
-                "first": 900_000_000_000,
-                "concurrency": concurrency,
-                "duration": duration,
-                "counts_records": False,
-            },
-            folder,
-        )
+        wait_ready(f"{base}/ready", publisher, "the naive publisher")
+        yield base
     finally:
-        stop_process(server)
-        channel.queue_delete(queue)
+        stop_process(publisher)
+        stop_process(consumer)
+        channel.queue_delete(queue_name)
         channel.exchange_delete(exchange)
         setup.close()
-    good = [stamp for stamp in stamps if stamp[3] == 200]
-    return len(good) / (max(s[2] for s in stamps) - min(s[1] for s in stamps))
 
 
-def translate_rate(records: int, rounds: int = 5) -> float:
-    """records/s of the mapping alone on one batch (where the hub's time goes)."""
-    system = load_system(SYSTEMS_ROOT / SOURCE)
-    payload = case_batch(0, records)
-    system.translate("case_batch", payload)
+def translation_stage(feeds: list[DepartmentFeed], batch: int, rounds: int = 3) -> float:
+    """records/s of the mappings alone, in this one process, on a batch of each department."""
+    work = [
+        (load_system(SYSTEMS_ROOT / feed.system), feed.message_type, feed.payload(0, batch))
+        for feed in feeds
+    ]
+    for system, message_type, payload in work:
+        system.translate(message_type, payload)
     best = float("inf")
     for _ in range(rounds):
         started = time.perf_counter()
-        system.translate("case_batch", payload)
+        for system, message_type, payload in work:
+            system.translate(message_type, payload)
         best = min(best, time.perf_counter() - started)
-    return records / best
+    return len(work) * batch / best
+
+
+def sink_stage(
+    sink_url: str, folder: Path, feed: DepartmentFeed, per_request: int, duration: float
+) -> float:
+    """records/s the sink takes alone: national's rendered records POSTed from as many threads
+    as the worker delivers at once, `per_request` to a request (more than 1: in national's batch
+    upload, {"batchNo", "count", "data": [records]})."""
+    national = load_system(SYSTEMS_ROOT / "national")
+    translation = load_system(SYSTEMS_ROOT / feed.system).translate(
+        feed.message_type, feed.payload(0, 1)
+    )
+    envelope = translation.envelopes[0]
+    template = national.render("penalty_record", envelope).decode("utf-8")
+
+    def payload(first: int, count: int) -> bytes:
+        records = [
+            template.replace(envelope.id, f"SINK-{n:012d}") for n in range(first, first + count)
+        ]
+        if count == 1:
+            return records[0].encode("utf-8")
+        head = json.dumps({"batchNo": f"SINK-{first}", "count": count})[:-1]
+        return (head + ', "data": [' + ",".join(records) + "]}").encode("utf-8")
+
+    stamps = drive(
+        {
+            "base": sink_url.rsplit("/", 1)[0],
+            "path": "/deliveries",
+            "headers": {"Content-Type": "application/json"},
+            "records": per_request,
+            "payload": payload,
+            "first": 0,
+            "concurrency": OutboundConfig.model_fields["concurrency"].default,
+            "duration": duration,
+            "counts_records": False,
+        },
+        folder,
+    )
+    return sum(s[4] for s in stamps) / (max(s[2] for s in stamps) - min(s[1] for s in stamps))
+
+
+def engine_vs_bare() -> float | None:
+    """`engine_vs_bare` from `bench/mapping.py --quick` (a subprocess; its last line), None when
+    that bench does not report it."""
+    run = subprocess.run(
+        [sys.executable, str(_HERE / "mapping.py"), "--quick"],
+        cwd=_HERE.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    value = json.loads(run.stdout.strip().splitlines()[-1]).get("engine_vs_bare")
+    return float(value) if value is not None else None
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+TARGETS: dict[str, tuple[str, float]] = {
+    "backfill_vs_naive": (">=", 4.0),
+    "pipeline_efficiency": (">=", 0.6),
+    "single_vs_naive": (">=", 1.2),
+    "single_p99_ms": ("<=", 50.0),
+    "engine_vs_bare": (">=", 0.6),
+}
+"""Issue #18's figures and targets."""
+
+
+def scorecard(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target figure with its target and whether it was met (None: not measured)."""
+    card = {}
+    for name, (sense, target) in TARGETS.items():
+        value = figures.get(name)
+        met = None if value is None else value >= target if sense == ">=" else value <= target
+        card[name] = {"value": value, "target": f"{sense} {target:g}", "met": met}
+        shown = "not measured" if value is None else f"{value:.3f}"
+        verdict = "" if met is None else ": met" if met else ": missed"
+        print(f"{name:<20} {shown:>12}  (target {sense} {target:g}{verdict})", flush=True)
+    return card
 
 
 def rounded(figures: dict[str, Any]) -> str:
     """The figures as one JSON line, floats to 4 decimals."""
-    return json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()})
+    return json.dumps(_rounded(figures), ensure_ascii=False)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=60, help="seconds of the batch phase")
-    parser.add_argument("--paced-duration", type=float, default=30, help="seconds, paced phase")
-    parser.add_argument("--single-duration", type=float, default=20, help="seconds, single phase")
+    parser.add_argument(
+        "--backfill", type=int, default=5_000, help="records of the backfill (issue: 200000)"
+    )
+    parser.add_argument("--duration", type=float, default=20, help="seconds of the batch phase")
+    parser.add_argument("--paced-duration", type=float, default=15, help="seconds, paced phase")
+    parser.add_argument("--single-duration", type=float, default=15, help="seconds, single phase")
     parser.add_argument("--batch", type=int, default=100, help="records per pushed batch")
     parser.add_argument("--concurrency", type=int, default=4, help="client threads")
     parser.add_argument(
         "--workers", type=int, default=1, help="jghub worker processes (competing consumers)"
     )
+    parser.add_argument(
+        "--batching",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="national's outbound.batch in the backfill; auto: when the systems file takes it",
+    )
     parser.add_argument("--raw-messages", type=int, default=20_000, help="raw reference size")
+    parser.add_argument(
+        "--no-mapping-bench", action="store_true", help="skip engine_vs_bare (bench/mapping.py)"
+    )
     parser.add_argument(
         "--soak", action="store_true", help=f"batch phase of {SOAK_S} s, RSS growth"
     )
@@ -637,145 +1163,190 @@ def main(argv: list[str] | None = None) -> int:
     )
     options = parser.parse_args(argv)
     duration = SOAK_S if options.soak else options.duration
+    batching = options.batching == "on" or (options.batching == "auto" and batching_available())
     figures: dict[str, Any] = {
         "batch": options.batch,
         "concurrency": options.concurrency,
         "workers": options.workers,
         "duration_s": duration,
         "store": "postgresql" if options.database_url else "sqlite",
+        "load_average": os.getloadavg()[0],
     }
     if options.compare_stores:
         figures["store"] = "both"
         compare_stores(options, figures)
-        print(
-            json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()})
-        )
+        print(rounded(figures))
         return 0
+    figures["backfill_records"] = options.backfill
+    figures["backfill_batching"] = BACKFILL_BATCH if batching else None
 
+    if not options.no_mapping_bench:
+        figures["engine_vs_bare"] = engine_vs_bare()
+    stages(options, figures)
+    feeds = department_feeds()
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        with sink_process(folder) as (sink_url, dump):
+            figures["stage_sink_records_per_s"] = sink_stage(
+                sink_url, folder, feeds[0], BACKFILL_BATCH["max_records"] if batching else 1, 5
+            )
+            print(
+                f"the sink alone: {figures['stage_sink_records_per_s']:.0f} records/s", flush=True
+            )
+            phases = naive_phases(options, feeds, sink_url, folder, figures)
+            phases |= hub_phases(options, feeds, batching, sink_url, folder, duration, figures)
+        arrivals: dict[str, float] = json.loads(dump.read_text())
+
+    for name, stamps in phases.items():
+        records = options.batch if name == "hub_batch" else 1
+        for key, value in summarise(stamps, arrivals, records).items():
+            figures[f"{name}_{key}"] = value
+        summary = {k: figures[f"{name}_{k}"] for k in ("accepted", "arrived", "refused")}
+        print(
+            f"{name:<17}: {figures[f'{name}_ingress_records_per_s']:8.0f} records/s in, "
+            f"{figures[f'{name}_end_to_end_records_per_s']:8.0f} records/s to the sink; "
+            f"latency p50 {figures[f'{name}_latency_ms_p50']:.1f} "
+            f"p95 {figures[f'{name}_latency_ms_p95']:.1f} "
+            f"p99 {figures[f'{name}_latency_ms_p99']:.1f} ms; {summary}",
+            flush=True,
+        )
+    slowest = min(
+        figures["stage_translate_records_per_s"],
+        figures["stage_bus_msgs_per_s"],
+        figures["stage_sink_records_per_s"],
+    )
+    figures["backfill_vs_naive"] = (
+        figures["hub_backfill_records_per_s"] / figures["naive_backfill_records_per_s"]
+    )
+    figures["pipeline_efficiency"] = figures["hub_backfill_records_per_s"] / slowest
+    figures["single_vs_naive"] = (
+        figures["hub_single_ingress_records_per_s"] / figures["naive_single_ingress_records_per_s"]
+    )
+    figures["single_p99_ms"] = figures["hub_single_paced_latency_ms_p99"]
+    print(
+        f"peak RSS serve {figures['serve_peak_rss_mib']:.0f} MiB, worker "
+        f"{figures['worker_peak_rss_mib']:.0f} MiB; RSS growth serve "
+        f"{figures['serve_rss_growth']:.1%}, worker {figures['worker_rss_growth']:.1%} (after the "
+        "first minute; target < 10% in --soak)",
+        flush=True,
+    )
+    figures["targets"] = scorecard(figures)
+    print(rounded(figures))
+    return 0
+
+
+def stages(options: argparse.Namespace, figures: dict[str, Any]) -> None:
+    """The bus alone (raw pika publish, then consume, envelope-sized bodies) and the mappings
+    alone (the backfill's payloads, one process)."""
     envelope_bytes = len(
         load_system(SYSTEMS_ROOT / SOURCE)
         .translate("case_batch", case_batch(0, 1))
         .envelopes[0]
         .to_amqp()[1]
     )
-    raw = _load_bench_bus()
+    raw = _bench_module("bus")
     namespace = f"e2eraw{uuid.uuid4().hex[:8]}"
     body = b"x" * envelope_bytes
     figures["raw_publish_msgs_per_s"] = raw.raw_publish(
         namespace, options.raw_messages, body, RabbitOptions().confirm_window
     )
     figures["raw_consume_msgs_per_s"] = raw.raw_consume(namespace, options.raw_messages, 100)
+    figures["stage_bus_msgs_per_s"] = min(
+        figures["raw_publish_msgs_per_s"], figures["raw_consume_msgs_per_s"]
+    )
     print(
         f"raw pika, {options.raw_messages} msgs of {envelope_bytes} B: publish "
         f"{figures['raw_publish_msgs_per_s']:.0f} msgs/s, consume "
         f"{figures['raw_consume_msgs_per_s']:.0f} msgs/s",
         flush=True,
     )
-    figures["translate_records_per_s"] = translate_rate(options.batch)
+    figures["stage_translate_records_per_s"] = translation_stage(department_feeds(), options.batch)
     print(
-        f"mapping alone, batch of {options.batch}: "
-        f"{figures['translate_records_per_s']:.0f} records/s",
+        f"the mappings alone, ten departments' batches of {options.batch}: "
+        f"{figures['stage_translate_records_per_s']:.0f} records/s",
         flush=True,
     )
 
-    with tempfile.TemporaryDirectory() as directory:
-        folder = Path(directory)
-        figures["naive_req_per_s"] = naive_rate(
-            folder, options.concurrency, options.single_duration
-        )
-        print(
-            f"naive FastAPI + BlockingConnection: {figures['naive_req_per_s']:.0f} req/s",
-            flush=True,
-        )
-        with (
-            sink_process(folder) as (sink_url, dump),
-            hub_processes(folder, sink_url, options.workers, database_url=options.database_url) as (
-                base,
-                pids,
-            ),
-        ):
-            watch = MemoryWatch(pids)
-            # A short warm-up: imports, first connections, JIT-less caches of the mapping.
-            hub_phase(
-                base,
-                sink_url,
-                folder,
-                first=0,
-                records=options.batch,
-                concurrency=options.concurrency,
-                duration=3,
-            )
-            phases: dict[str, list[list[Any]]] = {}
-            phases["batch"], drained = hub_phase(
-                base,
-                sink_url,
-                folder,
-                first=10**9,
-                records=options.batch,
-                concurrency=options.concurrency,
-                duration=duration,
-            )
-            # Half the end-to-end rate (first push to the sink holding every record), the
-            # rate the worker sustains, not the rate ingress takes while the queue grows.
-            first_push = min(stamp[1] for stamp in phases["batch"])
-            sustained = sum(s[4] for s in phases["batch"]) / (drained["drained_at"] - first_push)
-            figures["paced_records_per_s"] = sustained / 2
-            phases["paced"], _ = hub_phase(
-                base,
-                sink_url,
-                folder,
-                first=2 * 10**9,
-                records=options.batch,
-                concurrency=options.concurrency,
-                duration=options.paced_duration,
-                rate=sustained / 2 / options.batch,
-            )
-            phases["single"], counts = hub_phase(
-                base,
-                sink_url,
-                folder,
-                first=3 * 10**9,
-                records=1,
-                concurrency=options.concurrency,
-                duration=options.single_duration,
-            )
-            watch.stop()
-            figures |= {f"{n}_peak_rss_mib": v for n, v in watch.peaks_mib().items()}
-            for name, samples in watch.samples.items():
-                warm = [kib for at, kib in samples if at >= samples[0][0] + 60] or [samples[0][1]]
-                figures[f"{name}_rss_growth"] = (samples[-1][1] - warm[0]) / warm[0]
-            figures["sink_duplicates"] = counts["duplicates"]
-        arrivals: dict[str, float] = json.loads(dump.read_text())
 
-    for name, stamps in phases.items():
-        records = 1 if name == "single" else options.batch
-        for key, value in summarise(stamps, arrivals, records).items():
-            figures[f"hub_{name}_{key}"] = value
-        summary = {k: figures[f"hub_{name}_{k}"] for k in ("accepted", "arrived", "refused")}
-        print(
-            f"hub {name:<6}: {figures[f'hub_{name}_ingress_records_per_s']:8.0f} records/s in, "
-            f"{figures[f'hub_{name}_end_to_end_records_per_s']:8.0f} records/s to the sink; "
-            f"latency p50 {figures[f'hub_{name}_latency_ms_p50']:.1f} "
-            f"p95 {figures[f'hub_{name}_latency_ms_p95']:.1f} "
-            f"p99 {figures[f'hub_{name}_latency_ms_p99']:.1f} ms; {summary}",
-            flush=True,
+def naive_phases(
+    options: argparse.Namespace,
+    feeds: list[DepartmentFeed],
+    sink_url: str,
+    folder: Path,
+    figures: dict[str, Any],
+) -> dict[str, list[list[Any]]]:
+    """The naive reference's backfill (its figures into `figures`) and single-record pushes
+    (their stamps, summarised with the hub's)."""
+    with naive_reference(sink_url) as base:
+        measured = measured_backfill("naive", base, feeds, options, sink_url, folder, 100_000_000)
+        figures |= {f"naive_backfill_{key}": value for key, value in measured.items()}
+        single, _ = hub_phase(
+            base,
+            sink_url,
+            folder,
+            first=5 * 10**9,
+            records=1,
+            concurrency=options.concurrency,
+            duration=options.single_duration,
+            path=f"/push/{SOURCE}/case_batch",
         )
-    figures["hub_single_req_per_s"] = figures["hub_single_ingress_records_per_s"]
-    figures["batch_vs_raw"] = (
-        figures["hub_batch_end_to_end_records_per_s"] / figures["raw_publish_msgs_per_s"]
-    )
-    figures["single_vs_naive"] = figures["hub_single_req_per_s"] / figures["naive_req_per_s"]
-    print(
-        f"batch_vs_raw {figures['batch_vs_raw']:.3f} (target 0.4), single_vs_naive "
-        f"{figures['single_vs_naive']:.2f} (target 2), paced p99 "
-        f"{figures['hub_paced_latency_ms_p99']:.1f} ms (target 100); peak RSS serve "
-        f"{figures['serve_peak_rss_mib']:.0f} MiB, worker {figures['worker_peak_rss_mib']:.0f} MiB;"
-        f" RSS growth serve {figures['serve_rss_growth']:.1%}, worker "
-        f"{figures['worker_rss_growth']:.1%} (after the first minute; target < 10% in --soak)",
-        flush=True,
-    )
-    print(rounded(figures))
-    return 0
+    return {"naive_single": single}
+
+
+def hub_phases(
+    options: argparse.Namespace,
+    feeds: list[DepartmentFeed],
+    batching: bool,
+    sink_url: str,
+    folder: Path,
+    duration: float,
+    figures: dict[str, Any],
+) -> dict[str, list[list[Any]]]:
+    """The hub's backfill (its figures into `figures`), then its batch, single and paced single
+    phases (their stamps); the processes' memory into `figures`."""
+    document = backfill_document(feeds, sink_url, BACKFILL_BATCH if batching else None)
+    secrets = {key_env(feed.system): api_key(feed.system) for feed in feeds}
+    with hub_processes(
+        folder,
+        sink_url,
+        options.workers,
+        document=document,
+        secrets=secrets,
+        database_url=options.database_url,
+    ) as (base, pids):
+        watch = MemoryWatch(pids)
+        job = {"records": options.batch, "concurrency": options.concurrency}
+        # A short warm-up: imports, first connections, the mappings' caches.
+        hub_phase(base, sink_url, folder, first=0, duration=3, **job)
+        measured = measured_backfill("hub", base, feeds, options, sink_url, folder, 300_000_000)
+        figures |= {f"hub_backfill_{key}": value for key, value in measured.items()}
+        phases: dict[str, list[list[Any]]] = {}
+        phases["hub_batch"], _ = hub_phase(
+            base, sink_url, folder, first=10**9, duration=duration, **job
+        )
+        job["records"] = 1
+        phases["hub_single"], _ = hub_phase(
+            base, sink_url, folder, first=3 * 10**9, duration=options.single_duration, **job
+        )
+        # Half the single rate the hub sustained (closed loop, same clients), then the latency.
+        answered = max(s[2] for s in phases["hub_single"]) - min(s[1] for s in phases["hub_single"])
+        figures["single_paced_req_per_s"] = len(phases["hub_single"]) / answered / 2
+        phases["hub_single_paced"], counts = hub_phase(
+            base,
+            sink_url,
+            folder,
+            first=4 * 10**9,
+            duration=options.paced_duration,
+            rate=figures["single_paced_req_per_s"],
+            **job,
+        )
+        watch.stop()
+        figures |= {f"{n}_peak_rss_mib": v for n, v in watch.peaks_mib().items()}
+        for name, samples in watch.samples.items():
+            warm = [kib for at, kib in samples if at >= samples[0][0] + 60] or [samples[0][1]]
+            figures[f"{name}_rss_growth"] = (samples[-1][1] - warm[0]) / warm[0]
+        figures["sink_duplicates"] = counts["duplicates"]
+    return phases
 
 
 if __name__ == "__main__":
