@@ -375,6 +375,10 @@ class StoreLists:
                     .where(REFERENCE_LIST.c.name == name)
                     .values(late_ignored=REFERENCE_LIST.c.late_ignored + 1)
                 )
+        if outcome == "applied":
+            with self._lock:
+                # What this process wrote it reads at once: its next lookup looks for changes.
+                self._checked_at = None
         return outcome
 
     def _upsert(self, db: Connection, kept: _List, record: Any, at: float) -> Outcome:

@@ -6,12 +6,13 @@ database's figures tell the same."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from hub_harness import RunningHub, running_hub
 from prometheus_client.parser import text_string_to_metric_families
+from reference_changes import change
 from rich.console import Console
 
 from hub.app import runtime_of
@@ -20,8 +21,8 @@ from monitor.console_tables import quality_table
 from monitor.journal import Step
 from monitor.journal_figures import quality_figures
 from monitor.quality import quality_report
-from reference.lists import InMemoryLists, OfficerEntry
 from reference.rulebook import CrossChecks
+from reference.stored import StoreLists
 
 KEY = "hrss-key-for-tests"
 COUNTY_KEY = "hrss-county-key-for-tests"
@@ -59,22 +60,21 @@ def page_with_certificate_x() -> bytes:
 
 def feed_officers(hub: RunningHub) -> None:
     """Load the officer list with every certificate of the page but "X", as the lists' feed
-    would (the hub's lists are in memory until the store keeps them)."""
+    does: each officer a change applied to the store's lists the hub's checks read."""
     checks = runtime_of(hub.app).ingress.checks
-    assert isinstance(checks, CrossChecks) and isinstance(checks.lists, InMemoryLists)
+    assert isinstance(checks, CrossChecks) and isinstance(checks.lists, StoreLists)
     numbers = ["ZJ33078210008", "ZJ33078210022", "ZJ33032610021", "ZJ33032610035",
                "ZJ33030010052", "ZJ33030010064"]  # fmt: skip
     for number in numbers:
-        checks.lists.officers[number] = OfficerEntry(
+        officer = change(
+            "enforcement_officer",
+            "2026-03-01T08:00:00+08:00",
             certificate_number=number,
             officer_id=f"o-{number}",
-            name="监察员",
-            agency="人力资源和社会保障局",
-            status="1",
-            certificate_issued=date(2020, 1, 1),
-            certificate_valid_until=date(2030, 12, 31),
-            updated_time=datetime(2026, 3, 1, tzinfo=UTC),
+            certificate_issued="2020-01-01",
+            certificate_valid_until="2030-12-31",
         )
+        assert checks.lists.apply(officer) == "applied"
 
 
 def findings_counted(hub: RunningHub) -> dict[tuple[str, str, str], float]:

@@ -136,6 +136,18 @@ def test_another_hosts_write_is_seen_once_the_refresh_is_due(store: Store) -> No
     assert reader.officer("浙A0000000000") is not None
 
 
+def test_a_hosts_own_write_is_seen_at_once(store: Store) -> None:
+    clock = TurnedClock()
+    lists = StoreLists(store, refresh_s=5.0, clock=clock)  # the worker's feed and checks
+    assert not lists.loaded("officers") and lists.officer(CERTIFICATE) is None
+    lists.apply(change("enforcement_officer", "2026-03-01T09:00:00+08:00", status="1"))
+    officer = lists.officer(CERTIFICATE)  # the clock has not moved: no refresh was due
+    assert lists.loaded("officers") and officer is not None and officer.status == "1"
+    lists.apply(change("enforcement_officer", "2026-03-02T09:00:00+08:00", status="3"))
+    changed = lists.officer(CERTIFICATE)
+    assert changed is not None and changed.status == "3"
+
+
 def test_the_cache_keeps_at_most_its_capacity(store: Store) -> None:
     lists = StoreLists(store, capacity=2)
     for number in range(5):
