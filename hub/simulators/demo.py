@@ -49,6 +49,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 import bus
+from adapters import registry
 from bus.routing import RoutingTable
 from centre.ledger import Ledger
 from centre.scorecard import DisposalScore, disposal_scores
@@ -406,7 +407,16 @@ def running_landscape(
             stack.enter_context(server)
             targets[system.id] = target
         sources: dict[str, SimulatedSource | CaseQuerySource] = {}
-        roster = demo_roster(mappings)
+        # With reference lists to feed, the sources hold their records back until the lists
+        # are loaded: a record polled before its catalogue item would be refused for it.
+        feeds_lists = any(system.reference is not None for system in landscape.systems.systems)
+        held_back = per_channel if feeds_lists else 0
+        polled = {
+            system.mapping_id
+            for system in landscape.systems.systems
+            if any(registry.adapter_class(c.adapter).kind == "poller" for c in system.inbound)
+        }
+        roster = demo_roster(mappings, polled)
         listed = {
             "supervision_item": roster.catalogue_records(),
             "enforcement_officer": roster.officer_records(),
@@ -423,7 +433,7 @@ def running_landscape(
                 source = SimulatedSource(
                     system,
                     folder,
-                    records=per_channel,
+                    records=per_channel - held_back,
                     invalid_share=options.invalid_share,
                     seed=options.seed,
                     silent=ANSWER_TYPES,
@@ -437,7 +447,7 @@ def running_landscape(
                 sources[system.id] = source
             elif any(channel.adapter == "soap_poller" for channel in system.inbound):
                 answering = CaseQuerySource.serving(
-                    system, port=landscape.ports[system.id], records=per_channel
+                    system, port=landscape.ports[system.id], records=per_channel - held_back
                 )
                 stack.callback(answering.close)
                 sources[system.id] = answering
@@ -453,8 +463,13 @@ def running_landscape(
             thread.join(timeout=30)
 
         stack.callback(stop_worker)
-        if any(system.reference is not None for system in landscape.systems.systems):
+        if feeds_lists:
             _wait_for_lists(settings, roster, options.settle_timeout_s)
+            for held in sources.values():
+                if isinstance(held, SimulatedSource):
+                    held.add(held_back)
+                else:
+                    held.grow(held_back)
         pullers: dict[str, OutboxPuller] = {}
         for system in landscape.systems.systems:
             if system.outbound is not None and system.outbound.adapter == "outbox":

@@ -15,7 +15,7 @@ cancelled (status 3). The records that name them are the traffic's deliberately 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,11 +52,16 @@ class Roster:
         ]  # fmt: skip
 
 
-def demo_roster(mappings: Mapping[str, SystemMappings]) -> Roster:
-    """The roster the samples of `mappings` name (see the module docstring)."""
+def demo_roster(mappings: Mapping[str, SystemMappings], polled: Collection[str] = ()) -> Roster:
+    """The roster the samples of `mappings` name (see the module docstring). The entries wrong
+    on purpose are chosen among those only pushing systems name: a polled source's simulator
+    counts what it serves as valid by its own spoiling, so a record the checks refuse would
+    leave its books open (`polled`: the mapping folders of the polled systems)."""
     codes: set[str] = set()
     officers: dict[str, str] = {}
-    for folder in mappings.values():
+    polled_codes: set[str] = set()
+    polled_officers: set[str] = set()
+    for folder_id, folder in mappings.items():
         for message_type, translation in folder.inbound.items():
             if translation.dataset.name not in NAMING_DATASETS:
                 continue
@@ -69,15 +74,20 @@ def demo_roster(mappings: Mapping[str, SystemMappings]) -> Roster:
                     data = envelope.data
                     if data.get("catalogue_code"):
                         codes.add(str(data["catalogue_code"]))
+                        if folder_id in polled:
+                            polled_codes.add(str(data["catalogue_code"]))
                     for inspector in data.get("inspectors") or []:
                         officers[inspector["certificate_number"]] = inspector["name"]
-    ordered = sorted(codes)
-    unlisted = frozenset(ordered[-1:])
-    catalogue = {code: "1" for code in ordered if code not in unlisted}
-    if len(ordered) > 1:
-        catalogue[ordered[-2]] = REPEALED
+                        if folder_id in polled:
+                            polled_officers.add(inspector["certificate_number"])
+    wrong_codes = sorted(codes - polled_codes)
+    unlisted = frozenset(wrong_codes[-1:])
+    catalogue = {code: "1" for code in sorted(codes) if code not in unlisted}
+    if len(wrong_codes) > 1:
+        catalogue[wrong_codes[-2]] = REPEALED
     roster = {number: (name, "1") for number, name in officers.items()}
-    if roster:
-        last = max(roster)
+    wrong_officers = sorted(set(roster) - polled_officers)
+    if wrong_officers:
+        last = wrong_officers[-1]
         roster[last] = (roster[last][0], CANCELLED)
     return Roster(catalogue, roster, unlisted)

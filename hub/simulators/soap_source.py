@@ -153,12 +153,19 @@ class CaseQuerySource:
         channel = next(c for c in system.inbound if c.adapter == "soap_poller")
         variable = channel.options.get("secret_parameters", {}).get("token")
         source = cls(token=os.environ.get(variable) if variable else None, port=port)
-        start = datetime.now(UTC).astimezone(SHANGHAI) - timedelta(days=1)
-        source.add(
-            grown_case(n, (start + timedelta(seconds=n)).strftime("%Y-%m-%d %H:%M:%S"))
-            for n in range(records)
-        )
+        source.grow(records)
         return source
+
+    def grow(self, records: int) -> None:
+        """Hold `records` more cases, changed a second apart from a day ago on, numbered after
+        the cases held so far."""
+        start = datetime.now(UTC).astimezone(SHANGHAI) - timedelta(days=1)
+        with self._lock:
+            first = len(self.cases)
+        self.add(
+            grown_case(n, (start + timedelta(seconds=n)).strftime("%Y-%m-%d %H:%M:%S"))
+            for n in range(first, first + records)
+        )
 
     def counts(self) -> dict[str, int]:
         """records (held), served (answered to a poller), valid and served_valid (every case

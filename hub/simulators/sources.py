@@ -166,6 +166,8 @@ class SimulatedSource:
     def add(self, count: int) -> None:
         """Add `count` new records to every feed but the silent ones, changed after every
         record so far."""
+        if count <= 0:
+            return
         for feed in self.feeds.values():
             if feed.channel.message_type in self.silent:
                 continue
