@@ -122,6 +122,75 @@ def test_centre_two_writers_of_one_case_never_both_move_it(store: Store) -> None
         assert refused == [] and final.stage == "archived" and final.version == 3
 
 
+def stored(store: Store, case_id: str) -> Any:
+    with store.begin() as db:
+        return db.execute(PENALTY_CASE.select().where(PENALTY_CASE.c.case_id == case_id)).one()
+
+
+def test_centre_one_payload_checks_each_record_against_the_one_before(store: Store) -> None:
+    """A payload's records of one case are checked in payload order, each against the stage the
+    one before left; a refused record leaves nothing, and a date left out keeps the one before."""
+    cases = StoredCaseStages(store, clock=lambda: 0.0)
+    payload = [
+        case_envelope("C-6", "notice", decision_deadline="2026-05-01"),
+        case_envelope("C-7", "lead_registered"),
+        case_envelope("C-6", "decision", decision_deadline=None),
+        case_envelope("C-6", "notice"),
+    ]
+    answers = cases.move("agri-penalty", payload)
+    assert answers[:3] == [None, None, None]
+    assert answers[3] is not None and "处罚决定" in str(answers[3])
+    row = stored(store, "C-6")
+    assert row.stage == "decision" and row.message_id == payload[2].id
+    assert row.decision_deadline == dt.date(2026, 5, 1)
+    assert stored(store, "C-7").stage == "lead_registered"
+
+
+def test_centre_a_delete_takes_the_case_off_the_watch(store: Store) -> None:
+    cases = StoredCaseStages(store, clock=lambda: 0.0)
+    assert cases.move("agri-penalty", [case_envelope("C-8", "archived")]) == [None]
+    gone = Envelope.wrap_delete(
+        "penalty_case",
+        "C-8",
+        source="330000/nynct",
+        time=dt.datetime.now(dt.UTC),
+        lineagesystem="agri-penalty",
+    )
+    # After the delete, the case's next record is its first again: any stage.
+    again = case_envelope("C-8", "investigation")
+    assert cases.move("agri-penalty", [gone, again]) == [None, None]
+    assert stored(store, "C-8").stage == "investigation"
+
+
+def test_centre_a_case_changed_between_read_and_write_is_checked_again(store: Store) -> None:
+    """Another host moves the case after this one read it: the payload is checked again on the
+    row the other left, so notice → archived there and notice → investigation here are never
+    both recorded; a case another host recorded first is checked against its stage too."""
+    if store.embedded:
+        pytest.skip("SQLite takes the write lock at BEGIN: no writer comes between read and write")
+    StoredCaseStages(store).move("agri-penalty", [case_envelope("C-9", "notice")])
+    other = StoredCaseStages(store)
+    meanwhile = [
+        [case_envelope("C-9", "archived")],
+        [case_envelope("C-10", "archived")],
+    ]
+
+    def clock() -> float:
+        """Read between this host's read and its write: the other host moves first."""
+        if meanwhile:
+            assert other.move("agri-penalty", meanwhile.pop(0)) == [None]
+        return 0.0
+
+    here = StoredCaseStages(store, clock=clock)
+    refused, also = here.move(
+        "agri-penalty",
+        [case_envelope("C-9", "investigation"), case_envelope("C-10", "investigation")],
+    )
+    assert refused is not None and "归档" in str(refused) and "调查取证" in str(refused)
+    assert also is not None and "归档" in str(also)
+    assert stored(store, "C-9").stage == "archived" and stored(store, "C-10").stage == "archived"
+
+
 # --- Time limits ----------------------------------------------------------------------------
 
 
