@@ -416,7 +416,12 @@ def running_landscape(
             for system in landscape.systems.systems
             if any(registry.adapter_class(c.adapter).kind == "poller" for c in system.inbound)
         }
-        roster = demo_roster(mappings, polled)
+        # The systems that send in this landscape: a code only a system sending nothing here
+        # names would be wrong on purpose with nobody sending it.
+        running_folders = {s.mapping_id for s in landscape.systems.systems if s.inbound}
+        roster = demo_roster(
+            {name: folder for name, folder in mappings.items() if name in running_folders}, polled
+        )
         listed = {
             "supervision_item": roster.catalogue_records(),
             "enforcement_officer": roster.officer_records(),
