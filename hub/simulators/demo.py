@@ -49,7 +49,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 import bus
-from adapters import registry
 from bus.routing import RoutingTable
 from centre.ledger import Ledger
 from centre.scorecard import DisposalScore, disposal_scores
@@ -63,7 +62,7 @@ from hub.simulators.departments import (
     Departments,
 )
 from hub.simulators.landscape import Landscape, build_landscape
-from hub.simulators.roster import Roster, demo_roster
+from hub.simulators.roster import Roster, landscape_roster
 from hub.simulators.server import LoopbackServer, free_port
 from hub.simulators.soap_source import CaseQuerySource
 from hub.simulators.sources import SimulatedSource
@@ -411,17 +410,7 @@ def running_landscape(
         # are loaded: a record polled before its catalogue item would be refused for it.
         feeds_lists = any(system.reference is not None for system in landscape.systems.systems)
         held_back = per_channel if feeds_lists else 0
-        polled = {
-            system.mapping_id
-            for system in landscape.systems.systems
-            if any(registry.adapter_class(c.adapter).kind == "poller" for c in system.inbound)
-        }
-        # The systems that send in this landscape: a code only a system sending nothing here
-        # names would be wrong on purpose with nobody sending it.
-        running_folders = {s.mapping_id for s in landscape.systems.systems if s.inbound}
-        roster = demo_roster(
-            {name: folder for name, folder in mappings.items() if name in running_folders}, polled
-        )
+        roster = landscape_roster(landscape.systems.systems, mappings)
         listed = {
             "supervision_item": roster.catalogue_records(),
             "enforcement_officer": roster.officer_records(),

@@ -15,11 +15,13 @@ cancelled (status 3). The records that name them are the traffic's deliberately 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from adapters import registry
 from mappings import PayloadRejected, SystemMappings
+from systems import SystemConfig
 
 NAMING_DATASETS = frozenset({"inspection", "penalty_case"})
 """The datasets whose records name catalogue codes and certificates the checks look up."""
@@ -91,3 +93,19 @@ def demo_roster(mappings: Mapping[str, SystemMappings], polled: Collection[str] 
         last = wrong_officers[-1]
         roster[last] = (roster[last][0], CANCELLED)
     return Roster(catalogue, roster, unlisted)
+
+
+def landscape_roster(
+    systems: Iterable[SystemConfig], mappings: Mapping[str, SystemMappings]
+) -> Roster:
+    """The roster of a landscape's `systems`: read off the samples of the systems that send in
+    it (a code only a system sending nothing there names would be wrong with nobody sending
+    it), the wrong entries among those no polled system names."""
+    sending = [system for system in systems if system.inbound]
+    polled = {
+        system.mapping_id
+        for system in sending
+        if any(registry.adapter_class(c.adapter).kind == "poller" for c in system.inbound)
+    }
+    folders = {system.mapping_id for system in sending}
+    return demo_roster({k: v for k, v in mappings.items() if k in folders}, polled)

@@ -21,7 +21,7 @@ from hub.simulators.clients import PUSH_ADAPTERS
 from hub.simulators.demo import DemoOptions, DemoReport, run_demo
 from hub.simulators.departments import KINDS, DepartmentBehaviour
 from hub.simulators.landscape import build_landscape
-from hub.simulators.roster import demo_roster
+from hub.simulators.roster import landscape_roster
 from mappings import load_all
 from monitor.metrics import sample_total
 from reference.stored import StoreLists
@@ -64,14 +64,16 @@ def test_demo_on_the_embedded_bus_balances_its_books(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "bus.sqlite3").is_file()
     # The lists hold what the traffic names, wrong on purpose in a few places.
     lists = StoreLists(embedded_store(tmp_path / "demo"), refresh_s=0)
-    roster = demo_roster(load_all())
+    folders = load_all()
+    roster = landscape_roster(build_landscape(folders).systems.systems, folders)
     rows = {status.name: status.rows for status in lists.status()}
     assert rows["catalogue"] == len(roster.catalogue) and rows["officers"] == len(roster.officers)
     assert rows["objects"] > 0
     (unlisted,) = roster.unlisted
     assert lists.catalogue_item(unlisted) is None
     statuses = {lists.officer(number).status for number in roster.officers}  # type: ignore[union-attr]
-    assert statuses == {"1", "3"}
+    assert statuses == {status for _, status in roster.officers.values()}
+    assert "3" in roster.catalogue.values()  # an item repealed on purpose
 
 
 def _expected_score(kind: str, answer: str, overdue: bool) -> tuple[int, ...]:
