@@ -17,7 +17,14 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from mappings.errors import ValueProblem
-from mappings.functions import FUNCTIONS, BuildContext, OptionProblem, RecordStep, Step
+from mappings.functions import (
+    FUNCTIONS,
+    BuildContext,
+    OptionProblem,
+    RecordStep,
+    Step,
+    TrimOptions,
+)
 from mappings.language import Condition, FieldRule
 from mappings.paths import (
     JsonPath,
@@ -42,9 +49,11 @@ Format = Literal["xml", "json"]
 class CompiledPipe:
     """The steps of a pipe, each with whether it takes a whole list. A step that reads the
     record too (a RecordStep, such as `amount` with `unit_path`) is bound to the record's
-    context when the rule is evaluated."""
+    context when the rule is evaluated. `trims_first` says the first step is a plain `trim`
+    (whitespace), which an XML path's trimmed reader can do as it reads."""
 
     steps: tuple[tuple[Step | RecordStep, bool], ...]
+    trims_first: bool = False
 
     def __call__(self, value: Any, context: Any = None) -> Any:
         for step, whole_list in self.bound(context):
@@ -169,6 +178,7 @@ class RuleCompiler:
     def pipe(self, items: Sequence[Any], location: Location, field: str | None) -> CompiledPipe:
         """Build each function of a pipe with its options."""
         steps: list[tuple[Step | RecordStep, bool]] = []
+        trims_first = False
         context = replace(
             self.context, read_path=partial(self._option_path, location=location, field=field)
         )
@@ -216,7 +226,9 @@ class RuleCompiler:
                     f"function '{name}': {error}", option_location, field=field
                 ) from None
             steps.append((step, function.whole_list))
-        return CompiledPipe(tuple(steps))
+            if index == 0:
+                trims_first = isinstance(options, TrimOptions) and options.characters is None
+        return CompiledPipe(tuple(steps), trims_first)
 
     # ------------------------------------------------------------------ rules
 
@@ -225,16 +237,18 @@ class RuleCompiler:
         source, source_text = self._source(rule, location, field)
         pipe = self.pipe(rule.pipe, (*location, "pipe"), field) if rule.pipe else None
         default = rule.default
+        if isinstance(source, XmlPath):
+            return _read_xml(source, pipe, default, source_text)
         return _combine(source, pipe, default, source_text)
 
     def _source(
         self, rule: FieldRule, location: Location, field: str | None
-    ) -> tuple[Evaluate, str | None]:
+    ) -> tuple[Evaluate | XmlPath, str | None]:
         kind = rule.source
         if kind == "path":
             assert rule.path is not None
             path = self.path(rule.path, (*location, "path"), field)
-            return path.reader, rule.path
+            return (path if isinstance(path, XmlPath) else path.reader), rule.path
         if kind == "const":
             constant = rule.const
             return (lambda context: constant), None
@@ -325,7 +339,11 @@ class RuleCompiler:
                 return lambda context: xpath_truth(xpath(context.element))
             expression = path
             return lambda context: jmespath_truth(expression.evaluate(context))
-        value_of = _combine(path.value, pipe, None, condition.path)
+        value_of = (
+            _read_xml(path, pipe, None, condition.path)
+            if isinstance(path, XmlPath)
+            else _combine(path.value, pipe, None, condition.path)
+        )
         if test == "equals":
             expected = condition.equals
             return lambda context: _same(value_of(context), expected)
@@ -380,12 +398,43 @@ def _combine(
                 if value is None:
                     return default
         except ValueProblem as problem:
-            if problem.source_path is None:
-                problem.source_path = source_text
-            raise
+            raise _read_from(problem, source_text) from None
         return value
 
     return piped
+
+
+def _read_xml(
+    path: XmlPath, pipe: CompiledPipe | None, default: Any, source_text: str | None
+) -> Evaluate:
+    """What `_combine` makes of an XML path's reader, with less work per record.
+
+    An XML path's value is never a list (text, a number or a boolean), and a step that does not
+    take whole lists gives one value for one value, so a pipe of such steps needs no list
+    handling; a leading `trim` is done by the path's trimmed reader as it reads. A pipe with a
+    whole-list step or one reading the record goes through `_combine` as it is.
+    """
+    if pipe is None or pipe.reads_record or any(whole for _, whole in pipe.steps):
+        return _combine(path.reader, pipe, default, source_text)
+    read = path.reader
+    steps = tuple(step for step, _ in pipe.bound(None))
+    if pipe.trims_first:
+        read, steps = path.trimmed_reader, steps[1:]
+    if not steps:
+        return _combine(read, None, default, source_text)
+
+    def read_piped(context: Any) -> Any:
+        value = read(context)
+        try:
+            for step in steps:  # none sees an absent value
+                if value is None:
+                    return default
+                value = step(value)
+        except ValueProblem as problem:
+            raise _read_from(problem, source_text) from None
+        return default if value is None else value
+
+    return read_piped
 
 
 def _concat(parts: list[Evaluate], separator: str) -> Evaluate:
@@ -428,6 +477,12 @@ def _object(fields: tuple[tuple[str, Evaluate], ...]) -> Evaluate:
         return result or None
 
     return build
+
+
+def _read_from(problem: ValueProblem, source_text: str | None) -> ValueProblem:
+    if problem.source_path is None:
+        problem.source_path = source_text
+    return problem
 
 
 def _inside(problem: ValueProblem, part: str | int) -> ValueProblem:

@@ -37,6 +37,8 @@ _FIELDS: dict[str, tuple[str, str, int]] = {
     "SSS": ("millisecond", r"\d{3}", 3),
 }
 _TIME_FIELDS = frozenset({"hour", "minute", "second", "millisecond"})
+# The order of datetime()'s arguments: a pattern whose fields come in it needs no dictionary.
+_DATETIME_ORDER = ("year", "month", "day", "hour", "minute", "second")
 _TOKENS = re.compile(r"'([^']*)'|([A-Za-z])\2*|([^A-Za-z']+)")
 
 
@@ -52,6 +54,9 @@ class DatePattern:
     regex: re.Pattern[str]
     parts: tuple[tuple[str, str | None, int], ...]  # (literal or "", field or None, width)
     fields: frozenset[str]
+    in_order: bool = False
+    """The fields are year, month, day and then perhaps hour, minute, second, in that order
+    (`yyyyMMdd`, `yyyy-MM-dd HH:mm:ss`): their numbers are datetime()'s arguments as they come."""
 
     @property
     def has_time(self) -> bool:
@@ -63,7 +68,28 @@ class DatePattern:
         match = self.regex.fullmatch(value)
         if match is None:
             return None
-        return {name: int(text) for name, text in match.groupdict().items()}
+        return _numbers(match)
+
+    def parse_date(self, value: str) -> date | None:
+        """`build_date` of the fields in `value`, None when `value` does not have the shape;
+        raises ValueError for a day that does not exist. Called once per date and record."""
+        match = self.regex.fullmatch(value)
+        if match is None:
+            return None
+        if self.in_order:
+            return date(*map(int, match.groups()[:3]))
+        return build_date(_numbers(match))
+
+    def parse_datetime(self, value: str, zone: tzinfo) -> datetime | None:
+        """`build_datetime` of the fields in `value`, None when `value` does not have the shape;
+        raises ValueError for a time that does not exist. Called once per time and record."""
+        match = self.regex.fullmatch(value)
+        if match is None:
+            return None
+        if self.in_order:
+            numbers = map(int, match.groups())  # three to six: tzinfo is not among them
+            return datetime(*numbers, tzinfo=zone)  # type: ignore[misc, arg-type]
+        return build_datetime(_numbers(match), zone)
 
     def format(self, value: date) -> str:
         """Write `value` (a date, or a datetime already in the wanted time zone) in the pattern."""
@@ -78,6 +104,10 @@ class DatePattern:
                 number = getattr(value, field, 0)
             out.append(str(number).zfill(width) if width else str(number))
         return "".join(out)
+
+
+def _numbers(match: re.Match[str]) -> dict[str, int]:
+    return {name: int(text) for name, text in match.groupdict().items()}
 
 
 def compile_pattern(text: str) -> DatePattern:
@@ -117,7 +147,9 @@ def compile_pattern(text: str) -> DatePattern:
     missing = [name for name in ("year", "month", "day") if name not in seen]
     if missing:
         raise PatternInvalid(f"the pattern has no {', '.join(missing)}")
-    return DatePattern(text, re.compile("".join(regex)), tuple(parts), frozenset(seen))
+    order = tuple(field for _, field, _ in parts if field is not None)
+    in_order = order == _DATETIME_ORDER[: len(order)]
+    return DatePattern(text, re.compile("".join(regex)), tuple(parts), frozenset(seen), in_order)
 
 
 def build_date(fields: dict[str, int]) -> date:

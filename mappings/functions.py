@@ -29,8 +29,6 @@ from mappings.dateformats import (
     EPOCH_NAMES,
     NAMED_FORMATS,
     DatePattern,
-    build_date,
-    build_datetime,
     compile_pattern,
     from_epoch,
     to_epoch,
@@ -242,7 +240,9 @@ def _halfwidth(options: HalfwidthOptions, context: BuildContext) -> Step:
         table[0x3000] = 0x20
 
     def step(value: Any) -> Any:
-        return value.translate(table) if isinstance(value, str) else value
+        if not isinstance(value, str) or value.isascii():  # ASCII text has nothing to turn
+            return value
+        return value.translate(table)
 
     return step
 
@@ -784,14 +784,14 @@ def _date(options: DateOptions, context: BuildContext) -> Step:
             return value
         text = _text(value, rule)
         for pattern in patterns:
-            fields = pattern.parse_fields(text)
-            if fields is not None:
-                try:
-                    return build_date(fields)
-                except ValueError as error:
-                    raise ValueProblem(
-                        rule, f"{quoted(text)} is not a real date: {error}", value
-                    ) from None
+            try:
+                day = pattern.parse_date(text)
+            except ValueError as error:
+                raise ValueProblem(
+                    rule, f"{quoted(text)} is not a real date: {error}", value
+                ) from None
+            if day is not None:
+                return day
         raise ValueProblem(
             rule, f"{quoted(text)} does not have the form {_shown(options.format)}", value
         )
@@ -896,11 +896,8 @@ def _datetime_reader(text: str, zone: tzinfo, rule: str) -> Callable[[Any], date
     def read_pattern(value: Any) -> datetime | None:
         if not isinstance(value, str):
             return None
-        fields = pattern.parse_fields(value)
-        if fields is None:
-            return None
         try:
-            return build_datetime(fields, zone)
+            return pattern.parse_datetime(value, zone)
         except ValueError as error:
             raise ValueProblem(
                 rule, f"{quoted(value)} is not a real time: {error}", value

@@ -7,9 +7,11 @@ undefined namespace prefix or an unknown function.
 
 The common paths get a faster road with the same result: a child element by name (`p:CaseNo`)
 is found through a per-record index of the record's children, built once per record; a child
-path (`p:A/p:B`) through lxml's ElementPath; an attribute (`@op`) directly; and a dotted JSON
+path (`p:A/p:B`) through the indexes of the elements it passes; an attribute (`@op`) directly,
+an attribute of the document's root (`/p:Batch/@no`) on the root element; and a dotted JSON
 path (`event.location.code`) by dictionary look-ups. Everything else goes through the compiled
-XPath or JMESPath expression.
+XPath or JMESPath expression. An XML path also has a trimmed reader, its value as the `trim`
+function leaves it, so a pipe starting with `trim` costs one call less per field and record.
 
 What a path gives (its *value*): for XML, the string value of the first node selected (the text
 of an element, all of its descendants' text included; an attribute's value), or the XPath
@@ -150,6 +152,7 @@ class XmlPath:
     namespaces: dict[str, str]
     xpath: etree.XPath
     _value: Callable[[RecordElement], Any] = field(repr=False)
+    _trimmed: Callable[[RecordElement], Any] = field(repr=False)
 
     def value(self, record: RecordElement) -> Any:
         """The path's value on `record` (see the module docstring), None when absent."""
@@ -159,6 +162,12 @@ class XmlPath:
     def reader(self) -> Callable[[RecordElement], Any]:
         """The function giving the path's value, for callers that call it once per record."""
         return self._value
+
+    @property
+    def trimmed_reader(self) -> Callable[[RecordElement], Any]:
+        """The function giving the path's value as `trim` leaves it: text stripped of whitespace
+        at both ends, None when nothing is left; a number or boolean unchanged."""
+        return self._trimmed
 
     def evaluate(self, node: etree._Element) -> Any:
         """The raw XPath result on any node (a list, string, number or boolean)."""
@@ -183,7 +192,13 @@ def compile_xpath(text: str, namespaces: dict[str, str]) -> XmlPath:
         raise PathInvalid(f"XPath {text!r} cannot be evaluated: {error}") from None
     except (etree.XPathError, ValueError, TypeError) as error:
         raise PathInvalid(f"XPath {text!r}: {error}") from None
-    return XmlPath(text, dict(namespaces), xpath, _fast_xml(text, namespaces, xpath))
+    return XmlPath(
+        text,
+        dict(namespaces),
+        xpath,
+        _fast_xml(text, namespaces, xpath, trim=False),
+        _fast_xml(text, namespaces, xpath, trim=True),
+    )
 
 
 def _clark(qname: str, namespaces: dict[str, str]) -> str:
@@ -192,8 +207,14 @@ def _clark(qname: str, namespaces: dict[str, str]) -> str:
 
 
 def _fast_xml(
-    text: str, namespaces: dict[str, str], xpath: etree.XPath
+    text: str, namespaces: dict[str, str], xpath: etree.XPath, *, trim: bool
 ) -> Callable[[RecordElement], Any]:
+    """The cheapest reader of the path's value; with `trim`, of the value `trim` leaves.
+
+    The text of an element or attribute is absent when empty, and with `trim` when it is only
+    whitespace; each shape's reader does that itself rather than through a helper, since it
+    runs once per field and record.
+    """
     path = text.strip()
     if _QNAME.fullmatch(path):
         tag = _clark(path, namespaces)
@@ -202,9 +223,10 @@ def _fast_xml(
             element = record.child(tag)
             if element is None:
                 return None
-            if len(element) == 0:
-                return element.text or None
-            return string_value(element) or None
+            value = element.text if len(element) == 0 else string_value(element)
+            if not value:
+                return None
+            return (value.strip() or None) if trim else value
 
         return child_value
     if _CHILD_PATH.fullmatch(path):
@@ -224,19 +246,37 @@ def _fast_xml(
                 element = record.element.find(element_path)
             if element is None:
                 return None
-            if len(element) == 0:
-                return element.text or None
-            return string_value(element) or None
+            value = element.text if len(element) == 0 else string_value(element)
+            if not value:
+                return None
+            return (value.strip() or None) if trim else value
 
         return descendant_value
     if _ATTRIBUTE.fullmatch(path):
         attribute = _clark(path[1:], namespaces)
 
         def attribute_value(record: RecordElement) -> Any:
-            return record.element.get(attribute) or None
+            value = record.element.get(attribute)
+            if not value:
+                return None
+            return (value.strip() or None) if trim else value
 
         return attribute_value
     steps, _, last_step = path.rpartition("/@")
+    if steps.startswith("/") and _QNAME.fullmatch(steps[1:]) and _QNAME.fullmatch(last_step):
+        # An attribute of the document's root element (a batch number): XPath's `/p:Root` is
+        # the document element when it has that name, which the root element is asked for.
+        root_tag = _clark(steps[1:], namespaces)
+        root_attribute = _clark(last_step, namespaces)
+
+        def root_attribute_value(record: RecordElement) -> Any:
+            root = record.element.getroottree().getroot()
+            value = root.get(root_attribute) if root.tag == root_tag else None
+            if not value:
+                return None
+            return (value.strip() or None) if trim else value
+
+        return root_attribute_value
     if steps and _CHILD_PATH.fullmatch(steps) and _QNAME.fullmatch(last_step):
         through_tags = tuple(_clark(step, namespaces) for step in steps.split("/"))
         name = _clark(last_step, namespaces)
@@ -249,15 +289,25 @@ def _fast_xml(
                     if node is None:
                         return None
             except LookupError:  # a repeated step: the first node may be in any of them
-                return xpath_value(xpath(record.element))
-            return node.element.get(name) or None  # type: ignore[union-attr]
+                value = xpath_value(xpath(record.element))
+                return _trimmed(value) if trim else value
+            value = node.element.get(name)  # type: ignore[union-attr]
+            if not value:
+                return None
+            return (value.strip() or None) if trim else value
 
         return child_attribute_value
 
     def general_value(record: RecordElement) -> Any:
-        return xpath_value(xpath(record.element))
+        value = xpath_value(xpath(record.element))
+        return _trimmed(value) if trim else value
 
     return general_value
+
+
+def _trimmed(value: Any) -> Any:
+    """What the `trim` function leaves of a value: text stripped (None when empty)."""
+    return (value.strip() or None) if isinstance(value, str) else value
 
 
 # The whole JSON payload while its records are translated: `$.` paths start from it.
