@@ -33,7 +33,6 @@ from typing import Any
 
 from lxml import etree
 from pydantic import BaseModel
-from pypinyin import Style, lazy_pinyin
 
 from mappings.dateformats import PatternInvalid, build_date, compile_pattern
 from mappings.language import FieldRule, InboundMapping
@@ -143,10 +142,16 @@ def _kind(info: Any, name: str, dictionary: str | None) -> str:
 
 
 def _initials(zh: str) -> str:
+    # pypinyin loads its phrase dictionary on import (0.3-0.4 s): imported by the scaffold's
+    # use, not by every `jghub` command that imports this module.
+    from pypinyin import Style, lazy_pinyin
+
     return "".join(lazy_pinyin(zh, style=Style.FIRST_LETTER)).lower()
 
 
 def _pinyin(zh: str) -> str:
+    from pypinyin import lazy_pinyin
+
     return "".join(lazy_pinyin(zh)).lower()
 
 

@@ -26,10 +26,10 @@ POSTGRESQL_ADMIN_URL = os.environ.get(
 )
 """A PostgreSQL database the tests may CREATE and DROP databases from (trust auth)."""
 
-STORE_BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
-]
+POSTGRESQL = pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql)
+"""The `store` fixture's PostgreSQL case alone, for a test that only PostgreSQL can show:
+`@pytest.mark.parametrize("store", [POSTGRESQL], indirect=True)`."""
+STORE_BACKENDS = [pytest.param("sqlite", id="sqlite"), POSTGRESQL]
 
 
 @pytest.fixture(params=STORE_BACKENDS)
