@@ -23,6 +23,7 @@ from adapters import registry
 from adapters.base import AdapterContext, InboundAdapter
 from adapters.errors import AdapterError
 from adapters.ingress import Ingress
+from adapters.replay_cache import StoredReplayCache
 from adapters.security import Gatekeeper
 from hub.systems import ConfigProblem, SystemsConfig, SystemsConfigError, load_systems
 from mappings import MappingError, SystemMappings, load_system
@@ -233,11 +234,18 @@ def _adapters(
     """What building the adapters finds: push channels mounted on a throwaway app (their
     WSDLs, operations and paths), and the WSDLs of SOAP senders and pollers."""
     app = FastAPI()
-    gatekeeper = Gatekeeper(config.systems, default_max_body_bytes=1, require_secrets=False)
-    ingress = Ingress(None, bound)
-    # Pollers keep their cursors and leases on the store and refuse to be built without one:
-    # an in-memory SQLite store, never connected to (building an adapter reads nothing).
+    # Pollers keep their cursors and leases on the store and refuse to be built without one,
+    # and a gatekeeper holding signing systems' secrets (set in the environment of a host that
+    # runs the hub) wants a replay cache: an in-memory SQLite store, never connected to
+    # (building an adapter reads nothing).
     store = Store("sqlite://")
+    gatekeeper = Gatekeeper(
+        config.systems,
+        default_max_body_bytes=1,
+        require_secrets=False,
+        replays=StoredReplayCache(store),
+    )
+    ingress = Ingress(None, bound)
     try:
         yield from _built(config, app, gatekeeper, ingress, store, fetch=fetch)
     finally:

@@ -4,6 +4,7 @@ another syntax, message types no mapping has, flows without their mappings (issu
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -86,6 +87,21 @@ def test_the_shipped_configuration_is_clean() -> None:
     report = json.loads(output)
     assert code == 0 and report["clean"] and report["findings"] == []
     assert report["systems"] == systems and report["mapping_folders"] == len(load_all())
+
+
+def test_the_shipped_configuration_is_clean_on_a_host_holding_every_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Run where the hub runs, with each system's secret in the environment: the signing
+    systems' gatekeeper gets its replay cache, and the check still builds every adapter (it
+    stopped with a traceback, 'the gatekeeper needs a replay cache')."""
+    named = re.findall(r"\b(JGHUB_[A-Z_]+)\b", SHIPPED.read_text(encoding="utf-8"))
+    variables = {name for name in named if name != "JGHUB_REQUIRE_SECRETS"}  # not a secret
+    for variable in variables:
+        monkeypatch.setenv(variable, f"secret-of-{variable.lower()}-0123456789")
+    code, output = check(str(SHIPPED))
+    assert code == 0, output
+    assert output.strip().splitlines()[-1].startswith(f"{SHIPPED}: clean, 0 notes")
 
 
 def broken_copy(tmp_path: Path) -> Path:
