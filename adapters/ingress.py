@@ -43,11 +43,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
+from sqlalchemy import Connection
 
 from adapters.authorisation import Authorisation, WarningAddressees
 from adapters.backpressure import BackPressure
@@ -86,6 +87,7 @@ from monitor.quarantine import (
 )
 from reference.rulebook import CrossChecks
 from standard.envelope import Envelope
+from store import Store
 
 log = logging.getLogger("adapters.ingress")
 
@@ -148,6 +150,8 @@ class IngressObserver(Protocol):
     def unmatched(self, seen: Any, *, envelopes: Sequence[Envelope]) -> None: ...
 
     def durable(self) -> None: ...
+
+    def alongside(self, store: Store, work: Callable[[Connection], None], what: str) -> bool: ...
 
 
 class RecordAnswer(BaseModel):
@@ -688,10 +692,21 @@ class Ingress:
         return self.accepted.already([envelope.idempotencykey for envelope in envelopes])
 
     def _remember(self, confirmed: Sequence[Envelope]) -> None:
-        """Remember the keys of the records the broker confirmed."""
-        if self.accepted is None:
+        """Remember the keys of the records the broker confirmed: in the journal's next batch,
+        which the payload's `published` entries wait for before the answer (one commit, shared
+        by concurrent payloads), when the journal is on the same store; else at once."""
+        if self.accepted is None or not confirmed:
             return
-        self.accepted.remember([envelope.idempotencykey for envelope in confirmed])
+        keys = [envelope.idempotencykey for envelope in confirmed]
+        if self.observer is not None:
+            try:
+                store, write = self.accepted.remembering(keys)
+            except NotImplementedError:
+                pass
+            else:
+                if self.observer.alongside(store, write, "remembering accepted changes"):
+                    return
+        self.accepted.remember(keys)
 
     def _hold_back_if_full(self, outgoing: Sequence[Outgoing], seen: Any) -> None:
         assert self.backpressure is not None

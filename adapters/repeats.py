@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
-from sqlalchemy import Column, Double, Index, String, Table, delete, select
+from sqlalchemy import Column, Connection, Double, Index, String, Table, delete, select
 
 from store import METADATA, Store, replacing
 
@@ -43,6 +43,12 @@ class AcceptedChanges(ABC):
     @abstractmethod
     def remember(self, keys: Collection[str]) -> None:
         """`keys` were published (the broker confirmed them) now."""
+
+    def remembering(self, keys: Collection[str]) -> tuple[Store, Callable[[Connection], None]]:
+        """What `remember(keys)` writes, for a caller that commits it with writes of its own
+        (ingress, with the journal's batch): the store it belongs to and the write, to run in
+        a transaction on that store. Raises NotImplementedError when nothing is stored."""
+        raise NotImplementedError
 
     def close(self) -> None:  # noqa: B027 - optional: an implementation may hold nothing
         """Release what the store holds. Idempotent."""
@@ -89,17 +95,26 @@ class StoredAcceptedChanges(AcceptedChanges):
     def remember(self, keys: Collection[str]) -> None:
         if not keys:
             return
+        _, write = self.remembering(keys)
+        with self.store.begin(immediate=True) as db:
+            write(db)
+
+    def remembering(self, keys: Collection[str]) -> tuple[Store, Callable[[Connection], None]]:
         now = time.time()
         # In key order: two processes upserting overlapping batches lock their rows in the
         # same order, so on PostgreSQL neither waits for a lock the other holds (no deadlock).
-        ordered = sorted(set(keys))
-        with self.store.begin() as db:
+        rows = [{"key": key, "at": now} for key in sorted(set(keys))]
+
+        def write(db: Connection) -> None:
             # One statement, its parameters many: compiled once and cached, unlike a VALUES
             # list whose length changes the statement.
-            db.execute(
-                replacing(db, ACCEPTED_CHANGE),
-                [{"key": key, "at": now} for key in ordered],
-            )
+            if rows:
+                db.execute(replacing(db, ACCEPTED_CHANGE), rows)
+
+        self._prune_when_due(now)
+        return self.store, write
+
+    def _prune_when_due(self, now: float) -> None:
         if now - self._pruned_at > _PRUNE_EVERY_S:
             # Its own transaction: a prune never holds the rows a concurrent upsert waits for.
             with self.store.begin() as db:

@@ -54,7 +54,10 @@ everything queued before it is committed; the hub calls it (`Observer.durable`) 
 acknowledges a step to anyone, so concurrent requests and deliveries share one commit and an
 entry is stored before its step is acknowledged: a process killed after answering a sender or
 acking a message has journalled that step. A reader in the same process sees its own entries
-(`trace` flushes first); other processes see them after the next batch.
+(`trace` flushes first); other processes see them after the next batch. Another area's
+write that must be committed before the same acknowledgement may ride in the batch's
+transaction (`alongside`: ingress remembers the accepted changes so) instead of paying a commit
+of its own.
 
 **Adoption.** A hub from before the store kept the journal in `data_dir/journal.sqlite3`. The
 hashed content is unchanged, so `Journal(store, adopt=that file)` takes its entries once, as
@@ -76,7 +79,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -326,6 +329,13 @@ class _Flush:
     done: threading.Event = field(default_factory=threading.Event)
 
 
+class _Alongside(NamedTuple):
+    """A write of another area to commit in the transaction of the next batch (`alongside`)."""
+
+    work: Callable[[Connection], None]
+    what: str
+
+
 JOURNAL_ENTRY = Table(
     "journal_entry",
     METADATA,
@@ -507,7 +517,7 @@ class Journal:
         # A deque, not a queue.Queue: appending is atomic and takes no lock, so record() costs
         # the caller almost nothing; the writer wakes every flush_interval_s (or when a batch
         # is full, or on flush/close) and drains it.
-        self._pending: deque[_Note | _Flush] = deque()
+        self._pending: deque[_Note | _Flush | _Alongside] = deque()
         self._wake = threading.Event()
         self._closing = False
         self._writer: threading.Thread | None = None
@@ -589,6 +599,19 @@ class Journal:
             time.sleep(0.01)
         return True
 
+    def alongside(self, work: Callable[[Connection], None], what: str) -> None:
+        """Run `work` in the transaction of the next batch, on the journal's store, so that it
+        costs no commit of its own: a `flush` called after this returns once it is committed
+        with the entries queued before it. `what` names it in the log: a failure of `work`
+        rolls back its own savepoint only (logged, not raised; the entries are written), and
+        a batch tried again runs it again, so `work` must be idempotent (an upsert)."""
+        if self._closed:
+            with self.store.begin() as db:
+                work(db)
+            return
+        self._ensure_writer()
+        self._pending.append(_Alongside(work, what))
+
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Write every entry queued so far; True when they are written within `timeout`."""
         if self._writer is None or not self._writer.is_alive():
@@ -655,6 +678,7 @@ class Journal:
         """Drain the queue in batches; answer flush requests once what precedes them is in.
         Returns the writer's connection (None after a connection was lost: opened again)."""
         notes: list[_Note] = []
+        works: list[_Alongside] = []
         # Flush requests are answered after the commit that follows them, not one commit each:
         # steps acknowledged from many threads queue "entry, flush, entry, flush, …", and one
         # transaction for all of them is the point of group commit.
@@ -667,25 +691,31 @@ class Journal:
             if isinstance(item, _Flush):
                 flushes.append(item)
                 continue
+            if isinstance(item, _Alongside):
+                works.append(item)
+                continue
             notes.append(item)
             if len(notes) >= self.options.batch_size:
-                db = self._commit(db, notes)
-                notes = []
+                db = self._commit(db, notes, works)
+                notes, works = [], []
                 _answer(flushes)
-        db = self._commit(db, notes)
+        db = self._commit(db, notes, works)
         _answer(flushes)
         return db
 
-    def _commit(self, db: Connection | None, notes: list[_Note]) -> Connection | None:
+    def _commit(
+        self, db: Connection | None, notes: list[_Note], works: Sequence[_Alongside] = ()
+    ) -> Connection | None:
         """Append `notes` to the chain, trying again (with backoff) while the store cannot take
         them for now; an entry it refuses for good is refused alone (`_refuse`), the others are
         written."""
         backoff = 0.5
-        while notes:
+        while notes or works:
             try:
                 if db is None:
                     db = self._connect()
-                self._append(db, notes)
+                with self.store.writing():
+                    self._append(db, notes, works)
             except _NeedPartition as missing:
                 try:
                     self.make_partition(missing.day)
@@ -696,9 +726,11 @@ class Journal:
                 continue
             except Exception as exc:  # any error: the writer thread must outlive one bad entry
                 if not _transient(exc):
+                    if works:
+                        db = self._commit(db, [], works)
                     if len(notes) == 1:
                         self._refuse(notes[0], exc)
-                    else:
+                    elif len(notes) > 1:
                         for note in notes:  # find the entries the store refuses; write the rest
                             db = self._commit(db, [note])
                     return db
@@ -737,9 +769,14 @@ class Journal:
             render_value(str(error)),
         )
 
-    def _append(self, db: Connection, notes: list[_Note]) -> None:
-        """One batch: lock the chain head, chain `notes` after it, insert them, move the head."""
+    def _append(self, db: Connection, notes: list[_Note], works: Sequence[_Alongside] = ()) -> None:
+        """One batch: lock the chain head, chain `notes` after it, insert them, move the head;
+        `works` (other areas' writes, `alongside`) in the same transaction."""
         with db.begin():
+            for work in works:
+                _run_alongside(db, work)
+            if not notes:
+                return
             head = db.execute(select(JOURNAL_CHAIN).where(_CHAIN).with_for_update()).one()
             today = self._clock().astimezone(UTC).date()
             day = max(today, head.day) if head.day is not None else today
@@ -1146,6 +1183,17 @@ def entries_where(
     if limit is not None:
         query = query.limit(limit)
     return [_entry(row) for row in db.execute(query)]
+
+
+def _run_alongside(db: Connection, work: _Alongside) -> None:
+    """`work` in a savepoint of the batch's transaction: its failure undoes it alone."""
+    try:
+        with db.begin_nested():
+            work.work(db)
+    except Exception as exc:
+        if _transient(exc):
+            raise  # the batch is tried again (the store is locked or gone for now)
+        log.error("journal: %s failed in the batch's transaction: %s", work.what, exc)
 
 
 def _answer(flushes: list[_Flush]) -> None:

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec
 
+from sqlalchemy import Connection
+
 from bus import Delivery, Handler, Message, Outgoing, PublishFailure, Topology
 from bus.broker import run_handler
 from bus.message import DeadLetter, HeaderValue
@@ -40,6 +42,7 @@ from mappings import RecordKeys, TranslationError
 from monitor import metrics, quality
 from monitor.journal import Journal, Step
 from standard.envelope import AMQP_PREFIX, Envelope
+from store import Store
 
 log = logging.getLogger("monitor.observer")
 
@@ -198,6 +201,16 @@ class Observer:
                 journal.where,
                 journal.options.durable_timeout_s,
             )
+
+    def alongside(self, store: Store, work: Callable[[Connection], None], what: str) -> bool:
+        """Commit `work` with the journal's next batch when the journal writes to `store` (the
+        next `durable` returns once it is committed); True if so, False when the caller must
+        commit it itself (no journal, or the journal on a store of its own)."""
+        journal = self.journal
+        if journal is None or journal.store is not store:
+            return False
+        journal.alongside(work, what)
+        return True
 
     # -- in ---------------------------------------------------------------------------------------
 

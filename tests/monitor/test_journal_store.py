@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
+from adapters.repeats import StoredAcceptedChanges
 from monitor.journal import GENESIS, ChainHead, Journal, JournalOptions, Step, entry_hash
 from monitor.settings import MonitorSettings
 from store import Store, store_url
@@ -168,6 +170,44 @@ def test_an_attempt_no_column_can_hold_is_refused_alone(store: Store) -> None:
         assert [e.message_id for e in kept] == ["before", "after"]
         assert kept[1].reason == "nul \\x00 here"  # PostgreSQL text holds no NUL: escaped
         assert journal.verify().ok
+
+
+def test_a_write_alongside_commits_with_the_batch_and_a_failing_one_alone_is_undone(
+    store: Store,
+) -> None:
+    changes = StoredAcceptedChanges(store, window_s=60)
+    with Journal(store, FAST) as journal:
+        journal.record(Step.PUBLISHED, message_id="m-1", target="t")
+        _, write = changes.remembering(["k" * 64])
+        journal.alongside(write, "remembering")
+
+        def broken(db: Connection) -> None:
+            db.execute(text("INSERT INTO accepted_change (key, at) VALUES ('half', 1)"))
+            db.execute(text("INSERT INTO accepted_change (key, at) VALUES ('null', NULL)"))
+
+        journal.alongside(broken, "a broken write")
+        journal.record(Step.PUBLISHED, message_id="m-2", target="t")
+        assert journal.flush(timeout=30)  # answered once both writes' batch is committed
+        assert changes.already(["k" * 64, "half"]) == {"k" * 64}  # the broken one undone alone
+        assert [e.message_id for e in journal.entries()] == ["m-1", "m-2"]
+        assert journal.verify().ok
+
+
+def test_an_immediate_transaction_waits_for_the_process_s_writer_turn(store: Store) -> None:
+    if not store.embedded:
+        pytest.skip("PostgreSQL locks rows, not the file: no writer turn to wait for")
+    entered = threading.Event()
+
+    def write() -> None:
+        with store.begin(immediate=True):
+            entered.set()
+
+    with store.writing():  # as the journal's writer holds it for a batch
+        other = threading.Thread(target=write)
+        other.start()
+        assert not entered.wait(0.3)
+    assert entered.wait(10)
+    other.join()
 
 
 # -- adoption of a journal file from before the store ---------------------------------------------
