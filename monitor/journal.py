@@ -1235,8 +1235,11 @@ def _insert_many(db: Connection, table: Table, rows: list[dict[str, Any]]) -> No
     and the values need none but the day (SQLite keeps a DATE as its ISO text, as SQLAlchemy
     writes it)."""
     sql = _insert_sql(db.dialect.name, table.name, tuple(rows[0]))
-    if db.dialect.name == "sqlite":
-        rows = [{**row, "day": row["day"].isoformat()} if "day" in row else row for row in rows]
+    if db.dialect.name == "sqlite" and "day" in rows[0]:
+        days: dict[date, str] = {}  # a batch's entries share their day
+        for row in rows:  # the rows are this insert's own (`_rows`)
+            day = row["day"]
+            row["day"] = days.get(day) or days.setdefault(day, day.isoformat())
     db.exec_driver_sql(sql, rows)
 
 
