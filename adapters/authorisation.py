@@ -43,9 +43,9 @@ from typing import Any
 
 from sqlalchemy import Column, Double, String, Table, select
 
+from adapters.refusals import RecordRefusal
 from adapters.repeats import QUERY_CHUNK
 from adapters.routing import DISPATCHED, Directory, shown_department
-from mappings import TranslationError
 from standard.datasets.collaboration_task import CLOSED
 from standard.envelope import Envelope, Operation
 from store import METADATA, Store, replacing
@@ -58,7 +58,7 @@ WARNING_MATCH_RULE = "feedback names a warning the hub routed"
 """The rule feedback on a warning the hub never routed breaks."""
 
 
-class NotAuthorised(TranslationError):
+class NotAuthorised(RecordRefusal):
     """A record acts for a department its sender does not serve: rejected like an invalid one."""
 
 
@@ -305,12 +305,11 @@ class Authorisation:
         rule: str,
         why: str,
     ) -> NotAuthorised:
-        return NotAuthorised(
-            system=sender,
-            message_type=message_type,
-            record_index=index,
-            location=envelope.lineagelocation or f"record {index + 1}",
-            line=None,
+        return NotAuthorised.of(
+            sender,
+            message_type,
+            index,
+            envelope,
             field=field_name,
             rule=rule,
             value=value,

@@ -21,13 +21,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from adapters.refusals import RecordRefusal
 from mappings import TranslationError
 from monitor.quality import RuleOutcome
 from reference.rulebook import CrossChecks
 from standard.envelope import Envelope
 
 
-class RuleRefusal(TranslationError):
+class RuleRefusal(RecordRefusal):
     """A cross-check set to reject found the record wrong: rejected."""
 
 
@@ -48,12 +49,11 @@ def rule_refusals(
         if verdict.rejections:
             rejected.update({finding.rule for finding in verdict.rejections})
             refusals += [
-                RuleRefusal(
-                    system=sender,
-                    message_type=message_type,
-                    record_index=index,
-                    location=envelope.lineagelocation or f"record {index + 1}",
-                    line=None,
+                RuleRefusal.of(
+                    sender,
+                    message_type,
+                    index,
+                    envelope,
                     field=finding.field,
                     rule=finding.rule,
                     value=finding.value,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from mappings import TranslationError
+from adapters.refusals import RecordRefusal
 from standard.envelope import Envelope
 from standard.errors import IllegalStageTransition
 
@@ -27,7 +27,7 @@ STAGE_RULE = "a penalty case moves only along the legal stage transitions"
 CASE_DATASET = "penalty_case"
 
 
-class IllegalStageMove(TranslationError):
+class IllegalStageMove(RecordRefusal):
     """A penalty-case record would move its case along no legal transition: rejected."""
 
 
@@ -62,12 +62,11 @@ def stage_refusals(
         return []
     answers = cases.move(sender, [envelope for _, envelope in asked])
     return [
-        IllegalStageMove(
-            system=sender,
-            message_type=message_type,
-            record_index=index,
-            location=envelope.lineagelocation or f"record {index + 1}",
-            line=None,
+        IllegalStageMove.of(
+            sender,
+            message_type,
+            index,
+            envelope,
             field="stage",
             rule=STAGE_RULE,
             value=illegal.target.value,

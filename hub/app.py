@@ -316,7 +316,7 @@ def build_runtime(
         redaction=redaction,
         warnings=settings.warning_addressees(store),
         cases=settings.case_stages(store, config.systems),
-        checks=settings.cross_checks(store, rulebook),
+        checks=settings.cross_checks(rulebook, settings.reference_lists(store)),
         quarantine=quarantine,
     )
     release = QuarantineRelease(

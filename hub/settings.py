@@ -402,9 +402,12 @@ class HubSettings(BaseSettings):
         and the rule)."""
         return Rulebook.load(self.rules_file)
 
-    def cross_checks(self, store: Store, rulebook: Rulebook) -> CrossChecks:
-        """The cross-checks of `rulebook` on the reference lists in `store`."""
-        return CrossChecks(rulebook, self.reference_lists(store))
+    def cross_checks(self, rulebook: Rulebook, lists: StoreLists) -> CrossChecks:
+        """The cross-checks of `rulebook` (`rulebook()`) on `lists`, the process's one copy of
+        the reference lists (`reference_lists`): in the worker the feed writes to the copy the
+        checks read, so a change it commits is judged by at once. Serve and the worker's
+        pollers both take their checks from here."""
+        return CrossChecks(rulebook, lists)
 
     def case_stages(self, store: Store, systems: Sequence[SystemConfig]) -> StoredCaseStages:
         """Each penalty case's last stage (`centre.penalties`), in `store`: a record moving

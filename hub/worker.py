@@ -54,7 +54,6 @@ from monitor.metrics import start_at_zero
 from monitor.observer import Observer
 from monitor.settings import MonitorSettings
 from reference.feed import ReferenceFeed
-from reference.rulebook import CrossChecks
 from store import Store
 from systems import AdapterKind, SystemConfig
 
@@ -147,7 +146,7 @@ class Worker:
         self.rulebook = self.settings.rulebook()  # a wrong rules file stops the worker here
         # One copy of the lists per process: what the feed writes, the checks see at once.
         self.lists = self.settings.reference_lists(self.store)
-        self.checks = CrossChecks(self.rulebook, self.lists)
+        self.checks = self.settings.cross_checks(self.rulebook, self.lists)
         monitoring = MonitorSettings()
         # The pollers' rejected pages are kept in the store's quarantine, bounded like pushes.
         self.quarantine = monitoring.quarantine(self.store)

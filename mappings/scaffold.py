@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from difflib import SequenceMatcher
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -604,6 +604,14 @@ def _word_score(text: str, target: Target) -> tuple[float, list[str]]:
     return 0.85 * total / len(words), matched
 
 
+@lru_cache(maxsize=1 << 16)
+def _similarity(a: str, b: str) -> float:
+    """SequenceMatcher's ratio of `a` and `b`, remembered: a sample's names meet the same field
+    names again in every dataset `guess_dataset` tries and in every sample of a message type,
+    and the matching is most of a suggestion's cost."""
+    return SequenceMatcher(None, a, b).ratio()
+
+
 def _name_score(leaf: Leaf, target: Target) -> tuple[float, str]:
     names = [name for name in leaf.names if name]
     own = names[-1] if names else ""
@@ -618,7 +626,7 @@ def _name_score(leaf: Leaf, target: Target) -> tuple[float, str]:
         elif text in target.zh:
             score = 0.8
         else:
-            score = 0.9 * SequenceMatcher(None, text, target.zh).ratio()
+            score = 0.9 * _similarity(text, target.zh)
         if score > best:
             best, why = score, f"名 {text}~{target.zh}"
     for index, text in enumerate(candidates):
@@ -629,7 +637,7 @@ def _name_score(leaf: Leaf, target: Target) -> tuple[float, str]:
         if not normal:
             continue
         for key in target.keys:
-            score = weight * (1.0 if normal == key else SequenceMatcher(None, normal, key).ratio())
+            score = weight * (1.0 if normal == key else _similarity(normal, key))
             if score > best:
                 best, why = score, f"name {normal}~{key}"
         score, matched = _word_score(text, target)
@@ -639,9 +647,10 @@ def _name_score(leaf: Leaf, target: Target) -> tuple[float, str]:
     return best, why
 
 
-def score(leaf: Leaf, target: Target) -> Suggestion:
-    """How likely `leaf` feeds `target`: 0.7 of the name score, 0.3 of the shape's fit."""
-    shape = leaf.shape
+def score(leaf: Leaf, target: Target, shape: Shape | None = None) -> Suggestion:
+    """How likely `leaf` feeds `target`: 0.7 of the name score, 0.3 of the fit of the shape of
+    its values (`shape`, when the caller has it: `suggest` reads it once for every target)."""
+    shape = shape or leaf.shape
     name, why = _name_score(leaf, target)
     value = 0.7 * name + 0.3 * _fit(shape, target.kind, leaf.values)
     if target.path.startswith("envelope.") and leaf.group is not None:
@@ -653,7 +662,8 @@ def score(leaf: Leaf, target: Target) -> Suggestion:
 
 def suggest(leaf: Leaf, dataset: str, top: int = 4) -> list[Suggestion]:
     """The best fields for `leaf`, best first."""
-    scored = [score(leaf, target) for target in targets(dataset)]
+    shape = leaf.shape
+    scored = [score(leaf, target, shape) for target in targets(dataset)]
     scored.sort(key=lambda item: -item.score)
     return scored[:top]
 

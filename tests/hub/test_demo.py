@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from broker_support import RABBITMQ_URL, require_rabbitmq
@@ -50,20 +51,35 @@ def _assert_books_balance(report: DemoReport) -> None:
     assert fed > 0 and report.books["reference-lists"].delivered == fed
 
 
-@pytest.mark.slow
-def test_demo_on_the_embedded_bus_balances_its_books(tmp_path: Path) -> None:
-    report = run_demo(
-        DemoOptions(
-            records=80,
-            data_dir=tmp_path / "demo",
-            flaky=DemoOptions().flaky.model_copy(update={"reject_share": 0.1}),
-        )
+class EmbeddedDemo(NamedTuple):
+    """One demo run on the embedded bus that the tests reading its outcome share."""
+
+    options: DemoOptions
+    report: DemoReport
+    data_dir: Path
+    unmatched_before: float
+
+
+@pytest.fixture(scope="module")
+def embedded_demo(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedDemo:
+    # One run of the default size (enough traffic for every department behaviour to show) with
+    # a tenth of national's deliveries refused, so the books have dead letters to balance too.
+    data_dir = tmp_path_factory.mktemp("embedded") / "demo"
+    unmatched = sample_total("jghub_unmatched_feedback_total")
+    options = DemoOptions(
+        data_dir=data_dir, flaky=DemoOptions().flaky.model_copy(update={"reject_share": 0.1})
     )
+    return EmbeddedDemo(options, run_demo(options), data_dir, unmatched)
+
+
+@pytest.mark.slow
+def test_demo_on_the_embedded_bus_balances_its_books(embedded_demo: EmbeddedDemo) -> None:
+    report = embedded_demo.report
     _assert_books_balance(report)
     assert report.bus_url.startswith("sqlite:")
-    assert (tmp_path / "demo" / "bus.sqlite3").is_file()
+    assert (embedded_demo.data_dir / "bus.sqlite3").is_file()
     # The lists hold what the traffic names, wrong on purpose in a few places.
-    lists = StoreLists(embedded_store(tmp_path / "demo"), refresh_s=0)
+    lists = StoreLists(embedded_store(embedded_demo.data_dir), refresh_s=0)
     folders = load_all()
     roster = landscape_roster(build_landscape(folders).systems.systems, folders)
     rows = {status.name: status.rows for status in lists.status()}
@@ -94,14 +110,14 @@ def _expected_score(kind: str, answer: str, overdue: bool) -> tuple[int, ...]:
 
 
 @pytest.mark.slow
-def test_demo_centre_loop_is_what_each_departments_behaviour_implies(tmp_path: Path) -> None:
-    unmatched = sample_total("jghub_unmatched_feedback_total")
-    options = DemoOptions(data_dir=tmp_path / "demo")
-    report = run_demo(options)
+def test_demo_centre_loop_is_what_each_departments_behaviour_implies(
+    embedded_demo: EmbeddedDemo,
+) -> None:
+    options, report = embedded_demo.options, embedded_demo.report
     _assert_books_balance(report)
     # No department fed back anything it did not receive: nothing unmatched, nothing the centre
     # could not place.
-    assert sample_total("jghub_unmatched_feedback_total") == unmatched
+    assert sample_total("jghub_unmatched_feedback_total") == embedded_demo.unmatched_before
     assert all(WARNING_MATCH_RULE not in b.reasons for b in report.books.values())
     assert report.books["collaboration"].dead_lettered == 0
     assert report.loop.answers > 0 and report.loop.refused == {}
@@ -116,7 +132,7 @@ def test_demo_centre_loop_is_what_each_departments_behaviour_implies(tmp_path: P
         if c.message_type == message_type and c.adapter in PUSH_ADAPTERS
     }
     closed_at = report.loop.closed_at
-    store = embedded_store(tmp_path / "demo")
+    store = embedded_store(embedded_demo.data_dir)
     try:
         rows = Ledger(store, clock=lambda: closed_at).items(limit=100_000)
     finally:
