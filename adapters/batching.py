@@ -9,8 +9,10 @@ and each delivery is journalled, counted and dead-lettered alone.
 A batch is closed when it holds `max_records` deliveries; when nothing more is coming to join
 it and the sender is free; or when its first delivery has waited `max_wait_s`. Nothing more is
 coming when every delivery the consumer holds (`Delivery.others_in_hand`: fetched, waiting for
-a handler thread or being handled) already waits in a batch of this egress (`Gathering`): a
-lone record goes at once instead of waiting out `max_wait_s` for records that are not there.
+a handler thread or being handled) already waits in a batch of this egress (`Gathering`), and
+the queue has no backlog (`InHand.backlog`: the broker hands a backlog over as settles make
+room, so more is coming though not in hand): a lone record goes at once instead of waiting out
+`max_wait_s` for records that are not there, while a backlog still goes in full batches.
 While a batch is being sent the next one keeps gathering (as Nagle's algorithm holds small
 segments while one is unacknowledged), so under load batches fill while the one before is
 sent. The thread that closes a batch sends it. Closed batches are sent one at a time, in the
@@ -140,9 +142,11 @@ class Batcher:
         return False
 
     def _nothing_coming(self, pending: Pending) -> bool:
-        """Whether the open batch should go now (under the lock): the sender is free and every
-        delivery the consumer holds already waits in a batch of this egress."""
-        if self._sending or self._closed:
+        """Whether the open batch should go now (under the lock): the sender is free, the queue
+        has no backlog, and every delivery the consumer holds already waits in a batch of this
+        egress."""
+        hand = pending.delivery.hand
+        if self._sending or self._closed or (hand is not None and hand.backlog):
             return False
         return pending.delivery.others_in_hand() < self._gathering.waiting
 

@@ -63,11 +63,18 @@ class InHand:
     Those waiting for a handler thread count as well as those being handled, so a handler that
     gathers deliveries (a batch, `adapters.batching`) can tell whether more are coming: when
     every delivery in hand already waits with it, none is, and waiting longer only adds latency.
-    A backend adds what it fetches and drops what it gives back unhandled; a delivery drops
-    itself once settled (`Delivery` does it).
+    Unless the queue has a backlog: then the broker hands more over as settles make room, and
+    they are coming though not yet in hand. `backlog` says so: the hand was full (`limit`, the
+    prefetch) since it was last empty. A backend adds what it fetches and drops what it gives
+    back unhandled; a delivery drops itself once settled (`Delivery` does it).
+
+    Parameters:
+      limit: most deliveries the consumer holds (its prefetch).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.backlog = False
         self._count = 0
         self._lock = threading.Lock()
 
@@ -78,10 +85,14 @@ class InHand:
     def add(self, count: int) -> None:
         with self._lock:
             self._count += count
+            if self._count >= self.limit:
+                self.backlog = True
 
     def drop(self, count: int = 1) -> None:
         with self._lock:
             self._count -= count
+            if self._count <= 0:
+                self.backlog = False
 
 
 class Delivery(ABC):
@@ -110,7 +121,7 @@ class Delivery(ABC):
         """How many other deliveries its consumer holds unsettled (0 where nobody counts)."""
         if self.hand is None:
             return 0
-        return max(0, self.hand.count - (1 if self._in_hand else 0))
+        return max(0, self.hand.count - 1)  # asked before it is settled: it is one of them
 
     @property
     def settled(self) -> bool:

@@ -515,7 +515,7 @@ class EmbeddedBroker(Broker):
         pool: HandlerPool | None = None,
     ) -> None:
         next_recovery = time.monotonic() + self.options.recovery_interval
-        hand = InHand()
+        hand = InHand(batch_size)
         while not stop.is_set() and not self._closing.is_set():
             if time.monotonic() >= next_recovery:
                 self._recover_orphans()

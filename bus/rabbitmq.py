@@ -740,7 +740,7 @@ class _ConsumeSession:
         self._settles: list[tuple[int, bool, int]] = []
         self._settles_lock = threading.Lock()
         self._first_settle_at = 0.0
-        self.hand = InHand()
+        self.hand = InHand(prefetch)
 
     def settle_later(self, generation: int, ack: bool, tag: int) -> None:
         with self._settles_lock:

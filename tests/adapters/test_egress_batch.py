@@ -210,11 +210,11 @@ class BatchSizes:
 
 
 @contextmanager
-def national_waiting_a_minute(hub: Hub) -> Iterator[BatchSizes]:
-    """National taking batches of 10, whose first record may wait 60 s for it to fill (the
-    longest max_wait_ms allowed): longer than `hub.wait` waits for anything."""
+def national_batching(hub: Hub, max_wait_ms: int) -> Iterator[BatchSizes]:
+    """National taking batches of 10, whose first record may wait `max_wait_ms` for it to
+    fill."""
     port = free_port()
-    config = hub.configure(batching_systems(port, max_records=10, max_wait_ms=60_000))
+    config = hub.configure(batching_systems(port, max_records=10, max_wait_ms=max_wait_ms))
     sizes = BatchSizes(SimulatedTarget(config.system("national")))
     with LoopbackServer(sizes, port=port, name="national"):
         yield sizes
@@ -222,9 +222,9 @@ def national_waiting_a_minute(hub: Hub) -> Iterator[BatchSizes]:
 
 def test_a_lone_record_goes_at_once_without_waiting_out_max_wait(hub: Hub) -> None:
     # Nothing else is in hand to join its batch, so it goes now: were it held for max_wait
-    # (60 s), hub.wait (20 s) would fail. The second shows the count of what is in hand went
-    # back to nothing once the first was settled.
-    with national_waiting_a_minute(hub) as national:
+    # (60 s, the longest allowed), hub.wait (20 s) would fail. The second shows the count of
+    # what is in hand went back to nothing once the first was settled.
+    with national_batching(hub, max_wait_ms=60_000) as national:
         hub.start_worker()
         push(hub, 0, 1)
         hub.wait(lambda: len(records(national.target)) == 1)
@@ -236,10 +236,10 @@ def test_a_lone_record_goes_at_once_without_waiting_out_max_wait(hub: Hub) -> No
 
 
 def test_a_burst_still_fills_its_batches(hub: Hub) -> None:
-    # 40 records in the queue when the worker starts: they are in hand together, so batches
-    # fill to max_records (a first record may go alone while the rest are still arriving),
-    # and the last batch goes as soon as nothing more is coming, not after 60 s.
-    with national_waiting_a_minute(hub) as national:
+    # 40 records in the queue when the worker starts: a backlog (the consumer's hand, 20,
+    # fills), so batches fill to max_records (a first record may go alone while the rest are
+    # still arriving; a last one short of 10 waits out max_wait, 2 s).
+    with national_batching(hub, max_wait_ms=2000) as national:
         push(hub, 0, 40)
         hub.start_worker()
         hub.wait(lambda: len(records(national.target)) == 40)
