@@ -51,7 +51,7 @@ from typing import Literal
 
 from adapters import registry
 from adapters.base import AdapterContext, Sender
-from adapters.batching import Batcher, Pending
+from adapters.batching import Batcher, Gathering, Pending
 from adapters.breaker import BreakerOpen, BreakerOptions, CircuitBreaker, StateListener
 from adapters.delivery import DeliveryFailed, OutboundOptions, TargetDelivery
 from adapters.errors import AdapterError
@@ -142,6 +142,7 @@ class Egress:
     # outbound.batch: one Batcher per outbound message type, made when first needed.
     _batchers: dict[str, Batcher] = field(default_factory=dict, init=False, repr=False)
     _batchers_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _gathering: Gathering = field(default_factory=Gathering, init=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -173,9 +174,11 @@ class Egress:
             attempts = self.deliver(message, envelope, body, content_type)
         except NotDelivered as failure:
             self._settle(delivery, failure)
-            return
-        delivery.ack()
-        log.debug("delivered %s to %s in %d attempt(s)", message.id, self.system.id, attempts)
+        else:
+            delivery.ack()
+            log.debug("delivered %s to %s in %d attempt(s)", message.id, self.system.id, attempts)
+        if self._batchers:  # settled outside a batch: a batch waiting for it may go now
+            self._gathering.poke()
 
     def message_type(self, envelope: Envelope) -> str:
         """What `envelope` is rendered as (or `cloudevent`); NotDelivered (stage "render")."""
@@ -289,6 +292,7 @@ class Egress:
                     lambda members: self.send_batch(message_type, members),
                     max_records=outbound.batch.max_records,
                     max_wait_s=outbound.batch.max_wait_ms / 1000,
+                    gathering=self._gathering,
                 )
             return batcher
 
@@ -330,7 +334,9 @@ class Egress:
             )
         except (DeliveryFailed, StoreUnavailable, AdapterError) as error:
             failure = self._failure(error, batch_key)
-            if failure.settle_as == "dead_letter" and len(kept) > 1:
+            # Even a batch of one: whether a record went alone or with others depends on
+            # what else was in hand, so what a refusal does to it must not.
+            if failure.settle_as == "dead_letter":
                 log.info(
                     "%s refused batch %s of %d records whole (%s); sending them one by one",
                     self.system.id, batch_key, len(kept), failure.reason,

@@ -14,7 +14,12 @@ Measures, in the same run, against one loopback HTTP target answering 200 (at on
 - with --batch N, penalty cases to national's gateway, on each bus: one request per record
   (concurrency 8) and then `outbound.batch` {max_records: N, max_wait_ms: 50} to its batch
   upload, which answers each record's result; `batch_vs_single` is the second's rate over the
-  first's (the same records, the same sink, the same run).
+  first's (the same records, the same sink, the same run);
+- with --batch N, a lone record's latency (--lone records published one at a time to a running
+  worker, each once the one before it arrived; from publish to the target reading it), p50
+  and p99, without and with `outbound.batch`; `lone_batch_vs_single_p99` is the second's p99
+  over the first's (a batch that waited out max_wait_ms for records that never come would
+  add 50 ms to each).
 
 Prints one line per figure with its ratio to the reference, the process's peak RSS, then, as
 the last line, one JSON object with every figure.
@@ -33,6 +38,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -62,6 +69,7 @@ class Target:
 
     def __init__(self, latency: float = 0.0) -> None:
         self.count = 0
+        self.received_at = 0.0
         self.done = threading.Event()
         self.expected = 0
         self._lock = threading.Lock()  # deliveries arrive on several connections at once
@@ -76,6 +84,7 @@ class Target:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                owner.received_at = time.perf_counter()
                 if latency:
                     time.sleep(latency)
                 records, answer = 1, b"{}"
@@ -193,50 +202,88 @@ def reference(target: Target, batch: list[Envelope]) -> float:
     return len(batch) / (time.perf_counter() - started)
 
 
-def worker_rate(
-    target: Target, batch: list[Envelope], url: str, data_dir: Path, config: SystemsConfig
-) -> float:
-    """msgs/s of a Worker delivering `batch` from the bus at `url` to the one target `config`
-    has."""
+def outgoing(envelope: Envelope) -> Outgoing:
+    properties, body = envelope.to_amqp()
+    return Outgoing(
+        routing_key=f"{envelope.spec.name}.330106.bench",
+        body=body,
+        headers=properties["headers"],
+        message_id=envelope.id,
+        idempotency_key=envelope.idempotencykey,
+    )
+
+
+@contextmanager
+def bus_for(
+    url: str, data_dir: Path, config: SystemsConfig
+) -> Iterator[tuple[bus.Broker, HubSettings]]:
+    """A broker on a namespace of its own with `config`'s topology, and the settings of a
+    worker on it (the embedded bus is a file in `data_dir`); the topology is deleted after."""
     namespace = f"bench-outbound-{uuid.uuid4().hex[:8]}"
     topology = config.topology(namespace)
     broker = bus.connect(url)
     broker.declare(topology)
     try:
-        outgoing = []
-        for envelope in batch:
-            properties, body = envelope.to_amqp()
-            outgoing.append(
-                Outgoing(
-                    routing_key=f"{envelope.spec.name}.330106.bench",
-                    body=body,
-                    headers=properties["headers"],
-                    message_id=envelope.id,
-                    idempotency_key=envelope.idempotencykey,
-                )
-            )
-        broker.publish_many(outgoing)
-        settings = HubSettings(
-            amqp_url=url if url.startswith("amqp") else None,
-            data_dir=data_dir,
-            namespace=namespace,
-        )
+        amqp_url = url if url.startswith("amqp") else None
+        yield broker, HubSettings(amqp_url=amqp_url, data_dir=data_dir, namespace=namespace)
+    finally:
+        if url.startswith("amqp"):
+            broker.delete_topology(topology)
+        broker.close()
+
+
+def worker_rate(
+    target: Target, batch: list[Envelope], url: str, data_dir: Path, config: SystemsConfig
+) -> float:
+    """msgs/s of a Worker delivering `batch` from the bus at `url` to the one target `config`
+    has."""
+    with bus_for(url, data_dir, config) as (broker, settings):
+        broker.publish_many([outgoing(envelope) for envelope in batch])
         worker = Worker(settings, systems=config, pollers=False)
         target.expect(len(batch))
         stop = threading.Event()
         runner = threading.Thread(target=worker.run, args=(stop,))
         started = time.perf_counter()
         runner.start()
-        if not target.done.wait(600):
-            raise SystemExit(f"only {target.count} of {len(batch)} delivered")
-        elapsed = time.perf_counter() - started
-        stop.set()
-        runner.join()
+        try:
+            if not target.done.wait(600):
+                raise SystemExit(f"only {target.count} of {len(batch)} delivered")
+            elapsed = time.perf_counter() - started
+        finally:
+            stop.set()
+            runner.join()
         return len(batch) / elapsed
-    finally:
-        if url.startswith("amqp"):
-            broker.delete_topology(topology)
-        broker.close()
+
+
+def lone_latencies(
+    target: Target, records: list[Envelope], url: str, data_dir: Path, config: SystemsConfig
+) -> list[float]:
+    """Seconds from publishing each of `records`, one at a time to a running Worker, to the
+    target reading it (the first, which waits for the worker to start, is left out)."""
+    with bus_for(url, data_dir, config) as (broker, settings):
+        worker = Worker(settings, systems=config, pollers=False)
+        stop = threading.Event()
+        runner = threading.Thread(target=worker.run, args=(stop,))
+        runner.start()
+        latencies = []
+        try:
+            for envelope in records:
+                target.expect(1)
+                published = time.perf_counter()
+                broker.publish(outgoing(envelope))
+                if not target.done.wait(60):
+                    raise SystemExit(f"record {envelope.id} was not delivered in 60 s")
+                latencies.append(target.received_at - published)
+                time.sleep(0.002)  # its settle reaches the broker; the next one is alone
+        finally:
+            stop.set()
+            runner.join()
+        return latencies[1:]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def batching(
@@ -247,7 +294,8 @@ def batching(
     label: str,
     options: argparse.Namespace,
 ) -> None:
-    """National's penalty cases one a request, then in batches; their rates and ratio."""
+    """National's penalty cases one a request, then in batches: their rates and ratio, and a
+    lone record's latency each way."""
     records = cases(options.messages)
     single = worker_rate(target, records, url, data_dir, national(target, None))
     batched = worker_rate(target, records, url, data_dir, national(target, options.batch))
@@ -257,6 +305,18 @@ def batching(
     print(f"{f'national on {label}, one a request (c8)':<40} {single:10.0f} msgs/s")
     shown = f"national on {label}, batches of {options.batch}"
     print(f"{shown:<40} {batched:10.0f} msgs/s  batch_vs_single {batched / single:.2f}")
+    lone = records[: options.lone + 1]
+    p99s = {}
+    for way, batch in (("single", None), ("batch", options.batch)):
+        latencies = lone_latencies(target, lone, url, data_dir, national(target, batch))
+        p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+        figures[f"lone_{way}_{label}_p50_ms"] = p50
+        figures[f"lone_{way}_{label}_p99_ms"] = p99s[way] = p99
+        shown = f"lone record on {label}, {'batches' if batch else 'one a request'}"
+        print(f"{shown:<40} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
+    ratio = p99s["batch"] / p99s["single"]
+    figures[f"lone_batch_vs_single_p99_{label}"] = ratio
+    print(f"{'lone record, batches vs one a request':<40} p99 ratio {ratio:.2f}")
 
 
 def rabbitmq_answers() -> bool:
@@ -277,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="the target's answer time")
     parser.add_argument(
         "--batch", type=int, default=0, help="also national one a request vs batches of N"
+    )
+    parser.add_argument(
+        "--lone", type=int, default=200, help="records timed one at a time (with --batch)"
     )
     options = parser.parse_args(argv)
     batch = envelopes(options.messages)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bus.broker import Broker, Delivery, Handler, QueueStats
+from bus.broker import Broker, Delivery, Handler, InHand, QueueStats
 from bus.errors import (
     BrokerUnavailable,
     BusError,
@@ -33,6 +33,7 @@ __all__ = [
     "Delivery",
     "Failure",
     "Handler",
+    "InHand",
     "InvalidMessage",
     "Message",
     "Outgoing",

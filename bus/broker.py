@@ -57,6 +57,44 @@ class QueueStats:
     dead: int
 
 
+class InHand:
+    """How many deliveries one consumer holds: fetched from the broker and not yet settled.
+
+    Those waiting for a handler thread count as well as those being handled, so a handler that
+    gathers deliveries (a batch, `adapters.batching`) can tell whether more are coming: when
+    every delivery in hand already waits with it, none is, and waiting longer only adds latency.
+    Unless the queue has a backlog: then the broker hands more over as settles make room, and
+    they are coming though not yet in hand. `backlog` says so: the hand was full (`limit`, the
+    prefetch) since it was last empty. A backend adds what it fetches and drops what it gives
+    back unhandled; a delivery drops itself once settled (`Delivery` does it).
+
+    Parameters:
+      limit: most deliveries the consumer holds (its prefetch).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.backlog = False
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self._count += count
+            if self._count >= self.limit:
+                self.backlog = True
+
+    def drop(self, count: int = 1) -> None:
+        with self._lock:
+            self._count -= count
+            if self._count <= 0:
+                self.backlog = False
+
+
 class Delivery(ABC):
     """A message handed to a consumer's handler; settle it exactly once.
 
@@ -66,13 +104,24 @@ class Delivery(ABC):
     Attributes:
       message: the message, with its attempts and history so far.
       target: the target whose queue it came from.
+      hand: what its consumer holds (`InHand`), which this delivery leaves once settled (or
+        once a settle failed: the backend gives it back); None where the backend does not
+        count (a lone delivery, e.g. in a unit test).
     """
 
-    def __init__(self, message: Message, target: str) -> None:
+    def __init__(self, message: Message, target: str, hand: InHand | None = None) -> None:
         self.message = message
         self.target = target
+        self.hand = hand
         self._settled_as: str | None = None
         self._settle_lock = threading.Lock()
+        self._in_hand = hand is not None
+
+    def others_in_hand(self) -> int:
+        """How many other deliveries its consumer holds unsettled (0 where nobody counts)."""
+        if self.hand is None:
+            return 0
+        return max(0, self.hand.count - 1)  # asked before it is settled: it is one of them
 
     @property
     def settled(self) -> bool:
@@ -117,8 +166,15 @@ class Delivery(ABC):
                     f"message {self.message.id} from target {self.target!r} was already settled "
                     f"({self._settled_as}); cannot {how} it again"
                 )
-            action()
-            self._settled_as = how
+            try:
+                action()
+                self._settled_as = how
+            finally:
+                # Settled, or given back by the backend as the settle failed: no longer in hand.
+                if self._in_hand:
+                    self._in_hand = False
+                    assert self.hand is not None
+                    self.hand.drop()
 
     @abstractmethod
     def _ack(self) -> None: ...

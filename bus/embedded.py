@@ -36,7 +36,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bus.broker import Broker, Delivery, Handler, HandlerPool, QueueStats, run_handler
+from bus.broker import (
+    Broker,
+    Delivery,
+    Handler,
+    HandlerPool,
+    InHand,
+    QueueStats,
+    run_handler,
+)
 from bus.errors import (
     BrokerUnavailable,
     ConfigurationError,
@@ -507,11 +515,12 @@ class EmbeddedBroker(Broker):
         pool: HandlerPool | None = None,
     ) -> None:
         next_recovery = time.monotonic() + self.options.recovery_interval
+        hand = InHand(batch_size)
         while not stop.is_set() and not self._closing.is_set():
             if time.monotonic() >= next_recovery:
                 self._recover_orphans()
                 next_recovery = time.monotonic() + self.options.recovery_interval
-            batch, wait = self._fetch(ns, spec, batch_size)
+            batch, wait = self._fetch(ns, spec, batch_size, hand)
             if not batch:
                 with self._arrived:
                     if not stop.is_set() and not self._closing.is_set():
@@ -530,8 +539,11 @@ class EmbeddedBroker(Broker):
                     self._give_back([d.seq for d in batch[position:]])
                     break
 
-    def _fetch(self, ns: str, target: Target, limit: int) -> tuple[list[_EmbeddedDelivery], float]:
-        """Take up to `limit` ready messages; with none, also say how long to wait for more."""
+    def _fetch(
+        self, ns: str, target: Target, limit: int, hand: InHand
+    ) -> tuple[list[_EmbeddedDelivery], float]:
+        """Take up to `limit` ready messages, added to `hand`; with none, also say how long to
+        wait for more."""
         now = time.time()
         with self._lock:
             with self._transaction() as db:
@@ -548,10 +560,11 @@ class EmbeddedBroker(Broker):
         rows.sort(key=lambda row: row[10])
         batch = [
             _EmbeddedDelivery(
-                self, ns, target, row[10], _message_from(row, redelivered=bool(row[9]))
+                self, ns, target, row[10], _message_from(row, redelivered=bool(row[9])), hand
             )
             for row in rows
         ]
+        hand.add(len(batch))
         wait = self.options.poll_interval
         if next_due is not None:
             wait = min(wait, max(next_due - now, 0.001))
@@ -917,9 +930,15 @@ class EmbeddedBroker(Broker):
 
 class _EmbeddedDelivery(Delivery):
     def __init__(
-        self, broker: EmbeddedBroker, ns: str, target: Target, seq: int, message: Message
+        self,
+        broker: EmbeddedBroker,
+        ns: str,
+        target: Target,
+        seq: int,
+        message: Message,
+        hand: InHand | None = None,
     ) -> None:
-        super().__init__(message, target.name)
+        super().__init__(message, target.name, hand)
         self.ns = ns
         self.spec = target
         self.seq = seq

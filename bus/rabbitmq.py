@@ -69,7 +69,15 @@ from bus._amqp_link import (
     Publication,
     Settle,
 )
-from bus.broker import Broker, Delivery, Handler, HandlerPool, QueueStats, run_handler
+from bus.broker import (
+    Broker,
+    Delivery,
+    Handler,
+    HandlerPool,
+    InHand,
+    QueueStats,
+    run_handler,
+)
 from bus.errors import (
     BrokerUnavailable,
     BusError,
@@ -732,6 +740,7 @@ class _ConsumeSession:
         self._settles: list[tuple[int, bool, int]] = []
         self._settles_lock = threading.Lock()
         self._first_settle_at = 0.0
+        self.hand = InHand(prefetch)
 
     def settle_later(self, generation: int, ack: bool, tag: int) -> None:
         with self._settles_lock:
@@ -773,10 +782,12 @@ class _ConsumeSession:
                     arrived = inbox.get(timeout=0.1)
                 except queue.Empty:
                     continue
+            self.hand.add(len(arrived))
             for incoming in arrived:
                 if stop.is_set() or closed.is_set():
                     return  # fetched but not handed over: given back when the link closes
                 if incoming.generation != self.feed.generation:
+                    self.hand.drop()
                     continue  # from a channel that is gone: the broker delivers it again
                 if self.pool is None:
                     self._handle(handler, incoming)
@@ -838,7 +849,7 @@ class _RabbitDelivery(Delivery):
     def __init__(
         self, message: Message, session: _ConsumeSession, generation: int, tag: int
     ) -> None:
-        super().__init__(message, session.target.name)
+        super().__init__(message, session.target.name, session.hand)
         self._session = session
         self._generation = generation
         self._tag = tag

@@ -710,6 +710,7 @@ class _WatchedDelivery(Delivery):
 
     def __init__(self, inner: Delivery, observer: Observer) -> None:
         super().__init__(inner.message, inner.target)
+        self.hand = inner.hand  # read only: the inner delivery leaves it when settled
         self._inner = inner
         self._observer = observer
         self._started = time.perf_counter()

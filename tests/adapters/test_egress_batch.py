@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,64 @@ def test_a_partial_answer_sends_the_unnamed_records_again(
     hub.wait(lambda: hub.brokers[0].depth("national") == 0)
     hub.stop_workers()
     assert hub.brokers[0].dead_letters("national") == []
+
+
+class BatchSizes:
+    """`target`'s app, noting how many records each batch upload carried (batches of one
+    message type are sent one at a time, so the records logged during a request are its own)."""
+
+    def __init__(self, target: SimulatedTarget) -> None:
+        self.target = target
+        self.sizes: list[int] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != BATCH_PATH:
+            await self.target.app(scope, receive, send)
+            return
+        before = len(records(self.target))
+        await self.target.app(scope, receive, send)
+        self.sizes.append(len(records(self.target)) - before)
+
+
+@contextmanager
+def national_batching(hub: Hub, max_wait_ms: int) -> Iterator[BatchSizes]:
+    """National taking batches of 10, whose first record may wait `max_wait_ms` for it to
+    fill."""
+    port = free_port()
+    config = hub.configure(batching_systems(port, max_records=10, max_wait_ms=max_wait_ms))
+    sizes = BatchSizes(SimulatedTarget(config.system("national")))
+    with LoopbackServer(sizes, port=port, name="national"):
+        yield sizes
+
+
+def test_a_lone_record_goes_at_once_without_waiting_out_max_wait(hub: Hub) -> None:
+    # Nothing else is in hand to join its batch, so it goes now: were it held for max_wait
+    # (60 s, the longest allowed), hub.wait (20 s) would fail. The second shows the count of
+    # what is in hand went back to nothing once the first was settled.
+    with national_batching(hub, max_wait_ms=60_000) as national:
+        hub.start_worker()
+        push(hub, 0, 1)
+        hub.wait(lambda: len(records(national.target)) == 1)
+        push(hub, 1, 1)
+        hub.wait(lambda: len(records(national.target)) == 2)
+        hub.wait(lambda: hub.brokers[0].depth("national") == 0)
+        hub.stop_workers()
+    assert national.sizes == [1, 1]
+
+
+def test_a_burst_still_fills_its_batches(hub: Hub) -> None:
+    # 40 records in the queue when the worker starts: a backlog (the consumer's hand, 20,
+    # fills), so batches fill to max_records (a first record may go alone while the rest are
+    # still arriving; a last one short of 10 waits out max_wait, 2 s).
+    with national_batching(hub, max_wait_ms=2000) as national:
+        push(hub, 0, 40)
+        hub.start_worker()
+        hub.wait(lambda: len(records(national.target)) == 40)
+        hub.wait(lambda: hub.brokers[0].depth("national") == 0)
+        hub.stop_workers()
+    assert sum(national.sizes) == 40
+    assert national.sizes.count(10) >= 2, national.sizes
+    assert len(national.sizes) <= 8, national.sizes
 
 
 MARK = "（第二次变更）"
