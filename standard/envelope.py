@@ -432,7 +432,7 @@ class Envelope(BaseModel):
     def _trusted(cls, values: dict[str, Any]) -> Envelope:
         """The event of `values`, known valid (`_valid_as_built`), made as `model_construct`
         makes it (fields in declaration order, defaults filled, the given names as the fields
-        set) without its general work: a seventh of the model's validation, against two thirds
+        set) without its general work: a seventh of the model's validation, against three fifths
         for `model_construct` (the fast path's test compares every event with the validated
         one)."""
         envelope = cls.__new__(cls)
