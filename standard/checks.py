@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import operator
 import re
 from typing import Literal
 
@@ -148,8 +149,10 @@ def _values(alphabet: str) -> dict[str, int]:
 
 
 def _weighted_sum(text: str, alphabet: str, weights: tuple[int, ...]) -> int:
-    values = _values(alphabet)
-    return sum(values[char] * weight for char, weight in zip(text, weights, strict=True))
+    # map over the text, not a generator of pairs: every code of every record is summed here.
+    if len(text) != len(weights):
+        raise ValueError(f"{len(text)} characters to weigh with {len(weights)} weights")
+    return sum(map(operator.mul, map(_values(alphabet).__getitem__, text), weights))
 
 
 # -- unified social credit code (GB 32100-2015) -------------------------------------------------
@@ -257,9 +260,12 @@ def org_code_check_char(first8: str) -> str:
     return _org_check_char(first8)
 
 
+_ORG_CHECK_CHARS = {remainder: str(remainder) for remainder in range(1, 10)} | {10: "X", 11: "0"}
+
+
 def _org_check_char(first8: str) -> str:
     remainder = 11 - _weighted_sum(first8, ORG_CODE_ALPHABET, ORG_CODE_WEIGHTS) % 11
-    return {10: "X", 11: "0"}.get(remainder, str(remainder))
+    return _ORG_CHECK_CHARS[remainder]
 
 
 def check_org_code(value: str) -> str:

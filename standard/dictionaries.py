@@ -166,7 +166,14 @@ class DictionaryCode:
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
+        # Every coded field of every record passes here: known codes are told by one set look-up.
+        codes = frozenset(dictionary(self.name).codes())
+        check = self.check
+
+        def checked(value: str) -> str:
+            return value if value in codes else check(value)
+
+        return core_schema.no_info_after_validator_function(checked, handler(source))
 
     def __get_pydantic_json_schema__(
         self, schema: CoreSchema, handler: GetJsonSchemaHandler

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
@@ -138,6 +139,17 @@ def dataset_for_model(model: type[BaseModel]) -> DatasetSpec:
         return _BY_MODEL[model]
     except KeyError:
         raise UnknownDataset(model.__name__, DATASETS) from None
+
+
+def _is_assumed_object(text: str) -> bool:
+    """Whether `text` is a JSON object of field → why (``lineageassumed``)."""
+    try:
+        found = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(found, dict) and all(
+        isinstance(key, str) and isinstance(why, str) for key, why in found.items()
+    )
 
 
 def _batch_date_ok(batchno: str) -> bool:
@@ -250,15 +262,7 @@ class Envelope(BaseModel):
     @field_validator("lineageassumed")
     @classmethod
     def _assumed_object(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            found = json.loads(value)
-        except json.JSONDecodeError:
-            found = None
-        if not isinstance(found, dict) or not all(
-            isinstance(key, str) and isinstance(why, str) for key, why in found.items()
-        ):
+        if value is not None and not _is_assumed_object(value):
             raise PydanticCustomError(
                 "code_check",
                 "{message}",
@@ -419,7 +423,25 @@ class Envelope(BaseModel):
         )
         if derive:
             _derive_key_and_id(spec, values)
+            if _valid_as_built(spec, values):
+                values["time"] = as_shanghai(values["time"])
+                return cls._trusted(values)
         return cls._checked(values)
+
+    @classmethod
+    def _trusted(cls, values: dict[str, Any]) -> Envelope:
+        """The event of `values`, known valid (`_valid_as_built`), made as `model_construct`
+        makes it (fields in declaration order, defaults filled, the given names as the fields
+        set) without its general work: a seventh of the model's validation, against three fifths
+        for `model_construct` (the fast path's test compares every event with the validated
+        one)."""
+        envelope = cls.__new__(cls)
+        filled = {name: values.get(name, default) for name, default in _ENVELOPE_DEFAULTS.items()}
+        object.__setattr__(envelope, "__dict__", filled)
+        object.__setattr__(envelope, "__pydantic_fields_set__", set(values))
+        object.__setattr__(envelope, "__pydantic_extra__", None)
+        object.__setattr__(envelope, "__pydantic_private__", None)
+        return envelope
 
     @classmethod
     def _checked(cls, values: Mapping[str, Any]) -> Envelope:
@@ -520,6 +542,17 @@ class Envelope(BaseModel):
         return envelope
 
 
+# Every field of the envelope in declaration order, with its default (None for a required one,
+# which `_valid_as_built` has seen given). Plain values: no field has a default factory.
+_ENVELOPE_DEFAULTS: dict[str, Any] = {
+    name: None if field.is_required() else field.default
+    for name, field in Envelope.model_fields.items()
+}
+assert not Envelope.__private_attributes__ and not any(
+    field.default_factory for field in Envelope.model_fields.values()
+)
+
+
 def _derive_key_and_id(spec: DatasetSpec, values: dict[str, Any]) -> None:
     """Fill ``idempotencykey`` and ``id`` of an event `Envelope._build` assembled, as
     `_fill_derived` would, with less work; the model still validates every attribute.
@@ -540,6 +573,63 @@ def _derive_key_and_id(spec: DatasetSpec, values: dict[str, Any]) -> None:
         )
     if "id" not in values:
         values["id"] = _digest_event_id(values["idempotencykey"])
+
+
+_HEX_KEY = re.compile(r"[0-9a-f]{64}")
+_BATCH_NO = re.compile(r"[0-9]{13}")
+_TYPE = re.compile(r"gov\.supervision\.[a-z_]+\.v[0-9]+")
+# The text attributes `_build` may be given, each with its most characters (`Envelope`'s fields).
+_TEXT_LIMITS = {"id": 128, "source": 200, "subject": 128, "dataschema": None,
+                "correlationid": 128, "lineagesystem": 100, "lineagelocation": 500}  # fmt: skip
+
+
+def _valid_as_built(spec: DatasetSpec, values: dict[str, Any]) -> bool:
+    """Whether the event `_build` assembled in `values` (key and id derived) certainly passes
+    `Envelope`'s validation with every value as it is but ``time``, which the model puts in
+    Asia/Shanghai: then `Envelope.model_construct` gives the very event `model_validate` would,
+    without its work. A narrow check: anything it does not vouch for (text with surrounding
+    whitespace, an attribute not of exactly the type the model keeps) is left to the model,
+    whose errors say what is wrong.
+    """
+    for name, limit in _TEXT_LIMITS.items():
+        text = values.get(name)
+        if text is None and name not in ("id", "source", "subject"):
+            continue
+        if type(text) is not str or not text or text != text.strip():
+            return False
+        if limit is not None and len(text) > limit:
+            return False
+    digest = values.get("lineagedigest")
+    assumed = values.get("lineageassumed")
+    batch_no = values.get("batchno")
+    key = values.get("idempotencykey")
+    data = values["data"]
+    return (
+        type(values.get("time")) is datetime
+        and values["time"].tzinfo is not None
+        and values["time"].utcoffset() is not None
+        and (assumed is None or (type(assumed) is str and len(assumed) <= 4000
+                                 and assumed == assumed.strip() and _is_assumed_object(assumed)))
+        and type(key) is str
+        and _HEX_KEY.fullmatch(key) is not None
+        and (digest is None or (type(digest) is str and _HEX_KEY.fullmatch(digest) is not None))
+        and (
+            batch_no is None
+            or (type(batch_no) is str and _BATCH_NO.fullmatch(batch_no) is not None
+                and _batch_date_ok(batch_no))
+        )
+        and type(values["operation"]) is Operation
+        and values["type"] == spec.type
+        and _TYPE.fullmatch(spec.type) is not None
+        and dataset_for_type(spec.type) is spec
+        and type(values["schemaversion"]) is int
+        and values["schemaversion"] == spec.version >= 1
+        and type(data) is dict
+        and all(type(name) is str for name in data)
+        and data.get(spec.key_field) is not None
+        and str(data[spec.key_field]) == values["subject"]
+        and (values["operation"] is not Operation.DELETE or len(data) == 1)
+    )  # fmt: skip
 
 
 def _property(properties: Mapping[str, Any] | Any, name: str) -> Any:

@@ -60,7 +60,9 @@ ID_NUMBER_PATTERN = r"^[0-9]{17}[0-9X]$"
 def normalise_code(value: object) -> object:
     """NFKC (full-width → ASCII), strip whitespace, upper-case; non-strings pass unchanged."""
     if isinstance(value, str):
-        return unicodedata.normalize("NFKC", value).strip().upper()
+        # NFKC leaves ASCII as it is, and most codes arrive in ASCII.
+        text = value if value.isascii() else unicodedata.normalize("NFKC", value)
+        return text.strip().upper()
     return value
 
 

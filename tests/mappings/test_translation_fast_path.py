@@ -8,12 +8,16 @@ no list handling); the reference reads it with the compiled XPath and runs the p
 (`_combine`). Date patterns whose fields come in datetime()'s order skip the dictionary of
 fields; the reference builds dates from it. Both run on every shipped sample of every system and
 on generated records and attributes, valid and invalid, and their envelopes (every attribute) and
-errors (every field, messages included, in order) must be equal.
+errors (every field, messages included, in order) must be equal; the envelopes' JSON bytes too.
+An event the engine assembled is built without the model's validation when every attribute
+certainly passes it (`_valid_as_built`); the reference validates every one. Code checks' fast
+paths (`normalise_code`, `_weighted_sum`) are compared with their former code.
 """
 
 from __future__ import annotations
 
 import functools
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -31,10 +35,12 @@ from mappings.errors import PayloadRejected
 from mappings.inbound import InboundTranslation
 from mappings.paths import XmlPath, xpath_value
 from mappings.system import SYSTEMS_ROOT, load_system
+from standard import checks
+from standard.checks import CREDIT_CODE_ALPHABET, DIGITS, ORG_CODE_ALPHABET
 from standard.datasets import PenaltyCase, PenaltyStage
 from standard.envelope import Envelope
 from standard.errors import EnvelopeInvalid
-from standard.types import SHANGHAI
+from standard.types import SHANGHAI, normalise_code
 
 READ_AT = datetime(2026, 3, 2, 10, 0, tzinfo=SHANGHAI)
 PENALTY = SYSTEMS_ROOT / "eco-env-penalty"
@@ -87,7 +93,7 @@ def outcome(translation: InboundTranslation, payload: bytes) -> Any:
     except PayloadRejected as rejected:
         return {"rejected": rejected.to_dict()}
     return {
-        "envelopes": [(type(e), e.model_dump()) for e in result.envelopes],
+        "envelopes": [(type(e), e.model_dump(), e.to_json()) for e in result.envelopes],
         "errors": [error.to_dict() for error in result.errors],
         "read": result.read,
     }
@@ -237,7 +243,7 @@ def _wrapped(record: Any, attributes: dict[str, Any], *, derive: bool) -> Any:
         return ("invalid", invalid.violations)
     except ValueError as error:  # an operation that is none: the same refusal both ways
         return ("refused", str(error))
-    return ("envelope", envelope.model_dump())
+    return ("envelope", envelope.model_dump(), envelope.to_json(), envelope.model_fields_set)
 
 
 @settings(max_examples=300, deadline=None)
@@ -256,9 +262,10 @@ def test_generated_deletes_wrap_the_same_both_ways(key: str, attributes: Any) ->
 
     def wrapped(derive: bool) -> Any:
         try:
-            return Envelope.wrap_delete("penalty_case", key, derive=derive, **attributes)
+            envelope = Envelope.wrap_delete("penalty_case", key, derive=derive, **attributes)
         except EnvelopeInvalid as invalid:
             return invalid.violations
+        return (envelope.model_dump(), envelope.to_json(), envelope.model_fields_set)
 
     assert wrapped(True) == wrapped(False)
 
@@ -267,3 +274,29 @@ def test_the_stage_order_is_the_stages_declaration_order() -> None:
     """`PenaltyStage.order` reads a table; it must be the position the rules compare by."""
     assert [stage.order for stage in PenaltyStage] == list(range(len(PenaltyStage)))
     assert PenaltyCase.rules()[0].name == "mandatory at stage"
+
+
+# --------------------------------------------------------------------------- code checks
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.one_of(st.text(max_size=30), st.text("0123456789ABCXabcx ９Ａ\u3000", max_size=20)))
+def test_codes_normalise_as_nfkc_did(value: str) -> None:
+    """`normalise_code` skips NFKC for ASCII text; the reference normalises every text."""
+    assert normalise_code(value) == unicodedata.normalize("NFKC", value).strip().upper()
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    alphabet=st.sampled_from([CREDIT_CODE_ALPHABET, ORG_CODE_ALPHABET, DIGITS]),
+    data=st.data(),
+)
+def test_check_sums_weigh_as_before(alphabet: str, data: st.DataObject) -> None:
+    """`_weighted_sum` maps over the text; the reference zips characters and weights."""
+    weights = tuple(data.draw(st.lists(st.integers(1, 31), min_size=1, max_size=18)))
+    text = data.draw(st.text(alphabet, min_size=len(weights), max_size=len(weights)))
+    values = {char: value for value, char in enumerate(alphabet)}
+    expected = sum(values[char] * weight for char, weight in zip(text, weights, strict=True))
+    assert checks._weighted_sum(text, alphabet, weights) == expected
+    with pytest.raises(ValueError):
+        checks._weighted_sum(text + alphabet[0], alphabet, weights)
