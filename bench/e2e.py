@@ -376,15 +376,18 @@ def _sink_main(port_out: Any, stop: Any, dump_to: str) -> None:
 
 
 @contextmanager
-def sink_process(folder: Path) -> Iterator[tuple[str, Path]]:
-    """The sink in its own process; yields (its URL, the file its arrivals are written to)."""
+def sink_process(folder: Path) -> Iterator[tuple[str, Path, int]]:
+    """The sink in its own process; yields (its URL, the file its arrivals are written to, its
+    pid)."""
     context = multiprocessing.get_context("fork")
     port_out, stop = context.Queue(), context.Event()
     dump = folder / "arrivals.json"
     process = context.Process(target=_sink_main, args=(port_out, stop, str(dump)), daemon=True)
     process.start()
     try:
-        yield f"http://127.0.0.1:{port_out.get(timeout=20)}/deliveries", dump
+        url = f"http://127.0.0.1:{port_out.get(timeout=20)}/deliveries"
+        assert process.pid is not None
+        yield url, dump, process.pid
     finally:
         stop.set()
         process.join(timeout=30)
@@ -489,6 +492,57 @@ def memory_kib(pid: int) -> tuple[int, int]:
         if name in ("VmRSS", "VmHWM"):
             fields[name] = int(value.split()[0])
     return fields.get("VmRSS", 0), fields.get("VmHWM", 0)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time process `pid` (all its threads) has used, user and system, from /proc."""
+    # The command's name may hold spaces and parentheses: the fields start after the last ')'.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core of the machine spent busy (neither idle nor waiting for I/O)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
+    return (sum(values) - values[3] - values[4]) / CLOCK_TICKS
+
+
+def rabbitmq_pid() -> int | None:
+    """The local RabbitMQ node's Erlang VM (beam.smp), when it runs on this machine."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):
+                command = (entry / "cmdline").read_bytes()
+                if b"beam.smp" in command and b"rabbit" in command:
+                    return int(entry.name)
+    return None
+
+
+class CpuTally:
+    """CPU time spent between start and `per_record`, by each named process and by the whole
+    machine: where a record's CPU goes, and how busy the cores were."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        rabbit = rabbitmq_pid()
+        self.pids = pids | ({"rabbitmq": rabbit} if rabbit is not None else {})
+        self.started = time.monotonic()
+        self.machine = machine_busy_seconds()
+        self.each = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def per_record(self, records: int) -> dict[str, float]:
+        """µs of CPU a record, per process and in all ("other": the load generator, the kernel,
+        whatever else ran), and the cores busy on average."""
+        elapsed = time.monotonic() - self.started
+        machine = machine_busy_seconds() - self.machine
+        spent = {name: cpu_seconds(pid) - self.each[name] for name, pid in self.pids.items()}
+        spent["other"] = max(machine - sum(spent.values()), 0.0)
+        figures = {f"cpu_us_{name}": 1e6 * value / max(records, 1) for name, value in spent.items()}
+        figures["cpu_us_all"] = 1e6 * machine / max(records, 1)
+        figures["cores_busy"] = machine / elapsed
+        return figures
 
 
 def national_system(sink_url: str, batch: dict[str, int] | None = None) -> dict[str, Any]:
@@ -740,7 +794,7 @@ def store_phase(
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
         with (
-            sink_process(folder) as (sink_url, dump),
+            sink_process(folder) as (sink_url, dump, _),
             hub_processes(folder, sink_url, workers, database_url=database_url) as (base, _),
         ):
             job = {"records": batch, "concurrency": concurrency}
@@ -868,11 +922,18 @@ def _backfill_main(job: dict[str, Any], out: str, accepted: Any) -> None:
 
 
 def backfill(
-    label: str, job: dict[str, Any], sink_url: str, folder: Path, records: int
+    label: str,
+    job: dict[str, Any],
+    sink_url: str,
+    folder: Path,
+    records: int,
+    pids: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Run one backfill (`_backfill_main`'s job), its progress on stderr every 2 s; its figures:
     records accepted and arrived, seconds pushing (first push → last answer), draining (last
-    answer → last arrival) and in all, records/s into ingress and end to end."""
+    answer → last arrival) and in all, records/s into ingress and end to end; with `pids`, the
+    CPU a record cost in each of those processes, RabbitMQ's and the machine's (`CpuTally`)."""
+    tally = CpuTally(pids) if pids is not None else None
     context = multiprocessing.get_context("fork")
     accepted = context.Value("q", 0)
     out = folder / f"backfill-{label}.json"
@@ -925,6 +986,18 @@ def backfill(
         f"{figures['push_s']:.1f} s, drained {figures['drain_s']:.1f} s after the last push",
         flush=True,
     )
+    if tally is not None:
+        figures |= tally.per_record(arrived)
+        each = ", ".join(
+            f"{key.removeprefix('cpu_us_')} {value:,.0f}"
+            for key, value in figures.items()
+            if key.startswith("cpu_us_") and key != "cpu_us_all"
+        )
+        print(
+            f"backfill {label}: CPU µs a record: {figures['cpu_us_all']:,.0f} in all ({each}); "
+            f"{figures['cores_busy']:.2f} of {os.cpu_count()} cores busy",
+            flush=True,
+        )
     return figures
 
 
@@ -959,27 +1032,29 @@ def measured_backfill(
     sink_url: str,
     folder: Path,
     first: int,
+    pids: dict[str, int],
 ) -> dict[str, Any]:
     """One record from each department first (each mapping's first use, the first connections),
-    then the backfill of `options.backfill` records numbered from `first`; its figures. `label`
-    "naive" pushes to the naive publisher, any other to the hub."""
+    then the backfill of `options.backfill` records numbered from `first`; its figures, with the
+    CPU a record cost in each of `pids`. `label` "naive" pushes to the naive publisher, any other
+    to the hub."""
     naive, warm_up = label == "naive", len(feeds)
     chunks = backfill_chunks(len(feeds), warm_up, 1, first - warm_up)
     job = backfill_job(base, feeds, chunks, options.concurrency, naive=naive)
     backfill(f"{label} warm-up", job, sink_url, folder, warm_up)
     chunks = backfill_chunks(len(feeds), options.backfill, options.batch, first)
     job = backfill_job(base, feeds, chunks, options.concurrency, naive=naive)
-    return backfill(label, job, sink_url, folder, options.backfill)
+    return backfill(label, job, sink_url, folder, options.backfill, pids)
 
 
 # --- the naive reference and the stages alone ---------------------------------------------------
 
 
 @contextmanager
-def naive_reference(sink_url: str) -> Iterator[str]:
+def naive_reference(sink_url: str) -> Iterator[tuple[str, dict[str, int]]]:
     """`bench/naive_publisher.py` under uvicorn and `bench/naive_consumer.py`, each its own
     process, on a fresh exchange and quorum queue bound as the hub binds national; yields the
-    publisher's URL."""
+    publisher's URL and the two pids."""
     namespace = f"naive{uuid.uuid4().hex[:8]}"
     exchange, queue_name = f"{namespace}.canonical", f"{namespace}.national"
     setup = pika.BlockingConnection(pika.URLParameters(URL))
@@ -1001,7 +1076,7 @@ def naive_reference(sink_url: str) -> Iterator[str]:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/ready", publisher, "the naive publisher")
-        yield base
+        yield base, {"publisher": publisher.pid, "consumer": consumer.pid}
     finally:
         stop_process(publisher)
         stop_process(consumer)
@@ -1186,15 +1261,17 @@ def main(argv: list[str] | None = None) -> int:
     feeds = department_feeds()
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
-        with sink_process(folder) as (sink_url, dump):
+        with sink_process(folder) as (sink_url, dump, sink_pid):
             figures["stage_sink_records_per_s"] = sink_stage(
                 sink_url, folder, feeds[0], BACKFILL_BATCH["max_records"] if batching else 1, 5
             )
             print(
                 f"the sink alone: {figures['stage_sink_records_per_s']:.0f} records/s", flush=True
             )
-            phases = naive_phases(options, feeds, sink_url, folder, figures)
-            phases |= hub_phases(options, feeds, batching, sink_url, folder, duration, figures)
+            phases = naive_phases(options, feeds, sink_url, sink_pid, folder, figures)
+            phases |= hub_phases(
+                options, feeds, batching, sink_url, sink_pid, folder, duration, figures
+            )
         arrivals: dict[str, float] = json.loads(dump.read_text())
 
     for name, stamps in phases.items():
@@ -1260,6 +1337,12 @@ def stages(options: argparse.Namespace, figures: dict[str, Any]) -> None:
         f"{figures['raw_consume_msgs_per_s']:.0f} msgs/s",
         flush=True,
     )
+    figures["stage_confirm_ms_p50"] = confirm_stage(namespace, body)
+    print(
+        f"one publish awaiting its confirm (BlockingConnection, quorum queue), alone: "
+        f"p50 {figures['stage_confirm_ms_p50']:.2f} ms",
+        flush=True,
+    )
     figures["stage_translate_records_per_s"] = translation_stage(department_feeds(), options.batch)
     print(
         f"the mappings alone, ten departments' batches of {options.batch}: "
@@ -1268,17 +1351,44 @@ def stages(options: argparse.Namespace, figures: dict[str, Any]) -> None:
     )
 
 
+def confirm_stage(namespace: str, body: bytes, count: int = 300) -> float:
+    """p50 ms of one persistent, mandatory publish awaiting its confirm through a pika
+    BlockingConnection into a fresh quorum queue, one after the other: what the naive reference
+    waits for each record, and the least a single push can wait before it is answered."""
+    connection = pika.BlockingConnection(pika.URLParameters(URL))
+    channel = connection.channel()
+    queue_name = f"{namespace}.confirm"
+    channel.queue_declare(queue_name, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.confirm_delivery()
+    waits = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            channel.basic_publish(
+                "", queue_name, body, pika.BasicProperties(delivery_mode=2), mandatory=True
+            )
+            waits.append((time.perf_counter() - started) * 1000)
+    finally:
+        channel.queue_delete(queue_name)
+        connection.close()
+    return statistics.median(waits)
+
+
 def naive_phases(
     options: argparse.Namespace,
     feeds: list[DepartmentFeed],
     sink_url: str,
+    sink_pid: int,
     folder: Path,
     figures: dict[str, Any],
 ) -> dict[str, list[list[Any]]]:
     """The naive reference's backfill (its figures into `figures`) and single-record pushes
     (their stamps, summarised with the hub's)."""
-    with naive_reference(sink_url) as base:
-        measured = measured_backfill("naive", base, feeds, options, sink_url, folder, 100_000_000)
+    with naive_reference(sink_url) as (base, pids):
+        pids |= {"sink": sink_pid}
+        measured = measured_backfill(
+            "naive", base, feeds, options, sink_url, folder, 100_000_000, pids
+        )
         figures |= {f"naive_backfill_{key}": value for key, value in measured.items()}
         single, _ = hub_phase(
             base,
@@ -1298,6 +1408,7 @@ def hub_phases(
     feeds: list[DepartmentFeed],
     batching: bool,
     sink_url: str,
+    sink_pid: int,
     folder: Path,
     duration: float,
     figures: dict[str, Any],
@@ -1318,7 +1429,9 @@ def hub_phases(
         job = {"records": options.batch, "concurrency": options.concurrency}
         # A short warm-up: imports, first connections, the mappings' caches.
         hub_phase(base, sink_url, folder, first=0, duration=3, **job)
-        measured = measured_backfill("hub", base, feeds, options, sink_url, folder, 300_000_000)
+        measured = measured_backfill(
+            "hub", base, feeds, options, sink_url, folder, 300_000_000, pids | {"sink": sink_pid}
+        )
         figures |= {f"hub_backfill_{key}": value for key, value in measured.items()}
         phases: dict[str, list[list[Any]]] = {}
         phases["hub_batch"], _ = hub_phase(
