@@ -1051,17 +1051,26 @@ def measured_backfill(
 
 
 @contextmanager
+def _channel() -> Iterator[Any]:
+    """A channel on a connection of its own to the bench's broker, closed after use."""
+    connection = pika.BlockingConnection(pika.URLParameters(URL))
+    try:
+        yield connection.channel()
+    finally:
+        connection.close()
+
+
+@contextmanager
 def naive_reference(sink_url: str) -> Iterator[tuple[str, dict[str, int]]]:
     """`bench/naive_publisher.py` under uvicorn and `bench/naive_consumer.py`, each its own
     process, on a fresh exchange and quorum queue bound as the hub binds national; yields the
     publisher's URL and the two pids."""
     namespace = f"naive{uuid.uuid4().hex[:8]}"
     exchange, queue_name = f"{namespace}.canonical", f"{namespace}.national"
-    setup = pika.BlockingConnection(pika.URLParameters(URL))
-    channel = setup.channel()
-    channel.exchange_declare(exchange, "topic", durable=True)
-    channel.queue_declare(queue_name, durable=True, arguments={"x-queue-type": "quorum"})
-    channel.queue_bind(queue_name, exchange, "penalty_case.#")
+    with _channel() as channel:
+        channel.exchange_declare(exchange, "topic", durable=True)
+        channel.queue_declare(queue_name, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind(queue_name, exchange, "penalty_case.#")
     port = free_port()
     env = {**os.environ, "JGHUB_BENCH_AMQP_URL": URL, "JGHUB_BENCH_NAIVE_EXCHANGE": exchange}
     command = [sys.executable, "-m", "uvicorn", "naive_publisher:app", "--app-dir", str(_HERE)]
@@ -1080,9 +1089,11 @@ def naive_reference(sink_url: str) -> Iterator[tuple[str, dict[str, int]]]:
     finally:
         stop_process(publisher)
         stop_process(consumer)
-        channel.queue_delete(queue_name)
-        channel.exchange_delete(exchange)
-        setup.close()
+        # A connection of its own: one left idle through a long backfill answers no heartbeats
+        # (a BlockingConnection does only while it is used), and the broker drops it.
+        with _channel() as channel:
+            channel.queue_delete(queue_name)
+            channel.exchange_delete(exchange)
 
 
 def translation_stage(feeds: list[DepartmentFeed], batch: int, rounds: int = 3) -> float:
