@@ -19,10 +19,11 @@ from hub_harness import (
     signed,
 )
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from adapters.redaction import Redaction
 from adapters.security import RequestSigner
-from monitor.journal import Step
+from monitor.journal import JOURNAL_ENTRY, Step
 from standard.envelope import Envelope
 
 PUSH = "/systems/grassroots-platform/rest/event_report"
@@ -54,6 +55,29 @@ def test_a_valid_batch_is_answered_per_record_and_consumable(hub: RunningHub) ->
         assert envelope.subject == sent[message.id]["subject"]
         assert message.routing_key == sent[message.id]["routing_key"]
         assert envelope.correlationid == answer["receipt_id"]
+
+
+def test_a_small_answer_goes_out_once_its_records_are_confirmed_and_journalled(
+    hub: RunningHub,
+) -> None:
+    # Rendered on the event loop (ANSWERED_ON_THE_LOOP), the answer still waits for the
+    # broker's confirms and the journal's commit of the payload's entries.
+    response = hub.client.post(PUSH, content=signed(sample(*EVENTS, "valid-events")), headers=JSON)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    ids = {record["message_id"] for record in answer["records"]}
+    assert len(ids) == answer["accepted"] == 3
+    journal = hub.runtime.journal
+    assert journal is not None
+    # Read from the store as it is, without Journal.trace's flush.
+    entry = JOURNAL_ENTRY.c
+    with journal.store.begin() as db:
+        rows = db.execute(
+            select(entry.message_id, entry.step).where(entry.receipt == answer["receipt_id"])
+        ).all()
+    steps = {(message_id, Step(step)) for message_id, step in rows}
+    assert {(i, Step.RECEIVED) for i in ids} | {(i, Step.PUBLISHED) for i in ids} <= steps
+    assert {message.id for message in hub.drain("eco-env-penalty", 3)} == ids
 
 
 def test_an_invalid_record_is_rejected_with_field_rule_and_location(hub: RunningHub) -> None:
