@@ -12,13 +12,20 @@ The ``bare`` reference is the least a translation of that record can cost: lxml 
 tables, checks, dates or envelope; ``engine_vs_bare`` is the engine's rate over bare's.
 Then a batch of 10,000 records is translated, with its peak memory (tracemalloc for Python
 objects, ru_maxrss for the whole process, libxml2 included), and the same for JSON events of the
-grassroots platform. The last line is one JSON object with every figure.
+grassroots platform. Last, what a record's JSON costs after translation, on the records of every
+shipped sample: its body written (``Envelope.to_amqp``) and read back (``from_amqp``), a
+journal entry's detail and hash, by ``standard.json_text`` (orjson where its bytes are the
+standard library's) against the standard library calls it replaced (the reference), in the same
+rounds; ``record_json_vs_stdlib`` is the time of a record's (its body out and in, two entries)
+over the reference's. The last line is one JSON
+object with every figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import resource
 import sys
@@ -27,15 +34,23 @@ import tracemalloc
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from lxml import etree
 from pydantic import BaseModel
 
-from mappings.system import SYSTEMS_ROOT, load_system
-from standard.datasets import PenaltyCase
-from standard.envelope import Envelope
-from standard.types import SHANGHAI, wan_yuan_to_yuan
+# bench/bus.py would shadow the `bus` package (monitor.journal imports it) when this file runs as
+# a script from bench/.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+from mappings.samples import sample_envelopes  # noqa: E402
+from mappings.system import SYSTEMS_ROOT, load_all, load_system  # noqa: E402
+from monitor.journal import entry_hash  # noqa: E402
+from standard import json_text  # noqa: E402
+from standard.datasets import PenaltyCase  # noqa: E402
+from standard.envelope import Envelope  # noqa: E402
+from standard.types import SHANGHAI, wan_yuan_to_yuan  # noqa: E402
 
 PENALTY = SYSTEMS_ROOT / "eco-env-penalty"
 CF = "{http://sthjt.zj.gov.cn/schema/xzcf/2.1}"
@@ -376,6 +391,70 @@ def _batch(translate: Callable[[bytes], Any], payload: bytes, count: int) -> dic
     }
 
 
+_STDLIB_HASH = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _stdlib_entry_hash(prev_hash: str, row: tuple[Any, ...]) -> str:
+    """The journal's entry hash as the standard library wrote its JSON (the reference)."""
+    content = _STDLIB_HASH.encode(list(row))
+    return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
+
+
+def _record_json(seconds: float) -> dict[str, float]:
+    """µs per record of the record's JSON by the standard library and by json_text."""
+    envelopes = [e for system in load_all(SYSTEMS_ROOT).values() for e in sample_envelopes(system)]
+    data = [envelope.data for envelope in envelopes]
+    bodies = [json_text.compact(record) for record in data]
+    # A `received` entry's detail: the record's key, its completeness, its named credit codes.
+    detail = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+    details = [
+        {"subject": e.subject, "filled": 9, "optional": 14,
+         "credit_codes": {"credit_code": "91330106MA2KL7P366",
+                          "authority_credit_code": "113301060025641254"}}
+        for e in envelopes
+    ]  # fmt: skip
+    rows = [
+        (n, "2026-12-07T21:00:00.000000+00:00", "received", e.id, f"r-{n}", "market-penalty",
+         None, e.type, None, None, detail.encode(d))
+        for n, (e, d) in enumerate(zip(envelopes, details, strict=True))
+    ]  # fmt: skip
+    assert all(json_text.spaced_sorted(d, str) == detail.encode(d) for d in details)
+    for record, body in zip(data, bodies, strict=True):
+        assert body == json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+    assert all(entry_hash("0" * 64, r) == _stdlib_entry_hash("0" * 64, r) for r in rows)
+    works: dict[str, Callable[[], int]] = {
+        "dumps_stdlib": lambda: len(
+            [json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode() for r in data]
+        ),
+        "dumps_json_text": lambda: len([json_text.compact(r) for r in data]),
+        "loads_stdlib": lambda: len([json.loads(b) for b in bodies]),
+        "loads_json_text": lambda: len([json_text.loads(b) for b in bodies]),
+        "hash_stdlib": lambda: len([_stdlib_entry_hash("0" * 64, r) for r in rows]),
+        "hash_json_text": lambda: len([entry_hash("0" * 64, r) for r in rows]),
+        "detail_stdlib": lambda: len([detail.encode(d) for d in details]),
+        "detail_json_text": lambda: len([json_text.spaced_sorted(d, str) for d in details]),
+    }
+    rates = _rates(works, seconds / 2)
+    micro = {name: 1e6 / rate for name, rate in rates.items()}
+    # A record: its body written and read once, two journal entries (received, published).
+    reference = micro["dumps_stdlib"] + micro["loads_stdlib"]
+    reference += 2 * (micro["hash_stdlib"] + micro["detail_stdlib"])
+    ours = micro["dumps_json_text"] + micro["loads_json_text"]
+    ours += 2 * (micro["hash_json_text"] + micro["detail_json_text"])
+    print(f"a record's JSON, {len(data)} records of the shipped samples (µs per record):")
+    for step in ("dumps", "loads", "hash", "detail"):
+        old, new = micro[f"{step}_stdlib"], micro[f"{step}_json_text"]
+        print(f"  {step:6} standard library (reference) {old:6.2f}   json_text {new:6.2f}")
+    saved = reference - ours
+    print(
+        f"  a record (body out and in, two entries): {reference:.2f} → {ours:.2f} µs ({saved:.2f})"
+    )
+    figures = {f"record_{name}_us": round(value, 3) for name, value in micro.items()}
+    figures["record_json_saved_us"] = round(saved, 2)
+    figures["record_json_vs_stdlib"] = round(ours / reference, 3)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Shorter timing rounds.")
@@ -428,6 +507,7 @@ def main() -> None:
     )
     rss_after = _maxrss_mib()
     print(f"process peak RSS: {rss_after:.1f} MiB (before the batches {rss_before:.1f} MiB)")
+    record_json = _record_json(seconds)
     figures = {
         "handwritten_records_per_s": round(hand_rate),
         "engine_records_per_s": round(engine_rate),
@@ -444,6 +524,7 @@ def main() -> None:
         "json_batch_tracemalloc_peak_mib": json_batch["tracemalloc_peak_mib"],
         "peak_rss_mib": round(rss_after, 1),
         "peak_rss_before_batches_mib": round(rss_before, 1),
+        **record_json,
     }
     print(json.dumps(figures))
 

@@ -85,6 +85,22 @@ def run_samples(system: SystemMappings, *, update: bool = False) -> list[SampleO
     return outcomes
 
 
+def sample_envelopes(system: SystemMappings) -> list[Envelope]:
+    """The envelopes `system`'s inbound samples translate to (a refused payload gives none), each
+    read in the charset its expected file names."""
+    found: list[Envelope] = []
+    for message_type, translation in system.inbound.items():
+        for sample in sorted((system.folder / "samples" / message_type).glob("*")):
+            expected = system.folder / "expected" / message_type / f"{sample.stem}.json"
+            given = json.loads(expected.read_bytes()) if expected.is_file() else {}
+            charset = (given.get("input") or {}).get("charset")
+            try:
+                found += translation.translate(sample.read_bytes(), charset=charset).envelopes
+            except PayloadRejected:
+                continue
+    return found
+
+
 def unread_source_fields(system: SystemMappings) -> dict[str, list[str]]:
     """Per inbound message type, the source fields present in its samples that nothing reads."""
     report: dict[str, list[str]] = {}

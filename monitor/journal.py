@@ -117,6 +117,7 @@ from sqlalchemy.exc import (
 from monitor import metrics
 from monitor.errors import JournalUnavailable
 from monitor.journal_keys import JOURNAL_KEY, KEY_CHARS, entry_keys, key_rows, stored
+from standard import json_text
 from standard.errors import render_value
 from store import METADATA, Store, StoreError, StoreUnavailable, store_url, upsert
 
@@ -398,16 +399,10 @@ def timestamp(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-# One encoder each, built once: json.dumps with any option builds a new encoder per call (a
-# tenth of the writer's time went to that, two calls an entry).
-_HASH_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-_DETAIL_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
-
-
 def entry_hash(prev_hash: str, row: Iterable[Any]) -> str:
     """The hash of an entry whose stored columns (seq .. detail, in _HASHED order) are `row`."""
-    content = _HASH_JSON.encode(list(row))
-    return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
+    content = json_text.compact(list(row))
+    return hashlib.sha256(prev_hash.encode() + b"\n" + content).hexdigest()
 
 
 # What one entry stores at most: a journal entry is evidence of a step, not a copy of what a
@@ -426,7 +421,7 @@ def _detail_text(detail: Mapping[str, Any] | None) -> tuple[str, Mapping[str, An
     taken from (`_copies`, `entry_keys`): read from `detail` itself when the text holds it whole
     and unchanged (no JSON parse of what was just written), else from the text read back (an
     excerpt, or lone surrogates escaped)."""
-    whole = _DETAIL_JSON.encode(dict(detail or {}))
+    whole = json_text.spaced_sorted(dict(detail or {}), default=str)
     text = whole
     if len(text) > DETAIL_CHARS:
         # Still a JSON object, so readers need not know it was cut.

@@ -58,6 +58,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from standard import json_text
 from standard.datasets import DATASETS, DatasetSpec, dataset, dataset_for_type, validate
 from standard.datasets.base import Breach, StandardRecord, rule_errors, violations_from
 from standard.errors import EnvelopeInvalid, UnknownDataset, Violation
@@ -105,8 +106,7 @@ def content_key(
 def content_digest(data: Mapping[str, Any]) -> str:
     """sha256 (hex) of a canonical record's JSON form, keys sorted: the same record, the same
     digest, whichever order its fields were read in."""
-    text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(json_text.compact_sorted(data)).hexdigest()
 
 
 def _key(type_: str, subject: str, changed: str, operation: Operation | str) -> str:
@@ -470,13 +470,13 @@ class Envelope(BaseModel):
         """The event in CloudEvents JSON structured mode (absent attributes left out)."""
         attributes = self.model_dump(mode="json", exclude_none=True, exclude={"data"})
         attributes["data"] = self.data
-        return json.dumps(attributes, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return json_text.compact(attributes)
 
     @classmethod
     def from_json(cls, text: str | bytes, *, check_record: bool = True) -> Envelope:
         """Parse a structured-mode event; EnvelopeInvalid or, for the record, RecordInvalid."""
         try:
-            raw = json.loads(text)
+            raw = json_text.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise EnvelopeInvalid(
                 ENVELOPE, [Violation(ENVELOPE, "", "", "JSON", None, f"not JSON: {error}")]
@@ -511,7 +511,7 @@ class Envelope(BaseModel):
         }
         if self.correlationid is not None:
             properties["correlation_id"] = self.correlationid
-        body = json.dumps(self.data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body = json_text.compact(self.data)
         return properties, body
 
     @classmethod
@@ -531,7 +531,7 @@ class Envelope(BaseModel):
         if content_type is not None:
             values["datacontenttype"] = content_type
         try:
-            values["data"] = json.loads(body)
+            values["data"] = json_text.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise EnvelopeInvalid(
                 ENVELOPE, [Violation(ENVELOPE, "data", "", "JSON", None, f"body not JSON: {error}")]

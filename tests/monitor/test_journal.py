@@ -111,6 +111,21 @@ def test_an_untouched_chain_verifies(journal: Journal) -> None:
     assert report.head is not None and report.head.seq == 200
 
 
+def test_entry_hashes_are_those_journals_were_chained_with() -> None:
+    # Digests of the standard library's JSON (before orjson wrote it): existing journals verify.
+    rows = [
+        (1, "2026-12-07T21:00:00.000000+00:00", "received", "m-1", "r-1", "eco-env-penalty", None,
+         "penalty_case", None, None, '{"subject": "杭西市监处罚〔2026〕15号", "filled": 3}'),
+        (2**64, "2026-12-07T21:00:00.000001+00:00", "rejected", "许䶮\u2028", None, "sys",
+         "target", None, 'reason "quoted" \\ \n\t\x01', 0, "{}"),
+    ]  # fmt: skip
+    first = entry_hash("0" * 64, rows[0])
+    assert first == "22ef13c3b4c1827f972157d2e503fc7c76220cdd0fda806409086672671977d8"
+    assert entry_hash(first, rows[1]) == (
+        "71a130825d52c392c141fd33c65e83fe46d22f464f4a17422fe27d10fc4471ac"
+    )
+
+
 def test_an_edited_entry_is_named(journal: Journal) -> None:
     for n in range(5):
         _journey(journal, f"m{n}")
