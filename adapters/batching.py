@@ -65,6 +65,7 @@ class Gathering:
     def __init__(self) -> None:
         self.changed = threading.Condition()
         self.waiting = 0
+        self.lingering = 0  # first members waiting for their batch to fill (`Batcher._linger`)
 
     def poke(self) -> None:
         """Have waiting batches look again (a delivery outside any batch was settled)."""
@@ -116,8 +117,14 @@ class Batcher:
                 self._close(batch)
             elif len(batch.members) == 1:
                 closer = self._linger(batch, pending)
-            else:
-                self._changed.notify_all()  # the first member may look again
+            elif (
+                gathering.lingering > 1
+                or pending.delivery.hand is not batch.members[0].delivery.hand
+            ):
+                # A first member may look again: one of another batcher (one more waiting
+                # may let its batch go), or ours counting another hand. Ours alone, on the
+                # same hand, would find what `_nothing_coming(pending)` just found: not yet.
+                self._changed.notify_all()
         if closer:
             self._send_through(batch)
         batch.done.wait()
@@ -125,21 +132,27 @@ class Batcher:
             if pending.settle is not None:  # None: the sender failed; the bus retries it
                 pending.settle()
         finally:
+            # No first member is woken: settled, `pending` left its hand as it leaves the
+            # waiting, so what `_nothing_coming` compares is unchanged for one on the same hand,
+            # and for one on another hand (or when `pending` was not settled) only fewer wait.
             with self._changed:
                 gathering.waiting -= 1
-                self._changed.notify_all()
 
     def _linger(self, batch: _Batch, first: Pending) -> bool:
         """As the first member of `batch` (under the lock): wait until another member closed
         it (False), or until it should go as it is (closed now; True)."""
         deadline = time.monotonic() + self.max_wait_s
-        while not batch.closed:
-            left = deadline - time.monotonic()
-            if left <= 0 or self._nothing_coming(first):
-                self._close(batch)
-                return True
-            self._changed.wait(left)
-        return False
+        self._gathering.lingering += 1
+        try:
+            while not batch.closed:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._nothing_coming(first):
+                    self._close(batch)
+                    return True
+                self._changed.wait(left)
+            return False
+        finally:
+            self._gathering.lingering -= 1
 
     def _nothing_coming(self, pending: Pending) -> bool:
         """Whether the open batch should go now (under the lock): the sender is free, the queue

@@ -2,6 +2,7 @@
 
     python bench/outbound.py [--messages 2000] [--no-rabbitmq] [--concurrency 1,8]
                              [--latency-ms 0] [--batch 100]
+    python bench/outbound.py --worker-cpu 5000 [--batch 100] [--rounds 3]
 
 Measures, in the same run, against one loopback HTTP target answering 200 (at once, or after
 --latency-ms, as a real target's processing and network would):
@@ -20,6 +21,13 @@ Measures, in the same run, against one loopback HTTP target answering 200 (at on
   and p99, without and with `outbound.batch`; `lone_batch_vs_single_p99` is the second's p99
   over the first's (a batch that waited out max_wait_ms for records that never come would
   add 50 ms to each).
+
+With --worker-cpu N, only the worker's CPU a record (issue #18's backfill: on two cores every
+µs a record costs is throughput): N penalty cases published to RabbitMQ, then a `Worker`
+delivering them to national in batches of --batch; this process's CPU time (every thread) from
+the worker's start until the target has them all, less the target's own handlers' CPU, a
+record, against rendering the same records as national's batch bodies alone in one thread
+(`worker_cpu_vs_render`); the best of --rounds rounds each.
 
 Prints one line per figure with its ratio to the reference, the process's peak RSS, then, as
 the last line, one JSON object with every figure.
@@ -69,6 +77,7 @@ class Target:
 
     def __init__(self, latency: float = 0.0) -> None:
         self.count = 0
+        self.cpu_s = 0.0  # CPU time its handlers spent, so a run in this process can leave it out
         self.received_at = 0.0
         self.done = threading.Event()
         self.expected = 0
@@ -83,6 +92,7 @@ class Target:
                 return
 
             def do_POST(self) -> None:
+                cpu_started = time.thread_time()
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 owner.received_at = time.perf_counter()
                 if latency:
@@ -97,6 +107,7 @@ class Target:
                 self.end_headers()
                 self.wfile.write(answer)
                 with owner._lock:
+                    owner.cpu_s += time.thread_time() - cpu_started
                     owner.count += records
                     if owner.count >= owner.expected:
                         owner.done.set()
@@ -108,7 +119,7 @@ class Target:
         self.url = f"{self.base}/feedback"
 
     def expect(self, count: int) -> None:
-        self.count, self.expected = 0, count
+        self.count, self.expected, self.cpu_s = 0, count, 0.0
         self.done.clear()
 
 
@@ -232,27 +243,73 @@ def bus_for(
         broker.close()
 
 
-def worker_rate(
+def deliver_all(
     target: Target, batch: list[Envelope], url: str, data_dir: Path, config: SystemsConfig
-) -> float:
-    """msgs/s of a Worker delivering `batch` from the bus at `url` to the one target `config`
-    has."""
+) -> tuple[float, float]:
+    """Seconds, and this process's CPU seconds (every thread: consumer, handlers, journal
+    writer, pika's I/O; less what the target's own handlers spent), of a Worker delivering
+    `batch` from the bus at `url` to the one target `config` has, from its start until the
+    target has every message."""
     with bus_for(url, data_dir, config) as (broker, settings):
         broker.publish_many([outgoing(envelope) for envelope in batch])
         worker = Worker(settings, systems=config, pollers=False)
         target.expect(len(batch))
         stop = threading.Event()
         runner = threading.Thread(target=worker.run, args=(stop,))
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         runner.start()
         try:
             if not target.done.wait(600):
                 raise SystemExit(f"only {target.count} of {len(batch)} delivered")
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started - target.cpu_s
         finally:
             stop.set()
             runner.join()
-        return len(batch) / elapsed
+        return elapsed, cpu
+
+
+def worker_rate(
+    target: Target, batch: list[Envelope], url: str, data_dir: Path, config: SystemsConfig
+) -> float:
+    """msgs/s of a Worker delivering `batch` from the bus at `url` to the one target `config`
+    has."""
+    return len(batch) / deliver_all(target, batch, url, data_dir, config)[0]
+
+
+def worker_cpu_us(
+    target: Target, records: list[Envelope], url: str, data_dir: Path, config: SystemsConfig
+) -> float:
+    """CPU µs a record of a Worker delivering `records` (see `deliver_all`)."""
+    return 1e6 * deliver_all(target, records, url, data_dir, config)[1] / len(records)
+
+
+def render_cpu_us(records: list[Envelope], batch: int) -> float:
+    """CPU µs a record of rendering `records` as national's batch bodies of `batch` records
+    (the work a delivery cannot skip), in this thread."""
+    rendering = load_system(SYSTEMS_ROOT / "national").outbound_mapping("penalty_record")
+    started = time.process_time()
+    for first in range(0, len(records), batch):
+        chunk = records[first : first + batch]
+        parts = [rendering.render_part(envelope) for envelope in chunk]
+        rendering.render_batch(parts, [e.idempotencykey for e in chunk], "batch-bench")
+    return 1e6 * (time.process_time() - started) / len(records)
+
+
+def worker_cpu(figures: dict[str, Any], target: Target, data_dir: Path, options: Any) -> None:
+    """The worker's CPU a record, national's penalty cases in batches on RabbitMQ, against
+    rendering them alone; the best of --rounds rounds each (the least disturbed by others)."""
+    records = cases(options.worker_cpu)
+    config = national(target, options.batch or 100)
+    worker = min(
+        worker_cpu_us(target, records, URL, data_dir, config) for _ in range(options.rounds)
+    )
+    render = min(render_cpu_us(records, options.batch or 100) for _ in range(options.rounds))
+    figures["worker_cpu_us_a_record"] = worker
+    figures["render_cpu_us_a_record"] = render
+    figures["worker_cpu_vs_render"] = worker / render
+    print(f"{'worker, CPU µs a record (batches)':<40} {worker:10.0f}")
+    print(f"{'rendering alone, CPU µs a record':<40} {render:10.0f}  ratio {worker / render:.2f}")
 
 
 def lone_latencies(
@@ -341,11 +398,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lone", type=int, default=200, help="records timed one at a time (with --batch)"
     )
+    parser.add_argument(
+        "--worker-cpu",
+        type=int,
+        default=0,
+        help="only the worker's CPU a record: N penalty cases to national in batches (RabbitMQ)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --worker-cpu (best)")
     options = parser.parse_args(argv)
-    batch = envelopes(options.messages)
     target = Target(options.latency_ms / 1000)
+    if options.worker_cpu:
+        figures: dict[str, Any] = {"records": options.worker_cpu, "batch": options.batch or 100}
+        with tempfile.TemporaryDirectory() as folder:
+            worker_cpu(figures, target, Path(folder), options)
+        print(json.dumps(figures))
+        return 0
+    batch = envelopes(options.messages)
     levels = [int(level) for level in options.concurrency.split(",")]
-    figures: dict[str, Any] = {
+    figures = {
         "messages": options.messages,
         "latency_ms": options.latency_ms,
         "batch": options.batch,
