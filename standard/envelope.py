@@ -47,6 +47,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Literal, Self
 
+from annotated_types import MaxLen
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -578,9 +579,21 @@ def _derive_key_and_id(spec: DatasetSpec, values: dict[str, Any]) -> None:
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
 _BATCH_NO = re.compile(r"[0-9]{13}")
 _TYPE = re.compile(r"gov\.supervision\.[a-z_]+\.v[0-9]+")
-# The text attributes `_build` may be given, each with its most characters (`Envelope`'s fields).
-_TEXT_LIMITS = {"id": 128, "source": 200, "subject": 128, "dataschema": None,
-                "correlationid": 128, "lineagesystem": 100, "lineagelocation": 500}  # fmt: skip
+
+
+def _max_length(name: str) -> int | None:
+    """The most characters `Envelope`'s field `name` takes (its `max_length`; None: no limit)."""
+    limits = [m.max_length for m in Envelope.model_fields[name].metadata if isinstance(m, MaxLen)]
+    return limits[0] if limits else None
+
+
+# The text attributes `_build` may be given, each with its most characters, read from the model
+# so that the fast path's limits cannot drift from the ones `Envelope` validates.
+_TEXT_LIMITS = {
+    name: _max_length(name)
+    for name in ("id", "source", "subject", "dataschema", "correlationid", "lineagesystem",
+                 "lineagelocation", "lineageassumed")
+}  # fmt: skip
 
 
 def _valid_as_built(spec: DatasetSpec, values: dict[str, Any]) -> bool:
@@ -608,8 +621,7 @@ def _valid_as_built(spec: DatasetSpec, values: dict[str, Any]) -> bool:
         type(values.get("time")) is datetime
         and values["time"].tzinfo is not None
         and values["time"].utcoffset() is not None
-        and (assumed is None or (type(assumed) is str and len(assumed) <= 4000
-                                 and assumed == assumed.strip() and _is_assumed_object(assumed)))
+        and (assumed is None or _is_assumed_object(assumed))
         and type(key) is str
         and _HEX_KEY.fullmatch(key) is not None
         and (digest is None or (type(digest) is str and _HEX_KEY.fullmatch(digest) is not None))
