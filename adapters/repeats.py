@@ -24,7 +24,17 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 
-from sqlalchemy import Column, Connection, Double, Index, String, Table, delete, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Double,
+    Index,
+    String,
+    Table,
+    bindparam,
+    delete,
+    select,
+)
 
 from store import METADATA, Store, replacing
 
@@ -63,6 +73,14 @@ ACCEPTED_CHANGE = Table(
 )
 
 
+_KEYS_SINCE = select(ACCEPTED_CHANGE.c.key).where(
+    ACCEPTED_CHANGE.c.at >= bindparam("since"),
+    ACCEPTED_CHANGE.c.key.in_(bindparam("keys", expanding=True)),
+)
+"""The keys among some remembered since a time: built once (building it per push cost more than
+running it)."""
+
+
 class StoredAcceptedChanges(AcceptedChanges):
     """AcceptedChanges in the hub's store; thread-safe, shared by the processes that open it.
 
@@ -84,11 +102,7 @@ class StoredAcceptedChanges(AcceptedChanges):
         with self.store.begin() as db:
             for start in range(0, len(wanted), QUERY_CHUNK):
                 chunk = wanted[start : start + QUERY_CHUNK]
-                rows = db.execute(
-                    select(ACCEPTED_CHANGE.c.key).where(
-                        ACCEPTED_CHANGE.c.at >= since, ACCEPTED_CHANGE.c.key.in_(chunk)
-                    )
-                )
+                rows = db.execute(_KEYS_SINCE, {"since": since, "keys": chunk})
                 found.update(row[0] for row in rows)
         return found
 

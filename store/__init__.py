@@ -17,6 +17,7 @@ from store.database import (
     replacing,
     store_url,
     upsert,
+    upsert_in,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "replacing",
     "store_url",
     "upsert",
+    "upsert_in",
 ]

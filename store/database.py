@@ -17,6 +17,7 @@ kept) and the poller cursors (fsynced files before the store).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -210,7 +211,13 @@ def upsert(bind: Connection | Engine, table: Table) -> sqlite.Insert | postgresq
     """An INSERT into `table` in the dialect of `bind` (a connection or the store's engine),
     which offers `on_conflict_do_nothing` and `on_conflict_do_update` on both SQLite and
     PostgreSQL."""
-    if bind.dialect.name == "postgresql":
+    return upsert_in(bind.dialect.name, table)
+
+
+def upsert_in(dialect: str, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """`upsert` in the dialect named (`Connection.dialect.name`): for statements built once
+    per dialect and kept."""
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
@@ -218,8 +225,14 @@ def upsert(bind: Connection | Engine, table: Table) -> sqlite.Insert | postgresq
 def replacing(bind: Connection | Engine, table: Table) -> sqlite.Insert | postgresql.Insert:
     """An INSERT into `table` that, for a row whose primary key is there already, replaces the
     row's other columns ("insert or replace", without deleting: on both SQLite and PostgreSQL).
-    Execute it with one row or many."""
-    statement = upsert(bind, table)
+    Execute it with one row or many. Built once per dialect and table: building it (its
+    `excluded` alias and SET clause) cost more than running it, on paths taken per push."""
+    return _replacing(bind.dialect.name, table)
+
+
+@functools.cache
+def _replacing(dialect: str, table: Table) -> sqlite.Insert | postgresql.Insert:
+    statement = upsert_in(dialect, table)
     key = [column.name for column in table.primary_key.columns]
     return statement.on_conflict_do_update(
         index_elements=key,
