@@ -109,6 +109,8 @@ def api_key(system_id: str) -> str:
 KEY_ENV, KEY = key_env(SOURCE), api_key(SOURCE)
 PUSH_PATH = f"/systems/{SOURCE}/xml/case_batch"
 SOAK_S = 600
+RSS_GROWTH_AFTER_S = 300
+"""The least run, in seconds, whose RSS growth after the first minute is reported (None below)."""
 
 
 def _bench_module(name: str) -> Any:
@@ -717,10 +719,13 @@ def hub_phase(
     duration: float,
     rate: float | None = None,
     path: str = PUSH_PATH,
+    pids: dict[str, int] | None = None,
 ) -> tuple[list[list[Any]], dict[str, Any]]:
     """Push eco-env-penalty batches of `records` to `path` (the hub's endpoint, or the naive
-    publisher's) and wait until the sink has every accepted record."""
+    publisher's) and wait until the sink has every accepted record. With `pids`, the counts
+    also say the CPU µs a request cost in each of those processes (`CpuTally`), under "cpu"."""
     before = httpx.get(sink_url, timeout=5).json()["unique"]
+    tally = CpuTally(pids) if pids is not None else None
     stamps = drive(
         {
             "base": base,
@@ -736,7 +741,10 @@ def hub_phase(
         folder,
     )
     accepted = sum(stamp[4] for stamp in stamps)
-    return stamps, wait_for_sink(sink_url, before + accepted, timeout=120.0)
+    counts = wait_for_sink(sink_url, before + accepted, timeout=120.0)
+    if tally is not None:
+        counts["cpu"] = tally.per_record(len(stamps))
+    return stamps, counts
 
 
 def summarise(
@@ -988,17 +996,24 @@ def backfill(
     )
     if tally is not None:
         figures |= tally.per_record(arrived)
-        each = ", ".join(
-            f"{key.removeprefix('cpu_us_')} {value:,.0f}"
-            for key, value in figures.items()
-            if key.startswith("cpu_us_") and key != "cpu_us_all"
-        )
-        print(
-            f"backfill {label}: CPU µs a record: {figures['cpu_us_all']:,.0f} in all ({each}); "
-            f"{figures['cores_busy']:.2f} of {os.cpu_count()} cores busy",
-            flush=True,
-        )
+        print(f"backfill {label}: {cpu_line(figures, '', 'a record')}", flush=True)
     return figures
+
+
+def cpu_line(figures: dict[str, Any], prefix: str, unit: str) -> str:
+    """The CPU figures of a `CpuTally` (keys `<prefix>_cpu_us_…`, or `cpu_us_…` with no prefix)
+    as one line: in all, then each process."""
+    start = f"{prefix}_cpu_us_" if prefix else "cpu_us_"
+    each = ", ".join(
+        f"{key.removeprefix(start)} {value:,.0f}"
+        for key, value in figures.items()
+        if key.startswith(start) and key != f"{start}all"
+    )
+    busy = figures[f"{prefix}_cores_busy" if prefix else "cores_busy"]
+    return (
+        f"CPU µs {unit}: {figures[f'{start}all']:,.0f} in all ({each}); "
+        f"{busy:.2f} of {os.cpu_count()} cores busy"
+    )
 
 
 def backfill_job(
@@ -1311,11 +1326,18 @@ def main(argv: list[str] | None = None) -> int:
         figures["hub_single_ingress_records_per_s"] / figures["naive_single_ingress_records_per_s"]
     )
     figures["single_p99_ms"] = figures["hub_single_paced_latency_ms_p99"]
+    for name in ("naive_single", "hub_single"):
+        print(f"{name}: {cpu_line(figures, name, 'a request')}", flush=True)
+    growth = [figures["serve_rss_growth"], figures["worker_rss_growth"]]
     print(
         f"peak RSS serve {figures['serve_peak_rss_mib']:.0f} MiB, worker "
-        f"{figures['worker_peak_rss_mib']:.0f} MiB; RSS growth serve "
-        f"{figures['serve_rss_growth']:.1%}, worker {figures['worker_rss_growth']:.1%} (after the "
-        "first minute; target < 10% in --soak)",
+        f"{figures['worker_peak_rss_mib']:.0f} MiB; "
+        + (
+            f"RSS growth serve {growth[0]:.1%}, worker {growth[1]:.1%} (after the first minute; "
+            "target < 10% in --soak)"
+            if None not in growth
+            else f"RSS growth not measured: the hub ran under {RSS_GROWTH_AFTER_S} s (--soak)"
+        ),
         flush=True,
     )
     figures["targets"] = scorecard(figures)
@@ -1401,7 +1423,7 @@ def naive_phases(
             "naive", base, feeds, options, sink_url, folder, 100_000_000, pids
         )
         figures |= {f"naive_backfill_{key}": value for key, value in measured.items()}
-        single, _ = hub_phase(
+        single, counts = hub_phase(
             base,
             sink_url,
             folder,
@@ -1410,7 +1432,9 @@ def naive_phases(
             concurrency=options.concurrency,
             duration=options.single_duration,
             path=f"/push/{SOURCE}/case_batch",
+            pids=pids,
         )
+        figures |= {f"naive_single_{key}": value for key, value in counts["cpu"].items()}
     return {"naive_single": single}
 
 
@@ -1449,9 +1473,16 @@ def hub_phases(
             base, sink_url, folder, first=10**9, duration=duration, **job
         )
         job["records"] = 1
-        phases["hub_single"], _ = hub_phase(
-            base, sink_url, folder, first=3 * 10**9, duration=options.single_duration, **job
+        phases["hub_single"], counts = hub_phase(
+            base,
+            sink_url,
+            folder,
+            first=3 * 10**9,
+            duration=options.single_duration,
+            pids=pids | {"sink": sink_pid},
+            **job,
         )
+        figures |= {f"hub_single_{key}": value for key, value in counts["cpu"].items()}
         # Half the single rate the hub sustained (closed loop, same clients), then the latency.
         answered = max(s[2] for s in phases["hub_single"]) - min(s[1] for s in phases["hub_single"])
         figures["single_paced_req_per_s"] = len(phases["hub_single"]) / answered / 2
@@ -1467,6 +1498,11 @@ def hub_phases(
         watch.stop()
         figures |= {f"{n}_peak_rss_mib": v for n, v in watch.peaks_mib().items()}
         for name, samples in watch.samples.items():
+            # Growth after the first minute says something only over minutes more: a short run
+            # ends while the worker is still filling its caches (26-45 % seen in 2 minutes).
+            if samples[-1][0] - samples[0][0] < RSS_GROWTH_AFTER_S:
+                figures[f"{name}_rss_growth"] = None
+                continue
             warm = [kib for at, kib in samples if at >= samples[0][0] + 60] or [samples[0][1]]
             figures[f"{name}_rss_growth"] = (samples[-1][1] - warm[0]) / warm[0]
         figures["sink_duplicates"] = counts["duplicates"]
