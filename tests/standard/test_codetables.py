@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import threading
+import time
 
 import pytest
 
@@ -159,3 +161,31 @@ def test_broken_credit_code_kind_tables() -> None:
         load_credit_code_kinds(header + "9,工商,1,企业\n9,工商,1,企业\n", "k.csv")
     with pytest.raises(CodeTableError, match="line 2: authority"):
         load_credit_code_kinds(header + "99,工商,1,企业\n", "k.csv")
+
+
+def test_threads_racing_to_the_first_read_of_a_table_read_it_once() -> None:
+    """Eight delivery threads reaching a worker's first record at once: one reads the table,
+    the others wait for it and get the same object (functools.cache had each read its own)."""
+    started = threading.Barrier(8)
+    reads: list[int] = []
+
+    def load() -> object:
+        reads.append(1)
+        time.sleep(0.05)  # long enough for every racer to arrive while the first reads
+        return object()
+
+    table = codetables._read_once(load)
+    got: list[object] = []
+
+    def racer() -> None:
+        started.wait()
+        got.append(table())
+
+    threads = [threading.Thread(target=racer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(reads) == 1
+    assert len(got) == 8 and all(one is got[0] for one in got)
+    assert table() is got[0]
