@@ -53,11 +53,15 @@ appends whole batches in one transaction on a connection of its own. `flush` ret
 everything queued before it is committed; the hub calls it (`Observer.durable`) before it
 acknowledges a step to anyone, so concurrent requests and deliveries share one commit and an
 entry is stored before its step is acknowledged: a process killed after answering a sender or
-acking a message has journalled that step. A reader in the same process sees its own entries
-(`trace` flushes first); other processes see them after the next batch. Another area's
-write that must be committed before the same acknowledgement may ride in the batch's
-transaction (`alongside`: ingress remembers the accepted changes so) instead of paying a commit
-of its own.
+acking a message has journalled that step. When no batch is being written, `flush` writes the
+queue up to its own request itself, in the calling thread, instead of waking the writer thread
+and waiting to be woken in turn: two thread switches fewer for a lone step, each of which could
+wait out the GIL's switch interval while other threads run. It tries once: a store that cannot
+take the batch now leaves it, in order, to the writer thread, which tries again with backoff.
+A reader in the same process sees its own entries (`trace` flushes first); other processes see
+them after the next batch. Another area's write that must be committed before the same
+acknowledgement may ride in the batch's transaction (`alongside`: ingress remembers the accepted
+changes so) instead of paying a commit of its own.
 
 **Adoption.** A hub from before the store kept the journal in `data_dir/journal.sqlite3`. The
 hashed content is unchanged, so `Journal(store, adopt=that file)` takes its entries once, as
@@ -485,6 +489,15 @@ class _NeedPartition(Exception):
         self.day = day
 
 
+class _NotNow(Exception):
+    """A caller's batch the store cannot take now (`Journal.flush`): left to the writer thread.
+    `db`: the connection to go on with (None when it was lost)."""
+
+    def __init__(self, db: Connection | None) -> None:
+        super().__init__("the store cannot take the batch now")
+        self.db = db
+
+
 def _transient(error: BaseException) -> bool:
     """True for a write the store may take later (locked, busy, disk full, connection lost);
     False for an entry it refuses whatever happens (too big, a constraint, a value it cannot
@@ -559,6 +572,10 @@ class Journal:
         self._writer: threading.Thread | None = None
         self._writer_pid = 0
         self._start_lock = threading.Lock()
+        # Whose turn it is to write (the writer thread's, or a flushing caller's), and the
+        # connection the turn writes with.
+        self._turn = threading.Lock()
+        self._db: Connection | None = None
         self._closed = False
         if adopt is not None:
             self.adopt(adopt)
@@ -649,11 +666,26 @@ class Journal:
         self._pending.append(_Alongside(work, what))
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Write every entry queued so far; True when they are written within `timeout`."""
+        """Write every entry queued so far; True when they are written within `timeout`.
+
+        When no batch is being written, the caller writes them itself (see the module
+        docstring); the entries queued after its request are left to the writer thread. A
+        store that makes it wait (another process's write) may hold it up to
+        `busy_timeout_s`."""
         if self._writer is None or not self._writer.is_alive():
             return not self._pending
         request = _Flush()
         self._pending.append(request)
+        if self._turn.acquire(blocking=False):
+            started = time.monotonic()
+            try:
+                self._db = self._write_pending(self._db, until=request)
+            finally:
+                self._turn.release()
+            if request.done.is_set():
+                return True
+            if timeout is not None:
+                timeout = max(timeout - (time.monotonic() - started), 0.0)
         self._wake.set()
         return request.done.wait(timeout)
 
@@ -683,9 +715,12 @@ class Journal:
             if self._writer is not None and self._writer_pid == os.getpid():
                 return
             if self._writer is not None:
-                # A forked child: the parent's thread and pending entries are not ours.
+                # A forked child: the parent's thread, pending entries, turn and connection
+                # are not ours.
                 self._pending = deque()
                 self._wake = threading.Event()
+                self._turn = threading.Lock()
+                self._db = None
             writer = threading.Thread(
                 target=self._write_forever, name="journal-writer", daemon=True
             )
@@ -696,55 +731,76 @@ class Journal:
             self._writer = writer
 
     def _write_forever(self) -> None:
-        db: Connection | None = None
         try:
             while True:
                 self._wake.wait(self.options.flush_interval_s)
                 self._wake.clear()
                 closing = self._closing
-                db = self._write_pending(db)
+                with self._turn:
+                    self._db = self._write_pending(self._db)
                 if closing:
                     return
         finally:
-            if db is not None:
-                with contextlib.suppress(Exception):
-                    db.close()
+            with self._turn:
+                if self._db is not None:
+                    with contextlib.suppress(Exception):
+                        self._db.close()
+                    self._db = None
 
-    def _write_pending(self, db: Connection | None) -> Connection | None:
-        """Drain the queue in batches; answer flush requests once what precedes them is in.
-        Returns the writer's connection (None after a connection was lost: opened again)."""
+    def _write_pending(
+        self, db: Connection | None, *, until: _Flush | None = None
+    ) -> Connection | None:
+        """Drain the queue in batches, holding `_turn`; answer flush requests once what precedes
+        them is in. Returns the connection (None after a connection was lost: opened again).
+
+        `until`: a caller's flush request (`flush`): stop after it, and try each batch once; a
+        batch the store cannot take now goes back to the front of the queue, in order, with the
+        flush requests not yet answered, for the writer thread. None: the writer thread, which
+        drains the whole queue and tries again until the store takes each batch."""
         notes: list[_Note] = []
         works: list[_Alongside] = []
         # Flush requests are answered after the commit that follows them, not one commit each:
         # steps acknowledged from many threads queue "entry, flush, entry, flush, …", and one
         # transaction for all of them is the point of group commit.
         flushes: list[_Flush] = []
-        while True:
-            try:
-                item = self._pending.popleft()
-            except IndexError:
-                break
-            if isinstance(item, _Flush):
-                flushes.append(item)
-                continue
-            if isinstance(item, _Alongside):
-                works.append(item)
-                continue
-            notes.append(item)
-            if len(notes) >= self.options.batch_size:
-                db = self._commit(db, notes, works)
-                notes, works = [], []
-                _answer(flushes)
-        db = self._commit(db, notes, works)
+        patient = until is None
+        try:
+            while True:
+                try:
+                    item = self._pending.popleft()
+                except IndexError:
+                    break
+                if isinstance(item, _Flush):
+                    flushes.append(item)
+                    if item is until:
+                        break
+                    continue
+                if isinstance(item, _Alongside):
+                    works.append(item)
+                    continue
+                notes.append(item)
+                if len(notes) >= self.options.batch_size:
+                    db = self._commit(db, notes, works, patient=patient)
+                    notes, works = [], []
+                    _answer(flushes)
+            db = self._commit(db, notes, works, patient=patient)
+        except _NotNow as later:
+            self._pending.extendleft(reversed([*works, *notes, *flushes]))
+            return later.db
         _answer(flushes)
         return db
 
     def _commit(
-        self, db: Connection | None, notes: list[_Note], works: Sequence[_Alongside] = ()
+        self,
+        db: Connection | None,
+        notes: list[_Note],
+        works: Sequence[_Alongside] = (),
+        *,
+        patient: bool = True,
     ) -> Connection | None:
         """Append `notes` to the chain, trying again (with backoff) while the store cannot take
         them for now; an entry it refuses for good is refused alone (`_refuse`), the others are
-        written."""
+        written. Not `patient`: raise _NotNow, nothing written, instead of trying again."""
         backoff = 0.5
         while notes or works:
             try:
@@ -756,12 +812,16 @@ class Journal:
                 try:
                     self.make_partition(missing.day)
                 except Exception as exc:
+                    if not patient:
+                        raise _NotNow(db) from exc
                     log.error("journal: cannot make the partition of %s: %s", missing.day, exc)
                     time.sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
                 continue
             except Exception as exc:  # any error: the writer thread must outlive one bad entry
                 if not _transient(exc):
+                    # Tried patiently even for a caller: some of these may be written before
+                    # the store fails for now, and they must not go back on the queue.
                     if works:
                         db = self._commit(db, [], works)
                     if len(notes) == 1:
@@ -770,6 +830,13 @@ class Journal:
                         for note in notes:  # find the entries the store refuses; write the rest
                             db = self._commit(db, [note])
                     return db
+                if db is not None and (self._postgresql or db.invalidated):
+                    # A PostgreSQL connection may be the thing that broke: take a new one.
+                    with contextlib.suppress(Exception):
+                        db.close()
+                    db = None
+                if not patient:
+                    raise _NotNow(db) from exc
                 metrics.JOURNAL_ENTRIES.labels("failed").inc(len(notes))
                 log.error(
                     "journal in %s: cannot write %d entries, trying again in %.1fs: %s",
@@ -778,11 +845,6 @@ class Journal:
                     backoff,
                     render_value(str(exc)),
                 )
-                if db is not None and (self._postgresql or db.invalidated):
-                    # A PostgreSQL connection may be the thing that broke: take a new one.
-                    with contextlib.suppress(Exception):
-                        db.close()
-                    db = None
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue

@@ -360,3 +360,68 @@ def test_a_flush_right_after_the_first_entries_of_many_threads_waits_for_the_wri
             thread.join()
         assert flushed == [True] * 8, f"round {round_}"
         journal.close()
+
+
+def test_a_flush_while_no_batch_is_written_writes_in_the_caller_s_thread(store: Store) -> None:
+    # The writer thread sleeps (a minute between batches): the caller writes its own batch,
+    # with the writes riding along, and the chain is the same as the writer would have made.
+    ran_in: list[str] = []
+    with Journal(store, JournalOptions(flush_interval_s=60)) as journal:
+        journal.record(Step.RECEIVED, message_id="m1", system="s")  # starts the writer
+        assert journal.flush(timeout=10)
+        journal.record(Step.PUBLISHED, message_id="m1", system="s")
+        journal.alongside(lambda db: ran_in.append(threading.current_thread().name), "a test")
+        assert journal.flush(timeout=10)
+        assert ran_in == [threading.current_thread().name]
+        assert [e.step for e in journal.trace("m1")] == [Step.RECEIVED, Step.PUBLISHED]
+        assert journal.verify().ok
+
+
+def test_a_batch_the_store_cannot_take_now_goes_back_in_order_to_the_writer(
+    store: Store,
+) -> None:
+    # A caller tries its batch once: while another writer holds the chain, the entries go back
+    # to the front of the queue, the caller's flush ends late, and the writer thread writes them
+    # in their order once the store takes them; entries queued meanwhile follow them.
+    options = JournalOptions(flush_interval_s=60, busy_timeout_s=0.05)
+    failed_before = value("jghub_journal_entries_total", outcome="failed")
+    with Journal(store, options) as journal:
+        journal.record(Step.RECEIVED, message_id="m0", system="s")
+        assert journal.flush(timeout=10)
+        with _another_writer_holds_the_lock(store):
+            for n in range(1, 6):
+                journal.record(Step.RECEIVED, message_id=f"m{n}", system="s")
+            assert not journal.flush(timeout=1.0)
+            # the writer thread took them over and is trying again
+            assert value("jghub_journal_entries_total", outcome="failed") > failed_before
+            journal.record(Step.RECEIVED, message_id="m6", system="s")
+        assert journal.flush(timeout=30)
+        assert [e.message_id for e in journal.entries()] == [f"m{n}" for n in range(7)]
+        assert journal.verify().ok
+
+
+def test_threads_flushing_at_once_keep_one_chain_in_each_thread_s_order(store: Store) -> None:
+    threads, steps = 8, 25
+    start = threading.Barrier(threads)
+    late: list[str] = []
+
+    def steps_of(n: int) -> None:
+        start.wait()
+        for step in range(steps):
+            journal.record(Step.DELIVERED, message_id=f"t{n}-{step}", target="t")
+            if not journal.flush(timeout=30):
+                late.append(f"t{n}-{step}")
+
+    with Journal(store, JournalOptions(flush_interval_s=0.05)) as journal:
+        workers = [threading.Thread(target=steps_of, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert late == []
+        written = [e.message_id or "" for e in journal.entries()]
+        assert journal.verify().ok
+    assert len(written) == threads * steps
+    for n in range(threads):
+        mine = [m for m in written if m.startswith(f"t{n}-")]
+        assert mine == [f"t{n}-{step}" for step in range(steps)]
