@@ -69,7 +69,7 @@ from hub.simulators.sources import SimulatedSource
 from hub.simulators.targets import DeliveryLog, FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic, TrafficPayload
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
-from monitor.metrics import sample_total
+from monitor.metrics import SampleSnapshot
 from monitor.quarantine import State
 from monitor.settings import MonitorSettings
 from reference.lists import ListName
@@ -630,11 +630,12 @@ def _push_all(
 
 def _delivery_counts(landscape: Landscape) -> dict[tuple[str, str], float]:
     counts: dict[tuple[str, str], float] = {}
+    samples = SampleSnapshot.now()
     for system in landscape.systems.systems:
         for outcome in ("delivered", "retried", "dead_lettered"):
-            counts[(system.id, outcome)] = sample_total(f"jghub_{outcome}_total", target=system.id)
-        counts[(system.id, "published")] = sample_total("jghub_published_total", system=system.id)
-        counts[(system.id, "repeated")] = sample_total("jghub_duplicates_total", system=system.id)
+            counts[(system.id, outcome)] = samples.total(f"jghub_{outcome}_total", target=system.id)
+        counts[(system.id, "published")] = samples.total("jghub_published_total", system=system.id)
+        counts[(system.id, "repeated")] = samples.total("jghub_duplicates_total", system=system.id)
     return counts
 
 
