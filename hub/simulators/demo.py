@@ -445,11 +445,17 @@ def running_landscape(
                 )
                 stack.callback(answering.close)
                 sources[system.id] = answering
-        app = create_app(settings, systems=landscape.systems, clock=clock)
+        app = create_app(settings, systems=landscape.systems, clock=clock, mapping_folders=mappings)
         hub = stack.enter_context(LoopbackServer(app, port=settings.port, name="hub"))
         servers.append(hub)
         stop = threading.Event()
-        worker = Worker(settings, systems=landscape.systems, pollers=bool(sources), clock=clock)
+        worker = Worker(
+            settings,
+            systems=landscape.systems,
+            pollers=bool(sources),
+            clock=clock,
+            mapping_folders=mappings,
+        )
         thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
         thread.start()
 
