@@ -259,10 +259,13 @@ def build_runtime(
     systems: SystemsConfig | None = None,
     broker: Broker | None = None,
     clock: Callable[[], datetime] | None = None,
+    mapping_folders: dict[str, SystemMappings] | None = None,
 ) -> HubRuntime:
     """Load and check everything the app needs (no network yet); raise on any mistake.
 
-    `clock` tells the centre's ledger now (default: the wall clock).
+    `clock` tells the centre's ledger now (default: the wall clock). `mapping_folders` are the
+    compiled mapping folders by folder name when the caller has them (`load_all()`, as the
+    worker takes them), else they are loaded from `settings.mappings_root`.
 
     Raises SystemsConfigError (configuration, with file and line), MappingError (a mapping
     folder), AdapterConfigError (an adapter option, a secret's variable not set) or
@@ -271,7 +274,7 @@ def build_runtime(
     StoreError (the store does not answer, or its schema is behind and migrating was not asked).
     """
     config = systems if systems is not None else load_systems(settings.systems_file)
-    folders = load_all(settings.mappings_root)
+    folders = mapping_folders or load_all(settings.mappings_root)
     mappings = config.bind_mappings(folders)
     # Every series the configuration names starts at 0, so rate() and increase() see the first
     # event (in multiprocess mode this process's files hold them: serve enabled it already).
@@ -355,14 +358,22 @@ def create_app(
     systems: SystemsConfig | None = None,
     broker: Broker | None = None,
     clock: Callable[[], datetime] | None = None,
+    mapping_folders: dict[str, SystemMappings] | None = None,
 ) -> FastAPI:
     """The hub's FastAPI app (see the module docstring).
 
     `systems` and `broker` replace what the settings name (tests, embedding); a broker passed
     in is not closed by the app. `clock` tells the centre's ledger now (the demo's simulated
-    business time; default: the wall clock).
+    business time; default: the wall clock). `mapping_folders`: as for `build_runtime` (the
+    demo hands its app and its worker the folders it loaded once).
     """
-    runtime = build_runtime(settings or HubSettings(), systems=systems, broker=broker, clock=clock)
+    runtime = build_runtime(
+        settings or HubSettings(),
+        systems=systems,
+        broker=broker,
+        clock=clock,
+        mapping_folders=mapping_folders,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

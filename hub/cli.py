@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import inspect
+import sys
 from typing import Any
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from hub import __version__
-from hub.commands import adapters as adapters_commands
-from hub.commands import centre as centre_commands
-from hub.commands import db as db_commands
-from hub.commands import dead as dead_commands
-from hub.commands import demo as demo_command
-from hub.commands import journal as journal_commands
-from hub.commands import mappings as mappings_commands
-from hub.commands import operators as operators_commands
-from hub.commands import quality as quality_command
-from hub.commands import quarantine as quarantine_commands
-from hub.commands import reference as reference_commands
-from hub.commands import rules as rules_command
-from hub.commands import search as search_command
-from hub.commands import serve as serve_command
-from hub.commands import simulate as simulate_command
-from hub.commands import standard as standard_commands
-from hub.commands import systems as systems_commands
-from hub.commands import trace as trace_command
-from hub.commands import worker as worker_command
 
 
 def one_line_paragraphs(text: str) -> str:
@@ -69,13 +53,28 @@ def _reflow(command: TyperCommand | TyperGroup) -> None:
             _reflow(sub)
 
 
-app = typer.Typer(
-    name="jghub",
-    cls=ReflowedHelp,
-    help="Integration hub for the provincial Internet + Supervision system.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "standard": ("hub.commands.standard", "app"),
+    "mappings": ("hub.commands.mappings", "app"),
+    "adapters": ("hub.commands.adapters", "app"),
+    "systems": ("hub.commands.systems", "app"),
+    "serve": ("hub.commands.serve", "serve"),
+    "worker": ("hub.commands.worker", "worker"),
+    "simulate": ("hub.commands.simulate", "simulate"),
+    "demo": ("hub.commands.demo", "demo"),
+    "trace": ("hub.commands.trace", "trace"),
+    "search": ("hub.commands.search", "search_command"),
+    "journal": ("hub.commands.journal", "app"),
+    "dead": ("hub.commands.dead", "app"),
+    "quarantine": ("hub.commands.quarantine", "app"),
+    "operators": ("hub.commands.operators", "app"),
+    "db": ("hub.commands.db", "app"),
+    "centre": ("hub.commands.centre", "app"),
+    "reference": ("hub.commands.reference", "app"),
+    "quality": ("hub.commands.quality", "quality"),
+    "rules": ("hub.commands.rules", "rules"),
+}
+"""Each command of `jghub`: its module and, there, its Typer group or its function."""
 
 
 def _version(value: bool) -> None:
@@ -84,7 +83,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
@@ -93,29 +91,48 @@ def _root(
     """Integration hub for the provincial Internet + Supervision system."""
 
 
-app.add_typer(standard_commands.app, name="standard")
-app.add_typer(mappings_commands.app, name="mappings")
-app.add_typer(adapters_commands.app, name="adapters")
-app.add_typer(systems_commands.app, name="systems")
-app.command("serve")(serve_command.serve)
-app.command("worker")(worker_command.worker)
-app.command("simulate")(simulate_command.simulate)
-app.command("demo")(demo_command.demo)
-app.command("trace")(trace_command.trace)
-app.command("search")(search_command.search_command)
-app.add_typer(journal_commands.app, name="journal")
-app.add_typer(dead_commands.app, name="dead")
-app.add_typer(quarantine_commands.app, name="quarantine")
-app.add_typer(operators_commands.app, name="operators")
-app.add_typer(db_commands.app, name="db")
-app.add_typer(centre_commands.app, name="centre")
-app.add_typer(reference_commands.app, name="reference")
-app.command("quality")(quality_command.quality)
-app.command("rules")(rules_command.rules)
+def build(only: str | None = None) -> typer.Typer:
+    """The `jghub` app with every command, or with the command `only` alone.
+
+    A process started as `jghub serve ...` (or worker, journal ...) needs its own command's
+    room and no other: importing every room (the centre, the simulators, the demo) cost each
+    start of serve or the worker about a second. The app with every command is `app`.
+    """
+    built = typer.Typer(
+        name="jghub",
+        cls=ReflowedHelp,
+        help="Integration hub for the provincial Internet + Supervision system.",
+        no_args_is_help=True,
+        add_completion=False,
+    )
+    built.callback()(_root)
+    for name, (module, attribute) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        command = getattr(importlib.import_module(module), attribute)
+        if isinstance(command, typer.Typer):
+            built.add_typer(command, name=name)
+        else:
+            built.command(name)(command)
+    return built
+
+
+@functools.cache
+def _full_app() -> typer.Typer:
+    return build()
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # `hub.cli.app`, built (every room imported) when first asked for: by the tests and by
+    # `jghub --help`, not by a process that runs one command.
+    if name == "app":
+        return _full_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    app()
+    asked = sys.argv[1] if len(sys.argv) > 1 else ""
+    build(only=asked if asked in COMMANDS else None)()
 
 
 if __name__ == "__main__":

@@ -82,8 +82,13 @@ def _in_file(part: str | int) -> bool:
     return isinstance(part, int) or ("[" not in part and part not in {"str", "dict", "list"})
 
 
-class _Loader(yaml.SafeLoader):
-    """The safe loader: plain YAML types only, no Python objects."""
+# The safe loader (plain YAML types only, no Python objects), on libyaml's parser where PyYAML
+# was built with it (its wheels are): the same nodes, marks and constructor, about three times
+# faster than the pure-Python scanner, which every hub start (serve, the worker, each test's
+# app) pays once for each mapping file.
+_Loader: type[yaml.CSafeLoader | yaml.SafeLoader] = (
+    yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+)
 
 
 def load_yaml(path: Path) -> YamlFile:

@@ -384,14 +384,30 @@ def sample_total(name: str, **labels: str) -> float:
     E.g. `sample_total("jghub_delivered_total", target="national")` over every dataset. For
     in-process readers (the demo, tests); Prometheus sums with PromQL instead.
     """
-    wanted = labels.items()
-    return sum(
-        sample.value
-        for metric in OBSERVED
-        for family in metric.collect()
-        for sample in family.samples
-        if sample.name == name and wanted <= sample.labels.items()
-    )
+    return SampleSnapshot.now().total(name, **labels)
+
+
+@dataclass(frozen=True)
+class SampleSnapshot:
+    """This process's samples read once, by name: a reader summing many series at one moment
+    (the demo's wait for its deliveries, every target and outcome ten times a second) collects
+    the registry once instead of once a series."""
+
+    by_name: dict[str, list[tuple[dict[str, str], float]]]
+
+    @classmethod
+    def now(cls) -> SampleSnapshot:
+        by_name: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for metric in OBSERVED:
+            for family in metric.collect():
+                for sample in family.samples:
+                    by_name.setdefault(sample.name, []).append((sample.labels, sample.value))
+        return cls(by_name)
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum of the samples called `name` whose labels include `labels`."""
+        wanted = labels.items()
+        return sum(value for have, value in self.by_name.get(name, ()) if wanted <= have.items())
 
 
 # -- bounded label values ------------------------------------------------------------------------

@@ -69,7 +69,7 @@ from hub.simulators.sources import SimulatedSource
 from hub.simulators.targets import DeliveryLog, FailurePlan, SimulatedTarget
 from hub.simulators.traffic import SystemTraffic, TrafficPayload
 from mappings import SYSTEMS_ROOT, SystemMappings, load_all
-from monitor.metrics import sample_total
+from monitor.metrics import SampleSnapshot
 from monitor.quarantine import State
 from monitor.settings import MonitorSettings
 from reference.lists import ListName
@@ -392,6 +392,7 @@ def running_landscape(
         broker.declare(topology)
         if options.delete_topology:
             stack.callback(lambda: broker.delete_topology(topology))
+        servers: list[LoopbackServer] = []
         targets: dict[str, SimulatedTarget] = {}
         for system in landscape.systems.systems:
             if system.outbound is None or system.outbound.adapter == "outbox":
@@ -403,7 +404,7 @@ def running_landscape(
             server = LoopbackServer(
                 target.app, host=target.host, port=target.port, name=f"sim-{system.id}"
             )
-            stack.enter_context(server)
+            servers.append(stack.enter_context(server))
             targets[system.id] = target
         sources: dict[str, SimulatedSource | CaseQuerySource] = {}
         # With reference lists to feed, the sources hold their records back until the lists
@@ -433,11 +434,10 @@ def running_landscape(
                     silent=ANSWER_TYPES,
                     fixed=fixed,
                 )
-                stack.enter_context(
-                    LoopbackServer(
-                        source.app, host=source.host, port=source.port, name=f"src-{system.id}"
-                    )
+                served = LoopbackServer(
+                    source.app, host=source.host, port=source.port, name=f"src-{system.id}"
                 )
+                servers.append(stack.enter_context(served))
                 sources[system.id] = source
             elif any(channel.adapter == "soap_poller" for channel in system.inbound):
                 answering = CaseQuerySource.serving(
@@ -445,10 +445,17 @@ def running_landscape(
                 )
                 stack.callback(answering.close)
                 sources[system.id] = answering
-        app = create_app(settings, systems=landscape.systems, clock=clock)
+        app = create_app(settings, systems=landscape.systems, clock=clock, mapping_folders=mappings)
         hub = stack.enter_context(LoopbackServer(app, port=settings.port, name="hub"))
+        servers.append(hub)
         stop = threading.Event()
-        worker = Worker(settings, systems=landscape.systems, pollers=bool(sources), clock=clock)
+        worker = Worker(
+            settings,
+            systems=landscape.systems,
+            pollers=bool(sources),
+            clock=clock,
+            mapping_folders=mappings,
+        )
         thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
         thread.start()
 
@@ -456,6 +463,13 @@ def running_landscape(
             stop.set()
             thread.join(timeout=30)
 
+        def ask_servers_to_stop() -> None:
+            for server in servers:
+                server.request_stop()
+
+        # On the way out, once the worker has stopped delivering, every server is asked to stop
+        # before each is waited for.
+        stack.callback(ask_servers_to_stop)
         stack.callback(stop_worker)
         if feeds_lists:
             _wait_for_lists(settings, roster, options.settle_timeout_s)
@@ -630,11 +644,12 @@ def _push_all(
 
 def _delivery_counts(landscape: Landscape) -> dict[tuple[str, str], float]:
     counts: dict[tuple[str, str], float] = {}
+    samples = SampleSnapshot.now()
     for system in landscape.systems.systems:
         for outcome in ("delivered", "retried", "dead_lettered"):
-            counts[(system.id, outcome)] = sample_total(f"jghub_{outcome}_total", target=system.id)
-        counts[(system.id, "published")] = sample_total("jghub_published_total", system=system.id)
-        counts[(system.id, "repeated")] = sample_total("jghub_duplicates_total", system=system.id)
+            counts[(system.id, outcome)] = samples.total(f"jghub_{outcome}_total", target=system.id)
+        counts[(system.id, "published")] = samples.total("jghub_published_total", system=system.id)
+        counts[(system.id, "repeated")] = samples.total("jghub_duplicates_total", system=system.id)
     return counts
 
 

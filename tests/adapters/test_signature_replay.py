@@ -20,7 +20,7 @@ import httpx
 import pytest
 from broker_support import RABBITMQ_URL, require_rabbitmq
 from hub_harness import SECRETS, TEST_SYSTEMS, sample, signed
-from serve_process import hub_environment, serve_process
+from serve_process import hub_environment, serve_processes
 from store_support import embedded_store
 
 import bus
@@ -72,8 +72,7 @@ def serves(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoServes]:
     )
     topology = load_systems(systems).topology(namespace)
     with (
-        serve_process(env) as first,
-        serve_process(env) as second,
+        serve_processes(env, 2) as (first, second),
         httpx.Client(base_url=first, timeout=30) as one,
         httpx.Client(base_url=second, timeout=30) as other,
         bus.connect(RABBITMQ_URL) as broker,

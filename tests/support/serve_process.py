@@ -92,27 +92,59 @@ def serve_process(
     `open_files` lowers the process's soft limit of open files (RLIMIT_NOFILE). Its log
     (stderr, at `log_level`) goes to `log` when given (a file the test reads), else to a
     temporary file shown only if it fails to start."""
+    with serve_processes(
+        env,
+        1,
+        ready_timeout=ready_timeout,
+        open_files=open_files,
+        log_level=log_level,
+        logs=None if log is None else [log],
+    ) as (base,):
+        yield base
+
+
+@contextmanager
+def serve_processes(
+    env: dict[str, str],
+    count: int,
+    *,
+    ready_timeout: float = 60.0,
+    open_files: int | None = None,
+    log_level: str = "warning",
+    logs: list[IO[bytes]] | None = None,
+) -> Iterator[list[str]]:
+    """Run `count` `jghub serve` processes with `env` until the block ends; yield their base
+    URLs. They are all started before the first is waited for, so they start side by side (two
+    cost one start, not two); otherwise as `serve_process`."""
 
     def limit_open_files() -> None:
         if open_files is not None:
             _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
 
-    port = free_port()
-    command = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)]
-    base = f"http://127.0.0.1:{port}"
-    # Its log goes to a file, not a pipe: a pipe nobody reads would stall it once full.
+    started: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
+    # Each log goes to a file, not a pipe: a pipe nobody reads would stall it once full.
     with contextlib.ExitStack() as files:
-        written = log if log is not None else files.enter_context(tempfile.TemporaryFile())
-        process = subprocess.Popen(
-            [*command, "--log-level", log_level],
-            env=env,
-            cwd=REPOSITORY,
-            stderr=written,
-            preexec_fn=limit_open_files,
-        )
         try:
-            wait_ready(base, process, timeout=ready_timeout, log=written)
-            yield base
+            for number in range(count):
+                port = free_port()
+                written = (
+                    logs[number]
+                    if logs is not None
+                    else files.enter_context(tempfile.TemporaryFile())
+                )
+                command = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)]
+                process = subprocess.Popen(
+                    [*command, "--log-level", log_level],
+                    env=env,
+                    cwd=REPOSITORY,
+                    stderr=written,
+                    preexec_fn=limit_open_files,
+                )
+                started.append((f"http://127.0.0.1:{port}", process, written))
+            for base, process, written in started:
+                wait_ready(base, process, timeout=ready_timeout, log=written)
+            yield [base for base, _, _ in started]
         finally:
-            stop(process)
+            for _, process, _ in started:
+                stop(process)
