@@ -67,6 +67,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.sql.dml import ReturningInsert
 
 from adapters.stages import CASE_DATASET, CaseStages
 from centre.workdays import CalendarNotCovered, WorkingCalendar
@@ -189,7 +190,7 @@ _CASES_READ = select(PENALTY_CASE).where(
 
 
 @functools.cache
-def _versioned_upsert(dialect: str) -> Any:
+def _versioned_upsert(dialect: str) -> ReturningInsert[tuple[str]]:
     """The upsert of `_move_at_once`, built once per dialect (building its SET clause took a
     fifth of a single push's stage check): it writes a case's row only where the version is
     still the one read, and returns the cases it wrote."""
