@@ -287,8 +287,8 @@ def running_hub(
             settings=settings,
             client=client,
             bus_url=settings.bus_url,
-            namespace=namespace,
-            topology=config.topology(namespace),
+            namespace=settings.namespace,
+            topology=config.topology(settings.namespace),
         )
         try:
             yield hub
@@ -296,9 +296,11 @@ def running_hub(
             for opened in hub.brokers:
                 opened.close()
     if backend == "rabbitmq":
+        # The namespace the hub ran in: a test may have given its own (settings_overrides),
+        # whose queues were otherwise left on the broker.
         with bus.connect(settings.bus_url) as cleaner:
-            cleaner.declare(config.topology(namespace))
-            cleaner.delete_topology(config.topology(namespace))
+            cleaner.declare(config.topology(settings.namespace))
+            cleaner.delete_topology(config.topology(settings.namespace))
 
 
 @contextmanager
